@@ -1,0 +1,294 @@
+"""The CRM schema, in SQLAlchemy Core, identical on SQLite and PostgreSQL.
+
+Two groups of tables live here:
+- the CRM itself (users, contacts, companies, leads, their communications and everything that links
+  to them), which crm-dedup reads and, when merging, writes;
+- crm-dedup's own bookkeeping (runs, proposed groups, merge history, skips), prefixed ``dedup_``.
+
+Timestamps are naive UTC. Every entity row carries ``deleted_at`` so that a merge can soft-delete.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ENTITY_TYPES = ("contact", "company", "lead")
+COMM_TYPES = ("phone", "email", "web", "im")
+COMM_KINDS = ("work", "mobile", "home", "other")
+ROLES = ("admin", "manager")
+ACTIVITY_KINDS = ("call", "meeting", "email", "task")
+
+
+def _timestamps() -> list[Column]:
+    return [
+        Column("responsible_id", Integer, ForeignKey("users.id"), nullable=True, index=True),
+        Column("created_at", DateTime, nullable=False),
+        Column("modified_at", DateTime, nullable=False),
+        Column("deleted_at", DateTime, nullable=True),
+    ]
+
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("phone", String(64)),
+    Column("role", String(16), nullable=False),
+    Column("department", String(200)),
+    Column("password_hash", String(255)),
+    CheckConstraint("role IN ('admin', 'manager')", name="role"),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("last_name", String(200)),
+    Column("first_name", String(200)),
+    Column("middle_name", String(200)),
+    Column("birthdate", Date),
+    Column("post", String(200)),
+    Column("address", Text),
+    Column("comments", Text),
+    Column("source", String(100)),
+    Column("tax_id", String(32)),
+    *_timestamps(),
+)
+
+companies = Table(
+    "companies",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("title", String(500), nullable=False),
+    Column("industry", String(200)),
+    Column("address", Text),
+    Column("tax_id", String(32)),
+    Column("website", String(500)),
+    Column("comments", Text),
+    Column("source", String(100)),
+    *_timestamps(),
+)
+
+leads = Table(
+    "leads",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("title", String(500)),
+    Column("last_name", String(200)),
+    Column("first_name", String(200)),
+    Column("middle_name", String(200)),
+    Column("company_title", String(500)),
+    Column("status", String(50)),
+    Column("source", String(100)),
+    Column("comments", Text),
+    # set when a lead is linked to the existing client it duplicates
+    Column("contact_id", Integer, ForeignKey("contacts.id")),
+    Column("company_id", Integer, ForeignKey("companies.id")),
+    *_timestamps(),
+)
+
+communications = Table(
+    "communications",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("entity_type", String(16), nullable=False),
+    Column("entity_id", Integer, nullable=False),
+    Column("type", String(8), nullable=False),
+    Column("kind", String(8), nullable=False, server_default="work"),
+    Column("value", String(1000), nullable=False),
+    CheckConstraint("entity_type IN ('contact', 'company', 'lead')", name="entity_type"),
+    CheckConstraint("type IN ('phone', 'email', 'web', 'im')", name="type"),
+    CheckConstraint("kind IN ('work', 'mobile', 'home', 'other')", name="kind"),
+    Index("ix_communications_entity", "entity_type", "entity_id"),
+)
+
+contact_companies = Table(
+    "contact_companies",
+    metadata,
+    Column("contact_id", Integer, ForeignKey("contacts.id"), primary_key=True),
+    Column("company_id", Integer, ForeignKey("companies.id"), primary_key=True),
+    Column("is_primary", Boolean, nullable=False, server_default="0"),
+    Index("ix_contact_companies_company", "company_id"),
+)
+
+deals = Table(
+    "deals",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("title", String(500), nullable=False),
+    Column("contact_id", Integer, ForeignKey("contacts.id"), index=True),
+    Column("company_id", Integer, ForeignKey("companies.id"), index=True),
+    Column("lead_id", Integer, ForeignKey("leads.id"), index=True),
+    Column("stage", String(50), nullable=False),
+    Column("amount", Numeric(14, 2), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("responsible_id", Integer, ForeignKey("users.id")),
+    Column("created_at", DateTime, nullable=False),
+)
+
+
+def _money_document(name: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("deal_id", Integer, ForeignKey("deals.id"), index=True),
+        Column("contact_id", Integer, ForeignKey("contacts.id"), index=True),
+        Column("company_id", Integer, ForeignKey("companies.id"), index=True),
+        Column("amount", Numeric(14, 2), nullable=False),
+        Column("currency", String(3), nullable=False),
+        Column("status", String(50), nullable=False),
+        Column("created_at", DateTime, nullable=False),
+    )
+
+
+invoices = _money_document("invoices")
+quotes = _money_document("quotes")
+
+activities = Table(
+    "activities",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("entity_type", String(16), nullable=False),
+    Column("entity_id", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("subject", String(500), nullable=False),
+    Column("completed", Boolean, nullable=False, server_default="0"),
+    Column("responsible_id", Integer, ForeignKey("users.id")),
+    Column("created_at", DateTime, nullable=False),
+    CheckConstraint("kind IN ('call', 'meeting', 'email', 'task')", name="kind"),
+    Index("ix_activities_entity", "entity_type", "entity_id"),
+)
+
+history = Table(
+    "history",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("entity_type", String(16), nullable=False),
+    Column("entity_id", Integer, nullable=False),
+    Column("event", String(50), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id")),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_history_entity", "entity_type", "entity_id"),
+)
+
+# The generator's truth: which records are one real-world entity. Only evaluation reads it.
+demo_truth = Table(
+    "demo_truth",
+    metadata,
+    Column("entity_type", String(16), primary_key=True),
+    Column("entity_id", Integer, primary_key=True),
+    Column("cluster", String(64), nullable=False, index=True),
+    Column("note", String(200)),
+)
+
+CRM_TABLES = (
+    users, contacts, companies, leads, communications, contact_companies,
+    deals, invoices, quotes, activities, history, demo_truth,
+)
+
+# ---------------------------------------------------------------------------------------------
+# crm-dedup's own tables
+
+dedup_runs = Table(
+    "dedup_runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("started_at", DateTime, nullable=False),
+    Column("finished_at", DateTime),
+    Column("status", String(16), nullable=False),  # running, completed, failed
+    Column("entity_types", String(100), nullable=False),
+    Column("folder", Text),
+    Column("summary", JSON),
+)
+
+dedup_groups = Table(
+    "dedup_groups",
+    metadata,
+    Column("id", String(64), primary_key=True),  # stable: derived from entity type and primary id
+    Column("entity_type", String(16), nullable=False),
+    Column("run_id", String(64), ForeignKey("dedup_runs.id"), nullable=False, index=True),
+    # pending -> approved -> applied; or skipped; stale when the records changed under the plan
+    Column("status", String(16), nullable=False, index=True),
+    Column("tier", String(16), nullable=False),
+    Column("score", Float, nullable=False),
+    Column("primary_id", Integer, nullable=False),
+    Column("member_ids", JSON, nullable=False),
+    Column("responsible_ids", JSON, nullable=False),
+    Column("primary_reason", Text, nullable=False),
+    Column("criteria", Text, nullable=False),  # "2 matches by phone, 1 by email"
+    Column("plan", JSON),
+    Column("pairs", JSON),
+    Column("approved_by", Integer, ForeignKey("users.id")),
+    Column("approved_at", DateTime),
+    Column("merge_id", Integer),
+    Column("updated_at", DateTime, nullable=False),
+    Index("ix_dedup_groups_list", "entity_type", "status", "score"),
+)
+
+dedup_merges = Table(
+    "dedup_merges",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("group_id", String(64)),
+    Column("batch_id", String(64), index=True),
+    Column("entity_type", String(16), nullable=False),
+    Column("primary_id", Integer, nullable=False),
+    Column("merged_ids", JSON, nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id")),
+    Column("merged_at", DateTime, nullable=False),
+    Column("status", String(16), nullable=False),  # applied, undone
+    Column("undone_at", DateTime),
+    Column("undone_by", Integer, ForeignKey("users.id")),
+    Column("summary", Text, nullable=False),
+    # before-image of every touched row: {table: [row, ...]}, and the after-image to detect drift
+    Column("before_image", JSON, nullable=False),
+    Column("after_image", JSON, nullable=False),
+    UniqueConstraint("batch_id", "group_id", name="batch_group"),
+)
+
+dedup_skips = Table(
+    "dedup_skips",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("entity_type", String(16), nullable=False),
+    Column("id_a", Integer, nullable=False),  # id_a < id_b
+    Column("id_b", Integer, nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id")),
+    Column("created_at", DateTime, nullable=False),
+    UniqueConstraint("entity_type", "id_a", "id_b", name="pair"),
+)
+
+DEDUP_TABLES = (dedup_runs, dedup_groups, dedup_merges, dedup_skips)
+
+ENTITY_TABLES = {"contact": contacts, "company": companies, "lead": leads}

@@ -1,0 +1,238 @@
+"""The CRM database: opened from a URL, migrated with Alembic, read into pandas in chunks, written in batches."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection, Engine
+
+from crm import schema
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "sqlite:///data/crm.db"
+ENV_VAR = "CRM_DEDUP_DB"
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+class StoreError(Exception):
+    """A database problem a user can act on; the message says what to do."""
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The URL given, else $CRM_DEDUP_DB, else the embedded SQLite default."""
+    url = url or os.environ.get(ENV_VAR) or DEFAULT_URL
+    if url.startswith("postgresql://"):
+        # SQLAlchemy 2.0 maps plain postgresql:// to psycopg2, which we do not install.
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+def _alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+class Store:
+    """One CRM database. ``Store(url)`` connects; ``migrate()`` creates or upgrades the schema."""
+
+    def __init__(self, url: str | None = None, *, must_exist: bool = False, echo: bool = False):
+        self.url = resolve_url(url)
+        try:
+            parsed = sa.engine.make_url(self.url)
+        except sa.exc.ArgumentError as exc:
+            raise StoreError(
+                f"The database URL {self.url!r} is not a valid URL ({exc}). "
+                "Use sqlite:///path/to/crm.db or postgresql+psycopg://user@host:5432/dbname."
+            ) from exc
+        self.dialect = parsed.get_backend_name()
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise StoreError(f"Unsupported database {self.dialect!r} in {self.url!r}: use SQLite or PostgreSQL.")
+        kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        if self.dialect == "sqlite":
+            path = parsed.database
+            if path and path != ":memory:":
+                p = Path(path)
+                if must_exist and not p.exists():
+                    raise StoreError(
+                        f"There is no database at {p}. Create one with `crm-dedup demo` or "
+                        f"`crm-dedup init --db {self.url}`, or point --db / ${ENV_VAR} at an existing one."
+                    )
+                p.parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": 60}
+        self.engine: Engine = sa.create_engine(self.url, **kwargs)
+        if self.dialect == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.OperationalError as exc:
+            raise StoreError(
+                f"Cannot connect to the database {parsed.render_as_string(hide_password=True)}: "
+                f"{str(exc.orig).strip().splitlines()[0]}. Check that the server runs and the database exists."
+            ) from exc
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def migrate(self) -> str:
+        """Create the schema or upgrade it to the newest revision; returns that revision."""
+        from alembic import command
+
+        cfg = _alembic_config()
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        return self.revision() or ""
+
+    def check_schema(self) -> None:
+        """Refuse to work on a database without our schema or with an older one."""
+        current, head = self.revision(), head_revision()
+        if current is None:
+            raise StoreError(
+                f"The database {self.display_url} has no crm-dedup schema. Run `crm-dedup init` to create it."
+            )
+        if current != head:
+            raise StoreError(
+                f"The database {self.display_url} has schema revision {current}, this version needs {head}. "
+                "Run `crm-dedup migrate` to upgrade it (back it up first)."
+            )
+
+    @property
+    def display_url(self) -> str:
+        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def read_query(self, query: sa.Select, chunksize: int = 200_000) -> Iterator[pd.DataFrame]:
+        """Run a select and yield DataFrames of at most ``chunksize`` rows, streaming from the server."""
+        with self.engine.connect().execution_options(stream_results=True) as conn:
+            result = conn.execute(query)
+            columns = list(result.keys())
+            while rows := result.fetchmany(chunksize):
+                yield pd.DataFrame.from_records(rows, columns=columns)
+
+    def read_frame(self, query: sa.Select, chunksize: int = 200_000) -> pd.DataFrame:
+        chunks = list(self.read_query(query, chunksize))
+        if not chunks:
+            with self.engine.connect() as conn:
+                columns = list(conn.execute(query.limit(0)).keys())
+            return pd.DataFrame(columns=columns)
+        return pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+
+    def read_entities(self, entity_type: str, *, include_deleted: bool = False,
+                      chunksize: int = 200_000, since=None) -> pd.DataFrame:
+        """All records of one entity type, one row each (communications not included)."""
+        table = schema.ENTITY_TABLES[entity_type]
+        query = sa.select(table)
+        if not include_deleted:
+            query = query.where(table.c.deleted_at.is_(None))
+        if since is not None:
+            query = query.where(table.c.modified_at > since)
+        return self.read_frame(query.order_by(table.c.id), chunksize)
+
+    def read_communications(self, entity_type: str, *, include_deleted: bool = False,
+                            chunksize: int = 500_000) -> pd.DataFrame:
+        """The phones, emails, websites and messengers of one entity type, one row per value."""
+        comm, table = schema.communications, schema.ENTITY_TABLES[entity_type]
+        query = sa.select(comm.c.entity_id, comm.c.type, comm.c.kind, comm.c.value).where(
+            comm.c.entity_type == entity_type)
+        if not include_deleted:
+            live = sa.select(table.c.id).where(table.c.deleted_at.is_(None))
+            query = query.where(comm.c.entity_id.in_(live))
+        return self.read_frame(query.order_by(comm.c.entity_id, comm.c.id), chunksize)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def insert(self, table: sa.Table, rows: Iterable[Mapping[str, Any]] | pd.DataFrame, *,
+               batch_size: int = 10_000, conn: Connection | None = None) -> int:
+        """Insert rows in batches, in one transaction (or in the caller's). Returns the count."""
+        if isinstance(rows, pd.DataFrame):
+            rows = _records(rows)
+        if conn is None:
+            with self.engine.begin() as own:
+                return self.insert(table, rows, batch_size=batch_size, conn=own)
+        count, batch = 0, []
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= batch_size:
+                conn.execute(table.insert(), batch)
+                count += len(batch)
+                batch = []
+        if batch:
+            conn.execute(table.insert(), batch)
+            count += len(batch)
+        return count
+
+    def fix_sequences(self, conn: Connection | None = None) -> None:
+        """After inserting explicit ids on PostgreSQL, move each id sequence past the largest id."""
+        if self.dialect != "postgresql":
+            return
+        if conn is None:
+            with self.engine.begin() as own:
+                return self.fix_sequences(own)
+        for table in schema.metadata.sorted_tables:
+            if "id" in table.c and isinstance(table.c.id.type, sa.Integer) and table.c.id.primary_key:
+                conn.execute(sa.text(
+                    f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                    f"COALESCE((SELECT MAX(id) FROM {table.name}), 0) + 1, false)"))
+
+    def truncate_crm(self) -> None:
+        """Empty every table (the demo generator starts from nothing)."""
+        with self.engine.begin() as conn:
+            for table in reversed(schema.metadata.sorted_tables):
+                conn.execute(table.delete())
+
+    # -- summaries ----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counts per table, live records per entity type and per responsible manager."""
+        out: dict[str, Any] = {"url": self.display_url, "revision": self.revision(), "tables": {}, "per_manager": []}
+        with self.engine.connect() as conn:
+            for table in schema.CRM_TABLES + schema.DEDUP_TABLES:
+                out["tables"][table.name] = conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+            u = schema.users
+            for entity, table in schema.ENTITY_TABLES.items():
+                rows = conn.execute(
+                    sa.select(u.c.name, sa.func.count(table.c.id))
+                    .select_from(table.outerjoin(u, u.c.id == table.c.responsible_id))
+                    .where(table.c.deleted_at.is_(None))
+                    .group_by(u.c.name).order_by(u.c.name)
+                ).all()
+                out["per_manager"] += [{"entity": entity, "manager": n or "(nobody)", "records": c} for n, c in rows]
+        return out
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _records(frame: pd.DataFrame) -> Iterator[dict[str, Any]]:
+    """DataFrame rows as dicts with None for missing values (NaN/NaT are not SQL NULL)."""
+    frame = frame.astype(object).where(frame.notna(), None)
+    for row in frame.itertuples(index=False, name=None):
+        yield dict(zip(frame.columns, row))
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
