@@ -148,7 +148,226 @@ def export(
     typer.echo(f"Wrote {n:,} {entity} records to {file}")
 
 
-def _parse_map(items: list[str]) -> dict[str, str]:
+@app.command()
+def find(
+    input_: Annotated[Optional[Path], typer.Option("--input", help="CSV or parquet file to deduplicate (file mode).")] = None,
+    entity: Annotated[str, typer.Option(help="contact, company or lead.")] = "contact",
+    map_: Annotated[list[str], typer.Option("--map", help="ROLE=COLUMN, repeatable; roles: first_name, last_name, "
+                                             "middle_name, full_name, company, phone, email, birthdate, address, city, "
+                                             "postcode, tax_id, website, text.")] = [],
+    id_column: Annotated[Optional[str], typer.Option(help="Column holding the record id (default: row number).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for groups.csv, pairs.csv, model.json, settings.yaml.")] = None,
+    settings: Annotated[Optional[Path], typer.Option(help="Settings YAML (see docs/settings.md).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Find duplicate groups: in a CSV/parquet file (--input, no database), or in the CRM database
+    (without --input: runs the dedup flow over --entity, or all types with --entity all)."""
+    from matchers.table import MappingError
+    from scoring.settings import MatchSettings, SettingsError
+
+    try:
+        match_settings = MatchSettings.load(settings)
+    except SettingsError as exc:
+        fail(str(exc))
+    if input_ is None:
+        from pipelines.run import run_dedup_cli
+
+        run_dedup_cli(db, entity, settings, out)
+        return
+    from scoring.files import FileError, find_in_file
+
+    out = out or Path("out")
+    try:
+        result = find_in_file(input_, entity, _parse_map(map_), id_column, match_settings)
+    except (FileError, MappingError) as exc:
+        fail(str(exc))
+    paths = result.write(out, match_settings)
+    s = result.summary()
+    typer.echo(f"{s['records']:,} records, {s['candidate_pairs']:,} candidate pairs, {s['groups']:,} groups "
+               f"({s['groups_per_tier']['certain']:,} certain, {s['groups_per_tier']['probable']:,} probable), "
+               f"{s['records_in_groups']:,} records in groups")
+    for name, path in paths.items():
+        typer.echo(f"  {name:<9} {path}")
+
+
+@app.command()
+def evaluate(
+    groups: Annotated[Path, typer.Option(help="groups.csv written by `crm-dedup find`.")],
+    truth: Annotated[Path, typer.Option(help="CSV or parquet with the record id and the true entity.")],
+    truth_column: Annotated[str, typer.Option(help="Column of --truth naming the real entity.")],
+    id_column: Annotated[str, typer.Option(help="Column of --truth with the record id.")] = "id",
+    pairs: Annotated[Optional[Path], typer.Option(help="pairs.csv, for figures per threshold (default: beside groups).")] = None,
+) -> None:
+    """Pairwise precision, recall, F1 and B-cubed figures of groups.csv against known truth."""
+    import pandas as pd
+
+    from scoring.evaluate import evaluate_groups, threshold_table
+    from scoring.files import FileError, read_table
+
+    try:
+        g = pd.read_csv(groups, dtype={"id": str, "group_id": str})
+        t = read_table(truth)
+    except (FileError, OSError) as exc:
+        fail(str(exc))
+    for col in (id_column, truth_column):
+        if col not in t.columns:
+            fail(f"{truth} has no column {col!r} (columns: {', '.join(map(str, t.columns))})")
+    truth_s = pd.Series(t[truth_column].astype(str).to_numpy(), index=t[id_column].astype(str))
+    group_s = pd.Series(g["group_id"].to_numpy(), index=g["id"].astype(str))
+    try:
+        r = evaluate_groups(group_s, truth_s)
+    except ValueError as exc:
+        fail(str(exc))
+    typer.echo(f"records {r['records']:,}  true pairs {r['true_pairs']:,}  predicted pairs {r['predicted_pairs']:,}")
+    typer.echo(f"pairwise  precision {r['precision']:.4f}  recall {r['recall']:.4f}  F1 {r['f1']:.4f}")
+    typer.echo(f"B-cubed   precision {r['bcubed_precision']:.4f}  recall {r['bcubed_recall']:.4f}  "
+               f"F1 {r['bcubed_f1']:.4f}")
+    pairs = pairs or groups.with_name("pairs.csv")
+    if pairs.exists():
+        p = pd.read_csv(pairs, dtype={"id_a": str, "id_b": str})
+        table = threshold_table(p, group_s.index, truth_s)
+        typer.echo("per threshold (groups = connected pairs at or above it):")
+        typer.echo(table[["threshold", "precision", "recall", "f1", "bcubed_f1"]].to_string(
+            index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+SettingsOption = Annotated[Optional[Path], typer.Option("--settings", help="Settings YAML (match, merge, pipeline).")]
+
+
+@app.command()
+def run(
+    db: DbOption = None,
+    entity: Annotated[str, typer.Option(help="contact, company, lead or all.")] = "all",
+    settings: SettingsOption = None,
+) -> None:
+    """Run the dedup flow over the CRM database and print the summary (the main job)."""
+    from pipelines.run import run_dedup_cli
+
+    open_store(db)
+    run_dedup_cli(db, entity, settings)
+
+
+@app.command()
+def approve(
+    group_ids: Annotated[Optional[list[str]], typer.Argument(help="Group ids to approve.")] = None,
+    tier: Annotated[Optional[str], typer.Option(help="Approve every pending group of this tier (certain, probable).")] = None,
+    entity: Annotated[Optional[str], typer.Option(help="Limit --tier to one entity type.")] = None,
+    user: Annotated[Optional[str], typer.Option(help="Email of the approving user (default: the first admin).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Approve pending groups for the next merge (`crm-dedup merge` or the hourly apply flow)."""
+    from crm import proposals
+
+    store = open_store(db)
+    if not group_ids and not tier:
+        fail("name group ids, or --tier certain to approve every certain group")
+    user_row = _user(store, user)
+    ids = list(group_ids or [])
+    if tier:
+        ids += proposals.read_groups(store, status="pending", entity_type=entity, tiers=[tier])["id"].tolist()
+    n = proposals.set_status(store, ids, "approved", user_row["id"])
+    typer.echo(f"Approved {n:,} group(s) as {user_row['name']}" + (f"; {len(ids) - n} were not pending" if len(ids) > n else ""))
+
+
+@app.command()
+def merge(
+    db: DbOption = None,
+    batch_id: Annotated[Optional[str], typer.Option(help="Re-run a batch id to finish it after a crash.")] = None,
+    user: Annotated[Optional[str], typer.Option(help="Email of the user merging (default: the first admin).")] = None,
+    settings: SettingsOption = None,
+) -> None:
+    """Merge every approved group (the apply flow), each in its own transaction."""
+    from pipelines.flows import apply_flow
+
+    store = open_store(db)
+    user_row = _user(store, user)
+    results = apply_flow(db=db, batch_id=batch_id, user_id=user_row["id"],
+                         settings_path=str(settings) if settings else None)
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+        if r["status"] not in ("applied", "already_applied"):
+            typer.secho(f"  {r['group_id']}: {r['status']}: {r['message']}", fg=typer.colors.YELLOW)
+    typer.echo("Merge results: " + (", ".join(f"{n:,} {s}" for s, n in sorted(counts.items())) or "nothing approved"))
+
+
+@app.command()
+def history(
+    db: DbOption = None,
+    limit: Annotated[int, typer.Option(help="How many merges to list, newest first.")] = 50,
+    entity: Annotated[Optional[str], typer.Option(help="contact, company or lead.")] = None,
+) -> None:
+    """List merges: who, when, what; undo one with `crm-dedup undo MERGE_ID`."""
+    from merge_rules.undo import merge_history
+
+    store = open_store(db)
+    frame = merge_history(store, limit=limit, entity_type=entity)
+    if frame.empty:
+        typer.echo("No merges yet.")
+        return
+    typer.echo(frame.to_string(index=False, max_colwidth=60))
+
+
+@app.command()
+def undo(
+    merge_id: Annotated[Optional[int], typer.Argument(help="The merge to undo (see `crm-dedup history`).")] = None,
+    all_: Annotated[Optional[str], typer.Option("--all", help="Undo every merge of this batch id.")] = None,
+    force: Annotated[bool, typer.Option(help="Undo even where records changed since; reports what it overwrote.")] = False,
+    user: Annotated[Optional[str], typer.Option(help="Email of the user undoing (default: the first admin).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Undo a merge (or a whole batch): every touched row back exactly as it was."""
+    from merge_rules.undo import undo_batch, undo_merge
+    from merge_rules.apply import MergeError
+
+    store = open_store(db)
+    user_row = _user(store, user)
+    if (merge_id is None) == (all_ is None):
+        fail("give either a MERGE_ID or --all BATCH_ID")
+    try:
+        results = [undo_merge(store, merge_id, user_row["id"], force=force)] if merge_id is not None else \
+            undo_batch(store, all_, user_row["id"], force=force)
+    except MergeError as exc:
+        fail(str(exc), code=1)
+    for r in results:
+        typer.echo(str(r))
+
+
+@app.command()
+def skip(
+    id_a: Annotated[int, typer.Argument(help="One record id.")],
+    id_b: Annotated[int, typer.Argument(help="The other record id.")],
+    entity: Annotated[str, typer.Option(help="contact, company or lead.")] = "contact",
+    user: Annotated[Optional[str], typer.Option(help="Email of the user (default: the first admin).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Mark two records as "not duplicates"; later runs never group them together."""
+    from merge_rules.skips import skip_pair
+
+    store = open_store(db)
+    skip_pair(store, entity, id_a, id_b, _user(store, user)["id"])
+    typer.echo(f"{entity} #{id_a} and #{id_b} are marked as not duplicates.")
+
+
+def _user(store, email: str | None) -> dict:
+    import sqlalchemy as sa
+
+    from crm import schema
+
+    u = schema.users
+    with store.engine.connect() as conn:
+        if email:
+            row = conn.execute(sa.select(u).where(u.c.email == email)).first()
+            if row is None:
+                fail(f"no user with email {email!r} in {store.display_url}")
+        else:
+            row = conn.execute(sa.select(u).where(u.c.role == "admin").order_by(u.c.id).limit(1)).first()
+            if row is None:
+                fail("the database has no admin user; pass --user EMAIL")
+    return dict(row._mapping)
+
+
+def _parse_map(items: list[str]) -> dict[str, list[str]]:
     out = {}
     for item in items:
         if "=" not in item:

@@ -1,0 +1,955 @@
+"""CSV import and export of contacts, companies and leads, including Bitrix24's own CSV export.
+
+Import reads UTF-8 (with or without BOM) or Windows-1251, comma, semicolon or tab separated, with
+quoted fields that may hold newlines. Every row is checked and either written whole (the record and
+its communications, in one transaction with the rest of its batch) or rejected with its line,
+column and reason; the rest of the file still goes in. Whole-file problems raise ``CsvError``.
+
+Columns are found by name (case and surrounding spaces ignored) through a mapping
+FIELD -> [COLUMN, ...]. FIELD is a column of the entity's table (``last_name``, ``title``,
+``responsible_id``, ``created_at`` ...) or a communication ``TYPE:KIND`` (``phone:mobile``,
+``email:work``, ``web:other``, ``im:other``; a bare ``phone`` means ``phone:work``). Without a preset
+or mapping, columns named like the table fields are recognised, which is what ``export_csv`` writes.
+
+Choices a user should know about:
+- Ids. A file with an id column (``id``, Bitrix24's ``ID``) keeps its ids, so records stay
+  traceable to the CRM they came from and an export re-imported into an empty database gets back
+  the same ids. A row whose id is already in the database (or earlier in the file) is rejected, so
+  importing a file twice does not double it. Rows without an id get max(id)+1, ... in their batch.
+- Values are stored as written (no trimming), except that an empty or whitespace-only cell is NULL.
+- Multi-value cells. Our own format writes one value per cell and repeats the ``phone:work`` (etc.)
+  column as often as the record with most such values needs: lossless for any value. The bitrix24
+  preset writes and reads several values in one cell joined by ", " as Bitrix24 does; a value that
+  itself contains a comma is split there.
+- Timestamps are naive UTC. Bitrix24 writes them in the portal's time zone, which the file does not
+  say; they are taken as they are. created_at defaults to now; modified_at to created_at, else now.
+- Responsible: a number is a user id, anything else a user name (word order and case ignored). One
+  that matches no user is left empty (or set to ``responsible_id=`` when given) and noted in the
+  summary; the same goes for a lead's contact_id / company_id that are not in the database.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import logging
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from crm import schema
+from crm.store import Store
+
+log = logging.getLogger(__name__)
+
+ENTITY_ALIASES = {"contact": "contact", "contacts": "contact", "company": "company",
+                  "companies": "company", "lead": "lead", "leads": "lead"}
+COMM_FIELDS = tuple(f"{t}:{k}" for t in schema.COMM_TYPES for k in schema.COMM_KINDS)
+NOT_IMPORTED = ("deleted_at",)  # export writes live records only; a deleted record is not imported
+BATCH_SIZE = 2000
+MAX_PROBLEMS_KEPT = 100_000  # beyond this only the count grows, so a broken huge file cannot exhaust memory
+VALUE_EXCERPT = 80
+
+# --------------------------------------------------------------------------------------------
+# Presets: preset -> entity -> field -> column headers (the first one is what export writes).
+#
+# Bitrix24's CSV export of the CRM lists (Контакты / Компании / Лиды -> Экспорт в CSV) writes Russian
+# headers, ';' and Windows-1251. Column names checked against lists of real export headers found in
+# public code that reads such files (search tool, code corpus: a lead-export ETL reading
+# LEAD.csv with encoding='cp1251', sep=';'; a Bitrix24 lead-header list "ID, Название лида, Обращение,
+# Имя, Фамилия, Отчество, ..., Рабочий телефон, Мобильный телефон, Номер факса, Домашний телефон,
+# Номер пейджера, Телефон для рассылок, Другой телефон, Корпоративный сайт, Личная страница, Страница
+# Facebook, ..., Рабочий e-mail, Частный e-mail, E-mail для рассылок, Другой e-mail, Контакт Facebook,
+# Контакт Telegram, Контакт ВКонтакте, Контакт Skype, Контакт Viber, ..., Другой контакт, ...,
+# Название компании, Должность, Комментарий, ..., Источник, Ответственный"; contact exports with
+# "Дата рождения", "Тип контакта", "Дата создания", "Дата изменения") and Bitrix24's field names
+# (helpdesk.bitrix24.ru "Системные поля в CRM"; REST field TYPE_ID = "Тип компании").
+# Bitrix24 multi-fields have types, ours have kinds: phone FAX / PAGER / MAILING and email MAILING go
+# to "other". Messengers have no kind in Bitrix24; so that every kind has a column and an export keeps
+# it, Skype is filed as work, phone-number messengers (Telegram, Viber, WhatsApp) as mobile, social
+# networks as home and the rest as other. Social network pages are web:other.
+
+def _bitrix_comms() -> dict[str, list[str]]:
+    return {
+        "phone:work": ["Рабочий телефон"],
+        "phone:mobile": ["Мобильный телефон"],
+        "phone:home": ["Домашний телефон"],
+        "phone:other": ["Другой телефон", "Номер факса", "Номер пейджера", "Телефон для рассылок"],
+        "email:work": ["Рабочий e-mail"],
+        "email:home": ["Частный e-mail", "Личный e-mail"],
+        "email:other": ["Другой e-mail", "E-mail для рассылок"],
+        "web:work": ["Корпоративный сайт"],
+        "web:home": ["Личная страница"],
+        "web:other": ["Другой сайт", "Страница Facebook", "Страница ВКонтакте", "Страница LiveJournal",
+                      "Микроблог Twitter"],
+        "im:work": ["Контакт Skype"],
+        "im:mobile": ["Контакт Telegram", "Контакт Viber", "Контакт WhatsApp"],
+        "im:home": ["Контакт ВКонтакте", "Контакт Facebook", "Комментарии Instagram", "Контакт Instagram"],
+        "im:other": ["Другой контакт", "Контакт Битрикс24.Network", "Контакт Битрикс24 Network",
+                     "Онлайн-чат", "Контакт Открытая линия", "Контакт ICQ", "Контакт MSN/Live!",
+                     "Контакт Jabber"],
+    }
+
+
+_BITRIX_OWNER = {"responsible_id": ["Ответственный"], "created_at": ["Дата создания"],
+                 "modified_at": ["Дата изменения"]}
+
+PRESETS: dict[str, dict[str, dict[str, list[str]]]] = {
+    "bitrix24": {
+        "contact": {
+            "id": ["ID"], "last_name": ["Фамилия"], "first_name": ["Имя"], "middle_name": ["Отчество"],
+            "birthdate": ["Дата рождения"], "post": ["Должность"], "address": ["Адрес"],
+            "comments": ["Комментарий"], "source": ["Источник"], "tax_id": ["ИНН"],
+            **_BITRIX_OWNER, **_bitrix_comms(),
+        },
+        "company": {
+            "id": ["ID"], "title": ["Название компании", "Название"], "industry": ["Сфера деятельности"],
+            "address": ["Адрес", "Фактический адрес"], "tax_id": ["ИНН"], "comments": ["Комментарий"],
+            "source": ["Источник"], **_BITRIX_OWNER, **_bitrix_comms(),
+        },
+        "lead": {
+            "id": ["ID"], "title": ["Название лида"], "status": ["Статус", "Стадия"],
+            "last_name": ["Фамилия"], "first_name": ["Имя"], "middle_name": ["Отчество"],
+            "company_title": ["Название компании"], "source": ["Источник"], "comments": ["Комментарий"],
+            **_BITRIX_OWNER, **_bitrix_comms(),
+        },
+    },
+}
+
+# How a preset writes several values of one kind: one cell, joined (None: one value per cell).
+MULTI_VALUE_JOIN = {None: None, "bitrix24": ", "}
+# How a preset writes dates and timestamps (None: ISO 8601, which keeps microseconds).
+DATE_FORMATS = {"bitrix24": ("%d.%m.%Y", "%d.%m.%Y %H:%M:%S")}
+
+# Columns of Bitrix24's export that we recognise but have nowhere to put: said so instead of "unknown".
+NOT_STORED = {
+    "contact": {"компания": "contacts link to companies by id, not by name: link them after import",
+                "название компании": "contacts link to companies by id, not by name: link them after import"},
+    "company": {"тип компании": "the companies table has no company type"},
+    "lead": {"адрес": "the leads table has no address"},
+}
+
+REQUIRED = {
+    "contact": ("last_name", "first_name", "middle_name", "phone", "email"),
+    "company": ("title",),
+    "lead": ("title", "last_name", "first_name", "middle_name", "company_title", "phone", "email"),
+}
+REQUIRED_TEXT = {
+    "contact": "a name, phone or email",
+    "company": "a title",
+    "lead": "a title, name, company title, phone or email",
+}
+
+_PARSE_DATES = ("%d.%m.%Y", "%Y-%m-%d", "%d/%m/%Y")
+_PARSE_DATETIMES = ("%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%d.%m.%Y", "%d/%m/%Y %H:%M:%S", "%d/%m/%Y")
+
+
+class CsvError(Exception):
+    """A whole-file problem: the message names the file, line or setting and what to do."""
+
+
+@dataclass
+class Problem:
+    """A rejected row: its 1-based line in the file, the column at fault (None: the whole row), why."""
+
+    line: int
+    column: str | None
+    reason: str
+    file: str = ""
+    value: str | None = None  # an excerpt of the offending cell
+
+    def __str__(self) -> str:
+        where = f"{self.file} line {self.line}" if self.file else f"line {self.line}"
+        if self.column is not None:
+            where += f", column '{self.column}'"
+        return f"{where}: {self.reason}"
+
+
+@dataclass
+class ImportReport:
+    file: Path
+    entity: str
+    rows_read: int = 0
+    imported: int = 0
+    rejected: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    communications: int = 0
+    encoding: str = ""
+    delimiter: str = ""
+    preset: str | None = None
+    ignored_columns: list[str] = field(default_factory=list)  # with the reason when we know it
+    notes: Counter = field(default_factory=Counter)  # "responsible 'X' is not a user; left empty" -> rows
+    note_lines: dict[str, int] = field(default_factory=dict)  # note -> first line it happened
+    problems_dropped: int = 0
+
+    def summary(self) -> str:
+        name = Path(self.file).name
+        enc = {"utf-8-sig": "UTF-8", "cp1251": "Windows-1251"}.get(self.encoding, self.encoding)
+        delim = {"\t": "tab"}.get(self.delimiter, repr(self.delimiter))
+        lines = [f"{name}: {self.rows_read:,} {self.entity} rows read ({enc}, {delim}"
+                 + (f", preset {self.preset}" if self.preset else "") + f"): {self.imported:,} imported "
+                 f"with {self.communications:,} phones/emails/sites/messengers, {self.rejected:,} rejected."]
+        if self.ignored_columns:
+            lines.append("Ignored columns: " + "; ".join(self.ignored_columns) + ".")
+        for note, n in self.notes.most_common(20):
+            lines.append(f"{n:,} row{'s' if n != 1 else ''}: {note} (first at line {self.note_lines[note]}).")
+        if len(self.notes) > 20:
+            lines.append(f"... and {len(self.notes) - 20:,} more notes of these kinds.")
+        if self.problems_dropped:
+            lines.append(f"Only the first {len(self.problems):,} problems are listed; "
+                         f"{self.problems_dropped:,} more rows were rejected.")
+        return "\n".join(lines)
+
+    def write_problems(self, path: Path | str) -> None:
+        """The rejected rows as CSV (UTF-8 with BOM so Excel shows Cyrillic): line, column, value, reason."""
+        with open(path, "w", encoding="utf-8-sig", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["line", "column", "value", "reason"])
+            for p in self.problems:
+                w.writerow([p.line, p.column or "", _excerpt(p.value) if p.value is not None else "", p.reason])
+
+
+# --------------------------------------------------------------------------------------------
+# fields of an entity
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    kind: str  # int, str, text, date, datetime, comm
+    length: int | None = None
+
+
+def _fields(entity: str) -> dict[str, _Field]:
+    out: dict[str, _Field] = {}
+    for col in schema.ENTITY_TABLES[entity].c:
+        if col.name in NOT_IMPORTED:
+            continue
+        t = col.type
+        if isinstance(t, sa.Integer):
+            out[col.name] = _Field(col.name, "int")
+        elif isinstance(t, sa.DateTime):
+            out[col.name] = _Field(col.name, "datetime")
+        elif isinstance(t, sa.Date):
+            out[col.name] = _Field(col.name, "date")
+        elif isinstance(t, sa.String) and t.length:  # Text is a String without length
+            out[col.name] = _Field(col.name, "str", t.length)
+        else:
+            out[col.name] = _Field(col.name, "text")
+    comm_len = schema.communications.c.value.type.length
+    for name in COMM_FIELDS:
+        out[name] = _Field(name, "comm", comm_len)
+    return out
+
+
+def _native_mapping(entity: str) -> dict[str, list[str]]:
+    mapping = {name: [name] for name in _fields(entity)}
+    for t in schema.COMM_TYPES:  # a bare "phone" / "email" column of a hand-made file
+        mapping[f"{t}:work"].append(t)
+    return mapping
+
+
+def _field_key(key: str, fields: dict[str, _Field], entity: str) -> str:
+    k = key.strip().lower()
+    if k in schema.COMM_TYPES:
+        k = f"{k}:work"
+    if k not in fields:
+        raise CsvError(
+            f"The mapping names the field {key!r}, which {entity} records do not have. Fields: "
+            f"{', '.join(f for f in fields if ':' not in f)}; communications: TYPE:KIND with TYPE one of "
+            f"{', '.join(schema.COMM_TYPES)} and KIND one of {', '.join(schema.COMM_KINDS)} (e.g. phone:mobile).")
+    return k
+
+
+def _norm(header: str) -> str:
+    return " ".join(header.replace("\ufeff", "").split()).casefold()
+
+
+# --------------------------------------------------------------------------------------------
+# reading the file: encoding, delimiter, rows
+
+def _check_encoding(path: Path, encoding: str) -> tuple[int, int] | None:
+    """None if the whole file decodes, else (byte offset, line) of the first byte that does not."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    offset, newlines = 0, 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                pending = len(decoder.getstate()[0]) if hasattr(decoder, "getstate") else 0
+                at = max(0, exc.start - pending)
+                return offset + at, newlines + chunk[:at].count(b"\n") + 1
+            offset += len(chunk)
+            newlines += chunk.count(b"\n")
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return offset, newlines + 1
+    return None
+
+
+def _detect_encoding(path: Path, head: bytes) -> str:
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or (
+            head.count(b"\x00") >= 8 and head.count(b"\x00") * 4 > len(head)):
+        raise CsvError(f"{path} looks like UTF-16 (a byte-order mark or many NUL bytes at the start). "
+                       "Save it as CSV UTF-8 or Windows-1251 and import again.")
+    bad_utf8 = _check_encoding(path, "utf-8-sig")
+    if bad_utf8 is None:
+        return "utf-8-sig"
+    bad_cp1251 = _check_encoding(path, "cp1251")
+    if bad_cp1251 is None:
+        log.info("%s is not UTF-8 (byte %d): reading it as Windows-1251", path, bad_utf8[0])
+        return "cp1251"
+    raise CsvError(
+        f"{path} is neither UTF-8 (invalid byte at offset {bad_utf8[0]:,}, line {bad_utf8[1]:,}) nor "
+        f"Windows-1251 (invalid byte at offset {bad_cp1251[0]:,}, line {bad_cp1251[1]:,}). "
+        "Save it as CSV UTF-8, or give its encoding with --encoding.")
+
+
+def _encoding(path: Path, encoding: str | None, head: bytes) -> str:
+    if encoding is None:
+        return _detect_encoding(path, head)
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise CsvError(f"Unknown encoding {encoding!r} for {path}: use utf-8 or cp1251.") from None
+    if name == "utf-8":
+        name = "utf-8-sig"  # a BOM is not part of the first header
+    bad = _check_encoding(path, name)
+    if bad is not None:
+        other = "cp1251" if name.startswith("utf") else "utf-8"
+        raise CsvError(f"{path} is not valid {encoding}: invalid byte at offset {bad[0]:,} (line {bad[1]:,}). "
+                       f"Try --encoding {other}, or leave --encoding out to detect it.")
+    return name
+
+
+def _delimiter(sample: str, truncated: bool) -> str:
+    """The delimiter that splits the first rows of the sample most consistently into most columns."""
+    best, best_score = ",", (0.0, 1)
+    for d in (",", ";", "\t"):
+        rows = []
+        reader = csv.reader(io.StringIO(sample, newline=""), delimiter=d)
+        while len(rows) < 51:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error:
+                continue
+            if row:
+                rows.append(row)
+        if truncated and len(rows) > 1:
+            rows = rows[:-1]  # the last record may be cut off by the end of the sample
+        rows = rows[:50]
+        if not rows or len(rows[0]) < 2:
+            continue
+        width = len(rows[0])
+        score = (sum(len(r) == width for r in rows) / len(rows), width)
+        if score > best_score:
+            best, best_score = d, score
+    return best
+
+
+def _given_delimiter(delimiter: str, path: Path) -> str:
+    d = {"\\t": "\t", "tab": "\t", "comma": ",", "semicolon": ";"}.get(delimiter, delimiter)
+    if len(d) != 1 or d in "\"\r\n":
+        raise CsvError(f"Delimiter {delimiter!r} for {path} must be one character such as ',' or ';'.")
+    return d
+
+
+class _Records:
+    """csv.reader that also gives each record's first line and survives csv.Error in one record."""
+
+    def __init__(self, text: io.TextIOBase, delimiter: str):
+        self.reader = csv.reader(text, delimiter=delimiter)
+        self.last_line = 0
+
+    def __iter__(self) -> Iterator[tuple[int, int, list[str] | csv.Error]]:
+        while True:
+            start = self.last_line + 1
+            try:
+                row = next(self.reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:  # reported as a bad row; the reader goes on with the next line
+                row = exc
+            self.last_line = self.reader.line_num
+            yield start, self.last_line, row
+
+
+# --------------------------------------------------------------------------------------------
+# converting a row
+
+class _Reject(Exception):
+    def __init__(self, column: str | None, reason: str, value: str | None = None):
+        super().__init__(reason)
+        self.column, self.reason, self.value = column, reason, value
+
+
+def _excerpt(value: str) -> str:
+    value = value.replace("\x00", "\\x00")
+    return value if len(value) <= VALUE_EXCERPT else value[:VALUE_EXCERPT] + f"... ({len(value):,} characters)"
+
+
+def _check_text(value: str, column: str, length: int | None, what: str) -> None:
+    if "\x00" in value:
+        raise _Reject(column, "contains a NUL character (\\x00), which a database cannot store in text; "
+                              "remove it from the file", value)
+    if length is not None and len(value) > length:
+        raise _Reject(column, f"is {len(value):,} characters long; {what} holds at most {length:,}", value)
+
+
+def _parse_date(value: str, column: str) -> date:
+    v = value.strip()
+    for fmt in _PARSE_DATES:
+        try:
+            return datetime.strptime(v, fmt).date()
+        except ValueError:
+            pass
+    try:  # a timestamp at midnight is a date too (some exports write 01.02.1980 00:00:00)
+        stamp = _parse_datetime(v, column)
+        if stamp.time() == datetime.min.time():
+            return stamp.date()
+    except _Reject:
+        pass
+    raise _Reject(column, f"{_excerpt(v)!r} is not a date: write dd.mm.yyyy (as Bitrix24 does) or yyyy-mm-dd",
+                  value)
+
+
+def _parse_datetime(value: str, column: str) -> datetime:
+    v = value.strip()
+    for fmt in _PARSE_DATETIMES:
+        try:
+            return datetime.strptime(v, fmt)
+        except ValueError:
+            pass
+    try:
+        stamp = datetime.fromisoformat(v)
+    except ValueError:
+        raise _Reject(column, f"{_excerpt(v)!r} is not a date and time: write dd.mm.yyyy hh:mm:ss "
+                              "(as Bitrix24 does) or yyyy-mm-dd hh:mm:ss", value) from None
+    if stamp.tzinfo is not None:
+        stamp = stamp.astimezone(timezone.utc).replace(tzinfo=None)
+    return stamp
+
+
+def _parse_int(value: str, column: str) -> int:
+    v = value.strip()
+    if not v.isascii() or not v.isdigit() or not 0 < int(v) < 2**31:
+        raise _Reject(column, f"{_excerpt(v)!r} is not a record id (a whole number from 1)", value)
+    return int(v)
+
+
+@dataclass
+class _Row:
+    line: int
+    record: dict[str, Any]
+    comms: list[tuple[str, str, str]]
+    notes: list[str]
+
+
+class _Users:
+    """User ids and names for the Responsible column."""
+
+    def __init__(self, store: Store):
+        u = schema.users
+        with store.engine.connect() as conn:
+            rows = conn.execute(sa.select(u.c.id, u.c.name)).all()
+        self.ids = {r.id for r in rows}
+        self.by_name: dict[str, list[int]] = {}
+        self.names = {r.id: r.name for r in rows}
+        for r in rows:
+            self.by_name.setdefault(self.key(r.name), []).append(r.id)
+
+    @staticmethod
+    def key(name: str) -> str:
+        return " ".join(sorted(name.casefold().replace("ё", "е").split()))
+
+    def resolve(self, value: str) -> tuple[int | None, str | None]:
+        """(user id, None) or (None, a note saying why not)."""
+        v = value.strip()
+        if v.isascii() and v.isdigit():
+            if int(v) in self.ids:
+                return int(v), None
+            return None, f"responsible id {v} is not a user"
+        ids = self.by_name.get(self.key(v), [])
+        if len(ids) == 1:
+            return ids[0], None
+        if ids:
+            return None, f"responsible {_excerpt(v)!r} matches {len(ids)} users"
+        return None, f"responsible {_excerpt(v)!r} is not a user"
+
+
+class _Converter:
+    def __init__(self, entity: str, fields: dict[str, _Field], columns: dict[str, list[int]],
+                 header: list[str], split: str | None, users: _Users, default_responsible: int | None):
+        self.entity, self.fields, self.columns, self.header = entity, fields, columns, header
+        self.split, self.users, self.default_responsible = split, users, default_responsible
+        self.width = len(header)
+        self.header_key = [_norm(h) for h in header]
+        self.scalars = [(fields[f], idx) for f, idx in columns.items() if fields[f].kind != "comm"]
+        self.comms = [(f.split(":")[0], f.split(":")[1], idx) for f, idx in columns.items()
+                      if fields[f].kind == "comm"]
+        self.table = schema.ENTITY_TABLES[entity]
+        self.now = datetime.now(timezone.utc).replace(tzinfo=None)
+
+    def convert(self, line: int, end: int, cells: list[str]) -> _Row:
+        if len(cells) < self.width or any(c.strip() for c in cells[self.width:]):
+            hint = (f"; it spans lines {line}-{end}: an opening quote without its closing quote joins lines"
+                    if end > line else ": a delimiter inside an unquoted value, or a line broken in two?")
+            raise _Reject(None, f"has {len(cells)} cells where the header has {self.width}{hint}")
+        if [_norm(c) for c in cells[:self.width]] == self.header_key:
+            raise _Reject(None, "repeats the header line; skipped")
+        record: dict[str, Any] = {}
+        notes: list[str] = []
+        for f, idx in self.scalars:
+            for i in idx:  # several columns for one field: the first filled one
+                raw = cells[i]
+                if raw.strip():
+                    record[f.name] = self.value(f, raw, self.header[i], notes)
+                    break
+        comms: list[tuple[str, str, str]] = []
+        for typ, kind, idx in self.comms:
+            for i in idx:
+                pieces = [p.strip() for p in cells[i].split(self.split)] if self.split else [cells[i]]
+                for p in pieces:
+                    if p.strip():
+                        _check_text(p, self.header[i], self.fields[f"{typ}:{kind}"].length, f"a {typ} value")
+                        comms.append((typ, kind, p))
+        if not self.has_required(record, comms):
+            cols = sorted({self.header[i] for f, idx in self.columns.items()
+                           if f.split(":")[0] in REQUIRED[self.entity] for i in idx})
+            raise _Reject(None, f"lacks {REQUIRED_TEXT[self.entity]}: a {self.entity} needs at least one "
+                                f"(columns {', '.join(cols)} are all empty)")
+        if record.get("responsible_id") is None and self.default_responsible is not None:
+            record["responsible_id"] = self.default_responsible
+        record.setdefault("created_at", self.now)
+        record.setdefault("modified_at", record["created_at"] if "created_at" in record else self.now)
+        return _Row(line, record, comms, notes)
+
+    def value(self, f: _Field, raw: str, column: str, notes: list[str]) -> Any:
+        if f.name == "responsible_id":
+            _check_text(raw, column, None, "")
+            uid, note = self.users.resolve(raw)
+            if note:
+                notes.append(note + ("; set to the default responsible" if self.default_responsible
+                                     else "; left empty"))
+                return self.default_responsible
+            return uid
+        if f.kind in ("str", "text"):
+            _check_text(raw, column, f.length, f"{self.entity} {f.name}")
+            return raw
+        _check_text(raw, column, None, "")
+        if f.kind == "int":
+            return _parse_int(raw, column)
+        if f.kind == "date":
+            return _parse_date(raw, column)
+        return _parse_datetime(raw, column)
+
+    def has_required(self, record: dict[str, Any], comms: list[tuple[str, str, str]]) -> bool:
+        need = REQUIRED[self.entity]
+        return any(record.get(f) is not None and str(record[f]).strip() for f in need) or any(
+            t in need for t, _, _ in comms)
+
+
+# --------------------------------------------------------------------------------------------
+# import
+
+def _entity(entity: str) -> str:
+    e = ENTITY_ALIASES.get(str(entity).strip().lower())
+    if e is None:
+        raise CsvError(f"Unknown entity {entity!r}: use contact, company or lead.")
+    return e
+
+
+def _preset(preset: str | None, entity: str) -> dict[str, list[str]] | None:
+    if preset is None:
+        return None
+    if preset not in PRESETS:
+        raise CsvError(f"Unknown preset {preset!r}: the presets are {', '.join(PRESETS)}; "
+                       "or leave --preset out and map columns with --map FIELD=COLUMN.")
+    if entity not in PRESETS[preset]:
+        raise CsvError(f"The preset {preset!r} has no columns for {entity} records.")
+    return PRESETS[preset][entity]
+
+
+def _resolve_columns(path: Path, entity: str, header: list[str], fields: dict[str, _Field],
+                     preset: str | None, mapping: dict[str, list[str]] | None
+                     ) -> tuple[dict[str, list[int]], list[str]]:
+    """field -> column indices, and the ignored columns (with why, when known)."""
+    base = _preset(preset, entity) or _native_mapping(entity)
+    user: dict[str, list[str]] = {}
+    for key, cols in (mapping or {}).items():
+        cols = [cols] if isinstance(cols, str) else list(cols)
+        # FIELD= (no column) leaves a field out, e.g. id= to import a file's rows as new records
+        user.setdefault(_field_key(key, fields, entity), []).extend(c for c in cols if c.strip())
+    by_name: dict[str, list[int]] = {}
+    for i, h in enumerate(header):
+        by_name.setdefault(_norm(h), []).append(i)
+    columns: dict[str, list[int]] = {}
+    taken: set[int] = set()
+    for f, cols in user.items():
+        for c in cols:
+            idx = by_name.get(_norm(c))
+            if not idx:
+                raise CsvError(f"The mapping {f}={c} names a column that {path} does not have. Its columns: "
+                               f"{', '.join(repr(h) for h in header)}.")
+            columns.setdefault(f, []).extend(i for i in idx if i not in columns.get(f, []))
+            taken.update(idx)
+    for f, cols in base.items():
+        if f in user:
+            continue
+        idx = [i for c in cols for i in by_name.get(_norm(c), []) if i not in taken]
+        if idx:
+            columns[f] = list(dict.fromkeys(idx))
+            taken.update(idx)
+    needed = REQUIRED[entity]
+    if not any(f.split(":")[0] in needed for f in columns):
+        expected = sorted({c for f, cols in {**base, **user}.items() if f.split(":")[0] in needed for c in cols})
+        hint = ""
+        if preset is None and not mapping:
+            bitrix = _resolve_quietly(header, PRESETS["bitrix24"][entity])
+            if any(f.split(":")[0] in needed for f in bitrix):
+                hint = " It looks like a Bitrix24 export: add --preset bitrix24."
+        raise CsvError(
+            f"{path} has no column for {REQUIRED_TEXT[entity]} of a {entity}. The file has: "
+            f"{', '.join(repr(h) for h in header)}. "
+            f"{'The ' + preset + ' preset' if preset else 'Without a preset, import'} expects at least one of: "
+            f"{', '.join(expected)}.{hint} Check --entity and --preset, or map columns with --map FIELD=COLUMN.")
+    ignored = []
+    for i, h in enumerate(header):
+        if i in taken or not h.strip():
+            continue
+        why = NOT_STORED.get(entity, {}).get(_norm(h))
+        ignored.append(f"'{h}' ({why})" if why else f"'{h}'")
+    return columns, ignored
+
+
+def _resolve_quietly(header: list[str], base: dict[str, list[str]]) -> dict[str, list[int]]:
+    names = {_norm(h) for h in header}
+    return {f: [0] for f, cols in base.items() if any(_norm(c) in names for c in cols)}
+
+
+def import_csv(store: Store, path: Path, entity: str, *, preset: str | None = None,
+               mapping: dict[str, list[str]] | None = None, encoding: str | None = None,
+               delimiter: str | None = None, responsible_id: int | None = None,
+               batch_size: int = BATCH_SIZE) -> ImportReport:
+    """Import one CSV file of contacts, companies or leads; bad rows are reported, the rest goes in."""
+    path = Path(path)
+    entity = _entity(entity)
+    _preset(preset, entity)
+    fields = _fields(entity)
+    if not path.exists():
+        raise CsvError(f"There is no file {path}. Check the path.")
+    if not path.is_file():
+        raise CsvError(f"{path} is not a file.")
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if not head.replace(codecs.BOM_UTF8, b"").strip():
+        raise CsvError(f"{path} is empty: export the records again, with the header line.")
+    enc = _encoding(path, encoding, head)
+    users = _Users(store)
+    if responsible_id is not None and responsible_id not in users.ids:
+        raise CsvError(f"The default responsible user id {responsible_id} is not a user of {store.display_url}.")
+    report = ImportReport(file=path, entity=entity, encoding=enc, preset=preset)
+    old_limit = csv.field_size_limit()
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a 1 MB cell is a row problem, not a reader error
+    try:
+        with open(path, encoding=enc, newline="") as text:
+            sample = text.read(1 << 16)
+            truncated = bool(text.read(1))
+            text.seek(0)
+            report.delimiter = _given_delimiter(delimiter, path) if delimiter else _delimiter(sample, truncated)
+            _import_rows(store, path, entity, fields, _Records(text, report.delimiter), preset, mapping,
+                         users, responsible_id, batch_size, report)
+    finally:
+        csv.field_size_limit(old_limit)
+    log.info("%s", report.summary())
+    return report
+
+
+def _import_rows(store: Store, path: Path, entity: str, fields: dict[str, _Field], records: _Records,
+                 preset: str | None, mapping, users: _Users, responsible_id: int | None, batch_size: int,
+                 report: ImportReport) -> None:
+    header: list[str] | None = None
+    for line, end, row in records:
+        if isinstance(row, csv.Error):
+            raise CsvError(f"{path} line {line}: the header cannot be read ({row}).")
+        if row and any(c.strip() for c in row):
+            header = row
+            break
+    if header is None:
+        raise CsvError(f"{path} is empty: it has no header line and no rows.")
+    columns, report.ignored_columns = _resolve_columns(path, entity, header, fields, preset, mapping)
+    conv = _Converter(entity, fields, columns, header, MULTI_VALUE_JOIN.get(preset), users, responsible_id)
+    writer = _Writer(store, entity, report, header[columns["id"][0]] if "id" in columns else None)
+    for line, end, row in records:
+        if isinstance(row, csv.Error):
+            report.rows_read += 1
+            writer.reject(Problem(line, None, f"cannot be read as CSV ({row})"))
+            continue
+        if not row:  # a blank line is no row
+            continue
+        report.rows_read += 1
+        try:
+            good = conv.convert(line, end, row)
+        except _Reject as r:
+            writer.reject(Problem(line, r.column, r.reason, value=r.value))
+            continue
+        writer.add(good)
+        if len(writer.batch) >= batch_size:
+            writer.flush()
+    writer.flush()
+    report.problems.sort(key=lambda p: p.line)  # rows refused at write time come last otherwise
+
+
+class _Writer:
+    """Writes good rows in batches, each batch in one transaction; never half a row."""
+
+    def __init__(self, store: Store, entity: str, report: ImportReport, id_column: str | None = None):
+        self.store, self.entity, self.report, self.id_column = store, entity, report, id_column
+        self.table = schema.ENTITY_TABLES[entity]
+        self.batch: list[_Row] = []
+        self.seen_ids: dict[int, int] = {}  # explicit id -> line, to catch an id repeated in the file
+        self.next_floor = 0  # ids given so far in this import
+
+    def reject(self, problem: Problem) -> None:
+        problem.file = self.report.file.name
+        self.report.rejected += 1
+        if len(self.report.problems) < MAX_PROBLEMS_KEPT:
+            self.report.problems.append(problem)
+        else:
+            self.report.problems_dropped += 1
+
+    def add(self, row: _Row) -> None:
+        rid = row.record.get("id")
+        if rid is not None:
+            if rid in self.seen_ids:
+                self.reject(Problem(row.line, self.id_column, f"id {rid} appears again "
+                                    f"(first at line {self.seen_ids[rid]}); skipped"))
+                return
+            self.seen_ids[rid] = row.line
+        self.batch.append(row)
+
+    def flush(self) -> None:
+        if not self.batch:
+            return
+        rows, self.batch = self.batch, []
+        try:
+            with self.store.engine.begin() as conn:
+                rows = self._prepare(conn, rows)
+                self._insert(conn, rows)
+                self.store.fix_sequences(conn)
+        except sa.exc.DBAPIError as exc:
+            # Something the checks did not foresee: find the row(s) by writing them one at a time.
+            log.warning("batch insert failed (%s); retrying the %d rows one by one",
+                        str(exc.orig).splitlines()[0], len(rows))
+            for row in rows:
+                try:
+                    with self.store.engine.begin() as conn:
+                        self._insert(conn, [row])
+                        self.store.fix_sequences(conn)
+                except sa.exc.DBAPIError as one:
+                    self.reject(Problem(row.line, None, "the database refused it: "
+                                        + str(one.orig).strip().splitlines()[0]))
+                    continue
+                self._count([row])
+            return
+        self._count(rows)
+
+    def _count(self, rows: list[_Row]) -> None:
+        for row in rows:
+            self.report.imported += 1
+            self.report.communications += len(row.comms)
+            for note in row.notes:
+                self.report.notes[note] += 1
+                self.report.note_lines.setdefault(note, row.line)
+
+    def _prepare(self, conn, rows: list[_Row]) -> list[_Row]:
+        """Reject rows whose id exists, clear links to missing records, give ids to the rest."""
+        table = self.table
+        explicit = [r.record["id"] for r in rows if r.record.get("id") is not None]
+        taken = set()
+        for part in _chunks(explicit, 900):
+            taken |= set(conn.execute(sa.select(table.c.id).where(table.c.id.in_(part))).scalars())
+        keep = []
+        for r in rows:
+            rid = r.record.get("id")
+            if rid in taken:
+                self.reject(Problem(r.line, self.id_column, f"id {rid} is already in the database (imported before?); "
+                                    "skipped. To import the file's rows as new records, leave its id "
+                                    "column out (mapping id= , on the command line --map id=)."))
+            else:
+                keep.append(r)
+        for link, target in (("contact_id", schema.contacts), ("company_id", schema.companies)):
+            if link not in table.c:
+                continue
+            wanted = {r.record[link] for r in keep if r.record.get(link) is not None}
+            found = set()
+            for part in _chunks(sorted(wanted), 900):
+                found |= set(conn.execute(sa.select(target.c.id).where(target.c.id.in_(part))).scalars())
+            for r in keep:
+                if r.record.get(link) is not None and r.record[link] not in found:
+                    r.notes.append(f"{link} {r.record[link]} is not in the database; left empty")
+                    r.record[link] = None
+        top = conn.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0
+        next_id = max(top, self.next_floor, max(explicit, default=0)) + 1
+        for r in keep:
+            if r.record.get("id") is None:
+                r.record["id"] = next_id
+                next_id += 1
+        self.next_floor = max(self.next_floor, next_id - 1, max(explicit, default=0))
+        return keep
+
+    def _insert(self, conn, rows: list[_Row]) -> None:
+        if not rows:
+            return
+        cols = [c.name for c in self.table.c if c.name not in NOT_IMPORTED]
+        self.store.insert(self.table, ({c: r.record.get(c) for c in cols} for r in rows), conn=conn)
+        comms = [{"entity_type": self.entity, "entity_id": r.record["id"], "type": t, "kind": k, "value": v}
+                 for r in rows for t, k, v in r.comms]
+        if comms:
+            self.store.insert(schema.communications, comms, conn=conn)
+
+
+def _chunks(items: list, n: int) -> Iterator[list]:
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
+# --------------------------------------------------------------------------------------------
+# export
+
+def export_csv(store: Store, path: Path, entity: str, *, preset: str | None = None,
+               encoding: str = "utf-8", delimiter: str = ",") -> int:
+    """Write the live records of one entity type with all their fields and communications; returns the count.
+
+    Without a preset the header is the table's columns (id first) and one ``TYPE:KIND`` column per
+    communication value, repeated as often as the record with most such values needs, so that
+    ``import_csv`` reads it back exactly (dates and timestamps in ISO 8601). With ``preset='bitrix24'``
+    the header is Bitrix24's, several values of a kind share one cell joined by ", ", dates are
+    dd.mm.yyyy [hh:mm:ss] and Responsible is the user's name.
+    """
+    path = Path(path)
+    entity = _entity(entity)
+    cols_of = _preset(preset, entity)
+    try:
+        enc = codecs.lookup(encoding).name
+    except LookupError:
+        raise CsvError(f"Unknown encoding {encoding!r}: use utf-8, utf-8-sig or cp1251.") from None
+    delim = _given_delimiter(delimiter, path)
+    table = schema.ENTITY_TABLES[entity]
+    fields = [c.name for c in table.c if c.name not in NOT_IMPORTED]
+    join = MULTI_VALUE_JOIN.get(preset)
+    users = _Users(store).names if preset else {}
+
+    if cols_of is None:
+        counts = _max_comm_counts(store, entity)
+        comm_cols = [f for f in COMM_FIELDS for _ in range(max(1, counts.get(f, 0)))]
+        header = fields + comm_cols
+        out_fields = fields
+    else:
+        out_fields = [f for f in cols_of if ":" not in f]
+        comm_cols = [f for f in cols_of if ":" in f]
+        header = [cols_of[f][0] for f in out_fields + comm_cols]
+
+    def fmt(name: str, v: Any) -> str:
+        if v is None:
+            return ""
+        if preset and name == "responsible_id":
+            return users.get(v, str(v))
+        if isinstance(v, datetime):
+            return v.strftime(DATE_FORMATS[preset][1]) if preset else v.isoformat(sep=" ")
+        if isinstance(v, date):
+            return v.strftime(DATE_FORMATS[preset][0]) if preset else v.isoformat()
+        return str(v)
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    try:
+        with open(tmp, "w", encoding=enc, newline="", errors="strict") as f:
+            w = csv.writer(f, delimiter=delim)
+            w.writerow(header)
+            for rec, comms in _live_records(store, entity):
+                by_field: dict[str, list[str]] = {}
+                for t, k, v in comms:
+                    key = f"{t}:{k}"
+                    if cols_of is not None and key not in cols_of:
+                        key = f"{t}:other"  # a kind Bitrix24 has no column for
+                    by_field.setdefault(key, []).append(v)
+                cells = [fmt(n, rec[n]) for n in out_fields]
+                if join is None:
+                    for key in dict.fromkeys(comm_cols):
+                        vals = by_field.get(key, [])
+                        cells += vals + [""] * (comm_cols.count(key) - len(vals))
+                else:
+                    cells += [join.join(by_field.get(key, [])) for key in comm_cols]
+                try:
+                    w.writerow(cells)
+                except UnicodeEncodeError:
+                    bad = next(i for i, c in enumerate(cells) if not _encodable(c, enc))
+                    ch = _first_bad(cells[bad], enc)
+                    raise CsvError(
+                        f"Record id {rec['id']}, column '{header[bad]}': the character {ch!r} "
+                        f"(U+{ord(ch):04X}) cannot be written in {encoding}. Export with --encoding utf-8 "
+                        f"(or utf-8-sig for Excel).") from None
+                count += 1
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    log.info("exported %d %s records to %s", count, entity, path)
+    return count
+
+
+def _encodable(text: str, enc: str) -> bool:
+    try:
+        text.encode(enc)
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _first_bad(text: str, enc: str) -> str:
+    return next(ch for ch in text if not _encodable(ch, enc))
+
+
+def _max_comm_counts(store: Store, entity: str) -> dict[str, int]:
+    comm, table = schema.communications, schema.ENTITY_TABLES[entity]
+    live = sa.select(table.c.id).where(table.c.deleted_at.is_(None))
+    per = (sa.select(comm.c.type, comm.c.kind, sa.func.count().label("n"))
+           .where(comm.c.entity_type == entity, comm.c.entity_id.in_(live))
+           .group_by(comm.c.entity_id, comm.c.type, comm.c.kind).subquery())
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(per.c.type, per.c.kind, sa.func.max(per.c.n))
+                            .group_by(per.c.type, per.c.kind)).all()
+    return {f"{t}:{k}": n for t, k, n in rows}
+
+
+def _live_records(store: Store, entity: str, chunk: int = 5000
+                  ) -> Iterator[tuple[dict[str, Any], list[tuple[str, str, str]]]]:
+    """Live records in id order, each with its communications in id order, read in chunks."""
+    table, comm = schema.ENTITY_TABLES[entity], schema.communications
+    query = sa.select(table).where(table.c.deleted_at.is_(None)).order_by(table.c.id)
+    with store.engine.connect() as conn, store.engine.connect() as conn2:
+        result = conn.execution_options(stream_results=True).execute(query)
+        while rows := result.fetchmany(chunk):
+            lo, hi = rows[0].id, rows[-1].id
+            by_id: dict[int, list[tuple[str, str, str]]] = {}
+            for eid, t, k, v in conn2.execute(
+                    sa.select(comm.c.entity_id, comm.c.type, comm.c.kind, comm.c.value)
+                    .where(comm.c.entity_type == entity, comm.c.entity_id.between(lo, hi))
+                    .order_by(comm.c.entity_id, comm.c.id)):
+                by_id.setdefault(eid, []).append((t, k, v))
+            for r in rows:
+                yield r._asdict(), by_id.get(r.id, [])
+

@@ -1,0 +1,635 @@
+"""Person names: cleaning, one transliteration key, nicknames and diminutives, patronymics, parsing.
+
+The keys built here are matching keys, not pretty spellings: ``translit`` folds the usual ways of
+writing one Russian name in Latin letters (Иванов, Ivanov, Ivanoff, Iwanow) onto one string, and
+``canonical_first_name`` folds a diminutive or nickname (Саша, Sasha, Bill) onto its full name.
+Everything is cached per unique word, so a million rows cost about as much as their distinct words.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import logging
+import math
+import re
+import unicodedata
+from dataclasses import dataclass
+from importlib import resources
+
+import numpy as np
+import pandas as pd
+from text_unidecode import unidecode
+
+log = logging.getLogger(__name__)
+
+# -- raw values ---------------------------------------------------------------------------------
+
+
+def as_text(raw: object) -> str | None:
+    """A raw cell as stripped text; None for None, NaN, NA, NaT and blank strings.
+
+    Whole floats lose their ``.0`` (a phone or INN read by pandas as 84951234567.0)."""
+    if raw is None or raw is pd.NA or raw is pd.NaT:
+        return None
+    if isinstance(raw, str):
+        text = raw
+    elif isinstance(raw, bool | np.bool_):
+        text = str(raw)
+    elif isinstance(raw, float | np.floating):
+        if math.isnan(raw):
+            return None
+        text = str(int(raw)) if float(raw).is_integer() and abs(raw) < 1e18 else str(raw)
+    elif isinstance(raw, int | np.integer):
+        text = str(int(raw))
+    elif isinstance(raw, bytes):
+        text = raw.decode("utf-8", "replace")
+    else:
+        text = str(raw)
+    text = text.strip()
+    return text or None
+
+
+# -- clean_text ---------------------------------------------------------------------------------
+
+# Apostrophes join the word (O'Brien -> obrien, Д'Артаньян -> дартаньян); other punctuation separates.
+_APOSTROPHES = frozenset("'’‘ʼ`´ʹ′‛")
+# NFKC would turn these into letters (№ -> "No", ™ -> "TM"): make them spaces first.
+_BEFORE_NFKC = str.maketrans({c: " " for c in "№™®©℠℗"})
+
+
+class _CharMap(dict):
+    """str.translate table built lazily per code point: keep letters, digits and combining marks,
+    drop zero-width/format characters, variation selectors and apostrophes, space out the rest."""
+
+    def __missing__(self, code: int) -> str:
+        ch = chr(code)
+        cat = unicodedata.category(ch)
+        if ch == "ё":
+            out = "е"
+        elif ch in _APOSTROPHES or cat == "Cf" or 0xFE00 <= code <= 0xFE0F or 0xE0100 <= code <= 0xE01EF:
+            out = ""
+        elif cat[0] in "LN" or cat in ("Mn", "Mc"):
+            out = ch
+        else:
+            out = " "
+        self[code] = out
+        return out
+
+
+_CHARS = _CharMap()
+# Latin letters that look like Cyrillic ones once lower-cased (o/о, a/а, ..., h/н from H/Н, b/в from B/В).
+_HOMO_LAT = "oaecpxykmhtb"
+_HOMO_CYR = "оаесрхукмнтв"
+_LAT_TO_CYR = str.maketrans(_HOMO_LAT, _HOMO_CYR)
+_CYR_TO_LAT = str.maketrans(_HOMO_CYR, _HOMO_LAT)
+_HAS_LAT = re.compile(r"[a-z]")
+_HAS_CYR = re.compile(r"[а-я]")
+_SIMPLE = re.compile(r"[a-z0-9а-я ]*")
+
+
+def _repair_word(word: str) -> str:
+    if not (_HAS_LAT.search(word) and _HAS_CYR.search(word)):
+        return word
+    cyr = lat = cyr_only = lat_only = 0
+    for ch in word:
+        if "а" <= ch <= "я":
+            cyr += 1
+            cyr_only += ch not in _HOMO_CYR
+        elif "a" <= ch <= "z":
+            lat += 1
+            lat_only += ch not in _HOMO_LAT
+    if cyr_only and not lat_only:
+        to_cyr = True
+    elif lat_only and not cyr_only:
+        to_cyr = False
+    else:  # both scripts have letters of their own, or none: the majority wins
+        to_cyr = cyr >= lat
+    return word.translate(_LAT_TO_CYR if to_cyr else _CYR_TO_LAT)
+
+
+def _clean_once(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text.translate(_BEFORE_NFKC)).casefold()
+    text = unicodedata.normalize("NFKC", text).translate(_CHARS)
+    words = text.split()
+    if _HAS_LAT.search(text) and _HAS_CYR.search(text):
+        words = [_repair_word(w) for w in words]
+    return " ".join(words)
+
+
+def clean_text(s: object) -> str:
+    """Case-folded, ё->е, punctuation/emoji/zero-width characters removed, mixed scripts inside a word
+    repaired (a Latin "о" in a Cyrillic surname), single spaces; "" for None/NaN."""
+    text = as_text(s)
+    if text is None:
+        return ""
+    out = _clean_once(text)
+    # Unusual input (combining marks left next to each other by a removed character...) may need
+    # another pass to be stable; plain Latin/Cyrillic never does.
+    for _ in range(4):
+        if _SIMPLE.fullmatch(out):
+            break
+        again = _clean_once(out)
+        if again == out:
+            break
+        out = again
+    return out
+
+
+# -- translit -----------------------------------------------------------------------------------
+
+_CYR_MAP = str.maketrans({
+    "а": "a", "б": "b", "в": "v", "г": "g", "д": "d", "е": "e", "ё": "e", "ж": "zh", "з": "z",
+    "и": "i", "й": "i", "к": "k", "л": "l", "м": "m", "н": "n", "о": "o", "п": "p", "р": "r",
+    "с": "s", "т": "t", "у": "u", "ф": "f", "х": "h", "ц": "ts", "ч": "ch", "ш": "sh", "щ": "shch",
+    "ъ": "", "ы": "y", "ь": "", "э": "e", "ю": "iu", "я": "ia",
+    "і": "i", "ї": "i", "є": "e", "ґ": "g", "ў": "u",  # Ukrainian, Belarusian
+})
+_NOT_KEY = re.compile(r"[^a-z0-9]+")
+_CONS = "b-df-hj-np-tv-z"
+# Applied in order, repeated until nothing changes (so the key is a fixed point: translit is idempotent).
+_LATIN_RULES = [
+    (re.compile(r"shch|shh|sch"), "sh"),           # Щукин, Shchukin, Schukin (and German sch = ш)
+    (re.compile(r"tch|cz"), "ch"),
+    (re.compile(r"ph"), "f"),
+    (re.compile(r"th"), "t"),
+    (re.compile(r"ck"), "k"),
+    (re.compile(r"x"), "ks"),                      # Xenia = Ksenia, Alexey = Aleksey
+    (re.compile(r"w"), "v"),                       # Iwanow = Ivanov
+    (re.compile(r"q"), "k"),
+    (re.compile(r"tz"), "ts"),
+    (re.compile(r"c(?=[eiy])"), "s"),
+    (re.compile(r"c(?!h)"), "k"),
+    (re.compile(r"kh"), "h"),                      # Khabibullin = Habibullin = Хабибуллин
+    (re.compile(r"j"), "i"),                       # Dmitrij, Natalja, Julia
+    (re.compile(r"(?<![^aeiou])ye"), "e"),         # Yevgeny = Евгений, Andreyev = Андреев
+    (re.compile(rf"(?<=[{_CONS}])yo"), "e"),       # Pyotr = Пётр (ё is е), Fyodor, Artyom
+    (re.compile(r"y"), "i"),                       # Aleksey = Алексей, Dmitry, -sky/-skiy/-skii
+    (re.compile(r"([a-z])\1+"), r"\1"),            # Ivanoff, Khabibullin, Iuliia, Dmitrii
+    (re.compile(rf"(?<=[{_CONS}])i(?=[aeou])"), ""),  # Natalia/Natalya/Наталья, Vasiliev/Vasilyev
+    (re.compile(r"(?<=[oe])f$"), "v"),             # Иваноф, Ivanoff -> ivanov
+]
+
+
+def _latin_key(s: str) -> str:
+    for _ in range(6):
+        before = s
+        for pattern, repl in _LATIN_RULES:
+            s = pattern.sub(repl, s)
+        if s == before:
+            break
+    return s
+
+
+@functools.lru_cache(maxsize=1 << 20)
+def _translit_word(word: str) -> str:
+    """Key of one word of clean_text output (no spaces)."""
+    s = word.translate(_CYR_MAP)
+    if not s.isascii():
+        s = "".join(c for c in unicodedata.normalize("NFKD", s) if not unicodedata.combining(c))
+        if not s.isascii():
+            s = unidecode(s)
+        s = s.lower()
+    s = _NOT_KEY.sub("", s)
+    return _latin_key(s) if s else ""
+
+
+def translit(word: str) -> str:
+    """One Latin matching key per word: Иванов, Ivanov, Ivanoff, Iwanow, Иваноф -> "ivanov".
+
+    Several words give their keys joined by a space. Not a readable transliteration: doubled letters
+    collapse, w->v, x->ks, kh->h, ya/ia/ja->ia and an i between a consonant and a vowel drops,
+    -iy/-ij/-y endings -> -i, a final -off/-of -> -ov."""
+    words = clean_text(word).split()
+    return " ".join(k for k in map(_translit_word, words) if k)
+
+
+_KEY_TEXT = re.compile(r"[a-z0-9]+(?: [a-z0-9]+)*")
+
+
+def _as_key(s: object) -> str:
+    """s when it already is a translit key, else its translit."""
+    if isinstance(s, str) and _KEY_TEXT.fullmatch(s) and translit(s) == s:
+        return s
+    return translit(s) if as_text(s) is not None else ""
+
+
+# -- first names: diminutives and nicknames --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _NameTables:
+    canonical: dict[str, str]             # key -> canonical full-name key (canonicals map to themselves)
+    variants: dict[str, frozenset[str]]   # key -> every canonical it may stand for
+    known: frozenset[str]                 # every key known as a first name or a nickname
+
+
+def _english_choices() -> tuple[dict[str, str], dict[str, set[str]]]:
+    """From the `nicknames` package: nickname -> one canonical, and -> all canonicals (translit keys).
+
+    Its data is many-to-many and partly circular (bill -> william, robert, will): prefer a candidate
+    that is not itself listed as anybody's nickname, then the one with most nicknames."""
+    from nicknames import NickNamer
+
+    nn = NickNamer()
+    canon_of = nn.canonical_lookup
+    nicks_of = nn.nickname_lookup
+
+    def score(name: str) -> tuple:
+        return (name not in canon_of, len(nicks_of.get(name, ())), len(name), name)
+
+    choice: dict[str, str] = {}
+    every: dict[str, set[str]] = {}
+    for nick, cands in canon_of.items():
+        key = _translit_word_of(nick)
+        if not key:
+            continue
+        best = max(cands, key=score)
+        choice.setdefault(key, _translit_word_of(best))
+        every.setdefault(key, set()).update(_translit_word_of(c) for c in cands)
+    return choice, every
+
+
+def _translit_word_of(name: str) -> str:
+    return "".join(_translit_word(w) for w in clean_text(name).split())
+
+
+def _russian_rows() -> list[tuple[str, str, list[str]]]:
+    text = resources.files("matchers.data").joinpath("ru_diminutives.csv").read_text(encoding="utf-8")
+    rows = []
+    for row in csv.DictReader(io.StringIO(text)):
+        forms = [f for f in (row.get("forms") or "").split("|") if f.strip()]
+        rows.append((row["name"], row["gender"], forms))
+    return rows
+
+
+@functools.cache
+def _tables() -> _NameTables:
+    choice, every = _english_choices()
+    mapping: dict[str, str] = dict(choice)
+    variants: dict[str, set[str]] = {k: set(v) for k, v in every.items()}
+    # The Russian table wins over the English data; within it the first row naming a form wins
+    # (Саша -> Александр, while name_variants("sasha") also gives Александра).
+    ru_first: dict[str, str] = {}
+    for name, _gender, forms in _russian_rows():
+        canon = _translit_word_of(name)
+        ru_first.setdefault(canon, canon)
+        variants.setdefault(canon, set()).add(canon)
+        for form in forms:
+            key = _translit_word_of(form)
+            if key:
+                ru_first.setdefault(key, canon)
+                variants.setdefault(key, set()).add(canon)
+    for key, canon in ru_first.items():
+        mapping[key] = canon
+    for canon in set(ru_first.values()):
+        mapping[canon] = canon
+
+    final: dict[str, str] = {}
+
+    def resolve(key: str) -> str:
+        if key in final:
+            return final[key]
+        path = [key]
+        seen = {key}
+        cur = key
+        while True:
+            nxt = mapping.get(cur, cur)
+            if nxt == cur or nxt in final:
+                end = final.get(nxt, nxt)
+                break
+            if nxt in seen:  # a cycle in the data: its smallest member stands for all
+                cycle = path[path.index(nxt):]
+                end = min(cycle)
+                break
+            path.append(nxt)
+            seen.add(nxt)
+            cur = nxt
+        for k in path:
+            final[k] = end
+        final[end] = end
+        return end
+
+    for key in list(mapping):
+        resolve(key)
+    for end in set(final.values()):
+        final[end] = end  # canonicals are fixed points: canonical_first_name is idempotent
+    out_variants = {k: frozenset({final.get(c, c) for c in v} | {final.get(k, k)}) for k, v in variants.items()}
+    known = frozenset(final) | frozenset(out_variants)
+    log.debug("name tables: %d keys, %d canonical names", len(final), len(set(final.values())))
+    return _NameTables(final, out_variants, known)
+
+
+def canonical_first_name(key: str) -> str:
+    """A first name's translit key with diminutives and nicknames folded onto one full name:
+    sasha, shura, sania -> translit("александр"); bill, will, billy -> translit("william")."""
+    key = _as_key(key)
+    if not key:
+        return ""
+    canon = _tables().canonical
+    if key in canon:
+        return canon[key]
+    if " " in key:
+        return " ".join(canon.get(k, k) for k in key.split())
+    return key
+
+
+def name_variants(key: str) -> frozenset[str]:
+    """Every canonical full name a first name or nickname may stand for (Саша: Александр and
+    Александра); the name itself for a name nobody listed."""
+    key = _as_key(key)
+    if not key:
+        return frozenset()
+    tables = _tables()
+    if key in tables.variants:
+        return tables.variants[key]
+    return frozenset({canonical_first_name(key)})
+
+
+def is_known_first_name(key: str) -> bool:
+    key = _as_key(key)
+    return bool(key) and key in _tables().known
+
+
+# -- patronymics --------------------------------------------------------------------------------
+
+_PATRONYMIC_KEY = re.compile(r"[a-z]{2,}(?:ovich|evich|ovna|evna|ichna)")
+_PATRONYMIC_ICH = frozenset({"ilich", "kuzmich", "lukich", "fomich", "nikitich", "savich", "fokich", "kuzich"})
+
+
+def _is_patronymic_key(key: str) -> bool:
+    return bool(_PATRONYMIC_KEY.fullmatch(key)) or key in _PATRONYMIC_ICH
+
+
+def is_patronymic(word: str) -> bool:
+    """-ович/-евич/-ич (Ильич, Кузьмич)/-овна/-евна/-ична/-инична, or their Latin forms."""
+    key = _as_key(word)
+    return bool(key) and " " not in key and _is_patronymic_key(key)
+
+
+# -- person names -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PersonName:
+    first: str                 # canonical first-name key (nickname resolved), "" if none
+    first_raw: str             # translit key of the first name as written
+    last: str                  # translit key(s) of the surname, space-joined
+    middle: str                # patronymic (or middle name / initial) translit key, "" if none
+    tokens: tuple[str, ...]    # sorted keys of every name word, first names nickname-resolved
+    initials: str              # first letters of first and middle
+
+
+EMPTY_PERSON = PersonName("", "", "", "", (), "")
+
+
+@dataclass(frozen=True)
+class _Unit:
+    """One name written as a unit ("Иванов-Петров" is one unit of two words)."""
+    key: str            # translit keys of its words, space-joined
+    canon: str          # the same with each word nickname-resolved
+    patronymic: bool
+    known: bool         # a known first name or nickname
+    initial: bool       # a single letter
+    cyrillic: bool
+
+
+_TITLES = re.compile(
+    r"(?<![\w-])(?:dr|mr|mrs|ms|mx|miss|prof|sir|madam|jr|sr|phd|ph\.d|esq|г-н|г-жа|гн|гжа|господин|госпожа"
+    r"|д-р|проф)(?:\.|(?![\w-]))", re.IGNORECASE)
+_ROMAN_SUFFIX = frozenset({"ii", "iii", "iv"})
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _unit(raw: str) -> _Unit | None:
+    clean = clean_text(raw)
+    keys = [k for k in map(_translit_word, clean.split()) if k]
+    if not keys:
+        return None
+    tables = _tables()
+    canon = " ".join(tables.canonical.get(k, k) for k in keys)
+    return _Unit(
+        key=" ".join(keys),
+        canon=canon,
+        patronymic=len(keys) == 1 and _is_patronymic_key(keys[0]),
+        known=keys[0] in tables.known and not _is_patronymic_key(keys[0]),
+        initial=len(keys) == 1 and len(keys[0]) == 1,
+        cyrillic=bool(_HAS_CYR.search(clean)),
+    )
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _field_units(raw: str) -> tuple[_Unit, ...]:
+    """The name units of one field: titles dropped, hyphenated names kept as one unit."""
+    text = _TITLES.sub(" ", raw)
+    text = re.sub(r"\s*[-‐‑–—]\s*", "-", text)
+    units = []
+    for part in re.split(r"[\s,;/]+", text):
+        if not part or part.strip("-") == "":
+            continue
+        unit = _unit(part)
+        if unit is not None:
+            units.append(unit)
+    while len(units) > 1 and units[-1].key in _ROMAN_SUFFIX:
+        units.pop()
+    return tuple(units)
+
+
+def _units_of(value: object) -> tuple[_Unit, ...]:
+    text = as_text(value)
+    return _field_units(text) if text is not None else ()
+
+
+def _build(first: _Unit | None, last: list[_Unit], middle: _Unit | None, extra: list[_Unit]) -> PersonName:
+    tokens = []
+    for unit in ([first] if first else []) + last + ([middle] if middle else []) + extra:
+        words = unit.key.split() if unit.patronymic else unit.canon.split()
+        tokens.extend(words)
+    first_key = first.canon if first else ""
+    middle_key = middle.key if middle else ""
+    return PersonName(
+        first=first_key,
+        first_raw=first.key if first else "",
+        last=" ".join(u.key for u in last),
+        middle=middle_key,
+        tokens=tuple(sorted(tokens)),
+        initials=first_key[:1] + middle_key[:1],
+    )
+
+
+def _from_units(units: list[_Unit], comma_at: int | None = None) -> PersonName:
+    """Roles for a name written in one string, in any order."""
+    if not units:
+        return EMPTY_PERSON
+    if comma_at is not None and 0 < comma_at < len(units):  # "Ivanov, Ivan [Ivanovich]"
+        left, right = units[:comma_at], units[comma_at:]
+        middle = next((u for u in right if u.patronymic), None) or next((u for u in left if u.patronymic), None)
+        left = [u for u in left if u is not middle]
+        right = [u for u in right if u is not middle]
+        first = right[0] if right else None
+        rest = right[1:]
+        if middle is None and rest:
+            middle, rest = rest[0], rest[1:]
+        return _build(first, left, middle, rest)
+
+    idx = list(range(len(units)))
+    pat = next((i for i in idx if units[i].patronymic), None)
+    middle_i = pat
+    first_i = None
+    if pat is not None and pat > 0 and not units[pat - 1].initial and not units[pat - 1].patronymic:
+        first_i = pat - 1   # the first name stands right before the patronymic in both usual orders
+    rest = [i for i in idx if i != pat]
+    if first_i is None:
+        initials = [i for i in rest if units[i].initial]
+        words = [i for i in rest if not units[i].initial]
+        known = [i for i in words if units[i].known]
+        cyrillic = any(units[i].cyrillic for i in words)
+        if initials:                      # "Иванов И. И.", "I. Ivanov"
+            first_i = initials[0]
+            if middle_i is None and len(initials) > 1:
+                middle_i = initials[1]
+        elif len(known) == 1 and len(words) > 1 or len(words) == 1 and known:
+            first_i = known[0]
+        elif len(words) >= 2:
+            if len(known) >= 2:
+                # both look like first names: fall back on the usual order of the script
+                first_i = known[1] if cyrillic and known[0] == words[0] and len(words) == 2 else known[0]
+            else:
+                # nothing known: Russian writes the surname first, English last
+                first_i = words[1] if cyrillic else words[0]
+    rest = [i for i in idx if i not in (first_i, middle_i)]
+    extra: list[int] = []
+    cyrillic = any(u.cyrillic for u in units)
+    if middle_i is None and first_i is not None and not cyrillic and len(rest) >= 2:
+        # "John Paul Smith": a Latin middle name between first name and surname
+        between = [i for i in rest if i > first_i]
+        if len(between) >= 2:
+            middle_i = between[0]
+            rest = [i for i in rest if i != middle_i]
+    last = [units[i] for i in rest if not units[i].initial or len(rest) == 1]
+    extra = [i for i in rest if units[i].initial and len(rest) > 1]
+    return _build(units[first_i] if first_i is not None else None, last,
+                  units[middle_i] if middle_i is not None else None, [units[i] for i in extra])
+
+
+def _from_fields(last: tuple[_Unit, ...], first: tuple[_Unit, ...], middle: tuple[_Unit, ...]) -> PersonName:
+    filled = [f for f in (last, first, middle) if f]
+    if len(filled) == 1 and len(filled[0]) >= 2:   # a whole name typed into one field
+        return _from_units(list(filled[0]))
+    last, first, middle = list(last), list(first), list(middle)
+    extra: list[_Unit] = []
+    if not any(u.patronymic for u in middle):
+        moved = next((u for u in first if u.patronymic), None)
+        if moved is None and len(last) >= 2:
+            moved = next((u for u in last if u.patronymic), None)
+        if moved is not None:
+            first = [u for u in first if u is not moved]
+            last = [u for u in last if u is not moved]
+            extra.extend(middle)
+            middle = [moved]
+    # swapped fields: the first-name field holds a surname and the surname field a first name
+    if last and first and not first[0].known and last[0].known and not last[0].patronymic:
+        last, first = first, last
+    if not first and len(last) >= 2 and not middle:
+        return _from_units(last)
+    first_unit = first[0] if first else None
+    if len(first) > 1:
+        if middle:
+            extra.extend(first[1:])
+        else:
+            middle = first[1:2]
+            extra.extend(first[2:])
+    if not first_unit and middle and len(middle) == 1 and not middle[0].patronymic and middle[0].known:
+        first_unit, middle = middle[0], []
+    middle_unit = middle[0] if middle else None
+    extra.extend(middle[1:])
+    return _build(first_unit, last, middle_unit, extra)
+
+
+def parse_person(last: object, first: object, middle: object) -> PersonName:
+    """A person from separate surname / first name / middle name fields, which may be swapped or
+    hold more than one part: a patronymic typed in any field goes to ``middle``."""
+    return _from_fields(_units_of(last), _units_of(first), _units_of(middle))
+
+
+def parse_full_name(full: object) -> PersonName:
+    """A person from one string: "Иванов Иван Иванович", "Ivan Ivanov", "Ivanov, Ivan",
+    "Dr. John Smith Jr."."""
+    text = as_text(full)
+    if text is None:
+        return EMPTY_PERSON
+    text = _TITLES.sub(" ", text)
+    comma_at = None
+    if "," in text:
+        head, _, tail = text.partition(",")
+        head_units, tail_units = _field_units(head), _field_units(tail)
+        if head_units and tail_units:
+            return _from_units(list(head_units + tail_units), comma_at=len(head_units))
+        return _from_units(list(head_units or tail_units))
+    return _from_units(list(_field_units(text)), comma_at)
+
+
+# -- vectorised ---------------------------------------------------------------------------------
+
+PERSON_COLUMNS = ("first", "first_raw", "last", "middle", "tokens", "initials", "full")
+_NAME_FIELDS = ("last_name", "first_name", "middle_name", "full_name")
+
+
+def _codes(values: pd.Series) -> tuple[np.ndarray, list]:
+    codes, uniques = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=True)
+    return codes, list(uniques)
+
+
+def normalize_persons(records: pd.DataFrame) -> pd.DataFrame:
+    """Per row: first, first_raw, last, middle, tokens (space-joined), initials, full (clean_text of
+    the whole name). Uses last_name/first_name/middle_name when any is filled, else full_name.
+    Same index as ``records``; computed once per unique name."""
+    present = [c for c in _NAME_FIELDS if c in records.columns]
+    n = len(records)
+    if not present or n == 0:
+        return pd.DataFrame({c: pd.Series([""] * n, index=records.index, dtype=object) for c in PERSON_COLUMNS})
+    # one integer code per row for its tuple of field values
+    field_codes = []
+    field_uniques = []
+    for col in _NAME_FIELDS:
+        if col in present:
+            codes, uniques = _codes(records[col])
+        else:
+            codes, uniques = np.full(n, -1, dtype=np.int64), []
+        field_codes.append(codes.astype(np.int64))
+        field_uniques.append(uniques)
+    combined = np.zeros(n, dtype=np.int64)
+    for codes in field_codes:
+        combined, _ = pd.factorize(combined * (int(codes.max(initial=-1)) + 2) + (codes + 1))
+        combined = combined.astype(np.int64)
+    row_of_group, first_rows = np.unique(combined, return_index=True)
+    del row_of_group
+    # text of each unique field value, and its cleaned form, computed once
+    texts = [[as_text(v) for v in uniques] for uniques in field_uniques]
+    unit_cache = [[_field_units(t) if t is not None else () for t in col] for col in texts]
+    clean_cache = [[clean_text(t) if t is not None else "" for t in col] for col in texts]
+
+    results = []
+    for row in first_rows:
+        cl, cf, cm, cfull = (int(field_codes[i][row]) for i in range(4))
+        l_units = unit_cache[0][cl] if cl >= 0 else ()
+        f_units = unit_cache[1][cf] if cf >= 0 else ()
+        m_units = unit_cache[2][cm] if cm >= 0 else ()
+        if l_units or f_units or m_units:
+            person = _from_fields(l_units, f_units, m_units)
+            full = " ".join(x for x in ((clean_cache[0][cl] if cl >= 0 else ""),
+                                        (clean_cache[1][cf] if cf >= 0 else ""),
+                                        (clean_cache[2][cm] if cm >= 0 else "")) if x)
+        elif cfull >= 0 and texts[3][cfull] is not None:
+            person = parse_full_name(texts[3][cfull])
+            full = clean_cache[3][cfull]
+        else:
+            person, full = EMPTY_PERSON, ""
+        results.append((person.first, person.first_raw, person.last, person.middle,
+                        " ".join(person.tokens), person.initials, full))
+    table = np.empty((len(results), len(PERSON_COLUMNS)), dtype=object)
+    if results:
+        table[:] = results
+    taken = table[combined] if n else table
+    return pd.DataFrame({c: taken[:, i] for i, c in enumerate(PERSON_COLUMNS)}, index=records.index)

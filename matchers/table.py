@@ -1,0 +1,141 @@
+"""Any table of records, with its columns mapped to roles: the one input shape of the matchers.
+
+A ``RoleTable`` holds
+- ``records``: one row per record, indexed by record id, with a column per single-value role
+  (first_name, last_name, middle_name, full_name, company, birthdate, address, city, postcode,
+  tax_id, and ``text:<name>`` for any other column compared as a string) plus pass-through
+  columns the later stages use (source, responsible_id, created_at, modified_at);
+- ``values``: the multi-value roles (phone, email, website, im) as long rows ``id, role, raw``,
+  so that two phone columns, or a CRM record's five phones, are handled the same way.
+
+It is built either from the CRM (``from_crm``) or from any CSV/parquet table (``from_frame``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+SINGLE_ROLES = ("first_name", "last_name", "middle_name", "full_name", "company", "birthdate",
+                "address", "city", "postcode", "tax_id")
+MULTI_ROLES = ("phone", "email", "website", "im")
+ROLES = SINGLE_ROLES + MULTI_ROLES + ("text", "id")
+PASS_THROUGH = ("source", "responsible_id", "created_at", "modified_at")
+ENTITY_TYPES = ("contact", "company", "lead")
+
+# CRM column -> role, per entity type
+CRM_ROLES = {
+    "contact": {"last_name": "last_name", "first_name": "first_name", "middle_name": "middle_name",
+                "birthdate": "birthdate", "address": "address", "tax_id": "tax_id"},
+    "company": {"title": "company", "address": "address", "tax_id": "tax_id"},
+    "lead": {"last_name": "last_name", "first_name": "first_name", "middle_name": "middle_name",
+             "company_title": "company"},
+}
+COMM_ROLE = {"phone": "phone", "email": "email", "web": "website", "im": "im"}
+
+
+class MappingError(ValueError):
+    """A role mapping that cannot work: names the role or column and the fix."""
+
+
+@dataclass
+class RoleTable:
+    entity_type: str
+    records: pd.DataFrame
+    values: pd.DataFrame
+
+    def __post_init__(self) -> None:
+        if self.entity_type not in ENTITY_TYPES:
+            raise MappingError(f"Unknown entity type {self.entity_type!r}: use one of {', '.join(ENTITY_TYPES)}.")
+        if list(self.values.columns) != ["id", "role", "raw"]:
+            self.values = self.values.reindex(columns=["id", "role", "raw"])
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def has(self, role: str) -> bool:
+        if role in MULTI_ROLES:
+            return bool((self.values["role"] == role).any())
+        return role in self.records.columns and self.records[role].notna().any()
+
+    def multi(self, role: str) -> pd.DataFrame:
+        """Long rows ``id, raw`` of one multi-value role, empty values dropped."""
+        v = self.values[self.values["role"] == role][["id", "raw"]]
+        raw = v["raw"].astype("string").str.strip()
+        return v.assign(raw=raw)[raw.fillna("").ne("")]
+
+    @property
+    def text_columns(self) -> list[str]:
+        return [c for c in self.records.columns if str(c).startswith("text:")]
+
+    # -- constructors -----------------------------------------------------------------------
+
+    @classmethod
+    def from_crm(cls, entity_type: str, records: pd.DataFrame, communications: pd.DataFrame) -> "RoleTable":
+        """From the store's entity rows and communication rows (``entity_id, type, kind, value``)."""
+        roles = CRM_ROLES[entity_type]
+        keep = [c for c in roles if c in records.columns] + [c for c in PASS_THROUGH if c in records.columns]
+        frame = records.set_index("id")[keep].rename(columns=roles)
+        frame.index.name = "id"
+        values = pd.DataFrame({
+            "id": communications["entity_id"].to_numpy(),
+            "role": communications["type"].map(COMM_ROLE).to_numpy(),
+            "raw": communications["value"].to_numpy(),
+        })
+        if entity_type == "company" and "website" in records.columns:
+            site = records[["id", "website"]].dropna()
+            values = pd.concat([values, pd.DataFrame({"id": site["id"], "role": "website", "raw": site["website"]})],
+                               ignore_index=True)
+        return cls(entity_type, frame, values)
+
+    @classmethod
+    def from_frame(cls, entity_type: str, frame: pd.DataFrame, mapping: Mapping[str, Sequence[str] | str],
+                   id_column: str | None = None) -> "RoleTable":
+        """From any table: ``mapping`` is role -> column(s); ``id_column`` names the record id
+        (the row number is used when it is None)."""
+        problems = []
+        columns: dict[str, list[str]] = {}
+        for role, cols in mapping.items():
+            cols = [cols] if isinstance(cols, str) else list(cols)
+            if role not in ROLES:
+                problems.append(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
+                continue
+            for col in cols:
+                if col not in frame.columns:
+                    problems.append(f"role {role!r} names column {col!r}, which the file does not have "
+                                    f"(columns: {', '.join(map(str, frame.columns))})")
+            if role in SINGLE_ROLES and len(cols) > 1:
+                problems.append(f"role {role!r} takes one column, got {cols}; only phone, email, website and im "
+                                "may map several")
+            columns[role] = cols
+        if id_column is not None and id_column not in frame.columns:
+            problems.append(f"--id-column {id_column!r} is not a column of the file")
+        if not any(r in columns for r in ("first_name", "last_name", "full_name", "company", "phone", "email")):
+            problems.append("map at least one of full_name, last_name, first_name, company, phone or email")
+        if problems:
+            raise MappingError("The column mapping cannot be used: " + "; ".join(problems) + ".")
+
+        ids = frame[id_column] if id_column else pd.Series(range(len(frame)), index=frame.index)
+        if ids.isna().any():
+            raise MappingError(f"--id-column {id_column!r} is empty on rows "
+                               f"{', '.join(str(i + 2) for i in list(ids[ids.isna()].index)[:5])} (line numbers).")
+        if ids.duplicated().any():
+            dup = ids[ids.duplicated()].iloc[0]
+            raise MappingError(f"--id-column {id_column!r} repeats the id {dup!r}; record ids must be unique.")
+        records = pd.DataFrame(index=pd.Index(ids.to_numpy(), name="id"))
+        for role, cols in columns.items():
+            if role in SINGLE_ROLES:
+                records[role] = frame[cols[0]].to_numpy()
+            elif role == "text":
+                for col in cols:
+                    records[f"text:{col}"] = frame[col].to_numpy()
+        for col in PASS_THROUGH:
+            if col in frame.columns and col not in records.columns:
+                records[col] = frame[col].to_numpy()
+        parts = [pd.DataFrame({"id": ids.to_numpy(), "role": role, "raw": frame[col].to_numpy()})
+                 for role, cols in columns.items() if role in MULTI_ROLES for col in cols]
+        values = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["id", "role", "raw"])
+        values = values[values["raw"].notna()]
+        return cls(entity_type, records, values.reset_index(drop=True))

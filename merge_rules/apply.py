@@ -1,0 +1,406 @@
+"""Apply merge plans: one transaction per group that re-checks, re-links, records and can be undone.
+
+Each merge, in one transaction:
+1. lock the group's rows (SELECT ... FOR UPDATE on PostgreSQL; BEGIN IMMEDIATE on SQLite) and read
+   them again; refuse the plan if any fingerprint differs (someone edited a record since);
+2. check that the user may merge every record;
+3. write the primary's merged fields; move every link and every kept phone/email/... to the primary,
+   folding contact-company links that would collide; drop repeated communications;
+4. soft-delete (or delete) the duplicates; add a history event on the primary;
+5. write a dedup_merges row with the before-image of every touched row and the after-image.
+
+A batch is idempotent: dedup_merges is unique on (batch_id, group_id), so re-running a batch after a
+crash applies only what is left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from crm import schema
+from merge_rules.codec import encode_row
+from merge_rules.errors import MergeError, PermissionDenied, StalePlanError, UnresolvedConflicts
+from merge_rules.permissions import check_merge, load_user
+from merge_rules.plan import PLURAL, MergePlan
+from merge_rules.snapshot import LINKS, Snapshot, read_snapshot, row_key
+from merge_rules.tx import retrying, utcnow, write_transaction
+
+log = logging.getLogger(__name__)
+
+# Test hook: called with a stage name ("before_commit") inside each merge's transaction. The fault
+# tests use it to slow a batch down so that a SIGKILL lands inside a transaction.
+FAULT_HOOK: Callable[[str], None] | None = None
+
+STATUSES = ("applied", "already_applied", "stale", "denied", "conflicts", "failed")
+
+
+@dataclass
+class MergeResult:
+    status: str  # one of STATUSES
+    entity_type: str
+    primary_id: int
+    merged_ids: list[int]
+    group_id: str | None = None
+    batch_id: str | None = None
+    merge_id: int | None = None
+    message: str = ""
+    moved: dict[str, int] = field(default_factory=dict)  # rows re-linked per table
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("applied", "already_applied")
+
+
+def group_key(plan: MergePlan) -> str:
+    """A stable id for a group that has no dedup_groups row, so that batches stay idempotent."""
+    members = ",".join(str(i) for i in sorted(plan.member_ids))
+    digest = hashlib.blake2b(members.encode(), digest_size=6).hexdigest()
+    return f"{plan.entity_type}-{plan.primary_id}-{digest}"
+
+
+def merge_message(entity_type: str, primary_id: int, merged_ids: Sequence[int], user: dict) -> str:
+    ids = ", ".join(f"#{i}" for i in merged_ids)
+    return f"Merged {PLURAL[entity_type]} {ids} into #{primary_id} by {user['name']}"
+
+
+# -- staleness ----------------------------------------------------------------------------------
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "empty"
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+def describe_changes(plan: MergePlan, snap: Snapshot, fresh: dict[str, str], limit: int = 12) -> list[str]:
+    """What differs between the rows the plan read and the rows as they are now, in words."""
+    et = plan.entity_type
+    table = schema.ENTITY_TABLES[et].name
+    comms_then = {c.id: c for c in plan.communications}
+    comms_now = {r["id"]: r for r in snap.comms}
+    links_then = {f"{m.table}:" + ",".join(str(v) for v in m.key.values()): m for m in plan.links}
+    out: list[str] = []
+    for key in sorted(set(plan.fingerprints) | set(fresh)):
+        if plan.fingerprints.get(key) == fresh.get(key):
+            continue
+        tname, pk = key.split(":", 1)
+        if tname == table:
+            rid = int(pk)
+            if key not in fresh:
+                out.append(f"{et} #{rid} no longer exists")
+                continue
+            old, new = plan.records.get(rid, {}), snap.records[rid]
+            if old.get("deleted_at") is None and new.get("deleted_at") is not None:
+                out.append(f"{et} #{rid} was deleted or merged into another record at {new['deleted_at']:%Y-%m-%d %H:%M:%S}")
+                continue
+            diffs = [f"{c} {_fmt(old.get(c))} -> {_fmt(new.get(c))}" for c in new if old.get(c) != new.get(c)]
+            out.append(f"{et} #{rid} was edited: " + "; ".join(diffs))
+        elif tname == "communications":
+            cid = int(pk)
+            then, now = comms_then.get(cid), comms_now.get(cid)
+            if now is None:
+                out.append(f"{then.type} {then.value!r} was removed from {et} #{then.entity_id}" if then
+                           else f"communication #{cid} was removed")
+            elif then is None:
+                out.append(f"{et} #{now['entity_id']} gained {now['type']} {now['value']!r}")
+            else:
+                out.append(f"{then.type} {then.value!r} of {et} #{then.entity_id} changed to "
+                           f"{now['type']} {now['value']!r} of #{now['entity_id']}")
+        else:
+            if key not in plan.fingerprints:
+                out.append(f"{tname} row {pk} now points at {et} and would not be moved by this plan")
+            elif key not in fresh:
+                m = links_then.get(key)
+                out.append(f"{tname} row {pk} no longer points at {et} #{m.from_id if m else '?'}")
+            else:
+                out.append(f"{tname} row {pk} changed")
+        if len(out) >= limit:
+            out.append("...")
+            break
+    return out
+
+
+# -- the writes ---------------------------------------------------------------------------------
+
+class _Images:
+    """Before- and after-images of touched rows, per table, JSON-safe."""
+
+    def __init__(self) -> None:
+        self.before: dict[str, list[dict]] = defaultdict(list)
+        self.after: dict[str, list[dict]] = defaultdict(list)
+
+    def touched(self, table: str, before: dict | None, after: dict | None) -> None:
+        if before is not None:
+            self.before[table].append(encode_row(before))
+        if after is not None:
+            self.after[table].append(encode_row(after))
+
+
+def _check_count(result, expected: int, what: str) -> None:
+    if result.rowcount != expected:
+        raise StalePlanError(f"{what} changed while merging ({result.rowcount} of {expected} rows as planned); "
+                             "make a new plan and try again")
+
+
+def _write_merge(conn: Connection, plan: MergePlan, snap: Snapshot, user: dict, now) -> tuple[_Images, dict[str, int], dict]:
+    et, p, dups = plan.entity_type, plan.primary_id, plan.duplicate_ids
+    table = schema.ENTITY_TABLES[et]
+    img = _Images()
+    moved: dict[str, int] = defaultdict(int)
+
+    # 1. the primary's merged fields
+    old = snap.records[p]
+    values = {f: d.value for f, d in plan.fields.items() if old.get(f) != d.value}
+    values["modified_at"] = now
+    conn.execute(table.update().where(table.c.id == p).values(**values))
+    img.touched(table.name, old, {**old, **values})
+
+    # 2. communications: kept values move to the primary, repeats are dropped
+    comm = schema.communications
+    rows = {r["id"]: r for r in snap.comms}
+    move = [c.id for c in plan.communications if c.action == "move"]
+    drop = [c.id for c in plan.communications if c.action in ("repeat", "drop")]
+    if move:
+        res = conn.execute(comm.update().where(comm.c.id.in_(move), comm.c.entity_type == et,
+                                               comm.c.entity_id.in_(dups)).values(entity_id=p))
+        _check_count(res, len(move), "communications")
+        for cid in move:
+            img.touched("communications", rows[cid], {**rows[cid], "entity_id": p})
+        moved["communications"] = len(move)
+    if drop:
+        res = conn.execute(comm.delete().where(comm.c.id.in_(drop), comm.c.entity_type == et,
+                                               comm.c.entity_id.in_(dups)))
+        _check_count(res, len(drop), "communications")
+        for cid in drop:
+            img.touched("communications", rows[cid], None)
+
+    # 3. links
+    by_table: dict[str, list] = defaultdict(list)
+    for m in plan.links:
+        by_table[m.table].append(m)
+    for spec in LINKS[et]:
+        moves = by_table.get(spec.name)
+        if not moves:
+            continue
+        t = spec.table
+        if t is schema.contact_companies:
+            _move_contact_companies(conn, snap, spec.column, moves, img)
+            moved[t.name] = sum(1 for m in moves if m.action != "update")
+            continue
+        ids = [m.key["id"] for m in moves]
+        q = t.update().where(t.c.id.in_(ids), t.c[spec.column].in_(dups))
+        if spec.polymorphic:
+            q = q.where(t.c.entity_type == et)
+        _check_count(conn.execute(q.values({spec.column: p})), len(ids), f"{t.name} linked to {et} #{p}'s group")
+        for m in moves:
+            img.touched(t.name, {"id": m.key["id"], spec.column: m.from_id}, {"id": m.key["id"], spec.column: p})
+        moved[t.name] = len(ids)
+
+    # 4. the duplicates
+    for d in dups:
+        img.touched(table.name, snap.records[d], None if plan.delete_mode == "hard" else
+                    {**snap.records[d], "deleted_at": now})
+    if plan.delete_mode == "hard":
+        conn.execute(table.delete().where(table.c.id.in_(dups)))
+    else:
+        conn.execute(table.update().where(table.c.id.in_(dups)).values(deleted_at=now))
+
+    # 5. the history event on the primary
+    h = schema.history
+    event = {"entity_type": et, "entity_id": p, "event": "merge",
+             "message": merge_message(et, p, dups, user), "user_id": user["id"], "created_at": now}
+    event["id"] = conn.execute(h.insert().values(**event).returning(h.c.id)).scalar_one()
+    img.touched("history", None, event)
+    return img, dict(moved), event
+
+
+def _move_contact_companies(conn: Connection, snap: Snapshot, column: str, moves, img: _Images) -> None:
+    cc = schema.contact_companies
+    rows = {(r["contact_id"], r["company_id"]): r for r in snap.links.get("contact_companies", [])}
+    other = "company_id" if column == "contact_id" else "contact_id"
+
+    def where(key):
+        return sa.and_(cc.c.contact_id == key[0], cc.c.company_id == key[1])
+
+    for m in moves:
+        key = (m.key["contact_id"], m.key["company_id"])
+        old = rows[key]
+        if m.action == "move":
+            new = {**old, column: m.to_id, "is_primary": m.is_primary}
+            res = conn.execute(cc.update().where(where(key)).values({column: m.to_id, "is_primary": m.is_primary}))
+            _check_count(res, 1, "contact_companies")
+            img.touched(cc.name, old, None)
+            img.touched(cc.name, None, new)
+        elif m.action == "merge":
+            # folded into the primary's own link to the same company (contact): nothing is lost,
+            # the before-image keeps the row and undo brings it back
+            _check_count(conn.execute(cc.delete().where(where(key))), 1, "contact_companies")
+            img.touched(cc.name, old, None)
+        elif m.action == "update":
+            pass
+    # the primary's own rows whose is_primary flag the merge changes (folded rows, one primary company)
+    final = {m.key[other]: m.is_primary for m in moves}
+    for key, old in rows.items():
+        if old[column] != snap.primary_id or old[other] not in final:
+            continue
+        flag = final[old[other]]
+        if bool(old["is_primary"]) != flag:
+            _check_count(conn.execute(cc.update().where(where(key)).values(is_primary=flag)), 1, "contact_companies")
+            img.touched(cc.name, old, {**old, "is_primary": flag})
+
+
+# -- applying -----------------------------------------------------------------------------------
+
+class _Applier:
+    """Applies plans on one connection, caching what a batch shares (the user)."""
+
+    def __init__(self, conn: Connection, user_id: int | None):
+        self.conn = conn
+        self.user = load_user(conn, user_id)
+        if conn.in_transaction():
+            conn.commit()
+
+    def already(self, batch_id: str, group_id: str) -> int | None:
+        m = schema.dedup_merges
+        return self.conn.execute(sa.select(m.c.id).where(m.c.batch_id == batch_id, m.c.group_id == group_id)).scalar()
+
+    def apply(self, plan: MergePlan, batch_id: str | None, group_id: str | None, update_group: bool) -> MergeResult:
+        if plan.problems:
+            raise MergeError(plan.summary())
+        if plan.unresolved:
+            fields = [c.field for c in plan.unresolved]
+            details = "; ".join(f"{c.field}: " + ", ".join(f"#{rid} {v!r}" for rid, v in c.candidates)
+                                for c in plan.unresolved)
+            raise UnresolvedConflicts(
+                f"The merge of {plan.entity_type} #{plan.primary_id} has conflicts nobody chose a value for "
+                f"({details}). Choose a value per field (plan choices) or set a conflict_policy.", fields)
+        return retrying(lambda: self._apply_once(plan, batch_id, group_id, update_group))
+
+    def _apply_once(self, plan: MergePlan, batch_id, group_id, update_group) -> MergeResult:
+        conn, et = self.conn, plan.entity_type
+        result = MergeResult("applied", et, plan.primary_id, list(plan.duplicate_ids), group_id, batch_id)
+        try:
+            with write_transaction(conn):
+                if batch_id is not None and group_id is not None:
+                    done = self.already(batch_id, group_id)
+                    if done is not None:
+                        raise _Already(done)
+                snap = read_snapshot(conn, et, plan.primary_id, plan.member_ids, lock=True)
+                fresh = snap.fingerprints()
+                if fresh != plan.fingerprints:
+                    changes = describe_changes(plan, snap, fresh)
+                    raise StalePlanError(
+                        f"The plan to merge {PLURAL[et]} {', '.join(f'#{i}' for i in plan.duplicate_ids)} into "
+                        f"#{plan.primary_id} is out of date: " + "; ".join(changes) + ". Make a new plan.", changes)
+                check_merge(self.user, et, snap.records.values(), snap.users)
+                now = utcnow()
+                img, moved, event = _write_merge(conn, plan, snap, self.user, now)
+                m = schema.dedup_merges
+                merge_id = conn.execute(m.insert().values(
+                    group_id=group_id, batch_id=batch_id, entity_type=et, primary_id=plan.primary_id,
+                    merged_ids=list(plan.duplicate_ids), user_id=self.user["id"], merged_at=now,
+                    status="applied", summary=plan.summary(),
+                    before_image=dict(img.before), after_image=dict(img.after),
+                ).returning(m.c.id)).scalar_one()
+                if update_group and group_id is not None:
+                    g = schema.dedup_groups
+                    conn.execute(g.update().where(g.c.id == group_id).values(
+                        status="applied", merge_id=merge_id, updated_at=now))
+                if FAULT_HOOK is not None:
+                    FAULT_HOOK("before_commit")
+        except _Already as done:
+            result.status, result.merge_id = "already_applied", done.merge_id
+            result.message = f"group {group_id} of batch {batch_id} was merged already (merge #{done.merge_id})"
+            return result
+        except sa.exc.IntegrityError:
+            # another process committed the same (batch, group) first
+            if batch_id is not None and group_id is not None and (done := self.already(batch_id, group_id)):
+                if self.conn.in_transaction():
+                    self.conn.rollback()
+                result.status, result.merge_id = "already_applied", done
+                result.message = f"group {group_id} of batch {batch_id} was merged by another process (merge #{done})"
+                return result
+            raise
+        result.merge_id, result.moved, result.message = merge_id, moved, event["message"]
+        log.info("%s (merge #%s)", event["message"], merge_id)
+        return result
+
+
+class _Already(Exception):
+    def __init__(self, merge_id: int):
+        self.merge_id = merge_id
+
+
+def _mark_group(conn: Connection, group_id: str | None, status: str) -> None:
+    if group_id is None:
+        return
+    g = schema.dedup_groups
+    with write_transaction(conn):
+        conn.execute(g.update().where(g.c.id == group_id, g.c.status != "applied")
+                     .values(status=status, updated_at=utcnow()))
+
+
+def apply_plan(store, plan: MergePlan, user_id: int | None, *, batch_id: str | None = None,
+               group_id: str | None = None) -> MergeResult:
+    """Apply one plan in one transaction. Raises StalePlanError, PermissionDenied, UnresolvedConflicts
+    (all MergeError); returns status 'already_applied' when this (batch, group) was merged before."""
+    real_group = group_id or plan.group_id
+    key = real_group or (group_key(plan) if batch_id else None)
+    with store.engine.connect() as conn:
+        applier = _Applier(conn, user_id)
+        try:
+            return applier.apply(plan, batch_id, key, update_group=real_group is not None)
+        except StalePlanError:
+            _mark_group(conn, real_group, "stale")
+            raise
+
+
+def apply_batch(store, plans: Iterable[MergePlan], user_id: int | None, batch_id: str, *,
+                on_result: Callable[[MergeResult], None] | None = None) -> list[MergeResult]:
+    """Apply plans one transaction each; a group that cannot be merged is reported and the rest go on.
+    Re-running the same batch after a crash applies only the groups not merged yet."""
+    results: list[MergeResult] = []
+    with store.engine.connect() as conn:
+        applier = _Applier(conn, user_id)
+        m = schema.dedup_merges
+        done = dict(conn.execute(sa.select(m.c.group_id, m.c.id).where(m.c.batch_id == batch_id)).all())
+        conn.commit()
+        for plan in plans:
+            key = plan.group_id or group_key(plan)
+            base = dict(entity_type=plan.entity_type, primary_id=plan.primary_id,
+                        merged_ids=list(plan.duplicate_ids), group_id=key, batch_id=batch_id)
+            if key in done:
+                res = MergeResult("already_applied", merge_id=done[key],
+                                  message=f"merged already in this batch (merge #{done[key]})", **base)
+            else:
+                try:
+                    res = applier.apply(plan, batch_id, key, update_group=plan.group_id is not None)
+                except StalePlanError as exc:
+                    res = MergeResult("stale", message=str(exc), **base)
+                    _mark_group(conn, plan.group_id, "stale")
+                except PermissionDenied as exc:
+                    res = MergeResult("denied", message=str(exc), **base)
+                except UnresolvedConflicts as exc:
+                    res = MergeResult("conflicts", message=str(exc), **base)
+                except MergeError as exc:
+                    res = MergeResult("failed", message=str(exc), **base)
+                except Exception as exc:  # noqa: BLE001 - one broken group must not stop the batch
+                    log.exception("merging %s #%s failed", plan.entity_type, plan.primary_id)
+                    res = MergeResult("failed", message=f"{type(exc).__name__}: {exc}", **base)
+                if res.status == "applied":
+                    done[key] = res.merge_id
+            results.append(res)
+            if on_result is not None:
+                on_result(res)
+    counts = defaultdict(int)
+    for r in results:
+        counts[r.status] += 1
+    log.info("batch %s: %s", batch_id, ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    return results

@@ -1,0 +1,67 @@
+"""JSON-safe values and rows, exact both ways, and row fingerprints.
+
+Plans and before/after images are stored as JSON. Dates, datetimes and Decimals are written as small
+tagged objects (``{"$dt": "2024-05-01T10:00:00.123456"}``) so that they come back as the same type and
+value whatever column or backend they are read against.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+_TAGS = ("$d", "$dt", "$n")
+
+
+def encode(value: Any) -> Any:
+    """One value as JSON-safe data (date, datetime, Decimal tagged; containers recursively)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value
+    if isinstance(value, dt.datetime):  # before date: datetime is a date subclass
+        return {"$dt": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {"$d": value.isoformat()}
+    if isinstance(value, Decimal):
+        return {"$n": str(value)}
+    if isinstance(value, Mapping):
+        return {str(k): encode(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [encode(v) for v in value]
+    raise TypeError(f"cannot store a {type(value).__name__} value ({value!r}) in a merge record")
+
+
+def decode(value: Any) -> Any:
+    """The inverse of :func:`encode`."""
+    if isinstance(value, dict):
+        if len(value) == 1:
+            (tag, raw), = value.items()
+            if tag == "$dt":
+                return dt.datetime.fromisoformat(raw)
+            if tag == "$d":
+                return dt.date.fromisoformat(raw)
+            if tag == "$n":
+                return Decimal(raw)
+        return {k: decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    return value
+
+
+def encode_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: encode(v) for k, v in row.items()}
+
+
+def decode_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: decode(v) for k, v in row.items()}
+
+
+def fingerprint(row: Mapping[str, Any]) -> str:
+    """A short stable hash of a row's values (column order does not matter)."""
+    text = json.dumps(encode_row(row), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()

@@ -1,0 +1,116 @@
+"""Normalised keys and validity checks for multi-value fields, behind one function each.
+
+The matchers' normalisers (``matchers.phones.parse_phone``, ``matchers.emails.parse_email``) are used
+when they are importable; until then a simple stand-in gives the same kind of key (E.164 for phones
+through ``phonenumbers``, lower-case for emails), so switching is a matter of the two imports below.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import phonenumbers
+
+log = logging.getLogger(__name__)
+
+try:  # the colleague's normalisers, once they exist
+    from matchers.phones import parse_phone
+except ImportError:
+    parse_phone = None
+try:
+    from matchers.emails import parse_email
+except ImportError:
+    parse_email = None
+
+_EXT = re.compile(r"(?i)\s*(?:доб\.?|ext\.?|extension|x|#)\s*\d+\s*$")
+_NON_DIGIT = re.compile(r"\D+")
+_SPACES = re.compile(r"\s+")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _fallback_phone(raw: str, region: str = "RU") -> tuple[str, bool]:
+    """(key, valid): E.164 when phonenumbers can parse it, else the bare digits."""
+    text = _EXT.sub("", raw or "")
+    try:
+        num = phonenumbers.parse(text, region)
+        if phonenumbers.is_possible_number(num):
+            return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164), phonenumbers.is_valid_number(num)
+    except phonenumbers.NumberParseException:
+        pass
+    return _NON_DIGIT.sub("", text), False
+
+
+def phone_key(raw: str) -> tuple[str, bool]:
+    if parse_phone is not None:
+        p = parse_phone(raw, region="RU")
+        return (p.e164 or _NON_DIGIT.sub("", raw or "")), bool(p.valid and not p.placeholder)
+    return _fallback_phone(raw)
+
+
+def email_key(raw: str) -> tuple[str, bool]:
+    if parse_email is not None:
+        e = parse_email(raw)
+        return (e.email or (raw or "").strip().lower()), bool(e.valid and not e.placeholder)
+    text = (raw or "").strip().lower()
+    return text, bool(_EMAIL.match(text))
+
+
+def web_key(raw: str) -> tuple[str, bool]:
+    text = (raw or "").strip().lower()
+    text = re.sub(r"^[a-z]+://", "", text)
+    text = re.sub(r"^www\.", "", text).rstrip("/")
+    return text, "." in text and " " not in text
+
+
+def im_key(raw: str) -> tuple[str, bool]:
+    text = _SPACES.sub("", (raw or "").lower()).lstrip("@")
+    return text, bool(text)
+
+
+_KEYS = {"phone": phone_key, "email": email_key, "web": web_key, "im": im_key}
+
+
+def comm_key(comm_type: str, raw: str) -> str:
+    """The value two communications are compared by: equal keys are repeats of one another."""
+    return f"{comm_type}:{_KEYS[comm_type](raw)[0]}"
+
+
+def comm_valid(comm_type: str, raw: str) -> bool:
+    return _KEYS[comm_type](raw)[1]
+
+
+def inn_valid(raw: str) -> bool:
+    """A Russian tax id (ИНН): 10 digits for an organisation, 12 for a person, with check digits."""
+    digits = _NON_DIGIT.sub("", raw or "")
+    if len(digits) != len((raw or "").strip()) or len(digits) not in (10, 12):
+        return False
+    d = [int(c) for c in digits]
+
+    def check(weights: list[int]) -> int:
+        return sum(w * x for w, x in zip(weights, d)) % 11 % 10
+
+    if len(d) == 10:
+        return check([2, 4, 10, 3, 5, 9, 4, 6, 8]) == d[9]
+    return (check([7, 2, 4, 10, 3, 5, 9, 4, 6, 8]) == d[10]
+            and check([3, 7, 2, 4, 10, 3, 5, 9, 4, 6, 8]) == d[11])
+
+
+def validator_for(field: str):
+    """The validity check ``prefer_valid`` uses for a field, or None when there is none."""
+    if field == "tax_id":
+        return inn_valid
+    if field in ("website", "web"):
+        return lambda v: web_key(v)[1]
+    if "phone" in field:
+        return lambda v: phone_key(v)[1]
+    if "email" in field:
+        return lambda v: email_key(v)[1]
+    return None
+
+
+def text_key(value):
+    """How single values are compared for conflicts: case, spacing and ё/е do not count."""
+    if isinstance(value, str):
+        return _SPACES.sub(" ", value).strip().casefold().replace("ё", "е")
+    return value

@@ -1,0 +1,372 @@
+"""Merge plans: what a merge will do, worked out before anything is written (a dry run).
+
+``build_plan`` is pure: from a group's snapshot and the settings it decides every field of the merged
+record (value, source record, rule, conflict), unites the communications, lists every linked row that
+will move, warns about managers who would lose access, and fingerprints every row it read so that
+applying refuses a plan whose rows have changed since.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from crm import schema
+from merge_rules.codec import decode, encode
+from merge_rules.normalise import comm_key, text_key
+from merge_rules.rules import MULTI, Candidate, RuleContext, RuleError, filled, get_rule
+from merge_rules.settings import MergeSettings, field_kinds
+from merge_rules.snapshot import LINKS, Snapshot, read_snapshots
+
+log = logging.getLogger(__name__)
+
+PLURAL = {"contact": "contacts", "company": "companies", "lead": "leads"}
+
+
+@dataclass
+class FieldDecision:
+    value: Any
+    source_id: int | None  # the record the value comes from; None when computed from several
+    rule: str
+    conflict: bool = False
+    candidates: list[tuple[int, Any]] = field(default_factory=list)  # (record id, value) when a conflict
+    resolved_by: str | None = None  # "choice" or "policy:<name>" when a conflict was settled
+    note: str = ""
+
+
+@dataclass
+class Conflict:
+    field: str
+    candidates: list[tuple[int, Any]]
+    value: Any
+    source_id: int | None
+    resolved_by: str | None
+
+    @property
+    def resolved(self) -> bool:
+        return self.resolved_by is not None
+
+
+@dataclass
+class CommDecision:
+    id: int
+    entity_id: int
+    type: str
+    kind: str
+    value: str
+    key: str
+    action: str  # keep (the primary's), move (a duplicate's, to the primary), repeat (dropped), drop
+    repeat_of: int | None = None
+
+
+@dataclass
+class LinkMove:
+    table: str
+    key: dict[str, int]  # the row's primary key before the merge
+    column: str
+    from_id: int
+    to_id: int
+    action: str = "move"  # move; merge (collides with a row of the primary: folded into it); update
+    is_primary: bool | None = None  # contact_companies: the flag of the resulting row
+
+
+@dataclass
+class AccessWarning:
+    user_id: int
+    name: str
+    record_ids: list[int]
+    message: str
+
+
+@dataclass
+class MergePlan:
+    entity_type: str
+    primary_id: int
+    duplicate_ids: list[int]
+    fields: dict[str, FieldDecision] = field(default_factory=dict)
+    communications: list[CommDecision] = field(default_factory=list)
+    links: list[LinkMove] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
+    access_warnings: list[AccessWarning] = field(default_factory=list)
+    fingerprints: dict[str, str] = field(default_factory=dict)
+    records: dict[int, dict[str, Any]] = field(default_factory=dict)  # the rows as read
+    delete_mode: str = "soft"
+    conflict_policy: str = "ask"
+    group_id: str | None = None
+    problems: list[str] = field(default_factory=list)  # a plan with problems cannot be applied
+    planned_at: dt.datetime | None = None
+
+    @property
+    def member_ids(self) -> list[int]:
+        return [self.primary_id, *self.duplicate_ids]
+
+    @property
+    def unresolved(self) -> list[Conflict]:
+        return [c for c in self.conflicts if not c.resolved]
+
+    def changes(self) -> dict[str, tuple[Any, Any]]:
+        """Fields of the primary whose value the merge changes: field -> (old, new)."""
+        old = self.records.get(self.primary_id, {})
+        return {f: (old.get(f), d.value) for f, d in self.fields.items() if old.get(f) != d.value}
+
+    def link_counts(self) -> Counter:
+        return Counter(m.table for m in self.links if m.action != "update")
+
+    def summary(self) -> str:
+        label = PLURAL[self.entity_type]
+        dups = ", ".join(f"#{i}" for i in self.duplicate_ids)
+        if self.problems:
+            return f"Cannot merge {label} {dups} into #{self.primary_id}: " + "; ".join(self.problems)
+        parts = [f"Merge {label} {dups} into #{self.primary_id}"]
+        changed = [f for f in self.changes() if f != "created_at"]
+        if changed:
+            parts.append(f"{len(changed)} field(s) change ({', '.join(changed)})")
+        if self.conflicts:
+            open_ = [c.field for c in self.unresolved]
+            parts.append(f"{len(self.conflicts)} conflict(s)" + (f", to choose: {', '.join(open_)}" if open_ else ", resolved"))
+        moved = sum(1 for c in self.communications if c.action == "move")
+        repeats = sum(1 for c in self.communications if c.action in ("repeat", "drop"))
+        if moved or repeats:
+            parts.append(f"{moved} phone/email/web/im value(s) move, {repeats} repeat(s) dropped")
+        counts = self.link_counts()
+        if counts:
+            parts.append("links move: " + ", ".join(f"{n} {t}" for t, n in sorted(counts.items())))
+        if self.access_warnings:
+            parts.append(f"{len(self.access_warnings)} manager(s) lose access")
+        return "; ".join(parts)
+
+    # -- JSON ---------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe (stored in dedup_groups.plan); dates, datetimes and Decimals are tagged."""
+        d = asdict(self)
+        d["records"] = {str(k): v for k, v in self.records.items()}
+        return encode(d)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "MergePlan":
+        d = decode(dict(data))
+        plan = cls(entity_type=d["entity_type"], primary_id=d["primary_id"], duplicate_ids=list(d["duplicate_ids"]))
+        plan.fields = {k: FieldDecision(**{**v, "candidates": [tuple(c) for c in v["candidates"]]})
+                       for k, v in d["fields"].items()}
+        plan.communications = [CommDecision(**c) for c in d["communications"]]
+        plan.links = [LinkMove(**m) for m in d["links"]]
+        plan.conflicts = [Conflict(**{**c, "candidates": [tuple(x) for x in c["candidates"]]}) for c in d["conflicts"]]
+        plan.access_warnings = [AccessWarning(**w) for w in d["access_warnings"]]
+        plan.fingerprints = dict(d["fingerprints"])
+        plan.records = {int(k): v for k, v in d["records"].items()}
+        for name in ("delete_mode", "conflict_policy", "group_id", "problems", "planned_at"):
+            setattr(plan, name, d.get(name))
+        plan.problems = list(plan.problems or [])
+        return plan
+
+
+# -- building -----------------------------------------------------------------------------------
+
+def _resolve(policy: str, cands: list[Candidate]) -> Candidate:
+    """Settle a conflict by the settings' policy: ``cands`` are the filled candidates, primary first."""
+    if policy == "keep_primary":
+        return cands[0]
+    if policy == "most_recent":
+        best = max(c.modified_at or dt.datetime.min for c in cands)
+        return next(c for c in cands if (c.modified_at or dt.datetime.min) == best)
+    if policy == "longest":
+        best = max(len(str(c.value)) for c in cands)
+        return next(c for c in cands if len(str(c.value)) == best)
+    raise ValueError(f"unknown conflict policy {policy!r}")
+
+
+def _decide_fields(snap: Snapshot, settings: MergeSettings, choices: Mapping[str, int],
+                   plan: MergePlan) -> None:
+    kinds = field_kinds(snap.entity_type)
+    for name, chosen in choices.items():
+        if name not in kinds or kinds[name] == MULTI:
+            plan.problems.append(f"a choice was made for {name!r}, which is not a single-value field of "
+                                 f"a {snap.entity_type}")
+        elif chosen not in snap.records:
+            plan.problems.append(f"the choice for {name!r} names record #{chosen}, which is not in the group "
+                                 f"({', '.join(f'#{i}' for i in snap.member_ids)})")
+    for name, kind in kinds.items():
+        if kind == MULTI:
+            continue
+        rule_name = settings.rule_for(snap.entity_type, name)
+        cands = [Candidate(i, snap.records[i].get(name), i == snap.primary_id,
+                           snap.records[i].get("created_at"), snap.records[i].get("modified_at"))
+                 for i in snap.member_ids if i in snap.records]
+        try:
+            out = get_rule(rule_name).func(cands, RuleContext(snap.entity_type, name))
+        except RuleError as exc:
+            plan.problems.append(str(exc))
+            continue
+        decision = FieldDecision(out.value, out.source_id, rule_name, out.conflict, note=out.note)
+        if out.conflict:
+            full = [c for c in cands if filled(c.value)]
+            decision.candidates = [(c.record_id, c.value) for c in full]
+            if settings.conflict_policy != "ask" and name not in choices:
+                win = _resolve(settings.conflict_policy, full)
+                decision.value, decision.source_id = win.value, win.record_id
+                decision.resolved_by = f"policy:{settings.conflict_policy}"
+        if name in choices and choices[name] in snap.records:
+            decision.value, decision.source_id = snap.records[choices[name]].get(name), choices[name]
+            decision.rule = "choice"
+            if decision.conflict:
+                decision.resolved_by = "choice"
+        plan.fields[name] = decision
+        if decision.conflict:
+            plan.conflicts.append(Conflict(name, decision.candidates, decision.value, decision.source_id,
+                                           decision.resolved_by))
+
+
+def _decide_comms(snap: Snapshot, settings: MergeSettings, plan: MergePlan) -> None:
+    """Unite the phones, emails, websites, messengers: the primary's rows stay as they are, each
+    duplicate's row moves to the primary unless its normalised value is already there."""
+    seen: dict[str, int] = {}
+    for r in snap.comms:
+        key = comm_key(r["type"], r["value"])
+        d = CommDecision(r["id"], r["entity_id"], r["type"], r["kind"], r["value"], key, "keep")
+        if r["entity_id"] != snap.primary_id:
+            if settings.rule_for(snap.entity_type, r["type"]) == "keep_primary":
+                d.action = "drop"
+            elif key in seen:
+                d.action, d.repeat_of = "repeat", seen[key]
+            else:
+                d.action = "move"
+        seen.setdefault(key, r["id"])
+        plan.communications.append(d)
+
+
+def _decide_links(snap: Snapshot, plan: MergePlan) -> None:
+    p = snap.primary_id
+    for spec in LINKS[snap.entity_type]:
+        rows = snap.links.get(spec.name, [])
+        if spec.table is schema.contact_companies:
+            plan.links.extend(_contact_company_moves(snap, spec.column, rows))
+            continue
+        for r in rows:
+            if r[spec.column] != p:
+                plan.links.append(LinkMove(spec.name, {k: r[k] for k in spec.key_columns}, spec.column,
+                                           r[spec.column], p))
+
+
+def _contact_company_moves(snap: Snapshot, column: str, rows: list[dict]) -> list[LinkMove]:
+    """Contact-company links of the duplicates move to the primary; one that collides with a link the
+    primary already has (same contact and company) is folded into it, its is_primary flag kept
+    (OR). A contact keeps at most one primary company: its own, else the first duplicate's."""
+    p, other = snap.primary_id, ("company_id" if column == "contact_id" else "contact_id")
+    order = {i: n for n, i in enumerate(snap.member_ids)}
+    own = [r for r in rows if r[column] == p]
+    theirs = sorted((r for r in rows if r[column] != p), key=lambda r: (order[r[column]], r[other]))
+    final = {r[other]: bool(r["is_primary"]) for r in own}
+    moves: list[LinkMove] = []
+    for r in theirs:
+        target = r[other]
+        action = "merge" if target in final else "move"
+        final[target] = final.get(target, False) or bool(r["is_primary"])
+        moves.append(LinkMove("contact_companies", {"contact_id": r["contact_id"], "company_id": r["company_id"]},
+                              column, r[column], p, action))
+    if column == "contact_id":  # one primary company per contact
+        keep = next((r[other] for r in own if r["is_primary"]), None)
+        if keep is None:
+            keep = next((r[other] for r in theirs if r["is_primary"]), None)
+        final = {k: (k == keep) for k in final}
+    for m in moves:
+        m.is_primary = final[m.key[other]]
+    for r in own:
+        if bool(r["is_primary"]) != final[r[other]]:
+            moves.append(LinkMove("contact_companies", {"contact_id": r["contact_id"], "company_id": r["company_id"]},
+                                  column, p, p, "update", final[r[other]]))
+    return moves
+
+
+def _access_warnings(snap: Snapshot, plan: MergePlan) -> None:
+    decision = plan.fields.get("responsible_id")
+    owner = decision.value if decision else snap.records.get(snap.primary_id, {}).get("responsible_id")
+    lose: dict[int, list[int]] = {}
+    for i in snap.duplicate_ids:
+        rid = snap.records.get(i, {}).get("responsible_id")
+        if rid is None or rid == owner:
+            continue
+        user = snap.users.get(rid)
+        if user is not None and user["role"] == "admin":
+            continue  # admins see every record
+        lose.setdefault(rid, []).append(i)
+    owner_name = snap.users.get(owner, {}).get("name") if owner is not None else None
+    for rid, ids in lose.items():
+        name = snap.users.get(rid, {}).get("name", f"user #{rid}")
+        recs = ", ".join(f"#{i}" for i in ids)
+        plan.access_warnings.append(AccessWarning(
+            rid, name, ids,
+            f"{name} (#{rid}) is responsible for {snap.entity_type} {recs} but not for the merged "
+            f"#{snap.primary_id} (responsible: {owner_name or 'nobody'}); they will lose access to it"))
+
+
+def _check_snapshot(snap: Snapshot) -> list[str]:
+    problems = []
+    if snap.primary_id not in snap.member_ids:
+        problems.append(f"the primary #{snap.primary_id} is not a member of the group")
+    if len(snap.member_ids) < 2:
+        problems.append(f"{snap.entity_type} #{snap.primary_id} has no duplicates to merge")
+    for i in snap.member_ids:
+        row = snap.records.get(i)
+        if row is None:
+            problems.append(f"{snap.entity_type} #{i} does not exist")
+        elif row.get("deleted_at") is not None:
+            problems.append(f"{snap.entity_type} #{i} was deleted on {row['deleted_at']:%Y-%m-%d %H:%M} "
+                            "(merged or removed already)")
+    return problems
+
+
+def build_plan(snapshot: Snapshot, settings: MergeSettings | None = None,
+               choices: Mapping[str, int] | None = None) -> MergePlan:
+    """The merge plan of one group (pure: reads nothing, writes nothing). ``choices`` maps a field to
+    the record whose value a person chose; it settles that field's conflict."""
+    settings = settings or MergeSettings.load()
+    choices = dict(choices or {})
+    snap = snapshot
+    plan = MergePlan(snap.entity_type, snap.primary_id, snap.duplicate_ids,
+                     delete_mode=settings.delete_mode, conflict_policy=settings.conflict_policy,
+                     records={i: dict(r) for i, r in snap.records.items()},
+                     fingerprints=snap.fingerprints(),
+                     planned_at=dt.datetime.now(dt.UTC).replace(tzinfo=None))
+    plan.problems = _check_snapshot(snap)
+    if plan.problems:
+        return plan
+    _decide_fields(snap, settings, choices, plan)
+    _decide_comms(snap, settings, plan)
+    _decide_links(snap, plan)
+    _access_warnings(snap, plan)
+    return plan
+
+
+def plan_groups(store, entity_type: str, groups: Sequence[tuple[int, Sequence[int]]],
+                settings: MergeSettings | None = None, *,
+                choices: Mapping[int, Mapping[str, int]] | None = None,
+                group_ids: Mapping[int, str] | None = None) -> list[MergePlan]:
+    """Plans for many groups ``(primary_id, member ids incl. the primary)``, in the order given, read in
+    bulk. ``choices`` and ``group_ids`` are keyed by primary id. A group that cannot be merged (a
+    missing or deleted record, a record in two groups) gets a plan whose ``problems`` say why."""
+    settings = settings or MergeSettings.load()
+    choices, group_ids = choices or {}, group_ids or {}
+    seen: dict[int, int] = {}
+    overlap: dict[int, list[str]] = {}
+    for primary, members in groups:
+        for m in {int(primary), *map(int, members)}:
+            if m in seen and seen[m] != int(primary):
+                overlap.setdefault(int(primary), []).append(
+                    f"{entity_type} #{m} is also in the group of #{seen[m]}; a record merges into one primary")
+            seen.setdefault(m, int(primary))
+    with store.engine.connect() as conn:
+        snaps = read_snapshots(conn, entity_type, groups)
+    plans = []
+    for snap in snaps:
+        plan = build_plan(snap, settings, choices.get(snap.primary_id))
+        plan.group_id = group_ids.get(snap.primary_id)
+        plan.problems.extend(overlap.get(snap.primary_id, []))
+        if plan.problems:
+            log.warning("group of %s #%s cannot be merged: %s", entity_type, snap.primary_id, "; ".join(plan.problems))
+        plans.append(plan)
+    return plans

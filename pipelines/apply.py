@@ -1,0 +1,53 @@
+"""Apply approved groups (plain function; the apply flow and `crm-dedup merge` call it)."""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+
+from crm import proposals, schema
+from crm.store import Store
+from pipelines.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def apply_approved(db: str | None, batch_id: str, user_id: int | None, settings_path: str | None = None,
+                   group_ids: list[str] | None = None) -> list[dict]:
+    """Merge every approved group (or the given ones, if approved), each in its own transaction.
+    A stale plan (records edited since) is re-planned and sent back to pending with a note."""
+    from merge_rules.apply import apply_batch
+    from merge_rules.plan import MergePlan, plan_groups
+
+    settings = Settings.load(settings_path)
+    store = Store(db, must_exist=True)
+    store.check_schema()
+    groups = proposals.read_groups(store, status="approved")
+    if group_ids is not None:
+        groups = groups[groups["id"].isin(group_ids)]
+    # a batch re-run after a crash: its applied groups are already 'applied' and are not read again
+    plans = []
+    for row in groups.itertuples(index=False):
+        if not row.plan:
+            plan = plan_groups(store, row.entity_type, [(row.primary_id, list(row.member_ids))], settings.merge)[0]
+        else:
+            plan = MergePlan.from_dict(row.plan)
+        plans.append((row.id, plan))
+    results = apply_batch(store, [p for _, p in plans], user_id, batch_id, group_ids=[g for g, _ in plans])
+    out = []
+    g = schema.dedup_groups
+    for (gid, plan), res in zip(plans, results):
+        status = res.status
+        message = res.message
+        if status == "stale":
+            fresh = plan_groups(store, plan.entity_type, [(plan.primary_id, [plan.primary_id, *plan.duplicate_ids])],
+                                settings.merge)[0]
+            with store.engine.begin() as conn:
+                conn.execute(g.update().where(g.c.id == gid).values(
+                    status="pending", plan=fresh.to_dict(), updated_at=proposals.now(),
+                    primary_reason=sa.func.coalesce(g.c.primary_reason, "") + " (re-planned: records changed)"))
+            message = f"{message} Re-planned; the group is pending again for a person to approve."
+        out.append({"group_id": gid, "status": status, "merge_id": getattr(res, "merge_id", None),
+                    "message": message})
+    return out

@@ -1,0 +1,34 @@
+"""CLI glue for the flows: run them, print the summary in the terminal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pipelines import steps
+
+
+def run_dedup_cli(db: str | None, entity: str | None, settings_path: Path | None, out: Path | None = None) -> dict:
+    from pipelines.flows import dedup_flow
+
+    entity_types = None if entity in (None, "all") else [entity]
+    summary = dedup_flow(db=db, entity_types=entity_types, settings_path=str(settings_path) if settings_path else None)
+    print_summary(summary)
+    return summary
+
+
+def print_summary(summary: dict) -> None:
+    typer.echo("")
+    typer.echo(steps.summary_markdown(summary, summary.get("run_id", "")).split("## Data quality")[0].rstrip())
+    p = summary.get("proposals", {})
+    typer.echo("")
+    typer.echo(f"Proposals stored: {p.get('inserted', 0):,} new pending groups "
+               f"({p.get('removed', 0):,} older pending replaced, {p.get('kept', 0):,} already decided)"
+               + (f"; {summary['auto_approved']:,} approved by the auto-merge policy" if summary.get("auto_approved") else ""))
+    typer.echo(f"Run folder:   {summary['folder']}")
+    if summary.get("report"):
+        typer.echo(f"HTML report:  {summary['report']}")
+    typer.echo("Review page:  crm-dedup review   (then open http://127.0.0.1:8000; set a password first with "
+               "`crm-dedup users set-password admin@example.com`)")
+    typer.echo("Notebook:     .venv/bin/jupyter lab notebooks/match_report.ipynb")

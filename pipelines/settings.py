@@ -1,0 +1,83 @@
+"""The pipeline's settings: matching and scoring, merging, and how flows run. One YAML file:
+
+```yaml
+match:    {...}   # scoring.settings.MatchSettings
+merge:    {...}   # merge_rules.settings.MergeSettings
+pipeline: {...}   # PipelineSettings below
+```
+Every section is optional; what a file does not name keeps its default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from merge_rules.settings import MergeSettings
+from scoring.settings import MatchSettings, SettingsError, explain
+
+ENTITY_TYPES = ("contact", "company", "lead")
+
+
+class AutoMergePolicy(BaseModel):
+    """Off by default. When on, the dedup flow approves groups itself, by Bitrix24's safe rule:
+    only certain groups, with no conflict, where one manager is responsible for every record."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = False
+    tiers: list[Literal["certain", "probable"]] = ["certain"]
+    require_no_conflicts: bool = True
+    require_same_manager: bool = True
+    require_no_lost_access: bool = True
+
+
+class DaskSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = Field(False, description="Run comparisons on Dask through prefect-dask.")
+    address: str | None = Field(None, description="An existing scheduler, e.g. tcp://10.0.0.5:8786; else a local cluster.")
+    workers: int = Field(2, ge=1, description="Workers of the local cluster.")
+    chunk_pairs: int = Field(250_000, ge=1000, description="Candidate pairs per Dask task.")
+
+
+class PipelineSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    runs_dir: str = Field("data/runs", description="Where run folders are written.")
+    entity_types: list[Literal["contact", "company", "lead"]] = list(ENTITY_TYPES)
+    match_leads_to_clients: bool = Field(True, description="Report leads that duplicate an existing contact or company.")
+    auto_merge: AutoMergePolicy = AutoMergePolicy()
+    dask: DaskSettings = DaskSettings()
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    match: MatchSettings = MatchSettings()
+    merge: MergeSettings = Field(default_factory=MergeSettings)
+    pipeline: PipelineSettings = PipelineSettings()
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "Settings":
+        if path is None:
+            return cls()
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise SettingsError(f"Cannot read settings from {path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise SettingsError(f"{path} must hold a mapping with match, merge and pipeline sections.")
+        unknown = set(data) - {"match", "merge", "pipeline"}
+        if unknown:
+            raise SettingsError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}; "
+                                "use match, merge and pipeline.")
+        try:
+            merge = MergeSettings.model_validate(data["merge"]) if "merge" in data else MergeSettings()
+            return cls(match=MatchSettings.model_validate(data.get("match", {})), merge=merge,
+                       pipeline=PipelineSettings.model_validate(data.get("pipeline", {})))
+        except ValidationError as exc:
+            raise SettingsError(explain(exc, str(path))) from exc
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.model_dump(mode="json"), allow_unicode=True, sort_keys=False))

@@ -1,0 +1,280 @@
+"""The steps of the dedup and apply flows, as plain functions over paths and ids.
+
+Prefect tasks (pipelines/flows.py) wrap these one to one; tests and the CLI can call them directly.
+Every step reads its inputs from the database or the run folder and writes its outputs to the run
+folder, so a task passes only paths and ids to the next.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import resource
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from crm import proposals
+from crm.readers import load_role_table, record_info
+from crm.store import Store
+from pipelines.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def new_run(db: str | None, entity_types: list[str], runs_dir: str) -> tuple[str, str]:
+    """Register a run in the database and create its folder; returns (run id, folder)."""
+    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    folder = Path(runs_dir) / run_id
+    folder.mkdir(parents=True, exist_ok=True)
+    store = Store(db, must_exist=True)
+    store.check_schema()
+    proposals.start_run(store, run_id, entity_types, str(folder.resolve()))
+    return run_id, str(folder.resolve())
+
+
+def save_settings(settings: Settings, folder: str) -> str:
+    path = Path(folder) / "settings.yaml"
+    settings.save(path)
+    return str(path)
+
+
+def quality_step(db: str | None, entity: str, folder: str, settings_path: str) -> str:
+    from matchers.quality import quality_report, quality_summary, write_quality
+
+    settings = Settings.load(settings_path)
+    store = Store(db, must_exist=True)
+    start = time.perf_counter()
+    table = load_role_table(store, entity)
+    report = quality_report(table, region=settings.match.region)
+    out = Path(folder) / entity
+    out.mkdir(parents=True, exist_ok=True)
+    write_quality(report, out)
+    summary = quality_summary(report, entity)
+    (out / "quality.txt").write_text(summary, encoding="utf-8")
+    _stage(out, "quality", start)
+    return summary
+
+
+def find_step(db: str | None, entity: str, folder: str, settings_path: str) -> str:
+    """Score, group and rank one entity type; writes pairs, groups, group_table, model, blocking."""
+    from merge_rules.skips import load_skips
+    from scoring.find import find_duplicates
+
+    settings = Settings.load(settings_path)
+    store = Store(db, must_exist=True)
+    out = Path(folder) / entity
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    table = load_role_table(store, entity)
+    info = record_info(store, entity, settings.match.citation_weights)
+    skips = load_skips(store, entity)
+    read_s = time.perf_counter() - start
+    result = find_duplicates(table, settings.match, skips=skips, record_info=info)
+    result.timings = {"read": read_s, **result.timings}
+    result.pairs.to_parquet(out / "pairs.parquet", index=False)
+    result.groups.to_parquet(out / "groups.parquet", index=False)
+    gt = result.group_table.copy()
+    gt["member_ids"] = gt["member_ids"].map(lambda ms: [int(m) for m in ms])
+    gt.to_parquet(out / "group_table.parquet", index=False)
+    result.model.save(out / "model.json")
+    result.blocking.to_parquet(out / "blocking.parquet", index=False)
+    result.skipped_keys.astype({"key": str}).to_parquet(out / "skipped_keys.parquet", index=False)
+    summary = result.summary()
+    summary["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return str(out)
+
+
+def plan_step(db: str | None, entity: str, folder: str, settings_path: str) -> str:
+    """A merge plan per group (dry run): plans.jsonl, one JSON object per line."""
+    from merge_rules.plan import plan_groups
+
+    settings = Settings.load(settings_path)
+    store = Store(db, must_exist=True)
+    out = Path(folder) / entity
+    start = time.perf_counter()
+    gt = pd.read_parquet(out / "group_table.parquet")
+    groups = [(int(p), [int(m) for m in ms]) for p, ms in zip(gt["primary_id"], gt["member_ids"])]
+    plans = plan_groups(store, entity, groups, settings.merge) if groups else []
+    with open(out / "plans.jsonl", "w", encoding="utf-8") as fh:
+        for gid, plan in zip(gt["group_id"], plans):
+            fh.write(json.dumps({"group_id": gid, "plan": plan.to_dict()}, ensure_ascii=False, default=str) + "\n")
+    _stage(out, "plan", start)
+    return str(out / "plans.jsonl")
+
+
+def read_plans(path: Path) -> dict[str, dict]:
+    if not Path(path).exists():
+        return {}
+    with open(path, encoding="utf-8") as fh:
+        return {d["group_id"]: d["plan"] for d in map(json.loads, fh)}
+
+
+def store_step(db: str | None, run_id: str, folder: str, entity_types: list[str]) -> dict:
+    """Replace the pending proposals of these entity types with this run's, in one transaction."""
+    store = Store(db, must_exist=True)
+    rows = []
+    for entity in entity_types:
+        out = Path(folder) / entity
+        gt = pd.read_parquet(out / "group_table.parquet")
+        if gt.empty:
+            continue
+        pairs = pd.read_parquet(out / "pairs.parquet")
+        plans = read_plans(out / "plans.jsonl")
+        info = record_info(store, entity, {})
+        member_group = {int(m): g for g, ms in zip(gt["group_id"], gt["member_ids"]) for m in ms}
+        ga, gb = pairs["id_a"].map(member_group), pairs["id_b"].map(member_group)
+        inside = pairs[(ga == gb) & ga.notna()].assign(group=ga)
+        pair_lists = {g: f[["id_a", "id_b", "probability", "tier", "criteria", "explanation", "contributions"]]
+                      .to_dict("records") for g, f in inside.groupby("group")}
+        for row in gt.itertuples(index=False):
+            members = [int(m) for m in row.member_ids]
+            resp = sorted({int(r) for r in info["responsible_id"].reindex(members).dropna()})
+            rows.append({
+                "id": row.group_id, "entity_type": entity, "tier": row.tier or "possible",
+                "score": float(row.score), "primary_id": int(row.primary_id), "member_ids": members,
+                "responsible_ids": resp, "primary_reason": row.reason, "criteria": row.criteria,
+                "plan": plans.get(row.group_id), "pairs": _json_safe(pair_lists.get(row.group_id, [])),
+            })
+    return proposals.replace_pending(store, run_id, entity_types, rows)
+
+
+def auto_approve_step(db: str | None, run_id: str, settings_path: str) -> int:
+    """Approve, in the flow's name, the groups the auto-merge policy allows (off by default)."""
+    policy = Settings.load(settings_path).pipeline.auto_merge
+    if not policy.enabled:
+        return 0
+    store = Store(db, must_exist=True)
+    groups = proposals.read_groups(store, status="pending", run_id=run_id, tiers=policy.tiers)
+    ok = []
+    for g in groups.itertuples(index=False):
+        plan = g.plan or {}
+        if policy.require_no_conflicts and plan.get("conflicts"):
+            continue
+        if policy.require_no_lost_access and plan.get("access_warnings"):
+            continue
+        if policy.require_same_manager and len(g.responsible_ids or []) != 1:
+            continue
+        ok.append(g.id)
+    return proposals.set_status(store, ok, "approved") if ok else 0
+
+
+def leads_to_clients_step(db: str | None, folder: str, settings_path: str) -> str:
+    """Leads that duplicate an existing contact or company, reported with that client (not merged)."""
+    from matchers.table import RoleTable
+    from scoring.find import find_duplicates
+
+    settings = Settings.load(settings_path)
+    store = Store(db, must_exist=True)
+    leads = load_role_table(store, "lead")
+    rows = []
+    for client in ("contact", "company"):
+        other = load_role_table(store, client)
+        if client == "company":  # a company lead is compared by its company title, phone and email
+            lead_rec = leads.records[[c for c in ("company",) if c in leads.records.columns]]
+        else:
+            lead_rec = leads.records[[c for c in ("last_name", "first_name", "middle_name")
+                                      if c in leads.records.columns]]
+        combined = RoleTable(
+            "lead",
+            pd.concat([lead_rec.set_axis("L" + lead_rec.index.astype(str)),
+                       other.records.set_axis(client[0].upper() + other.records.index.astype(str))
+                       [[c for c in lead_rec.columns if c in other.records.columns]]]),
+            pd.concat([leads.values.assign(id="L" + leads.values["id"].astype(str)),
+                       other.values.assign(id=client[0].upper() + other.values["id"].astype(str))],
+                      ignore_index=True))
+        if combined.records.empty:
+            continue
+        res = find_duplicates(combined, settings.match)
+        p = res.pairs
+        cross = p[p["id_a"].str[0] != p["id_b"].str[0]]
+        for r in cross.itertuples(index=False):
+            lead_id, client_id = (r.id_a, r.id_b) if r.id_a.startswith("L") else (r.id_b, r.id_a)
+            rows.append({"lead_id": int(lead_id[1:]), "client_type": client, "client_id": int(client_id[1:]),
+                         "probability": r.probability, "tier": r.tier, "explanation": r.explanation})
+    out = Path(folder) / "lead_clients.parquet"
+    frame = pd.DataFrame(rows, columns=["lead_id", "client_type", "client_id", "probability", "tier", "explanation"])
+    frame.sort_values(["probability", "lead_id"], ascending=[False, True]).to_parquet(out, index=False)
+    return str(out)
+
+
+def run_summary(folder: str, entity_types: list[str]) -> dict:
+    """Counts per entity and tier, quality, the largest groups, time and memory per stage."""
+    out: dict = {"folder": folder, "entities": {}}
+    for entity in entity_types:
+        d = Path(folder) / entity
+        s = json.loads((d / "summary.json").read_text())
+        stages = json.loads((d / "stages.json").read_text()) if (d / "stages.json").exists() else {}
+        s["timings"].update(stages)
+        gt = pd.read_parquet(d / "group_table.parquet")
+        s["largest_groups"] = [{"group_id": g, "size": int(n), "tier": t, "criteria": c}
+                               for g, n, t, c in gt.sort_values(["size", "score"], ascending=False)
+                               .head(5)[["group_id", "size", "tier", "criteria"]].itertuples(index=False)]
+        q = d / "quality.txt"
+        s["quality"] = q.read_text(encoding="utf-8") if q.exists() else ""
+        out["entities"][entity] = s
+    lc = Path(folder) / "lead_clients.parquet"
+    if lc.exists():
+        out["leads_matching_clients"] = int(len(pd.read_parquet(lc)))
+    out["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    return out
+
+
+def summary_markdown(summary: dict, run_id: str) -> str:
+    lines = [f"# crm-dedup run {run_id}", "", f"Run folder: `{summary['folder']}`", "",
+             "| entity | records | candidate pairs | groups | certain | probable | possible | records in groups | largest |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for e, s in summary["entities"].items():
+        t = s["groups_per_tier"]
+        lines.append(f"| {e} | {s['records']:,} | {s['candidate_pairs']:,} | {s['groups']:,} | {t['certain']:,} | "
+                     f"{t['probable']:,} | {t['possible']:,} | {s['records_in_groups']:,} | {s['largest_group']} |")
+    if "leads_matching_clients" in summary:
+        lines += ["", f"Leads matching an existing contact or company: {summary['leads_matching_clients']:,}"]
+    lines += ["", "## Time per stage (seconds)", "", "| entity | " + " | ".join(_stage_names(summary)) + " |",
+              "|---|" + "---:|" * len(_stage_names(summary))]
+    for e, s in summary["entities"].items():
+        lines.append(f"| {e} | " + " | ".join(f"{s['timings'].get(k, 0):.2f}" for k in _stage_names(summary)) + " |")
+    lines += ["", f"Peak memory of the flow process: {summary['peak_rss_mb']:.0f} MB", "", "## Data quality", ""]
+    for e, s in summary["entities"].items():
+        lines += [f"### {e}", "", "```", s.get("quality", "").strip(), "```", ""]
+    lines += ["## Largest groups", "", "| entity | group | size | tier | matched by |", "|---|---|---:|---|---|"]
+    for e, s in summary["entities"].items():
+        for g in s["largest_groups"]:
+            lines.append(f"| {e} | {g['group_id']} | {g['size']} | {g['tier']} | {g['criteria']} |")
+    if summary.get("report"):
+        lines += ["", f"HTML report: {summary['report']}"]
+    return "\n".join(lines)
+
+
+def _stage_names(summary: dict) -> list[str]:
+    names: list[str] = []
+    for s in summary["entities"].values():
+        for k in s["timings"]:
+            if k not in names:
+                names.append(k)
+    return names
+
+
+def _stage(out: Path, name: str, start: float) -> None:
+    path = out / "stages.json"
+    stages = json.loads(path.read_text()) if path.exists() else {}
+    stages[name] = round(time.perf_counter() - start, 3)
+    path.write_text(json.dumps(stages))
+
+
+def _json_safe(rows: list[dict]) -> list[dict]:
+    return json.loads(json.dumps(rows, default=lambda v: v.item() if isinstance(v, np.generic) else str(v)))
+
+
+def env_db(db: str | None) -> str | None:
+    return db or os.environ.get("CRM_DEDUP_DB")

@@ -1,0 +1,316 @@
+"""The whole find for one table: prepare, block, compare, score, group, rank primaries, explain.
+
+This is the plain-library core that both the file command (`crm-dedup find --input`) and the
+Prefect dedup flow call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import zlib
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from matchers.blocking import Candidates, find_candidates
+from matchers.compare import NULL, ComparisonVectors, compare, comparisons_for
+from matchers.prepare import Prepared, prepare
+from matchers.table import MULTI_ROLES, SINGLE_ROLES, RoleTable
+from scoring.cluster import components, constrained_clusters, group_pairs_to_check
+from scoring.model import FSModel, LogisticModel, train_fellegi_sunter, train_logistic
+from scoring.primary import completeness, rank_groups
+from scoring.settings import MatchSettings
+
+log = logging.getLogger(__name__)
+
+TIERS = ("certain", "probable", "possible")
+# which comparison, at its top level, is a "match by ..." criterion in Bitrix24's words
+CRITERIA_WORDS = {"phone": "phone", "email": "email", "last_name": "name", "company": "title",
+                  "tax_id": "tax id", "website": "website"}
+
+
+@dataclass
+class FindResult:
+    entity_type: str
+    pairs: pd.DataFrame  # id_a, id_b, probability, weight, tier, rules, explanation, contributions
+    groups: pd.DataFrame  # id, group_id, is_primary, tier (every record, singletons included)
+    group_table: pd.DataFrame  # group_id, primary_id, member_ids, size, tier, score, reason, tie, criteria
+    model: FSModel | LogisticModel
+    blocking: pd.DataFrame  # per rule: pairs, skipped keys
+    skipped_keys: pd.DataFrame
+    timings: dict[str, float] = field(default_factory=dict)
+    candidates: int = 0
+
+    def write(self, folder: Path, settings: MatchSettings | None = None) -> dict[str, Path]:
+        """groups.csv, pairs.csv, model.json, settings.yaml, blocking.csv into ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        out = {"groups": folder / "groups.csv", "pairs": folder / "pairs.csv", "model": folder / "model.json",
+               "blocking": folder / "blocking.csv"}
+        self.groups.to_csv(out["groups"], index=False)
+        self.pairs.to_csv(out["pairs"], index=False)
+        self.model.save(out["model"])
+        self.blocking.to_csv(out["blocking"], index=False)
+        if settings is not None:
+            out["settings"] = folder / "settings.yaml"
+            settings.save(out["settings"])
+        return out
+
+    def summary(self) -> dict:
+        tiers = self.group_table["tier"].value_counts().to_dict() if len(self.group_table) else {}
+        return {"entity_type": self.entity_type, "records": int(len(self.groups)),
+                "candidate_pairs": int(self.candidates), "scored_pairs": int(len(self.pairs)),
+                "groups": int(len(self.group_table)),
+                "records_in_groups": int(self.group_table["size"].sum()) if len(self.group_table) else 0,
+                "groups_per_tier": {t: int(tiers.get(t, 0)) for t in TIERS},
+                "largest_group": int(self.group_table["size"].max()) if len(self.group_table) else 0,
+                "timings": {k: round(v, 3) for k, v in self.timings.items()}}
+
+
+class _Timer:
+    def __init__(self):
+        self.t: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        yield
+        self.t[name] = self.t.get(name, 0.0) + time.perf_counter() - start
+        log.info("stage %s took %.2f s", name, self.t[name])
+
+
+def group_id(entity_type: str, primary_id, member_ids) -> str:
+    """Stable for the same records from run to run: the primary's id and a digest of the members."""
+    digest = zlib.crc32(",".join(sorted(map(str, member_ids))).encode()) & 0xFFFFFF
+    return f"{entity_type}-{primary_id}-{digest:06x}"
+
+
+def tier_of(prob: np.ndarray, settings: MatchSettings) -> np.ndarray:
+    th = settings.thresholds
+    return np.select([prob >= th.certain, prob >= th.probable, prob >= th.possible],
+                     ["certain", "probable", "possible"], default="")
+
+
+def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
+                    skips: set[tuple] | None = None, record_info: pd.DataFrame | None = None,
+                    labels: pd.Series | None = None, model=None) -> FindResult:
+    """Find the duplicate groups of one table.
+
+    ``skips``: pairs of ids marked "not duplicates" (never grouped together by the guard).
+    ``record_info``: per id, optional columns editable, citations, custom_score for primary ranking.
+    ``labels``: per id, a known entity label; with settings.model == "supervised" they train the model.
+    ``model``: a trained model to use as is.
+    """
+    settings = settings or MatchSettings()
+    timer = _Timer()
+    with timer.stage("normalise"):
+        p = prepare(table, region=settings.region, provider_rules=settings.provider_rules)
+    with timer.stage("block"):
+        cand = find_candidates(p, cap=settings.block_cap, neighbourhood_window=settings.neighbourhood_window)
+    with timer.stage("compare"):
+        comps = comparisons_for(p)
+        cv = compare(p, cand.a, cand.b, comps)
+    with timer.stage("train"):
+        if model is None and settings.model_path:
+            model = FSModel.load(Path(settings.model_path))
+        if model is None and settings.model == "supervised":
+            if labels is None:
+                raise ValueError("settings.model is 'supervised' but no labels were given: pass labelled data "
+                                 "(the demo truth, or past merges and skips), or use model: fellegi-sunter.")
+            lab = labels.reindex(p.ids).to_numpy()
+            model = train_logistic(cv, lab[cand.a] == lab[cand.b], seed=settings.seed)
+        if model is None:
+            model = train_fellegi_sunter(p, cv, cand.rules, cand.rule_names, seed=settings.seed,
+                                         random_pairs=settings.random_pairs)
+    with timer.stage("score"):
+        prob, contrib = model.score(cv)
+        rule_hit = _deterministic(cv) if settings.deterministic_rules else np.zeros(len(prob), bool)
+        prob = np.where(rule_hit, np.maximum(prob, settings.thresholds.certain), prob)
+    with timer.stage("group"):
+        labels_pos, strength = _cluster(p, cand, cv, prob, model, settings, skips or set())
+    with timer.stage("primary"):
+        group_table, groups = _groups(p, table, labels_pos, strength, record_info, settings)
+    with timer.stage("explain"):
+        pairs = _pairs_frame(p, cand, cv, prob, contrib, rule_hit, model, settings)
+        group_table["criteria"] = _criteria(group_table, pairs)
+    return FindResult(table.entity_type, pairs, groups, group_table, model, cand.per_rule, cand.skipped,
+                      timer.t, len(cand))
+
+
+def _deterministic(cv: ComparisonVectors) -> np.ndarray:
+    """Same valid phone and same full name, with nothing that disagrees (patronymic, birthdate)."""
+    names = cv.names
+    need = ("phone", "last_name", "first_name")
+    if not all(n in names for n in need):
+        return np.zeros(len(cv.levels), bool)
+    col = {n: cv.levels[:, names.index(n)] for n in names}
+    top = {n: len(cv.comparisons[names.index(n)].levels) - 1 for n in names}
+    hit = (col["phone"] == top["phone"]) & (col["last_name"] == top["last_name"]) & (col["first_name"] >= 3)
+    for n in ("middle_name", "birthdate"):
+        if n in col:
+            hit &= col[n] != 0
+    return hit
+
+
+def _cluster(p: Prepared, cand: Candidates, cv: ComparisonVectors, prob: np.ndarray, model,
+             settings: MatchSettings, skips: set[tuple]) -> tuple[np.ndarray, np.ndarray]:
+    n = len(p)
+    keep = prob >= settings.thresholds.probable
+    a, b, s = cand.a[keep], cand.b[keep], prob[keep]
+    comp = components(n, a, b)
+    cannot: list[tuple[int, int]] = []
+    if skips:
+        pos = pd.Series(np.arange(n), index=p.ids)
+        for x, y in skips:
+            if x in pos.index and y in pos.index:
+                cannot.append((int(pos[x]), int(pos[y])))
+    if settings.chain_guard:
+        ga, gb = group_pairs_to_check(comp, settings.chain_guard_max_group)
+        if len(ga):
+            known = cand.a * n + cand.b
+            order = np.argsort(known)
+            keys = ga * n + gb
+            at = np.clip(np.searchsorted(known, keys, sorter=order), 0, max(len(known) - 1, 0))
+            found = (len(known) > 0) & (known[order[at]] == keys) if len(known) else np.zeros(len(keys), bool)
+            gp = np.where(found, prob[order[at]] if len(known) else 0.0, np.nan)
+            todo = np.flatnonzero(~found)
+            if len(todo):
+                extra = compare(p, ga[todo], gb[todo], cv.comparisons)
+                gp[todo], _ = model.score(extra)
+            bad = gp < settings.chain_guard_probability
+            cannot += list(zip(ga[bad].tolist(), gb[bad].tolist()))
+    if not cannot:
+        full = comp
+        strength = np.full(n, np.nan)
+        if len(a):
+            ser = pd.Series(s).groupby(comp[a]).min()
+            strength = ser.reindex(comp).to_numpy()
+        return full, strength
+    # constrained clustering only over the records that have an edge
+    involved = np.unique(np.concatenate([a, b]))
+    local = pd.Series(np.arange(len(involved)), index=involved)
+    la, lb = local[a].to_numpy(), local[b].to_numpy()
+    cl = [(local[x], local[y]) for x, y in cannot if x in local.index and y in local.index]
+    lab, weak = constrained_clusters(len(involved), la, lb, s, cl)
+    labels = np.arange(n)
+    labels[involved] = involved[lab]
+    strength = np.full(n, np.nan)
+    strength[involved] = weak
+    return labels, strength
+
+
+def _groups(p: Prepared, table: RoleTable, labels: np.ndarray, strength: np.ndarray,
+            record_info: pd.DataFrame | None, settings: MatchSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    ids = p.ids
+    sizes = pd.Series(labels).map(pd.Series(labels).value_counts()).to_numpy()
+    in_group = sizes > 1
+    members = pd.DataFrame({"id": ids[in_group], "group": labels[in_group]})
+    info = pd.DataFrame(index=pd.Index(ids, name="id"))
+    roles = [r for r in SINGLE_ROLES if r in table.records.columns] + [
+        r for r in MULTI_ROLES if (table.values["role"] == r).any()]
+    info["completeness"] = completeness(table.records, table.values, roles).reindex(ids).to_numpy()
+    for col in ("created_at", "modified_at"):
+        if col in table.records.columns:
+            info[col] = pd.to_datetime(table.records[col]).reindex(ids).to_numpy()
+    if record_info is not None:
+        for col in record_info.columns:
+            info[col] = record_info[col].reindex(ids).to_numpy()
+    members = members.join(info, on="id")
+    ranked = rank_groups(members, settings.primary_rule, settings.tie_policy) if len(members) else pd.DataFrame(
+        columns=["group", "primary_id", "reason", "tie", "ordered_ids"])
+    th = settings.thresholds
+    group_strength = pd.Series(strength, index=labels).groupby(level=0).min()
+    score = group_strength.reindex(ranked["group"]).to_numpy()
+    group_table = pd.DataFrame({
+        "group_id": [group_id(table.entity_type, pid, ms) for pid, ms in zip(ranked["primary_id"], ranked["ordered_ids"])],
+        "primary_id": ranked["primary_id"].to_numpy(),
+        "member_ids": ranked["ordered_ids"].to_numpy(),
+        "size": [len(x) for x in ranked["ordered_ids"]],
+        "score": score,
+        "tier": tier_of(np.nan_to_num(score), settings),
+        "reason": ranked["reason"].to_numpy(),
+        "tie": ranked["tie"].to_numpy(),
+    })
+    group_table = group_table.sort_values(["score", "group_id"], ascending=[False, True], ignore_index=True)
+    # every record, a group of one when it has no duplicates
+    gid_of_label = dict(zip(ranked["group"], group_table.set_index("primary_id").reindex(
+        ranked["primary_id"])["group_id"]))
+    tier_of_gid = dict(zip(group_table["group_id"], group_table["tier"]))
+    gids = np.array([gid_of_label.get(lab) if in_group[i] else f"{table.entity_type}-{ids[i]}"
+                     for i, lab in enumerate(labels)], dtype=object)
+    primaries = set(group_table["primary_id"].tolist())
+    groups = pd.DataFrame({
+        "id": ids, "group_id": gids,
+        "is_primary": [(not in_group[i]) or ids[i] in primaries for i in range(len(ids))],
+        "tier": [tier_of_gid.get(g, "") if in_group[i] else "" for i, g in enumerate(gids)],
+    })
+    return group_table, groups
+
+
+def _pairs_frame(p: Prepared, cand: Candidates, cv: ComparisonVectors, prob, contrib, rule_hit, model,
+                 settings: MatchSettings) -> pd.DataFrame:
+    keep = np.flatnonzero(prob >= settings.thresholds.possible)
+    ids = p.ids
+    prior = model.prior_weight()
+    names = cv.names
+    explanations, contributions, criteria = [], [], []
+    for i in keep:
+        pro, con, crit = [], [], []
+        weights = {"prior": round(prior, 3)}
+        for j, c in enumerate(cv.comparisons):
+            lv = int(cv.levels[i, j])
+            w = float(contrib[i, j])
+            weights[names[j]] = round(w, 3)
+            if lv == NULL:
+                continue
+            value = cv.shown.get(c.name)
+            words = c.describe(lv, None if value is None else value[i])
+            (pro if w > 0 else con).append(f"{words} ({w:+.1f})")
+            if c.name in CRITERIA_WORDS and lv == len(c.levels) - 1:
+                crit.append(CRITERIA_WORDS[c.name])
+        text = "; ".join(pro) if pro else "no agreeing evidence"
+        if con:
+            text += ". Against: " + "; ".join(con)
+        if rule_hit[i]:
+            text += ". Rule: same valid phone and same full name"
+        explanations.append(text)
+        contributions.append(json.dumps(weights))
+        criteria.append(",".join(crit))
+    a, b = cand.a[keep], cand.b[keep]
+    id_a, id_b = ids[a], ids[b]
+    swap = id_a > id_b
+    id_a, id_b = np.where(swap, id_b, id_a), np.where(swap, id_a, id_b)
+    out = pd.DataFrame({
+        "id_a": id_a, "id_b": id_b, "probability": prob[keep].round(6),
+        "weight": (prior + contrib[keep].sum(axis=1)).round(3), "tier": tier_of(prob[keep], settings),
+        "rules": [";".join(cand.rules_of(i)) for i in keep], "criteria": criteria,
+        "explanation": explanations, "contributions": contributions,
+    })
+    return out.sort_values(["probability", "id_a", "id_b"], ascending=[False, True, True], ignore_index=True)
+
+
+def _criteria(group_table: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:
+    """Bitrix24-style words per group: "2 matches by phone, 1 by email"."""
+    if not len(group_table):
+        return []
+    member_group = {m: g for g, ms in zip(group_table["group_id"], group_table["member_ids"]) for m in ms}
+    ga = pairs["id_a"].map(member_group)
+    gb = pairs["id_b"].map(member_group)
+    inside = pairs[(ga == gb) & ga.notna()].assign(group=ga)
+    counts: dict[str, dict[str, int]] = {}
+    for g, crit in zip(inside["group"], inside["criteria"]):
+        for c in filter(None, crit.split(",")):
+            counts.setdefault(g, {}).setdefault(c, 0)
+            counts[g][c] += 1
+    out = []
+    for g in group_table["group_id"]:
+        c = counts.get(g, {})
+        parts = sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))
+        out.append(", ".join(f"{n} {'match' if n == 1 else 'matches'} by {what}" for what, n in parts)
+                   or "similar records")
+    return out

@@ -1,0 +1,321 @@
+"""Pair scores: a Fellegi-Sunter model that needs no labels, or a supervised one when labels exist.
+
+Fellegi-Sunter: each comparison level has m (how often true matches show it) and u (how often
+random non-matching pairs show it); log2(m/u) is the evidence it adds, in bits. u comes from
+random record pairs (exact-agreement levels analytically from value frequencies, so a rare value
+is not estimated as "never seen"); m comes from EM over the candidate pairs, run once per training
+rule with the comparisons that rule blocked on left out, as Splink does, because within a block
+those comparisons agree by construction. Exact matches are then adjusted by term frequency: a
+shared switchboard phone or a common surname counts for less than a rare one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from matchers.compare import NULL, ComparisonVectors, compare
+from matchers.prepare import Prepared
+
+log = logging.getLogger(__name__)
+
+# which comparisons each blocking rule forces to agree (left out of EM on that rule's pairs)
+RULE_FIXES = {
+    "phone": {"phone"},
+    "email": {"email"},
+    "name": {"first_name", "last_name"},
+    "company": {"company"},
+    "tax_id": {"tax_id"},
+    "birthdate": {"birthdate"},
+    "postcode": {"postcode", "first_name"},
+}
+MAX_TF_BONUS = 4.0  # bits a very rare exact value may add over the average one
+
+
+@dataclass
+class FSModel:
+    comparisons: list[str]
+    levels: list[list[str]]
+    m: list[list[float]]
+    u: list[list[float]]
+    tf_level: list[int | None]
+    tf_total: list[int]  # records holding a value, per comparison (for term frequencies)
+    prior: float  # probability that a candidate pair is a match
+    kind: str = "fellegi-sunter"
+    training: dict = field(default_factory=dict)
+
+    # -- weights ------------------------------------------------------------------------------
+
+    def level_weights(self) -> list[np.ndarray]:
+        return [np.log2(np.asarray(m) / np.asarray(u)) for m, u in zip(self.m, self.u)]
+
+    def contributions(self, cv: ComparisonVectors) -> np.ndarray:
+        """Bits each comparison adds to each pair (pairs x comparisons); null levels add 0."""
+        self._check(cv)
+        weights = self.level_weights()
+        out = np.zeros(cv.levels.shape, dtype=np.float64)
+        for j, w in enumerate(weights):
+            lv = cv.levels[:, j]
+            ok = lv != NULL
+            out[ok, j] = w[lv[ok]]
+            tl = self.tf_level[j]
+            if tl is not None and self.tf_total[j] > 0:
+                hit = (lv == tl) & (cv.tf[:, j] > 0)
+                # chance a random record shares this very value: (holders - 1) / records with a value
+                u_value = np.maximum(cv.tf[hit, j] - 1, 1) / self.tf_total[j]
+                adj = np.log2(self.u[j][tl] / u_value)
+                out[hit, j] += np.clip(adj, None, MAX_TF_BONUS)
+        return out
+
+    def prior_weight(self) -> float:
+        return math.log2(self.prior / (1 - self.prior))
+
+    def score(self, cv: ComparisonVectors) -> tuple[np.ndarray, np.ndarray]:
+        """(match probability, contributions) for every pair."""
+        contrib = self.contributions(cv)
+        weight = self.prior_weight() + contrib.sum(axis=1)
+        return probability(weight), contrib
+
+    def _check(self, cv: ComparisonVectors) -> None:
+        if cv.names != self.comparisons:
+            raise ValueError(f"The model was trained on comparisons {self.comparisons}, but the data has "
+                             f"{cv.names}: map the same roles, or train a new model.")
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "comparisons": self.comparisons, "levels": self.levels, "m": self.m,
+                "u": self.u, "tf_level": self.tf_level, "tf_total": self.tf_total, "prior": self.prior,
+                "training": self.training}
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False))
+
+    @classmethod
+    def load(cls, path: Path) -> "FSModel":
+        d = json.loads(Path(path).read_text())
+        if d.get("kind") == "logistic":
+            return LogisticModel.from_dict(d)
+        return cls(**{k: d[k] for k in ("comparisons", "levels", "m", "u", "tf_level", "tf_total", "prior")},
+                   training=d.get("training", {}))
+
+
+def probability(weight: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp2(-np.asarray(weight, dtype=np.float64)))
+
+
+# -- training ---------------------------------------------------------------------------------
+
+def estimate_u(p: Prepared, cv: ComparisonVectors, n_pairs: int, seed: int) -> list[np.ndarray]:
+    """u per level from random record pairs; exact levels from value frequencies."""
+    n = len(p)
+    rng = np.random.default_rng(seed)
+    n_pairs = int(min(n_pairs, max(n * (n - 1) // 2, 1)))
+    a = rng.integers(0, n, n_pairs)
+    b = rng.integers(0, n, n_pairs)
+    keep = a != b
+    rcv = compare(p, a[keep], b[keep], cv.comparisons)
+    u = []
+    for j, c in enumerate(cv.comparisons):
+        k = len(c.levels)
+        lv = rcv.levels[:, j]
+        counts = np.bincount(lv[lv != NULL].astype(np.int64), minlength=k).astype(float)
+        total = max(counts.sum(), 1.0)
+        probs = np.maximum(counts, 0.5) / total  # a level never seen in the sample is rare, not impossible
+        if c.tf_level is not None and counts[c.tf_level] < 20:
+            # too few random pairs agree exactly to estimate it: use the value frequencies instead
+            probs[c.tf_level] = _u_exact(_value_counts(p, c))
+        probs[0] = max(1.0 - probs[1:].sum(), 0.01)
+        u.append(probs / probs.sum())
+    return u
+
+
+def _u_exact(counts: np.ndarray) -> float:
+    """Chance that two random records (both holding a value) share one: sum of c(c-1) / N(N-1)."""
+    total = counts.sum()
+    if total < 2:
+        return 0.5
+    return max(float((counts * (counts - 1)).sum()) / (total * (total - 1)), 1.0 / (total * total))
+
+
+def _value_counts(p: Prepared, c) -> np.ndarray:
+    """How many records hold each value of a comparison's column."""
+    frames = {"phone": (p.phones, "e164"), "email": (p.emails, "canonical"), "website": (p.sites, "domain")}
+    if c.name in frames:
+        f, col = frames[c.name]
+        return f.drop_duplicates(["pos", col])[col].value_counts().to_numpy().astype(float)
+    col = getattr(c, "column", None) or {"first_name": "first_raw"}.get(c.name)
+    if col not in p.records.columns:
+        return np.zeros(0)
+    s = p.records[col]
+    s = s[s.notna() & (s.astype(str).str.len() > 0)]
+    return s.value_counts().to_numpy().astype(float)
+
+
+def _patterns(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if len(levels) == 0:
+        return levels, np.zeros(0)
+    uniq, counts = np.unique(levels, axis=0, return_counts=True)
+    return uniq, counts.astype(float)
+
+
+def _initial_m(k: int) -> np.ndarray:
+    m = np.array([0.05] + [0.1] * (k - 2) + [0.85]) if k > 1 else np.array([1.0])
+    return m / m.sum()
+
+
+def run_em(levels: np.ndarray, u: list[np.ndarray], m0: list[np.ndarray], active: list[int],
+           prior: float = 0.3, iterations: int = 40, tol: float = 1e-6,
+           fix_m: bool = False) -> tuple[list[np.ndarray], float]:
+    """EM for m (of the ``active`` comparisons) and the prior, with u fixed."""
+    pats, counts = _patterns(levels)
+    m = [x.copy() for x in m0]
+    for _ in range(iterations):
+        log_m = np.zeros(len(pats))
+        log_u = np.zeros(len(pats))
+        for j in active:
+            lv = pats[:, j]
+            ok = lv != NULL
+            log_m[ok] += np.log(np.maximum(m[j][lv[ok]], 1e-12))
+            log_u[ok] += np.log(u[j][lv[ok]])
+        lm = np.log(prior) + log_m
+        lu = np.log(1 - prior) + log_u
+        post = 1.0 / (1.0 + np.exp(np.clip(lu - lm, -700, 700)))
+        wpost = post * counts
+        new_prior = float(np.clip(wpost.sum() / counts.sum(), 1e-6, 1 - 1e-6))
+        delta = abs(new_prior - prior)
+        prior = new_prior
+        if not fix_m:
+            for j in active:
+                lv = pats[:, j]
+                ok = lv != NULL
+                k = len(m[j])
+                num = np.bincount(lv[ok].astype(np.int64), weights=wpost[ok], minlength=k)
+                if num.sum() > 0:
+                    new = np.maximum(num / num.sum(), 1e-6)
+                    new /= new.sum()
+                    delta = max(delta, float(np.abs(new - m[j]).max()))
+                    m[j] = new
+        if delta < tol:
+            break
+    return m, prior
+
+
+def train_fellegi_sunter(p: Prepared, cv: ComparisonVectors, rule_bits: np.ndarray, rule_names: list[str], *,
+                         seed: int = 42, random_pairs: int = 1_000_000, max_em_pairs: int = 2_000_000) -> FSModel:
+    comps = cv.comparisons
+    names = cv.names
+    u = estimate_u(p, cv, random_pairs, seed)
+    rng = np.random.default_rng(seed)
+    sums = [np.zeros(len(c.levels)) for c in comps]
+    runs = [0] * len(comps)
+    sessions = []
+    for bit, rule in enumerate(rule_names):
+        fixed = RULE_FIXES.get(rule)
+        if fixed is None or not fixed & set(names):
+            continue
+        idx = np.flatnonzero(rule_bits >> bit & 1)
+        if len(idx) < 50:
+            continue
+        if len(idx) > max_em_pairs:
+            idx = np.sort(rng.choice(idx, max_em_pairs, replace=False))
+        active = [j for j, n in enumerate(names) if n not in fixed]
+        m, prior = run_em(cv.levels[idx], u, [_initial_m(len(c.levels)) for c in comps], active)
+        for j in active:
+            sums[j] += m[j]
+            runs[j] += 1
+        sessions.append({"rule": rule, "pairs": int(len(idx)), "prior": prior, "estimated": [names[j] for j in active]})
+    m_final = []
+    for j, c in enumerate(comps):
+        if runs[j]:
+            m_final.append(sums[j] / runs[j])
+        else:  # no session could estimate it: EM over every candidate pair
+            mj, _ = run_em(cv.levels, u, [_initial_m(len(x.levels)) for x in comps], [j] + [
+                k for k in range(len(comps)) if k != j])
+            m_final.append(mj[j])
+    # the share of matches among all candidate pairs, with m and u fixed
+    sample = np.arange(len(cv.levels))
+    if len(sample) > max_em_pairs:
+        sample = np.sort(rng.choice(sample, max_em_pairs, replace=False))
+    _, prior = run_em(cv.levels[sample], u, m_final, list(range(len(comps))), fix_m=True)
+    tf_total = [_tf_total(p, c) for c in comps]
+    return FSModel(names, [list(c.levels) for c in comps], [list(map(float, x)) for x in m_final],
+                   [list(map(float, x)) for x in u], [c.tf_level for c in comps], tf_total, float(prior),
+                   training={"seed": seed, "random_pairs": random_pairs, "candidate_pairs": int(len(cv.levels)),
+                             "sessions": sessions})
+
+
+def _tf_total(p: Prepared, c) -> int:
+    return int(_value_counts(p, c).sum()) if c.tf_level is not None else 0
+
+
+# -- supervised -------------------------------------------------------------------------------
+
+@dataclass
+class LogisticModel:
+    """Logistic regression over one-hot comparison levels, trained from labelled pairs. Its
+    coefficients play the role of match weights, so explanations work the same way."""
+
+    comparisons: list[str]
+    levels: list[list[str]]
+    coef: list[list[float]]  # per comparison, per level (bits)
+    intercept: float
+    kind: str = "logistic"
+    training: dict = field(default_factory=dict)
+
+    def contributions(self, cv: ComparisonVectors) -> np.ndarray:
+        out = np.zeros(cv.levels.shape)
+        for j, w in enumerate(self.coef):
+            lv = cv.levels[:, j]
+            ok = lv != NULL
+            out[ok, j] = np.asarray(w)[lv[ok]]
+        return out
+
+    def prior_weight(self) -> float:
+        return self.intercept
+
+    def score(self, cv):
+        contrib = self.contributions(cv)
+        return probability(self.intercept + contrib.sum(axis=1)), contrib
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "comparisons": self.comparisons, "levels": self.levels, "coef": self.coef,
+                "intercept": self.intercept, "training": self.training}
+
+    save = FSModel.save
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LogisticModel":
+        return cls(d["comparisons"], d["levels"], d["coef"], d["intercept"], training=d.get("training", {}))
+
+
+def train_logistic(cv: ComparisonVectors, labels: np.ndarray, seed: int = 42) -> LogisticModel:
+    from sklearn.linear_model import LogisticRegression
+
+    blocks, offsets = [], []
+    for j, c in enumerate(cv.comparisons):
+        k = len(c.levels)
+        onehot = np.zeros((len(cv.levels), k))
+        lv = cv.levels[:, j]
+        ok = lv != NULL
+        onehot[np.flatnonzero(ok), lv[ok]] = 1.0
+        blocks.append(onehot)
+        offsets.append(k)
+    x = np.hstack(blocks)
+    labels = np.asarray(labels).astype(int)
+    if labels.min() == labels.max():
+        raise ValueError("Supervised training needs both matching and non-matching labelled pairs.")
+    clf = LogisticRegression(C=1.0, max_iter=2000, random_state=seed).fit(x, labels)
+    coef = clf.coef_[0] / math.log(2)  # natural log-odds to bits
+    out, start = [], 0
+    for k in offsets:
+        out.append(list(map(float, coef[start:start + k])))
+        start += k
+    return LogisticModel(cv.names, [list(c.levels) for c in cv.comparisons], out,
+                         float(clf.intercept_[0] / math.log(2)),
+                         training={"labelled_pairs": int(len(labels)), "matches": int(labels.sum()), "seed": seed})

@@ -1,0 +1,79 @@
+"""Matching and scoring settings: one typed object, loaded from and saved to YAML or JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class Thresholds(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    certain: float = Field(0.995, gt=0, lt=1, description="Safe to merge without a person, if the policy allows.")
+    probable: float = Field(0.9, gt=0, lt=1, description="An admin should look; pairs at or above it form groups.")
+    possible: float = Field(0.5, gt=0, lt=1, description="Shown on request.")
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if not self.possible <= self.probable <= self.certain:
+            raise ValueError(f"thresholds must satisfy possible <= probable <= certain, got possible={self.possible}, "
+                             f"probable={self.probable}, certain={self.certain}")
+        return self
+
+
+class MatchSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    region: str = Field("RU", description="Default phone region (ISO 3166 code) for numbers without a country code.")
+    provider_rules: bool = Field(True, description="Ignore dots and +tags where the mail provider does (gmail...).")
+    block_cap: int = Field(50, ge=2, description="Blocking keys held by more records than this are skipped and reported.")
+    neighbourhood_window: int = Field(4, ge=2, description="Sorted-neighbourhood window.")
+    seed: int = 42
+    random_pairs: int = Field(1_000_000, ge=1000, description="Random pairs sampled to estimate u.")
+    model: Literal["fellegi-sunter", "supervised"] = "fellegi-sunter"
+    model_path: str | None = Field(None, description="Load a trained model (JSON) instead of training one.")
+    thresholds: Thresholds = Thresholds()
+    deterministic_rules: bool = Field(True, description="Same valid phone and same full name is certain.")
+    chain_guard: bool = Field(True, description="Keep apart records that disagree strongly even if a third links both.")
+    chain_guard_probability: float = Field(0.05, ge=0, lt=1, description="Pairs below this probability never share a group.")
+    chain_guard_max_group: int = Field(200, ge=3, description="Larger components are split by threshold only.")
+    primary_rule: Literal["bitrix", "oldest", "newest", "most_complete", "custom"] = "bitrix"
+    tie_policy: Literal["id", "leave"] = Field("id", description="'id': lowest id wins a tie; 'leave': a person decides.")
+    citation_weights: dict[str, float] = Field(
+        default_factory=lambda: {"deals": 3.0, "invoices": 2.0, "quotes": 1.0, "activities": 1.0, "tasks": 1.0,
+                                 "history": 0.0},
+        description="Weight of each kind of linked record in the citation index.")
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> "MatchSettings":
+        if path is None:
+            return cls()
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise SettingsError(f"Cannot read settings from {path}: {exc}") from exc
+        return cls.from_dict(data.get("match", data), source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "settings") -> "MatchSettings":
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise SettingsError(explain(exc, source)) from exc
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(yaml.safe_dump({"match": self.model_dump()}, allow_unicode=True, sort_keys=False))
+
+
+class SettingsError(ValueError):
+    """Every problem of a settings file at once, each naming the field and the fix."""
+
+
+def explain(exc: ValidationError, source: str) -> str:
+    lines = [f"{source} has {exc.error_count()} problem(s):"]
+    for err in exc.errors():
+        where = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        lines.append(f"  - {where}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)

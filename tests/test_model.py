@@ -1,0 +1,47 @@
+"""The Fellegi-Sunter EM recovers m and u from data generated with them; scores are explainable."""
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scoring.model import probability, run_em
+
+
+def _generate(rng, n, prior, m, u):
+    is_match = rng.random(n) < prior
+    cols = []
+    for mj, uj in zip(m, u):
+        k = len(mj)
+        col = np.where(is_match, rng.choice(k, n, p=mj), rng.choice(k, n, p=uj))
+        cols.append(col)
+    return np.stack(cols, axis=1).astype(np.int8), is_match
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.integers(0, 10_000), st.floats(0.1, 0.5))
+def test_em_recovers_known_m_and_prior(seed, prior):
+    rng = np.random.default_rng(seed)
+    m = [np.array([0.05, 0.15, 0.8]), np.array([0.1, 0.9]), np.array([0.02, 0.18, 0.8]), np.array([0.2, 0.8])]
+    u = [np.array([0.9, 0.08, 0.02]), np.array([0.95, 0.05]), np.array([0.85, 0.1, 0.05]), np.array([0.7, 0.3])]
+    levels, _ = _generate(rng, 40_000, prior, m, u)
+    m0 = [np.full(len(x), 1 / len(x)) + np.linspace(0, 0.1, len(x)) for x in m]
+    m0 = [x / x.sum() for x in m0]
+    est, est_prior = run_em(levels, u, m0, active=list(range(len(m))), prior=0.3)
+    assert abs(est_prior - prior) < 0.03
+    for e, true in zip(est, m):
+        assert np.abs(e - true).max() < 0.05
+
+
+def test_em_ignores_missing_values():
+    rng = np.random.default_rng(1)
+    m = [np.array([0.1, 0.9]), np.array([0.2, 0.8])]
+    u = [np.array([0.9, 0.1]), np.array([0.8, 0.2])]
+    levels, _ = _generate(rng, 20_000, 0.3, m, u)
+    levels[rng.random(len(levels)) < 0.3, 1] = -1
+    est, prior = run_em(levels, u, [np.array([0.5, 0.5]), np.array([0.5, 0.5])], active=[0, 1])
+    assert abs(prior - 0.3) < 0.03 and abs(est[1][1] - 0.8) < 0.05
+
+
+def test_probability_is_the_logistic_of_bits():
+    assert probability(np.array([0.0]))[0] == 0.5
+    assert abs(probability(np.array([10.0]))[0] - 1024 / 1025) < 1e-12
