@@ -16,13 +16,15 @@ Choices a user should know about:
   traceable to the CRM they came from and an export re-imported into an empty database gets back
   the same ids. A row whose id is already in the database (or earlier in the file) is rejected, so
   importing a file twice does not double it. Rows without an id get max(id)+1, ... in their batch.
+  A mapping ``id=`` with no column (``--map id=``) leaves the id column out: the rows become new records.
 - Values are stored as written (no trimming), except that an empty or whitespace-only cell is NULL.
 - Multi-value cells. Our own format writes one value per cell and repeats the ``phone:work`` (etc.)
   column as often as the record with most such values needs: lossless for any value. The bitrix24
   preset writes and reads several values in one cell joined by ", " as Bitrix24 does; a value that
   itself contains a comma is split there.
 - Timestamps are naive UTC. Bitrix24 writes them in the portal's time zone, which the file does not
-  say; they are taken as they are. created_at defaults to now; modified_at to created_at, else now.
+  say; they are taken as they are. A missing created_at is modified_at, else now; a missing
+  modified_at is created_at (a missing date must not make an old record look recently worked on).
 - Responsible: a number is a user id, anything else a user name (word order and case ignored). One
   that matches no user is left empty (or set to ``responsible_id=`` when given) and noted in the
   summary; the same goes for a lead's contact_id / company_id that are not in the database.
@@ -35,6 +37,7 @@ import csv
 import io
 import logging
 import os
+import re
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -148,8 +151,9 @@ REQUIRED_TEXT = {
     "lead": "a title, name, company title, phone or email",
 }
 
-_PARSE_DATES = ("%d.%m.%Y", "%Y-%m-%d", "%d/%m/%Y")
-_PARSE_DATETIMES = ("%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%d.%m.%Y", "%d/%m/%Y %H:%M:%S", "%d/%m/%Y")
+# dd.mm.yyyy [hh:mm[:ss]] (Bitrix24; also with '/'); anything else must be ISO 8601 (our export).
+# A regex and fromisoformat rather than strptime: trying formats with strptime took most of an import.
+_DMY = re.compile(r"(\d{1,2})[./](\d{1,2})[./](\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?")
 
 
 class CsvError(Exception):
@@ -175,6 +179,8 @@ class Problem:
 
 @dataclass
 class ImportReport:
+    """What an import did: counts (rows_read == imported + rejected), the rejected rows, notes."""
+
     file: Path
     entity: str
     rows_read: int = 0
@@ -409,16 +415,16 @@ def _check_text(value: str, column: str, length: int | None, what: str) -> None:
 
 def _parse_date(value: str, column: str) -> date:
     v = value.strip()
-    for fmt in _PARSE_DATES:
-        try:
-            return datetime.strptime(v, fmt).date()
-        except ValueError:
-            pass
-    try:  # a timestamp at midnight is a date too (some exports write 01.02.1980 00:00:00)
-        stamp = _parse_datetime(v, column)
-        if stamp.time() == datetime.min.time():
+    try:
+        stamp = _dmy(v)
+        if stamp is None:
+            try:
+                return date.fromisoformat(v)
+            except ValueError:
+                stamp = datetime.fromisoformat(v)
+        if stamp.time() == datetime.min.time():  # some exports write a birthdate as 01.02.1980 00:00:00
             return stamp.date()
-    except _Reject:
+    except ValueError:
         pass
     raise _Reject(column, f"{_excerpt(v)!r} is not a date: write dd.mm.yyyy (as Bitrix24 does) or yyyy-mm-dd",
                   value)
@@ -426,19 +432,23 @@ def _parse_date(value: str, column: str) -> date:
 
 def _parse_datetime(value: str, column: str) -> datetime:
     v = value.strip()
-    for fmt in _PARSE_DATETIMES:
-        try:
-            return datetime.strptime(v, fmt)
-        except ValueError:
-            pass
     try:
-        stamp = datetime.fromisoformat(v)
+        stamp = _dmy(v) or datetime.fromisoformat(v)
     except ValueError:
         raise _Reject(column, f"{_excerpt(v)!r} is not a date and time: write dd.mm.yyyy hh:mm:ss "
                               "(as Bitrix24 does) or yyyy-mm-dd hh:mm:ss", value) from None
     if stamp.tzinfo is not None:
         stamp = stamp.astimezone(timezone.utc).replace(tzinfo=None)
     return stamp
+
+
+def _dmy(v: str) -> datetime | None:
+    """dd.mm.yyyy [hh:mm[:ss]] as a datetime; None if it is not written that way; ValueError if impossible."""
+    m = _DMY.fullmatch(v)
+    if m is None:
+        return None
+    d, mo, y, h, mi, sec = m.groups()
+    return datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(sec or 0))
 
 
 def _parse_int(value: str, column: str) -> int:
@@ -498,7 +508,6 @@ class _Converter:
         self.scalars = [(fields[f], idx) for f, idx in columns.items() if fields[f].kind != "comm"]
         self.comms = [(f.split(":")[0], f.split(":")[1], idx) for f, idx in columns.items()
                       if fields[f].kind == "comm"]
-        self.table = schema.ENTITY_TABLES[entity]
         self.now = datetime.now(timezone.utc).replace(tzinfo=None)
 
     def convert(self, line: int, end: int, cells: list[str]) -> _Row:
@@ -506,7 +515,7 @@ class _Converter:
             hint = (f"; it spans lines {line}-{end}: an opening quote without its closing quote joins lines"
                     if end > line else ": a delimiter inside an unquoted value, or a line broken in two?")
             raise _Reject(None, f"has {len(cells)} cells where the header has {self.width}{hint}")
-        if [_norm(c) for c in cells[:self.width]] == self.header_key:
+        if _norm(cells[0]) == self.header_key[0] and [_norm(c) for c in cells[:self.width]] == self.header_key:
             raise _Reject(None, "repeats the header line; skipped")
         record: dict[str, Any] = {}
         notes: list[str] = []
@@ -531,8 +540,8 @@ class _Converter:
                                 f"(columns {', '.join(cols)} are all empty)")
         if record.get("responsible_id") is None and self.default_responsible is not None:
             record["responsible_id"] = self.default_responsible
-        record.setdefault("created_at", self.now)
-        record.setdefault("modified_at", record["created_at"] if "created_at" in record else self.now)
+        record.setdefault("created_at", record.get("modified_at", self.now))
+        record.setdefault("modified_at", record["created_at"])
         return _Row(line, record, comms, notes)
 
     def value(self, f: _Field, raw: str, column: str, notes: list[str]) -> Any:
@@ -615,10 +624,11 @@ def _resolve_columns(path: Path, entity: str, header: list[str], fields: dict[st
     if not any(f.split(":")[0] in needed for f in columns):
         expected = sorted({c for f, cols in {**base, **user}.items() if f.split(":")[0] in needed for c in cols})
         hint = ""
-        if preset is None and not mapping:
-            bitrix = _resolve_quietly(header, PRESETS["bitrix24"][entity])
-            if any(f.split(":")[0] in needed for f in bitrix):
-                hint = " It looks like a Bitrix24 export: add --preset bitrix24."
+        names = {_norm(h) for h in header}
+        if preset is None and not mapping and any(
+                f.split(":")[0] in needed and any(_norm(c) in names for c in cols)
+                for f, cols in PRESETS["bitrix24"][entity].items()):
+            hint = " It looks like a Bitrix24 export: add --preset bitrix24."
         raise CsvError(
             f"{path} has no column for {REQUIRED_TEXT[entity]} of a {entity}. The file has: "
             f"{', '.join(repr(h) for h in header)}. "
@@ -631,11 +641,6 @@ def _resolve_columns(path: Path, entity: str, header: list[str], fields: dict[st
         why = NOT_STORED.get(entity, {}).get(_norm(h))
         ignored.append(f"'{h}' ({why})" if why else f"'{h}'")
     return columns, ignored
-
-
-def _resolve_quietly(header: list[str], base: dict[str, list[str]]) -> dict[str, list[int]]:
-    names = {_norm(h) for h in header}
-    return {f: [0] for f, cols in base.items() if any(_norm(c) in names for c in cols)}
 
 
 def import_csv(store: Store, path: Path, entity: str, *, preset: str | None = None,

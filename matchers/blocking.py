@@ -235,6 +235,10 @@ class Candidates:
     def __len__(self) -> int:
         return len(self.a)
 
+    def subset(self, mask: np.ndarray) -> "Candidates":
+        return Candidates(self.a[mask], self.b[mask], self.rules[mask], self.rule_names, self.rule_descriptions,
+                          self.per_rule, self.skipped)
+
     def rules_of(self, i: int) -> list[str]:
         return [n for bit, n in enumerate(self.rule_names) if self.rules[i] >> bit & 1]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from rapidfuzz import fuzz, process
-from rapidfuzz.distance import JaroWinkler
+from rapidfuzz.distance import OSA, JaroWinkler
 
 from matchers.prepare import Prepared
 
@@ -32,6 +32,16 @@ def _similarity(va: np.ndarray, vb: np.ndarray, scorer) -> np.ndarray:
     if len(va) == 0:
         return np.empty(0, dtype=np.float32)
     return process.cpdist(list(va), list(vb), scorer=scorer, workers=-1)
+
+
+def _code_similarity(ca: np.ndarray, cb: np.ndarray, uniques: np.ndarray, scorer) -> np.ndarray:
+    """Similarity of the values behind two code arrays, computed once per distinct pair of values."""
+    if len(ca) == 0:
+        return np.empty(0, dtype=np.float32)
+    key = ca * len(uniques) + cb
+    ukey, inverse = np.unique(key, return_inverse=True)
+    sim = _similarity(uniques[ukey // len(uniques)], uniques[ukey % len(uniques)], scorer)
+    return np.asarray(sim)[inverse]
 
 
 def _counts(values: pd.Series) -> pd.Series:
@@ -79,29 +89,26 @@ class StringComparison(Comparison):
         tf = np.zeros(n, dtype=np.int32)
         if self.column not in p.records.columns:
             return Levels(level, tf)
-        col = p.records[self.column]
-        vals = col.to_numpy(dtype=object)
-        present = col.notna().to_numpy() & (col.astype(str).str.len() > 0).to_numpy()
-        both = present[a] & present[b]
-        va, vb = vals[a], vals[b]
-        exact = both & (va == vb)
+        codes, uniques = p.codes(self.column)
+        ca, cb = codes[a], codes[b]
+        both = (ca >= 0) & (cb >= 0)
+        exact = both & (ca == cb)
         level[both] = 0
         rest = np.flatnonzero(both & ~exact)
-        sim = _similarity(va[rest].astype(str), vb[rest].astype(str), self.scorer)
+        sim = _code_similarity(ca[rest], cb[rest], uniques, self.scorer)
         for i, threshold in enumerate(self.bands, start=1):
             level[rest[sim >= threshold]] = i
-        level[exact] = len(self.levels) - 1
+        level[exact] = len(self.bands) + 1
         if self.tf_level is not None:
-            counts = col[present].value_counts()
-            idx = np.flatnonzero(exact)
-            tf[idx] = counts.reindex(va[idx]).to_numpy()
+            counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
+            tf[exact] = counts[ca[exact]]
         return Levels(level, tf)
 
 
 class FirstNameComparison(Comparison):
     name, label = "first_name", "first name"
-    levels = ("different", "same initial", "similar", "same after nicknames", "same")
-    tf_level = 4
+    levels = ("different", "same initial", "sounds alike", "similar", "same after nicknames", "same")
+    tf_level = 5
 
     def compute(self, p, a, b):
         n = len(a)
@@ -109,26 +116,54 @@ class FirstNameComparison(Comparison):
         tf = np.zeros(n, dtype=np.int32)
         if "first" not in p.records.columns:
             return Levels(level, tf)
-        first = p.records["first"].fillna("").to_numpy(dtype=object)
-        raw = p.records["first_raw"].fillna("").to_numpy(dtype=object)
-        fa, fb, ra, rb = first[a], first[b], raw[a], raw[b]
-        la, lb = np.char.str_len(ra.astype(str)), np.char.str_len(rb.astype(str))
-        both = (la > 0) & (lb > 0)
+        first, first_u = p.codes("first")
+        raw, raw_u = p.codes("first_raw")
+        ra, rb = raw[a], raw[b]
+        both = (ra >= 0) & (rb >= 0)
         level[both] = 0
+        raw_len = np.array([len(x) for x in raw_u], dtype=np.int64)
+        raw_initial = np.array([x[:1] for x in raw_u], dtype=object)
+        la = np.where(ra >= 0, raw_len[np.maximum(ra, 0)], 0)
+        lb = np.where(rb >= 0, raw_len[np.maximum(rb, 0)], 0)
         initial_only = both & ((la == 1) | (lb == 1))
-        same_initial = initial_only & (np.array([x[:1] for x in ra]) == np.array([y[:1] for y in rb]))
+        same_initial = initial_only & (raw_initial[np.maximum(ra, 0)] == raw_initial[np.maximum(rb, 0)])
         level[same_initial] = 1
         full = both & ~initial_only
-        rest = np.flatnonzero(full & (fa != fb))
-        sim = _similarity(fa[rest].astype(str), fb[rest].astype(str), JaroWinkler.normalized_similarity)
-        level[rest[sim >= 0.9]] = 2
-        level[full & (fa == fb)] = 3
+        fa, fb = first[a], first[b]
+        sound, _ = p.codes("first_sound")
+        sa_, sb_ = sound[a], sound[b]
+        level[full & (sa_ >= 0) & (sa_ == sb_)] = 2
+        rest = np.flatnonzero(full & (fa != fb) & (fa >= 0) & (fb >= 0))
+        sim = _code_similarity(fa[rest], fb[rest], first_u, JaroWinkler.normalized_similarity)
+        typo = _code_similarity(fa[rest], fb[rest], first_u, OSA.distance)
+        level[rest[(sim >= 0.88) | (typo <= 1)]] = 3
+        level[full & (fa == fb)] = 4
         exact = full & (ra == rb)
-        level[exact] = 4
-        counts = pd.Series(raw[raw != ""]).value_counts()
-        idx = np.flatnonzero(exact)
-        tf[idx] = counts.reindex(ra[idx]).to_numpy()
+        level[exact] = 5
+        counts = np.bincount(raw[raw >= 0], minlength=len(raw_u))
+        tf[exact] = counts[ra[exact]]
         return Levels(level, tf)
+
+
+class SurnameComparison(StringComparison):
+    """Surname: Jaro-Winkler bands, plus "sounds alike" for names written in the other script by ear."""
+
+    def __init__(self):
+        super().__init__("last_name", "last", "surname", bands=(0.88, 0.94),
+                         band_words=("similar", "one typo apart"), exact_word="same", tf=True)
+        self.levels = ("different", "sounds alike", "similar", "one typo apart", "same")
+        self.tf_level = 4
+
+    def compute(self, p, a, b):
+        base = super().compute(p, a, b)
+        level = base.level.copy()
+        # the parent's bands are 1, 2 and exact 3: shift them up one to make room for "sounds alike"
+        level[level >= 1] += 1
+        if "last_sound" in p.records.columns:
+            sound, _ = p.codes("last_sound")
+            alike = (level == 0) & (sound[a] >= 0) & (sound[a] == sound[b])
+            level[alike] = 1
+        return Levels(level, base.tf)
 
 
 class MiddleNameComparison(Comparison):
@@ -261,8 +296,7 @@ def comparisons_for(p: Prepared) -> list[Comparison]:
     cols = p.records.columns
     if p.has_person:
         out += [
-            StringComparison("last_name", "last", "surname", bands=(0.88, 0.94),
-                             band_words=("similar", "one typo apart"), exact_word="same", tf=True),
+            SurnameComparison(),
             FirstNameComparison(),
             MiddleNameComparison(),
         ]
@@ -282,10 +316,10 @@ def comparisons_for(p: Prepared) -> list[Comparison]:
         out.append(ExactComparison("website", "website", frame="sites"))
     for role, label in (("city", "city"), ("postcode", "postcode"), ("address", "address")):
         if role in cols:
-            out.append(StringComparison(role, role, label, bands=(0.85,) if role != "postcode" else (0.99,)))
+            out.append(StringComparison(role, role, label, bands=(0.85,) if role != "postcode" else (0.99,), tf=True))
     for col in cols:
         if str(col).startswith("text:"):
-            out.append(StringComparison(col, col, col[5:], bands=(0.9,)))
+            out.append(StringComparison(col, col, col[5:], bands=(0.9,), tf=True))
     return out
 
 

@@ -51,6 +51,18 @@ def as_text(raw: object) -> str | None:
     return text or None
 
 
+
+def frame_from_unique_rows(rows: list[tuple], codes: np.ndarray, index: pd.Index, columns: tuple[str, ...],
+                           bools: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Spread one result row per distinct value back to every input row: ``codes`` from
+    pd.factorize, ``rows`` ending with the row for missing values (code -1)."""
+    table = np.empty((len(rows), len(columns)), dtype=object)
+    table[:] = rows
+    taken = table[codes]
+    data = {col: taken[:, i].astype(bool) if col in bools else taken[:, i] for i, col in enumerate(columns)}
+    return pd.DataFrame(data, index=index)
+
+
 # -- clean_text ---------------------------------------------------------------------------------
 
 # Apostrophes join the word (O'Brien -> obrien, Д'Артаньян -> дартаньян); other punctuation separates.
@@ -222,43 +234,86 @@ def _as_key(s: object) -> str:
 class _NameTables:
     canonical: dict[str, str]             # key -> canonical full-name key (canonicals map to themselves)
     variants: dict[str, frozenset[str]]   # key -> every canonical it may stand for
-    known: frozenset[str]                 # every key known as a first name or a nickname
+    score: dict[str, int]                 # how surely a key is a first name: 2 sure, 1 weak (Smith -> Smitty)
 
 
-def _english_choices() -> tuple[dict[str, str], dict[str, set[str]]]:
+def _lcs(a: str, b: str) -> int:
+    """Length of the longest common subsequence (names are short)."""
+    prev = [0] * (len(b) + 1)
+    for ca in a:
+        cur = [0]
+        for j, cb in enumerate(b):
+            cur.append(prev[j] + 1 if ca == cb else max(prev[j + 1], cur[j]))
+        prev = cur
+    return prev[-1]
+
+
+def _read_data_csv(name: str) -> list[dict[str, str]]:
+    text = resources.files("matchers.data").joinpath(name).read_text(encoding="utf-8")
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def _english_choices() -> tuple[dict[str, str], dict[str, set[str]], dict[str, int]]:
     """From the `nicknames` package: nickname -> one canonical, and -> all canonicals (translit keys).
 
-    Its data is many-to-many and partly circular (bill -> william, robert, will): prefer a candidate
-    that is not itself listed as anybody's nickname, then the one with most nicknames."""
+    Its data is many-to-many and partly circular (bill -> william, robert, will; william -> bill):
+    a name is only mapped to one with more nicknames than itself (so chains end), preferring the
+    one that shares most letters with it (bill -> william, not robert), then the one with most
+    nicknames; en_nicknames_preferred.csv settles the common ambiguous ones (jack -> john)."""
     from nicknames import NickNamer
 
     nn = NickNamer()
     canon_of = nn.canonical_lookup
     nicks_of = nn.nickname_lookup
+    preferred = {r["nickname"]: r["canonical"] for r in _read_data_csv("en_nicknames_preferred.csv")}
 
-    def score(name: str) -> tuple:
-        return (name not in canon_of, len(nicks_of.get(name, ())), len(name), name)
+    def degree(name: str) -> int:
+        return len(nicks_of.get(name, ()))
 
     choice: dict[str, str] = {}
     every: dict[str, set[str]] = {}
+    score: dict[str, int] = {}
+    for name in set(canon_of) | set(nicks_of):
+        key = _translit_word_of(name)
+        # the data also lists a few surnames (smith -> smitty): one relation only is a weak sign
+        weight = 2 if len(canon_of.get(name, ())) + len(nicks_of.get(name, ())) >= 2 else 1
+        if key:
+            score[key] = max(score.get(key, 0), weight)
     for nick, cands in canon_of.items():
         key = _translit_word_of(nick)
         if not key:
             continue
-        best = max(cands, key=score)
-        choice.setdefault(key, _translit_word_of(best))
         every.setdefault(key, set()).update(_translit_word_of(c) for c in cands)
-    return choice, every
+        if nick in preferred:
+            best = preferred[nick]
+        else:
+            up = [c for c in cands if degree(c) > degree(nick)]
+            if not up:
+                continue
+            best = max(up, key=lambda c: (_lcs(nick, c), degree(c), c))
+        target = _translit_word_of(best)
+        if target and target != key:
+            choice.setdefault(key, target)
+    for nick, best in preferred.items():
+        key, target = _translit_word_of(nick), _translit_word_of(best)
+        choice[key] = target
+        every.setdefault(key, set()).add(target)
+    for best in preferred.values():  # a preferred full name stands for itself (john, not jonathan)
+        target = _translit_word_of(best)
+        choice[target] = target
+    for name in list(preferred) + list(preferred.values()):
+        score[_translit_word_of(name)] = 2
+    return choice, every, score
 
 
 def _translit_word_of(name: str) -> str:
-    return "".join(_translit_word(w) for w in clean_text(name).split())
+    """One key for a name even if it is written in parts ("Mary-Ann", "K.C.")."""
+    return _translit_word("".join(clean_text(name).split()))
 
 
 def _russian_rows() -> list[tuple[str, str, list[str]]]:
-    text = resources.files("matchers.data").joinpath("ru_diminutives.csv").read_text(encoding="utf-8")
     rows = []
-    for row in csv.DictReader(io.StringIO(text)):
+    for row in _read_data_csv("ru_diminutives.csv"):
         forms = [f for f in (row.get("forms") or "").split("|") if f.strip()]
         rows.append((row["name"], row["gender"], forms))
     return rows
@@ -266,7 +321,7 @@ def _russian_rows() -> list[tuple[str, str, list[str]]]:
 
 @functools.cache
 def _tables() -> _NameTables:
-    choice, every = _english_choices()
+    choice, every, score = _english_choices()
     mapping: dict[str, str] = dict(choice)
     variants: dict[str, set[str]] = {k: set(v) for k, v in every.items()}
     # The Russian table wins over the English data; within it the first row naming a form wins
@@ -276,11 +331,13 @@ def _tables() -> _NameTables:
         canon = _translit_word_of(name)
         ru_first.setdefault(canon, canon)
         variants.setdefault(canon, set()).add(canon)
+        score[canon] = 2
         for form in forms:
             key = _translit_word_of(form)
             if key:
                 ru_first.setdefault(key, canon)
                 variants.setdefault(key, set()).add(canon)
+                score[key] = 2
     for key, canon in ru_first.items():
         mapping[key] = canon
     for canon in set(ru_first.values()):
@@ -316,9 +373,10 @@ def _tables() -> _NameTables:
     for end in set(final.values()):
         final[end] = end  # canonicals are fixed points: canonical_first_name is idempotent
     out_variants = {k: frozenset({final.get(c, c) for c in v} | {final.get(k, k)}) for k, v in variants.items()}
-    known = frozenset(final) | frozenset(out_variants)
+    for key in set(final) | set(final.values()):
+        score.setdefault(key, 1)
     log.debug("name tables: %d keys, %d canonical names", len(final), len(set(final.values())))
-    return _NameTables(final, out_variants, known)
+    return _NameTables(final, out_variants, score)
 
 
 def canonical_first_name(key: str) -> str:
@@ -349,7 +407,7 @@ def name_variants(key: str) -> frozenset[str]:
 
 def is_known_first_name(key: str) -> bool:
     key = _as_key(key)
-    return bool(key) and key in _tables().known
+    return bool(key) and key in _tables().score
 
 
 # -- patronymics --------------------------------------------------------------------------------
@@ -390,9 +448,10 @@ class _Unit:
     key: str            # translit keys of its words, space-joined
     canon: str          # the same with each word nickname-resolved
     patronymic: bool
-    known: bool         # a known first name or nickname
+    name_score: int     # 2: surely a first name or nickname, 1: maybe, 0: not known as one
     initial: bool       # a single letter
     cyrillic: bool
+    tokens: tuple[str, ...]  # its words as they enter PersonName.tokens
 
 
 _TITLES = re.compile(
@@ -409,13 +468,15 @@ def _unit(raw: str) -> _Unit | None:
         return None
     tables = _tables()
     canon = " ".join(tables.canonical.get(k, k) for k in keys)
+    patronymic = len(keys) == 1 and _is_patronymic_key(keys[0])
     return _Unit(
         key=" ".join(keys),
         canon=canon,
-        patronymic=len(keys) == 1 and _is_patronymic_key(keys[0]),
-        known=keys[0] in tables.known and not _is_patronymic_key(keys[0]),
+        patronymic=patronymic,
+        name_score=0 if _is_patronymic_key(keys[0]) else tables.score.get(keys[0], 0),
         initial=len(keys) == 1 and len(keys[0]) == 1,
         cyrillic=bool(_HAS_CYR.search(clean)),
+        tokens=tuple(keys) if patronymic else tuple(canon.split()),
     )
 
 
@@ -425,7 +486,7 @@ def _field_units(raw: str) -> tuple[_Unit, ...]:
     text = _TITLES.sub(" ", raw)
     text = re.sub(r"\s*[-‐‑–—]\s*", "-", text)
     units = []
-    for part in re.split(r"[\s,;/]+", text):
+    for part in re.split(r"[\s,;/.]+", text):
         if not part or part.strip("-") == "":
             continue
         unit = _unit(part)
@@ -442,10 +503,13 @@ def _units_of(value: object) -> tuple[_Unit, ...]:
 
 
 def _build(first: _Unit | None, last: list[_Unit], middle: _Unit | None, extra: list[_Unit]) -> PersonName:
-    tokens = []
-    for unit in ([first] if first else []) + last + ([middle] if middle else []) + extra:
-        words = unit.key.split() if unit.patronymic else unit.canon.split()
-        tokens.extend(words)
+    tokens = list(first.tokens) if first else []
+    for unit in last:
+        tokens.extend(unit.tokens)
+    if middle:
+        tokens.extend(middle.tokens)
+    for unit in extra:
+        tokens.extend(unit.tokens)
     first_key = first.canon if first else ""
     middle_key = middle.key if middle else ""
     return PersonName(
@@ -477,13 +541,20 @@ def _from_units(units: list[_Unit], comma_at: int | None = None) -> PersonName:
     pat = next((i for i in idx if units[i].patronymic), None)
     middle_i = pat
     first_i = None
-    if pat is not None and pat > 0 and not units[pat - 1].initial and not units[pat - 1].patronymic:
-        first_i = pat - 1   # the first name stands right before the patronymic in both usual orders
+    if pat is not None:
+        words = [i for i in idx if i != pat and not units[i].initial and not units[i].patronymic]
+        top = max((units[i].name_score for i in words), default=0)
+        best = [i for i in words if top and units[i].name_score == top]
+        if pat - 1 in best or (not best and pat - 1 in words):
+            first_i = pat - 1   # the first name stands right before the patronymic in both usual orders
+        elif best:
+            first_i = best[0]
     rest = [i for i in idx if i != pat]
     if first_i is None:
         initials = [i for i in rest if units[i].initial]
         words = [i for i in rest if not units[i].initial]
-        known = [i for i in words if units[i].known]
+        top = max((units[i].name_score for i in words), default=0)
+        known = [i for i in words if top and units[i].name_score == top]
         cyrillic = any(units[i].cyrillic for i in words)
         if initials:                      # "Иванов И. И.", "I. Ivanov"
             first_i = initials[0]
@@ -514,6 +585,10 @@ def _from_units(units: list[_Unit], comma_at: int | None = None) -> PersonName:
 
 
 def _from_fields(last: tuple[_Unit, ...], first: tuple[_Unit, ...], middle: tuple[_Unit, ...]) -> PersonName:
+    if (len(first) == 1 and len(last) <= 1 and len(middle) <= 1 and not first[0].patronymic
+            and not (last and last[0].name_score > first[0].name_score and not last[0].patronymic)):
+        # the usual case, one word per field in its place: nothing to move
+        return _build(first[0], list(last), middle[0] if middle else None, [])
     filled = [f for f in (last, first, middle) if f]
     if len(filled) == 1 and len(filled[0]) >= 2:   # a whole name typed into one field
         return _from_units(list(filled[0]))
@@ -529,7 +604,7 @@ def _from_fields(last: tuple[_Unit, ...], first: tuple[_Unit, ...], middle: tupl
             extra.extend(middle)
             middle = [moved]
     # swapped fields: the first-name field holds a surname and the surname field a first name
-    if last and first and not first[0].known and last[0].known and not last[0].patronymic:
+    if last and first and last[0].name_score > first[0].name_score and not last[0].patronymic:
         last, first = first, last
     if not first and len(last) >= 2 and not middle:
         return _from_units(last)
@@ -540,7 +615,7 @@ def _from_fields(last: tuple[_Unit, ...], first: tuple[_Unit, ...], middle: tupl
         else:
             middle = first[1:2]
             extra.extend(first[2:])
-    if not first_unit and middle and len(middle) == 1 and not middle[0].patronymic and middle[0].known:
+    if not first_unit and middle and len(middle) == 1 and not middle[0].patronymic and middle[0].name_score:
         first_unit, middle = middle[0], []
     middle_unit = middle[0] if middle else None
     extra.extend(middle[1:])
@@ -606,24 +681,36 @@ def normalize_persons(records: pd.DataFrame) -> pd.DataFrame:
     row_of_group, first_rows = np.unique(combined, return_index=True)
     del row_of_group
     # text of each unique field value, and its cleaned form, computed once
-    texts = [[as_text(v) for v in uniques] for uniques in field_uniques]
-    unit_cache = [[_field_units(t) if t is not None else () for t in col] for col in texts]
-    clean_cache = [[clean_text(t) if t is not None else "" for t in col] for col in texts]
+    # per unique field value; a trailing empty entry serves code -1 (missing)
+    texts = [[as_text(v) for v in uniques] + [None] for uniques in field_uniques]
+    units = [[_field_units(t) if t is not None else () for t in col] for col in texts]
+    cleans = [[clean_text(t) if t is not None else "" for t in col] for col in texts]
+    l_units, f_units, m_units = units[:3]
+    l_clean, f_clean, m_clean, full_clean = cleans
+    full_text = texts[3]
 
     results = []
-    for row in first_rows:
-        cl, cf, cm, cfull = (int(field_codes[i][row]) for i in range(4))
-        l_units = unit_cache[0][cl] if cl >= 0 else ()
-        f_units = unit_cache[1][cf] if cf >= 0 else ()
-        m_units = unit_cache[2][cm] if cm >= 0 else ()
-        if l_units or f_units or m_units:
-            person = _from_fields(l_units, f_units, m_units)
-            full = " ".join(x for x in ((clean_cache[0][cl] if cl >= 0 else ""),
-                                        (clean_cache[1][cf] if cf >= 0 else ""),
-                                        (clean_cache[2][cm] if cm >= 0 else "")) if x)
-        elif cfull >= 0 and texts[3][cfull] is not None:
-            person = parse_full_name(texts[3][cfull])
-            full = clean_cache[3][cfull]
+    rows = zip(*(codes[first_rows].tolist() for codes in field_codes))
+    for cl, cf, cm, cfull in rows:
+        lu, fu, mu = l_units[cl], f_units[cf], m_units[cm]
+        if len(fu) == 1 and len(lu) <= 1 and len(mu) <= 1:
+            # inlined usual case of _from_fields (one word per field, in place): most rows
+            f = fu[0]
+            lk = lu[0] if lu else None
+            if not f.patronymic and not (lk and lk.name_score > f.name_score and not lk.patronymic):
+                mk = mu[0] if mu else None
+                toks = f.tokens + (lk.tokens if lk else ()) + (mk.tokens if mk else ())
+                middle = mk.key if mk else ""
+                full = " ".join(x for x in (l_clean[cl], f_clean[cf], m_clean[cm]) if x)
+                results.append((f.canon, f.key, lk.key if lk else "", middle, " ".join(sorted(toks)),
+                                f.canon[:1] + middle[:1], full))
+                continue
+        if lu or fu or mu:
+            person = _from_fields(lu, fu, mu)
+            full = " ".join(x for x in (l_clean[cl], f_clean[cf], m_clean[cm]) if x)
+        elif full_text[cfull] is not None:
+            person = parse_full_name(full_text[cfull])
+            full = full_clean[cfull]
         else:
             person, full = EMPTY_PERSON, ""
         results.append((person.first, person.first_raw, person.last, person.middle,

@@ -28,9 +28,9 @@ from sqlalchemy.engine import Connection
 from crm import schema
 from merge_rules.codec import encode_row
 from merge_rules.errors import MergeError, PermissionDenied, StalePlanError, UnresolvedConflicts
-from merge_rules.permissions import check_merge, load_user
+from merge_rules.permissions import check_merge, denied_records, load_user
 from merge_rules.plan import PLURAL, MergePlan
-from merge_rules.snapshot import LINKS, Snapshot, read_snapshot, row_key
+from merge_rules.snapshot import LINKS, Snapshot, read_snapshot, read_users
 from merge_rules.tx import retrying, utcnow, write_transaction
 
 log = logging.getLogger(__name__)
@@ -149,9 +149,53 @@ def _check_count(result, expected: int, what: str) -> None:
                              "make a new plan and try again")
 
 
+class _Writes:
+    """The statements of a merge of one entity type, built once and reused (compiled once)."""
+
+    def __init__(self, et: str):
+        table, comm, cc = schema.ENTITY_TABLES[et], schema.communications, schema.contact_companies
+        ids, dups, to = (sa.bindparam("ids_", expanding=True), sa.bindparam("dups_", expanding=True),
+                         sa.bindparam("to_"))
+        self.primary = table.update().where(table.c.id == sa.bindparam("pk_"))  # SET from the parameters
+        self.soft_delete = table.update().where(table.c.id.in_(dups)).values(deleted_at=sa.bindparam("now_"))
+        self.hard_delete = table.delete().where(table.c.id.in_(dups))
+        mine = sa.and_(comm.c.id.in_(ids), comm.c.entity_type == et, comm.c.entity_id.in_(dups))
+        self.comm_move = comm.update().where(mine).values(entity_id=to)
+        self.comm_drop = comm.delete().where(mine)
+        self.links = {}
+        for spec in LINKS[et]:
+            t = spec.table
+            if t is cc:
+                continue
+            cond = sa.and_(t.c.id.in_(ids), t.c[spec.column].in_(dups))
+            if spec.polymorphic:
+                cond = sa.and_(cond, t.c.entity_type == et)
+            self.links[spec.name] = t.update().where(cond).values({spec.column: to})
+        key = sa.and_(cc.c.contact_id == sa.bindparam("k1_"), cc.c.company_id == sa.bindparam("k2_"))
+        self.cc_delete = cc.delete().where(key)
+        self.cc_flag = cc.update().where(key).values(is_primary=sa.bindparam("flag_"))
+        self.cc_move = {col: cc.update().where(key).values({col: to, "is_primary": sa.bindparam("flag_")})
+                        for col in ("contact_id", "company_id")}
+        h, m, g = schema.history, schema.dedup_merges, schema.dedup_groups
+        self.history = h.insert().returning(h.c.id)
+        self.merge = m.insert().returning(m.c.id)
+        self.group = g.update().where(g.c.id == sa.bindparam("gid_")).values(
+            status="applied", merge_id=sa.bindparam("mid_"), updated_at=sa.bindparam("now_"))
+
+
+_WRITES: dict[str, _Writes] = {}
+
+
+def _writes(et: str) -> _Writes:
+    if et not in _WRITES:
+        _WRITES[et] = _Writes(et)
+    return _WRITES[et]
+
+
 def _write_merge(conn: Connection, plan: MergePlan, snap: Snapshot, user: dict, now) -> tuple[_Images, dict[str, int], dict]:
     et, p, dups = plan.entity_type, plan.primary_id, plan.duplicate_ids
     table = schema.ENTITY_TABLES[et]
+    w = _writes(et)
     img = _Images()
     moved: dict[str, int] = defaultdict(int)
 
@@ -159,25 +203,20 @@ def _write_merge(conn: Connection, plan: MergePlan, snap: Snapshot, user: dict, 
     old = snap.records[p]
     values = {f: d.value for f, d in plan.fields.items() if old.get(f) != d.value}
     values["modified_at"] = now
-    conn.execute(table.update().where(table.c.id == p).values(**values))
+    conn.execute(w.primary, {"pk_": p, **values})
     img.touched(table.name, old, {**old, **values})
 
     # 2. communications: kept values move to the primary, repeats are dropped
-    comm = schema.communications
     rows = {r["id"]: r for r in snap.comms}
     move = [c.id for c in plan.communications if c.action == "move"]
     drop = [c.id for c in plan.communications if c.action in ("repeat", "drop")]
     if move:
-        res = conn.execute(comm.update().where(comm.c.id.in_(move), comm.c.entity_type == et,
-                                               comm.c.entity_id.in_(dups)).values(entity_id=p))
-        _check_count(res, len(move), "communications")
+        _check_count(conn.execute(w.comm_move, {"ids_": move, "dups_": dups, "to_": p}), len(move), "communications")
         for cid in move:
             img.touched("communications", rows[cid], {**rows[cid], "entity_id": p})
         moved["communications"] = len(move)
     if drop:
-        res = conn.execute(comm.delete().where(comm.c.id.in_(drop), comm.c.entity_type == et,
-                                               comm.c.entity_id.in_(dups)))
-        _check_count(res, len(drop), "communications")
+        _check_count(conn.execute(w.comm_drop, {"ids_": drop, "dups_": dups}), len(drop), "communications")
         for cid in drop:
             img.touched("communications", rows[cid], None)
 
@@ -189,71 +228,60 @@ def _write_merge(conn: Connection, plan: MergePlan, snap: Snapshot, user: dict, 
         moves = by_table.get(spec.name)
         if not moves:
             continue
-        t = spec.table
-        if t is schema.contact_companies:
-            _move_contact_companies(conn, snap, spec.column, moves, img)
-            moved[t.name] = sum(1 for m in moves if m.action != "update")
+        if spec.table is schema.contact_companies:
+            _move_contact_companies(conn, w, snap, spec.column, moves, img)
+            moved[spec.name] = sum(1 for m in moves if m.action != "update")
             continue
         ids = [m.key["id"] for m in moves]
-        q = t.update().where(t.c.id.in_(ids), t.c[spec.column].in_(dups))
-        if spec.polymorphic:
-            q = q.where(t.c.entity_type == et)
-        _check_count(conn.execute(q.values({spec.column: p})), len(ids), f"{t.name} linked to {et} #{p}'s group")
+        _check_count(conn.execute(w.links[spec.name], {"ids_": ids, "dups_": dups, "to_": p}), len(ids),
+                     f"{spec.name} linked to the group of {et} #{p}")
         for m in moves:
-            img.touched(t.name, {"id": m.key["id"], spec.column: m.from_id}, {"id": m.key["id"], spec.column: p})
-        moved[t.name] = len(ids)
+            img.touched(spec.name, {"id": m.key["id"], spec.column: m.from_id}, {"id": m.key["id"], spec.column: p})
+        moved[spec.name] = len(ids)
 
     # 4. the duplicates
     for d in dups:
         img.touched(table.name, snap.records[d], None if plan.delete_mode == "hard" else
                     {**snap.records[d], "deleted_at": now})
     if plan.delete_mode == "hard":
-        conn.execute(table.delete().where(table.c.id.in_(dups)))
+        conn.execute(w.hard_delete, {"dups_": dups})
     else:
-        conn.execute(table.update().where(table.c.id.in_(dups)).values(deleted_at=now))
+        conn.execute(w.soft_delete, {"dups_": dups, "now_": now})
 
     # 5. the history event on the primary
-    h = schema.history
     event = {"entity_type": et, "entity_id": p, "event": "merge",
              "message": merge_message(et, p, dups, user), "user_id": user["id"], "created_at": now}
-    event["id"] = conn.execute(h.insert().values(**event).returning(h.c.id)).scalar_one()
+    event["id"] = conn.execute(w.history, event).scalar_one()
     img.touched("history", None, event)
     return img, dict(moved), event
 
 
-def _move_contact_companies(conn: Connection, snap: Snapshot, column: str, moves, img: _Images) -> None:
-    cc = schema.contact_companies
+def _move_contact_companies(conn: Connection, w: _Writes, snap: Snapshot, column: str, moves, img: _Images) -> None:
     rows = {(r["contact_id"], r["company_id"]): r for r in snap.links.get("contact_companies", [])}
     other = "company_id" if column == "contact_id" else "contact_id"
-
-    def where(key):
-        return sa.and_(cc.c.contact_id == key[0], cc.c.company_id == key[1])
-
     for m in moves:
         key = (m.key["contact_id"], m.key["company_id"])
-        old = rows[key]
+        old, where = rows[key], {"k1_": key[0], "k2_": key[1]}
         if m.action == "move":
-            new = {**old, column: m.to_id, "is_primary": m.is_primary}
-            res = conn.execute(cc.update().where(where(key)).values({column: m.to_id, "is_primary": m.is_primary}))
+            res = conn.execute(w.cc_move[column], {**where, "to_": m.to_id, "flag_": m.is_primary})
             _check_count(res, 1, "contact_companies")
-            img.touched(cc.name, old, None)
-            img.touched(cc.name, None, new)
+            img.touched("contact_companies", old, None)
+            img.touched("contact_companies", None, {**old, column: m.to_id, "is_primary": m.is_primary})
         elif m.action == "merge":
-            # folded into the primary's own link to the same company (contact): nothing is lost,
-            # the before-image keeps the row and undo brings it back
-            _check_count(conn.execute(cc.delete().where(where(key))), 1, "contact_companies")
-            img.touched(cc.name, old, None)
-        elif m.action == "update":
-            pass
-    # the primary's own rows whose is_primary flag the merge changes (folded rows, one primary company)
+            # folded into the primary's own link to the same company (contact): the before-image keeps
+            # the row, and undo brings it back
+            _check_count(conn.execute(w.cc_delete, where), 1, "contact_companies")
+            img.touched("contact_companies", old, None)
+    # the primary's own rows whose is_primary flag changes (a folded row's flag, one primary company)
     final = {m.key[other]: m.is_primary for m in moves}
     for key, old in rows.items():
         if old[column] != snap.primary_id or old[other] not in final:
             continue
         flag = final[old[other]]
         if bool(old["is_primary"]) != flag:
-            _check_count(conn.execute(cc.update().where(where(key)).values(is_primary=flag)), 1, "contact_companies")
-            img.touched(cc.name, old, {**old, "is_primary": flag})
+            _check_count(conn.execute(w.cc_flag, {"k1_": key[0], "k2_": key[1], "flag_": flag}), 1,
+                         "contact_companies")
+            img.touched("contact_companies", old, {**old, "is_primary": flag})
 
 
 # -- applying -----------------------------------------------------------------------------------
@@ -271,7 +299,8 @@ class _Applier:
         m = schema.dedup_merges
         return self.conn.execute(sa.select(m.c.id).where(m.c.batch_id == batch_id, m.c.group_id == group_id)).scalar()
 
-    def apply(self, plan: MergePlan, batch_id: str | None, group_id: str | None, update_group: bool) -> MergeResult:
+    def apply(self, plan: MergePlan, batch_id: str | None, group_id: str | None, update_group: bool,
+              check_done: bool = True) -> MergeResult:
         if plan.problems:
             raise MergeError(plan.summary())
         if plan.unresolved:
@@ -281,44 +310,54 @@ class _Applier:
             raise UnresolvedConflicts(
                 f"The merge of {plan.entity_type} #{plan.primary_id} has conflicts nobody chose a value for "
                 f"({details}). Choose a value per field (plan choices) or set a conflict_policy.", fields)
-        return retrying(lambda: self._apply_once(plan, batch_id, group_id, update_group))
+        return retrying(lambda: self._apply_once(plan, batch_id, group_id, update_group, check_done))
 
-    def _apply_once(self, plan: MergePlan, batch_id, group_id, update_group) -> MergeResult:
+    def _apply_once(self, plan: MergePlan, batch_id, group_id, update_group, check_done) -> MergeResult:
         conn, et = self.conn, plan.entity_type
         result = MergeResult("applied", et, plan.primary_id, list(plan.duplicate_ids), group_id, batch_id)
         try:
             with write_transaction(conn):
-                if batch_id is not None and group_id is not None:
+                if check_done and batch_id is not None and group_id is not None:
                     done = self.already(batch_id, group_id)
                     if done is not None:
                         raise _Already(done)
-                snap = read_snapshot(conn, et, plan.primary_id, plan.member_ids, lock=True)
+                snap = read_snapshot(conn, et, plan.primary_id, plan.member_ids, lock=True, with_users=False)
                 fresh = snap.fingerprints()
                 if fresh != plan.fingerprints:
                     changes = describe_changes(plan, snap, fresh)
                     raise StalePlanError(
                         f"The plan to merge {PLURAL[et]} {', '.join(f'#{i}' for i in plan.duplicate_ids)} into "
                         f"#{plan.primary_id} is out of date: " + "; ".join(changes) + ". Make a new plan.", changes)
-                check_merge(self.user, et, snap.records.values(), snap.users)
+                if denied_records(self.user, snap.records.values()):
+                    owners = read_users(conn, [r["responsible_id"] for r in snap.records.values()
+                                               if r.get("responsible_id") is not None])
+                    check_merge(self.user, et, snap.records.values(), owners)
                 now = utcnow()
                 img, moved, event = _write_merge(conn, plan, snap, self.user, now)
-                m = schema.dedup_merges
-                merge_id = conn.execute(m.insert().values(
+                w = _writes(et)
+                merge_id = conn.execute(w.merge, dict(
                     group_id=group_id, batch_id=batch_id, entity_type=et, primary_id=plan.primary_id,
                     merged_ids=list(plan.duplicate_ids), user_id=self.user["id"], merged_at=now,
                     status="applied", summary=plan.summary(),
-                    before_image=dict(img.before), after_image=dict(img.after),
-                ).returning(m.c.id)).scalar_one()
+                    before_image=dict(img.before), after_image=dict(img.after))).scalar_one()
                 if update_group and group_id is not None:
-                    g = schema.dedup_groups
-                    conn.execute(g.update().where(g.c.id == group_id).values(
-                        status="applied", merge_id=merge_id, updated_at=now))
+                    conn.execute(w.group, {"gid_": group_id, "mid_": merge_id, "now_": now})
                 if FAULT_HOOK is not None:
                     FAULT_HOOK("before_commit")
         except _Already as done:
             result.status, result.merge_id = "already_applied", done.merge_id
             result.message = f"group {group_id} of batch {batch_id} was merged already (merge #{done.merge_id})"
             return result
+        except StalePlanError:
+            # another process of the same batch merged this group a moment ago: that is no staleness
+            if batch_id is not None and group_id is not None:
+                done = self.already(batch_id, group_id)
+                self.conn.rollback()
+                if done is not None:
+                    result.status, result.merge_id = "already_applied", done
+                    result.message = f"group {group_id} of batch {batch_id} was merged by another process (merge #{done})"
+                    return result
+            raise
         except sa.exc.IntegrityError:
             # another process committed the same (batch, group) first
             if batch_id is not None and group_id is not None and (done := self.already(batch_id, group_id)):
@@ -363,9 +402,20 @@ def apply_plan(store, plan: MergePlan, user_id: int | None, *, batch_id: str | N
 
 
 def apply_batch(store, plans: Iterable[MergePlan], user_id: int | None, batch_id: str, *,
+                group_ids: Sequence[str | None] | None = None,
                 on_result: Callable[[MergeResult], None] | None = None) -> list[MergeResult]:
     """Apply plans one transaction each; a group that cannot be merged is reported and the rest go on.
-    Re-running the same batch after a crash applies only the groups not merged yet."""
+    Re-running the same batch after a crash applies only the groups not merged yet.
+
+    ``group_ids`` (aligned with ``plans``) name the dedup_groups rows, overriding ``plan.group_id``;
+    those rows get status 'applied' (or 'stale'). ``on_result`` is called after each group."""
+    plans = list(plans)
+    if group_ids is not None:
+        if len(group_ids) != len(plans):
+            raise ValueError(f"apply_batch: {len(group_ids)} group ids for {len(plans)} plans")
+        for plan, gid in zip(plans, group_ids):
+            if gid is not None:
+                plan.group_id = gid
     results: list[MergeResult] = []
     with store.engine.connect() as conn:
         applier = _Applier(conn, user_id)
@@ -381,7 +431,8 @@ def apply_batch(store, plans: Iterable[MergePlan], user_id: int | None, batch_id
                                   message=f"merged already in this batch (merge #{done[key]})", **base)
             else:
                 try:
-                    res = applier.apply(plan, batch_id, key, update_group=plan.group_id is not None)
+                    res = applier.apply(plan, batch_id, key, update_group=plan.group_id is not None,
+                                        check_done=False)
                 except StalePlanError as exc:
                     res = MergeResult("stale", message=str(exc), **base)
                     _mark_group(conn, plan.group_id, "stale")

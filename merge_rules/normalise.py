@@ -109,6 +109,19 @@ def validator_for(field: str):
     return None
 
 
+def value_key_for(field: str):
+    """How two values of a field are compared: its normal form where there is one, else text_key."""
+    if field in ("website", "web"):
+        return lambda v: web_key(str(v))[0]
+    if field == "tax_id":
+        return lambda v: _NON_DIGIT.sub("", str(v))
+    if "phone" in field:
+        return lambda v: phone_key(str(v))[0]
+    if "email" in field:
+        return lambda v: email_key(str(v))[0]
+    return text_key
+
+
 def text_key(value):
     """How single values are compared for conflicts: case, spacing and ё/е do not count."""
     if isinstance(value, str):

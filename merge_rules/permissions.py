@@ -31,12 +31,17 @@ def user_label(user: Mapping[str, Any]) -> str:
     return user["name"] if user.get("id") is None else f"{user['name']} (#{user['id']})"
 
 
+def denied_records(user: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The records ``user`` may not merge (none for an admin)."""
+    if user["role"] == "admin":
+        return []
+    return [r for r in records if r.get("responsible_id") != user["id"]]
+
+
 def check_merge(user: Mapping[str, Any], entity_type: str, records: Iterable[Mapping[str, Any]],
                 owners: Mapping[int, Mapping[str, Any]] | None = None) -> None:
     """Raise PermissionDenied unless ``user`` may edit and delete every record of the group."""
-    if user["role"] == "admin":
-        return
-    others = [r for r in records if r.get("responsible_id") != user["id"]]
+    others = denied_records(user, records)
     if not others:
         return
     owners = owners or {}

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from merge_rules.normalise import comm_key, text_key, validator_for
+from merge_rules.normalise import comm_key, text_key, validator_for, value_key_for
 
 # Kinds of field a rule can be used on (see settings.field_kinds)
 TEXT, DATE, NUMBER, REF, FLAG, MULTI = "text", "date", "number", "ref", "flag", "multi"
@@ -92,10 +92,10 @@ def _primary(cands: Sequence[Candidate]) -> Candidate:
     return next((c for c in cands if c.is_primary), cands[0])
 
 
-def _settle(cands: Sequence[Candidate], note: str = "") -> Outcome:
+def _settle(cands: Sequence[Candidate], note: str = "", key=text_key) -> Outcome:
     """The first candidate wins; a conflict when the candidates hold more than one distinct value."""
     first = cands[0]
-    conflict = len({text_key(c.value) for c in cands}) > 1
+    conflict = len({key(c.value) for c in cands}) > 1
     return Outcome(first.value, first.record_id, conflict, note)
 
 
@@ -235,7 +235,9 @@ def prefer_valid(cands: Sequence[Candidate], ctx: RuleContext) -> Outcome:
     valid = [c for c in full if check(str(c.value))]
     if not valid:
         return fill_empty(cands, ctx)
-    return _settle(valid, "" if len(valid) == len(full) else "invalid values passed over")
+    # "romashka.ru" and "https://www.romashka.ru/" are one website: compare the normalised forms
+    return _settle(valid, "" if len(valid) == len(full) else "invalid values passed over",
+                   key=value_key_for(ctx.field))
 
 
 @dataclass

@@ -35,13 +35,6 @@ class LinkSpec:
     def key_columns(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.table.primary_key.columns)
 
-    @property
-    def read_columns(self) -> tuple[str, ...]:
-        """What is read, stored in images and fingerprinted: the key and the pointing column
-        (whole rows for contact_companies, whose key itself moves)."""
-        if self.table is schema.contact_companies:
-            return tuple(c.name for c in self.table.columns)
-        return self.key_columns + (self.column,)
 
 
 def _links() -> dict[str, list[LinkSpec]]:
@@ -98,18 +91,61 @@ def _chunks(ids: Sequence[int], size: int = CHUNK) -> Iterable[list[int]]:
         yield list(ids[i:i + size])
 
 
-def _rows(conn: Connection, query) -> list[dict[str, Any]]:
-    return [dict(r) for r in conn.execute(query).mappings()]
+class _Queries:
+    """The reads of one entity type, built once: SQLAlchemy then reuses their compiled form, which
+    matters when thousands of merges run one after another."""
+
+    def __init__(self, entity_type: str):
+        table, comm = schema.ENTITY_TABLES[entity_type], schema.communications
+        ids = sa.bindparam("ids", expanding=True)
+        self.records = sa.select(table).where(table.c.id.in_(ids)).order_by(table.c.id)
+        self.records_locked = self.records.with_for_update()
+        self.comms = (sa.select(comm).where(comm.c.entity_type == entity_type,
+                                             comm.c.entity_id.in_(sa.bindparam("ids", expanding=True)))
+                      .order_by(comm.c.id))
+        # every link table in one UNION ALL: (table, key1, key2, pointing column, flag)
+        parts = []
+        for spec in LINKS[entity_type]:
+            t = spec.table
+            name = sa.cast(sa.literal(spec.name), sa.String(32)).label("tbl")
+            if t is schema.contact_companies:
+                # the primary's own rows too: they decide whether a moved row collides
+                q = sa.select(name, t.c.contact_id.label("k1"), t.c.company_id.label("k2"),
+                              t.c[spec.column].label("ref"), sa.cast(t.c.is_primary, sa.Integer).label("flag")
+                              ).where(t.c[spec.column].in_(sa.bindparam("members", expanding=True)))
+            else:  # only rows that move: those of the duplicates
+                q = sa.select(name, t.c.id.label("k1"), sa.cast(sa.null(), sa.Integer).label("k2"),
+                              t.c[spec.column].label("ref"), sa.cast(sa.null(), sa.Integer).label("flag")
+                              ).where(t.c[spec.column].in_(sa.bindparam("dups", expanding=True)))
+                if spec.polymorphic:
+                    q = q.where(t.c.entity_type == entity_type)
+            parts.append(q)
+        self.links = sa.union_all(*parts)
+        self.specs = {spec.name: spec for spec in LINKS[entity_type]}
+
+    def link_row(self, r) -> tuple[LinkSpec, dict[str, Any]]:
+        spec = self.specs[r.tbl]
+        if spec.table is schema.contact_companies:
+            return spec, {"contact_id": r.k1, "company_id": r.k2, "is_primary": bool(r.flag)}
+        return spec, {"id": r.k1, spec.column: r.ref}
+
+
+_QUERIES: dict[str, _Queries] = {}
+
+
+def queries(entity_type: str) -> _Queries:
+    if entity_type not in schema.ENTITY_TABLES:
+        raise ValueError(f"unknown entity type {entity_type!r}; use one of {', '.join(schema.ENTITY_TYPES)}")
+    if entity_type not in _QUERIES:
+        _QUERIES[entity_type] = _Queries(entity_type)
+    return _QUERIES[entity_type]
 
 
 def read_snapshots(conn: Connection, entity_type: str, groups: Sequence[tuple[int, Sequence[int]]], *,
-                   lock: bool = False) -> list[Snapshot]:
-    """Snapshots of many groups with a few queries per chunk of ids. ``lock``: SELECT ... FOR UPDATE
+                   lock: bool = False, with_users: bool = True) -> list[Snapshot]:
+    """Snapshots of many groups with three queries per chunk of ids. ``lock``: SELECT ... FOR UPDATE
     on the entity rows (in id order, so concurrent merges cannot deadlock on them)."""
-    if entity_type not in schema.ENTITY_TABLES:
-        raise ValueError(f"unknown entity type {entity_type!r}; use one of {', '.join(schema.ENTITY_TYPES)}")
-    table = schema.ENTITY_TABLES[entity_type]
-    comm = schema.communications
+    qs = queries(entity_type)
     all_ids = sorted({int(i) for _p, members in groups for i in members} | {int(p) for p, _m in groups})
     primaries = {int(p) for p, _m in groups}
 
@@ -117,35 +153,19 @@ def read_snapshots(conn: Connection, entity_type: str, groups: Sequence[tuple[in
     comms: dict[int, list[dict[str, Any]]] = defaultdict(list)
     links: dict[str, dict[int, list[dict[str, Any]]]] = {s.name: defaultdict(list) for s in LINKS[entity_type]}
     for ids in _chunks(all_ids):
-        q = sa.select(table).where(table.c.id.in_(ids)).order_by(table.c.id)
-        if lock:
-            q = q.with_for_update()
-        for r in _rows(conn, q):
-            records[r["id"]] = r
-        q = (sa.select(comm).where(comm.c.entity_type == entity_type, comm.c.entity_id.in_(ids))
-             .order_by(comm.c.id))
-        for r in _rows(conn, q):
-            comms[r["entity_id"]].append(r)
-        dup_ids = [i for i in ids if i not in primaries]
-        for spec in LINKS[entity_type]:
-            # Only rows that move are read, except contact_companies, where the primary's own rows
-            # decide whether a moved row collides.
-            wanted = ids if spec.table is schema.contact_companies else dup_ids
-            if not wanted:
-                continue
-            t = spec.table
-            q = sa.select(*(t.c[c] for c in spec.read_columns)).where(t.c[spec.column].in_(wanted))
-            if spec.polymorphic:
-                q = q.where(t.c.entity_type == entity_type)
-            for r in _rows(conn, q.order_by(*t.primary_key.columns)):
-                links[spec.name][r[spec.column]].append(r)
+        for r in conn.execute(qs.records_locked if lock else qs.records, {"ids": ids}).mappings():
+            records[r["id"]] = dict(r)
+        for r in conn.execute(qs.comms, {"ids": ids}).mappings():
+            comms[r["entity_id"]].append(dict(r))
+        dups = [i for i in ids if i not in primaries]
+        for r in conn.execute(qs.links, {"members": ids, "dups": dups}):
+            spec, row = qs.link_row(r)
+            links[spec.name][r.ref].append(row)
 
-    responsible = sorted({r["responsible_id"] for r in records.values() if r.get("responsible_id") is not None})
     users: dict[int, dict[str, Any]] = {}
-    u = schema.users
-    for ids in _chunks(responsible):
-        for r in _rows(conn, sa.select(u.c.id, u.c.name, u.c.role).where(u.c.id.in_(ids))):
-            users[r["id"]] = r
+    if with_users:
+        responsible = sorted({r["responsible_id"] for r in records.values() if r.get("responsible_id") is not None})
+        users = read_users(conn, responsible)
 
     out = []
     for primary, members in groups:
@@ -164,6 +184,15 @@ def read_snapshots(conn: Connection, entity_type: str, groups: Sequence[tuple[in
     return out
 
 
+def read_users(conn: Connection, user_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    u = schema.users
+    out = {}
+    for ids in _chunks(sorted(set(user_ids))):
+        for r in conn.execute(sa.select(u.c.id, u.c.name, u.c.role).where(u.c.id.in_(ids))).mappings():
+            out[r["id"]] = dict(r)
+    return out
+
+
 def read_snapshot(conn: Connection, entity_type: str, primary_id: int, member_ids: Sequence[int], *,
-                  lock: bool = False) -> Snapshot:
-    return read_snapshots(conn, entity_type, [(primary_id, member_ids)], lock=lock)[0]
+                  lock: bool = False, with_users: bool = True) -> Snapshot:
+    return read_snapshots(conn, entity_type, [(primary_id, member_ids)], lock=lock, with_users=with_users)[0]

@@ -349,6 +349,126 @@ def skip(
     typer.echo(f"{entity} #{id_a} and #{id_b} are marked as not duplicates.")
 
 
+@app.command()
+def check(
+    input_: Annotated[Optional[Path], typer.Option("--input", help="CSV about to be imported (as `crm-dedup import` reads it).")] = None,
+    entity: Annotated[str, typer.Option(help="contact, company or lead.")] = "contact",
+    preset: Annotated[Optional[str], typer.Option(help="Column preset of the CSV, e.g. bitrix24.")] = None,
+    map_: Annotated[list[str], typer.Option("--map", help="FIELD=COLUMN for the CSV, as in import.")] = [],
+    out: Annotated[Path, typer.Option(help="Where to write the likely duplicates (CSV).")] = Path("data/check.csv"),
+    settings: SettingsOption = None,
+    db: DbOption = None,
+) -> None:
+    """Report new records that duplicate existing ones: the rows of --input, or (without it) the
+    records created since the last dedup run."""
+    from pipelines.flows import check_flow
+
+    open_store(db)
+    try:
+        result = check_flow(db=db, entity=entity, csv_path=str(input_) if input_ else None, preset=preset,
+                            mapping=_parse_map(map_) or None, settings_path=str(settings) if settings else None,
+                            out=str(out))
+    except ValueError as exc:
+        fail(str(exc))
+    for problem in result["problems"][:20]:
+        typer.secho(f"  {problem}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"{result['new_records_with_duplicates']:,} new record(s) look like existing ones "
+               f"({result['likely_duplicates']:,} likely duplicate pairs); details in {result['report']}")
+
+
+@app.command()
+def serve(db: DbOption = None, settings: SettingsOption = None) -> None:
+    """Run the schedules on this machine: nightly dedup of every entity type, hourly apply of approved groups.
+    To use a Prefect server and workers instead, see prefect.yaml and the README."""
+    from pipelines.deployments import serve_forever
+
+    open_store(db)
+    typer.echo("Serving nightly-dedup (02:00) and hourly-apply (:05), Europe/Moscow; Ctrl-C stops.")
+    serve_forever(db, str(settings) if settings else None)
+
+
+@app.command()
+def review(
+    db: DbOption = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Start the review page, where admins and managers approve, adjust, skip and undo merges."""
+    from review.server import serve as serve_review
+
+    store = open_store(db)
+    typer.echo(f"Review page on http://{host}:{port} for {store.display_url} (Ctrl-C stops)")
+    serve_review(store.url, host=host, port=port)
+
+
+@users_app.command("set-password")
+def set_password(
+    email: Annotated[str, typer.Argument(help="The user's email.")],
+    password: Annotated[Optional[str], typer.Option(help="The new password (asked for when not given).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Set a user's password for the review page (stored as an Argon2 hash)."""
+    from review.auth import set_password as set_pw
+
+    store = open_store(db)
+    if password is None:
+        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 8:
+        fail("a password needs at least 8 characters")
+    try:
+        set_pw(store, email, password)
+    except LookupError as exc:
+        fail(str(exc))
+    typer.echo(f"Password set for {email}")
+
+
+@users_app.command("list")
+def list_users(db: DbOption = None) -> None:
+    """List the CRM's users with their roles."""
+    import sqlalchemy as sa
+
+    from crm import schema
+
+    store = open_store(db)
+    u = schema.users
+    with store.engine.connect() as conn:
+        for row in conn.execute(sa.select(u.c.id, u.c.name, u.c.email, u.c.role).order_by(u.c.id)):
+            typer.echo(f"{row.id:>4}  {row.role:<8} {row.email:<35} {row.name}")
+
+
+@app.command()
+def report(
+    run_: Annotated[Optional[str], typer.Argument(metavar="RUN", help="A run folder, or a run id of the database "
+                                                   "(default: the latest completed run).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="HTML file to write (default: RUN/report.html).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Write a self-contained HTML match report of a run, for people without Jupyter."""
+    from crm import proposals
+    from scoring.report import write_html_report
+
+    folder = Path(run_) if run_ and Path(run_).is_dir() else None
+    if folder is None:
+        store = open_store(db)
+        if run_:
+            import sqlalchemy as sa
+
+            from crm import schema
+
+            with store.engine.connect() as conn:
+                row = conn.execute(sa.select(schema.dedup_runs.c.folder).where(schema.dedup_runs.c.id == run_)).first()
+            if row is None:
+                fail(f"{run_!r} is neither a folder nor a run id of {store.display_url}")
+            folder = Path(row[0])
+        else:
+            last = proposals.latest_run(store)
+            if last is None:
+                fail(f"{store.display_url} has no completed run yet; run `crm-dedup run` first")
+            folder = Path(last["folder"])
+    path = write_html_report(folder, out)
+    typer.echo(f"Report written to {path}")
+
+
 def _user(store, email: str | None) -> dict:
     import sqlalchemy as sa
 

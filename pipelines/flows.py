@@ -30,8 +30,38 @@ def quality_task(db: str | None, entity: str, folder: str, settings_path: str) -
 
 
 @task(name="find-duplicates")
-def find_task(db: str | None, entity: str, folder: str, settings_path: str) -> str:
-    return steps.find_step(db, entity, folder, settings_path)
+def find_task(db: str | None, entity: str, folder: str, settings_path: str, incremental: bool = False,
+              compared_chunks: list[str] | None = None) -> str:
+    return steps.find_step(db, entity, folder, settings_path, incremental, compared_chunks)
+
+
+@task(name="split-candidate-pairs")
+def split_task(db: str | None, entity: str, folder: str, settings_path: str, incremental: bool) -> list[str]:
+    from pipelines.distributed import split_step
+
+    return split_step(db, entity, folder, settings_path, incremental)
+
+
+@task(name="compare-chunk")
+def compare_chunk_task(chunk_path: str) -> str:
+    from pipelines.distributed import compare_chunk_step
+
+    return compare_chunk_step(chunk_path)
+
+
+@flow(name="compare-on-dask")
+def compare_on_dask_flow(chunk_paths: list[str]) -> list[str]:
+    """Each chunk of candidate pairs compared by a Dask worker (the task runner is set by the caller)."""
+    return [f.result() for f in compare_chunk_task.map(chunk_paths)]
+
+
+def _dask_runner(dask_settings):
+    from prefect_dask import DaskTaskRunner
+
+    if dask_settings.address:
+        return DaskTaskRunner(address=dask_settings.address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": dask_settings.workers, "threads_per_worker": 1,
+                                          "processes": True, "dashboard_address": None})
 
 
 @task(name="plan-merges")
@@ -65,9 +95,12 @@ def report_task(folder: str) -> str | None:
 
 @flow(name="dedup", log_prints=True)
 def dedup_flow(db: str | None = None, entity_types: list[str] | None = None,
-               settings_path: str | None = None) -> dict:
+               settings_path: str | None = None, incremental: bool = False) -> dict:
     """Read the CRM, check data quality, find and score duplicates, group them, rank primaries, plan
-    merges and store the proposals waiting for approval. Returns the run summary."""
+    merges and store the proposals waiting for approval. Returns the run summary.
+
+    ``incremental``: re-normalise and re-score only what changed since the last completed run.
+    With ``pipeline.dask.enabled`` in the settings, comparisons run on Dask workers."""
     logger = get_run_logger()
     started = time.perf_counter()
     settings = Settings.load(settings_path)
@@ -76,9 +109,15 @@ def dedup_flow(db: str | None = None, entity_types: list[str] | None = None,
     db = steps.env_db(db)
     saved = steps.save_settings(settings, folder)
     try:
+        dask = settings.pipeline.dask
         for entity in entity_types:
             quality_task(db, entity, folder, saved)
-            find_task(db, entity, folder, saved)
+            if dask.enabled:
+                chunks = split_task(db, entity, folder, saved, incremental)
+                compared = compare_on_dask_flow.with_options(task_runner=_dask_runner(dask))(chunks)
+                find_task(db, entity, folder, saved, incremental, compared)
+            else:
+                find_task(db, entity, folder, saved, incremental)
             plan_task(db, entity, folder, saved)
         if settings.pipeline.match_leads_to_clients and "lead" in entity_types:
             leads_task(db, folder, saved)
@@ -139,3 +178,38 @@ def apply_flow(db: str | None = None, batch_id: str | None = None, user_id: int 
     create_table_artifact(key="apply-results", table=results or [{"status": "nothing approved"}],
                           description=f"Apply batch {batch_id}")
     return results
+
+
+# -- check ------------------------------------------------------------------------------------
+
+@task(name="check-new-records")
+def check_task(db: str | None, entity: str, csv_path: str | None, preset: str | None,
+               mapping: dict[str, list[str]] | None, settings_path: str | None, out: str) -> dict:
+    from pipelines.check import check_new_records
+
+    rows, problems = check_new_records(db, entity, csv=Path(csv_path) if csv_path else None, preset=preset,
+                                       mapping=mapping, settings_path=settings_path)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(out, index=False)
+    return {"report": out, "likely_duplicates": int(len(rows)),
+            "new_records_with_duplicates": int(rows["new_record"].nunique()) if len(rows) else 0,
+            "problems": problems}
+
+
+@flow(name="check", log_prints=True)
+def check_flow(db: str | None = None, entity: str = "contact", csv_path: str | None = None,
+               preset: str | None = None, mapping: dict[str, list[str]] | None = None,
+               settings_path: str | None = None, out: str = "data/check.csv") -> dict:
+    """Match new records (a CSV about to be imported, or records created since the last run) against
+    the CRM and report the likely duplicates before they multiply."""
+    result = check_task(steps.env_db(db), entity, csv_path, preset, mapping, settings_path, out)
+    rows = pd_read(out)
+    create_table_artifact(key="check-likely-duplicates", table=rows[:200] or [{"result": "no likely duplicates"}],
+                          description=f"New {entity} records that look like existing ones")
+    return result
+
+
+def pd_read(path: str) -> list[dict]:
+    import pandas as pd
+
+    return pd.read_csv(path, dtype=str).fillna("").to_dict("records")

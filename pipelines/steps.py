@@ -65,8 +65,14 @@ def quality_step(db: str | None, entity: str, folder: str, settings_path: str) -
     return summary
 
 
-def find_step(db: str | None, entity: str, folder: str, settings_path: str) -> str:
-    """Score, group and rank one entity type; writes pairs, groups, group_table, model, blocking."""
+def find_step(db: str | None, entity: str, folder: str, settings_path: str, incremental: bool = False,
+              compared_chunks: list[str] | None = None) -> str:
+    """Score, group and rank one entity type; writes pairs, scores, groups, group_table, model,
+    blocking and the normalised records (reused by the next incremental run).
+
+    ``incremental``: re-normalise only records new or modified since the last completed run, score
+    only pairs touching them with that run's model, and reuse its scores for the rest. Falls back
+    to a full run when there is no usable last run."""
     from merge_rules.skips import load_skips
     from scoring.find import find_duplicates
 
@@ -79,9 +85,24 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str) -> s
     info = record_info(store, entity, settings.match.citation_weights)
     skips = load_skips(store, entity)
     read_s = time.perf_counter() - start
-    result = find_duplicates(table, settings.match, skips=skips, record_info=info)
+    kwargs = {}
+    last = _last_entity_run(store, entity, exclude=folder) if incremental else None
+    if last is not None:
+        kwargs = _incremental_inputs(table, last, settings)
+        log.info("incremental %s run: %d new or changed records since %s", entity, len(kwargs["changed_ids"]),
+                 last["started_at"])
+    compare_pairs = None
+    if compared_chunks is not None:  # compared on Dask workers (pipelines.distributed)
+        from pipelines.distributed import prepared_from_work, vectors_from_chunks
+
+        kwargs["prepared"] = prepared_from_work(folder, entity)
+        compare_pairs = vectors_from_chunks(compared_chunks)
+    result = find_duplicates(table, settings.match, skips=skips, record_info=info, compare_pairs=compare_pairs,
+                             **kwargs)
     result.timings = {"read": read_s, **result.timings}
+    write_start = time.perf_counter()
     result.pairs.to_parquet(out / "pairs.parquet", index=False)
+    result.scores.to_parquet(out / "scores.parquet", index=False)
     result.groups.to_parquet(out / "groups.parquet", index=False)
     gt = result.group_table.copy()
     gt["member_ids"] = gt["member_ids"].map(lambda ms: [int(m) for m in ms])
@@ -89,10 +110,57 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str) -> s
     result.model.save(out / "model.json")
     result.blocking.to_parquet(out / "blocking.parquet", index=False)
     result.skipped_keys.astype({"key": str}).to_parquet(out / "skipped_keys.parquet", index=False)
+    result.prepared.save(out)
+    result.timings["write"] = time.perf_counter() - write_start
     summary = result.summary()
+    summary["incremental"] = last is not None
+    if last is not None:
+        summary["changed_records"] = len(kwargs["changed_ids"])
+        summary["based_on_run"] = last["id"]
     summary["peak_rss_mb"] = round(peak_rss_mb(), 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return str(out)
+
+
+def _last_entity_run(store: Store, entity: str, exclude: str) -> dict | None:
+    """The newest completed run whose folder still holds this entity's normalised records and scores."""
+    import sqlalchemy as sa
+
+    from crm import schema
+
+    r = schema.dedup_runs
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(r).where(r.c.status == "completed").order_by(r.c.started_at.desc())).all()
+    for row in rows:
+        d = Path(row.folder or "") / entity
+        if str(Path(row.folder or "").resolve()) != str(Path(exclude).resolve()) and \
+                (d / "prepared.json").exists() and (d / "scores.parquet").exists():
+            return dict(row._mapping)
+    return None
+
+
+def _incremental_inputs(table, last: dict, settings: Settings) -> dict:
+    from matchers.prepare import Prepared, prepare
+    from matchers.table import RoleTable
+    from scoring.model import FSModel
+
+    d = Path(last["folder"]) / table.entity_type
+    previous_prepared = Prepared.load(d)
+    ids = table.records.index.to_numpy()
+    known = set(previous_prepared.ids.tolist())
+    # editing a phone or email in the CRM bumps the record's modified_at, so that is enough to see it
+    modified = pd.to_datetime(table.records["modified_at"]) > pd.Timestamp(last["started_at"])
+    changed = [i for i, m in zip(ids, modified.to_numpy()) if m or i not in known]
+    changed_set = set(changed)
+    unchanged = [i for i in ids if i not in changed_set]
+    sub = RoleTable(table.entity_type, table.records.loc[changed], table.values[table.values["id"].isin(changed)])
+    fresh = prepare(sub, region=settings.match.region, provider_rules=settings.match.provider_rules)
+    combined = Prepared.concat([previous_prepared.take(unchanged), fresh]).take(ids)
+    scores = pd.read_parquet(d / "scores.parquet")
+    explained = pd.read_parquet(d / "pairs.parquet")
+    previous = scores.merge(explained.drop(columns=["probability"]), on=["id_a", "id_b"], how="left")
+    return {"prepared": combined, "changed_ids": changed, "previous": previous,
+            "model": FSModel.load(d / "model.json")}
 
 
 def plan_step(db: str | None, entity: str, folder: str, settings_path: str) -> str:

@@ -45,6 +45,8 @@ class FindResult:
     skipped_keys: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
     candidates: int = 0
+    scores: pd.DataFrame | None = None  # every compared pair: id_a, id_b, probability (for incremental runs)
+    prepared: Prepared | None = None
 
     def write(self, folder: Path, settings: MatchSettings | None = None) -> dict[str, Path]:
         """groups.csv, pairs.csv, model.json, settings.yaml, blocking.csv into ``folder``."""
@@ -98,23 +100,35 @@ def tier_of(prob: np.ndarray, settings: MatchSettings) -> np.ndarray:
 
 def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
                     skips: set[tuple] | None = None, record_info: pd.DataFrame | None = None,
-                    labels: pd.Series | None = None, model=None) -> FindResult:
+                    labels: pd.Series | None = None, model=None, prepared: Prepared | None = None,
+                    compare_pairs=None, changed_ids=None, previous: pd.DataFrame | None = None) -> FindResult:
     """Find the duplicate groups of one table.
 
-    ``skips``: pairs of ids marked "not duplicates" (never grouped together by the guard).
+    ``skips``: pairs of ids marked "not duplicates" (never grouped together).
     ``record_info``: per id, optional columns editable, citations, custom_score for primary ranking.
     ``labels``: per id, a known entity label; with settings.model == "supervised" they train the model.
     ``model``: a trained model to use as is.
+    ``prepared``: the table already normalised (an incremental run reuses unchanged records).
+    ``compare_pairs``: ``f(prepared, a, b, comparisons) -> ComparisonVectors``, to compare elsewhere (Dask).
+    ``changed_ids`` with ``previous``: an incremental run. Only candidate pairs touching a changed
+    record are compared and scored (with ``model``, the last run's); ``previous`` holds the last
+    run's scored pairs (id_a, id_b, probability, and the explanation columns of pairs at or above
+    the possible threshold), reused for every pair of two unchanged, still existing records.
     """
     settings = settings or MatchSettings()
     timer = _Timer()
     with timer.stage("normalise"):
-        p = prepare(table, region=settings.region, provider_rules=settings.provider_rules)
+        p = prepared if prepared is not None else prepare(table, region=settings.region,
+                                                          provider_rules=settings.provider_rules)
     with timer.stage("block"):
         cand = find_candidates(p, cap=settings.block_cap, neighbourhood_window=settings.neighbourhood_window)
+        n_candidates = len(cand)
+        if changed_ids is not None:
+            touched = np.isin(p.ids, np.asarray(list(changed_ids), dtype=p.ids.dtype))
+            cand = cand.subset(touched[cand.a] | touched[cand.b])
     with timer.stage("compare"):
         comps = comparisons_for(p)
-        cv = compare(p, cand.a, cand.b, comps)
+        cv = (compare_pairs or compare)(p, cand.a, cand.b, comps)
     with timer.stage("train"):
         if model is None and settings.model_path:
             model = FSModel.load(Path(settings.model_path))
@@ -131,15 +145,50 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
         prob, contrib = model.score(cv)
         rule_hit = _deterministic(cv) if settings.deterministic_rules else np.zeros(len(prob), bool)
         prob = np.where(rule_hit, np.maximum(prob, settings.thresholds.certain), prob)
+        held = _held_reasons(cv, p) if settings.hold_rules else np.full(len(prob), "", dtype=object)
+        cap = settings.thresholds.possible + (settings.thresholds.probable - settings.thresholds.possible) / 2
+        prob = np.where(held != "", np.minimum(prob, cap), prob)
+        a, b, all_prob = cand.a, cand.b, prob
+        reused = None
+        if changed_ids is not None and previous is not None and len(previous):
+            reused = _reusable(previous, p, touched)
+            a = np.concatenate([a, reused["a"].to_numpy()])
+            b = np.concatenate([b, reused["b"].to_numpy()])
+            all_prob = np.concatenate([prob, reused["probability"].to_numpy()])
     with timer.stage("group"):
-        labels_pos, strength = _cluster(p, cand, cv, prob, model, settings, skips or set())
+        labels_pos, strength = _cluster(p, a, b, all_prob, cv.comparisons, model, settings, skips or set())
     with timer.stage("primary"):
         group_table, groups = _groups(p, table, labels_pos, strength, record_info, settings)
     with timer.stage("explain"):
-        pairs = _pairs_frame(p, cand, cv, prob, contrib, rule_hit, model, settings)
+        pairs = _pairs_frame(p, cand, cv, prob, contrib, rule_hit, held, model, settings)
+        if reused is not None:
+            old = reused[reused["probability"] >= settings.thresholds.possible].drop(columns=["a", "b"])
+            pairs = pd.concat([pairs, old[pairs.columns]], ignore_index=True).sort_values(
+                ["probability", "id_a", "id_b"], ascending=[False, True, True], ignore_index=True)
         group_table["criteria"] = _criteria(group_table, pairs)
-    return FindResult(table.entity_type, pairs, groups, group_table, model, cand.per_rule, cand.skipped,
-                      timer.t, len(cand))
+    ids = p.ids
+    id_a, id_b = ids[a], ids[b]
+    scores = pd.DataFrame({"id_a": np.minimum(id_a, id_b) if id_a.dtype != object else id_a,
+                           "id_b": np.maximum(id_a, id_b) if id_a.dtype != object else id_b,
+                           "probability": all_prob})
+    result = FindResult(table.entity_type, pairs, groups, group_table, model, cand.per_rule, cand.skipped,
+                        timer.t, n_candidates)
+    result.scores = scores
+    result.prepared = p
+    return result
+
+
+def _reusable(previous: pd.DataFrame, p: Prepared, touched: np.ndarray) -> pd.DataFrame:
+    """The last run's pairs between two records that still exist and did not change."""
+    pos = pd.Series(np.arange(len(p)), index=p.ids)
+    a = pos.reindex(previous["id_a"].to_numpy()).to_numpy()
+    b = pos.reindex(previous["id_b"].to_numpy()).to_numpy()
+    ok = ~np.isnan(a) & ~np.isnan(b)
+    a, b = np.nan_to_num(a).astype(np.int64), np.nan_to_num(b).astype(np.int64)
+    ok &= ~touched[a] & ~touched[b]
+    out = previous[ok].copy()
+    out["a"], out["b"] = np.minimum(a[ok], b[ok]), np.maximum(a[ok], b[ok])
+    return out
 
 
 def _deterministic(cv: ComparisonVectors) -> np.ndarray:
@@ -150,18 +199,51 @@ def _deterministic(cv: ComparisonVectors) -> np.ndarray:
         return np.zeros(len(cv.levels), bool)
     col = {n: cv.levels[:, names.index(n)] for n in names}
     top = {n: len(cv.comparisons[names.index(n)].levels) - 1 for n in names}
-    hit = (col["phone"] == top["phone"]) & (col["last_name"] == top["last_name"]) & (col["first_name"] >= 3)
+    nickname = cv.comparisons[names.index("first_name")].levels.index("same after nicknames")
+    hit = (col["phone"] == top["phone"]) & (col["last_name"] == top["last_name"]) & (col["first_name"] >= nickname)
     for n in ("middle_name", "birthdate"):
         if n in col:
             hit &= col[n] != 0
     return hit
 
 
-def _cluster(p: Prepared, cand: Candidates, cv: ComparisonVectors, prob: np.ndarray, model,
+# comparisons that identify a person or company, as opposed to names that many share
+IDENTIFYING = {"phone": 1, "email": 0, "birthdate": 0, "tax_id": 0, "website": 0}  # levels below the top allowed
+STABLE = ("birthdate", "tax_id")
+
+
+def _held_reasons(cv: ComparisonVectors, p: Prepared) -> np.ndarray:
+    """Pairs that stay "possible" whatever their score, with the reason in words:
+    - only names agree, in a table that has phones or emails (namesakes share names, not phones);
+    - first names that cannot be the same person's (not equal, no nickname, typo or sound-alike),
+      or two different patronymics (a father and his son), unless a birthdate or tax id agrees."""
+    names = cv.names
+    n = len(cv.levels)
+    reasons = np.full(n, "", dtype=object)
+    level = {c.name: cv.levels[:, j] for j, c in enumerate(cv.comparisons)}
+    top = {c.name: len(c.levels) - 1 for c in cv.comparisons}
+    identified = np.zeros(n, bool)
+    for name, slack in IDENTIFYING.items():
+        if name in level:
+            identified |= level[name] >= top[name] - slack
+    stable = np.zeros(n, bool)
+    for name in STABLE:
+        if name in level:
+            stable |= level[name] == top[name]
+    if len(p.phones) or len(p.emails):
+        reasons[~identified] = "only names agree, no phone, email, birthdate or tax id"
+    if "first_name" in level:
+        reasons[(level["first_name"] == 0) & ~stable] = "different first names"
+    if "middle_name" in level:
+        reasons[(level["middle_name"] == 0) & ~stable] = "different patronymics"
+    return reasons
+
+
+def _cluster(p: Prepared, pa: np.ndarray, pb: np.ndarray, prob: np.ndarray, comparisons, model,
              settings: MatchSettings, skips: set[tuple]) -> tuple[np.ndarray, np.ndarray]:
     n = len(p)
     keep = prob >= settings.thresholds.probable
-    a, b, s = cand.a[keep], cand.b[keep], prob[keep]
+    a, b, s = pa[keep], pb[keep], prob[keep]
     comp = components(n, a, b)
     cannot: list[tuple[int, int]] = []
     if skips:
@@ -172,7 +254,7 @@ def _cluster(p: Prepared, cand: Candidates, cv: ComparisonVectors, prob: np.ndar
     if settings.chain_guard:
         ga, gb = group_pairs_to_check(comp, settings.chain_guard_max_group)
         if len(ga):
-            known = cand.a * n + cand.b
+            known = pa * n + pb
             order = np.argsort(known)
             keys = ga * n + gb
             at = np.clip(np.searchsorted(known, keys, sorter=order), 0, max(len(known) - 1, 0))
@@ -180,7 +262,7 @@ def _cluster(p: Prepared, cand: Candidates, cv: ComparisonVectors, prob: np.ndar
             gp = np.where(found, prob[order[at]] if len(known) else 0.0, np.nan)
             todo = np.flatnonzero(~found)
             if len(todo):
-                extra = compare(p, ga[todo], gb[todo], cv.comparisons)
+                extra = compare(p, ga[todo], gb[todo], comparisons)
                 gp[todo], _ = model.score(extra)
             bad = gp < settings.chain_guard_probability
             cannot += list(zip(ga[bad].tolist(), gb[bad].tolist()))
@@ -252,7 +334,7 @@ def _groups(p: Prepared, table: RoleTable, labels: np.ndarray, strength: np.ndar
     return group_table, groups
 
 
-def _pairs_frame(p: Prepared, cand: Candidates, cv: ComparisonVectors, prob, contrib, rule_hit, model,
+def _pairs_frame(p: Prepared, cand: Candidates, cv: ComparisonVectors, prob, contrib, rule_hit, held, model,
                  settings: MatchSettings) -> pd.DataFrame:
     keep = np.flatnonzero(prob >= settings.thresholds.possible)
     ids = p.ids
@@ -278,6 +360,8 @@ def _pairs_frame(p: Prepared, cand: Candidates, cv: ComparisonVectors, prob, con
             text += ". Against: " + "; ".join(con)
         if rule_hit[i]:
             text += ". Rule: same valid phone and same full name"
+        if held[i]:
+            text += f". Held at possible: {held[i]}"
         explanations.append(text)
         contributions.append(json.dumps(weights))
         criteria.append(",".join(crit))

@@ -30,11 +30,13 @@ class MatchSettings(BaseModel):
     block_cap: int = Field(50, ge=2, description="Blocking keys held by more records than this are skipped and reported.")
     neighbourhood_window: int = Field(4, ge=2, description="Sorted-neighbourhood window.")
     seed: int = 42
-    random_pairs: int = Field(1_000_000, ge=1000, description="Random pairs sampled to estimate u.")
+    random_pairs: int = Field(300_000, ge=1000, description="Random pairs sampled to estimate u.")
     model: Literal["fellegi-sunter", "supervised"] = "fellegi-sunter"
     model_path: str | None = Field(None, description="Load a trained model (JSON) instead of training one.")
     thresholds: Thresholds = Thresholds()
     deterministic_rules: bool = Field(True, description="Same valid phone and same full name is certain.")
+    hold_rules: bool = Field(True, description="Hold at 'possible' pairs that agree only on names, or whose first "
+                             "names or patronymics differ, unless a birthdate or tax id agrees.")
     chain_guard: bool = Field(True, description="Keep apart records that disagree strongly even if a third links both.")
     chain_guard_probability: float = Field(0.05, ge=0, lt=1, description="Pairs below this probability never share a group.")
     chain_guard_max_group: int = Field(200, ge=3, description="Larger components are split by threshold only.")

@@ -1,0 +1,204 @@
+"""E-mail addresses: syntax by email-validator (never DNS), one spelling, provider rules, placeholders.
+
+Representation: ``email`` is the local part lower-cased (Unicode NFC, as email-validator gives it;
+practically every provider ignores case there) + "@" + the domain in its ASCII (IDNA/Punycode)
+form, lower-cased: ``Ivan@Почта.рф`` -> ``ivan@xn--80a1acny.xn--p1ai``. ``domain`` is that ASCII
+domain, the same form ``identifiers.registered_domain`` returns.
+
+``canonical`` applies provider rules, for the providers below only (PROVIDER_RULES):
+- gmail.com, googlemail.com -> gmail.com: dots in the local part ignored, "+tag" dropped;
+- yandex.ru, ya.ru, yandex.com, yandex.by, yandex.kz, yandex.ua -> yandex.ru (one mailbox under
+  every Yandex domain): "+tag" dropped, "." and "-" in the login are the same -> "-";
+- outlook.com, hotmail.com, live.com, msn.com, icloud.com, me.com, mac.com, protonmail.com,
+  proton.me, pm.me, fastmail.com: "+tag" dropped (the domain kept: different mailboxes).
+Everything else keeps its local part as written (lower-cased).
+
+Addresses that mean "no e-mail" (test@test.ru, no@email, noemail@..., none@..., anything at an
+example.* or test.* domain, a@a.ru, aaa@...) are placeholders: ``placeholder`` True, the address
+fields None.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import pandas as pd
+from email_validator import EmailNotValidError, validate_email
+
+from matchers.names import as_text, frame_from_unique_rows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Email:
+    email: str | None       # local (lower-cased) @ ASCII/IDNA domain
+    canonical: str | None   # provider rules applied (see module doc); = email elsewhere
+    local: str | None
+    domain: str | None      # ASCII (IDNA) domain
+    valid: bool
+    placeholder: bool
+
+
+EMAIL_COLUMNS = ("email", "canonical", "local", "domain", "valid", "placeholder")
+EMPTY = (None, None, None, None, False, False)
+PLACEHOLDER = (None, None, None, None, False, True)
+INVALID = EMPTY
+
+_GMAIL = frozenset({"gmail.com", "googlemail.com"})
+_YANDEX = frozenset({"yandex.ru", "ya.ru", "yandex.com", "yandex.by", "yandex.kz", "yandex.ua"})
+_PLUS_ONLY = frozenset({"outlook.com", "hotmail.com", "live.com", "msn.com", "icloud.com", "me.com", "mac.com",
+                        "protonmail.com", "proton.me", "pm.me", "fastmail.com"})
+PROVIDER_RULES = {
+    **{d: "gmail.com: dots ignored, +tag dropped" for d in _GMAIL},
+    **{d: "yandex.ru: +tag dropped, '.' = '-'" for d in _YANDEX},
+    **{d: "+tag dropped" for d in _PLUS_ONLY},
+}
+
+_PLACEHOLDER_WORDS = frozenset({
+    "нет", "нету", "-", "--", "---", "—", "n/a", "na", "none", "no", "null", "nil", "nan", "unknown", "нет почты",
+    "не указан", "не указано", "неизвестно", "отсутствует", "email", "e-mail", "mail", "@", "x", "xx", "xxx", "?",
+})
+_PLACEHOLDER_LOCALS = frozenset({
+    "test", "tests", "testing", "тест", "no", "noemail", "no-email", "no_email", "no.email", "nomail", "no-mail",
+    "no_mail", "none", "null", "nil", "nobody", "noreply", "no-reply", "no_reply", "donotreply", "do-not-reply",
+    "do_not_reply", "na", "n-a", "nope", "нет", "fake", "example", "sample", "asdf", "asd", "qwe", "qwerty",
+    "zxc", "йцукен", "123", "1234", "12345", "123456", "xxx", "unknown", "empty", "nothing", "netu", "net",
+})
+# first label of the domain (example.com, test.ru, noemail.ru, ...)
+_PLACEHOLDER_DOMAIN_LABELS = frozenset({
+    "example", "test", "tests", "noemail", "nomail", "no-email", "none", "null", "fake", "nodomain", "nomail",
+    "no-mail", "email", "mail-test", "asdf", "asd", "qwe", "qwerty",
+})
+_PLACEHOLDER_DOMAINS = frozenset({"mail.mail", "email.email", "test.test", "x.x", "a.a", "no.no"})
+
+_ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# plainly valid ASCII addresses: dot-atom local part, hostname labels, a TLD ending in a letter
+_FAST = re.compile(rf"([{_ATEXT}]+(?:\.[{_ATEXT}]+)*)@((?:{_LABEL}\.)+{_LABEL})")
+_SPECIAL_TLDS = frozenset({"arpa", "invalid", "local", "localhost", "onion", "test"})
+_SPACES = re.compile(r"\s+")
+
+
+def _prepare(text: str) -> str:
+    """Light repairs of how addresses get typed: mailto:, <...>, "Name <addr>", spaces, a trailing dot."""
+    s = text.strip()
+    if "<" in s and s.endswith(">"):
+        s = s[s.rindex("<") + 1:-1]
+    if s[:7].lower() == "mailto:":
+        s = s[7:]
+    s = _SPACES.sub("", s).strip(".,;:")
+    if s.count("@") == 1 and "," in s:
+        local, _, domain = s.partition("@")
+        s = local + "@" + domain.replace(",", ".")   # "mail,ru": a comma typed for a dot
+    return s
+
+
+def is_placeholder_email(text: str) -> bool:
+    """True for values that stand for "no e-mail" (see module doc)."""
+    lowered = text.strip().lower()
+    if lowered in _PLACEHOLDER_WORDS:
+        return True
+    if "@" not in lowered:
+        return not any(ch.isalnum() for ch in lowered)
+    local, _, domain = lowered.rpartition("@")
+    base = local.split("+", 1)[0]
+    if not base or base in _PLACEHOLDER_LOCALS:
+        return True
+    if len(base) >= 2 and base.count(base[0]) == len(base):     # aaa@, 111@
+        return True
+    label = domain.split(".", 1)[0]
+    if domain in _PLACEHOLDER_DOMAINS or label in _PLACEHOLDER_DOMAIN_LABELS:
+        return True
+    if label == base and (len(base) <= 3 or base in _PLACEHOLDER_LOCALS):   # a@a.ru, qwe@qwe.ru
+        return True
+    return False
+
+
+def _canonical(local: str, domain: str) -> str:
+    if domain in _GMAIL:
+        return local.split("+", 1)[0].replace(".", "") + "@gmail.com"
+    if domain in _YANDEX:
+        return local.split("+", 1)[0].replace(".", "-") + "@yandex.ru"
+    if domain in _PLUS_ONLY:
+        return local.split("+", 1)[0] + "@" + domain
+    return local + "@" + domain
+
+
+def _result(local: str, domain: str, provider_rules: bool) -> tuple:
+    local = local.lower()
+    domain = domain.lower()
+    email = local + "@" + domain
+    canonical = _canonical(local, domain) if provider_rules else email
+    if canonical.startswith("@"):  # "+tag" only: keep the address as written
+        canonical = email
+    return (email, canonical, local, domain, True, False)
+
+
+def _fast(s: str, provider_rules: bool) -> tuple | None:
+    """The answer for a plainly valid ASCII address, or None to ask email-validator."""
+    m = _FAST.fullmatch(s)
+    if m is None or len(s) > 254:
+        return None
+    local, domain = m.group(1), m.group(2)
+    tld = domain.rsplit(".", 1)[1]
+    if (len(domain) > 253 or "--" in domain or not tld[-1].isalpha()
+            or tld.lower() in _SPECIAL_TLDS or domain.lower().endswith((".localhost", ".local"))):
+        return None
+    return _result(local, domain, provider_rules)
+
+
+def _parse_text(text: str | None, provider_rules: bool) -> tuple:
+    if text is None:
+        return EMPTY
+    s = _prepare(text)
+    if not s or is_placeholder_email(s) or is_placeholder_email(text):
+        return PLACEHOLDER
+    if s.isascii():
+        fast = _fast(s, provider_rules)
+        if fast is not None:
+            return fast
+    return _slow(s, provider_rules)
+
+
+def _slow(s: str, provider_rules: bool) -> tuple:
+    """Through email-validator: international addresses, and everything the fast path declines."""
+    if s.count("@") != 1:
+        return INVALID
+    try:
+        info = validate_email(s, check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError:
+        return INVALID
+    local_part = unicodedata.normalize("NFC", info.local_part)
+    return _result(local_part, info.ascii_domain, provider_rules)
+
+
+def parse_email(raw: object, provider_rules: bool = True) -> Email:
+    """One address as written. Never raises: junk gives valid=False, placeholders placeholder=True."""
+    try:
+        return Email(*_parse_text(as_text(raw), provider_rules))
+    except Exception:  # noqa: BLE001 - a validator surprise must not stop a batch
+        log.warning("e-mail %r could not be parsed", raw, exc_info=True)
+        return Email(*INVALID)
+
+
+def normalize_emails(values: pd.Series, provider_rules: bool = True) -> pd.DataFrame:
+    """Columns email, canonical, local, domain, valid, placeholder; same index as ``values``; each
+    distinct value is checked once."""
+    codes, uniques = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=True)
+    rows = []
+    for raw in uniques:
+        text = raw.strip() if type(raw) is str else as_text(raw)
+        if not text:
+            rows.append(EMPTY)
+            continue
+        try:
+            rows.append(_parse_text(text, provider_rules))
+        except Exception:  # noqa: BLE001
+            log.warning("e-mail %r could not be parsed", raw, exc_info=True)
+            rows.append(INVALID)
+    rows.append(EMPTY)
+    return frame_from_unique_rows(rows, codes, values.index, EMAIL_COLUMNS, bools=("valid", "placeholder"))

@@ -1,0 +1,202 @@
+"""Identifiers: INN (Russian tax id) with its checksum, the registered domain of a website or
+address, birthdates."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import re
+
+import idna
+import numpy as np
+import pandas as pd
+import tldextract
+
+from matchers.names import as_text
+
+log = logging.getLogger(__name__)
+
+# -- INN ----------------------------------------------------------------------------------------
+
+_W10 = (2, 4, 10, 3, 5, 9, 4, 6, 8)
+_W11 = (7, 2, 4, 10, 3, 5, 9, 4, 6, 8)
+_W12 = (3, 7, 2, 4, 10, 3, 5, 9, 4, 6, 8)
+_NON_DIGIT = re.compile(r"\D+")
+
+
+def _check(digits: str, weights: tuple[int, ...]) -> int:
+    return sum(w * int(d) for w, d in zip(weights, digits)) % 11 % 10
+
+
+def inn_checksum_ok(digits: str) -> bool:
+    """The official control digits of a 10-digit (company) or 12-digit (person) INN."""
+    if not digits.isascii() or not digits.isdigit() or digits.count("0") == len(digits):
+        return False
+    if len(digits) == 10:
+        return _check(digits, _W10) == int(digits[9])
+    if len(digits) == 12:
+        return _check(digits, _W11) == int(digits[10]) and _check(digits, _W12) == int(digits[11])
+    return False
+
+
+def parse_inn(raw: object) -> tuple[str | None, bool]:
+    """(digits, checksum ok). Non-digits are dropped ("ИНН 7707-083-893"); a 9- or 11-digit value
+    whose leading zero a spreadsheet ate gets it back when that makes the checksum right."""
+    text = as_text(raw)
+    if text is None:
+        return None, False
+    digits = _NON_DIGIT.sub("", text)
+    if not digits:
+        return None, False
+    if len(digits) in (9, 11) and inn_checksum_ok("0" + digits):
+        digits = "0" + digits
+    return digits, inn_checksum_ok(digits)
+
+
+def normalize_inns(values: pd.Series) -> pd.DataFrame:
+    """Columns inn (digits or None) and valid; same index; once per distinct value."""
+    codes, uniques = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=True)
+    rows = [parse_inn(v) for v in uniques] + [(None, False)]
+    inn = np.array([r[0] for r in rows], dtype=object)[codes]
+    ok = np.array([r[1] for r in rows], dtype=bool)[codes]
+    return pd.DataFrame({"inn": inn, "valid": ok}, index=values.index)
+
+
+# -- domains ------------------------------------------------------------------------------------
+
+FREE_MAIL_DOMAINS: frozenset[str] = frozenset({
+    "gmail.com", "googlemail.com", "mail.ru", "inbox.ru", "list.ru", "bk.ru", "internet.ru", "mail.ua",
+    "yandex.ru", "ya.ru", "yandex.com", "yandex.by", "yandex.kz", "yandex.ua", "narod.ru",
+    "rambler.ru", "lenta.ru", "autorambler.ru", "myrambler.ru", "ro.ru", "rambler.ua",
+    "hotmail.com", "outlook.com", "live.com", "msn.com", "hotmail.co.uk", "live.ru", "outlook.ru",
+    "yahoo.com", "yahoo.co.uk", "yahoo.fr", "yahoo.de", "ymail.com", "aol.com",
+    "icloud.com", "me.com", "mac.com", "protonmail.com", "proton.me", "pm.me", "tutanota.com",
+    "gmx.com", "gmx.de", "gmx.net", "web.de", "zoho.com", "fastmail.com", "mail.com", "email.com",
+    "qip.ru", "pochta.ru", "hotbox.ru", "km.ru", "e1.ru", "ngs.ru", "sibmail.com", "nm.ru",
+    "ukr.net", "i.ua", "meta.ua", "tut.by", "mail.kz", "inbox.lv", "rediffmail.com", "qq.com", "163.com",
+})
+
+
+@functools.cache
+def _extractor() -> tldextract.TLDExtract:
+    # No suffix-list URLs and no cache directory: the snapshot bundled with tldextract, no network.
+    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+
+def _ascii(domain: str) -> str:
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return domain
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _registered(text: str) -> str | None:
+    host = text.strip().lower()
+    if "@" in host and "://" not in host:
+        host = host.rsplit("@", 1)[1]
+    host = host.strip().strip(".")
+    if not host:
+        return None
+    parts = _extractor()(host)
+    if not parts.suffix or not parts.domain:   # an IP address, "localhost", a bare word
+        return None
+    return _ascii(f"{parts.domain}.{parts.suffix}".lower())
+
+
+def registered_domain(value: object) -> str | None:
+    """The registered domain of a URL, host or e-mail address, in ASCII (IDNA) form:
+    "https://www.Romashka.ru/about" -> "romashka.ru", "shop.example.co.uk" -> "example.co.uk",
+    "ivan@почта.рф" -> "xn--80a1acny.xn--p1ai". None when there is none (IP address, bare word).
+    Free-mail domains are returned too: test membership in FREE_MAIL_DOMAINS."""
+    text = as_text(value)
+    if text is None:
+        return None
+    try:
+        return _registered(text)
+    except Exception:  # noqa: BLE001 - odd input must not stop a batch
+        log.warning("no domain in %r", value, exc_info=True)
+        return None
+
+
+def normalize_domains(values: pd.Series) -> pd.Series:
+    """registered_domain of every value (None where there is none); same index."""
+    codes, uniques = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=True)
+    table = np.array([registered_domain(v) for v in uniques] + [None], dtype=object)
+    return pd.Series(table[codes], index=values.index, dtype=object)
+
+
+# -- birthdates ---------------------------------------------------------------------------------
+
+_MONTHS = {
+    "янв": 1, "фев": 2, "мар": 3, "апр": 4, "мая": 5, "май": 5, "июн": 6, "июл": 7, "авг": 8, "сен": 9,
+    "окт": 10, "ноя": 11, "дек": 12,
+    "jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6, "jul": 7, "aug": 8, "sep": 9, "oct": 10,
+    "nov": 11, "dec": 12,
+}
+_ISO = re.compile(r"(\d{4})[-./](\d{1,2})[-./](\d{1,2})(?:[ T].*)?")
+_DMY = re.compile(r"(\d{1,2})[-./ ](\d{1,2})[-./ ](\d{4}|\d{2})(?:[ T,].*)?")
+_COMPACT = re.compile(r"((?:19|20)\d{2})(\d{2})(\d{2})")
+_D_MON_Y = re.compile(r"(\d{1,2})\s*([^\W\d_]{3,})\.?\s*(\d{4})(?:\s*(?:г|г\.|года))?")
+_MON_D_Y = re.compile(r"([^\W\d_]{3,})\.?\s+(\d{1,2}),?\s+(\d{4})")
+
+
+def _date(year: int, month: int, day: int) -> dt.date | None:
+    try:
+        d = dt.date(year, month, day)
+    except ValueError:
+        return None
+    if d.year < 1900 or d > dt.date.today():
+        return None
+    return d
+
+
+def _month(word: str) -> int | None:
+    return _MONTHS.get(word.lower()[:3])
+
+
+def _parse_date_text(text: str) -> dt.date | None:
+    s = text.strip().lower()
+    if m := _ISO.fullmatch(s):
+        return _date(int(m[1]), int(m[2]), int(m[3]))
+    if m := _DMY.fullmatch(s):
+        year = int(m[3])
+        if len(m[3]) == 2:  # 07.03.85: the latest century that does not put it in the future
+            year += 2000 if year <= dt.date.today().year % 100 else 1900
+        return _date(year, int(m[2]), int(m[1]))   # day first: 7/3/1985 is 7 March
+    if m := _COMPACT.fullmatch(s):
+        return _date(int(m[1]), int(m[2]), int(m[3]))
+    if (m := _D_MON_Y.fullmatch(s)) and (month := _month(m[2])):
+        return _date(int(m[3]), month, int(m[1]))
+    if (m := _MON_D_Y.fullmatch(s)) and (month := _month(m[1])):
+        return _date(int(m[3]), month, int(m[2]))
+    return None
+
+
+def parse_birthdate(raw: object) -> dt.date | None:
+    """A date from a date/datetime object or text (1985-03-07, 07.03.1985, 7/3/1985 day first,
+    7 марта 1985); None for junk, dates before 1900 and dates in the future."""
+    try:
+        if isinstance(raw, pd.Timestamp):
+            return None if pd.isna(raw) else _date(raw.year, raw.month, raw.day)
+        if isinstance(raw, dt.datetime | dt.date):
+            return _date(raw.year, raw.month, raw.day)
+        if isinstance(raw, np.datetime64):
+            return None if np.isnat(raw) else parse_birthdate(pd.Timestamp(raw))
+        if isinstance(raw, float | np.floating | int | np.integer) and not isinstance(raw, bool):
+            text = as_text(raw)  # 19850307 as a number
+        else:
+            text = as_text(raw)
+        return _parse_date_text(text) if text else None
+    except Exception:  # noqa: BLE001 - junk of any type is just "no date"
+        return None
+
+
+def normalize_birthdates(values: pd.Series) -> pd.Series:
+    """datetime64 dates (midnight), NaT for junk; same index; once per distinct value."""
+    codes, uniques = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=True)
+    parsed = [parse_birthdate(v) for v in uniques]
+    table = np.array([np.datetime64(d, "ns") if d else np.datetime64("NaT", "ns") for d in parsed]
+                     + [np.datetime64("NaT", "ns")], dtype="datetime64[ns]")
+    return pd.Series(table[codes], index=values.index)

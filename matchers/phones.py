@@ -1,0 +1,221 @@
+"""Phone numbers: E.164 via phonenumbers, the extension kept apart, placeholders recognised.
+
+``normalize_phones`` parses each distinct value once. Russian numbers written as plain digits
+("89161234567", "+7 (916) 123-45-67") take a fast path that builds the same result as
+phonenumbers without calling its parser: the national number is cut by the same rules and its
+validity is checked against phonenumbers' own metadata patterns (tests compare both paths).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from dataclasses import dataclass
+
+import pandas as pd
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneMetadata, PhoneNumberFormat, ValidationResult
+
+from matchers.names import as_text, frame_from_unique_rows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Phone:
+    e164: str | None        # +74951234567; set for valid numbers and for possible-but-invalid ones
+    national: str | None    # national significant number, digits only (4951234567)
+    ext: str | None         # extension digits
+    valid: bool             # phonenumbers.is_valid_number
+    placeholder: bool       # a stand-in for "no phone": +7 (000) 000-00-00, 1111111, "нет", "-"
+
+
+PHONE_COLUMNS = ("e164", "national", "ext", "valid", "placeholder")
+EMPTY = (None, None, None, False, False)
+PLACEHOLDER = (None, None, None, False, True)
+
+# Words people type instead of a phone.
+_PLACEHOLDER_WORDS = frozenset({
+    "нет", "нету", "-", "--", "---", "—", "n/a", "na", "n.a.", "none", "no", "null", "nil", "nan", "unknown",
+    "не указан", "не указано", "неизвестно", "отсутствует", "нет телефона", "без телефона", "x", "xx", "xxx",
+    "?", "??", "???", "0", "+", "+7", "8", "tbd", "todo", "-/-",
+})
+_ASCENDING = "01234567890"
+_DESCENDING = "9876543210"
+_RUNS = frozenset(r[i:i + 10] for r in (_ASCENDING, _DESCENDING, "12345678901234") for i in range(len(r) - 9))
+# Extension at the end: "доб. 123", "ext 12", "x12", "#12", "вн. 5"
+_EXT = re.compile(
+    r"[\s,;(]*(?:доб(?:авочный)?|доп|вн(?:утр(?:енний)?)?|ext(?:ension)?|extn|x|#|д)\.?\s*[:.]?\s*(\d{1,7})\)?\s*$",
+    re.IGNORECASE)
+_LETTER = re.compile(r"[^\W\d_]")
+_SEPARATORS = str.maketrans("", "", " ()-.\t\u00a0")
+_NON_DIGIT = re.compile(r"\D+")
+
+
+def _placeholder_digits(digits: str) -> bool:
+    """A number made up to fill the field: one digit repeated, 123456..., or zeros after the area code."""
+    if len(digits) < 5:
+        return False
+    if digits.count(digits[0]) == len(digits):
+        return True
+    if len(digits) >= 6 and (digits in _ASCENDING or digits in _DESCENDING or digits in "12345678901234"):
+        return True
+    return len(digits) >= 10 and digits.endswith("0000000")
+
+
+def _national_for_placeholder(digits: str) -> str:
+    """Digits without a leading +7/8/7 trunk or country code, for the placeholder check."""
+    if len(digits) == 11 and digits[0] in "78":
+        return digits[1:]
+    return digits
+
+
+def _slow(text: str, region: str) -> tuple:
+    """Through phonenumbers.parse: any format, any country."""
+    lowered = text.lower().strip()
+    if lowered in _PLACEHOLDER_WORDS or not any(ch.isalnum() for ch in lowered):
+        return PLACEHOLDER
+    ext = None
+    m = _EXT.search(text)
+    main = text
+    if m and m.start() > 0 and sum(c.isdigit() for c in text[:m.start()]) >= 5:
+        ext, main = m.group(1), text[:m.start()]
+    digits = _NON_DIGIT.sub("", main)
+    if not digits:
+        return PLACEHOLDER if not _LETTER.search(main) else (None, None, ext, False, False)
+    if _placeholder_digits(digits) or _placeholder_digits(_national_for_placeholder(digits)):
+        return PLACEHOLDER
+    stripped = main.strip()
+    if stripped.startswith("00"):
+        stripped = "+" + stripped[2:].lstrip()   # 00 is the international prefix almost everywhere
+    try:
+        num = phonenumbers.parse(stripped, region or None)
+    except NumberParseException:
+        return (None, None, ext, False, False)
+    national = phonenumbers.national_significant_number(num)
+    if _placeholder_digits(national):
+        return PLACEHOLDER
+    ext = ext or num.extension or None
+    valid = phonenumbers.is_valid_number(num)
+    possible = phonenumbers.is_possible_number_with_reason(num) == ValidationResult.IS_POSSIBLE
+    # an invalid number keeps its E.164 only when that reads back the same (leading zeros do not)
+    keep = valid or (possible and not national.startswith("0"))
+    e164 = phonenumbers.format_number(num, PhoneNumberFormat.E164) if keep else None
+    return (e164, national or None, ext, bool(valid), False)
+
+
+# -- fast path for Russian digit strings ------------------------------------------------------
+
+
+def _desc_regex(desc) -> str | None:
+    """phonenumbers' _is_number_matching_desc as one regular expression (lengths, then pattern)."""
+    if desc is None or not desc.national_number_pattern:
+        return None
+    lengths = [n for n in (desc.possible_length or ()) if n > 0]
+    guard = "(?=(?:" + "|".join(rf"\d{{{n}}}" for n in lengths) + r")$)" if lengths else ""
+    return rf"{guard}(?:{desc.national_number_pattern})$"
+
+
+_TYPE_DESCS = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan",
+               "voicemail", "fixed_line", "mobile")
+
+
+@functools.cache
+def _validity_regex(country_code: int) -> re.Pattern:
+    """True exactly when phonenumbers.is_valid_number is, for a national number of this country.
+
+    Mirrors region_code_for_number (leading digits, else full type check, region by region) and
+    _number_type_helper (the general pattern, then any type pattern) over the same metadata."""
+    branches = []
+    for region in phonenumbers.COUNTRY_CODE_TO_REGION_CODE[country_code]:
+        md = PhoneMetadata.metadata_for_region(region, None)
+        if md is None:
+            continue
+        general = _desc_regex(md.general_desc)
+        types = [r for r in (_desc_regex(getattr(md, name)) for name in _TYPE_DESCS) if r]
+        if general is None or not types:
+            known = "(?!)"
+        else:
+            known = f"(?=(?:{general}))(?:" + "|".join(f"(?:{t})" for t in types) + ")"
+        if md.leading_digits is not None:
+            branches.append((f"(?={md.leading_digits})", known))
+        else:
+            branches.append((None, known))
+    # regions are tried in order; a region with leading digits that match claims the number
+    parts = []
+    excluded = ""
+    for lead, known in branches:
+        if lead is None:
+            parts.append(f"{excluded}{known}")
+        else:
+            parts.append(f"{excluded}{lead}{known}")
+            excluded += f"(?!{lead[3:-1]})"
+    return re.compile("(?:" + "|".join(f"(?:{p})" for p in parts) + ")")
+
+
+def _fast_ru(text: str) -> tuple | None:
+    """A Russian number in plain digits and separators, or None to take the slow path.
+
+    Covers "+7 916 123-45-67", "8 (916) 123 45 67", "79161234567", "9161234567": the national number
+    is the last ten digits, starting 3-9 (others, like local 7-digit numbers, go to phonenumbers)."""
+    plus = text[0] == "+"
+    digits = (text[1:] if plus else text).translate(_SEPARATORS)
+    if not (digits.isascii() and digits.isdigit()):
+        return None
+    n = len(digits)
+    if n == 11 and (digits[0] == "7" or (digits[0] == "8" and not plus)):
+        national = digits[1:]
+    elif n == 10 and not plus and not digits.startswith("810"):  # 810 is Russia's international prefix
+        national = digits
+    else:
+        return None
+    if national[0] not in "34789":  # what phonenumbers treats otherwise (5, 6, 0...) takes the slow path
+        return None
+    if national[3:] == "0000000" or national == national[0] * 10 or national in _RUNS:
+        return PLACEHOLDER  # the same answer as _placeholder_digits, cheaper
+    valid = _validity_regex(7).match(national) is not None
+    return ("+7" + national, national, None, valid, False)
+
+
+def _parse_text(text: str | None, region: str) -> tuple:
+    if text is None:
+        return EMPTY
+    if region == "RU":
+        fast = _fast_ru(text)
+        if fast is not None:
+            return fast
+    return _slow(text, region)
+
+
+def parse_phone(raw: object, region: str = "RU") -> Phone:
+    """One phone as written ("8 495 1234567", "+7 (495) 123-45-67 доб. 123", "+44 20 7946 0958",
+    "00 49 30 1234567"). Never raises: junk gives valid=False, placeholders placeholder=True."""
+    try:
+        return Phone(*_parse_text(as_text(raw), region))
+    except Exception:  # noqa: BLE001 - a phone library surprise must not stop a batch
+        log.warning("phone %r could not be parsed", raw, exc_info=True)
+        return Phone(None, None, None, False, False)
+
+
+def normalize_phones(values: pd.Series, region: str = "RU") -> pd.DataFrame:
+    """Columns e164, national, ext, valid, placeholder; same index as ``values``; each distinct value
+    is parsed once."""
+    codes, uniques = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=True)
+    rows = []
+    fast = _fast_ru if region == "RU" else None
+    for raw in uniques:
+        text = raw.strip() if type(raw) is str else as_text(raw)
+        if not text:
+            rows.append(EMPTY)
+            continue
+        row = fast(text) if fast is not None else None
+        if row is None:
+            try:
+                row = _slow(text, region)
+            except Exception:  # noqa: BLE001 - a phone library surprise must not stop a batch
+                log.warning("phone %r could not be parsed", raw, exc_info=True)
+                row = EMPTY
+        rows.append(row)
+    rows.append(EMPTY)  # code -1: missing
+    return frame_from_unique_rows(rows, codes, values.index, PHONE_COLUMNS, bools=("valid", "placeholder"))

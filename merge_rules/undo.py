@@ -1,0 +1,222 @@
+"""Undo merges: put back every row a merge touched, exactly as it was before.
+
+The merge's before-image holds every touched row as it was, the after-image as the merge left it.
+Undo compares the rows as they are now with the after-image: if any changed since (someone edited the
+merged record, a later merge moved a row again), it stops and lists them, unless forced, in which case
+it restores anyway and reports what it overwrote. Rows the merge deleted are inserted back with their
+ids, rows it changed get their old values, rows it added (the history event) are deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from crm import schema
+from merge_rules.codec import decode_row
+from merge_rules.errors import MergeError, PermissionDenied, UndoConflict
+from merge_rules.history import merge_history  # noqa: F401 - `crm-dedup history` imports it from here
+from merge_rules.permissions import check_undo, load_user, user_label
+from merge_rules.plan import PLURAL
+from merge_rules.snapshot import row_key
+from merge_rules.tx import retrying, utcnow, write_transaction
+
+log = logging.getLogger(__name__)
+
+TABLES = {t.name: t for t in schema.metadata.sorted_tables}
+ORDER = [t.name for t in schema.metadata.sorted_tables]  # parents before children
+
+
+@dataclass
+class UndoResult:
+    merge_id: int
+    status: str  # undone, already_undone, conflict, denied, failed
+    message: str = ""
+    restored: dict[str, int] = field(default_factory=dict)  # rows put back per table
+    overwritten: list[str] = field(default_factory=list)   # with force: what changed since and was overwritten
+
+
+def _fmt(v: Any) -> str:
+    return "empty" if v is None else (repr(v) if isinstance(v, str) else str(v))
+
+
+def _images(merge: dict) -> tuple[dict[str, dict[str, dict]], dict[str, dict[str, dict]]]:
+    def index(image):
+        out: dict[str, dict[str, dict]] = {}
+        for tname, rows in (image or {}).items():
+            table = TABLES[tname]
+            out[tname] = {row_key(table, r): r for r in (decode_row(x) for x in rows)}
+        return out
+    return index(merge["before_image"]), index(merge["after_image"])
+
+
+def _current(conn: Connection, tname: str, rows: list[dict]) -> dict[str, dict]:
+    """The rows with these keys as they are now (whole rows), by key."""
+    table = TABLES[tname]
+    pk = [c.name for c in table.primary_key.columns]
+    first = pk[0]
+    values = sorted({r[first] for r in rows})
+    wanted = {row_key(table, r) for r in rows}
+    out = {}
+    for i in range(0, len(values), 2000):
+        q = sa.select(table).where(table.c[first].in_(values[i:i + 2000]))
+        for r in conn.execute(q).mappings():
+            k = row_key(table, r)
+            if k in wanted:
+                out[k] = dict(r)
+    return out
+
+
+def _label(tname: str, row: dict) -> str:
+    key = row_key(TABLES[tname], row).split(":", 1)[1]
+    return f"{tname} #{key}"
+
+
+def _later_merges(conn: Connection, merge: dict, keys: set[str]) -> list[int]:
+    """Applied merges made after this one that changed some of the rows this one left (by key)."""
+    m = schema.dedup_merges
+    out = []
+    q = sa.select(m.c.id, m.c.before_image).where(m.c.id > merge["id"], m.c.status == "applied").order_by(m.c.id)
+    for mid, image in conn.execute(q):
+        for tname, rows in (image or {}).items():
+            table = TABLES[tname]
+            if any(row_key(table, decode_row(r)) in keys for r in rows):
+                out.append(mid)
+                break
+    return out
+
+
+def _undo_once(conn: Connection, merge_id: int, user: dict, force: bool) -> UndoResult:
+    m = schema.dedup_merges
+    with write_transaction(conn):
+        q = sa.select(m).where(m.c.id == merge_id)
+        merge = conn.execute(q.with_for_update()).mappings().first()
+        if merge is None:
+            raise MergeError(f"There is no merge #{merge_id}; `crm-dedup history` lists the merges.")
+        merge = dict(merge)
+        if merge["status"] == "undone":
+            return UndoResult(merge_id, "already_undone", f"merge #{merge_id} was undone already "
+                              f"on {merge['undone_at']:%Y-%m-%d %H:%M}")
+        check_undo(user, merge)
+        et = merge["entity_type"]
+        entity = schema.ENTITY_TABLES[et]
+        # lock the records first, in id order, as a merge does
+        ids = sorted({merge["primary_id"], *merge["merged_ids"]})
+        conn.execute(sa.select(entity.c.id).where(entity.c.id.in_(ids)).order_by(entity.c.id).with_for_update()).all()
+
+        before, after = _images(merge)
+        changes: list[str] = []
+        current: dict[str, dict[str, dict]] = {}
+        for tname in ORDER:
+            rows = list(before.get(tname, {}).values()) + list(after.get(tname, {}).values())
+            if not rows:
+                continue
+            now = current[tname] = _current(conn, tname, rows)
+            for key, row in after.get(tname, {}).items():
+                cur = now.get(key)
+                if cur is None:
+                    changes.append(f"{_label(tname, row)} was deleted since the merge")
+                    continue
+                diffs = [f"{c} {_fmt(row[c])} -> {_fmt(cur[c])}" for c in row if cur[c] != row[c]]
+                if diffs:
+                    changes.append(f"{_label(tname, row)} changed since the merge: " + "; ".join(diffs))
+            for key, row in before.get(tname, {}).items():
+                if key not in after.get(tname, {}) and key in now:
+                    changes.append(f"{_label(tname, row)} exists again since the merge")
+        if changes and not force:
+            later = _later_merges(conn, merge, {k for t in after.values() for k in t})
+            hint = (f" Merge(s) {', '.join(f'#{i}' for i in later)} touched these records later: undo them first."
+                    if later else " Undo with force to overwrite them.")
+            raise UndoConflict(f"Cannot undo merge #{merge_id} of {PLURAL[et]} into #{merge['primary_id']}: "
+                               + "; ".join(changes[:12]) + ("; ..." if len(changes) > 12 else "") + "." + hint,
+                               changes)
+
+        restored: dict[str, int] = defaultdict(int)
+        notes: list[str] = []
+        full = {t: {c.name for c in TABLES[t].columns} for t in TABLES}
+        # 1. rows the merge deleted (and rows the merge changed that have disappeared since): insert
+        for tname in ORDER:
+            table, now = TABLES[tname], current.get(tname, {})
+            for key, row in before.get(tname, {}).items():
+                if key in now:
+                    continue
+                if set(row) != full[tname]:
+                    notes.append(f"{_label(tname, row)} no longer exists and cannot be restored")
+                    continue
+                conn.execute(table.insert().values(**row))
+                restored[tname] += 1
+        # 2. rows the merge changed: the old values back
+        for tname in ORDER:
+            table, now = TABLES[tname], current.get(tname, {})
+            pk = [c.name for c in table.primary_key.columns]
+            for key, row in before.get(tname, {}).items():
+                if key not in now:
+                    continue
+                cond = sa.and_(*(table.c[c] == row[c] for c in pk))
+                values = {c: v for c, v in row.items() if c not in pk and now[key][c] != v}
+                if values:
+                    conn.execute(table.update().where(cond).values(**values))
+                    restored[tname] += 1
+        # 3. rows the merge added: delete (children before parents)
+        for tname in reversed(ORDER):
+            table, now = TABLES[tname], current.get(tname, {})
+            pk = [c.name for c in table.primary_key.columns]
+            for key, row in after.get(tname, {}).items():
+                if key in before.get(tname, {}) or key not in now:
+                    continue
+                conn.execute(table.delete().where(sa.and_(*(table.c[c] == row[c] for c in pk))))
+                restored[tname] += 1
+
+        when = utcnow()
+        conn.execute(m.update().where(m.c.id == merge_id).values(status="undone", undone_at=when,
+                                                                  undone_by=user["id"]))
+        if merge["group_id"] is not None:
+            g = schema.dedup_groups
+            conn.execute(g.update().where(g.c.id == merge["group_id"], g.c.merge_id == merge_id)
+                         .values(status="pending", merge_id=None, updated_at=when))
+    overwritten = changes + notes
+    msg = f"Undid merge #{merge_id} ({merge['summary']}) by {user_label(user)}"
+    if overwritten:
+        msg += f"; overwrote {len(overwritten)} change(s) made since: " + "; ".join(overwritten[:12])
+    log.info(msg)
+    return UndoResult(merge_id, "undone", msg, dict(restored), overwritten)
+
+
+def undo_merge(store, merge_id: int, user_id: int | None, *, force: bool = False) -> UndoResult:
+    """Restore every row merge ``merge_id`` touched. Raises UndoConflict (listing what changed since)
+    unless ``force``; with force the result's ``overwritten`` says what was overwritten."""
+    with store.engine.connect() as conn:
+        user = load_user(conn, user_id)
+        conn.commit()
+        return retrying(lambda: _undo_once(conn, int(merge_id), user, force))
+
+
+def undo_batch(store, batch_id: str, user_id: int | None, force: bool = False) -> list[UndoResult]:
+    """Undo every applied merge of a batch, the latest first; each reported, none stops the rest."""
+    m = schema.dedup_merges
+    with store.engine.connect() as conn:
+        user = load_user(conn, user_id)
+        ids = conn.execute(sa.select(m.c.id).where(m.c.batch_id == batch_id, m.c.status == "applied")
+                           .order_by(m.c.id.desc())).scalars().all()
+        conn.commit()
+        if not ids:
+            log.warning("batch %s has no applied merges to undo", batch_id)
+        results = []
+        for merge_id in ids:
+            try:
+                results.append(retrying(lambda: _undo_once(conn, merge_id, user, force)))
+            except UndoConflict as exc:
+                results.append(UndoResult(merge_id, "conflict", str(exc), overwritten=[]))
+            except PermissionDenied as exc:
+                results.append(UndoResult(merge_id, "denied", str(exc)))
+            except MergeError as exc:
+                results.append(UndoResult(merge_id, "failed", str(exc)))
+            except Exception as exc:  # noqa: BLE001 - report and go on with the rest of the batch
+                log.exception("undoing merge #%s failed", merge_id)
+                results.append(UndoResult(merge_id, "failed", f"{type(exc).__name__}: {exc}"))
+    return results

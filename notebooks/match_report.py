@@ -1,0 +1,124 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% tags=["parameters"]
+# Parameters: a run folder (data/runs/<run id>, or a `crm-dedup find --out` folder), or a database
+# whose latest completed run to open. Both None: the latest run of the demo CRM
+# (sqlite:///data/crm.db, or $CRM_DEDUP_DB).
+RUN_FOLDER = None
+DB_URL = None
+
+# %% [markdown]
+# # Match report
+#
+# Is the matching right? Counts per tier, the score distribution against the thresholds, what the
+# pairs matched on, the groups and why each primary won, then the pairs the model is least sure
+# about with the evidence of each comparison. Where the truth is known (the demo CRM), precision
+# and recall against the threshold. All logic lives in `scoring.report`; this notebook only shows.
+
+# %%
+# %matplotlib inline
+import pandas as pd
+from IPython.display import display
+
+from scoring import report
+
+pd.set_option("display.max_colwidth", 120)
+run = report.open_run(RUN_FOLDER, DB_URL)
+run
+
+# %% [markdown]
+# ## Counts per entity type and tier
+
+# %%
+display(run.overview())
+run.counts()
+
+# %% [markdown]
+# ## Score distribution
+# Match weight in bits (log2 odds). Pairs at or above *probable* form groups; *certain* may be merged
+# without a person if the auto-merge policy allows.
+
+# %%
+report.score_chart(run.pair_scores(), run.thresholds)
+
+# %% [markdown]
+# ## What the pairs matched on
+# Comparisons at their top level (same phone, same email, same surname...), and first names that
+# agree only after nicknames or transliteration (Саша / Александр, Ivanov / Иванов).
+
+# %%
+criteria = run.criteria()
+display(report.criteria_chart(criteria))
+criteria
+
+# %%
+run.blocking_rules()
+
+# %% [markdown]
+# ## Groups and their primary records
+
+# %%
+sizes = run.group_sizes()
+display(report.group_size_chart(sizes))
+sizes
+
+# %%
+display(report.primary_reason_chart(run.primary_reasons()))
+run.primary_reason_counts()
+
+# %%
+run.groups().sort_values("size", ascending=False).head(10)
+
+# %% [markdown]
+# ## Pairs to look at first
+# The pairs closest to the probable threshold. The waterfall starts at the prior (how likely any
+# candidate pair is a duplicate) and adds the evidence of each comparison: green for, red against.
+
+# %%
+uncertain = run.uncertain_pairs(20)
+uncertain
+
+# %%
+for row in run.uncertain_pairs(3, distinct=True).itertuples(index=False):
+    steps = run.waterfall(row.id_a, row.id_b, row.entity_type)
+    display(report.waterfall_chart(steps, f"{row.entity_type} {row.id_a} / {row.id_b}", row.probability))
+    print(row.explanation)
+
+# %% [markdown]
+# ## Against the known truth
+# Pairwise precision and recall if the groups were the pairs at or above each threshold. Shown only
+# when the truth is known (the demo CRM's `demo_truth` table, or a truth passed to `open_run`).
+
+# %%
+if run.has_truth:
+    display(run.evaluation())
+    pr = run.precision_recall()
+    display(report.precision_recall_chart(pr, run.thresholds))
+    display(pr[["entity_type", "threshold", "precision", "recall", "f1"]])
+else:
+    print("No known truth for this run.")
+
+# %% [markdown]
+# ## Leads that match an existing client
+
+# %%
+run.lead_clients().head(20)
+
+# %% [markdown]
+# ## The model: evidence per comparison level
+
+# %%
+run.model_weights()

@@ -1,0 +1,86 @@
+"""Check new records against the CRM before they multiply: a CSV about to be imported, or the
+records created since the last run. Only pairs that touch a new record are compared."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from crm import proposals
+from crm.readers import load_role_table
+from crm.store import Store
+from matchers.table import RoleTable
+from pipelines.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _relabel(table: RoleTable, prefix: str) -> RoleTable:
+    records = table.records.set_axis(prefix + table.records.index.astype(str))
+    values = table.values.assign(id=prefix + table.values["id"].astype(str))
+    return RoleTable(table.entity_type, records, values)
+
+
+def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, preset: str | None = None,
+                      mapping: dict[str, list[str]] | None = None, settings_path: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Likely duplicates of new records. Returns (rows: new_record, duplicate_of, existing, probability,
+    tier, explanation; problems found while reading the CSV)."""
+    from scoring.find import find_duplicates
+    from scoring.model import FSModel
+
+    settings = Settings.load(settings_path)
+    store = Store(db, must_exist=True)
+    store.check_schema()
+    existing = load_role_table(store, entity)
+    problems: list[str] = []
+    if csv is not None:
+        from crm.csv_io import import_csv
+
+        with tempfile.TemporaryDirectory() as tmp:
+            scratch = Store(f"sqlite:///{tmp}/check.db")
+            scratch.migrate()
+            report = import_csv(scratch, Path(csv), entity, preset=preset, mapping=mapping)
+            problems = [str(p) for p in report.problems]
+            new = _relabel(load_role_table(scratch, entity), "new:")
+            scratch.dispose()
+        existing = _relabel(existing, "")
+    else:
+        last = proposals.latest_run(store)
+        if last is None:
+            raise ValueError("There is no completed dedup run yet to compare new records with; run `crm-dedup run` "
+                             "first, or check a CSV with --input.")
+        created = pd.to_datetime(existing.records["created_at"]) > pd.Timestamp(last["started_at"])
+        fresh_ids = existing.records.index[created.to_numpy()]
+        new = _relabel(RoleTable(entity, existing.records.loc[fresh_ids],
+                                 existing.values[existing.values["id"].isin(fresh_ids)]), "new:")
+        old_ids = existing.records.index[~created.to_numpy()]
+        existing = _relabel(RoleTable(entity, existing.records.loc[old_ids],
+                                      existing.values[existing.values["id"].isin(old_ids)]), "")
+    columns = ["new_record", "duplicate_of", "existing", "probability", "tier", "explanation"]
+    if len(new) == 0:
+        return pd.DataFrame(columns=columns), problems
+    combined = RoleTable(entity, pd.concat([existing.records, new.records]),
+                         pd.concat([existing.values, new.values], ignore_index=True))
+    model = None
+    last = proposals.latest_run(store)
+    if last and (Path(last["folder"]) / entity / "model.json").exists():
+        model = FSModel.load(Path(last["folder"]) / entity / "model.json")
+    try:
+        result = find_duplicates(combined, settings.match, changed_ids=list(new.records.index), model=model)
+    except ValueError:  # the file maps other roles than the model knows: train on what we have
+        result = find_duplicates(combined, settings.match, changed_ids=list(new.records.index))
+    pairs = result.pairs
+    rows = []
+    for r in pairs.itertuples(index=False):
+        a, b = str(r.id_a), str(r.id_b)
+        if not (a.startswith("new:") or b.startswith("new:")):
+            continue
+        new_id, other = (a, b) if a.startswith("new:") else (b, a)
+        rows.append({"new_record": new_id[4:], "duplicate_of": other.removeprefix("new:"),
+                     "existing": not other.startswith("new:"), "probability": r.probability, "tier": r.tier,
+                     "explanation": r.explanation})
+    out = pd.DataFrame(rows, columns=columns)
+    return out.sort_values(["probability", "new_record"], ascending=[False, True], ignore_index=True), problems

@@ -1,0 +1,90 @@
+"""Comparisons split into chunks of candidate pairs, so that Dask workers (through prefect-dask)
+can compare them in parallel. Every candidate pair lands in exactly one chunk; the chunks are put
+back in order, so the result is the same as comparing everything in one process.
+
+The chunks and the normalised records travel as files in the run folder (a shared disk, or the
+same machine), never as task arguments.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from crm.readers import load_role_table
+from crm.store import Store
+from matchers.blocking import find_candidates
+from matchers.compare import ComparisonVectors, compare, comparisons_for
+from matchers.prepare import Prepared, prepare
+from pipelines.settings import Settings
+
+
+def split_step(db: str | None, entity: str, folder: str, settings_path: str, incremental: bool = False) -> list[str]:
+    """Normalise and block; write the prepared records and one file per chunk of candidate pairs."""
+    from pipelines.steps import _incremental_inputs, _last_entity_run
+
+    settings = Settings.load(settings_path)
+    store = Store(db, must_exist=True)
+    table = load_role_table(store, entity)
+    work = Path(folder) / entity / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    last = _last_entity_run(store, entity, exclude=folder) if incremental else None
+    if last is not None:
+        inputs = _incremental_inputs(table, last, settings)
+        p = inputs["prepared"]
+    else:
+        p = prepare(table, region=settings.match.region, provider_rules=settings.match.provider_rules)
+    p.save(work)
+    cand = find_candidates(p, cap=settings.match.block_cap, neighbourhood_window=settings.match.neighbourhood_window)
+    if last is not None:
+        touched = np.isin(p.ids, np.asarray(inputs["changed_ids"], dtype=p.ids.dtype))
+        cand = cand.subset(touched[cand.a] | touched[cand.b])
+    size = settings.pipeline.dask.chunk_pairs
+    paths = []
+    for i, start in enumerate(range(0, max(len(cand), 1), size)):
+        path = work / f"chunk_{i:05d}.npz"
+        np.savez(path, a=cand.a[start:start + size], b=cand.b[start:start + size])
+        paths.append(str(path))
+    return paths
+
+
+def compare_chunk_step(chunk_path: str) -> str:
+    """Compare one chunk of pairs (runs on a Dask worker); writes its comparison vectors."""
+    work = Path(chunk_path).parent
+    p = Prepared.load(work)
+    pairs = np.load(chunk_path)
+    cv = compare(p, pairs["a"], pairs["b"], comparisons_for(p))
+    out = Path(chunk_path).with_suffix(".cv.pkl")
+    with open(out, "wb") as fh:
+        pickle.dump({"levels": cv.levels, "tf": cv.tf, "shown": cv.shown, "a": pairs["a"], "b": pairs["b"]}, fh)
+    return str(out)
+
+
+def vectors_from_chunks(result_paths: list[str]):
+    """A ``compare_pairs`` function for find_duplicates that returns the chunks' vectors, checking that
+    they cover exactly the pairs asked for, in order."""
+
+    def load(p: Prepared, a: np.ndarray, b: np.ndarray, comparisons) -> ComparisonVectors:
+        parts = []
+        for path in sorted(result_paths):
+            with open(path, "rb") as fh:
+                parts.append(pickle.load(fh))
+        ca = np.concatenate([x["a"] for x in parts]) if parts else np.empty(0, np.int64)
+        cb = np.concatenate([x["b"] for x in parts]) if parts else np.empty(0, np.int64)
+        if not (np.array_equal(ca, a) and np.array_equal(cb, b)):
+            raise RuntimeError("The compared chunks do not match the candidate pairs: the data changed between "
+                               "the split and the scoring steps; run the flow again.")
+        shown = {}
+        for name in parts[0]["shown"] if parts else []:
+            shown[name] = np.concatenate([x["shown"][name] for x in parts])
+        levels = np.concatenate([x["levels"] for x in parts]) if parts else np.empty((0, len(comparisons)), np.int8)
+        tf = np.concatenate([x["tf"] for x in parts]) if parts else np.empty((0, len(comparisons)), np.int32)
+        return ComparisonVectors(comparisons, levels, tf, shown)
+
+    return load
+
+
+def prepared_from_work(folder: str, entity: str) -> Prepared:
+    return Prepared.load(Path(folder) / entity / "work")

@@ -1,0 +1,185 @@
+"""What the review page's buttons do: merge now, approve, skip (a record or the group), undo.
+
+The merge itself is the merge engine's (merge_rules.apply.apply_plan): it re-reads and locks the rows,
+re-checks the user's rights and refuses a plan whose rows changed. On top of that the page refuses a
+plan that differs from the one the person was shown: the page carries a signed copy of that plan,
+and the merge goes ahead only if the rows still have the fingerprints it was built from.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from crm import schema
+from crm.proposals import now
+from merge_rules.apply import apply_plan, describe_changes
+from merge_rules.errors import MergeError, PermissionDenied, StalePlanError, UndoConflict, UnresolvedConflicts
+from merge_rules.plan import MergePlan, plan_groups
+from merge_rules.settings import MergeSettings
+from merge_rules.skips import skip_pair, skip_record
+from merge_rules.snapshot import read_snapshot
+from merge_rules.undo import undo_merge
+from review import queries, views
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    message: str
+    details: list[str] | None = None
+    status: int = 200  # the HTTP status a refusal deserves (403 for a permission)
+
+
+def stale_changes(store, seen: MergePlan, fresh: MergePlan) -> list[str]:
+    """What changed between the plan the person saw and the rows now (empty: nothing changed)."""
+    if seen.fingerprints == fresh.fingerprints and seen.member_ids == fresh.member_ids:
+        return []
+    with store.engine.connect() as conn:
+        snap = read_snapshot(conn, seen.entity_type, seen.primary_id, seen.member_ids)
+    changes = describe_changes(seen, snap, snap.fingerprints())
+    if set(fresh.member_ids) != set(seen.member_ids):
+        changes.append("the records you may merge in this group changed: "
+                       + ", ".join(f"#{i}" for i in fresh.member_ids))
+    return changes or ["the records changed since the page was shown"]
+
+
+def _fresh_plan(store, group: dict, user: dict, settings: MergeSettings, seen: MergePlan,
+                choices: dict[str, int]) -> tuple[MergePlan | None, list[str]]:
+    with store.engine.connect() as conn:
+        records = queries.read_records(conn, group["entity_type"], group["member_ids"])
+    plan, _primary, blockers = views.plan_for(store, group, user, settings, seen.primary_id, choices, records)
+    return plan, blockers
+
+
+def _check_seen(store, group, user, settings, seen: MergePlan, choices) -> tuple[MergePlan | None, Outcome | None]:
+    """The fresh plan with the person's choices, or why it cannot be used."""
+    if group["status"] not in views.ACTIONABLE:
+        return None, Outcome(False, f"This group is {group['status']}; there is nothing to merge.")
+    plan, blockers = _fresh_plan(store, group, user, settings, seen, choices)
+    if plan is None:
+        return None, Outcome(False, " ".join(blockers), status=403)
+    changes = stale_changes(store, seen, plan)
+    if changes:
+        return None, Outcome(False, "Not merged: the records changed since this page was shown, so the plan you "
+                             "saw is out of date. Here is the plan as the records are now; check it and try again.",
+                             changes)
+    if plan.problems:
+        return None, Outcome(False, "Not merged: " + plan.summary())
+    if plan.unresolved:
+        return None, Outcome(False, "Choose a value for every conflict first: "
+                             + ", ".join(views.FIELD_LABELS.get(c.field, c.field) for c in plan.unresolved) + ".")
+    return plan, None
+
+
+def merge_now(store, group: dict, user: dict, settings: MergeSettings, seen: MergePlan,
+              choices: dict[str, int]) -> Outcome:
+    plan, refusal = _check_seen(store, group, user, settings, seen, choices)
+    if refusal:
+        return refusal
+    try:
+        result = apply_plan(store, plan, user["id"], group_id=group["id"])
+    except StalePlanError as exc:
+        return Outcome(False, "Not merged: the records changed while merging. " + str(exc), exc.changes)
+    except PermissionDenied as exc:
+        return Outcome(False, "Not merged: " + str(exc), status=403)
+    except UnresolvedConflicts as exc:
+        return Outcome(False, "Not merged: " + str(exc))
+    except MergeError as exc:
+        return Outcome(False, "Not merged: " + str(exc))
+    return Outcome(True, f"{result.message} (merge #{result.merge_id}). It can be undone from the history page.")
+
+
+def approve(store, group: dict, user: dict, settings: MergeSettings, seen: MergePlan,
+            choices: dict[str, int]) -> Outcome:
+    """Store the plan as shown (with the choices and primary) for the scheduled apply."""
+    plan, refusal = _check_seen(store, group, user, settings, seen, choices)
+    if refusal:
+        return refusal
+    g = schema.dedup_groups
+    with store.engine.begin() as conn:
+        n = conn.execute(g.update().where(g.c.id == group["id"], g.c.status.in_(("pending", "stale"))).values(
+            status="approved", plan=plan.to_dict(), primary_id=plan.primary_id, approved_by=user["id"],
+            approved_at=now(), updated_at=now())).rowcount
+    if n == 0:
+        return Outcome(False, f"This group is {group['status']} now; it was not approved again.")
+    return Outcome(True, f"Approved: {plan.summary()}. The scheduled apply will merge it.")
+
+
+def _may_skip(user: dict, records: dict[int, dict], a: int, b: int) -> bool:
+    """A manager may mark pairs "not duplicates" only where one of the records is theirs."""
+    if queries.is_admin(user):
+        return True
+    return any((records.get(i) or {}).get("responsible_id") == user["id"] for i in (a, b))
+
+
+def skip(store, group: dict, user: dict, settings: MergeSettings, record_id: int | None) -> Outcome:
+    """Skip the whole group (every pair the user may skip; the group becomes 'skipped'), or one record
+    (not a duplicate of the others: it leaves the group, which is re-planned without it)."""
+    entity = group["entity_type"]
+    members = [int(m) for m in group["member_ids"]]
+    if group["status"] not in views.ACTIONABLE:
+        return Outcome(False, f"This group is {group['status']}; there is nothing to skip.")
+    with store.engine.connect() as conn:
+        records = queries.read_records(conn, entity, members)
+    g = schema.dedup_groups
+    if record_id is None:
+        pairs = [(a, b) for i, a in enumerate(members) for b in members[i + 1:] if _may_skip(user, records, a, b)]
+        new = sum(skip_pair(store, entity, a, b, user["id"]) for a, b in pairs)
+        with store.engine.begin() as conn:
+            conn.execute(g.update().where(g.c.id == group["id"]).values(status="skipped", updated_at=now()))
+        return Outcome(True, f"Skipped the group: {len(pairs)} pair(s) marked as not duplicates ({new} new); "
+                       "later runs keep them apart.")
+    if record_id not in members:
+        return Outcome(False, f"{entity} #{record_id} is not in this group.")
+    if not queries.is_admin(user) and (records.get(record_id) or {}).get("responsible_id") != user["id"]:
+        return Outcome(False, f"You are not responsible for {entity} #{record_id}; you cannot skip it.", status=403)
+    new = skip_record(store, entity, record_id, members, user["id"])
+    rest = [m for m in members if m != record_id]
+    values = _regroup(store, group, rest, records, settings)
+    with store.engine.begin() as conn:
+        conn.execute(g.update().where(g.c.id == group["id"]).values(**values))
+    left = "; the group has one record left and is closed as skipped" if values.get("status") == "skipped" else ""
+    return Outcome(True, f"Skipped {entity} #{record_id}: marked as not a duplicate of "
+                   f"{', '.join(f'#{m}' for m in rest)} ({new} new pair(s)){left}.")
+
+
+def _regroup(store, group: dict, rest: list[int], records: dict[int, dict], settings: MergeSettings) -> dict:
+    """The group row's new values once a record has left it."""
+    values = {"member_ids": rest, "updated_at": now(),
+              "responsible_ids": sorted({r for m in rest if (r := (records.get(m) or {}).get("responsible_id"))
+                                         is not None})}
+    pairs = [p for p in group.get("pairs") or [] if int(p["id_a"]) in rest and int(p["id_b"]) in rest]
+    values["pairs"] = pairs
+    values["criteria"] = views.criteria_words(pairs)
+    if len(rest) < 2:
+        values.update(status="skipped", plan=None)
+        return values
+    primary = int(group["primary_id"]) if int(group["primary_id"]) in rest else rest[0]
+    if primary != int(group["primary_id"]):
+        values["primary_reason"] = f"#{primary}: the previous primary #{group['primary_id']} was skipped"
+    live = [m for m in rest if m in records and records[m].get("deleted_at") is None]
+    plan = plan_groups(store, group["entity_type"], [(primary, live)], settings, group_ids={primary: group["id"]})[0] \
+        if primary in live and len(live) >= 2 else None
+    values.update(primary_id=primary, plan=plan.to_dict() if plan else None)
+    if group["status"] == "approved":  # the approved plan named the skipped record: approve again
+        values.update(status="pending", approved_by=None, approved_at=None)
+    return values
+
+
+def undo(store, merge_id: int, user: dict, force: bool) -> Outcome:
+    try:
+        result = undo_merge(store, merge_id, user["id"], force=force)
+    except UndoConflict as exc:
+        return Outcome(False, str(exc), exc.changes)
+    except PermissionDenied as exc:
+        return Outcome(False, str(exc), status=403)
+    except MergeError as exc:
+        return Outcome(False, str(exc))
+    if result.status == "already_undone":
+        return Outcome(False, result.message)
+    return Outcome(True, result.message, result.overwritten or None)

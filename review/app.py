@@ -1,0 +1,339 @@
+"""The review web application: sign in, list duplicate groups, review one, merge, skip, undo.
+
+``create_app(db_url)`` builds it; ``review.server.serve`` runs it with uvicorn on 127.0.0.1. Pages are
+rendered on the server with Jinja2 (autoescaped); the only script is a few lines in static/review.js.
+Every rule of who sees what is checked here on the server, and again by the merge engine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException
+from starlette.middleware.sessions import SessionMiddleware
+
+from crm import schema
+from crm.store import Store
+from merge_rules.history import merge_history
+from merge_rules.plan import MergePlan
+from merge_rules.settings import MergeSettings, field_kinds
+from review import actions, auth, queries, views
+from review.queries import LISTS, BadRequest, Filters, is_admin
+from review.security import (SESSION_COOKIE, SESSION_MAX_AGE, PlanSigner, SecurityHeaders, csrf_ok, csrf_token,
+                             flash, pop_flash)
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+SECRET_ENV = "CRM_DEDUP_REVIEW_SECRET"
+HISTORY_PAGE = 50
+
+
+class SignInRequired(Exception):
+    pass
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site (no scheme, no //host) may be a place to go after signing in."""
+    if not target or not target.startswith("/") or target.startswith("//") or target.startswith("/\\"):
+        return "/"
+    return target
+
+
+def _url(path: str, params: dict[str, Any] | None = None) -> str:
+    params = {k: v for k, v in (params or {}).items() if v not in (None, "")}
+    return path + ("?" + urlencode(params) if params else "")
+
+
+def _see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def create_app(db_url: str | None, secret_key: str | None = None, *,
+               merge_settings: MergeSettings | None = None) -> FastAPI:
+    """The review app on the CRM database at ``db_url`` (default: $CRM_DEDUP_DB or the SQLite default).
+
+    ``secret_key`` signs the session cookies and plans; without one, $CRM_DEDUP_REVIEW_SECRET, else a
+    random key (sessions then end when the server restarts)."""
+    store = Store(db_url, must_exist=True)
+    store.check_schema()
+    secret_key = secret_key or os.environ.get(SECRET_ENV)
+    if not secret_key:
+        secret_key = secrets.token_urlsafe(32)
+        log.info("no secret key given (%s): sessions last until the server stops", SECRET_ENV)
+    settings = merge_settings or MergeSettings.load()
+    signer = PlanSigner(secret_key)
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.globals.update(url=_url, fmt=views.fmt, LISTS=LISTS, TIERS=queries.TIERS,
+                                 STATUSES=queries.STATUSES, RULE_WORDS=views.RULE_WORDS,
+                                 LINK_LABELS=views.LINK_LABELS, display_name=queries.display_name)
+
+    app = FastAPI(title="crm-dedup review", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.store = store
+    app.state.settings = settings
+    app.add_middleware(SessionMiddleware, secret_key=secret_key, session_cookie=SESSION_COOKIE,
+                       max_age=SESSION_MAX_AGE, same_site="lax", https_only=False)
+    app.add_middleware(SecurityHeaders)
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
+        ctx = {"user": getattr(request.state, "user", None), "csrf": csrf_token(request),
+               "flashes": pop_flash(request), **context}
+        return templates.TemplateResponse(request, name, ctx, status_code=status)
+
+    def current_user(request: Request) -> dict:
+        """The signed-in user, checked against the database on every request."""
+        uid = request.session.get("uid")
+        user = None
+        if isinstance(uid, int):
+            with store.engine.connect() as conn:
+                user = queries.load_user(conn, uid)
+            if user is not None and request.session.get("pv") != auth.password_version(user["password_hash"]):
+                user = None  # the password changed since this session signed in
+        if user is None:
+            request.session.pop("uid", None)
+            raise SignInRequired()
+        user.pop("password_hash", None)
+        request.state.user = user
+        return user
+
+    async def form_data(request: Request) -> dict[str, Any]:
+        form = await request.form()
+        return {k: v for k, v in form.items() if isinstance(v, str)}
+
+    def checked_form(request: Request, form: dict = Depends(form_data), user: dict = Depends(current_user)) -> dict:
+        if not csrf_ok(request, form):
+            raise HTTPException(403, "The form's security token is missing or out of date. "
+                                     "Go back, reload the page and try again.")
+        return form
+
+    def group_for(conn, group_id: str, user: dict) -> dict:
+        """The group, or 404 when it does not exist or the user may not see it (no hint which)."""
+        group = queries.get_group(conn, group_id)
+        if group is None or not queries.can_see_group(user, group):
+            raise HTTPException(404, "There is no such group, or it is not one of yours.")
+        return group
+
+    def group_url(group_id: str, primary: int | None = None, choices: dict[str, int] | None = None) -> str:
+        params: dict[str, Any] = {"primary": primary}
+        params.update({f"c.{k}": v for k, v in (choices or {}).items()})
+        return _url(f"/group/{group_id}", params)
+
+    # -- errors -------------------------------------------------------------------------------
+
+    @app.exception_handler(SignInRequired)
+    async def _sign_in(request: Request, exc: SignInRequired):
+        if request.method == "GET":
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return _see_other(_url("/signin", {"next": target}))
+        return render(request, "error.html", {"code": 403, "message": "Sign in first."}, 403)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException):
+        if exc.status_code == 405:
+            return Response("Method not allowed", status_code=405)
+        return render(request, "error.html", {"code": exc.status_code, "message": exc.detail}, exc.status_code)
+
+    @app.exception_handler(BadRequest)
+    async def _bad_request(request: Request, exc: BadRequest):
+        return render(request, "error.html", {"code": 400, "message": str(exc)}, 400)
+
+    # -- signing in ---------------------------------------------------------------------------
+
+    @app.get("/signin", response_class=HTMLResponse)
+    def signin_page(request: Request, next: str | None = None):
+        return render(request, "signin.html", {"next": _safe_next(next), "email": ""})
+
+    @app.post("/signin", response_class=HTMLResponse)
+    def signin(request: Request, form: dict = Depends(form_data)):
+        if not csrf_ok(request, form):
+            flash(request, "The sign-in form was out of date; please try again.", "error")
+            return _see_other(_url("/signin", {"next": form.get("next")}))
+        email = (form.get("email") or "").strip()
+        user = auth.authenticate(store, email, form.get("password") or "")
+        if user is None:
+            log.info("failed sign-in for %r", email)
+            return render(request, "signin.html", {"next": _safe_next(form.get("next")), "email": email,
+                                                   "error": "Wrong email or password."}, 401)
+        request.session.clear()  # a new session (and CSRF token) for the signed-in user
+        request.session.update(uid=user["id"], pv=auth.password_version(user["password_hash"]))
+        csrf_token(request)
+        log.info("user #%s signed in", user["id"])
+        return _see_other(_safe_next(form.get("next")))
+
+    @app.post("/signout")
+    def signout(request: Request, form: dict = Depends(checked_form)):
+        request.session.clear()
+        return _see_other("/signin")
+
+    # -- the groups list ----------------------------------------------------------------------
+
+    @app.get("/", response_class=HTMLResponse)
+    def home(user: dict = Depends(current_user)):
+        return _see_other("/groups/contact")
+
+    @app.get("/groups/{entity}", response_class=HTMLResponse)
+    def groups_page(request: Request, entity: str, tier: str | None = None, manager: str | None = None,
+                    run: str | None = None, status: str | None = None, after: str | None = None,
+                    before: str | None = None, last: int = 0, page: int = 1, user: dict = Depends(current_user)):
+        if entity not in LISTS:
+            raise HTTPException(404, f"There is no list {entity!r}.")
+        f = Filters.parse(entity, tier, manager, run, status)
+        with store.engine.connect() as conn:
+            people = queries.managers(conn) if is_admin(user) else [user]
+            run_list = queries.runs(conn)
+            if entity == "lead_clients":
+                data = queries.lead_clients_page(conn, f, user, page)
+                return render(request, "lead_clients.html", {"f": f, "entity": entity, "data": data,
+                                                             "people": people, "runs": run_list})
+            counts = queries.tier_counts(conn, f, user)
+            listing = queries.list_groups(conn, f, user, after=after, before=before, last=bool(last))
+            rows = queries.decorate(conn, entity, listing["rows"])
+        total = counts.get(f.tier, 0) if f.tier else sum(counts.values())
+        pages = max(1, -(-total // queries.PAGE_SIZE))
+        page = pages if last else max(1, min(page, pages))
+        return render(request, "groups.html", {
+            "f": f, "entity": entity, "rows": rows, "counts": counts, "total": total, "listing": listing,
+            "page": page, "pages": pages, "people": people, "runs": run_list})
+
+    # -- one group ----------------------------------------------------------------------------
+
+    @app.get("/group/{group_id}", response_class=HTMLResponse)
+    def group_page(request: Request, group_id: str, primary: int | None = None, user: dict = Depends(current_user)):
+        with store.engine.connect() as conn:
+            group = group_for(conn, group_id, user)
+            choices = views.parse_choices(request.query_params, group["entity_type"])
+            view = views.build(store, conn, group, user, settings, primary=primary, choices=choices)
+            merge = queries.merge_brief(conn, group["merge_id"]) if group.get("merge_id") else None
+        token = signer.dumps(group_id, user["id"], view.plan.to_dict()) if view.plan else ""
+        return render(request, "group.html", {"v": view, "g": group, "plan_token": token, "merge": merge,
+                                              "group_url": group_url})
+
+    def _seen_plan(request: Request, form: dict, group_id: str, user: dict) -> MergePlan | None:
+        data = signer.loads(form.get("plan") or "", group_id, user["id"])
+        return MergePlan.from_dict(data) if data else None
+
+    @app.post("/group/{group_id}/act")
+    def group_act(request: Request, group_id: str, form: dict = Depends(checked_form),
+                  user: dict = Depends(current_user)):
+        with store.engine.connect() as conn:
+            group = group_for(conn, group_id, user)
+        seen = _seen_plan(request, form, group_id, user)
+        choices = views.parse_choices(form, group["entity_type"])
+        if seen is None:
+            flash(request, "This page was too old to act on (or its plan was damaged); here is the current plan. "
+                  "Check it and try again.", "error")
+            return _see_other(group_url(group_id, None, choices))
+        action = form.get("action")
+        if action == "merge":
+            outcome = actions.merge_now(store, group, user, settings, seen, choices)
+        elif action == "approve":
+            outcome = actions.approve(store, group, user, settings, seen, choices)
+        elif action == "preview":
+            return _see_other(group_url(group_id, seen.primary_id, choices))
+        else:
+            raise HTTPException(400, f"Unknown action {action!r}.")
+        return _after(request, outcome, group_url(group_id, None if outcome.ok else seen.primary_id,
+                                                  None if outcome.ok else choices))
+
+    def _after(request: Request, outcome: actions.Outcome, target: str) -> Response:
+        if outcome.status == 403:
+            return render(request, "error.html", {"code": 403, "message": outcome.message, "back": target}, 403)
+        flash(request, outcome.message, "ok" if outcome.ok else "error", outcome.details)
+        return _see_other(target)
+
+    @app.post("/group/{group_id}/skip")
+    def group_skip(request: Request, group_id: str, form: dict = Depends(checked_form),
+                   user: dict = Depends(current_user)):
+        with store.engine.connect() as conn:
+            group = group_for(conn, group_id, user)
+        raw = form.get("record_id")
+        try:
+            record_id = int(raw) if raw not in (None, "") else None
+        except ValueError:
+            raise HTTPException(400, f"record_id must be a record id, not {raw!r}.") from None
+        return _after(request, actions.skip(store, group, user, settings, record_id), f"/group/{group_id}")
+
+    @app.post("/group/{group_id}/later")
+    def group_later(request: Request, group_id: str, form: dict = Depends(checked_form),
+                    user: dict = Depends(current_user)):
+        with store.engine.connect() as conn:
+            group = group_for(conn, group_id, user)
+            nxt = queries.next_group(conn, group, user)
+        flash(request, f"Left group {group_id} for later; it stays {group['status']}.")
+        return _see_other(f"/group/{nxt}" if nxt else f"/groups/{group['entity_type']}")
+
+    # -- history ------------------------------------------------------------------------------
+
+    def _history_rows(conn, frame) -> list[dict]:
+        """merge_history's rows with the ids of who merged and who undid (for the undo rights)."""
+        rows = frame.to_dict("records")
+        wanted = [int(r["id"]) for r in rows]
+        extra = queries.merge_users(conn, wanted)
+        for r in rows:
+            r.update(extra.get(int(r["id"]), {}))
+            r["merged_ids"] = list(r["merged_ids"] or [])
+        return rows
+
+    @app.get("/history", response_class=HTMLResponse)
+    def history_page(request: Request, entity: str | None = None, page: int = 1, conflict: int | None = None,
+                     user: dict = Depends(current_user)):
+        if entity not in (None, "", *schema.ENTITY_TYPES):
+            raise HTTPException(400, f"unknown entity type {entity!r}")
+        page = max(1, page)
+        # merge_history has no offset or user filter: read up to this page and cut (see the report)
+        limit = page * HISTORY_PAGE + 1 if is_admin(user) else 5000
+        frame = merge_history(store, limit=limit, entity_type=entity or None)
+        with store.engine.connect() as conn:
+            rows = _history_rows(conn, frame)
+        if not is_admin(user):
+            rows = [r for r in rows if r.get("user_id") == user["id"]]
+        start = (page - 1) * HISTORY_PAGE
+        more = len(rows) > start + HISTORY_PAGE
+        rows = rows[start:start + HISTORY_PAGE]
+        for r in rows:
+            r["can_undo"] = r["status"] == "applied" and (is_admin(user) or r.get("user_id") == user["id"])
+        return render(request, "history.html", {"rows": rows, "entity": entity or "", "page": page, "more": more,
+                                                "conflict": conflict})
+
+    @app.post("/history/{merge_id}/undo")
+    def history_undo(request: Request, merge_id: int, form: dict = Depends(checked_form),
+                     user: dict = Depends(current_user)):
+        force = form.get("force") == "1"
+        outcome = actions.undo(store, merge_id, user, force)
+        if outcome.status == 403:
+            return render(request, "error.html", {"code": 403, "message": outcome.message, "back": "/history"}, 403)
+        flash(request, outcome.message, "ok" if outcome.ok else "error", outcome.details)
+        return _see_other(_url("/history", {"conflict": None if outcome.ok else merge_id}))
+
+    # -- one record ---------------------------------------------------------------------------
+
+    @app.get("/record/{entity}/{record_id}", response_class=HTMLResponse)
+    def record_page(request: Request, entity: str, record_id: int, user: dict = Depends(current_user)):
+        if entity not in schema.ENTITY_TYPES:
+            raise HTTPException(404, f"There is no entity type {entity!r}.")
+        with store.engine.connect() as conn:
+            row = queries.read_records(conn, entity, [record_id]).get(record_id)
+            if row is None or (not is_admin(user) and row.get("responsible_id") != user["id"]):
+                raise HTTPException(404, "There is no such record, or it is not one of yours.")
+            comms = queries.read_comms(conn, entity, [record_id]).get(record_id, [])
+            links = queries.link_counts(conn, entity, [record_id])[record_id]
+            owner = queries.users_by_id(conn, [row["responsible_id"]]).get(row["responsible_id"])
+        fields = [(views.FIELD_LABELS.get(k, k), row.get(k)) for k in field_kinds(entity) if k in row]
+        fields += [("Modified", row.get("modified_at")), ("Deleted", row.get("deleted_at"))]
+        return render(request, "record.html", {"entity": entity, "row": row, "fields": fields, "comms": comms,
+                                               "links": links, "owner": owner,
+                                               "name": queries.display_name(entity, row)})
+
+    return app

@@ -1,0 +1,422 @@
+"""What the review pages read: one page of groups, their counts, one group, records, users.
+
+Everything is SQLAlchemy Core with bound parameters. The groups list is built for 100,000 pending
+groups: it walks the ix_dedup_groups_list index (entity_type, status, score) with a keyset cursor
+(score, id), reads names for just the page's records, and counts with one GROUP BY tier.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+
+from crm import schema
+from merge_rules.snapshot import LINKS
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 50
+TIERS = ("certain", "probable", "possible")
+STATUSES = ("pending", "approved", "applied", "skipped", "stale")
+# the lists the groups page offers; "lead_clients" is read from the latest run's lead_clients.parquet
+LISTS = {"contact": "Contacts", "company": "Companies", "lead": "Leads",
+         "lead_clients": "Leads matching clients"}
+CHUNK = 2000  # ids per IN (...) list
+
+
+class BadRequest(ValueError):
+    """A query parameter that cannot be used; the message names it."""
+
+
+# -- who sees what ----------------------------------------------------------------------------
+
+def is_admin(user: dict) -> bool:
+    return user["role"] == "admin"
+
+
+def responsible_contains(conn: Connection, column, user_id: int):
+    """SQL: the JSON list in ``column`` holds ``user_id`` (bound), on SQLite and PostgreSQL."""
+    if conn.dialect.name == "postgresql":
+        return sa.cast(column, postgresql.JSONB).contains(
+            sa.func.jsonb_build_array(sa.bindparam(None, user_id, type_=sa.Integer)))
+    each = sa.func.json_each(column).table_valued("value")
+    return sa.exists(sa.select(sa.literal(1)).select_from(each).where(each.c.value == user_id))
+
+
+def can_see_group(user: dict, group: dict) -> bool:
+    return is_admin(user) or user["id"] in (group.get("responsible_ids") or [])
+
+
+# -- the groups list --------------------------------------------------------------------------
+
+@dataclass
+class Filters:
+    entity: str
+    tier: str | None = None
+    manager: int | None = None
+    run: str | None = None
+    status: str | None = "pending"  # None: every status
+
+    @classmethod
+    def parse(cls, entity: str, tier: str | None, manager: str | None, run: str | None,
+              status: str | None) -> "Filters":
+        if entity not in LISTS:
+            raise BadRequest(f"unknown list {entity!r}; use one of {', '.join(LISTS)}")
+        if tier in ("", "all"):
+            tier = None
+        if tier is not None and tier not in TIERS:
+            raise BadRequest(f"unknown tier {tier!r}; use one of {', '.join(TIERS)}")
+        if status in (None, ""):
+            status = "pending"
+        if status == "all":
+            status = None
+        if status is not None and status not in STATUSES:
+            raise BadRequest(f"unknown status {status!r}; use one of {', '.join(STATUSES)} or all")
+        mid: int | None = None
+        if manager not in (None, ""):
+            try:
+                mid = int(manager)
+            except ValueError:
+                raise BadRequest(f"manager must be a user id, not {manager!r}") from None
+        return cls(entity, tier, mid, run or None, status)
+
+    def query(self, **changes: Any) -> dict[str, str]:
+        """The filters as query parameters (for links), with some changed."""
+        d = {"tier": self.tier, "manager": self.manager, "run": self.run,
+             "status": self.status if self.status is not None else "all"}
+        d.update(changes)
+        return {k: str(v) for k, v in d.items() if v not in (None, "")}
+
+
+def encode_cursor(score: float, group_id: str) -> str:
+    raw = json.dumps([float(score), str(group_id)], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> tuple[float, str]:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        score, gid = json.loads(raw)
+        return float(score), str(gid)
+    except (ValueError, TypeError) as exc:
+        raise BadRequest("the page link is damaged (bad cursor); start from the first page") from exc
+
+
+def _group_where(conn: Connection, f: Filters, user: dict, *, with_tier: bool = True) -> list:
+    g = schema.dedup_groups
+    where = [g.c.entity_type == f.entity]
+    if f.status is not None:
+        where.append(g.c.status == f.status)
+    if with_tier and f.tier is not None:
+        where.append(g.c.tier == f.tier)
+    if f.run is not None:
+        where.append(g.c.run_id == f.run)
+    if f.manager is not None:
+        where.append(responsible_contains(conn, g.c.responsible_ids, f.manager))
+    if not is_admin(user) and f.manager != user["id"]:
+        where.append(responsible_contains(conn, g.c.responsible_ids, user["id"]))
+    return where
+
+
+LIST_COLUMNS = ("id", "entity_type", "run_id", "status", "tier", "score", "primary_id", "member_ids",
+                "responsible_ids", "criteria", "primary_reason")
+
+
+def list_groups(conn: Connection, f: Filters, user: dict, *, after: str | None = None,
+                before: str | None = None, last: bool = False, limit: int = PAGE_SIZE) -> dict[str, Any]:
+    """One page of groups, most certain first (score descending, then id), and whether there are
+    pages before and after it. ``after``/``before`` are cursors of the row next to the page."""
+    g = schema.dedup_groups
+    cols = [g.c[c] for c in LIST_COLUMNS]
+    where = _group_where(conn, f, user)
+    backwards = last or before is not None
+    if after is not None:
+        s, gid = decode_cursor(after)
+        where += [g.c.score <= s, sa.not_(sa.and_(g.c.score == s, g.c.id <= gid))]
+    elif before is not None:
+        s, gid = decode_cursor(before)
+        where += [g.c.score >= s, sa.not_(sa.and_(g.c.score == s, g.c.id >= gid))]
+    order = [g.c.score.asc(), g.c.id.desc()] if backwards else [g.c.score.desc(), g.c.id.asc()]
+    rows = [dict(r) for r in conn.execute(sa.select(*cols).where(*where).order_by(*order).limit(limit + 1))
+            .mappings()]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    if backwards:
+        rows.reverse()
+        has_prev, has_next = more, not last
+    else:
+        has_prev, has_next = after is not None, more
+    return {"rows": rows, "has_prev": has_prev and bool(rows), "has_next": has_next and bool(rows),
+            "prev": encode_cursor(rows[0]["score"], rows[0]["id"]) if rows else None,
+            "next": encode_cursor(rows[-1]["score"], rows[-1]["id"]) if rows else None}
+
+
+def tier_counts(conn: Connection, f: Filters, user: dict) -> dict[str, int]:
+    """Groups per tier under every filter but the tier (one GROUP BY over the index range)."""
+    g = schema.dedup_groups
+    q = sa.select(g.c.tier, sa.func.count()).where(*_group_where(conn, f, user, with_tier=False)).group_by(g.c.tier)
+    counts = {t: 0 for t in TIERS}
+    for tier, n in conn.execute(q):
+        counts[tier] = counts.get(tier, 0) + int(n)
+    return counts
+
+
+def next_group(conn: Connection, group: dict, user: dict) -> str | None:
+    """The id of the group after this one in its list (same entity and status), for "leave for later"."""
+    f = Filters(group["entity_type"], status=group["status"])
+    page = list_groups(conn, f, user, after=encode_cursor(group["score"], group["id"]), limit=1)
+    return page["rows"][0]["id"] if page["rows"] else None
+
+
+# -- records, names, users --------------------------------------------------------------------
+
+def _chunks(ids: Sequence, size: int = CHUNK) -> Iterable[list]:
+    ids = list(ids)
+    for i in range(0, len(ids), size):
+        yield ids[i:i + size]
+
+
+NAME_COLUMNS = {
+    "contact": ("last_name", "first_name", "middle_name"),
+    "company": ("title",),
+    "lead": ("title", "last_name", "first_name", "middle_name", "company_title"),
+}
+
+
+def display_name(entity: str, row: dict | None) -> str:
+    """How a record is named in lists: a person's full name, a company's title, a lead's title."""
+    if row is None:
+        return ""
+    if entity == "company":
+        return (row.get("title") or "").strip()
+    person = " ".join(p.strip() for p in (row.get("last_name"), row.get("first_name"), row.get("middle_name"))
+                      if p and p.strip())
+    if entity == "lead":
+        title = (row.get("title") or "").strip()
+        company = (row.get("company_title") or "").strip()
+        return title or person or company
+    return person
+
+
+def record_names(conn: Connection, entity: str, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """id -> {name, responsible_id, deleted} for just these records."""
+    table = schema.ENTITY_TABLES[entity]
+    cols = [table.c.id, table.c.responsible_id, table.c.deleted_at] + [table.c[c] for c in NAME_COLUMNS[entity]]
+    out: dict[int, dict[str, Any]] = {}
+    for chunk in _chunks(sorted({int(i) for i in ids})):
+        for r in conn.execute(sa.select(*cols).where(table.c.id.in_(chunk))).mappings():
+            out[r["id"]] = {"id": r["id"], "name": display_name(entity, dict(r)),
+                            "responsible_id": r["responsible_id"], "deleted": r["deleted_at"] is not None}
+    return out
+
+
+def users_by_id(conn: Connection, ids: Iterable[int] | None = None) -> dict[int, dict[str, Any]]:
+    """id -> {id, name, email, phone, role, department}; every user when ``ids`` is None."""
+    u = schema.users
+    cols = [u.c.id, u.c.name, u.c.email, u.c.phone, u.c.role, u.c.department]
+    if ids is None:
+        return {r["id"]: dict(r) for r in conn.execute(sa.select(*cols).order_by(u.c.name)).mappings()}
+    out = {}
+    for chunk in _chunks(sorted({int(i) for i in ids if i is not None})):
+        out.update({r["id"]: dict(r) for r in conn.execute(sa.select(*cols).where(u.c.id.in_(chunk))).mappings()})
+    return out
+
+
+def load_user(conn: Connection, user_id: int) -> dict[str, Any] | None:
+    u = schema.users
+    row = conn.execute(sa.select(u.c.id, u.c.name, u.c.email, u.c.role, u.c.password_hash)
+                       .where(u.c.id == user_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def managers(conn: Connection) -> list[dict[str, Any]]:
+    return list(users_by_id(conn).values())
+
+
+def runs(conn: Connection, limit: int = 30) -> list[dict[str, Any]]:
+    r = schema.dedup_runs
+    q = sa.select(r.c.id, r.c.started_at, r.c.status, r.c.entity_types, r.c.folder).order_by(
+        r.c.started_at.desc()).limit(limit)
+    return [dict(x) for x in conn.execute(q).mappings()]
+
+
+def get_group(conn: Connection, group_id: str) -> dict[str, Any] | None:
+    g = schema.dedup_groups
+    row = conn.execute(sa.select(g).where(g.c.id == group_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def read_records(conn: Connection, entity: str, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Whole rows of these records (deleted ones included)."""
+    table = schema.ENTITY_TABLES[entity]
+    out = {}
+    for chunk in _chunks(sorted({int(i) for i in ids})):
+        out.update({r["id"]: dict(r) for r in conn.execute(sa.select(table).where(table.c.id.in_(chunk))).mappings()})
+    return out
+
+
+def read_comms(conn: Connection, entity: str, ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    comm = schema.communications
+    out: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for chunk in _chunks(sorted({int(i) for i in ids})):
+        q = (sa.select(comm.c.id, comm.c.entity_id, comm.c.type, comm.c.kind, comm.c.value)
+             .where(comm.c.entity_type == entity, comm.c.entity_id.in_(chunk)).order_by(comm.c.id))
+        for r in conn.execute(q).mappings():
+            out[r["entity_id"]].append(dict(r))
+    return out
+
+
+def link_counts(conn: Connection, entity: str, ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Rows linked to each record per table (deals, activities, ...): the record's citation index."""
+    out: dict[int, dict[str, int]] = {int(i): {} for i in ids}
+    ids = sorted(out)
+    for spec in LINKS[entity]:
+        t = spec.table
+        col = t.c[spec.column]
+        q = sa.select(col, sa.func.count()).where(col.in_(ids))
+        if spec.polymorphic:
+            q = q.where(t.c.entity_type == entity)
+        for rid, n in conn.execute(q.group_by(col)):
+            out[rid][spec.name] = int(n)
+    return out
+
+
+# -- leads matching existing clients ----------------------------------------------------------
+
+_LEAD_CLIENTS_CACHE: dict[tuple[str, float], pd.DataFrame] = {}
+
+
+def lead_clients_frame(run: dict | None) -> tuple[pd.DataFrame | None, str]:
+    """The run's lead_clients.parquet (cached while the file is unchanged), and a note when missing."""
+    if run is None:
+        return None, "No completed dedup run yet: run `crm-dedup run` first."
+    if not run.get("folder"):
+        return None, f"Run {run['id']} has no folder recorded."
+    path = Path(run["folder"]) / "lead_clients.parquet"
+    if not path.exists():
+        return None, f"Run {run['id']} wrote no {path} (it did not look for leads matching clients)."
+    key = (str(path.resolve()), path.stat().st_mtime)
+    frame = _LEAD_CLIENTS_CACHE.get(key)
+    if frame is None:
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:  # noqa: BLE001 - a broken file is reported on the page, not a crash
+            log.warning("cannot read %s: %s", path, exc)
+            return None, f"Cannot read {path}: {exc}"
+        frame = frame.sort_values(["probability", "lead_id"], ascending=[False, True], ignore_index=True)
+        _LEAD_CLIENTS_CACHE.clear()
+        _LEAD_CLIENTS_CACHE[key] = frame
+    return frame, ""
+
+
+def get_run(conn: Connection, run_id: str | None) -> dict | None:
+    """The given run, else the latest completed one."""
+    r = schema.dedup_runs
+    q = sa.select(r)
+    q = q.where(r.c.id == run_id) if run_id else q.where(r.c.status == "completed").order_by(r.c.started_at.desc())
+    row = conn.execute(q.limit(1)).mappings().first()
+    return dict(row) if row else None
+
+
+def lead_clients_page(conn: Connection, f: Filters, user: dict, page: int, limit: int = PAGE_SIZE) -> dict[str, Any]:
+    run = get_run(conn, f.run)
+    frame, note = lead_clients_frame(run)
+    empty = {"rows": [], "counts": {t: 0 for t in TIERS}, "total": 0, "page": 1, "pages": 1, "note": note, "run": run}
+    if frame is None or frame.empty:
+        return {**empty, "note": note or "No lead matches an existing client in this run."}
+    # a manager sees the rows where they are responsible for the lead or the client
+    required = {u for u in (f.manager, None if is_admin(user) else user["id"]) if u is not None}
+    if required:
+        frame = _lead_clients_for(conn, frame, required)
+    counts = {t: 0 for t in TIERS}
+    counts.update({str(k): int(v) for k, v in frame["tier"].value_counts().items()})
+    if f.tier:
+        frame = frame[frame["tier"] == f.tier]
+    total = len(frame)
+    pages = max(1, -(-total // limit))
+    page = min(max(1, page), pages)
+    part = frame.iloc[(page - 1) * limit: page * limit]
+    leads = record_names(conn, "lead", part["lead_id"])
+    clients = {c: record_names(conn, c, part.loc[part["client_type"] == c, "client_id"]) for c in ("contact", "company")}
+    rows = []
+    for r in part.itertuples(index=False):
+        rows.append({"lead_id": int(r.lead_id), "lead": leads.get(int(r.lead_id)), "client_type": r.client_type,
+                     "client_id": int(r.client_id), "client": clients[r.client_type].get(int(r.client_id)),
+                     "probability": float(r.probability), "tier": r.tier, "explanation": r.explanation})
+    return {"rows": rows, "counts": counts, "total": total, "page": page, "pages": pages, "note": "", "run": run}
+
+
+def _lead_clients_for(conn: Connection, frame: pd.DataFrame, user_ids: set[int]) -> pd.DataFrame:
+    """Rows whose lead or client every one of ``user_ids`` is responsible for (either side)."""
+    owner: dict[tuple[str, int], Any] = {}
+    for entity, ids in (("lead", frame["lead_id"]),
+                        ("contact", frame.loc[frame["client_type"] == "contact", "client_id"]),
+                        ("company", frame.loc[frame["client_type"] == "company", "client_id"])):
+        table = schema.ENTITY_TABLES[entity]
+        for chunk in _chunks(sorted({int(i) for i in ids})):
+            for rid, resp in conn.execute(sa.select(table.c.id, table.c.responsible_id).where(table.c.id.in_(chunk))):
+                owner[(entity, rid)] = resp
+    keep = []
+    for lead_id, ctype, cid in zip(frame["lead_id"], frame["client_type"], frame["client_id"]):
+        sides = {owner.get(("lead", int(lead_id))), owner.get((ctype, int(cid)))}
+        keep.append(all(u in sides for u in user_ids))
+    return frame[keep]
+
+
+@dataclass
+class GroupPage:
+    """Everything the list template needs about one group row."""
+    group: dict
+    primary: dict | None
+    duplicates: list[dict] = field(default_factory=list)
+    managers: list[dict] = field(default_factory=list)
+
+
+def decorate(conn: Connection, entity: str, rows: list[dict]) -> list[GroupPage]:
+    """Names of the page's records and their managers, read for just these rows."""
+    ids = {int(i) for r in rows for i in (r["member_ids"] or [])} | {int(r["primary_id"]) for r in rows}
+    names = record_names(conn, entity, ids) if ids else {}
+    users = users_by_id(conn, {u for r in rows for u in (r["responsible_ids"] or [])})
+    out = []
+    for r in rows:
+        pid = int(r["primary_id"])
+        missing = {"name": "", "deleted": True, "responsible_id": None}
+        primary = {**names.get(pid, missing), "id": pid}
+        dups = [{**names.get(int(i), missing), "id": int(i)} for i in r["member_ids"] if int(i) != pid]
+        out.append(GroupPage(r, primary, dups, [users[u] for u in r["responsible_ids"] or [] if u in users]))
+    return out
+
+
+# -- merges -----------------------------------------------------------------------------------
+
+def merge_users(conn: Connection, merge_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """merge id -> {user_id, undone_by, undone_by_name}: what merge_history does not return."""
+    m, u = schema.dedup_merges, schema.users
+    undoer = u.alias("undoer")
+    out: dict[int, dict[str, Any]] = {}
+    for chunk in _chunks(sorted({int(i) for i in merge_ids})):
+        q = (sa.select(m.c.id, m.c.user_id, m.c.undone_by, undoer.c.name.label("undone_by_name"))
+             .select_from(m.outerjoin(undoer, undoer.c.id == m.c.undone_by)).where(m.c.id.in_(chunk)))
+        out.update({r["id"]: dict(r) for r in conn.execute(q).mappings()})
+    return out
+
+
+def merge_brief(conn: Connection, merge_id: int) -> dict[str, Any] | None:
+    """One merge for the group page: when, who, status, summary."""
+    m, u = schema.dedup_merges, schema.users
+    q = (sa.select(m.c.id, m.c.merged_at, m.c.status, m.c.summary, m.c.undone_at,
+                   sa.func.coalesce(u.c.name, "system").label("who"))
+         .select_from(m.outerjoin(u, u.c.id == m.c.user_id)).where(m.c.id == merge_id))
+    row = conn.execute(q).mappings().first()
+    return dict(row) if row else None

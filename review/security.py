@@ -1,0 +1,100 @@
+"""Sessions, CSRF tokens, signed plans and security headers.
+
+The session is Starlette's SessionMiddleware: a cookie signed with itsdangerous, holding the user id,
+a digest of their password hash (a new password ends old sessions), the CSRF token and flash
+messages. Every POST must carry the session's CSRF token in its form (``csrf_token``).
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Any
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+
+SESSION_COOKIE = "crm_review_session"
+SESSION_MAX_AGE = 12 * 3600
+PLAN_MAX_AGE = 24 * 3600
+MAX_FLASH_CHARS = 1500  # the session is a cookie: keep it well under 4 kB
+
+# No inline script or style anywhere: the only script is /static/review.js.
+HEADERS = {
+    "content-security-policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "same-origin",
+    "cache-control": "no-store",
+}
+
+
+class SecurityHeaders:
+    """ASGI middleware adding the headers above to every HTTP response."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for key, value in HEADERS.items():
+                    if key not in headers:
+                        headers[key] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def csrf_token(request: Request) -> str:
+    """The session's CSRF token, made on first use."""
+    token = request.session.get("csrf")
+    if not token:
+        token = request.session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+def csrf_ok(request: Request, form: dict[str, Any]) -> bool:
+    expected = request.session.get("csrf")
+    given = form.get("csrf_token")
+    return bool(expected) and isinstance(given, str) and hmac.compare_digest(expected, given)
+
+
+def flash(request: Request, text: str, level: str = "info", details: list[str] | None = None) -> None:
+    """A message shown once on the next page rendered for this session."""
+    items = list(request.session.get("flash", []))
+    details = [d[:300] for d in (details or [])[:8]]
+    items.append({"level": level, "text": text[:MAX_FLASH_CHARS], "details": details})
+    request.session["flash"] = items[-3:]
+
+
+def pop_flash(request: Request) -> list[dict[str, Any]]:
+    return request.session.pop("flash", [])
+
+
+class PlanSigner:
+    """The plan a person was shown travels with the form, signed, so that merging can check that the
+    rows did not change since (and nobody can swap in another plan)."""
+
+    def __init__(self, secret_key: str):
+        self._s = URLSafeTimedSerializer(secret_key, salt="crm-dedup-review-plan")
+
+    def dumps(self, group_id: str, user_id: int, plan: dict) -> str:
+        return self._s.dumps({"g": group_id, "u": user_id, "p": plan})
+
+    def loads(self, token: str, group_id: str, user_id: int) -> dict | None:
+        """The plan, or None when the token is damaged, too old, or made for another group or user."""
+        try:
+            data = self._s.loads(token, max_age=PLAN_MAX_AGE)
+        except (BadSignature, ValueError, TypeError):
+            return None
+        if not isinstance(data, dict) or data.get("g") != group_id or data.get("u") != user_id:
+            return None
+        return data.get("p")

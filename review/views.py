@@ -1,0 +1,290 @@
+"""The group page's model: records side by side, the merge plan per field, conflicts, pairs explained.
+
+Who sees what (Bitrix24's rule, enforced here and again by the merge engine): an admin plans with every
+record of the group; a manager plans only with the records they are responsible for, and sees the
+other managers' records read-only, last. With fewer than two of their own records there is nothing
+they may merge.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from merge_rules.plan import MergePlan, plan_groups
+from merge_rules.rules import MULTI
+from merge_rules.settings import MergeSettings, field_kinds
+from review import queries
+from review.queries import is_admin
+
+log = logging.getLogger(__name__)
+
+ACTIONABLE = ("pending", "approved", "stale")  # statuses a group can still be merged from
+FIELD_LABELS = {
+    "last_name": "Last name", "first_name": "First name", "middle_name": "Middle name", "birthdate": "Birthdate",
+    "post": "Post", "address": "Address", "comments": "Comments", "source": "Source", "tax_id": "Tax id (INN)",
+    "responsible_id": "Responsible", "created_at": "Created", "modified_at": "Modified", "title": "Title",
+    "industry": "Industry", "website": "Website", "company_title": "Company", "status": "Status",
+    "contact_id": "Contact", "company_id": "Company record", "phone": "Phones", "email": "Emails",
+    "web": "Websites", "im": "Messengers",
+}
+RULE_WORDS = {
+    "keep_primary": "primary's value", "fill_empty": "fill empty", "most_recent": "most recent",
+    "oldest": "oldest", "longest": "longest", "most_common": "most common", "max": "largest", "min": "smallest",
+    "sum": "sum", "concat": "joined", "prefer_valid": "valid value first", "union": "united", "choice": "your choice",
+}
+LINK_LABELS = {"deals": "deals", "invoices": "invoices", "quotes": "quotes", "activities": "activities",
+               "history": "history events", "leads": "leads", "contact_companies": "company links"}
+
+
+def fmt(value: Any) -> str:
+    """A value as shown on the page (the template escapes it)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return str(value)
+
+
+@dataclass
+class Column:
+    """One record of the group, as a column of the side-by-side table."""
+    id: int
+    row: dict | None
+    name: str
+    owner: dict | None
+    editable: bool  # in the plan: the signed-in user may merge it
+    is_primary: bool
+    deleted: bool
+    links: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class FieldRow:
+    name: str
+    label: str
+    values: list[str]  # per column
+    result: str | None = None
+    source_id: int | None = None
+    rule: str = ""
+    conflict: bool = False
+    resolved_by: str | None = None
+    candidates: list[tuple[int, str]] = field(default_factory=list)
+    chosen: int | None = None
+    differs: bool = False
+
+
+@dataclass
+class CommRow:
+    type: str
+    label: str
+    values: list[list[dict]]  # per column: [{value, kind, action}]
+    result: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PairView:
+    id_a: int
+    id_b: int
+    probability: float
+    tier: str
+    criteria: str
+    explanation: str
+    bars: list[dict]  # {name, bits, width, sign}
+
+
+@dataclass
+class GroupView:
+    group: dict
+    entity: str
+    columns: list[Column]
+    primary_id: int | None
+    plan: MergePlan | None
+    fields: list[FieldRow]
+    comms: list[CommRow]
+    pairs: list[PairView]
+    warnings: list[str]
+    blockers: list[str]  # why this user cannot merge (shown instead of the merge button)
+    choices: dict[str, int]
+    users: dict[int, dict]
+
+    @property
+    def can_act(self) -> bool:
+        return self.group["status"] in ACTIONABLE
+
+    @property
+    def can_merge(self) -> bool:
+        return self.can_act and self.plan is not None and not self.blockers and not self.plan.problems
+
+    def column(self, record_id: int) -> Column | None:
+        return next((c for c in self.columns if c.id == record_id), None)
+
+
+def parse_choices(items: Mapping[str, Any], entity: str) -> dict[str, int]:
+    """``c.<field>=<record id>`` parameters (form or query) as build_plan choices; junk is ignored."""
+    kinds = field_kinds(entity)
+    out = {}
+    for key, value in items.items():
+        if not key.startswith("c."):
+            continue
+        name = key[2:]
+        if kinds.get(name) in (None, MULTI):
+            continue
+        try:
+            out[name] = int(value)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def split_members(group: dict, records: dict[int, dict], user: dict) -> tuple[list[int], list[int]]:
+    """(records the user may merge, records shown read-only): the group's order, the user's first."""
+    members = [int(m) for m in group["member_ids"]]
+    if is_admin(user):
+        return members, []
+    mine = [m for m in members if (records.get(m) or {}).get("responsible_id") == user["id"]]
+    return mine, [m for m in members if m not in mine]
+
+
+def plan_for(store, group: dict, user: dict, settings: MergeSettings, primary: int | None,
+             choices: Mapping[str, int], records: dict[int, dict]) -> tuple[MergePlan | None, int | None, list[str]]:
+    """The plan this user may apply: (plan or None, its primary, blockers). Deleted records stay out."""
+    entity = group["entity_type"]
+    mine, _others = split_members(group, records, user)
+    live = [m for m in mine if m in records and records[m].get("deleted_at") is None]
+    blockers: list[str] = []
+    if len(live) < 2:
+        if not is_admin(user) and len(mine) < len(group["member_ids"]):
+            blockers.append(f"You are responsible for {len(live)} live record(s) of this group; merging needs at "
+                            "least two. Records of other managers are shown read-only: ask an admin or "
+                            "their manager to merge them.")
+        else:
+            blockers.append("Fewer than two records of this group are still live: nothing to merge.")
+        return None, (live[0] if live else None), blockers
+    if primary not in live:
+        primary = int(group["primary_id"]) if int(group["primary_id"]) in live else live[0]
+    plan = plan_groups(store, entity, [(primary, live)], settings, choices={primary: dict(choices)},
+                       group_ids={primary: group["id"]})[0]
+    return plan, primary, blockers
+
+
+def _bars(contributions: Any) -> list[dict]:
+    """Bits per comparison as bars: width in steps of 5% of the largest, sign for the direction."""
+    if isinstance(contributions, str):
+        try:
+            contributions = json.loads(contributions)
+        except ValueError:
+            return []
+    if not isinstance(contributions, Mapping):
+        return []
+    items = [(str(k), float(v)) for k, v in contributions.items() if isinstance(v, (int, float))]
+    top = max((abs(v) for _k, v in items), default=0.0) or 1.0
+    return [{"name": k, "bits": v, "width": int(round(abs(v) / top * 20)) * 5, "sign": "pos" if v >= 0 else "neg"}
+            for k, v in items]
+
+
+def pair_views(group: dict) -> list[PairView]:
+    out = []
+    for p in group.get("pairs") or []:
+        try:
+            out.append(PairView(int(p["id_a"]), int(p["id_b"]), float(p.get("probability") or 0.0),
+                                str(p.get("tier") or ""), str(p.get("criteria") or ""),
+                                str(p.get("explanation") or ""), _bars(p.get("contributions"))))
+        except (KeyError, TypeError, ValueError) as exc:
+            log.warning("group %s: a pair cannot be shown (%s): %r", group["id"], exc, p)
+    return out
+
+
+def build(store, conn, group: dict, user: dict, settings: MergeSettings, *, primary: int | None = None,
+          choices: Mapping[str, int] | None = None) -> GroupView:
+    entity = group["entity_type"]
+    members = [int(m) for m in group["member_ids"]]
+    records = queries.read_records(conn, entity, members)
+    choices = dict(choices or {})
+    plan, primary_id, blockers = None, None, []
+    if group["status"] in ACTIONABLE:
+        plan, primary_id, blockers = plan_for(store, group, user, settings, primary, choices, records)
+    else:
+        primary_id = int(group["primary_id"])
+    mine, others = split_members(group, records, user)
+    order = ([primary_id] if primary_id in mine else []) + [m for m in mine if m != primary_id] + others
+    in_plan = set(plan.member_ids) if plan else set()
+    comms = queries.read_comms(conn, entity, members)
+    links = queries.link_counts(conn, entity, members)
+    users = queries.users_by_id(conn, {r.get("responsible_id") for r in records.values()} | {user["id"]})
+    columns = []
+    for m in order:
+        row = records.get(m)
+        owner = users.get(row.get("responsible_id")) if row else None
+        columns.append(Column(m, row, queries.display_name(entity, row) if row else "(missing)", owner,
+                              m in in_plan, m == primary_id, bool(row is None or row.get("deleted_at")),
+                              links.get(m, {})))
+
+    def shown(name: str, value: Any) -> str:
+        if name == "responsible_id" and value is not None:
+            u = users.get(value)
+            return f"{u['name']} (#{value})" if u else f"user #{value}"
+        if name in ("contact_id", "company_id") and value is not None:
+            return f"#{value}"
+        return fmt(value)
+
+    fields = []
+    for name, kind in field_kinds(entity).items():
+        if kind == MULTI:
+            continue
+        values = [shown(name, (c.row or {}).get(name)) for c in columns]
+        fr = FieldRow(name, FIELD_LABELS.get(name, name), values, differs=len({v for v in values if v}) > 1)
+        d = plan.fields.get(name) if plan else None
+        if d is not None:
+            fr.result, fr.source_id, fr.rule = shown(name, d.value), d.source_id, d.rule
+            fr.conflict, fr.resolved_by = d.conflict, d.resolved_by
+            fr.candidates = [(rid, shown(name, v)) for rid, v in d.candidates]
+            fr.chosen = choices.get(name, d.source_id if d.resolved_by else None)
+        fields.append(fr)
+    fields.append(FieldRow("modified_at", FIELD_LABELS["modified_at"],
+                           [fmt((c.row or {}).get("modified_at")) for c in columns], rule="set by the merge"))
+
+    actions = {c.id: c.action for c in plan.communications} if plan else {}
+    comm_rows = []
+    for ctype in ("phone", "email", "web", "im"):
+        per = [[{"value": r["value"], "kind": r["kind"], "action": actions.get(r["id"], "")}
+                for r in comms.get(c.id, []) if r["type"] == ctype] for c in columns]
+        if not any(per):
+            continue
+        result = [c.value for c in plan.communications if c.type == ctype and c.action in ("keep", "move")] if plan else []
+        comm_rows.append(CommRow(ctype, FIELD_LABELS[ctype], per, result))
+
+    warnings = [w.message for w in plan.access_warnings] if plan else []
+    for c in columns:
+        if not c.editable and not c.deleted and group["status"] in ACTIONABLE and c.id in others:
+            owner = c.owner["name"] if c.owner else "nobody"
+            warnings.append(f"{entity} #{c.id} is the responsibility of {owner}: shown read-only, it is not "
+                            "part of your merge.")
+        if c.deleted and c.row is not None:
+            warnings.append(f"{entity} #{c.id} was deleted on {fmt(c.row.get('deleted_at'))} (merged or removed "
+                            "since the run); it is left out of the plan.")
+        if c.row is None:
+            warnings.append(f"{entity} #{c.id} no longer exists; it is left out of the plan.")
+    return GroupView(group, entity, columns, primary_id, plan, fields, comm_rows, pair_views(group), warnings,
+                     blockers, choices, users)
+
+
+def criteria_words(pairs: list[dict]) -> str:
+    """Bitrix24-style words from the pairs' criteria: "2 matches by phone, 1 match by email"."""
+    counts: dict[str, int] = {}
+    for p in pairs:
+        for c in filter(None, str(p.get("criteria") or "").split(",")):
+            counts[c] = counts.get(c, 0) + 1
+    parts = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{n} {'match' if n == 1 else 'matches'} by {what}" for what, n in parts) or "similar records"

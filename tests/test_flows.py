@@ -1,0 +1,158 @@
+"""The dedup and apply flows under Prefect's test harness, end to end on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from crm import proposals, schema
+from crm.demo import DemoSizes, generate_demo
+from crm.store import Store
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_server():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+def _settings(tmp_path: Path, **pipeline) -> str:
+    path = tmp_path / "settings.yaml"
+    path.write_text(yaml.safe_dump({"match": {"random_pairs": 100_000},
+                                    "pipeline": {"runs_dir": str(tmp_path / "runs"), **pipeline}}))
+    return str(path)
+
+
+@pytest.fixture
+def demo_store(store):
+    generate_demo(store, DemoSizes(contacts=600, companies=200, leads=200, managers=3), seed=7)
+    return store
+
+
+def test_dedup_flow_stores_proposals_and_a_run_folder(demo_store, tmp_path):
+    from prefect.client.orchestration import get_client
+
+    from pipelines.flows import dedup_flow
+
+    summary = dedup_flow(db=demo_store.url, settings_path=_settings(tmp_path))
+    folder = Path(summary["folder"])
+    for entity in ("contact", "company", "lead"):
+        for name in ("pairs.parquet", "groups.parquet", "group_table.parquet", "model.json", "plans.jsonl",
+                     "quality_fields.parquet"):
+            assert (folder / entity / name).exists(), f"{entity}/{name} missing"
+        assert summary["entities"][entity]["groups"] > 0
+    assert (folder / "lead_clients.parquet").exists()
+    groups = proposals.read_groups(demo_store, status="pending")
+    assert len(groups) == sum(s["groups"] for s in summary["entities"].values())
+    assert groups["plan"].map(lambda p: p is not None and p["primary_id"] is not None).all()
+    run = proposals.latest_run(demo_store)
+    assert run["id"] == summary["run_id"] and run["status"] == "completed"
+    # every record appears in groups.parquet exactly once
+    contacts = pd.read_parquet(folder / "contact" / "groups.parquet")
+    live = demo_store.read_entities("contact")
+    assert sorted(contacts["id"]) == sorted(live["id"])
+
+    import asyncio
+
+    async def artifacts():
+        async with get_client() as client:
+            return await client.read_artifacts()
+
+    keys = {a.key for a in asyncio.run(artifacts())}
+    assert {"dedup-summary", "dedup-groups-per-tier"} <= keys
+
+
+def test_rerun_replaces_pending_but_keeps_decided_groups(demo_store, tmp_path):
+    from pipelines.flows import dedup_flow
+
+    settings = _settings(tmp_path)
+    dedup_flow(db=demo_store.url, entity_types=["contact"], settings_path=settings)
+    first = proposals.read_groups(demo_store, status="pending")
+    approved, skipped = first["id"].iloc[0], first["id"].iloc[1]
+    proposals.set_status(demo_store, [approved], "approved", 1)
+    proposals.set_status(demo_store, [skipped], "skipped", 1)
+    summary = dedup_flow(db=demo_store.url, entity_types=["contact"], settings_path=settings)
+    after = proposals.read_groups(demo_store)
+    assert after.set_index("id").loc[approved, "status"] == "approved"
+    assert after.set_index("id").loc[skipped, "status"] == "skipped"
+    assert after.set_index("id").loc[approved, "run_id"] != summary["run_id"]  # untouched
+    pending = after[after["status"] == "pending"]
+    assert (pending["run_id"] == summary["run_id"]).all()
+    # same data, same seed: the same groups are proposed again (stable ids)
+    assert set(pending["id"]) == set(first["id"]) - {approved, skipped}
+
+
+def test_approve_then_apply_flow_merges_and_relinks(demo_store, tmp_path):
+    from pipelines.flows import apply_flow, dedup_flow
+
+    settings = _settings(tmp_path)
+    dedup_flow(db=demo_store.url, entity_types=["contact"], settings_path=settings)
+    pending = proposals.read_groups(demo_store, status="pending", tiers=["certain"])
+    chosen = pending.head(5)
+    proposals.set_status(demo_store, chosen["id"], "approved", 1)
+    with demo_store.engine.connect() as conn:
+        deals_before = conn.execute(sa.select(sa.func.count()).select_from(schema.deals)).scalar_one()
+    results = apply_flow(db=demo_store.url, batch_id="b1", user_id=1, settings_path=settings)
+    assert [r["status"] for r in results] == ["applied"] * len(chosen)
+    with demo_store.engine.connect() as conn:
+        c = schema.contacts
+        for row in chosen.itertuples():
+            dups = [m for m in row.member_ids if m != row.primary_id]
+            live = conn.execute(sa.select(c.c.id).where(c.c.id.in_(dups), c.c.deleted_at.is_(None))).all()
+            assert live == []
+            orphan = conn.execute(sa.select(sa.func.count()).select_from(schema.deals)
+                                  .where(schema.deals.c.contact_id.in_(dups))).scalar_one()
+            assert orphan == 0
+        assert conn.execute(sa.select(sa.func.count()).select_from(schema.deals)).scalar_one() == deals_before
+    applied = proposals.read_groups(demo_store, status="applied")
+    assert set(applied["id"]) == set(chosen["id"])
+    # the same batch again applies nothing twice
+    assert apply_flow(db=demo_store.url, batch_id="b1", user_id=1, settings_path=settings) == []
+
+
+def test_auto_merge_policy_approves_only_safe_groups(demo_store, tmp_path):
+    from pipelines.flows import dedup_flow
+
+    settings = _settings(tmp_path, auto_merge={"enabled": True})
+    summary = dedup_flow(db=demo_store.url, entity_types=["contact"], settings_path=settings)
+    approved = proposals.read_groups(demo_store, status="approved")
+    assert summary["auto_approved"] == len(approved) > 0
+    for g in approved.itertuples():
+        assert g.tier == "certain" and len(g.responsible_ids) == 1
+        assert not g.plan["conflicts"] and not g.plan["access_warnings"]
+
+
+def test_database_gone_mid_run_fails_clearly_and_leaves_no_partial_proposals(tmp_path, monkeypatch):
+    from pipelines import steps
+    from pipelines.flows import dedup_flow
+
+    url = f"sqlite:///{tmp_path}/crm.db"
+    store = Store(url)
+    store.migrate()
+    generate_demo(store, DemoSizes(contacts=300, companies=100, leads=100, managers=2), seed=3)
+    settings = _settings(tmp_path)
+    real_plan = steps.plan_step
+
+    def vanish(db, entity, folder, settings_path):
+        Path(f"{tmp_path}/crm.db").rename(tmp_path / "moved.db")  # the database disappears
+        return real_plan(db, entity, folder, settings_path)
+
+    monkeypatch.setattr(steps, "plan_step", vanish)
+    with pytest.raises(Exception) as err:
+        dedup_flow(db=url, entity_types=["contact"], settings_path=settings)
+    assert "crm.db" in str(err.value) or "database" in str(err.value).lower()
+    (tmp_path / "moved.db").rename(tmp_path / "crm.db")
+    assert proposals.read_groups(store).empty  # nothing half-stored
+    monkeypatch.setattr(steps, "plan_step", real_plan)
+    summary = dedup_flow(db=url, entity_types=["contact"], settings_path=settings)
+    assert len(proposals.read_groups(store, status="pending")) == summary["entities"]["contact"]["groups"]
+    assert json.loads((Path(summary["folder"]) / "summary.json").read_text())["run_id"] == summary["run_id"]

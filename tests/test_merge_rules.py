@@ -1,0 +1,244 @@
+"""Golden tests of the merge rules (Russian and English values), the settings and the JSON codec."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+
+import pytest
+import yaml
+from hypothesis import given, settings as hsettings, strategies as st
+
+from merge_rules.codec import decode, encode, fingerprint
+from merge_rules.normalise import comm_key, inn_valid
+from merge_rules.rules import RULES, Candidate, RuleContext, RuleError, unite
+from merge_rules.settings import MergeSettings, SettingsError, field_kinds
+
+D = dt.datetime
+
+
+def cands(*values, created=None, modified=None):
+    """Candidates #1 (the primary), #2, #3 ... with optional created/modified datetimes."""
+    out = []
+    for i, v in enumerate(values):
+        out.append(Candidate(i + 1, v, i == 0, (created or [None] * len(values))[i],
+                             (modified or [None] * len(values))[i]))
+    return out
+
+
+def run(rule, candidates, field="post", entity="contact"):
+    return RULES[rule].func(candidates, RuleContext(entity, field))
+
+
+# (description, rule, field, candidates, expected value, expected source, expected conflict)
+CASES = [
+    ("keep primary: the primary's filled value wins", "keep_primary", "post",
+     cands("Директор", "CEO"), "Директор", 1, False),
+    ("keep primary: even when it is empty", "keep_primary", "post", cands(None, "CEO"), None, 1, False),
+    ("fill empty: the primary's empty field filled from a duplicate", "fill_empty", "birthdate",
+     cands(None, dt.date(1980, 5, 17)), dt.date(1980, 5, 17), 2, False),
+    ("fill empty: spelling variants of one value are no conflict, primary's spelling kept", "fill_empty",
+     "last_name", cands("Иванов", " иванов ", "ИВАНОВ"), "Иванов", 1, False),
+    ("fill empty: ё and е are one letter", "fill_empty", "first_name", cands("Пётр", "Петр"), "Пётр", 1, False),
+    ("fill empty: two different filled values are a conflict", "fill_empty", "post",
+     cands("Директор", "Генеральный директор"), "Директор", 1, True),
+    ("fill empty: blank strings count as empty", "fill_empty", "post", cands("  ", "Manager"), "Manager", 2, False),
+    ("fill empty: primary empty, duplicates differ: conflict", "fill_empty", "post",
+     cands(None, "CTO", "CEO"), "CTO", 2, True),
+    ("most recent: the most recently modified record's value", "most_recent", "address",
+     cands("Москва", "Санкт-Петербург", modified=[D(2023, 1, 1), D(2024, 6, 1)]), "Санкт-Петербург", 2, False),
+    ("most recent: ignores records without a value", "most_recent", "address",
+     cands("1 Main St", None, modified=[D(2023, 1, 1), D(2024, 6, 1)]), "1 Main St", 1, False),
+    ("most recent: a tie between different values is a conflict", "most_recent", "address",
+     cands("A", "B", modified=[D(2024, 1, 1), D(2024, 1, 1)]), "A", 1, True),
+    ("oldest: the earliest created record's value", "oldest", "source",
+     cands("web", "phone", created=[D(2023, 1, 1), D(2019, 5, 5)]), "phone", 2, False),
+    ("longest: the longest text", "longest", "title",
+     cands("ООО Ромашка", "Общество с ограниченной ответственностью «Ромашка»"),
+     "Общество с ограниченной ответственностью «Ромашка»", 2, False),
+    ("longest: equal length, different text: conflict", "longest", "title", cands("Acme", "Ajax"), "Acme", 1, True),
+    ("most common: the value most records share, first spelling kept", "most_common", "address",
+     cands("Санкт-Петербург", "Москва", "москва "), "Москва", 2, False),
+    ("most common: a tie is a conflict", "most_common", "industry", cands("IT", "Retail"), "IT", 1, True),
+    ("max: the latest date", "max", "birthdate", cands(dt.date(1980, 1, 1), dt.date(1981, 2, 2), None),
+     dt.date(1981, 2, 2), 2, False),
+    ("min: the earliest datetime", "min", "created_at", cands(D(2023, 1, 1), D(2022, 11, 5, 8, 30)),
+     D(2022, 11, 5, 8, 30), 2, False),
+    ("max: numbers", "max", "amount", cands(Decimal("10.00"), Decimal("250000.50")), Decimal("250000.50"), 2, False),
+    ("min: numbers", "min", "amount", cands(5, 3, None), 3, 2, False),
+    ("sum: Decimals stay exact", "sum", "amount", cands(Decimal("10.50"), Decimal("2.25"), None),
+     Decimal("12.75"), None, False),
+    ("sum: one value is that value, from its record", "sum", "amount", cands(None, 7), 7, 2, False),
+    ("prefer valid: a valid INN over an invalid one", "prefer_valid", "tax_id",
+     cands("7707083894", "7707083893"), "7707083893", 2, False),
+    ("prefer valid: a valid phone over an invalid one", "prefer_valid", "phone",
+     cands("12-34", "+7 (916) 123-45-67"), "+7 (916) 123-45-67", 2, False),
+    ("prefer valid: a valid email over an invalid one", "prefer_valid", "email",
+     cands("john@", "John@Acme.com"), "John@Acme.com", 2, False),
+    ("prefer valid: one website written two ways is no conflict", "prefer_valid", "website",
+     cands("romashka.ru", "https://www.romashka.ru/"), "romashka.ru", 1, False),
+    ("prefer valid: two different valid INNs conflict", "prefer_valid", "tax_id",
+     cands("7707083893", "7736207543"), "7707083893", 1, True),
+    ("prefer valid: nothing valid falls back to fill_empty", "prefer_valid", "tax_id",
+     cands(None, "123"), "123", 2, False),
+]
+
+
+@pytest.mark.parametrize("desc, rule, field, candidates, value, source, conflict", CASES, ids=[c[0] for c in CASES])
+def test_rule(desc, rule, field, candidates, value, source, conflict):
+    out = run(rule, candidates, field)
+    assert (out.value, out.source_id, out.conflict) == (value, source, conflict), desc
+
+
+def test_concat_comments_with_dated_separator_skips_repeats():
+    c = cands("Звонить после 15:00", "Просил КП до пятницы", "звонить  после 15:00", None,
+              modified=[D(2024, 3, 1), D(2024, 4, 15, 16, 45), D(2023, 6, 1), D(2024, 1, 1)])
+    out = run("concat", c, "comments")
+    assert out.value == "Звонить после 15:00\n\n--- from contact #2 (2024-04-15) ---\nПросил КП до пятницы"
+    assert out.source_id is None and not out.conflict
+
+
+def test_concat_single_text_is_kept_as_is():
+    out = run("concat", cands(None, "Met at the expo", modified=[None, D(2023, 1, 1)]), "comments")
+    assert (out.value, out.source_id) == ("Met at the expo", 2)
+
+
+def test_concat_without_primary_text_dates_every_part():
+    c = cands(None, "Note A", "Note B", modified=[None, D(2023, 1, 1), D(2024, 2, 2)])
+    out = run("concat", c, "comments", entity="company")
+    assert out.value == ("--- from company #2 (2023-01-01) ---\nNote A\n\n"
+                         "--- from company #3 (2024-02-02) ---\nNote B")
+
+
+def test_union_of_phones_compares_normalised_and_keeps_raw():
+    c = [Candidate(1, ["+7 (916) 123-45-67", "+7 495 111-22-33"], True),
+         Candidate(2, ["8 916 123 45 67", "+7 495 765-43-21 доб. 12"]),
+         Candidate(3, ["89161234567", "+74957654321"])]
+    out = run("union", c, "phone")
+    assert out.value == ["+7 (916) 123-45-67", "+7 495 111-22-33", "+7 495 765-43-21 доб. 12"]
+
+
+def test_union_of_emails_ignores_case_and_spaces():
+    c = [Candidate(1, ["ivanov@mail.ru"], True), Candidate(2, [" IVANOV@Mail.ru", "i.ivanov@yandex.ru"])]
+    assert run("union", c, "email").value == ["ivanov@mail.ru", "i.ivanov@yandex.ru"]
+
+
+def test_unite_reports_what_each_repeat_repeats():
+    u = unite([("a", "phone", "+7 916 123-45-67"), ("b", "web", "https://www.acme.com/"),
+               ("c", "phone", "8(916)1234567"), ("d", "web", "acme.com")])
+    assert [item for item, _key in u.kept] == ["a", "b"]
+    assert u.repeats == [("c", "a"), ("d", "b")]
+
+
+def test_sum_refuses_text_naming_the_field():
+    with pytest.raises(RuleError, match=r"contact\.post: 'sum' needs numbers, got #2='CEO'"):
+        run("sum", cands(1, "CEO"), "post")
+
+
+def test_max_refuses_mixed_types():
+    with pytest.raises(RuleError, match="cannot compare"):
+        run("max", cands(dt.date(2020, 1, 1), "вчера"), "birthdate")
+
+
+def test_prefer_valid_needs_a_validity_check():
+    with pytest.raises(RuleError, match="no validity check"):
+        run("prefer_valid", cands("a", "b"), "post")
+
+
+def test_comm_keys():
+    assert comm_key("phone", "+7 (916) 123-45-67") == comm_key("phone", "8 916 123 45 67")
+    assert comm_key("phone", "+7 495 765-43-21 доб. 12") == comm_key("phone", "+74957654321")
+    assert comm_key("phone", "+7 916 123-45-67") != comm_key("phone", "+7 916 123-45-68")
+    assert comm_key("email", " Ivan@Mail.RU ") == comm_key("email", "ivan@mail.ru")
+    assert comm_key("web", "HTTP://www.Acme.com/") == comm_key("web", "acme.com")
+    assert comm_key("phone", "12345") != comm_key("email", "12345")
+
+
+@pytest.mark.parametrize("inn, ok", [("7707083893", True), ("7707083894", False), ("500100732259", True),
+                                     ("500100732258", False), ("123", False), ("77070838931", False),
+                                     ("77-07083893", False), (None, False)])
+def test_inn_check_digits(inn, ok):
+    assert inn_valid(inn) is ok
+
+
+# -- settings -------------------------------------------------------------------------------------
+
+def test_defaults_name_a_rule_for_every_field():
+    s = MergeSettings.load()
+    for entity in ("contact", "company", "lead"):
+        assert set(s.fields[entity]) == set(field_kinds(entity)), entity
+    assert s.fields["contact"]["comments"] == "concat"
+    assert s.fields["contact"]["phone"] == "union"
+    assert s.fields["company"]["tax_id"] == "prefer_valid"
+    assert (s.conflict_policy, s.delete_mode) == ("ask", "soft")
+    assert MergeSettings() == s
+
+
+def test_a_settings_file_overrides_only_what_it_names(tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump({"conflict_policy": "most_recent", "delete_mode": "hard",
+                                    "fields": {"contact": {"post": "longest", "email": "keep_primary"}}}))
+    s = MergeSettings.load(path)
+    assert (s.conflict_policy, s.delete_mode) == ("most_recent", "hard")
+    assert s.fields["contact"]["post"] == "longest"
+    assert s.fields["contact"]["email"] == "keep_primary"
+    assert s.fields["contact"]["comments"] == "concat"  # default kept
+    assert s.fields["company"] == MergeSettings().fields["company"]
+    s.save(tmp_path / "again.yaml")
+    assert MergeSettings.load(tmp_path / "again.yaml") == s
+
+
+def test_every_settings_problem_in_one_error(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({
+        "conflict_policy": "coin_flip",
+        "fields": {"contact": {"postt": "longest", "comments": "sum", "last_name": "longst", "phone": "longest",
+                               "post": "prefer_valid"},
+                   "contacts": {"post": "longest"}}}))
+    with pytest.raises(SettingsError) as err:
+        MergeSettings.load(path)
+    msg = str(err.value)
+    for expected in [
+        "conflict_policy: Input should be 'ask', 'keep_primary', 'most_recent' or 'longest'",
+        "fields.contact.postt: contact has no field 'postt' (did you mean 'post'?)",
+        "fields.contact.comments: rule 'sum' does not work on a text field; use one of concat,",
+        "fields.contact.last_name: unknown rule 'longst' (did you mean 'longest'?)",
+        "fields.contact.phone: rule 'longest' does not work on a multi field; use one of keep_primary, union",
+        "fields.contact.post: 'prefer_valid' has no validity check for 'post'",
+        "fields.contacts: unknown entity type (did you mean 'contact'?)",
+    ]:
+        assert expected in msg, (expected, msg)
+
+
+def test_settings_file_errors_are_readable(tmp_path):
+    with pytest.raises(SettingsError, match="Cannot read the merge settings file"):
+        MergeSettings.load(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("fields: [unclosed")
+    with pytest.raises(SettingsError, match="is not valid YAML"):
+        MergeSettings.load(bad)
+    bad.write_text("- a list\n")
+    with pytest.raises(SettingsError, match="must hold a mapping"):
+        MergeSettings.load(bad)
+
+
+# -- codec ----------------------------------------------------------------------------------------
+
+def test_codec_round_trips_dates_datetimes_decimals_through_json():
+    row = {"d": dt.date(1980, 5, 17), "t": D(2024, 4, 15, 16, 45, 30, 123456), "n": Decimal("250000.50"),
+           "s": "Иванов", "i": 3, "b": True, "none": None, "f": 0.1, "list": [Decimal("1.10"), dt.date(2020, 2, 29)]}
+    back = decode(json.loads(json.dumps(encode(row))))
+    assert back == row
+    assert str(back["n"]) == "250000.50" and type(back["t"]) is D and type(back["d"]) is dt.date
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["a", "b", "c"]), st.one_of(
+    st.none(), st.text(), st.integers(), st.booleans(), st.dates(),
+    st.datetimes().map(lambda d: d.replace(fold=0)),  # the database never returns fold=1
+    st.decimals(allow_nan=False, allow_infinity=False, places=2))))
+def test_codec_round_trip_property(row):
+    back = decode(json.loads(json.dumps(encode(row))))
+    assert back == row and {k: type(v) for k, v in back.items()} == {k: type(v) for k, v in row.items()}
+    assert fingerprint(back) == fingerprint(row)

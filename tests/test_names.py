@@ -1,0 +1,389 @@
+"""Person-name normalisation: clean_text, translit, nicknames, patronymics, parsing."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from matchers.names import (
+    PersonName,
+    _from_fields,
+    _tables,
+    _units_of,
+    canonical_first_name,
+    clean_text,
+    is_patronymic,
+    name_variants,
+    normalize_persons,
+    parse_full_name,
+    parse_person,
+    translit,
+)
+
+FAST = settings(max_examples=150, deadline=None, derandomize=True)
+
+# -- clean_text ---------------------------------------------------------------------------------
+
+CLEAN_CASES = [
+    ("case-folds and collapses spaces", "  ИВАНОВ   Иван  ", "иванов иван"),
+    ("ё becomes е", "Ёлкин Фёдор", "елкин федор"),
+    ("punctuation separates words", "Петров-Водкин, К.С.", "петров водкин к с"),
+    ("apostrophes join", "O'Brien Д’Артаньян", "obrien дартаньян"),
+    ("emoji removed", "Иван 😀👍🏽 Петров", "иван петров"),
+    ("zero-width characters removed", "Ив\u200bа\u200dнов\ufeff", "иванов"),
+    ("Latin o and a inside a Cyrillic word", "ИвAнoв", "иванов"),
+    ("Latin c, p, e, x, y, k, m, h, t, b in Cyrillic words", "Cергеев Пeтр Xабибуллин Kудрявцев", "сергеев петр хабибуллин кудрявцев"),
+    ("Cyrillic а, о, е inside a Latin word", "Ivаnov Pеtrоv", "ivanov petrov"),
+    ("upper-case Н and В look like H and B", "HиколаeB", "николаев"),
+    ("all-homoglyph word goes by majority", "Kоpa", "kopa"),
+    ("digits kept", "Ромашка 2000", "ромашка 2000"),
+    ("№ and ™ do not become letters", "Магазин №5™", "магазин 5"),
+    ("None gives empty string", None, ""),
+    ("NaN gives empty string", float("nan"), ""),
+    ("only punctuation gives empty string", " -- !! ", ""),
+    ("German sharp s case-folds", "Straße", "strasse"),
+]
+
+
+@pytest.mark.parametrize("desc,raw,expected", CLEAN_CASES, ids=[c[0] for c in CLEAN_CASES])
+def test_clean_text(desc, raw, expected):
+    assert clean_text(raw) == expected
+
+
+@FAST
+@given(st.text())
+def test_clean_text_idempotent(s):
+    once = clean_text(s)
+    assert clean_text(once) == once
+
+
+# -- translit -----------------------------------------------------------------------------------
+
+SAME_KEY = [
+    ("surname -ov in five spellings", ["Иванов", "Ivanov", "Ivanoff", "Iwanow", "Иваноф"]),
+    ("Алексей", ["Алексей", "Aleksey", "Alexey", "Aleksei", "Alexei", "Aleksej"]),
+    ("Юлия", ["Юлия", "Yulia", "Julia", "Iuliia", "Yuliya", "Yuliia"]),
+    ("kh = h, doubled letters", ["Хабибуллин", "Khabibullin", "Habibullin", "Habibulin"]),
+    ("щ", ["Щукин", "Shchukin", "Schukin", "Shhukin"]),
+    ("x = ks, ия", ["Ксения", "Kseniya", "Xenia", "Ksenia", "Kseniia"]),
+    ("-ий endings", ["Дмитрий", "Dmitriy", "Dmitry", "Dmitrij", "Dmitrii"]),
+    ("initial ye", ["Евгений", "Evgeny", "Yevgeny", "Evgeniy", "Evgenii"]),
+    ("ья", ["Наталья", "Natalya", "Natalia", "Natalja", "Наталия"]),
+    ("ье after a consonant", ["Васильев", "Vasiliev", "Vasilyev", "Vasilev"]),
+    ("ё written yo", ["Фёдоров", "Fyodorov", "Fedorov", "Федоров"]),
+    ("Пётр", ["Пётр", "Pyotr", "Petr"]),
+    ("ye after a vowel", ["Андреев", "Andreyev", "Andreev"]),
+    ("Сергей", ["Сергей", "Sergey", "Sergei", "Sergej"]),
+    ("Юрий", ["Юрий", "Yuri", "Yury", "Yuriy", "Iurii", "Jurij"]),
+    ("Григорьев", ["Григорьев", "Grigoryev", "Grigoriev", "Grigorev"]),
+    ("ц as ts or tz", ["Цветков", "Tsvetkov", "Tzvetkov"]),
+    ("-ский endings, tch", ["Чайковский", "Chaikovsky", "Tchaikovsky", "Chaykovskiy", "Chajkovskij"]),
+    ("ж", ["Жуков", "Zhukov"]),
+    ("Артём", ["Артём", "Artyom", "Artem", "Артем"]),
+    ("Ульяна", ["Ульяна", "Ulyana", "Uliana"]),
+    ("-аев", ["Николаев", "Nikolayev", "Nikolaev"]),
+    ("ый", ["Белый", "Belyy", "Bely", "Belyi"]),
+    ("Людмила", ["Людмила", "Lyudmila", "Ludmila", "Liudmila"]),
+    ("Илья", ["Илья", "Ilya", "Ilia"]),
+    ("Алёна", ["Алёна", "Alyona", "Alena"]),
+    ("Ольга", ["Ольга", "Olga"]),
+    ("Михаил", ["Михаил", "Mikhail", "Mihail"]),
+    ("Татьяна", ["Татьяна", "Tatyana", "Tatiana", "Tatjana"]),
+    ("Яковлев", ["Яковлев", "Yakovlev", "Jakovlev", "Iakovlev"]),
+    ("Кузнецова", ["Кузнецова", "Kuznetsova", "KUZNETSOVA"]),
+    ("ph = f", ["Sophia", "Sofia", "София", "Софья"]),
+    ("mixed script typed", ["ИвAнoв", "Иванов"]),
+    ("upper and lower case", ["IVANOV", "ivanov", "ИВАНОВ"]),
+]
+
+
+@pytest.mark.parametrize("desc,words", SAME_KEY, ids=[c[0] for c in SAME_KEY])
+def test_translit_same_key(desc, words):
+    keys = {translit(w) for w in words}
+    assert len(keys) == 1, dict(zip(words, map(translit, words)))
+
+
+DIFFERENT_KEY = [
+    ("male and female surname", "Иванов", "Иванова"),
+    ("different names", "Алексей", "Александр"),
+    ("different surnames", "Петров", "Сидоров"),
+    ("ш and с", "Шилов", "Силов"),
+]
+
+
+@pytest.mark.parametrize("desc,a,b", DIFFERENT_KEY, ids=[c[0] for c in DIFFERENT_KEY])
+def test_translit_keeps_different_names_apart(desc, a, b):
+    assert translit(a) != translit(b)
+
+
+def test_translit_examples():
+    assert translit("Иванов") == "ivanov"
+    assert translit("Хабибуллин") == "habibulin"
+    assert translit("Иванов Иван") == "ivanov ivan"
+    assert translit("") == ""
+    assert translit("Müller") == translit("Muller")
+    assert translit("Ελλάδα").isascii()  # other scripts via unidecode
+
+
+@FAST
+@given(st.text())
+def test_translit_idempotent_and_ascii(s):
+    key = translit(s)
+    assert translit(key) == key
+    assert key == "" or all(c.isascii() and (c.isalnum() or c == " ") for c in key)
+
+
+@FAST
+@given(st.text(alphabet="абвгдеёжзийклмнопрстуфхцчшщъыьэюяaeiouybcdfghjklmnpqrstvwxz -", max_size=20))
+def test_translit_idempotent_on_name_like_text(s):
+    key = translit(s)
+    assert translit(key) == key
+
+
+# -- first names --------------------------------------------------------------------------------
+
+NICKNAMES = [
+    ("Саша -> Александр", "Саша", "Александр"),
+    ("Шура -> Александр", "Шура", "Александр"),
+    ("Sasha in Latin", "Sasha", "Александр"),
+    ("Саня", "Sanya", "Александр"),
+    ("Дима -> Дмитрий", "Дима", "Дмитрий"),
+    ("Dima", "Dima", "Dmitry"),
+    ("Митя -> Дмитрий", "Митя", "Дмитрий"),
+    ("Лёша -> Алексей", "Лёша", "Алексей"),
+    ("Вова -> Владимир", "Вова", "Владимир"),
+    ("Катя -> Екатерина", "Катя", "Екатерина"),
+    ("Маша -> Мария", "Маша", "Мария"),
+    ("Женя -> Евгений", "Женя", "Евгений"),
+    ("Коля -> Николай", "Kolya", "Николай"),
+    ("Настя -> Анастасия", "Настя", "Анастасия"),
+    ("Юля -> Юлия", "Юля", "Юлия"),
+    ("Наташа -> Наталья", "Наташа", "Наталья"),
+    ("Bill -> William", "Bill", "William"),
+    ("Will -> William", "Will", "William"),
+    ("Billy -> William", "Billy", "William"),
+    ("Bob -> Robert", "Bob", "Robert"),
+    ("Bobby -> Robert", "Bobby", "Robert"),
+    ("Jim -> James", "Jim", "James"),
+    ("Jack -> John", "Jack", "John"),
+    ("Peggy -> Margaret (-> Маргарита)", "Peggy", "Margaret"),
+    ("Kate -> Katherine (-> Екатерина)", "Kate", "Katherine"),
+    ("Katie -> Katherine", "Katie", "Katherine"),
+    ("Dick -> Richard", "Dick", "Richard"),
+    ("a full name stays", "Иван", "Иван"),
+    ("an unknown name stays", "Zyxwvut", "Zyxwvut"),
+]
+
+
+@pytest.mark.parametrize("desc,nick,full", NICKNAMES, ids=[c[0] for c in NICKNAMES])
+def test_canonical_first_name(desc, nick, full):
+    assert canonical_first_name(translit(nick)) == canonical_first_name(translit(full))
+
+
+def test_canonical_first_name_of_full_names_is_their_key():
+    assert canonical_first_name(translit("Александр")) == translit("Александр")
+    assert canonical_first_name(translit("William")) == translit("William")
+    assert canonical_first_name("") == ""
+
+
+def test_name_variants_of_ambiguous_nicknames():
+    sasha = name_variants(translit("Саша"))
+    assert {translit("Александр"), translit("Александра")} <= sasha
+    assert canonical_first_name(translit("Саша")) in sasha
+    zhenya = name_variants(translit("Женя"))
+    assert {translit("Евгений"), translit("Евгения")} <= zhenya
+    assert name_variants(translit("Zyxwvut")) == frozenset({translit("Zyxwvut")})
+
+
+def test_canonical_first_name_idempotent_over_every_known_key():
+    tables = _tables()
+    for key in list(tables.canonical)[:: max(1, len(tables.canonical) // 3000)]:
+        canon = canonical_first_name(key)
+        assert canonical_first_name(canon) == canon, key
+    for key, variants in itertools.islice(tables.variants.items(), 2000):
+        assert canonical_first_name(key) in variants
+
+
+@FAST
+@given(st.text())
+def test_canonical_first_name_idempotent(s):
+    canon = canonical_first_name(translit(s))
+    assert canonical_first_name(canon) == canon
+
+
+# -- patronymics --------------------------------------------------------------------------------
+
+PATRONYMICS = [
+    ("-ович", "Иванович", True), ("-евич", "Сергеевич", True), ("-ич", "Ильич", True),
+    ("-ич Кузьмич", "Кузьмич", True), ("-овна", "Ивановна", True), ("-евна", "Сергеевна", True),
+    ("-ична", "Никитична", True), ("-инична", "Ильинична", True), ("Latin -ovich", "Ivanovich", True),
+    ("Latin -ovitch", "Ivanovitch", True), ("Latin -evich", "Sergeevich", True), ("Latin -ovna", "Ivanovna", True),
+    ("Latin -evna", "Sergeyevna", True), ("Latin -ichna", "Nikitichna", True), ("Львович", "Lvovich", True),
+    ("surname", "Иванов", False), ("surname -ич", "Бабич", False), ("first name", "Иван", False),
+    ("bare suffix", "ovna", False), ("empty", "", False),
+]
+
+
+@pytest.mark.parametrize("desc,word,expected", PATRONYMICS, ids=[c[0] for c in PATRONYMICS])
+def test_is_patronymic(desc, word, expected):
+    assert is_patronymic(word) is expected
+
+
+# -- parsing ------------------------------------------------------------------------------------
+
+IVAN = ("ivan", "ivanov", "ivanovich")
+PERSONS = [
+    ("usual order", ("Иванов", "Иван", "Иванович"), IVAN),
+    ("first and last swapped", ("Иван", "Иванов", "Иванович"), IVAN),
+    ("patronymic typed in the first-name field", ("Иванов", "Иван Иванович", None), IVAN),
+    ("patronymic in the last-name field", ("Иванов Иванович", "Иван", ""), IVAN),
+    ("whole name in the last-name field", ("Иванов Иван Иванович", None, None), IVAN),
+    ("whole name in the first-name field", (None, "Иван Иванович Иванов", None), IVAN),
+    ("Latin spelling", ("Ivanov", "Ivan", "Ivanovich"), IVAN),
+    ("Latin swapped", ("Ivan", "Ivanov", None), ("ivan", "ivanov", "")),
+    ("diminutive resolved", ("Иванова", "Саша", ""), ("aleksandr", "ivanova", "")),
+    ("English nickname, swapped", ("Bill", "Smith", None), (translit("william"), "smit", "")),
+    ("surname ending in -ович stays a surname", ("Абрамович", "Роман", "Аркадьевич"),
+     ("roman", "abramovich", "arkadevich")),
+    ("lone -ович surname with no patronymic", ("Абрамович", "Роман", None), ("roman", "abramovich", "")),
+    ("double surname", ("Петров-Водкин", "Кузьма", "Сергеевич"), ("kuzma", "petrov vodkin", "sergevich")),
+    ("initials", ("Иванов", "И.", "И."), ("i", "ivanov", "i")),
+    ("nothing", (None, None, None), ("", "", "")),
+    ("NaN everywhere", (float("nan"), np.nan, None), ("", "", "")),
+    ("only a first name", (None, "Мария", None), ("mara", "", "")),
+    ("only a surname", ("Петров", None, None), ("", "petrov", "")),
+]
+
+
+@pytest.mark.parametrize("desc,fields,expected", PERSONS, ids=[c[0] for c in PERSONS])
+def test_parse_person(desc, fields, expected):
+    p = parse_person(*fields)
+    assert (p.first, p.last, p.middle) == expected
+
+
+def test_parse_person_fields():
+    p = parse_person("Иванова", "Саша", "Петровна")
+    assert p == PersonName(first="aleksandr", first_raw="sasha", last="ivanova", middle="petrovna",
+                           tokens=("aleksandr", "ivanova", "petrovna"), initials="ap")
+
+
+FULL_NAMES = [
+    ("surname first, Russian", "Иванов Иван Иванович", IVAN),
+    ("first name first, Russian", "Иван Иванович Иванов", IVAN),
+    ("English order", "Ivan Ivanov", ("ivan", "ivanov", "")),
+    ("surname first, Latin", "Ivanov Ivan", ("ivan", "ivanov", "")),
+    ("comma form", "Ivanov, Ivan", ("ivan", "ivanov", "")),
+    ("comma form with patronymic", "Иванов, Иван Иванович", IVAN),
+    ("titles and suffixes dropped", "Dr. John Smith Jr.", ("iohn", "smit", "")),
+    ("suffix after a comma", "John Smith, PhD", ("iohn", "smit", "")),
+    ("English middle name", "John Paul Smith", ("iohn", "smit", "paul")),
+    ("initials after the surname", "Иванов И.И.", ("i", "ivanov", "i")),
+    ("initial before the surname", "I. Ivanov", ("i", "ivanov", "")),
+    ("Russian title", "г-н Петров С.А.", ("s", "petrov", "a")),
+    ("unknown surname and first name, Russian order", "Вжиков Ардалион", (translit("Ардалион"), "vzhikov", "")),
+    ("emoji around", "😀 Иван 😀 Петров", ("ivan", "petrov", "")),
+    ("only a surname", "Петров", ("", "petrov", "")),
+    ("only a first name", "Мария", ("mara", "", "")),
+    ("blank", "   ", ("", "", "")),
+    ("None", None, ("", "", "")),
+]
+
+
+@pytest.mark.parametrize("desc,full,expected", FULL_NAMES, ids=[c[0] for c in FULL_NAMES])
+def test_parse_full_name(desc, full, expected):
+    p = parse_full_name(full)
+    assert (p.first, p.last, p.middle) == expected
+
+
+def test_word_order_does_not_matter():
+    words = ["Иванов", "Иван", "Иванович"]
+    results = {parse_full_name(" ".join(p)) for p in itertools.permutations(words)}
+    assert {(r.first, r.last, r.middle) for r in results} == {IVAN}
+    assert parse_full_name("Ivan Ivanov").tokens == parse_full_name("Иванов Иван").tokens
+    assert parse_person("Smith", "Bill", None).tokens == parse_full_name("William Smith").tokens
+
+
+def test_tokens_are_sorted_and_nickname_resolved():
+    p = parse_full_name("Саша Петров")
+    assert p.tokens == tuple(sorted(("aleksandr", "petrov")))
+    assert p.first_raw == "sasha" and p.initials == "a"
+
+
+@FAST
+@given(st.text(), st.text(), st.text())
+def test_parse_person_never_raises(a, b, c):
+    p = parse_person(a, b, c)
+    assert list(p.tokens) == sorted(p.tokens)
+    assert canonical_first_name(p.first) == p.first
+
+
+@FAST
+@given(st.text())
+def test_parse_full_name_and_patronymic_never_raise(s):
+    parse_full_name(s)
+    is_patronymic(s)
+    name_variants(s)
+
+
+# -- vectorised ---------------------------------------------------------------------------------
+
+def test_normalize_persons_fields_and_index():
+    records = pd.DataFrame({
+        "last_name": ["Иванов", "Иван", None, np.nan, "Smith"],
+        "first_name": ["Иван", "Иванов", None, "Саша", "Bill"],
+        "middle_name": ["Иванович", "Иванович", None, None, None],
+        "full_name": [None, None, "Ivanov, Ivan", None, "ignored when fields are filled"],
+    }, index=[10, 20, 30, 40, 50])
+    out = normalize_persons(records)
+    assert list(out.index) == [10, 20, 30, 40, 50]
+    assert list(out.columns) == ["first", "first_raw", "last", "middle", "tokens", "initials", "full"]
+    assert out.loc[10, ["first", "last", "middle", "initials"]].tolist() == ["ivan", "ivanov", "ivanovich", "ii"]
+    assert out.loc[20, "tokens"] == out.loc[10, "tokens"] == "ivan ivanov ivanovich"
+    assert out.loc[30, ["first", "last", "full"]].tolist() == ["ivan", "ivanov", "ivanov ivan"]
+    assert out.loc[40, ["first", "first_raw", "last"]].tolist() == ["aleksandr", "sasha", ""]
+    assert out.loc[50, "first"] == translit("william")
+    assert out.loc[10, "full"] == "иванов иван иванович"
+
+
+def test_normalize_persons_without_name_columns_or_rows():
+    out = normalize_persons(pd.DataFrame({"x": [1, 2]}, index=["a", "b"]))
+    assert list(out.index) == ["a", "b"] and (out["first"] == "").all()
+    empty = normalize_persons(pd.DataFrame({"first_name": pd.Series([], dtype=object)}))
+    assert len(empty) == 0 and "tokens" in empty.columns
+
+
+NAME_POOL = ["Иванов", "Иван", "Иванович", "Саша", "Ivanov", "Smith", "Bill", "Петров-Водкин", "И.", "",
+             None, "Абрамович", "Иванова", "Мария Ивановна", "😀", "-", "Dr. John"]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.sampled_from(NAME_POOL), st.sampled_from(NAME_POOL), st.sampled_from(NAME_POOL),
+                          st.sampled_from(NAME_POOL)), min_size=1, max_size=30))
+def test_normalize_persons_agrees_with_parse(rows):
+    """The vectorised path (with its inlined common case) gives what parse_person/parse_full_name give."""
+    records = pd.DataFrame(rows, columns=["last_name", "first_name", "middle_name", "full_name"])
+    out = normalize_persons(records)
+    for i, (last, first, middle, full) in enumerate(rows):
+        if _units_of(last) or _units_of(first) or _units_of(middle):
+            p = _from_fields(_units_of(last), _units_of(first), _units_of(middle))
+            assert p == parse_person(last, first, middle)
+        else:
+            p = parse_full_name(full)
+        got = out.iloc[i]
+        assert (got["first"], got["first_raw"], got["last"], got["middle"], got["tokens"], got["initials"]) == (
+            p.first, p.first_raw, p.last, p.middle, " ".join(p.tokens), p.initials)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(st.lists(st.one_of(st.text(), st.none(), st.floats(allow_nan=True)), min_size=0, max_size=10))
+def test_normalize_persons_never_raises(values):
+    records = pd.DataFrame({"last_name": values, "full_name": values}, dtype=object)
+    out = normalize_persons(records)
+    assert len(out) == len(values)
+    assert not any(isinstance(v, float) and math.isnan(v) for v in out["first"])

@@ -1,0 +1,170 @@
+"""Phone normalisation: formats, extensions, placeholders, and the fast path agreeing with phonenumbers."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pandas as pd
+import phonenumbers
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import matchers.phones as phones
+from matchers.phones import Phone, _fast_ru, _slow, _validity_regex, normalize_phones, parse_phone
+
+FAST = settings(max_examples=150, deadline=None, derandomize=True)
+MOSCOW = "+74951234567"
+
+CASES = [
+    # description, raw, e164, ext, valid, placeholder
+    ("trunk prefix 8 with spaces", "8 495 1234567", MOSCOW, None, True, False),
+    ("trunk prefix 8, digits only", "84951234567", MOSCOW, None, True, False),
+    ("country code 7 without plus", "74951234567", MOSCOW, None, True, False),
+    ("ten digits, no prefix", "4951234567", MOSCOW, None, True, False),
+    ("brackets and dashes", "+7 (495) 123-45-67", MOSCOW, None, True, False),
+    ("Russian extension доб.", "+7 (495) 123-45-67 доб. 123", MOSCOW, "123", True, False),
+    ("Russian extension добавочный", "+7 495 123 45 67 добавочный 12", MOSCOW, "12", True, False),
+    ("Russian extension вн.", "8 495 123-45-67 вн. 5", MOSCOW, "5", True, False),
+    ("English extension ext", "+7 495 123 45 67 ext 12", MOSCOW, "12", True, False),
+    ("extension x", "+7 495 123 45 67 x12", MOSCOW, "12", True, False),
+    ("text before the number", "тел: 8-916-123-45-67", "+79161234567", None, True, False),
+    ("mobile", "8 (916) 123-45-67", "+79161234567", None, True, False),
+    ("toll free 8-800", "8 (800) 555-35-35", "+78005553535", None, True, False),
+    ("Kazakhstan shares +7", "+7 7172 123456", "+77172123456", None, True, False),
+    ("United Kingdom", "+44 20 7946 0958", "+442079460958", None, True, False),
+    ("00 international prefix", "00 49 30 1234567", "+49301234567", None, True, False),
+    ("Russian international prefix 8-10", "8-10-49-30-1234567", "+49301234567", None, True, False),
+    ("USA", "+1 212 555 0123", "+12125550123", None, True, False),
+    ("pandas float", 84951234567.0, MOSCOW, None, True, False),
+    ("integer", 89161234567, "+79161234567", None, True, False),
+    ("possible but not valid keeps e164", "+7 (601) 123-45-67", "+76011234567", None, False, False),
+    ("too short", "12345", None, None, False, False),
+    ("local number without area code", "5551234", None, None, False, False),
+    ("two numbers in one field", "+7 916 123 45 67, +7 916 765 43 21", None, None, False, False),
+    ("letters only", "abc", None, None, False, False),
+    ("zeros with country code", "+7 (000) 000-00-00", None, None, False, True),
+    ("repeated ones", "1111111", None, None, False, True),
+    ("zeros", "0000000", None, None, False, True),
+    ("repeated nines", "+7 999 999 99 99", None, None, False, True),
+    ("ascending digits", "123456", None, None, False, True),
+    ("ascending digits with code", "+7 (123) 456-78-90", None, None, False, True),
+    ("zeros after the area code", "+7 (495) 000-00-00", None, None, False, True),
+    ("word нет", "нет", None, None, False, True),
+    ("dash", "-", None, None, False, True),
+    ("n/a", "n/a", None, None, False, True),
+    ("None", None, None, None, False, False),
+    ("NaN", float("nan"), None, None, False, False),
+    ("empty", "", None, None, False, False),
+    ("blank", "   ", None, None, False, False),
+]
+
+
+@pytest.mark.parametrize("desc,raw,e164,ext,valid,placeholder", CASES, ids=[c[0] for c in CASES])
+def test_parse_phone(desc, raw, e164, ext, valid, placeholder):
+    p = parse_phone(raw)
+    assert (p.e164, p.ext, p.valid, p.placeholder) == (e164, ext, valid, placeholder)
+    if e164:
+        assert p.national == phonenumbers.national_significant_number(phonenumbers.parse(e164))
+
+
+def test_phone_fields():
+    assert parse_phone("+7 (495) 123-45-67 доб. 123") == Phone(MOSCOW, "4951234567", "123", True, False)
+    assert parse_phone(None) == Phone(None, None, None, False, False)
+    assert parse_phone("нет") == Phone(None, None, None, False, True)
+
+
+def test_other_default_region():
+    assert parse_phone("020 7946 0958", region="GB").e164 == "+442079460958"
+    assert parse_phone("(212) 555-0123", region="US").e164 == "+12125550123"
+
+
+def _formats(nat: str) -> list[str]:
+    return [nat, "8" + nat, "7" + nat, "+7" + nat, f"+7 ({nat[:3]}) {nat[3:6]}-{nat[6:8]}-{nat[8:]}",
+            f"8 {nat[:3]} {nat[3:]}", f"8-{nat[:3]}-{nat[3:6]}-{nat[6:]}", f"+7.{nat[:3]}.{nat[3:]}",
+            f"8 ({nat[:4]}) {nat[4:]}", f"({nat[:3]}) {nat[3:]}", f"+8{nat}", f"7 {nat}", f"{nat[0]}"]
+
+
+def test_fast_path_agrees_with_phonenumbers():
+    """Every answer of the fast path equals the phonenumbers path on generated numbers of every
+    leading digit, in many written shapes, including placeholders."""
+    rng = random.Random(7)
+    answered = compared = 0
+    nationals = ["".join(rng.choice("0123456789") for _ in range(10)) for _ in range(700)]
+    nationals += ["9" + "".join(rng.choice("0123456789") for _ in range(9)) for _ in range(200)]
+    nationals += ["4950000000", "9999999999", "3456789012", "9876543210", "8101234567", "8001234567"]
+    for nat in nationals:
+        for text in _formats(nat):
+            compared += 1
+            fast = _fast_ru(text)
+            if fast is None:
+                continue
+            answered += 1
+            assert fast == _slow(text, "RU"), text
+    assert compared > 8000 and answered > compared // 3
+
+
+def test_validity_regex_equals_is_valid_number():
+    rng = random.Random(11)
+    for _ in range(4000):
+        nat = rng.choice("123456789") + "".join(rng.choice("0123456789") for _ in range(rng.choice([9, 9, 9, 6, 13])))
+        num = phonenumbers.PhoneNumber(country_code=7, national_number=int(nat))
+        assert (_validity_regex(7).match(nat) is not None) == phonenumbers.is_valid_number(num), nat
+
+
+@FAST
+@given(st.text())
+def test_parse_phone_never_raises(s):
+    p = parse_phone(s)
+    assert isinstance(p, Phone)
+    assert not (p.placeholder and (p.e164 or p.valid))
+
+
+@FAST
+@given(st.from_regex(r"\+?[78]?[ (]?[3-9][0-9]{2}[) -]?[0-9]{3}[ -]?[0-9]{2}[ -]?[0-9]{2}", fullmatch=True))
+def test_parse_phone_idempotent_on_its_e164(s):
+    p = parse_phone(s)
+    if p.e164:
+        again = parse_phone(p.e164)
+        assert (again.e164, again.national, again.valid) == (p.e164, p.national, p.valid)
+
+
+def test_normalize_phones_index_nan_and_agreement():
+    values = pd.Series(["8 495 1234567", None, np.nan, "+7 (495) 123-45-67", "нет", "12345", 84951234567.0,
+                        "+44 20 7946 0958", ""], index=[f"r{i}" for i in range(9)])
+    out = normalize_phones(values)
+    assert list(out.index) == list(values.index)
+    assert list(out.columns) == ["e164", "national", "ext", "valid", "placeholder"]
+    assert out["valid"].dtype == bool and out["placeholder"].dtype == bool
+    for idx, raw in values.items():
+        p = parse_phone(raw)
+        assert tuple(out.loc[idx]) == (p.e164, p.national, p.ext, p.valid, p.placeholder)
+    assert out.loc["r0", "e164"] == out.loc["r3", "e164"] == out.loc["r6", "e164"] == MOSCOW
+
+
+def test_normalize_phones_parses_each_distinct_value_once(monkeypatch):
+    calls = []
+    real = phones._slow
+
+    def counting(text, region):
+        calls.append(text)
+        return real(text, region)
+
+    monkeypatch.setattr(phones, "_slow", counting)
+    values = pd.Series(["+44 20 7946 0958", "5551234"] * 50 + ["8 916 123 45 67"] * 50)
+    out = normalize_phones(values)
+    assert sorted(calls) == ["+44 20 7946 0958", "5551234"]   # the Russian one took the fast path
+    assert out["e164"].iloc[0] == "+442079460958" and out["e164"].iloc[-1] == "+79161234567"
+
+
+def test_normalize_phones_empty_series():
+    out = normalize_phones(pd.Series([], dtype=object))
+    assert len(out) == 0 and list(out.columns) == ["e164", "national", "ext", "valid", "placeholder"]
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(st.lists(st.one_of(st.text(), st.none(), st.floats(), st.integers()), max_size=12))
+def test_normalize_phones_never_raises(values):
+    out = normalize_phones(pd.Series(values, dtype=object))
+    assert len(out) == len(values)
