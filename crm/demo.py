@@ -52,7 +52,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 import pandas as pd
@@ -718,10 +718,8 @@ def _concat_parts(a: dict, b: dict) -> dict[str, np.ndarray]:
 
 def _phone_parts(phones: list[Phone | None]) -> dict[str, np.ndarray]:
     out = _empty_parts(len(phones))
-    for i, ph in enumerate(phones):
-        if ph is not None:
-            for k in _PHONE_KEYS:
-                out[k][i] = getattr(ph, k)
+    for k in _PHONE_KEYS:
+        out[k][:] = [getattr(ph, k) if ph is not None else out[k][0] for ph in phones]
     return out
 
 
@@ -1194,39 +1192,26 @@ def _company_basics(k: int, rng: np.random.Generator) -> _CompanyBasics:
     a = rng.integers(0, 1000, k)
     b = rng.integers(0, 1000, k)
     c = rng.integers(0, 1000, k)
-    roots_ru, roots_en, words_en = _RU_COMPANY_ROOTS, v.en_roots, v.en_words
-    last_m = v.last_ru_m.name_e
-    first_m = v.first["ru_m"].name_e
-    patr_m = v.patr_m.name_e
-    names = []
-    for i in range(k):
-        if ru[i]:
-            if form[i] == "ИП":
-                ln, fn, pn = last_m[a[i] % len(last_m)], first_m[b[i] % len(first_m)], patr_m[c[i] % len(patr_m)]
-                names.append(f"{ln} {fn[0]}.{pn[0]}." if a[i] % 2 else f"{ln} {fn} {pn}")
-                continue
-            p, root = pattern[i], roots_ru[a[i] % len(roots_ru)]
-            stem_a, stem_b = _RU_STEMS_A[b[i] % len(_RU_STEMS_A)], _RU_STEMS_B[c[i] % len(_RU_STEMS_B)]
-            if p == 0:
-                names.append(root)
-            elif p == 1:
-                names.append(stem_a + stem_b if c[i] % 3 else stem_a + stem_b.capitalize())
-            elif p == 2:
-                names.append(f"{root}-{stem_b.capitalize()}")
-            elif p == 3:
-                names.append(f"{_RU_NAME_PREFIX[c[i] % len(_RU_NAME_PREFIX)]} {root}")
-            else:
-                names.append(f"{last_m[b[i] % len(last_m)]} и партнёры")
-        else:
-            root, word = roots_en[a[i] % len(roots_en)], words_en[b[i] % len(words_en)]
-            p = pattern[i]
-            if p == 0:
-                names.append(root)
-            elif p == 4:
-                names.append(f"{v.last_en.name[c[i] % len(v.last_en.name)]} & Partners")
-            else:
-                names.append(f"{root} {word}")
-    name = np.array(names, dtype=object)
+
+    def pick(words, idx):  # object arrays: + on them concatenates strings element by element
+        return np.array(words, dtype=object)[idx % len(words)]
+
+    root_ru, root_en = pick(_RU_COMPANY_ROOTS, a), pick(v.en_roots, a)
+    stem_a, stem_b = pick(_RU_STEMS_A, b), pick(_RU_STEMS_B, c)
+    stem_b_cap = pick([w.capitalize() for w in _RU_STEMS_B], c)
+    ip_last, ip_first, ip_patr = pick(v.last_ru_m.name_e, a), pick(v.first["ru_m"].name_e, b), pick(v.patr_m.name_e, c)
+    ip_short = ip_last + " " + pick([x[0] for x in v.first["ru_m"].name_e], b) + "." + \
+        pick([x[0] for x in v.patr_m.name_e], c) + "."
+    ru_names = [root_ru, stem_a + np.where(c % 3 > 0, stem_b, stem_b_cap), root_ru + "-" + stem_b_cap,
+                pick(_RU_NAME_PREFIX, c) + " " + root_ru, pick(v.last_ru_m.name_e, b) + " и партнёры"]
+    en_names = [root_en, root_en + " " + pick(v.en_words, b), root_en + " " + pick(v.en_words, b),
+                root_en + " " + pick(v.en_words, b), pick(v.last_en.name, c) + " & Partners"]
+    name = np.empty(k, dtype=object)
+    for p_ in range(5):
+        name[(pattern == p_) & ru] = ru_names[p_][(pattern == p_) & ru]
+        name[(pattern == p_) & ~ru] = en_names[p_][(pattern == p_) & ~ru]
+    is_ip = form == "ИП"
+    name[is_ip] = np.where(a[is_ip] % 2 > 0, ip_short[is_ip], (ip_last + " " + ip_first + " " + ip_patr)[is_ip])
     # Hard negatives: some companies are named like another one (Ромашка / Ромашка Плюс) but are not it
     similar = np.zeros(k, dtype=bool)
     if k >= 10:
@@ -1253,22 +1238,23 @@ def _company_basics(k: int, rng: np.random.Generator) -> _CompanyBasics:
     codes, uniques = pd.factorize(name)
     slug_of = np.array([re.sub(r"[^a-z0-9]+", "", _slug_base(u).lower()) or "company" for u in uniques], dtype=object)
     slugs = slug_of[codes] if k else np.array([], dtype=object)
-    domain = np.array([f"{s}.{t}" for s, t in zip(slugs, tld)], dtype=object)
+    domain = slugs + "." + tld
     # a taken domain: the city, "-group", another zone, and only then a number
-    city_slug = [_latin(c)[:3] for c in city]
+    city_slug = _per_unique(city, lambda x: _latin(x or "")[:3], object)
+    variants = [slugs + "-" + city_slug + "." + tld, slugs + city_slug + "." + tld, slugs + "-group." + tld,
+                slugs + ".net", slugs + "-pro." + tld, slugs + ".biz"]
     attempt = 0
-    dup = pd.Series(domain).duplicated().to_numpy()
-    while dup.any():
-        for i in np.flatnonzero(dup):
-            s, t = slugs[i], tld[i]
-            domain[i] = [f"{s}-{city_slug[i]}.{t}", f"{s}{city_slug[i]}.{t}", f"{s}-group.{t}", f"{s}.net",
-                         f"{s}-pro.{t}", f"{s}.biz"][attempt] if attempt < 6 else f"{s}{rng.integers(2, 10_000)}.{t}"
+    while (dup := pd.Series(domain).duplicated().to_numpy()).any():
+        if attempt < len(variants):
+            domain[dup] = variants[attempt][dup]
+        else:
+            domain[dup] = slugs[dup] + rng.integers(2, 10_000, int(dup.sum())).astype(str).astype(object) + "." + tld[dup]
         attempt += 1
-        dup = pd.Series(domain).duplicated().to_numpy()
-    domain[form == "ИП"] = None
+    domain[is_ip] = None
     gen_local = np.array(["info", "info", "info", "info", "office", "office", "sales", "mail", "hello", "contact"],
                          dtype=object)[rng.integers(0, 10, k)]
-    general = np.array([f"{g}@{d}" if d else None for g, d in zip(gen_local, domain)], dtype=object)
+    general = np.full(k, None, dtype=object)
+    general[~is_ip] = gen_local[~is_ip] + "@" + domain[~is_ip]
     return _CompanyBasics(ru, name, form, city, domain, general, cc, nsn.astype(str).astype(object), alen, similar)
 
 
@@ -1309,7 +1295,13 @@ class People:
     ru: np.ndarray
     male: np.ndarray
     employer: np.ndarray  # index into the employers, -1 for none
-    comm_phone: dict      # the phone behind each row of comms, as parallel arrays (see _PHONE_KEYS)
+    _phone_source: tuple  # (originals' phone parts, duplicates' Phone list, order of comms)
+
+    @cached_property
+    def comm_phone(self) -> dict:
+        """The phone behind each row of comms, as parallel arrays (see _PHONE_KEYS); built when asked."""
+        parts, dup_phones, order = self._phone_source
+        return {k: v[order] for k, v in _concat_parts(parts, _phone_parts(dup_phones)).items()}
 
 
 def _cluster_plan(rng: np.random.Generator, m: int, d: int) -> np.ndarray:
@@ -1627,10 +1619,9 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
                           "value": np.concatenate([comm_value, np.array(dup["comm_value"], dtype=object)])})
     comm_order = np.lexsort((np.concatenate([comm_slot, dup["comm_slot"]]), comms["entity_id"].to_numpy()))
     comms = comms.iloc[comm_order].reset_index(drop=True)
-    phones = _concat_parts(comm_phone, _phone_parts(dup["comm_phone"]))
     return People(frame, comms, truth, origin, np.concatenate([ru, ru[orig]])[order],
                   np.concatenate([male, male[orig]])[order], np.concatenate([employer, employer[orig]])[order],
-                  {k: v[comm_order] for k, v in phones.items()})
+                  (comm_phone, dup["comm_phone"], comm_order))
 
 
 def _dup_created(created: np.ndarray, later: np.ndarray, gap: np.ndarray) -> np.ndarray:
@@ -1773,12 +1764,10 @@ def _pick_kinds(rng: np.random.Generator, applicable: np.ndarray, names: list[st
 def _duplicate_people(orig, r, rng, cols, comm_owner, comm_type, comm_kind, comm_value, comm_phone,
                       comm_slot) -> dict:
     """Noisy copies of the originals ``orig`` (in that order)."""
-    import time as _t; _T0=_t.process_time()
     d = len(orig)
     need = np.unique(orig)  # only the originals that have duplicates matter here
     rows = np.flatnonzero(np.isin(comm_owner, need))
     rows = rows[np.lexsort((comm_slot[rows], comm_owner[rows]))]
-    print("rows", _t.process_time()-_T0)
     registry = {**PERSON_NOISE, **COMM_NOISE}
     names = list(registry)
     weights = np.array([registry[x][0] for x in names], dtype=float)
@@ -1786,12 +1775,10 @@ def _duplicate_people(orig, r, rng, cols, comm_owner, comm_type, comm_kind, comm
                                        comm_type[rows], comm_value[rows], comm_phone["cc"][rows], len(need))
     picks = _pick_kinds(rng, applicable[np.searchsorted(need, orig)], names, weights,
                         rng.choice(_N_NOISES[0], d, p=_p(_N_NOISES[1]))).tolist()
-    print("picks", _t.process_time()-_T0)
     by_owner: dict[int, list[Comm]] = {}
     for row in rows.tolist():
         by_owner.setdefault(int(comm_owner[row]), []).append(
             Comm(comm_type[row], comm_kind[row], comm_value[row], _phone_at(comm_phone, row), int(comm_slot[row])))
-    print("byowner", _t.process_time()-_T0)
     out = {k: [] for k in ("last", "first", "middle", "post", "address", "tax_id", "comments", "note",
                            "comm_owner", "comm_type", "comm_kind", "comm_value", "comm_slot", "comm_phone")}
     birth = np.full(d, np.datetime64("NaT"), dtype="datetime64[D]")
@@ -1824,7 +1811,6 @@ def _duplicate_people(orig, r, rng, cols, comm_owner, comm_type, comm_kind, comm
             out["comm_value"].append(c.value)
             out["comm_phone"].append(c.phone)
             out["comm_slot"].append(c.slot if c.slot is not None else 30 + j)
-    print("loop", _t.process_time()-_T0)
     out["birthdate"] = birth
     out["comm_owner"] = np.array(out["comm_owner"], dtype=np.int64)
     out["comm_slot"] = np.array(out["comm_slot"], dtype=np.int64)

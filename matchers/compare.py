@@ -106,6 +106,10 @@ class StringComparison(Comparison):
 
 
 class FirstNameComparison(Comparison):
+    """First names: the same as written; the same after nicknames and diminutives (their sets of
+    possible full names meet: Саша / Александр, Bill / William, Лена / Елена); one typo apart or
+    Jaro-Winkler close; sounding alike across scripts (Стивен / Stephen); or only an initial."""
+
     name, label = "first_name", "first name"
     levels = ("different", "same initial", "sounds alike", "similar", "same after nicknames", "same")
     tf_level = 5
@@ -114,35 +118,54 @@ class FirstNameComparison(Comparison):
         n = len(a)
         level = np.full(n, NULL, dtype=np.int8)
         tf = np.zeros(n, dtype=np.int32)
-        if "first" not in p.records.columns:
+        if "first_raw" not in p.records.columns:
             return Levels(level, tf)
-        first, first_u = p.codes("first")
         raw, raw_u = p.codes("first_raw")
         ra, rb = raw[a], raw[b]
         both = (ra >= 0) & (rb >= 0)
         level[both] = 0
         raw_len = np.array([len(x) for x in raw_u], dtype=np.int64)
-        raw_initial = np.array([x[:1] for x in raw_u], dtype=object)
+        initial = np.array([x[:1] for x in raw_u], dtype=object)
         la = np.where(ra >= 0, raw_len[np.maximum(ra, 0)], 0)
         lb = np.where(rb >= 0, raw_len[np.maximum(rb, 0)], 0)
         initial_only = both & ((la == 1) | (lb == 1))
-        same_initial = initial_only & (raw_initial[np.maximum(ra, 0)] == raw_initial[np.maximum(rb, 0)])
-        level[same_initial] = 1
+        level[initial_only & (initial[np.maximum(ra, 0)] == initial[np.maximum(rb, 0)])] = 1
         full = both & ~initial_only
-        fa, fb = first[a], first[b]
-        sound, _ = p.codes("first_sound")
-        sa_, sb_ = sound[a], sound[b]
-        level[full & (sa_ >= 0) & (sa_ == sb_)] = 2
-        rest = np.flatnonzero(full & (fa != fb) & (fa >= 0) & (fb >= 0))
-        sim = _code_similarity(fa[rest], fb[rest], first_u, JaroWinkler.normalized_similarity)
-        typo = _code_similarity(fa[rest], fb[rest], first_u, OSA.distance)
-        level[rest[(sim >= 0.88) | (typo <= 1)]] = 3
-        level[full & (fa == fb)] = 4
+        if "first_sound" in p.records.columns:
+            sound, _ = p.codes("first_sound")
+            level[full & (sound[a] >= 0) & (sound[a] == sound[b])] = 2
+        rest = np.flatnonzero(full & (ra != rb))
+        jw = _code_similarity(ra[rest], rb[rest], raw_u, JaroWinkler.normalized_similarity)
+        typo = _code_similarity(ra[rest], rb[rest], raw_u, OSA.distance)
+        short = np.minimum(la[rest], lb[rest]) < 4
+        level[rest[(jw >= 0.88) | ((typo <= 1) & ~short)]] = 3
+        nick = _nickname_match(ra[rest], rb[rest], raw_u)
+        level[rest[nick]] = 4
         exact = full & (ra == rb)
         level[exact] = 5
         counts = np.bincount(raw[raw >= 0], minlength=len(raw_u))
         tf[exact] = counts[ra[exact]]
         return Levels(level, tf)
+
+
+def _nickname_match(ca: np.ndarray, cb: np.ndarray, uniques: np.ndarray) -> np.ndarray:
+    """Whether the full names two first names may stand for meet, once per distinct pair."""
+    from matchers.names import canonical_first_name, name_variants
+
+    if len(ca) == 0:
+        return np.zeros(0, bool)
+    cache: dict[int, frozenset] = {}
+
+    def variants(code: int) -> frozenset:
+        if code not in cache:
+            key = uniques[code]
+            cache[code] = frozenset(name_variants(key)) | {key, canonical_first_name(key)}
+        return cache[code]
+
+    key = ca * len(uniques) + cb
+    ukey, inverse = np.unique(key, return_inverse=True)
+    hit = np.array([bool(variants(int(k // len(uniques))) & variants(int(k % len(uniques)))) for k in ukey], bool)
+    return hit[inverse]
 
 
 class SurnameComparison(StringComparison):
@@ -351,7 +374,41 @@ def compare(p: Prepared, a: np.ndarray, b: np.ndarray, comparisons: list[Compari
         levels[:, j], tf[:, j] = res.level, res.tf
         if res.value is not None:
             shown[c.name] = res.value
+    _swapped_names(p, np.asarray(a), np.asarray(b), comparisons, levels, tf)
     return ComparisonVectors(comparisons, levels, tf, shown)
+
+
+NAME_COLUMNS = {"first_raw": "last", "first": "last", "first_sound": "last_sound"}
+
+
+def _swapped_names(p: Prepared, a: np.ndarray, b: np.ndarray, comparisons, levels, tf) -> None:
+    """Where one record has first and last name in each other's fields (Кэтлин / Росс against
+    Ross / Kathleen) and the parser could not tell, compare the names crosswise and keep the better."""
+    names = [j for j, c in enumerate(comparisons) if c.name in ("first_name", "last_name")]
+    if len(names) < 2 or "first_sound" not in p.records.columns or len(a) == 0:
+        return
+    fs = p.records["first_sound"].fillna("").to_numpy(dtype=object)
+    ls = p.records["last_sound"].fillna("").to_numpy(dtype=object)
+    # one name matching crosswise is enough to try: the other may carry a typo
+    sw = (fs[a] != "") & (ls[a] != "") & (fs[b] != "") & (ls[b] != "") & (ls[a] != ls[b]) & \
+        ((ls[a] == fs[b]) | (fs[a] == ls[b]))
+    idx = np.flatnonzero(sw)
+    if not len(idx):
+        return
+    cols = ["first", "first_raw", "first_sound", "last", "last_sound"]
+    left = p.records.iloc[a[idx]][cols].reset_index(drop=True)
+    right = p.records.iloc[b[idx]][cols].reset_index(drop=True)
+    right = right.assign(first=right["last"], first_raw=right["last"], first_sound=right["last_sound"],
+                         last=right["first_raw"], last_sound=right["first_sound"])
+    empty = pd.DataFrame({"pos": np.empty(0, np.int64)})
+    small = Prepared(p.entity_type, pd.concat([left, right], ignore_index=True), empty, empty, empty, set(p.roles))
+    na = np.arange(len(idx))
+    crossed = np.stack([comparisons[j].compute(small, na, na + len(idx)).level for j in names], axis=1)
+    better = crossed.sum(axis=1) > levels[np.ix_(idx, names)].sum(axis=1)
+    rows = idx[better]
+    for k, j in enumerate(names):
+        levels[rows, j] = crossed[better, k]
+        tf[rows, j] = 0  # value frequencies of the crossed fields are not comparable
 
 
 def describe_pair(cv: ComparisonVectors, i: int, only_evidence: bool = True) -> list[str]:

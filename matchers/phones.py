@@ -49,6 +49,7 @@ _EXT = re.compile(
     r"[\s,;(]*(?:доб(?:авочный)?|доп|вн(?:утр(?:енний)?)?|ext(?:ension)?|extn|x|#|д)\.?\s*[:.]?\s*(\d{1,7})\)?\s*$",
     re.IGNORECASE)
 _LETTER = re.compile(r"[^\W\d_]")
+_LETTER_OR_HASH = re.compile(r"[^\W\d_]|#")
 _SEPARATORS = str.maketrans("", "", " ()-.\t\u00a0")
 _NON_DIGIT = re.compile(r"\D+")
 
@@ -162,7 +163,14 @@ def _fast_ru(text: str) -> tuple | None:
     plus = text[0] == "+"
     digits = (text[1:] if plus else text).translate(_SEPARATORS)
     if not (digits.isascii() and digits.isdigit()):
-        return None
+        # "8 (495) 123-45-67 доб. 12": the same extension rule as the slow path, then the digits
+        m = _EXT.search(text) if _LETTER_OR_HASH.search(text) else None
+        if m is None or m.start() == 0:
+            return None
+        main = _fast_ru(text[:m.start()])
+        if main is None or main[4]:
+            return None
+        return (main[0], main[1], m.group(1), main[3], False)
     n = len(digits)
     if n == 11 and (digits[0] == "7" or (digits[0] == "8" and not plus)):
         national = digits[1:]

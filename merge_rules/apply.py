@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import defaultdict
+import threading
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -401,14 +403,47 @@ def apply_plan(store, plan: MergePlan, user_id: int | None, *, batch_id: str | N
             raise
 
 
+def _apply_reporting(applier: _Applier, plan: MergePlan, batch_id: str, done: dict) -> MergeResult:
+    """Apply one plan of a batch, turning every refusal into a result."""
+    key = plan.group_id or group_key(plan)
+    base = dict(entity_type=plan.entity_type, primary_id=plan.primary_id,
+                merged_ids=list(plan.duplicate_ids), group_id=key, batch_id=batch_id)
+    if key in done:
+        return MergeResult("already_applied", merge_id=done[key],
+                           message=f"merged already in this batch (merge #{done[key]})", **base)
+    try:
+        res = applier.apply(plan, batch_id, key, update_group=plan.group_id is not None, check_done=False)
+    except StalePlanError as exc:
+        _mark_group(applier.conn, plan.group_id, "stale")
+        return MergeResult("stale", message=str(exc), **base)
+    except PermissionDenied as exc:
+        return MergeResult("denied", message=str(exc), **base)
+    except UnresolvedConflicts as exc:
+        return MergeResult("conflicts", message=str(exc), **base)
+    except MergeError as exc:
+        return MergeResult("failed", message=str(exc), **base)
+    except Exception as exc:  # noqa: BLE001 - one broken group must not stop the batch
+        log.exception("merging %s #%s failed", plan.entity_type, plan.primary_id)
+        if applier.conn.in_transaction():
+            applier.conn.rollback()
+        return MergeResult("failed", message=f"{type(exc).__name__}: {exc}", **base)
+    if res.status == "applied":
+        done[key] = res.merge_id
+    return res
+
+
 def apply_batch(store, plans: Iterable[MergePlan], user_id: int | None, batch_id: str, *,
                 group_ids: Sequence[str | None] | None = None,
-                on_result: Callable[[MergeResult], None] | None = None) -> list[MergeResult]:
+                on_result: Callable[[MergeResult], None] | None = None,
+                workers: int = 1) -> list[MergeResult]:
     """Apply plans one transaction each; a group that cannot be merged is reported and the rest go on.
     Re-running the same batch after a crash applies only the groups not merged yet.
 
     ``group_ids`` (aligned with ``plans``) name the dedup_groups rows, overriding ``plan.group_id``;
-    those rows get status 'applied' (or 'stale'). ``on_result`` is called after each group."""
+    those rows get status 'applied' (or 'stale'). ``on_result`` is called after each group (from the
+    worker threads, one call at a time, when ``workers`` > 1). ``workers`` > 1 applies groups over that
+    many connections at once on PostgreSQL, where a merge mostly waits for the server; row locks keep
+    overlapping groups apart. SQLite has one writer at a time, so it always uses one."""
     plans = list(plans)
     if group_ids is not None:
         if len(group_ids) != len(plans):
@@ -416,42 +451,33 @@ def apply_batch(store, plans: Iterable[MergePlan], user_id: int | None, batch_id
         for plan, gid in zip(plans, group_ids):
             if gid is not None:
                 plan.group_id = gid
-    results: list[MergeResult] = []
+    m = schema.dedup_merges
     with store.engine.connect() as conn:
-        applier = _Applier(conn, user_id)
-        m = schema.dedup_merges
         done = dict(conn.execute(sa.select(m.c.group_id, m.c.id).where(m.c.batch_id == batch_id)).all())
-        conn.commit()
-        for plan in plans:
-            key = plan.group_id or group_key(plan)
-            base = dict(entity_type=plan.entity_type, primary_id=plan.primary_id,
-                        merged_ids=list(plan.duplicate_ids), group_id=key, batch_id=batch_id)
-            if key in done:
-                res = MergeResult("already_applied", merge_id=done[key],
-                                  message=f"merged already in this batch (merge #{done[key]})", **base)
-            else:
-                try:
-                    res = applier.apply(plan, batch_id, key, update_group=plan.group_id is not None,
-                                        check_done=False)
-                except StalePlanError as exc:
-                    res = MergeResult("stale", message=str(exc), **base)
-                    _mark_group(conn, plan.group_id, "stale")
-                except PermissionDenied as exc:
-                    res = MergeResult("denied", message=str(exc), **base)
-                except UnresolvedConflicts as exc:
-                    res = MergeResult("conflicts", message=str(exc), **base)
-                except MergeError as exc:
-                    res = MergeResult("failed", message=str(exc), **base)
-                except Exception as exc:  # noqa: BLE001 - one broken group must not stop the batch
-                    log.exception("merging %s #%s failed", plan.entity_type, plan.primary_id)
-                    res = MergeResult("failed", message=f"{type(exc).__name__}: {exc}", **base)
-                if res.status == "applied":
-                    done[key] = res.merge_id
-            results.append(res)
-            if on_result is not None:
-                on_result(res)
-    counts = defaultdict(int)
-    for r in results:
-        counts[r.status] += 1
+    workers = 1 if store.dialect == "sqlite" else max(1, min(int(workers), len(plans) or 1))
+    results: list[MergeResult | None] = [None] * len(plans)
+    lock = threading.Lock()
+    todo = iter(range(len(plans)))
+
+    def work() -> None:
+        with store.engine.connect() as conn:
+            applier = _Applier(conn, user_id)
+            while True:
+                with lock:
+                    i = next(todo, None)
+                if i is None:
+                    return
+                res = results[i] = _apply_reporting(applier, plans[i], batch_id, done)
+                if on_result is not None:
+                    with lock:
+                        on_result(res)
+
+    if workers == 1:
+        work()
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="merge") as pool:
+            for f in [pool.submit(work) for _ in range(workers)]:
+                f.result()
+    counts = Counter(r.status for r in results)
     log.info("batch %s: %s", batch_id, ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     return results

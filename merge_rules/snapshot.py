@@ -100,22 +100,29 @@ class _Queries:
         ids = sa.bindparam("ids", expanding=True)
         self.records = sa.select(table).where(table.c.id.in_(ids)).order_by(table.c.id)
         self.records_locked = self.records.with_for_update()
-        self.comms = (sa.select(comm).where(comm.c.entity_type == entity_type,
-                                             comm.c.entity_id.in_(sa.bindparam("ids", expanding=True)))
-                      .order_by(comm.c.id))
-        # every link table in one UNION ALL: (table, key1, key2, pointing column, flag)
-        parts = []
+        # the communications and every link table in one UNION ALL of
+        # (table, key1, key2, pointing column, flag, comm type, comm kind, comm value)
+        text, num = sa.cast(sa.null(), sa.String(1000)), sa.cast(sa.null(), sa.Integer)
+
+        def label(name: str):
+            return sa.cast(sa.literal(name), sa.String(32)).label("tbl")
+
+        parts = [sa.select(label("communications"), comm.c.id.label("k1"), num.label("k2"),
+                           comm.c.entity_id.label("ref"), num.label("flag"), comm.c.type.label("ctype"),
+                           comm.c.kind.label("ckind"), comm.c.value.label("cvalue"))
+                 .where(comm.c.entity_type == entity_type,
+                        comm.c.entity_id.in_(sa.bindparam("members", expanding=True)))]
         for spec in LINKS[entity_type]:
             t = spec.table
-            name = sa.cast(sa.literal(spec.name), sa.String(32)).label("tbl")
             if t is schema.contact_companies:
                 # the primary's own rows too: they decide whether a moved row collides
-                q = sa.select(name, t.c.contact_id.label("k1"), t.c.company_id.label("k2"),
-                              t.c[spec.column].label("ref"), sa.cast(t.c.is_primary, sa.Integer).label("flag")
+                q = sa.select(label(spec.name), t.c.contact_id.label("k1"), t.c.company_id.label("k2"),
+                              t.c[spec.column].label("ref"), sa.cast(t.c.is_primary, sa.Integer).label("flag"),
+                              text.label("ctype"), text.label("ckind"), text.label("cvalue")
                               ).where(t.c[spec.column].in_(sa.bindparam("members", expanding=True)))
             else:  # only rows that move: those of the duplicates
-                q = sa.select(name, t.c.id.label("k1"), sa.cast(sa.null(), sa.Integer).label("k2"),
-                              t.c[spec.column].label("ref"), sa.cast(sa.null(), sa.Integer).label("flag")
+                q = sa.select(label(spec.name), t.c.id.label("k1"), num.label("k2"), t.c[spec.column].label("ref"),
+                              num.label("flag"), text.label("ctype"), text.label("ckind"), text.label("cvalue")
                               ).where(t.c[spec.column].in_(sa.bindparam("dups", expanding=True)))
                 if spec.polymorphic:
                     q = q.where(t.c.entity_type == entity_type)
@@ -143,7 +150,7 @@ def queries(entity_type: str) -> _Queries:
 
 def read_snapshots(conn: Connection, entity_type: str, groups: Sequence[tuple[int, Sequence[int]]], *,
                    lock: bool = False, with_users: bool = True) -> list[Snapshot]:
-    """Snapshots of many groups with three queries per chunk of ids. ``lock``: SELECT ... FOR UPDATE
+    """Snapshots of many groups with two queries per chunk of ids. ``lock``: SELECT ... FOR UPDATE
     on the entity rows (in id order, so concurrent merges cannot deadlock on them)."""
     qs = queries(entity_type)
     all_ids = sorted({int(i) for _p, members in groups for i in members} | {int(p) for p, _m in groups})
@@ -155,10 +162,12 @@ def read_snapshots(conn: Connection, entity_type: str, groups: Sequence[tuple[in
     for ids in _chunks(all_ids):
         for r in conn.execute(qs.records_locked if lock else qs.records, {"ids": ids}).mappings():
             records[r["id"]] = dict(r)
-        for r in conn.execute(qs.comms, {"ids": ids}).mappings():
-            comms[r["entity_id"]].append(dict(r))
         dups = [i for i in ids if i not in primaries]
         for r in conn.execute(qs.links, {"members": ids, "dups": dups}):
+            if r.tbl == "communications":
+                comms[r.ref].append({"id": r.k1, "entity_type": entity_type, "entity_id": r.ref, "type": r.ctype,
+                                     "kind": r.ckind, "value": r.cvalue})
+                continue
             spec, row = qs.link_row(r)
             links[spec.name][r.ref].append(row)
 
@@ -173,7 +182,7 @@ def read_snapshots(conn: Connection, entity_type: str, groups: Sequence[tuple[in
         order = list(dict.fromkeys(order))
         snap = Snapshot(entity_type, int(primary), order)
         snap.records = {i: records[i] for i in order if i in records}
-        snap.comms = [r for i in order for r in comms.get(i, ())]
+        snap.comms = [r for i in order for r in sorted(comms.get(i, ()), key=lambda r: r["id"])]
         for spec in LINKS[entity_type]:
             rows = [r for i in order for r in links[spec.name].get(i, ())]
             rows.sort(key=lambda r: tuple(r[c] for c in spec.key_columns))

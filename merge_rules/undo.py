@@ -91,6 +91,14 @@ def _later_merges(conn: Connection, merge: dict, keys: set[str]) -> list[int]:
     return out
 
 
+def _update_stmt(tname: str, cols: tuple[str, ...]):
+    """UPDATE table SET <non-key cols> WHERE <key cols>, all from parameters named v_<column>."""
+    table = TABLES[tname]
+    pk = {c.name for c in table.primary_key.columns}
+    return (table.update().where(*(table.c[c] == sa.bindparam(f"v_{c}") for c in cols if c in pk))
+            .values({c: sa.bindparam(f"v_{c}") for c in cols if c not in pk}))
+
+
 def _undo_once(conn: Connection, merge_id: int, user: dict, force: bool) -> UndoResult:
     m = schema.dedup_merges
     with write_transaction(conn):
@@ -139,38 +147,41 @@ def _undo_once(conn: Connection, merge_id: int, user: dict, force: bool) -> Undo
         restored: dict[str, int] = defaultdict(int)
         notes: list[str] = []
         full = {t: {c.name for c in TABLES[t].columns} for t in TABLES}
-        # 1. rows the merge deleted (and rows the merge changed that have disappeared since): insert
+        # 1. rows the merge deleted (and rows it changed that have disappeared since): insert
         for tname in ORDER:
-            table, now = TABLES[tname], current.get(tname, {})
+            now = current.get(tname, {})
+            batch = []
             for key, row in before.get(tname, {}).items():
                 if key in now:
                     continue
                 if set(row) != full[tname]:
                     notes.append(f"{_label(tname, row)} no longer exists and cannot be restored")
                     continue
-                conn.execute(table.insert().values(**row))
-                restored[tname] += 1
-        # 2. rows the merge changed: the old values back
+                batch.append(row)
+            if batch:
+                conn.execute(TABLES[tname].insert(), batch)
+                restored[tname] += len(batch)
+        # 2. rows the merge changed: the old values back (one executemany per table and column set)
         for tname in ORDER:
-            table, now = TABLES[tname], current.get(tname, {})
-            pk = [c.name for c in table.primary_key.columns]
+            now = current.get(tname, {})
+            by_cols: dict[tuple, list[dict]] = defaultdict(list)
             for key, row in before.get(tname, {}).items():
-                if key not in now:
-                    continue
-                cond = sa.and_(*(table.c[c] == row[c] for c in pk))
-                values = {c: v for c, v in row.items() if c not in pk and now[key][c] != v}
-                if values:
-                    conn.execute(table.update().where(cond).values(**values))
-                    restored[tname] += 1
+                if key in now and any(now[key][c] != v for c, v in row.items()):
+                    by_cols[tuple(sorted(row))].append(row)
+            for cols, batch in by_cols.items():
+                conn.execute(_update_stmt(tname, cols), [{f"v_{c}": r[c] for c in cols} for r in batch])
+                restored[tname] += len(batch)
         # 3. rows the merge added: delete (children before parents)
         for tname in reversed(ORDER):
-            table, now = TABLES[tname], current.get(tname, {})
-            pk = [c.name for c in table.primary_key.columns]
-            for key, row in after.get(tname, {}).items():
-                if key in before.get(tname, {}) or key not in now:
-                    continue
-                conn.execute(table.delete().where(sa.and_(*(table.c[c] == row[c] for c in pk))))
-                restored[tname] += 1
+            now = current.get(tname, {})
+            batch = [row for key, row in after.get(tname, {}).items()
+                     if key not in before.get(tname, {}) and key in now]
+            if batch:
+                table = TABLES[tname]
+                pk = [c.name for c in table.primary_key.columns]
+                stmt = table.delete().where(*(table.c[c] == sa.bindparam(f"v_{c}") for c in pk))
+                conn.execute(stmt, [{f"v_{c}": r[c] for c in pk} for r in batch])
+                restored[tname] += len(batch)
 
         when = utcnow()
         conn.execute(m.update().where(m.c.id == merge_id).values(status="undone", undone_at=when,

@@ -198,13 +198,18 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
                 return render(request, "lead_clients.html", {"f": f, "entity": entity, "data": data,
                                                              "people": people, "runs": run_list})
             counts = queries.tier_counts(conn, f, user)
-            listing = queries.list_groups(conn, f, user, after=after, before=before, last=bool(last))
+            bounds = counts.bounds(f.tier)
+            if bounds is None:  # nothing to list: no need to walk the index
+                listing = {"rows": [], "has_prev": False, "has_next": False}
+            else:
+                listing = queries.list_groups(conn, f, user, after=after, before=before, last=bool(last),
+                                              bounds=bounds)
             rows = queries.decorate(conn, entity, listing["rows"])
-        total = counts.get(f.tier, 0) if f.tier else sum(counts.values())
+        total = counts.total(f.tier)
         pages = max(1, -(-total // queries.PAGE_SIZE))
         page = pages if last else max(1, min(page, pages))
         return render(request, "groups.html", {
-            "f": f, "entity": entity, "rows": rows, "counts": counts, "total": total, "listing": listing,
+            "f": f, "entity": entity, "rows": rows, "counts": counts.per_tier, "total": total, "listing": listing,
             "page": page, "pages": pages, "people": people, "runs": run_list})
 
     # -- one group ----------------------------------------------------------------------------

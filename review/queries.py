@@ -134,12 +134,17 @@ LIST_COLUMNS = ("id", "entity_type", "run_id", "status", "tier", "score", "prima
 
 
 def list_groups(conn: Connection, f: Filters, user: dict, *, after: str | None = None,
-                before: str | None = None, last: bool = False, limit: int = PAGE_SIZE) -> dict[str, Any]:
+                before: str | None = None, last: bool = False, limit: int = PAGE_SIZE,
+                bounds: tuple[float, float] | None = None) -> dict[str, Any]:
     """One page of groups, most certain first (score descending, then id), and whether there are
-    pages before and after it. ``after``/``before`` are cursors of the row next to the page."""
+    pages before and after it. ``after``/``before`` are cursors of the row next to the page.
+    ``bounds``: the lowest and highest score of the filtered groups (from :func:`tier_counts`), so
+    that the walk down the score index starts and stops where those groups are."""
     g = schema.dedup_groups
     cols = [g.c[c] for c in LIST_COLUMNS]
     where = _group_where(conn, f, user)
+    if bounds is not None:
+        where += [g.c.score >= bounds[0], g.c.score <= bounds[1]]
     backwards = last or before is not None
     if after is not None:
         s, gid = decode_cursor(after)
@@ -162,13 +167,32 @@ def list_groups(conn: Connection, f: Filters, user: dict, *, after: str | None =
             "next": encode_cursor(rows[-1]["score"], rows[-1]["id"]) if rows else None}
 
 
-def tier_counts(conn: Connection, f: Filters, user: dict) -> dict[str, int]:
-    """Groups per tier under every filter but the tier (one GROUP BY over the index range)."""
+@dataclass
+class Counts:
+    """Groups per tier under every filter but the tier, with each tier's lowest and highest score."""
+    per_tier: dict[str, int]
+    low: dict[str, float]
+    high: dict[str, float]
+
+    def total(self, tier: str | None = None) -> int:
+        return self.per_tier.get(tier, 0) if tier else sum(self.per_tier.values())
+
+    def bounds(self, tier: str | None = None) -> tuple[float, float] | None:
+        """The score range holding the groups of ``tier`` (or all): None when there are none."""
+        tiers = [tier] if tier else list(self.low)
+        lows = [self.low[t] for t in tiers if t in self.low]
+        return (min(lows), max(self.high[t] for t in tiers if t in self.high)) if lows else None
+
+
+def tier_counts(conn: Connection, f: Filters, user: dict) -> Counts:
+    """One GROUP BY over the filtered groups: the counts per tier and their score ranges."""
     g = schema.dedup_groups
-    q = sa.select(g.c.tier, sa.func.count()).where(*_group_where(conn, f, user, with_tier=False)).group_by(g.c.tier)
-    counts = {t: 0 for t in TIERS}
-    for tier, n in conn.execute(q):
-        counts[tier] = counts.get(tier, 0) + int(n)
+    q = (sa.select(g.c.tier, sa.func.count(), sa.func.min(g.c.score), sa.func.max(g.c.score))
+         .where(*_group_where(conn, f, user, with_tier=False)).group_by(g.c.tier))
+    counts = Counts({t: 0 for t in TIERS}, {}, {})
+    for tier, n, low, high in conn.execute(q):
+        counts.per_tier[tier] = counts.per_tier.get(tier, 0) + int(n)
+        counts.low[tier], counts.high[tier] = float(low), float(high)
     return counts
 
 

@@ -216,7 +216,8 @@ def _held_reasons(cv: ComparisonVectors, p: Prepared) -> np.ndarray:
     """Pairs that stay "possible" whatever their score, with the reason in words:
     - only names agree, in a table that has phones or emails (namesakes share names, not phones);
     - first names that cannot be the same person's (not equal, no nickname, typo or sound-alike),
-      or two different patronymics (a father and his son), unless a birthdate or tax id agrees."""
+      or two different patronymics (a father and his son), unless a birthdate or tax id agrees;
+    - two different birthdates, or two different tax ids (another person, another legal entity)."""
     names = cv.names
     n = len(cv.levels)
     reasons = np.full(n, "", dtype=object)
@@ -236,6 +237,10 @@ def _held_reasons(cv: ComparisonVectors, p: Prepared) -> np.ndarray:
         reasons[(level["first_name"] == 0) & ~stable] = "different first names"
     if "middle_name" in level:
         reasons[(level["middle_name"] == 0) & ~stable] = "different patronymics"
+    if "birthdate" in level:  # a typo swaps day and month; any other difference is another person
+        reasons[(level["birthdate"] >= 0) & (level["birthdate"] <= 1)] = "different birthdates"
+    if "tax_id" in level:
+        reasons[level["tax_id"] == 0] = "different tax ids"
     return reasons
 
 

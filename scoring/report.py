@@ -59,14 +59,15 @@ def probability_of(weight) -> np.ndarray:
 
 
 def score_bits(scores: pd.DataFrame) -> np.ndarray:
-    """The match weight of each pair in bits: the ``weight`` column where there is one, except where a
-    deterministic rule raised the probability above what the weights say (then the probability's)."""
-    from_p = bits(scores["probability"])
+    """Where each pair stands in bits: its probability's log2 odds, which a rule may have set apart from
+    the summed weights (raised to certain, or held below probable); the ``weight`` column where the
+    probability, rounded to six decimals, is too close to 1 to tell."""
+    p = scores["probability"].to_numpy(dtype=np.float64)
+    from_p = bits(p)
     if "weight" not in scores.columns:
         return from_p
     w = pd.to_numeric(scores["weight"], errors="coerce").to_numpy(dtype=np.float64)
-    raised = (scores["probability"].to_numpy(dtype=np.float64) < 1) & (from_p > w + 0.05)
-    return np.where(np.isnan(w) | raised, from_p, w)
+    return np.where((p < 0.9999) | np.isnan(w), from_p, np.maximum(w, from_p.clip(max=bits(0.9999))))
 
 
 def threshold_dict(thresholds: Thresholds | Mapping[str, float] | None) -> dict[str, float]:
@@ -805,7 +806,7 @@ def waterfall_steps(contributions: Mapping[str, float], final_probability: float
     out = pd.DataFrame(rows)
     out["probability"] = probability_of(out["end"])
     if final_probability is not None and abs(final_probability - float(out["probability"].iloc[-1])) > 1e-3:
-        # a deterministic rule raised this pair's probability above what the weights say
+        # a rule set this pair's probability apart from what the weights say (raised to certain, or held)
         out.attrs["final_probability"] = final_probability
     return out
 
@@ -831,7 +832,9 @@ def waterfall_chart(steps: pd.DataFrame, title: str = "", final_probability: flo
     ax.axhline(0, color="#333", linewidth=0.8)
     ax.set_xticks(list(x) + [len(steps)], [*steps["step"].astype(str), "final"], rotation=30, ha="right")
     ax.set_ylabel("match weight, bits")
-    ax.annotate(f"{total:+.1f} bits\np = {final_p:.4f}", (len(steps), total), ha="center",
+    by_rule = abs(final_p - float(probability_of(total))) > 1e-3
+    ax.annotate(f"{total:+.1f} bits\np = {final_p:.4f}" + ("\n(set by a rule)" if by_rule else ""),
+                (len(steps), total), ha="center",
                 va="bottom" if total >= 0 else "top", fontsize=9, fontweight="bold",
                 xytext=(0, 4 if total >= 0 else -4), textcoords="offset points")
     low = min(0.0, float(steps[["start", "end"]].min().min()))
@@ -840,6 +843,39 @@ def waterfall_chart(steps: pd.DataFrame, title: str = "", final_probability: flo
     ax.set_ylim(low - pad, high + pad)
     ax.set_title(title or "Evidence per comparison", fontsize=10, loc="left")
     return fig
+
+
+def quality_fields(quality: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per entity type and field (role): records, values, filled, share_empty, invalid, placeholder,
+    share_invalid, share_placeholder, examples. Empty when the run has no quality files."""
+    f = quality.get("fields")
+    if f is None or f.empty:
+        return pd.DataFrame(columns=["entity_type", "role", "records", "values", "share_empty", "share_invalid",
+                                     "share_placeholder"])
+    values = f["values"].astype(float)
+    return f.assign(share_placeholder=np.where(values > 0, f["placeholder"] / values.where(values > 0, 1), 0.0))
+
+
+def quality_sources(quality: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per entity type and source (web, call, import...): records, values, invalid, placeholder and their
+    shares over every field, and the mean share of fields left empty."""
+    s = quality.get("sources")
+    cols = ["entity_type", "source", "records", "values", "invalid", "placeholder", "share_invalid",
+            "share_placeholder", "share_empty"]
+    if s is None or s.empty:
+        return pd.DataFrame(columns=cols)
+    out = s.groupby(["entity_type", "source"], sort=True).agg(
+        records=("records", "max"), values=("values", "sum"), invalid=("invalid", "sum"),
+        placeholder=("placeholder", "sum"), share_empty=("share_empty", "mean")).reset_index()
+    out["share_invalid"] = out["invalid"] / out["values"].where(out["values"] > 0, 1)
+    out["share_placeholder"] = out["placeholder"] / out["values"].where(out["values"] > 0, 1)
+    return _in_entity_order(out, "records", "source", ascending=[False, True])[cols]
+
+
+def quality_source_chart(sources: pd.DataFrame) -> Figure:
+    """quality_chart per source: where the bad data comes from."""
+    return quality_chart(sources, label_col="source", title="Data quality per source",
+                         labels={**QUALITY_SHARES, "share_empty": "empty (mean over fields)"})
 
 
 QUALITY_SHARES = {"share_empty": "empty (of records)", "share_invalid": "invalid (of values)",
@@ -1025,9 +1061,10 @@ def render_html(run: Run, waterfalls: int = 3) -> str:
     if quality:
         fields, sources = quality_fields(quality), quality_sources(quality)
         q_parts += ["<h3>Per field</h3>", _img(quality_chart(fields), "data quality per field"),
-                    _table(fields.drop(columns=["records"], errors="ignore"), 100),
-                    "<h3>Per source</h3>", _img(quality_source_chart(sources), "data quality per source"),
-                    _table(sources, 100)]
+                    _table(fields.drop(columns=["records"], errors="ignore"), 100)]
+        if len(sources):
+            q_parts += ["<h3>Per source</h3>", _img(quality_source_chart(sources), "data quality per source"),
+                        _table(sources, 100)]
         if "records" in quality:
             q_parts += ["<h3>Completeness per record</h3>",
                         _img(completeness_chart(quality["records"]), "completeness per record")]
@@ -1051,43 +1088,12 @@ def render_html(run: Run, waterfalls: int = 3) -> str:
             f"<body><h1>{title}</h1><nav>{nav}</nav>{body}</body></html>\n")
 
 
-def quality_fields(quality: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per entity type and field (role): records, values, filled, share_empty, invalid, placeholder,
-    share_invalid, share_placeholder, examples. Empty when the run has no quality files."""
-    f = quality.get("fields")
-    if f is None or f.empty:
-        return pd.DataFrame(columns=["entity_type", "role", "records", "values", "share_empty", "share_invalid",
-                                     "share_placeholder"])
-    values = f["values"].astype(float)
-    return f.assign(share_placeholder=np.where(values > 0, f["placeholder"] / values.where(values > 0, 1), 0.0))
-
-
-def quality_sources(quality: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per entity type and source (web, call, import...): records, values, invalid, placeholder and their
-    shares over every field, and the mean share of fields left empty."""
-    s = quality.get("sources")
-    cols = ["entity_type", "source", "records", "values", "invalid", "placeholder", "share_invalid",
-            "share_placeholder", "share_empty"]
-    if s is None or s.empty:
-        return pd.DataFrame(columns=cols)
-    out = s.groupby(["entity_type", "source"], sort=True).agg(
-        records=("records", "max"), values=("values", "sum"), invalid=("invalid", "sum"),
-        placeholder=("placeholder", "sum"), share_empty=("share_empty", "mean")).reset_index()
-    out["share_invalid"] = out["invalid"] / out["values"].where(out["values"] > 0, 1)
-    out["share_placeholder"] = out["placeholder"] / out["values"].where(out["values"] > 0, 1)
-    return _in_entity_order(out, "records", "source", ascending=[False, True])[cols]
-
-
-def quality_source_chart(sources: pd.DataFrame) -> Figure:
-    """quality_chart per source: where the bad data comes from."""
-    return quality_chart(sources, label_col="source", title="Data quality per source",
-                         labels={**QUALITY_SHARES, "share_empty": "empty (mean over fields)"})
-
-
-def write_html_report(folder: Path, out: Path | None = None, *, db_url: str | None = None, truth=None) -> Path:
-    """Write the run's self-contained HTML report (folder/report.html unless ``out``) and return its path."""
-    run = Run.open(folder, db_url=db_url, truth=truth)
-    out = Path(out) if out else Path(folder) / "report.html"
+def write_html_report(folder: Path | Run, out: Path | None = None, *, db_url: str | None = None,
+                      truth=None) -> Path:
+    """Write the run's self-contained HTML report (folder/report.html unless ``out``) and return its path.
+    ``folder`` may also be an opened Run (``Run.resolve(run_or_id, db)`` for ``crm-dedup report RUN``)."""
+    run = folder if isinstance(folder, Run) else Run.open(folder, db_url=db_url, truth=truth)
+    out = Path(out) if out else run.folder / "report.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_html(run), encoding="utf-8")
     log.info("report for run %s written to %s", run.run_id, out)

@@ -135,10 +135,11 @@ def test_bits_and_probability_are_inverse():
     assert np.isfinite(report.bits([0.0, 1.0])).all()
 
 
-def test_score_bits_prefer_the_weight_unless_a_rule_raised_the_probability():
-    scores = pd.DataFrame({"probability": [1.0, 0.995, 0.9], "weight": [25.0, 2.0, 3.17]})
-    # p rounded to 1.0 says nothing about the weight; a rule lifted pair 2 to "certain"
-    assert report.score_bits(scores) == pytest.approx([25.0, float(report.bits(0.995)), 3.17])
+def test_score_bits_follow_the_probability_a_rule_may_have_set():
+    scores = pd.DataFrame({"probability": [1.0, 0.995, 0.7, 0.9], "weight": [25.0, 2.0, 20.0, 3.17]})
+    # p rounded to 1.0 says little: the weight; a rule raised pair 2 to certain and held pair 3 back
+    assert report.score_bits(scores) == pytest.approx(
+        [25.0, float(report.bits(0.995)), float(report.bits(0.7)), float(report.bits(0.9))])
 
 
 def test_waterfall_steps_run_from_prior_to_total():
@@ -456,6 +457,9 @@ def test_latest_run_and_its_truth_on_each_backend(db_url, tmp_path):
     assert len(truth) == run.overview().set_index("entity_type").loc["contact", "records"]
     assert truth.str.startswith("contact:").all()  # the demo's cluster format
     assert set(run.evaluation()["entity_type"]) == set(ENTITIES)
+    # `crm-dedup report RUN_ID`: resolve the id, write the report where asked
+    path = report.write_html_report(Run.resolve(run.run_id, url), tmp_path / "out" / "r.html")
+    assert path.exists() and "Against the known truth" in path.read_text(encoding="utf-8")
 
 
 # -- a file-mode run ---------------------------------------------------------------------------------
