@@ -1319,6 +1319,7 @@ def _cluster_plan(rng: np.random.Generator, m: int, d: int) -> np.ndarray:
 
 def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Random, managers: int,
                  employers: _CompanyBasics | None, entity: str = "contact") -> People:
+    import time as _t, psutil as _ps; _T0=_t.process_time()
     v = _vocab()
     d = int(round(n * share))
     m = n - d
@@ -1351,6 +1352,7 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
     middle[en_mid & ~male] = v.first["en_f"].name[rng.choice(len(v.first["en_f"].p), int((en_mid & ~male).sum()))]
 
     tags = _Tags(m)
+    print('# Namesakes: some people get o', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     # Namesakes: some people get one of a few very common full names
     common = [("Иванов", "Александр", "Сергеевич", True, True), ("Кузнецов", "Сергей", "Александрович", True, True),
               ("Смирнова", "Елена", "Владимировна", True, False), ("Иванова", "Ольга", "Николаевна", True, False),
@@ -1365,6 +1367,7 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
     birth = np.where(rng.random(m) < 0.4, END.astype("datetime64[D]") - rng.integers(22 * 365, 68 * 365, m),
                      np.datetime64("NaT"))
 
+    print('# Families: same surname, shar', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     # Families: same surname, shared home phone (and often e-mail); some are father and son
     family_a, family_b, father_son = _families(rng, ru, male, m)
     for a, b in zip(family_a, family_b):
@@ -1390,6 +1393,7 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
         tags.add(a, "father_son")
         tags.add(b, "father_son")
 
+    print('# Where they live and work', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     # Where they live and work
     ru_city = rng.choice(len(v.ru_cities), m, p=v.ru_city_p)
     en_city = rng.choice(len(v.en_cities), m, p=v.en_city_p)
@@ -1406,6 +1410,7 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
                             pool_en[rng.integers(0, len(pool_en), m)])
         employer[~employed] = -1
 
+    print('# Phones: one or two (mobile /', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     # Phones: one or two (mobile / work); work phones are sometimes the employer's switchboard
     cc_person = np.where(ru | (rng.random(m) < 0.15), 7,
                          np.where(v.en_city_country[en_city] == "us", 1, 44)).astype(np.int64)
@@ -1448,6 +1453,7 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
                           ext=np.full(len(owners), None, dtype=object), shared=np.ones(len(owners), dtype=bool),
                           slot=np.full(len(owners), 2)))
     ph = {key: np.concatenate([s_[key] for s_ in slots]) for key in slots[0]}
+    print('# distinct people have distinc', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     # distinct people have distinct numbers, except the shared ones
     while True:
         clash = pd.Series(ph["cc"] * 10**10 + ph["nsn"]).duplicated().to_numpy() & ~ph["shared"]
@@ -1461,6 +1467,7 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
     ph["ext_style"] = rng.integers(0, 7, len(ph["owner"]))
     phone_vals = _render_phones(ph["cc"], ph["nsn"], ph["alen"], ph["style"], ph["ext"], ph["ext_style"])
 
+    print('# E-mails: personal (public do', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     # E-mails: personal (public domain) and work (employer's domain, sometimes its shared info@)
     has_personal = rng.random(m) < 0.55
     pers_pattern = rng.choice(len(_LOCAL_P), m, p=_LOCAL_P)
@@ -1502,6 +1509,7 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
         np.concatenate([e[key] for e in em]) for key in ("owner", "kind", "value", "shared", "slot"))
     em_owner = em_owner.astype(np.int64)
     em_value = em_value.astype(object)
+    print('# distinct people have distinc', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     # distinct people have distinct addresses, except the shared ones (all are lower case here)
     while True:
         clash = np.flatnonzero(pd.Series(em_value).duplicated().to_numpy() & ~em_shared)
@@ -1518,6 +1526,7 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
     comm_phone = _concat_parts({k: ph[k] for k in _PHONE_KEYS}, _empty_parts(len(em_owner)))
     comm_slot = np.concatenate([ph["slot"] * 2, 10 + np.array(em_slot, dtype=np.int64)])
 
+    print('# Real-CRM junk on some origin', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     # Real-CRM junk on some originals
     junk = rng.random(m)
     ph_rows = np.flatnonzero((comm_type == "phone") & (comm_slot == 0))  # one per owner
@@ -1546,6 +1555,7 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
         comm_phone = _concat_parts(comm_phone, _empty_parts(len(extra_owner)))
         comm_slot = np.concatenate([comm_slot, np.full(len(extra_owner), 20)])
 
+    print('# Single-value fields', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     # Single-value fields
     post = np.full(m, None, dtype=object)
     has_post = rng.random(m) < 0.6
@@ -1563,18 +1573,22 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
     responsible = rng.integers(2, managers + 2, m)
     created = START + rng.integers(0, int((END - START).astype(int)) - 90 * DAY, m).astype("timedelta64[s]")
 
+    print('# Namesakes are found, not ass', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     # Namesakes are found, not assumed: originals sharing last, first and middle name
     key = pd.DataFrame({f: _per_unique(col, lambda x: (x or "").replace("ё", "е"), object)
                         for f, col in (("l", last), ("f", first), ("m", middle))})
     same = key.duplicated(keep=False).to_numpy() & (key["l"] != "").to_numpy()
     tags.add(np.flatnonzero(same), "namesake")
 
+    print('# Duplicates', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     # Duplicates
     orig = _cluster_plan(rng, m, d)
+    print('dup = _duplicate_people(orig, ', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     dup = _duplicate_people(orig, r, rng, dict(
         last=last, first=first, middle=middle, ru=ru, male=male, birthdate=birth, post=post, address=address,
         tax_id=tax_id, comments=comments), comm_owner, comm_type, comm_kind, comm_value, comm_phone, comm_slot)
 
+    print('# Everything together, ordered', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     # Everything together, ordered by creation time -> ids
     gap = rng.exponential(150 * DAY, d).astype(np.int64) + 3600
     later = rng.random(d) < 0.85
@@ -1597,6 +1611,7 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
     birth_obj[ok] = np.array(pd.DatetimeIndex(days).date, dtype=object)[where]
     dup_resp = np.where(rng.random(d) < 0.5, responsible[orig], rng.integers(2, managers + 2, d))
     dup_source = np.where(rng.random(d) < 0.6, source[orig], np.array(SOURCES, dtype=object)[rng.choice(len(SOURCES), d, p=_p(SOURCE_P))])
+    print('frame = pd.DataFrame({', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     frame = pd.DataFrame({
         "id": np.arange(1, n + 1),
         "last_name": cat(last, dup["last"]), "first_name": cat(first, dup["first"]),
@@ -1610,15 +1625,18 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
     })
     notes = np.concatenate([tags.notes(), np.array(dup["note"], dtype=object)])[order]
     origin = ids[origin_gen][order]
+    print('truth = pd.DataFrame({"entity_', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     truth = pd.DataFrame({"entity_id": np.arange(1, n + 1), "cluster": [f"{entity}:{o}" for o in origin],
                           "note": notes})
     all_owner = np.concatenate([comm_owner, dup["comm_owner"] + m])
+    print('comms = pd.DataFrame({"entity_', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     comms = pd.DataFrame({"entity_id": ids[all_owner],
                           "type": np.concatenate([comm_type, np.array(dup["comm_type"], dtype=object)]),
                           "kind": np.concatenate([comm_kind, np.array(dup["comm_kind"], dtype=object)]),
                           "value": np.concatenate([comm_value, np.array(dup["comm_value"], dtype=object)])})
     comm_order = np.lexsort((np.concatenate([comm_slot, dup["comm_slot"]]), comms["entity_id"].to_numpy()))
     comms = comms.iloc[comm_order].reset_index(drop=True)
+    print('return People(frame, comms, tr', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     return People(frame, comms, truth, origin, np.concatenate([ru, ru[orig]])[order],
                   np.concatenate([male, male[orig]])[order], np.concatenate([employer, employer[orig]])[order],
                   (comm_phone, dup["comm_phone"], comm_order))

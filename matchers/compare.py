@@ -259,7 +259,7 @@ class MultiValueComparison(Comparison):
 
 class DateComparison(Comparison):
     name, label = "birthdate", "birthdate"
-    levels = ("different", "same year", "day and month swapped", "same")
+    levels = ("different", "same year", "one digit apart", "day and month swapped", "same")
 
     def __init__(self, column: str = "birthdate"):
         self.column = column
@@ -277,8 +277,13 @@ class DateComparison(Comparison):
         level[both] = 0
         same_year = both & (y[a] == y[b])
         level[same_year] = 1
-        level[same_year & (m[a] == dd[b]) & (dd[a] == m[b])] = 2
-        level[same_year & (m[a] == m[b]) & (dd[a] == dd[b])] = 3
+        digits = y * 10000 + m * 100 + dd
+        rest = np.flatnonzero(both & (digits[a] != digits[b]))
+        text = np.array([f"{v:08d}" for v in digits], dtype=object)
+        typo = _similarity(text[a[rest]], text[b[rest]], OSA.distance) if len(rest) else np.empty(0)
+        level[rest[np.asarray(typo) <= 1]] = 2
+        level[same_year & (m[a] == dd[b]) & (dd[a] == m[b])] = 3
+        level[same_year & (m[a] == m[b]) & (dd[a] == dd[b])] = 4
         return Levels(level, np.zeros(n, np.int32))
 
 

@@ -231,14 +231,17 @@ def _held_reasons(cv: ComparisonVectors, p: Prepared) -> np.ndarray:
     for name in STABLE:
         if name in level:
             stable |= level[name] == top[name]
+    # Households and colleagues share phones and emails, so where a table has them, names and
+    # birthdates that disagree mean another person however much the channels agree. Without
+    # channels (a registry), the model alone decides.
     if len(p.phones) or len(p.emails):
         reasons[~identified] = "only names agree, no phone, email, birthdate or tax id"
-    if "first_name" in level:
-        reasons[(level["first_name"] == 0) & ~stable] = "different first names"
-    if "middle_name" in level:
-        reasons[(level["middle_name"] == 0) & ~stable] = "different patronymics"
-    if "birthdate" in level:  # a typo swaps day and month; any other difference is another person
-        reasons[(level["birthdate"] >= 0) & (level["birthdate"] <= 1)] = "different birthdates"
+        if "first_name" in level:
+            reasons[(level["first_name"] == 0) & ~stable] = "different first names"
+        if "middle_name" in level:
+            reasons[(level["middle_name"] == 0) & ~stable] = "different patronymics"
+        if "birthdate" in level:  # typos and swapped day/month have levels of their own
+            reasons[(level["birthdate"] >= 0) & (level["birthdate"] <= 1)] = "different birthdates"
     if "tax_id" in level:
         reasons[level["tax_id"] == 0] = "different tax ids"
     return reasons
