@@ -702,12 +702,12 @@ class Comm:
         return Comm(self.type, self.kind, self.value, self.phone, self.slot)
 
 
-# Phones of many communication rows as parallel arrays (cc 0: not a phone, or junk)
+# Phones of many communication rows as parallel arrays (cc 0: not a phone, or junk; nsn as a number)
 _PHONE_KEYS = ("cc", "nsn", "alen", "style", "ext", "ext_style")
 
 
 def _empty_parts(n: int) -> dict[str, np.ndarray]:
-    return {"cc": np.zeros(n, dtype=np.int64), "nsn": np.full(n, None, dtype=object),
+    return {"cc": np.zeros(n, dtype=np.int64), "nsn": np.zeros(n, dtype=np.int64),
             "alen": np.zeros(n, dtype=np.int64), "style": np.zeros(n, dtype=np.int64),
             "ext": np.full(n, None, dtype=object), "ext_style": np.zeros(n, dtype=np.int64)}
 
@@ -719,14 +719,15 @@ def _concat_parts(a: dict, b: dict) -> dict[str, np.ndarray]:
 def _phone_parts(phones: list[Phone | None]) -> dict[str, np.ndarray]:
     out = _empty_parts(len(phones))
     for k in _PHONE_KEYS:
-        out[k][:] = [getattr(ph, k) if ph is not None else out[k][0] for ph in phones]
+        out[k][:] = [(int(ph.nsn) if k == "nsn" else getattr(ph, k)) if ph is not None else out[k][0]
+                     for ph in phones]
     return out
 
 
 def _phone_at(parts: dict, i: int) -> Phone | None:
     if not parts["cc"][i]:
         return None
-    return Phone(int(parts["cc"][i]), parts["nsn"][i], int(parts["alen"][i]), int(parts["style"][i]),
+    return Phone(int(parts["cc"][i]), str(parts["nsn"][i]), int(parts["alen"][i]), int(parts["style"][i]),
                  parts["ext"][i], int(parts["ext_style"][i]))
 
 
@@ -1172,7 +1173,7 @@ class _CompanyBasics:
     domain: np.ndarray      # or None (sole proprietors)
     general_email: np.ndarray
     phone_cc: np.ndarray
-    phone_nsn: np.ndarray   # str
+    phone_nsn: np.ndarray   # national number, as int
     phone_alen: np.ndarray
     similar: np.ndarray     # bool: named like another company (hard negative)
     ids: np.ndarray | None = None  # company ids once known
@@ -1193,25 +1194,41 @@ def _company_basics(k: int, rng: np.random.Generator) -> _CompanyBasics:
     b = rng.integers(0, 1000, k)
     c = rng.integers(0, 1000, k)
 
-    def pick(words, idx):  # object arrays: + on them concatenates strings element by element
-        return np.array(words, dtype=object)[idx % len(words)]
+    def pick(words, rows, idx):  # object arrays: + on them concatenates strings element by element
+        return np.array(words, dtype=object)[idx[rows] % len(words)]
 
-    root_ru, root_en = pick(_RU_COMPANY_ROOTS, a), pick(v.en_roots, a)
-    stem_a, stem_b = pick(_RU_STEMS_A, b), pick(_RU_STEMS_B, c)
-    stem_b_cap = pick([w.capitalize() for w in _RU_STEMS_B], c)
-    ip_last, ip_first, ip_patr = pick(v.last_ru_m.name_e, a), pick(v.first["ru_m"].name_e, b), pick(v.patr_m.name_e, c)
-    ip_short = ip_last + " " + pick([x[0] for x in v.first["ru_m"].name_e], b) + "." + \
-        pick([x[0] for x in v.patr_m.name_e], c) + "."
-    ru_names = [root_ru, stem_a + np.where(c % 3 > 0, stem_b, stem_b_cap), root_ru + "-" + stem_b_cap,
-                pick(_RU_NAME_PREFIX, c) + " " + root_ru, pick(v.last_ru_m.name_e, b) + " и партнёры"]
-    en_names = [root_en, root_en + " " + pick(v.en_words, b), root_en + " " + pick(v.en_words, b),
-                root_en + " " + pick(v.en_words, b), pick(v.last_en.name, c) + " & Partners"]
-    name = np.empty(k, dtype=object)
-    for p_ in range(5):
-        name[(pattern == p_) & ru] = ru_names[p_][(pattern == p_) & ru]
-        name[(pattern == p_) & ~ru] = en_names[p_][(pattern == p_) & ~ru]
     is_ip = form == "ИП"
-    name[is_ip] = np.where(a[is_ip] % 2 > 0, ip_short[is_ip], (ip_last + " " + ip_first + " " + ip_patr)[is_ip])
+    name = np.empty(k, dtype=object)
+    for p_ in range(5):  # each pattern only for its own rows
+        rows = (pattern == p_) & ru & ~is_ip
+        root = pick(_RU_COMPANY_ROOTS, rows, a)
+        if p_ == 0:
+            name[rows] = root
+        elif p_ == 1:
+            name[rows] = pick(_RU_STEMS_A, rows, b) + np.where(
+                c[rows] % 3 > 0, pick(_RU_STEMS_B, rows, c), pick([w.capitalize() for w in _RU_STEMS_B], rows, c))
+        elif p_ == 2:
+            name[rows] = root + "-" + pick([w.capitalize() for w in _RU_STEMS_B], rows, c)
+        elif p_ == 3:
+            name[rows] = pick(_RU_NAME_PREFIX, rows, c) + " " + root
+        else:
+            name[rows] = pick(v.last_ru_m.name_e, rows, b) + " и партнёры"
+        rows = (pattern == p_) & ~ru
+        root = pick(v.en_roots, rows, a)
+        if p_ == 0:
+            name[rows] = root
+        elif p_ == 4:
+            name[rows] = pick(v.last_en.name, rows, c) + " & Partners"
+        else:
+            name[rows] = root + " " + pick(v.en_words, rows, b)
+    # sole proprietors are named after themselves: Петров А.В. or Петров Андрей Викторович
+    short = a % 2 > 0
+    rows = is_ip & short
+    name[rows] = (pick(v.last_ru_m.name_e, rows, a) + " " + pick([x[0] for x in v.first["ru_m"].name_e], rows, b) + "."
+                  + pick([x[0] for x in v.patr_m.name_e], rows, c) + ".")
+    rows = is_ip & ~short
+    name[rows] = (pick(v.last_ru_m.name_e, rows, a) + " " + pick(v.first["ru_m"].name_e, rows, b) + " "
+                  + pick(v.patr_m.name_e, rows, c))
     # Hard negatives: some companies are named like another one (Ромашка / Ромашка Плюс) but are not it
     similar = np.zeros(k, dtype=bool)
     if k >= 10:
@@ -1255,7 +1272,7 @@ def _company_basics(k: int, rng: np.random.Generator) -> _CompanyBasics:
                          dtype=object)[rng.integers(0, 10, k)]
     general = np.full(k, None, dtype=object)
     general[~is_ip] = gen_local[~is_ip] + "@" + domain[~is_ip]
-    return _CompanyBasics(ru, name, form, city, domain, general, cc, nsn.astype(str).astype(object), alen, similar)
+    return _CompanyBasics(ru, name, form, city, domain, general, cc, nsn, alen, similar)
 
 
 def _slug_base(name: str) -> str:
@@ -1319,7 +1336,6 @@ def _cluster_plan(rng: np.random.Generator, m: int, d: int) -> np.ndarray:
 
 def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Random, managers: int,
                  employers: _CompanyBasics | None, entity: str = "contact") -> People:
-    import time as _t, psutil as _ps; _T0=_t.process_time()
     v = _vocab()
     d = int(round(n * share))
     m = n - d
@@ -1352,7 +1368,6 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
     middle[en_mid & ~male] = v.first["en_f"].name[rng.choice(len(v.first["en_f"].p), int((en_mid & ~male).sum()))]
 
     tags = _Tags(m)
-    print('# Namesakes: some people get o', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     # Namesakes: some people get one of a few very common full names
     common = [("Иванов", "Александр", "Сергеевич", True, True), ("Кузнецов", "Сергей", "Александрович", True, True),
               ("Смирнова", "Елена", "Владимировна", True, False), ("Иванова", "Ольга", "Николаевна", True, False),
@@ -1367,7 +1382,6 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
     birth = np.where(rng.random(m) < 0.4, END.astype("datetime64[D]") - rng.integers(22 * 365, 68 * 365, m),
                      np.datetime64("NaT"))
 
-    print('# Families: same surname, shar', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     # Families: same surname, shared home phone (and often e-mail); some are father and son
     family_a, family_b, father_son = _families(rng, ru, male, m)
     for a, b in zip(family_a, family_b):
@@ -1393,7 +1407,6 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
         tags.add(a, "father_son")
         tags.add(b, "father_son")
 
-    print('# Where they live and work', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     # Where they live and work
     ru_city = rng.choice(len(v.ru_cities), m, p=v.ru_city_p)
     en_city = rng.choice(len(v.en_cities), m, p=v.en_city_p)
@@ -1410,7 +1423,6 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
                             pool_en[rng.integers(0, len(pool_en), m)])
         employer[~employed] = -1
 
-    print('# Phones: one or two (mobile /', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     # Phones: one or two (mobile / work); work phones are sometimes the employer's switchboard
     cc_person = np.where(ru | (rng.random(m) < 0.15), 7,
                          np.where(v.en_city_country[en_city] == "us", 1, 44)).astype(np.int64)
@@ -1434,7 +1446,7 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
             sw = work & (emp >= 0) & (rng.random(len(owners)) < 0.45)
             e = emp[sw]
             cc[sw] = employers.phone_cc[e]
-            nsn[sw] = employers.phone_nsn[e].astype(np.int64)
+            nsn[sw] = employers.phone_nsn[e]
             al[sw] = employers.phone_alen[e]
             with_ext = np.where(sw, rng.random(len(owners)) < 0.55, with_ext)
             shared[sw] = True
@@ -1453,7 +1465,6 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
                           ext=np.full(len(owners), None, dtype=object), shared=np.ones(len(owners), dtype=bool),
                           slot=np.full(len(owners), 2)))
     ph = {key: np.concatenate([s_[key] for s_ in slots]) for key in slots[0]}
-    print('# distinct people have distinc', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     # distinct people have distinct numbers, except the shared ones
     while True:
         clash = pd.Series(ph["cc"] * 10**10 + ph["nsn"]).duplicated().to_numpy() & ~ph["shared"]
@@ -1467,7 +1478,6 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
     ph["ext_style"] = rng.integers(0, 7, len(ph["owner"]))
     phone_vals = _render_phones(ph["cc"], ph["nsn"], ph["alen"], ph["style"], ph["ext"], ph["ext_style"])
 
-    print('# E-mails: personal (public do', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     # E-mails: personal (public domain) and work (employer's domain, sometimes its shared info@)
     has_personal = rng.random(m) < 0.55
     pers_pattern = rng.choice(len(_LOCAL_P), m, p=_LOCAL_P)
@@ -1509,7 +1519,6 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
         np.concatenate([e[key] for e in em]) for key in ("owner", "kind", "value", "shared", "slot"))
     em_owner = em_owner.astype(np.int64)
     em_value = em_value.astype(object)
-    print('# distinct people have distinc', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     # distinct people have distinct addresses, except the shared ones (all are lower case here)
     while True:
         clash = np.flatnonzero(pd.Series(em_value).duplicated().to_numpy() & ~em_shared)
@@ -1522,11 +1531,9 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
     comm_type = np.concatenate([np.full(len(ph["owner"]), "phone", dtype=object), np.full(len(em_owner), "email", dtype=object)])
     comm_kind = np.concatenate([ph["kind"].astype(object), np.array(em_kind, dtype=object)])
     comm_value = np.concatenate([phone_vals, em_value])
-    ph["nsn"] = ph["nsn"].astype(str).astype(object)
     comm_phone = _concat_parts({k: ph[k] for k in _PHONE_KEYS}, _empty_parts(len(em_owner)))
     comm_slot = np.concatenate([ph["slot"] * 2, 10 + np.array(em_slot, dtype=np.int64)])
 
-    print('# Real-CRM junk on some origin', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     # Real-CRM junk on some originals
     junk = rng.random(m)
     ph_rows = np.flatnonzero((comm_type == "phone") & (comm_slot == 0))  # one per owner
@@ -1555,7 +1562,6 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
         comm_phone = _concat_parts(comm_phone, _empty_parts(len(extra_owner)))
         comm_slot = np.concatenate([comm_slot, np.full(len(extra_owner), 20)])
 
-    print('# Single-value fields', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     # Single-value fields
     post = np.full(m, None, dtype=object)
     has_post = rng.random(m) < 0.6
@@ -1573,22 +1579,18 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
     responsible = rng.integers(2, managers + 2, m)
     created = START + rng.integers(0, int((END - START).astype(int)) - 90 * DAY, m).astype("timedelta64[s]")
 
-    print('# Namesakes are found, not ass', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     # Namesakes are found, not assumed: originals sharing last, first and middle name
     key = pd.DataFrame({f: _per_unique(col, lambda x: (x or "").replace("ё", "е"), object)
                         for f, col in (("l", last), ("f", first), ("m", middle))})
     same = key.duplicated(keep=False).to_numpy() & (key["l"] != "").to_numpy()
     tags.add(np.flatnonzero(same), "namesake")
 
-    print('# Duplicates', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     # Duplicates
     orig = _cluster_plan(rng, m, d)
-    print('dup = _duplicate_people(orig, ', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     dup = _duplicate_people(orig, r, rng, dict(
         last=last, first=first, middle=middle, ru=ru, male=male, birthdate=birth, post=post, address=address,
         tax_id=tax_id, comments=comments), comm_owner, comm_type, comm_kind, comm_value, comm_phone, comm_slot)
 
-    print('# Everything together, ordered', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     # Everything together, ordered by creation time -> ids
     gap = rng.exponential(150 * DAY, d).astype(np.int64) + 3600
     later = rng.random(d) < 0.85
@@ -1611,7 +1613,6 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
     birth_obj[ok] = np.array(pd.DatetimeIndex(days).date, dtype=object)[where]
     dup_resp = np.where(rng.random(d) < 0.5, responsible[orig], rng.integers(2, managers + 2, d))
     dup_source = np.where(rng.random(d) < 0.6, source[orig], np.array(SOURCES, dtype=object)[rng.choice(len(SOURCES), d, p=_p(SOURCE_P))])
-    print('frame = pd.DataFrame({', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     frame = pd.DataFrame({
         "id": np.arange(1, n + 1),
         "last_name": cat(last, dup["last"]), "first_name": cat(first, dup["first"]),
@@ -1625,18 +1626,20 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
     })
     notes = np.concatenate([tags.notes(), np.array(dup["note"], dtype=object)])[order]
     origin = ids[origin_gen][order]
-    print('truth = pd.DataFrame({"entity_', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     truth = pd.DataFrame({"entity_id": np.arange(1, n + 1), "cluster": [f"{entity}:{o}" for o in origin],
                           "note": notes})
     all_owner = np.concatenate([comm_owner, dup["comm_owner"] + m])
-    print('comms = pd.DataFrame({"entity_', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
     comms = pd.DataFrame({"entity_id": ids[all_owner],
                           "type": np.concatenate([comm_type, np.array(dup["comm_type"], dtype=object)]),
                           "kind": np.concatenate([comm_kind, np.array(dup["comm_kind"], dtype=object)]),
                           "value": np.concatenate([comm_value, np.array(dup["comm_value"], dtype=object)])})
     comm_order = np.lexsort((np.concatenate([comm_slot, dup["comm_slot"]]), comms["entity_id"].to_numpy()))
     comms = comms.iloc[comm_order].reset_index(drop=True)
-    print('return People(frame, comms, tr', round(_t.process_time()-_T0,2), _ps.Process().memory_info().rss>>20, flush=True)
+    import tracemalloc as _tm, linecache
+    snap = _tm.take_snapshot()
+    for st in snap.statistics("lineno")[:25]:
+        print(st)
+    print("current/peak", [x >> 20 for x in _tm.get_traced_memory()])
     return People(frame, comms, truth, origin, np.concatenate([ru, ru[orig]])[order],
                   np.concatenate([male, male[orig]])[order], np.concatenate([employer, employer[orig]])[order],
                   (comm_phone, dup["comm_phone"], comm_order))
@@ -1946,7 +1949,7 @@ def _make_companies(n: int, share: float, rng: np.random.Generator, r: random.Ra
     for i, rec in enumerate(records):
         rec.update(tax_id=inn[i], industry=industry[i], address=address[i], comments=comments[i])
         rec["website"] = _website_variant(rec["domain"], r) if rec["domain"] and r.random() < 0.75 else None
-        office = Phone(int(basics.phone_cc[i]), basics.phone_nsn[i], int(basics.phone_alen[i]),
+        office = Phone(int(basics.phone_cc[i]), str(basics.phone_nsn[i]), int(basics.phone_alen[i]),
                        _weighted_index(r, _FORMATS[int(basics.phone_cc[i])][1]))
         comms = [Comm("phone", "work", office.render(), office)]
         if junk[i] < 0.015:
@@ -2082,7 +2085,7 @@ def _make_leads(n: int, seed: int, managers: int, contacts: People, companies: C
         crec = _company_record(cbasics, i, r) if kind[i] != "person" else None
         comms = [c.copy() for c in pool_comms[i]] if person else []
         if crec:
-            office = Phone(int(cbasics.phone_cc[i]), cbasics.phone_nsn[i], int(cbasics.phone_alen[i]),
+            office = Phone(int(cbasics.phone_cc[i]), str(cbasics.phone_nsn[i]), int(cbasics.phone_alen[i]),
                            _weighted_index(r, _FORMATS[int(cbasics.phone_cc[i])][1]))
             if not person or r.random() < 0.3:
                 comms.insert(0, Comm("phone", "work", office.render(), office))

@@ -1,8 +1,8 @@
 """Data-quality report of one RoleTable: empty, invalid and placeholder values per field, values
 shared by suspiciously many records, completeness per record, and the same per source.
 
-Every value of every role is checked once into one long table (id, role, raw, usable, invalid,
-placeholder, value); the four report tables are summaries of it:
+Every distinct value of every role is checked once (RoleCheck: record position, value, invalid,
+placeholder, normalised value); the four report tables are summaries of those checks:
 - ``fields``: per role: records, values (non-empty values; a multi-value role may have several per
   record), filled (records with at least one usable value: neither empty, placeholder nor invalid),
   share_empty (1 - filled / records), invalid, placeholder, share_invalid (of the values), examples
@@ -17,15 +17,17 @@ placeholder, value); the four report tables are summaries of it:
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from matchers.companies import normalize_companies
+from matchers.companies import parse_company
 from matchers.emails import normalize_emails
-from matchers.identifiers import normalize_birthdates, normalize_domains, normalize_inns
+from matchers.identifiers import normalize_domains, parse_birthdate, parse_inn
 from matchers.names import as_text, clean_text
 from matchers.phones import normalize_phones
 from matchers.table import MULTI_ROLES, SINGLE_ROLES, RoleTable
@@ -33,7 +35,7 @@ from matchers.table import MULTI_ROLES, SINGLE_ROLES, RoleTable
 log = logging.getLogger(__name__)
 
 REPORT_KEYS = ("fields", "shared", "records", "sources")
-CHECK_COLUMNS = ("id", "role", "raw", "usable", "invalid", "placeholder", "value")
+_PLACEHOLDER_DATE = dt.date(1900, 1, 1)
 # clean_text forms of what people type for "unknown"
 PLACEHOLDER_TEXTS = frozenset({
     "нет", "нету", "не указано", "не указан", "не указана", "неизвестно", "неизвестен", "неизвестна", "без имени",
@@ -55,83 +57,91 @@ def is_placeholder_text(value: object) -> bool:
     return clean == "" or clean in PLACEHOLDER_TEXTS
 
 
-def _check_frame(ids, role: str, raw: pd.Series, usable, invalid, placeholder, value) -> pd.DataFrame:
-    return pd.DataFrame({
-        "id": np.asarray(ids, dtype=object), "role": role, "raw": raw.to_numpy(dtype=object),
-        "usable": np.asarray(usable, dtype=bool), "invalid": np.asarray(invalid, dtype=bool),
-        "placeholder": np.asarray(placeholder, dtype=bool), "value": np.asarray(value, dtype=object),
-    })
+@dataclass
+class RoleCheck:
+    """The non-empty values of one role: record position, value as written, the verdicts, and the
+    normalised value used to find shared values (None where unusable or not compared)."""
+    role: str
+    pos: np.ndarray
+    raw: np.ndarray
+    invalid: np.ndarray
+    placeholder: np.ndarray
+    value: np.ndarray | None = None
+
+    @property
+    def usable(self) -> np.ndarray:
+        return ~self.invalid & ~self.placeholder
 
 
-def _text_checks(raw: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """placeholder, invalid, value for free text (names, address, city, text columns)."""
-    codes, uniques = pd.factorize(raw.to_numpy(dtype=object), use_na_sentinel=True)
-    cleaned = [clean_text(u) for u in uniques] + [""]
-    ph = np.array([c == "" or c in PLACEHOLDER_TEXTS for c in cleaned], dtype=bool)[codes]
-    return ph, np.zeros(len(raw), dtype=bool), np.array(cleaned, dtype=object)[codes]
-
-
-def _single_checks(role: str, ids: pd.Index, raw: pd.Series, region: str) -> pd.DataFrame:
-    """Checks of one single-value role over the records that have a value in it."""
-    filled = raw.map(as_text).notna().to_numpy()
-    ids, raw = ids[filled], raw[filled]
-    n = len(raw)
-    value = np.full(n, None, dtype=object)
-    invalid = np.zeros(n, dtype=bool)
+def _single_verdict(role: str, raw: object, text: str, region: str) -> tuple[bool, bool, str | None]:
+    """(invalid, placeholder, value) of one distinct value of a single-value role."""
     if role in _NAME_ROLES:
-        placeholder, _, _ = _text_checks(raw)
+        clean = clean_text(text)
+        placeholder = clean == "" or clean in PLACEHOLDER_TEXTS
         # a name with digits in it is junk ("Иван2", "123 Петров")
-        invalid = raw.astype(str).str.contains(r"\d", regex=True).to_numpy() & ~placeholder
-    elif role == "company":
-        comp = normalize_companies(raw)
-        placeholder = (comp["key"].eq("") | comp["clean"].isin(PLACEHOLDER_TEXTS)).to_numpy()
-    elif role == "birthdate":
-        dates = normalize_birthdates(raw)
-        placeholder = dates.eq(pd.Timestamp("1900-01-01")).to_numpy()
-        invalid = dates.isna().to_numpy() & ~np.array([is_placeholder_text(v) for v in raw], dtype=bool)
-        placeholder |= dates.isna().to_numpy() & ~invalid
-    elif role == "tax_id":
-        inns = normalize_inns(raw)
-        digits = inns["inn"].to_numpy(dtype=object)
-        placeholder = np.array([d is None or d.count(d[0]) == len(d) for d in digits], dtype=bool)
-        invalid = ~inns["valid"].to_numpy() & ~placeholder
-        value = np.where(inns["valid"].to_numpy(), digits, None)
-    elif role == "postcode":
-        placeholder, _, _ = _text_checks(raw)
-        text = raw.map(as_text).fillna("")
-        zeros = text.str.fullmatch(r"0+").to_numpy()
-        placeholder = placeholder | zeros
-        if region == "RU":
-            invalid = ~text.str.fullmatch(r"\d{6}").to_numpy() & ~placeholder
-    else:  # address, city, text:<name>
-        placeholder, _, _ = _text_checks(raw)
-    usable = ~placeholder & ~invalid
-    return _check_frame(ids, role, raw, usable, invalid, placeholder, value)
+        return (not placeholder and any(c.isdigit() for c in clean)), placeholder, None
+    if role == "company":
+        company = parse_company(text)
+        return False, company.key == "" or company.clean in PLACEHOLDER_TEXTS, None
+    if role == "birthdate":
+        date = parse_birthdate(raw)
+        if date is None:
+            placeholder = is_placeholder_text(text)
+            return not placeholder, placeholder, None
+        return False, date == _PLACEHOLDER_DATE, None
+    if role == "tax_id":
+        digits, ok = parse_inn(raw)
+        placeholder = digits is None or digits.count(digits[0]) == len(digits)
+        return (not ok and not placeholder), placeholder, digits if ok else None
+    if role == "postcode":
+        clean = clean_text(text).replace(" ", "")
+        placeholder = is_placeholder_text(text) or (clean != "" and clean.count("0") == len(clean))
+        invalid = region == "RU" and not placeholder and not (len(clean) == 6 and clean.isdigit())
+        return invalid, placeholder, None
+    return False, is_placeholder_text(text), None   # address, city, text:<name>
 
 
-def _multi_checks(role: str, rows: pd.DataFrame, region: str) -> pd.DataFrame:
-    raw = rows["raw"]
+def _single_check(role: str, column: pd.Series, region: str) -> RoleCheck:
+    codes, uniques = pd.factorize(column.to_numpy(dtype=object), use_na_sentinel=True)
+    texts = [as_text(u) for u in uniques]
+    verdicts = [_single_verdict(role, u, t, region) if t is not None else (False, False, None)
+                for u, t in zip(uniques, texts)]
+    filled = np.array([t is not None for t in texts] + [False], dtype=bool)[codes]
+    pos = np.flatnonzero(filled)
+    c = codes[pos]
+    invalid = np.array([v[0] for v in verdicts] + [False], dtype=bool)[c]
+    placeholder = np.array([v[1] for v in verdicts] + [False], dtype=bool)[c]
+    value = np.array([v[2] for v in verdicts] + [None], dtype=object)[c] if role == "tax_id" else None
+    return RoleCheck(role, pos, np.asarray(uniques, dtype=object)[c] if len(c) else np.array([], dtype=object),
+                     invalid, placeholder, value)
+
+
+def _multi_check(role: str, rows: pd.DataFrame, pos_of: pd.Series, region: str) -> RoleCheck:
+    pos = pos_of.reindex(rows["id"].to_numpy()).to_numpy(dtype=np.int64)
+    raw = rows["raw"].to_numpy(dtype=object)
+    codes, uniques = pd.factorize(raw, use_na_sentinel=True)
+    distinct = pd.Series(uniques, dtype=object)
     if role == "phone":
-        ph = normalize_phones(raw, region=region)
+        ph = normalize_phones(distinct, region=region)
         placeholder = ph["placeholder"].to_numpy()
         invalid = ~ph["valid"].to_numpy() & ~placeholder
         value = ph["e164"].where(ph["e164"].notna(), ph["national"]).to_numpy(dtype=object)
     elif role == "email":
-        em = normalize_emails(raw)
+        em = normalize_emails(distinct)
         placeholder = em["placeholder"].to_numpy()
         invalid = ~em["valid"].to_numpy() & ~placeholder
         value = em["canonical"].to_numpy(dtype=object)
     elif role == "website":
-        domains = normalize_domains(raw)
-        placeholder = np.array([is_placeholder_text(v) for v in raw], dtype=bool)
+        domains = normalize_domains(distinct)
+        placeholder = np.array([is_placeholder_text(v) for v in uniques], dtype=bool)
         invalid = domains.isna().to_numpy() & ~placeholder
         value = domains.to_numpy(dtype=object)
     else:  # im: any non-placeholder handle is taken as it is
-        placeholder, invalid, _ = _text_checks(raw)
-        value = raw.map(lambda v: (as_text(v) or "").lower() or None).to_numpy(dtype=object)
+        placeholder = np.array([is_placeholder_text(v) for v in uniques], dtype=bool)
+        invalid = np.zeros(len(uniques), dtype=bool)
+        value = np.array([(as_text(v) or "").lower() or None for v in uniques], dtype=object)
     value = np.where(invalid | placeholder, None, value)
-    usable = ~placeholder & ~invalid
-    return _check_frame(rows["id"].to_numpy(dtype=object), role, raw, usable, invalid, placeholder, value)
+    return RoleCheck(role, pos, raw, invalid[codes], placeholder[codes], value[codes])
 
 
 def _roles(table: RoleTable) -> list[str]:
@@ -141,111 +151,133 @@ def _roles(table: RoleTable) -> list[str]:
     return singles + texts + multis
 
 
-def checks(table: RoleTable, region: str = "RU") -> pd.DataFrame:
-    """One row per non-empty value of every role: id, role, raw, usable, invalid, placeholder, value."""
-    parts = []
-    ids = table.records.index
+def role_checks(table: RoleTable, region: str = "RU") -> list[RoleCheck]:
+    """The checks of every role the table has values for (records by position 0..n-1)."""
+    pos_of = pd.Series(np.arange(len(table.records), dtype=np.int64), index=table.records.index)
+    out = []
     for role in _roles(table):
         if role in MULTI_ROLES:
-            parts.append(_multi_checks(role, table.multi(role), region))
+            out.append(_multi_check(role, table.multi(role), pos_of, region))
         else:
-            parts.append(_single_checks(role, ids, table.records[role], region))
-    if not parts:
-        return pd.DataFrame({c: pd.Series(dtype=bool if c in ("usable", "invalid", "placeholder") else object)
-                             for c in CHECK_COLUMNS})
-    return pd.concat(parts, ignore_index=True)
+            out.append(_single_check(role, table.records[role], region))
+    return out
 
 
-def _examples(raw: pd.Series) -> str:
-    seen = []
+def _examples(raw: np.ndarray) -> str:
+    seen: list[str] = []
     for v in raw:
         text = as_text(v) or ""
         text = text if len(text) <= 40 else text[:39] + "…"
         if text not in seen:
             seen.append(text)
-        if len(seen) == _EXAMPLES:
-            break
+            if len(seen) == _EXAMPLES:
+                break
     return " | ".join(seen)
 
 
-def _fields(table: RoleTable, roles: list[str], chk: pd.DataFrame) -> pd.DataFrame:
-    n = len(table)
+def _has(check: RoleCheck, mask: np.ndarray, n: int) -> np.ndarray:
+    """Per record: whether it has a value of this check under ``mask``."""
+    out = np.zeros(n, dtype=bool)
+    out[check.pos[mask]] = True
+    return out
+
+
+def _fields(n: int, checks: list[RoleCheck]) -> pd.DataFrame:
     rows = []
-    for role in roles:
-        part = chk[chk["role"] == role]
-        filled = part.loc[part["usable"], "id"].nunique()
-        values = len(part)
-        bad = part[part["invalid"]]
+    for chk in checks:
+        values = len(chk.pos)
+        filled = int(_has(chk, chk.usable, n).sum())
+        invalid = int(chk.invalid.sum())
         rows.append({
-            "role": role, "records": n, "values": values, "filled": filled,
+            "role": chk.role, "records": n, "values": values, "filled": filled,
             "share_empty": 1 - filled / n if n else 0.0,
-            "invalid": int(part["invalid"].sum()), "placeholder": int(part["placeholder"].sum()),
-            "share_invalid": float(part["invalid"].sum()) / values if values else 0.0,
-            "examples": _examples(bad["raw"]),
+            "invalid": invalid, "placeholder": int(chk.placeholder.sum()),
+            "share_invalid": invalid / values if values else 0.0,
+            "examples": _examples(chk.raw[chk.invalid]),
         })
     return pd.DataFrame(rows, columns=["role", "records", "values", "filled", "share_empty", "invalid",
                                        "placeholder", "share_invalid", "examples"])
 
 
-def _shared(chk: pd.DataFrame, threshold: int) -> pd.DataFrame:
-    cols = ["role", "value", "records"]
-    keyed = chk[chk["value"].notna() & chk["role"].isin(("phone", "email", "website", "im", "tax_id"))]
-    if keyed.empty:
-        return pd.DataFrame(columns=cols)
-    counts = (keyed.drop_duplicates(["role", "value", "id"]).groupby(["role", "value"], sort=False)
-              .size().rename("records").reset_index())
-    counts = counts[counts["records"] >= threshold]
-    return counts.sort_values(["records", "role", "value"], ascending=[False, True, True]).reset_index(drop=True)[cols]
+def _shared(checks: list[RoleCheck], threshold: int) -> pd.DataFrame:
+    parts = []
+    for chk in checks:
+        if chk.value is None:
+            continue
+        keep = chk.usable & pd.notna(chk.value)
+        if not keep.any():
+            continue
+        codes, uniques = pd.factorize(chk.value[keep])
+        pos = chk.pos[keep]
+        # one count per record and value: a record holding the same number twice counts once
+        pairs = np.unique(pos.astype(np.int64) * len(uniques) + codes)
+        counts = np.bincount(pairs % len(uniques), minlength=len(uniques))
+        hit = np.flatnonzero(counts >= threshold)
+        parts.append(pd.DataFrame({"role": chk.role, "value": uniques[hit].astype(object), "records": counts[hit]}))
+    if not parts:
+        return pd.DataFrame({"role": pd.Series(dtype=object), "value": pd.Series(dtype=object),
+                             "records": pd.Series(dtype=np.int64)})
+    out = pd.concat(parts, ignore_index=True)
+    return out.sort_values(["records", "role", "value"], ascending=[False, True, True]).reset_index(drop=True)
 
 
-def _records(table: RoleTable, roles: list[str], chk: pd.DataFrame) -> pd.DataFrame:
-    index = table.records.index
-    usable = chk[chk["usable"]].drop_duplicates(["id", "role"]).groupby("id").size()
-    invalid = chk[chk["invalid"]].groupby("id").size()
-    placeholder = chk[chk["placeholder"]].groupby("id").size()
-    out = pd.DataFrame(index=index)
-    out["completeness"] = (usable.reindex(index, fill_value=0) / len(roles)).astype(float) if roles else 0.0
-    out["invalid"] = invalid.reindex(index, fill_value=0).astype(int)
-    out["placeholder"] = placeholder.reindex(index, fill_value=0).astype(int)
-    return out
+def _records(index: pd.Index, checks: list[RoleCheck]) -> pd.DataFrame:
+    n = len(index)
+    usable_roles = np.zeros(n, dtype=np.int64)
+    invalid = np.zeros(n, dtype=np.int64)
+    placeholder = np.zeros(n, dtype=np.int64)
+    for chk in checks:
+        usable_roles += _has(chk, chk.usable, n)
+        invalid += np.bincount(chk.pos[chk.invalid], minlength=n)
+        placeholder += np.bincount(chk.pos[chk.placeholder], minlength=n)
+    completeness = usable_roles / len(checks) if checks else np.zeros(n)
+    return pd.DataFrame({"completeness": completeness.astype(float), "invalid": invalid,
+                         "placeholder": placeholder}, index=index)
 
 
-def _sources(table: RoleTable, roles: list[str], chk: pd.DataFrame) -> pd.DataFrame:
+def _sources(table: RoleTable, checks: list[RoleCheck]) -> pd.DataFrame:
     cols = ["source", "role", "records", "values", "invalid", "placeholder", "share_invalid",
             "share_placeholder", "share_empty"]
     if "source" not in table.records.columns:
         return pd.DataFrame(columns=cols)
-    source = table.records["source"].map(lambda v: as_text(v) or "(none)")
-    per_source = source.value_counts()
-    src = chk.assign(source=chk["id"].map(source).fillna("(none)"))
+    names = [as_text(v) or "(none)" for v in table.records["source"].to_numpy(dtype=object)]
+    src, labels = pd.factorize(pd.Series(names, dtype=object))
+    k, n = len(labels), len(src)
+    per_source = np.bincount(src, minlength=k)
+    order = np.argsort(np.asarray(labels, dtype=str), kind="stable")
     rows = []
-    for (name, role), part in src.groupby(["source", "role"], sort=True):
-        values = len(part)
-        filled = part.loc[part["usable"], "id"].nunique()
-        records = int(per_source.get(name, 0))
-        rows.append({
-            "source": name, "role": role, "records": records, "values": values,
-            "invalid": int(part["invalid"].sum()), "placeholder": int(part["placeholder"].sum()),
-            "share_invalid": float(part["invalid"].sum()) / values,
-            "share_placeholder": float(part["placeholder"].sum()) / values,
-            "share_empty": 1 - filled / records if records else 0.0,
-        })
-    return pd.DataFrame(rows, columns=cols)
+    for chk in sorted(checks, key=lambda c: c.role):
+        s = src[chk.pos]
+        values = np.bincount(s, minlength=k)
+        invalid = np.bincount(s[chk.invalid], minlength=k)
+        placeholder = np.bincount(s[chk.placeholder], minlength=k)
+        filled = np.bincount(src[_has(chk, chk.usable, n)], minlength=k)
+        for i in order:
+            if values[i] == 0:
+                continue
+            rows.append({
+                "source": labels[i], "role": chk.role, "records": int(per_source[i]), "values": int(values[i]),
+                "invalid": int(invalid[i]), "placeholder": int(placeholder[i]),
+                "share_invalid": invalid[i] / values[i], "share_placeholder": placeholder[i] / values[i],
+                "share_empty": 1 - filled[i] / per_source[i],
+            })
+    frame = pd.DataFrame(rows, columns=cols)
+    return frame.sort_values(["source", "role"], kind="stable").reset_index(drop=True)
 
 
 def quality_report(table: RoleTable, region: str = "RU", shared_threshold: int = 10) -> dict[str, pd.DataFrame]:
     """The data-quality report of ``table``: {"fields", "shared", "records", "sources"} (see module doc)."""
-    roles = _roles(table)
-    chk = checks(table, region)
+    checks = role_checks(table, region)
+    n = len(table.records)
     report = {
-        "fields": _fields(table, roles, chk),
-        "shared": _shared(chk, shared_threshold),
-        "records": _records(table, roles, chk),
-        "sources": _sources(table, roles, chk),
+        "fields": _fields(n, checks),
+        "shared": _shared(checks, shared_threshold),
+        "records": _records(table.records.index, checks),
+        "sources": _sources(table, checks),
     }
     report["shared"].attrs["threshold"] = shared_threshold
     log.info("quality report: %d records, %d roles, %d invalid values, %d shared values",
-             len(table), len(roles), int(chk["invalid"].sum()), len(report["shared"]))
+             n, len(checks), sum(int(c.invalid.sum()) for c in checks), len(report["shared"]))
     return report
 
 

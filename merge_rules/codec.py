@@ -52,8 +52,11 @@ def decode(value: Any) -> Any:
     return value
 
 
+_PLAIN = frozenset({type(None), bool, int, str, float})
+
+
 def encode_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: encode(v) for k, v in row.items()}
+    return {k: v if type(v) in _PLAIN else encode(v) for k, v in row.items()}
 
 
 def decode_row(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ bulk: a few queries per chunk of ids, never one per group), so fingerprints comp
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,9 +32,9 @@ class LinkSpec:
     def name(self) -> str:
         return self.table.name
 
-    @property
+    @functools.cached_property
     def key_columns(self) -> tuple[str, ...]:
-        return tuple(c.name for c in self.table.primary_key.columns)
+        return PK[self.table.name]
 
 
 
@@ -54,9 +55,15 @@ def _links() -> dict[str, list[LinkSpec]]:
 LINKS: dict[str, list[LinkSpec]] = _links()
 
 
+PK = {t.name: tuple(c.name for c in t.primary_key.columns) for t in schema.metadata.sorted_tables}
+
+
 def row_key(table: sa.Table, row: dict[str, Any]) -> str:
     """``table:pk`` (``contact_companies:12,5``): how rows are named in fingerprints and images."""
-    return table.name + ":" + ",".join(str(row[c.name]) for c in table.primary_key.columns)
+    pk = PK[table.name]
+    if len(pk) == 1:
+        return f"{table.name}:{row[pk[0]]}"
+    return table.name + ":" + ",".join(str(row[c]) for c in pk)
 
 
 @dataclass

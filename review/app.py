@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -148,6 +149,12 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
     @app.exception_handler(BadRequest)
     async def _bad_request(request: Request, exc: BadRequest):
         return render(request, "error.html", {"code": 400, "message": str(exc)}, 400)
+
+    @app.exception_handler(RequestValidationError)
+    async def _bad_parameter(request: Request, exc: RequestValidationError):
+        where = "; ".join(f"{'.'.join(str(x) for x in e.get('loc', ())[1:]) or 'parameter'}: {e.get('msg')}"
+                          for e in exc.errors())
+        return render(request, "error.html", {"code": 400, "message": f"Bad parameter ({where})."}, 400)
 
     # -- signing in ---------------------------------------------------------------------------
 

@@ -5,6 +5,13 @@ type with parquet files; the file mode writes groups.csv, pairs.csv and model.js
 reads both the same way and returns tidy DataFrames with an ``entity_type`` column. The chart
 functions take those DataFrames (not the run), so notebooks, the HTML report and tests draw the
 same pictures from the same data.
+
+    run = Run.latest("sqlite:///data/crm.db")          # or Run.open(folder), Run.resolve(folder_or_id, db)
+    run.overview(), run.counts(), run.criteria(), run.group_sizes(), run.primary_reasons()
+    score_chart(run.pair_scores(), run.thresholds)
+    waterfall_chart(run.waterfall(id_a, id_b, "contact"))
+    run.uncertain_pairs(20), run.quality_fields(), run.precision_recall()
+    write_html_report(run.folder)                       # folder/report.html, self-contained
 """
 
 from __future__ import annotations
@@ -454,7 +461,14 @@ class Run:
     def contributions(self, entity_type: str | None = None) -> pd.DataFrame:
         """Per pair, the prior and the bits each comparison added (the waterfall data), one column each."""
         p = self.pairs(entity_type)
-        parsed = pd.DataFrame([json.loads(c) if c else {} for c in p["contributions"]], index=p.index)
+        parsed = []
+        for row in p[["entity_type", "id_a", "id_b", "contributions"]].itertuples(index=False):
+            try:
+                parsed.append(_contributions(row.contributions, row))
+            except ReportError as exc:  # one broken row is reported; the others still count
+                log.warning("%s", exc)
+                parsed.append({})
+        parsed = pd.DataFrame(parsed, index=p.index)
         return pd.concat([p[["entity_type", "id_a", "id_b", "probability", "tier"]], parsed], axis=1)
 
     def pair(self, id_a, id_b, entity_type: str | None = None) -> pd.Series:
@@ -471,7 +485,8 @@ class Run:
     def waterfall(self, id_a, id_b, entity_type: str | None = None) -> pd.DataFrame:
         """The steps from the prior to the pair's final weight: step, bits, start, end, probability."""
         row = self.pair(id_a, id_b, entity_type)
-        return waterfall_steps(json.loads(row["contributions"]), final_probability=float(row["probability"]))
+        return waterfall_steps(_contributions(row["contributions"], row),
+                               final_probability=float(row["probability"]))
 
     def uncertain_pairs(self, n: int = 20, entity_type: str | None = None, distinct: bool = False) -> pd.DataFrame:
         """The pairs closest to the probable threshold (the line between grouped and not): look here first.
@@ -623,6 +638,19 @@ class Run:
             return pd.DataFrame(columns=["entity_type", "threshold", "precision", "recall", "f1"])
         out = pd.concat(parts, ignore_index=True)
         return out[["entity_type"] + [c for c in out.columns if c != "entity_type"]]
+
+
+def _contributions(text: str, pair) -> dict[str, float]:
+    """A pair's contributions JSON ({"prior": bits, comparison: bits}); a clear error when broken."""
+    try:
+        data = json.loads(text) if text else {}
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+        return {str(k): float(v) for k, v in data.items()}
+    except (ValueError, TypeError) as exc:
+        where = f"{pair.entity_type} pair {pair.id_a} / {pair.id_b}"
+        raise ReportError(f"The contributions of {where} are not a JSON object of numbers ({exc}): "
+                          f"{str(text)[:80]!r}. Re-run the find to rewrite pairs.parquet.") from exc
 
 
 def open_run(run_folder: str | Path | None = None, db_url: str | None = None, *, truth=None) -> Run:

@@ -462,6 +462,24 @@ def test_latest_run_and_its_truth_on_each_backend(db_url, tmp_path):
     assert path.exists() and "Against the known truth" in path.read_text(encoding="utf-8")
 
 
+def test_a_broken_contributions_row_is_named_and_the_rest_goes_on(demo_run, tmp_path, caplog):
+    import shutil
+
+    folder = tmp_path / Path(demo_run[1]).name
+    shutil.copytree(demo_run[1], folder)
+    path = folder / "company" / "pairs.parquet"
+    pairs = pd.read_parquet(path)
+    pairs.loc[0, "contributions"] = "{not json"
+    pairs.to_parquet(path, index=False)
+    run = Run.open(folder)
+    a, b = pairs.loc[0, "id_a"], pairs.loc[0, "id_b"]
+    with pytest.raises(ReportError, match=f"company pair {a} / {b}"):
+        run.waterfall(a, b, "company")
+    wide = run.contributions("company")
+    assert len(wide) == len(pairs) and wide["prior"].notna().sum() == len(pairs) - 1
+    assert f"company pair {a} / {b}" in caplog.text
+
+
 # -- a file-mode run ---------------------------------------------------------------------------------
 
 def test_file_mode_run(file_run):

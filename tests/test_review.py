@@ -429,6 +429,9 @@ def test_bad_filters_are_a_400_not_a_crash(sample):
     assert c.get("/groups/contact?manager=abc").status_code == 400
     assert c.get("/groups/contact?after=!!!").status_code == 400
     assert c.get("/groups/nothing").status_code == 404
+    r = c.get("/group/contact-10-x?primary=ten")
+    assert r.status_code == 400 and "primary" in r.text
+    assert c.get("/history?page=x").status_code == 400
 
 
 def test_pages_walk_every_group_in_order_once(sample):
@@ -466,3 +469,20 @@ def test_pages_walk_every_group_in_order_once(sample):
     # a manager's pages hold only their groups
     ids = re.findall(r'data-group="([^"]+)"', sign_in(app, JOHN).get("/groups/contact").text)
     assert ids and all(int(i.rsplit("-", 1)[1]) % 2 == 1 for i in ids if i.startswith("contact-x-"))
+
+
+def test_rights_are_checked_again_when_merging(sample):
+    store, app, groups = sample
+    gid = groups["contact-10"]
+    contacts = schema.contacts
+    with store.engine.begin() as conn:  # Пётр is given #12 for a while: he may merge #11 and #12
+        conn.execute(contacts.update().where(contacts.c.id == 12).values(responsible_id=USER_IDS[PETR]))
+    petr = sign_in(app, PETR)
+    html, form = page_form(petr, f"/group/{gid}")
+    assert 'id="merge-now"' in html and form["plan"]
+    with store.engine.begin() as conn:  # ... and loses it again before he clicks
+        conn.execute(contacts.update().where(contacts.c.id == 12).values(responsible_id=USER_IDS[MARIA]))
+    before = dump_crm(store)
+    r = petr.post(f"/group/{gid}/act", data={**form, "action": "merge", **choose(html, 11)})
+    assert r.status_code == 403 and "merging needs at least two" in r.text
+    assert dump_crm(store) == before

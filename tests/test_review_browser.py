@@ -14,15 +14,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import uvicorn
+from playwright.sync_api import expect
 
 from crm import schema
 from crm.store import Store
 from merge_rules.testing import dump_crm
 from review.app import create_app
 from review.testing import ADMIN, MARIA, PASSWORD, XSS_NAME, XSS_OTHER, load_review_sample
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-expect = playwright_api.expect
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).parent / "artifacts" / "screenshots"
