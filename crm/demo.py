@@ -80,6 +80,13 @@ def _rngs(seed: int, part: int) -> tuple[np.random.Generator, random.Random]:
     return np.random.default_rng([seed, part]), random.Random(seed * 1_000_003 + part)
 
 
+def _const(n: int, value) -> np.ndarray:
+    """An object array of one shared value (np.full would make n copies of a string)."""
+    out = np.empty(n, dtype=object)
+    out.fill(value)
+    return out
+
+
 def _p(weights) -> np.ndarray:
     w = np.asarray(weights, dtype=float)
     return w / w.sum()
@@ -1431,7 +1438,7 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
     area[expat], alen[expat] = 495, 3
     two = rng.random(m) < 0.4
     first_mobile = rng.random(m) < 0.7
-    ext_all = rng.integers(10, 1000, m).astype(str).astype(object)
+    ext_all = rng.integers(10, 1000, m)
     slots = []  # one dict of equal-length arrays per phone slot
     for slot, owners, mobile in ((0, np.arange(m), first_mobile), (1, np.flatnonzero(two), ~first_mobile[two])):
         nsn, al = _new_numbers(rng, cc_person[owners], mobile, area[owners], alen[owners])
@@ -1451,7 +1458,7 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
             with_ext = np.where(sw, rng.random(len(owners)) < 0.55, with_ext)
             shared[sw] = True
             tags.add(owners[sw], "colleague_switchboard")
-        ext[with_ext] = ext_all[owners[with_ext]]
+        ext[with_ext] = [str(x) for x in ext_all[owners[with_ext]].tolist()]
         slots.append(dict(owner=owners, kind=np.where(mobile, "mobile", "work").astype(object), cc=cc, nsn=nsn,
                           alen=al, ext=ext, shared=shared, slot=np.full(len(owners), slot)))
     fs_a = np.array([a for a, _ in father_son], dtype=np.int64)
@@ -1460,7 +1467,7 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
     if len(heads):  # a family's home phone, the same number for both members
         h_nsn, h_al = _new_numbers(rng, cc_person[heads], np.zeros(len(heads), dtype=bool), area[heads], alen[heads])
         owners = np.concatenate([heads, family_b, fs_b]).astype(np.int64)
-        slots.append(dict(owner=owners, kind=np.full(len(owners), "home", dtype=object),
+        slots.append(dict(owner=owners, kind=_const(len(owners), "home"),
                           cc=np.tile(cc_person[heads], 2), nsn=np.tile(h_nsn, 2), alen=np.tile(h_al, 2),
                           ext=np.full(len(owners), None, dtype=object), shared=np.ones(len(owners), dtype=bool),
                           slot=np.full(len(owners), 2)))
@@ -1506,13 +1513,13 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
                       zip(w_pattern[own].tolist(), first[wi[own]].tolist(), last[wi[own]].tolist(),
                           num[wi[own]].tolist(), employers.domain[emp[own]].tolist())]
         tags.add(wi[general], "colleague_info_email")
-        em.append(dict(owner=wi, kind=np.full(len(wi), "work", dtype=object), value=value, shared=general,
+        em.append(dict(owner=wi, kind=_const(len(wi), "work"), value=value, shared=general,
                        slot=rng.integers(0, 2, len(wi)) * 2 - 1))  # before or after the personal one
     fam = family_a[rng.random(len(family_a)) < 0.5]  # half the families share a mailbox
     fam_b = family_b[np.isin(family_a, fam)]
     box = np.array([f"{_latin(_masculine(last[a]) if ru[a] else last[a])}{'y' if ru[a] else 's'}{num[a] % 100}@{dom[a]}"
                     for a in fam.tolist()], dtype=object)
-    em.append(dict(owner=np.concatenate([fam, fam_b]), kind=np.full(2 * len(fam), "home", dtype=object),
+    em.append(dict(owner=np.concatenate([fam, fam_b]), kind=_const(2 * len(fam), "home"),
                    value=np.concatenate([box, box]), shared=np.ones(2 * len(fam), dtype=bool),
                    slot=np.ones(2 * len(fam), dtype=np.int64)))
     em_owner, em_kind, em_value, em_shared, em_slot = (
@@ -1528,7 +1535,7 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
                            for x, n in zip(em_value[clash].tolist(), rng.integers(1, 100, len(clash)).tolist())]
 
     comm_owner = np.concatenate([ph["owner"], em_owner])
-    comm_type = np.concatenate([np.full(len(ph["owner"]), "phone", dtype=object), np.full(len(em_owner), "email", dtype=object)])
+    comm_type = np.concatenate([_const(len(ph["owner"]), "phone"), _const(len(em_owner), "email")])
     comm_kind = np.concatenate([ph["kind"].astype(object), np.array(em_kind, dtype=object)])
     comm_value = np.concatenate([phone_vals, em_value])
     comm_phone = _concat_parts({k: ph[k] for k in _PHONE_KEYS}, _empty_parts(len(em_owner)))
@@ -1556,8 +1563,8 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
         tags.add(i, "empty_name")
     if extra_owner:
         comm_owner = np.concatenate([comm_owner, extra_owner])
-        comm_type = np.concatenate([comm_type, np.full(len(extra_owner), "email", dtype=object)])
-        comm_kind = np.concatenate([comm_kind, np.full(len(extra_owner), "work", dtype=object)])
+        comm_type = np.concatenate([comm_type, _const(len(extra_owner), "email")])
+        comm_kind = np.concatenate([comm_kind, _const(len(extra_owner), "work")])
         comm_value = np.concatenate([comm_value, np.array(extra_value, dtype=object)])
         comm_phone = _concat_parts(comm_phone, _empty_parts(len(extra_owner)))
         comm_slot = np.concatenate([comm_slot, np.full(len(extra_owner), 20)])
@@ -1635,11 +1642,6 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
                           "value": np.concatenate([comm_value, np.array(dup["comm_value"], dtype=object)])})
     comm_order = np.lexsort((np.concatenate([comm_slot, dup["comm_slot"]]), comms["entity_id"].to_numpy()))
     comms = comms.iloc[comm_order].reset_index(drop=True)
-    import tracemalloc as _tm, linecache
-    snap = _tm.take_snapshot()
-    for st in snap.statistics("lineno")[:25]:
-        print(st)
-    print("current/peak", [x >> 20 for x in _tm.get_traced_memory()])
     return People(frame, comms, truth, origin, np.concatenate([ru, ru[orig]])[order],
                   np.concatenate([male, male[orig]])[order], np.concatenate([employer, employer[orig]])[order],
                   (comm_phone, dup["comm_phone"], comm_order))

@@ -121,6 +121,8 @@ class FirstNameComparison(Comparison):
         if "first_raw" not in p.records.columns:
             return Levels(level, tf)
         raw, raw_u = p.codes("first_raw")
+        if len(raw_u) == 0:
+            return Levels(level, tf)
         ra, rb = raw[a], raw[b]
         both = (ra >= 0) & (rb >= 0)
         level[both] = 0

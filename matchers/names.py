@@ -162,8 +162,11 @@ _NOT_KEY = re.compile(r"[^a-z0-9]+")
 _CONS = "b-df-hj-np-tv-z"
 # Applied in order, repeated until nothing changes (so the key is a fixed point: translit is idempotent).
 _LATIN_RULES = [
-    (re.compile(r"shch|shh|sch"), "sh"),           # Щукин, Shchukin, Schukin (and German sch = ш)
-    (re.compile(r"tch|cz"), "ch"),
+    (re.compile(r"schtsch|chtch"), "sh"),          # щ in German and French spellings
+    (re.compile(r"tsch"), "ch"),                   # German ч: Alexandrowitsch
+    (re.compile(r"shch|shh|sch"), "sh"),           # Щукин, Shchukin, Schukin, Shhukin (and German sch = ш)
+    (re.compile(r"tch"), "ch"),                    # Tchaikovsky
+    (re.compile(r"cz"), "ts"),                     # GOST ц: Czvetkov
     (re.compile(r"ph"), "f"),
     (re.compile(r"th"), "t"),
     (re.compile(r"ck"), "k"),
@@ -171,12 +174,14 @@ _LATIN_RULES = [
     (re.compile(r"w"), "v"),                       # Iwanow = Ivanov
     (re.compile(r"q"), "k"),
     (re.compile(r"tz"), "ts"),
+    (re.compile(r"ou"), "u"),                      # French у: Birioukoff, Iouri
+    (re.compile(r"c(?=(?:[oe](?:v|ff?)|[iy]n)a?$|v)"), "ts"),  # ц in -цов/-цев/-цын, цв: Kuznecov, Cvetkov
     (re.compile(r"c(?=[eiy])"), "s"),
     (re.compile(r"c(?!h)"), "k"),
     (re.compile(r"kh"), "h"),                      # Khabibullin = Habibullin = Хабибуллин
     (re.compile(r"j"), "i"),                       # Dmitrij, Natalja, Julia
     (re.compile(r"(?<![^aeiou])ye"), "e"),         # Yevgeny = Евгений, Andreyev = Андреев
-    (re.compile(rf"(?<=[{_CONS}])yo"), "e"),       # Pyotr = Пётр (ё is е), Fyodor, Artyom
+    (re.compile(rf"(?<=[{_CONS}])[yi]o"), "e"),    # ё written yo/jo/io: Pyotr, Fjodor, Artiom = Артём
     (re.compile(r"y"), "i"),                       # Aleksey = Алексей, Dmitry, -sky/-skiy/-skii
     (re.compile(r"([a-z])\1+"), r"\1"),            # Ivanoff, Khabibullin, Iuliia, Dmitrii
     (re.compile(rf"(?<=[{_CONS}])i(?=[aeou])"), ""),  # Natalia/Natalya/Наталья, Vasiliev/Vasilyev
@@ -211,8 +216,9 @@ def translit(word: str) -> str:
     """One Latin matching key per word: Иванов, Ivanov, Ivanoff, Iwanow, Иваноф -> "ivanov".
 
     Several words give their keys joined by a space. Not a readable transliteration: doubled letters
-    collapse, w->v, x->ks, kh->h, ya/ia/ja->ia and an i between a consonant and a vowel drops,
-    -iy/-ij/-y endings -> -i, a final -off/-of -> -ov."""
+    collapse, w->v, x->ks, kh->h, shch/sch->sh, j and y->i (so ya/ja->ia, yu/ju->iu, -iy/-ij/-y->-i),
+    an i between a consonant and a vowel drops (Natalya, Natalia, Наталья -> natala), a final -of
+    becomes -ov. Rules repeat until nothing changes, so translit(translit(x)) == translit(x)."""
     words = clean_text(word).split()
     return " ".join(k for k in map(_translit_word, words) if k)
 

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from crm import schema
+from merge_rules import sqlin
 from merge_rules.codec import encode_row
 from merge_rules.errors import MergeError, PermissionDenied, StalePlanError, UnresolvedConflicts
 from merge_rules.permissions import check_merge, denied_records, load_user
@@ -152,37 +153,54 @@ def _check_count(result, expected: int, what: str) -> None:
 
 
 class _Writes:
-    """The statements of a merge of one entity type, built once and reused (compiled once)."""
+    """The statements of a merge of one entity type, built once per shape and reused (compiled once);
+    IN lists are sized (merge_rules.sqlin)."""
 
     def __init__(self, et: str):
-        table, comm, cc = schema.ENTITY_TABLES[et], schema.communications, schema.contact_companies
-        ids, dups, to = (sa.bindparam("ids_", expanding=True), sa.bindparam("dups_", expanding=True),
-                         sa.bindparam("to_"))
+        self.et = et
+        table, cc = schema.ENTITY_TABLES[et], schema.contact_companies
+        self.table = table
         self.primary = table.update().where(table.c.id == sa.bindparam("pk_"))  # SET from the parameters
-        self.soft_delete = table.update().where(table.c.id.in_(dups)).values(deleted_at=sa.bindparam("now_"))
-        self.hard_delete = table.delete().where(table.c.id.in_(dups))
-        mine = sa.and_(comm.c.id.in_(ids), comm.c.entity_type == et, comm.c.entity_id.in_(dups))
-        self.comm_move = comm.update().where(mine).values(entity_id=to)
-        self.comm_drop = comm.delete().where(mine)
-        self.links = {}
-        for spec in LINKS[et]:
-            t = spec.table
-            if t is cc:
-                continue
-            cond = sa.and_(t.c.id.in_(ids), t.c[spec.column].in_(dups))
-            if spec.polymorphic:
-                cond = sa.and_(cond, t.c.entity_type == et)
-            self.links[spec.name] = t.update().where(cond).values({spec.column: to})
         key = sa.and_(cc.c.contact_id == sa.bindparam("k1_"), cc.c.company_id == sa.bindparam("k2_"))
         self.cc_delete = cc.delete().where(key)
         self.cc_flag = cc.update().where(key).values(is_primary=sa.bindparam("flag_"))
-        self.cc_move = {col: cc.update().where(key).values({col: to, "is_primary": sa.bindparam("flag_")})
+        self.cc_move = {col: cc.update().where(key).values({col: sa.bindparam("to_"), "is_primary": sa.bindparam("flag_")})
                         for col in ("contact_id", "company_id")}
         h, m, g = schema.history, schema.dedup_merges, schema.dedup_groups
         self.history = h.insert().returning(h.c.id)
         self.merge = m.insert().returning(m.c.id)
         self.group = g.update().where(g.c.id == sa.bindparam("gid_")).values(
             status="applied", merge_id=sa.bindparam("mid_"), updated_at=sa.bindparam("now_"))
+        self._cache: dict[tuple, Any] = {}
+        self.specs = {spec.name: spec for spec in LINKS[et]}
+
+    def run(self, conn: Connection, kind: str, *, ids=(), dups=(), **values):
+        """Execute statement ``kind`` (soft_delete, hard_delete, comm_move, comm_drop or a link table's
+        name) for these ids of rows and of duplicates."""
+        ni, nd = sqlin.size(ids), sqlin.size(dups)
+        key = (kind, ni, nd)
+        stmt = self._cache.get(key)
+        if stmt is None:
+            stmt = self._cache[key] = self._build(kind, ni, nd)
+        return conn.execute(stmt, {**sqlin.params("ids_", ids, ni), **sqlin.params("dups_", dups, nd), **values})
+
+    def _build(self, kind: str, ni, nd):
+        table, comm = self.table, schema.communications
+        if kind == "soft_delete":
+            return table.update().where(sqlin.in_(table.c.id, "dups_", nd)).values(deleted_at=sa.bindparam("now_"))
+        if kind == "hard_delete":
+            return table.delete().where(sqlin.in_(table.c.id, "dups_", nd))
+        if kind in ("comm_move", "comm_drop"):
+            mine = sa.and_(sqlin.in_(comm.c.id, "ids_", ni), comm.c.entity_type == self.et,
+                           sqlin.in_(comm.c.entity_id, "dups_", nd))
+            return (comm.update().where(mine).values(entity_id=sa.bindparam("to_")) if kind == "comm_move"
+                    else comm.delete().where(mine))
+        spec = self.specs[kind]
+        t = spec.table
+        cond = sa.and_(sqlin.in_(t.c.id, "ids_", ni), sqlin.in_(t.c[spec.column], "dups_", nd))
+        if spec.polymorphic:
+            cond = sa.and_(cond, t.c.entity_type == self.et)
+        return t.update().where(cond).values({spec.column: sa.bindparam("to_")})
 
 
 _WRITES: dict[str, _Writes] = {}
@@ -213,12 +231,12 @@ def _write_merge(conn: Connection, plan: MergePlan, snap: Snapshot, user: dict, 
     move = [c.id for c in plan.communications if c.action == "move"]
     drop = [c.id for c in plan.communications if c.action in ("repeat", "drop")]
     if move:
-        _check_count(conn.execute(w.comm_move, {"ids_": move, "dups_": dups, "to_": p}), len(move), "communications")
+        _check_count(w.run(conn, "comm_move", ids=move, dups=dups, to_=p), len(move), "communications")
         for cid in move:
             img.touched("communications", rows[cid], {**rows[cid], "entity_id": p})
         moved["communications"] = len(move)
     if drop:
-        _check_count(conn.execute(w.comm_drop, {"ids_": drop, "dups_": dups}), len(drop), "communications")
+        _check_count(w.run(conn, "comm_drop", ids=drop, dups=dups), len(drop), "communications")
         for cid in drop:
             img.touched("communications", rows[cid], None)
 
@@ -235,7 +253,7 @@ def _write_merge(conn: Connection, plan: MergePlan, snap: Snapshot, user: dict, 
             moved[spec.name] = sum(1 for m in moves if m.action != "update")
             continue
         ids = [m.key["id"] for m in moves]
-        _check_count(conn.execute(w.links[spec.name], {"ids_": ids, "dups_": dups, "to_": p}), len(ids),
+        _check_count(w.run(conn, spec.name, ids=ids, dups=dups, to_=p), len(ids),
                      f"{spec.name} linked to the group of {et} #{p}")
         for m in moves:
             img.touched(spec.name, {"id": m.key["id"], spec.column: m.from_id}, {"id": m.key["id"], spec.column: p})
@@ -246,9 +264,9 @@ def _write_merge(conn: Connection, plan: MergePlan, snap: Snapshot, user: dict, 
         img.touched(table.name, snap.records[d], None if plan.delete_mode == "hard" else
                     {**snap.records[d], "deleted_at": now})
     if plan.delete_mode == "hard":
-        conn.execute(w.hard_delete, {"dups_": dups})
+        w.run(conn, "hard_delete", dups=dups)
     else:
-        conn.execute(w.soft_delete, {"dups_": dups, "now_": now})
+        w.run(conn, "soft_delete", dups=dups, now_=now)
 
     # 5. the history event on the primary
     event = {"entity_type": et, "entity_id": p, "event": "merge",

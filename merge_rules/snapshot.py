@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from crm import schema
+from merge_rules import sqlin
 from merge_rules.codec import fingerprint
 
 CHUNK = 2000  # ids per IN (...) list: far below SQLite's bound-parameter limit
@@ -28,7 +29,7 @@ class LinkSpec:
     column: str
     polymorphic: bool = False  # activities/history: (entity_type, entity_id)
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
         return self.table.name
 
@@ -103,12 +104,26 @@ class _Queries:
     matters when thousands of merges run one after another."""
 
     def __init__(self, entity_type: str):
-        table, comm = schema.ENTITY_TABLES[entity_type], schema.communications
-        ids = sa.bindparam("ids", expanding=True)
-        self.records = sa.select(table).where(table.c.id.in_(ids)).order_by(table.c.id)
-        self.records_locked = self.records.with_for_update()
-        # the communications and every link table in one UNION ALL of
-        # (table, key1, key2, pointing column, flag, comm type, comm kind, comm value)
+        self.entity_type = entity_type
+        self.specs = {spec.name: spec for spec in LINKS[entity_type]}
+        self._records: dict[tuple, Any] = {}
+        self._links: dict[tuple, Any] = {}
+
+    def records(self, n: int | None, lock: bool):
+        key = (n, lock)
+        if key not in self._records:
+            table = schema.ENTITY_TABLES[self.entity_type]
+            q = sa.select(table).where(sqlin.in_(table.c.id, "ids", n)).order_by(table.c.id)
+            self._records[key] = q.with_for_update() if lock else q
+        return self._records[key]
+
+    def links(self, n_members: int | None, n_dups: int | None):
+        """The communications and every link table in one UNION ALL of
+        (table, key1, key2, pointing column, flag, comm type, comm kind, comm value)."""
+        key = (n_members, n_dups)
+        if key in self._links:
+            return self._links[key]
+        et, comm = self.entity_type, schema.communications
         text, num = sa.cast(sa.null(), sa.String(1000)), sa.cast(sa.null(), sa.Integer)
 
         def label(name: str):
@@ -117,25 +132,24 @@ class _Queries:
         parts = [sa.select(label("communications"), comm.c.id.label("k1"), num.label("k2"),
                            comm.c.entity_id.label("ref"), num.label("flag"), comm.c.type.label("ctype"),
                            comm.c.kind.label("ckind"), comm.c.value.label("cvalue"))
-                 .where(comm.c.entity_type == entity_type,
-                        comm.c.entity_id.in_(sa.bindparam("members", expanding=True)))]
-        for spec in LINKS[entity_type]:
+                 .where(comm.c.entity_type == et, sqlin.in_(comm.c.entity_id, "members", n_members))]
+        for spec in LINKS[et]:
             t = spec.table
             if t is schema.contact_companies:
                 # the primary's own rows too: they decide whether a moved row collides
                 q = sa.select(label(spec.name), t.c.contact_id.label("k1"), t.c.company_id.label("k2"),
                               t.c[spec.column].label("ref"), sa.cast(t.c.is_primary, sa.Integer).label("flag"),
                               text.label("ctype"), text.label("ckind"), text.label("cvalue")
-                              ).where(t.c[spec.column].in_(sa.bindparam("members", expanding=True)))
+                              ).where(sqlin.in_(t.c[spec.column], "members", n_members))
             else:  # only rows that move: those of the duplicates
                 q = sa.select(label(spec.name), t.c.id.label("k1"), num.label("k2"), t.c[spec.column].label("ref"),
                               num.label("flag"), text.label("ctype"), text.label("ckind"), text.label("cvalue")
-                              ).where(t.c[spec.column].in_(sa.bindparam("dups", expanding=True)))
+                              ).where(sqlin.in_(t.c[spec.column], "dups", n_dups))
                 if spec.polymorphic:
-                    q = q.where(t.c.entity_type == entity_type)
+                    q = q.where(t.c.entity_type == et)
             parts.append(q)
-        self.links = sa.union_all(*parts)
-        self.specs = {spec.name: spec for spec in LINKS[entity_type]}
+        self._links[key] = sa.union_all(*parts)
+        return self._links[key]
 
     def link_row(self, r) -> tuple[LinkSpec, dict[str, Any]]:
         spec = self.specs[r.tbl]
@@ -167,10 +181,12 @@ def read_snapshots(conn: Connection, entity_type: str, groups: Sequence[tuple[in
     comms: dict[int, list[dict[str, Any]]] = defaultdict(list)
     links: dict[str, dict[int, list[dict[str, Any]]]] = {s.name: defaultdict(list) for s in LINKS[entity_type]}
     for ids in _chunks(all_ids):
-        for r in conn.execute(qs.records_locked if lock else qs.records, {"ids": ids}).mappings():
+        n = sqlin.size(ids)
+        for r in conn.execute(qs.records(n, lock), sqlin.params("ids", ids, n)).mappings():
             records[r["id"]] = dict(r)
         dups = [i for i in ids if i not in primaries]
-        for r in conn.execute(qs.links, {"members": ids, "dups": dups}):
+        nd = sqlin.size(dups)
+        for r in conn.execute(qs.links(n, nd), {**sqlin.params("members", ids, n), **sqlin.params("dups", dups, nd)}):
             if r.tbl == "communications":
                 comms[r.ref].append({"id": r.k1, "entity_type": entity_type, "entity_id": r.ref, "type": r.ctype,
                                      "kind": r.ckind, "value": r.cvalue})

@@ -11,8 +11,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import sqlalchemy as sa
-
 from crm import schema
 from crm.proposals import now
 from merge_rules.apply import apply_plan, describe_changes

@@ -29,8 +29,7 @@ from merge_rules.plan import MergePlan
 from merge_rules.settings import MergeSettings, field_kinds
 from review import actions, auth, queries, views
 from review.queries import LISTS, BadRequest, Filters, is_admin
-from review.security import (SESSION_COOKIE, SESSION_MAX_AGE, PlanSigner, SecurityHeaders, csrf_ok, csrf_token,
-                             flash, pop_flash)
+from review.security import SESSION_COOKIE, SESSION_MAX_AGE, Flashes, PlanSigner, SecurityHeaders, csrf_ok, csrf_token
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +72,8 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
         log.info("no secret key given (%s): sessions last until the server stops", SECRET_ENV)
     settings = merge_settings or MergeSettings.load()
     signer = PlanSigner(secret_key)
+    flashes = Flashes()
+    flash = flashes.add
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(url=_url, fmt=views.fmt, LISTS=LISTS, TIERS=queries.TIERS,
                                  STATUSES=queries.STATUSES, RULE_WORDS=views.RULE_WORDS,
@@ -90,7 +91,7 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
 
     def render(request: Request, name: str, context: dict[str, Any], status: int = 200) -> HTMLResponse:
         ctx = {"user": getattr(request.state, "user", None), "csrf": csrf_token(request),
-               "flashes": pop_flash(request), **context}
+               "flashes": flashes.pop(request), **context}
         return templates.TemplateResponse(request, name, ctx, status_code=status)
 
     def current_user(request: Request) -> dict:

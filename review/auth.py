@@ -29,6 +29,10 @@ class AuthError(ValueError):
     """A password or user that cannot be used; the message says why."""
 
 
+class UnknownUser(AuthError, LookupError):
+    """No user has this email."""
+
+
 def hash_password(password: str) -> str:
     if not isinstance(password, str) or len(password) < MIN_LENGTH:
         raise AuthError(f"A password needs at least {MIN_LENGTH} characters.")
@@ -64,7 +68,7 @@ def set_password(store, email: str, password: str) -> int:
     with store.engine.begin() as conn:
         user_id = conn.execute(sa.select(u.c.id).where(u.c.email == email)).scalar()
         if user_id is None:
-            raise AuthError(f"There is no user with the email {email!r} in {store.display_url}.")
+            raise UnknownUser(f"There is no user with the email {email!r} in {store.display_url}.")
         conn.execute(u.update().where(u.c.id == user_id).values(password_hash=digest))
     log.info("password set for user #%s", user_id)
     return int(user_id)

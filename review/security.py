@@ -1,14 +1,16 @@
 """Sessions, CSRF tokens, signed plans and security headers.
 
 The session is Starlette's SessionMiddleware: a cookie signed with itsdangerous, holding the user id,
-a digest of their password hash (a new password ends old sessions), the CSRF token and flash
-messages. Every POST must carry the session's CSRF token in its form (``csrf_token``).
+a digest of their password hash (a new password ends old sessions), the CSRF token and the key of
+the messages to show on the next page. Every POST must carry the session's CSRF token in its form (``csrf_token``).
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
+import threading
+from collections import OrderedDict
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -18,7 +20,7 @@ from starlette.requests import Request
 SESSION_COOKIE = "crm_review_session"
 SESSION_MAX_AGE = 12 * 3600
 PLAN_MAX_AGE = 24 * 3600
-MAX_FLASH_CHARS = 1500  # the session is a cookie: keep it well under 4 kB
+MAX_DETAILS = 20  # lines of detail under a message (the changes a stale plan or an undo found)
 
 # No inline script or style anywhere: the only script is /static/review.js.
 HEADERS = {
@@ -67,16 +69,35 @@ def csrf_ok(request: Request, form: dict[str, Any]) -> bool:
     return bool(expected) and isinstance(given, str) and hmac.compare_digest(expected, given)
 
 
-def flash(request: Request, text: str, level: str = "info", details: list[str] | None = None) -> None:
-    """A message shown once on the next page rendered for this session."""
-    items = list(request.session.get("flash", []))
-    details = [d[:300] for d in (details or [])[:8]]
-    items.append({"level": level, "text": text[:MAX_FLASH_CHARS], "details": details})
-    request.session["flash"] = items[-3:]
+class Flashes:
+    """Messages shown once, on the next page of the same session. They stay in this process and the
+    session cookie holds only their key: a list of changes (Cyrillic escapes to six bytes a letter in
+    the cookie's JSON) would not fit in a 4 kB cookie. `crm-dedup review` runs one process."""
 
+    def __init__(self, limit: int = 2000):
+        self._items: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self._limit = limit
+        self._lock = threading.Lock()
 
-def pop_flash(request: Request) -> list[dict[str, Any]]:
-    return request.session.pop("flash", [])
+    def add(self, request: Request, text: str, level: str = "info", details: list[str] | None = None) -> None:
+        key = request.session.get("flash")
+        if not isinstance(key, str):
+            key = request.session["flash"] = secrets.token_urlsafe(12)
+        message = {"level": level, "text": text, "details": list(details or [])[:MAX_DETAILS]}
+        with self._lock:
+            items = self._items.setdefault(key, [])
+            items.append(message)
+            del items[:-3]
+            self._items.move_to_end(key)
+            while len(self._items) > self._limit:
+                self._items.popitem(last=False)
+
+    def pop(self, request: Request) -> list[dict[str, Any]]:
+        key = request.session.pop("flash", None)
+        if not isinstance(key, str):
+            return []
+        with self._lock:
+            return self._items.pop(key, [])
 
 
 class PlanSigner:

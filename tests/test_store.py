@@ -1,0 +1,129 @@
+"""The store on SQLite and PostgreSQL: migrations, schema identical to crm/schema.py, chunked reads,
+batched writes, clear errors for bad URLs and old schemas."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from typer.testing import CliRunner
+
+from crm import schema
+from crm.store import Store, StoreError, head_revision
+from pipelines.cli import app
+
+NOW = dt.datetime(2024, 5, 1, 12, 0)
+
+
+def test_migrated_schema_is_exactly_the_declared_one(store):
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), schema.metadata)
+    assert diff == []
+    assert store.revision() == head_revision()
+    store.check_schema()
+
+
+def test_migrate_is_idempotent_and_downgrade_then_upgrade_works(db_url):
+    from alembic import command
+
+    from crm.store import _alembic_config
+
+    store = Store(db_url)
+    assert store.migrate() == head_revision()
+    assert store.migrate() == head_revision()
+    cfg = _alembic_config()
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0001")
+    with pytest.raises(StoreError, match="crm-dedup migrate"):
+        store.check_schema()
+    assert store.migrate() == head_revision()
+    store.check_schema()
+
+
+def test_database_without_schema_says_run_init(db_url):
+    store = Store(db_url)
+    with pytest.raises(StoreError, match="crm-dedup init"):
+        store.check_schema()
+
+
+def _contacts(n: int) -> pd.DataFrame:
+    return pd.DataFrame({
+        "id": range(1, n + 1), "last_name": [f"Иванов{i}" for i in range(n)], "first_name": "Иван",
+        "middle_name": None, "birthdate": [dt.date(1980, 1, 1 + i % 28) for i in range(n)],
+        "responsible_id": None, "created_at": NOW, "modified_at": NOW, "deleted_at": None,
+    })
+
+
+def test_batched_write_and_chunked_read(store):
+    n = 2500
+    assert store.insert(schema.contacts, _contacts(n), batch_size=700) == n
+    comms = [{"entity_type": "contact", "entity_id": i, "type": "phone", "kind": "mobile", "value": f"+7999{i:07d}"}
+             for i in range(1, n + 1)]
+    assert store.insert(schema.communications, comms, batch_size=999) == n
+    chunks = list(store.read_query(sa.select(schema.contacts).order_by(schema.contacts.c.id), chunksize=1000))
+    assert [len(c) for c in chunks] == [1000, 1000, 500]
+    frame = store.read_entities("contact", chunksize=400)
+    assert len(frame) == n and frame["last_name"].iloc[0] == "Иванов0"
+    assert frame["birthdate"].iloc[3] == dt.date(1980, 1, 4)
+    comm = store.read_communications("contact")
+    assert len(comm) == n and set(comm.columns) == {"entity_id", "type", "kind", "value"}
+    # soft-deleted records and their communications are not read
+    with store.engine.begin() as conn:
+        conn.execute(schema.contacts.update().where(schema.contacts.c.id <= 10).values(deleted_at=NOW))
+    assert len(store.read_entities("contact")) == n - 10
+    assert len(store.read_communications("contact")) == n - 10
+    assert len(store.read_entities("contact", include_deleted=True)) == n
+
+
+def test_a_failed_batch_writes_nothing(store):
+    rows = _contacts(5).to_dict("records")
+    rows[3]["created_at"] = None  # NOT NULL
+    with pytest.raises(sa.exc.IntegrityError):
+        store.insert(schema.contacts, rows, batch_size=2)
+    assert store.read_entities("contact").empty
+
+
+def test_stats_counts_tables_and_managers(store):
+    store.insert(schema.users, [{"id": 1, "name": "Анна", "email": "a@example.com", "role": "manager"}])
+    frame = _contacts(3).assign(responsible_id=[1, 1, None])
+    store.insert(schema.contacts, frame)
+    s = store.stats()
+    assert s["tables"]["contacts"] == 3 and s["tables"]["users"] == 1
+    managers = {(r["entity"], r["manager"]): r["records"] for r in s["per_manager"]}
+    assert managers[("contact", "Анна")] == 2 and managers[("contact", "(nobody)")] == 1
+
+
+def test_bad_urls_give_clear_errors(tmp_path):
+    with pytest.raises(StoreError, match="not a valid URL"):
+        Store("not a url at all")
+    with pytest.raises(StoreError, match="Unsupported database"):
+        Store("mysql://root@localhost/test")
+    with pytest.raises(StoreError, match="There is no database at"):
+        Store(f"sqlite:///{tmp_path}/missing.db", must_exist=True)
+    with pytest.raises(StoreError, match="Cannot connect"):
+        Store("postgresql+psycopg://postgres@127.0.0.1:5432/no_such_database_here")
+
+
+def test_environment_variable_selects_the_database(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path}/env.db"
+    monkeypatch.setenv("CRM_DEDUP_DB", url)
+    assert Store().url == url
+    assert Store("postgresql://postgres@127.0.0.1:5432/test").url.startswith("postgresql+psycopg://")
+
+
+def test_cli_init_stats_and_errors(tmp_path):
+    runner = CliRunner()
+    url = f"sqlite:///{tmp_path}/cli.db"
+    result = runner.invoke(app, ["stats", "--db", url])
+    assert result.exit_code == 2 and "There is no database" in result.output
+    result = runner.invoke(app, ["init", "--db", url])
+    assert result.exit_code == 0 and head_revision() in result.output
+    result = runner.invoke(app, ["stats", "--db", url, "--json"])
+    assert result.exit_code == 0 and '"contacts": 0' in result.output
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0 and "demo" in result.output and "merge" in result.output
