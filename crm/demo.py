@@ -50,7 +50,6 @@ import re
 import string
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import cached_property, lru_cache
 
@@ -405,8 +404,7 @@ class _Vocab:
         self.en_area = np.array([[int(a[0]), int(a[-1])] for a in self.en_city_areas], dtype=np.int64)
         self.en_alen = np.array([[len(a[0]), len(a[-1])] for a in self.en_city_areas], dtype=np.int64)
         self.en_roots = [r[0] for r in _pairs(_EN_COMPANY_ROOTS)]
-        self.en_words = [r[0] for r in _pairs(_EN_COMPANY_WORDS)][:14]
-
+        self.en_words = [r[0] for r in _pairs(_EN_COMPANY_WORDS)][:14]  # the rest name similar companies
 
     def area_code(self, ru: np.ndarray, ru_city: np.ndarray, en_city: np.ndarray, pick: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray]:
@@ -528,6 +526,8 @@ _REGIONS = np.array([77, 78, 50, 54, 66, 16, 52, 74, 63, 55, 61, 2, 24, 36, 59, 
 
 def _inn(rng: np.random.Generator, n: int, digits: int) -> np.ndarray:
     """Random INNs of 10 (organisation) or 12 (person) digits with valid check digits."""
+    if n == 0:
+        return np.array([], dtype=object)
     d = rng.integers(0, 10, size=(n, digits))
     region = rng.choice(_REGIONS, size=n)
     d[:, 0], d[:, 1] = region // 10, region % 10
@@ -542,7 +542,7 @@ def _inn(rng: np.random.Generator, n: int, digits: int) -> np.ndarray:
 
 def inn_is_valid(inn: str) -> bool:
     """True for a 10- or 12-digit INN whose check digits are right."""
-    if not inn or not inn.isdigit() or len(inn) not in (10, 12):
+    if not inn or not (inn.isascii() and inn.isdigit()) or len(inn) not in (10, 12):
         return False
     d = np.array([int(c) for c in inn])
     if len(inn) == 10:

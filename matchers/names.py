@@ -179,8 +179,8 @@ _LATIN_RULES = [
     (re.compile(r"c(?=[eiy])"), "s"),
     (re.compile(r"c(?!h)"), "k"),
     (re.compile(r"kh"), "h"),                      # Khabibullin = Habibullin = Хабибуллин
+    (re.compile(r"(?<![^aeiou])[yj]e"), "e"),      # Yevgeny, Jewgeni = Евгений, Andreyev = Андреев
     (re.compile(r"j"), "i"),                       # Dmitrij, Natalja, Julia
-    (re.compile(r"(?<![^aeiou])ye"), "e"),         # Yevgeny = Евгений, Andreyev = Андреев
     (re.compile(rf"(?<=[{_CONS}])[yi]o"), "e"),    # ё written yo/jo/io: Pyotr, Fjodor, Artiom = Артём
     (re.compile(r"y"), "i"),                       # Aleksey = Алексей, Dmitry, -sky/-skiy/-skii
     (re.compile(r"([a-z])\1+"), r"\1"),            # Ivanoff, Khabibullin, Iuliia, Dmitrii

@@ -12,7 +12,7 @@ import os
 import secrets
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -130,7 +130,7 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
     def group_url(group_id: str, primary: int | None = None, choices: dict[str, int] | None = None) -> str:
         params: dict[str, Any] = {"primary": primary}
         params.update({f"c.{k}": v for k, v in (choices or {}).items()})
-        return _url(f"/group/{group_id}", params)
+        return _url(f"/group/{quote(group_id, safe='')}", params)
 
     # -- errors -------------------------------------------------------------------------------
 
@@ -276,7 +276,7 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
             record_id = int(raw) if raw not in (None, "") else None
         except ValueError:
             raise HTTPException(400, f"record_id must be a record id, not {raw!r}.") from None
-        return _after(request, actions.skip(store, group, user, settings, record_id), f"/group/{group_id}")
+        return _after(request, actions.skip(store, group, user, settings, record_id), group_url(group_id))
 
     @app.post("/group/{group_id}/later")
     def group_later(request: Request, group_id: str, form: dict = Depends(checked_form),
@@ -285,7 +285,7 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
             group = group_for(conn, group_id, user)
             nxt = queries.next_group(conn, group, user)
         flash(request, f"Left group {group_id} for later; it stays {group['status']}.")
-        return _see_other(f"/group/{nxt}" if nxt else f"/groups/{group['entity_type']}")
+        return _see_other(f"/group/{quote(nxt, safe='')}" if nxt else f"/groups/{group['entity_type']}")
 
     # -- history ------------------------------------------------------------------------------
 

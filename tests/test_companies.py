@@ -19,7 +19,9 @@ ROMASHKA = [
     "Romashka PLC", "Romashka LLP", "Romashka S.A.", "Romashka AG", "Romashka B.V.", "ООО ‘Ромашка’",
     "OOO Romashka", "ZAO Romashka", "НКО Ромашка", "АНО «Ромашка»", "ГУП Ромашка", "МУП «Ромашка»",
     "ФГУП «Ромашка»", "Ромашка и Ко", "Romashka & Co", "Ромашка ООО", "  ооо   ромашка  ", "Romashka Incorporated",
-    "Romashka Corporation", "«Ромашка» Ltd.",
+    "Romashka Corporation", "«Ромашка» Ltd.", "Romashka JSC", "Romashka CJSC", "Romashka PJSC",
+    "Romashka Sole Proprietor", "«Ромашка» Инк.", "Ромашка ЛЛС", "Ромашка Лтд", "Ромашка Корп.",
+    "Romashka Joint Stock Company", "Romashka SUE",
 ]
 
 
