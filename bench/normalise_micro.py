@@ -83,10 +83,20 @@ def _phone_strings(rng: np.random.Generator, nationals: np.ndarray) -> list[str]
     return out
 
 
+AREA_CODES = ["495", "499", "812", "343", "383", "846", "861", "863", "831", "843", "347", "351", "391", "473"]
+
+
 def _nationals(rng: np.random.Generator, k: int) -> np.ndarray:
-    first = rng.choice(np.array(list("3489999")), k)
-    rest = rng.integers(0, 10**9, k)
-    return np.array([f"{a}{b:09d}" for a, b in zip(first, rest)], dtype=object)
+    """Mostly mobile numbers (9xx), some landlines of big cities, a few invalid ones (6xx)."""
+    kind = rng.random(k)
+    area = rng.choice(np.array(AREA_CODES, dtype=object), k)
+    mobile = rng.integers(900, 1000, k)
+    rest = rng.integers(0, 10**7, k)
+    out = []
+    for x, a, m, r in zip(kind.tolist(), area.tolist(), mobile.tolist(), rest.tolist()):
+        code = str(m) if x < 0.7 else a if x < 0.98 else "6" + str(m)[1:]
+        out.append(f"{code}{r:07d}")
+    return np.array(out, dtype=object)
 
 
 def phones(rng: np.random.Generator, n: int, distinct_numbers: int) -> pd.Series:

@@ -460,7 +460,6 @@ _SYSTEM_P = [25, 15, 12, 4, 25, 10, 5, 4]
 _SYSTEM_MAPS = {name: ({**_ICAO, **over}, [(re.compile(p), s) for p, s in rules])
                 for name, (over, rules) in _SYSTEMS.items()}
 _HAS_CYR = re.compile("[а-яёА-ЯЁ]")
-_HAS_LAT = re.compile("[a-zA-Z]")
 
 
 def translit(text: str, system: str = "icao") -> str:
@@ -750,7 +749,7 @@ def typo(word: str, r: random.Random) -> str:
     """One insertion, deletion, substitution or transposition, never at the first letter."""
     if len(word) < 3:
         return word
-    letters = _CYR[:32] if _HAS_CYR.search(word) else "abcdefghijklmnopqrstuvwxyz"
+    letters = _CYR if _HAS_CYR.search(word) else "abcdefghijklmnopqrstuvwxyz"
     i = r.randrange(1, len(word) - 1)
     op = r.randrange(4)
     if op == 0:
@@ -778,13 +777,14 @@ def _case_spaces(text: str, r: random.Random) -> str:
 
 # --- persons (contacts and lead persons) ---------------------------------------------------------------
 # A person record is a dict: last, first, middle, ru, male, and the optional fields birthdate, post,
-# address, tax_id, comments. Each noise is (weight, applies(rec, comms), apply(rec, comms, r)).
+# address, tax_id, comments. Each noise is (weight, applies(rec, facts), apply(rec, comms, r)), where
+# facts counts the record's communications (_CommFacts) and apply changes rec and comms in place.
 
 _NAME_FIELDS = ("last", "first", "middle")
 _OPTIONAL = ("birthdate", "post", "address", "tax_id", "comments")
 
 
-def _has_name(p: dict, comms=None) -> bool:
+def _has_name(p: dict, facts=None) -> bool:
     return bool(p["last"] or p["first"])
 
 
@@ -841,7 +841,7 @@ def _p_case(p, comms, r):
             p[f] = _case_spaces(p[f], r)
 
 
-def _has_yo(p, comms=None):
+def _has_yo(p, facts=None):
     yo = _vocab().yo
     return any(p[f] and ("ё" in p[f] or any(w in yo for w in p[f].split())) for f in _NAME_FIELDS)
 
@@ -876,8 +876,10 @@ PERSON_NOISE = {
 
 
 def _c_phone_format(p, comms, r):
-    for c in _phones(comms):
-        if r.random() < 0.8 or c is comms[0]:
+    phones = _phones(comms)
+    surely = r.choice(phones)  # at least one changes
+    for c in phones:
+        if c is surely or r.random() < 0.7:
             weights = _FORMATS[c.phone.cc][1]
             style = c.phone.style
             while style == c.phone.style:
@@ -907,7 +909,7 @@ def _c_phone_added(p, comms, r):
 
 
 def _c_email_case(p, comms, r):
-    c = r.choice(_emails(comms))
+    c = r.choice([e for e in _emails(comms) if e.value != e.value.upper()])
     local, _, domain = c.value.partition("@")
     op = r.randrange(3)
     if op == 0:
@@ -924,18 +926,16 @@ def _gmail(c: Comm) -> bool:
 
 def _c_gmail_dots(p, comms, r):
     c = r.choice([c for c in _emails(comms) if _gmail(c)])
-    local, _, domain = c.value.partition("@")
-    if "." in local and r.random() < 0.5:
-        local = local.replace(".", "")
-    else:
-        plain = local.replace(".", "")
-        for _ in range(r.randint(1, 2)):
-            if len(plain) > 2:
-                i = r.randrange(1, len(plain) - 1)
-                plain = plain[:i] + "." + plain[i:]
-        local = re.sub(r"\.{2,}", ".", plain)
-    if r.random() < 0.2:
-        domain = "googlemail.com"
+    old_local, _, domain = c.value.partition("@")
+    plain = old_local.replace(".", "")
+    local = plain if "." in old_local and r.random() < 0.5 else old_local
+    for _ in range(5):  # dots somewhere else (Gmail ignores them)
+        if local != old_local or len(plain) < 3:
+            break
+        cuts = sorted(r.sample(range(1, len(plain)), min(r.randint(1, 2), len(plain) - 1)))
+        local = ".".join(plain[i:j] for i, j in zip([0] + cuts, cuts + [len(plain)]))
+    if local == old_local or r.random() < 0.2:
+        domain = "googlemail.com" if domain.lower() == "gmail.com" else "gmail.com"
     c.value = f"{local}@{domain}"
 
 
@@ -953,7 +953,8 @@ def _c_email_added(p, comms, r):
     first, last = p.get("_first0") or "", p.get("_last0") or ""
     if p.get("kind") == "company":  # another mailbox of its domain, or a public one
         domain = p.get("domain")
-        local = r.choice(["sales", "office", "zakaz", "buh", "director", "manager"])
+        taken = {c.value.lower() for c in comms}
+        local = r.choice([x for x in ("sales", "office", "zakaz", "buh", "director", "manager") if f"{x}@{domain}" not in taken])
         value = f"{local}@{domain}" if domain else f"{local}{r.randrange(100, 10_000)}@{r.choice(list(_PUBLIC_RU))}"
     else:
         value = _personal_email(r, first, last, p.get("ru", True))
@@ -1022,7 +1023,7 @@ def render_title(c: dict) -> str:
             form_text = {"short": short, "long": long_, "latin": lat, "english": eng}[c["form_style"]]
             if latin and c["form_style"] in ("short", "long"):
                 form_text = eng
-            if not latin and c["form_style"] in ("latin", "english"):
+            if not latin and c["form_style"] == "english":  # "LLC" after a Cyrillic name: keep ООО
                 form_text = short
         else:
             short, long_, cyr_form = _EN_FORMS[form]
@@ -1108,6 +1109,12 @@ def _k_website(c, comms, r):
             w.value = c["website"]
 
 
+def _k_sparse(c, comms, r):
+    present = [f for f in ("address", "industry", "comments") if c.get(f)]
+    for f in r.sample(present, r.randint(1, len(present))):
+        c[f] = None
+
+
 COMPANY_NOISE = {
     "legal_form_changed": (9, lambda c, k: bool(c["form"]), _k_form_changed),
     "legal_form_dropped": (7, lambda c, k: bool(c["form"]), _k_form_dropped),
@@ -1118,6 +1125,7 @@ COMPANY_NOISE = {
     "case_spaces": (5, lambda c, k: True, _k_case),
     "tax_id_dropped": (3, lambda c, k: bool(c.get("tax_id")), _k_tax_dropped),
     "website_format": (3, lambda c, k: bool(c.get("website")), _k_website),
+    "sparse": (3, lambda c, k: any(c.get(f) for f in ("address", "industry", "comments")), _k_sparse),
 }
 _CONFLICTS = [{"swap_names", "fullname_one_field"}, {"patronymic_dropped", "patronymic_added"},
               {"legal_form_changed", "legal_form_dropped", "legal_form_added"}, {"translit", "yo_e"},
@@ -1241,8 +1249,8 @@ def _company_basics(k: int, rng: np.random.Generator) -> _CompanyBasics:
     if k >= 10:
         eligible = np.flatnonzero(form != "ИП")
         n_sib = int(len(eligible) * 0.05)
-        pick = rng.choice(eligible, size=2 * n_sib, replace=False) if n_sib else np.array([], dtype=int)
-        for sib, base in zip(pick[:n_sib], pick[n_sib:]):
+        pair = rng.choice(eligible, size=2 * n_sib, replace=False) if n_sib else np.array([], dtype=int)
+        for sib, base in zip(pair[:n_sib].tolist(), pair[n_sib:].tolist()):
             variants = _SIMILAR_RU if ru[base] else _SIMILAR_EN
             name[sib] = name[base] + variants[(sib + base) % len(variants)]
             ru[sib] = ru[base]
@@ -1408,8 +1416,7 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
             middle[b] = v.patr_m.name_e[row[0]]
         if middle[a] == middle[b]:
             middle[a] = v.patr_m.name_e[(row[0] + 5) % len(v.patr_m.name_e)] if row else middle[a]
-        if np.isnat(birth[a]):
-            birth[a] = END.astype("datetime64[D]") - rng.integers(50 * 365, 70 * 365)
+        birth[a] = END.astype("datetime64[D]") - rng.integers(52 * 365, 72 * 365)
         birth[b] = birth[a] + rng.integers(24 * 365, 32 * 365)
         tags.add(a, "father_son")
         tags.add(b, "father_son")
@@ -1477,7 +1484,10 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
         clash = pd.Series(ph["cc"] * 10**10 + ph["nsn"]).duplicated().to_numpy() & ~ph["shared"]
         if not clash.any():
             break
-        ph["nsn"][clash] += rng.integers(1, 999, clash.sum())
+        # draw those numbers again (same country, kind and area code)
+        area_c = ph["nsn"][clash] // 10 ** (10 - ph["alen"][clash])
+        ph["nsn"][clash], ph["alen"][clash] = _new_numbers(rng, ph["cc"][clash], ph["kind"][clash] == "mobile",
+                                                           area_c, ph["alen"][clash])
     ph["style"] = np.zeros(len(ph["owner"]), dtype=np.int64)
     for code, (_f, p) in _FORMATS.items():
         sel = ph["cc"] == code
@@ -1903,16 +1913,6 @@ class Companies:
     employers: _CompanyBasics    # the originals, with their ids
 
 
-def _company_sparse(c, comms, r):
-    present = [f for f in ("address", "industry", "comments") if c.get(f)]
-    for f in r.sample(present, r.randint(1, len(present))):
-        c[f] = None
-
-
-COMPANY_NOISE["sparse"] = (3, lambda c, k: any(c.get(f) for f in ("address", "industry", "comments")),
-                           _company_sparse)
-
-
 def _company_record(basics: _CompanyBasics, i: int, r: random.Random) -> dict:
     ru = bool(basics.ru[i])
     form = basics.form[i]
@@ -1927,7 +1927,6 @@ def _company_record(basics: _CompanyBasics, i: int, r: random.Random) -> dict:
 
 
 def _make_companies(n: int, share: float, rng: np.random.Generator, r: random.Random, managers: int) -> Companies:
-    v = _vocab()
     d = int(round(n * share))
     k = n - d
     basics = _company_basics(k, rng)
@@ -2138,6 +2137,7 @@ def _make_leads(n: int, seed: int, managers: int, contacts: People, companies: C
                               company_id=company_id if converted and crec else None,
                               after=contact_created[c]))
     if n_of_company:
+        unused = np.flatnonzero(kind == "company").tolist()  # pool persons no original lead names
         picks = rng.choice(n_companies, n_of_company, replace=n_of_company > n_companies)
         company_lists = _comm_lists(companies.comms, companies.comm_phone, n_companies)
         company_created = companies.frame["created_at"].to_numpy().astype("datetime64[s]")
@@ -2147,8 +2147,8 @@ def _make_leads(n: int, seed: int, managers: int, contacts: People, companies: C
             chosen = _apply_noise(crec, comms, registry_c, r, n_noise[n_of_lead + n_of_contact + j] - 1,
                                   ["lead_of_company"])
             person = None
-            if r.random() < 0.4:  # the person who called, not a known contact
-                q = r.randrange(k)
+            if unused and r.random() < 0.4:  # the person who called: no known contact, no other lead
+                q = unused.pop()
                 person = _person_record(pool.frame, q, pool.ru[q], pool.male[q])
             converted = r.random() < 0.35
             leads.append(dict(person=person, company=crec, comms=comms, ru=crec["ru"], note="+".join(chosen),
@@ -2175,6 +2175,7 @@ def _make_leads(n: int, seed: int, managers: int, contacts: People, companies: C
     rows, comm_rows, truth = [], [], []
     responsible = rng.integers(2, managers + 2, n)
     source = np.array(SOURCES, dtype=object)[rng.choice(len(SOURCES), n, p=_p(SOURCE_P))]
+    comment = rng.integers(0, 100, n)
     for g in order.tolist():
         lead = leads[g]
         p, c = lead["person"], lead["company"]
@@ -2189,7 +2190,8 @@ def _make_leads(n: int, seed: int, managers: int, contacts: People, companies: C
         rows.append(dict(id=lead_id, title=title, last_name=p["last"] if p else None,
                          first_name=p["first"] if p else None, middle_name=p["middle"] if p else None,
                          company_title=title_company, status=lead["status"], source=source[g],
-                         comments=None, contact_id=lead["contact_id"], company_id=lead["company_id"],
+                         comments=(_RU_COMMENTS if lead["ru"] else _EN_COMMENTS)[comment[g] % 6] if comment[g] < 12
+                         else None, contact_id=lead["contact_id"], company_id=lead["company_id"],
                          responsible_id=int(responsible[g]), created_at=created[g], modified_at=modified[g],
                          deleted_at=None))
         for cm in lead["comms"]:

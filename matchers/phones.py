@@ -1,9 +1,14 @@
 """Phone numbers: E.164 via phonenumbers, the extension kept apart, placeholders recognised.
 
-``normalize_phones`` parses each distinct value once. Russian numbers written as plain digits
-("89161234567", "+7 (916) 123-45-67") take a fast path that builds the same result as
-phonenumbers without calling its parser: the national number is cut by the same rules and its
-validity is checked against phonenumbers' own metadata patterns (tests compare both paths).
+``normalize_phones`` parses each distinct value once. Valid Russian numbers written as digits and
+separators ("89161234567", "+7 (916) 123-45-67 доб. 12") take a fast path that builds the same
+result as phonenumbers without calling its parser: the national number is cut by the same rules
+and its validity is checked against phonenumbers' own metadata patterns (tests compare both paths
+on thousands of generated numbers). Everything else goes through phonenumbers.parse.
+
+A number that is not valid in the default region and has no "+" is read again as an international
+number typed without "+", then in each of FALLBACK_REGIONS (foreign clients of a Russian CRM write
+"(617) 755-8484" or "020 7946 0958"); the first valid reading wins.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ class Phone:
 
 
 PHONE_COLUMNS = ("e164", "national", "ext", "valid", "placeholder")
+# Where a number invalid in the default region is tried next (foreign clients of a Russian CRM).
+FALLBACK_REGIONS = ("US", "GB")
 EMPTY = (None, None, None, False, False)
 PLACEHOLDER = (None, None, None, False, True)
 
@@ -72,7 +79,22 @@ def _national_for_placeholder(digits: str) -> str:
     return digits
 
 
-def _slow(text: str, region: str) -> tuple:
+def _reading(text: str, region: str | None) -> tuple | None:
+    """phonenumbers' reading (e164, national, ext, valid), or None when it cannot parse ``text``."""
+    try:
+        num = phonenumbers.parse(text, region or None)
+    except NumberParseException:
+        return None
+    national = phonenumbers.national_significant_number(num)
+    valid = phonenumbers.is_valid_number(num)
+    possible = phonenumbers.is_possible_number_with_reason(num) == ValidationResult.IS_POSSIBLE
+    # an invalid number keeps its E.164 only when that reads back the same (leading zeros do not)
+    keep = valid or (possible and not national.startswith("0"))
+    e164 = phonenumbers.format_number(num, PhoneNumberFormat.E164) if keep else None
+    return (e164, national or None, num.extension or None, bool(valid))
+
+
+def _slow(text: str, region: str, fallback_regions: tuple[str, ...] = ()) -> tuple:
     """Through phonenumbers.parse: any format, any country."""
     lowered = text.lower().strip()
     if lowered in _PLACEHOLDER_WORDS or not any(ch.isalnum() for ch in lowered):
@@ -89,21 +111,26 @@ def _slow(text: str, region: str) -> tuple:
         return PLACEHOLDER
     stripped = main.strip()
     if stripped.startswith("00"):
-        stripped = "+" + stripped[2:].lstrip()   # 00 is the international prefix almost everywhere
-    try:
-        num = phonenumbers.parse(stripped, region or None)
-    except NumberParseException:
+        stripped = "+" + stripped[2:]   # 00 is the international prefix almost everywhere
+    reading = _reading(stripped, region)
+    if (reading is None or not reading[3]) and not stripped.startswith("+"):
+        # not valid here: maybe an international number typed without its "+" ("1-617-755-8484"),
+        # or a domestic number of another country ("(617) 755-8484", "020 7946 0958")
+        md = PhoneMetadata.metadata_for_region(region, None) if region else None
+        trunk = (md.national_prefix or "") if md else ""
+        tries = [("+" + digits, None)] if len(digits) >= 8 and not (trunk and digits.startswith(trunk)) else []
+        tries += [(stripped, r) for r in fallback_regions if r != region]
+        for alt_text, alt_region in tries:
+            alt = _reading(alt_text, alt_region)
+            if alt is not None and alt[3]:
+                reading = alt
+                break
+    if reading is None:
         return (None, None, ext, False, False)
-    national = phonenumbers.national_significant_number(num)
-    if _placeholder_digits(national):
+    e164, national, num_ext, valid = reading
+    if national and _placeholder_digits(national):
         return PLACEHOLDER
-    ext = ext or num.extension or None
-    valid = phonenumbers.is_valid_number(num)
-    possible = phonenumbers.is_possible_number_with_reason(num) == ValidationResult.IS_POSSIBLE
-    # an invalid number keeps its E.164 only when that reads back the same (leading zeros do not)
-    keep = valid or (possible and not national.startswith("0"))
-    e164 = phonenumbers.format_number(num, PhoneNumberFormat.E164) if keep else None
-    return (e164, national or None, ext, bool(valid), False)
+    return (e164, national, ext or num_ext, valid, False)
 
 
 # -- fast path for Russian digit strings ------------------------------------------------------
@@ -182,36 +209,43 @@ def _fast_ru(text: str) -> tuple | None:
         return None
     if national[3:] == "0000000" or national == national[0] * 10 or national in _RUNS:
         return PLACEHOLDER  # the same answer as _placeholder_digits, cheaper
-    valid = _validity_regex(7).match(national) is not None
-    return ("+7" + national, national, None, valid, False)
+    if _validity_regex(7).match(national) is None:
+        return None   # invalid here: the slow path also tries the fallback readings
+    return ("+7" + national, national, None, True, False)
 
 
-def _parse_text(text: str | None, region: str) -> tuple:
+def _parse_text(text: str | None, region: str, fallback_regions: tuple[str, ...]) -> tuple:
     if text is None:
         return EMPTY
     if region == "RU":
         fast = _fast_ru(text)
         if fast is not None:
             return fast
-    return _slow(text, region)
+    return _slow(text, region, tuple(fallback_regions))
 
 
-def parse_phone(raw: object, region: str = "RU") -> Phone:
+def parse_phone(raw: object, region: str = "RU", fallback_regions: tuple[str, ...] = FALLBACK_REGIONS) -> Phone:
     """One phone as written ("8 495 1234567", "+7 (495) 123-45-67 доб. 123", "+44 20 7946 0958",
-    "00 49 30 1234567"). Never raises: junk gives valid=False, placeholders placeholder=True."""
+    "00 49 30 1234567"). Never raises: junk gives valid=False, placeholders placeholder=True.
+
+    A number not valid in ``region`` and written without "+" is read again as an international
+    number missing its "+" ("1-617-755-8484"), then as a domestic number of each of
+    ``fallback_regions`` ("(617) 755-8484"); the first valid reading wins, else the first stands."""
     try:
-        return Phone(*_parse_text(as_text(raw), region))
+        return Phone(*_parse_text(as_text(raw), region, fallback_regions))
     except Exception:  # noqa: BLE001 - a phone library surprise must not stop a batch
         log.warning("phone %r could not be parsed", raw, exc_info=True)
         return Phone(None, None, None, False, False)
 
 
-def normalize_phones(values: pd.Series, region: str = "RU") -> pd.DataFrame:
+def normalize_phones(values: pd.Series, region: str = "RU",
+                     fallback_regions: tuple[str, ...] = FALLBACK_REGIONS) -> pd.DataFrame:
     """Columns e164, national, ext, valid, placeholder; same index as ``values``; each distinct value
-    is parsed once."""
+    is parsed once (as parse_phone)."""
     codes, uniques = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=True)
     rows = []
     fast = _fast_ru if region == "RU" else None
+    fallback_regions = tuple(fallback_regions)
     for raw in uniques:
         text = raw.strip() if type(raw) is str else as_text(raw)
         if not text:
@@ -220,7 +254,7 @@ def normalize_phones(values: pd.Series, region: str = "RU") -> pd.DataFrame:
         row = fast(text) if fast is not None else None
         if row is None:
             try:
-                row = _slow(text, region)
+                row = _slow(text, region, fallback_regions)
             except Exception:  # noqa: BLE001 - a phone library surprise must not stop a batch
                 log.warning("phone %r could not be parsed", raw, exc_info=True)
                 row = EMPTY

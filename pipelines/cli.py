@@ -465,7 +465,7 @@ def report(
             if last is None:
                 fail(f"{store.display_url} has no completed run yet; run `crm-dedup run` first")
             folder = Path(last["folder"])
-    path = write_html_report(folder, out)
+    path = write_html_report(folder, out, db_url=db)
     typer.echo(f"Report written to {path}")
 
 

@@ -85,12 +85,10 @@ def auto_approve_task(db: str | None, run_id: str, settings_path: str) -> int:
 
 
 @task(name="html-report")
-def report_task(folder: str) -> str | None:
-    try:
-        from scoring.report import write_html_report
-    except ImportError:  # the report module is optional until it exists
-        return None
-    return str(write_html_report(Path(folder)))
+def report_task(folder: str, db: str | None) -> str:
+    from scoring.report import write_html_report
+
+    return str(write_html_report(Path(folder), db_url=db))
 
 
 @flow(name="dedup", log_prints=True)
@@ -126,7 +124,7 @@ def dedup_flow(db: str | None = None, entity_types: list[str] | None = None,
         summary = steps.run_summary(folder, entity_types)
         summary.update(run_id=run_id, proposals=counts, auto_approved=approved,
                        seconds=round(time.perf_counter() - started, 2))
-        summary["report"] = report_task(folder)
+        summary["report"] = report_task(folder, db)
         (Path(folder) / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
         _publish(summary, run_id)
         _finish(db, run_id, "completed", summary)

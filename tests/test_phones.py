@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import matchers.phones as phones
-from matchers.phones import Phone, _fast_ru, _slow, _validity_regex, normalize_phones, parse_phone
+from matchers.phones import FALLBACK_REGIONS, Phone, _fast_ru, _slow, _validity_regex, normalize_phones, parse_phone
 
 FAST = settings(max_examples=150, deadline=None, derandomize=True)
 MOSCOW = "+74951234567"
@@ -40,6 +40,14 @@ CASES = [
     ("pandas float", 84951234567.0, MOSCOW, None, True, False),
     ("integer", 89161234567, "+79161234567", None, True, False),
     ("possible but not valid keeps e164", "+7 (601) 123-45-67", "+76011234567", None, False, False),
+    ("international without +", "1-617-755-8484", "+16177558484", None, True, False),
+    ("international without +, extension", "1-617-755-8484 ext. 12", "+16177558484", "12", True, False),
+    ("US domestic in a Russian CRM", "(617) 755-8484", "+16177558484", None, True, False),
+    ("US dotted", "617.755.8484", "+16177558484", None, True, False),
+    ("UK domestic with trunk 0", "020 7946 0958", "+442079460958", None, True, False),
+    ("UK with (0)", "+44 (0)20 7946 0958", "+442079460958", None, True, False),
+    ("a valid Russian reading wins over others", "9175551234", "+79175551234", None, True, False),
+    ("invalid everywhere stays the Russian reading", "8 (601) 123-45-67", "+76011234567", None, False, False),
     ("too short", "12345", None, None, False, False),
     ("local number without area code", "5551234", None, None, False, False),
     ("two numbers in one field", "+7 916 123 45 67, +7 916 765 43 21", None, None, False, False),
@@ -75,9 +83,10 @@ def test_phone_fields():
     assert parse_phone("нет") == Phone(None, None, None, False, True)
 
 
-def test_other_default_region():
+def test_other_default_region_and_no_fallbacks():
     assert parse_phone("020 7946 0958", region="GB").e164 == "+442079460958"
     assert parse_phone("(212) 555-0123", region="US").e164 == "+12125550123"
+    assert parse_phone("(617) 755-8484", fallback_regions=()).e164 == "+76177558484"   # possible, not valid
 
 
 def _formats(nat: str) -> list[str]:
@@ -103,8 +112,8 @@ def test_fast_path_agrees_with_phonenumbers():
             if fast is None:
                 continue
             answered += 1
-            assert fast == _slow(text, "RU"), text
-    assert compared > 12000 and answered > compared // 3
+            assert fast == _slow(text, "RU", FALLBACK_REGIONS), text
+    assert compared > 12000 and answered > compared // 5
 
 
 def test_validity_regex_equals_is_valid_number():
@@ -149,9 +158,9 @@ def test_normalize_phones_parses_each_distinct_value_once(monkeypatch):
     calls = []
     real = phones._slow
 
-    def counting(text, region):
+    def counting(text, region, fallback_regions=()):
         calls.append(text)
-        return real(text, region)
+        return real(text, region, fallback_regions)
 
     monkeypatch.setattr(phones, "_slow", counting)
     values = pd.Series(["+44 20 7946 0958", "5551234"] * 50 + ["8 916 123 45 67"] * 50)

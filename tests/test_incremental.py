@@ -1,0 +1,115 @@
+"""Incremental runs give the groups of a full run (with the same model); Dask gives the groups of a
+local run."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from crm import proposals, schema
+from crm.demo import DemoSizes, generate_demo
+from crm.store import Store
+from pipelines import steps
+from pipelines.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+
+def _settings(tmp_path: Path, **match) -> str:
+    path = tmp_path / f"settings-{len(list(tmp_path.glob('settings-*')))}.yaml"
+    path.write_text(yaml.safe_dump({"match": {"random_pairs": 100_000, **match},
+                                    "pipeline": {"runs_dir": str(tmp_path / "runs")}}))
+    return str(path)
+
+
+def _run(store: Store, settings_path: str, incremental: bool = False) -> Path:
+    run_id, folder = steps.new_run(store.url, ["contact"], Settings.load(settings_path).pipeline.runs_dir)
+    out = Path(steps.find_step(store.url, "contact", folder, settings_path, incremental=incremental))
+    proposals.finish_run(store, run_id, "completed", {})
+    return out
+
+
+def _groups(folder: Path) -> pd.DataFrame:
+    g = pd.read_parquet(folder / "group_table.parquet")
+    return g[["group_id", "primary_id", "member_ids", "tier"]].assign(
+        member_ids=g["member_ids"].map(lambda x: tuple(sorted(x)))).sort_values("group_id", ignore_index=True)
+
+
+def _change_one_percent(store: Store) -> list[int]:
+    """Edit 1% of the contacts (names, phones), add a few, soft-delete a few; bump modified_at."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(seconds=1)
+    c, comm = schema.contacts, schema.communications
+    with store.engine.begin() as conn:
+        ids = [r[0] for r in conn.execute(sa.select(c.c.id).order_by(c.c.id))]
+        edited = ids[5::100]
+        for i in edited[: len(edited) // 2]:
+            conn.execute(c.update().where(c.c.id == i).values(first_name="Zinaida", modified_at=now))
+        for i in edited[len(edited) // 2:]:
+            conn.execute(comm.update().where(comm.c.entity_type == "contact", comm.c.entity_id == i,
+                                             comm.c.type == "phone").values(value="+7 999 000 00 00"))
+            conn.execute(c.update().where(c.c.id == i).values(modified_at=now))
+        conn.execute(c.update().where(c.c.id.in_(ids[7:9])).values(deleted_at=now))
+        top = max(ids)
+        # two new records duplicating an existing one, and one stranger
+        base = conn.execute(sa.select(c).where(c.c.id == ids[20])).first()._mapping
+        phones = conn.execute(sa.select(comm.c.value).where(comm.c.entity_type == "contact",
+                                                            comm.c.entity_id == ids[20])).scalars().all()
+        for k, last in enumerate([base["last_name"], base["last_name"], "Незнакомцев"], start=1):
+            conn.execute(c.insert().values(id=top + k, last_name=last, first_name=base["first_name"] if k < 3 else "Пётр",
+                                           created_at=now, modified_at=now))
+            if k < 3 and phones:
+                conn.execute(comm.insert().values(entity_type="contact", entity_id=top + k, type="phone",
+                                                  kind="work", value=phones[0]))
+    store.fix_sequences()
+    return edited
+
+
+def test_incremental_run_equals_full_run_with_the_same_model(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/crm.db")
+    store.migrate()
+    generate_demo(store, DemoSizes(contacts=1500, companies=50, leads=50, managers=3), seed=11)
+    first = _run(store, _settings(tmp_path))
+    _change_one_percent(store)
+    incremental = _run(store, _settings(tmp_path), incremental=True)
+    full = _run(store, _settings(tmp_path, model_path=str(first / "model.json")))
+    import json
+
+    summary = json.loads((incremental / "summary.json").read_text())
+    assert summary["incremental"] and 0 < summary["changed_records"] < 100
+    a, b = _groups(incremental), _groups(full)
+    assert len(a) > 50
+    pd.testing.assert_frame_equal(a, b)
+    ga = pd.read_parquet(incremental / "groups.parquet").sort_values("id", ignore_index=True)
+    gb = pd.read_parquet(full / "groups.parquet").sort_values("id", ignore_index=True)
+    pd.testing.assert_frame_equal(ga, gb)
+
+
+def test_dask_run_equals_local_run(tmp_path):
+    from prefect.testing.utilities import prefect_test_harness
+
+    from pipelines.flows import dedup_flow
+
+    store = Store(f"sqlite:///{tmp_path}/crm.db")
+    store.migrate()
+    generate_demo(store, DemoSizes(contacts=800, companies=50, leads=50, managers=2), seed=5)
+    local = tmp_path / "local.yaml"
+    local.write_text(yaml.safe_dump({"match": {"random_pairs": 100_000},
+                                     "pipeline": {"runs_dir": str(tmp_path / "runs")}}))
+    dask = tmp_path / "dask.yaml"
+    dask.write_text(yaml.safe_dump({"match": {"random_pairs": 100_000},
+                                    "pipeline": {"runs_dir": str(tmp_path / "runs"),
+                                                 "dask": {"enabled": True, "workers": 2, "chunk_pairs": 2000}}}))
+    with prefect_test_harness(server_startup_timeout=90):
+        s1 = dedup_flow(db=store.url, entity_types=["contact"], settings_path=str(local))
+        s2 = dedup_flow(db=store.url, entity_types=["contact"], settings_path=str(dask))
+    chunks = list((Path(s2["folder"]) / "contact" / "work").glob("chunk_*.cv.pkl"))
+    assert len(chunks) > 1  # the work really was split
+    for name in ("group_table.parquet", "groups.parquet", "pairs.parquet"):
+        a = pd.read_parquet(Path(s1["folder"]) / "contact" / name)
+        b = pd.read_parquet(Path(s2["folder"]) / "contact" / name)
+        pd.testing.assert_frame_equal(a, b)
