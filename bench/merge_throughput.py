@@ -42,7 +42,7 @@ PG_URL = os.environ.get("CRM_DEDUP_BENCH_PG", "postgresql+psycopg://postgres@127
 TARGET = 500.0
 
 
-def child(backend: str, groups: int, seed: int, profile: bool) -> dict:
+def child(backend: str, groups: int, seed: int, profile: bool, workers: int = 1) -> dict:
     """Run in a fresh process: build, plan, apply, undo; return the measurements."""
     start = time.perf_counter()
     import sqlalchemy as sa
@@ -80,7 +80,7 @@ def child(backend: str, groups: int, seed: int, profile: bool) -> dict:
                          for name in ("communications", "deals", "invoices", "quotes", "activities", "history",
                                       "contact_companies")}
         settings = MergeSettings(conflict_policy="keep_primary")
-        plan_s = apply_s = 0.0
+        plan_s = apply_s = apply_cpu = 0.0
         statuses: Counter = Counter()
         profiler = None
         if profile:
@@ -93,13 +93,14 @@ def child(backend: str, groups: int, seed: int, profile: bool) -> dict:
             t = time.perf_counter()
             plans = plan_groups(store, entity, gs, settings)
             plan_s += time.perf_counter() - t
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             if profiler:
                 profiler.enable()
-            results = apply_batch(store, plans, 1, "bench")
+            results = apply_batch(store, plans, 1, "bench", workers=workers)
             if profiler:
                 profiler.disable()
             apply_s += time.perf_counter() - t
+            apply_cpu += time.process_time() - c
             statuses.update(r.status for r in results)
         t = time.perf_counter()
         undone = undo_batch(store, "bench", 1)
@@ -122,6 +123,9 @@ def child(backend: str, groups: int, seed: int, profile: bool) -> dict:
         "statuses": dict(statuses), "undo_statuses": dict(Counter(u.status for u in undone)),
         "load_s": round(load_s, 2), "plan_s": round(plan_s, 2), "apply_s": round(apply_s, 2),
         "undo_s": round(undo_s, 2), "plans_per_s": round(n / plan_s, 1), "merges_per_s": round(n / apply_s, 1),
+        "workers": workers if backend == "postgresql" else 1,
+        # this process's CPU per merge: what the merges cost here whatever else the machine was doing
+        "apply_client_cpu_ms_per_group": round(apply_cpu / n * 1000, 3),
         "undos_per_s": round(len(undone) / undo_s, 1) if undo_s else None,
         "child_wall_s": round(time.perf_counter() - start, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -157,18 +161,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backends", default="sqlite,postgresql")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--profile", action="store_true", help="print the top of a cProfile of the apply phase")
+    ap.add_argument("--workers", type=int, default=1, help="connections applying at once on PostgreSQL")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--no-save", action="store_true", help="print only, do not append to the results file")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.child:
-        print(json.dumps(child(args.child, args.groups, args.seed, args.profile)))
+        print(json.dumps(child(args.child, args.groups, args.seed, args.profile, args.workers)))
         return 0
 
     entries = []
     for backend in args.backends.split(","):
         cmd = [sys.executable, "-m", "bench.merge_throughput", "--child", backend, "--groups", str(args.groups),
-               "--seed", str(args.seed)] + (["--profile"] if args.profile else [])
+               "--seed", str(args.seed), "--workers", str(args.workers)] + (["--profile"] if args.profile else [])
         info = machine()
         t = time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -186,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{backend:<10} {result['groups']:>6} groups: apply {result['merges_per_s']:>7.1f}/s "
               f"(target {TARGET:.0f}: {'met' if entry['target_met'] else 'NOT met'}), plan "
               f"{result['plans_per_s']:.0f}/s, undo {result['undos_per_s']}/s, process {wall:.1f} s, "
-              f"peak RSS {result['peak_rss_mb']} MB, statuses {result['statuses']}")
+              f"peak RSS {result['peak_rss_mb']} MB, client CPU {result['apply_client_cpu_ms_per_group']} ms/merge, "
+              f"workers {result['workers']}, statuses {result['statuses']}")
     if not args.no_save:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         old = json.loads(RESULTS.read_text()) if RESULTS.exists() else []

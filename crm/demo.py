@@ -866,7 +866,7 @@ PERSON_NOISE = {
     "fullname_one_field": (4, lambda p, c: bool(p["last"] and p["first"]), _p_fullname),
     "nickname": (9, lambda p, c: p["first"] in _vocab().nicknames, _p_nickname),
     "patronymic_dropped": (8, lambda p, c: bool(p["middle"]), _p_patr_drop),
-    "patronymic_added": (4, lambda p, c: p["ru"] and not p["middle"] and bool(p["first"]), _p_patr_add),
+    "patronymic_added": (8, lambda p, c: p["ru"] and not p["middle"] and bool(p["first"]), _p_patr_add),
     "case_spaces": (6, _has_name, _p_case),
     "yo_e": (6, _has_yo, _p_yo),
     "sparse": (5, lambda p, c: any(p.get(f) for f in _OPTIONAL), _p_sparse),
@@ -1349,246 +1349,54 @@ def _cluster_plan(rng: np.random.Generator, m: int, d: int) -> np.ndarray:
     return np.repeat(originals, extra)
 
 
+@dataclass
+class _Originals:
+    """The original persons being generated (index = generation order), filled in step by step."""
+    ru: np.ndarray
+    male: np.ndarray
+    first: np.ndarray
+    last: np.ndarray
+    middle: np.ndarray
+    birth: np.ndarray                 # datetime64[D], NaT when unknown
+    tags: _Tags
+    family_a: np.ndarray = None       # relatives: family_a[i] and family_b[i]
+    family_b: np.ndarray = None
+    father_son: np.ndarray = None     # (k, 2): father, son
+    ru_city: np.ndarray = None
+    en_city: np.ndarray = None
+    employer: np.ndarray = None       # index into the employers, -1 for none
+    comms: dict = None                # owner, type, kind, value, slot arrays, and phone parts
+
+    def __len__(self) -> int:
+        return len(self.ru)
+
+
 def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Random, managers: int,
                  employers: _CompanyBasics | None, entity: str = "contact") -> People:
-    v = _vocab()
+    """n persons, ``share`` of them duplicates; originals are built column by column, duplicates one by one."""
     d = int(round(n * share))
     m = n - d
-    ru = rng.random(m) < RU_SHARE
-    male = rng.random(m) < 0.5
-    with_yo = rng.random(m) < 0.35
-    first = np.empty(m, dtype=object)
-    last = np.empty(m, dtype=object)
-    middle = np.full(m, None, dtype=object)
-
-    def pick(names: _Names, mask: np.ndarray) -> np.ndarray:
-        idx = rng.choice(len(names.p), size=int(mask.sum()), p=names.p)
-        return np.where(with_yo[mask], names.name[idx], names.name_e[idx])
-
-    for key, mask in (("ru_m", ru & male), ("ru_f", ru & ~male), ("en_m", ~ru & male), ("en_f", ~ru & ~male)):
-        first[mask] = pick(v.first[key], mask)
-    surname_idx = rng.choice(len(v.last_ru_m.p), size=m, p=v.last_ru_m.p)
-    ru_m, ru_f = ru & male, ru & ~male
-    last[ru_m] = np.where(with_yo[ru_m], v.last_ru_m.name[surname_idx[ru_m]], v.last_ru_m.name_e[surname_idx[ru_m]])
-    last[ru_f] = np.where(with_yo[ru_f], v.last_ru_f.name[surname_idx[ru_f]], v.last_ru_f.name_e[surname_idx[ru_f]])
-    last[~ru] = v.last_en.name[rng.choice(len(v.last_en.p), size=int((~ru).sum()), p=v.last_en.p)]
-    father = rng.choice(len(v.patr_m.p), size=m, p=v.first["ru_m"].p)
-    has_patr = ru & (rng.random(m) < 0.85)
-    middle[has_patr & male] = np.where(with_yo[has_patr & male], v.patr_m.name[father[has_patr & male]],
-                                       v.patr_m.name_e[father[has_patr & male]])
-    middle[has_patr & ~male] = np.where(with_yo[has_patr & ~male], v.patr_f.name[father[has_patr & ~male]],
-                                        v.patr_f.name_e[father[has_patr & ~male]])
-    en_mid = ~ru & (rng.random(m) < 0.08)
-    middle[en_mid & male] = v.first["en_m"].name[rng.choice(len(v.first["en_m"].p), int((en_mid & male).sum()))]
-    middle[en_mid & ~male] = v.first["en_f"].name[rng.choice(len(v.first["en_f"].p), int((en_mid & ~male).sum()))]
-
-    tags = _Tags(m)
-    # Namesakes: some people get one of a few very common full names
-    common = [("Иванов", "Александр", "Сергеевич", True, True), ("Кузнецов", "Сергей", "Александрович", True, True),
-              ("Смирнова", "Елена", "Владимировна", True, False), ("Иванова", "Ольга", "Николаевна", True, False),
-              ("Smith", "John", None, False, True), ("Brown", "Sarah", None, False, False)]
-    ns = np.flatnonzero(rng.random(m) < 0.012)
-    for i in ns:
-        cand = [c for c in common if c[3] == ru[i] and c[4] == male[i]]
-        ln, fn, pn, _ru, _m = cand[i % len(cand)]
-        last[i], first[i] = ln, fn
-        if pn and (middle[i] is None or i % 2 == 0):
-            middle[i] = pn
-    birth = np.where(rng.random(m) < 0.4, END.astype("datetime64[D]") - rng.integers(22 * 365, 68 * 365, m),
-                     np.datetime64("NaT"))
-
-    # Families: same surname, shared home phone (and often e-mail); some are father and son
-    family_a, family_b, father_son = _families(rng, ru, male, m)
-    for a, b in zip(family_a, family_b):
-        last[b] = last[a] if male[a] == male[b] else (
-            _feminine(last[a]) if not male[b] else _masculine(last[a]))
-        if first[b] == first[a]:
-            group = v.first[("ru_" if ru[b] else "en_") + ("m" if male[b] else "f")].name_e
-            first[b] = group[(list(group).index(first[a].replace("ё", "е")) + 1) % len(group)] \
-                if first[a].replace("ё", "е") in list(group) else group[0]
-        tags.add(a, "family")
-        tags.add(b, "family")
-    for a, b in father_son:
-        first[b], last[b] = first[a], last[a]
-        f_base = first[a].replace("ё", "е")
-        row = [i for i, s in enumerate(v.first["ru_m"].name_e) if s == f_base]
-        if row:
-            middle[b] = v.patr_m.name_e[row[0]]
-        if middle[a] == middle[b]:
-            middle[a] = v.patr_m.name_e[(row[0] + 5) % len(v.patr_m.name_e)] if row else middle[a]
-        birth[a] = END.astype("datetime64[D]") - rng.integers(52 * 365, 72 * 365)
-        birth[b] = birth[a] + rng.integers(24 * 365, 32 * 365)
-        tags.add(a, "father_son")
-        tags.add(b, "father_son")
-
-    # Where they live and work
-    ru_city = rng.choice(len(v.ru_cities), m, p=v.ru_city_p)
-    en_city = rng.choice(len(v.en_cities), m, p=v.en_city_p)
-    city = np.where(ru, v.ru_cities[ru_city], v.en_cities[en_city])
-    employer = np.full(m, -1, dtype=np.int64)
-    if employers is not None and len(employers):
-        emp_ru, emp_en = np.flatnonzero(employers.ru), np.flatnonzero(~employers.ru)
-        employed = rng.random(m) < 0.55
-        same = rng.random(m) < 0.9
-        want_ru = np.where(same, ru, ~ru)
-        pool_ru = emp_ru if len(emp_ru) else np.arange(len(employers))
-        pool_en = emp_en if len(emp_en) else np.arange(len(employers))
-        employer = np.where(want_ru, pool_ru[rng.integers(0, len(pool_ru), m)],
-                            pool_en[rng.integers(0, len(pool_en), m)])
-        employer[~employed] = -1
-
-    # Phones: one or two (mobile / work); work phones are sometimes the employer's switchboard
-    cc_person = np.where(ru | (rng.random(m) < 0.15), 7,
-                         np.where(v.en_city_country[en_city] == "us", 1, 44)).astype(np.int64)
-    area, alen = v.area_code(ru, ru_city, en_city, rng.integers(0, 2, m))
-    expat = (cc_person == 7) & ~ru  # a foreigner with a Moscow office number
-    area[expat], alen[expat] = 495, 3
-    two = rng.random(m) < 0.4
-    first_mobile = rng.random(m) < 0.7
-    ext_all = rng.integers(10, 1000, m)
-    slots = []  # one dict of equal-length arrays per phone slot
-    for slot, owners, mobile in ((0, np.arange(m), first_mobile), (1, np.flatnonzero(two), ~first_mobile[two])):
-        nsn, al = _new_numbers(rng, cc_person[owners], mobile, area[owners], alen[owners])
-        cc = cc_person[owners].copy()
-        ext = np.full(len(owners), None, dtype=object)
-        shared = np.zeros(len(owners), dtype=bool)
-        work = ~mobile
-        with_ext = work & (rng.random(len(owners)) < 0.08)
-        if employers is not None:
-            # the office switchboard: colleagues share it (a hard negative), often with their extension
-            emp = employer[owners]
-            sw = work & (emp >= 0) & (rng.random(len(owners)) < 0.45)
-            e = emp[sw]
-            cc[sw] = employers.phone_cc[e]
-            nsn[sw] = employers.phone_nsn[e]
-            al[sw] = employers.phone_alen[e]
-            with_ext = np.where(sw, rng.random(len(owners)) < 0.55, with_ext)
-            shared[sw] = True
-            tags.add(owners[sw], "colleague_switchboard")
-        ext[with_ext] = [str(x) for x in ext_all[owners[with_ext]].tolist()]
-        slots.append(dict(owner=owners, kind=np.where(mobile, "mobile", "work").astype(object), cc=cc, nsn=nsn,
-                          alen=al, ext=ext, shared=shared, slot=np.full(len(owners), slot)))
-    fs_a = np.array([a for a, _ in father_son], dtype=np.int64)
-    fs_b = np.array([b for _, b in father_son], dtype=np.int64)
-    heads = np.concatenate([family_a, fs_a]).astype(np.int64)
-    if len(heads):  # a family's home phone, the same number for both members
-        h_nsn, h_al = _new_numbers(rng, cc_person[heads], np.zeros(len(heads), dtype=bool), area[heads], alen[heads])
-        owners = np.concatenate([heads, family_b, fs_b]).astype(np.int64)
-        slots.append(dict(owner=owners, kind=_const(len(owners), "home"),
-                          cc=np.tile(cc_person[heads], 2), nsn=np.tile(h_nsn, 2), alen=np.tile(h_al, 2),
-                          ext=np.full(len(owners), None, dtype=object), shared=np.ones(len(owners), dtype=bool),
-                          slot=np.full(len(owners), 2)))
-    ph = {key: np.concatenate([s_[key] for s_ in slots]) for key in slots[0]}
-    # distinct people have distinct numbers, except the shared ones
-    while True:
-        clash = pd.Series(ph["cc"] * 10**10 + ph["nsn"]).duplicated().to_numpy() & ~ph["shared"]
-        if not clash.any():
-            break
-        # draw those numbers again (same country, kind and area code)
-        area_c = ph["nsn"][clash] // 10 ** (10 - ph["alen"][clash])
-        ph["nsn"][clash], ph["alen"][clash] = _new_numbers(rng, ph["cc"][clash], ph["kind"][clash] == "mobile",
-                                                           area_c, ph["alen"][clash])
-    ph["style"] = np.zeros(len(ph["owner"]), dtype=np.int64)
-    for code, (_f, p) in _FORMATS.items():
-        sel = ph["cc"] == code
-        ph["style"][sel] = rng.choice(len(p), int(sel.sum()), p=p)
-    ph["ext_style"] = rng.integers(0, 7, len(ph["owner"]))
-    phone_vals = _render_phones(ph["cc"], ph["nsn"], ph["alen"], ph["style"], ph["ext"], ph["ext_style"])
-
-    # E-mails: personal (public domain) and work (employer's domain, sometimes its shared info@)
-    has_personal = rng.random(m) < 0.55
-    pers_pattern = rng.choice(len(_LOCAL_P), m, p=_LOCAL_P)
-    num = rng.integers(1960, 10_000, m)
-    dom_ru, dom_en = list(_PUBLIC_RU), list(_PUBLIC_EN)
-    dom = np.where(ru, np.array(dom_ru, dtype=object)[rng.choice(len(dom_ru), m, p=_p(list(_PUBLIC_RU.values())))],
-                   np.array(dom_en, dtype=object)[rng.choice(len(dom_en), m, p=_p(list(_PUBLIC_EN.values())))])
-    kinds = np.array(["work", "work", "home", "home", "other"], dtype=object)[rng.integers(0, 5, m)]
-    pi = np.flatnonzero(has_personal)
-    year = birth.astype("datetime64[Y]").astype(np.int64) + 1970  # garbage where NaT, masked below
-    nn = np.where(~np.isnat(birth[pi]) & np.isin(pers_pattern[pi], (6, 11)), year[pi], num[pi])
-    personal = [f"{_local(p, f or '', l or '', x)}@{dm}" for p, f, l, x, dm in
-                zip(pers_pattern[pi].tolist(), first[pi].tolist(), last[pi].tolist(), nn.tolist(), dom[pi].tolist())]
-    em = [dict(owner=pi, kind=kinds[pi], value=np.array(personal, dtype=object), shared=np.zeros(len(pi), bool),
-               slot=np.zeros(len(pi), dtype=np.int64))]
-    if employers is not None:
-        has_domain = np.array([x is not None for x in employers.domain], dtype=bool)
-        wi = np.flatnonzero((employer >= 0) & (rng.random(m) < 0.45))
-        wi = wi[has_domain[employer[wi]]]
-        general = rng.random(len(wi)) < 0.25
-        w_pattern = rng.choice(_WORK_PATTERNS, len(wi), p=_WORK_P)
-        emp = employer[wi]
-        value = employers.general_email[emp].copy()
-        own = np.flatnonzero(~general)
-        value[own] = [f"{_local(p, f or '', l or '', x)}@{dm}" for p, f, l, x, dm in
-                      zip(w_pattern[own].tolist(), first[wi[own]].tolist(), last[wi[own]].tolist(),
-                          num[wi[own]].tolist(), employers.domain[emp[own]].tolist())]
-        tags.add(wi[general], "colleague_info_email")
-        em.append(dict(owner=wi, kind=_const(len(wi), "work"), value=value, shared=general,
-                       slot=rng.integers(0, 2, len(wi)) * 2 - 1))  # before or after the personal one
-    fam = family_a[rng.random(len(family_a)) < 0.5]  # half the families share a mailbox
-    fam_b = family_b[np.isin(family_a, fam)]
-    box = np.array([f"{_latin(_masculine(last[a]) if ru[a] else last[a])}{'y' if ru[a] else 's'}{num[a] % 100}@{dom[a]}"
-                    for a in fam.tolist()], dtype=object)
-    em.append(dict(owner=np.concatenate([fam, fam_b]), kind=_const(2 * len(fam), "home"),
-                   value=np.concatenate([box, box]), shared=np.ones(2 * len(fam), dtype=bool),
-                   slot=np.ones(2 * len(fam), dtype=np.int64)))
-    em_owner, em_kind, em_value, em_shared, em_slot = (
-        np.concatenate([e[key] for e in em]) for key in ("owner", "kind", "value", "shared", "slot"))
-    em_owner = em_owner.astype(np.int64)
-    em_value = em_value.astype(object)
-    # distinct people have distinct addresses, except the shared ones (all are lower case here)
-    while True:
-        clash = np.flatnonzero(pd.Series(em_value).duplicated().to_numpy() & ~em_shared)
-        if not len(clash):
-            break
-        em_value[clash] = [f"{x.partition('@')[0]}{n}@{x.partition('@')[2]}"
-                           for x, n in zip(em_value[clash].tolist(), rng.integers(1, 100, len(clash)).tolist())]
-
-    comm_owner = np.concatenate([ph["owner"], em_owner])
-    comm_type = np.concatenate([_const(len(ph["owner"]), "phone"), _const(len(em_owner), "email")])
-    comm_kind = np.concatenate([ph["kind"].astype(object), np.array(em_kind, dtype=object)])
-    comm_value = np.concatenate([phone_vals, em_value])
-    comm_phone = _concat_parts({k: ph[k] for k in _PHONE_KEYS}, _empty_parts(len(em_owner)))
-    comm_slot = np.concatenate([ph["slot"] * 2, 10 + np.array(em_slot, dtype=np.int64)])
-
-    # Real-CRM junk on some originals
-    junk = rng.random(m)
-    ph_rows = np.flatnonzero((comm_type == "phone") & (comm_slot == 0))  # one per owner
-    for row in ph_rows[junk[comm_owner[ph_rows]] < 0.008]:
-        comm_value[row] = _PLACEHOLDER_PHONES[row % len(_PLACEHOLDER_PHONES)]
-        comm_phone["cc"][row] = 0
-        tags.add(comm_owner[row], "placeholder_phone")
-    extra_owner, extra_value = [], []
-    for i in np.flatnonzero((junk >= 0.008) & (junk < 0.016)):
-        extra_owner.append(i)
-        extra_value.append(_PLACEHOLDER_EMAILS[i % len(_PLACEHOLDER_EMAILS)])
-        tags.add(i, "placeholder_email")
-    em_rows = np.flatnonzero(comm_type == "email")
-    for row in em_rows[(junk[comm_owner[em_rows]] >= 0.016) & (junk[comm_owner[em_rows]] < 0.022)]:
-        comm_value[row] = _corrupt_email(comm_value[row], row)
-        tags.add(comm_owner[row], "invalid_email")
-    empty = (junk >= 0.022) & (junk < 0.025)
-    for i in np.flatnonzero(empty):
-        last[i], first[i], middle[i] = (None, None, None) if i % 2 else ("", "", None)
-        tags.add(i, "empty_name")
-    if extra_owner:
-        comm_owner = np.concatenate([comm_owner, extra_owner])
-        comm_type = np.concatenate([comm_type, _const(len(extra_owner), "email")])
-        comm_kind = np.concatenate([comm_kind, _const(len(extra_owner), "work")])
-        comm_value = np.concatenate([comm_value, np.array(extra_value, dtype=object)])
-        comm_phone = _concat_parts(comm_phone, _empty_parts(len(extra_owner)))
-        comm_slot = np.concatenate([comm_slot, np.full(len(extra_owner), 20)])
-
-    # Single-value fields
+    o = _person_names(rng, m)
+    _relatives(rng, o)
+    _homes_and_employers(rng, o, employers)
+    phones = _person_phones(rng, o, employers)
+    emails = _person_emails(rng, o, employers)
+    o.comms = {k: np.concatenate([phones[k], emails[k]]) for k in ("owner", "type", "kind", "value", "slot")}
+    o.comms["phone"] = _concat_parts({k: phones[k] for k in _PHONE_KEYS}, _empty_parts(len(emails["owner"])))
+    _junk(rng, o)
+    v = _vocab()
+    ru = o.ru
     post = np.full(m, None, dtype=object)
     has_post = rng.random(m) < 0.6
     post[has_post & ru] = np.array(_RU_POSTS, dtype=object)[rng.integers(0, len(_RU_POSTS), int((has_post & ru).sum()))]
-    post[has_post & ~ru] = np.array(_EN_POSTS, dtype=object)[rng.integers(0, len(_EN_POSTS), int((has_post & ~ru).sum()))]
+    post[has_post & ~ru] = np.array(_EN_POSTS, dtype=object)[rng.integers(0, len(_EN_POSTS),
+                                                                          int((has_post & ~ru).sum()))]
+    city = np.where(ru, v.ru_cities[o.ru_city], v.en_cities[o.en_city])
     address = _addresses(rng, ru, city, rng.random(m) < 0.55)
     comments = np.full(m, None, dtype=object)
     has_comment = rng.random(m) < 0.1
-    comments[has_comment & ru] = np.array(_RU_COMMENTS, dtype=object)[rng.integers(0, len(_RU_COMMENTS), int((has_comment & ru).sum()))]
-    comments[has_comment & ~ru] = np.array(_EN_COMMENTS, dtype=object)[rng.integers(0, len(_EN_COMMENTS), int((has_comment & ~ru).sum()))]
+    for mask, texts in ((has_comment & ru, _RU_COMMENTS), (has_comment & ~ru, _EN_COMMENTS)):
+        comments[mask] = np.array(texts, dtype=object)[rng.integers(0, len(texts), int(mask.sum()))]
     tax_id = np.full(m, None, dtype=object)
     has_inn = ru & (rng.random(m) < 0.08)
     tax_id[has_inn] = _inn(rng, int(has_inn.sum()), 12)
@@ -1598,42 +1406,39 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
 
     # Namesakes are found, not assumed: originals sharing last, first and middle name
     key = pd.DataFrame({f: _per_unique(col, lambda x: (x or "").replace("ё", "е"), object)
-                        for f, col in (("l", last), ("f", first), ("m", middle))})
-    same = key.duplicated(keep=False).to_numpy() & (key["l"] != "").to_numpy()
-    tags.add(np.flatnonzero(same), "namesake")
+                        for f, col in (("l", o.last), ("f", o.first), ("m", o.middle))})
+    o.tags.add(np.flatnonzero(key.duplicated(keep=False).to_numpy() & (key["l"] != "").to_numpy()), "namesake")
 
-    # Duplicates
+    # Duplicates, then everything ordered by creation time -> ids
     orig = _cluster_plan(rng, m, d)
+    c = o.comms
     dup = _duplicate_people(orig, r, rng, dict(
-        last=last, first=first, middle=middle, ru=ru, male=male, birthdate=birth, post=post, address=address,
-        tax_id=tax_id, comments=comments), comm_owner, comm_type, comm_kind, comm_value, comm_phone, comm_slot)
-
-    # Everything together, ordered by creation time -> ids
+        last=o.last, first=o.first, middle=o.middle, ru=ru, male=o.male, birthdate=o.birth, post=post,
+        address=address, tax_id=tax_id, comments=comments), c["owner"], c["type"], c["kind"], c["value"],
+        c["phone"], c["slot"])
     gap = rng.exponential(150 * DAY, d).astype(np.int64) + 3600
-    later = rng.random(d) < 0.85
-    dup_created = _dup_created(created[orig], later, gap)
-    all_created = np.concatenate([created, dup_created])
+    all_created = np.concatenate([created, _dup_created(created[orig], rng.random(d) < 0.85, gap)])
     modified = all_created + np.minimum(rng.exponential(120 * DAY, n).astype(np.int64),
                                         (END - all_created).astype(np.int64)).astype("timedelta64[s]")
     order = np.lexsort((np.arange(n), all_created))
     ids = np.empty(n, dtype=np.int64)
     ids[order] = np.arange(1, n + 1)
-    origin_gen = np.concatenate([np.arange(m), orig])
 
     def cat(a, b):
         return np.concatenate([np.asarray(a, dtype=object), np.asarray(b, dtype=object)])[order]
 
-    births = np.concatenate([birth, dup["birthdate"]])[order]
+    births = np.concatenate([o.birth, dup["birthdate"]])[order]
     birth_obj = np.full(n, None, dtype=object)
     ok = ~np.isnat(births)
     days, where = np.unique(births[ok], return_inverse=True)  # few distinct days: convert each once
     birth_obj[ok] = np.array(pd.DatetimeIndex(days).date, dtype=object)[where]
     dup_resp = np.where(rng.random(d) < 0.5, responsible[orig], rng.integers(2, managers + 2, d))
-    dup_source = np.where(rng.random(d) < 0.6, source[orig], np.array(SOURCES, dtype=object)[rng.choice(len(SOURCES), d, p=_p(SOURCE_P))])
+    dup_source = np.where(rng.random(d) < 0.6, source[orig],
+                          np.array(SOURCES, dtype=object)[rng.choice(len(SOURCES), d, p=_p(SOURCE_P))])
     frame = pd.DataFrame({
         "id": np.arange(1, n + 1),
-        "last_name": cat(last, dup["last"]), "first_name": cat(first, dup["first"]),
-        "middle_name": cat(middle, dup["middle"]), "birthdate": birth_obj,
+        "last_name": cat(o.last, dup["last"]), "first_name": cat(o.first, dup["first"]),
+        "middle_name": cat(o.middle, dup["middle"]), "birthdate": birth_obj,
         "post": cat(post, dup["post"]), "address": cat(address, dup["address"]),
         "comments": cat(comments, dup["comments"]), "source": cat(source, dup_source),
         "tax_id": cat(tax_id, dup["tax_id"]),
@@ -1641,20 +1446,241 @@ def _make_people(n: int, share: float, rng: np.random.Generator, r: random.Rando
         "created_at": all_created[order], "modified_at": modified[order],
         "deleted_at": pd.Series([pd.NaT] * n, dtype="datetime64[s]"),
     })
-    notes = np.concatenate([tags.notes(), np.array(dup["note"], dtype=object)])[order]
-    origin = ids[origin_gen][order]
-    truth = pd.DataFrame({"entity_id": np.arange(1, n + 1), "cluster": [f"{entity}:{o}" for o in origin],
+    notes = np.concatenate([o.tags.notes(), np.array(dup["note"], dtype=object)])[order]
+    origin = ids[np.concatenate([np.arange(m), orig])][order]
+    truth = pd.DataFrame({"entity_id": np.arange(1, n + 1), "cluster": [f"{entity}:{x}" for x in origin],
                           "note": notes})
-    all_owner = np.concatenate([comm_owner, dup["comm_owner"] + m])
-    comms = pd.DataFrame({"entity_id": ids[all_owner],
-                          "type": np.concatenate([comm_type, np.array(dup["comm_type"], dtype=object)]),
-                          "kind": np.concatenate([comm_kind, np.array(dup["comm_kind"], dtype=object)]),
-                          "value": np.concatenate([comm_value, np.array(dup["comm_value"], dtype=object)])})
-    comm_order = np.lexsort((np.concatenate([comm_slot, dup["comm_slot"]]), comms["entity_id"].to_numpy()))
+    comms = pd.DataFrame({"entity_id": ids[np.concatenate([c["owner"], dup["comm_owner"] + m])],
+                          "type": np.concatenate([c["type"], np.array(dup["comm_type"], dtype=object)]),
+                          "kind": np.concatenate([c["kind"], np.array(dup["comm_kind"], dtype=object)]),
+                          "value": np.concatenate([c["value"], np.array(dup["comm_value"], dtype=object)])})
+    comm_order = np.lexsort((np.concatenate([c["slot"], dup["comm_slot"]]), comms["entity_id"].to_numpy()))
     comms = comms.iloc[comm_order].reset_index(drop=True)
     return People(frame, comms, truth, origin, np.concatenate([ru, ru[orig]])[order],
-                  np.concatenate([male, male[orig]])[order], np.concatenate([employer, employer[orig]])[order],
-                  (comm_phone, dup["comm_phone"], comm_order))
+                  np.concatenate([o.male, o.male[orig]])[order],
+                  np.concatenate([o.employer, o.employer[orig]])[order], (c["phone"], dup["comm_phone"], comm_order))
+
+
+def _person_names(rng: np.random.Generator, m: int) -> _Originals:
+    """Russian (with patronymic, mostly) and English names, birthdates, a few forced namesakes."""
+    v = _vocab()
+    ru = rng.random(m) < RU_SHARE
+    male = rng.random(m) < 0.5
+    with_yo = rng.random(m) < 0.35  # most people write е for ё
+    first = np.empty(m, dtype=object)
+    last = np.empty(m, dtype=object)
+    middle = np.full(m, None, dtype=object)
+
+    def pick(names: _Names, mask: np.ndarray, idx=None) -> np.ndarray:
+        if idx is None:
+            idx = rng.choice(len(names.p), size=int(mask.sum()), p=names.p)
+        return np.where(with_yo[mask], names.name[idx], names.name_e[idx])
+
+    for key, mask in (("ru_m", ru & male), ("ru_f", ru & ~male), ("en_m", ~ru & male), ("en_f", ~ru & ~male)):
+        first[mask] = pick(v.first[key], mask)
+    surname = rng.choice(len(v.last_ru_m.p), size=m, p=v.last_ru_m.p)
+    last[ru & male] = pick(v.last_ru_m, ru & male, surname[ru & male])
+    last[ru & ~male] = pick(v.last_ru_f, ru & ~male, surname[ru & ~male])
+    last[~ru] = v.last_en.name[rng.choice(len(v.last_en.p), size=int((~ru).sum()), p=v.last_en.p)]
+    father = rng.choice(len(v.patr_m.p), size=m, p=v.first["ru_m"].p)
+    has_patr = ru & (rng.random(m) < 0.8)
+    middle[has_patr & male] = pick(v.patr_m, has_patr & male, father[has_patr & male])
+    middle[has_patr & ~male] = pick(v.patr_f, has_patr & ~male, father[has_patr & ~male])
+    for key, mask in (("en_m", ~ru & male), ("en_f", ~ru & ~male)):  # a few English middle names
+        mask = mask & (rng.random(m) < 0.08)
+        middle[mask] = v.first[key].name[rng.choice(len(v.first[key].p), int(mask.sum()))]
+    # Namesakes: some people get one of a few very common full names
+    common = [("Иванов", "Александр", "Сергеевич", True, True), ("Кузнецов", "Сергей", "Александрович", True, True),
+              ("Смирнова", "Елена", "Владимировна", True, False), ("Иванова", "Ольга", "Николаевна", True, False),
+              ("Smith", "John", None, False, True), ("Brown", "Sarah", None, False, False)]
+    for i in np.flatnonzero(rng.random(m) < 0.012).tolist():
+        cand = [c for c in common if c[3] == ru[i] and c[4] == male[i]]
+        last[i], first[i], patronymic = cand[i % len(cand)][:3]
+        if patronymic and (middle[i] is None or i % 2 == 0):
+            middle[i] = patronymic
+    birth = np.where(rng.random(m) < 0.4, END.astype("datetime64[D]") - rng.integers(22 * 365, 68 * 365, m),
+                     np.datetime64("NaT"))
+    return _Originals(ru, male, first, last, middle, birth, _Tags(m))
+
+
+def _relatives(rng: np.random.Generator, o: _Originals) -> None:
+    """Families (same surname, different first names) and fathers with sons of the same name."""
+    v = _vocab()
+    m = len(o)
+    n_fam, n_fs = int(m * 0.012), int(m * 0.002)
+    perm = rng.permutation(m)
+    a, b = perm[:n_fam], perm[n_fam: 2 * n_fam]
+    keep = o.ru[a] == o.ru[b]
+    o.family_a, o.family_b = a[keep], b[keep]
+    rest = perm[2 * n_fam:]
+    men = rest[o.ru[rest] & o.male[rest]]
+    o.father_son = np.column_stack([men[:n_fs], men[n_fs: 2 * n_fs]]).astype(np.int64)
+    for a, b in zip(o.family_a.tolist(), o.family_b.tolist()):
+        if o.male[a] == o.male[b]:
+            o.last[b] = o.last[a]
+        else:
+            o.last[b] = _masculine(o.last[a]) if o.male[b] else _feminine(o.last[a])
+        if o.first[b] == o.first[a]:
+            group = list(v.first[("ru_" if o.ru[b] else "en_") + ("m" if o.male[b] else "f")].name_e)
+            plain = o.first[a].replace("ё", "е")
+            o.first[b] = group[(group.index(plain) + 1) % len(group)] if plain in group else group[0]
+    o.tags.add(np.concatenate([o.family_a, o.family_b]), "family")
+    names = list(v.first["ru_m"].name_e)
+    for a, b in o.father_son.tolist():
+        o.first[b], o.last[b] = o.first[a], o.last[a]
+        j = names.index(o.first[a].replace("ё", "е")) if o.first[a].replace("ё", "е") in names else 0
+        o.middle[b] = v.patr_m.name_e[j]  # the son's patronymic is the father's first name
+        if o.middle[a] == o.middle[b]:
+            o.middle[a] = v.patr_m.name_e[(j + 5) % len(names)]
+        o.birth[a] = END.astype("datetime64[D]") - rng.integers(52 * 365, 72 * 365)
+        o.birth[b] = o.birth[a] + rng.integers(24 * 365, 32 * 365)
+    o.tags.add(o.father_son.ravel(), "father_son")
+
+
+def _homes_and_employers(rng: np.random.Generator, o: _Originals, employers: _CompanyBasics | None) -> None:
+    v = _vocab()
+    m = len(o)
+    o.ru_city = rng.choice(len(v.ru_cities), m, p=v.ru_city_p)
+    o.en_city = rng.choice(len(v.en_cities), m, p=v.en_city_p)
+    o.employer = np.full(m, -1, dtype=np.int64)
+    if employers is None or not len(employers):
+        return
+    # most work for a company of their own language
+    want_ru = np.where(rng.random(m) < 0.9, o.ru, ~o.ru)
+    pool_ru = np.flatnonzero(employers.ru) if employers.ru.any() else np.arange(len(employers))
+    pool_en = np.flatnonzero(~employers.ru) if (~employers.ru).any() else np.arange(len(employers))
+    o.employer = np.where(want_ru, pool_ru[rng.integers(0, len(pool_ru), m)], pool_en[rng.integers(0, len(pool_en), m)])
+    o.employer[rng.random(m) >= 0.55] = -1
+
+
+def _person_phones(rng: np.random.Generator, o: _Originals, employers: _CompanyBasics | None) -> dict:
+    """One or two phones (mobile, work) each; work phones are often the employer's switchboard; families
+    share a home phone. Returns parallel arrays: owner, type, kind, value, slot and the phone parts."""
+    v = _vocab()
+    m = len(o)
+    cc_person = np.where(o.ru | (rng.random(m) < 0.15), 7,
+                         np.where(v.en_city_country[o.en_city] == "us", 1, 44)).astype(np.int64)
+    area, alen = v.area_code(o.ru, o.ru_city, o.en_city, rng.integers(0, 2, m))
+    expat = (cc_person == 7) & ~o.ru  # a foreigner with a Moscow office number
+    area[expat], alen[expat] = 495, 3
+    two = rng.random(m) < 0.4
+    first_mobile = rng.random(m) < 0.7
+    ext_all = rng.integers(10, 1000, m)
+    slots = []  # one dict of equal-length arrays per phone slot
+    for slot, owners, mobile in ((0, np.arange(m), first_mobile), (1, np.flatnonzero(two), ~first_mobile[two])):
+        nsn, al = _new_numbers(rng, cc_person[owners], mobile, area[owners], alen[owners])
+        cc = cc_person[owners].copy()
+        shared = np.zeros(len(owners), dtype=bool)
+        with_ext = ~mobile & (rng.random(len(owners)) < 0.08)
+        if employers is not None:
+            # the office switchboard: colleagues share it (a hard negative), often with their extension
+            emp = o.employer[owners]
+            sw = ~mobile & (emp >= 0) & (rng.random(len(owners)) < 0.45)
+            cc[sw], nsn[sw], al[sw] = employers.phone_cc[emp[sw]], employers.phone_nsn[emp[sw]], employers.phone_alen[emp[sw]]
+            with_ext = np.where(sw, rng.random(len(owners)) < 0.55, with_ext)
+            shared[sw] = True
+            o.tags.add(owners[sw], "colleague_switchboard")
+        ext = np.full(len(owners), None, dtype=object)
+        ext[with_ext] = [str(x) for x in ext_all[owners[with_ext]].tolist()]
+        slots.append(dict(owner=owners, kind=np.where(mobile, "mobile", "work").astype(object), cc=cc, nsn=nsn,
+                          alen=al, ext=ext, shared=shared, slot=np.full(len(owners), 2 * slot)))
+    heads = np.concatenate([o.family_a, o.father_son[:, 0]]).astype(np.int64)
+    if len(heads):  # a family's home phone, the same number for both
+        h_nsn, h_al = _new_numbers(rng, cc_person[heads], np.zeros(len(heads), dtype=bool), area[heads], alen[heads])
+        owners = np.concatenate([heads, o.family_b, o.father_son[:, 1]]).astype(np.int64)
+        slots.append(dict(owner=owners, kind=_const(len(owners), "home"), cc=np.tile(cc_person[heads], 2),
+                          nsn=np.tile(h_nsn, 2), alen=np.tile(h_al, 2), ext=np.full(len(owners), None, dtype=object),
+                          shared=np.ones(len(owners), dtype=bool), slot=np.full(len(owners), 4)))
+    ph = {key: np.concatenate([s_[key] for s_ in slots]) for key in slots[0]}
+    # distinct people have distinct numbers, except the shared ones: draw clashing ones again
+    while (clash := pd.Series(ph["cc"] * 10**10 + ph["nsn"]).duplicated().to_numpy() & ~ph["shared"]).any():
+        area_c = ph["nsn"][clash] // 10 ** (10 - ph["alen"][clash])
+        ph["nsn"][clash], ph["alen"][clash] = _new_numbers(rng, ph["cc"][clash], ph["kind"][clash] == "mobile",
+                                                           area_c, ph["alen"][clash])
+    ph["style"] = np.zeros(len(ph["owner"]), dtype=np.int64)
+    for code, (_f, p) in _FORMATS.items():
+        sel = ph["cc"] == code
+        ph["style"][sel] = rng.choice(len(p), int(sel.sum()), p=p)
+    ph["ext_style"] = rng.integers(0, 7, len(ph["owner"]))
+    ph["value"] = _render_phones(ph["cc"], ph["nsn"], ph["alen"], ph["style"], ph["ext"], ph["ext_style"])
+    ph["type"] = _const(len(ph["owner"]), "phone")
+    return ph
+
+
+def _person_emails(rng: np.random.Generator, o: _Originals, employers: _CompanyBasics | None) -> dict:
+    """A personal address (public domain), a work one (employer's domain, sometimes its shared info@),
+    a family mailbox. Returns parallel arrays: owner, type, kind, value, slot."""
+    m = len(o)
+    pers_pattern = rng.choice(len(_LOCAL_P), m, p=_LOCAL_P)
+    num = rng.integers(1960, 10_000, m)
+    dom_ru, dom_en = list(_PUBLIC_RU), list(_PUBLIC_EN)
+    dom = np.where(o.ru, np.array(dom_ru, dtype=object)[rng.choice(len(dom_ru), m, p=_p(list(_PUBLIC_RU.values())))],
+                   np.array(dom_en, dtype=object)[rng.choice(len(dom_en), m, p=_p(list(_PUBLIC_EN.values())))])
+    kinds = np.array(["work", "work", "home", "home", "other"], dtype=object)[rng.integers(0, 5, m)]
+    pi = np.flatnonzero(rng.random(m) < 0.55)
+    year = o.birth.astype("datetime64[Y]").astype(np.int64) + 1970  # garbage where NaT, masked below
+    nn = np.where(~np.isnat(o.birth[pi]) & np.isin(pers_pattern[pi], (6, 11)), year[pi], num[pi])
+    personal = [f"{_local(p, f or '', l or '', x)}@{dm}" for p, f, l, x, dm in
+                zip(pers_pattern[pi].tolist(), o.first[pi].tolist(), o.last[pi].tolist(), nn.tolist(),
+                    dom[pi].tolist())]
+    em = [dict(owner=pi, kind=kinds[pi], value=np.array(personal, dtype=object), shared=np.zeros(len(pi), bool),
+               slot=np.full(len(pi), 10))]
+    if employers is not None:
+        has_domain = np.array([x is not None for x in employers.domain], dtype=bool)
+        wi = np.flatnonzero((o.employer >= 0) & (rng.random(m) < 0.45))
+        wi = wi[has_domain[o.employer[wi]]]
+        general = rng.random(len(wi)) < 0.25
+        w_pattern = rng.choice(_WORK_PATTERNS, len(wi), p=_WORK_P)
+        emp = o.employer[wi]
+        value = employers.general_email[emp].copy()
+        own = np.flatnonzero(~general)
+        value[own] = [f"{_local(p, f or '', l or '', x)}@{dm}" for p, f, l, x, dm in
+                      zip(w_pattern[own].tolist(), o.first[wi[own]].tolist(), o.last[wi[own]].tolist(),
+                          num[wi[own]].tolist(), employers.domain[emp[own]].tolist())]
+        o.tags.add(wi[general], "colleague_info_email")
+        em.append(dict(owner=wi, kind=_const(len(wi), "work"), value=value, shared=general,
+                       slot=9 + 2 * rng.integers(0, 2, len(wi))))  # before or after the personal one
+    fam = o.family_a[rng.random(len(o.family_a)) < 0.5]  # half the families share a mailbox
+    fam_b = o.family_b[np.isin(o.family_a, fam)]
+    box = np.array([f"{_latin(_masculine(o.last[a]) if o.ru[a] else o.last[a])}{'y' if o.ru[a] else 's'}"
+                    f"{num[a] % 100}@{dom[a]}" for a in fam.tolist()], dtype=object)
+    em.append(dict(owner=np.concatenate([fam, fam_b]), kind=_const(2 * len(fam), "home"),
+                   value=np.concatenate([box, box]), shared=np.ones(2 * len(fam), dtype=bool),
+                   slot=np.full(2 * len(fam), 11)))
+    out = {key: np.concatenate([e[key] for e in em]) for key in ("owner", "kind", "value", "shared", "slot")}
+    out["owner"] = out["owner"].astype(np.int64)
+    out["value"] = out["value"].astype(object)
+    # distinct people have distinct addresses, except the shared ones (all are lower case here)
+    while len(clash := np.flatnonzero(pd.Series(out["value"]).duplicated().to_numpy() & ~out["shared"])):
+        out["value"][clash] = [f"{x.partition('@')[0]}{k}@{x.partition('@')[2]}" for x, k in
+                               zip(out["value"][clash].tolist(), rng.integers(1, 100, len(clash)).tolist())]
+    out["type"] = _const(len(out["owner"]), "email")
+    return out
+
+
+def _junk(rng: np.random.Generator, o: _Originals) -> None:
+    """Real-CRM junk on some originals: placeholder phones and e-mails, invalid e-mails, empty names."""
+    c = o.comms
+    junk = rng.random(len(o))
+    first_phone = np.flatnonzero((c["type"] == "phone") & (c["slot"] == 0))  # one per person
+    for row in first_phone[junk[c["owner"][first_phone]] < 0.008].tolist():
+        c["value"][row] = _PLACEHOLDER_PHONES[row % len(_PLACEHOLDER_PHONES)]
+        c["phone"]["cc"][row] = 0
+        o.tags.add(c["owner"][row], "placeholder_phone")
+    emails = np.flatnonzero(c["type"] == "email")
+    for row in emails[(junk[c["owner"][emails]] >= 0.016) & (junk[c["owner"][emails]] < 0.022)].tolist():
+        c["value"][row] = _corrupt_email(c["value"][row], row)
+        o.tags.add(c["owner"][row], "invalid_email")
+    for i in np.flatnonzero((junk >= 0.022) & (junk < 0.025)).tolist():
+        o.last[i], o.first[i], o.middle[i] = (None, None, None) if i % 2 else ("", "", None)
+        o.tags.add(i, "empty_name")
+    extra = np.flatnonzero((junk >= 0.008) & (junk < 0.016))
+    o.tags.add(extra, "placeholder_email")
+    placeholders = np.array(_PLACEHOLDER_EMAILS, dtype=object)[extra % len(_PLACEHOLDER_EMAILS)]
+    for key, values in (("owner", extra), ("type", _const(len(extra), "email")), ("kind", _const(len(extra), "work")),
+                        ("value", placeholders), ("slot", np.full(len(extra), 20))):
+        c[key] = np.concatenate([c[key], values])
+    c["phone"] = _concat_parts(c["phone"], _empty_parts(len(extra)))
 
 
 def _dup_created(created: np.ndarray, later: np.ndarray, gap: np.ndarray) -> np.ndarray:
@@ -1670,22 +1696,6 @@ def _masculine(surname: str) -> str:
         if surname.endswith(female):
             return surname[: -len(female)] + male
     return surname
-
-
-def _families(rng, ru, male, m):
-    """Disjoint pairs of originals made into relatives, and father/son pairs (Russian men)."""
-    n_fam = int(m * 0.012)
-    n_fs = int(m * 0.002)
-    perm = rng.permutation(m)
-    fam = perm[: 2 * n_fam]
-    family_a, family_b = fam[:n_fam], fam[n_fam:]
-    keep = ru[family_a] == ru[family_b]
-    family_a, family_b = family_a[keep], family_b[keep]
-    rest = perm[2 * n_fam:]
-    ru_men = rest[ru[rest] & male[rest]]
-    fs = ru_men[: 2 * n_fs]
-    father_son = list(zip(fs[:n_fs].tolist(), fs[n_fs:].tolist()))
-    return family_a, family_b, father_son
 
 
 def _corrupt_email(value: str, salt: int) -> str:

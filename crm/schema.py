@@ -253,7 +253,10 @@ dedup_groups = Table(
     Column("approved_at", DateTime),
     Column("merge_id", Integer),
     Column("updated_at", DateTime, nullable=False),
-    Index("ix_dedup_groups_list", "entity_type", "status", "score"),
+    # the review list: filtered by type, status, tier and run, most certain first; PostgreSQL also
+    # carries the managers so that counting a manager's groups never reads the table
+    Index("ix_dedup_groups_list", "entity_type", "status", "score", "tier", "run_id",
+          postgresql_include=["responsible_ids"]),
 )
 
 dedup_merges = Table(

@@ -1,0 +1,143 @@
+"""Shared helpers of the benchmarks: the machine and versions, timing a child process, results files.
+
+A child's peak RSS comes from ``os.wait4`` for exactly that child (``ru_maxrss``). Linux folds the
+memory the forked process had before ``exec`` into that figure, so a parent holding a large table
+would inflate every child's peak: the harness processes stay small and do all heavy work (data
+generation, evaluation) in children too. ``harness_rss_mb`` is recorded with each run so that a
+reader can check the floor.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+WORK = ROOT / "bench" / "work"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def machine_info() -> dict:
+    """Platform, CPUs, memory and the load average (other work on the machine skews the figures)."""
+    info = {"platform": platform.platform(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
+            "python": platform.python_version()}
+    try:
+        import psutil
+
+        info["memory_gb"] = round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:  # psutil is a dependency; tolerate its absence in a bare interpreter
+        pass
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "")
+        info["cpu_model"] = model
+    except OSError:
+        pass
+    info["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    return info
+
+
+def versions(*packages: str) -> dict[str, str | None]:
+    """Installed versions of the named distributions (None when not installed)."""
+    out: dict[str, str | None] = {}
+    for name in packages:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def self_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_child(args: list[str], timeout: float | None = None, env: dict | None = None, cwd: Path = ROOT) -> dict:
+    """Run ``args`` as a child process; return wall seconds, peak RSS (MB), exit code, timeout flag and
+    the tail of its output. A child still running after ``timeout`` seconds is killed (its process
+    group) and reported with ``timed_out: True``."""
+    full_env = dict(os.environ)
+    full_env.setdefault("PYTHONUNBUFFERED", "1")
+    if env:
+        full_env.update(env)
+    harness_rss = self_rss_mb()
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True, text=True, errors="replace")
+    # the output goes to a reader thread so that a chatty child cannot block on a full pipe
+    import threading
+
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    timed_out = False
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if timeout is not None and time.perf_counter() - start > timeout:
+            timed_out = True
+            os.killpg(proc.pid, 9)
+            pid, status, usage = os.wait4(proc.pid, 0)
+            break
+        time.sleep(0.05)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    reader.join(timeout=10)
+    output = "".join(lines)
+    return {"wall_s": round(wall, 3), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+            "returncode": proc.returncode, "timed_out": timed_out, "harness_rss_mb": round(harness_rss, 1),
+            "output_tail": output[-4000:]}
+
+
+def python_child(module: str, *args: str) -> list[str]:
+    """The command line running ``python -m module args`` with this interpreter."""
+    return [sys.executable, "-m", module, *map(str, args)]
+
+
+def append_result(name: str, record: dict, folder: Path = RESULTS) -> Path:
+    """Append ``record`` to ``folder/<name>.json`` (a JSON list; older results are kept)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    records = load_results(path)
+    records.append(record)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(records, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def load_results(path: Path) -> list[dict]:
+    """The records of one results file; a file that is not a JSON list is an error naming it."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(data, dict):
+        return [data]
+    if not isinstance(data, list):
+        raise ValueError(f"{path} holds {type(data).__name__}, expected a JSON list of records")
+    return data
+
+
+def median(values: list[float]) -> float | None:
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
