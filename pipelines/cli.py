@@ -298,7 +298,7 @@ def history(
     entity: Annotated[Optional[str], typer.Option(help="contact, company or lead.")] = None,
 ) -> None:
     """List merges: who, when, what; undo one with `crm-dedup undo MERGE_ID`."""
-    from merge_rules.undo import merge_history
+    from merge_rules.history import merge_history
 
     store = open_store(db)
     frame = merge_history(store, limit=limit, entity_type=entity)
@@ -317,8 +317,8 @@ def undo(
     db: DbOption = None,
 ) -> None:
     """Undo a merge (or a whole batch): every touched row back exactly as it was."""
+    from merge_rules.errors import MergeError
     from merge_rules.undo import undo_batch, undo_merge
-    from merge_rules.apply import MergeError
 
     store = open_store(db)
     user_row = _user(store, user)
@@ -392,13 +392,17 @@ def review(
     db: DbOption = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    settings: SettingsOption = None,
 ) -> None:
     """Start the review page, where admins and managers approve, adjust, skip and undo merges."""
     from review.server import serve as serve_review
 
     store = open_store(db)
+    from pipelines.settings import Settings
+
+    merge_settings = Settings.load(settings).merge if settings else None
     typer.echo(f"Review page on http://{host}:{port} for {store.display_url} (Ctrl-C stops)")
-    serve_review(store.url, host=host, port=port)
+    serve_review(store.url, host=host, port=port, merge_settings=merge_settings)
 
 
 @users_app.command("set-password")
