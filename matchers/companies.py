@@ -138,7 +138,8 @@ def _strip_forms(keys: list[str]) -> tuple[int, int, str | None]:
 
 def _parse(text: str) -> tuple[str, str, str | None, tuple[str, ...]]:
     text = _QUOTES.sub(" ", text)
-    text = _DOTTED.sub(lambda m: m.group(0).replace(".", ""), text)
+    if "." in text:
+        text = _DOTTED.sub(lambda m: m.group(0).replace(".", ""), text)
     words = clean_text(text).split()
     pairs = [(w, k) for w, k in ((w, _translit_word(w)) for w in words) if k]
     if not pairs:

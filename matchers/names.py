@@ -4,6 +4,15 @@ The keys built here are matching keys, not pretty spellings: ``translit`` folds 
 writing one Russian name in Latin letters (Иванов, Ivanov, Ivanoff, Iwanow) onto one string, and
 ``canonical_first_name`` folds a diminutive or nickname (Саша, Sasha, Bill) onto its full name.
 Everything is cached per unique word, so a million rows cost about as much as their distinct words.
+
+First names: the `nicknames` package for English (with data/en_nicknames_preferred.csv settling the
+common ambiguous ones) and data/ru_diminutives.csv for Russian (name, gender, forms; when two rows
+give the same form, or forms with the same key, the first row wins and name_variants lists both).
+
+Known limits of the key: spellings that reuse a Latin letter for another Russian sound do not
+meet the usual ones (GOST x = х, German ch = х / s = з / z = ц / sch = ж, French ch = ш / j = ж, c
+for ц outside -цов/-цев/-цын and цв); nor do English names written phonetically in Cyrillic
+(Дэвид, Эндрю). Fuzzy comparisons are for those.
 """
 
 from __future__ import annotations
@@ -49,7 +58,6 @@ def as_text(raw: object) -> str | None:
         text = str(raw)
     text = text.strip()
     return text or None
-
 
 
 def frame_from_unique_rows(rows: list[tuple], codes: np.ndarray, index: pd.Index, columns: tuple[str, ...],
@@ -121,9 +129,13 @@ def _repair_word(word: str) -> str:
     return word.translate(_LAT_TO_CYR if to_cyr else _CYR_TO_LAT)
 
 
+def _nfkc(text: str) -> str:
+    return text if unicodedata.is_normalized("NFKC", text) else unicodedata.normalize("NFKC", text)
+
+
 def _clean_once(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text.translate(_BEFORE_NFKC)).casefold()
-    text = unicodedata.normalize("NFKC", text).translate(_CHARS)
+    text = _nfkc(text.translate(_BEFORE_NFKC)).casefold()
+    text = _nfkc(text).translate(_CHARS)
     words = text.split()
     if _HAS_LAT.search(text) and _HAS_CYR.search(text):
         words = [_repair_word(w) for w in words]
@@ -566,7 +578,7 @@ def _from_units(units: list[_Unit], comma_at: int | None = None) -> PersonName:
             first_i = initials[0]
             if middle_i is None and len(initials) > 1:
                 middle_i = initials[1]
-        elif len(known) == 1 and len(words) > 1 or len(words) == 1 and known:
+        elif known and (len(known) == 1 or len(words) == 1):
             first_i = known[0]
         elif len(words) >= 2:
             if len(known) >= 2:
@@ -576,7 +588,6 @@ def _from_units(units: list[_Unit], comma_at: int | None = None) -> PersonName:
                 # nothing known: Russian writes the surname first, English last
                 first_i = words[1] if cyrillic else words[0]
     rest = [i for i in idx if i not in (first_i, middle_i)]
-    extra: list[int] = []
     cyrillic = any(u.cyrillic for u in units)
     if middle_i is None and first_i is not None and not cyrillic and len(rest) >= 2:
         # "John Paul Smith": a Latin middle name between first name and surname
@@ -662,15 +673,36 @@ def _codes(values: pd.Series) -> tuple[np.ndarray, list]:
     return codes, list(uniques)
 
 
+def _join(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Element-wise "a b", leaving out empty sides (object arrays of str)."""
+    both = a + " " + b
+    return np.where(a == "", b, np.where(b == "", a, both))
+
+
+def _field_arrays(units: list[tuple[_Unit, ...]]) -> dict[str, np.ndarray]:
+    """Per distinct field value: what the vectorised usual case needs (one-word units only)."""
+    first = [u[0] if u else None for u in units]
+    return {
+        "n": np.array([len(u) for u in units], dtype=np.int64),
+        "one_word": np.array([len(u) == 0 or (len(u) == 1 and len(u[0].tokens) == 1) for u in units], dtype=bool),
+        "pat": np.array([bool(x and x.patronymic) for x in first], dtype=bool),
+        "score": np.array([x.name_score if x else 0 for x in first], dtype=np.int64),
+        "key": np.array([x.key if x else "" for x in first], dtype=object),
+        "canon": np.array([x.canon if x else "" for x in first], dtype=object),
+        "token": np.array([x.tokens[0] if x and x.tokens else "" for x in first], dtype=object),
+    }
+
+
 def normalize_persons(records: pd.DataFrame) -> pd.DataFrame:
     """Per row: first, first_raw, last, middle, tokens (space-joined), initials, full (clean_text of
     the whole name). Uses last_name/first_name/middle_name when any is filled, else full_name.
-    Same index as ``records``; computed once per unique name."""
+    Same index as ``records``; each distinct field value is parsed once, the usual case (one word
+    per field, in its place) is assembled with array operations, and every other distinct name
+    tuple goes through parse_person / parse_full_name once."""
     present = [c for c in _NAME_FIELDS if c in records.columns]
     n = len(records)
     if not present or n == 0:
         return pd.DataFrame({c: pd.Series([""] * n, index=records.index, dtype=object) for c in PERSON_COLUMNS})
-    # one integer code per row for its tuple of field values
     field_codes = []
     field_uniques = []
     for col in _NAME_FIELDS:
@@ -680,49 +712,64 @@ def normalize_persons(records: pd.DataFrame) -> pd.DataFrame:
             codes, uniques = np.full(n, -1, dtype=np.int64), []
         field_codes.append(codes.astype(np.int64))
         field_uniques.append(uniques)
-    combined = np.zeros(n, dtype=np.int64)
-    for codes in field_codes:
-        combined, _ = pd.factorize(combined * (int(codes.max(initial=-1)) + 2) + (codes + 1))
-        combined = combined.astype(np.int64)
-    row_of_group, first_rows = np.unique(combined, return_index=True)
-    del row_of_group
-    # text of each unique field value, and its cleaned form, computed once
-    # per unique field value; a trailing empty entry serves code -1 (missing)
+    # per distinct field value; a trailing empty entry serves code -1 (missing)
     texts = [[as_text(v) for v in uniques] + [None] for uniques in field_uniques]
     units = [[_field_units(t) if t is not None else () for t in col] for col in texts]
-    cleans = [[clean_text(t) if t is not None else "" for t in col] for col in texts]
-    l_units, f_units, m_units = units[:3]
-    l_clean, f_clean, m_clean, full_clean = cleans
-    full_text = texts[3]
+    cleans = [np.array([clean_text(t) if t is not None else "" for t in col], dtype=object) for col in texts]
+    cl, cf, cm, cfull = field_codes
+    L, F, M = (_field_arrays(u) for u in units[:3])
 
-    results = []
-    rows = zip(*(codes[first_rows].tolist() for codes in field_codes))
-    for cl, cf, cm, cfull in rows:
-        lu, fu, mu = l_units[cl], f_units[cf], m_units[cm]
-        if len(fu) == 1 and len(lu) <= 1 and len(mu) <= 1:
-            # inlined usual case of _from_fields (one word per field, in place): most rows
-            f = fu[0]
-            lk = lu[0] if lu else None
-            if not f.patronymic and not (lk and lk.name_score > f.name_score and not lk.patronymic):
-                mk = mu[0] if mu else None
-                toks = f.tokens + (lk.tokens if lk else ()) + (mk.tokens if mk else ())
-                middle = mk.key if mk else ""
-                full = " ".join(x for x in (l_clean[cl], f_clean[cf], m_clean[cm]) if x)
-                results.append((f.canon, f.key, lk.key if lk else "", middle, " ".join(sorted(toks)),
-                                f.canon[:1] + middle[:1], full))
-                continue
-        if lu or fu or mu:
-            person = _from_fields(lu, fu, mu)
-            full = " ".join(x for x in (l_clean[cl], f_clean[cf], m_clean[cm]) if x)
-        elif full_text[cfull] is not None:
-            person = parse_full_name(full_text[cfull])
-            full = full_clean[cfull]
-        else:
-            person, full = EMPTY_PERSON, ""
-        results.append((person.first, person.first_raw, person.last, person.middle,
-                        " ".join(person.tokens), person.initials, full))
-    table = np.empty((len(results), len(PERSON_COLUMNS)), dtype=object)
-    if results:
+    # the usual case, as _from_fields' first branch: one one-word unit as first name, at most one
+    # one-word unit in the others, no patronymic to move, no swap
+    lf, ff, mf = L["n"][cl], F["n"][cf], M["n"][cm]
+    simple = ((ff == 1) & (lf <= 1) & (mf <= 1) & ~F["pat"][cf]
+              & L["one_word"][cl] & F["one_word"][cf] & M["one_word"][cm]
+              & ~((lf == 1) & (L["score"][cl] > F["score"][cf]) & ~L["pat"][cl]))
+    out = {c: np.empty(n, dtype=object) for c in PERSON_COLUMNS}
+    idx = np.flatnonzero(simple)
+    if len(idx):
+        a, b, c = F["token"][cf[idx]], L["token"][cl[idx]], M["token"][cm[idx]]
+        lo, hi = np.where(a <= b, a, b), np.where(a <= b, b, a)        # sort three words
+        low = np.where(lo <= c, lo, c)
+        mid = np.where(lo <= c, np.where(hi <= c, hi, c), lo)
+        high = np.where(hi <= c, c, hi)
+        first = F["canon"][cf[idx]]
+        middle = M["key"][cm[idx]]
+        out["first"][idx] = first
+        out["first_raw"][idx] = F["key"][cf[idx]]
+        out["last"][idx] = L["key"][cl[idx]]
+        out["middle"][idx] = middle
+        out["tokens"][idx] = _join(_join(low, mid), high)
+        out["initials"][idx] = np.array([x[:1] for x in first], dtype=object) + \
+            np.array([x[:1] for x in middle], dtype=object)
+        out["full"][idx] = _join(_join(cleans[0][cl[idx]], cleans[1][cf[idx]]), cleans[2][cm[idx]])
+
+    rest = np.flatnonzero(~simple)
+    if len(rest):
+        # every other row: once per distinct tuple of field values
+        combined = np.zeros(len(rest), dtype=np.int64)
+        for codes in field_codes:
+            part = codes[rest]
+            combined, _ = pd.factorize(combined * (int(part.max(initial=-1)) + 2) + (part + 1))
+            combined = combined.astype(np.int64)
+        _, first_rows = np.unique(combined, return_index=True)
+        l_units, f_units, m_units = units[:3]
+        results = []
+        for row in rest[first_rows].tolist():
+            lu, fu, mu = l_units[cl[row]], f_units[cf[row]], m_units[cm[row]]
+            if lu or fu or mu:
+                person = _from_fields(lu, fu, mu)
+                full = " ".join(x for x in (cleans[0][cl[row]], cleans[1][cf[row]], cleans[2][cm[row]]) if x)
+            elif texts[3][cfull[row]] is not None:
+                person = parse_full_name(texts[3][cfull[row]])
+                full = cleans[3][cfull[row]]
+            else:
+                person, full = EMPTY_PERSON, ""
+            results.append((person.first, person.first_raw, person.last, person.middle,
+                            " ".join(person.tokens), person.initials, full))
+        table = np.empty((len(results), len(PERSON_COLUMNS)), dtype=object)
         table[:] = results
-    taken = table[combined] if n else table
-    return pd.DataFrame({c: taken[:, i] for i, c in enumerate(PERSON_COLUMNS)}, index=records.index)
+        taken = table[combined]
+        for i, col in enumerate(PERSON_COLUMNS):
+            out[col][rest] = taken[:, i]
+    return pd.DataFrame(out, index=records.index)

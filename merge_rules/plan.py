@@ -17,7 +17,7 @@ from typing import Any
 
 from crm import schema
 from merge_rules.codec import decode, encode
-from merge_rules.normalise import comm_key, text_key
+from merge_rules.normalise import comm_key
 from merge_rules.rules import MULTI, Candidate, RuleContext, RuleError, filled, get_rule
 from merge_rules.settings import MergeSettings, field_kinds
 from merge_rules.snapshot import LINKS, Snapshot, read_snapshots

@@ -166,14 +166,12 @@ def sample_rows() -> dict[str, list[dict[str, Any]]]:
 
 
 def _load(store, tables: dict[str, list[dict[str, Any]]]) -> None:
-    by_name = {t.name: t for t in schema.metadata.sorted_tables}
     with store.engine.begin() as conn:
         for table in schema.metadata.sorted_tables:
             rows = tables.get(table.name)
             if rows:
                 store.insert(table, rows, conn=conn)
         store.fix_sequences(conn)
-    del by_name
 
 
 def load_sample(store) -> None:

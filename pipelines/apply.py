@@ -48,6 +48,10 @@ def apply_approved(db: str | None, batch_id: str, user_id: int | None, settings_
                     status="pending", plan=fresh.to_dict(), updated_at=proposals.now(),
                     primary_reason=sa.func.coalesce(g.c.primary_reason, "") + " (re-planned: records changed)"))
             message = f"{message} Re-planned; the group is pending again for a person to approve."
+        elif status in ("conflicts", "denied"):
+            # not for a scheduler to retry every hour: back to a person
+            proposals.set_status(store, [gid], "pending", from_statuses=("approved",))
+            message = f"{message} The group is pending again."
         out.append({"group_id": gid, "status": status, "merge_id": getattr(res, "merge_id", None),
                     "message": message})
     return out

@@ -140,7 +140,7 @@ def _finish(db, run_id, status, summary) -> None:
     from crm.store import Store
 
     try:
-        proposals.finish_run(Store(db), run_id, status, summary)
+        proposals.finish_run(Store(db, must_exist=True), run_id, status, summary)
     except Exception:  # noqa: BLE001 - the database may be the thing that failed; the flow's own error matters
         get_run_logger().warning("could not record run %s as %s", run_id, status)
 
