@@ -23,8 +23,6 @@ import logging
 import time
 from pathlib import Path
 
-import pandas as pd
-
 from bench.common import ROOT, WORK, now_iso
 
 log = logging.getLogger(__name__)
@@ -48,7 +46,7 @@ def paths(n: int, folder: Path = WORK) -> dict[str, Path]:
             "meta": folder / f"contacts_{n}.json"}
 
 
-def _first_two(comms: pd.DataFrame, kind: str, ids: pd.Index) -> tuple[pd.DataFrame, int]:
+def _first_two(comms, kind: str, ids):
     """The first and second value of one communication type per contact, and how many had more."""
     rows = comms[comms["type"] == kind][["entity_id", "value"]]
     rows = rows[rows["value"].notna() & (rows["value"].astype(str).str.strip() != "")]
@@ -58,8 +56,10 @@ def _first_two(comms: pd.DataFrame, kind: str, ids: pd.Index) -> tuple[pd.DataFr
     return wide, int((rank == 2).sum())
 
 
-def build_frames(n: int, seed: int = SEED, duplicate_share: float = 0.15) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def build_frames(n: int, seed: int = SEED, duplicate_share: float = 0.15):
     """The wide contacts table, the truth and counts, from the demo generator."""
+    import pandas as pd  # imported here: the harness imports this module and must stay small
+
     from crm.demo import generate_contacts_frames
 
     contacts, comms, truth = generate_contacts_frames(n, seed, duplicate_share=duplicate_share)

@@ -42,7 +42,7 @@ PG_URL = os.environ.get("CRM_DEDUP_BENCH_PG", "postgresql+psycopg://postgres@127
 TARGET = 500.0
 
 
-def child(backend: str, groups: int, seed: int, profile: bool, workers: int = 1) -> dict:
+def child(backend: str, groups: int, seed: int, profile: bool, workers: int = 1, durable: bool = True) -> dict:
     """Run in a fresh process: build, plan, apply, undo; return the measurements."""
     start = time.perf_counter()
     import sqlalchemy as sa
@@ -96,7 +96,7 @@ def child(backend: str, groups: int, seed: int, profile: bool, workers: int = 1)
             t, c = time.perf_counter(), time.process_time()
             if profiler:
                 profiler.enable()
-            results = apply_batch(store, plans, 1, "bench", workers=workers)
+            results = apply_batch(store, plans, 1, "bench", workers=workers, durable=durable)
             if profiler:
                 profiler.disable()
             apply_s += time.perf_counter() - t
@@ -124,6 +124,7 @@ def child(backend: str, groups: int, seed: int, profile: bool, workers: int = 1)
         "load_s": round(load_s, 2), "plan_s": round(plan_s, 2), "apply_s": round(apply_s, 2),
         "undo_s": round(undo_s, 2), "plans_per_s": round(n / plan_s, 1), "merges_per_s": round(n / apply_s, 1),
         "workers": workers if backend == "postgresql" else 1,
+        "durable_commits": durable or backend == "sqlite",
         # this process's CPU per merge: what the merges cost here whatever else the machine was doing
         "apply_client_cpu_ms_per_group": round(apply_cpu / n * 1000, 3),
         "undos_per_s": round(len(undone) / undo_s, 1) if undo_s else None,
@@ -162,18 +163,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--profile", action="store_true", help="print the top of a cProfile of the apply phase")
     ap.add_argument("--workers", type=int, default=1, help="connections applying at once on PostgreSQL")
+    ap.add_argument("--no-durable", action="store_true",
+                    help="PostgreSQL: commit without waiting for the WAL flush (apply_batch durable=False)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--no-save", action="store_true", help="print only, do not append to the results file")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.child:
-        print(json.dumps(child(args.child, args.groups, args.seed, args.profile, args.workers)))
+        print(json.dumps(child(args.child, args.groups, args.seed, args.profile, args.workers, not args.no_durable)))
         return 0
 
     entries = []
     for backend in args.backends.split(","):
         cmd = [sys.executable, "-m", "bench.merge_throughput", "--child", backend, "--groups", str(args.groups),
-               "--seed", str(args.seed), "--workers", str(args.workers)] + (["--profile"] if args.profile else [])
+               "--seed", str(args.seed), "--workers", str(args.workers)] + (["--profile"] if args.profile else []) \
+            + (["--no-durable"] if args.no_durable else [])
         info = machine()
         t = time.perf_counter()
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -192,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
               f"(target {TARGET:.0f}: {'met' if entry['target_met'] else 'NOT met'}), plan "
               f"{result['plans_per_s']:.0f}/s, undo {result['undos_per_s']}/s, process {wall:.1f} s, "
               f"peak RSS {result['peak_rss_mb']} MB, client CPU {result['apply_client_cpu_ms_per_group']} ms/merge, "
-              f"workers {result['workers']}, statuses {result['statuses']}")
+              f"workers {result['workers']}, durable {result['durable_commits']}, statuses {result['statuses']}")
     if not args.no_save:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         old = json.loads(RESULTS.read_text()) if RESULTS.exists() else []

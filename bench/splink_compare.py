@@ -177,10 +177,24 @@ def splink_settings():
         output_column_name="name",
         comparison_description="ForenameSurnameComparison's levels plus sound-alike keys",
     )
+    # DateOfBirthComparison's first levels; its date-difference levels (1 month, 1 year, 10 years) are
+    # left out: EM drives their m to exactly 0 on this data (birthdates of duplicates differ by typos
+    # only), which Splink 5 refuses with "m_probability value 0.0 is below the minimum allowed value"
+    dob_valid = ColumnExpression("dob").try_parse_date()
+    dob = cl.CustomComparison(
+        comparison_levels=[
+            cll.NullLevel(dob_valid),
+            cll.ExactMatchLevel("dob").configure(label_for_charts="Exact match on date of birth"),
+            cll.DamerauLevenshteinLevel("dob", 1).configure(label_for_charts="One typo apart"),
+            cll.ElseLevel(),
+        ],
+        output_column_name="dob",
+        comparison_description="DateOfBirthComparison's exact and typo levels",
+    )
     comparisons = [
         name,
         cl.JaroWinklerAtThresholds("middle_name", [0.9]).configure(term_frequency_adjustments=True),
-        cl.DateOfBirthComparison("dob", input_is_string=True),
+        dob,
         phone,
         email,
         cl.JaroWinklerAtThresholds("address", [0.9]).configure(term_frequency_adjustments=True),
@@ -217,7 +231,7 @@ def _open_splink(prepared: Path):
     return con, db_api, db_api.register("contacts")
 
 
-def child_splink(prepared: Path, out: Path) -> dict:
+def child_splink(prepared: Path, out: Path, u_max_pairs: float = U_MAX_PAIRS) -> dict:
     """Splink as its tutorials use it, timed by stage."""
     from splink import Linker
 
@@ -237,7 +251,7 @@ def child_splink(prepared: Path, out: Path) -> dict:
     # the recall of the strict rules is a guess made without labels, as in the tutorial
     linker.training.estimate_probability_two_random_records_match(deterministic, recall=0.7)
     stage("prior")
-    linker.training.estimate_u_using_random_sampling(max_pairs=U_MAX_PAIRS, seed=SEED)
+    linker.training.estimate_u_using_random_sampling(max_pairs=u_max_pairs, seed=SEED)
     stage("estimate_u")
     for rule in training:
         linker.training.estimate_parameters_using_expectation_maximisation(rule, estimate_without_term_frequencies=True)
@@ -306,9 +320,11 @@ def child_main(argv: list[str]) -> None:
     ap.add_argument("--child", choices=sorted(CHILDREN), required=True)
     ap.add_argument("paths", nargs="+", type=Path)
     ap.add_argument("--result", type=Path, required=True)
+    ap.add_argument("--u-max-pairs", type=float, default=None)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    out = CHILDREN[args.child](*args.paths)
+    extra = {"u_max_pairs": args.u_max_pairs} if args.child == "splink" and args.u_max_pairs else {}
+    out = CHILDREN[args.child](*args.paths, **extra)
     args.result.write_text(json.dumps(out, default=str))
 
 
@@ -316,11 +332,11 @@ def child_main(argv: list[str]) -> None:
 # harness
 
 
-def _child(name: str, *paths: Path, timeout: float | None = None) -> tuple[dict, dict | None]:
+def _child(name: str, *paths: Path, timeout: float | None = None, extra: tuple = ()) -> tuple[dict, dict | None]:
     """Run one child; return the measurement and the child's own JSON result (None if it failed)."""
-    result_file = common.WORK / f"_{NAME}_{name}_{os.getpid()}.json"
+    result_file = paths[-1].parent / f"_{NAME}_{name}_{os.getpid()}.json"
     result_file.unlink(missing_ok=True)
-    cmd = common.python_child("bench.splink_compare", "--child", name, *paths, "--result", result_file)
+    cmd = common.python_child("bench.splink_compare", "--child", name, *paths, "--result", result_file, *extra)
     m = common.run_child(cmd, timeout=timeout)
     out = None
     if m["returncode"] == 0 and result_file.exists():
@@ -349,18 +365,19 @@ def _median_timings(timings: list[dict]) -> dict:
     return {k: round(common.median([t.get(k) for t in timings]), 3) for k in dict.fromkeys(keys)}
 
 
-def bench_size(n: int, runs: int, tools: list[str], timeout: float, keep_outputs: bool = False) -> dict:
+def bench_size(n: int, runs: int, tools: list[str], timeout: float, keep_outputs: bool = False,
+               folder: Path = common.WORK, u_max_pairs: float = U_MAX_PAIRS) -> dict:
     """All runs at one size; returns the record saved to the results file."""
-    gen, meta = _child_data(n)
-    files = data.paths(n)
-    work = common.WORK / f"{NAME}_{n}"
+    gen, meta = _child_data(n, folder)
+    files = data.paths(n, folder)
+    work = folder / f"{NAME}_{n}"
     work.mkdir(parents=True, exist_ok=True)
     prepared = work / "prepared.parquet"
     record: dict = {"bench": NAME, "date": common.now_iso(), "size": n, "runs": runs, "tools": tools,
                     "data": meta, "data_wall_s": gen["wall_s"], "machine": common.machine_info(),
                     "versions": common.versions(*VERSION_PACKAGES), "timeout_s": timeout,
                     "settings": {"splink_predict_threshold": PREDICT_THRESHOLD,
-                                 "splink_cluster_threshold": CLUSTER_THRESHOLD, "splink_u_max_pairs": U_MAX_PAIRS}}
+                                 "splink_cluster_threshold": CLUSTER_THRESHOLD, "splink_u_max_pairs": u_max_pairs}}
     measured: dict[str, list[dict]] = {"crm": [], "normalise": [], "splink": []}
     outputs: dict[str, list[dict]] = {"crm": [], "normalise": [], "splink": []}
     crm_timed_out = False
@@ -388,7 +405,8 @@ def bench_size(n: int, runs: int, tools: list[str], timeout: float, keep_outputs
                     continue
                 out_dir = work / f"splink_run{i}"
                 shutil.rmtree(out_dir, ignore_errors=True)
-                m, out = _child("splink", prepared, out_dir, timeout=timeout)
+                m, out = _child("splink", prepared, out_dir, timeout=timeout,
+                                extra=("--u-max-pairs", u_max_pairs))
                 measured["splink"].append(_timed(m))
                 outputs["splink"].append({"dir": out_dir, "summary": out})
                 log.info("size %d run %d splink: %.1f s, %.0f MB", n, i, m["wall_s"], m["peak_rss_mb"])
@@ -408,11 +426,11 @@ def bench_size(n: int, runs: int, tools: list[str], timeout: float, keep_outputs
     return record
 
 
-def _child_data(n: int) -> tuple[dict, dict]:
-    m = common.run_child(common.python_child("bench.data", "--sizes", n))
+def _child_data(n: int, folder: Path) -> tuple[dict, dict]:
+    m = common.run_child(common.python_child("bench.data", "--sizes", n, "--folder", folder))
     if m["returncode"] != 0:
         raise RuntimeError(f"bench.data failed for {n} records:\n{m['output_tail']}")
-    return m, json.loads(data.paths(n)["meta"].read_text())
+    return m, json.loads(data.paths(n, folder)["meta"].read_text())
 
 
 def _evaluate(groups_path: Path, truth: Path) -> dict | None:
@@ -498,6 +516,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--timeout", type=float, default=4 * 3600, help="seconds before a child is stopped")
     ap.add_argument("--keep-outputs", action="store_true", help="keep groups and clusters in bench/work/")
     ap.add_argument("--no-save", action="store_true", help="print the records instead of appending them")
+    ap.add_argument("--work", type=Path, default=common.WORK, help="folder for the input files and outputs")
+    ap.add_argument("--results", type=Path, default=common.RESULTS, help="folder of the results JSON")
+    ap.add_argument("--u-max-pairs", type=float, default=U_MAX_PAIRS,
+                    help="pairs sampled by Splink's estimate_u_using_random_sampling")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     log.setLevel(logging.INFO)
@@ -510,11 +532,11 @@ def main(argv: list[str] | None = None) -> None:
     sizes = [int(s) for s in args.sizes.split(",") if s]
     for n in sizes:
         runs = _runs_for(n, args.runs)
-        record = bench_size(n, runs, tools, args.timeout, args.keep_outputs)
+        record = bench_size(n, runs, tools, args.timeout, args.keep_outputs, args.work, args.u_max_pairs)
         if args.no_save:
             print(json.dumps(record, indent=2, default=str))
         else:
-            path = common.append_result(NAME, record)
+            path = common.append_result(NAME, record, args.results)
             log.info("appended to %s", path)
         print(json.dumps(_headline(record), default=str))
 

@@ -43,11 +43,13 @@ on the clock).
 
 from __future__ import annotations
 
+import bisect
 import gc
 import logging
 import random
 import re
 import string
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -463,6 +465,7 @@ _SYSTEM_MAPS = {name: ({**_ICAO, **over}, [(re.compile(p), s) for p, s in rules]
 _HAS_CYR = re.compile("[а-яёА-ЯЁ]")
 
 
+@lru_cache(maxsize=1 << 16)  # names repeat a lot
 def translit(text: str, system: str = "icao") -> str:
     """Cyrillic to Latin in one of TRANSLIT_SYSTEMS; case is kept per word (ИВАНОВ -> IVANOV)."""
     chars, rules = _SYSTEM_MAPS[system]
@@ -640,8 +643,17 @@ def _py_new_phone(r: random.Random, cc: int, kind: str) -> Phone:
     return Phone(cc, nsn, alen, _weighted_index(r, _FORMATS[cc][1]))
 
 
+_CUMULATIVE: dict[int, tuple[np.ndarray, list[float]]] = {}  # id -> (the array, kept alive; its cumsum)
+
+
 def _weighted_index(r: random.Random, p: np.ndarray) -> int:
-    return r.choices(range(len(p)), weights=p)[0]
+    """An index drawn with probabilities p, for the module's fixed weight arrays (r.choices would
+    convert the numpy weights on every call, which is slow)."""
+    entry = _CUMULATIVE.get(id(p))
+    if entry is None or entry[0] is not p:
+        entry = _CUMULATIVE[id(p)] = (p, np.cumsum(p).tolist())
+    cum = entry[1]
+    return min(bisect.bisect_right(cum, r.random() * cum[-1]), len(cum) - 1)
 
 
 def _new_numbers(rng: np.random.Generator, cc: np.ndarray, mobile: np.ndarray, area: np.ndarray,
@@ -833,7 +845,7 @@ def _p_patr_drop(p, comms, r):
 def _p_patr_add(p, comms, r):
     v = _vocab()
     names = v.patr_m if p["male"] else v.patr_f
-    p["middle"] = names.name_e[r.choices(range(len(names.p)), weights=names.p)[0]]
+    p["middle"] = names.name_e[_weighted_index(r, names.p)]
 
 
 def _p_case(p, comms, r):
@@ -1770,9 +1782,12 @@ def _people_applicability(cols: dict, comm_owner, comm_type, comm_value, comm_cc
         "sparse": optional,
     }
     is_phone, is_email = comm_type == "phone", comm_type == "email"
-    at = is_email & _per_unique(comm_value, lambda x: "@" in (x or ""))
-    lower = at & _per_unique(comm_value, lambda x: x is not None and x != x.upper())
-    gmail = at & _per_unique(comm_value, lambda x: (x or "").lower().endswith(("@gmail.com", "@googlemail.com")))
+    at, lower, gmail = (np.zeros(len(comm_type), dtype=bool) for _ in range(3))
+    emails = comm_value[is_email]
+    at[is_email] = _per_unique(emails, lambda x: "@" in (x or ""))
+    lower[is_email] = at[is_email] & _per_unique(emails, lambda x: x is not None and x != x.upper())
+    gmail[is_email] = at[is_email] & _per_unique(emails, lambda x: (x or "").lower().endswith(("@gmail.com",
+                                                                                                 "@googlemail.com")))
 
     def count(mask):
         return np.bincount(comm_owner[mask], minlength=m)
@@ -1894,10 +1909,11 @@ def generate_contacts_frames(n: int, seed: int = 42, duplicate_share: float = 0.
     """
     _check_sizes(contacts=n, managers=managers)
     _check_share(duplicate_share)
-    emp_rng, _ = _rngs(seed, _PART_EMPLOYERS)
-    employers = _company_basics(max(1, round(n * 0.26)), emp_rng)
-    rng, r = _rngs(seed, _PART_CONTACTS)
+    _check_seed(seed)
     with _no_gc():
+        # as many employers per contact as in the demo (2,550 original companies for 10,000 contacts)
+        employers = _company_basics(max(1, round(n * 0.255)), _rngs(seed, _PART_EMPLOYERS)[0])
+        rng, r = _rngs(seed, _PART_CONTACTS)
         people = _make_people(n, duplicate_share, rng, r, managers, employers)
     return people.frame, people.comms, people.truth
 
@@ -1908,6 +1924,11 @@ def _check_sizes(**sizes: int) -> None:
             raise ValueError(f"demo size {name}={value!r} must be a whole number >= 0")
     if sizes.get("managers", 1) < 1:
         raise ValueError("demo size managers must be at least 1 (records need a responsible manager)")
+
+
+def _check_seed(seed: int) -> None:
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed={seed!r} must be a whole number >= 0")
 
 
 def _check_share(share: float) -> None:
@@ -2515,6 +2536,7 @@ def _users(managers: int) -> pd.DataFrame:
 
 @dataclass
 class DemoSizes:
+    """How many records the demo gets (about 15% of contacts, companies and leads are duplicates)."""
     contacts: int = 10_000
     companies: int = 3_000
     leads: int = 3_000
@@ -2527,8 +2549,12 @@ DUPLICATE_SHARE = 0.15
 def build_demo_frames(sizes: DemoSizes = DemoSizes(), seed: int = 42) -> dict[str, pd.DataFrame]:
     """Every table of the demo CRM as a DataFrame with the table's columns, in insertion order."""
     _check_sizes(contacts=sizes.contacts, companies=sizes.companies, leads=sizes.leads, managers=sizes.managers)
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed={seed!r} must be a whole number >= 0")
+    _check_seed(seed)
+    with _no_gc():
+        return _build(sizes, int(seed))
+
+
+def _build(sizes: DemoSizes, seed: int) -> dict[str, pd.DataFrame]:
     rng, r = _rngs(seed, _PART_COMPANIES)
     companies = _make_companies(sizes.companies, DUPLICATE_SHARE, rng, r, sizes.managers)
     rng, r = _rngs(seed, _PART_CONTACTS)
@@ -2562,7 +2588,9 @@ def generate_demo(store: Store, sizes: DemoSizes = DemoSizes(), seed: int = 42) 
     Everything is written in one transaction with explicit ids (1..n per table), then the id
     sequences are moved past them (PostgreSQL), so later inserts get fresh ids.
     """
+    started = time.perf_counter()
     frames = build_demo_frames(sizes, seed)
+    built = time.perf_counter()
     with store.engine.begin() as conn:
         for table in schema.CRM_TABLES:
             if conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one():
@@ -2572,7 +2600,8 @@ def generate_demo(store: Store, sizes: DemoSizes = DemoSizes(), seed: int = 42) 
         for name, frame in frames.items():
             counts[name] = store.insert(schema.metadata.tables[name], frame, conn=conn)
         store.fix_sequences(conn)
-    log.info("demo CRM written to %s: %s", store.display_url, counts)
+    log.info("demo CRM (seed %s) built in %.1f s, written to %s in %.1f s: %s", seed, built - started,
+             store.display_url, time.perf_counter() - built, counts)
     return counts
 
 
@@ -2583,5 +2612,5 @@ def read_truth(store: Store, entity_type: str) -> pd.Series:
     t = schema.demo_truth
     frame = store.read_frame(sa.select(t.c.entity_id, t.c.cluster).where(t.c.entity_type == entity_type)
                              .order_by(t.c.entity_id))
-    return pd.Series(frame["cluster"].to_numpy(), index=pd.Index(frame["entity_id"].astype(np.int64), name="entity_id"),
-                     name="cluster")
+    index = pd.Index(frame["entity_id"].astype(np.int64), name="entity_id")
+    return pd.Series(frame["cluster"].to_numpy(), index=index, name="cluster")

@@ -309,8 +309,9 @@ def _move_contact_companies(conn: Connection, w: _Writes, snap: Snapshot, column
 class _Applier:
     """Applies plans on one connection, caching what a batch shares (the user)."""
 
-    def __init__(self, conn: Connection, user_id: int | None):
+    def __init__(self, conn: Connection, user_id: int | None, durable: bool = True):
         self.conn = conn
+        self.durable = durable
         self.user = load_user(conn, user_id)
         if conn.in_transaction():
             conn.commit()
@@ -336,7 +337,7 @@ class _Applier:
         conn, et = self.conn, plan.entity_type
         result = MergeResult("applied", et, plan.primary_id, list(plan.duplicate_ids), group_id, batch_id)
         try:
-            with write_transaction(conn):
+            with write_transaction(conn, durable=self.durable):
                 if check_done and batch_id is not None and group_id is not None:
                     done = self.already(batch_id, group_id)
                     if done is not None:
@@ -453,7 +454,7 @@ def _apply_reporting(applier: _Applier, plan: MergePlan, batch_id: str, done: di
 def apply_batch(store, plans: Iterable[MergePlan], user_id: int | None, batch_id: str, *,
                 group_ids: Sequence[str | None] | None = None,
                 on_result: Callable[[MergeResult], None] | None = None,
-                workers: int = 1) -> list[MergeResult]:
+                workers: int = 1, durable: bool = True) -> list[MergeResult]:
     """Apply plans one transaction each; a group that cannot be merged is reported and the rest go on.
     Re-running the same batch after a crash applies only the groups not merged yet.
 
@@ -461,7 +462,9 @@ def apply_batch(store, plans: Iterable[MergePlan], user_id: int | None, batch_id
     those rows get status 'applied' (or 'stale'). ``on_result`` is called after each group (from the
     worker threads, one call at a time, when ``workers`` > 1). ``workers`` > 1 applies groups over that
     many connections at once on PostgreSQL, where a merge mostly waits for the server; row locks keep
-    overlapping groups apart. SQLite has one writer at a time, so it always uses one."""
+    overlapping groups apart. SQLite has one writer at a time, so it always uses one.
+    ``durable=False`` (PostgreSQL) does not wait for each commit to reach the disk: every merge stays
+    all-or-nothing, but a server crash may lose the last few, which re-running the batch re-applies."""
     plans = list(plans)
     if group_ids is not None:
         if len(group_ids) != len(plans):
@@ -479,7 +482,7 @@ def apply_batch(store, plans: Iterable[MergePlan], user_id: int | None, batch_id
 
     def work() -> None:
         with store.engine.connect() as conn:
-            applier = _Applier(conn, user_id)
+            applier = _Applier(conn, user_id, durable)
             while True:
                 with lock:
                     i = next(todo, None)

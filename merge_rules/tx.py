@@ -24,12 +24,14 @@ def utcnow() -> dt.datetime:
 
 
 @contextmanager
-def write_transaction(conn: Connection) -> Iterator[Connection]:
+def write_transaction(conn: Connection, *, durable: bool = True) -> Iterator[Connection]:
     """One write transaction on ``conn``: committed at the end, rolled back on any error.
 
     On SQLite it starts with BEGIN IMMEDIATE, taking the database's write lock before reading, so
     that what is read cannot change before it is written. On PostgreSQL the rows are locked by the
-    callers' SELECT ... FOR UPDATE.
+    callers' SELECT ... FOR UPDATE. ``durable=False`` (PostgreSQL) commits without waiting for the
+    WAL flush (synchronous_commit off, for this transaction only): still atomic, but a crash of the
+    server may lose the last few commits, as SQLite's WAL with synchronous=NORMAL may.
     """
     if conn.in_transaction():
         conn.rollback()
@@ -37,6 +39,8 @@ def write_transaction(conn: Connection) -> Iterator[Connection]:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
     else:
         conn.begin()
+        if not durable:
+            conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
     try:
         yield conn
     except BaseException:

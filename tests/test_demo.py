@@ -304,6 +304,8 @@ def test_generate_contacts_frames_shape_and_bad_input(contacts10k):
         generate_contacts_frames(10, duplicate_share=0.9)
     with pytest.raises(ValueError, match="managers"):
         build_demo_frames(DemoSizes(managers=0))
+    with pytest.raises(ValueError, match="seed=-1"):
+        generate_contacts_frames(10, seed=-1)
 
 
 # --- the pieces ------------------------------------------------------------------------------

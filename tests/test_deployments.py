@@ -64,8 +64,9 @@ def test_served_deployment_runs_the_dedup_flow(tmp_path):
                                         "pipeline": {"runs_dir": str(tmp_path / "runs")}}))
     runner = Runner(name="test-runner")
     for dep in deployments(store.url, str(settings)):
+        dep.name = f"served-{dep.name}"  # prefect.yaml's deployments of the same names live on this server too
         runner.add_deployment(dep)
-    flow_run = run_deployment("dedup/nightly-dedup", timeout=0)
+    flow_run = run_deployment("dedup/served-nightly-dedup", timeout=0)
     asyncio.run(runner.start(run_once=True))
     from prefect.client.orchestration import get_client
 

@@ -96,14 +96,14 @@ def test_dask_run_equals_local_run(tmp_path):
 
     store = Store(f"sqlite:///{tmp_path}/crm.db")
     store.migrate()
-    generate_demo(store, DemoSizes(contacts=800, companies=50, leads=50, managers=2), seed=5)
+    generate_demo(store, DemoSizes(contacts=1500, companies=50, leads=50, managers=2), seed=5)
     local = tmp_path / "local.yaml"
     local.write_text(yaml.safe_dump({"match": {"random_pairs": 100_000},
                                      "pipeline": {"runs_dir": str(tmp_path / "runs")}}))
     dask = tmp_path / "dask.yaml"
     dask.write_text(yaml.safe_dump({"match": {"random_pairs": 100_000},
                                     "pipeline": {"runs_dir": str(tmp_path / "runs"),
-                                                 "dask": {"enabled": True, "workers": 2, "chunk_pairs": 2000}}}))
+                                                 "dask": {"enabled": True, "workers": 2, "chunk_pairs": 1000}}}))
     with prefect_test_harness(server_startup_timeout=90):
         s1 = dedup_flow(db=store.url, entity_types=["contact"], settings_path=str(local))
         s2 = dedup_flow(db=store.url, entity_types=["contact"], settings_path=str(dask))

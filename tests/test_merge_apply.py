@@ -402,3 +402,18 @@ def test_link_a_lead_to_the_client_it_duplicates(sample):
         link_lead_to_client(sample, 600, contact_id=10, user_id=2)  # lead 600 is Пётр Сидоров's
     with pytest.raises(MergeError, match="name the contact_id or company_id"):
         link_lead_to_client(sample, 601, user_id=1)
+
+
+def test_batch_over_several_connections_without_waiting_for_the_disk(store):
+    """workers > 1 (PostgreSQL; SQLite runs one writer) and durable=False give the same merges."""
+    groups = load_synthetic(store, 40, seed=3, mix={"contact": 1.0})["contact"]
+    before = dump_crm(store)
+    plans = plan_groups(store, "contact", groups, AUTO)
+    seen = []
+    results = apply_batch(store, plans, 1, "par", workers=3, durable=False, on_result=seen.append)
+    assert [r.primary_id for r in results] == [p.primary_id for p in plans]  # results in plan order
+    assert Counter(r.status for r in results) == {"applied": len(plans)} and len(seen) == len(plans)
+    assert dangling_links(store) == []
+    assert Counter(r.status for r in apply_batch(store, plans, 1, "par", workers=3)) == {"already_applied": len(plans)}
+    assert Counter(u.status for u in undo_batch(store, "par", 1)) == {"undone": len(plans)}
+    assert dump_crm(store) == before

@@ -1,0 +1,123 @@
+"""The whole dedup flow over contacts stored in the database, Prefect included, then an incremental
+run after 1% of the records changed. Whole-process wall time and peak RSS of each run, and the
+flow's own seconds per stage, appended to bench/results/flow_scale.json.
+
+    python -m bench.flow_scale --sizes 10000,100000 --backends sqlite,postgresql
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+import yaml
+
+from bench.common import append_result, machine_info, now_iso, python_child, run_child, versions
+from bench.load_store import generate, write_store
+
+WORK = Path(__file__).with_name("work")
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def child_run(url: str, settings_path: str, out: str, incremental: bool) -> None:
+    """In the measured process: run the flow and write its summary for the contacts to ``out``."""
+    from pipelines.flows import dedup_flow
+
+    summary = dedup_flow(db=url, entity_types=["contact"], settings_path=settings_path, incremental=incremental)
+    Path(out).write_text(json.dumps(summary["entities"]["contact"], default=str))
+
+
+def change_one_percent(url: str) -> int:
+    from crm import schema
+    from crm.store import Store
+
+    store = Store(url)
+    c = schema.contacts
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(seconds=2)
+    with store.engine.begin() as conn:
+        n = conn.execute(sa.select(sa.func.count()).select_from(c)).scalar_one()
+        step = 100
+        changed = conn.execute(c.update().where(c.c.id % step == 7).values(
+            first_name=sa.func.upper(c.c.first_name), modified_at=now)).rowcount
+    store.dispose()
+    return changed
+
+
+def _summary(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def bench_one(backend: str, n: int, timeout: float) -> dict:
+    from crm.store import Store
+
+    WORK.mkdir(exist_ok=True)
+    schema_name = None
+    if backend == "sqlite":
+        path = WORK / f"flow_{n}.db"
+        path.unlink(missing_ok=True)
+        url = f"sqlite:///{path}"
+    else:
+        schema_name = f"bench_{uuid.uuid4().hex[:8]}"
+        admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema_name}"'))
+        admin.dispose()
+        url = f"{PG_ADMIN}?options=-csearch_path%3D{schema_name}"
+    try:
+        store = Store(url)
+        store.migrate()
+        contacts, comms, generator = generate(n, "auto")
+        write_store(store, contacts, comms, "copy" if backend == "postgresql" and n > 200_000 else "insert")
+        store.dispose()
+        runs = tempfile.mkdtemp(prefix="flow_runs_", dir=WORK)
+        settings = Path(runs) / "settings.yaml"
+        settings.write_text(yaml.safe_dump({"pipeline": {"runs_dir": runs, "match_leads_to_clients": False}}))
+        record = {"date": now_iso(), "backend": backend, "contacts": n, "generator": generator,
+                  "machine": machine_info(), "versions": versions("prefect", "pandas", "sqlalchemy", "psycopg")}
+        out_full, out_inc = Path(runs) / "full.json", Path(runs) / "incremental.json"
+        full = run_child(python_child("bench.flow_scale", "child", url, str(settings), str(out_full)), timeout=timeout)
+        record["full"] = {k: full[k] for k in ("wall_s", "peak_rss_mb", "returncode", "timed_out")}
+        record["full"]["stages"] = _summary(out_full).get("timings", {})
+        record["changed_records"] = change_one_percent(url)
+        inc = run_child(python_child("bench.flow_scale", "child", url, str(settings), str(out_inc), "--incremental"),
+                        timeout=timeout)
+        record["incremental"] = {k: inc[k] for k in ("wall_s", "peak_rss_mb", "returncode", "timed_out")}
+        record["incremental"]["stages"] = _summary(out_inc).get("timings", {})
+        if full["returncode"] or inc["returncode"]:
+            record["error_tail"] = (full["output_tail"] if full["returncode"] else inc["output_tail"])[-1500:]
+        return record
+    finally:
+        if schema_name:
+            admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema_name}" CASCADE'))
+            admin.dispose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "child":
+        child_run(argv[1], argv[2], argv[3], "--incremental" in argv)
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--timeout", type=float, default=1800)
+    args = parser.parse_args(argv)
+    for n in [int(s) for s in args.sizes.split(",")]:
+        for backend in args.backends.split(","):
+            record = bench_one(backend, n, args.timeout)
+            append_result("flow_scale", record)
+            f, i = record["full"], record["incremental"]
+            print(f"{backend:<10} {n:>9,} contacts: full {f['wall_s']:.1f} s {f['peak_rss_mb']:.0f} MB; "
+                  f"incremental after {record['changed_records']:,} changes {i['wall_s']:.1f} s {i['peak_rss_mb']:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

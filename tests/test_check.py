@@ -1,0 +1,71 @@
+"""`crm-dedup check`: records about to be imported, or created since the last run, that duplicate
+existing ones are reported before they multiply."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from crm import proposals, schema
+from crm.csv_io import export_csv
+from crm.demo import DemoSizes, generate_demo
+from crm.store import Store
+from pipelines.check import check_new_records
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def demo(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/crm.db")
+    store.migrate()
+    generate_demo(store, DemoSizes(contacts=500, companies=40, leads=40, managers=2), seed=9)
+    return store
+
+
+def test_csv_rows_that_exist_already_are_reported(demo, tmp_path):
+    export_csv(demo, tmp_path / "all.csv", "contact")
+    frame = pd.read_csv(tmp_path / "all.csv", dtype=str)
+    sample = frame.head(15).drop(columns=["id"])
+    stranger = {c: None for c in sample.columns}
+    stranger.update({"last_name": "Чрезвычайнов", "first_name": "Аполлинарий", "created_at": "2024-01-01T00:00:00",
+                     "modified_at": "2024-01-01T00:00:00"})
+    pd.concat([sample, pd.DataFrame([stranger])]).to_csv(tmp_path / "new.csv", index=False)
+    rows, problems = check_new_records(demo.url, "contact", csv=tmp_path / "new.csv")
+    assert problems == []
+    found = rows[rows["existing"]]
+    # each copied row finds the record it was copied from
+    originals = frame.head(15)["id"].astype(str).tolist()
+    matched = {(r.new_record, r.duplicate_of) for r in found.itertuples()}
+    hits = sum(any(d == orig for (_, d) in matched) for orig in originals)
+    assert hits >= 13, rows
+    assert "Чрезвычайнов" not in " ".join(rows["explanation"])
+    assert rows["probability"].between(0, 1).all()
+
+
+def test_records_created_since_the_last_run(demo):
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    proposals.start_run(demo, "r1", ["contact"], "/nonexistent")
+    proposals.finish_run(demo, "r1", "completed", {})
+    c, comm = schema.contacts, schema.communications
+    with demo.engine.begin() as conn:
+        base = conn.execute(sa.select(c).order_by(c.c.id).limit(1)).first()._mapping
+        phone = conn.execute(sa.select(comm.c.value).where(comm.c.entity_type == "contact", comm.c.type == "phone",
+                                                           comm.c.entity_id == base["id"])).scalar()
+        top = conn.execute(sa.select(sa.func.max(c.c.id))).scalar_one()
+        later = now + dt.timedelta(seconds=5)
+        conn.execute(c.insert().values(id=top + 1, last_name=base["last_name"], first_name=base["first_name"],
+                                       middle_name=base["middle_name"], created_at=later, modified_at=later))
+        conn.execute(comm.insert().values(entity_type="contact", entity_id=top + 1, type="phone", kind="work",
+                                          value=phone))
+    rows, _ = check_new_records(demo.url, "contact")
+    assert (rows["new_record"] == str(top + 1)).any()
+    assert str(base["id"]) in set(rows.loc[rows["new_record"] == str(top + 1), "duplicate_of"])
+
+
+def test_no_run_yet_is_a_clear_error(demo):
+    with pytest.raises(ValueError, match="no completed dedup run"):
+        check_new_records(demo.url, "contact")
