@@ -7,6 +7,7 @@ DB ?= sqlite:///data/crm.db
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_LOGGING_LEVEL ?= WARNING
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 export DASK_LOGGING__DISTRIBUTED := warning
 export MPLBACKEND := Agg
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+# Flows started from the CLI run on a temporary local Prefect server; on a busy machine it can take
+# longer than Prefect's default 20 s to come up.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 app = typer.Typer(
     help="Find, explain, review, merge and undo duplicate contacts, companies and leads in a CRM.\n\n"
