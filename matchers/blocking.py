@@ -30,113 +30,195 @@ GENERIC_LOCAL_PARTS = frozenset({
 })
 
 
+@dataclass
+class Keys:
+    """A rule's keys: record positions and an integer key per row (a record may have several rows:
+    two phones). ``label`` turns key codes back into the key as text, for the skipped-keys report;
+    keys are built from the per-column codes of ``Prepared.codes``, so no per-record strings are made."""
+
+    pos: np.ndarray
+    key: np.ndarray
+    label: Callable[[np.ndarray], np.ndarray]
+    rank: np.ndarray | None = None  # per key code, its place in the sorted key texts (neighbourhood rules)
+
+
 @dataclass(frozen=True)
 class Rule:
     name: str
     description: str
-    keys: Callable[[Prepared], pd.DataFrame]  # -> frame with columns pos, key
+    keys: Callable[[Prepared], Keys]
     window: int = 0  # 0: exact key blocks; >1: sorted neighbourhood of that window
     cap: int | None = None  # a tighter cap than the global one, for loose keys
 
 
 # -- key functions ---------------------------------------------------------------------------
 
-def _col(p: Prepared, column: str, min_len: int = 1) -> pd.DataFrame:
+def _empty() -> Keys:
+    return Keys(np.empty(0, np.int64), np.empty(0, np.int64), lambda k: np.empty(0, dtype=object))
+
+
+def _lookup(uniques: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda k: np.asarray(uniques, dtype=object)[np.asarray(k, dtype=np.int64)]
+
+
+def _rank(uniques: np.ndarray) -> np.ndarray:
+    """Each value's place in sorted order (the order of the key texts)."""
+    rank = np.empty(len(uniques), dtype=np.int64)
+    rank[np.argsort(np.asarray(uniques, dtype=str), kind="stable")] = np.arange(len(uniques))
+    return rank
+
+
+def _col(p: Prepared, column: str, min_len: int = 1) -> Keys:
     if column not in p.records.columns:
         return _empty()
-    key = p.records[column]
-    ok = key.notna() & (key.astype(str).str.len() >= min_len)
-    return pd.DataFrame({"pos": np.flatnonzero(ok.to_numpy()), "key": key[ok].astype(str).to_numpy()})
+    codes, uniques = p.codes(column)
+    long_enough = np.fromiter((len(u) >= min_len for u in uniques), dtype=bool, count=len(uniques))
+    ok = codes >= 0
+    ok[ok] = long_enough[codes[ok]]
+    return Keys(np.flatnonzero(ok), codes[ok], _lookup(uniques), _rank(uniques))
 
 
-def _empty() -> pd.DataFrame:
-    return pd.DataFrame({"pos": np.empty(0, dtype=np.int64), "key": np.empty(0, dtype=object)})
+def _prefixed(p: Prepared, column: str, length: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and values of a column, or of its first ``length`` characters."""
+    codes, uniques = p.codes(column)
+    if length is None:
+        return codes, uniques
+    pcodes, puniq = pd.factorize(np.asarray([u[:length] for u in uniques], dtype=object))
+    pcodes = np.append(pcodes.astype(np.int64), -1)  # code -1 stays missing
+    return pcodes[codes], np.asarray(puniq, dtype=object)
 
 
-def _joined(p: Prepared, *columns: str, sort: bool = False, prefix_len: dict[str, int] | None = None) -> pd.DataFrame:
-    """A key from several columns; missing when any part is empty."""
+def _joined(p: Prepared, *columns: str, sort: bool = False, prefix_len: dict[str, int] | None = None) -> Keys:
+    """A key from several columns, as if their texts were joined by a space; missing when any part
+    is empty. ``sort``: the two parts in alphabetical order (either order of the fields meets)."""
     if any(c not in p.records.columns for c in columns):
         return _empty()
-    parts = []
-    for c in columns:
-        s = p.records[c].fillna("").astype(str)
-        if prefix_len and c in prefix_len:
-            s = s.str[: prefix_len[c]]
-        parts.append(s)
-    ok = np.logical_and.reduce([s.str.len().to_numpy() > 0 for s in parts])
+    parts = [_prefixed(p, c, (prefix_len or {}).get(c)) for c in columns]
+    ok = np.logical_and.reduce([c >= 0 for c, _ in parts])
+    pos = np.flatnonzero(ok)
     if sort:
-        a, b = parts[0].to_numpy(), parts[1].to_numpy()
-        lo, hi = np.where(a <= b, a, b), np.where(a <= b, b, a)
-        key = pd.Series(lo, dtype=object) + " " + pd.Series(hi, dtype=object)
-    else:
-        key = parts[0]
-        for s in parts[1:]:
-            key = key + " " + s
-    key = pd.Series(np.asarray(key, dtype=object))
-    return pd.DataFrame({"pos": np.flatnonzero(ok), "key": key[ok].to_numpy()})
+        (ca, ua), (cb, ub) = parts
+        # one alphabet for both columns, numbered in sorted order, so min/max compare the texts
+        joint, vocab = pd.factorize(np.concatenate([ua, ub]).astype(object), sort=True)
+        ja, jb = joint[: len(ua)][ca[ok]], joint[len(ua):][cb[ok]]
+        radix = max(len(vocab), 1)
+        key = np.minimum(ja, jb).astype(np.int64) * radix + np.maximum(ja, jb)
+        vocab = np.asarray(vocab, dtype=object)
+        return Keys(pos, key, lambda k: _glue([vocab[np.asarray(k) // radix], vocab[np.asarray(k) % radix]]))
+    key = np.zeros(len(pos), dtype=np.int64)
+    radices = []
+    for codes, uniques in parts:
+        radix = max(len(uniques), 1)
+        key = key * radix + codes[ok]
+        radices.append(radix)
+
+    def label(k):
+        k, texts = np.asarray(k, dtype=np.int64), []
+        for (_, uniques), radix in zip(reversed(parts), reversed(radices)):
+            texts.append(np.asarray(uniques, dtype=object)[k % radix])
+            k = k // radix
+        return _glue(texts[::-1])
+
+    return Keys(pos, key, label)
 
 
-def phone_keys(p: Prepared) -> pd.DataFrame:
-    return p.phones.rename(columns={"e164": "key"})[["pos", "key"]]
+def _glue(parts: list[np.ndarray]) -> np.ndarray:
+    out = parts[0].astype(object)
+    for part in parts[1:]:
+        out = out + " " + part
+    return out
 
 
-def email_keys(p: Prepared) -> pd.DataFrame:
-    return p.emails.rename(columns={"canonical": "key"})[["pos", "key"]]
+def _frame_keys(frame: pd.DataFrame, column: str, transform=None) -> Keys:
+    """Keys from a long frame (phones, emails, sites): its ``pos`` and a column, per distinct value."""
+    codes, uniques = pd.factorize(frame[column].to_numpy(dtype=object))
+    uniques = np.asarray(uniques, dtype=object)
+    pos = frame["pos"].to_numpy(np.int64)
+    ok = codes >= 0
+    if transform is not None:
+        new = [transform(u) for u in uniques]
+        keep = np.array([x is not None for x in new] + [False], dtype=bool)
+        tcodes, tuniq = pd.factorize(np.asarray([x if x is not None else "" for x in new], dtype=object))
+        tcodes = np.append(tcodes.astype(np.int64), -1)
+        ok = keep[codes]
+        codes, uniques = tcodes[codes], np.asarray(tuniq, dtype=object)
+    return Keys(pos[ok], codes[ok].astype(np.int64), _lookup(uniques))
 
 
-def email_local_keys(p: Prepared) -> pd.DataFrame:
-    local = p.emails["canonical"].str.split("@").str[0]
-    ok = (local.str.len() >= 5) & ~local.isin(GENERIC_LOCAL_PARTS)
-    return pd.DataFrame({"pos": p.emails["pos"][ok].to_numpy(), "key": local[ok].to_numpy()})
+def phone_keys(p: Prepared) -> Keys:
+    return _frame_keys(p.phones, "e164")
 
 
-def site_keys(p: Prepared) -> pd.DataFrame:
-    return p.sites.rename(columns={"domain": "key"})[["pos", "key"]]
+def email_keys(p: Prepared) -> Keys:
+    return _frame_keys(p.emails, "canonical")
 
 
-def person_name_keys(p: Prepared) -> pd.DataFrame:
+def _local_part(email: str) -> str | None:
+    local = email.split("@")[0]
+    return local if len(local) >= 5 and local not in GENERIC_LOCAL_PARTS else None
+
+
+def email_local_keys(p: Prepared) -> Keys:
+    return _frame_keys(p.emails, "canonical", _local_part)
+
+
+def site_keys(p: Prepared) -> Keys:
+    return _frame_keys(p.sites, "domain")
+
+
+def person_name_keys(p: Prepared) -> Keys:
     """First and last name after transliteration and nickname resolution, in either order."""
     return _joined(p, "first", "last", sort=True)
 
 
-def surname_initial_keys(p: Prepared) -> pd.DataFrame:
+def surname_initial_keys(p: Prepared) -> Keys:
     """Surname and first initial: survives typos and unknown diminutives in the first name."""
     return _joined(p, "last", "first", prefix_len={"first": 1})
 
 
-def first_surname_prefix_keys(p: Prepared) -> pd.DataFrame:
+def first_surname_prefix_keys(p: Prepared) -> Keys:
     """First name and the surname's first three letters: survives typos late in the surname."""
     return _joined(p, "first", "last", prefix_len={"last": 3})
 
 
-def name_token_keys(p: Prepared) -> pd.DataFrame:
+def name_token_keys(p: Prepared) -> Keys:
     return _col(p, "tokens", 3)
 
 
-def company_keys(p: Prepared) -> pd.DataFrame:
+def company_keys(p: Prepared) -> Keys:
     return _col(p, "company", 2)
 
 
-def company_word_keys(p: Prepared) -> pd.DataFrame:
+def company_word_keys(p: Prepared) -> Keys:
     """The longest word of the title: survives a dropped or added word (Ромашка / Ромашка Плюс)."""
     if "company_tokens" not in p.records.columns:
         return _empty()
-    longest = p.records["company_tokens"].fillna("").map(lambda s: max(s.split(), key=len, default=""))
-    ok = longest.str.len() >= 4
-    return pd.DataFrame({"pos": np.flatnonzero(ok.to_numpy()), "key": longest[ok].to_numpy()})
+    codes, uniques = p.codes("company_tokens")
+    longest = [max(u.split(), key=len, default="") for u in uniques]
+    wcodes, words = pd.factorize(np.asarray(longest, dtype=object))
+    long_enough = np.array([len(w) >= 4 for w in longest] + [False], dtype=bool)
+    ok = long_enough[codes]
+    return Keys(np.flatnonzero(ok), np.append(wcodes, -1).astype(np.int64)[codes[ok]],
+                _lookup(np.asarray(words, dtype=object)))
 
 
-def birthdate_name_keys(p: Prepared) -> pd.DataFrame:
+def birthdate_name_keys(p: Prepared) -> Keys:
+    """Birthdate and the surname's first letter (which may be empty)."""
     if "birthdate" not in p.records.columns or "last" not in p.records.columns:
         return _empty()
-    bd = p.records["birthdate"]
+    bd = pd.to_datetime(p.records["birthdate"])
     ok = bd.notna().to_numpy()
-    key = pd.Series(pd.to_datetime(bd[ok]).dt.strftime("%Y-%m-%d").to_numpy(), dtype=object)
-    initial = p.records["last"].fillna("").str[:1].to_numpy()[ok]
-    return pd.DataFrame({"pos": np.flatnonzero(ok), "key": (key + ":" + initial).to_numpy()})
+    dcodes, dates = pd.factorize(bd.dt.normalize().to_numpy()[ok])
+    texts = np.asarray(pd.DatetimeIndex(dates).strftime("%Y-%m-%d"), dtype=object)
+    icodes, initials = _prefixed(p, "last", 1)
+    initials = np.append(np.asarray(initials, dtype=object), "")  # the surname missing: an empty initial
+    icodes = np.where(icodes >= 0, icodes, len(initials) - 1)[ok]
+    radix = len(initials)
+    return Keys(np.flatnonzero(ok), dcodes.astype(np.int64) * radix + icodes,
+                lambda k: texts[np.asarray(k) // radix] + ":" + initials[np.asarray(k) % radix])
 
 
-def postcode_name_keys(p: Prepared) -> pd.DataFrame:
+def postcode_name_keys(p: Prepared) -> Keys:
     return _joined(p, "postcode", "first", prefix_len={"first": 2})
 
 
@@ -187,33 +269,42 @@ def block_pairs(pos: np.ndarray, key: np.ndarray, cap: int) -> tuple[np.ndarray,
     Returns a, b and the skipped keys with their record counts."""
     if len(pos) == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64), pd.DataFrame({"key": [], "records": []})
-    codes, uniques = pd.factorize(key, sort=False)
+    codes, uniques = pd.factorize(np.asarray(key), sort=False)
+    a, b, skipped_codes, skipped_sizes = _code_pairs(np.asarray(pos, dtype=np.int64), codes.astype(np.int64), cap)
+    skipped = pd.DataFrame({"key": np.asarray(uniques, dtype=object)[skipped_codes], "records": skipped_sizes})
+    return a, b, skipped
+
+
+def _code_pairs(pos: np.ndarray, codes: np.ndarray, cap: int):
+    """block_pairs on integer key codes; returns a, b (a < b) and the skipped codes and their sizes.
+    Pairs are made per block size at once (every block of s records gives the same s(s-1)/2 offset
+    pairs), so the work is proportional to the pairs made."""
     order = np.lexsort((pos, codes))
-    codes, pos = codes[order], np.asarray(pos)[order]
+    codes, pos = codes[order], pos[order]
     starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
     sizes = np.diff(np.r_[starts, len(codes)])
-    size_of = np.repeat(sizes, sizes)
-    within = np.arange(len(codes)) - np.repeat(starts, sizes)
-    skipped = pd.DataFrame({"key": np.asarray(uniques, dtype=object)[codes[starts[sizes > cap]]],
-                            "records": sizes[sizes > cap]})
-    keep = (size_of >= 2) & (size_of <= cap)
+    big = sizes > cap
     a_parts, b_parts = [], []
-    max_size = int(sizes[sizes <= cap].max(initial=1))
-    for k in range(1, max_size):
-        m = keep & (within + k < size_of)
-        idx = np.flatnonzero(m)
-        a_parts.append(pos[idx])
-        b_parts.append(pos[idx + k])
+    ok = (sizes >= 2) & ~big
+    for size in np.unique(sizes[ok]):
+        first = starts[ok & (sizes == size)]
+        i, j = np.triu_indices(int(size), k=1)
+        a_parts.append(pos[(first[:, None] + i[None, :]).ravel()])
+        b_parts.append(pos[(first[:, None] + j[None, :]).ravel()])
+    skipped_codes, skipped_sizes = codes[starts[big]], sizes[big]
     if not a_parts:
-        return np.empty(0, np.int64), np.empty(0, np.int64), skipped
-    return _ordered(np.concatenate(a_parts), np.concatenate(b_parts)) + (skipped,)
+        return np.empty(0, np.int64), np.empty(0, np.int64), skipped_codes, skipped_sizes
+    a, b = _ordered(np.concatenate(a_parts), np.concatenate(b_parts))
+    return a, b, skipped_codes, skipped_sizes
 
 
 def neighbourhood_pairs(pos: np.ndarray, key: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs of records whose keys are within ``window`` places of each other in sorted order."""
+    """Pairs of records whose keys are within ``window`` places of each other in sorted order
+    (``key``: the texts, or integers numbered in the texts' order)."""
     if len(pos) < 2:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    order = np.argsort(np.asarray(key, dtype=str), kind="stable")
+    key = np.asarray(key)
+    order = np.argsort(key if key.dtype.kind in "iu" else key.astype(str), kind="stable")
     pos = np.asarray(pos)[order]
     a = np.concatenate([pos[:-k] for k in range(1, min(window, len(pos)))])
     b = np.concatenate([pos[k:] for k in range(1, min(window, len(pos)))])
@@ -249,21 +340,33 @@ class Candidates:
     def rules_of(self, i: int) -> list[str]:
         return [n for bit, n in enumerate(self.rule_names) if self.rules[i] >> bit & 1]
 
+    def rule_text(self, idx: np.ndarray | None = None) -> np.ndarray:
+        """The rules that proposed each pair (of ``idx``, default all), ";"-joined, built once per
+        distinct combination of rules."""
+        bits = self.rules if idx is None else self.rules[idx]
+        masks, inverse = np.unique(bits, return_inverse=True)
+        texts = np.array([";".join(n for bit, n in enumerate(self.rule_names) if int(m) >> bit & 1) for m in masks],
+                         dtype=object)
+        return texts[inverse.reshape(-1)]
+
 
 def find_candidates(p: Prepared, cap: int = 50, neighbourhood_window: int = 4) -> Candidates:
     """The union of every rule's pairs, each remembering which rules proposed it."""
-    n = len(p)
+    n = max(len(p), 1)
     keys_parts, bits_parts, stats, skipped_parts = [], [], [], []
     rules = rules_for(p, neighbourhood_window)
     for bit, rule in enumerate(rules):
-        kf = rule.keys(p)
-        pos, key = kf["pos"].to_numpy(np.int64), kf["key"].to_numpy(dtype=object)
+        k = rule.keys(p)
         if rule.window:
-            a, b = neighbourhood_pairs(pos, key, rule.window)
+            order_key = k.rank[k.key] if k.rank is not None else k.label(k.key)
+            a, b = neighbourhood_pairs(k.pos, order_key, rule.window)
             skipped = pd.DataFrame({"key": [], "records": []})
         else:
-            a, b, skipped = block_pairs(pos, key, rule.cap or cap)
+            a, b, codes, sizes = _code_pairs(k.pos, k.key, rule.cap or cap) if len(k.pos) else (
+                np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64))
+            skipped = pd.DataFrame({"key": k.label(codes), "records": sizes})
         pair_keys = np.unique(a * n + b)
+        del a, b
         keys_parts.append(pair_keys)
         bits_parts.append(np.full(len(pair_keys), 1 << bit, dtype=np.uint32))
         stats.append({"rule": rule.name, "description": rule.description, "pairs": len(pair_keys),
@@ -271,40 +374,29 @@ def find_candidates(p: Prepared, cap: int = 50, neighbourhood_window: int = 4) -
         if len(skipped):
             skipped_parts.append(skipped.assign(rule=rule.name))
             log.info("blocking rule %s skipped %d keys shared by more than %d records", rule.name, len(skipped), cap)
-    all_keys = np.concatenate(keys_parts) if keys_parts else np.empty(0, np.int64)
-    all_bits = np.concatenate(bits_parts) if bits_parts else np.empty(0, np.uint32)
-    uniq, inverse = np.unique(all_keys, return_inverse=True)
-    bits = np.zeros(len(uniq), dtype=np.uint32)
-    np.bitwise_or.at(bits, inverse, all_bits)
-    a, b = uniq // max(n, 1), uniq % max(n, 1)
+    uniq, bits = _union(keys_parts, bits_parts)
+    a, b = uniq // n, uniq % n
     skipped = (pd.concat(skipped_parts, ignore_index=True)[["rule", "key", "records"]]
                if skipped_parts else pd.DataFrame({"rule": [], "key": [], "records": []}))
     return Candidates(a, b, bits, [r.name for r in rules], [r.description for r in rules],
                       pd.DataFrame(stats), skipped.sort_values("records", ascending=False, ignore_index=True))
 
 
-def blocking_recall(c: Candidates, truth: np.ndarray) -> pd.DataFrame:
-    """Per rule and in union: candidate pairs, true pairs found, true pairs lost.
-    ``truth`` gives each position its real-entity cluster label."""
-    truth = np.asarray(truth)
-    true_pairs = _true_pair_count(truth)
-    is_true = truth[c.a] == truth[c.b]
-    rows = []
-    for bit, name in enumerate(c.rule_names):
-        m = (c.rules >> bit & 1).astype(bool)
-        rows.append({"rule": name, "candidate_pairs": int(m.sum()), "true_pairs_found": int((is_true & m).sum())})
-    found = int(is_true.sum())
-    rows.append({"rule": "(all rules)", "candidate_pairs": len(c), "true_pairs_found": found})
-    out = pd.DataFrame(rows)
-    out["true_pairs"] = true_pairs
-    out["true_pairs_lost"] = true_pairs - out["true_pairs_found"]
-    out["recall"] = out["true_pairs_found"] / max(true_pairs, 1)
-    return out
-
-
-def _true_pair_count(truth: np.ndarray) -> int:
-    sizes = pd.Series(truth).value_counts().to_numpy()
-    return int((sizes * (sizes - 1) // 2).sum())
+def _union(keys_parts: list[np.ndarray], bits_parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct pair keys with the OR of their rule bits. Each part is sorted already, so a
+    stable sort (timsort, which merges runs) of their concatenation is cheap."""
+    if not keys_parts:
+        return np.empty(0, np.int64), np.empty(0, np.uint32)
+    keys = np.concatenate(keys_parts)
+    bits = np.concatenate(bits_parts)
+    if len(keys_parts) > 1:
+        order = np.argsort(keys, kind="stable")
+        keys, bits = keys[order], bits[order]
+        del order
+    if not len(keys):
+        return keys.astype(np.int64), bits
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    return keys[starts], np.bitwise_or.reduceat(bits, starts)
 
 
 # -- recordlinkage indexers ------------------------------------------------------------------

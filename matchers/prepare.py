@@ -48,10 +48,16 @@ class Prepared:
         Python strings. Comparisons work on codes, so each distinct value is handled once."""
         cache = self.__dict__.setdefault("_codes", {})
         if column not in cache:
-            col = self.records[column]
-            col = col.where(col.notna() & (col.astype(str).str.len() > 0))
-            codes, uniques = pd.factorize(col)
-            cache[column] = (codes.astype(np.int64), np.asarray([str(u) for u in uniques], dtype=object))
+            codes, uniques = pd.factorize(self.records[column].to_numpy())
+            codes = codes.astype(np.int64)
+            uniques = np.asarray([str(u) for u in uniques], dtype=object)
+            empty = np.flatnonzero(uniques == "")
+            if len(empty):  # an empty string is no value: code -1, later codes shift down
+                e = int(empty[0])
+                codes[codes == e] = -1
+                codes[codes > e] -= 1
+                uniques = np.delete(uniques, e)
+            cache[column] = (codes, uniques)
         return cache[column]
 
     @property
@@ -134,6 +140,24 @@ def sound_key(key: object) -> str:
     return s[0] + re.sub(r"[aeiouy]", "", s[1:])
 
 
+def per_unique(values: pd.Series, func) -> np.ndarray:
+    """``values.map(func)`` as an object array, calling ``func`` once per distinct value (and once
+    with NaN for the missing ones): names, addresses and keys repeat a lot in a large table."""
+    codes, uniques = pd.factorize(values.to_numpy(dtype=object))
+    results = np.empty(len(uniques) + 1, dtype=object)
+    results[:] = [func(u) for u in uniques] + [func(np.nan)]
+    return results[codes]
+
+
+def _valid_inn(raw: object) -> str | None:
+    digits, ok = parse_inn(raw)
+    return digits if ok else None
+
+
+def _clean_or_none(raw: object) -> str | None:
+    return clean_text(raw) or None
+
+
 def prepare(table: RoleTable, region: str = "RU", provider_rules: bool = True,
             fallback_regions: tuple[str, ...] = ("US", "GB")) -> Prepared:
     rec = table.records
@@ -145,8 +169,8 @@ def prepare(table: RoleTable, region: str = "RU", provider_rules: bool = True,
         names = normalize_persons(rec[[c for c in NAME_ROLES if c in rec.columns]].reset_index(drop=True))
         for col in ("first", "first_raw", "last", "middle", "tokens", "initials", "full"):
             out[col] = names[col].to_numpy()
-        out["first_sound"] = out["first_raw"].map(sound_key)
-        out["last_sound"] = out["last"].map(sound_key)
+        out["first_sound"] = per_unique(out["first_raw"], sound_key)
+        out["last_sound"] = per_unique(out["last"], sound_key)
     if "company" in rec.columns:
         comp = normalize_companies(rec["company"].reset_index(drop=True))
         out["company"] = comp["key"].to_numpy()
@@ -154,13 +178,10 @@ def prepare(table: RoleTable, region: str = "RU", provider_rules: bool = True,
     if "birthdate" in rec.columns:
         out["birthdate"] = normalize_birthdates(rec["birthdate"].reset_index(drop=True)).to_numpy()
     if "tax_id" in rec.columns:
-        inn = rec["tax_id"].map(parse_inn)
-        out["tax_id"] = [v if ok else None for v, ok in inn]
-    for role in ("address", "city", "postcode"):
-        if role in rec.columns:
-            out[role] = rec[role].map(clean_text).replace("", None).to_numpy()
-    for col in table.text_columns:
-        out[col] = rec[col].map(clean_text).replace("", None).to_numpy()
+        out["tax_id"] = per_unique(rec["tax_id"], _valid_inn)
+    for col in ("address", "city", "postcode", *table.text_columns):
+        if col in rec.columns:
+            out[col] = per_unique(rec[col], _clean_or_none)
     for col in ("source", "responsible_id", "created_at", "modified_at"):
         if col in rec.columns:
             out[col] = rec[col].to_numpy()

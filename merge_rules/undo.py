@@ -9,6 +9,7 @@ ids, rows it changed get their old values, rows it added (the history event) are
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -23,7 +24,8 @@ from merge_rules.errors import MergeError, PermissionDenied, UndoConflict
 from merge_rules.history import merge_history  # noqa: F401 - `crm-dedup history` imports it from here
 from merge_rules.permissions import check_undo, load_user, user_label
 from merge_rules.plan import PLURAL
-from merge_rules.snapshot import row_key
+from merge_rules import sqlin
+from merge_rules.snapshot import PK, row_key
 from merge_rules.tx import retrying, utcnow, write_transaction
 
 log = logging.getLogger(__name__)
@@ -64,8 +66,9 @@ def _current(conn: Connection, tname: str, rows: list[dict]) -> dict[str, dict]:
     wanted = {row_key(table, r) for r in rows}
     out = {}
     for i in range(0, len(values), 2000):
-        q = sa.select(table).where(table.c[first].in_(values[i:i + 2000]))
-        for r in conn.execute(q).mappings():
+        chunk = values[i:i + 2000]
+        n = sqlin.size(chunk)
+        for r in conn.execute(_select_stmt(tname, n), sqlin.params("keys", chunk, n)).mappings():
             k = row_key(table, r)
             if k in wanted:
                 out[k] = dict(r)
@@ -91,6 +94,36 @@ def _later_merges(conn: Connection, merge: dict, keys: set[str]) -> list[int]:
     return out
 
 
+@functools.lru_cache(maxsize=None)
+def _select_stmt(tname: str, n: int | None):
+    """Whole rows by the first key column (statements are built once per shape: undo runs by the
+    thousand in a batch)."""
+    table = TABLES[tname]
+    return sa.select(table).where(sqlin.in_(table.c[table.primary_key.columns[0].name], "keys", n))
+
+
+@functools.lru_cache(maxsize=None)
+def _delete_stmt(tname: str):
+    table = TABLES[tname]
+    return table.delete().where(*(c == sa.bindparam(f"v_{c.name}") for c in table.primary_key.columns))
+
+
+@functools.lru_cache(maxsize=None)
+def _lock_stmt(entity_type: str, n: int | None):
+    entity = schema.ENTITY_TABLES[entity_type]
+    return sa.select(entity.c.id).where(sqlin.in_(entity.c.id, "ids", n)).order_by(entity.c.id).with_for_update()
+
+
+_M, _G = schema.dedup_merges, schema.dedup_groups
+_MERGE_ROW = sa.select(_M).where(_M.c.id == sa.bindparam("mid")).with_for_update()
+_MARK_UNDONE = _M.update().where(_M.c.id == sa.bindparam("mid")).values(
+    status="undone", undone_at=sa.bindparam("when"), undone_by=sa.bindparam("who"))
+# the group goes back to pending, if this merge is the one that applied it
+_GROUP_PENDING = _G.update().where(_G.c.id == sa.bindparam("gid"), _G.c.merge_id == sa.bindparam("mid")).values(
+    status="pending", merge_id=None, updated_at=sa.bindparam("when"))
+
+
+@functools.lru_cache(maxsize=None)
 def _update_stmt(tname: str, cols: tuple[str, ...]):
     """UPDATE table SET <non-key cols> WHERE <key cols>, all from parameters named v_<column>."""
     table = TABLES[tname]
@@ -100,10 +133,8 @@ def _update_stmt(tname: str, cols: tuple[str, ...]):
 
 
 def _undo_once(conn: Connection, merge_id: int, user: dict, force: bool) -> UndoResult:
-    m = schema.dedup_merges
     with write_transaction(conn):
-        q = sa.select(m).where(m.c.id == merge_id)
-        merge = conn.execute(q.with_for_update()).mappings().first()
+        merge = conn.execute(_MERGE_ROW, {"mid": merge_id}).mappings().first()
         if merge is None:
             raise MergeError(f"There is no merge #{merge_id}; `crm-dedup history` lists the merges.")
         merge = dict(merge)
@@ -112,10 +143,10 @@ def _undo_once(conn: Connection, merge_id: int, user: dict, force: bool) -> Undo
                               f"on {merge['undone_at']:%Y-%m-%d %H:%M}")
         check_undo(user, merge)
         et = merge["entity_type"]
-        entity = schema.ENTITY_TABLES[et]
         # lock the records first, in id order, as a merge does
         ids = sorted({merge["primary_id"], *merge["merged_ids"]})
-        conn.execute(sa.select(entity.c.id).where(entity.c.id.in_(ids)).order_by(entity.c.id).with_for_update()).all()
+        n = sqlin.size(ids)
+        conn.execute(_lock_stmt(et, n), sqlin.params("ids", ids, n)).all()
 
         before, after = _images(merge)
         changes: list[str] = []
@@ -177,19 +208,14 @@ def _undo_once(conn: Connection, merge_id: int, user: dict, force: bool) -> Undo
             batch = [row for key, row in after.get(tname, {}).items()
                      if key not in before.get(tname, {}) and key in now]
             if batch:
-                table = TABLES[tname]
-                pk = [c.name for c in table.primary_key.columns]
-                stmt = table.delete().where(*(table.c[c] == sa.bindparam(f"v_{c}") for c in pk))
-                conn.execute(stmt, [{f"v_{c}": r[c] for c in pk} for r in batch])
+                pk = PK[tname]
+                conn.execute(_delete_stmt(tname), [{f"v_{c}": r[c] for c in pk} for r in batch])
                 restored[tname] += len(batch)
 
         when = utcnow()
-        conn.execute(m.update().where(m.c.id == merge_id).values(status="undone", undone_at=when,
-                                                                  undone_by=user["id"]))
+        conn.execute(_MARK_UNDONE, {"mid": merge_id, "when": when, "who": user["id"]})
         if merge["group_id"] is not None:
-            g = schema.dedup_groups
-            conn.execute(g.update().where(g.c.id == merge["group_id"], g.c.merge_id == merge_id)
-                         .values(status="pending", merge_id=None, updated_at=when))
+            conn.execute(_GROUP_PENDING, {"gid": merge["group_id"], "mid": merge_id, "when": when})
     overwritten = changes + notes
     msg = f"Undid merge #{merge_id} ({merge['summary']}) by {user_label(user)}"
     if overwritten:

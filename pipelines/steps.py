@@ -265,7 +265,9 @@ def leads_to_clients_step(db: str | None, folder: str, settings_path: str) -> st
             continue
         res = find_duplicates(combined, settings.match)
         p = res.pairs
-        cross = p[p["id_a"].str[0] != p["id_b"].str[0]]
+        # a lead reported against a client must be at least probable; "possible" pairs are name-only
+        # or held by the hold rules, too weak to show an admin as "this lead is already a client"
+        cross = p[(p["id_a"].str[0] != p["id_b"].str[0]) & p["tier"].isin(["certain", "probable"])]
         for r in cross.itertuples(index=False):
             lead_id, client_id = (r.id_a, r.id_b) if r.id_a.startswith("L") else (r.id_b, r.id_a)
             rows.append({"lead_id": int(lead_id[1:]), "client_type": client, "client_id": int(client_id[1:]),
