@@ -14,6 +14,8 @@ import typer
 # longer than Prefect's default 20 s to come up.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# the flows' own progress lines ("contact: finding duplicates") show in the terminal; task chatter does not
+os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL", "INFO")
 
 app = typer.Typer(
     help="Find, explain, review, merge and undo duplicate contacts, companies and leads in a CRM.\n\n"

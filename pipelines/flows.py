@@ -109,16 +109,22 @@ def dedup_flow(db: str | None = None, entity_types: list[str] | None = None,
     try:
         dask = settings.pipeline.dask
         for entity in entity_types:
+            logger.info("%s: checking data quality", entity)
             quality_task(db, entity, folder, saved)
+            logger.info("%s: finding duplicates%s", entity, " (incremental)" if incremental else "")
             if dask.enabled:
                 chunks = split_task(db, entity, folder, saved, incremental)
+                logger.info("%s: comparing %d chunks on Dask", entity, len(chunks))
                 compared = compare_on_dask_flow.with_options(task_runner=_dask_runner(dask))(chunks)
                 find_task(db, entity, folder, saved, incremental, compared)
             else:
                 find_task(db, entity, folder, saved, incremental)
+            logger.info("%s: planning merges", entity)
             plan_task(db, entity, folder, saved)
         if settings.pipeline.match_leads_to_clients and "lead" in entity_types:
+            logger.info("leads: matching against existing contacts and companies")
             leads_task(db, folder, saved)
+        logger.info("storing the proposals")
         counts = store_task(db, run_id, folder, entity_types)
         approved = auto_approve_task(db, run_id, saved)
         summary = steps.run_summary(folder, entity_types)
