@@ -379,7 +379,7 @@ def find_candidates(p: Prepared, cap: int = 50, neighbourhood_window: int = 4) -
     skipped = (pd.concat(skipped_parts, ignore_index=True)[["rule", "key", "records"]]
                if skipped_parts else pd.DataFrame({"rule": [], "key": [], "records": []}))
     return Candidates(a, b, bits, [r.name for r in rules], [r.description for r in rules],
-                      pd.DataFrame(stats), skipped.sort_values("records", ascending=False, ignore_index=True))
+                      pd.DataFrame(stats), skipped.sort_values("records", ascending=False, kind="stable", ignore_index=True))
 
 
 def _union(keys_parts: list[np.ndarray], bits_parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

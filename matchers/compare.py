@@ -34,14 +34,30 @@ def _similarity(va: np.ndarray, vb: np.ndarray, scorer) -> np.ndarray:
     return process.cpdist(list(va), list(vb), scorer=scorer, workers=-1)
 
 
+def distinct_pairs(ca: np.ndarray, cb: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct unordered pairs of codes (below ``size``) among (ca, cb): (x, y) with x <= y, and
+    for each input pair the index of its distinct pair. Sort-based: on large arrays that is much
+    faster here than hashing."""
+    lo, hi = np.minimum(ca, cb).astype(np.int64), np.maximum(ca, cb).astype(np.int64)
+    key = lo * max(size, 1) + hi
+    order = np.argsort(key)
+    sorted_key = key[order]
+    new = np.empty(len(key), dtype=bool)
+    new[:1] = True
+    np.not_equal(sorted_key[1:], sorted_key[:-1], out=new[1:])
+    ukey = sorted_key[new]
+    inverse = np.empty(len(key), dtype=np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return ukey // max(size, 1), ukey % max(size, 1), inverse
+
+
 def _code_similarity(ca: np.ndarray, cb: np.ndarray, uniques: np.ndarray, scorer) -> np.ndarray:
-    """Similarity of the values behind two code arrays, computed once per distinct pair of values."""
+    """Similarity of the values behind two code arrays, computed once per distinct pair of values
+    (the scorers used are symmetric, so (x, y) and (y, x) count once)."""
     if len(ca) == 0:
         return np.empty(0, dtype=np.float32)
-    key = ca * len(uniques) + cb
-    ukey, inverse = np.unique(key, return_inverse=True)
-    sim = _similarity(uniques[ukey // len(uniques)], uniques[ukey % len(uniques)], scorer)
-    return np.asarray(sim)[inverse]
+    x, y, inverse = distinct_pairs(ca, cb, len(uniques))
+    return np.asarray(_similarity(uniques[x], uniques[y], scorer))[inverse]
 
 
 def _counts(values: pd.Series) -> pd.Series:
@@ -126,23 +142,25 @@ class FirstNameComparison(Comparison):
         ra, rb = raw[a], raw[b]
         both = (ra >= 0) & (rb >= 0)
         level[both] = 0
-        raw_len = np.array([len(x) for x in raw_u], dtype=np.int64)
-        initial = np.array([x[:1] for x in raw_u], dtype=object)
-        la = np.where(ra >= 0, raw_len[np.maximum(ra, 0)], 0)
-        lb = np.where(rb >= 0, raw_len[np.maximum(rb, 0)], 0)
+        raw_len = np.array([len(x) for x in raw_u] + [0], dtype=np.int64)  # code -1: no name
+        initial, _ = pd.factorize(np.array([x[:1] for x in raw_u] + [""], dtype=object))
+        la, lb = raw_len[ra], raw_len[rb]
         initial_only = both & ((la == 1) | (lb == 1))
-        level[initial_only & (initial[np.maximum(ra, 0)] == initial[np.maximum(rb, 0)])] = 1
+        level[initial_only & (initial[ra] == initial[rb])] = 1
         full = both & ~initial_only
         if "first_sound" in p.records.columns:
             sound, _ = p.codes("first_sound")
-            level[full & (sound[a] >= 0) & (sound[a] == sound[b])] = 2
+            sa = sound[a]
+            level[full & (sa >= 0) & (sa == sound[b])] = 2
         rest = np.flatnonzero(full & (ra != rb))
-        jw = _code_similarity(ra[rest], rb[rest], raw_u, JaroWinkler.normalized_similarity)
-        typo = _code_similarity(ra[rest], rb[rest], raw_u, OSA.distance)
-        short = np.minimum(la[rest], lb[rest]) < 4
-        level[rest[(jw >= 0.88) | ((typo <= 1) & ~short)]] = 3
-        nick = _nickname_match(ra[rest], rb[rest], raw_u)
-        level[rest[nick]] = 4
+        x, y, inverse = distinct_pairs(ra[rest], rb[rest], len(raw_u))
+        jw = np.asarray(_similarity(raw_u[x], raw_u[y], JaroWinkler.normalized_similarity))
+        typo = np.asarray(_similarity(raw_u[x], raw_u[y], OSA.distance))
+        short = np.minimum(raw_len[x], raw_len[y]) < 4
+        similar = (jw >= 0.88) | ((typo <= 1) & ~short)
+        level[rest[similar[inverse]]] = 3
+        nick = _nickname_match(x, y, raw_u)
+        level[rest[nick[inverse]]] = 4
         exact = full & (ra == rb)
         level[exact] = 5
         counts = np.bincount(raw[raw >= 0], minlength=len(raw_u))
@@ -150,11 +168,11 @@ class FirstNameComparison(Comparison):
         return Levels(level, tf)
 
 
-def _nickname_match(ca: np.ndarray, cb: np.ndarray, uniques: np.ndarray) -> np.ndarray:
-    """Whether the full names two first names may stand for meet, once per distinct pair."""
+def _nickname_match(x: np.ndarray, y: np.ndarray, uniques: np.ndarray) -> np.ndarray:
+    """Whether the full names two first names may stand for meet, for distinct pairs of codes."""
     from matchers.names import canonical_first_name, name_variants
 
-    if len(ca) == 0:
+    if len(x) == 0:
         return np.zeros(0, bool)
     cache: dict[int, frozenset] = {}
 
@@ -164,10 +182,8 @@ def _nickname_match(ca: np.ndarray, cb: np.ndarray, uniques: np.ndarray) -> np.n
             cache[code] = frozenset(name_variants(key)) | {key, canonical_first_name(key)}
         return cache[code]
 
-    key = ca * len(uniques) + cb
-    ukey, inverse = np.unique(key, return_inverse=True)
-    hit = np.array([bool(variants(int(k // len(uniques))) & variants(int(k % len(uniques)))) for k in ukey], bool)
-    return hit[inverse]
+    return np.fromiter((not variants(i).isdisjoint(variants(j)) for i, j in zip(x.tolist(), y.tolist())),
+                       dtype=bool, count=len(x))
 
 
 class SurnameComparison(StringComparison):
@@ -212,51 +228,115 @@ class MultiValueComparison(Comparison):
             self.levels = ("different", "similar name part", "same name at another domain", "same address")
         self.tf_level = len(self.levels) - 1
 
-    def _frame(self, p: Prepared) -> pd.DataFrame:
-        if self.name == "phone":
-            f = p.phones.rename(columns={"e164": "value"})
-            return f.assign(part=f["national"].fillna("").astype(str).str[-7:])[["pos", "value", "part"]]
-        f = p.emails.rename(columns={"canonical": "value"})
-        return f.assign(part=f["value"].str.split("@").str[0])[["pos", "value", "part"]]
+    def _slots(self, p: Prepared) -> "_Slots | None":
+        """The values as a records x slots matrix of codes, cached on the prepared records."""
+        cache = p.__dict__.setdefault("_slots", {})
+        if self.name not in cache:
+            if self.name == "phone":
+                frame, column = p.phones, "e164"
+                part_of = lambda v, nat: (nat or "")[-7:]  # noqa: E731
+                extra = p.phones["national"].to_numpy(dtype=object)
+            else:
+                frame, column = p.emails, "canonical"
+                part_of = lambda v, _: v.split("@")[0]  # noqa: E731
+                extra = None
+            cache[self.name] = _Slots.build(len(p), frame["pos"].to_numpy(np.int64),
+                                            frame[column].to_numpy(dtype=object), extra, part_of,
+                                            7 if self.name == "phone" else 4)
+        return cache[self.name]
 
     def compute(self, p, a, b):
         n = len(a)
         level = np.full(n, NULL, dtype=np.int8)
         tf = np.zeros(n, dtype=np.int32)
         shown = np.full(n, None, dtype=object)
-        f = self._frame(p)
-        if f.empty:
+        sl = self._slots(p)
+        if sl is None:
             return Levels(level, tf, shown)
-        has = np.zeros(len(p), dtype=bool)
-        has[f["pos"].to_numpy()] = True
-        both = has[a] & has[b]
+        ka, kb = sl.count[a], sl.count[b]
+        both = np.flatnonzero((ka > 0) & (kb > 0))
         level[both] = 0
-        counts = f["value"].value_counts()
-        pairs = pd.DataFrame({"pair": np.flatnonzero(both), "pa": a[both], "pb": b[both]})
-        left = pairs.merge(f, left_on="pa", right_on="pos")[["pair", "value", "part"]]
-        right = pairs.merge(f, left_on="pb", right_on="pos")[["pair", "value", "part"]]
-        # weakest to strongest, so the strongest level is written last
-        if self.name == "email":
-            cross = left.merge(right, on="pair", suffixes=("_a", "_b"))
-            cross = cross[cross["value_a"] != cross["value_b"]]
-            if len(cross):
-                sim = _similarity(cross["part_a"].to_numpy(), cross["part_b"].to_numpy(),
-                                  JaroWinkler.normalized_similarity)
-                close = cross["pair"].to_numpy()[(sim >= 0.92) & (cross["part_a"].str.len() >= 4).to_numpy()]
-                level[close] = 1
-        same_part = left.merge(right, on=["pair", "part"])
-        same_part = same_part[same_part["part"].str.len() >= (7 if self.name == "phone" else 4)]
-        level[same_part["pair"].to_numpy()] = self.tf_level - 1
-        exact = left.merge(right, on=["pair", "value"])
-        if len(exact):
-            exact = exact.assign(tf=counts.reindex(exact["value"]).to_numpy())
-            # of several shared values, the rarest is the strongest evidence
-            best = exact.sort_values(["pair", "tf"]).drop_duplicates("pair")
-            idx = best["pair"].to_numpy()
-            level[idx] = self.tf_level
-            tf[idx] = best["tf"].to_numpy()
-            shown[idx] = best["value"].to_numpy()
+        pa, pb, ka, kb = a[both], b[both], ka[both], kb[both]
+        best_tf = np.full(len(both), np.iinfo(np.int64).max, dtype=np.int64)
+        best_value = np.full(len(both), -1, dtype=np.int64)
+        lv = np.zeros(len(both), dtype=np.int8)
+        # every slot of a against every slot of b, only over pairs that have both slots
+        for i in range(sl.width):
+            has_i = np.flatnonzero(ka > i)
+            if not len(has_i):
+                break
+            va, qa = sl.value[pa[has_i], i], sl.part[pa[has_i], i]
+            for j in range(sl.width):
+                sub = np.flatnonzero(kb[has_i] > j)
+                if not len(sub):
+                    break
+                rows = has_i[sub]
+                x, y = va[sub], sl.value[pb[rows], j]
+                px, py = qa[sub], sl.part[pb[rows], j]
+                if self.name == "email":
+                    diff = np.flatnonzero(x != y)
+                    if len(diff):
+                        # a close name part (written on a's side long enough), weakest level
+                        sim = _code_similarity(px[diff], py[diff], sl.parts, JaroWinkler.normalized_similarity)
+                        close = (sim >= 0.92) & (sl.part_len[px[diff]] >= 4)
+                        lv[rows[diff[close]]] = np.maximum(lv[rows[diff[close]]], 1)
+                same_part = (px == py) & sl.part_ok[px]
+                lv[rows[same_part]] = np.maximum(lv[rows[same_part]], self.tf_level - 1)
+                same = np.flatnonzero(x == y)
+                if len(same):
+                    r, v = rows[same], x[same]
+                    t = sl.tf[v]
+                    # of several shared values, the rarest is the strongest evidence (first on a tie)
+                    better = t < best_tf[r]
+                    best_tf[r[better]], best_value[r[better]] = t[better], v[better]
+        hit = best_value >= 0
+        lv[hit] = self.tf_level
+        level[both] = lv
+        idx = both[hit]
+        tf[idx] = best_tf[hit]
+        shown[idx] = sl.values[best_value[hit]]
         return Levels(level, tf, shown)
+
+
+@dataclass
+class _Slots:
+    """Multi-value roles as matrices: ``value[pos, k]`` is the code of the record's k-th value (in
+    the order of the prepared frame), ``part`` the code of its comparable part (last 7 digits,
+    email name), ``count`` how many values each record has."""
+
+    width: int
+    count: np.ndarray
+    value: np.ndarray
+    part: np.ndarray
+    values: np.ndarray  # value code -> text
+    tf: np.ndarray  # value code -> records holding it
+    parts: np.ndarray  # part code -> text
+    part_len: np.ndarray
+    part_ok: np.ndarray  # part long enough to count as "same part"
+
+    @classmethod
+    def build(cls, n: int, pos: np.ndarray, raw: np.ndarray, extra, part_of, min_part: int) -> "_Slots | None":
+        if len(pos) == 0:
+            return None
+        codes, values = pd.factorize(raw)
+        values = np.asarray(values, dtype=object)
+        first = np.unique(codes, return_index=True)[1]  # a row holding each value
+        extra_of = extra[first] if extra is not None else [None] * len(values)
+        pcodes, parts = pd.factorize(np.asarray([part_of(v, e) for v, e in zip(values, extra_of)], dtype=object))
+        parts = np.asarray(parts, dtype=object)
+        part_len = np.array([len(x) for x in parts], dtype=np.int64)
+        order = np.argsort(pos, kind="stable")
+        spos, scodes = pos[order], codes[order]
+        count = np.bincount(spos, minlength=n)
+        starts = np.r_[0, np.cumsum(count)[:-1]]
+        slot = np.arange(len(spos)) - starts[spos]
+        width = int(count.max())
+        value = np.full((n, width), -1, dtype=np.int32)
+        value[spos, slot] = scodes
+        part = np.full((n, width), -1, dtype=np.int32)
+        part[spos, slot] = pcodes[scodes]
+        return cls(width, count, value, part, values, np.bincount(codes, minlength=len(values)), parts,
+                   part_len, part_len >= min_part)
 
 
 class DateComparison(Comparison):
@@ -277,15 +357,19 @@ class DateComparison(Comparison):
                     d.dt.day.fillna(0).astype(int).to_numpy())
         both = ok[a] & ok[b]
         level[both] = 0
-        same_year = both & (y[a] == y[b])
+        ya, yb, ma, mb, da, db = y[a], y[b], m[a], m[b], dd[a], dd[b]
+        same_year = both & (ya == yb)
         level[same_year] = 1
         digits = y * 10000 + m * 100 + dd
-        rest = np.flatnonzero(both & (digits[a] != digits[b]))
-        text = np.array([f"{v:08d}" for v in digits], dtype=object)
-        typo = _similarity(text[a[rest]], text[b[rest]], OSA.distance) if len(rest) else np.empty(0)
-        level[rest[np.asarray(typo) <= 1]] = 2
-        level[same_year & (m[a] == dd[b]) & (dd[a] == m[b])] = 3
-        level[same_year & (m[a] == m[b]) & (dd[a] == dd[b])] = 4
+        ga, gb = digits[a], digits[b]
+        rest = np.flatnonzero(both & (ga != gb))
+        if len(rest):
+            x, z, inverse = distinct_pairs(ga[rest], gb[rest], 100_000_000)
+            text = lambda v: np.array([f"{t:08d}" for t in v.tolist()], dtype=object)  # noqa: E731
+            typo = np.asarray(_similarity(text(x), text(z), OSA.distance))[inverse]
+            level[rest[typo <= 1]] = 2
+        level[same_year & (ma == db) & (da == mb)] = 3
+        level[same_year & (ma == mb) & (da == db)] = 4
         return Levels(level, np.zeros(n, np.int32))
 
 
@@ -303,21 +387,25 @@ class ExactComparison(Comparison):
         tf = np.zeros(n, dtype=np.int32)
         if self.frame == "sites":
             f = p.sites.drop_duplicates("pos")  # one domain per record is enough here
-            vals = np.full(len(p), None, dtype=object)
-            vals[f["pos"].to_numpy()] = f["domain"].to_numpy()
+            fcodes, uniques = pd.factorize(f["domain"].to_numpy(dtype=object))
+            codes = np.full(len(p), -1, dtype=np.int64)
+            codes[f["pos"].to_numpy()] = fcodes
+            uniques = np.asarray(uniques, dtype=object)
         elif self.column in p.records.columns:
-            vals = p.records[self.column].to_numpy(dtype=object)
+            codes, uniques = p.codes(self.column)
         else:
             return Levels(level, tf)
-        present = pd.notna(vals)
-        both = present[a] & present[b]
+        ca, cb = codes[a], codes[b]
+        both = (ca >= 0) & (cb >= 0)
         level[both] = 0
-        exact = both & (vals[a] == vals[b])
+        exact = both & (ca == cb)
         level[exact] = 1
-        counts = pd.Series(vals[present]).value_counts()
+        counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
         idx = np.flatnonzero(exact)
-        tf[idx] = counts.reindex(vals[a][idx]).to_numpy()
-        return Levels(level, tf, np.where(exact, vals[a], None))
+        tf[idx] = counts[ca[idx]]
+        shown = np.full(n, None, dtype=object)
+        shown[idx] = uniques[ca[idx]]
+        return Levels(level, tf, shown)
 
 
 def comparisons_for(p: Prepared) -> list[Comparison]:
@@ -394,11 +482,16 @@ def _swapped_names(p: Prepared, a: np.ndarray, b: np.ndarray, comparisons, level
     names = [j for j, c in enumerate(comparisons) if c.name in ("first_name", "last_name")]
     if len(names) < 2 or "first_sound" not in p.records.columns or len(a) == 0:
         return
-    fs = p.records["first_sound"].fillna("").to_numpy(dtype=object)
-    ls = p.records["last_sound"].fillna("").to_numpy(dtype=object)
+    # both sound keys numbered in one alphabet, so a first name can meet a surname (-1: empty)
+    fcodes, fu = p.codes("first_sound")
+    lcodes, lu = p.codes("last_sound")
+    joint, _ = pd.factorize(np.concatenate([fu, lu]).astype(object))
+    joint = joint.astype(np.int64)
+    fs = np.where(fcodes >= 0, joint[: len(fu)][np.maximum(fcodes, 0)], -1)
+    ls = np.where(lcodes >= 0, joint[len(fu):][np.maximum(lcodes, 0)], -1)
+    fa, fb, la, lb = fs[a], fs[b], ls[a], ls[b]
     # one name matching crosswise is enough to try: the other may carry a typo
-    sw = (fs[a] != "") & (ls[a] != "") & (fs[b] != "") & (ls[b] != "") & (ls[a] != ls[b]) & \
-        ((ls[a] == fs[b]) | (fs[a] == ls[b]))
+    sw = (fa >= 0) & (la >= 0) & (fb >= 0) & (lb >= 0) & (la != lb) & ((la == fb) | (fa == lb))
     idx = np.flatnonzero(sw)
     if not len(idx):
         return

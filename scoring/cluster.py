@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import numpy as np
 from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
+from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 
 
 def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -32,7 +32,61 @@ def constrained_clusters(n: int, a: np.ndarray, b: np.ndarray, strength: np.ndar
     """Join edges strongest first unless that would put a cannot-link pair in one group.
 
     Returns (label per position = smallest position of its group, weakest joining strength per
-    position's group, NaN for records alone)."""
+    position's group, NaN for records alone).
+
+    Only the connected components that hold both ends of a cannot-link need the edge-by-edge
+    union-find; every other component is joined whole, and its weakest joining edge (strongest
+    first, that is a maximum spanning forest) is the smallest edge of a maximum spanning tree."""
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    strength = np.asarray(strength, dtype=np.float64)
+    pairs = np.asarray(list(cannot_link), dtype=np.int64).reshape(-1, 2)
+    comp = components(n, a, b)
+    labels = comp.copy()
+    weakest = np.full(n, np.nan)
+    if n == 0:
+        return labels, weakest
+    conflicted = np.zeros(n, dtype=bool)  # per component label
+    inside = pairs[comp[pairs[:, 0]] == comp[pairs[:, 1]]] if len(pairs) else pairs
+    conflicted[comp[inside[:, 0]]] = True
+    hard = conflicted[comp[a]] if len(a) else np.zeros(0, bool)
+    # components joined whole
+    easy = ~hard & (a != b)
+    if easy.any():
+        weakest_easy = _bottleneck(n, a[easy], b[easy], strength[easy], comp)
+        has = ~np.isnan(weakest_easy)
+        weakest[has] = weakest_easy[has]
+    # components with a conflict: edge by edge
+    if hard.any():
+        nodes = np.flatnonzero(conflicted[comp])
+        local = np.full(n, -1, dtype=np.int64)
+        local[nodes] = np.arange(len(nodes))
+        keep = local[inside[:, 0]] >= 0
+        lab, weak = _union_find(len(nodes), local[a[hard]], local[b[hard]], strength[hard],
+                                zip(local[inside[keep, 0]].tolist(), local[inside[keep, 1]].tolist()))
+        labels[nodes] = nodes[lab]
+        weakest[nodes] = weak
+    return labels, weakest
+
+
+def _bottleneck(n: int, a: np.ndarray, b: np.ndarray, strength: np.ndarray, comp: np.ndarray) -> np.ndarray:
+    """Per position, the smallest edge of a maximum spanning tree of its component (NaN alone)."""
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    # one edge per pair of records, the strongest (a sparse matrix would add duplicates up)
+    order = np.lexsort((-strength, hi, lo))
+    lo, hi, strength = lo[order], hi[order], strength[order]
+    first = np.r_[True, (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])]
+    lo, hi, strength = lo[first], hi[first], strength[first]
+    top = float(strength.max()) + 1.0  # spanning trees minimise: weights top - strength (> 0)
+    tree = minimum_spanning_tree(coo_matrix((top - strength, (lo, hi)), shape=(n, n))).tocoo()
+    out = np.full(n, np.inf)
+    np.minimum.at(out, comp[tree.row], top - tree.data)
+    out = out[comp]
+    out[np.isinf(out)] = np.nan
+    return out
+
+
+def _union_find(n: int, a: np.ndarray, b: np.ndarray, strength: np.ndarray,
+                cannot_link: Iterable[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
     forbid: dict[int, set[int]] = defaultdict(set)
     for x, y in cannot_link:
         forbid[x].add(y)
@@ -81,16 +135,19 @@ def _conflict(mx: list[int], my: list[int], forbid: dict[int, set[int]], find, r
 
 def group_pairs_to_check(labels: np.ndarray, max_group: int) -> tuple[np.ndarray, np.ndarray]:
     """Every pair of positions inside each component of 3..max_group records (for the chaining guard)."""
+    labels = np.asarray(labels)
     order = np.argsort(labels, kind="stable")
     sorted_labels = labels[order]
     starts = np.flatnonzero(np.r_[True, sorted_labels[1:] != sorted_labels[:-1]])
     sizes = np.diff(np.r_[starts, len(labels)])
+    ok = (sizes >= 3) & (sizes <= max_group)
     a_parts, b_parts = [], []
-    for s, size in zip(starts[(sizes >= 3) & (sizes <= max_group)], sizes[(sizes >= 3) & (sizes <= max_group)]):
-        pos = np.sort(order[s:s + size])
-        i, j = np.triu_indices(size, k=1)
-        a_parts.append(pos[i])
-        b_parts.append(pos[j])
+    for size in np.unique(sizes[ok]):
+        first = starts[ok & (sizes == size)]
+        members = np.sort(order[first[:, None] + np.arange(size)[None, :]], axis=1)
+        i, j = np.triu_indices(int(size), k=1)
+        a_parts.append(members[:, i].ravel())
+        b_parts.append(members[:, j].ravel())
     if not a_parts:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    return np.concatenate(a_parts), np.concatenate(b_parts)
+    return np.concatenate(a_parts).astype(np.int64), np.concatenate(b_parts).astype(np.int64)

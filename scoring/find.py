@@ -22,7 +22,7 @@ from matchers.compare import NULL, ComparisonVectors, compare, comparisons_for
 from matchers.prepare import Prepared, prepare
 from matchers.table import MULTI_ROLES, SINGLE_ROLES, RoleTable
 from scoring.cluster import components, constrained_clusters, group_pairs_to_check
-from scoring.model import FSModel, LogisticModel, train_fellegi_sunter, train_logistic
+from scoring.model import FSModel, LogisticModel, probability, train_fellegi_sunter, train_logistic
 from scoring.primary import completeness, rank_groups
 from scoring.settings import MatchSettings
 
@@ -142,12 +142,12 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
             model = train_fellegi_sunter(p, cv, cand.rules, cand.rule_names, seed=settings.seed,
                                          random_pairs=settings.random_pairs)
     with timer.stage("score"):
-        prob, contrib = model.score(cv)
+        prob = probability(model.weights(cv))
         rule_hit = _deterministic(cv) if settings.deterministic_rules else np.zeros(len(prob), bool)
         prob = np.where(rule_hit, np.maximum(prob, settings.thresholds.certain), prob)
-        held = _held_reasons(cv, p) if settings.hold_rules else np.full(len(prob), "", dtype=object)
+        held = _held_reasons(cv, p) if settings.hold_rules else Held.none(len(prob))
         cap = settings.thresholds.possible + (settings.thresholds.probable - settings.thresholds.possible) / 2
-        prob = np.where(held != "", np.minimum(prob, cap), prob)
+        prob = np.where(held.code > 0, np.minimum(prob, cap), prob)
         a, b, all_prob = cand.a, cand.b, prob
         reused = None
         if changed_ids is not None and previous is not None and len(previous):
@@ -160,7 +160,7 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
     with timer.stage("primary"):
         group_table, groups = _groups(p, table, labels_pos, strength, record_info, settings)
     with timer.stage("explain"):
-        pairs = _pairs_frame(p, cand, cv, prob, contrib, rule_hit, held, model, settings)
+        pairs = _pairs_frame(p, cand, cv, prob, rule_hit, held, model, settings)
         if reused is not None:
             old = reused[reused["probability"] >= settings.thresholds.possible].drop(columns=["a", "b"])
             pairs = pd.concat([pairs, old[pairs.columns]], ignore_index=True).sort_values(
@@ -212,15 +212,34 @@ IDENTIFYING = {"phone": 1, "email": 0, "birthdate": 0, "tax_id": 0, "website": 0
 STABLE = ("birthdate", "tax_id")
 
 
-def _held_reasons(cv: ComparisonVectors, p: Prepared) -> np.ndarray:
+@dataclass
+class Held:
+    """Pairs held at "possible": a code per pair (0: not held) into ``words``."""
+
+    code: np.ndarray  # int8
+    words: list[str]
+
+    @classmethod
+    def none(cls, n: int) -> "Held":
+        return cls(np.zeros(n, dtype=np.int8), [""])
+
+    def text(self, idx: np.ndarray) -> np.ndarray:
+        return np.asarray(self.words, dtype=object)[self.code[idx]]
+
+
+HELD_WORDS = ["", "only names agree, no phone, email, birthdate or tax id", "different first names",
+              "different patronymics", "different birthdates", "different tax ids"]
+
+
+def _held_reasons(cv: ComparisonVectors, p: Prepared) -> Held:
     """Pairs that stay "possible" whatever their score, with the reason in words:
     - only names agree, in a table that has phones or emails (namesakes share names, not phones);
     - first names that cannot be the same person's (not equal, no nickname, typo or sound-alike),
       or two different patronymics (a father and his son), unless a birthdate or tax id agrees;
-    - two different birthdates, or two different tax ids (another person, another legal entity)."""
-    names = cv.names
+    - two different birthdates, or two different tax ids (another person, another legal entity).
+    Later reasons override earlier ones."""
     n = len(cv.levels)
-    reasons = np.full(n, "", dtype=object)
+    code = np.zeros(n, dtype=np.int8)
     level = {c.name: cv.levels[:, j] for j, c in enumerate(cv.comparisons)}
     top = {c.name: len(c.levels) - 1 for c in cv.comparisons}
     identified = np.zeros(n, bool)
@@ -235,16 +254,16 @@ def _held_reasons(cv: ComparisonVectors, p: Prepared) -> np.ndarray:
     # birthdates that disagree mean another person however much the channels agree. Without
     # channels (a registry), the model alone decides.
     if len(p.phones) or len(p.emails):
-        reasons[~identified] = "only names agree, no phone, email, birthdate or tax id"
+        code[~identified] = 1
         if "first_name" in level:
-            reasons[(level["first_name"] == 0) & ~stable] = "different first names"
+            code[(level["first_name"] == 0) & ~stable] = 2
         if "middle_name" in level:
-            reasons[(level["middle_name"] == 0) & ~stable] = "different patronymics"
+            code[(level["middle_name"] == 0) & ~stable] = 3
         if "birthdate" in level:  # typos and swapped day/month have levels of their own
-            reasons[(level["birthdate"] >= 0) & (level["birthdate"] <= 1)] = "different birthdates"
+            code[(level["birthdate"] >= 0) & (level["birthdate"] <= 1)] = 4
     if "tax_id" in level:
-        reasons[level["tax_id"] == 0] = "different tax ids"
-    return reasons
+        code[level["tax_id"] == 0] = 5
+    return Held(code, HELD_WORDS)
 
 
 def _cluster(p: Prepared, pa: np.ndarray, pb: np.ndarray, prob: np.ndarray, comparisons, model,
@@ -253,28 +272,24 @@ def _cluster(p: Prepared, pa: np.ndarray, pb: np.ndarray, prob: np.ndarray, comp
     keep = prob >= settings.thresholds.probable
     a, b, s = pa[keep], pb[keep], prob[keep]
     comp = components(n, a, b)
-    cannot: list[tuple[int, int]] = []
+    cannot = [np.empty((0, 2), np.int64)]
     if skips:
         pos = pd.Series(np.arange(n), index=p.ids)
-        for x, y in skips:
-            if x in pos.index and y in pos.index:
-                cannot.append((int(pos[x]), int(pos[y])))
+        pairs = [(int(pos[x]), int(pos[y])) for x, y in skips if x in pos.index and y in pos.index]
+        if pairs:
+            cannot.append(np.asarray(pairs, dtype=np.int64).reshape(-1, 2))
     if settings.chain_guard:
         ga, gb = group_pairs_to_check(comp, settings.chain_guard_max_group)
         if len(ga):
-            known = pa * n + pb
-            order = np.argsort(known)
-            keys = ga * n + gb
-            at = np.clip(np.searchsorted(known, keys, sorter=order), 0, max(len(known) - 1, 0))
-            found = (len(known) > 0) & (known[order[at]] == keys) if len(known) else np.zeros(len(keys), bool)
-            gp = np.where(found, prob[order[at]] if len(known) else 0.0, np.nan)
-            todo = np.flatnonzero(~found)
+            gp = _known_probability(pa, pb, prob, ga, gb, n)
+            todo = np.flatnonzero(np.isnan(gp))
             if len(todo):
                 extra = compare(p, ga[todo], gb[todo], comparisons)
                 gp[todo], _ = model.score(extra)
             bad = gp < settings.chain_guard_probability
-            cannot += list(zip(ga[bad].tolist(), gb[bad].tolist()))
-    if not cannot:
+            cannot.append(np.stack([ga[bad], gb[bad]], axis=1))
+    cannot = np.concatenate(cannot)
+    if not len(cannot):
         full = comp
         strength = np.full(n, np.nan)
         if len(a):
@@ -283,9 +298,11 @@ def _cluster(p: Prepared, pa: np.ndarray, pb: np.ndarray, prob: np.ndarray, comp
         return full, strength
     # constrained clustering only over the records that have an edge
     involved = np.unique(np.concatenate([a, b]))
-    local = pd.Series(np.arange(len(involved)), index=involved)
-    la, lb = local[a].to_numpy(), local[b].to_numpy()
-    cl = [(local[x], local[y]) for x, y in cannot if x in local.index and y in local.index]
+    local = np.full(n, -1, dtype=np.int64)
+    local[involved] = np.arange(len(involved))
+    la, lb = local[a], local[b]
+    ok = (local[cannot[:, 0]] >= 0) & (local[cannot[:, 1]] >= 0)
+    cl = zip(local[cannot[ok, 0]].tolist(), local[cannot[ok, 1]].tolist())
     lab, weak = constrained_clusters(len(involved), la, lb, s, cl)
     labels = np.arange(n)
     labels[involved] = involved[lab]
@@ -294,115 +311,163 @@ def _cluster(p: Prepared, pa: np.ndarray, pb: np.ndarray, prob: np.ndarray, comp
     return labels, strength
 
 
+def _known_probability(pa, pb, prob, ga, gb, n: int) -> np.ndarray:
+    """The probability of each pair (ga, gb) among the scored pairs (pa, pb), NaN where not scored."""
+    known = pa.astype(np.int64) * n + pb
+    keys = ga.astype(np.int64) * n + gb
+    out = np.full(len(keys), np.nan)
+    if not len(known):
+        return out
+    if len(known) > 1 and np.any(known[1:] < known[:-1]):
+        order = np.argsort(known)
+        known, prob = known[order], prob[order]
+    at = np.clip(np.searchsorted(known, keys), 0, len(known) - 1)
+    found = known[at] == keys
+    out[found] = prob[at[found]]
+    return out
+
+
 def _groups(p: Prepared, table: RoleTable, labels: np.ndarray, strength: np.ndarray,
             record_info: pd.DataFrame | None, settings: MatchSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
     ids = p.ids
-    sizes = pd.Series(labels).map(pd.Series(labels).value_counts()).to_numpy()
+    sizes = np.bincount(labels, minlength=len(labels))[labels] if len(labels) else np.zeros(0, np.int64)
     in_group = sizes > 1
-    members = pd.DataFrame({"id": ids[in_group], "group": labels[in_group]})
-    info = pd.DataFrame(index=pd.Index(ids, name="id"))
+    member_ids = ids[in_group]
+    members = pd.DataFrame({"id": member_ids, "group": labels[in_group]})
+    # what the primary rule looks at, for the records in groups only
+    info = pd.DataFrame(index=pd.Index(member_ids, name="id"))
     roles = [r for r in SINGLE_ROLES if r in table.records.columns] + [
         r for r in MULTI_ROLES if (table.values["role"] == r).any()]
-    info["completeness"] = completeness(table.records, table.values, roles).reindex(ids).to_numpy()
+    mine = table.records.reindex(member_ids)
+    info["completeness"] = completeness(mine, table.values, roles).to_numpy()
     for col in ("created_at", "modified_at"):
         if col in table.records.columns:
-            info[col] = pd.to_datetime(table.records[col]).reindex(ids).to_numpy()
+            info[col] = pd.to_datetime(mine[col]).to_numpy()
     if record_info is not None:
         for col in record_info.columns:
-            info[col] = record_info[col].reindex(ids).to_numpy()
+            info[col] = record_info[col].reindex(member_ids).to_numpy()
     members = members.join(info, on="id")
     ranked = rank_groups(members, settings.primary_rule, settings.tie_policy) if len(members) else pd.DataFrame(
         columns=["group", "primary_id", "reason", "tie", "ordered_ids"])
-    th = settings.thresholds
     group_strength = pd.Series(strength, index=labels).groupby(level=0).min()
     score = group_strength.reindex(ranked["group"]).to_numpy()
+    gid = np.array([group_id(table.entity_type, pid, ms) for pid, ms in zip(ranked["primary_id"], ranked["ordered_ids"])],
+                   dtype=object)
     group_table = pd.DataFrame({
-        "group_id": [group_id(table.entity_type, pid, ms) for pid, ms in zip(ranked["primary_id"], ranked["ordered_ids"])],
+        "group_id": gid,
         "primary_id": ranked["primary_id"].to_numpy(),
         "member_ids": ranked["ordered_ids"].to_numpy(),
-        "size": [len(x) for x in ranked["ordered_ids"]],
+        "size": np.fromiter((len(x) for x in ranked["ordered_ids"]), dtype=np.int64, count=len(ranked)),
         "score": score,
         "tier": tier_of(np.nan_to_num(score), settings),
         "reason": ranked["reason"].to_numpy(),
         "tie": ranked["tie"].to_numpy(),
     })
-    group_table = group_table.sort_values(["score", "group_id"], ascending=[False, True], ignore_index=True)
     # every record, a group of one when it has no duplicates
-    gid_of_label = dict(zip(ranked["group"], group_table.set_index("primary_id").reindex(
-        ranked["primary_id"])["group_id"]))
-    tier_of_gid = dict(zip(group_table["group_id"], group_table["tier"]))
-    gids = np.array([gid_of_label.get(lab) if in_group[i] else f"{table.entity_type}-{ids[i]}"
-                     for i, lab in enumerate(labels)], dtype=object)
-    primaries = set(group_table["primary_id"].tolist())
-    groups = pd.DataFrame({
-        "id": ids, "group_id": gids,
-        "is_primary": [(not in_group[i]) or ids[i] in primaries for i in range(len(ids))],
-        "tier": [tier_of_gid.get(g, "") if in_group[i] else "" for i, g in enumerate(gids)],
-    })
+    gids = (table.entity_type + "-" + pd.Series(ids).astype(str)).to_numpy(dtype=object)
+    tiers = np.full(len(ids), "", dtype=object)
+    if len(ranked):
+        by_label = pd.Series(np.arange(len(ranked)), index=ranked["group"].to_numpy())
+        k = by_label.reindex(labels[in_group]).to_numpy()
+        gids[in_group] = gid[k]
+        tiers[in_group] = group_table["tier"].to_numpy()[k]
+    is_primary = ~in_group
+    is_primary[in_group] = np.asarray(pd.Index(member_ids).isin(group_table["primary_id"])) if len(ranked) else False
+    group_table = group_table.sort_values(["score", "group_id"], ascending=[False, True], ignore_index=True)
+    groups = pd.DataFrame({"id": ids, "group_id": gids, "is_primary": is_primary, "tier": tiers})
     return group_table, groups
 
 
-def _pairs_frame(p: Prepared, cand: Candidates, cv: ComparisonVectors, prob, contrib, rule_hit, held, model,
+def _pairs_frame(p: Prepared, cand: Candidates, cv: ComparisonVectors, prob, rule_hit, held: Held, model,
                  settings: MatchSettings) -> pd.DataFrame:
+    """The pairs at or above the possible threshold with their explanation, built column by column:
+    each comparison's words and weight are formatted once per distinct value and then joined."""
     keep = np.flatnonzero(prob >= settings.thresholds.possible)
     ids = p.ids
     prior = model.prior_weight()
     names = cv.names
-    explanations, contributions, criteria = [], [], []
-    for i in keep:
-        pro, con, crit = [], [], []
-        weights = {"prior": round(prior, 3)}
-        for j, c in enumerate(cv.comparisons):
-            lv = int(cv.levels[i, j])
-            w = float(contrib[i, j])
-            weights[names[j]] = round(w, 3)
-            if lv == NULL:
-                continue
-            value = cv.shown.get(c.name)
-            words = c.describe(lv, None if value is None else value[i])
-            (pro if w > 0 else con).append(f"{words} ({w:+.1f})")
-            if c.name in CRITERIA_WORDS and lv == len(c.levels) - 1:
-                crit.append(CRITERIA_WORDS[c.name])
-        text = "; ".join(pro) if pro else "no agreeing evidence"
-        if con:
-            text += ". Against: " + "; ".join(con)
-        if rule_hit[i]:
-            text += ". Rule: same valid phone and same full name"
-        if held[i]:
-            text += f". Held at possible: {held[i]}"
-        explanations.append(text)
-        contributions.append(json.dumps(weights))
-        criteria.append(",".join(crit))
+    contrib = model.contributions(cv, keep)
+    levels = cv.levels[keep]
+    k = len(keep)
+    pro = np.full(k, "", dtype=object)
+    con = np.full(k, "", dtype=object)
+    json_text = np.full(k, '{"prior": ' + _json_float(round(prior, 3)), dtype=object)
+    crit_bits = np.zeros(k, dtype=np.int64)
+    crit_words = []
+    for j, c in enumerate(cv.comparisons):
+        lv, w = levels[:, j], contrib[:, j]
+        json_text += ", " + json.dumps(names[j]) + ": " + _per_value(w, lambda x: _json_float(round(x, 3)))
+        present = np.flatnonzero(lv != NULL)
+        if not len(present):
+            continue
+        lvp, wp = lv[present], w[present]
+        words = np.array([c.describe(i) for i in range(len(c.levels))], dtype=object)[lvp]
+        value = cv.shown.get(c.name)
+        if value is not None and c.tf_level is not None:
+            shown_at = np.flatnonzero(lvp == c.tf_level)
+            vals = value[keep[present[shown_at]]]
+            has = np.array([v is not None for v in vals], dtype=bool)
+            at = shown_at[has]
+            words[at] = (c.label + " " + vals[has].astype(str).astype(object) + " " + c.levels[c.tf_level])
+        segment = words + " (" + _per_value(wp, lambda x: f"{x:+.1f}") + ")"
+        positive = wp > 0
+        for target, mask in ((pro, positive), (con, ~positive)):
+            rows = present[mask]
+            before = target[rows]
+            target[rows] = np.where(before == "", segment[mask], before + "; " + segment[mask])
+        if c.name in CRITERIA_WORDS:
+            crit_bits[present[lvp == len(c.levels) - 1]] |= 1 << len(crit_words)
+            crit_words.append(CRITERIA_WORDS[c.name])
+    json_text += "}"
+    text = np.where(pro == "", "no agreeing evidence", pro)
+    text = np.where(con == "", text, text + ". Against: " + con)
+    hit = rule_hit[keep]
+    text[hit] = text[hit] + ". Rule: same valid phone and same full name"
+    held_at = np.flatnonzero(held.code[keep] > 0)
+    text[held_at] = text[held_at] + ". Held at possible: " + held.text(keep[held_at])
+    masks, inverse = np.unique(crit_bits, return_inverse=True)
+    crit_text = np.array([",".join(w for i, w in enumerate(crit_words) if int(m) >> i & 1) for m in masks],
+                         dtype=object)[inverse.reshape(-1)]
     a, b = cand.a[keep], cand.b[keep]
     id_a, id_b = ids[a], ids[b]
     swap = id_a > id_b
     id_a, id_b = np.where(swap, id_b, id_a), np.where(swap, id_a, id_b)
     out = pd.DataFrame({
         "id_a": id_a, "id_b": id_b, "probability": prob[keep].round(6),
-        "weight": (prior + contrib[keep].sum(axis=1)).round(3), "tier": tier_of(prob[keep], settings),
-        "rules": [";".join(cand.rules_of(i)) for i in keep], "criteria": criteria,
-        "explanation": explanations, "contributions": contributions,
+        "weight": (prior + contrib.sum(axis=1)).round(3), "tier": tier_of(prob[keep], settings),
+        "rules": cand.rule_text(keep), "criteria": crit_text,
+        "explanation": text, "contributions": json_text,
     })
     return out.sort_values(["probability", "id_a", "id_b"], ascending=[False, True, True], ignore_index=True)
+
+
+def _json_float(x: float) -> str:
+    return json.dumps(float(x))
+
+
+def _per_value(values: np.ndarray, fmt) -> np.ndarray:
+    """fmt(value) for every value, called once per distinct value."""
+    if not len(values):
+        return np.empty(0, dtype=object)
+    uniq, inverse = np.unique(values, return_inverse=True)
+    return np.array([fmt(float(x)) for x in uniq], dtype=object)[inverse.reshape(-1)]
 
 
 def _criteria(group_table: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:
     """Bitrix24-style words per group: "2 matches by phone, 1 by email"."""
     if not len(group_table):
         return []
-    member_group = {m: g for g, ms in zip(group_table["group_id"], group_table["member_ids"]) for m in ms}
+    sizes = group_table["member_ids"].map(len).to_numpy()
+    member_group = pd.Series(np.repeat(group_table["group_id"].to_numpy(), sizes),
+                             index=np.concatenate([np.asarray(m, dtype=object) for m in group_table["member_ids"]]))
+    member_group = member_group[~member_group.index.duplicated()]
     ga = pairs["id_a"].map(member_group)
     gb = pairs["id_b"].map(member_group)
     inside = pairs[(ga == gb) & ga.notna()].assign(group=ga)
-    counts: dict[str, dict[str, int]] = {}
-    for g, crit in zip(inside["group"], inside["criteria"]):
-        for c in filter(None, crit.split(",")):
-            counts.setdefault(g, {}).setdefault(c, 0)
-            counts[g][c] += 1
-    out = []
-    for g in group_table["group_id"]:
-        c = counts.get(g, {})
-        parts = sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))
-        out.append(", ".join(f"{n} {'match' if n == 1 else 'matches'} by {what}" for what, n in parts)
-                   or "similar records")
-    return out
+    words = inside[["group", "criteria"]].assign(what=inside["criteria"].str.split(",")).explode("what")
+    words = words[words["what"].notna() & (words["what"] != "")]
+    counts = words.groupby(["group", "what"]).size().rename("n").reset_index()
+    counts = counts.sort_values(["group", "n", "what"], ascending=[True, False, True])
+    counts["text"] = counts["n"].astype(str) + np.where(counts["n"] == 1, " match by ", " matches by ") + counts["what"]
+    joined = counts.groupby("group", sort=False)["text"].agg(", ".join)
+    return joined.reindex(group_table["group_id"]).fillna("similar records").tolist()

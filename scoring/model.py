@@ -54,26 +54,34 @@ class FSModel:
     def level_weights(self) -> list[np.ndarray]:
         return [np.log2(np.asarray(m) / np.asarray(u)) for m, u in zip(self.m, self.u)]
 
-    def contributions(self, cv: ComparisonVectors) -> np.ndarray:
-        """Bits each comparison adds to each pair (pairs x comparisons); null levels add 0."""
+    def contributions(self, cv: ComparisonVectors, rows=None) -> np.ndarray:
+        """Bits each comparison adds to each pair (pairs x comparisons; only ``rows`` when given, an
+        index array or slice); null levels add 0."""
         self._check(cv)
+        levels = cv.levels if rows is None else cv.levels[rows]
+        tfs = cv.tf if rows is None else cv.tf[rows]
         weights = self.level_weights()
-        out = np.zeros(cv.levels.shape, dtype=np.float64)
+        out = np.zeros(levels.shape, dtype=np.float64)
         for j, w in enumerate(weights):
-            lv = cv.levels[:, j]
-            ok = lv != NULL
-            out[ok, j] = w[lv[ok]]
+            lv = levels[:, j]
+            # a lookup table with the null level (-1) last, adding 0
+            out[:, j] = np.append(w, 0.0)[lv]
             tl = self.tf_level[j]
             if tl is not None and self.tf_total[j] > 0:
-                hit = (lv == tl) & (cv.tf[:, j] > 0)
+                hit = np.flatnonzero((lv == tl) & (tfs[:, j] > 0))
                 # chance a random record shares this very value: (holders - 1) / records with a value
-                u_value = np.maximum(cv.tf[hit, j] - 1, 1) / self.tf_total[j]
+                u_value = np.maximum(tfs[hit, j] - 1, 1) / self.tf_total[j]
                 adj = np.log2(self.u[j][tl] / u_value)
                 out[hit, j] += np.clip(adj, None, MAX_TF_BONUS)
         return out
 
     def prior_weight(self) -> float:
         return math.log2(self.prior / (1 - self.prior))
+
+    def weights(self, cv: ComparisonVectors) -> np.ndarray:
+        """The match weight (bits, prior included) of every pair, without holding every pair's
+        contributions at once; equal to prior_weight() + contributions(cv).sum(axis=1)."""
+        return _chunked_weights(self, cv)
 
     def score(self, cv: ComparisonVectors) -> tuple[np.ndarray, np.ndarray]:
         """(match probability, contributions) for every pair."""
@@ -107,6 +115,18 @@ class FSModel:
 
 def probability(weight: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp2(-np.asarray(weight, dtype=np.float64)))
+
+
+WEIGHT_CHUNK = 1 << 20
+
+
+def _chunked_weights(model, cv: ComparisonVectors) -> np.ndarray:
+    out = np.empty(len(cv.levels), dtype=np.float64)
+    prior = model.prior_weight()
+    for start in range(0, len(out), WEIGHT_CHUNK):
+        part = slice(start, start + WEIGHT_CHUNK)
+        out[part] = prior + model.contributions(cv, part).sum(axis=1)
+    return out
 
 
 # -- training ---------------------------------------------------------------------------------
@@ -158,10 +178,27 @@ def _value_counts(p: Prepared, c) -> np.ndarray:
 
 
 def _patterns(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of the level matrix (in sorted order) and how often each occurs. Each row
+    is read as one integer (levels + 1 as digits), so this is a sort of a single column."""
     if len(levels) == 0:
         return levels, np.zeros(0)
-    uniq, counts = np.unique(levels, axis=0, return_counts=True)
-    return uniq, counts.astype(float)
+    levels = np.asarray(levels)
+    radix = int(levels.max(initial=0)) + 2  # levels run from -1 (null) to max
+    if levels.shape[1] * math.log2(radix) >= 62:  # too wide for one integer
+        uniq, counts = np.unique(levels, axis=0, return_counts=True)
+        return uniq, counts.astype(float)
+    code = np.zeros(len(levels), dtype=np.int64)
+    for j in range(levels.shape[1]):
+        code = code * radix + (levels[:, j].astype(np.int64) + 1)
+    code.sort()
+    starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]])
+    counts = np.diff(np.r_[starts, len(code)]).astype(float)
+    ucode = code[starts]
+    uniq = np.empty((len(ucode), levels.shape[1]), dtype=levels.dtype)
+    for j in range(levels.shape[1] - 1, -1, -1):
+        uniq[:, j] = ucode % radix - 1
+        ucode = ucode // radix
+    return uniq, counts
 
 
 def _initial_m(k: int) -> np.ndarray:
@@ -238,16 +275,46 @@ def train_fellegi_sunter(p: Prepared, cv: ComparisonVectors, rule_bits: np.ndarr
             mj, _ = run_em(cv.levels, u, [_initial_m(len(x.levels)) for x in comps], [j] + [
                 k for k in range(len(comps)) if k != j])
             m_final.append(mj[j])
-    # the share of matches among all candidate pairs, with m and u fixed
-    sample = np.arange(len(cv.levels))
-    if len(sample) > max_em_pairs:
-        sample = np.sort(rng.choice(sample, max_em_pairs, replace=False))
-    _, prior = run_em(cv.levels[sample], u, m_final, list(range(len(comps))), fix_m=True)
     tf_total = [_tf_total(p, c) for c in comps]
-    return FSModel(names, [list(c.levels) for c in comps], [list(map(float, x)) for x in m_final],
-                   [list(map(float, x)) for x in u], [c.tf_level for c in comps], tf_total, float(prior),
-                   training={"seed": seed, "random_pairs": random_pairs, "candidate_pairs": int(len(cv.levels)),
-                             "sessions": sessions})
+    model = FSModel(names, [list(c.levels) for c in comps], [list(map(float, x)) for x in m_final],
+                    [list(map(float, x)) for x in u], [c.tf_level for c in comps], tf_total, 0.5,
+                    training={"seed": seed, "random_pairs": random_pairs, "candidate_pairs": int(len(cv.levels)),
+                              "sessions": sessions})
+    # The prior is the chance that two records taken at random are one entity, as u is the chance
+    # that they agree by accident: a pair's weight then counts every agreement, the blocked ones
+    # included, against how many records could agree by accident. (The share of matches among
+    # candidate pairs would count a blocked agreement twice and ignore the table's size: with ten
+    # times the records, a same-birthdate namesake is ten times likelier to be a coincidence.)
+    all_pairs = len(p) * (len(p) - 1) / 2
+    prior, expected = estimate_prior(model.weights(cv), all_pairs)
+    model.prior = prior
+    model.training.update({"prior": "expected matches among all record pairs", "record_pairs": all_pairs,
+                           "expected_matches": expected})
+    return model
+
+
+def estimate_prior(bits: np.ndarray, all_pairs: float, iterations: int = 500) -> tuple[float, float]:
+    """The share of matches among all record pairs, given each candidate pair's weight without a
+    prior (``bits``, log2 of m/u): EM for the mixing proportion over every record pair, where pairs
+    that no blocking rule proposed count as non-matches. Returns (prior, expected matches)."""
+    if len(bits) == 0 or all_pairs < 1:
+        return 0.5, 0.0
+    # weights binned to a thousandth of a bit: the same answer, over a few thousand values
+    binned = np.round(np.asarray(bits, dtype=np.float64) * 1000).astype(np.int64)
+    binned.sort()
+    starts = np.flatnonzero(np.r_[True, binned[1:] != binned[:-1]])
+    counts = np.diff(np.r_[starts, len(binned)]).astype(np.float64)
+    values = binned[starts] / 1000.0
+    lam = min(len(bits) / all_pairs, 0.5)
+    for _ in range(iterations):
+        odds = math.log2(lam / (1 - lam))
+        expected = float((counts * probability(odds + values)).sum())
+        new = min(max(expected / all_pairs, 1e-15), 1 - 1e-9)
+        if abs(math.log2(new) - math.log2(lam)) < 1e-9:
+            lam = new
+            break
+        lam = new
+    return float(lam), float(lam * all_pairs)
 
 
 def _tf_total(p: Prepared, c) -> int:
@@ -268,16 +335,18 @@ class LogisticModel:
     kind: str = "logistic"
     training: dict = field(default_factory=dict)
 
-    def contributions(self, cv: ComparisonVectors) -> np.ndarray:
-        out = np.zeros(cv.levels.shape)
+    def contributions(self, cv: ComparisonVectors, rows=None) -> np.ndarray:
+        levels = cv.levels if rows is None else cv.levels[rows]
+        out = np.zeros(levels.shape)
         for j, w in enumerate(self.coef):
-            lv = cv.levels[:, j]
-            ok = lv != NULL
-            out[ok, j] = np.asarray(w)[lv[ok]]
+            out[:, j] = np.append(np.asarray(w, dtype=np.float64), 0.0)[levels[:, j]]
         return out
 
     def prior_weight(self) -> float:
         return self.intercept
+
+    def weights(self, cv: ComparisonVectors) -> np.ndarray:
+        return _chunked_weights(self, cv)
 
     def score(self, cv):
         contrib = self.contributions(cv)

@@ -51,21 +51,52 @@ def rank_groups(members: pd.DataFrame, rule: str = "bitrix", tie_policy: str = "
         keys.append(f"_k_{col}")
         ascending.append(not higher)
     frame = frame.sort_values(["group"] + keys + ["id"], ascending=[True] + ascending + [True],
-                              na_position="last", kind="stable")
-    rank = frame.groupby("group", sort=False).cumcount()
-    best = frame[rank.to_numpy() == 0].set_index("group")
-    runner = frame[rank.to_numpy() == 1].set_index("group").reindex(best.index)
-    ordered = frame.groupby("group", sort=False)["id"].agg(list)
-    reasons, ties = [], []
-    for g in best.index:
-        b, r = best.loc[g], runner.loc[g]
-        reason, tie = _reason(b, None if pd.isna(r["id"]) else r, criteria)
-        if tie and tie_policy == "id":
-            reason += f"; tie broken by the lowest id ({b['id']})"
-        reasons.append(reason)
-        ties.append(tie)
-    return pd.DataFrame({"group": best.index, "primary_id": best["id"].to_numpy(), "reason": reasons, "tie": ties,
-                         "ordered_ids": ordered.reindex(best.index).to_numpy()})
+                              na_position="last", kind="stable", ignore_index=True)
+    group = frame["group"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if len(frame) else np.zeros(0, np.int64)
+    sizes = np.diff(np.r_[starts, len(frame)])
+    best = frame.iloc[starts].reset_index(drop=True)
+    has_runner = sizes > 1
+    runner = frame.iloc[np.where(has_runner, starts + 1, starts)].reset_index(drop=True)
+    ids = frame["id"].to_numpy()
+    ordered = [x.tolist() for x in np.split(ids, starts[1:])] if len(frame) else []
+    reason, tie = _reasons(best, runner, has_runner, criteria)
+    if tie_policy == "id":
+        reason = np.where(tie, reason + "; tie broken by the lowest id (" + best["id"].map(str).to_numpy(dtype=object)
+                          + ")", reason)
+    out = pd.DataFrame({"group": best["group"].to_numpy(), "primary_id": best["id"].to_numpy(), "reason": reason,
+                        "tie": tie})
+    out["ordered_ids"] = pd.Series(ordered, dtype=object)
+    return out
+
+
+def _reasons(best: pd.DataFrame, runner: pd.DataFrame, has_runner: np.ndarray, criteria) -> tuple[np.ndarray, np.ndarray]:
+    """Per group, why the best record beat the runner-up: the first criterion that tells them apart,
+    in words ("modified most recently (2024-05-01 10:00 vs 2023-01-02 09:00 for #17)")."""
+    n = len(best)
+    reason = np.full(n, "all criteria equal", dtype=object)
+    decided = ~has_runner
+    reason[decided] = "only record"
+    runner_id = _formatted(runner["id"], "")
+    for col, _, words in criteria:
+        b, r = best[f"_k_{col}"], runner[f"_k_{col}"]
+        bn, rn = b.isna().to_numpy(), r.isna().to_numpy()
+        differ = ~(bn & rn) & (rn | (~bn & (b != r).to_numpy()))
+        now = differ & ~decided
+        if now.any():
+            idx = np.flatnonzero(now)
+            reason[idx] = (words + " (" + _formatted(b.iloc[idx], col) + " vs " + _formatted(r.iloc[idx], col)
+                           + " for #" + runner_id[idx] + ")")
+            decided |= now
+    return reason, ~decided
+
+
+def _formatted(values: pd.Series, col: str) -> np.ndarray:
+    """_fmt of every value, once per distinct value."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    missing = pd.NaT if pd.api.types.is_datetime64_any_dtype(values.dtype) else np.nan
+    texts = np.array([_fmt(u, col) for u in uniques] + [_fmt(missing, col)], dtype=object)
+    return texts[codes]
 
 
 def rank_group(members: pd.DataFrame, rule: str = "bitrix", tie_policy: str = "id") -> PrimaryChoice:
@@ -101,11 +132,22 @@ def _fmt(v, col: str = "") -> str:
 def completeness(records: pd.DataFrame, values: pd.DataFrame, roles: list[str]) -> pd.Series:
     """Share of the table's roles each record fills (multi-value roles count once)."""
     single = [r for r in roles if r in records.columns]
-    filled = records[single].notna() & records[single].astype(str).apply(lambda s: s.str.strip().ne(""))
-    score = filled.sum(axis=1).astype(float)
+    score = np.zeros(len(records), dtype=float)
+    for col in single:
+        score += _filled(records[col])
+    score = pd.Series(score, index=records.index)
     multi = [r for r in roles if r not in records.columns]
     if multi and len(values):
-        has = values[values["role"].isin(multi)].groupby("id")["role"].nunique()
+        v = values[values["role"].isin(multi)]
+        v = v[v["id"].isin(records.index)]
+        has = v.drop_duplicates(["id", "role"])["id"].value_counts()
         score = score.add(has.reindex(records.index).fillna(0), fill_value=0)
     total = max(len(single) + len(multi), 1)
     return (score / total).rename("completeness")
+
+
+def _filled(column: pd.Series) -> np.ndarray:
+    """Whether each cell holds something: not missing and not blank once written as text."""
+    codes, uniques = pd.factorize(column.to_numpy(), use_na_sentinel=True)
+    filled = np.array([str(u).strip() != "" for u in uniques] + [False], dtype=bool)
+    return filled[codes]

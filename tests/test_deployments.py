@@ -15,6 +15,15 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def in_fresh_thread(fn):
+    """Run ``fn`` in a thread with no event loop: a browser test earlier in the same worker may have
+    left Playwright's loop running in this one, and Prefect's sync calls then return coroutines."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn).result()
+
+
 @pytest.fixture(scope="module", autouse=True)
 def prefect_server():
     from prefect.testing.utilities import prefect_test_harness
@@ -24,6 +33,10 @@ def prefect_server():
 
 
 def test_prefect_yaml_deploys_both_schedules():
+    in_fresh_thread(_deploys_both_schedules)
+
+
+def _deploys_both_schedules():
     import prefect.settings
     from prefect.client.orchestration import get_client
 
@@ -49,6 +62,10 @@ def test_prefect_yaml_deploys_both_schedules():
 
 
 def test_served_deployment_runs_the_dedup_flow(tmp_path):
+    in_fresh_thread(lambda: _served_deployment_runs(tmp_path))
+
+
+def _served_deployment_runs(tmp_path):
     from prefect.deployments import run_deployment
     from prefect.runner import Runner
 

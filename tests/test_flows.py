@@ -67,7 +67,10 @@ def test_dedup_flow_stores_proposals_and_a_run_folder(demo_store, tmp_path):
         async with get_client() as client:
             return await client.read_artifacts()
 
-    keys = {a.key for a in asyncio.run(artifacts())}
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:  # no event loop there, whatever ran before in this worker
+        keys = {a.key for a in pool.submit(asyncio.run, artifacts()).result()}
     assert {"dedup-summary", "dedup-groups-per-tier"} <= keys
 
 
