@@ -111,8 +111,8 @@ leads = Table(
     Column("source", String(100)),
     Column("comments", Text),
     # set when a lead is linked to the existing client it duplicates
-    Column("contact_id", Integer, ForeignKey("contacts.id")),
-    Column("company_id", Integer, ForeignKey("companies.id")),
+    Column("contact_id", Integer, ForeignKey("contacts.id"), index=True),
+    Column("company_id", Integer, ForeignKey("companies.id"), index=True),
     *_timestamps(),
 )
 

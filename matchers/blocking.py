@@ -264,6 +264,26 @@ def rules_for(p: Prepared, neighbourhood_window: int = 4) -> list[Rule]:
 
 # -- pair generation -------------------------------------------------------------------------
 
+def unique_sorted(values: np.ndarray) -> np.ndarray:
+    """np.unique by sorting: numpy's hash-based unique is many times slower on large integer arrays."""
+    values = np.sort(np.asarray(values), kind="stable")
+    if len(values) < 2:
+        return values
+    return values[np.r_[True, values[1:] != values[:-1]]]
+
+
+def small_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values and the index of each, for non-negative integers of a small range (rule
+    bitmasks): a lookup table instead of a sort."""
+    values = np.asarray(values, dtype=np.int64)
+    if not len(values):
+        return values, values
+    present = np.flatnonzero(np.bincount(values))
+    lookup = np.zeros(int(present[-1]) + 1, dtype=np.int64)
+    lookup[present] = np.arange(len(present))
+    return present, lookup[values]
+
+
 def block_pairs(pos: np.ndarray, key: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """All pairs (a < b) of positions sharing a key, skipping keys held by more than ``cap`` records.
     Returns a, b and the skipped keys with their record counts."""
@@ -286,7 +306,7 @@ def _code_pairs(pos: np.ndarray, codes: np.ndarray, cap: int):
     big = sizes > cap
     a_parts, b_parts = [], []
     ok = (sizes >= 2) & ~big
-    for size in np.unique(sizes[ok]):
+    for size in unique_sorted(sizes[ok]):
         first = starts[ok & (sizes == size)]
         i, j = np.triu_indices(int(size), k=1)
         a_parts.append(pos[(first[:, None] + i[None, :]).ravel()])
@@ -344,10 +364,10 @@ class Candidates:
         """The rules that proposed each pair (of ``idx``, default all), ";"-joined, built once per
         distinct combination of rules."""
         bits = self.rules if idx is None else self.rules[idx]
-        masks, inverse = np.unique(bits, return_inverse=True)
+        masks, inverse = small_codes(bits)
         texts = np.array([";".join(n for bit, n in enumerate(self.rule_names) if int(m) >> bit & 1) for m in masks],
                          dtype=object)
-        return texts[inverse.reshape(-1)]
+        return texts[inverse]
 
 
 def find_candidates(p: Prepared, cap: int = 50, neighbourhood_window: int = 4) -> Candidates:
@@ -365,7 +385,7 @@ def find_candidates(p: Prepared, cap: int = 50, neighbourhood_window: int = 4) -
             a, b, codes, sizes = _code_pairs(k.pos, k.key, rule.cap or cap) if len(k.pos) else (
                 np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64))
             skipped = pd.DataFrame({"key": k.label(codes), "records": sizes})
-        pair_keys = np.unique(a * n + b)
+        pair_keys = unique_sorted(a * n + b)
         del a, b
         keys_parts.append(pair_keys)
         bits_parts.append(np.full(len(pair_keys), 1 << bit, dtype=np.uint32))

@@ -15,6 +15,8 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 
+from matchers.blocking import unique_sorted
+
 
 def components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Connected-component label per position (labels are the smallest position in the component)."""
@@ -142,7 +144,7 @@ def group_pairs_to_check(labels: np.ndarray, max_group: int) -> tuple[np.ndarray
     sizes = np.diff(np.r_[starts, len(labels)])
     ok = (sizes >= 3) & (sizes <= max_group)
     a_parts, b_parts = [], []
-    for size in np.unique(sizes[ok]):
+    for size in unique_sorted(sizes[ok]):
         first = starts[ok & (sizes == size)]
         members = np.sort(order[first[:, None] + np.arange(size)[None, :]], axis=1)
         i, j = np.triu_indices(int(size), k=1)

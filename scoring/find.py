@@ -10,6 +10,7 @@ import json
 import logging
 import time
 import zlib
+from itertools import islice, repeat
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from matchers.blocking import Candidates, find_candidates
+from matchers.blocking import Candidates, find_candidates, small_codes, unique_sorted
 from matchers.compare import NULL, ComparisonVectors, compare, comparisons_for
 from matchers.prepare import Prepared, prepare
 from matchers.table import MULTI_ROLES, SINGLE_ROLES, RoleTable
@@ -297,7 +298,7 @@ def _cluster(p: Prepared, pa: np.ndarray, pb: np.ndarray, prob: np.ndarray, comp
             strength = ser.reindex(comp).to_numpy()
         return full, strength
     # constrained clustering only over the records that have an edge
-    involved = np.unique(np.concatenate([a, b]))
+    involved = unique_sorted(np.concatenate([a, b]))
     local = np.full(n, -1, dtype=np.int64)
     local[involved] = np.arange(len(involved))
     la, lb = local[a], local[b]
@@ -380,8 +381,9 @@ def _groups(p: Prepared, table: RoleTable, labels: np.ndarray, strength: np.ndar
 
 def _pairs_frame(p: Prepared, cand: Candidates, cv: ComparisonVectors, prob, rule_hit, held: Held, model,
                  settings: MatchSettings) -> pd.DataFrame:
-    """The pairs at or above the possible threshold with their explanation, built column by column:
-    each comparison's words and weight are formatted once per distinct value and then joined."""
+    """The pairs at or above the possible threshold with their explanation. Each comparison's words
+    and weight are formatted once per distinct value; the texts are then joined row by row, per
+    pattern of which comparisons speak for and against (a handful of patterns)."""
     keep = np.flatnonzero(prob >= settings.thresholds.possible)
     ids = p.ids
     prior = model.prior_weight()
@@ -389,45 +391,56 @@ def _pairs_frame(p: Prepared, cand: Candidates, cv: ComparisonVectors, prob, rul
     contrib = model.contributions(cv, keep)
     levels = cv.levels[keep]
     k = len(keep)
-    pro = np.full(k, "", dtype=object)
-    con = np.full(k, "", dtype=object)
-    json_text = np.full(k, '{"prior": ' + _json_float(round(prior, 3)), dtype=object)
+    segments, json_values = [], []
+    side = np.zeros(k, dtype=np.int64)  # 2 bits per comparison: 1 for, 2 against, 0 missing
     crit_bits = np.zeros(k, dtype=np.int64)
-    crit_words = []
+    crit_words: list[str] = []
     for j, c in enumerate(cv.comparisons):
         lv, w = levels[:, j], contrib[:, j]
-        json_text += ", " + json.dumps(names[j]) + ": " + _per_value(w, lambda x: _json_float(round(x, 3)))
+        json_values.append(_per_value(w, lambda x: _json_float(round(x, 3))))
+        segment = np.full(k, "", dtype=object)
         present = np.flatnonzero(lv != NULL)
-        if not len(present):
-            continue
-        lvp, wp = lv[present], w[present]
-        words = np.array([c.describe(i) for i in range(len(c.levels))], dtype=object)[lvp]
-        value = cv.shown.get(c.name)
-        if value is not None and c.tf_level is not None:
-            shown_at = np.flatnonzero(lvp == c.tf_level)
-            vals = value[keep[present[shown_at]]]
-            has = np.array([v is not None for v in vals], dtype=bool)
-            at = shown_at[has]
-            words[at] = (c.label + " " + vals[has].astype(str).astype(object) + " " + c.levels[c.tf_level])
-        segment = words + " (" + _per_value(wp, lambda x: f"{x:+.1f}") + ")"
-        positive = wp > 0
-        for target, mask in ((pro, positive), (con, ~positive)):
-            rows = present[mask]
-            before = target[rows]
-            target[rows] = np.where(before == "", segment[mask], before + "; " + segment[mask])
+        if len(present):
+            lvp, wp = lv[present], w[present]
+            words = np.array([c.describe(i) for i in range(len(c.levels))], dtype=object)[lvp]
+            value = cv.shown.get(c.name)
+            if value is not None and c.tf_level is not None:
+                shown_at = np.flatnonzero(lvp == c.tf_level)
+                vals = value[keep[present[shown_at]]]
+                has = np.array([v is not None for v in vals], dtype=bool)
+                words[shown_at[has]] = c.label + " " + vals[has].astype(str).astype(object) + " " + c.levels[c.tf_level]
+            segment[present] = words + " (" + _per_value(wp, lambda x: f"{x:+.1f}") + ")"
+            side[present] |= np.where(wp > 0, 1, 2) << (2 * j)
+        segments.append(segment)
         if c.name in CRITERIA_WORDS:
-            crit_bits[present[lvp == len(c.levels) - 1]] |= 1 << len(crit_words)
+            crit_bits[present[lv[present] == len(c.levels) - 1]] |= 1 << len(crit_words)
             crit_words.append(CRITERIA_WORDS[c.name])
-    json_text += "}"
-    text = np.where(pro == "", "no agreeing evidence", pro)
-    text = np.where(con == "", text, text + ". Against: " + con)
-    hit = rule_hit[keep]
+    text = np.empty(k, dtype=object)
+    patterns, inverse = np.unique(side, return_inverse=True)
+    order = np.argsort(inverse.reshape(-1), kind="stable")
+    bounds = np.r_[0, np.cumsum(np.bincount(inverse.reshape(-1), minlength=len(patterns)))]
+    for pi, pattern in enumerate(patterns.tolist()):
+        rows = order[bounds[pi]:bounds[pi + 1]]
+        pro = [segments[j][rows] for j in range(len(segments)) if pattern >> (2 * j) & 3 == 1]
+        con = [segments[j][rows] for j in range(len(segments)) if pattern >> (2 * j) & 3 == 2]
+        parts = _interleave(pro, "; ") if pro else [repeat("no agreeing evidence")]
+        if con:
+            parts += [repeat(". Against: ")] + _interleave(con, "; ")
+        text[rows] = ["".join(t) for t in islice(zip(*parts), len(rows))]
+    hit = np.flatnonzero(rule_hit[keep])
     text[hit] = text[hit] + ". Rule: same valid phone and same full name"
     held_at = np.flatnonzero(held.code[keep] > 0)
     text[held_at] = text[held_at] + ". Held at possible: " + held.text(keep[held_at])
-    masks, inverse = np.unique(crit_bits, return_inverse=True)
+    # contributions as JSON: {"prior": .., "<comparison>": .., ...}
+    heads = [repeat('{"prior": ' + _json_float(round(prior, 3)) + ", " + json.dumps(names[0]) + ": ")] + [
+        repeat(", " + json.dumps(name) + ": ") for name in names[1:]]
+    json_parts = [x for pair in zip(heads, json_values) for x in pair] + [repeat("}")]
+    if not names:
+        json_parts = [repeat('{"prior": ' + _json_float(round(prior, 3)) + "}")]
+    contributions = ["".join(t) for t in islice(zip(*json_parts), k)]
+    masks, crit_inverse = small_codes(crit_bits)
     crit_text = np.array([",".join(w for i, w in enumerate(crit_words) if int(m) >> i & 1) for m in masks],
-                         dtype=object)[inverse.reshape(-1)]
+                         dtype=object)[crit_inverse]
     a, b = cand.a[keep], cand.b[keep]
     id_a, id_b = ids[a], ids[b]
     swap = id_a > id_b
@@ -436,9 +449,17 @@ def _pairs_frame(p: Prepared, cand: Candidates, cv: ComparisonVectors, prob, rul
         "id_a": id_a, "id_b": id_b, "probability": prob[keep].round(6),
         "weight": (prior + contrib.sum(axis=1)).round(3), "tier": tier_of(prob[keep], settings),
         "rules": cand.rule_text(keep), "criteria": crit_text,
-        "explanation": text, "contributions": json_text,
+        "explanation": text, "contributions": np.asarray(contributions, dtype=object),
     })
     return out.sort_values(["probability", "id_a", "id_b"], ascending=[False, True, True], ignore_index=True)
+
+
+def _interleave(columns: list[np.ndarray], sep: str) -> list:
+    """Iterables to zip and join: the columns with ``sep`` between them."""
+    out = [columns[0]]
+    for col in columns[1:]:
+        out += [repeat(sep), col]
+    return out
 
 
 def _json_float(x: float) -> str:

@@ -148,6 +148,8 @@ def completeness(records: pd.DataFrame, values: pd.DataFrame, roles: list[str]) 
 
 def _filled(column: pd.Series) -> np.ndarray:
     """Whether each cell holds something: not missing and not blank once written as text."""
+    if column.dtype != object and not pd.api.types.is_string_dtype(column.dtype):
+        return column.notna().to_numpy()  # dates and numbers are never blank text
     codes, uniques = pd.factorize(column.to_numpy(), use_na_sentinel=True)
     filled = np.array([str(u).strip() != "" for u in uniques] + [False], dtype=bool)
     return filled[codes]
