@@ -22,6 +22,8 @@ NOW = dt.datetime(2024, 5, 1, 12, 0)
 def test_migrated_schema_is_exactly_the_declared_one(store):
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), schema.metadata)
+    # migration 0005 adds one SQLite-only index that crm/schema.py cannot declare for both backends
+    diff = [d for d in diff if not (d[0] == "remove_index" and d[1].name == "ix_dedup_groups_managers_sqlite")]
     assert diff == []
     assert store.revision() == head_revision()
     store.check_schema()
