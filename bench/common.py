@@ -163,3 +163,24 @@ def md_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def code_digest(*packages: str) -> dict:
+    """What crm-dedup code ran: a digest of the packages' Python sources, and the git commit (read only)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for pkg in packages:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            h.update(str(path.relative_to(ROOT)).encode())
+            h.update(path.read_bytes())
+    out = {"sources": h.hexdigest()[:16], "packages": list(packages)}
+    try:
+        out["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                       text=True, timeout=10).stdout.strip() or None
+        changed = subprocess.run(["git", "status", "--porcelain", "--", *packages], cwd=ROOT, capture_output=True,
+                                 text=True, timeout=10).stdout.split("\n")
+        out["uncommitted"] = sorted(line[3:] for line in changed if line.strip())
+    except (OSError, subprocess.SubprocessError):
+        out["commit"] = None
+    return out

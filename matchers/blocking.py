@@ -419,6 +419,30 @@ def _union(keys_parts: list[np.ndarray], bits_parts: list[np.ndarray]) -> tuple[
     return keys[starts], np.bitwise_or.reduceat(bits, starts)
 
 
+def blocking_recall(c: Candidates, truth: np.ndarray) -> pd.DataFrame:
+    """Per rule and in union: candidate pairs, true pairs found, true pairs lost.
+    ``truth`` gives each position its real-entity cluster label."""
+    truth = np.asarray(truth)
+    true_pairs = _true_pair_count(truth)
+    is_true = truth[c.a] == truth[c.b]
+    rows = []
+    for bit, name in enumerate(c.rule_names):
+        m = (c.rules >> bit & 1).astype(bool)
+        rows.append({"rule": name, "candidate_pairs": int(m.sum()), "true_pairs_found": int((is_true & m).sum())})
+    found = int(is_true.sum())
+    rows.append({"rule": "(all rules)", "candidate_pairs": len(c), "true_pairs_found": found})
+    out = pd.DataFrame(rows)
+    out["true_pairs"] = true_pairs
+    out["true_pairs_lost"] = true_pairs - out["true_pairs_found"]
+    out["recall"] = out["true_pairs_found"] / max(true_pairs, 1)
+    return out
+
+
+def _true_pair_count(truth: np.ndarray) -> int:
+    sizes = pd.Series(truth).value_counts().to_numpy()
+    return int((sizes * (sizes - 1) // 2).sum())
+
+
 # -- recordlinkage indexers ------------------------------------------------------------------
 
 class KeyBlock(BaseIndexAlgorithm):

@@ -487,8 +487,8 @@ def _swapped_names(p: Prepared, a: np.ndarray, b: np.ndarray, comparisons, level
     lcodes, lu = p.codes("last_sound")
     joint, _ = pd.factorize(np.concatenate([fu, lu]).astype(object))
     joint = joint.astype(np.int64)
-    fs = np.where(fcodes >= 0, joint[: len(fu)][np.maximum(fcodes, 0)], -1)
-    ls = np.where(lcodes >= 0, joint[len(fu):][np.maximum(lcodes, 0)], -1)
+    fs = np.append(joint[: len(fu)], -1)[fcodes]  # code -1 (empty) stays -1
+    ls = np.append(joint[len(fu):], -1)[lcodes]
     fa, fb, la, lb = fs[a], fs[b], ls[a], ls[b]
     # one name matching crosswise is enough to try: the other may carry a typo
     sw = (fa >= 0) & (la >= 0) & (fb >= 0) & (lb >= 0) & (la != lb) & ((la == fb) | (fa == lb))
@@ -498,17 +498,39 @@ def _swapped_names(p: Prepared, a: np.ndarray, b: np.ndarray, comparisons, level
     cols = ["first", "first_raw", "first_sound", "last", "last_sound"]
     left = p.records.iloc[a[idx]][cols].reset_index(drop=True)
     right = p.records.iloc[b[idx]][cols].reset_index(drop=True)
-    right = right.assign(first=right["last"], first_raw=right["last"], first_sound=right["last_sound"],
-                         last=right["first_raw"], last_sound=right["first_sound"])
+    # either record may be the one with swapped fields: try both, so that compare(a, b) == compare(b, a)
+    frame = pd.concat([left, _swap_fields(right), _swap_fields(left), right], ignore_index=True)
     empty = pd.DataFrame({"pos": np.empty(0, np.int64)})
-    small = Prepared(p.entity_type, pd.concat([left, right], ignore_index=True), empty, empty, empty, set(p.roles))
-    na = np.arange(len(idx))
-    crossed = np.stack([comparisons[j].compute(small, na, na + len(idx)).level for j in names], axis=1)
+    small = Prepared(p.entity_type, frame, empty, empty, empty, set(p.roles))
+    m = len(idx)
+    na = np.arange(m)
+    one = np.stack([comparisons[j].compute(small, na, na + m).level for j in names], axis=1)
+    two = np.stack([comparisons[j].compute(small, na + 2 * m, na + 3 * m).level for j in names], axis=1)
+    s1, s2 = one.sum(axis=1), two.sum(axis=1)
+    # the better crossing; on equal sums the larger levels in comparison order (a symmetric choice)
+    first_wins = (s1 > s2) | ((s1 == s2) & _lex_ge(one, two))
+    crossed = np.where(first_wins[:, None], one, two)
     better = crossed.sum(axis=1) > levels[np.ix_(idx, names)].sum(axis=1)
     rows = idx[better]
     for k, j in enumerate(names):
         levels[rows, j] = crossed[better, k]
         tf[rows, j] = 0  # value frequencies of the crossed fields are not comparable
+
+
+def _swap_fields(f: pd.DataFrame) -> pd.DataFrame:
+    return f.assign(first=f["last"], first_raw=f["last"], first_sound=f["last_sound"],
+                    last=f["first_raw"], last_sound=f["first_sound"])
+
+
+def _lex_ge(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Row-wise x >= y in lexicographic order."""
+    out = np.ones(len(x), dtype=bool)
+    decided = np.zeros(len(x), dtype=bool)
+    for j in range(x.shape[1]):
+        differ = ~decided & (x[:, j] != y[:, j])
+        out[differ] = x[differ, j] > y[differ, j]
+        decided |= differ
+    return out
 
 
 def describe_pair(cv: ComparisonVectors, i: int, only_evidence: bool = True) -> list[str]:
