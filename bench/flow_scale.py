@@ -27,6 +27,10 @@ PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 def child_run(url: str, settings_path: str, out: str, incremental: bool) -> None:
     """In the measured process: run the flow and write its summary for the contacts to ``out``."""
+    import os
+
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from pipelines.flows import dedup_flow
 
     summary = dedup_flow(db=url, entity_types=["contact"], settings_path=settings_path, incremental=incremental)
