@@ -18,8 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from recordlinkage.base import BaseIndexAlgorithm
-
 from matchers.prepare import Prepared
 
 log = logging.getLogger(__name__)
@@ -129,11 +127,10 @@ def _glue(parts: list[np.ndarray]) -> np.ndarray:
     return out
 
 
-def _frame_keys(frame: pd.DataFrame, column: str, transform=None) -> Keys:
+def _frame_keys(p: Prepared, frame: str, column: str, transform=None) -> Keys:
     """Keys from a long frame (phones, emails, sites): its ``pos`` and a column, per distinct value."""
-    codes, uniques = pd.factorize(frame[column].to_numpy(dtype=object))
-    uniques = np.asarray(uniques, dtype=object)
-    pos = frame["pos"].to_numpy(np.int64)
+    codes, uniques = p.frame_codes(frame, column)
+    pos = getattr(p, frame)["pos"].to_numpy(np.int64)
     ok = codes >= 0
     if transform is not None:
         new = [transform(u) for u in uniques]
@@ -146,11 +143,11 @@ def _frame_keys(frame: pd.DataFrame, column: str, transform=None) -> Keys:
 
 
 def phone_keys(p: Prepared) -> Keys:
-    return _frame_keys(p.phones, "e164")
+    return _frame_keys(p, "phones", "e164")
 
 
 def email_keys(p: Prepared) -> Keys:
-    return _frame_keys(p.emails, "canonical")
+    return _frame_keys(p, "emails", "canonical")
 
 
 def _local_part(email: str) -> str | None:
@@ -159,11 +156,11 @@ def _local_part(email: str) -> str | None:
 
 
 def email_local_keys(p: Prepared) -> Keys:
-    return _frame_keys(p.emails, "canonical", _local_part)
+    return _frame_keys(p, "emails", "canonical", _local_part)
 
 
 def site_keys(p: Prepared) -> Keys:
-    return _frame_keys(p.sites, "domain")
+    return _frame_keys(p, "sites", "domain")
 
 
 def person_name_keys(p: Prepared) -> Keys:
@@ -314,8 +311,11 @@ def _code_pairs(pos: np.ndarray, codes: np.ndarray, cap: int):
     skipped_codes, skipped_sizes = codes[starts[big]], sizes[big]
     if not a_parts:
         return np.empty(0, np.int64), np.empty(0, np.int64), skipped_codes, skipped_sizes
-    a, b = _ordered(np.concatenate(a_parts), np.concatenate(b_parts))
-    return a, b, skipped_codes, skipped_sizes
+    # positions are sorted within each block, so a <= b already; a record twice in a block
+    # (two emails with one name part) gives a == b
+    a, b = np.concatenate(a_parts), np.concatenate(b_parts)
+    keep = a != b
+    return a[keep], b[keep], skipped_codes, skipped_sizes
 
 
 def neighbourhood_pairs(pos: np.ndarray, key: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
@@ -444,31 +444,48 @@ def _true_pair_count(truth: np.ndarray) -> int:
 
 
 # -- recordlinkage indexers ------------------------------------------------------------------
+# Built on first use: importing recordlinkage (and scikit-learn with it) takes seconds, and the
+# pipeline itself calls the array functions above.
 
-class KeyBlock(BaseIndexAlgorithm):
-    """recordlinkage indexer: records sharing a value of ``column``, skipping values held by more
-    than ``cap`` records."""
+def _indexers() -> dict[str, type]:
+    from recordlinkage.base import BaseIndexAlgorithm
 
-    def __init__(self, column: str, cap: int = 50, **kwargs):
-        super().__init__(**kwargs)
-        self.column, self.cap = column, cap
+    class KeyBlock(BaseIndexAlgorithm):
+        """recordlinkage indexer: records sharing a value of ``column``, skipping values held by more
+        than ``cap`` records."""
 
-    def _dedup_index(self, df_a):
-        key = df_a[self.column]
-        ok = key.notna().to_numpy()
-        a, b, _ = block_pairs(np.flatnonzero(ok), key.to_numpy(dtype=object)[ok], self.cap)
-        return pd.MultiIndex.from_arrays([df_a.index[b], df_a.index[a]])
+        def __init__(self, column: str, cap: int = 50, **kwargs):
+            super().__init__(**kwargs)
+            self.column, self.cap = column, cap
+
+        def _dedup_index(self, df_a):
+            key = df_a[self.column]
+            ok = key.notna().to_numpy()
+            a, b, _ = block_pairs(np.flatnonzero(ok), key.to_numpy(dtype=object)[ok], self.cap)
+            return pd.MultiIndex.from_arrays([df_a.index[b], df_a.index[a]])
+
+    class KeyNeighbourhood(BaseIndexAlgorithm):
+        """recordlinkage indexer: records whose ``column`` values sort within ``window`` of each other."""
+
+        def __init__(self, column: str, window: int = 4, **kwargs):
+            super().__init__(**kwargs)
+            self.column, self.window = column, window
+
+        def _dedup_index(self, df_a):
+            key = df_a[self.column]
+            ok = key.notna().to_numpy()
+            a, b = neighbourhood_pairs(np.flatnonzero(ok), key.to_numpy(dtype=object)[ok], self.window)
+            return pd.MultiIndex.from_arrays([df_a.index[b], df_a.index[a]])
+
+    return {"KeyBlock": KeyBlock, "KeyNeighbourhood": KeyNeighbourhood}
 
 
-class KeyNeighbourhood(BaseIndexAlgorithm):
-    """recordlinkage indexer: records whose ``column`` values sort within ``window`` of each other."""
+_INDEXERS: dict[str, type] = {}
 
-    def __init__(self, column: str, window: int = 4, **kwargs):
-        super().__init__(**kwargs)
-        self.column, self.window = column, window
 
-    def _dedup_index(self, df_a):
-        key = df_a[self.column]
-        ok = key.notna().to_numpy()
-        a, b = neighbourhood_pairs(np.flatnonzero(ok), key.to_numpy(dtype=object)[ok], self.window)
-        return pd.MultiIndex.from_arrays([df_a.index[b], df_a.index[a]])
+def __getattr__(name: str):
+    if name in ("KeyBlock", "KeyNeighbourhood"):
+        if not _INDEXERS:
+            _INDEXERS.update(_indexers())
+        return _INDEXERS[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

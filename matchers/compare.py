@@ -233,16 +233,16 @@ class MultiValueComparison(Comparison):
         cache = p.__dict__.setdefault("_slots", {})
         if self.name not in cache:
             if self.name == "phone":
-                frame, column = p.phones, "e164"
+                frame, column = "phones", "e164"
                 part_of = lambda v, nat: (nat or "")[-7:]  # noqa: E731
                 extra = p.phones["national"].to_numpy(dtype=object)
             else:
-                frame, column = p.emails, "canonical"
+                frame, column = "emails", "canonical"
                 part_of = lambda v, _: v.split("@")[0]  # noqa: E731
                 extra = None
-            cache[self.name] = _Slots.build(len(p), frame["pos"].to_numpy(np.int64),
-                                            frame[column].to_numpy(dtype=object), extra, part_of,
-                                            7 if self.name == "phone" else 4)
+            codes, values = p.frame_codes(frame, column)
+            cache[self.name] = _Slots.build(len(p), getattr(p, frame)["pos"].to_numpy(np.int64), codes, values,
+                                            extra, part_of, 7 if self.name == "phone" else 4)
         return cache[self.name]
 
     def compute(self, p, a, b):
@@ -315,12 +315,12 @@ class _Slots:
     part_ok: np.ndarray  # part long enough to count as "same part"
 
     @classmethod
-    def build(cls, n: int, pos: np.ndarray, raw: np.ndarray, extra, part_of, min_part: int) -> "_Slots | None":
+    def build(cls, n: int, pos: np.ndarray, codes: np.ndarray, values: np.ndarray, extra, part_of,
+              min_part: int) -> "_Slots | None":
         if len(pos) == 0:
             return None
-        codes, values = pd.factorize(raw)
-        values = np.asarray(values, dtype=object)
-        first = np.unique(codes, return_index=True)[1]  # a row holding each value
+        first = np.zeros(len(values), dtype=np.int64)  # a row holding each value
+        first[codes[::-1]] = np.arange(len(codes))[::-1]
         extra_of = extra[first] if extra is not None else [None] * len(values)
         pcodes, parts = pd.factorize(np.asarray([part_of(v, e) for v, e in zip(values, extra_of)], dtype=object))
         parts = np.asarray(parts, dtype=object)

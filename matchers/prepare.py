@@ -60,6 +60,15 @@ class Prepared:
             cache[column] = (codes, uniques)
         return cache[column]
 
+    def frame_codes(self, frame: str, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """A column of a long frame (phones, emails, sites) factorised once: a code per row and the
+        distinct values."""
+        cache = self.__dict__.setdefault("_frame_codes", {})
+        if (frame, column) not in cache:
+            codes, uniques = pd.factorize(getattr(self, frame)[column].to_numpy(dtype=object))
+            cache[(frame, column)] = (codes.astype(np.int64), np.asarray(uniques, dtype=object))
+        return cache[(frame, column)]
+
     @property
     def ids(self) -> np.ndarray:
         return self.records["id"].to_numpy()
@@ -159,11 +168,21 @@ def _clean_or_none(raw: object) -> str | None:
 
 
 def prepare(table: RoleTable, region: str = "RU", provider_rules: bool = True,
-            fallback_regions: tuple[str, ...] = ("US", "GB")) -> Prepared:
+            fallback_regions: tuple[str, ...] = ("US", "GB"), workers: int = 1) -> Prepared:
+    """Normalise every record. ``workers`` > 1 lets phone and e-mail normalisation of a large table
+    run partly in helper processes while this one parses the names (the results are the same)."""
     rec = table.records
     out = pd.DataFrame({"id": rec.index.to_numpy()})
     roles = {r for r in rec.columns if rec[r].notna().any()}
     roles |= set(table.values["role"].dropna().unique())
+    positions = _positions(rec.index)
+    phones, emails, sites = (_long(table, role, positions) for role in ("phone", "email", "website"))
+    # each distinct phone and address is normalised once; a phone invalid in the default region is
+    # read in the fallback regions too (a London client's "07825 529 772" in a Moscow CRM)
+    tasks = Channels(workers, [
+        (_normalize_phone_values, phones.values, (region, tuple(fallback_regions))),
+        (_normalize_email_values, emails.values, (provider_rules,)),
+    ])
 
     if roles & set(NAME_ROLES):
         names = normalize_persons(rec[[c for c in NAME_ROLES if c in rec.columns]].reset_index(drop=True))
@@ -186,37 +205,158 @@ def prepare(table: RoleTable, region: str = "RU", provider_rules: bool = True,
         if col in rec.columns:
             out[col] = rec[col].to_numpy()
 
-    pos_of = pd.Series(np.arange(len(out)), index=rec.index)
-    phones = _long(table, "phone", pos_of)
+    phone_norm, email_norm = tasks.results()
+    phones = phones.frame(phone_norm)
     if len(phones):
-        norm = normalize_phones(phones["raw"], region=region)
-        # a number written without its country code may belong to another country (a London
-        # client's "07825 529 772" in a Moscow CRM): try the fallback regions where it is invalid
-        for other in fallback_regions:
-            bad = ~norm["valid"] & ~norm["placeholder"] & phones["raw"].notna()
-            if not bad.any():
-                break
-            alt = normalize_phones(phones["raw"][bad], region=other)
-            better = alt["valid"]
-            norm.loc[better[better].index] = alt[better]
-        phones = phones.join(norm)
         phones = phones[phones["e164"].notna() & ~phones["placeholder"]]
     phones = phones.reindex(columns=["pos", "e164", "national", "valid"]).drop_duplicates(["pos", "e164"])
 
-    emails = _long(table, "email", pos_of)
+    emails = emails.frame(email_norm)
     if len(emails):
-        norm = normalize_emails(emails["raw"], provider_rules=provider_rules)
-        emails = emails.join(norm)
         emails = emails[emails["canonical"].notna() & ~emails["placeholder"]]
     emails = emails.reindex(columns=["pos", "email", "canonical", "local", "domain"]).drop_duplicates(["pos", "canonical"])
 
-    sites = _long(table, "website", pos_of)
+    domains = per_unique(pd.Series(sites.values, dtype=object), registered_domain)
+    sites = sites.frame(pd.DataFrame({"domain": domains}))
     if len(sites):
-        sites = sites.assign(domain=sites["raw"].map(registered_domain))
         sites = sites[sites["domain"].notna() & ~sites["domain"].isin(FREE_MAIL_DOMAINS)]
     sites = sites.reindex(columns=["pos", "domain"]).drop_duplicates()
 
     return Prepared(table.entity_type, out, _typed(phones), _typed(emails), _typed(sites), roles)
+
+
+def _normalize_phone_values(values: np.ndarray, region: str, fallback_regions: tuple[str, ...]) -> pd.DataFrame:
+    return normalize_phones(pd.Series(values, dtype=object), region=region,
+                            fallback_regions=fallback_regions).reset_index(drop=True)
+
+
+def _normalize_email_values(values: np.ndarray, provider_rules: bool) -> pd.DataFrame:
+    return normalize_emails(pd.Series(values, dtype=object), provider_rules=provider_rules).reset_index(drop=True)
+
+
+# Below this many distinct phones and addresses, a helper process costs more than it saves.
+PARALLEL_MIN_VALUES = 100_000
+CHUNK_VALUES = 50_000
+
+
+class Channels:
+    """Normalisation of distinct values in chunks, started at once and collected later: with
+    ``workers`` > 1 and enough values, helper processes take chunks from the front of the queue
+    while this process does other work; whatever they have not started when results() is called,
+    this process does itself. Any trouble with helpers (none allowed here, as in a daemonic Dask
+    worker) falls back to doing everything here."""
+
+    def __init__(self, workers: int, tasks: list[tuple]):
+        self.tasks = tasks
+        self.chunks = [[(func, values[i:i + CHUNK_VALUES], args) for i in range(0, len(values), CHUNK_VALUES)]
+                       for func, values, args in tasks]
+        self.futures: list[list] | None = None
+        self.pool = None
+        total = sum(len(values) for _, values, _ in tasks)
+        if workers > 1 and total >= PARALLEL_MIN_VALUES:
+            try:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
+
+                # fork: the helpers start at once with everything imported and never re-run the
+                # caller's __main__ (the chunks go to them pickled, the results come back pickled)
+                ctx = multiprocessing.get_context("fork")
+                self.pool = ProcessPoolExecutor(max_workers=workers - 1, mp_context=ctx)
+                self.futures = [[self.pool.submit(_run_chunk, chunk) for chunk in chunks] for chunks in self.chunks]
+            except Exception:  # noqa: BLE001 - no helper processes here: do the work in this one
+                log.info("normalising in one process (no helper processes available)", exc_info=True)
+                self._close()
+                self.futures = None
+
+    def results(self) -> list[pd.DataFrame]:
+        out = []
+        try:
+            for t, chunks in enumerate(self.chunks):
+                parts: list = [None] * len(chunks)
+                if self.futures is not None:
+                    # take back the chunks no helper has started, last first
+                    for i in range(len(chunks) - 1, -1, -1):
+                        if self.futures[t][i].cancel():
+                            parts[i] = _run_chunk(chunks[i])
+                for i, chunk in enumerate(chunks):
+                    if parts[i] is None:
+                        parts[i] = self._collect(t, i) if self.futures is not None else _run_chunk(chunk)
+                out.append(pd.concat(parts, ignore_index=True) if parts else self.tasks[t][0](
+                    np.empty(0, dtype=object), *self.tasks[t][2]))
+        finally:
+            self._close()
+        return out
+
+    def _collect(self, t: int, i: int) -> pd.DataFrame:
+        try:
+            return self.futures[t][i].result()
+        except Exception:  # noqa: BLE001 - a helper died: redo its chunk here
+            log.warning("a normalising helper process failed; redoing its chunk here", exc_info=True)
+            return _run_chunk(self.chunks[t][i])
+
+    def _close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+
+def _run_chunk(chunk: tuple) -> pd.DataFrame:
+    func, values, args = chunk
+    return func(values, *args)
+
+
+@dataclass
+class _LongValues:
+    """One multi-value role as long rows: record position and a code into ``values`` (the distinct
+    raw values, stripped, blanks dropped)."""
+
+    pos: np.ndarray
+    codes: np.ndarray
+    values: np.ndarray
+
+    def frame(self, per_value: pd.DataFrame) -> pd.DataFrame:
+        """Rows pos, raw and the columns of ``per_value`` (one row per distinct value)."""
+        out = pd.DataFrame({"pos": self.pos, "raw": self.values[self.codes]})
+        for col in per_value.columns:
+            out[col] = per_value[col].to_numpy()[self.codes]
+        return out
+
+
+def _positions(index: pd.Index):
+    """A function from record ids to positions (-1 when unknown): a binary search when the ids are
+    sorted, which they usually are, else the index's hash table."""
+    keys = index.to_numpy()
+    if index.is_monotonic_increasing and index.is_unique and keys.dtype.kind in "iuf":
+        def lookup(ids: np.ndarray) -> np.ndarray:
+            ids = np.asarray(ids)
+            if ids.dtype.kind not in "iuf":
+                return index.get_indexer(ids)
+            at = np.clip(np.searchsorted(keys, ids), 0, max(len(keys) - 1, 0))
+            return np.where((len(keys) > 0) & (keys[at] == ids), at, -1) if len(keys) else np.full(len(ids), -1)
+        return lookup
+    return lambda ids: index.get_indexer(ids)
+
+
+def _long(table: RoleTable, role: str, positions) -> _LongValues:
+    """The rows of one multi-value role, as RoleTable.multi gives them (text, stripped, blanks
+    dropped), with each distinct value once."""
+    values = table.values
+    mask = (values["role"] == role).to_numpy()
+    ids = values["id"].to_numpy()[mask]
+    codes, uniques = pd.factorize(values["raw"].to_numpy(dtype=object)[mask])
+    text = pd.Series(uniques, dtype=object).astype("string").str.strip()
+    keep_value = np.append(text.fillna("").ne("").to_numpy(), False)  # code -1: missing
+    pos = positions(ids)
+    keep = keep_value[codes] & (pos >= 0)
+    if (pos < 0).any():
+        log.warning("%d %s values belong to no record of the table; they are left out", int((pos < 0).sum()), role)
+    # renumber the kept values densely, in order of first appearance
+    kept_codes = codes[keep]
+    used = np.zeros(len(uniques) + 1, dtype=bool)
+    used[kept_codes] = True
+    new_code = np.cumsum(used) - 1
+    return _LongValues(pos[keep].astype(np.int64), new_code[kept_codes].astype(np.int64),
+                       text.to_numpy(dtype=object)[used[:-1]])
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
@@ -229,6 +369,3 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype(types)
 
 
-def _long(table: RoleTable, role: str, pos_of: pd.Series) -> pd.DataFrame:
-    v = table.multi(role)
-    return pd.DataFrame({"pos": pos_of.reindex(v["id"].to_numpy()).to_numpy(), "raw": v["raw"].to_numpy()})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import zlib
 from itertools import islice, repeat
@@ -23,7 +24,7 @@ from matchers.compare import NULL, ComparisonVectors, compare, comparisons_for
 from matchers.prepare import Prepared, prepare
 from matchers.table import MULTI_ROLES, SINGLE_ROLES, RoleTable
 from scoring.cluster import components, constrained_clusters, group_pairs_to_check
-from scoring.model import FSModel, LogisticModel, probability, train_fellegi_sunter, train_logistic
+from scoring.model import FSModel, LogisticModel, probability, total_weight, train_fellegi_sunter, train_logistic
 from scoring.primary import completeness, rank_groups
 from scoring.settings import MatchSettings
 
@@ -120,7 +121,8 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
     timer = _Timer()
     with timer.stage("normalise"):
         p = prepared if prepared is not None else prepare(table, region=settings.region,
-                                                          provider_rules=settings.provider_rules)
+                                                          provider_rules=settings.provider_rules,
+                                                          workers=settings.workers or os.cpu_count() or 1)
     with timer.stage("block"):
         cand = find_candidates(p, cap=settings.block_cap, neighbourhood_window=settings.neighbourhood_window)
         n_candidates = len(cand)
@@ -447,7 +449,7 @@ def _pairs_frame(p: Prepared, cand: Candidates, cv: ComparisonVectors, prob, rul
     id_a, id_b = np.where(swap, id_b, id_a), np.where(swap, id_a, id_b)
     out = pd.DataFrame({
         "id_a": id_a, "id_b": id_b, "probability": prob[keep].round(6),
-        "weight": (prior + contrib.sum(axis=1)).round(3), "tier": tier_of(prob[keep], settings),
+        "weight": total_weight(prior, contrib).round(3), "tier": tier_of(prob[keep], settings),
         "rules": cand.rule_text(keep), "criteria": crit_text,
         "explanation": text, "contributions": np.asarray(contributions, dtype=object),
     })
@@ -489,6 +491,11 @@ def _criteria(group_table: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:
     words = words[words["what"].notna() & (words["what"] != "")]
     counts = words.groupby(["group", "what"]).size().rename("n").reset_index()
     counts = counts.sort_values(["group", "n", "what"], ascending=[True, False, True])
-    counts["text"] = counts["n"].astype(str) + np.where(counts["n"] == 1, " match by ", " matches by ") + counts["what"]
-    joined = counts.groupby("group", sort=False)["text"].agg(", ".join)
+    text = (counts["n"].astype(str) + np.where(counts["n"] == 1, " match by ", " matches by ")
+            + counts["what"]).to_numpy(dtype=object)
+    group = counts["group"].to_numpy(dtype=object)
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if len(group) else np.zeros(0, np.int64)
+    ends = np.r_[starts[1:], len(group)]
+    joined = pd.Series([", ".join(text[s:e]) for s, e in zip(starts.tolist(), ends.tolist())], index=group[starts],
+                       dtype=object)
     return joined.reindex(group_table["group_id"]).fillna("similar records").tolist()

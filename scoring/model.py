@@ -61,7 +61,7 @@ class FSModel:
         levels = cv.levels if rows is None else cv.levels[rows]
         tfs = cv.tf if rows is None else cv.tf[rows]
         weights = self.level_weights()
-        out = np.zeros(levels.shape, dtype=np.float64)
+        out = np.zeros(levels.shape, dtype=np.float64, order="F")  # filled and read column by column
         for j, w in enumerate(weights):
             lv = levels[:, j]
             # a lookup table with the null level (-1) last, adding 0
@@ -86,8 +86,7 @@ class FSModel:
     def score(self, cv: ComparisonVectors) -> tuple[np.ndarray, np.ndarray]:
         """(match probability, contributions) for every pair."""
         contrib = self.contributions(cv)
-        weight = self.prior_weight() + contrib.sum(axis=1)
-        return probability(weight), contrib
+        return probability(total_weight(self.prior_weight(), contrib)), contrib
 
     def _check(self, cv: ComparisonVectors) -> None:
         if cv.names != self.comparisons:
@@ -125,7 +124,16 @@ def _chunked_weights(model, cv: ComparisonVectors) -> np.ndarray:
     prior = model.prior_weight()
     for start in range(0, len(out), WEIGHT_CHUNK):
         part = slice(start, start + WEIGHT_CHUNK)
-        out[part] = prior + model.contributions(cv, part).sum(axis=1)
+        out[part] = total_weight(prior, model.contributions(cv, part))
+    return out
+
+
+def total_weight(prior: float, contributions: np.ndarray) -> np.ndarray:
+    """prior + the contributions of each row, added column by column (the same order everywhere, so
+    a pair's weight is the same number whichever rows it was computed with)."""
+    out = np.full(len(contributions), prior, dtype=np.float64)
+    for j in range(contributions.shape[1]):
+        out += contributions[:, j]
     return out
 
 
@@ -165,16 +173,20 @@ def _u_exact(counts: np.ndarray) -> float:
 
 def _value_counts(p: Prepared, c) -> np.ndarray:
     """How many records hold each value of a comparison's column."""
-    frames = {"phone": (p.phones, "e164"), "email": (p.emails, "canonical"), "website": (p.sites, "domain")}
+    frames = {"phone": ("phones", "e164"), "email": ("emails", "canonical"), "website": ("sites", "domain")}
     if c.name in frames:
-        f, col = frames[c.name]
-        return f.drop_duplicates(["pos", col])[col].value_counts().to_numpy().astype(float)
+        frame, col = frames[c.name]
+        if not len(getattr(p, frame)):
+            return np.zeros(0)
+        # the frames hold each value once per record already
+        codes, values = p.frame_codes(frame, col)
+        return np.bincount(codes[codes >= 0], minlength=len(values)).astype(float)
     col = getattr(c, "column", None) or {"first_name": "first_raw"}.get(c.name)
     if col not in p.records.columns:
         return np.zeros(0)
-    s = p.records[col]
-    s = s[s.notna() & (s.astype(str).str.len() > 0)]
-    return s.value_counts().to_numpy().astype(float)
+    codes, values = p.codes(col)
+    counts = np.bincount(codes[codes >= 0], minlength=len(values)).astype(float)
+    return counts[counts > 0]
 
 
 def _patterns(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -337,7 +349,7 @@ class LogisticModel:
 
     def contributions(self, cv: ComparisonVectors, rows=None) -> np.ndarray:
         levels = cv.levels if rows is None else cv.levels[rows]
-        out = np.zeros(levels.shape)
+        out = np.zeros(levels.shape, order="F")
         for j, w in enumerate(self.coef):
             out[:, j] = np.append(np.asarray(w, dtype=np.float64), 0.0)[levels[:, j]]
         return out
@@ -350,7 +362,7 @@ class LogisticModel:
 
     def score(self, cv):
         contrib = self.contributions(cv)
-        return probability(self.intercept + contrib.sum(axis=1)), contrib
+        return probability(total_weight(self.intercept, contrib)), contrib
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "comparisons": self.comparisons, "levels": self.levels, "coef": self.coef,

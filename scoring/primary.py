@@ -94,8 +94,12 @@ def _reasons(best: pd.DataFrame, runner: pd.DataFrame, has_runner: np.ndarray, c
 def _formatted(values: pd.Series, col: str) -> np.ndarray:
     """_fmt of every value, once per distinct value."""
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    missing = pd.NaT if pd.api.types.is_datetime64_any_dtype(values.dtype) else np.nan
-    texts = np.array([_fmt(u, col) for u in uniques] + [_fmt(missing, col)], dtype=object)
+    if pd.api.types.is_datetime64_any_dtype(values.dtype) and col != "editable":
+        # as _fmt does for each Timestamp, for all at once
+        texts = np.append(np.asarray(pd.DatetimeIndex(uniques).strftime("%Y-%m-%d %H:%M"), dtype=object),
+                          _fmt(pd.NaT, col))
+    else:
+        texts = np.array([_fmt(u, col) for u in uniques] + [_fmt(np.nan, col)], dtype=object)
     return texts[codes]
 
 

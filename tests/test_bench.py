@@ -25,8 +25,9 @@ def test_run_child_measures_wall_time_and_peak_memory_of_that_child():
     m = common.run_child([sys.executable, "-c", code])
     assert m["returncode"] == 0 and not m["timed_out"]
     assert m["wall_s"] >= 0.3
-    assert 300 <= m["peak_rss_mb"] < 300 + 200  # the 300 MB it touched, plus an interpreter
-    assert m["harness_rss_mb"] < m["peak_rss_mb"]
+    # the 300 MB it touched plus an interpreter; a child forked from a big process (a pytest worker)
+    # starts with the parent's resident pages counted until it execs
+    assert 300 <= m["peak_rss_mb"] < max(300, m["harness_rss_mb"]) + 200
 
 
 def test_run_child_reports_failure_and_timeout():
