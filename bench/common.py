@@ -68,8 +68,8 @@ def self_rss_mb() -> float:
 
 
 def run_child(args: list[str], timeout: float | None = None, env: dict | None = None, cwd: Path = ROOT) -> dict:
-    """Run ``args`` as a child process; return wall seconds, peak RSS (MB), exit code, timeout flag and
-    the tail of its output. A child still running after ``timeout`` seconds is killed (its process
+    """Run ``args`` as a child process; return wall and CPU seconds, peak RSS (MB), exit code, timeout
+    flag and the tail of its output. A child still running after ``timeout`` seconds is killed (its process
     group) and reported with ``timed_out: True``."""
     full_env = dict(os.environ)
     full_env.setdefault("PYTHONUNBUFFERED", "1")
@@ -100,7 +100,9 @@ def run_child(args: list[str], timeout: float | None = None, env: dict | None = 
     proc.returncode = os.waitstatus_to_exitcode(status)
     reader.join(timeout=10)
     output = "".join(lines)
-    return {"wall_s": round(wall, 3), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+    # CPU seconds (user + system, all threads) are the steadier figure on a shared machine
+    return {"wall_s": round(wall, 3), "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
             "returncode": proc.returncode, "timed_out": timed_out, "harness_rss_mb": round(harness_rss, 1),
             "output_tail": output[-4000:]}
 

@@ -72,15 +72,20 @@ def child_generate(n: int, seed: int, folder: Path) -> None:
 
 
 class _StageMemory(logging.Handler):
-    """Peak RSS so far and current RSS when scoring.find logs the end of a stage."""
+    """When scoring.find logs the end of a stage: peak RSS so far, current RSS, and this process's CPU
+    seconds in the stage (helpers excluded; on a busy machine CPU seconds vary less than wall time)."""
 
     def __init__(self):
         super().__init__(logging.INFO)
         self.stages: dict[str, dict] = {}
+        self.cpu = time.process_time()
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.msg == "stage %s took %.2f s" and record.args:
-            self.stages[str(record.args[0])] = {"peak_rss_mb": _rss_mb(), "rss_mb": _current_rss_mb()}
+            now = time.process_time()
+            self.stages[str(record.args[0])] = {"peak_rss_mb": _rss_mb(), "rss_mb": _current_rss_mb(),
+                                                "cpu_s": round(now - self.cpu, 2)}
+            self.cpu = now
 
 
 def child_find(folder: Path) -> None:
@@ -90,8 +95,6 @@ def child_find(folder: Path) -> None:
     from scoring.find import find_duplicates
 
     find_log = logging.getLogger("scoring.find")
-    memory = _StageMemory()
-    find_log.addHandler(memory)
     find_log.setLevel(logging.INFO)
     start = time.perf_counter()
     contacts = pd.read_parquet(folder / "contacts.parquet")
@@ -100,6 +103,8 @@ def child_find(folder: Path) -> None:
     del contacts, comms
     read_s = time.perf_counter() - start
     read_rss = _rss_mb()
+    memory = _StageMemory()
+    find_log.addHandler(memory)
     result = find_duplicates(table)
     find_s = time.perf_counter() - start
     result.groups[["id", "group_id", "is_primary", "tier"]].to_parquet(folder / "groups.parquet", index=False)
@@ -233,9 +238,13 @@ def main(argv: list[str] | None = None) -> int:
         log.info("find_scale: %d contacts", n)
         record = bench_one(n, args.seed, args.timeout, args.reuse_data)
         t = record.get("timings", {})
-        log.info("%d contacts: find %.1f s (process %.1f s), peak %.0f MB; stages %s; P/R/F1 %s", n,
+        log.info("%d contacts: find %.1f s (process %.1f s, CPU %s s + helpers %s s), peak %.0f MB; "
+                 "normalise+block+compare %.1f s, peak %s MB; stages %s; P/R/F1 %s", n,
                  record.get("find_s", float("nan")), record.get("process_wall_s", float("nan")),
-                 record.get("peak_rss_mb", float("nan")), t,
+                 record.get("cpu_s"), record.get("helpers_cpu_s"), record.get("peak_rss_mb", float("nan")),
+                 record.get("nbc_s", float("nan")), record.get("nbc_peak_rss_mb"),
+                 {k: (v, record.get("stage_memory", {}).get(k, {}).get("cpu_s"),
+                      record.get("stage_memory", {}).get(k, {}).get("peak_rss_mb")) for k, v in t.items()},
                  {k: record.get("quality", {}).get(k) for k in ("precision", "recall", "f1")})
         if not args.no_save:
             append_result("find_scale", record)

@@ -13,7 +13,9 @@ compose with recordlinkage.Index; the pipeline calls the array functions directl
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -263,7 +265,7 @@ def rules_for(p: Prepared, neighbourhood_window: int = 4) -> list[Rule]:
 
 def unique_sorted(values: np.ndarray) -> np.ndarray:
     """np.unique by sorting: numpy's hash-based unique is many times slower on large integer arrays."""
-    values = np.sort(np.asarray(values), kind="stable")
+    values = np.sort(np.asarray(values))
     if len(values) < 2:
         return values
     return values[np.r_[True, values[1:] != values[:-1]]]
@@ -370,31 +372,29 @@ class Candidates:
         return texts[inverse]
 
 
+BLOCK_THREADS = min(os.cpu_count() or 1, 2)
+
+
 def find_candidates(p: Prepared, cap: int = 50, neighbourhood_window: int = 4) -> Candidates:
-    """The union of every rule's pairs, each remembering which rules proposed it."""
+    """The union of every rule's pairs, each remembering which rules proposed it. On a large table
+    the rules run side by side in threads (sorting and numpy work, which let go of the GIL)."""
     n = max(len(p), 1)
-    keys_parts, bits_parts, stats, skipped_parts = [], [], [], []
     rules = rules_for(p, neighbourhood_window)
-    for bit, rule in enumerate(rules):
-        k = rule.keys(p)
-        if rule.window:
-            order_key = k.rank[k.key] if k.rank is not None else k.label(k.key)
-            a, b = neighbourhood_pairs(k.pos, order_key, rule.window)
-            skipped = pd.DataFrame({"key": [], "records": []})
-        else:
-            a, b, codes, sizes = _code_pairs(k.pos, k.key, rule.cap or cap) if len(k.pos) else (
-                np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64))
-            skipped = pd.DataFrame({"key": k.label(codes), "records": sizes})
-        pair_keys = unique_sorted(a * n + b)
-        del a, b
-        keys_parts.append(pair_keys)
-        bits_parts.append(np.full(len(pair_keys), 1 << bit, dtype=np.uint32))
+    if len(p) >= 100_000 and BLOCK_THREADS > 1:
+        with ThreadPoolExecutor(max_workers=BLOCK_THREADS) as pool:
+            found = list(pool.map(lambda r: _rule_pairs(p, r, cap, n), rules))
+    else:
+        found = [_rule_pairs(p, r, cap, n) for r in rules]
+    stats, skipped_parts = [], []
+    for rule, (pair_keys, skipped) in zip(rules, found):
         stats.append({"rule": rule.name, "description": rule.description, "pairs": len(pair_keys),
                       "skipped_keys": len(skipped)})
         if len(skipped):
             skipped_parts.append(skipped.assign(rule=rule.name))
-            log.info("blocking rule %s skipped %d keys shared by more than %d records", rule.name, len(skipped), cap)
-    uniq, bits = _union(keys_parts, bits_parts)
+            log.info("blocking rule %s skipped %d keys shared by more than %d records", rule.name, len(skipped),
+                     rule.cap or cap)
+    uniq, bits = _union([keys for keys, _ in found], list(range(len(rules))))
+    del found
     a, b = uniq // n, uniq % n
     skipped = (pd.concat(skipped_parts, ignore_index=True)[["rule", "key", "records"]]
                if skipped_parts else pd.DataFrame({"rule": [], "key": [], "records": []}))
@@ -402,19 +402,40 @@ def find_candidates(p: Prepared, cap: int = 50, neighbourhood_window: int = 4) -
                       pd.DataFrame(stats), skipped.sort_values("records", ascending=False, kind="stable", ignore_index=True))
 
 
-def _union(keys_parts: list[np.ndarray], bits_parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted distinct pair keys with the OR of their rule bits. Each part is sorted already, so a
-    stable sort (timsort, which merges runs) of their concatenation is cheap."""
+def _rule_pairs(p: Prepared, rule: Rule, cap: int, n: int) -> tuple[np.ndarray, pd.DataFrame]:
+    """One rule's pairs as sorted distinct keys a * n + b, and the keys it skipped."""
+    k = rule.keys(p)
+    if rule.window:
+        order_key = k.rank[k.key] if k.rank is not None else k.label(k.key)
+        a, b = neighbourhood_pairs(k.pos, order_key, rule.window)
+        skipped = pd.DataFrame({"key": [], "records": []})
+    else:
+        a, b, codes, sizes = _code_pairs(k.pos, k.key, rule.cap or cap) if len(k.pos) else (
+            np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64))
+        skipped = pd.DataFrame({"key": k.label(codes), "records": sizes})
+    return unique_sorted(a * n + b), skipped
+
+
+def _union(keys_parts: list[np.ndarray], rule_numbers: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct pair keys (each part sorted and distinct) with the OR of the bits of the rules
+    that proposed them. With the rule's number packed into the low five bits of each key, one
+    in-place sort of a single array does it."""
     if not keys_parts:
         return np.empty(0, np.int64), np.empty(0, np.uint32)
-    keys = np.concatenate(keys_parts)
-    bits = np.concatenate(bits_parts)
-    if len(keys_parts) > 1:
+    top = max((int(k[-1]) for k in keys_parts if len(k)), default=0)
+    if top >= 1 << 57:  # no room for the rule number: sort keys and bits together
+        keys = np.concatenate(keys_parts)
+        bits = np.concatenate([np.full(len(k), 1 << r, dtype=np.uint32) for k, r in zip(keys_parts, rule_numbers)])
         order = np.argsort(keys, kind="stable")
         keys, bits = keys[order], bits[order]
-        del order
+    else:
+        packed = np.concatenate([(k << 5) | r for k, r in zip(keys_parts, rule_numbers)])
+        packed.sort()
+        keys = packed >> 5
+        bits = np.left_shift(np.uint32(1), (packed & 31).astype(np.uint32))
+        del packed
     if not len(keys):
-        return keys.astype(np.int64), bits
+        return keys.astype(np.int64), bits.astype(np.uint32)
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
     return keys[starts], np.bitwise_or.reduceat(bits, starts)
 

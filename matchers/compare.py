@@ -9,6 +9,8 @@ hold the value that matched exactly (0 where not an exact match).
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,12 +36,20 @@ def _similarity(va: np.ndarray, vb: np.ndarray, scorer) -> np.ndarray:
     return process.cpdist(list(va), list(vb), scorer=scorer, workers=-1)
 
 
+SMALL_KEY_SPACE = 1 << 22
+
+
 def distinct_pairs(ca: np.ndarray, cb: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The distinct unordered pairs of codes (below ``size``) among (ca, cb): (x, y) with x <= y, and
     for each input pair the index of its distinct pair. Sort-based: on large arrays that is much
     faster here than hashing."""
     lo, hi = np.minimum(ca, cb).astype(np.int64), np.maximum(ca, cb).astype(np.int64)
     key = lo * max(size, 1) + hi
+    if size * size <= SMALL_KEY_SPACE:  # few values (patronymics): a lookup table, no sort
+        present = np.flatnonzero(np.bincount(key, minlength=1))
+        lookup = np.zeros(int(present[-1]) + 1 if len(present) else 1, dtype=np.int64)
+        lookup[present] = np.arange(len(present))
+        return present // max(size, 1), present % max(size, 1), lookup[key]
     order = np.argsort(key)
     sorted_key = key[order]
     new = np.empty(len(key), dtype=bool)
@@ -253,61 +263,74 @@ class MultiValueComparison(Comparison):
         sl = self._slots(p)
         if sl is None:
             return Levels(level, tf, shown)
+        a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
         ka, kb = sl.count[a], sl.count[b]
-        both = np.flatnonzero((ka > 0) & (kb > 0))
-        level[both] = 0
-        pa, pb, ka, kb = a[both], b[both], ka[both], kb[both]
-        best_tf = np.full(len(both), np.iinfo(np.int64).max, dtype=np.int64)
-        best_value = np.full(len(both), -1, dtype=np.int64)
-        lv = np.zeros(len(both), dtype=np.int8)
-        # every slot of a against every slot of b, only over pairs that have both slots
+        level[(ka > 0) & (kb > 0)] = 0
+        hits: list[tuple] = []  # (pair rows, value codes) sharing a value
+        differ: list[tuple] = []  # (pair rows, a's part codes, b's part codes) of differing values
+        # every slot of a against every slot of b; slot 0 over all pairs at once (-1: no value)
         for i in range(sl.width):
-            has_i = np.flatnonzero(ka > i)
-            if not len(has_i):
+            rows_i = None if i == 0 else np.flatnonzero(ka > i)
+            if rows_i is not None and not len(rows_i):
                 break
-            va, qa = sl.value[pa[has_i], i], sl.part[pa[has_i], i]
+            xa = sl.packed[i][a] if rows_i is None else sl.packed[i][a[rows_i]]
             for j in range(sl.width):
-                sub = np.flatnonzero(kb[has_i] > j)
-                if not len(sub):
-                    break
-                rows = has_i[sub]
-                x, y = va[sub], sl.value[pb[rows], j]
-                px, py = qa[sub], sl.part[pb[rows], j]
-                if self.name == "email":
-                    diff = np.flatnonzero(x != y)
-                    if len(diff):
-                        # a close name part (written on a's side long enough), weakest level
-                        sim = _code_similarity(px[diff], py[diff], sl.parts, JaroWinkler.normalized_similarity)
-                        close = (sim >= 0.92) & (sl.part_len[px[diff]] >= 4)
-                        lv[rows[diff[close]]] = np.maximum(lv[rows[diff[close]]], 1)
-                same_part = (px == py) & sl.part_ok[px]
-                lv[rows[same_part]] = np.maximum(lv[rows[same_part]], self.tf_level - 1)
-                same = np.flatnonzero(x == y)
+                if rows_i is None and j == 0:
+                    rows, x, y = None, xa, sl.packed[0][b]
+                else:
+                    base_k = kb if rows_i is None else kb[rows_i]
+                    sub = np.flatnonzero(base_k > j)
+                    if not len(sub):
+                        break
+                    rows = sub if rows_i is None else rows_i[sub]
+                    x, y = xa[sub], sl.packed[j][b[rows]]
+                ok = (x >= 0) & (y >= 0)
+                # same comparable part (last 7 digits, e-mail name), long enough to count
+                near = np.flatnonzero(ok & (((x ^ y) & _LOW) == 0))
+                same = near[x[near] == y[near]]
+                near = near[sl.part_ok[x[near] & _LOW]]
+                at = near if rows is None else rows[near]
+                level[at] = np.maximum(level[at], self.tf_level - 1)
                 if len(same):
-                    r, v = rows[same], x[same]
-                    t = sl.tf[v]
-                    # of several shared values, the rarest is the strongest evidence (first on a tie)
-                    better = t < best_tf[r]
-                    best_tf[r[better]], best_value[r[better]] = t[better], v[better]
-        hit = best_value >= 0
-        lv[hit] = self.tf_level
-        level[both] = lv
-        idx = both[hit]
-        tf[idx] = best_tf[hit]
-        shown[idx] = sl.values[best_value[hit]]
+                    hits.append((same if rows is None else rows[same], x[same] >> 32))
+                if self.name == "email":
+                    d = np.flatnonzero(ok & ((x >> 32) != (y >> 32)))
+                    differ.append((d if rows is None else rows[d], x[d] & _LOW, y[d] & _LOW))
+        if differ:
+            # a close name part (a's long enough) where nothing stronger holds: the weakest level
+            rows = np.concatenate([r for r, _, _ in differ])
+            px = np.concatenate([q for _, q, _ in differ])
+            py = np.concatenate([q for _, _, q in differ])
+            todo = np.flatnonzero((level[rows] < 1) & (sl.part_len[px] >= 4))
+            sim = _code_similarity(px[todo], py[todo], sl.parts, JaroWinkler.normalized_similarity)
+            level[rows[todo[sim >= 0.92]]] = 1
+        if hits:
+            rows = np.concatenate([r for r, _ in hits])
+            values = np.concatenate([v for _, v in hits])
+            order = np.arange(len(rows))
+            # of several shared values, the rarest is the strongest evidence (the first found on a tie)
+            pick = np.lexsort((order, sl.tf[values], rows))
+            rows, values = rows[pick], values[pick]
+            first = np.r_[True, rows[1:] != rows[:-1]]
+            rows, values = rows[first], values[first]
+            level[rows] = self.tf_level
+            tf[rows] = sl.tf[values]
+            shown[rows] = sl.values[values]
         return Levels(level, tf, shown)
+
+
+_LOW = (1 << 32) - 1
 
 
 @dataclass
 class _Slots:
-    """Multi-value roles as matrices: ``value[pos, k]`` is the code of the record's k-th value (in
-    the order of the prepared frame), ``part`` the code of its comparable part (last 7 digits,
-    email name), ``count`` how many values each record has."""
+    """Multi-value roles per slot: ``packed[k][pos]`` holds the code of the record's k-th value (in
+    the order of the prepared frame) and the code of its comparable part (last 7 digits, e-mail
+    name) in one integer; ``count`` is how many values each record has."""
 
     width: int
     count: np.ndarray
-    value: np.ndarray
-    part: np.ndarray
+    packed: list[np.ndarray]  # per slot, per record: value code << 32 | part code, -1 when empty
     values: np.ndarray  # value code -> text
     tf: np.ndarray  # value code -> records holding it
     parts: np.ndarray  # part code -> text
@@ -331,11 +354,13 @@ class _Slots:
         starts = np.r_[0, np.cumsum(count)[:-1]]
         slot = np.arange(len(spos)) - starts[spos]
         width = int(count.max())
-        value = np.full((n, width), -1, dtype=np.int32)
-        value[spos, slot] = scodes
-        part = np.full((n, width), -1, dtype=np.int32)
-        part[spos, slot] = pcodes[scodes]
-        return cls(width, count, value, part, values, np.bincount(codes, minlength=len(values)), parts,
+        packed = []
+        for k in range(width):
+            col = np.full(n, -1, dtype=np.int64)
+            at = slot == k
+            col[spos[at]] = (scodes[at].astype(np.int64) << 32) | pcodes[scodes[at]]
+            packed.append(col)
+        return cls(width, count, packed, values, np.bincount(codes, minlength=len(values)), parts,
                    part_len, part_len >= min_part)
 
 
@@ -353,24 +378,35 @@ class DateComparison(Comparison):
             return Levels(level, np.zeros(n, np.int32))
         d = pd.to_datetime(p.records[self.column])
         ok = d.notna().to_numpy()
-        y, m, dd = (d.dt.year.fillna(0).astype(int).to_numpy(), d.dt.month.fillna(0).astype(int).to_numpy(),
-                    d.dt.day.fillna(0).astype(int).to_numpy())
-        both = ok[a] & ok[b]
-        level[both] = 0
-        ya, yb, ma, mb, da, db = y[a], y[b], m[a], m[b], dd[a], dd[b]
-        same_year = both & (ya == yb)
-        level[same_year] = 1
-        digits = y * 10000 + m * 100 + dd
-        ga, gb = digits[a], digits[b]
-        rest = np.flatnonzero(both & (ga != gb))
-        if len(rest):
-            x, z, inverse = distinct_pairs(ga[rest], gb[rest], 100_000_000)
-            text = lambda v: np.array([f"{t:08d}" for t in v.tolist()], dtype=object)  # noqa: E731
-            typo = np.asarray(_similarity(text(x), text(z), OSA.distance))[inverse]
-            level[rest[typo <= 1]] = 2
-        level[same_year & (ma == db) & (da == mb)] = 3
-        level[same_year & (ma == mb) & (da == db)] = 4
+        # YYYYMMDD as one number per record, 0 when missing
+        digits = np.where(ok, d.dt.year.fillna(0).to_numpy() * 10000 + d.dt.month.fillna(0).to_numpy() * 100
+                          + d.dt.day.fillna(0).to_numpy(), 0).astype(np.int64)
+        idx = np.flatnonzero(ok[a] & ok[b])
+        ga, gb = digits[a[idx]], digits[b[idx]]
+        ya, yb, ma, mb, da, db = ga // 10000, gb // 10000, ga // 100 % 100, gb // 100 % 100, ga % 100, gb % 100
+        lv = np.zeros(len(idx), dtype=np.int8)
+        same_year = ya == yb
+        lv[same_year] = 1
+        rest = np.flatnonzero(ga != gb)
+        lv[rest[_one_edit_apart(ga[rest], gb[rest])]] = 2
+        lv[same_year & (ma == db) & (da == mb)] = 3
+        lv[same_year & (ma == mb) & (da == db)] = 4
+        level[idx] = lv
         return Levels(level, np.zeros(n, np.int32))
+
+
+def _one_edit_apart(x: np.ndarray, y: np.ndarray, width: int = 8) -> np.ndarray:
+    """Whether two different numbers, written with ``width`` digits (dates as YYYYMMDD), are one
+    edit apart in the sense of rapidfuzz's OSA distance: strings of equal length are, exactly when
+    one digit differs or two neighbouring digits are swapped."""
+    dx = np.stack([(x // 10 ** (width - 1 - k)) % 10 for k in range(width)], axis=1)
+    dy = np.stack([(y // 10 ** (width - 1 - k)) % 10 for k in range(width)], axis=1)
+    diff = dx != dy
+    count = diff.sum(axis=1)
+    swapped = np.zeros(len(x), dtype=bool)
+    for k in range(width - 1):
+        swapped |= diff[:, k] & diff[:, k + 1] & (dx[:, k] == dy[:, k + 1]) & (dx[:, k + 1] == dy[:, k])
+    return (count == 1) | ((count == 2) & swapped)
 
 
 class ExactComparison(Comparison):
@@ -447,7 +483,7 @@ class ComparisonVectors:
 
     comparisons: list[Comparison]
     levels: np.ndarray
-    tf: np.ndarray  # int32, same shape
+    tf: np.ndarray  # uint16 (int32 when a count does not fit), same shape
     shown: dict[str, np.ndarray]  # comparison name -> shared value per pair (phones, emails, ids)
 
     @property
@@ -458,18 +494,42 @@ class ComparisonVectors:
         return pd.DataFrame(self.levels, columns=self.names)
 
 
+COMPARE_CHUNK = 2_000_000  # pairs compared at once: bounds the temporary arrays of a large table
+COMPARE_THREADS = min(os.cpu_count() or 1, 2)
+
+
 def compare(p: Prepared, a: np.ndarray, b: np.ndarray, comparisons: list[Comparison] | None = None) -> ComparisonVectors:
     comparisons = comparisons if comparisons is not None else comparisons_for(p)
+    a, b = np.asarray(a), np.asarray(b)
     n = len(a)
     levels = np.empty((n, len(comparisons)), dtype=np.int8)
-    tf = np.zeros((n, len(comparisons)), dtype=np.int32)
-    shown = {}
-    for j, c in enumerate(comparisons):
-        res = c.compute(p, np.asarray(a), np.asarray(b))
-        levels[:, j], tf[:, j] = res.level, res.tf
-        if res.value is not None:
-            shown[c.name] = res.value
-    _swapped_names(p, np.asarray(a), np.asarray(b), comparisons, levels, tf)
+    # counts of records holding a value: 16 bits while they fit (half the memory), else 32
+    tf = np.zeros((n, len(comparisons)), dtype=np.uint16)
+    shown: dict[str, np.ndarray] = {}
+    # the comparisons of a chunk run side by side in threads: most of their work is numpy and
+    # rapidfuzz, which let go of the GIL; each result is independent of the others
+    pool = ThreadPoolExecutor(max_workers=COMPARE_THREADS) if n >= 100_000 and COMPARE_THREADS > 1 else None
+    try:
+        for start in range(0, max(n, 1), COMPARE_CHUNK):
+            part = slice(start, start + COMPARE_CHUNK)
+            pa, pb = a[part], b[part]
+            if pool is not None:
+                results = list(pool.map(lambda c: c.compute(p, pa, pb), comparisons))
+            else:
+                results = [c.compute(p, pa, pb) for c in comparisons]
+            for j, (c, res) in enumerate(zip(comparisons, results)):
+                if tf.dtype == np.uint16 and len(res.tf) and int(res.tf.max()) > np.iinfo(np.uint16).max:
+                    tf = tf.astype(np.int32)
+                levels[part, j], tf[part, j] = res.level, res.tf
+                if res.value is not None:
+                    if c.name not in shown:
+                        shown[c.name] = np.full(n, None, dtype=object)
+                    shown[c.name][part] = res.value
+            del results
+            _swapped_names(p, pa, pb, comparisons, levels[part], tf[part])
+    finally:
+        if pool is not None:
+            pool.shutdown()
     return ComparisonVectors(comparisons, levels, tf, shown)
 
 

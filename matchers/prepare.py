@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from matchers.table import RoleTable
 log = logging.getLogger(__name__)
 
 NAME_ROLES = ("first_name", "last_name", "middle_name", "full_name")
+_CACHE_LOCK = threading.RLock()
 
 
 @dataclass
@@ -47,26 +49,31 @@ class Prepared:
         """The column factorised once: an integer code per record (-1 when empty) and the values as
         Python strings. Comparisons work on codes, so each distinct value is handled once."""
         cache = self.__dict__.setdefault("_codes", {})
-        if column not in cache:
-            codes, uniques = pd.factorize(self.records[column].to_numpy())
-            codes = codes.astype(np.int64)
-            uniques = np.asarray([str(u) for u in uniques], dtype=object)
-            empty = np.flatnonzero(uniques == "")
-            if len(empty):  # an empty string is no value: code -1, later codes shift down
-                e = int(empty[0])
-                codes[codes == e] = -1
-                codes[codes > e] -= 1
-                uniques = np.delete(uniques, e)
-            cache[column] = (codes, uniques)
+        with _CACHE_LOCK:  # blocking and comparing threads share these
+            if column not in cache:
+                cache[column] = self._factorised(column)
         return cache[column]
+
+    def _factorised(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+        codes, uniques = pd.factorize(self.records[column].to_numpy())
+        codes = codes.astype(np.int64)
+        uniques = np.asarray([str(u) for u in uniques], dtype=object)
+        empty = np.flatnonzero(uniques == "")
+        if len(empty):  # an empty string is no value: code -1, later codes shift down
+            e = int(empty[0])
+            codes[codes == e] = -1
+            codes[codes > e] -= 1
+            uniques = np.delete(uniques, e)
+        return codes, uniques
 
     def frame_codes(self, frame: str, column: str) -> tuple[np.ndarray, np.ndarray]:
         """A column of a long frame (phones, emails, sites) factorised once: a code per row and the
         distinct values."""
         cache = self.__dict__.setdefault("_frame_codes", {})
-        if (frame, column) not in cache:
-            codes, uniques = pd.factorize(getattr(self, frame)[column].to_numpy(dtype=object))
-            cache[(frame, column)] = (codes.astype(np.int64), np.asarray(uniques, dtype=object))
+        with _CACHE_LOCK:
+            if (frame, column) not in cache:
+                codes, uniques = pd.factorize(getattr(self, frame)[column].to_numpy(dtype=object))
+                cache[(frame, column)] = (codes.astype(np.int64), np.asarray(uniques, dtype=object))
         return cache[(frame, column)]
 
     @property

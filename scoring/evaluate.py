@@ -22,24 +22,39 @@ def evaluate_groups(groups: pd.Series, truth: pd.Series) -> dict[str, float]:
         if missing or extra:
             raise ValueError(f"groups and truth disagree on the records: {extra} ids only in groups, "
                              f"{missing} only in truth")
-    g = groups.loc[common].astype(str)
-    t = truth.loc[common].astype(str)
-    both = pd.Series(list(zip(g, t)))
-    tp = _pairs_within(both)
-    predicted, actual = _pairs_within(g), _pairs_within(t)
+    # labels as integer codes (of their text, as before): a cell is a (group, entity) pair
+    g, _ = pd.factorize(groups.loc[common].astype(str).to_numpy())
+    t, t_uniques = pd.factorize(truth.loc[common].astype(str).to_numpy())
+    both = g.astype(np.int64) * max(len(t_uniques), 1) + t
+    gsize, tsize, cell = _sizes(g), _sizes(t), _sizes(both)
+    tp = int((cell.per_label * (cell.per_label - 1) // 2).sum())
+    predicted = int((gsize.per_label * (gsize.per_label - 1) // 2).sum())
+    actual = int((tsize.per_label * (tsize.per_label - 1) // 2).sum())
     precision = tp / predicted if predicted else 1.0
     recall = tp / actual if actual else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     # B-cubed: per record, overlap of its predicted group with its true entity
-    cell = both.map(both.value_counts())
-    gsize = g.map(g.value_counts()).to_numpy()
-    tsize = t.map(t.value_counts()).to_numpy()
-    bp = float(np.mean(cell.to_numpy() / gsize))
-    br = float(np.mean(cell.to_numpy() / tsize))
+    bp = float(np.mean(cell.per_record / gsize.per_record)) if len(both) else float("nan")
+    br = float(np.mean(cell.per_record / tsize.per_record)) if len(both) else float("nan")
     return {"records": int(len(common)), "true_pairs": actual, "predicted_pairs": predicted, "true_positives": tp,
             "precision": precision, "recall": recall, "f1": f1,
             "bcubed_precision": bp, "bcubed_recall": br,
             "bcubed_f1": 2 * bp * br / (bp + br) if bp + br else 0.0}
+
+
+class _Sizes:
+    """How many records share each label (per distinct label, and per record)."""
+
+    def __init__(self, codes: np.ndarray):
+        values = np.sort(codes)
+        starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]]) if len(values) else np.zeros(0, np.int64)
+        self.per_label = np.diff(np.r_[starts, len(values)]).astype(np.int64)
+        where = np.searchsorted(values[starts], codes) if len(values) else np.zeros(0, np.int64)
+        self.per_record = self.per_label[where] if len(values) else np.zeros(0, np.int64)
+
+
+def _sizes(codes: np.ndarray) -> _Sizes:
+    return _Sizes(np.asarray(codes, dtype=np.int64))
 
 
 def evaluate_pairs(pairs: pd.DataFrame, truth: pd.Series) -> dict[str, float]:

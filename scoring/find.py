@@ -11,9 +11,9 @@ import logging
 import os
 import time
 import zlib
-from itertools import islice, repeat
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import islice, repeat
 from pathlib import Path
 
 import numpy as np
@@ -122,7 +122,7 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
     with timer.stage("normalise"):
         p = prepared if prepared is not None else prepare(table, region=settings.region,
                                                           provider_rules=settings.provider_rules,
-                                                          workers=settings.workers or os.cpu_count() or 1)
+                                                          workers=settings.workers or min(os.cpu_count() or 1, 4))
     with timer.stage("block"):
         cand = find_candidates(p, cap=settings.block_cap, neighbourhood_window=settings.neighbourhood_window)
         n_candidates = len(cand)
@@ -141,14 +141,19 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
                                  "(the demo truth, or past merges and skips), or use model: fellegi-sunter.")
             lab = labels.reindex(p.ids).to_numpy()
             model = train_logistic(cv, lab[cand.a] == lab[cand.b], seed=settings.seed)
+        held = _held_reasons(cv, p) if settings.hold_rules else Held.none(len(cv.levels))
         if model is None:
+            # Pairs the hold rules keep at "possible" (namesakes whose only likeness is their names,
+            # and an e-mail made of those names) would count as likely matches in the prior: the
+            # name and the e-mail agree together, not independently, as the model assumes. Left
+            # out, the expected number of matches comes out close to the true number.
             model = train_fellegi_sunter(p, cv, cand.rules, cand.rule_names, seed=settings.seed,
-                                         random_pairs=settings.random_pairs)
+                                         random_pairs=settings.random_pairs,
+                                         prior_pairs=held.code == 0 if settings.hold_rules else None)
     with timer.stage("score"):
         prob = probability(model.weights(cv))
         rule_hit = _deterministic(cv) if settings.deterministic_rules else np.zeros(len(prob), bool)
         prob = np.where(rule_hit, np.maximum(prob, settings.thresholds.certain), prob)
-        held = _held_reasons(cv, p) if settings.hold_rules else Held.none(len(prob))
         cap = settings.thresholds.possible + (settings.thresholds.probable - settings.thresholds.possible) / 2
         prob = np.where(held.code > 0, np.minimum(prob, cap), prob)
         a, b, all_prob = cand.a, cand.b, prob
@@ -158,12 +163,17 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
             a = np.concatenate([a, reused["a"].to_numpy()])
             b = np.concatenate([b, reused["b"].to_numpy()])
             all_prob = np.concatenate([prob, reused["probability"].to_numpy()])
+        # only the pairs to explain need their comparison vectors from here on
+        keep = np.flatnonzero(prob >= settings.thresholds.possible)
+        comparisons = cv.comparisons
+        kept = ComparisonVectors(comparisons, cv.levels[keep], cv.tf[keep], {k: v[keep] for k, v in cv.shown.items()})
+        del cv
     with timer.stage("group"):
-        labels_pos, strength = _cluster(p, a, b, all_prob, cv.comparisons, model, settings, skips or set())
+        labels_pos, strength = _cluster(p, a, b, all_prob, comparisons, model, settings, skips or set())
     with timer.stage("primary"):
         group_table, groups = _groups(p, table, labels_pos, strength, record_info, settings)
     with timer.stage("explain"):
-        pairs = _pairs_frame(p, cand, cv, prob, rule_hit, held, model, settings)
+        pairs = _pairs_frame(p, cand, keep, kept, prob, rule_hit, held, model, settings)
         if reused is not None:
             old = reused[reused["probability"] >= settings.thresholds.possible].drop(columns=["a", "b"])
             pairs = pd.concat([pairs, old[pairs.columns]], ignore_index=True).sort_values(
@@ -381,17 +391,17 @@ def _groups(p: Prepared, table: RoleTable, labels: np.ndarray, strength: np.ndar
     return group_table, groups
 
 
-def _pairs_frame(p: Prepared, cand: Candidates, cv: ComparisonVectors, prob, rule_hit, held: Held, model,
-                 settings: MatchSettings) -> pd.DataFrame:
-    """The pairs at or above the possible threshold with their explanation. Each comparison's words
-    and weight are formatted once per distinct value; the texts are then joined row by row, per
-    pattern of which comparisons speak for and against (a handful of patterns)."""
-    keep = np.flatnonzero(prob >= settings.thresholds.possible)
+def _pairs_frame(p: Prepared, cand: Candidates, keep: np.ndarray, cv: ComparisonVectors, prob, rule_hit,
+                 held: Held, model, settings: MatchSettings) -> pd.DataFrame:
+    """The pairs ``keep`` (those at or above the possible threshold; ``cv`` holds their comparison
+    vectors, in that order) with their explanation. Each comparison's words and weight are formatted
+    once per distinct value; the texts are then joined row by row, per pattern of which comparisons
+    speak for and against (a handful of patterns)."""
     ids = p.ids
     prior = model.prior_weight()
     names = cv.names
-    contrib = model.contributions(cv, keep)
-    levels = cv.levels[keep]
+    contrib = model.contributions(cv)
+    levels = cv.levels
     k = len(keep)
     segments, json_values = [], []
     side = np.zeros(k, dtype=np.int64)  # 2 bits per comparison: 1 for, 2 against, 0 missing
@@ -399,19 +409,28 @@ def _pairs_frame(p: Prepared, cand: Candidates, cv: ComparisonVectors, prob, rul
     crit_words: list[str] = []
     for j, c in enumerate(cv.comparisons):
         lv, w = levels[:, j], contrib[:, j]
-        json_values.append(_per_value(w, lambda x: _json_float(round(x, 3))))
+        weights, w_code = np.unique(w, return_inverse=True)
+        w_code = w_code.reshape(-1)
+        json_values.append(np.array([_json_float(round(float(x), 3)) for x in weights], dtype=object)[w_code])
         segment = np.full(k, "", dtype=object)
         present = np.flatnonzero(lv != NULL)
         if len(present):
-            lvp, wp = lv[present], w[present]
-            words = np.array([c.describe(i) for i in range(len(c.levels))], dtype=object)[lvp]
+            lvp, wp, wcp = lv[present], w[present], w_code[present]
+            # "<words> (<bits>)", made once per distinct level and weight
+            level_words = [c.describe(i) for i in range(len(c.levels))]
+            w_text = [f"{float(x):+.1f}" for x in weights]
+            combos, combo_code = np.unique(lvp.astype(np.int64) * len(weights) + wcp, return_inverse=True)
+            segment[present] = np.array([f"{level_words[q // len(weights)]} ({w_text[q % len(weights)]})"
+                                         for q in combos.tolist()], dtype=object)[combo_code.reshape(-1)]
             value = cv.shown.get(c.name)
             if value is not None and c.tf_level is not None:
                 shown_at = np.flatnonzero(lvp == c.tf_level)
-                vals = value[keep[present[shown_at]]]
+                vals = value[present[shown_at]]
                 has = np.array([v is not None for v in vals], dtype=bool)
-                words[shown_at[has]] = c.label + " " + vals[has].astype(str).astype(object) + " " + c.levels[c.tf_level]
-            segment[present] = words + " (" + _per_value(wp, lambda x: f"{x:+.1f}") + ")"
+                at = shown_at[has]
+                segment[present[at]] = (c.label + " " + vals[has].astype(str).astype(object) + " "
+                                        + c.levels[c.tf_level] + " ("
+                                        + np.asarray(w_text, dtype=object)[wcp[at]] + ")")
             side[present] |= np.where(wp > 0, 1, 2) << (2 * j)
         segments.append(segment)
         if c.name in CRITERIA_WORDS:
@@ -466,14 +485,6 @@ def _interleave(columns: list[np.ndarray], sep: str) -> list:
 
 def _json_float(x: float) -> str:
     return json.dumps(float(x))
-
-
-def _per_value(values: np.ndarray, fmt) -> np.ndarray:
-    """fmt(value) for every value, called once per distinct value."""
-    if not len(values):
-        return np.empty(0, dtype=object)
-    uniq, inverse = np.unique(values, return_inverse=True)
-    return np.array([fmt(float(x)) for x in uniq], dtype=object)[inverse.reshape(-1)]
 
 
 def _criteria(group_table: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:

@@ -256,7 +256,10 @@ def run_em(levels: np.ndarray, u: list[np.ndarray], m0: list[np.ndarray], active
 
 
 def train_fellegi_sunter(p: Prepared, cv: ComparisonVectors, rule_bits: np.ndarray, rule_names: list[str], *,
-                         seed: int = 42, random_pairs: int = 1_000_000, max_em_pairs: int = 2_000_000) -> FSModel:
+                         seed: int = 42, random_pairs: int = 1_000_000, max_em_pairs: int = 2_000_000,
+                         prior_pairs: np.ndarray | None = None) -> FSModel:
+    """m by EM per blocking rule, u from random pairs, and the prior from the candidate pairs
+    (``prior_pairs``: a mask of those that count, default all)."""
     comps = cv.comparisons
     names = cv.names
     u = estimate_u(p, cv, random_pairs, seed)
@@ -298,10 +301,12 @@ def train_fellegi_sunter(p: Prepared, cv: ComparisonVectors, rule_bits: np.ndarr
     # candidate pairs would count a blocked agreement twice and ignore the table's size: with ten
     # times the records, a same-birthdate namesake is ten times likelier to be a coincidence.)
     all_pairs = len(p) * (len(p) - 1) / 2
-    prior, expected = estimate_prior(model.weights(cv), all_pairs)
+    bits = model.weights(cv)
+    prior, expected = estimate_prior(bits if prior_pairs is None else bits[prior_pairs], all_pairs)
     model.prior = prior
     model.training.update({"prior": "expected matches among all record pairs", "record_pairs": all_pairs,
-                           "expected_matches": expected})
+                           "expected_matches": expected,
+                           "prior_candidate_pairs": int(len(bits) if prior_pairs is None else prior_pairs.sum())})
     return model
 
 
@@ -309,8 +314,10 @@ def estimate_prior(bits: np.ndarray, all_pairs: float, iterations: int = 500) ->
     """The share of matches among all record pairs, given each candidate pair's weight without a
     prior (``bits``, log2 of m/u): EM for the mixing proportion over every record pair, where pairs
     that no blocking rule proposed count as non-matches. Returns (prior, expected matches)."""
-    if len(bits) == 0 or all_pairs < 1:
+    if all_pairs < 1:
         return 0.5, 0.0
+    if len(bits) == 0:  # no pair to learn from: one match among all pairs at most
+        return 1.0 / (all_pairs + 1.0), 0.0
     # weights binned to a thousandth of a bit: the same answer, over a few thousand values
     binned = np.round(np.asarray(bits, dtype=np.float64) * 1000).astype(np.int64)
     binned.sort()

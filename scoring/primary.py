@@ -94,7 +94,9 @@ def _reasons(best: pd.DataFrame, runner: pd.DataFrame, has_runner: np.ndarray, c
 def _formatted(values: pd.Series, col: str) -> np.ndarray:
     """_fmt of every value, once per distinct value."""
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    if pd.api.types.is_datetime64_any_dtype(values.dtype) and col != "editable":
+    if values.dtype.kind in "iu" and col != "editable":  # ids, counts: str() of each, as _fmt does
+        texts = np.append(np.asarray(uniques).astype(str).astype(object), _fmt(np.nan, col))
+    elif pd.api.types.is_datetime64_any_dtype(values.dtype) and col != "editable":
         # as _fmt does for each Timestamp, for all at once
         texts = np.append(np.asarray(pd.DatetimeIndex(uniques).strftime("%Y-%m-%d %H:%M"), dtype=object),
                           _fmt(pd.NaT, col))
