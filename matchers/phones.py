@@ -1,10 +1,11 @@
 """Phone numbers: E.164 via phonenumbers, the extension kept apart, placeholders recognised.
 
-``normalize_phones`` parses each distinct value once. Valid Russian numbers written as digits and
-separators ("89161234567", "+7 (916) 123-45-67 доб. 12") take a fast path that builds the same
-result as phonenumbers without calling its parser: the national number is cut by the same rules
-and its validity is checked against phonenumbers' own metadata patterns (tests compare both paths
-on thousands of generated numbers). Everything else goes through phonenumbers.parse.
+``normalize_phones`` parses each distinct value once. Valid numbers written as digits and
+separators ("89161234567", "+7 (916) 123-45-67 доб. 12", "+44 20 7946 0958", "(617) 755-8484") take
+a fast path that builds the same result as phonenumbers without calling its parser: the country code
+and national number are cut by the same rules and their validity is checked against phonenumbers'
+own metadata patterns (tests compare both paths on many generated numbers). Everything else goes
+through phonenumbers.parse.
 
 A number that is not valid in the default region and has no "+" is read again as an international
 number typed without "+", then in each of FALLBACK_REGIONS (foreign clients of a Russian CRM write
@@ -50,14 +51,12 @@ _PLACEHOLDER_WORDS = frozenset({
 })
 _ASCENDING = "01234567890"
 _DESCENDING = "9876543210"
-_RUNS = frozenset(r[i:i + 10] for r in (_ASCENDING, _DESCENDING, "12345678901234") for i in range(len(r) - 9))
 # Extension at the end: "доб. 123", "ext 12", "x12", "#12", "вн. 5"
 _EXT = re.compile(
     r"[\s,;(]*(?:доб(?:авочный)?|доп|вн(?:утр(?:енний)?)?|ext(?:ension)?|extn|x|#|д)\.?\s*[:.]?\s*(\d{1,7})\)?\s*$",
     re.IGNORECASE)
 _LETTER = re.compile(r"[^\W\d_]")
 _LETTER_OR_HASH = re.compile(r"[^\W\d_]|#")
-_SEPARATORS = str.maketrans("", "", " ()-.\t\u00a0")
 _NON_DIGIT = re.compile(r"\D+")
 
 
@@ -133,7 +132,7 @@ def _slow(text: str, region: str, fallback_regions: tuple[str, ...] = ()) -> tup
     return (e164, national, ext or num_ext, valid, False)
 
 
-# -- fast path for Russian digit strings ------------------------------------------------------
+# -- fast path for numbers in digits and separators ------------------------------------------
 
 
 def _desc_regex(desc) -> str | None:
@@ -182,45 +181,187 @@ def _validity_regex(country_code: int) -> re.Pattern:
     return re.compile("(?:" + "|".join(f"(?:{p})" for p in parts) + ")")
 
 
-def _fast_ru(text: str) -> tuple | None:
-    """A Russian number in plain digits and separators, or None to take the slow path.
+class _Rules:
+    """What phonenumbers.parse reads of a region's metadata for a number in plain digits."""
 
-    Covers "+7 916 123-45-67", "8 (916) 123 45 67", "79161234567", "9161234567": the national number
-    is the last ten digits, starting 3-9 (others, like local 7-digit numbers, go to phonenumbers)."""
+    def __init__(self, md):
+        self.country_code = md.country_code
+        self.idd = re.compile(md.international_prefix) if md.international_prefix else None
+        npfp = md.national_prefix_for_parsing
+        self.national_prefix = re.compile(npfp) if npfp else None
+        # a prefix that captures a carrier code or is rewritten (Argentina, Mexico...): not followed
+        self.prefix_rewritten = bool(self.national_prefix is not None
+                                     and (self.national_prefix.groups or md.national_prefix_transform_rule))
+        pattern = md.general_desc.national_number_pattern
+        self.general = re.compile(f"(?:{pattern})$") if pattern else None
+        self.lengths = tuple(md.general_desc.possible_length)
+        self.local_lengths = tuple(md.general_desc.possible_length_local_only or ())
+
+    def viable(self, number: str) -> bool:
+        return self.general is not None and self.general.match(number) is not None
+
+    def length(self, number: str) -> str:
+        """_test_number_length for an unknown type."""
+        n = len(number)
+        if n in self.local_lengths:
+            return "local"
+        if n == self.lengths[0]:
+            return "possible"
+        if n < self.lengths[0]:
+            return "short"
+        if n > self.lengths[-1]:
+            return "long"
+        return "possible" if n in self.lengths[1:] else "invalid"
+
+    def strip_national_prefix(self, number: str) -> str | None:
+        """_maybe_strip_national_prefix_carrier_code; None where the prefix would be rewritten."""
+        m = self.national_prefix.match(number) if number and self.national_prefix is not None else None
+        if m is None:
+            return number
+        if self.prefix_rewritten:
+            return None
+        rest = number[m.end():]
+        return number if self.viable(number) and not self.viable(rest) else rest
+
+
+@functools.cache
+def _rules(region: str) -> _Rules | None:
+    """None without metadata (non-geographic numbers are left to phonenumbers)."""
+    md = PhoneMetadata.metadata_for_region(region, None)
+    if md is None or md.general_desc is None or not md.general_desc.possible_length:
+        return None
+    return _Rules(md)
+
+
+_UNSURE = "unsure"
+
+
+def _fast_reading(digits: str, region: str | None, plus: bool):
+    """(country code, national significant number, rules of the number's region) as
+    phonenumbers.parse(("+" if plus else "") + digits, region) reads them; None where parse raises;
+    _UNSURE off the paths followed here."""
+    rules = _rules(region) if region else None
+    if region and rules is None:
+        return _UNSURE
+    international = plus
+    if not plus and rules.idd is not None:
+        m = rules.idd.match(digits)
+        if m is not None and not digits[m.end():m.end() + 1] == "0":  # after "810", "00": a country code
+            international, digits = True, digits[m.end():]
+    if international:
+        if len(digits) <= 2:
+            return None
+        for k in (1, 2, 3):
+            cc = int(digits[:k]) if digits[0] != "0" else 0
+            if cc in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+                break
+        else:
+            # parse retries after a "+" with the default region's rules: not followed here
+            return _UNSURE if plus and region else None
+        national = digits[k:]
+        rules = _rules(phonenumbers.region_code_for_country_code(cc))
+        if rules is None:
+            return _UNSURE
+    else:
+        cc, national = rules.country_code, digits
+        if digits.startswith(str(cc)):
+            # the region's own country code typed without "+" ("7 916 ...")
+            potential = rules.strip_national_prefix(digits[len(str(cc)):])
+            if potential is None:
+                return _UNSURE
+            if (not rules.viable(digits) and rules.viable(potential)) or rules.length(digits) == "long":
+                rules = _rules(phonenumbers.region_code_for_country_code(cc))
+                if rules is None:
+                    return _UNSURE
+                national = potential
+    if len(national) < 2:
+        return None
+    potential = rules.strip_national_prefix(national)
+    if potential is None:
+        return _UNSURE
+    if rules.length(potential) in ("possible", "long"):
+        national = potential
+    if not 2 <= len(national) <= 17:
+        return None
+    return cc, national, rules
+
+
+_FAST_SEPARATORS = str.maketrans("", "", " ()-.\u00a0")
+
+
+@functools.cache
+def _trunk(region: str) -> str:
+    md = PhoneMetadata.metadata_for_region(region, None) if region else None
+    return (md.national_prefix or "") if md else ""
+
+
+def _fast(text: str, region: str, fallback_regions: tuple[str, ...]) -> tuple | None:
+    """A number in digits and separators ("+7 (916) 123-45-67", "8 916 1234567", "(617) 755-8484",
+    "+44 20 7946 0958"), read as _slow reads it, or None to take the slow path.
+
+    The readings are tried in _slow's order; each is cut as phonenumbers.parse cuts it (international
+    prefix, country code, national prefix) and checked against phonenumbers' own validity patterns
+    and possible lengths. Where a step is not followed here, the slow path answers."""
+    if text.lower() in _PLACEHOLDER_WORDS:  # "8", "+7"
+        return PLACEHOLDER
     plus = text[0] == "+"
-    digits = (text[1:] if plus else text).translate(_SEPARATORS)
+    digits = (text[1:] if plus else text).translate(_FAST_SEPARATORS)
     if not (digits.isascii() and digits.isdigit()):
         # "8 (495) 123-45-67 доб. 12": the same extension rule as the slow path, then the digits
         m = _EXT.search(text) if _LETTER_OR_HASH.search(text) else None
-        if m is None or m.start() == 0:
+        head = text[:m.start()].strip() if m is not None else ""
+        if sum(c.isdigit() for c in head) < 5:
             return None
-        main = _fast_ru(text[:m.start()])
+        main = _fast(head, region, fallback_regions)
         if main is None or main[4]:
             return None
         return (main[0], main[1], m.group(1), main[3], False)
-    n = len(digits)
-    if n == 11 and (digits[0] == "7" or (digits[0] == "8" and not plus)):
-        national = digits[1:]
-    elif n == 10 and not plus and not digits.startswith("810"):  # 810 is Russia's international prefix
-        national = digits
-    else:
+    if _placeholder_digits(digits) or _placeholder_digits(_national_for_placeholder(digits)):
+        return PLACEHOLDER
+    if not plus and text.startswith("00"):  # the international prefix almost everywhere
+        plus, digits = True, digits[2:]
+    first = _fast_reading(digits, region, plus)
+    if first is _UNSURE:
         return None
-    if national[0] not in "34789":  # what phonenumbers treats otherwise (5, 6, 0...) takes the slow path
+    reading = first
+    if (first is None or not _valid(first)) and not plus:
+        # as _slow: an international number without its "+", then the fallback regions
+        trunk = _trunk(region)
+        tries = [(None, True)] if len(digits) >= 8 and not (trunk and digits.startswith(trunk)) else []
+        tries += [(r, False) for r in fallback_regions if r != region]
+        for r, as_plus in tries:
+            alt = _fast_reading(digits, r, as_plus)
+            if alt is _UNSURE:
+                return None
+            if alt is not None and _valid(alt):
+                reading = alt
+                break
+    if reading is None:
+        return EMPTY
+    cc, national, rules = reading
+    if _placeholder_digits(national):
+        return PLACEHOLDER
+    if _valid(reading):
+        return (f"+{cc}{national}", national, None, True, False)
+    # an invalid number keeps its E.164 only when that reads back the same (as _reading decides,
+    # with the lengths of the country code's main region)
+    home = _rules(phonenumbers.region_code_for_country_code(cc))
+    if home is None:
         return None
-    if national[3:] == "0000000" or national == national[0] * 10 or national in _RUNS:
-        return PLACEHOLDER  # the same answer as _placeholder_digits, cheaper
-    if _validity_regex(7).match(national) is None:
-        return None   # invalid here: the slow path also tries the fallback readings
-    return ("+7" + national, national, None, True, False)
+    keep = home.length(national) == "possible" and not national.startswith("0")
+    return (f"+{cc}{national}" if keep else None, national, None, False, False)
+
+
+def _valid(reading: tuple) -> bool:
+    return _validity_regex(reading[0]).match(reading[1]) is not None
 
 
 def _parse_text(text: str | None, region: str, fallback_regions: tuple[str, ...]) -> tuple:
     if text is None:
         return EMPTY
-    if region == "RU":
-        fast = _fast_ru(text)
-        if fast is not None:
-            return fast
+    fast = _fast(text, region, tuple(fallback_regions)) if region else None
+    if fast is not None:
+        return fast
     return _slow(text, region, tuple(fallback_regions))
 
 
@@ -244,14 +385,13 @@ def normalize_phones(values: pd.Series, region: str = "RU",
     is parsed once (as parse_phone)."""
     codes, uniques = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=True)
     rows = []
-    fast = _fast_ru if region == "RU" else None
     fallback_regions = tuple(fallback_regions)
     for raw in uniques:
         text = raw.strip() if type(raw) is str else as_text(raw)
         if not text:
             rows.append(EMPTY)
             continue
-        row = fast(text) if fast is not None else None
+        row = _fast(text, region, fallback_regions) if region else None
         if row is None:
             try:
                 row = _slow(text, region, fallback_regions)
