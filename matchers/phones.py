@@ -60,15 +60,17 @@ _LETTER_OR_HASH = re.compile(r"[^\W\d_]|#")
 _NON_DIGIT = re.compile(r"\D+")
 
 
+# runs of six digits or more typed as a stand-in: 123456..., 987654...
+_RUN_DIGITS = frozenset(r[i:j] for r in (_ASCENDING, _DESCENDING, "12345678901234")
+                        for i in range(len(r)) for j in range(i + 6, len(r) + 1))
+
+
 def _placeholder_digits(digits: str) -> bool:
     """A number made up to fill the field: one digit repeated, 123456..., or zeros after the area code."""
-    if len(digits) < 5:
+    n = len(digits)
+    if n < 5:
         return False
-    if digits.count(digits[0]) == len(digits):
-        return True
-    if len(digits) >= 6 and (digits in _ASCENDING or digits in _DESCENDING or digits in "12345678901234"):
-        return True
-    return len(digits) >= 10 and digits.endswith("0000000")
+    return digits == digits[0] * n or digits in _RUN_DIGITS or (n >= 10 and digits.endswith("0000000"))
 
 
 def _national_for_placeholder(digits: str) -> str:
@@ -316,15 +318,15 @@ def _fast(text: str, region: str, fallback_regions: tuple[str, ...]) -> tuple | 
         if main is None or main[4]:
             return None
         return (main[0], main[1], m.group(1), main[3], False)
-    if _placeholder_digits(digits) or _placeholder_digits(_national_for_placeholder(digits)):
+    if _placeholder_digits(digits) or (len(digits) == 11 and _placeholder_digits(_national_for_placeholder(digits))):
         return PLACEHOLDER
     if not plus and text.startswith("00"):  # the international prefix almost everywhere
         plus, digits = True, digits[2:]
-    first = _fast_reading(digits, region, plus)
-    if first is _UNSURE:
+    reading = _fast_reading(digits, region, plus)
+    if reading is _UNSURE:
         return None
-    reading = first
-    if (first is None or not _valid(first)) and not plus:
+    valid = reading is not None and _valid(reading)
+    if not valid and not plus:
         # as _slow: an international number without its "+", then the fallback regions
         trunk = _trunk(region)
         tries = [(None, True)] if len(digits) >= 8 and not (trunk and digits.startswith(trunk)) else []
@@ -334,14 +336,14 @@ def _fast(text: str, region: str, fallback_regions: tuple[str, ...]) -> tuple | 
             if alt is _UNSURE:
                 return None
             if alt is not None and _valid(alt):
-                reading = alt
+                reading, valid = alt, True
                 break
     if reading is None:
         return EMPTY
     cc, national, rules = reading
     if _placeholder_digits(national):
         return PLACEHOLDER
-    if _valid(reading):
+    if valid:
         return (f"+{cc}{national}", national, None, True, False)
     # an invalid number keeps its E.164 only when that reads back the same (as _reading decides,
     # with the lengths of the country code's main region)

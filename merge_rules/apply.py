@@ -33,8 +33,8 @@ from merge_rules.codec import encode_row
 from merge_rules.errors import MergeError, PermissionDenied, StalePlanError, UnresolvedConflicts
 from merge_rules.permissions import check_merge, denied_records, load_user
 from merge_rules.plan import PLURAL, MergePlan
-from merge_rules.snapshot import LINKS, Snapshot, read_snapshot, read_users
-from merge_rules.tx import retrying, utcnow, write_transaction
+from merge_rules.snapshot import LINKS, Snapshot, queue_locked_snapshot, read_users
+from merge_rules.tx import Done, Executor, Raw, retrying, utcnow, write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -146,43 +146,62 @@ class _Images:
             self.after[table].append(encode_row(after))
 
 
-def _check_count(result, expected: int, what: str) -> None:
-    if result.rowcount != expected:
-        raise StalePlanError(f"{what} changed while merging ({result.rowcount} of {expected} rows as planned); "
-                             "make a new plan and try again")
+_MERGE_COLUMNS = ["group_id", "batch_id", "entity_type", "primary_id", "merged_ids", "user_id", "merged_at",
+                  "status", "summary", "before_image", "after_image"]
+_HISTORY_COLUMNS = ["entity_type", "entity_id", "event", "message", "user_id", "created_at"]
 
 
 class _Writes:
-    """The statements of a merge of one entity type, built once per shape and reused (compiled once);
-    IN lists are sized (merge_rules.sqlin)."""
+    """The statements of a merge of one entity type on one dialect, compiled once (merge_rules.tx.Raw);
+    IN lists get a statement per length (a group's lists are short and their lengths few)."""
 
-    def __init__(self, et: str):
-        self.et = et
+    def __init__(self, et: str, dialect):
+        self.et, self.dialect = et, dialect
+        self.pg = dialect.name == "postgresql"
         table, cc = schema.ENTITY_TABLES[et], schema.contact_companies
         self.table = table
-        self.primary = table.update().where(table.c.id == sa.bindparam("pk_"))  # SET from the parameters
         key = sa.and_(cc.c.contact_id == sa.bindparam("k1_"), cc.c.company_id == sa.bindparam("k2_"))
-        self.cc_delete = cc.delete().where(key)
-        self.cc_flag = cc.update().where(key).values(is_primary=sa.bindparam("flag_"))
-        self.cc_move = {col: cc.update().where(key).values({col: sa.bindparam("to_"), "is_primary": sa.bindparam("flag_")})
+        self.cc_delete = Raw(cc.delete().where(key), dialect)
+        self.cc_flag = Raw(cc.update().where(key).values(is_primary=sa.bindparam("flag_")), dialect)
+        self.cc_move = {col: Raw(cc.update().where(key).values({col: sa.bindparam("to_"),
+                                                                "is_primary": sa.bindparam("flag_")}), dialect)
                         for col in ("contact_id", "company_id")}
         h, m, g = schema.history, schema.dedup_merges, schema.dedup_groups
-        self.history = h.insert().returning(h.c.id)
-        self.merge = m.insert().returning(m.c.id)
-        self.group = g.update().where(g.c.id == sa.bindparam("gid_")).values(
-            status="applied", merge_id=sa.bindparam("mid_"), updated_at=sa.bindparam("now_"))
-        self._cache: dict[tuple, Any] = {}
+        if self.pg:
+            # ids taken with the reads, so that every write of a merge goes in one round trip
+            self.history = Raw(h.insert(), dialect, ["id", *_HISTORY_COLUMNS])
+            self.merge = Raw(m.insert(), dialect, ["id", *_MERGE_COLUMNS])
+            self.next_ids = Raw(sa.select(sa.func.nextval(sa.func.pg_get_serial_sequence("history", "id")),
+                                          sa.func.nextval(sa.func.pg_get_serial_sequence("dedup_merges", "id"))),
+                                dialect)
+            self.no_sync = Raw(sa.text("SET LOCAL synchronous_commit TO OFF"), dialect)
+        else:
+            self.history = Raw(h.insert().returning(h.c.id), dialect, _HISTORY_COLUMNS)
+            self.merge = Raw(m.insert().returning(m.c.id), dialect, _MERGE_COLUMNS)
+        self.group = Raw(g.update().where(g.c.id == sa.bindparam("gid_")).values(
+            status="applied", merge_id=sa.bindparam("mid_"), updated_at=sa.bindparam("now_")), dialect)
+        self.already = Raw(sa.select(m.c.id).where(m.c.batch_id == sa.bindparam("b_"),
+                                                   m.c.group_id == sa.bindparam("g_")), dialect)
+        self._primary: dict[tuple, Raw] = {}
+        self._cache: dict[tuple, Raw] = {}
         self.specs = {spec.name: spec for spec in LINKS[et]}
 
-    def run(self, conn: Connection, kind: str, *, ids=(), dups=(), **values):
-        """Execute statement ``kind`` (soft_delete, hard_delete, comm_move, comm_drop or a link table's
+    def primary(self, columns: tuple[str, ...]) -> Raw:
+        """UPDATE the primary SET these columns (bound by their names) WHERE id = :pk_."""
+        if columns not in self._primary:
+            t = self.table
+            self._primary[columns] = Raw(t.update().where(t.c.id == sa.bindparam("pk_")), self.dialect, list(columns))
+        return self._primary[columns]
+
+    def run(self, ex: Executor, kind: str, *, ids=(), dups=(), **values) -> Done:
+        """Run statement ``kind`` (soft_delete, hard_delete, comm_move, comm_drop or a link table's
         name) for these ids of rows and of duplicates."""
-        ni, nd = sqlin.size(ids), sqlin.size(dups)
+        ni, nd = len(ids), len(dups)
         key = (kind, ni, nd)
-        stmt = self._cache.get(key)
-        if stmt is None:
-            stmt = self._cache[key] = self._build(kind, ni, nd)
-        return conn.execute(stmt, {**sqlin.params("ids_", ids, ni), **sqlin.params("dups_", dups, nd), **values})
+        raw = self._cache.get(key)
+        if raw is None:
+            raw = self._cache[key] = Raw(self._build(kind, ni, nd), self.dialect)
+        return ex.run(raw, {**sqlin.params("ids_", ids, ni), **sqlin.params("dups_", dups, nd), **values})
 
     def _build(self, kind: str, ni, nd):
         table, comm = self.table, schema.communications
@@ -203,19 +222,38 @@ class _Writes:
         return t.update().where(cond).values({spec.column: sa.bindparam("to_")})
 
 
-_WRITES: dict[str, _Writes] = {}
+_WRITES: dict[tuple[str, str], _Writes] = {}
 
 
-def _writes(et: str) -> _Writes:
-    if et not in _WRITES:
-        _WRITES[et] = _Writes(et)
-    return _WRITES[et]
+def _writes(et: str, dialect) -> _Writes:
+    key = (dialect.name, et)
+    if key not in _WRITES:
+        _WRITES[key] = _Writes(et, dialect)
+    return _WRITES[key]
 
 
-def _write_merge(conn: Connection, plan: MergePlan, snap: Snapshot, user: dict, now) -> tuple[_Images, dict[str, int], dict]:
+class _Checks:
+    """Row counts to verify once a pipeline's results are in: a link that is not where the plan saw
+    it (moved by someone else since) makes the merge stale."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[Done, int, str]] = []
+
+    def add(self, done: Done, expected: int, what: str) -> None:
+        self.items.append((done, expected, what))
+
+    def verify(self) -> None:
+        for done, expected, what in self.items:
+            if done.rowcount != expected:
+                raise StalePlanError(f"{what} changed while merging ({done.rowcount} of {expected} rows as planned); "
+                                     "make a new plan and try again")
+
+
+def _write_merge(ex: Executor, w: _Writes, plan: MergePlan, snap: Snapshot, user: dict, now,
+                 history_id: int | None, checks: _Checks) -> tuple[_Images, dict[str, int], dict]:
+    """Queue the writes of one merge on ``ex``; the row counts to check go to ``checks``."""
     et, p, dups = plan.entity_type, plan.primary_id, plan.duplicate_ids
-    table = schema.ENTITY_TABLES[et]
-    w = _writes(et)
+    table = w.table
     img = _Images()
     moved: dict[str, int] = defaultdict(int)
 
@@ -223,7 +261,7 @@ def _write_merge(conn: Connection, plan: MergePlan, snap: Snapshot, user: dict, 
     old = snap.records[p]
     values = {f: d.value for f, d in plan.fields.items() if old.get(f) != d.value}
     values["modified_at"] = now
-    conn.execute(w.primary, {"pk_": p, **values})
+    ex.run(w.primary(tuple(values)), {"pk_": p, **values})
     img.touched(table.name, old, {**old, **values})
 
     # 2. communications: kept values move to the primary, repeats are dropped
@@ -231,12 +269,12 @@ def _write_merge(conn: Connection, plan: MergePlan, snap: Snapshot, user: dict, 
     move = [c.id for c in plan.communications if c.action == "move"]
     drop = [c.id for c in plan.communications if c.action in ("repeat", "drop")]
     if move:
-        _check_count(w.run(conn, "comm_move", ids=move, dups=dups, to_=p), len(move), "communications")
+        checks.add(w.run(ex, "comm_move", ids=move, dups=dups, to_=p), len(move), "communications")
         for cid in move:
             img.touched("communications", rows[cid], {**rows[cid], "entity_id": p})
         moved["communications"] = len(move)
     if drop:
-        _check_count(w.run(conn, "comm_drop", ids=drop, dups=dups), len(drop), "communications")
+        checks.add(w.run(ex, "comm_drop", ids=drop, dups=dups), len(drop), "communications")
         for cid in drop:
             img.touched("communications", rows[cid], None)
 
@@ -249,12 +287,12 @@ def _write_merge(conn: Connection, plan: MergePlan, snap: Snapshot, user: dict, 
         if not moves:
             continue
         if spec.table is schema.contact_companies:
-            _move_contact_companies(conn, w, snap, spec.column, moves, img)
+            _move_contact_companies(ex, w, snap, spec.column, moves, img, checks)
             moved[spec.name] = sum(1 for m in moves if m.action != "update")
             continue
         ids = [m.key["id"] for m in moves]
-        _check_count(w.run(conn, spec.name, ids=ids, dups=dups, to_=p), len(ids),
-                     f"{spec.name} linked to the group of {et} #{p}")
+        checks.add(w.run(ex, spec.name, ids=ids, dups=dups, to_=p), len(ids),
+                   f"{spec.name} linked to the group of {et} #{p}")
         for m in moves:
             img.touched(spec.name, {"id": m.key["id"], spec.column: m.from_id}, {"id": m.key["id"], spec.column: p})
         moved[spec.name] = len(ids)
@@ -264,33 +302,38 @@ def _write_merge(conn: Connection, plan: MergePlan, snap: Snapshot, user: dict, 
         img.touched(table.name, snap.records[d], None if plan.delete_mode == "hard" else
                     {**snap.records[d], "deleted_at": now})
     if plan.delete_mode == "hard":
-        w.run(conn, "hard_delete", dups=dups)
+        w.run(ex, "hard_delete", dups=dups)
     else:
-        w.run(conn, "soft_delete", dups=dups, now_=now)
+        w.run(ex, "soft_delete", dups=dups, now_=now)
 
     # 5. the history event on the primary
     event = {"entity_type": et, "entity_id": p, "event": "merge",
              "message": merge_message(et, p, dups, user), "user_id": user["id"], "created_at": now}
-    event["id"] = conn.execute(w.history, event).scalar_one()
+    if history_id is None:  # SQLite: no round trips, the id comes back at once
+        event["id"] = ex.run(w.history, event).scalar()
+    else:
+        event["id"] = history_id
+        ex.run(w.history, event)
     img.touched("history", None, event)
     return img, dict(moved), event
 
 
-def _move_contact_companies(conn: Connection, w: _Writes, snap: Snapshot, column: str, moves, img: _Images) -> None:
+def _move_contact_companies(ex: Executor, w: _Writes, snap: Snapshot, column: str, moves, img: _Images,
+                            checks: _Checks) -> None:
     rows = {(r["contact_id"], r["company_id"]): r for r in snap.links.get("contact_companies", [])}
     other = "company_id" if column == "contact_id" else "contact_id"
     for m in moves:
         key = (m.key["contact_id"], m.key["company_id"])
         old, where = rows[key], {"k1_": key[0], "k2_": key[1]}
         if m.action == "move":
-            res = conn.execute(w.cc_move[column], {**where, "to_": m.to_id, "flag_": m.is_primary})
-            _check_count(res, 1, "contact_companies")
+            checks.add(ex.run(w.cc_move[column], {**where, "to_": m.to_id, "flag_": m.is_primary}), 1,
+                       "contact_companies")
             img.touched("contact_companies", old, None)
             img.touched("contact_companies", None, {**old, column: m.to_id, "is_primary": m.is_primary})
         elif m.action == "merge":
             # folded into the primary's own link to the same company (contact): the before-image keeps
             # the row, and undo brings it back
-            _check_count(conn.execute(w.cc_delete, where), 1, "contact_companies")
+            checks.add(ex.run(w.cc_delete, where), 1, "contact_companies")
             img.touched("contact_companies", old, None)
     # the primary's own rows whose is_primary flag changes (a folded row's flag, one primary company)
     final = {m.key[other]: m.is_primary for m in moves}
@@ -299,8 +342,7 @@ def _move_contact_companies(conn: Connection, w: _Writes, snap: Snapshot, column
             continue
         flag = final[old[other]]
         if bool(old["is_primary"]) != flag:
-            _check_count(conn.execute(w.cc_flag, {"k1_": key[0], "k2_": key[1], "flag_": flag}), 1,
-                         "contact_companies")
+            checks.add(ex.run(w.cc_flag, {"k1_": key[0], "k2_": key[1], "flag_": flag}), 1, "contact_companies")
             img.touched("contact_companies", old, {**old, "is_primary": flag})
 
 
@@ -312,6 +354,7 @@ class _Applier:
     def __init__(self, conn: Connection, user_id: int | None, durable: bool = True):
         self.conn = conn
         self.durable = durable
+        self.ex = Executor(conn)
         self.user = load_user(conn, user_id)
         if conn.in_transaction():
             conn.commit()
@@ -337,12 +380,19 @@ class _Applier:
         conn, et = self.conn, plan.entity_type
         result = MergeResult("applied", et, plan.primary_id, list(plan.duplicate_ids), group_id, batch_id)
         try:
-            with write_transaction(conn, durable=self.durable):
-                if check_done and batch_id is not None and group_id is not None:
-                    done = self.already(batch_id, group_id)
-                    if done is not None:
-                        raise _Already(done)
-                snap = read_snapshot(conn, et, plan.primary_id, plan.member_ids, lock=True, with_users=False)
+            with write_transaction(conn):
+                # reads (on PostgreSQL one round trip): has this group been merged, the rows, locked
+                ex, w = self.ex, _writes(et, conn.dialect)
+                with ex.pipeline():
+                    if ex.pg and not self.durable:
+                        ex.run(w.no_sync, {})
+                    done_q = (ex.run(w.already, {"b_": batch_id, "g_": group_id})
+                              if check_done and batch_id is not None and group_id is not None else None)
+                    build = queue_locked_snapshot(ex, et, plan.primary_id, plan.member_ids)
+                    ids_q = ex.run(w.next_ids, {}) if ex.pg else None
+                if done_q is not None and (done := done_q.rows()):
+                    raise _Already(done[0][0])
+                snap = build()
                 fresh = snap.fingerprints()
                 if fresh != plan.fingerprints:
                     changes = describe_changes(plan, snap, fresh)
@@ -354,15 +404,22 @@ class _Applier:
                                                if r.get("responsible_id") is not None])
                     check_merge(self.user, et, snap.records.values(), owners)
                 now = utcnow()
-                img, moved, event = _write_merge(conn, plan, snap, self.user, now)
-                w = _writes(et)
-                merge_id = conn.execute(w.merge, dict(
-                    group_id=group_id, batch_id=batch_id, entity_type=et, primary_id=plan.primary_id,
-                    merged_ids=list(plan.duplicate_ids), user_id=self.user["id"], merged_at=now,
-                    status="applied", summary=plan.summary(),
-                    before_image=dict(img.before), after_image=dict(img.after))).scalar_one()
-                if update_group and group_id is not None:
-                    conn.execute(w.group, {"gid_": group_id, "mid_": merge_id, "now_": now})
+                history_id, merge_id = ids_q.rows()[0] if ids_q is not None else (None, None)
+                checks = _Checks()
+                # writes (on PostgreSQL one round trip), then the row counts they must have had
+                with ex.pipeline():
+                    img, moved, event = _write_merge(ex, w, plan, snap, self.user, now, history_id, checks)
+                    row = dict(group_id=group_id, batch_id=batch_id, entity_type=et, primary_id=plan.primary_id,
+                               merged_ids=list(plan.duplicate_ids), user_id=self.user["id"], merged_at=now,
+                               status="applied", summary=plan.summary(),
+                               before_image=dict(img.before), after_image=dict(img.after))
+                    if merge_id is None:
+                        merge_id = ex.run(w.merge, row).scalar()
+                    else:
+                        ex.run(w.merge, {"id": merge_id, **row})
+                    if update_group and group_id is not None:
+                        ex.run(w.group, {"gid_": group_id, "mid_": merge_id, "now_": now})
+                checks.verify()
                 if FAULT_HOOK is not None:
                     FAULT_HOOK("before_commit")
         except _Already as done:

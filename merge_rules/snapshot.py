@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 from crm import schema
 from merge_rules import sqlin
 from merge_rules.codec import fingerprint
+from merge_rules.tx import Executor, Raw
 
 CHUNK = 2000  # ids per IN (...) list: far below SQLite's bound-parameter limit
 
@@ -108,6 +109,7 @@ class _Queries:
         self.specs = {spec.name: spec for spec in LINKS[entity_type]}
         self._records: dict[tuple, Any] = {}
         self._links: dict[tuple, Any] = {}
+        self._raw: dict[tuple, Raw] = {}
 
     def records(self, n: int | None, lock: bool):
         key = (n, lock)
@@ -151,11 +153,27 @@ class _Queries:
         self._links[key] = sa.union_all(*parts)
         return self._links[key]
 
-    def link_row(self, r) -> tuple[LinkSpec, dict[str, Any]]:
-        spec = self.specs[r.tbl]
-        if spec.table is schema.contact_companies:
-            return spec, {"contact_id": r.k1, "company_id": r.k2, "is_primary": bool(r.flag)}
-        return spec, {"id": r.k1, spec.column: r.ref}
+    def add_link_rows(self, rows, comms: dict[int, list], links: dict[str, dict[int, list]]) -> None:
+        """Sort the rows of the links query (tuples, or Rows) into communications and link rows."""
+        et = self.entity_type
+        for tbl, k1, k2, ref, flag, ctype, ckind, cvalue in rows:
+            if tbl == "communications":
+                comms[ref].append({"id": k1, "entity_type": et, "entity_id": ref, "type": ctype,
+                                   "kind": ckind, "value": cvalue})
+                continue
+            spec = self.specs[tbl]
+            if spec.table is schema.contact_companies:
+                links[tbl][ref].append({"contact_id": k1, "company_id": k2, "is_primary": bool(flag)})
+            else:
+                links[tbl][ref].append({"id": k1, spec.column: ref})
+
+    def raw(self, dialect, kind: str, n: int, nd: int = 0) -> Raw:
+        """The locked reads of one group (records, links), compiled for ``dialect`` (merge_rules.tx.Raw)."""
+        key = (dialect.name, kind, n, nd)
+        if key not in self._raw:
+            stmt = self.records(n, True) if kind == "records" else self.links(n, nd)
+            self._raw[key] = Raw(stmt, dialect)
+        return self._raw[key]
 
 
 _QUERIES: dict[str, _Queries] = {}
@@ -186,19 +204,17 @@ def read_snapshots(conn: Connection, entity_type: str, groups: Sequence[tuple[in
             records[r["id"]] = dict(r)
         dups = [i for i in ids if i not in primaries]
         nd = sqlin.size(dups)
-        for r in conn.execute(qs.links(n, nd), {**sqlin.params("members", ids, n), **sqlin.params("dups", dups, nd)}):
-            if r.tbl == "communications":
-                comms[r.ref].append({"id": r.k1, "entity_type": entity_type, "entity_id": r.ref, "type": r.ctype,
-                                     "kind": r.ckind, "value": r.cvalue})
-                continue
-            spec, row = qs.link_row(r)
-            links[spec.name][r.ref].append(row)
+        qs.add_link_rows(conn.execute(qs.links(n, nd), {**sqlin.params("members", ids, n),
+                                                         **sqlin.params("dups", dups, nd)}), comms, links)
 
     users: dict[int, dict[str, Any]] = {}
     if with_users:
         responsible = sorted({r["responsible_id"] for r in records.values() if r.get("responsible_id") is not None})
         users = read_users(conn, responsible)
+    return _assemble(entity_type, groups, records, comms, links, users)
 
+
+def _assemble(entity_type: str, groups, records, comms, links, users) -> list[Snapshot]:
     out = []
     for primary, members in groups:
         order = [int(primary)] + [int(m) for m in members if int(m) != int(primary)]
@@ -228,3 +244,27 @@ def read_users(conn: Connection, user_ids: Iterable[int]) -> dict[int, dict[str,
 def read_snapshot(conn: Connection, entity_type: str, primary_id: int, member_ids: Sequence[int], *,
                   lock: bool = False, with_users: bool = True) -> Snapshot:
     return read_snapshots(conn, entity_type, [(primary_id, member_ids)], lock=lock, with_users=with_users)[0]
+
+
+def queue_locked_snapshot(ex: Executor, entity_type: str, primary_id: int,
+                          member_ids: Sequence[int]) -> Callable[[], Snapshot]:
+    """Queue the reads of one group with its entity rows locked (as read_snapshot(lock=True), on the
+    driver's cursor: inside ``ex.pipeline()`` on PostgreSQL they go in one round trip). Returns the
+    function that builds the Snapshot once the results are in."""
+    qs = queries(entity_type)
+    primary = int(primary_id)
+    ids = sorted({int(i) for i in member_ids} | {primary})
+    dups = [i for i in ids if i != primary]
+    n, nd = len(ids), len(dups)
+    rec_raw = qs.raw(ex.dialect, "records", n)
+    recs = ex.run(rec_raw, sqlin.params("ids", ids, n))
+    lnk = ex.run(qs.raw(ex.dialect, "links", n, nd), {**sqlin.params("members", ids, n), **sqlin.params("dups", dups, nd)})
+    names = [c.key for c in rec_raw.stmt.selected_columns]
+
+    def build() -> Snapshot:
+        records = {r["id"]: r for r in (dict(zip(names, row)) for row in recs.rows())}
+        comms: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        links: dict[str, dict[int, list[dict[str, Any]]]] = {s.name: defaultdict(list) for s in LINKS[entity_type]}
+        qs.add_link_rows(lnk.rows(), comms, links)
+        return _assemble(entity_type, [(primary, member_ids)], records, comms, links, {})[0]
+    return build

@@ -61,3 +61,131 @@ def retrying(func: Callable[[], T], attempts: int = 4) -> T:
             log.info("transaction aborted (%s), retrying (attempt %d)", state, attempt + 1)
             time.sleep(0.05 * attempt)
     raise AssertionError("unreachable")
+
+
+# -- statements run on the driver's cursor ---------------------------------------------------------
+#
+# A merge runs about a dozen short statements. Through Connection.execute each costs far more Python
+# than the database spends on it, and on PostgreSQL each is a round trip to the server. So the merge
+# path compiles its statements once per dialect and runs them on the DBAPI cursor, through the same
+# type processors SQLAlchemy applies (SQLite's datetimes as text, JSON). On PostgreSQL a phase's
+# statements are sent as one multi-statement query (values bound by psycopg's client-side binding,
+# which quotes them): the reads in one round trip, the writes in another.
+
+class Raw:
+    """A Core statement compiled once for one dialect, run on the driver's cursor."""
+
+    def __init__(self, stmt, dialect, column_keys: list[str] | None = None):
+        self.stmt, self.dialect = stmt, dialect
+        compiled = stmt.compile(dialect=dialect, column_keys=column_keys)
+        self.sql = compiled.string
+        if "POSTCOMPILE" in self.sql:
+            raise ValueError("Raw statements take IN lists of a fixed length (merge_rules.sqlin with a size)")
+        self.order = list(compiled.positiontup) if dialect.positional else None
+        self.processors = {name: proc for name, b in compiled.binds.items()
+                           if (proc := b.type.dialect_impl(dialect).bind_processor(dialect)) is not None}
+        # literals (a constant table name in a UNION, values() constants) carry their own value
+        self.defaults = {name: b.effective_value for name, b in compiled.binds.items() if not b.required}
+        columns = (getattr(stmt, "exported_columns", None) if getattr(stmt, "is_dml", False)
+                   else getattr(stmt, "selected_columns", None))
+        self.result_types = [c.type for c in columns] if columns is not None else []
+        self._result_processors: list | None = None
+
+    def params(self, values: dict):
+        values = {**self.defaults, **values} if self.defaults else values
+        procs = self.processors
+        if self.order is not None:
+            return [procs[n](values[n]) if n in procs else values[n] for n in self.order]
+        return {n: procs[n](v) if n in procs else v for n, v in values.items()}
+
+    def rows(self, rows: list, description) -> list[tuple]:
+        if self._result_processors is None:
+            self._result_processors = [t.dialect_impl(self.dialect).result_processor(self.dialect, d[1])
+                                       for t, d in zip(self.result_types, description)]
+        procs = self._result_processors
+        if not any(procs):
+            return rows
+        return [tuple(p(v) if p else v for p, v in zip(procs, row)) for row in rows]
+
+
+class Done:
+    """One statement's outcome: rowcount and rows (inside a pipeline, once the pipeline has run)."""
+
+    def __init__(self, raw: Raw):
+        self.raw = raw
+        self.rowcount = -1
+        self._rows: list = []
+        self._description = None
+
+    def take(self, cursor) -> None:
+        self.rowcount = cursor.rowcount
+        self._description = cursor.description
+        if self._description is not None:
+            self._rows = cursor.fetchall()
+
+    def rows(self) -> list[tuple]:
+        return self.raw.rows(self._rows, self._description) if self._description is not None else []
+
+    def scalar(self):
+        return self.rows()[0][0]
+
+
+class Executor:
+    """Runs Raw statements on one SQLAlchemy connection, inside its transaction. Within
+    ``pipeline()`` PostgreSQL statements are queued and sent together at the end of the block (on
+    SQLite, where there are no round trips, they run at once); read a Done only after the block."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.dialect = conn.dialect
+        self.pg = conn.dialect.name == "postgresql"
+        self._queue: list | None = None
+
+    @property
+    def driver(self):
+        return self.conn.connection.driver_connection
+
+    def _wrap(self, exc: Exception, sql: str | None, params=None) -> sa.exc.DBAPIError:
+        # the same exception classes Connection.execute raises, so retrying() and the callers'
+        # IntegrityError handling work unchanged
+        return sa.exc.DBAPIError.instance(sql, params, exc, self.dialect.loaded_dbapi.Error, dialect=self.dialect)
+
+    def run(self, raw: Raw, values: dict) -> Done:
+        done, params = Done(raw), raw.params(values)
+        if self._queue is not None:
+            self._queue.append((raw, params, done))
+            return done
+        cur = self.driver.cursor()
+        try:
+            cur.execute(raw.sql, params)
+        except self.dialect.loaded_dbapi.Error as exc:
+            raise self._wrap(exc, raw.sql, params) from exc
+        done.take(cur)
+        return done
+
+    @contextmanager
+    def pipeline(self) -> Iterator[Executor]:
+        if not self.pg or self._queue is not None:
+            yield self
+            return
+        self._queue = queue = []
+        try:
+            yield self
+        finally:
+            self._queue = None
+        if queue:
+            self._send(queue)
+
+    def _send(self, queue: list) -> None:
+        import psycopg  # only on PostgreSQL
+
+        cur = psycopg.ClientCursor(self.driver)
+        sql = ";\n".join(cur.mogrify(raw.sql, params) for raw, params, _done in queue)
+        try:
+            cur.execute(sql)
+            for i, (_raw, _params, done) in enumerate(queue):
+                if i:
+                    cur.nextset()
+                done.take(cur)
+        except self.dialect.loaded_dbapi.Error as exc:
+            raise self._wrap(exc, sql) from exc
