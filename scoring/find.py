@@ -47,8 +47,22 @@ class FindResult:
     skipped_keys: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
     candidates: int = 0
-    scores: pd.DataFrame | None = None  # every compared pair: id_a, id_b, probability (for incremental runs)
     prepared: Prepared | None = None
+    # every compared pair as record positions and probability, made into a frame only when asked
+    # for (incremental runs store it): at a million records a frame of ten million rows
+    compared: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    @property
+    def scores(self) -> pd.DataFrame | None:
+        """Every compared pair: id_a, id_b (the smaller id first), probability."""
+        if self.compared is None or self.prepared is None:
+            return None
+        a, b, prob = self.compared
+        ids = self.prepared.ids
+        id_a, id_b = ids[a], ids[b]
+        if id_a.dtype != object:
+            id_a, id_b = np.minimum(id_a, id_b), np.maximum(id_a, id_b)
+        return pd.DataFrame({"id_a": id_a, "id_b": id_b, "probability": prob})
 
     def write(self, folder: Path, settings: MatchSettings | None = None) -> dict[str, Path]:
         """groups.csv, pairs.csv, model.json, settings.yaml, blocking.csv into ``folder``."""
@@ -179,16 +193,8 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
             pairs = pd.concat([pairs, old[pairs.columns]], ignore_index=True).sort_values(
                 ["probability", "id_a", "id_b"], ascending=[False, True, True], ignore_index=True)
         group_table["criteria"] = _criteria(group_table, pairs)
-    ids = p.ids
-    id_a, id_b = ids[a], ids[b]
-    scores = pd.DataFrame({"id_a": np.minimum(id_a, id_b) if id_a.dtype != object else id_a,
-                           "id_b": np.maximum(id_a, id_b) if id_a.dtype != object else id_b,
-                           "probability": all_prob})
-    result = FindResult(table.entity_type, pairs, groups, group_table, model, cand.per_rule, cand.skipped,
-                        timer.t, n_candidates)
-    result.scores = scores
-    result.prepared = p
-    return result
+    return FindResult(table.entity_type, pairs, groups, group_table, model, cand.per_rule, cand.skipped,
+                      timer.t, n_candidates, prepared=p, compared=(a, b, all_prob))
 
 
 def _reusable(previous: pd.DataFrame, p: Prepared, touched: np.ndarray) -> pd.DataFrame:
