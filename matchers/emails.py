@@ -155,7 +155,7 @@ def _parse_text(text: str | None, provider_rules: bool) -> tuple:
     if text is None:
         return EMPTY
     s = _prepare(text)
-    if not s or is_placeholder_email(s) or is_placeholder_email(text):
+    if not s or is_placeholder_email(s) or (text != s and is_placeholder_email(text)):
         return PLACEHOLDER
     if s.isascii():
         fast = _fast(s, provider_rules)

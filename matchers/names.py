@@ -673,10 +673,16 @@ def _codes(values: pd.Series) -> tuple[np.ndarray, list]:
     return codes, list(uniques)
 
 
-def _join(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Element-wise "a b", leaving out empty sides (object arrays of str)."""
-    both = a + " " + b
-    return np.where(a == "", b, np.where(b == "", a, both))
+def _join(a: np.ndarray, b: np.ndarray, c: np.ndarray, sort: bool = False) -> np.ndarray:
+    """Element-wise "a b c" (in sorted order with ``sort``), leaving out empty parts (object arrays
+    of str); one new string per row."""
+    out = np.empty(len(a), dtype=object)
+    rows = zip(a.tolist(), b.tolist(), c.tolist())
+    if sort:
+        out[:] = [" ".join(sorted([s for s in t if s])) for t in rows]
+    else:
+        out[:] = [f"{x} {y} {z}" if x and y and z else " ".join(s for s in (x, y, z) if s) for x, y, z in rows]
+    return out
 
 
 def _field_arrays(units: list[tuple[_Unit, ...]]) -> dict[str, np.ndarray]:
@@ -729,20 +735,16 @@ def normalize_persons(records: pd.DataFrame) -> pd.DataFrame:
     idx = np.flatnonzero(simple)
     if len(idx):
         a, b, c = F["token"][cf[idx]], L["token"][cl[idx]], M["token"][cm[idx]]
-        lo, hi = np.where(a <= b, a, b), np.where(a <= b, b, a)        # sort three words
-        low = np.where(lo <= c, lo, c)
-        mid = np.where(lo <= c, np.where(hi <= c, hi, c), lo)
-        high = np.where(hi <= c, c, hi)
         first = F["canon"][cf[idx]]
         middle = M["key"][cm[idx]]
         out["first"][idx] = first
         out["first_raw"][idx] = F["key"][cf[idx]]
         out["last"][idx] = L["key"][cl[idx]]
         out["middle"][idx] = middle
-        out["tokens"][idx] = _join(_join(low, mid), high)
+        out["tokens"][idx] = _join(a, b, c, sort=True)
         out["initials"][idx] = np.array([x[:1] for x in first], dtype=object) + \
             np.array([x[:1] for x in middle], dtype=object)
-        out["full"][idx] = _join(_join(cleans[0][cl[idx]], cleans[1][cf[idx]]), cleans[2][cm[idx]])
+        out["full"][idx] = _join(cleans[0][cl[idx]], cleans[1][cf[idx]], cleans[2][cm[idx]])
 
     rest = np.flatnonzero(~simple)
     if len(rest):

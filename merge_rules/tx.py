@@ -177,6 +177,21 @@ class Executor:
             self._send(queue)
 
     def _send(self, queue: list) -> None:
+        import os
+        if os.environ.get("MT_MODE") == "pipe":
+            drv = self.driver
+            try:
+                with drv.pipeline():
+                    curs = []
+                    for raw, params, _done in queue:
+                        c = drv.cursor()
+                        c.execute(raw.sql, params)
+                        curs.append(c)
+                for c, (_raw, _params, done) in zip(curs, queue):
+                    done.take(c)
+            except self.dialect.loaded_dbapi.Error as exc:
+                raise self._wrap(exc, None) from exc
+            return
         import psycopg  # only on PostgreSQL
 
         cur = psycopg.ClientCursor(self.driver)
