@@ -13,7 +13,7 @@ import time
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import islice, repeat
+from itertools import chain, islice, repeat
 from pathlib import Path
 
 import numpy as np
@@ -494,25 +494,29 @@ def _json_float(x: float) -> str:
 
 
 def _criteria(group_table: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:
-    """Bitrix24-style words per group: "2 matches by phone, 1 by email"."""
+    """Bitrix24-style words per group: "2 matches by phone, 1 by email". Counted per distinct
+    criteria text (a handful), so that a million records cost a few array passes."""
     if not len(group_table):
         return []
     sizes = group_table["member_ids"].map(len).to_numpy()
-    member_group = pd.Series(np.repeat(group_table["group_id"].to_numpy(), sizes),
-                             index=np.concatenate([np.asarray(m, dtype=object) for m in group_table["member_ids"]]))
+    flat = pd.Index(list(chain.from_iterable(group_table["member_ids"])))
+    member_group = pd.Series(np.repeat(np.arange(len(group_table)), sizes), index=flat)
     member_group = member_group[~member_group.index.duplicated()]
-    ga = pairs["id_a"].map(member_group)
-    gb = pairs["id_b"].map(member_group)
-    inside = pairs[(ga == gb) & ga.notna()].assign(group=ga)
-    words = inside[["group", "criteria"]].assign(what=inside["criteria"].str.split(",")).explode("what")
-    words = words[words["what"].notna() & (words["what"] != "")]
-    counts = words.groupby(["group", "what"]).size().rename("n").reset_index()
-    counts = counts.sort_values(["group", "n", "what"], ascending=[True, False, True])
-    text = (counts["n"].astype(str) + np.where(counts["n"] == 1, " match by ", " matches by ")
-            + counts["what"]).to_numpy(dtype=object)
-    group = counts["group"].to_numpy(dtype=object)
-    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if len(group) else np.zeros(0, np.int64)
-    ends = np.r_[starts[1:], len(group)]
-    joined = pd.Series([", ".join(text[s:e]) for s, e in zip(starts.tolist(), ends.tolist())], index=group[starts],
-                       dtype=object)
-    return joined.reindex(group_table["group_id"]).fillna("similar records").tolist()
+    ga = member_group.reindex(pairs["id_a"].to_numpy()).to_numpy()
+    gb = member_group.reindex(pairs["id_b"].to_numpy()).to_numpy()
+    inside = np.flatnonzero((ga == gb) & ~np.isnan(ga))
+    group = ga[inside].astype(np.int64)
+    codes, patterns = pd.factorize(pairs["criteria"].to_numpy(dtype=object)[inside])
+    words_of = [[w for w in p.split(",") if w] if isinstance(p, str) else [] for p in patterns]
+    vocab = sorted(set(chain.from_iterable(words_of)))
+    counts = np.zeros((len(group_table), len(vocab)), dtype=np.int64)
+    for k, words in enumerate(words_of):
+        per_group = np.bincount(group[codes == k], minlength=len(group_table))
+        for w in words:
+            counts[:, vocab.index(w)] += per_group
+    out = []
+    for row in counts.tolist():
+        found = sorted((-n, w) for n, w in zip(row, vocab) if n)
+        out.append(", ".join(f"{-n} match by {w}" if n == -1 else f"{-n} matches by {w}" for n, w in found)
+                   if found else "similar records")
+    return out
