@@ -375,7 +375,7 @@ class Candidates:
 BLOCK_THREADS = min(os.cpu_count() or 1, 2)
 
 
-def find_candidates(p: Prepared, cap: int = 50, neighbourhood_window: int = 4) -> Candidates:
+def find_candidates(p: Prepared, cap: int = 20, neighbourhood_window: int = 4) -> Candidates:
     """The union of every rule's pairs, each remembering which rules proposed it. On a large table
     the rules run side by side in threads (sorting and numpy work, which let go of the GIL)."""
     n = max(len(p), 1)
@@ -475,7 +475,7 @@ def _indexers() -> dict[str, type]:
         """recordlinkage indexer: records sharing a value of ``column``, skipping values held by more
         than ``cap`` records."""
 
-        def __init__(self, column: str, cap: int = 50, **kwargs):
+        def __init__(self, column: str, cap: int = 20, **kwargs):
             super().__init__(**kwargs)
             self.column, self.cap = column, cap
 
