@@ -188,6 +188,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{backend}: failed\n{proc.stderr[-4000:]}", file=sys.stderr)
             return 1
         result = json.loads(proc.stdout.strip().splitlines()[-1])
+        try:  # the machine is shared: the load at the end says whether others ran meanwhile
+            info["load_avg_at_end"] = os.getloadavg()
+        except OSError:
+            info["load_avg_at_end"] = None
         entry = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": info,
                  "versions": versions(), **result, "process_wall_s": round(wall, 2),
                  "target_merges_per_s": TARGET, "target_met": result["merges_per_s"] >= TARGET}
@@ -196,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
               f"(target {TARGET:.0f}: {'met' if entry['target_met'] else 'NOT met'}), plan "
               f"{result['plans_per_s']:.0f}/s, undo {result['undos_per_s']}/s, process {wall:.1f} s, "
               f"peak RSS {result['peak_rss_mb']} MB, client CPU {result['apply_client_cpu_ms_per_group']} ms/merge, "
-              f"workers {result['workers']}, durable {result['durable_commits']}, statuses {result['statuses']}")
+              f"workers {result['workers']}, durable {result['durable_commits']}, statuses {result['statuses']}, "
+              f"load {info['load_avg_at_start'][0] if info['load_avg_at_start'] else '?'}"
+              f"->{info['load_avg_at_end'][0] if info['load_avg_at_end'] else '?'}")
     if not args.no_save:
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         old = json.loads(RESULTS.read_text()) if RESULTS.exists() else []

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import REGCLASS
 from sqlalchemy.engine import Connection
 
 from crm import schema
@@ -171,9 +172,13 @@ class _Writes:
             # ids taken with the reads, so that every write of a merge goes in one round trip
             self.history = Raw(h.insert(), dialect, ["id", *_HISTORY_COLUMNS])
             self.merge = Raw(m.insert(), dialect, ["id", *_MERGE_COLUMNS])
-            self.next_ids = Raw(sa.select(sa.func.nextval(sa.func.pg_get_serial_sequence("history", "id")),
-                                          sa.func.nextval(sa.func.pg_get_serial_sequence("dedup_merges", "id"))),
+            # the sequences' names are looked up once per connection (_Applier): pg_get_serial_sequence
+            # on every merge costs the server more than the nextval
+            self.next_ids = Raw(sa.select(sa.func.nextval(sa.cast(sa.bindparam("hseq_", type_=sa.String), REGCLASS)),
+                                          sa.func.nextval(sa.cast(sa.bindparam("mseq_", type_=sa.String), REGCLASS))),
                                 dialect)
+            self.sequences = Raw(sa.select(sa.func.pg_get_serial_sequence("history", "id"),
+                                           sa.func.pg_get_serial_sequence("dedup_merges", "id")), dialect)
             self.no_sync = Raw(sa.text("SET LOCAL synchronous_commit TO OFF"), dialect)
         else:
             self.history = Raw(h.insert().returning(h.c.id), dialect, _HISTORY_COLUMNS)
@@ -356,6 +361,10 @@ class _Applier:
         self.durable = durable
         self.ex = Executor(conn)
         self.user = load_user(conn, user_id)
+        self.sequences: dict[str, str] = {}
+        if self.ex.pg:
+            hseq, mseq = self.ex.run(_writes("contact", conn.dialect).sequences, {}).rows()[0]
+            self.sequences = {"hseq_": hseq, "mseq_": mseq}
         if conn.in_transaction():
             conn.commit()
 
@@ -383,13 +392,14 @@ class _Applier:
             with write_transaction(conn):
                 # reads (on PostgreSQL one round trip): has this group been merged, the rows, locked
                 ex, w = self.ex, _writes(et, conn.dialect)
+                ex.begin()
                 with ex.pipeline():
                     if ex.pg and not self.durable:
                         ex.run(w.no_sync, {})
                     done_q = (ex.run(w.already, {"b_": batch_id, "g_": group_id})
                               if check_done and batch_id is not None and group_id is not None else None)
                     build = queue_locked_snapshot(ex, et, plan.primary_id, plan.member_ids)
-                    ids_q = ex.run(w.next_ids, {}) if ex.pg else None
+                    ids_q = ex.run(w.next_ids, self.sequences) if ex.pg else None
                 if done_q is not None and (done := done_q.rows()):
                     raise _Already(done[0][0])
                 snap = build()

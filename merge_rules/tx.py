@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -69,8 +70,9 @@ def retrying(func: Callable[[], T], attempts: int = 4) -> T:
 # than the database spends on it, and on PostgreSQL each is a round trip to the server. So the merge
 # path compiles its statements once per dialect and runs them on the DBAPI cursor, through the same
 # type processors SQLAlchemy applies (SQLite's datetimes as text, JSON). On PostgreSQL a phase's
-# statements are sent as one multi-statement query (values bound by psycopg's client-side binding,
-# which quotes them): the reads in one round trip, the writes in another.
+# statements go in one round trip: the reads in psycopg's pipeline mode, the writes as one statement
+# of data-modifying CTEs (PostgreSQL runs them all against one snapshot; a merge never writes the
+# same row twice, so their order does not matter).
 
 class Raw:
     """A Core statement compiled once for one dialect, run on the driver's cursor."""
@@ -90,6 +92,10 @@ class Raw:
                    else getattr(stmt, "selected_columns", None))
         self.result_types = [c.type for c in columns] if columns is not None else []
         self._result_processors: list | None = None
+        # PostgreSQL: a write that returns nothing may go into one statement with others (Executor)
+        self.cte_ok = bool(getattr(stmt, "is_dml", False)) and not self.result_types and not dialect.positional
+        # the SQL split around its %(name)s parameters: text, name, text, name, ..., text
+        self.pieces = re.split(r"%\((\w+)\)s", self.sql) if self.cte_ok else []
 
     def params(self, values: dict):
         values = {**self.defaults, **values} if self.defaults else values
@@ -119,8 +125,8 @@ class Done:
 
     def take(self, cursor) -> None:
         self.rowcount = cursor.rowcount
-        self._description = cursor.description
-        if self._description is not None:
+        if self.raw.result_types:  # (building cursor.description costs, so only when rows come back)
+            self._description = cursor.description if self.raw._result_processors is None else ()
             self._rows = cursor.fetchall()
 
     def rows(self) -> list[tuple]:
@@ -140,10 +146,14 @@ class Executor:
         self.dialect = conn.dialect
         self.pg = conn.dialect.name == "postgresql"
         self._queue: list | None = None
+        self._cte_sql: dict[tuple, str] = {}
+        self.begin()
 
-    @property
-    def driver(self):
-        return self.conn.connection.driver_connection
+    def begin(self) -> None:
+        """Look the driver's connection up again (SQLAlchemy may have replaced it after an error);
+        call at the start of each transaction."""
+        self.driver = self.conn.connection.driver_connection
+        self._cursor = None if self.pg else self.driver.cursor()  # SQLite: results are read at once
 
     def _wrap(self, exc: Exception, sql: str | None, params=None) -> sa.exc.DBAPIError:
         # the same exception classes Connection.execute raises, so retrying() and the callers'
@@ -155,7 +165,7 @@ class Executor:
         if self._queue is not None:
             self._queue.append((raw, params, done))
             return done
-        cur = self.driver.cursor()
+        cur = self._cursor or self.driver.cursor()
         try:
             cur.execute(raw.sql, params)
         except self.dialect.loaded_dbapi.Error as exc:
@@ -177,30 +187,50 @@ class Executor:
             self._send(queue)
 
     def _send(self, queue: list) -> None:
-        import os
-        if os.environ.get("MT_MODE") == "pipe":
-            drv = self.driver
-            try:
-                with drv.pipeline():
-                    curs = []
-                    for raw, params, _done in queue:
-                        c = drv.cursor()
-                        c.execute(raw.sql, params)
-                        curs.append(c)
-                for c, (_raw, _params, done) in zip(curs, queue):
-                    done.take(c)
-            except self.dialect.loaded_dbapi.Error as exc:
-                raise self._wrap(exc, None) from exc
-            return
-        import psycopg  # only on PostgreSQL
-
-        cur = psycopg.ClientCursor(self.driver)
-        sql = ";\n".join(cur.mogrify(raw.sql, params) for raw, params, _done in queue)
+        drv = self.driver
         try:
-            cur.execute(sql)
-            for i, (_raw, _params, done) in enumerate(queue):
-                if i:
-                    cur.nextset()
+            if len(queue) > 1 and all(raw.cte_ok for raw, _p, _d in queue):
+                # writes: one statement of data-modifying CTEs, whose SELECT returns each row count
+                import psycopg  # only on PostgreSQL
+
+                shape = tuple(raw for raw, _v, _d in queue)
+                sql = self._cte_sql.get(shape)
+                if sql is None:
+                    if len(self._cte_sql) > 2000:  # shapes are few in practice; never grow without bound
+                        self._cte_sql.clear()
+                    sql = self._cte_sql[shape] = _cte_statement(shape)
+                args = [values[name] for raw, values, _d in queue for name in raw.pieces[1::2]]
+                # PostgreSQL's own $n placeholders: psycopg need not parse a query it sees once
+                cur = psycopg.RawCursor(drv)
+                cur.execute(sql, args)
+                counts = cur.fetchone()
+                for (_raw, _values, done), n in zip(queue, counts):
+                    done.rowcount = n
+                return
+            # reads: psycopg's pipeline mode, the statements prepared once and sent together
+            with drv.pipeline():
+                cursors = []
+                for raw, params, _done in queue:
+                    cur = drv.cursor()
+                    cur.execute(raw.sql, params)
+                    cursors.append(cur)
+            for cur, (_raw, _params, done) in zip(cursors, queue):
                 done.take(cur)
         except self.dialect.loaded_dbapi.Error as exc:
-            raise self._wrap(exc, sql) from exc
+            raise self._wrap(exc, None) from exc
+
+
+def _cte_statement(raws: tuple[Raw, ...]) -> str:
+    """WITH w0 AS (<write> RETURNING 1), w1 AS (...) SELECT (SELECT count(*) FROM w0), ...: the
+    writes' parameters numbered $1, $2, ... in order."""
+    parts, n = [], 0
+    for i, raw in enumerate(raws):
+        parts.append(f"w{i} AS (")
+        for j, piece in enumerate(raw.pieces):
+            if j % 2:
+                n += 1
+                parts.append(f"${n}")
+            else:
+                parts.append(piece)
+        parts.append(" RETURNING 1)" + (",\n" if i < len(raws) - 1 else "\n"))
+    return "WITH " + "".join(parts) + "SELECT " + ", ".join(f"(SELECT count(*) FROM w{i})" for i in range(len(raws)))

@@ -98,7 +98,8 @@ def _formatted(values: pd.Series, col: str) -> np.ndarray:
         texts = np.append(np.asarray(uniques).astype(str).astype(object), _fmt(np.nan, col))
     elif pd.api.types.is_datetime64_any_dtype(values.dtype) and col != "editable":
         # as _fmt does for each Timestamp, for all at once
-        texts = np.append(np.asarray(pd.DatetimeIndex(uniques).strftime("%Y-%m-%d %H:%M"), dtype=object),
+        minutes = np.asarray(pd.DatetimeIndex(uniques).tz_localize(None), dtype="datetime64[m]")
+        texts = np.append(np.char.replace(np.datetime_as_string(minutes, unit="m"), "T", " ").astype(object),
                           _fmt(pd.NaT, col))
     else:
         texts = np.array([_fmt(u, col) for u in uniques] + [_fmt(np.nan, col)], dtype=object)
