@@ -362,6 +362,10 @@ class _Applier:
         self.ex = Executor(conn)
         self.user = load_user(conn, user_id)
         self.sequences: dict[str, str] = {}
+        if conn.dialect.name == "sqlite":
+            # a batch touches pages all over the file: a 64 MB page cache (SQLite's default is 2 MB)
+            # for this connection keeps most of them in memory
+            conn.exec_driver_sql("PRAGMA cache_size = -65536")
         if self.ex.pg:
             hseq, mseq = self.ex.run(_writes("contact", conn.dialect).sequences, {}).rows()[0]
             self.sequences = {"hseq_": hseq, "mseq_": mseq}

@@ -86,6 +86,7 @@ class Raw:
         self.order = list(compiled.positiontup) if dialect.positional else None
         self.processors = {name: proc for name, b in compiled.binds.items()
                            if (proc := b.type.dialect_impl(dialect).bind_processor(dialect)) is not None}
+        self._positional = ([(n, self.processors.get(n)) for n in self.order] if self.order is not None else None)
         # literals (a constant table name in a UNION, values() constants) carry their own value
         self.defaults = {name: b.effective_value for name, b in compiled.binds.items() if not b.required}
         columns = (getattr(stmt, "exported_columns", None) if getattr(stmt, "is_dml", False)
@@ -99,9 +100,9 @@ class Raw:
 
     def params(self, values: dict):
         values = {**self.defaults, **values} if self.defaults else values
+        if self._positional is not None:
+            return [proc(values[n]) if proc else values[n] for n, proc in self._positional]
         procs = self.processors
-        if self.order is not None:
-            return [procs[n](values[n]) if n in procs else values[n] for n in self.order]
         return {n: procs[n](v) if n in procs else v for n, v in values.items()}
 
     def rows(self, rows: list, description) -> list[tuple]:
