@@ -722,65 +722,52 @@ def markdown(records: list[dict]) -> str:
 
 
 ANALYSIS = """\
-Findings of the runs of 2026-11-26 (1,000,000 records, two runs each; the figures above are the latest).
+Findings, 2026-11-27 (1,000,000 records, two runs each, machine otherwise idle; the figures above are
+the latest). The runs of 2026-11-26 are kept below for comparison.
 
-- **Accuracy: met.** F1 0.98 at 1,000,000 (target 0.95) and 0.99 at 100,000 (target 0.97). Splink on
-  the same normalised values reaches the same or slightly more (0.988 at 1,000,000): crm-dedup's gap is
-  precision (0.976 against 0.995; its recall is higher, 0.983 against 0.981). The records it groups
-  wrongly are namesakes: at 1,000,000, at least 4,278 of its 4,467 false pairs join an original the
-  generator tagged `namesake` (another person with the same last, first and middle name); about a
-  third of those also share an office phone or info@ address (`colleague_switchboard`,
-  `colleague_info_email`) or a household (`family`). At 100,000: 113 of 137. Splink, given the same
-  name keys, makes about 1,000 false pairs in all at 1,000,000 (not broken down by tag); likely
-  because its term frequencies on the full name and on the phone discount common names and numbers
-  many records share, whereas crm-dedup's rule "same valid phone and same full name is certain" does
-  not look at how many records share that phone (a hypothesis to check, plan item 3).
-- **Speed: missed against Splink alone, about met against Splink with the normalisation.** On the
-  quietest run crm-dedup took 99 s for the whole file-to-groups job, Splink 67 s on values already
-  normalised and 150 s with crm-dedup's normalisation in its own process counted in (1.5x). Under load
-  the ratio against Splink with the normalisation moved between 0.75x and 1.5x over three 1,000,000
-  runs (see every run below); CPU seconds, also recorded from these
-  runs on, are the steadier figure. Where crm-dedup's time goes: **normalise is half of it** (47 s at
-  1,000,000; timed apart, one run: phones 22 s for 1.26 million distinct raw numbers through
-  phonenumbers, sound-alike keys 8 s computed row by row, names 4 s, e-mails 3 s, addresses 2.5 s row
-  by row, reading the file 2 s), then compare (15 s for 10.0 million candidate pairs; Splink scores
-  7.2 million), explain (7 s for the 720,000 pairs at or above "possible", a Python loop), block
-  (6 s), primaries (4 s), train (3 s), and 16 s outside the stages (interpreter start and imports,
-  reading the file, writing groups.csv and a pairs.csv of some hundreds of MB). Splink's own time is u sampling
-  (22 s, fixed whatever the size), EM (15 s) and predict (25 s), in DuckDB.
-- **Memory: missed.** 4.2 GB against Splink's 2.4 GB (and 2.1 GB for the normalisation). Estimated
-  from the code, not yet profiled: per candidate pair crm-dedup keeps comparison levels (int8), term
-  frequencies (int32) and contributions (float64) for each of its comparisons, the probabilities, the
-  candidate arrays and the `scores` frame of every compared pair (kept for incremental runs): about
-  1.5 GB at 10 million pairs, on top of the prepared records' pandas object columns and the
-  explanation strings.
-- **Candidate pairs.** With a third key on name blocking, Splink keeps its recall with far fewer pairs:
-  98,000 at 100,000 records against crm-dedup's 895,000, and 7.2 million at 1,000,000 against 10.0
-  million (crm-dedup's caps on common keys stop its growth there). Splink's first set-up, blocking on
-  first name + surname alone as its tutorials do on small data, made 46 million pairs at 1,000,000
-  records: 451 s, 10 GB and F1 0.949 (set-up 1 below).
+- **Accuracy: met.** F1 0.980 at 1,000,000 (target 0.95) and 0.989 at 100,000 (target 0.97). Splink on
+  the same normalised values reaches 0.988 at 1,000,000: crm-dedup's gap is precision (0.976 against
+  0.995; its recall is higher, 0.983 against 0.981). The false pairs are namesakes: at 100,000, 72 of
+  its 101 false pairs inside groups (82 of them "certain") agree on surname, first name and an e-mail
+  address made of those names (jameswilliams@gmail.com), most while their phones differ: the demo
+  generator gives different people of the same name the same address, which the model reads as strong
+  evidence (an exact e-mail match, +14 to +16 bits). Making the rule "same phone and same name is
+  certain" depend on how many records share the phone changed nothing (tried at 100,000: the same
+  figures with a limit of 2, 3 or 5 holders).
+- **Speed: about even with Splink alone (1.02x, target 1.5x), 2.3x with the normalisation.** crm-dedup
+  59 s for the whole file-to-groups job (56 and 62 s); Splink 60 s on values already normalised (58 and
+  63 s), 138 s when crm-dedup's normalisation of its input (in its own process) is counted in. What
+  changed since 2026-11-26 (99 s, 4.2 GB): a fast path that reads foreign phone numbers as phonenumbers
+  does (phones of 1.27 million distinct raw values 52 s to 23 s under load, 14 s idle), the blocking
+  cap at 20 records per key instead of 50 (2.75 million candidate pairs instead of 10.0 million,
+  blocking recall 0.9967 instead of 0.9976, the same F1), group criteria and primary reasons counted per
+  distinct value, the compared-pair scores kept as arrays until a flow asks for them, and the file read
+  for its mapped columns only. Where crm-dedup's time goes now: **normalise is half of it** (28 s:
+  phones 14 s, e-mails 7 s, names 5 s and the long frames 3 s of CPU, over two processes), then
+  compare 5 s, primaries 4 s, explain 3 s, block 3 s, train 1.5 s, and about 14 s outside the stages
+  (interpreter start and imports, reading the CSV, writing groups.csv and pairs.csv). Splink's own
+  time is u sampling (27 s, fixed whatever the size), EM (10 s) and predict (18 s), in DuckDB.
+- **Memory: missed, closer.** 2.75 GB against Splink's 2.37 GB (was 4.2 GB). What is left is the
+  records themselves: reading one million contacts and 2.2 million phones and e-mails as Python strings
+  takes about 1 GB, the normalised records another 0.7 GB (plus about 0.4 GB of allocator slack the
+  normalisation leaves behind); the pair stages add about 0.6 GB on top.
+- **Candidate pairs.** crm-dedup now scores 2.75 million pairs against Splink's 7.2 million and finds
+  more of the true pairs (recall 0.983 against 0.981).
 
-The plan (matchers/ and scoring/ belong to the find's owner; these are proposals, in order of gain):
+The plan, in order of gain:
 
-1. Normalise faster (matchers/prepare.py, matchers/phones.py): compute sound-alike keys and cleaned
-   addresses per distinct value, as the name normalisers already do (8 + 2.5 s to under 1 s); reduce
-   phones to digits (and extension) before taking distinct values, so that "8 (495) 123-45-67" and
-   "+7 495 1234567" are parsed once, with a digit-pattern fast path for Russian, NANP and UK numbers
-   before phonenumbers; and use the second core (DuckDB uses both) by normalising the phones in a
-   second process. Goal: 47 s to under 20 s at 1,000,000, which alone brings the run to about 70 s.
-2. Memory: compute contributions per chunk in float32 and drop them (and the term frequencies) once
-   the pairs are scored and the ones at or above "possible" are explained; keep `scores` only when an
-   incremental run asks for it; drop prepared columns no later stage reads. Goal: under 2.4 GB.
-3. Precision: read the explanations of the namesake false pairs (pairs.csv of a 1,000,000 run) to
-   see which evidence carries them; likely fixes are a term-frequency check in the "same phone and
-   same full name" rule (not certain when many records share the phone) and holding pairs whose only
-   evidence beyond the full name is a widely shared number or address. Check on the demo's
-   `namesake` and `colleague_*` tags.
-4. Fewer candidates: review the name and neighbourhood blocking rules with their pair counts
-   (blocking.csv) against Splink's 9x smaller candidate set at 100,000; explain lazily (pairs inside
-   groups first, the rest on demand in the review page) and write pairs.parquet instead of CSV.
-5. Re-run `python -m bench.splink_compare --sizes 1000000 --runs 3` on an otherwise idle machine
-   before judging the 1.5x target: the figures above were taken while other benchmarks ran."""
+1. Normalise: the phone fast path is about 11 microseconds per distinct value in Python; most of it is
+   the same few steps for Russian numbers. Vectorise that common case (digits and separators stripped
+   by pyarrow compute, the national number cut by array slicing, validity looked up per national prefix
+   and length) and keep the per-value path for the rest. Same for e-mails (lower-case, split at "@" and
+   the provider rules as array operations). Goal: normalise from 28 s to under 12 s.
+2. Memory: keep the raw records as categorical or Arrow strings from the read on (names, addresses
+   and sources repeat heavily), and build the normalised columns as codes into distinct values rather
+   than one Python string per record. Goal: under 2.3 GB.
+3. Outside the stages: write pairs as parquet beside the CSV only when asked, and import the
+   explanation and report code lazily (about 14 s now).
+4. Precision: the namesake e-mails above are a property of the generator as much as of the model;
+   check against the admins' skips on real data before changing the weights."""
 
 
 def main(argv: list[str] | None = None) -> None:
