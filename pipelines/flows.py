@@ -103,34 +103,44 @@ def dedup_flow(db: str | None = None, entity_types: list[str] | None = None,
     started = time.perf_counter()
     settings = Settings.load(settings_path)
     entity_types = entity_types or list(settings.pipeline.entity_types)
-    run_id, folder = open_run(steps.env_db(db), entity_types, settings.pipeline.runs_dir)
+    step_seconds: dict[str, float] = {}
+
+    def timed(name: str, call, *args):
+        """Run one task and add its wall time to the summary (the flow's own time per step)."""
+        t0 = time.perf_counter()
+        value = call(*args)
+        step_seconds[name] = round(step_seconds.get(name, 0.0) + time.perf_counter() - t0, 3)
+        return value
+
+    run_id, folder = timed("open", open_run, steps.env_db(db), entity_types, settings.pipeline.runs_dir)
     db = steps.env_db(db)
     saved = steps.save_settings(settings, folder)
     try:
         dask = settings.pipeline.dask
         for entity in entity_types:
             logger.info("%s: checking data quality", entity)
-            quality_task(db, entity, folder, saved)
+            timed(f"{entity}:quality", quality_task, db, entity, folder, saved)
             logger.info("%s: finding duplicates%s", entity, " (incremental)" if incremental else "")
             if dask.enabled:
-                chunks = split_task(db, entity, folder, saved, incremental)
+                chunks = timed(f"{entity}:split", split_task, db, entity, folder, saved, incremental)
                 logger.info("%s: comparing %d chunks on Dask", entity, len(chunks))
-                compared = compare_on_dask_flow.with_options(task_runner=_dask_runner(dask))(chunks)
-                find_task(db, entity, folder, saved, incremental, compared)
+                compared = timed(f"{entity}:dask", compare_on_dask_flow.with_options(task_runner=_dask_runner(dask)),
+                                 chunks)
+                timed(f"{entity}:find", find_task, db, entity, folder, saved, incremental, compared)
             else:
-                find_task(db, entity, folder, saved, incremental)
+                timed(f"{entity}:find", find_task, db, entity, folder, saved, incremental)
             logger.info("%s: planning merges", entity)
-            plan_task(db, entity, folder, saved)
+            timed(f"{entity}:plan", plan_task, db, entity, folder, saved)
         if settings.pipeline.match_leads_to_clients and "lead" in entity_types:
             logger.info("leads: matching against existing contacts and companies")
-            leads_task(db, folder, saved)
+            timed("leads_vs_clients", leads_task, db, folder, saved)
         logger.info("storing the proposals")
-        counts = store_task(db, run_id, folder, entity_types)
-        approved = auto_approve_task(db, run_id, saved)
+        counts = timed("store", store_task, db, run_id, folder, entity_types)
+        approved = timed("auto_approve", auto_approve_task, db, run_id, saved)
         summary = steps.run_summary(folder, entity_types)
-        summary.update(run_id=run_id, proposals=counts, auto_approved=approved,
+        summary["report"] = timed("report", report_task, folder, db)
+        summary.update(run_id=run_id, proposals=counts, auto_approved=approved, flow_seconds=step_seconds,
                        seconds=round(time.perf_counter() - started, 2))
-        summary["report"] = report_task(folder, db)
         (Path(folder) / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
         _publish(summary, run_id)
         _finish(db, run_id, "completed", summary)

@@ -314,6 +314,9 @@ def summary_markdown(summary: dict, run_id: str) -> str:
               "|---|" + "---:|" * len(_stage_names(summary))]
     for e, s in summary["entities"].items():
         lines.append(f"| {e} | " + " | ".join(f"{s['timings'].get(k, 0):.2f}" for k in _stage_names(summary)) + " |")
+    if summary.get("flow_seconds"):
+        lines += ["", "## Time per flow step (seconds, tasks included)", "", "| step | seconds |", "|---|---:|"]
+        lines += [f"| {k} | {v:.2f} |" for k, v in summary["flow_seconds"].items()]
     lines += ["", f"Peak memory of the flow process: {summary['peak_rss_mb']:.0f} MB", "", "## Data quality", ""]
     for e, s in summary["entities"].items():
         lines += [f"### {e}", "", "```", s.get("quality", "").strip(), "```", ""]
