@@ -14,13 +14,17 @@ from decimal import Decimal
 from typing import Any
 
 _TAGS = ("$d", "$dt", "$n")
+_PLAIN = frozenset({type(None), bool, int, str, float})
 
 
 def encode(value: Any) -> Any:
     """One value as JSON-safe data (date, datetime, Decimal tagged; containers recursively)."""
-    if value is None or isinstance(value, (bool, int, str)):
+    t = type(value)
+    if t in _PLAIN:
         return value
-    if isinstance(value, float):
+    if t is dict or t is list:  # the common containers, without the ABC checks below
+        return {str(k): encode(v) for k, v in value.items()} if t is dict else [encode(v) for v in value]
+    if isinstance(value, (bool, int, str, float)):
         return value
     if isinstance(value, dt.datetime):  # before date: datetime is a date subclass
         return {"$dt": value.isoformat()}
@@ -50,9 +54,6 @@ def decode(value: Any) -> Any:
     if isinstance(value, list):
         return [decode(v) for v in value]
     return value
-
-
-_PLAIN = frozenset({type(None), bool, int, str, float})
 
 
 def encode_row(row: Mapping[str, Any]) -> dict[str, Any]:

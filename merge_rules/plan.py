@@ -12,7 +12,8 @@ import datetime as dt
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from crm import schema
@@ -143,7 +144,11 @@ class MergePlan:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe (stored in dedup_groups.plan); dates, datetimes and Decimals are tagged."""
-        d = asdict(self)
+        # shallow: encode() builds new containers anyway (asdict's deep copies cost more than the plan)
+        d = {f.name: getattr(self, f.name) for f in dataclass_fields(self)}
+        for name in ("communications", "links", "conflicts", "access_warnings"):
+            d[name] = [vars(x) for x in d[name]]
+        d["fields"] = {k: vars(v) for k, v in self.fields.items()}
         d["records"] = {str(k): v for k, v in self.records.items()}
         return encode(d)
 
