@@ -25,10 +25,13 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from email_validator import EmailNotValidError, validate_email
 
-from matchers.names import as_text, frame_from_unique_rows
+from matchers.names import as_text
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,9 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 # plainly valid ASCII addresses: dot-atom local part, hostname labels, a TLD ending in a letter
 _FAST = re.compile(rf"([{_ATEXT}]+(?:\.[{_ATEXT}]+)*)@((?:{_LABEL}\.)+{_LABEL})")
 _SPECIAL_TLDS = frozenset({"arpa", "invalid", "local", "localhost", "onion", "test"})
+# _FAST for pyarrow.compute (RE2) as a full match; RE2's "$" is the end of the text only (never before a "\n")
+_FAST_FULL = rf"^(?:{_FAST.pattern})$"
+_SPECIAL_TLD_END = rf"\.(?:{'|'.join(sorted(_SPECIAL_TLDS))})$"
 _SPACES = re.compile(r"\s+")
 
 
@@ -187,18 +193,88 @@ def parse_email(raw: object, provider_rules: bool = True) -> Email:
 
 def normalize_emails(values: pd.Series, provider_rules: bool = True) -> pd.DataFrame:
     """Columns email, canonical, local, domain, valid, placeholder; same index as ``values``; each
-    distinct value is checked once."""
+    distinct value is checked once: plain ASCII addresses all together (_bulk), the rest one by one."""
     codes, uniques = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=True)
-    rows = []
-    for raw in uniques:
+    # one slot per distinct value and a last one for missing values (code -1): EMPTY
+    out = {col: np.full(len(uniques) + 1, None, dtype=object) for col in EMAIL_COLUMNS[:4]}
+    out["valid"] = np.zeros(len(uniques) + 1, dtype=bool)
+    out["placeholder"] = np.zeros(len(uniques) + 1, dtype=bool)
+    for i in _bulk(uniques, provider_rules, out):
+        raw = uniques[i]
         text = raw.strip() if type(raw) is str else as_text(raw)
         if not text:
-            rows.append(EMPTY)
-            continue
+            continue   # EMPTY, as the slots start
         try:
-            rows.append(_parse_text(text, provider_rules))
+            row = _parse_text(text, provider_rules)
         except Exception:  # noqa: BLE001
             log.warning("e-mail %r could not be parsed", raw, exc_info=True)
-            rows.append(INVALID)
-    rows.append(EMPTY)
-    return frame_from_unique_rows(rows, codes, values.index, EMAIL_COLUMNS, bools=("valid", "placeholder"))
+            row = INVALID
+        for col, value in zip(EMAIL_COLUMNS, row):
+            out[col][i] = value
+    return pd.DataFrame({col: out[col][codes] for col in EMAIL_COLUMNS}, index=values.index)
+
+
+def _bulk(uniques: np.ndarray, provider_rules: bool, out: dict[str, np.ndarray]) -> np.ndarray:
+    """_parse_text for all plain addresses at once, written into ``out``; returns the positions of
+    the other values, for _parse_text one by one.
+
+    Plain = an ASCII str that _FAST matches whole and _fast accepts. Such a text has no spaces, "<",
+    "mailto:", comma or edge punctuation, so _prepare leaves it unchanged, and exactly one "@" (neither
+    _FAST part allows one): what remains of _parse_text is is_placeholder_email and _result, done here
+    on columns (pyarrow.compute) instead of one value at a time."""
+    pos = np.flatnonzero(np.fromiter((type(v) is str and v.isascii() for v in uniques), bool, len(uniques)))
+    texts = pa.array(uniques[pos], type=pa.string())
+    matched = pc.and_(pc.match_substring_regex(texts, _FAST_FULL), pc.less_equal(pc.binary_length(texts), 254))
+    pos, lowered = pos[_np(matched)], pc.ascii_lower(texts.filter(matched))
+    halves = pc.split_pattern(lowered, "@")
+    local, domain = pc.list_element(halves, 0), pc.list_element(halves, 1)
+    # what _fast declines (a domain of <= 253 characters follows from the 254 above)
+    fast = ~(_np(pc.match_substring(domain, "--")) | ~_np(pc.match_substring_regex(domain, "[a-z]$"))
+             | _np(pc.match_substring_regex(domain, _SPECIAL_TLD_END)))
+    handled = np.zeros(len(uniques), dtype=bool)
+    handled[pos[fast]] = True
+
+    # is_placeholder_email, for a text with one "@" (so none of the bare placeholder words)
+    base, label = _before(local, "+"), _before(domain, ".")
+    base_len = _np(pc.binary_length(base))
+    fake_local = _is_in(base, _PLACEHOLDER_LOCALS)
+    # aaa@, 111@: every character the same as the next one
+    repeated = (base_len >= 2) & _np(pc.equal(pc.utf8_slice_codeunits(base, 1), pc.utf8_slice_codeunits(base, 0, -1)))
+    same = _np(pc.equal(label, base)) & (base_len <= 3)   # a@a.ru, qwe@qwe.ru (fake_local already counts)
+    placeholder = ((base_len == 0) | fake_local | repeated | same | _is_in(domain, _PLACEHOLDER_DOMAINS)
+                   | _is_in(label, _PLACEHOLDER_DOMAIN_LABELS))
+    out["placeholder"][pos[fast & placeholder]] = True
+
+    # _result: lowered is local + "@" + domain; base is never empty here, so canonical never starts with "@"
+    keep = fast & ~placeholder
+    pos, keep = pos[keep], pa.array(keep)
+    lowered, local, domain, base = (a.filter(keep) for a in (lowered, local, domain, base))
+    out["email"][pos] = out["canonical"][pos] = _np(lowered)
+    out["local"][pos] = _np(local)
+    out["domain"][pos] = _np(domain)
+    out["valid"][pos] = True
+    if provider_rules:   # _canonical
+        for domains, dot, new_domain in ((_GMAIL, "", "gmail.com"), (_YANDEX, "-", "yandex.ru"),
+                                         (_PLUS_ONLY, None, None)):
+            mask = _is_in(domain, domains)
+            picked = pa.array(mask)
+            login = base.filter(picked)
+            if dot is not None:   # gmail ignores dots, yandex reads them as "-"
+                login = pc.replace_substring(login, ".", dot)
+            joined = pc.binary_join_element_wise(login, new_domain or domain.filter(picked), "@")
+            out["canonical"][pos[mask]] = _np(joined)
+    return np.flatnonzero(~handled)
+
+
+def _is_in(texts: pa.Array, words: frozenset[str]) -> np.ndarray:
+    return _np(pc.is_in(texts, value_set=pa.array(sorted(words), type=pa.string())))
+
+
+def _before(texts: pa.Array, sep: str) -> pa.Array:
+    """Each text up to its first ``sep`` (all of it without one)."""
+    return pc.list_element(pc.split_pattern(texts, sep, max_splits=1), 0)
+
+
+def _np(values: pa.Array) -> np.ndarray:
+    """Booleans as a bool array, strings as an object array of Python str."""
+    return values.to_numpy(zero_copy_only=False)

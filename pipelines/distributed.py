@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from crm.readers import load_role_table
 from crm.store import Store
 from matchers.blocking import find_candidates
 from matchers.compare import ComparisonVectors, compare, comparisons_for
@@ -23,11 +22,11 @@ from pipelines.settings import Settings
 
 def split_step(db: str | None, entity: str, folder: str, settings_path: str, incremental: bool = False) -> list[str]:
     """Normalise and block; write the prepared records and one file per chunk of candidate pairs."""
-    from pipelines.steps import _incremental_inputs, _last_entity_run
+    from pipelines.steps import _incremental_inputs, _last_entity_run, run_table
 
     settings = Settings.load(settings_path)
     store = Store(db, must_exist=True)
-    table = load_role_table(store, entity)
+    table = run_table(store, entity, folder)
     work = Path(folder) / entity / "work"
     work.mkdir(parents=True, exist_ok=True)
     last = _last_entity_run(store, entity, exclude=folder) if incremental else None

@@ -22,6 +22,7 @@ import pandas as pd
 from crm import proposals
 from crm.readers import load_role_table, record_info
 from crm.store import Store
+from matchers.table import RoleTable
 from pipelines.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,13 +49,27 @@ def save_settings(settings: Settings, folder: str) -> str:
     return str(path)
 
 
+def run_table(store: Store, entity: str, folder: str) -> RoleTable:
+    """The entity's records as this run reads them: from the database once, then from the run folder,
+    so that the quality check and the find see the same rows and the second does not read again."""
+    out = Path(folder) / entity
+    records_path, values_path = out / "table_records.parquet", out / "table_values.parquet"
+    if records_path.exists() and values_path.exists():
+        return RoleTable(entity, pd.read_parquet(records_path), pd.read_parquet(values_path))
+    table = load_role_table(store, entity)
+    out.mkdir(parents=True, exist_ok=True)
+    table.records.to_parquet(records_path)
+    table.values.to_parquet(values_path, index=False)
+    return table
+
+
 def quality_step(db: str | None, entity: str, folder: str, settings_path: str) -> str:
     from matchers.quality import quality_report, quality_summary, write_quality
 
     settings = Settings.load(settings_path)
     store = Store(db, must_exist=True)
     start = time.perf_counter()
-    table = load_role_table(store, entity)
+    table = run_table(store, entity, folder)
     report = quality_report(table, region=settings.match.region)
     out = Path(folder) / entity
     out.mkdir(parents=True, exist_ok=True)
@@ -81,7 +96,7 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
     out = Path(folder) / entity
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    table = load_role_table(store, entity)
+    table = run_table(store, entity, folder)
     info = record_info(store, entity, settings.match.citation_weights)
     skips = load_skips(store, entity)
     read_s = time.perf_counter() - start

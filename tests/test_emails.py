@@ -144,3 +144,96 @@ def test_normalize_emails_checks_each_distinct_value_once(monkeypatch):
 def test_normalize_emails_never_raises(values):
     out = normalize_emails(pd.Series(values, dtype=object))
     assert len(out) == len(values)
+
+
+# -- normalize_emails (plain addresses in bulk) = parse_email (one value at a time) ------------------
+
+def assert_same_as_parse_email(values: list, provider_rules: bool) -> None:
+    index = pd.RangeIndex(len(values)) * 3 + 7
+    out = normalize_emails(pd.Series(values, index=index, dtype=object), provider_rules=provider_rules)
+    assert list(out.columns) == list(emails.EMAIL_COLUMNS)
+    assert out.index.equals(index)
+    assert [str(t) for t in out.dtypes] == ["object"] * 4 + ["bool"] * 2
+    for raw, row in zip(values, out.itertuples(index=False, name=None)):
+        e = parse_email(raw, provider_rules)
+        assert row == (e.email, e.canonical, e.local, e.domain, e.valid, e.placeholder), repr(raw)
+        assert all(v is None or type(v) is str for v in row[:4]), repr(raw)
+
+
+@pytest.mark.parametrize("provider_rules", [True, False])
+def test_normalize_emails_demo_addresses_same_as_parse_email(provider_rules):
+    from crm.demo import generate_contacts_frames
+
+    _, comms, _ = generate_contacts_frames(20000)
+    values = comms.loc[comms["type"] == "email", "value"].tolist()
+    assert len(values) > 10000
+    assert_same_as_parse_email(values, provider_rules)
+
+
+def edge_cases() -> list:
+    domains = ["mail.ru", "Romashka.RU", "gmail.com", "GoogleMail.com", "ya.ru", "yandex.com", "yandex.ua",
+               "outlook.com", "ICLOUD.com", "pm.me", "почта.рф", "xn--80a1acny.xn--p1ai", "example.com",
+               "test.ru", "mail.mail", "x.x", "mail.test", "b.local", "b.localhost", "x.onion", "b.arpa",
+               "b.invalid", "b.TEST", "b.c0m", "b.123", "a--b.ru", "ab--cd.ru", "xn--abc.ru", "-b.ru", "b-.ru",
+               "b..ru", "b", "[1.2.3.4]", "münchen.de", "b_c.ru", "co.uk", "a.ru", "qwe.ru", "abc.ru", "abcd.ru",
+               "x" * 63 + ".ru", "x" * 64 + ".ru", ".".join(["abcdefghi"] * 25) + ".ru"]
+    locals_ = ["ivan", "Ivan.Petrov", "ivan.petrov+crm", "ivan-petrov+x", "i.v.a.n", "+tag", "+", "a+b+c",
+               "a", "aa", "aaa", "AAA", "11", "a.a", "abc", "abcd", "qwe", "Test", "test+x", "no.email", "noemail",
+               "no-reply", "nobody", "тест", "Иван", "üser", "a..b", ".ivan", "ivan.", "-ivan", "a'b", "a/b",
+               "{x}", '"quoted"', "a,b", "xy" * 32, "xy" * 32 + "z", "xy" * 120]
+    long_address = "xy" * 32 + "@" + "y" * 63 + "." + "z" * 63 + "."
+    values = [local + "@" + domain for local in locals_ for domain in domains]
+    values += sorted(emails._PLACEHOLDER_WORDS)
+    values += [w + "@mail.ru" for w in sorted(emails._PLACEHOLDER_LOCALS)]
+    values += ["user@" + w + ".com" for w in sorted(emails._PLACEHOLDER_DOMAIN_LABELS)]
+    values += ["user@" + d for d in sorted(emails._PLACEHOLDER_DOMAINS)]
+    values += [
+        "mailto:Ivan@Mail.ru", "MAILTO:ivan@mail.ru", "mailto:", "Ivan Petrov <Ivan@Mail.ru>", "<ivan@mail.ru>",
+        "<test@test.ru>", "Test <ivan@mail.ru>", "ivan @mail.ru", " ivan@mail.ru", "ivan@mail.ru ",
+        "\tivan@mail.ru\n", "ivan@mail.ru\n", "\u00a0ivan@mail.ru", "ivan@mail.ru\u200b", "ivan@mail.ru.",
+        "ivan@mail.ru..", ".ivan@mail.ru", "ivan@mail,ru", "ivan,petrov@mail,ru", "ivan@mail.ru,", ";ivan@mail.ru:",
+        "ivan@@mail.ru", "a@b.ru@b.ru", "ivan@mail.ru; petr@mail.ru", "ivan.mail.ru", "@mail.ru", "ivan@", "@",
+        "@@", "a@b", "ivan＠mail.ru", "\ud800@mail.ru", "Ivan@MAIL.RU", "IVAN@GMAIL.COM", "I.Van+News@GMail.com",
+        "i.van@gmail.com", long_address + "w" * 61, long_address + "w" * 62,   # 254 and 255 characters
+        "ab" * 124 + "x@b.ru", "ab" * 125 + "@b.ru", "", " ", "\t", ".", ",",
+        None, np.nan, float("nan"), pd.NA, 123, 1.0, b"ivan@mail.ru", True,
+    ]
+    values += ["ivan@mail.ru", "ivan@mail.ru", "test@test.ru"]   # repeats
+    return values
+
+
+@pytest.mark.parametrize("provider_rules", [True, False])
+def test_normalize_emails_edge_cases_same_as_parse_email(provider_rules):
+    values = edge_cases()
+    assert len(values) > 1500
+    assert_same_as_parse_email(values, provider_rules)
+
+
+_PIECES = ["ivan", "Ivan.Petrov", "+tag", "+", "test", "no", "aa", "a", ".", "..", "-", "--", "_", "@", "@@", ",",
+           ";", ":", " ", "\t", "mailto:", "<", ">", "gmail.com", "GMAIL", "ya.ru", "yandex.ru", "outlook.com",
+           "mail.ru", "example.com", "почта.рф", "xn--p1ai", "ru", ".test", ".local", "1", "Ё", "ü", "'", "x" * 70]
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.lists(st.one_of(st.lists(st.sampled_from(_PIECES), max_size=8).map("".join),
+                          st.text(alphabet="aAzZ09.+-_@,;:<> \tmé", max_size=30), st.emails()),
+                max_size=20),
+       st.booleans())
+def test_normalize_emails_same_as_parse_email_property(values, provider_rules):
+    assert_same_as_parse_email(values, provider_rules)
+
+
+def test_normalize_emails_plain_addresses_in_bulk(monkeypatch):
+    calls = []
+    real = emails._parse_text
+
+    def counting(text, rules):
+        calls.append(text)
+        return real(text, rules)
+
+    monkeypatch.setattr(emails, "_parse_text", counting)
+    plain = ["Ivan.Petrov+crm@GMail.com", "ivan-petrov@ya.ru", "test@test.ru", "aaa@mail.ru", "x@romashka.ru"]
+    out = normalize_emails(pd.Series(plain + [" ivan@mail.ru", "ivan@mail,ru", "user@x.onion"]))
+    assert calls == ["ivan@mail.ru", "ivan@mail,ru", "user@x.onion"]
+    assert out["canonical"].tolist()[:2] == ["ivanpetrov@gmail.com", "ivan-petrov@yandex.ru"]
+    assert out["placeholder"].tolist() == [False, False, True, True, False, False, False, False]

@@ -167,3 +167,18 @@ def test_database_gone_mid_run_fails_clearly_and_leaves_no_partial_proposals(tmp
     summary = dedup_flow(db=url, entity_types=["contact"], settings_path=settings)
     assert len(proposals.read_groups(store, status="pending")) == summary["entities"]["contact"]["groups"]
     assert json.loads((Path(summary["folder"]) / "summary.json").read_text())["run_id"] == summary["run_id"]
+
+
+def test_run_table_reads_the_database_once_and_gives_back_the_same_table(demo_store, tmp_path):
+    """The quality check and the find share one read per run: the copy in the run folder equals what
+    the database gave, column types included."""
+    from crm.readers import load_role_table
+    from pipelines.steps import run_table
+
+    for entity in ("contact", "company", "lead"):
+        first = run_table(demo_store, entity, str(tmp_path))
+        assert (tmp_path / entity / "table_records.parquet").exists()
+        again = run_table(demo_store, entity, str(tmp_path))
+        pd.testing.assert_frame_equal(again.records, load_role_table(demo_store, entity).records)
+        pd.testing.assert_frame_equal(again.values, first.values)
+        pd.testing.assert_frame_equal(again.records, first.records)
