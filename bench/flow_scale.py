@@ -65,7 +65,7 @@ def _flow_times(summary: dict) -> dict:
             "flow_s": summary.get("flow_s")}
 
 
-def bench_one(backend: str, n: int, timeout: float) -> dict:
+def bench_one(backend: str, n: int, timeout: float, incremental: bool = True) -> dict:
     from crm.store import Store
 
     WORK.mkdir(exist_ok=True)
@@ -96,6 +96,8 @@ def bench_one(backend: str, n: int, timeout: float) -> dict:
         full = run_child(python_child("bench.flow_scale", "child", url, str(settings), str(out_full)), timeout=timeout)
         record["full"] = {k: full[k] for k in ("wall_s", "peak_rss_mb", "returncode", "timed_out")}
         record["full"].update(_flow_times(_summary(out_full)))
+        if not incremental:
+            return record
         record["changed_records"] = change_one_percent(url)
         inc = run_child(python_child("bench.flow_scale", "child", url, str(settings), str(out_inc), "--incremental"),
                         timeout=timeout)
@@ -148,14 +150,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--no-incremental", action="store_true", help="only the full run")
     args = parser.parse_args(argv)
     for n in [int(s) for s in args.sizes.split(",")]:
         for backend in args.backends.split(","):
-            record = bench_one(backend, n, args.timeout)
+            record = bench_one(backend, n, args.timeout, incremental=not args.no_incremental)
             append_result("flow_scale", record)
-            f, i = record["full"], record["incremental"]
-            print(f"{backend:<10} {n:>9,} contacts: full {f['wall_s']:.1f} s {f['peak_rss_mb']:.0f} MB; "
-                  f"incremental after {record['changed_records']:,} changes {i['wall_s']:.1f} s {i['peak_rss_mb']:.0f} MB")
+            f = record["full"]
+            line = f"{backend:<10} {n:>9,} contacts: full {f['wall_s']:.1f} s {f['peak_rss_mb']:.0f} MB"
+            if "incremental" in record:
+                i = record["incremental"]
+                line += (f"; incremental after {record['changed_records']:,} changes {i['wall_s']:.1f} s "
+                         f"{i['peak_rss_mb']:.0f} MB")
+            print(line)
 
 
 if __name__ == "__main__":

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
+from unittest import mock
 
 import numpy as np
 import pandas as pd
 import phonenumbers
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import matchers.phones as phones
+from crm.demo import generate_contacts_frames
 from matchers.phones import FALLBACK_REGIONS, Phone, _fast, _slow, _validity_regex, normalize_phones, parse_phone
 
 FAST = settings(max_examples=150, deadline=None, derandomize=True)
@@ -206,3 +210,165 @@ def test_normalize_phones_empty_series():
 def test_normalize_phones_never_raises(values):
     out = normalize_phones(pd.Series(values, dtype=object))
     assert len(out) == len(values)
+
+
+# -- normalize_phones in bulk gives parse_phone's answer, value by value ------------------------
+
+
+def _assert_same_as_parse_phone(values: list, region: str = "RU", fallback_regions=FALLBACK_REGIONS) -> pd.DataFrame:
+    out = normalize_phones(pd.Series(values, dtype=object), region, fallback_regions)
+    got = list(out.itertuples(index=False, name=None))
+    want = [dataclasses.astuple(parse_phone(v, region, fallback_regions)) for v in values]
+    wrong = [(v, g, w) for v, g, w in zip(values, got, want) if g != w]
+    assert not wrong, f"{len(wrong)} of {len(values)} differ, e.g. (value, bulk, parse_phone): {wrong[:5]}"
+    return out
+
+
+def _count_per_value(monkeypatch) -> list:
+    """Records the values normalize_phones leaves to the one-at-a-time path."""
+    calls = []
+    real = phones._parse_unique
+
+    def counting(raw, region, fallback_regions):
+        calls.append(raw)
+        return real(raw, region, fallback_regions)
+
+    monkeypatch.setattr(phones, "_parse_unique", counting)
+    return calls
+
+
+def test_normalize_phones_demo_phones_equal_parse_phone(monkeypatch):
+    _contacts, comms, _truth = generate_contacts_frames(20000)
+    values = comms.loc[comms["type"] == "phone", "value"].drop_duplicates().tolist()
+    assert len(values) > 20000
+    per_value = _count_per_value(monkeypatch)
+    out = _assert_same_as_parse_phone(values)
+    assert out["valid"].mean() > 0.8 and out["ext"].notna().sum() > 500 and out["placeholder"].sum() >= 5
+    assert len(per_value) < len(values) * 0.01  # nearly all answered in bulk
+
+
+def _edge_cases() -> list:
+    """Every written shape of Russian numbers with every two-digit prefix, placeholders, international
+    prefixes (810, 00), extensions, foreign and non-geographic numbers, lengths 5..16, and junk."""
+    rng = random.Random(2024)
+
+    def digits(n: int) -> str:
+        return "".join(rng.choice("0123456789") for _ in range(n))
+
+    nationals = [f"{p:02d}{digits(8)}" for p in range(100) for _ in range(3)]
+    nationals += [f"{p:02d}{digits(rng.choice([7, 9]))}" for p in range(100)]   # 9 and 11 digits
+    nationals += ["9161234567", "4951234567", "8121234567", "8005553535", "7172123456", "8101234567", "1012345678"]
+    values = []
+    for nat in nationals:
+        a, s = nat[:3], nat[3:]
+        values += [nat, "+7" + nat, "8" + nat, "7" + nat, f"+7 ({a}) {s[:3]}-{s[3:5]}-{s[5:]}", f"8 ({a}) {s}",
+                   f"8-{a}-{s}", f"7 {a} {s}", f"({a}) {s[:3]}-{s[3:]}", f"{a}.{s[:3]}.{s[3:]}", f"  +7 {nat}  ",
+                   f"+7{nat[:6]}", f"0{nat}", f"00{nat}", f"0 0{nat}", f"+{nat}", f"+8{nat}", f"810{nat}",
+                   f"8-10-7-{nat}", f"8 {nat} доб. {s[:3]}", f"+7 {nat} ext {s[:2]}", f"{nat} x{s[:4]}", f"8{nat} #",
+                   f"+7{nat}, доб {s[:1]}", f"+7 ({a}) {s} (доб. 12)", f"тел. 8{nat}", f"8{nat}\t", f"\t8{nat}",
+                   f"+7\u00a0{a}\u00a0{s}", f"++7{nat}", f"8+{nat}", f"8 {nat} д. 5", f"{nat[:2]} {nat[2:]} доп. 77"]
+    codes = sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+    for _ in range(700):
+        cc = rng.choice(codes + [1, 1, 44, 44, 49, 33, 7, 54, 61])
+        nat = rng.choice("123456789") + digits(rng.choice([6, 8, 9, 9, 10, 11]))
+        values += [f"+{cc}{nat}", f"+{cc} {nat[:3]} {nat[3:]}", f"+{cc} (0){nat}", f"00{cc} {nat}", f"810{cc}{nat}",
+                   f"8-10-{cc}-{nat}", f"{cc}{nat}", f"0{nat}", f"1{nat}", f"({nat[:3]}) {nat[3:6]}-{nat[6:]}",
+                   f"+{cc}-{nat} ext. {rng.randint(1, 999)}", f"+0{nat}"]
+    for n in range(5, 17):
+        for prefix in ("", "+", "00", "8", "810", "7", "+7", "1", "+44 "):
+            values += [prefix + digits(n) for _ in range(8)]
+    values += ["+7 (000) 000-00-00", "1111111", "89999999999", "+7 999 999 99 99", "79999999999", "0000000",
+               "123456", "1234567890", "+7 (123) 456-78-90", "9876543210", "+7 (495) 000-00-00", "84950000000",
+               "8 800 000 00 00", "+7 (000) 000-00-00 доб. 5", "1111111 ext 2", "12345678901234", "01234567890",
+               "нет", "-", "--", "0", "8", "+7", "+", "n/a", "x", "ext 5", "доб. 12", "12 доб. 3", "+800 1234 5678",
+               "+882 1234 5678", "+1 800 555 0199", "+44 (0)20 7946 0958", "020 7946 0958", "1-617-755-8484",
+               "", "   ", " \u00a0 ", None, float("nan"), 84951234567.0, 89161234567, 7.5, "8 916 123 45 67\n",
+               "71111111111", "72222222222", "70123456789", "8 1111111111", "+7 111 111 11 11", "+12", "+1 2", "+123",
+               "0012", "00 7", "81012", "8 10 1", "+44", "+0", "+00", "12", "+07 916 123 45 67", "8100 123 45 67"]
+    return values
+
+
+EDGE_CASES = _edge_cases()
+
+
+@pytest.mark.parametrize("few", [phones._FEW, 0], ids=["default", "all-re2"])
+def test_normalize_phones_edge_cases_equal_parse_phone(monkeypatch, few):
+    """With the default threshold most metadata patterns run in re; with 0 every plain one runs in RE2."""
+    monkeypatch.setattr(phones, "_FEW", few)
+    assert len(EDGE_CASES) > 20000
+    per_value = _count_per_value(monkeypatch)
+    _assert_same_as_parse_phone(EDGE_CASES)
+    assert len(per_value) < len(EDGE_CASES) * 0.2
+
+
+def test_normalize_phones_other_default_regions_equal_parse_phone():
+    values = EDGE_CASES[::4]
+    for region, fallbacks in (("US", ()), ("GB", ("US",)), ("KZ", FALLBACK_REGIONS), ("DE", ("RU",)), ("AR", ()),
+                              ("AU", ("GB",)), ("XX", FALLBACK_REGIONS)):
+        _assert_same_as_parse_phone(values, region, fallbacks)
+
+
+def test_normalize_phones_without_region_takes_the_slow_path():
+    _assert_same_as_parse_phone(["8 916 123 45 67", "+44 20 7946 0958", "нет", None], region="")
+
+
+def _near(example: str, rng: random.Random) -> list[str]:
+    """An example number, with a digit changed, added or dropped."""
+    i = rng.randrange(len(example))
+    return [example, example[:i] + rng.choice("0123456789") + example[i + 1:], example + rng.choice("0123456789"),
+            example[:-1], rng.choice("0123456789") + example[1:]]
+
+
+def test_bulk_validity_equals_validity_regex(monkeypatch):
+    """_valid_in splits _validity_regex into RE2 patterns: the same answer for every country code, on
+    random numbers and on every region's example numbers and numbers near them."""
+    monkeypatch.setattr(phones, "_FEW", 0)
+    rng = random.Random(17)
+    checked_valid = 0
+    for cc in sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE):
+        nationals = [rng.choice("0123456789") + "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 16)))
+                     for _ in range(300)]
+        for region in phonenumbers.COUNTRY_CODE_TO_REGION_CODE[cc]:
+            md = phonenumbers.PhoneMetadata.metadata_for_region(region, None)
+            for name in phones._TYPE_DESCS if md is not None else ():
+                desc = getattr(md, name)
+                if desc is not None and desc.example_number:
+                    nationals += _near(desc.example_number, rng)
+        got = phones._valid_many(np.full(len(nationals), cc), pa.array(nationals, pa.string()))
+        match = _validity_regex(cc).match
+        assert got.tolist() == [match(x) is not None for x in nationals], cc
+        checked_valid += got.sum()
+    assert checked_valid > 2000
+
+
+@FAST
+@given(st.lists(st.text(alphabet="0123456789 ()-.+\u00a0\t", max_size=22), min_size=1, max_size=40))
+def test_normalize_phones_digits_and_separators_equal_parse_phone(values):
+    with mock.patch.object(phones, "_FEW", 0):
+        _assert_same_as_parse_phone(values)
+
+
+@FAST
+@given(st.lists(st.tuples(st.from_regex(r"[+0-9][0-9 ()\-.]{4,16}", fullmatch=True),
+                          st.sampled_from(["", " доб. 12", " ext 5", " x7", " #3", ", доб 45", " (доб. 1)", " д. 9"])),
+                min_size=1, max_size=30))
+def test_normalize_phones_with_extensions_equal_parse_phone(pairs):
+    _assert_same_as_parse_phone([number + ext for number, ext in pairs])
+
+
+def test_bulk_viable_equals_rules_viable(monkeypatch):
+    """Each region's general pattern, in RE2 where plain, answers as _Rules.viable (re)."""
+    monkeypatch.setattr(phones, "_FEW", 0)
+    rng = random.Random(23)
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        rules = phones._rules(region)
+        if rules is None:
+            continue
+        md = phonenumbers.PhoneMetadata.metadata_for_region(region)
+        numbers = ["".join(rng.choice("0123456789") for _ in range(rng.randint(2, 17))) for _ in range(200)]
+        numbers += [x for name in phones._TYPE_DESCS if getattr(md, name) is not None and getattr(md, name).example_number
+                    for x in _near(getattr(md, name).example_number, rng) if len(x) >= 2]
+        digits = phones._clean(numbers)[3]
+        assert len(digits) == len(numbers)  # all taken: digits only, two or more
+        got = phones._viable(rules, digits, np.arange(len(numbers)), np.zeros(len(numbers), np.int64))
+        assert got.tolist() == [rules.viable(x) for x in numbers], region
