@@ -494,7 +494,7 @@ class ComparisonVectors:
         return pd.DataFrame(self.levels, columns=self.names)
 
 
-COMPARE_CHUNK = 2_000_000  # pairs compared at once: bounds the temporary arrays of a large table
+COMPARE_CHUNK = 1_000_000  # pairs compared at once: bounds the temporary arrays of a large table
 COMPARE_THREADS = min(os.cpu_count() or 1, 2)
 
 
