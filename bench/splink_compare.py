@@ -722,51 +722,49 @@ def markdown(records: list[dict]) -> str:
 
 
 ANALYSIS = """\
-Findings, 2026-11-27 (1,000,000 records, two runs each, machine otherwise idle; the figures above are
-the latest). The runs of 2026-11-26 are kept below for comparison.
+Findings, 2026-11-27 second session (1,000,000 records, three runs each, alternating, machine otherwise
+idle; the figures above are the latest). Earlier runs are kept below for comparison; the machine was
+slower or busier then (Splink itself took 60 s then, 32 s now).
 
 - **Accuracy: met.** F1 0.980 at 1,000,000 (target 0.95) and 0.989 at 100,000 (target 0.97). Splink on
   the same normalised values reaches 0.988 at 1,000,000: crm-dedup's gap is precision (0.976 against
   0.995; its recall is higher, 0.983 against 0.981). The false pairs are namesakes: at 100,000, 72 of
-  its 101 false pairs inside groups (82 of them "certain") agree on surname, first name and an e-mail
-  address made of those names (jameswilliams@gmail.com), most while their phones differ: the demo
-  generator gives different people of the same name the same address, which the model reads as strong
-  evidence (an exact e-mail match, +14 to +16 bits). Making the rule "same phone and same name is
-  certain" depend on how many records share the phone changed nothing (tried at 100,000: the same
-  figures with a limit of 2, 3 or 5 holders).
-- **Speed: about even with Splink alone (1.02x, target 1.5x), 2.3x with the normalisation.** crm-dedup
-  59 s for the whole file-to-groups job (56 and 62 s); Splink 60 s on values already normalised (58 and
-  63 s), 138 s when crm-dedup's normalisation of its input (in its own process) is counted in. What
-  changed since 2026-11-26 (99 s, 4.2 GB): a fast path that reads foreign phone numbers as phonenumbers
-  does (phones of 1.27 million distinct raw values 52 s to 23 s under load, 14 s idle), the blocking
-  cap at 20 records per key instead of 50 (2.75 million candidate pairs instead of 10.0 million,
-  blocking recall 0.9967 instead of 0.9976, the same F1), group criteria and primary reasons counted per
-  distinct value, the compared-pair scores kept as arrays until a flow asks for them, and the file read
-  for its mapped columns only. Where crm-dedup's time goes now: **normalise is half of it** (28 s:
-  phones 14 s, e-mails 7 s, names 5 s and the long frames 3 s of CPU, over two processes), then
-  compare 5 s, primaries 4 s, explain 3 s, block 3 s, train 1.5 s, and about 14 s outside the stages
-  (interpreter start and imports, reading the CSV, writing groups.csv and pairs.csv). Splink's own
-  time is u sampling (27 s, fixed whatever the size), EM (10 s) and predict (18 s), in DuckDB.
-- **Memory: missed, closer.** 2.75 GB against Splink's 2.37 GB (was 4.2 GB). What is left is the
-  records themselves: reading one million contacts and 2.2 million phones and e-mails as Python strings
-  takes about 1 GB, the normalised records another 0.7 GB (plus about 0.4 GB of allocator slack the
-  normalisation leaves behind); the pair stages add about 0.6 GB on top.
-- **Candidate pairs.** crm-dedup now scores 2.75 million pairs against Splink's 7.2 million and finds
-  more of the true pairs (recall 0.983 against 0.981).
+  its 101 false pairs inside groups agree on surname, first name and an e-mail address made of those
+  names (jameswilliams@gmail.com), most while their phones differ: the demo generator gives different
+  people of the same name the same address, which the model reads as strong evidence (an exact e-mail
+  match, +14 to +16 bits). Making the rule "same phone and same name is certain" depend on how many
+  records share the phone changed nothing (tried at 100,000 with a limit of 2, 3 or 5 holders).
+- **Speed: missed, 1.17x faster than Splink (target 1.5x); 2.5x with the normalisation.** crm-dedup
+  27.7 s for the whole file-to-groups job (27.0 to 27.8 s), normalisation included; Splink 32.3 s (31.9
+  to 33.7 s) on values already normalised, 69 s when crm-dedup's normalisation of its input (in its own
+  process, 35 to 37 s) is counted in. What changed since the first session of the day (59 s): phones and
+  e-mails normalised in bulk over arrays (pyarrow) instead of one distinct value at a time (phones
+  8.5 s to 3.3 s, e-mails 4.3 s to 1.2 s of CPU). Where crm-dedup's 27.7 s go now (measured in one run
+  of the same job): imports 0.7 s, reading the file and building the table about 2.5 s, normalise
+  10.4 s (over two processes), block 1.7, compare 3.2, train 0.9, score 0.2, group 0.3, primaries 2.2,
+  explanations 2.3, and **writing groups.csv and pairs.csv 3.9 s** (pairs.csv alone 2.4 s: 330,000 rows
+  with their explanation and contributions, through pandas' CSV writer). Splink's own time is u
+  sampling, EM and predict in DuckDB, largely fixed costs at this size.
+- **Memory: missed by about 80 MB.** 2.46 GB (2.44 to 2.52) against Splink's 2.37 GB (2.33 to 2.38).
+  Reading one million contacts and 2.2 million phones and e-mails as Python strings takes about 1.3 GB
+  before any work; the normalised records add about 0.6 GB and the pair stages about 0.5 GB (pairs are
+  now compared a million at a time, which took 250 MB off the compare stage).
+- **Candidate pairs.** crm-dedup scores 2.75 million pairs against Splink's 7.2 million and finds more
+  of the true pairs (recall 0.983 against 0.981).
 
 The plan, in order of gain:
 
-1. Normalise: the phone fast path is about 11 microseconds per distinct value in Python; most of it is
-   the same few steps for Russian numbers. Vectorise that common case (digits and separators stripped
-   by pyarrow compute, the national number cut by array slicing, validity looked up per national prefix
-   and length) and keep the per-value path for the rest. Same for e-mails (lower-case, split at "@" and
-   the provider rules as array operations). Goal: normalise from 28 s to under 12 s.
-2. Memory: keep the raw records as categorical or Arrow strings from the read on (names, addresses
-   and sources repeat heavily), and build the normalised columns as codes into distinct values rather
-   than one Python string per record. Goal: under 2.3 GB.
-3. Outside the stages: write pairs as parquet beside the CSV only when asked, and import the
-   explanation and report code lazily (about 14 s now).
-4. Precision: the namesake e-mails above are a property of the generator as much as of the model;
+1. Output: write pairs.csv and groups.csv with Arrow's CSV writer (multi-threaded; the text must stay
+   byte-for-byte what pandas writes, floats included, so compare both on the demo before switching),
+   about 3 s.
+2. Memory and the read: keep the raw records as Arrow strings from the read on and convert to Python
+   strings only the distinct values a normaliser needs (names, addresses and sources repeat heavily);
+   about 0.5 GB and 1 s.
+3. Normalise (10 s over two processes): names (about 3 s of CPU, one Python string per record for the
+   token and full-name columns), addresses (clean_text per distinct address, 2 s), the long frames of
+   phones and e-mails (factorise and strip, 3 s).
+4. Primaries and explanations (4.5 s): completeness and dates per member, and the per-pair texts.
+5. Precision: the namesake e-mails above are a property of the generator as much as of the model;
    check against the admins' skips on real data before changing the weights."""
 
 
