@@ -44,20 +44,42 @@ def latest_run(store: Store, status: str = "completed") -> dict | None:
     return dict(row._mapping) if row else None
 
 
-def replace_pending(store: Store, run_id: str, entity_types: Iterable[str], groups: list[dict[str, Any]]) -> dict:
+def replace_pending(store: Store, run_id: str, entity_types: Iterable[str], groups: Iterable[dict[str, Any]]) -> dict:
     """Swap the pending groups of ``entity_types`` for ``groups`` in one transaction.
 
+    A group's ``plan`` is a dict or its JSON text (a run's plans go in as plan_step wrote them).
     A proposed group whose id already exists with another status (approved, applied, skipped,
     stale) is left as it is. Returns counts: removed, inserted, kept."""
     g = schema.dedup_groups
     entity_types = list(entity_types)
+    stamp = now()
+    counts = {"removed": 0, "inserted": 0, "kept": 0}
     with store.engine.begin() as conn:
-        removed = conn.execute(g.delete().where(g.c.entity_type.in_(entity_types), g.c.status == "pending")).rowcount
+        plan_text = sa.bindparam("plan_json", type_=sa.Text)
+        # PostgreSQL takes text into a json column only through a cast; SQLite stores the text as is
+        insert = g.insert().values(plan=sa.cast(plan_text, g.c.plan.type) if conn.dialect.name == "postgresql"
+                                   else plan_text)
+        counts["removed"] = conn.execute(g.delete().where(g.c.entity_type.in_(entity_types),
+                                                          g.c.status == "pending")).rowcount
         existing = {row[0] for row in conn.execute(sa.select(g.c.id).where(g.c.entity_type.in_(entity_types)))}
-        fresh = [dict(row, run_id=run_id, status="pending", updated_at=now()) for row in groups
-                 if row["id"] not in existing]
-        store.insert(g, fresh, conn=conn, batch_size=2000)
-    return {"removed": removed, "inserted": len(fresh), "kept": len(groups) - len(fresh)}
+        batch: list[dict[str, Any]] = []
+        for row in groups:
+            if row["id"] in existing:
+                counts["kept"] += 1
+                continue
+            plan = row.get("plan")
+            fresh = {k: v for k, v in row.items() if k != "plan"}
+            fresh.update(run_id=run_id, status="pending", updated_at=stamp,
+                         plan_json=plan if plan is None or isinstance(plan, str) else json.dumps(plan))
+            batch.append(fresh)
+            if len(batch) >= 2000:
+                conn.execute(insert, batch)
+                counts["inserted"] += len(batch)
+                batch = []
+        if batch:
+            conn.execute(insert, batch)
+            counts["inserted"] += len(batch)
+    return counts
 
 
 def set_status(store: Store, group_ids: Iterable[str], status: str, user_id: int | None = None,

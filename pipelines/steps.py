@@ -178,8 +178,11 @@ def _incremental_inputs(table, last: dict, settings: Settings) -> dict:
             "model": FSModel.load(d / "model.json")}
 
 
+PLAN_CHUNK = 5000  # groups planned at once: bounds the plans held in memory on a large table
+
+
 def plan_step(db: str | None, entity: str, folder: str, settings_path: str) -> str:
-    """A merge plan per group (dry run): plans.jsonl, one JSON object per line."""
+    """A merge plan per group (dry run): plans.jsonl, one JSON object per line, in group_table order."""
     from merge_rules.plan import plan_groups
 
     settings = Settings.load(settings_path)
@@ -188,32 +191,54 @@ def plan_step(db: str | None, entity: str, folder: str, settings_path: str) -> s
     start = time.perf_counter()
     gt = pd.read_parquet(out / "group_table.parquet")
     groups = [(int(p), [int(m) for m in ms]) for p, ms in zip(gt["primary_id"], gt["member_ids"])]
-    plans = plan_groups(store, entity, groups, settings.merge) if groups else []
+    members = [m for _p, ms in groups for m in ms]
+    if len(set(members)) != len(members):  # a find puts each record in one group; planned in chunks below
+        raise ValueError(f"{out / 'group_table.parquet'} puts a record in more than one group")
+    gids = gt["group_id"].tolist()
     with open(out / "plans.jsonl", "w", encoding="utf-8") as fh:
-        for gid, plan in zip(gt["group_id"], plans):
-            fh.write(json.dumps({"group_id": gid, "plan": plan.to_dict()}, ensure_ascii=False, default=str) + "\n")
+        for at in range(0, len(groups), PLAN_CHUNK):
+            plans = plan_groups(store, entity, groups[at:at + PLAN_CHUNK], settings.merge)
+            for gid, plan in zip(gids[at:at + PLAN_CHUNK], plans):
+                fh.write(_plan_prefix(gid) + json.dumps(plan.to_dict(), ensure_ascii=False, default=str) + "}\n")
     _stage(out, "plan", start)
     return str(out / "plans.jsonl")
 
 
-def read_plans(path: Path) -> dict[str, dict]:
-    if not Path(path).exists():
-        return {}
+def _plan_prefix(group_id: str) -> str:
+    """How a line of plans.jsonl starts: the line is this, the plan's JSON, and "}"."""
+    return '{"group_id": ' + json.dumps(group_id, ensure_ascii=False) + ', "plan": '
+
+
+def _plan_texts(path: Path, group_ids: list[str]):
+    """The plans of these groups as JSON text, in order, cut from plans.jsonl without parsing them
+    (None for each when the entity has no plans file)."""
+    if not path.exists():
+        yield from (None for _ in group_ids)
+        return
     with open(path, encoding="utf-8") as fh:
-        return {d["group_id"]: d["plan"] for d in map(json.loads, fh)}
+        for gid in group_ids:
+            line, prefix = fh.readline().rstrip("\n"), _plan_prefix(gid)
+            if not (line.startswith(prefix) and line.endswith("}")):
+                raise ValueError(f"{path} does not hold the plan of group {gid} where group_table.parquet puts it; "
+                                 "run the plan step again")
+            yield line[len(prefix):-1]
 
 
 def store_step(db: str | None, run_id: str, folder: str, entity_types: list[str]) -> dict:
     """Replace the pending proposals of these entity types with this run's, in one transaction."""
     store = Store(db, must_exist=True)
-    rows = []
+    return proposals.replace_pending(store, run_id, entity_types, _proposal_rows(store, folder, entity_types))
+
+
+def _proposal_rows(store: Store, folder: str, entity_types: list[str]):
+    """One row per group, as replace_pending takes them, produced as it inserts them (a million records
+    make 120,000 groups: their plans are not all held at once)."""
     for entity in entity_types:
         out = Path(folder) / entity
         gt = pd.read_parquet(out / "group_table.parquet")
         if gt.empty:
             continue
         pairs = pd.read_parquet(out / "pairs.parquet")
-        plans = read_plans(out / "plans.jsonl")
         info = record_info(store, entity, {})
         responsible = info["responsible_id"].dropna().astype(int).to_dict()
         member_group = {int(m): g for g, ms in zip(gt["group_id"], gt["member_ids"]) for m in ms}
@@ -225,16 +250,16 @@ def store_step(db: str | None, run_id: str, folder: str, entity_types: list[str]
         pair_lists: dict[str, list[dict]] = {}
         for g, rec in zip(inside["group"].to_numpy(), records):
             pair_lists.setdefault(g, []).append(rec)
-        for row in gt.itertuples(index=False):
+        plans = _plan_texts(out / "plans.jsonl", gt["group_id"].tolist())
+        for row, plan in zip(gt.itertuples(index=False), plans):
             members = [int(m) for m in row.member_ids]
             resp = sorted({responsible[m] for m in members if m in responsible})
-            rows.append({
+            yield {
                 "id": row.group_id, "entity_type": entity, "tier": row.tier or "possible",
                 "score": float(row.score), "primary_id": int(row.primary_id), "member_ids": members,
                 "responsible_ids": resp, "primary_reason": row.reason, "criteria": row.criteria,
-                "plan": plans.get(row.group_id), "pairs": pair_lists.get(row.group_id, []),
-            })
-    return proposals.replace_pending(store, run_id, entity_types, rows)
+                "plan": plan, "pairs": pair_lists.get(row.group_id, []),
+            }
 
 
 def auto_approve_step(db: str | None, run_id: str, settings_path: str) -> int:
