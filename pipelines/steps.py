@@ -182,11 +182,9 @@ PLAN_CHUNK = 5000  # groups planned at once: bounds the plans held in memory on 
 
 
 def plan_step(db: str | None, entity: str, folder: str, settings_path: str) -> str:
-    """A merge plan per group (dry run): plans.jsonl, one JSON object per line, in group_table order."""
-    from merge_rules.plan import plan_groups
-
+    """A merge plan per group (dry run): plans.jsonl, one JSON object per line, in group_table order.
+    Chunks of groups are planned in ``match.workers`` processes when there are several chunks."""
     settings = Settings.load(settings_path)
-    store = Store(db, must_exist=True)
     out = Path(folder) / entity
     start = time.perf_counter()
     gt = pd.read_parquet(out / "group_table.parquet")
@@ -195,13 +193,48 @@ def plan_step(db: str | None, entity: str, folder: str, settings_path: str) -> s
     if len(set(members)) != len(members):  # a find puts each record in one group; planned in chunks below
         raise ValueError(f"{out / 'group_table.parquet'} puts a record in more than one group")
     gids = gt["group_id"].tolist()
+    chunks = [(db, entity, groups[at:at + PLAN_CHUNK], gids[at:at + PLAN_CHUNK], settings_path)
+              for at in range(0, len(groups), PLAN_CHUNK)]
+    workers = min(settings.match.workers or os.cpu_count() or 1, 4, len(chunks))
     with open(out / "plans.jsonl", "w", encoding="utf-8") as fh:
-        for at in range(0, len(groups), PLAN_CHUNK):
-            plans = plan_groups(store, entity, groups[at:at + PLAN_CHUNK], settings.merge)
-            for gid, plan in zip(gids[at:at + PLAN_CHUNK], plans):
-                fh.write(_plan_prefix(gid) + json.dumps(plan.to_dict(), ensure_ascii=False, default=str) + "}\n")
+        pool = _plan_pool(workers) if workers > 1 else None
+        try:
+            for text in (pool.map(_plan_chunk, chunks) if pool is not None else map(_plan_chunk, chunks)):
+                fh.write(text)
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
     _stage(out, "plan", start)
     return str(out / "plans.jsonl")
+
+
+def _plan_pool(workers: int):
+    """Forked helper processes (they start with everything imported and open their own connections),
+    or None where a process may have none (a daemonic Dask worker): then this process plans alone."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    try:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+        pool.submit(int).result()  # starts the helpers now, so that a refusal shows here
+        return pool
+    except Exception:  # noqa: BLE001 - no helper processes here
+        log.info("planning in one process (no helper processes available)", exc_info=True)
+        return None
+
+
+def _plan_chunk(chunk: tuple) -> str:
+    """The plans.jsonl lines of one chunk of groups (in a helper process, or in this one)."""
+    from merge_rules.plan import plan_groups
+
+    db, entity, groups, gids, settings_path = chunk
+    store = Store(db, must_exist=True)
+    try:
+        plans = plan_groups(store, entity, groups, Settings.load(settings_path).merge)
+    finally:
+        store.dispose()
+    return "".join(_plan_prefix(gid) + json.dumps(plan.to_dict(), ensure_ascii=False, default=str) + "}\n"
+                   for gid, plan in zip(gids, plans))
 
 
 def _plan_prefix(group_id: str) -> str:
