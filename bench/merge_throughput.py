@@ -164,17 +164,20 @@ def markdown(records: list[dict]) -> str:
 
 
 ANALYSIS = """\
-Where the time goes (2026-11-27, after moving the merge statements onto the driver's cursor and, on
-PostgreSQL, reading a group in one round trip and writing it in one data-modifying WITH statement):
-SQLite 442 groups/s (was 265), PostgreSQL 156/s with one connection (was 121) and 253/s with two; the
-target, 500/s on each, is not met. SQLite spends about 2 ms of CPU per group: a fifth in SQLite
-itself, the rest building before/after images, fingerprints, parameter binding and JSON. PostgreSQL
-spends about 2.5 ms of client CPU and 2 to 3.5 ms of server CPU per group (the locked reads, index
-upkeep, foreign-key checks, the stored images and the write-ahead log) plus 0.6 to 0.9 ms for the
-durable commit's flush; client and server share the two cores, so even perfect overlap tops out near
-400 groups/s. The plan: less server work per merge (one snapshot row per group instead of one per
-touched row, link moves as one UPDATE per linked table across its ids, deferred foreign-key checks),
-and on SQLite the snapshot JSON built once per group from the rows already read."""
+Where the time goes (2026-11-27, second session, machine otherwise idle): SQLite 1,188 groups/s (target
+met; 442/s in the first session), PostgreSQL 438/s with one connection and 402/s with two (target 500
+not met; 156/s and 253/s in the first session). What changed: merge plans are serialised without
+dataclasses.asdict's deep copies, and the JSON codec of the before/after images takes plain values
+and containers without the generic checks (client CPU per merge 2.0 ms -> 0.8 ms on SQLite, 2.5 ms ->
+1.0 ms on PostgreSQL). On PostgreSQL a merge now takes about 2.3 ms of wall time, of which 1.0 ms is
+client CPU and the rest the server (locked reads, index upkeep, foreign-key checks, the stored images,
+the write-ahead log and the durable commit's flush) on the same two cores; a second connection does
+not help because client and server already fill both cores. Runs on this machine vary by 20-30% from
+one to the next (a commit without waiting for the flush, --no-durable, measured 347/s in a noisier
+moment). Undo is slower than apply: 789/s on SQLite, 121-161/s on PostgreSQL, one restore statement
+per touched row. The plan: on PostgreSQL, less server work per merge (one snapshot row per group
+instead of one per touched row, link moves as one UPDATE per linked table across its ids, deferred
+foreign-key checks), and undo's restores batched per table like apply's writes."""
 
 
 def main(argv: list[str] | None = None) -> int:
