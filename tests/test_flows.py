@@ -182,3 +182,32 @@ def test_run_table_reads_the_database_once_and_gives_back_the_same_table(demo_st
         pd.testing.assert_frame_equal(again.records, load_role_table(demo_store, entity).records)
         pd.testing.assert_frame_equal(again.values, first.values)
         pd.testing.assert_frame_equal(again.records, first.records)
+
+
+def test_plans_built_in_helper_processes_equal_plans_built_here(demo_store, tmp_path, monkeypatch, caplog):
+    """A large table's groups are planned in chunks by forked helper processes: same plans, same order."""
+    import logging
+
+    from pipelines import steps
+    from pipelines.flows import dedup_flow
+
+    summary = dedup_flow(db=demo_store.url, entity_types=["contact"], settings_path=_settings(tmp_path))
+    folder = Path(summary["folder"])
+    settings = str(folder / "settings.yaml")
+
+    def plans() -> list[tuple[str, dict]]:
+        out = []
+        for line in (folder / "contact" / "plans.jsonl").read_text(encoding="utf-8").splitlines():
+            d = json.loads(line)
+            d["plan"].pop("planned_at")
+            out.append((d["group_id"], d["plan"]))
+        return out
+
+    here = plans()  # a few dozen groups: one chunk, planned in this process
+    assert len(here) > 20
+    monkeypatch.setattr(steps, "PLAN_CHUNK", 7)
+    monkeypatch.setattr(steps.os, "cpu_count", lambda: 2)
+    with caplog.at_level(logging.INFO, logger="pipelines.steps"):
+        steps.plan_step(demo_store.url, "contact", str(folder), settings)
+    assert "planning in one process" not in caplog.text
+    assert plans() == here
