@@ -260,10 +260,13 @@ def _plan_texts(path: Path, group_ids: list[str]):
 def store_step(db: str | None, run_id: str, folder: str, entity_types: list[str]) -> dict:
     """Replace the pending proposals of these entity types with this run's, in one transaction."""
     store = Store(db, must_exist=True)
-    return proposals.replace_pending(store, run_id, entity_types, _proposal_rows(store, folder, entity_types))
+    # the managers are read before the write transaction starts: nothing else reads during it
+    managers = {entity: record_info(store, entity, {})["responsible_id"].dropna().astype(int).to_dict()
+                for entity in entity_types}
+    return proposals.replace_pending(store, run_id, entity_types, _proposal_rows(folder, entity_types, managers))
 
 
-def _proposal_rows(store: Store, folder: str, entity_types: list[str]):
+def _proposal_rows(folder: str, entity_types: list[str], managers: dict[str, dict[int, int]]):
     """One row per group, as replace_pending takes them, produced as it inserts them (a million records
     make 120,000 groups: their plans are not all held at once)."""
     for entity in entity_types:
@@ -272,8 +275,7 @@ def _proposal_rows(store: Store, folder: str, entity_types: list[str]):
         if gt.empty:
             continue
         pairs = pd.read_parquet(out / "pairs.parquet")
-        info = record_info(store, entity, {})
-        responsible = info["responsible_id"].dropna().astype(int).to_dict()
+        responsible = managers[entity]
         member_group = {int(m): g for g, ms in zip(gt["group_id"], gt["member_ids"]) for m in ms}
         ga, gb = pairs["id_a"].map(member_group), pairs["id_b"].map(member_group)
         inside = pairs[(ga == gb) & ga.notna()].assign(group=ga)
