@@ -56,9 +56,9 @@ def replace_pending(store: Store, run_id: str, entity_types: Iterable[str], grou
     counts = {"removed": 0, "inserted": 0, "kept": 0}
     with store.engine.begin() as conn:
         plan_text = sa.bindparam("plan_json", type_=sa.Text)
-        # PostgreSQL takes text into a json column only through a cast; SQLite stores the text as is
+        # the text is checked as JSON by the database: PostgreSQL's cast to json, SQLite's json()
         insert = g.insert().values(plan=sa.cast(plan_text, g.c.plan.type) if conn.dialect.name == "postgresql"
-                                   else plan_text)
+                                   else sa.func.json(plan_text))
         counts["removed"] = conn.execute(g.delete().where(g.c.entity_type.in_(entity_types),
                                                           g.c.status == "pending")).rowcount
         existing = {row[0] for row in conn.execute(sa.select(g.c.id).where(g.c.entity_type.in_(entity_types)))}

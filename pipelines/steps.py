@@ -210,16 +210,24 @@ def plan_step(db: str | None, entity: str, folder: str, settings_path: str) -> s
 
 def _plan_pool(workers: int):
     """Forked helper processes (they start with everything imported and open their own connections),
-    or None where a process may have none (a daemonic Dask worker): then this process plans alone."""
+    or None where a process may have none (a daemonic Dask worker) or they fail to start: then this
+    process plans alone."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    if multiprocessing.current_process().daemon:
+        return None
+    pool = None
     try:
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
-        pool.submit(int).result()  # starts the helpers now, so that a refusal shows here
+        pool.submit(int).result(timeout=120)  # starts the helpers now, so that a refusal shows here
         return pool
     except Exception:  # noqa: BLE001 - no helper processes here
         log.info("planning in one process (no helper processes available)", exc_info=True)
+        if pool is not None:  # helpers started before the failure would wait for work forever
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
         return None
 
 

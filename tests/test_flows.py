@@ -211,3 +211,20 @@ def test_plans_built_in_helper_processes_equal_plans_built_here(demo_store, tmp_
         steps.plan_step(demo_store.url, "contact", str(folder), settings)
     assert "planning in one process" not in caplog.text
     assert plans() == here
+
+
+def test_a_plan_that_is_not_json_is_refused_and_the_pending_proposals_stay(store):
+    """Plans go in as JSON text: the database checks it, and a bad one rolls the whole swap back."""
+    proposals.start_run(store, "run-bad-plan", ["contact"], "/tmp")
+
+    def row(i: int, plan) -> dict:
+        return {"id": f"contact-{i}", "entity_type": "contact", "tier": "certain", "score": 0.99, "primary_id": i,
+                "member_ids": [i, i + 1], "responsible_ids": [], "primary_reason": "oldest", "criteria": "phone",
+                "plan": plan, "pairs": []}
+
+    assert proposals.replace_pending(store, "run-bad-plan", ["contact"], [row(1, {"x": 1}), row(3, '{"y": 2}')])[
+        "inserted"] == 2
+    with pytest.raises(sa.exc.SQLAlchemyError):
+        proposals.replace_pending(store, "run-bad-plan", ["contact"], [row(5, {"x": 1}), row(7, "NaN-not-json}")])
+    kept = proposals.read_groups(store, status="pending").set_index("id")["plan"].to_dict()
+    assert kept == {"contact-1": {"x": 1}, "contact-3": {"y": 2}}
