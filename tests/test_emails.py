@@ -125,15 +125,21 @@ def test_normalize_emails_index_nan_and_agreement():
     assert out.loc[5, "email"] == out.loc[2, "email"]
 
 
-def test_normalize_emails_checks_each_distinct_value_once(monkeypatch):
-    calls = []
-    real = emails._slow
+def _spy(monkeypatch, name: str) -> list[str]:
+    """The texts emails.<name>(text, rules) is called with, from now on."""
+    calls: list[str] = []
+    real = getattr(emails, name)
 
     def counting(text, rules):
         calls.append(text)
         return real(text, rules)
 
-    monkeypatch.setattr(emails, "_slow", counting)
+    monkeypatch.setattr(emails, name, counting)
+    return calls
+
+
+def test_normalize_emails_checks_each_distinct_value_once(monkeypatch):
+    calls = _spy(monkeypatch, "_slow")
     out = normalize_emails(pd.Series(["иван@почта.рф"] * 100 + ["ivan@mail.ru"] * 100))
     assert calls == ["иван@почта.рф"]
     assert out["valid"].all()
@@ -224,14 +230,7 @@ def test_normalize_emails_same_as_parse_email_property(values, provider_rules):
 
 
 def test_normalize_emails_plain_addresses_in_bulk(monkeypatch):
-    calls = []
-    real = emails._parse_text
-
-    def counting(text, rules):
-        calls.append(text)
-        return real(text, rules)
-
-    monkeypatch.setattr(emails, "_parse_text", counting)
+    calls = _spy(monkeypatch, "_parse_text")
     plain = ["Ivan.Petrov+crm@GMail.com", "ivan-petrov@ya.ru", "test@test.ru", "aaa@mail.ru", "x@romashka.ru"]
     out = normalize_emails(pd.Series(plain + [" ivan@mail.ru", "ivan@mail,ru", "user@x.onion"]))
     assert calls == ["ivan@mail.ru", "ivan@mail,ru", "user@x.onion"]
