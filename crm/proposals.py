@@ -62,23 +62,19 @@ def replace_pending(store: Store, run_id: str, entity_types: Iterable[str], grou
         counts["removed"] = conn.execute(g.delete().where(g.c.entity_type.in_(entity_types),
                                                           g.c.status == "pending")).rowcount
         existing = {row[0] for row in conn.execute(sa.select(g.c.id).where(g.c.entity_type.in_(entity_types)))}
-        batch: list[dict[str, Any]] = []
-        for row in groups:
-            if row["id"] in existing:
-                counts["kept"] += 1
-                continue
-            plan = row.get("plan")
-            fresh = {k: v for k, v in row.items() if k != "plan"}
-            fresh.update(run_id=run_id, status="pending", updated_at=stamp,
-                         plan_json=plan if plan is None or isinstance(plan, str) else json.dumps(plan))
-            batch.append(fresh)
-            if len(batch) >= 2000:
-                conn.execute(insert, batch)
-                counts["inserted"] += len(batch)
-                batch = []
-        if batch:
-            conn.execute(insert, batch)
-            counts["inserted"] += len(batch)
+
+        def fresh():
+            for row in groups:
+                if row["id"] in existing:
+                    counts["kept"] += 1
+                    continue
+                plan = row.get("plan")
+                out = {k: v for k, v in row.items() if k != "plan"}
+                out.update(run_id=run_id, status="pending", updated_at=stamp,
+                           plan_json=plan if plan is None or isinstance(plan, str) else json.dumps(plan))
+                yield out
+
+        counts["inserted"] = store.insert(g, fresh(), conn=conn, batch_size=2000, statement=insert)
     return counts
 
 

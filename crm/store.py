@@ -162,22 +162,24 @@ class Store:
     # -- writing ------------------------------------------------------------------------------
 
     def insert(self, table: sa.Table, rows: Iterable[Mapping[str, Any]] | pd.DataFrame, *,
-               batch_size: int = 10_000, conn: Connection | None = None) -> int:
-        """Insert rows in batches, in one transaction (or in the caller's). Returns the count."""
+               batch_size: int = 10_000, conn: Connection | None = None, statement: sa.Insert | None = None) -> int:
+        """Insert rows in batches, in one transaction (or in the caller's). Returns the count.
+        ``statement``: the INSERT to run instead of ``table.insert()`` (a column bound differently)."""
         if isinstance(rows, pd.DataFrame):
             rows = _records(rows)
         if conn is None:
             with self.engine.begin() as own:
-                return self.insert(table, rows, batch_size=batch_size, conn=own)
+                return self.insert(table, rows, batch_size=batch_size, conn=own, statement=statement)
+        statement = statement if statement is not None else table.insert()
         count, batch = 0, []
         for row in rows:
             batch.append(row)
             if len(batch) >= batch_size:
-                conn.execute(table.insert(), batch)
+                conn.execute(statement, batch)
                 count += len(batch)
                 batch = []
         if batch:
-            conn.execute(table.insert(), batch)
+            conn.execute(statement, batch)
             count += len(batch)
         return count
 

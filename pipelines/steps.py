@@ -195,7 +195,7 @@ def plan_step(db: str | None, entity: str, folder: str, settings_path: str) -> s
     gids = gt["group_id"].tolist()
     chunks = [(db, entity, groups[at:at + PLAN_CHUNK], gids[at:at + PLAN_CHUNK], settings_path)
               for at in range(0, len(groups), PLAN_CHUNK)]
-    workers = min(settings.match.workers or os.cpu_count() or 1, 4, len(chunks))
+    workers = min(settings.match.processes, len(chunks))
     with open(out / "plans.jsonl", "w", encoding="utf-8") as fh:
         pool = _plan_pool(workers) if workers > 1 else None
         try:

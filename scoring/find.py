@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import zlib
 from contextlib import contextmanager
@@ -136,7 +135,7 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
     with timer.stage("normalise"):
         p = prepared if prepared is not None else prepare(table, region=settings.region,
                                                           provider_rules=settings.provider_rules,
-                                                          workers=settings.workers or min(os.cpu_count() or 1, 4))
+                                                          workers=settings.processes)
     with timer.stage("block"):
         cand = find_candidates(p, cap=settings.block_cap, neighbourhood_window=settings.neighbourhood_window)
         n_candidates = len(cand)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -51,6 +52,11 @@ class MatchSettings(BaseModel):
         default_factory=lambda: {"deals": 3.0, "invoices": 2.0, "quotes": 1.0, "activities": 1.0, "tasks": 1.0,
                                  "history": 0.0},
         description="Weight of each kind of linked record in the citation index.")
+
+    @property
+    def processes(self) -> int:
+        """How many processes ``workers`` asks for (0: one per CPU, at most 4)."""
+        return self.workers or min(os.cpu_count() or 1, 4)
 
     @classmethod
     def load(cls, path: str | Path | None) -> "MatchSettings":
