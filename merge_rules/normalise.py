@@ -76,6 +76,38 @@ def comm_key(comm_type: str, raw: str) -> str:
     return f"{comm_type}:{_KEYS[comm_type](raw)[0]}"
 
 
+def comm_keys(types: list[str], values: list[str]) -> list[str]:
+    """comm_key of many communications at once: phones and e-mails through the matchers' bulk
+    normalisers (each distinct value parsed once), the rest one by one."""
+    keys: list[str | None] = [None] * len(types)
+    for comm_type, bulk in (("phone", _phone_keys), ("email", _email_keys)):
+        at = [i for i, t in enumerate(types) if t == comm_type]
+        if at and bulk is not None:
+            for i, key in zip(at, bulk([values[i] for i in at])):
+                keys[i] = f"{comm_type}:{key}"
+    return [k if k is not None else comm_key(t, v) for k, t, v in zip(keys, types, values)]
+
+
+def _bulk_phone_keys(values: list[str]) -> list[str]:
+    import pandas as pd
+    from matchers.phones import normalize_phones
+
+    e164 = normalize_phones(pd.Series(values, dtype=object), region="RU")["e164"].tolist()
+    return [e or _NON_DIGIT.sub("", raw or "") for e, raw in zip(e164, values)]
+
+
+def _bulk_email_keys(values: list[str]) -> list[str]:
+    import pandas as pd
+    from matchers.emails import normalize_emails
+
+    emails = normalize_emails(pd.Series(values, dtype=object))["email"].tolist()
+    return [e or (raw or "").strip().lower() for e, raw in zip(emails, values)]
+
+
+_phone_keys = _bulk_phone_keys if parse_phone is not None else None
+_email_keys = _bulk_email_keys if parse_email is not None else None
+
+
 def comm_valid(comm_type: str, raw: str) -> bool:
     return _KEYS[comm_type](raw)[1]
 

@@ -9,16 +9,18 @@ applying refuses a plan whose rows have changed since.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
+from decimal import Decimal
 from typing import Any
 
 from crm import schema
 from merge_rules.codec import decode, encode
-from merge_rules.normalise import comm_key
+from merge_rules.normalise import comm_key, comm_keys
 from merge_rules.rules import MULTI, Candidate, RuleContext, RuleError, filled, get_rule
 from merge_rules.settings import MergeSettings, field_kinds
 from merge_rules.snapshot import LINKS, Snapshot, read_snapshots
@@ -152,6 +154,15 @@ class MergePlan:
         d["records"] = {str(k): v for k, v in self.records.items()}
         return encode(d)
 
+    def to_json(self) -> str:
+        """``json.dumps(self.to_dict())``, written by the json module's C encoder in one pass: only
+        dates, datetimes and Decimals go through Python (tagged as encode() tags them)."""
+        d = {f.name: getattr(self, f.name) for f in dataclass_fields(self)}
+        for name in ("communications", "links", "conflicts", "access_warnings"):
+            d[name] = [vars(x) for x in d[name]]
+        d["fields"] = {k: vars(v) for k, v in self.fields.items()}
+        return _PLAN_JSON.encode(d)
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "MergePlan":
         d = decode(dict(data))
@@ -168,6 +179,16 @@ class MergePlan:
             setattr(plan, name, d.get(name))
         plan.problems = list(plan.problems or [])
         return plan
+
+
+def _tagged(value: Any) -> Any:
+    if isinstance(value, (dt.date, Decimal)):
+        return encode(value)
+    raise TypeError(f"cannot store a {type(value).__name__} value ({value!r}) in a merge plan")
+
+
+# ensure_ascii=False: plans.jsonl and the plan column hold the names as they are written
+_PLAN_JSON = json.JSONEncoder(ensure_ascii=False, default=_tagged)
 
 
 # -- building -----------------------------------------------------------------------------------
@@ -195,13 +216,13 @@ def _decide_fields(snap: Snapshot, settings: MergeSettings, choices: Mapping[str
         elif chosen not in snap.records:
             plan.problems.append(f"the choice for {name!r} names record #{chosen}, which is not in the group "
                                  f"({', '.join(f'#{i}' for i in snap.member_ids)})")
+    members = [(i, snap.records[i], i == snap.primary_id) for i in snap.member_ids if i in snap.records]
     for name, kind in kinds.items():
         if kind == MULTI:
             continue
         rule_name = settings.rule_for(snap.entity_type, name)
-        cands = [Candidate(i, snap.records[i].get(name), i == snap.primary_id,
-                           snap.records[i].get("created_at"), snap.records[i].get("modified_at"))
-                 for i in snap.member_ids if i in snap.records]
+        cands = [Candidate(i, row.get(name), primary, row.get("created_at"), row.get("modified_at"))
+                 for i, row, primary in members]
         try:
             out = get_rule(rule_name).func(cands, RuleContext(snap.entity_type, name))
         except RuleError as exc:
@@ -226,12 +247,14 @@ def _decide_fields(snap: Snapshot, settings: MergeSettings, choices: Mapping[str
                                            decision.resolved_by))
 
 
-def _decide_comms(snap: Snapshot, settings: MergeSettings, plan: MergePlan) -> None:
+def _decide_comms(snap: Snapshot, settings: MergeSettings, plan: MergePlan,
+                  keys: Mapping[int, str] | None = None) -> None:
     """Unite the phones, emails, websites, messengers: the primary's rows stay as they are, each
-    duplicate's row moves to the primary unless its normalised value is already there."""
+    duplicate's row moves to the primary unless its normalised value is already there. ``keys``
+    (communication id -> comm_key) when they were worked out in bulk."""
     seen: dict[str, int] = {}
     for r in snap.comms:
-        key = comm_key(r["type"], r["value"])
+        key = keys[r["id"]] if keys is not None else comm_key(r["type"], r["value"])
         d = CommDecision(r["id"], r["entity_id"], r["type"], r["kind"], r["value"], key, "keep")
         if r["entity_id"] != snap.primary_id:
             if settings.rule_for(snap.entity_type, r["type"]) == "keep_primary":
@@ -326,9 +349,10 @@ def _check_snapshot(snap: Snapshot) -> list[str]:
 
 
 def build_plan(snapshot: Snapshot, settings: MergeSettings | None = None,
-               choices: Mapping[str, int] | None = None) -> MergePlan:
+               choices: Mapping[str, int] | None = None, *, comm_keys: Mapping[int, str] | None = None) -> MergePlan:
     """The merge plan of one group (pure: reads nothing, writes nothing). ``choices`` maps a field to
-    the record whose value a person chose; it settles that field's conflict."""
+    the record whose value a person chose; it settles that field's conflict. ``comm_keys``: the
+    communications' comm_key by id, when worked out in bulk for many groups (plan_groups)."""
     settings = settings or MergeSettings.load()
     choices = dict(choices or {})
     snap = snapshot
@@ -341,7 +365,7 @@ def build_plan(snapshot: Snapshot, settings: MergeSettings | None = None,
     if plan.problems:
         return plan
     _decide_fields(snap, settings, choices, plan)
-    _decide_comms(snap, settings, plan)
+    _decide_comms(snap, settings, plan, comm_keys)
     _decide_links(snap, plan)
     _access_warnings(snap, plan)
     return plan
@@ -366,9 +390,11 @@ def plan_groups(store, entity_type: str, groups: Sequence[tuple[int, Sequence[in
             seen.setdefault(m, int(primary))
     with store.engine.connect() as conn:
         snaps = read_snapshots(conn, entity_type, groups)
+    comms = [r for snap in snaps for r in snap.comms]
+    keys = dict(zip((r["id"] for r in comms), comm_keys([r["type"] for r in comms], [r["value"] for r in comms])))
     plans = []
     for snap in snaps:
-        plan = build_plan(snap, settings, choices.get(snap.primary_id))
+        plan = build_plan(snap, settings, choices.get(snap.primary_id), comm_keys=keys)
         plan.group_id = group_ids.get(snap.primary_id)
         plan.problems.extend(overlap.get(snap.primary_id, []))
         if plan.problems:

@@ -95,7 +95,9 @@ def _primary(cands: Sequence[Candidate]) -> Candidate:
 def _settle(cands: Sequence[Candidate], note: str = "", key=text_key) -> Outcome:
     """The first candidate wins; a conflict when the candidates hold more than one distinct value."""
     first = cands[0]
-    conflict = len({key(c.value) for c in cands}) > 1
+    # equal values have equal keys: the keys are worked out only when the values differ
+    conflict = (any(c.value != first.value for c in cands[1:])
+                and len({key(c.value) for c in cands}) > 1)
     return Outcome(first.value, first.record_id, conflict, note)
 
 

@@ -241,7 +241,7 @@ def _plan_chunk(chunk: tuple) -> str:
         plans = plan_groups(store, entity, groups, Settings.load(settings_path).merge)
     finally:
         store.dispose()
-    return "".join(_plan_prefix(gid) + json.dumps(plan.to_dict(), ensure_ascii=False, default=str) + "}\n"
+    return "".join(_plan_prefix(gid) + plan.to_json() + "}\n"
                    for gid, plan in zip(gids, plans))
 
 

@@ -202,6 +202,19 @@ def test_plan_json_round_trip_through_dedup_groups(sample):
     assert back.summary() == plan.summary()
 
 
+def test_plan_json_text_is_the_json_of_its_dict(sample):
+    # to_json writes plans.jsonl in one pass of the C encoder; it must say exactly what to_dict says
+    for entity, groups in SAMPLE_GROUPS.items():
+        for plan in plan_groups(sample, entity, groups, MergeSettings()):
+            assert json.loads(plan.to_json()) == json.loads(json.dumps(plan.to_dict()))
+            assert MergePlan.from_dict(json.loads(plan.to_json())).to_dict() == plan.to_dict()
+    plan = plan_of(sample, "contact", (10, [10, 11, 12]))
+    assert "Иванов" in plan.to_json()  # names as written, not escaped
+    plan.records[10]["note"] = object()
+    with pytest.raises(TypeError, match="cannot store a object value"):
+        plan.to_json()
+
+
 def test_bulk_plans_equal_single_group_plans(sample):
     bulk = plan_groups(sample, "contact", SAMPLE_GROUPS["contact"], MergeSettings())
     with sample.engine.connect() as conn:

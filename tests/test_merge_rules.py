@@ -11,7 +11,7 @@ import yaml
 from hypothesis import given, settings as hsettings, strategies as st
 
 from merge_rules.codec import decode, encode, fingerprint
-from merge_rules.normalise import comm_key, inn_valid
+from merge_rules.normalise import comm_key, comm_keys, inn_valid
 from merge_rules.rules import RULES, Candidate, RuleContext, RuleError, unite
 from merge_rules.settings import MergeSettings, SettingsError, field_kinds
 
@@ -144,6 +144,18 @@ def test_max_refuses_mixed_types():
 def test_prefer_valid_needs_a_validity_check():
     with pytest.raises(RuleError, match="no validity check"):
         run("prefer_valid", cands("a", "b"), "post")
+
+
+def test_bulk_comm_keys_equal_one_at_a_time():
+    values = [("phone", "+7 (916) 123-45-67"), ("phone", "8 916 123 45 67"), ("phone", "+7 495 765-43-21 доб. 12"),
+              ("phone", "12345"), ("phone", ""), ("phone", "000-00-00"), ("phone", "(617) 755-8484"),
+              ("phone", "+44 20 7946 0958"), ("phone", "не знаю"), ("email", " Ivan@Mail.RU "),
+              ("email", "ivan.petrov+crm@gmail.com"), ("email", "not an email"), ("email", "иван@почта.рф"),
+              ("email", "noemail@example.com"), ("email", ""), ("web", "HTTP://www.Acme.com/"), ("im", "@Ivan_P"),
+              ("phone", "8 916 123 45 67")]
+    types, raws = [t for t, _ in values], [v for _, v in values]
+    assert comm_keys(types, raws) == [comm_key(t, v) for t, v in values]
+    assert comm_keys([], []) == []
 
 
 def test_comm_keys():
