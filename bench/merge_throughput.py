@@ -134,18 +134,15 @@ def child(backend: str, groups: int, seed: int, profile: bool, workers: int = 1,
 
 
 def machine() -> dict:
-    cpu = platform.processor()
+    """The shared machine description (bench.common.machine_info), and the load when the run starts."""
+    from bench.common import machine_info
+
+    info = machine_info()
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    try:
-        load = os.getloadavg()
+        info["load_avg_at_start"] = os.getloadavg()
     except OSError:
-        load = None
-    return {"hostname": platform.node(), "platform": platform.platform(), "cpu": cpu, "cpus": os.cpu_count(),
-            "load_avg_at_start": load}
+        info["load_avg_at_start"] = None
+    return info
 
 
 def versions() -> dict:
@@ -164,20 +161,18 @@ def markdown(records: list[dict]) -> str:
 
 
 ANALYSIS = """\
-Where the time goes (2026-11-27, second session, machine otherwise idle): SQLite 1,188 groups/s (target
-met; 442/s in the first session), PostgreSQL 438/s with one connection and 402/s with two (target 500
-not met; 156/s and 253/s in the first session). What changed: merge plans are serialised without
-dataclasses.asdict's deep copies, and the JSON codec of the before/after images takes plain values
-and containers without the generic checks (client CPU per merge 2.0 ms -> 0.8 ms on SQLite, 2.5 ms ->
-1.0 ms on PostgreSQL). On PostgreSQL a merge now takes about 2.3 ms of wall time, of which 1.0 ms is
-client CPU and the rest the server (locked reads, index upkeep, foreign-key checks, the stored images,
-the write-ahead log and the durable commit's flush) on the same two cores; a second connection does
-not help because client and server already fill both cores. Runs on this machine vary by 20-30% from
-one to the next (a commit without waiting for the flush, --no-durable, measured 347/s in a noisier
-moment). Undo is slower than apply: 789/s on SQLite, 121-161/s on PostgreSQL, one restore statement
-per touched row. The plan: on PostgreSQL, less server work per merge (one snapshot row per group
-instead of one per touched row, link moves as one UPDATE per linked table across its ids, deferred
-foreign-key checks), and undo's restores batched per table like apply's writes."""
+Where the time goes (2026-12-06, fourth session, a faster machine than before, otherwise idle):
+**target met on both backends.** SQLite 1,996-2,181 groups/s, PostgreSQL 630-703/s with one
+connection and durable commits (three runs; 542/s under cProfile; 696/s in the run recorded last,
+whose end overlapped other work). The code of the apply path is what the third session left (1,188/s
+and 438/s then, on a slower machine: SQLite's figure doubled with the machine alone). On PostgreSQL a
+merge takes about 1.5 ms of wall time, of which about 0.6 ms is client CPU and the rest the server
+(locked reads, index upkeep, foreign-key checks, the stored images, the write-ahead log and the
+durable commit's flush) on the same two cores. Undo is slower than apply: about 1,280/s on SQLite and
+310-357/s on PostgreSQL (one restore statement per touched row). What would make PostgreSQL faster
+still: less server work per merge (one snapshot row per group instead of one per touched row, link
+moves as one UPDATE per linked table across its ids, deferred foreign-key checks), and undo's
+restores batched per table like apply's writes."""
 
 
 def main(argv: list[str] | None = None) -> int:
