@@ -53,6 +53,14 @@ def citation_counts(store: Store, entity_type: str) -> pd.DataFrame:
     return out.fillna(0.0)
 
 
+def responsible_ids(store: Store, entity_type: str) -> dict[int, int | None]:
+    """Live record id -> its responsible manager's id (None when nobody is responsible)."""
+    table = schema.ENTITY_TABLES[entity_type]
+    with store.engine.connect() as conn:
+        return dict(conn.execute(sa.select(table.c.id, table.c.responsible_id)
+                                 .where(table.c.deleted_at.is_(None))).all())
+
+
 def record_info(store: Store, entity_type: str, weights: dict[str, float],
                 editor: dict | None = None) -> pd.DataFrame:
     """Columns for primary ranking: citations (weighted index), editable (for ``editor``, a user row with
@@ -60,10 +68,7 @@ def record_info(store: Store, entity_type: str, weights: dict[str, float],
     counts = citation_counts(store, entity_type)
     index = sum(counts[k] * w for k, w in weights.items() if k in counts.columns)
     info = pd.DataFrame({"citations": index if len(counts) else pd.Series(dtype=float)}, index=counts.index)
-    table = schema.ENTITY_TABLES[entity_type]
-    with store.engine.connect() as conn:
-        resp = dict(conn.execute(sa.select(table.c.id, table.c.responsible_id).where(table.c.deleted_at.is_(None))).all())
-    info["responsible_id"] = pd.Series(resp)
+    info["responsible_id"] = pd.Series(responsible_ids(store, entity_type))
     if editor is None or editor.get("role") == "admin":
         info["editable"] = True
     else:

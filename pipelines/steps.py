@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from crm import proposals
-from crm.readers import load_role_table, record_info
+from crm.readers import load_role_table, record_info, responsible_ids
 from crm.store import Store
 from matchers.table import RoleTable
 from pipelines.settings import Settings
@@ -269,7 +269,7 @@ def store_step(db: str | None, run_id: str, folder: str, entity_types: list[str]
     """Replace the pending proposals of these entity types with this run's, in one transaction."""
     store = Store(db, must_exist=True)
     # the managers are read before the write transaction starts: nothing else reads during it
-    managers = {entity: record_info(store, entity, {})["responsible_id"].dropna().astype(int).to_dict()
+    managers = {entity: {i: r for i, r in responsible_ids(store, entity).items() if r is not None}
                 for entity in entity_types}
     return proposals.replace_pending(store, run_id, entity_types, _proposal_rows(folder, entity_types, managers))
 
