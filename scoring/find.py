@@ -6,8 +6,11 @@ Prefect dedup flow call.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
+import os
 import time
 import zlib
 from contextlib import contextmanager
@@ -17,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from matchers.blocking import Candidates, find_candidates, small_codes, unique_sorted
 from matchers.compare import NULL, ComparisonVectors, compare, comparisons_for
@@ -69,10 +74,10 @@ class FindResult:
         folder.mkdir(parents=True, exist_ok=True)
         out = {"groups": folder / "groups.csv", "pairs": folder / "pairs.csv", "model": folder / "model.json",
                "blocking": folder / "blocking.csv"}
-        self.groups.to_csv(out["groups"], index=False)
-        self.pairs.to_csv(out["pairs"], index=False)
+        _write_csv(self.groups, out["groups"])
+        _write_csv(self.pairs, out["pairs"])
         self.model.save(out["model"])
-        self.blocking.to_csv(out["blocking"], index=False)
+        _write_csv(self.blocking, out["blocking"])
         if settings is not None:
             out["settings"] = folder / "settings.yaml"
             settings.save(out["settings"])
@@ -87,6 +92,94 @@ class FindResult:
                 "groups_per_tier": {t: int(tiers.get(t, 0)) for t in TIERS},
                 "largest_group": int(self.group_table["size"].max()) if len(self.group_table) else 0,
                 "timings": {k: round(v, 3) for k, v in self.timings.items()}}
+
+
+# The CSV files are written the way ``frame.to_csv(path, index=False)`` writes them, byte for byte
+# (tests/test_find_write.py compares), but with each column made into CSV cells at once by numpy and
+# Arrow instead of row by row through Python's csv module: at a million contacts about three times
+# faster. Frames this does not cover go to pandas as before.
+
+
+def _write_csv(frame: pd.DataFrame, path: Path, chunk_rows: int = 10_000) -> None:
+    """``frame.to_csv(path, index=False)``, byte for byte, for frames of plain numpy columns.
+
+    ``chunk_rows`` at a time: as fast as larger chunks, and the cells of 10,000 pairs take ~10 MB.
+    """
+    dtypes_ok = all(isinstance(t, np.dtype) and (t.kind in "iub" or t.kind == "f" and t.itemsize <= 8 or t == object)
+                    for t in frame.dtypes)
+    # one column: csv writes an empty cell as "" (a record must not be an empty line)
+    if frame.shape[1] < 2 or not dtypes_ok or not all(type(c) is str for c in frame.columns):
+        frame.to_csv(path, index=False)
+        return
+    eol = os.linesep  # pandas' default line terminator
+    header = io.StringIO()
+    csv.writer(header, lineterminator=eol).writerow(list(frame.columns))
+    values = [frame.iloc[:, i].to_numpy() for i in range(frame.shape[1])]
+    special = _csv_special_chars(eol)
+    text = pa.large_string()  # 64-bit offsets: no limit on the bytes in a chunk
+    with open(path, "wb") as f:
+        f.write(header.getvalue().encode("utf-8"))
+        for start in range(0, len(frame), chunk_rows):
+            cells = [_csv_cells(v[start:start + chunk_rows], special) for v in values]
+            cells[-1] = pc.binary_join_element_wise(cells[-1], pa.scalar("", text), pa.scalar(eol, text))
+            rows = pc.binary_join_element_wise(*cells, pa.scalar(",", text))
+            # the rows' UTF-8 bytes lie one after another in the array's data buffer
+            offsets = np.frombuffer(rows.buffers()[1], dtype=np.int64)
+            first, last = offsets[rows.offset], offsets[rows.offset + len(rows)]
+            f.write(rows.buffers()[2].slice(first, last - first))
+
+
+def _csv_special_chars(eol: str) -> str:
+    """The characters that make Python's csv module quote a cell, as pandas calls it.
+
+    Asked of the csv module itself, as the set differs between Python versions and line terminators
+    (a carriage return, for one). Only ASCII characters are structural.
+    """
+    found = []
+    for code in range(128):
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator=eol).writerow([f"a{chr(code)}b", "c"])
+        if buf.getvalue() != f"a{chr(code)}b,c{eol}":
+            found.append(chr(code))
+    return "".join(found)
+
+
+def _csv_cells(values: np.ndarray, special: str):
+    """One column as an Arrow array of CSV cells, as pandas and the csv module write them."""
+    text = pa.large_string()
+    kind = values.dtype.kind
+    if kind in "iu":
+        return pa.array(np.ascontiguousarray(values)).cast(text)
+    if kind == "b":
+        return pc.if_else(pa.array(np.ascontiguousarray(values)), pa.scalar("True", text), pa.scalar("False", text))
+    if kind == "f":
+        # pandas formats floats with numpy's str (shortest repr: 0.1, 1e-07), NaN as empty. Each distinct
+        # value (by its bits: -0.0 is not 0.0) once: rounded probabilities and weights repeat a lot
+        bits, back = np.unique(np.ascontiguousarray(values).view(f"i{values.dtype.itemsize}"), return_inverse=True)
+        distinct = bits.view(values.dtype)
+        cells = distinct.astype(str)
+        cells[np.isnan(distinct)] = ""
+        return pa.array(cells, text).take(pa.array(back.reshape(-1)))
+    # object: empty for None/NaN/NA, else str() of the value, as the csv module does
+    if pd.api.types.infer_dtype(values, skipna=False) == "string":
+        cells = pa.array(values, text)
+    else:
+        missing = pd.isna(values).tolist()
+        cells = pa.array(["" if m else x if isinstance(x, str) else str(x)
+                          for x, m in zip(values.tolist(), missing)], text)
+    quote = pc.match_substring_regex(cells, "[" + "".join(f"\\x{ord(c):02x}" for c in special) + "]")
+    if pc.all(quote).as_py():
+        return _csv_quoted(cells)
+    if pc.any(quote).as_py():
+        cells = pc.replace_with_mask(cells, quote, _csv_quoted(cells.filter(quote)))
+    return cells
+
+
+def _csv_quoted(cells):
+    """Cells in quotes, quotes inside doubled, as the csv module quotes."""
+    text = pa.large_string()
+    inner = pc.replace_substring(cells, '"', '""')
+    return pc.binary_join_element_wise(pa.scalar('"', text), inner, pa.scalar('"', text), pa.scalar("", text))
 
 
 class _Timer:
