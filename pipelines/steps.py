@@ -49,17 +49,29 @@ def save_settings(settings: Settings, folder: str) -> str:
     return str(path)
 
 
-def run_table(store: Store, entity: str, folder: str) -> RoleTable:
+# A table read by one step and kept for the next step of the same run in this process (the quality
+# check keeps it for the find): reading the run folder's copy back costs seconds at a million records.
+_KEPT: dict[str, RoleTable] = {}
+
+
+def run_table(store: Store, entity: str, folder: str, keep: bool = False) -> RoleTable:
     """The entity's records as this run reads them: from the database once, then from the run folder,
-    so that the quality check and the find see the same rows and the second does not read again."""
+    so that the quality check and the find see the same rows and the second does not read again.
+    ``keep``: hold the table in memory for the next call in this process, which takes it (once)."""
     out = Path(folder) / entity
     records_path, values_path = out / "table_records.parquet", out / "table_values.parquet"
-    if records_path.exists() and values_path.exists():
-        return RoleTable(entity, pd.read_parquet(records_path), pd.read_parquet(values_path))
-    table = load_role_table(store, entity)
-    out.mkdir(parents=True, exist_ok=True)
-    table.records.to_parquet(records_path)
-    table.values.to_parquet(values_path, index=False)
+    kept = _KEPT.pop(str(out), None)
+    if kept is not None and records_path.exists() and values_path.exists():
+        table = kept
+    elif records_path.exists() and values_path.exists():
+        table = RoleTable(entity, pd.read_parquet(records_path), pd.read_parquet(values_path))
+    else:
+        table = load_role_table(store, entity)
+        out.mkdir(parents=True, exist_ok=True)
+        table.records.to_parquet(records_path)
+        table.values.to_parquet(values_path, index=False)
+    if keep:
+        _KEPT[str(out)] = table
     return table
 
 
@@ -69,7 +81,7 @@ def quality_step(db: str | None, entity: str, folder: str, settings_path: str) -
     settings = Settings.load(settings_path)
     store = Store(db, must_exist=True)
     start = time.perf_counter()
-    table = run_table(store, entity, folder)
+    table = run_table(store, entity, folder, keep=True)  # the find takes it next
     report = quality_report(table, region=settings.match.region)
     out = Path(folder) / entity
     out.mkdir(parents=True, exist_ok=True)

@@ -182,6 +182,26 @@ def test_run_table_reads_the_database_once_and_gives_back_the_same_table(demo_st
         pd.testing.assert_frame_equal(again.records, load_role_table(demo_store, entity).records)
         pd.testing.assert_frame_equal(again.values, first.values)
         pd.testing.assert_frame_equal(again.records, first.records)
+        # kept in memory for the next step of the run, which takes it once; then the copy is read again
+        kept = run_table(demo_store, entity, str(tmp_path), keep=True)
+        assert run_table(demo_store, entity, str(tmp_path)) is kept
+        after = run_table(demo_store, entity, str(tmp_path))
+        assert after is not kept
+        pd.testing.assert_frame_equal(after.records, kept.records)
+
+
+def test_the_find_gets_the_table_the_quality_check_read_unchanged(demo_store, tmp_path):
+    """The quality step keeps its table in memory for the find: it must hand it over as read."""
+    from pipelines import steps
+
+    folder = tmp_path / "run"
+    settings = _settings(tmp_path)
+    steps.quality_step(demo_store.url, "contact", str(folder), settings)
+    kept = steps._KEPT[str(folder / "contact")]
+    pd.testing.assert_frame_equal(kept.records, pd.read_parquet(folder / "contact" / "table_records.parquet"))
+    pd.testing.assert_frame_equal(kept.values, pd.read_parquet(folder / "contact" / "table_values.parquet"))
+    steps.find_step(demo_store.url, "contact", str(folder), settings)
+    assert str(folder / "contact") not in steps._KEPT  # taken by the find, not held on
 
 
 def test_plans_built_in_helper_processes_equal_plans_built_here(demo_store, tmp_path, monkeypatch, caplog):
