@@ -71,6 +71,7 @@ def run_table(store: Store, entity: str, folder: str, keep: bool = False) -> Rol
         table.records.to_parquet(records_path)
         table.values.to_parquet(values_path, index=False)
     if keep:
+        _KEPT.clear()  # one at most: a run that failed before its find must not leave tables behind
         _KEPT[str(out)] = table
     return table
 
