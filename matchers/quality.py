@@ -1,8 +1,10 @@
 """Data-quality report of one RoleTable: empty, invalid and placeholder values per field, values
 shared by suspiciously many records, completeness per record, and the same per source.
 
-Every distinct value of every role is checked once (RoleCheck: record position, value, invalid,
-placeholder, normalised value); the four report tables are summaries of those checks:
+Every distinct value of every role is checked once (RoleCheck: per value its record position and
+distinct value; per distinct value the verdicts invalid and placeholder and the normalised value), on
+arrays where the checks allow it (phones and e-mails by their bulk normalisers, plain INNs and long
+plain free text without a per-value call); the four report tables are counts over those checks:
 - ``fields``: per role: records, values (non-empty values; a multi-value role may have several per
   record), filled (records with at least one usable value: neither empty, placeholder nor invalid),
   share_empty (1 - filled / records), invalid, placeholder, share_invalid (of the values), examples
@@ -18,16 +20,19 @@ placeholder, normalised value); the four report tables are summaries of those ch
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from matchers.companies import parse_company
 from matchers.emails import normalize_emails
-from matchers.identifiers import normalize_domains, parse_birthdate, parse_inn
+from matchers.identifiers import _W10, _W11, _W12, normalize_domains, parse_birthdate, parse_inn
 from matchers.names import as_text, clean_text
 from matchers.phones import normalize_phones
 from matchers.table import MULTI_ROLES, SINGLE_ROLES, RoleTable
@@ -45,6 +50,11 @@ PLACEHOLDER_TEXTS = frozenset({
     "1234", "12345", "0", "00", "000", "no", "tbd", "todo", "удалить", "delete", "dummy",
 })
 _NAME_ROLES = ("first_name", "last_name", "middle_name", "full_name")
+_LONGEST_PLACEHOLDER = max(map(len, PLACEHOLDER_TEXTS))
+# for _long_texts (RE2): text of ASCII and Cyrillic characters only; more letters and digits than the
+# longest placeholder has
+_PLAIN_TEXT = r"^[\x00-\x7fА-яЁё]*$"
+_LONG_TEXT = r"^(?:[^0-9A-Za-zА-яЁё]*[0-9A-Za-zА-яЁё]){%d}" % (_LONGEST_PLACEHOLDER + 1)
 _EXAMPLES = 5
 
 
@@ -59,10 +69,17 @@ def is_placeholder_text(value: object) -> bool:
 
 @dataclass
 class RoleCheck:
-    """The non-empty values of one role: record position, value as written, the verdicts, and the
-    normalised value used to find shared values (None where unusable or not compared)."""
+    """The non-empty values of one role, checked once per distinct value.
+
+    Per value (one per record for a single-value role, any number for a multi-value one): ``pos``, the
+    record's position, and ``codes``, the index of its distinct value in the arrays below (for phones and
+    e-mails an entry per value: their normalisers take each distinct value once themselves). Per
+    distinct value: ``raw`` (as written; stripped for a multi-value role), the verdicts ``invalid`` and
+    ``placeholder``, and ``value``, the normalised value used to find shared values (None where
+    unusable or not compared)."""
     role: str
     pos: np.ndarray
+    codes: np.ndarray
     raw: np.ndarray
     invalid: np.ndarray
     placeholder: np.ndarray
@@ -71,6 +88,19 @@ class RoleCheck:
     @property
     def usable(self) -> np.ndarray:
         return ~self.invalid & ~self.placeholder
+
+    @functools.cached_property
+    def counts(self) -> np.ndarray:
+        """How many values each distinct value has."""
+        return np.bincount(self.codes, minlength=len(self.raw))
+
+    def count(self, mask: np.ndarray) -> int:
+        """How many values have a distinct value under ``mask``."""
+        return int(self.counts[mask].sum())
+
+    def rows(self, mask: np.ndarray) -> np.ndarray:
+        """``mask`` (per distinct value) for each value."""
+        return mask[self.codes]
 
 
 def _single_verdict(role: str, raw: object, text: str, region: str) -> tuple[bool, bool, str | None]:
@@ -101,71 +131,149 @@ def _single_verdict(role: str, raw: object, text: str, region: str) -> tuple[boo
     return False, is_placeholder_text(text), None   # address, city, text:<name>
 
 
+def _long_texts(uniques: np.ndarray) -> np.ndarray:
+    """Per distinct value: certainly no placeholder text, without clean_text. A str of ASCII and
+    Cyrillic characters only goes through clean_text character by character (no NFKC change, case
+    folded one to one, punctuation to spaces), so its cleaned form has at least as many characters as
+    it has letters and digits: with more than the longest placeholder, it is none (most addresses)."""
+    out = np.zeros(len(uniques), dtype=bool)
+    strings = np.flatnonzero(np.fromiter((type(u) is str for u in uniques), bool, len(uniques)))
+    try:
+        text = pa.array(uniques[strings].tolist(), type=pa.large_string())
+    except (pa.ArrowException, UnicodeError):  # e.g. a lone surrogate: every value the slow way
+        return out
+    out[strings] = (pc.match_substring_regex(text, _PLAIN_TEXT).to_numpy(zero_copy_only=False)
+                    & pc.match_substring_regex(text, _LONG_TEXT).to_numpy(zero_copy_only=False))
+    return out
+
+
+def _plain_inns(uniques: np.ndarray, invalid: np.ndarray, placeholder: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """_single_verdict of the distinct tax ids written as exactly 10 or 12 ASCII digits (most of them),
+    on arrays: parse_inn leaves those digits as they are and checks their control digits. Fills the
+    verdicts; returns which values it did."""
+    done = np.zeros(len(uniques), dtype=bool)
+    for size, checks in ((10, [(_W10, 9)]), (12, [(_W11, 10), (_W12, 11)])):
+        rows = np.flatnonzero(np.fromiter((type(u) is str and len(u) == size and u.isascii() and u.isdigit()
+                                           for u in uniques), bool, len(uniques)))
+        if not len(rows):
+            continue
+        digits = np.frombuffer("".join(uniques[rows]).encode("ascii"), np.uint8).reshape(-1, size) - ord("0")
+        ok = digits.any(axis=1)   # all zeros is no INN
+        for weights, at in checks:
+            ok &= (digits[:, :at] @ np.array(weights)) % 11 % 10 == digits[:, at]
+        same = (digits == digits[:, :1]).all(axis=1)
+        placeholder[rows], invalid[rows] = same, ~ok & ~same
+        value[rows[ok]] = uniques[rows[ok]]
+        done[rows] = True
+    return done
+
+
 def _single_check(role: str, column: pd.Series, region: str) -> RoleCheck:
     codes, uniques = pd.factorize(column.to_numpy(dtype=object), use_na_sentinel=True)
+    uniques = np.asarray(uniques, dtype=object)
     texts = [as_text(u) for u in uniques]
-    verdicts = [_single_verdict(role, u, t, region) if t is not None else (False, False, None)
-                for u, t in zip(uniques, texts)]
+    invalid = np.zeros(len(uniques), dtype=bool)
+    placeholder = np.zeros(len(uniques), dtype=bool)
+    value = np.full(len(uniques), None, dtype=object) if role == "tax_id" else None
+    # free text has no invalid values; most of it is plainly no placeholder (_long_texts)
+    free_text = role in ("address", "city") or role.startswith("text:")
+    if free_text and len(uniques):
+        skip = _long_texts(uniques)
+    elif role == "tax_id":
+        skip = _plain_inns(uniques, invalid, placeholder, value)
+    else:
+        skip = np.zeros(len(uniques), dtype=bool)
+    for i in np.flatnonzero(~skip).tolist():
+        if texts[i] is not None:
+            invalid[i], placeholder[i], v = _single_verdict(role, uniques[i], texts[i], region)
+            if value is not None:
+                value[i] = v
     filled = np.array([t is not None for t in texts] + [False], dtype=bool)[codes]
     pos = np.flatnonzero(filled)
-    c = codes[pos]
-    invalid = np.array([v[0] for v in verdicts] + [False], dtype=bool)[c]
-    placeholder = np.array([v[1] for v in verdicts] + [False], dtype=bool)[c]
-    value = np.array([v[2] for v in verdicts] + [None], dtype=object)[c] if role == "tax_id" else None
-    return RoleCheck(role, pos, np.asarray(uniques, dtype=object)[c] if len(c) else np.array([], dtype=object),
-                     invalid, placeholder, value)
+    return RoleCheck(role, pos, codes[pos].astype(np.int64), uniques, invalid, placeholder, value)
 
 
-def _multi_check(role: str, rows: pd.DataFrame, pos_of: pd.Series, region: str) -> RoleCheck:
-    pos = pos_of.reindex(rows["id"].to_numpy()).to_numpy(dtype=np.int64)
-    raw = rows["raw"].to_numpy(dtype=object)
-    codes, uniques = pd.factorize(raw, use_na_sentinel=True)
-    distinct = pd.Series(uniques, dtype=object)
+def _texts(raw: np.ndarray) -> np.ndarray:
+    """The values as RoleTable.multi reads them: as text, stripped ("" for a missing one)."""
+    if pd.api.types.infer_dtype(raw, skipna=True) in ("string", "empty"):
+        text = raw.copy()
+        text[pd.isna(raw)] = ""
+        return np.array([v.strip() for v in text], dtype=object)
+    # numbers and other objects: made text exactly as multi() does
+    return pd.Series(raw, dtype=object).astype("string").str.strip().fillna("").to_numpy(dtype=object)
+
+
+def _multi_check(role: str, table: RoleTable, rows: np.ndarray, region: str) -> RoleCheck:
+    """The check of a multi-value role from its rows of ``table.values``."""
+    values = table.values
+    text = _texts(values["raw"].to_numpy(dtype=object)[rows])
+    if role in ("phone", "email"):  # the normalisers take each distinct value once themselves
+        codes, distinct = np.arange(len(text), dtype=np.int64), text
+    else:
+        codes, distinct = pd.factorize(text)
+        distinct = np.asarray(distinct, dtype=object)
+    filled = np.flatnonzero(text != "")
+    ids, codes = values["id"].to_numpy()[rows][filled], codes[filled].astype(np.int64)
+    pos = table.records.index.get_indexer(ids)
+    if (pos < 0).any():
+        log.warning("%d %s values belong to no record of the table (the first: id %r); they are left out",
+                    int((pos < 0).sum()), role, ids[pos < 0][0])
+        codes, pos = codes[pos >= 0], pos[pos >= 0]
     if role == "phone":
-        ph = normalize_phones(distinct, region=region)
+        ph = normalize_phones(pd.Series(distinct, dtype=object), region=region)
         placeholder = ph["placeholder"].to_numpy()
         invalid = ~ph["valid"].to_numpy() & ~placeholder
         value = ph["e164"].where(ph["e164"].notna(), ph["national"]).to_numpy(dtype=object)
     elif role == "email":
-        em = normalize_emails(distinct)
+        em = normalize_emails(pd.Series(distinct, dtype=object))
         placeholder = em["placeholder"].to_numpy()
         invalid = ~em["valid"].to_numpy() & ~placeholder
         value = em["canonical"].to_numpy(dtype=object)
     elif role == "website":
-        domains = normalize_domains(distinct)
-        placeholder = np.array([is_placeholder_text(v) for v in uniques], dtype=bool)
+        domains = normalize_domains(pd.Series(distinct, dtype=object))
+        placeholder = np.array([is_placeholder_text(v) for v in distinct], dtype=bool)
         invalid = domains.isna().to_numpy() & ~placeholder
         value = domains.to_numpy(dtype=object)
     else:  # im: any non-placeholder handle is taken as it is
-        placeholder = np.array([is_placeholder_text(v) for v in uniques], dtype=bool)
-        invalid = np.zeros(len(uniques), dtype=bool)
-        value = np.array([(as_text(v) or "").lower() or None for v in uniques], dtype=object)
+        placeholder = np.array([is_placeholder_text(v) for v in distinct], dtype=bool)
+        invalid = np.zeros(len(distinct), dtype=bool)
+        value = np.array([(as_text(v) or "").lower() or None for v in distinct], dtype=object)
     value = np.where(invalid | placeholder, None, value)
-    return RoleCheck(role, pos, raw, invalid[codes], placeholder[codes], value[codes])
+    return RoleCheck(role, pos.astype(np.int64), codes, distinct, invalid.astype(bool), placeholder.astype(bool),
+                     value)
 
 
-def _roles(table: RoleTable) -> list[str]:
+def _multi_rows(table: RoleTable) -> dict[str, np.ndarray]:
+    """The row numbers of ``table.values`` of each multi-value role it has."""
+    codes, names = pd.factorize(table.values["role"].to_numpy(dtype=object))
+    return {name: np.flatnonzero(codes == i) for i, name in enumerate(names) if name in MULTI_ROLES}
+
+
+def _roles(table: RoleTable, multi_rows: dict[str, np.ndarray]) -> list[str]:
     singles = [r for r in SINGLE_ROLES if r in table.records.columns and table.has(r)]
     texts = [c for c in table.text_columns if table.records[c].notna().any()]
-    multis = [r for r in MULTI_ROLES if table.has(r)]
+    multis = [r for r in MULTI_ROLES if r in multi_rows]
     return singles + texts + multis
 
 
 def role_checks(table: RoleTable, region: str = "RU") -> list[RoleCheck]:
     """The checks of every role the table has values for (records by position 0..n-1)."""
-    pos_of = pd.Series(np.arange(len(table.records), dtype=np.int64), index=table.records.index)
+    multi_rows = _multi_rows(table)
     out = []
-    for role in _roles(table):
+    for role in _roles(table, multi_rows):
         if role in MULTI_ROLES:
-            out.append(_multi_check(role, table.multi(role), pos_of, region))
+            out.append(_multi_check(role, table, multi_rows[role], region))
         else:
             out.append(_single_check(role, table.records[role], region))
     return out
 
 
-def _examples(raw: np.ndarray) -> str:
+def _examples(check: RoleCheck) -> str:
+    """The first few invalid values as written (in the order of the values), each once."""
+    codes = check.codes[check.rows(check.invalid)]
+    distinct, first = np.unique(codes, return_index=True)
     seen: list[str] = []
-    for v in raw:
+    for v in check.raw[distinct[np.argsort(first)]]:
         text = as_text(v) or ""
         text = text if len(text) <= 40 else text[:39] + "…"
         if text not in seen:
@@ -176,9 +284,9 @@ def _examples(raw: np.ndarray) -> str:
 
 
 def _has(check: RoleCheck, mask: np.ndarray, n: int) -> np.ndarray:
-    """Per record: whether it has a value of this check under ``mask``."""
+    """Per record: whether it has a value of this check whose distinct value is under ``mask``."""
     out = np.zeros(n, dtype=bool)
-    out[check.pos[mask]] = True
+    out[check.pos[check.rows(mask)]] = True
     return out
 
 
@@ -187,13 +295,13 @@ def _fields(n: int, checks: list[RoleCheck]) -> pd.DataFrame:
     for chk in checks:
         values = len(chk.pos)
         filled = int(_has(chk, chk.usable, n).sum())
-        invalid = int(chk.invalid.sum())
+        invalid = chk.count(chk.invalid)
         rows.append({
             "role": chk.role, "records": n, "values": values, "filled": filled,
             "share_empty": 1 - filled / n if n else 0.0,
-            "invalid": invalid, "placeholder": int(chk.placeholder.sum()),
+            "invalid": invalid, "placeholder": chk.count(chk.placeholder),
             "share_invalid": invalid / values if values else 0.0,
-            "examples": _examples(chk.raw[chk.invalid]),
+            "examples": _examples(chk),
         })
     return pd.DataFrame(rows, columns=["role", "records", "values", "filled", "share_empty", "invalid",
                                        "placeholder", "share_invalid", "examples"])
@@ -204,11 +312,19 @@ def _shared(checks: list[RoleCheck], threshold: int) -> pd.DataFrame:
     for chk in checks:
         if chk.value is None:
             continue
-        keep = chk.usable & pd.notna(chk.value)
-        if not keep.any():
+        keep = chk.usable & pd.notna(chk.value) & (chk.counts > 0)
+        rows = chk.rows(keep)
+        if not rows.any():
             continue
-        codes, uniques = pd.factorize(chk.value[keep])
-        pos = chk.pos[keep]
+        # the normalised values' codes once per distinct raw value, then spread to the values
+        value_codes, uniques = pd.factorize(chk.value[keep])
+        code_of = np.full(len(keep), -1, dtype=np.int64)
+        code_of[keep] = value_codes
+        codes, pos = code_of[chk.codes[rows]], chk.pos[rows]
+        # a value held by fewer values than the threshold is held by fewer records too: count records
+        # only for the others
+        maybe = (np.bincount(codes, minlength=len(uniques)) >= threshold)[codes]
+        codes, pos = codes[maybe], pos[maybe]
         # one count per record and value: a record holding the same number twice counts once
         pairs = np.unique(pos.astype(np.int64) * len(uniques) + codes)
         counts = np.bincount(pairs % len(uniques), minlength=len(uniques))
@@ -228,11 +344,19 @@ def _records(index: pd.Index, checks: list[RoleCheck]) -> pd.DataFrame:
     placeholder = np.zeros(n, dtype=np.int64)
     for chk in checks:
         usable_roles += _has(chk, chk.usable, n)
-        invalid += np.bincount(chk.pos[chk.invalid], minlength=n)
-        placeholder += np.bincount(chk.pos[chk.placeholder], minlength=n)
+        invalid += np.bincount(chk.pos[chk.rows(chk.invalid)], minlength=n)
+        placeholder += np.bincount(chk.pos[chk.rows(chk.placeholder)], minlength=n)
     completeness = usable_roles / len(checks) if checks else np.zeros(n)
     return pd.DataFrame({"completeness": completeness.astype(float), "invalid": invalid,
                          "placeholder": placeholder}, index=index)
+
+
+def _source_codes(column: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Per record, a code of its source's name (as_text, "(none)" when empty), and the names."""
+    codes, uniques = pd.factorize(column.to_numpy(dtype=object), use_na_sentinel=True)
+    names = [as_text(v) or "(none)" for v in uniques] + ["(none)"]   # the last: code -1
+    name_codes, labels = pd.factorize(pd.Series(names, dtype=object))
+    return name_codes[codes], labels
 
 
 def _sources(table: RoleTable, checks: list[RoleCheck]) -> pd.DataFrame:
@@ -240,8 +364,7 @@ def _sources(table: RoleTable, checks: list[RoleCheck]) -> pd.DataFrame:
             "share_placeholder", "share_empty"]
     if "source" not in table.records.columns:
         return pd.DataFrame(columns=cols)
-    names = [as_text(v) or "(none)" for v in table.records["source"].to_numpy(dtype=object)]
-    src, labels = pd.factorize(pd.Series(names, dtype=object))
+    src, labels = _source_codes(table.records["source"])
     k, n = len(labels), len(src)
     per_source = np.bincount(src, minlength=k)
     order = np.argsort(np.asarray(labels, dtype=str), kind="stable")
@@ -249,8 +372,8 @@ def _sources(table: RoleTable, checks: list[RoleCheck]) -> pd.DataFrame:
     for chk in sorted(checks, key=lambda c: c.role):
         s = src[chk.pos]
         values = np.bincount(s, minlength=k)
-        invalid = np.bincount(s[chk.invalid], minlength=k)
-        placeholder = np.bincount(s[chk.placeholder], minlength=k)
+        invalid = np.bincount(s[chk.rows(chk.invalid)], minlength=k)
+        placeholder = np.bincount(s[chk.rows(chk.placeholder)], minlength=k)
         filled = np.bincount(src[_has(chk, chk.usable, n)], minlength=k)
         for i in order:
             if values[i] == 0:

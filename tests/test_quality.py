@@ -141,3 +141,206 @@ def test_report_on_any_text(rows):
     assert report["records"]["completeness"].between(0, 1).all()
     assert (report["fields"]["filled"] <= len(rows)).all()
     quality_summary(report, "lead")
+
+
+# -- the report's content on awkward inputs, checked value by value against the per-value parsers --
+
+def _awkward() -> RoleTable:
+    """Numbers, padding, blanks, placeholders and junk in every column; a value shared by many."""
+    frame = pd.DataFrame({
+        "name": ["Иван", " Пётр ", "-", "Сидоров2", None, "test", "Анна", "", "x", "Ann", "Bob", "Иван", "O'Neil",
+                 "нет"],
+        "phone1": ["8 (495) 123-45-67", "+7 495 123 45 67", " 84951234567 ", "74951234567", "+7 (495) 123-45-67",
+                   "8-495-123-45-67", "12345", "12345", "  ", "нет", "+7 (000) 000-00-00", "8 916 111 22 33 доб. 12",
+                   None, "+1 212 555 0123"],
+        # a number among the texts: the values are read as multi() reads them
+        "phone2": [None, "8 495 1234567", None, None, None, None, None, "12345", None, None, "", None, None,
+                   79161112233],
+        "email": ["info@romashka.ru", " INFO@romashka.ru", "info@Romashka.ru", "test@test.ru", "test@test.ru",
+                  "ivan@mail", "Ivan <ivan.p@yandex.ru>", "ivan-p@ya.ru", "", None, "a@a.ru", "мама@почта.рф",
+                  "no-reply@x.ru", "ivan@mail"],
+        "inn": ["7707083893", "7707083894", "0000000000", "500100732259", "1111111111", "770708389",
+                "ИНН 7707-083-893", 7707083893, None, "", "12", "500100732250", "7707083893", " 7707083893 "],
+        "addr": ["Москва, ул. Ленина, д. 1, кв. 2", "-", "не указано", "Не  Указано!!", "ﬁrst name", "тeст", "SPb",
+                 "Санкт-Петербург, Невский проспект 1", None, "", "xxx", "unknown", "12345", "Moscow, Tverskaya st. 7"],
+        "source": ["web", "web ", None, "", "import", "import", 5, "web", "web", "import", None, "web", "web",
+                   "import"],
+    })
+    mapping = {"full_name": "name", "phone": ["phone1", "phone2"], "email": "email", "tax_id": "inn",
+               "address": "addr"}
+    return RoleTable.from_frame("contact", frame, mapping)
+
+
+def _per_value(table: RoleTable, region: str = "RU") -> dict[str, list[tuple[int, str, bool, bool, str | None]]]:
+    """(record position, text, invalid, placeholder, shared key) of every non-empty value of every role,
+    from the per-value parsers, in the order of the values."""
+    from matchers.emails import parse_email
+    from matchers.identifiers import parse_inn
+    from matchers.names import as_text, clean_text
+    from matchers.phones import parse_phone
+
+    out: dict[str, list] = {}
+    pos = {record_id: i for i, record_id in enumerate(table.records.index)}
+    for role in ("full_name", "tax_id", "address"):
+        rows = []
+        for i, raw in enumerate(table.records[role]):
+            text = as_text(raw)
+            if text is None:
+                continue
+            if role == "full_name":
+                clean = clean_text(text)
+                placeholder = is_placeholder_text(text)
+                rows.append((i, text, not placeholder and any(c.isdigit() for c in clean), placeholder, None))
+            elif role == "tax_id":
+                digits, ok = parse_inn(raw)
+                placeholder = digits is None or len(set(digits)) == 1
+                rows.append((i, text, not ok and not placeholder, placeholder, digits if ok else None))
+            else:
+                rows.append((i, text, False, is_placeholder_text(text), None))
+        out[role] = rows
+    for role in ("phone", "email"):
+        rows = []
+        for record_id, raw in table.multi(role).itertuples(index=False):
+            if role == "phone":
+                p = parse_phone(raw, region=region)
+                key = (p.e164 or p.national) if p.valid and not p.placeholder else None
+                rows.append((pos[record_id], raw, not p.valid and not p.placeholder, p.placeholder, key))
+            else:
+                e = parse_email(raw)
+                key = e.canonical if e.valid and not e.placeholder else None
+                rows.append((pos[record_id], raw, not e.valid and not e.placeholder, e.placeholder, key))
+        out[role] = rows
+    return out
+
+
+@pytest.mark.parametrize("region", ["RU", "US"])
+def test_report_agrees_with_per_value_parsers(region):
+    table = _awkward()
+    report = quality_report(table, region=region, shared_threshold=3)
+    expected = _per_value(table, region)
+    n = len(table.records)
+    fields = report["fields"].set_index("role")
+    assert list(fields.index) == ["full_name", "address", "tax_id", "phone", "email"]
+    usable_roles = [0] * n
+    invalid_per_record, placeholder_per_record = [0] * n, [0] * n
+    shared_rows = []
+    for role, rows in expected.items():
+        usable = {i for i, _, bad, ph, _ in rows if not bad and not ph}
+        for i in usable:
+            usable_roles[i] += 1
+        for i, _, bad, ph, _ in rows:
+            invalid_per_record[i] += bad
+            placeholder_per_record[i] += ph
+        examples = []
+        for _, text, bad, _, _ in rows:
+            if bad and text not in examples:
+                examples.append(text)
+        row = fields.loc[role]
+        assert (row["values"], row["filled"], row["invalid"], row["placeholder"]) == (
+            len(rows), len(usable), sum(r[2] for r in rows), sum(r[3] for r in rows)), role
+        assert row["examples"] == " | ".join(examples[:5]), role
+        holders: dict[str, set[int]] = {}
+        for i, _, _, _, key in rows:
+            if key is not None:
+                holders.setdefault(key, set()).add(i)
+        shared_rows += [(role, key, len(held)) for key, held in holders.items() if len(held) >= 3]
+    records = report["records"]
+    assert records["completeness"].tolist() == pytest.approx([u / 5 for u in usable_roles])
+    assert records["invalid"].tolist() == invalid_per_record
+    assert records["placeholder"].tolist() == placeholder_per_record
+    shared_rows.sort(key=lambda r: (-r[2], r[0], r[1]))
+    assert list(report["shared"].itertuples(index=False, name=None)) == shared_rows
+    # the INN on five records (as a number too), info@ on three; in Russia the switchboard in six spellings
+    # on six records, one of them holding it twice (elsewhere "8 495 ..." is another number)
+    assert ("tax_id", "7707083893", 5) in shared_rows and ("email", "info@romashka.ru", 3) in shared_rows
+    assert (("phone", "+74951234567", 6) in shared_rows) == (region == "RU")
+
+
+def test_awkward_report_tables_are_typed_and_ordered(tmp_path):
+    report = quality_report(_awkward(), shared_threshold=3)
+    assert report["shared"].dtypes.astype(str).tolist() == ["object", "object", "int64"]
+    assert report["shared"]["records"].is_monotonic_decreasing
+    assert report["records"].dtypes.astype(str).tolist() == ["float64", "int64", "int64"]
+    sources = report["sources"]
+    # "web" and "web " are one source; the number 5 is the source "5"; empty and missing are "(none)"
+    assert sorted(set(sources["source"])) == ["(none)", "5", "import", "web"]
+    assert list(sources.itertuples(index=False, name=None)) == sorted(sources.itertuples(index=False, name=None),
+                                                                       key=lambda r: (r[0], r[1]))
+    web = sources[(sources["source"] == "web") & (sources["role"] == "full_name")].iloc[0]
+    assert web["records"] == 6
+    paths = write_quality(report, tmp_path)
+    for path, key in zip(paths, REPORT_KEYS):
+        back = pd.read_parquet(path)
+        assert back.shape == report[key].shape
+
+
+def test_empty_table(tmp_path):
+    frame = pd.DataFrame({"name": pd.Series(dtype=object), "phone": pd.Series(dtype=object),
+                          "source": pd.Series(dtype=object)})
+    report = quality_report(RoleTable.from_frame("contact", frame, {"full_name": "name", "phone": "phone"}))
+    assert all(report[k].empty for k in REPORT_KEYS)
+    assert list(report["fields"].columns)[:3] == ["role", "records", "values"]
+    assert report["shared"].dtypes.astype(str).tolist() == ["object", "object", "int64"]
+    assert list(report["records"].columns) == ["completeness", "invalid", "placeholder"]
+    assert len(write_quality(report, tmp_path)) == 4
+    assert quality_summary(report, "contact").startswith("contact: 0 records")
+
+
+def test_records_without_phones():
+    # a phone column with only blanks: the role is there, with no values; nobody has a usable phone
+    frame = pd.DataFrame({"name": ["Иван", "Пётр", "Анна"], "phone": ["", "   ", None]})
+    report = quality_report(RoleTable.from_frame("contact", frame, {"full_name": "name", "phone": "phone"}))
+    phone = _field(report, "phone")
+    assert (phone["values"], phone["filled"], phone["invalid"], phone["share_empty"], phone["examples"]) == (
+        0, 0, 0, 1.0, "")
+    assert report["records"]["completeness"].tolist() == [0.5, 0.5, 0.5]
+    # no phone column at all: the role is not reported
+    report = quality_report(RoleTable.from_frame("contact", frame[["name"]], {"full_name": "name"}))
+    assert report["fields"]["role"].tolist() == ["full_name"]
+    assert (report["records"]["completeness"] == 1).all()
+
+
+def test_value_of_no_record_is_left_out(caplog):
+    records = pd.DataFrame({"full_name": ["Иван", "Пётр"]}, index=pd.Index([10, 20], name="id"))
+    values = pd.DataFrame({"id": [10, 99, 20], "role": "phone",
+                           "raw": ["+7 495 123-45-67", "+7 495 123-45-67", "12345"]})
+    report = quality_report(RoleTable("contact", records, values), shared_threshold=2)
+    phone = _field(report, "phone")
+    assert (phone["values"], phone["filled"], phone["invalid"]) == (2, 1, 1)
+    assert report["shared"].empty
+    assert "belong to no record" in caplog.text and "99" in caplog.text
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.lists(st.text(alphabet=st.sampled_from(list("abcXYZ019 .,-'`\t\nнеткстНЕТёЁй№ﬁßİ\u0301\u200b")),
+                        max_size=16), min_size=1, max_size=20))
+def test_free_text_placeholders_as_is_placeholder_text(texts):
+    """Long plain free text skips clean_text: the verdicts must be is_placeholder_text's all the same."""
+    table = RoleTable.from_frame("contact", pd.DataFrame({"n": "Иван", "a": texts, "t": texts}),
+                                 {"full_name": "n", "address": "a", "text": ["t"]})
+    fields = quality_report(table)["fields"].set_index("role")
+    for role in ("address", "text:t"):
+        if role in fields.index:
+            assert fields.loc[role, "placeholder"] == sum(is_placeholder_text(t) for t in texts)
+            assert fields.loc[role, "invalid"] == 0
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(st.lists(st.one_of(st.from_regex(r"[0-9]{10}|[0-9]{12}", fullmatch=True),
+                          st.sampled_from(["7707083893", "500100732259", "0000000000", "1111111111",
+                                           "222222222222", "770708389", " 7707083893", "٧٧٠٧٠٨٣٨٩٣"])),
+                min_size=1, max_size=20))
+def test_inn_verdicts_as_parse_inn(inns):
+    from matchers.identifiers import parse_inn
+
+    table = RoleTable.from_frame("company", pd.DataFrame({"c": "ООО Ромашка", "inn": inns}),
+                                 {"company": "c", "tax_id": "inn"})
+    report = quality_report(table, shared_threshold=1)
+    parsed = [parse_inn(v) for v in inns]
+    placeholder = [len(set(d)) == 1 for d, _ in parsed]
+    inn = _field(report, "tax_id")
+    assert inn["placeholder"] == sum(placeholder)
+    assert inn["invalid"] == sum(not ok and not ph for (_, ok), ph in zip(parsed, placeholder))
+    shared = report["shared"]
+    assert set(shared.loc[shared["role"] == "tax_id", "value"]) == {
+        d for (d, ok), ph in zip(parsed, placeholder) if ok and not ph}
