@@ -1,0 +1,269 @@
+"""Store.read_entities and Store.read_communications read on the driver's cursor and return exactly
+the frames the SQLAlchemy path returned: same columns, order, dtypes, values and missing values
+(None, NaN, NaT), on SQLite (dates and datetimes stored as text) and on PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import processors
+
+import crm.store
+from crm import schema
+
+NOW = dt.datetime(2024, 5, 1, 12, 0, 0, 123456)
+TEXTS = ["Иванов", "Ёлка 🎄", "漢字かな", "e\u0301", "", " ", "O'Brien \"q\" \\ %s %(x)s ?", "x" * 1000,
+         "tab\tnew\nline"]
+BIRTHDATES = [None, dt.date(1980, 1, 1), dt.date(1, 1, 1), dt.date(9999, 12, 31), dt.date(2000, 2, 29)]
+
+
+# -- the reference: the read as it was before, through Connection.execute --------------------------
+
+def reference_read(store, query: sa.Select, chunksize: int) -> pd.DataFrame:
+    """Store.read_query + read_frame as they were: SQLAlchemy rows (its type processors applied), one
+    DataFrame.from_records per chunk, pd.concat of the chunks."""
+    with store.engine.connect().execution_options(stream_results=True) as conn:
+        result = conn.execute(query)
+        columns = list(result.keys())
+        chunks = []
+        while rows := result.fetchmany(chunksize):
+            chunks.append(pd.DataFrame.from_records(rows, columns=columns))
+    if not chunks:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+
+
+def entities_query(entity_type: str, include_deleted: bool = False, since=None) -> sa.Select:
+    table = schema.ENTITY_TABLES[entity_type]
+    query = sa.select(table)
+    if not include_deleted:
+        query = query.where(table.c.deleted_at.is_(None))
+    if since is not None:
+        query = query.where(table.c.modified_at > since)
+    return query.order_by(table.c.id)
+
+
+def communications_query(entity_type: str, include_deleted: bool = False) -> sa.Select:
+    comm, table = schema.communications, schema.ENTITY_TABLES[entity_type]
+    query = sa.select(comm.c.entity_id, comm.c.type, comm.c.kind, comm.c.value).where(
+        comm.c.entity_type == entity_type)
+    if not include_deleted:
+        query = query.where(comm.c.entity_id.in_(sa.select(table.c.id).where(table.c.deleted_at.is_(None))))
+    return query.order_by(comm.c.entity_id, comm.c.id)
+
+
+def assert_same(fast: pd.DataFrame, ref: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(fast, ref, check_exact=True)
+    # assert_frame_equal takes None, NaN and NaT in an object column as equal, and a date as equal to
+    # a datetime: compare what each cell holds, too
+    for name in ref.columns:
+        if ref[name].dtype == object:
+            assert [type(v) for v in fast[name]] == [type(v) for v in ref[name]], name
+
+
+def compare_entities(store, entity_type: str, chunksizes=(1, 4, 200_000), sinces=(None,)) -> int:
+    """Every combination against the reference; returns how many rows were compared."""
+    rows = 0
+    for include_deleted in (False, True):
+        for since in sinces:
+            for chunksize in chunksizes:
+                fast = store.read_entities(entity_type, include_deleted=include_deleted, since=since,
+                                           chunksize=chunksize)
+                assert_same(fast, reference_read(store, entities_query(entity_type, include_deleted, since),
+                                                 chunksize))
+                rows += len(fast)
+    return rows
+
+
+def compare_communications(store, entity_type: str, chunksizes=(1, 3, 500_000)) -> int:
+    rows = 0
+    for include_deleted in (False, True):
+        for chunksize in chunksizes:
+            fast = store.read_communications(entity_type, include_deleted=include_deleted, chunksize=chunksize)
+            assert_same(fast, reference_read(store, communications_query(entity_type, include_deleted), chunksize))
+            rows += len(fast)
+    return rows
+
+
+# -- data -----------------------------------------------------------------------------------------
+
+def insert(store, table: sa.Table, rows: list[dict]) -> None:
+    """Store.insert with each text cut to its column's length (PostgreSQL enforces them)."""
+    limits = {c.name: c.type.length for c in table.c if getattr(c.type, "length", None)}
+    store.insert(table, [{k: v[:limits[k]] if isinstance(v, str) and k in limits else v for k, v in row.items()}
+                         for row in rows])
+
+
+def awkward_crm(store, n: int = 40) -> None:
+    """Users, contacts, companies, leads and their communications, with None in every nullable
+    column, microseconds, far dates, unicode, and some records deleted (only in later rows, so that
+    small chunks differ in dtype: deleted_at all None in one chunk, datetimes in another)."""
+    store.insert(schema.users, [{"id": 1, "name": "Анна", "email": "a@example.com", "role": "manager"},
+                                {"id": 2, "name": "Bob", "email": "b@example.com", "role": "admin"}])
+    deleted = {13, 14, 27, 40}
+
+    def stamps(i: int) -> dict:
+        return {"responsible_id": None if i <= 4 or i % 4 == 0 else 1 + i % 2,
+                "created_at": NOW - dt.timedelta(days=i, microseconds=i),
+                "modified_at": (NOW + dt.timedelta(seconds=i)).replace(microsecond=0) if i % 3 == 0
+                else NOW + dt.timedelta(seconds=i, microseconds=i),
+                "deleted_at": NOW + dt.timedelta(microseconds=7 * i) if i in deleted else None}
+
+    def text(i: int, k: int) -> str | None:
+        return None if (i + k) % 2 else TEXTS[(i + k) % len(TEXTS)]
+
+    insert(store, schema.contacts, [
+        {"id": i, "last_name": None if i % 5 == 0 else TEXTS[i % len(TEXTS)],
+         "first_name": None if i % 3 == 0 else f"Имя{i}", "middle_name": "Петрович" if i % 7 == 1 else None,
+         "birthdate": BIRTHDATES[i % len(BIRTHDATES)], "post": text(i, 1), "address": text(i, 2),
+         "comments": text(i, 3), "source": text(i, 4), "tax_id": None if i % 6 else f"77{i:08d}", **stamps(i)}
+        for i in range(1, n + 1)])
+    insert(store, schema.companies, [
+        {"id": i, "title": TEXTS[i % len(TEXTS)] or "ООО «Ромашка»", "industry": text(i, 1),
+         "address": text(i, 2), "tax_id": text(i, 3), "website": text(i, 4), "comments": text(i, 5),
+         "source": None, **stamps(i)}
+        for i in range(1, n + 1)])
+    insert(store, schema.leads, [
+        {"id": i, "title": text(i, 1), "last_name": text(i, 2), "first_name": text(i, 3), "middle_name": None,
+         "company_title": text(i, 4), "status": "NEW" if i % 2 else None, "source": text(i, 5),
+         "comments": text(i, 6), "contact_id": i if i % 3 == 0 else None, "company_id": i if i % 5 == 0 else None,
+         **stamps(i)}
+        for i in range(1, n + 1)])
+    comms = []
+    for entity in schema.ENTITY_TYPES:
+        for i in range(1, n + 1):
+            for k in range(i % 3):  # 0, 1 or 2 values
+                comms.append({"entity_type": entity, "entity_id": i, "type": schema.COMM_TYPES[(i + k) % 4],
+                              "kind": schema.COMM_KINDS[k], "value": f"{TEXTS[(i + k) % len(TEXTS)]}+7999{i:07d}"})
+    insert(store, schema.communications, comms)
+
+
+# -- tests ----------------------------------------------------------------------------------------
+
+def test_awkward_records_read_as_before(store):
+    awkward_crm(store)
+    sinces = (None, NOW + dt.timedelta(seconds=10, microseconds=10),  # equal to contact 10's: strict >
+              NOW + dt.timedelta(seconds=20, microseconds=5), dt.datetime(2100, 1, 1))
+    for entity in schema.ENTITY_TYPES:
+        assert compare_entities(store, entity, sinces=sinces) > 0
+        assert compare_communications(store, entity) > 0
+
+
+def test_dtypes_the_pipeline_relies_on(store):
+    awkward_crm(store)
+    live = store.read_entities("contact")
+    assert str(live["created_at"].dtype) == "datetime64[ns]" and str(live["modified_at"].dtype) == "datetime64[ns]"
+    assert live["created_at"].iloc[0] == pd.Timestamp(NOW - dt.timedelta(days=1, microseconds=1))
+    assert live["deleted_at"].dtype == object and live["deleted_at"].map(lambda v: v is None).all()
+    assert live["birthdate"].dtype == object
+    assert set(map(type, live["birthdate"])) == {type(None), dt.date}
+    assert dt.date(1, 1, 1) in set(live["birthdate"]) and dt.date(9999, 12, 31) in set(live["birthdate"])
+    assert live["id"].dtype == "int64" and live["responsible_id"].dtype == "float64"  # None -> NaN
+    assert live["middle_name"].map(lambda v: v is None or isinstance(v, str)).all()
+    everything = store.read_entities("contact", include_deleted=True)
+    assert str(everything["deleted_at"].dtype) == "datetime64[ns]" and everything["deleted_at"].notna().sum() == 4
+    comms = store.read_communications("lead")
+    assert list(comms.columns) == ["entity_id", "type", "kind", "value"] and comms["entity_id"].dtype == "int64"
+
+
+def test_text_datetimes_in_other_forms_read_as_before(store):
+    """SQLite holds whatever text was written; values SQLAlchemy did not write (other ISO forms, out
+    of datetime64's range) go through its processors one by one. PostgreSQL stores them as values."""
+    awkward_crm(store, n=12)
+    # an ISO week date, which date.fromisoformat reads (PostgreSQL takes the same day as a plain date)
+    week_date = "1980-W01-1" if store.dialect == "sqlite" else "1979-12-31"
+    with store.engine.begin() as conn:
+        for sql in ["UPDATE contacts SET modified_at = '2021-03-04 05:06:07' WHERE id = 2",
+                    "UPDATE contacts SET modified_at = '2021-03-04T05:06:07.5' WHERE id = 5",
+                    f"UPDATE contacts SET birthdate = '{week_date}' WHERE id = 7",
+                    "UPDATE companies SET modified_at = '2021-03-04 05:06' WHERE id = 9",
+                    # SQLite: fromisoformat makes an aware datetime of it; PostgreSQL drops the offset
+                    "UPDATE leads SET created_at = '2021-03-04 05:06:07+03:00' WHERE id = 4"]:
+            conn.execute(sa.text(sql))
+    store.insert(schema.contacts, [  # beyond datetime64[ns]: pandas keeps these as objects
+        {"id": 13, "created_at": dt.datetime(2500, 1, 1, 0, 0, 0, 1), "modified_at": dt.datetime(1000, 1, 1),
+         "birthdate": None},
+        {"id": 14, "created_at": NOW, "modified_at": NOW, "birthdate": dt.date(1, 1, 1)}])
+    for entity in schema.ENTITY_TYPES:
+        compare_entities(store, entity, chunksizes=(1, 2, 5, 100), sinces=(None, dt.datetime(2021, 3, 4)))
+    frame = store.read_entities("contact")
+    assert frame.loc[frame["id"] == 7, "birthdate"].item() == dt.date(1979, 12, 31)
+
+
+def test_empty_tables_read_as_before(store):
+    for entity in schema.ENTITY_TYPES:
+        assert compare_entities(store, entity, chunksizes=(1, 200_000), sinces=(None, NOW)) == 0
+        assert compare_communications(store, entity, chunksizes=(1, 500_000)) == 0
+    assert list(store.read_entities("company").columns) == [c.name for c in schema.companies.c]
+    # records but no communications, and communications of deleted records only
+    awkward_crm(store, n=3)
+    with store.engine.begin() as conn:
+        conn.execute(schema.contacts.update().values(deleted_at=NOW))
+    assert store.read_entities("contact").empty and compare_entities(store, "contact") > 0
+    assert store.read_communications("contact").empty and compare_communications(store, "contact") > 0
+
+
+def test_many_chunks_of_one_dtype_are_joined_directly(store, monkeypatch):
+    n = 3000
+    store.insert(schema.users, [{"id": 1, "name": "Анна", "email": "a@example.com", "role": "manager"}])
+    insert(store, schema.contacts, [
+        {"id": i, "last_name": f"Сидоров{i}", "first_name": None if i % 2 else "Иван", "birthdate": BIRTHDATES[i % 5],
+         "responsible_id": 1, "created_at": NOW + dt.timedelta(microseconds=i), "modified_at": NOW,
+         "deleted_at": None} for i in range(1, n + 1)])
+    insert(store, schema.communications, [
+        {"entity_type": "contact", "entity_id": i, "type": "email", "kind": "work", "value": f"ivan{i}@пример.рф"}
+        for i in range(1, n + 1)])
+    concat, converted = [], []
+    real_concat, real_datetimes = pd.concat, crm.store._iso_datetimes
+    monkeypatch.setattr(crm.store.pd, "concat", lambda *a, **k: concat.append(1) or real_concat(*a, **k))
+    monkeypatch.setitem(crm.store._VECTORISED, processors.str_to_datetime,
+                        lambda raw: converted.append(r := real_datetimes(raw)) or r)
+    frame = store.read_entities("contact", chunksize=700)
+    comms = store.read_communications("contact", chunksize=1000)
+    assert concat == []  # every chunk has the same dtypes: no pd.concat
+    # SQLite: the text datetimes are converted a column at a time (PostgreSQL returns datetimes)
+    assert len(converted) == (15 if store.dialect == "sqlite" else 0)
+    assert all(r is not None for r in converted)
+    monkeypatch.undo()
+    assert_same(frame, reference_read(store, entities_query("contact"), 700))
+    assert_same(comms, reference_read(store, communications_query("contact"), 1000))
+    assert compare_entities(store, "contact", chunksizes=(999, 5000)) == 4 * n
+
+
+@pytest.mark.parametrize("column, value, error", [
+    ("modified_at", "'2021-02-30 10:00:00'", ValueError), ("modified_at", "'NaT'", ValueError),
+    ("birthdate", "'0000-01-01'", ValueError), ("modified_at", "20210304", TypeError)])
+def test_an_unreadable_date_fails_as_before(store, column, value, error):
+    # a second, readable row: the column's text is not all of one odd width
+    store.insert(schema.contacts, [{"id": i, "created_at": NOW, "modified_at": NOW, "birthdate": dt.date(1990, 5, 6)}
+                                   for i in (1, 2)])
+    bad = sa.text(f"UPDATE contacts SET {column} = {value} WHERE id = 1")
+    if store.dialect == "postgresql":  # PostgreSQL checks the value when it is written
+        with pytest.raises(sa.exc.DBAPIError), store.engine.begin() as conn:
+            conn.execute(bad)
+        return
+    with store.engine.begin() as conn:
+        conn.execute(bad)
+    with pytest.raises(error) as before:
+        reference_read(store, entities_query("contact"), 100)
+    with pytest.raises(error) as now:
+        store.read_entities("contact")
+    assert str(now.value) == str(before.value)
+
+
+def test_database_errors_are_sqlalchemy_errors_and_the_store_goes_on(store):
+    awkward_crm(store, n=5)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE communications"))
+    with pytest.raises(sa.exc.DBAPIError) as before:
+        reference_read(store, communications_query("contact"), 10)
+    with pytest.raises(sa.exc.DBAPIError) as now:
+        store.read_communications("contact")
+    assert type(now.value) is type(before.value) and "communications" in str(now.value)
+    # the connection went back to the pool usable: reads and writes go on
+    assert len(store.read_entities("contact")) == 5
+    store.insert(schema.contacts, [{"id": 6, "created_at": NOW, "modified_at": NOW}])
+    assert len(store.read_entities("contact")) == 6 and compare_entities(store, "contact") > 0
