@@ -3,6 +3,7 @@ rank the primary (citation index, responsible manager)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -25,7 +26,28 @@ def load_role_table(store: Store, entity_type: str, since=None) -> RoleTable:
     comms = store.read_communications(entity_type)
     if since is not None:
         comms = comms[comms["entity_id"].isin(records["id"])]
-    return RoleTable.from_crm(entity_type, records, comms)
+    table = RoleTable.from_crm(entity_type, records, comms)
+    del records, comms
+    for frame in (table.records, table.values):
+        share_repeated_strings(frame)
+    return table
+
+
+def share_repeated_strings(frame: pd.DataFrame) -> None:
+    """Text columns whose values repeat (cities, sources, first names) made to hold one str object per
+    distinct value, as a parquet read does: the database driver makes a new object for every cell,
+    which at a million records costs hundreds of megabytes. The values stay what they were."""
+    for col in frame.columns:
+        values = frame[col].to_numpy()
+        if values.dtype != object or pd.api.types.infer_dtype(values, skipna=True) != "string":
+            continue
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        if not len(uniques) or len(uniques) > len(values) // 2:
+            continue
+        missing = codes < 0
+        shared = np.asarray(uniques, dtype=object).take(np.where(missing, 0, codes))
+        shared[missing] = values[missing]  # None stays None, NaN stays NaN
+        frame[col] = shared
 
 
 def citation_counts(store: Store, entity_type: str) -> pd.DataFrame:

@@ -267,3 +267,42 @@ def test_database_errors_are_sqlalchemy_errors_and_the_store_goes_on(store):
     assert len(store.read_entities("contact")) == 5
     store.insert(schema.contacts, [{"id": 6, "created_at": NOW, "modified_at": NOW}])
     assert len(store.read_entities("contact")) == 6 and compare_entities(store, "contact") > 0
+
+
+def test_role_table_shares_repeated_strings_and_keeps_every_value():
+    """load_role_table makes repeated text one object per distinct value (a parquet read does the
+    same); the values, their types and the missing ones (None, NaN) stay as they were."""
+    from crm.readers import share_repeated_strings
+
+    cities = [f"City {i % 3}" for i in range(12)]
+    frame = pd.DataFrame({"city": [None if i == 4 else float("nan") if i == 5 else "".join(c) for i, c in
+                                   enumerate(cities)],
+                          "unique": [f"u{i}" for i in range(12)],
+                          "mixed": [1, "1", 1.0, None] * 3,
+                          "n": range(12)})
+    before = frame.copy(deep=True)
+    share_repeated_strings(frame)
+    pd.testing.assert_frame_equal(frame, before)
+    for col in frame.columns:
+        assert [type(v) for v in frame[col]] == [type(v) for v in before[col]], col
+    city = frame["city"].to_numpy()
+    assert city[4] is None and city[5] != city[5]  # None and NaN kept apart
+    assert city[0] is city[3] is city[6] and city[1] is not city[0]  # one object per distinct value
+    assert frame["mixed"].to_numpy()[2] == 1.0 and type(frame["mixed"].to_numpy()[2]) is float  # not text: left alone
+
+
+def test_load_role_table_equals_the_frames_read(store):
+    from crm.readers import load_role_table
+    from matchers.table import RoleTable
+
+    people = [dict(id=i, first_name=["Иван", "Anna"][i % 2], last_name=f"Name{i}", city=["Москва", None][i % 2],
+                   created_at=NOW, modified_at=NOW) for i in range(1, 21)]
+    store.insert(schema.contacts, people)
+    store.insert(schema.communications, [dict(entity_type="contact", entity_id=i, type="phone", kind="work",
+                                              value=f"+7 916 000-00-{i:02d}") for i in range(1, 21)])
+    table = load_role_table(store, "contact")
+    plain = RoleTable.from_crm("contact", store.read_entities("contact"), store.read_communications("contact"))
+    pd.testing.assert_frame_equal(table.records, plain.records)
+    pd.testing.assert_frame_equal(table.values, plain.values)
+    first = table.records["first_name"].to_numpy()
+    assert first[0] is first[2]
