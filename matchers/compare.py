@@ -251,8 +251,12 @@ class MultiValueComparison(Comparison):
                 part_of = lambda v, _: v.split("@")[0]  # noqa: E731
                 extra = None
             codes, values = p.frame_codes(frame, column)
-            cache[self.name] = _Slots.build(len(p), getattr(p, frame)["pos"].to_numpy(np.int64), codes, values,
-                                            extra, part_of, 7 if self.name == "phone" else 4)
+            slots = _Slots.build(len(p), getattr(p, frame)["pos"].to_numpy(np.int64), codes, values,
+                                 extra, part_of, 7 if self.name == "phone" else 4)
+            if slots is not None and self.name == "phone":
+                # only e-mail names are compared as text (compute): a million last-7-digit strings can go
+                slots.parts = np.empty(0, dtype=object)
+            cache[self.name] = slots
         return cache[self.name]
 
     def compute(self, p, a, b):
@@ -371,16 +375,24 @@ class DateComparison(Comparison):
     def __init__(self, column: str = "birthdate"):
         self.column = column
 
+    def _digits(self, p: Prepared) -> tuple[np.ndarray, np.ndarray]:
+        """Per record: whether it has a date, and YYYYMMDD as one number (0 when missing); made once
+        per prepared table (a million records' dates cost ~0.2 s, and pairs come in chunks)."""
+        cache = p.__dict__.setdefault("_dates", {})
+        if self.column not in cache:
+            d = pd.to_datetime(p.records[self.column])
+            ok = d.notna().to_numpy()
+            digits = np.where(ok, d.dt.year.fillna(0).to_numpy() * 10000 + d.dt.month.fillna(0).to_numpy() * 100
+                              + d.dt.day.fillna(0).to_numpy(), 0).astype(np.int64)
+            cache[self.column] = (ok, digits)
+        return cache[self.column]
+
     def compute(self, p, a, b):
         n = len(a)
         level = np.full(n, NULL, dtype=np.int8)
         if self.column not in p.records.columns:
             return Levels(level, np.zeros(n, np.int32))
-        d = pd.to_datetime(p.records[self.column])
-        ok = d.notna().to_numpy()
-        # YYYYMMDD as one number per record, 0 when missing
-        digits = np.where(ok, d.dt.year.fillna(0).to_numpy() * 10000 + d.dt.month.fillna(0).to_numpy() * 100
-                          + d.dt.day.fillna(0).to_numpy(), 0).astype(np.int64)
+        ok, digits = self._digits(p)
         idx = np.flatnonzero(ok[a] & ok[b])
         ga, gb = digits[a[idx]], digits[b[idx]]
         ya, yb, ma, mb, da, db = ga // 10000, gb // 10000, ga // 100 % 100, gb // 100 % 100, ga % 100, gb % 100

@@ -77,6 +77,7 @@ def frame_from_unique_rows(rows: list[tuple], codes: np.ndarray, index: pd.Index
 _APOSTROPHES = frozenset("'’‘ʼ`´ʹ′‛")
 # NFKC would turn these into letters (№ -> "No", ™ -> "TM"): make them spaces first.
 _BEFORE_NFKC = str.maketrans({c: " " for c in "№™®©℠℗"})
+_HAS_BEFORE_NFKC = re.compile("[№™®©℠℗]")  # a search is much cheaper than translate when none are there
 
 
 class _CharMap(dict):
@@ -134,7 +135,9 @@ def _nfkc(text: str) -> str:
 
 
 def _clean_once(text: str) -> str:
-    text = _nfkc(text.translate(_BEFORE_NFKC)).casefold()
+    if _HAS_BEFORE_NFKC.search(text):
+        text = text.translate(_BEFORE_NFKC)
+    text = _nfkc(text).casefold()
     text = _nfkc(text).translate(_CHARS)
     words = text.split()
     if _HAS_LAT.search(text) and _HAS_CYR.search(text):
@@ -685,6 +688,19 @@ def _join(a: np.ndarray, b: np.ndarray, c: np.ndarray, sort: bool = False) -> np
     return out
 
 
+def _distinct_rows(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """For rows given as parallel code columns (-1 allowed): a code per row for its combination of
+    values (0..k-1, in order of first appearance) and the first row of each combination."""
+    combined = np.zeros(len(columns[0]), dtype=np.int64)
+    for part in columns:
+        combined, _ = pd.factorize(combined * (int(part.max(initial=-1)) + 2) + (part + 1))
+        combined = combined.astype(np.int64)
+    # numbered in order of first appearance: a combination is new where the number exceeds all before
+    new = np.ones(len(combined), dtype=bool)
+    new[1:] = combined[1:] > np.maximum.accumulate(combined)[:-1]
+    return combined, np.flatnonzero(new)
+
+
 def _field_arrays(units: list[tuple[_Unit, ...]]) -> dict[str, np.ndarray]:
     """Per distinct field value: what the vectorised usual case needs (one-word units only)."""
     first = [u[0] if u else None for u in units]
@@ -734,27 +750,26 @@ def normalize_persons(records: pd.DataFrame) -> pd.DataFrame:
     out = {c: np.empty(n, dtype=object) for c in PERSON_COLUMNS}
     idx = np.flatnonzero(simple)
     if len(idx):
-        a, b, c = F["token"][cf[idx]], L["token"][cl[idx]], M["token"][cm[idx]]
-        first = F["canon"][cf[idx]]
-        middle = M["key"][cm[idx]]
-        out["first"][idx] = first
+        out["first"][idx] = F["canon"][cf[idx]]
         out["first_raw"][idx] = F["key"][cf[idx]]
         out["last"][idx] = L["key"][cl[idx]]
-        out["middle"][idx] = middle
-        out["tokens"][idx] = _join(a, b, c, sort=True)
-        out["initials"][idx] = np.array([x[:1] for x in first], dtype=object) + \
-            np.array([x[:1] for x in middle], dtype=object)
-        out["full"][idx] = _join(cleans[0][cl[idx]], cleans[1][cf[idx]], cleans[2][cm[idx]])
+        out["middle"][idx] = M["key"][cm[idx]]
+        # the joined texts once per distinct name, shared by its rows: a string per row would take
+        # ~150 MB more at a million records, namesakes and duplicates being many
+        trio, one = _distinct_rows([cl[idx], cf[idx], cm[idx]])
+        u = idx[one]
+        out["tokens"][idx] = _join(F["token"][cf[u]], L["token"][cl[u]], M["token"][cm[u]], sort=True)[trio]
+        out["full"][idx] = _join(cleans[0][cl[u]], cleans[1][cf[u]], cleans[2][cm[u]])[trio]
+        duo, one = _distinct_rows([cf[idx], cm[idx]])
+        u = idx[one]
+        initials = np.array([x[:1] for x in F["canon"][cf[u]]], dtype=object) + \
+            np.array([x[:1] for x in M["key"][cm[u]]], dtype=object)
+        out["initials"][idx] = initials[duo]
 
     rest = np.flatnonzero(~simple)
     if len(rest):
         # every other row: once per distinct tuple of field values
-        combined = np.zeros(len(rest), dtype=np.int64)
-        for codes in field_codes:
-            part = codes[rest]
-            combined, _ = pd.factorize(combined * (int(part.max(initial=-1)) + 2) + (part + 1))
-            combined = combined.astype(np.int64)
-        _, first_rows = np.unique(combined, return_index=True)
+        combined, first_rows = _distinct_rows([codes[rest] for codes in field_codes])
         l_units, f_units, m_units = units[:3]
         results = []
         for row in rest[first_rows].tolist():

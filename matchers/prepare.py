@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,13 @@ class Prepared:
                 codes, uniques = pd.factorize(getattr(self, frame)[column].to_numpy(dtype=object))
                 cache[(frame, column)] = (codes.astype(np.int64), np.asarray(uniques, dtype=object))
         return cache[(frame, column)]
+
+    def drop_caches(self) -> None:
+        """Forget the factorised columns and compare's slots and dates (built again if asked for): at a
+        million records they hold ~300 MB that the stages after comparing no longer need."""
+        with _CACHE_LOCK:
+            for key in ("_codes", "_frame_codes", "_slots", "_dates"):
+                self.__dict__.pop(key, None)
 
     @property
     def ids(self) -> np.ndarray:
@@ -190,7 +198,32 @@ def prepare(table: RoleTable, region: str = "RU", provider_rules: bool = True,
         (_normalize_phone_values, phones.values, (region, tuple(fallback_regions))),
         (_normalize_email_values, emails.values, (provider_rules,)),
     ])
+    try:
+        _single_values(table, roles, out)
+    except BaseException:
+        tasks.close()  # no helper process left running after an error here
+        raise
 
+    phone_norm, email_norm = tasks.results()
+    phones = phones.kept(phone_norm, phone_norm["e164"].notna() & ~phone_norm["placeholder"], "e164",
+                         ["e164", "national", "valid"])
+    emails = emails.kept(email_norm, email_norm["canonical"].notna() & ~email_norm["placeholder"], "canonical",
+                         ["email", "canonical", "local", "domain"])
+    del phone_norm, email_norm  # the per-value columns not kept (ext, placeholder...) go now
+
+    domains = per_unique(pd.Series(sites.values, dtype=object), registered_domain)
+    sites = sites.frame(pd.DataFrame({"domain": domains}))
+    if len(sites):
+        sites = sites[sites["domain"].notna() & ~sites["domain"].isin(FREE_MAIL_DOMAINS)]
+    sites = sites.reindex(columns=["pos", "domain"]).drop_duplicates()
+
+    return Prepared(table.entity_type, out, _typed(phones), _typed(emails), _typed(sites), roles)
+
+
+def _single_values(table: RoleTable, roles: set[str], out: pd.DataFrame) -> None:
+    """The normalised single-value columns (names, company, birthdate, identifiers, addresses) and
+    the pass-through columns, added to ``out`` (one row per record)."""
+    rec = table.records
     if roles & set(NAME_ROLES):
         names = normalize_persons(rec[[c for c in NAME_ROLES if c in rec.columns]].reset_index(drop=True))
         for col in ("first", "first_raw", "last", "middle", "tokens", "initials", "full"):
@@ -212,25 +245,6 @@ def prepare(table: RoleTable, region: str = "RU", provider_rules: bool = True,
         if col in rec.columns:
             out[col] = rec[col].to_numpy()
 
-    phone_norm, email_norm = tasks.results()
-    phones = phones.frame(phone_norm)
-    if len(phones):
-        phones = phones[phones["e164"].notna() & ~phones["placeholder"]]
-    phones = phones.reindex(columns=["pos", "e164", "national", "valid"]).drop_duplicates(["pos", "e164"])
-
-    emails = emails.frame(email_norm)
-    if len(emails):
-        emails = emails[emails["canonical"].notna() & ~emails["placeholder"]]
-    emails = emails.reindex(columns=["pos", "email", "canonical", "local", "domain"]).drop_duplicates(["pos", "canonical"])
-
-    domains = per_unique(pd.Series(sites.values, dtype=object), registered_domain)
-    sites = sites.frame(pd.DataFrame({"domain": domains}))
-    if len(sites):
-        sites = sites[sites["domain"].notna() & ~sites["domain"].isin(FREE_MAIL_DOMAINS)]
-    sites = sites.reindex(columns=["pos", "domain"]).drop_duplicates()
-
-    return Prepared(table.entity_type, out, _typed(phones), _typed(emails), _typed(sites), roles)
-
 
 def _normalize_phone_values(values: np.ndarray, region: str, fallback_regions: tuple[str, ...]) -> pd.DataFrame:
     return normalize_phones(pd.Series(values, dtype=object), region=region,
@@ -244,6 +258,7 @@ def _normalize_email_values(values: np.ndarray, provider_rules: bool) -> pd.Data
 # Below this many distinct phones and addresses, a helper process costs more than it saves.
 PARALLEL_MIN_VALUES = 100_000
 CHUNK_VALUES = 50_000
+SWITCH_INTERVAL = 0.0005  # seconds, while helpers run (see Channels)
 
 
 class Channels:
@@ -259,6 +274,7 @@ class Channels:
                        for func, values, args in tasks]
         self.futures: list[list] | None = None
         self.pool = None
+        self._switch: float | None = None  # the interpreter's switch interval, while changed
         total = sum(len(values) for _, values, _ in tasks)
         if workers > 1 and total >= PARALLEL_MIN_VALUES:
             try:
@@ -268,11 +284,16 @@ class Channels:
                 # fork: the helpers start at once with everything imported and never re-run the
                 # caller's __main__ (the chunks go to them pickled, the results come back pickled)
                 ctx = multiprocessing.get_context("fork")
+                # the pool's thread here reads each result from a pipe 64 KB at a time, needing the
+                # GIL for each piece; at the usual 5 ms switch interval, while this thread parses
+                # names, the helpers wait on those reads nearly as long as they work
+                self._switch = sys.getswitchinterval()
+                sys.setswitchinterval(min(self._switch, SWITCH_INTERVAL))
                 self.pool = ProcessPoolExecutor(max_workers=workers - 1, mp_context=ctx)
                 self.futures = [[self.pool.submit(_run_chunk, chunk) for chunk in chunks] for chunks in self.chunks]
             except Exception:  # noqa: BLE001 - no helper processes here: do the work in this one
                 log.info("normalising in one process (no helper processes available)", exc_info=True)
-                self._close()
+                self.close()
                 self.futures = None
 
     def results(self) -> list[pd.DataFrame]:
@@ -291,7 +312,7 @@ class Channels:
                 out.append(pd.concat(parts, ignore_index=True) if parts else self.tasks[t][0](
                     np.empty(0, dtype=object), *self.tasks[t][2]))
         finally:
-            self._close()
+            self.close()
         return out
 
     def _collect(self, t: int, i: int) -> pd.DataFrame:
@@ -301,10 +322,14 @@ class Channels:
             log.warning("a normalising helper process failed; redoing its chunk here", exc_info=True)
             return _run_chunk(self.chunks[t][i])
 
-    def _close(self) -> None:
+    def close(self) -> None:
+        """Stop the helpers (their unfinished chunks are dropped)."""
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
+        if self._switch is not None:
+            sys.setswitchinterval(self._switch)
+            self._switch = None
 
 
 def _run_chunk(chunk: tuple) -> pd.DataFrame:
@@ -327,6 +352,24 @@ class _LongValues:
         for col in per_value.columns:
             out[col] = per_value[col].to_numpy()[self.codes]
         return out
+
+    def kept(self, per_value: pd.DataFrame, keep_value, key: str, columns: list[str]) -> pd.DataFrame:
+        """Rows pos and ``columns`` of ``per_value`` (one row per distinct value) where ``keep_value``
+        holds, each (pos, ``key``) once, the first: what frame(), a filter and drop_duplicates give,
+        found on integer codes instead of a frame of every column and row (a second at a million)."""
+        keep_value = np.asarray(keep_value, dtype=bool)
+        rows = np.flatnonzero(keep_value[self.codes])
+        pos, codes = self.pos[rows], self.codes[rows]
+        # equal key values get equal numbers, so a (pos, number) pair stands for (pos, value)
+        kept_values = np.flatnonzero(keep_value)
+        key_code = np.full(len(per_value), -1, dtype=np.int64)
+        key_code[kept_values] = pd.factorize(per_value[key].to_numpy(dtype=object)[kept_values])[0]
+        pair = pos * (int(key_code.max(initial=0)) + 1) + key_code[codes]
+        first = ~pd.Series(pair).duplicated().to_numpy()
+        out = {"pos": pos[first]}
+        for col in columns:
+            out[col] = per_value[col].to_numpy()[codes[first]]
+        return pd.DataFrame(out)
 
 
 def _positions(index: pd.Index):
@@ -351,8 +394,14 @@ def _long(table: RoleTable, role: str, positions) -> _LongValues:
     mask = (values["role"] == role).to_numpy()
     ids = values["id"].to_numpy()[mask]
     codes, uniques = pd.factorize(values["raw"].to_numpy(dtype=object)[mask])
-    text = pd.Series(uniques, dtype=object).astype("string").str.strip()
-    keep_value = np.append(text.fillna("").ne("").to_numpy(), False)  # code -1: missing
+    if pd.api.types.infer_dtype(uniques, skipna=False) == "string":
+        # all text (as usual): str.strip, as the pandas string methods below do, without their overhead
+        text = np.fromiter((u.strip() for u in uniques), dtype=object, count=len(uniques))
+        filled = text != ""
+    else:
+        stripped = pd.Series(uniques, dtype=object).astype("string").str.strip()
+        text, filled = stripped.to_numpy(dtype=object), stripped.fillna("").ne("").to_numpy()
+    keep_value = np.append(filled, False)  # code -1: missing
     pos = positions(ids)
     keep = keep_value[codes] & (pos >= 0)
     if (pos < 0).any():
@@ -363,7 +412,7 @@ def _long(table: RoleTable, role: str, positions) -> _LongValues:
     used[kept_codes] = True
     new_code = np.cumsum(used) - 1
     return _LongValues(pos[keep].astype(np.int64), new_code[kept_codes].astype(np.int64),
-                       text.to_numpy(dtype=object)[used[:-1]])
+                       text[used[:-1]])
 
 
 def _typed(frame: pd.DataFrame) -> pd.DataFrame:
@@ -373,6 +422,8 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     types["pos"] = np.int64
     if "valid" in frame.columns:
         types["valid"] = bool
-    return frame.astype(types)
+    # only the columns not of their type yet: astype would copy every column of a million rows
+    types = {c: t for c, t in types.items() if frame[c].dtype != t}
+    return frame.astype(types) if types else frame
 
 

@@ -134,8 +134,14 @@ class RoleTable:
         for col in PASS_THROUGH:
             if col in frame.columns and col not in records.columns:
                 records[col] = frame[col].to_numpy()
-        parts = [pd.DataFrame({"id": ids.to_numpy(), "role": role, "raw": frame[col].to_numpy()})
-                 for role, cols in columns.items() if role in MULTI_ROLES for col in cols]
+        # each column's filled cells only: no frame of every cell of every column (phone2 is mostly empty)
+        parts = []
+        for role, cols in columns.items():
+            if role not in MULTI_ROLES:
+                continue
+            for col in cols:
+                raw = frame[col].to_numpy()
+                has = pd.notna(raw)
+                parts.append(pd.DataFrame({"id": ids.to_numpy()[has], "role": role, "raw": raw[has]}))
         values = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["id", "role", "raw"])
-        values = values[values["raw"].notna()]
-        return cls(entity_type, records, values.reset_index(drop=True))
+        return cls(entity_type, records, values)

@@ -276,6 +276,7 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
         del cv
     with timer.stage("group"):
         labels_pos, strength = _cluster(p, a, b, all_prob, comparisons, model, settings, skips or set())
+        p.drop_caches()  # nothing compares from here on: free the codes before the large frames are made
     with timer.stage("primary"):
         group_table, groups = _groups(p, table, labels_pos, strength, record_info, settings)
     with timer.stage("explain"):
@@ -447,8 +448,8 @@ def _groups(p: Prepared, table: RoleTable, labels: np.ndarray, strength: np.ndar
     members = pd.DataFrame({"id": member_ids, "group": labels[in_group]})
     # what the primary rule looks at, for the records in groups only
     info = pd.DataFrame(index=pd.Index(member_ids, name="id"))
-    roles = [r for r in SINGLE_ROLES if r in table.records.columns] + [
-        r for r in MULTI_ROLES if (table.values["role"] == r).any()]
+    present = set(table.values["role"].unique())  # one pass over the values, not one per role
+    roles = [r for r in SINGLE_ROLES if r in table.records.columns] + [r for r in MULTI_ROLES if r in present]
     mine = table.records.reindex(member_ids)
     info["completeness"] = completeness(mine, table.values, roles).to_numpy()
     for col in ("created_at", "modified_at"):
@@ -606,9 +607,11 @@ def _criteria(group_table: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:
         per_group = np.bincount(group[codes == k], minlength=len(group_table))
         for w in words:
             counts[:, vocab.index(w)] += per_group
-    out = []
-    for row in counts.tolist():
+    # the words once per distinct row of counts (groups of two mostly share a few)
+    rows, row_of = np.unique(counts, axis=0, return_inverse=True)
+    texts = []
+    for row in rows.tolist():
         found = sorted((-n, w) for n, w in zip(row, vocab) if n)
-        out.append(", ".join(f"{-n} match by {w}" if n == -1 else f"{-n} matches by {w}" for n, w in found)
-                   if found else "similar records")
-    return out
+        texts.append(", ".join(f"{-n} match by {w}" if n == -1 else f"{-n} matches by {w}" for n, w in found)
+                     if found else "similar records")
+    return [texts[i] for i in row_of.reshape(-1).tolist()]

@@ -58,8 +58,9 @@ def rank_groups(members: pd.DataFrame, rule: str = "bitrix", tie_policy: str = "
     best = frame.iloc[starts].reset_index(drop=True)
     has_runner = sizes > 1
     runner = frame.iloc[np.where(has_runner, starts + 1, starts)].reset_index(drop=True)
-    ids = frame["id"].to_numpy()
-    ordered = [x.tolist() for x in np.split(ids, starts[1:])] if len(frame) else []
+    # each group's ids as a slice of one list: a numpy array per group would cost ~0.3 s at 100,000 groups
+    ids = frame["id"].to_numpy().tolist()
+    ordered = [ids[s:e] for s, e in zip(starts.tolist(), starts[1:].tolist() + [len(ids)])]
     reason, tie = _reasons(best, runner, has_runner, criteria)
     if tie_policy == "id":
         reason = np.where(tie, reason + "; tie broken by the lowest id (" + best["id"].map(str).to_numpy(dtype=object)

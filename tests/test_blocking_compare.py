@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,7 +12,8 @@ from hypothesis import strategies as st
 
 from matchers.blocking import KeyBlock, KeyNeighbourhood, block_pairs, blocking_recall, find_candidates
 from matchers.compare import NULL, compare, comparisons_for, describe_pair
-from matchers.prepare import prepare
+import matchers.prepare as prep
+from matchers.prepare import _LongValues, prepare
 from matchers.table import MappingError, RoleTable
 
 PEOPLE = pd.DataFrame([
@@ -131,3 +134,77 @@ def test_comparisons_are_symmetric_and_never_fail(rows):
     assert np.array_equal(forward, backward)
     c = find_candidates(p)
     assert np.all(c.a < c.b)
+
+
+# -- prepare's shortcuts give what the plain way gives --------------------------------------------
+
+def test_role_table_keeps_filled_cells_column_after_column():
+    frame = pd.DataFrame({"id": [1, 2, 3], "last": ["A", "B", "C"], "phone": [74951234567, 2, 3],
+                          "phone2": [np.nan] * 3, "email": ["a@x.ru", None, "c@x.ru"]})
+    values = RoleTable.from_frame("contact", frame, {"last_name": "last", "phone": ["phone", "phone2"],
+                                                     "email": "email"}, "id").values
+    assert values.to_dict("list") == {"id": [1, 2, 3, 1, 3], "role": ["phone"] * 3 + ["email"] * 2,
+                                      "raw": [74951234567, 2, 3, "a@x.ru", "c@x.ru"]}
+    assert values.index.tolist() == list(range(5))
+
+
+def test_prepare_keeps_each_number_and_address_once_per_record():
+    frame = pd.DataFrame({"id": [1, 2, 3], "last": ["A", "B", "C"],
+                          "phone": ["+7 495 123-45-67", "+7 (000) 000-00-00", "8 495 123 4567"],
+                          "phone2": ["8 (495) 123 45 67", " ", None],
+                          "email": ["A.B@mail.ru", "x", None], "email2": ["a.b@mail.ru", None, "c@mail.ru"]})
+    p = prepare(RoleTable.from_frame("contact", frame, {"last_name": "last", "phone": ["phone", "phone2"],
+                                                        "email": ["email", "email2"]}, "id"))
+    assert p.phones.to_dict("list") == {"pos": [0, 2], "e164": ["+74951234567"] * 2,
+                                        "national": ["4951234567"] * 2, "valid": [True, True]}
+    assert p.emails.to_dict("list") == {"pos": [0, 2], "email": ["a.b@mail.ru", "c@mail.ru"],
+                                        "canonical": ["a.b@mail.ru", "c@mail.ru"], "local": ["a.b", "c"],
+                                        "domain": ["mail.ru", "mail.ru"]}
+    assert p.phones.dtypes.tolist() == [np.int64, object, object, bool]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 6)), max_size=40),
+       st.lists(st.tuples(st.sampled_from(["a", "b", "c", None]), st.booleans()), min_size=7, max_size=7))
+def test_long_values_kept_is_the_frame_filtered_once_per_key(rows, per_value):
+    long = _LongValues(np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.int64),
+                       np.array([f"raw{i}" for i in range(7)], dtype=object))
+    values = pd.DataFrame({"key": [k for k, _ in per_value], "other": [f"o{i}" for i in range(7)],
+                           "placeholder": [flag for _, flag in per_value]})
+    got = long.kept(values, values["key"].notna() & ~values["placeholder"], "key", ["key", "other"])
+    whole = long.frame(values)
+    want = whole[whole["key"].notna() & ~whole["placeholder"]][["pos", "key", "other"]].drop_duplicates(["pos", "key"])
+    pd.testing.assert_frame_equal(got, want.reset_index(drop=True))
+
+
+def test_prepare_with_helper_processes_gives_the_same_and_restores_the_interpreter(monkeypatch):
+    monkeypatch.setattr(prep, "PARALLEL_MIN_VALUES", 1)
+    monkeypatch.setattr(prep, "CHUNK_VALUES", 2)
+    table = RoleTable.from_frame("contact", PEOPLE, MAPPING, "id")
+    switch = sys.getswitchinterval()
+    one, two = prepare(table), prepare(table, workers=2)
+    for name in ("records", "phones", "emails", "sites"):
+        pd.testing.assert_frame_equal(getattr(one, name), getattr(two, name))
+    assert sys.getswitchinterval() == switch
+
+    def broken(records):
+        raise RuntimeError("names failed")
+
+    monkeypatch.setattr(prep, "normalize_persons", broken)
+    with pytest.raises(RuntimeError, match="names failed"):
+        prepare(table, workers=2)
+    assert sys.getswitchinterval() == switch
+
+
+def test_comparing_again_after_dropping_the_caches_gives_the_same_vectors():
+    frame = PEOPLE.assign(birth=["1980-01-02", "1980-02-01", None, "1975-05-05", "1975-05-05", "1990-12-31"])
+    p = prepare(RoleTable.from_frame("contact", frame, {**MAPPING, "birthdate": "birth"}, "id"))
+    a, b = np.array([0, 0, 3, 1, 4]), np.array([1, 2, 4, 5, 5])
+    first = compare(p, a, b)
+    assert {"_codes", "_frame_codes", "_slots", "_dates"} <= set(vars(p))
+    p.drop_caches()
+    assert not {"_codes", "_frame_codes", "_slots", "_dates"} & set(vars(p))
+    again = compare(p, a, b)
+    assert np.array_equal(first.levels, again.levels) and np.array_equal(first.tf, again.tf)
+    assert first.shown.keys() == again.shown.keys()
+    assert all(np.array_equal(first.shown[k], again.shown[k]) for k in first.shown)

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from scoring.cluster import components, constrained_clusters, group_pairs_to_check
 from scoring.evaluate import evaluate_groups
+from scoring.primary import rank_groups
 
 
 def _partition(labels):
@@ -87,3 +88,13 @@ def test_evaluation_counts_pairs_and_bcubed():
     assert abs(r["bcubed_recall"] - (2 / 3 + 2 / 3 + 1 / 3 + 1 + 1) / 5) < 1e-12
     perfect = evaluate_groups(truth, truth)
     assert perfect["f1"] == 1.0 and perfect["bcubed_f1"] == 1.0
+
+
+def test_rank_groups_orders_every_group_best_first():
+    members = pd.DataFrame({"id": [5, 3, 9, 7, 1, 2], "group": [2, 2, 0, 0, 0, 1],
+                            "completeness": [0.5, 0.9, 0.1, 0.1, 0.8, 0.3]})
+    ranked = rank_groups(members, "most_complete")
+    assert ranked["group"].tolist() == [0, 1, 2]
+    assert ranked["ordered_ids"].tolist() == [[1, 7, 9], [2], [3, 5]]
+    assert ranked["primary_id"].tolist() == [1, 2, 3]
+    assert ranked["reason"].tolist()[1] == "only record"

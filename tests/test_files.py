@@ -5,6 +5,7 @@ import pytest
 
 from matchers.table import MappingError
 from scoring.files import FileError, find_in_file, read_table
+from scoring.find import _criteria
 
 ROWS = [("1", "Иванов", "Иван", "+7 916 123-45-67", "примечание"), ("2", "Иванов", "Иван", "8 916 1234567", ""),
         ("3", "Smith", "John", "+44 20 7946 0958", "note")]
@@ -52,3 +53,11 @@ def test_empty_and_missing_files(tmp_path):
         read_table(tmp_path / "empty.csv")
     with pytest.raises(FileError, match="no file"):
         read_table(tmp_path / "nope.csv")
+
+
+def test_criteria_words_count_the_pairs_inside_each_group():
+    group_table = pd.DataFrame({"member_ids": [[1, 2, 3], [4, 5], [6, 7], [8, 9]]})
+    pairs = pd.DataFrame({"id_a": [1, 1, 2, 4, 6, 8], "id_b": [2, 3, 3, 5, 7, 10],
+                          "criteria": ["phone,email", "phone", "", "phone", "phone", "email"]})
+    assert _criteria(group_table, pairs) == ["2 matches by phone, 1 match by email", "1 match by phone",
+                                             "1 match by phone", "similar records"]
