@@ -22,6 +22,7 @@ from matchers.emails import normalize_emails
 from matchers.identifiers import FREE_MAIL_DOMAINS, normalize_birthdates, parse_inn, registered_domain
 from matchers.names import clean_text, normalize_persons
 from matchers.phones import normalize_phones
+from matchers.parquet import write_parquet
 from matchers.table import RoleTable
 
 log = logging.getLogger(__name__)
@@ -99,9 +100,9 @@ class Prepared:
     def save(self, folder: Path) -> None:
         """Parquet files prepared_*.parquet and prepared.json in ``folder`` (reused by incremental runs)."""
         folder = Path(folder)
-        self.records.to_parquet(folder / "prepared_records.parquet", index=False)
+        write_parquet(self.records, folder / "prepared_records.parquet")
         for name in ("phones", "emails", "sites"):
-            getattr(self, name).to_parquet(folder / f"prepared_{name}.parquet", index=False)
+            write_parquet(getattr(self, name), folder / f"prepared_{name}.parquet")
         (folder / "prepared.json").write_text(json.dumps({"entity_type": self.entity_type, "roles": sorted(self.roles)}))
 
     @classmethod

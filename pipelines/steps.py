@@ -22,6 +22,7 @@ import pandas as pd
 from crm import proposals
 from crm.readers import load_role_table, record_info, responsible_ids
 from crm.store import Store
+from matchers.parquet import release_arrow_memory, write_parquet
 from matchers.table import RoleTable
 from pipelines.settings import Settings
 
@@ -128,22 +129,26 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
     result = find_duplicates(table, settings.match, skips=skips, record_info=info, compare_pairs=compare_pairs,
                              **kwargs)
     result.timings = {"read": read_s, **result.timings}
+    changed = len(kwargs["changed_ids"]) if last is not None else None
+    del table, info, kwargs  # the result holds what is written below; at a million records ~0.5 GB
     write_start = time.perf_counter()
-    result.pairs.to_parquet(out / "pairs.parquet", index=False)
-    result.scores.to_parquet(out / "scores.parquet", index=False)
-    result.groups.to_parquet(out / "groups.parquet", index=False)
+    for frame, name in ((result.pairs, "pairs"), (result.scores, "scores"), (result.groups, "groups")):
+        write_parquet(frame, out / f"{name}.parquet")
     gt = result.group_table.copy()
     gt["member_ids"] = gt["member_ids"].map(lambda ms: [int(m) for m in ms])
     gt.to_parquet(out / "group_table.parquet", index=False)
+    del gt
     result.model.save(out / "model.json")
     result.blocking.to_parquet(out / "blocking.parquet", index=False)
     result.skipped_keys.astype({"key": str}).to_parquet(out / "skipped_keys.parquet", index=False)
+    release_arrow_memory()
     result.prepared.save(out)
+    release_arrow_memory()
     result.timings["write"] = time.perf_counter() - write_start
     summary = result.summary()
     summary["incremental"] = last is not None
     if last is not None:
-        summary["changed_records"] = len(kwargs["changed_ids"])
+        summary["changed_records"] = changed
         summary["based_on_run"] = last["id"]
     summary["peak_rss_mb"] = round(peak_rss_mb(), 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

@@ -1,0 +1,42 @@
+"""matchers.parquet.write_parquet writes what DataFrame.to_parquet writes, a chunk of rows at a time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from matchers.parquet import write_parquet
+
+N = 1003
+
+
+def frame() -> pd.DataFrame:
+    return pd.DataFrame({
+        "id_a": np.arange(N), "p": np.linspace(0, 1, N), "tier": ["certain"] * N,
+        "text": [None if i % 7 == 0 else f"Иванов {i}" for i in range(N)], "flag": [i % 2 == 0 for i in range(N)],
+        "ids": [[i, i + 1] for i in range(N)], "contributions": [{"name": 1.5 * i} for i in range(N)],
+        "when": pd.date_range("2024-01-01", periods=N, freq="h")})
+
+
+@pytest.mark.parametrize("case", ["plain", "empty in the first chunk", "few rows", "no rows"])
+def test_chunked_file_reads_back_as_to_parquet_would(tmp_path, case):
+    f = frame()
+    if case == "empty in the first chunk":
+        f["tier"] = [None] * 500 + ["probable"] * (N - 500)
+    elif case == "few rows":
+        f = f.iloc[:10]
+    elif case == "no rows":
+        f = f.iloc[:0]
+    write_parquet(f, tmp_path / "chunked.parquet", chunk_rows=100)
+    f.to_parquet(tmp_path / "whole.parquet", index=False)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "chunked.parquet"), pd.read_parquet(tmp_path / "whole.parquet"))
+
+
+def test_rows_of_another_type_later_fail_as_to_parquet_fails(tmp_path):
+    f = frame().assign(text=["a"] * 500 + [1] * (N - 500))
+    with pytest.raises((pa.ArrowInvalid, pa.ArrowTypeError)):
+        f.to_parquet(tmp_path / "whole.parquet", index=False)
+    with pytest.raises((pa.ArrowInvalid, pa.ArrowTypeError)):
+        write_parquet(f, tmp_path / "chunked.parquet", chunk_rows=100)
