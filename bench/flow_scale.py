@@ -122,32 +122,35 @@ def markdown(records: list[dict]) -> str:
 
 
 ANALYSIS = """\
-Where the time goes (2026-11-27, second session, SQLite, machine otherwise idle; `flow_steps` are the
-flow's own seconds per task, `stages` the find's and the steps' own timings).
+Where the time goes (2026-12-06, fourth session, SQLite, machine otherwise idle and faster than in
+earlier sessions; `flow_steps` are the flow's own seconds per task, `stages` the find's and the steps'
+own timings).
 
-- **100,000 contacts: 35 s full (was 102 s), 31 s incremental after 1% changed (was 98 s).** The flow
-  itself took 23 s: quality 4.0 (it now reads the table from the database for the whole run), find 4.2,
-  plans 8.0, storing the proposals 4.2, HTML report 2.5; the other 12 s are Python's start, imports and
-  Prefect's temporary server (about 10 s to start on this machine; none with a running Prefect server,
-  PREFECT_API_URL). What changed: plans serialised without deep copies (dataclasses.asdict), proposals
-  stored with one conversion of the pairs and the plans' JSON text copied from plans.jsonl instead of
-  parsed and dumped again, one read of the table per run instead of two, phones and e-mails normalised
-  in bulk.
-- **1,000,000 contacts: 134 s, 3.2 GB (target 45 s and 3 GB: not met).** Per task: quality 33.8 s (of
-  which reading the contacts and their 2.2 million phones and e-mails from SQLite about 17 s, writing
-  that table to the run folder about 3 s, the report itself about 13 s), find 31.0 s (its own read of the
-  run folder's copy 5.3, normalise 10.2, block 1.6, compare 2.6, train 0.8, primaries 2.5, explanations
-  2.4, writing the run files 4.4), plans 35.0 s (122,000 groups in two processes, about 0.55 ms of CPU
-  per group), storing them 17.1 s, report 6.5 s, and about 10.5 s of Python, imports and Prefect's
-  server outside the tasks. The first run of the day, before plans were built in two processes and
-  streamed into the database, took 228 s and 4.7 GB.
+- **100,000 contacts: 16.7 s full (35 s last session), 16.1 s incremental after 1% changed (31 s).**
+  The flow itself took 10 s: quality 1.6, find 2.6, plans 2.9, storing the proposals 1.3, HTML report
+  1.3; the other 6.5 s are Python's start, imports and Prefect's temporary server (none with a running
+  Prefect server, PREFECT_API_URL).
+- **1,000,000 contacts: 94.8 s and 2.96 GB (target 45 s and 3 GB: memory met, just; time not met).**
+  Per task: quality 18.2 s (reading the contacts and their 2.2 million phones and e-mails from SQLite
+  about 7 s, writing that table to the run folder about 3 s, the report about 7 s), find 21.6 s (the
+  citation index 2.9, normalise 6.8, block 1.4, compare 2.0, train 0.6, primaries 1.7, explanations 1.0,
+  writing the run files 4.0), plans 27.0 s (122,600 groups in two processes), storing them 14.4 s,
+  report 5.8 s, and about 7.6 s of Python, imports and Prefect's server outside the tasks. The first
+  run of this session took 134 s / 3.2 GB (last session's code on this machine: 102 s / 3.5 GB).
+- **What changed:** plans about twice as fast per group (the communications' keys worked out in bulk
+  per chunk, plan JSON written by the C encoder in one pass, conflict keys only where values differ);
+  the database read on the driver's cursor with SQLite's text dates parsed a column at a time (2-4x);
+  the quality report per distinct value (1.5x); the quality step hands its table to the find in memory,
+  with repeated text shared as one object per distinct value; the store step reads only the managers,
+  not the citation index; the find's own work as in the Splink comparison; the run files of the find
+  written 50,000 rows at a time and the table freed first (peak 3.2 GB to 2.96 GB).
 
-The plan, in order of gain: plans only for the groups that changed since the last run and for the
-rest when they are opened or approved (35 s, and most of the store step's 17 s, which is plan JSON);
-the database read with the driver's own cursor and vectorised type conversion instead of SQLAlchemy
-rows (about 17 s at a million, half of it Row objects and per-value datetime parsing on SQLite); the
-quality report from the normalised frames the find computes anyway (13 s); the run files written once
-(the find writes its prepared records, scores and pairs: 4.4 s)."""
+The plan, in order of gain: plans are now the largest task (27 s, and most of the store step's 14 s is
+their JSON, 557 MB for 122,600 groups: a compacter plan format, or plans built when a group is opened
+or approved rather than for every group of every run); the phones and e-mails are normalised twice,
+once for the quality report and once for the find (about 3 s at a million; the report could take the
+find's normalised values); the HTML report's charts (matplotlib, about 2 s); Prefect's temporary
+server (5 to 7 s; nothing with a running server)."""
 
 
 def main(argv: list[str] | None = None) -> None:

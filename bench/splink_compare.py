@@ -722,50 +722,37 @@ def markdown(records: list[dict]) -> str:
 
 
 ANALYSIS = """\
-Findings, 2026-11-27 second session (1,000,000 records, three runs each, alternating, machine otherwise
-idle; the figures above are the latest). Earlier runs are kept below for comparison; the machine was
-slower or busier then (Splink itself took 60 s then, 32 s now).
+Findings, 2026-12-06 fourth session (three runs per size, tools alternating, machine otherwise idle; a
+faster machine than in earlier sessions: Splink itself took 32 s at 1,000,000 then, 21.6 s now).
+Earlier runs are kept below for comparison.
 
+- **All targets met at 1,000,000.** crm-dedup 14.1 s (13.9 to 14.4) and 2.01 GB (1.96 to 2.02) for the
+  whole file-to-groups job, normalisation included; Splink 21.6 s (21.4 to 22.3) and 2.56 GB (2.48 to
+  2.59) on values already normalised: 1.53 times faster (target 1.5; 1.49 to 1.60 run by run, so the
+  margin is thin) and 0.55 GB less memory. With crm-dedup's normalisation of Splink's input counted in
+  (its own process, 24 s), Splink takes 46 s.
 - **Accuracy: met.** F1 0.980 at 1,000,000 (target 0.95) and 0.989 at 100,000 (target 0.97). Splink on
   the same normalised values reaches 0.988 at 1,000,000: crm-dedup's gap is precision (0.976 against
-  0.995; its recall is higher, 0.983 against 0.981). The false pairs are namesakes: at 100,000, 72 of
-  its 101 false pairs inside groups agree on surname, first name and an e-mail address made of those
+  0.995; its recall is higher, 0.983 against 0.981). The false pairs are namesakes: 72 of the 101 false
+  pairs inside groups at 100,000 agree on surname, first name and an e-mail address made of those
   names (jameswilliams@gmail.com), most while their phones differ: the demo generator gives different
-  people of the same name the same address, which the model reads as strong evidence (an exact e-mail
-  match, +14 to +16 bits). Making the rule "same phone and same name is certain" depend on how many
-  records share the phone changed nothing (tried at 100,000 with a limit of 2, 3 or 5 holders).
-- **Speed: missed, 1.17x faster than Splink (target 1.5x); 2.5x with the normalisation.** crm-dedup
-  27.7 s for the whole file-to-groups job (27.0 to 27.8 s), normalisation included; Splink 32.3 s (31.9
-  to 33.7 s) on values already normalised, 69 s when crm-dedup's normalisation of its input (in its own
-  process, 35 to 37 s) is counted in. What changed since the first session of the day (59 s): phones and
-  e-mails normalised in bulk over arrays (pyarrow) instead of one distinct value at a time (phones
-  8.5 s to 3.3 s, e-mails 4.3 s to 1.2 s of CPU). Where crm-dedup's 27.7 s go now (measured in one run
-  of the same job): imports 0.7 s, reading the file and building the table about 2.5 s, normalise
-  10.4 s (over two processes), block 1.7, compare 3.2, train 0.9, score 0.2, group 0.3, primaries 2.2,
-  explanations 2.3, and **writing groups.csv and pairs.csv 3.9 s** (pairs.csv alone 2.4 s: 330,000 rows
-  with their explanation and contributions, through pandas' CSV writer). Splink's own time is u
-  sampling, EM and predict in DuckDB, largely fixed costs at this size.
-- **Memory: missed by about 80 MB.** 2.46 GB (2.44 to 2.52) against Splink's 2.37 GB (2.33 to 2.38).
-  Reading one million contacts and 2.2 million phones and e-mails as Python strings takes about 1.3 GB
-  before any work; the normalised records add about 0.6 GB and the pair stages about 0.5 GB (pairs are
-  now compared a million at a time, which took 250 MB off the compare stage).
+  people of the same name the same address, which the model reads as strong evidence.
+- **What changed since the last session (27.7 s, 2.46 GB there):** pairs.csv and groups.csv written
+  about three times faster, byte for byte what pandas wrote (cells made per column with numpy and
+  Arrow); the file's frame freed once the table is built and Arrow's retained read buffers released
+  (~150 MB); the factorised columns and compare's slots dropped after grouping (~300 MB); name tokens
+  built once per distinct name; the phone and e-mail frames kept on codes; clean_text translating only
+  when a symbol needs it.
+- **Where crm-dedup's 14 s go** (stage timings of one run): reading the file and building the table
+  about 1 s, normalise about 5 s (over two processes), block 1.3, compare 2.0, train 0.6, score 0.2,
+  group 0.2, primaries 1.1, explanations 1.0, writing the CSV files about 1 s, imports and start 0.7.
 - **Candidate pairs.** crm-dedup scores 2.75 million pairs against Splink's 7.2 million and finds more
   of the true pairs (recall 0.983 against 0.981).
 
-The plan, in order of gain:
-
-1. Output: write pairs.csv and groups.csv with Arrow's CSV writer (multi-threaded; the text must stay
-   byte-for-byte what pandas writes, floats included, so compare both on the demo before switching),
-   about 3 s.
-2. Memory and the read: keep the raw records as Arrow strings from the read on and convert to Python
-   strings only the distinct values a normaliser needs (names, addresses and sources repeat heavily);
-   about 0.5 GB and 1 s.
-3. Normalise (10 s over two processes): names (about 3 s of CPU, one Python string per record for the
-   token and full-name columns), addresses (clean_text per distinct address, 2 s), the long frames of
-   phones and e-mails (factorise and strip, 3 s).
-4. Primaries and explanations (4.5 s): completeness and dates per member, and the per-pair texts.
-5. Precision: the namesake e-mails above are a property of the generator as much as of the model;
-   check against the admins' skips on real data before changing the weights."""
+Next, to widen the speed margin: parse the distinct names in the helper process too (names are about
+2 s of the main process), and reuse the phone and e-mail codes the normalise already made for the
+comparison codes (about 0.3 s); glibc's per-thread arenas make the peak vary by about 200 MB from run
+to run (MALLOC_ARENA_MAX=2 steadies it)."""
 
 
 def main(argv: list[str] | None = None) -> None:
