@@ -38,8 +38,10 @@ def share_repeated_strings(frame: pd.DataFrame) -> None:
     distinct value, as a parquet read does: the database driver makes a new object for every cell,
     which at a million records costs hundreds of megabytes. The values stay what they were."""
     for col in frame.columns:
+        if frame[col].dtype != object:  # numbers, datetimes, categories and string dtypes stay as they are
+            continue
         values = frame[col].to_numpy()
-        if values.dtype != object or pd.api.types.infer_dtype(values, skipna=True) != "string":
+        if pd.api.types.infer_dtype(values, skipna=True) != "string":
             continue
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
         if not len(uniques) or len(uniques) > len(values) // 2:

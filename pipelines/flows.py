@@ -147,6 +147,7 @@ def dedup_flow(db: str | None = None, entity_types: list[str] | None = None,
         logger.info("dedup run %s done in %.1f s: %s", run_id, summary["seconds"], folder)
         return summary
     except Exception as exc:
+        steps.forget_kept()
         _finish(db, run_id, "failed", {"error": str(exc)})
         raise
 

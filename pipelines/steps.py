@@ -55,6 +55,11 @@ def save_settings(settings: Settings, folder: str) -> str:
 _KEPT: dict[str, RoleTable] = {}
 
 
+def forget_kept() -> None:
+    """Drop a table kept for a find that will not come (the run failed before it)."""
+    _KEPT.clear()
+
+
 def run_table(store: Store, entity: str, folder: str, keep: bool = False) -> RoleTable:
     """The entity's records as this run reads them: from the database once, then from the run folder,
     so that the quality check and the find see the same rows and the second does not read again.

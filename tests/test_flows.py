@@ -204,6 +204,19 @@ def test_the_find_gets_the_table_the_quality_check_read_unchanged(demo_store, tm
     assert str(folder / "contact") not in steps._KEPT  # taken by the find, not held on
 
 
+def test_a_run_failing_before_its_find_leaves_no_table_in_memory(demo_store, tmp_path, monkeypatch):
+    from pipelines import steps
+    from pipelines.flows import dedup_flow
+
+    def broken_find(*args, **kwargs):
+        raise RuntimeError("the find broke")
+
+    monkeypatch.setattr(steps, "find_step", broken_find)
+    with pytest.raises(RuntimeError, match="the find broke"):
+        dedup_flow(db=demo_store.url, entity_types=["contact"], settings_path=_settings(tmp_path))
+    assert not steps._KEPT  # the quality step's table is not held on for a find that never came
+
+
 def test_plans_built_in_helper_processes_equal_plans_built_here(demo_store, tmp_path, monkeypatch, caplog):
     """A large table's groups are planned in chunks by forked helper processes: same plans, same order."""
     import logging

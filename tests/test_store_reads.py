@@ -279,7 +279,8 @@ def test_role_table_shares_repeated_strings_and_keeps_every_value():
                                    enumerate(cities)],
                           "unique": [f"u{i}" for i in range(12)],
                           "mixed": [1, "1", 1.0, None] * 3,
-                          "n": range(12)})
+                          "n": range(12), "cat": pd.Categorical(["a", "b"] * 6),
+                          "text": pd.array(["x", "y", None] * 4, dtype="string")})
     before = frame.copy(deep=True)
     share_repeated_strings(frame)
     pd.testing.assert_frame_equal(frame, before)
