@@ -19,6 +19,24 @@ from pipelines.settings import Settings
 DB_RETRIES = {"retries": 2, "retry_delay_seconds": 3}
 
 
+def _fewer_malloc_arenas(arenas: int = 2) -> None:
+    """glibc gives each thread that allocates its own memory arena (up to 8 per core), and memory freed
+    in one is not reused by another: with Prefect's, the compare's and the blocking's threads, the
+    flow's peak at a million records varied by ~200 MB from run to run. Two arenas keep it ~150 MB
+    lower and steady. Elsewhere (musl, macOS) there is nothing to do."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-8, arenas)  # M_ARENA_MAX
+    except (OSError, AttributeError):
+        pass
+
+
+_fewer_malloc_arenas()
+
+
 @task(name="open-run", **DB_RETRIES)
 def open_run(db: str | None, entity_types: list[str], runs_dir: str) -> tuple[str, str]:
     return steps.new_run(db, entity_types, runs_dir)
