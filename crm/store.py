@@ -143,24 +143,12 @@ class Store:
     def read_entities(self, entity_type: str, *, include_deleted: bool = False,
                       chunksize: int = 200_000, since=None) -> pd.DataFrame:
         """All records of one entity type, one row each (communications not included)."""
-        table = schema.ENTITY_TABLES[entity_type]
-        query = sa.select(table)
-        if not include_deleted:
-            query = query.where(table.c.deleted_at.is_(None))
-        if since is not None:
-            query = query.where(table.c.modified_at > since)
-        return self._read_on_driver(query.order_by(table.c.id), chunksize)
+        return self._read_on_driver(entities_query(entity_type, include_deleted, since), chunksize)
 
     def read_communications(self, entity_type: str, *, include_deleted: bool = False,
                             chunksize: int = 500_000) -> pd.DataFrame:
         """The phones, emails, websites and messengers of one entity type, one row per value."""
-        comm, table = schema.communications, schema.ENTITY_TABLES[entity_type]
-        query = sa.select(comm.c.entity_id, comm.c.type, comm.c.kind, comm.c.value).where(
-            comm.c.entity_type == entity_type)
-        if not include_deleted:
-            live = sa.select(table.c.id).where(table.c.deleted_at.is_(None))
-            query = query.where(comm.c.entity_id.in_(live))
-        return self._read_on_driver(query.order_by(comm.c.entity_id, comm.c.id), chunksize)
+        return self._read_on_driver(communications_query(entity_type, include_deleted), chunksize)
 
     def _read_on_driver(self, query: sa.Select, chunksize: int) -> pd.DataFrame:
         """The frame ``read_frame(query, chunksize)`` returns, read on the driver's cursor.
@@ -264,6 +252,28 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def entities_query(entity_type: str, include_deleted: bool = False, since=None) -> sa.Select:
+    """The SELECT of Store.read_entities: the records in id order, live ones only unless asked."""
+    table = schema.ENTITY_TABLES[entity_type]
+    query = sa.select(table)
+    if not include_deleted:
+        query = query.where(table.c.deleted_at.is_(None))
+    if since is not None:
+        query = query.where(table.c.modified_at > since)
+    return query.order_by(table.c.id)
+
+
+def communications_query(entity_type: str, include_deleted: bool = False) -> sa.Select:
+    """The SELECT of Store.read_communications: by record, then by id; of live records unless asked."""
+    comm, table = schema.communications, schema.ENTITY_TABLES[entity_type]
+    query = sa.select(comm.c.entity_id, comm.c.type, comm.c.kind, comm.c.value).where(
+        comm.c.entity_type == entity_type)
+    if not include_deleted:
+        live = sa.select(table.c.id).where(table.c.deleted_at.is_(None))
+        query = query.where(comm.c.entity_id.in_(live))
+    return query.order_by(comm.c.entity_id, comm.c.id)
 
 
 # -- reading on the driver's cursor (Store._read_on_driver) ---------------------------------------

@@ -144,24 +144,23 @@ class MergePlan:
 
     # -- JSON ---------------------------------------------------------------------------------
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe (stored in dedup_groups.plan); dates, datetimes and Decimals are tagged."""
-        # shallow: encode() builds new containers anyway (asdict's deep copies cost more than the plan)
+    def _shallow(self) -> dict[str, Any]:
+        """The plan as dicts and lists over its own values (asdict's deep copies cost more than the plan)."""
         d = {f.name: getattr(self, f.name) for f in dataclass_fields(self)}
         for name in ("communications", "links", "conflicts", "access_warnings"):
             d[name] = [vars(x) for x in d[name]]
         d["fields"] = {k: vars(v) for k, v in self.fields.items()}
         d["records"] = {str(k): v for k, v in self.records.items()}
-        return encode(d)
+        return d
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe (stored in dedup_groups.plan); dates, datetimes and Decimals are tagged."""
+        return encode(self._shallow())
 
     def to_json(self) -> str:
         """``json.dumps(self.to_dict())``, written by the json module's C encoder in one pass: only
         dates, datetimes and Decimals go through Python (tagged as encode() tags them)."""
-        d = {f.name: getattr(self, f.name) for f in dataclass_fields(self)}
-        for name in ("communications", "links", "conflicts", "access_warnings"):
-            d[name] = [vars(x) for x in d[name]]
-        d["fields"] = {k: vars(v) for k, v in self.fields.items()}
-        return _PLAN_JSON.encode(d)
+        return _PLAN_JSON.encode(self._shallow())
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "MergePlan":

@@ -66,8 +66,8 @@ def run_table(store: Store, entity: str, folder: str, keep: bool = False) -> Rol
     ``keep``: hold the table in memory for the next call in this process, which takes it (once)."""
     out = Path(folder) / entity
     records_path, values_path = out / "table_records.parquet", out / "table_values.parquet"
-    kept = _KEPT.pop(str(out), None)
-    if kept is not None and records_path.exists() and values_path.exists():
+    kept = _KEPT.pop(str(out), None)  # kept only once the copy below was written
+    if kept is not None:
         table = kept
     elif records_path.exists() and values_path.exists():
         table = RoleTable(entity, pd.read_parquet(records_path), pd.read_parquet(values_path))
@@ -147,8 +147,7 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
     result.blocking.to_parquet(out / "blocking.parquet", index=False)
     result.skipped_keys.astype({"key": str}).to_parquet(out / "skipped_keys.parquet", index=False)
     release_arrow_memory()
-    result.prepared.save(out)
-    release_arrow_memory()
+    result.prepared.save(out)  # (write_parquet gives Arrow's memory back itself)
     result.timings["write"] = time.perf_counter() - write_start
     summary = result.summary()
     summary["incremental"] = last is not None

@@ -13,6 +13,7 @@ from sqlalchemy.engine import processors
 
 import crm.store
 from crm import schema
+from crm.store import communications_query, entities_query
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, 0, 123456)
 TEXTS = ["Иванов", "Ёлка 🎄", "漢字かな", "e\u0301", "", " ", "O'Brien \"q\" \\ %s %(x)s ?", "x" * 1000,
@@ -34,25 +35,6 @@ def reference_read(store, query: sa.Select, chunksize: int) -> pd.DataFrame:
     if not chunks:
         return pd.DataFrame(columns=columns)
     return pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
-
-
-def entities_query(entity_type: str, include_deleted: bool = False, since=None) -> sa.Select:
-    table = schema.ENTITY_TABLES[entity_type]
-    query = sa.select(table)
-    if not include_deleted:
-        query = query.where(table.c.deleted_at.is_(None))
-    if since is not None:
-        query = query.where(table.c.modified_at > since)
-    return query.order_by(table.c.id)
-
-
-def communications_query(entity_type: str, include_deleted: bool = False) -> sa.Select:
-    comm, table = schema.communications, schema.ENTITY_TABLES[entity_type]
-    query = sa.select(comm.c.entity_id, comm.c.type, comm.c.kind, comm.c.value).where(
-        comm.c.entity_type == entity_type)
-    if not include_deleted:
-        query = query.where(comm.c.entity_id.in_(sa.select(table.c.id).where(table.c.deleted_at.is_(None))))
-    return query.order_by(comm.c.entity_id, comm.c.id)
 
 
 def assert_same(fast: pd.DataFrame, ref: pd.DataFrame) -> None:
