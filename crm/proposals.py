@@ -47,18 +47,21 @@ def latest_run(store: Store, status: str = "completed") -> dict | None:
 def replace_pending(store: Store, run_id: str, entity_types: Iterable[str], groups: Iterable[dict[str, Any]]) -> dict:
     """Swap the pending groups of ``entity_types`` for ``groups`` in one transaction.
 
-    A group's ``plan`` is a dict or its JSON text (a run's plans go in as plan_step wrote them).
-    A proposed group whose id already exists with another status (approved, applied, skipped,
-    stale) is left as it is. Returns counts: removed, inserted, kept."""
+    A group's ``plan``, ``member_ids``, ``responsible_ids`` and ``pairs`` are values or their JSON
+    text (a run's plans and pairs go in as text, encoded once). A proposed group whose id already
+    exists with another status (approved, applied, skipped, stale) is left as it is. Returns counts:
+    removed, inserted, kept."""
     g = schema.dedup_groups
     entity_types = list(entity_types)
     stamp = now()
     counts = {"removed": 0, "inserted": 0, "kept": 0}
     with store.engine.begin() as conn:
-        plan_text = sa.bindparam("plan_json", type_=sa.Text)
-        # the text is checked as JSON by the database: PostgreSQL's cast to json, SQLite's json()
-        insert = g.insert().values(plan=sa.cast(plan_text, g.c.plan.type) if conn.dialect.name == "postgresql"
-                                   else sa.func.json(plan_text))
+        # the texts are checked as JSON by the database: PostgreSQL's cast to json, SQLite's json()
+        def as_json(column: str):
+            text = sa.bindparam(column + "_json", type_=sa.Text)
+            return sa.cast(text, g.c[column].type) if conn.dialect.name == "postgresql" else sa.func.json(text)
+
+        insert = g.insert().values({c: as_json(c) for c in JSON_COLUMNS})
         counts["removed"] = conn.execute(g.delete().where(g.c.entity_type.in_(entity_types),
                                                           g.c.status == "pending")).rowcount
         existing = {row[0] for row in conn.execute(sa.select(g.c.id).where(g.c.entity_type.in_(entity_types)))}
@@ -68,14 +71,20 @@ def replace_pending(store: Store, run_id: str, entity_types: Iterable[str], grou
                 if row["id"] in existing:
                     counts["kept"] += 1
                     continue
-                plan = row.get("plan")
-                out = {k: v for k, v in row.items() if k != "plan"}
-                out.update(run_id=run_id, status="pending", updated_at=stamp,
-                           plan_json=plan if plan is None or isinstance(plan, str) else json.dumps(plan))
+                out = {k: v for k, v in row.items() if k not in JSON_COLUMNS}
+                out.update({c + "_json": _json_text(row.get(c)) for c in JSON_COLUMNS})
+                out.update(run_id=run_id, status="pending", updated_at=stamp)
                 yield out
 
         counts["inserted"] = store.insert(g, fresh(), conn=conn, batch_size=2000, statement=insert)
     return counts
+
+
+JSON_COLUMNS = ("member_ids", "responsible_ids", "plan", "pairs")
+
+
+def _json_text(value: Any) -> str | None:
+    return value if value is None or isinstance(value, str) else json.dumps(value)
 
 
 def set_status(store: Store, group_ids: Iterable[str], status: str, user_id: int | None = None,

@@ -82,19 +82,14 @@ def _dask_runner(dask_settings):
                                           "processes": True, "dashboard_address": None})
 
 
-@task(name="plan-merges")
-def plan_task(db: str | None, entity: str, folder: str, settings_path: str) -> str:
-    return steps.plan_step(db, entity, folder, settings_path)
-
-
 @task(name="leads-vs-clients")
 def leads_task(db: str | None, folder: str, settings_path: str) -> str:
     return steps.leads_to_clients_step(db, folder, settings_path)
 
 
-@task(name="store-proposals", **DB_RETRIES)
-def store_task(db: str | None, run_id: str, folder: str, entity_types: list[str]) -> dict:
-    return steps.store_step(db, run_id, folder, entity_types)
+@task(name="plan-and-store-proposals", **DB_RETRIES)
+def propose_task(db: str | None, run_id: str, folder: str, entity_types: list[str], settings_path: str) -> dict:
+    return steps.propose_step(db, run_id, folder, entity_types, settings_path)
 
 
 @task(name="auto-approve")
@@ -147,13 +142,11 @@ def dedup_flow(db: str | None = None, entity_types: list[str] | None = None,
                 timed(f"{entity}:find", find_task, db, entity, folder, saved, incremental, compared)
             else:
                 timed(f"{entity}:find", find_task, db, entity, folder, saved, incremental)
-            logger.info("%s: planning merges", entity)
-            timed(f"{entity}:plan", plan_task, db, entity, folder, saved)
         if settings.pipeline.match_leads_to_clients and "lead" in entity_types:
             logger.info("leads: matching against existing contacts and companies")
             timed("leads_vs_clients", leads_task, db, folder, saved)
-        logger.info("storing the proposals")
-        counts = timed("store", store_task, db, run_id, folder, entity_types)
+        logger.info("planning the merges and storing the proposals")
+        counts = timed("propose", propose_task, db, run_id, folder, entity_types, saved)
         approved = timed("auto_approve", auto_approve_task, db, run_id, saved)
         summary = steps.run_summary(folder, entity_types)
         summary["report"] = timed("report", report_task, folder, db)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from crm import proposals
-from crm.readers import load_role_table, record_info, responsible_ids
+from crm.readers import load_role_table, record_info
 from crm.store import Store
 from matchers.parquet import release_arrow_memory, write_parquet
 from matchers.table import RoleTable
@@ -203,31 +203,35 @@ def _incremental_inputs(table, last: dict, settings: Settings) -> dict:
 PLAN_CHUNK = 5000  # groups planned at once: bounds the plans held in memory on a large table
 
 
-def plan_step(db: str | None, entity: str, folder: str, settings_path: str) -> str:
-    """A merge plan per group (dry run): plans.jsonl, one JSON object per line, in group_table order.
-    Chunks of groups are planned in ``match.workers`` processes when there are several chunks."""
+def propose_step(db: str | None, run_id: str, folder: str, entity_types: list[str], settings_path: str) -> dict:
+    """Plan the merge of every group found (a dry run) and replace the pending proposals of these
+    entity types with the groups and their plans, in one transaction; each entity's plans also go to
+    its plans.jsonl (one JSON object per line, in group_table order).
+
+    Chunks of groups are planned by ``match.workers`` forked helper processes while this process
+    stores the chunks already planned: the store no longer waits for the last plan. Returns counts:
+    removed, inserted, kept."""
     settings = Settings.load(settings_path)
-    out = Path(folder) / entity
     start = time.perf_counter()
-    gt = pd.read_parquet(out / "group_table.parquet")
-    groups = [(int(p), [int(m) for m in ms]) for p, ms in zip(gt["primary_id"], gt["member_ids"])]
-    members = [m for _p, ms in groups for m in ms]
-    if len(set(members)) != len(members):  # a find puts each record in one group; planned in chunks below
-        raise ValueError(f"{out / 'group_table.parquet'} puts a record in more than one group")
-    gids = gt["group_id"].tolist()
-    chunks = [(db, entity, groups[at:at + PLAN_CHUNK], gids[at:at + PLAN_CHUNK], settings_path)
-              for at in range(0, len(groups), PLAN_CHUNK)]
+    tables, chunks = {}, []
+    for entity in entity_types:
+        gt = pd.read_parquet(Path(folder) / entity / "group_table.parquet")
+        members = [int(m) for ms in gt["member_ids"] for m in ms]
+        if len(set(members)) != len(members):  # a find puts each record in one group; planned in chunks below
+            raise ValueError(f"{Path(folder) / entity / 'group_table.parquet'} puts a record in more than one group")
+        tables[entity] = gt
+        chunks += [(db, entity, [(int(p), [int(m) for m in ms]) for p, ms in
+                                 zip(gt["primary_id"][at:at + PLAN_CHUNK], gt["member_ids"][at:at + PLAN_CHUNK])],
+                    settings_path) for at in range(0, len(gt), PLAN_CHUNK)]
     workers = min(settings.match.processes, len(chunks))
-    with open(out / "plans.jsonl", "w", encoding="utf-8") as fh:
-        pool = _plan_pool(workers) if workers > 1 else None
-        try:
-            for text in (pool.map(_plan_chunk, chunks) if pool is not None else map(_plan_chunk, chunks)):
-                fh.write(text)
-        finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
-    _stage(out, "plan", start)
-    return str(out / "plans.jsonl")
+    pool = _plan_pool(workers) if workers > 1 else None  # forked before this step opens a connection
+    try:
+        planned = pool.map(_plan_chunk, chunks) if pool is not None else map(_plan_chunk, chunks)
+        rows = _proposal_rows(folder, tables, iter(planned), start)
+        return proposals.replace_pending(Store(db, must_exist=True), run_id, entity_types, rows)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
 
 def _plan_pool(workers: int):
@@ -253,18 +257,20 @@ def _plan_pool(workers: int):
         return None
 
 
-def _plan_chunk(chunk: tuple) -> str:
-    """The plans.jsonl lines of one chunk of groups (in a helper process, or in this one)."""
+def _plan_chunk(chunk: tuple) -> tuple[list[str], list[list[int]]]:
+    """One chunk of groups planned (in a helper process, or in this one): each group's plan as JSON
+    text, and the managers responsible for its live records as the plan read them."""
     from merge_rules.plan import plan_groups
 
-    db, entity, groups, gids, settings_path = chunk
+    db, entity, groups, settings_path = chunk
     store = Store(db, must_exist=True)
     try:
         plans = plan_groups(store, entity, groups, Settings.load(settings_path).merge)
     finally:
         store.dispose()
-    return "".join(_plan_prefix(gid) + plan.to_json() + "}\n"
-                   for gid, plan in zip(gids, plans))
+    managers = [sorted({r["responsible_id"] for r in plan.records.values()
+                        if r.get("responsible_id") is not None and r.get("deleted_at") is None}) for plan in plans]
+    return [plan.to_json() for plan in plans], managers
 
 
 def _plan_prefix(group_id: str) -> str:
@@ -272,59 +278,40 @@ def _plan_prefix(group_id: str) -> str:
     return '{"group_id": ' + json.dumps(group_id, ensure_ascii=False) + ', "plan": '
 
 
-def _plan_texts(path: Path, group_ids: list[str]):
-    """The plans of these groups as JSON text, in order, cut from plans.jsonl without parsing them
-    (None for each when the entity has no plans file)."""
-    if not path.exists():
-        yield from (None for _ in group_ids)
-        return
-    with open(path, encoding="utf-8") as fh:
-        for gid in group_ids:
-            line, prefix = fh.readline().rstrip("\n"), _plan_prefix(gid)
-            if not (line.startswith(prefix) and line.endswith("}")):
-                raise ValueError(f"{path} does not hold the plan of group {gid} where group_table.parquet puts it; "
-                                 "run the plan step again")
-            yield line[len(prefix):-1]
-
-
-def store_step(db: str | None, run_id: str, folder: str, entity_types: list[str]) -> dict:
-    """Replace the pending proposals of these entity types with this run's, in one transaction."""
-    store = Store(db, must_exist=True)
-    # the managers are read before the write transaction starts: nothing else reads during it
-    managers = {entity: {i: r for i, r in responsible_ids(store, entity).items() if r is not None}
-                for entity in entity_types}
-    return proposals.replace_pending(store, run_id, entity_types, _proposal_rows(folder, entity_types, managers))
-
-
-def _proposal_rows(folder: str, entity_types: list[str], managers: dict[str, dict[int, int]]):
-    """One row per group, as replace_pending takes them, produced as it inserts them (a million records
-    make 120,000 groups: their plans are not all held at once)."""
-    for entity in entity_types:
+def _proposal_rows(folder: str, tables: dict[str, pd.DataFrame], planned, start: float):
+    """One row per group, as replace_pending takes them, produced as it inserts them and as the plans
+    come in, chunk after chunk, in the order of ``tables`` (a million records make 120,000 groups: their
+    plans are not all held at once)."""
+    for entity, gt in tables.items():
         out = Path(folder) / entity
-        gt = pd.read_parquet(out / "group_table.parquet")
-        if gt.empty:
-            continue
-        pairs = pd.read_parquet(out / "pairs.parquet")
-        responsible = managers[entity]
-        member_group = {int(m): g for g, ms in zip(gt["group_id"], gt["member_ids"]) for m in ms}
-        ga, gb = pairs["id_a"].map(member_group), pairs["id_b"].map(member_group)
-        inside = pairs[(ga == gb) & ga.notna()].assign(group=ga)
-        # one conversion for all pairs, then split by group (per-group DataFrame work costs ~1 ms a group)
-        records = _json_safe(inside[["id_a", "id_b", "probability", "tier", "criteria", "explanation",
-                                     "contributions"]].to_dict("records"))
-        pair_lists: dict[str, list[dict]] = {}
-        for g, rec in zip(inside["group"].to_numpy(), records):
-            pair_lists.setdefault(g, []).append(rec)
-        plans = _plan_texts(out / "plans.jsonl", gt["group_id"].tolist())
-        for row, plan in zip(gt.itertuples(index=False), plans):
-            members = [int(m) for m in row.member_ids]
-            resp = sorted({responsible[m] for m in members if m in responsible})
-            yield {
-                "id": row.group_id, "entity_type": entity, "tier": row.tier or "possible",
-                "score": float(row.score), "primary_id": int(row.primary_id), "member_ids": members,
-                "responsible_ids": resp, "primary_reason": row.reason, "criteria": row.criteria,
-                "plan": plan, "pairs": pair_lists.get(row.group_id, []),
-            }
+        pairs = _pairs_per_group(gt, pd.read_parquet(out / "pairs.parquet"))
+        with open(out / "plans.jsonl", "w", encoding="utf-8") as fh:
+            for at in range(0, len(gt), PLAN_CHUNK):
+                plans, managers = next(planned)
+                part = gt.iloc[at:at + PLAN_CHUNK]
+                fh.write("".join(_plan_prefix(g) + p + "}\n" for g, p in zip(part["group_id"], plans)))
+                for row, plan, resp in zip(part.itertuples(index=False), plans, managers):
+                    yield {
+                        "id": row.group_id, "entity_type": entity, "tier": row.tier or "possible",
+                        "score": float(row.score), "primary_id": int(row.primary_id),
+                        "member_ids": [int(m) for m in row.member_ids], "responsible_ids": resp,
+                        "primary_reason": row.reason, "criteria": row.criteria, "plan": plan,
+                        "pairs": pairs.get(row.group_id, "[]"),
+                    }
+        _stage(out, "propose", start)
+
+
+def _pairs_per_group(gt: pd.DataFrame, pairs: pd.DataFrame) -> dict[str, str]:
+    """The explained pairs inside each group, as the JSON text of a list (one conversion for all pairs,
+    then split by group: per-group DataFrame work costs ~1 ms a group)."""
+    member_group = {int(m): g for g, ms in zip(gt["group_id"], gt["member_ids"]) for m in ms}
+    ga, gb = pairs["id_a"].map(member_group), pairs["id_b"].map(member_group)
+    inside = pairs[(ga == gb) & ga.notna()].assign(group=ga)
+    records = inside[["id_a", "id_b", "probability", "tier", "criteria", "explanation", "contributions"]].to_dict("records")
+    lists: dict[str, list[dict]] = {}
+    for g, rec in zip(inside["group"].to_numpy(), records):
+        lists.setdefault(g, []).append(rec)
+    return {g: json.dumps(recs, default=_json_value) for g, recs in lists.items()}
 
 
 def auto_approve_step(db: str | None, run_id: str, settings_path: str) -> int:
@@ -455,8 +442,9 @@ def _stage(out: Path, name: str, start: float) -> None:
     path.write_text(json.dumps(stages))
 
 
-def _json_safe(rows: list[dict]) -> list[dict]:
-    return json.loads(json.dumps(rows, default=lambda v: v.item() if isinstance(v, np.generic) else str(v)))
+def _json_value(v):
+    """What json.dumps writes for a value it does not know: numpy's scalars as numbers, the rest as text."""
+    return v.item() if isinstance(v, np.generic) else str(v)
 
 
 def env_db(db: str | None) -> str | None:

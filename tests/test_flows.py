@@ -150,20 +150,20 @@ def test_database_gone_mid_run_fails_clearly_and_leaves_no_partial_proposals(tmp
     store.migrate()
     generate_demo(store, DemoSizes(contacts=300, companies=100, leads=100, managers=2), seed=3)
     settings = _settings(tmp_path)
-    real_plan = steps.plan_step
+    real_propose = steps.propose_step
 
-    def vanish(db, entity, folder, settings_path):
+    def vanish(db, run_id, folder, entity_types, settings_path):
         # the database is gone by the time the plans are built (moving a live SQLite file would
         # corrupt it, so this step is pointed at where nothing is any more)
-        return real_plan(f"sqlite:///{tmp_path}/gone/crm.db", entity, folder, settings_path)
+        return real_propose(f"sqlite:///{tmp_path}/gone/crm.db", run_id, folder, entity_types, settings_path)
 
-    monkeypatch.setattr(steps, "plan_step", vanish)
+    monkeypatch.setattr(steps, "propose_step", vanish)
     with pytest.raises(Exception) as err:
         dedup_flow(db=url, entity_types=["contact"], settings_path=settings)
     assert "There is no database at" in str(err.value)
     assert proposals.read_groups(store).empty  # nothing half-stored
     assert proposals.latest_run(store, status="failed") is not None  # the failure is on record
-    monkeypatch.setattr(steps, "plan_step", real_plan)
+    monkeypatch.setattr(steps, "propose_step", real_propose)
     summary = dedup_flow(db=url, entity_types=["contact"], settings_path=settings)
     assert len(proposals.read_groups(store, status="pending")) == summary["entities"]["contact"]["groups"]
     assert json.loads((Path(summary["folder"]) / "summary.json").read_text())["run_id"] == summary["run_id"]
@@ -241,9 +241,14 @@ def test_plans_built_in_helper_processes_equal_plans_built_here(demo_store, tmp_
     monkeypatch.setattr(steps, "PLAN_CHUNK", 7)
     monkeypatch.setattr(steps.os, "cpu_count", lambda: 2)
     with caplog.at_level(logging.INFO, logger="pipelines.steps"):
-        steps.plan_step(demo_store.url, "contact", str(folder), settings)
+        steps.propose_step(demo_store.url, summary["run_id"], str(folder), ["contact"], settings)
     assert "planning in one process" not in caplog.text
     assert plans() == here
+    stored = proposals.read_groups(demo_store, status="pending", entity_type="contact").set_index("id")
+    for group_id, plan in here:  # the plans stored are those of the file, group by group
+        stored_plan = dict(stored.loc[group_id, "plan"])
+        stored_plan.pop("planned_at")
+        assert stored_plan == plan
 
 
 def test_a_plan_that_is_not_json_is_refused_and_the_pending_proposals_stay(store):

@@ -41,9 +41,8 @@ def build_demo_run(base: Path, db_url: str | None = None, sizes=(400, 150, 150),
     for entity in ENTITIES:
         steps.quality_step(db_url, entity, folder, saved)
         steps.find_step(db_url, entity, folder, saved)
-        steps.plan_step(db_url, entity, folder, saved)
     steps.leads_to_clients_step(db_url, folder, saved)
-    steps.store_step(db_url, run_id, folder, ENTITIES)
+    steps.propose_step(db_url, run_id, folder, ENTITIES, saved)
     summary = steps.run_summary(folder, ENTITIES)
     (Path(folder) / "summary.json").write_text(json.dumps(summary, default=str))
     proposals.finish_run(store, run_id, "completed", summary)
