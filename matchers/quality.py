@@ -31,10 +31,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from matchers.companies import parse_company
-from matchers.emails import normalize_emails
 from matchers.identifiers import _W10, _W11, _W12, normalize_domains, parse_birthdate, parse_inn
 from matchers.names import as_text, clean_text
-from matchers.phones import normalize_phones
+from matchers.phones import FALLBACK_REGIONS
+from matchers.prepare import Channels, _normalize_email_values, _normalize_phone_values
 from matchers.table import MULTI_ROLES, SINGLE_ROLES, RoleTable
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,7 @@ class RoleCheck:
     """The non-empty values of one role, checked once per distinct value.
 
     Per value (one per record for a single-value role, any number for a multi-value one): ``pos``, the
-    record's position, and ``codes``, the index of its distinct value in the arrays below (for phones and
-    e-mails an entry per value: their normalisers take each distinct value once themselves). Per
+    record's position, and ``codes``, the index of its distinct value in the arrays below. Per
     distinct value: ``raw`` (as written; stripped for a multi-value role), the verdicts ``invalid`` and
     ``placeholder``, and ``value``, the normalised value used to find shared values (None where
     unusable or not compared)."""
@@ -203,15 +202,20 @@ def _texts(raw: np.ndarray) -> np.ndarray:
     return pd.Series(raw, dtype=object).astype("string").str.strip().fillna("").to_numpy(dtype=object)
 
 
-def _multi_check(role: str, table: RoleTable, rows: np.ndarray, region: str) -> RoleCheck:
-    """The check of a multi-value role from its rows of ``table.values``."""
+@dataclass
+class _MultiValues:
+    """The non-empty values of one multi-value role: the record position of each, and a code into
+    ``distinct`` (each distinct text once, in order of first appearance)."""
+    pos: np.ndarray
+    codes: np.ndarray
+    distinct: np.ndarray
+
+
+def _multi_values(role: str, table: RoleTable, rows: np.ndarray) -> _MultiValues:
+    """The values of a multi-value role from its rows of ``table.values``."""
     values = table.values
     text = _texts(values["raw"].to_numpy(dtype=object)[rows])
-    if role in ("phone", "email"):  # the normalisers take each distinct value once themselves
-        codes, distinct = np.arange(len(text), dtype=np.int64), text
-    else:
-        codes, distinct = pd.factorize(text)
-        distinct = np.asarray(distinct, dtype=object)
+    codes, distinct = pd.factorize(text)
     filled = np.flatnonzero(text != "")
     ids, codes = values["id"].to_numpy()[rows][filled], codes[filled].astype(np.int64)
     pos = table.records.index.get_indexer(ids)
@@ -219,13 +223,29 @@ def _multi_check(role: str, table: RoleTable, rows: np.ndarray, region: str) -> 
         log.warning("%d %s values belong to no record of the table (the first: id %r); they are left out",
                     int((pos < 0).sum()), role, ids[pos < 0][0])
         codes, pos = codes[pos >= 0], pos[pos >= 0]
+    return _MultiValues(pos.astype(np.int64), codes, np.asarray(distinct, dtype=object))
+
+
+# The roles whose check is a bulk normaliser over the distinct values: the slow part of the report,
+# run in helper processes on a large table (matchers.prepare.Channels) while the rest is checked here
+_NORMALISED = {"phone": (_normalize_phone_values, lambda region: (region, FALLBACK_REGIONS)),
+               "email": (_normalize_email_values, lambda region: (True,))}
+
+
+def _multi_check(role: str, mv: _MultiValues, region: str, normalised: pd.DataFrame | None = None) -> RoleCheck:
+    """The check of a multi-value role; ``normalised``: its distinct values' normaliser output (phones
+    and e-mails), when worked out elsewhere."""
+    distinct = mv.distinct
+    if role in _NORMALISED and normalised is None:
+        func, args = _NORMALISED[role]
+        normalised = func(distinct, *args(region))
     if role == "phone":
-        ph = normalize_phones(pd.Series(distinct, dtype=object), region=region)
+        ph = normalised
         placeholder = ph["placeholder"].to_numpy()
         invalid = ~ph["valid"].to_numpy() & ~placeholder
         value = ph["e164"].where(ph["e164"].notna(), ph["national"]).to_numpy(dtype=object)
     elif role == "email":
-        em = normalize_emails(pd.Series(distinct, dtype=object))
+        em = normalised
         placeholder = em["placeholder"].to_numpy()
         invalid = ~em["valid"].to_numpy() & ~placeholder
         value = em["canonical"].to_numpy(dtype=object)
@@ -239,8 +259,7 @@ def _multi_check(role: str, table: RoleTable, rows: np.ndarray, region: str) -> 
         invalid = np.zeros(len(distinct), dtype=bool)
         value = np.array([(as_text(v) or "").lower() or None for v in distinct], dtype=object)
     value = np.where(invalid | placeholder, None, value)
-    return RoleCheck(role, pos.astype(np.int64), codes, distinct, invalid.astype(bool), placeholder.astype(bool),
-                     value)
+    return RoleCheck(role, mv.pos, mv.codes, distinct, invalid.astype(bool), placeholder.astype(bool), value)
 
 
 def _multi_rows(table: RoleTable) -> dict[str, np.ndarray]:
@@ -256,16 +275,24 @@ def _roles(table: RoleTable, multi_rows: dict[str, np.ndarray]) -> list[str]:
     return singles + texts + multis
 
 
-def role_checks(table: RoleTable, region: str = "RU") -> list[RoleCheck]:
-    """The checks of every role the table has values for (records by position 0..n-1)."""
+def role_checks(table: RoleTable, region: str = "RU", workers: int = 1) -> list[RoleCheck]:
+    """The checks of every role the table has values for (records by position 0..n-1). ``workers``
+    > 1: on a large table, phones and e-mails are normalised partly in helper processes meanwhile."""
     multi_rows = _multi_rows(table)
-    out = []
-    for role in _roles(table, multi_rows):
-        if role in MULTI_ROLES:
-            out.append(_multi_check(role, table, multi_rows[role], region))
-        else:
-            out.append(_single_check(role, table.records[role], region))
-    return out
+    roles = _roles(table, multi_rows)
+    multis = {role: _multi_values(role, table, multi_rows[role]) for role in roles if role in MULTI_ROLES}
+    bulk = [role for role in _NORMALISED if role in multis]
+    tasks = Channels(workers, [(_NORMALISED[r][0], multis[r].distinct, _NORMALISED[r][1](region)) for r in bulk])
+    try:
+        checks = {role: _multi_check(role, multis[role], region) if role in multis
+                  else _single_check(role, table.records[role], region)
+                  for role in roles if role not in bulk}
+    except BaseException:
+        tasks.close()  # no helper process left running after an error here
+        raise
+    for role, normalised in zip(bulk, tasks.results()):
+        checks[role] = _multi_check(role, multis[role], region, normalised)
+    return [checks[role] for role in roles]
 
 
 def _examples(check: RoleCheck) -> str:
@@ -388,9 +415,11 @@ def _sources(table: RoleTable, checks: list[RoleCheck]) -> pd.DataFrame:
     return frame.sort_values(["source", "role"], kind="stable").reset_index(drop=True)
 
 
-def quality_report(table: RoleTable, region: str = "RU", shared_threshold: int = 10) -> dict[str, pd.DataFrame]:
-    """The data-quality report of ``table``: {"fields", "shared", "records", "sources"} (see module doc)."""
-    checks = role_checks(table, region)
+def quality_report(table: RoleTable, region: str = "RU", shared_threshold: int = 10,
+                   workers: int = 1) -> dict[str, pd.DataFrame]:
+    """The data-quality report of ``table``: {"fields", "shared", "records", "sources"} (see module doc).
+    ``workers``: processes for the phones and e-mails of a large table (the result is the same)."""
+    checks = role_checks(table, region, workers)
     n = len(table.records)
     report = {
         "fields": _fields(n, checks),

@@ -89,7 +89,7 @@ def quality_step(db: str | None, entity: str, folder: str, settings_path: str) -
     store = Store(db, must_exist=True)
     start = time.perf_counter()
     table = run_table(store, entity, folder, keep=True)  # the find takes it next
-    report = quality_report(table, region=settings.match.region)
+    report = quality_report(table, region=settings.match.region, workers=settings.match.processes)
     out = Path(folder) / entity
     out.mkdir(parents=True, exist_ok=True)
     write_quality(report, out)

@@ -344,3 +344,17 @@ def test_inn_verdicts_as_parse_inn(inns):
     shared = report["shared"]
     assert set(shared.loc[shared["role"] == "tax_id", "value"]) == {
         d for (d, ok), ph in zip(parsed, placeholder) if ok and not ph}
+
+
+def test_report_with_helper_processes_is_the_same(monkeypatch):
+    """On a large table phones and e-mails are normalised in helper processes, in chunks: same report."""
+    import matchers.prepare as prep
+
+    table = _awkward()
+    one = quality_report(table, shared_threshold=3)
+    monkeypatch.setattr(prep, "PARALLEL_MIN_VALUES", 1)
+    monkeypatch.setattr(prep, "CHUNK_VALUES", 2)
+    two = quality_report(table, shared_threshold=3, workers=2)
+    for key in ("fields", "shared", "records", "sources"):
+        pd.testing.assert_frame_equal(one[key], two[key])
+    assert one["fields"]["invalid"].sum() > 0 and len(one["shared"]) > 0  # the table exercises both verdicts
