@@ -8,8 +8,12 @@ flow's own seconds per stage, appended to bench/results/flow_scale.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
+import os
+import shutil
+import signal
 import sys
 import tempfile
 import uuid
@@ -65,7 +69,42 @@ def _flow_times(summary: dict) -> dict:
             "flow_s": summary.get("flow_s")}
 
 
-def bench_one(backend: str, n: int, timeout: float, incremental: bool = True) -> dict:
+@contextlib.contextmanager
+def prefect_server():
+    """A Prefect server of its own for the measured runs, as a scheduled deployment has one: without
+    it each run starts a temporary server (5-7 s of its wall time). Yields the environment pointing at it."""
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    home = tempfile.mkdtemp(prefix="prefect_home_", dir=WORK)
+    env = {**os.environ, "PREFECT_HOME": home, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the Prefect server for the benchmark did not start (exit code {proc.poll()})")
+                time.sleep(0.5)
+        yield {"PREFECT_API_URL": url, "PREFECT_HOME": home}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def bench_one(backend: str, n: int, timeout: float, incremental: bool = True, server: dict | None = None) -> dict:
     from crm.store import Store
 
     WORK.mkdir(exist_ok=True)
@@ -91,16 +130,18 @@ def bench_one(backend: str, n: int, timeout: float, incremental: bool = True) ->
         settings = Path(runs) / "settings.yaml"
         settings.write_text(yaml.safe_dump({"pipeline": {"runs_dir": runs, "match_leads_to_clients": False}}))
         record = {"date": now_iso(), "backend": backend, "contacts": n, "generator": generator,
+                  "prefect": "running server" if server else "temporary server per run",
                   "machine": machine_info(), "versions": versions("prefect", "pandas", "sqlalchemy", "psycopg")}
         out_full, out_inc = Path(runs) / "full.json", Path(runs) / "incremental.json"
-        full = run_child(python_child("bench.flow_scale", "child", url, str(settings), str(out_full)), timeout=timeout)
+        full = run_child(python_child("bench.flow_scale", "child", url, str(settings), str(out_full)), timeout=timeout,
+                         env=server)
         record["full"] = {k: full[k] for k in ("wall_s", "peak_rss_mb", "returncode", "timed_out")}
         record["full"].update(_flow_times(_summary(out_full)))
         if not incremental:
             return record
         record["changed_records"] = change_one_percent(url)
         inc = run_child(python_child("bench.flow_scale", "child", url, str(settings), str(out_inc), "--incremental"),
-                        timeout=timeout)
+                        timeout=timeout, env=server)
         record["incremental"] = {k: inc[k] for k in ("wall_s", "peak_rss_mb", "returncode", "timed_out")}
         record["incremental"].update(_flow_times(_summary(out_inc)))
         if full["returncode"] or inc["returncode"]:
@@ -166,18 +207,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--no-incremental", action="store_true", help="only the full run")
+    parser.add_argument("--prefect-server", action="store_true",
+                        help="run the flows against a Prefect server started once (as deployments do) instead of "
+                             "a temporary server per run")
     args = parser.parse_args(argv)
-    for n in [int(s) for s in args.sizes.split(",")]:
-        for backend in args.backends.split(","):
-            record = bench_one(backend, n, args.timeout, incremental=not args.no_incremental)
-            append_result("flow_scale", record)
-            f = record["full"]
-            line = f"{backend:<10} {n:>9,} contacts: full {f['wall_s']:.1f} s {f['peak_rss_mb']:.0f} MB"
-            if "incremental" in record:
-                i = record["incremental"]
-                line += (f"; incremental after {record['changed_records']:,} changes {i['wall_s']:.1f} s "
-                         f"{i['peak_rss_mb']:.0f} MB")
-            print(line)
+    with prefect_server() if args.prefect_server else contextlib.nullcontext() as server:
+        for n in [int(s) for s in args.sizes.split(",")]:
+            for backend in args.backends.split(","):
+                _one(backend, n, args, server)
+
+
+def _one(backend: str, n: int, args, server: dict | None) -> None:
+    """One size on one backend: measured, appended to the results and printed."""
+    record = bench_one(backend, n, args.timeout, incremental=not args.no_incremental, server=server)
+    append_result("flow_scale", record)
+    f = record["full"]
+    line = f"{backend:<10} {n:>9,} contacts ({record['prefect']}): full {f['wall_s']:.1f} s {f['peak_rss_mb']:.0f} MB"
+    if "incremental" in record:
+        i = record["incremental"]
+        line += (f"; incremental after {record['changed_records']:,} changes {i['wall_s']:.1f} s "
+                 f"{i['peak_rss_mb']:.0f} MB")
+    print(line)
 
 
 if __name__ == "__main__":
