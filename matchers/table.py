@@ -75,15 +75,15 @@ class RoleTable:
     @classmethod
     def from_crm(cls, entity_type: str, records: pd.DataFrame, communications: pd.DataFrame) -> "RoleTable":
         """From the store's entity rows and communication rows (``entity_id, type, kind, value``)."""
+        return cls.from_crm_values(entity_type, records, crm_values(communications))
+
+    @classmethod
+    def from_crm_values(cls, entity_type: str, records: pd.DataFrame, values: pd.DataFrame) -> "RoleTable":
+        """From the store's entity rows and the long rows of their communications (crm_values)."""
         roles = CRM_ROLES[entity_type]
         keep = [c for c in roles if c in records.columns] + [c for c in PASS_THROUGH if c in records.columns]
         frame = records.set_index("id")[keep].rename(columns=roles)
         frame.index.name = "id"
-        values = pd.DataFrame({
-            "id": communications["entity_id"].to_numpy(),
-            "role": communications["type"].map(COMM_ROLE).to_numpy(),
-            "raw": communications["value"].to_numpy(),
-        })
         if entity_type == "company" and "website" in records.columns:
             site = records[["id", "website"]].dropna()
             values = pd.concat([values, pd.DataFrame({"id": site["id"], "role": "website", "raw": site["website"]})],
@@ -145,3 +145,12 @@ class RoleTable:
                 parts.append(pd.DataFrame({"id": ids.to_numpy()[has], "role": role, "raw": raw[has]}))
         values = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["id", "role", "raw"])
         return cls(entity_type, records, values)
+
+
+def crm_values(communications: pd.DataFrame) -> pd.DataFrame:
+    """The long rows ``id, role, raw`` of the store's communication rows (``entity_id, type, value``)."""
+    return pd.DataFrame({
+        "id": communications["entity_id"].to_numpy(),
+        "role": communications["type"].map(COMM_ROLE).to_numpy(),
+        "raw": communications["value"].to_numpy(),
+    })

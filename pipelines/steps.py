@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 
 from crm import proposals
-from crm.readers import load_role_table, record_info
+from crm.readers import load_role_table, record_info, share_repeated_strings
 from crm.store import Store
 from matchers.parquet import release_arrow_memory, write_parquet
-from matchers.table import RoleTable
+from matchers.table import RoleTable, crm_values
 from pipelines.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,10 +60,11 @@ def forget_kept() -> None:
     _KEPT.clear()
 
 
-def run_table(store: Store, entity: str, folder: str, keep: bool = False) -> RoleTable:
+def run_table(store: Store, entity: str, folder: str, keep: bool = False, workers: int = 1) -> RoleTable:
     """The entity's records as this run reads them: from the database once, then from the run folder,
     so that the quality check and the find see the same rows and the second does not read again.
-    ``keep``: hold the table in memory for the next call in this process, which takes it (once)."""
+    ``keep``: hold the table in memory for the next call in this process, which takes it (once).
+    ``workers`` > 1: the database read is shared with a helper process."""
     out = Path(folder) / entity
     records_path, values_path = out / "table_records.parquet", out / "table_values.parquet"
     kept = _KEPT.pop(str(out), None)  # kept only once the copy below was written
@@ -72,14 +73,47 @@ def run_table(store: Store, entity: str, folder: str, keep: bool = False) -> Rol
     elif records_path.exists() and values_path.exists():
         table = RoleTable(entity, pd.read_parquet(records_path), pd.read_parquet(values_path))
     else:
-        table = load_role_table(store, entity)
         out.mkdir(parents=True, exist_ok=True)
-        table.records.to_parquet(records_path)
-        table.values.to_parquet(values_path, index=False)
+        table = _read_table(store, entity, records_path, values_path, workers > 1)
     if keep:
         _KEPT.clear()  # one at most: a run that failed before its find must not leave tables behind
         _KEPT[str(out)] = table
     return table
+
+
+def _read_table(store: Store, entity: str, records_path: Path, values_path: Path, helper: bool) -> RoleTable:
+    """The entity's records from the database, and their copy in the run folder. A forked helper
+    reads the communications and writes their copy while this process reads the records: each read is
+    single-threaded and they take about as long (~5 s each at a million contacts)."""
+    pool = _helper_pool(1, "reading the records") if helper else None
+    if pool is None:
+        table = load_role_table(store, entity)
+        values_written = 0
+    else:
+        try:
+            written = pool.submit(_write_crm_values, store.url, entity, str(values_path))
+            records = store.read_entities(entity)
+            values_written = written.result()
+        finally:
+            pool.shutdown()
+        table = RoleTable.from_crm_values(entity, records, pd.read_parquet(values_path))
+        del records
+        share_repeated_strings(table.records)  # (the values read from parquet share them already)
+    table.records.to_parquet(records_path)
+    if len(table.values) != values_written:  # not written by the helper, or a company's websites added
+        table.values.to_parquet(values_path, index=False)
+    return table
+
+
+def _write_crm_values(db: str, entity: str, path: str) -> int:
+    """In a helper process: the entity's communications as RoleTable values, written to ``path``."""
+    store = Store(db, must_exist=True)
+    try:
+        values = crm_values(store.read_communications(entity))
+    finally:
+        store.dispose()
+    values.to_parquet(path, index=False)
+    return len(values)
 
 
 def quality_step(db: str | None, entity: str, folder: str, settings_path: str) -> str:
@@ -88,7 +122,7 @@ def quality_step(db: str | None, entity: str, folder: str, settings_path: str) -
     settings = Settings.load(settings_path)
     store = Store(db, must_exist=True)
     start = time.perf_counter()
-    table = run_table(store, entity, folder, keep=True)  # the find takes it next
+    table = run_table(store, entity, folder, keep=True, workers=settings.match.processes)  # the find takes it next
     report = quality_report(table, region=settings.match.region, workers=settings.match.processes)
     out = Path(folder) / entity
     out.mkdir(parents=True, exist_ok=True)
@@ -115,7 +149,7 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
     out = Path(folder) / entity
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    table = run_table(store, entity, folder)
+    table = run_table(store, entity, folder, workers=settings.match.processes)
     info = record_info(store, entity, settings.match.citation_weights)
     skips = load_skips(store, entity)
     read_s = time.perf_counter() - start
@@ -224,7 +258,7 @@ def propose_step(db: str | None, run_id: str, folder: str, entity_types: list[st
                                  zip(gt["primary_id"][at:at + PLAN_CHUNK], gt["member_ids"][at:at + PLAN_CHUNK])],
                     settings_path) for at in range(0, len(gt), PLAN_CHUNK)]
     workers = min(settings.match.processes, len(chunks))
-    pool = _plan_pool(workers) if workers > 1 else None  # forked before this step opens a connection
+    pool = _helper_pool(workers, "planning") if workers > 1 else None  # forked before this step opens a connection
     try:
         planned = pool.map(_plan_chunk, chunks) if pool is not None else map(_plan_chunk, chunks)
         rows = _proposal_rows(folder, tables, iter(planned), start)
@@ -234,10 +268,10 @@ def propose_step(db: str | None, run_id: str, folder: str, entity_types: list[st
             pool.shutdown(cancel_futures=True)
 
 
-def _plan_pool(workers: int):
+def _helper_pool(workers: int, purpose: str):
     """Forked helper processes (they start with everything imported and open their own connections),
     or None where a process may have none (a daemonic Dask worker) or they fail to start: then this
-    process plans alone."""
+    process does the work alone."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -249,7 +283,7 @@ def _plan_pool(workers: int):
         pool.submit(int).result(timeout=120)  # starts the helpers now, so that a refusal shows here
         return pool
     except Exception:  # noqa: BLE001 - no helper processes here
-        log.info("planning in one process (no helper processes available)", exc_info=True)
+        log.info("%s in one process (no helper processes available)", purpose, exc_info=True)
         if pool is not None:  # helpers started before the failure would wait for work forever
             for process in list((getattr(pool, "_processes", None) or {}).values()):
                 process.terminate()

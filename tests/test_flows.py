@@ -176,8 +176,14 @@ def test_run_table_reads_the_database_once_and_gives_back_the_same_table(demo_st
     from pipelines.steps import run_table
 
     for entity in ("contact", "company", "lead"):
-        first = run_table(demo_store, entity, str(tmp_path))
+        read_here = run_table(demo_store, entity, str(tmp_path / "one"))
+        # with a helper process reading the communications (and writing their copy) meanwhile
+        first = run_table(demo_store, entity, str(tmp_path), workers=2)
         assert (tmp_path / entity / "table_records.parquet").exists()
+        plain = load_role_table(demo_store, entity)
+        for table in (read_here, first):
+            pd.testing.assert_frame_equal(table.records, plain.records)
+            pd.testing.assert_frame_equal(table.values, plain.values)
         again = run_table(demo_store, entity, str(tmp_path))
         pd.testing.assert_frame_equal(again.records, load_role_table(demo_store, entity).records)
         pd.testing.assert_frame_equal(again.values, first.values)
