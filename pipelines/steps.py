@@ -150,7 +150,12 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     table = run_table(store, entity, folder, workers=settings.match.processes)
-    info = record_info(store, entity, settings.match.citation_weights)
+    # the citation index is needed only to rank the primaries: a helper process reads it meanwhile
+    pool = _helper_pool(1, "reading the citation index") if settings.match.processes > 1 else None
+    if pool is not None:
+        info = pool.submit(_record_info, db, entity, settings.match.citation_weights).result
+    else:
+        info = record_info(store, entity, settings.match.citation_weights)
     skips = load_skips(store, entity)
     read_s = time.perf_counter() - start
     kwargs = {}
@@ -165,8 +170,12 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
 
         kwargs["prepared"] = prepared_from_work(folder, entity)
         compare_pairs = vectors_from_chunks(compared_chunks)
-    result = find_duplicates(table, settings.match, skips=skips, record_info=info, compare_pairs=compare_pairs,
-                             **kwargs)
+    try:
+        result = find_duplicates(table, settings.match, skips=skips, record_info=info, compare_pairs=compare_pairs,
+                                 **kwargs)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     result.timings = {"read": read_s, **result.timings}
     changed = len(kwargs["changed_ids"]) if last is not None else None
     del table, info, kwargs  # the result holds what is written below; at a million records ~0.5 GB
@@ -191,6 +200,15 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
     summary["peak_rss_mb"] = round(peak_rss_mb(), 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return str(out)
+
+
+def _record_info(db: str | None, entity: str, weights: dict[str, float]) -> pd.DataFrame:
+    """record_info, in a helper process with its own connection."""
+    store = Store(db, must_exist=True)
+    try:
+        return record_info(store, entity, weights)
+    finally:
+        store.dispose()
 
 
 def _last_entity_run(store: Store, entity: str, exclude: str) -> dict | None:

@@ -13,6 +13,7 @@ import logging
 import os
 import time
 import zlib
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import chain, islice, repeat
@@ -207,13 +208,16 @@ def tier_of(prob: np.ndarray, settings: MatchSettings) -> np.ndarray:
 
 
 def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
-                    skips: set[tuple] | None = None, record_info: pd.DataFrame | None = None,
+                    skips: set[tuple] | None = None,
+                    record_info: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
                     labels: pd.Series | None = None, model=None, prepared: Prepared | None = None,
                     compare_pairs=None, changed_ids=None, previous: pd.DataFrame | None = None) -> FindResult:
     """Find the duplicate groups of one table.
 
     ``skips``: pairs of ids marked "not duplicates" (never grouped together).
-    ``record_info``: per id, optional columns editable, citations, custom_score for primary ranking.
+    ``record_info``: per id, optional columns editable, citations, custom_score for primary ranking;
+    or a function returning them, called when the primaries are ranked (so that they may be read
+    elsewhere meanwhile).
     ``labels``: per id, a known entity label; with settings.model == "supervised" they train the model.
     ``model``: a trained model to use as is.
     ``prepared``: the table already normalised (an incremental run reuses unchanged records).
@@ -278,6 +282,8 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
         labels_pos, strength = _cluster(p, a, b, all_prob, comparisons, model, settings, skips or set())
         p.drop_caches()  # nothing compares from here on: free the codes before the large frames are made
     with timer.stage("primary"):
+        if callable(record_info):
+            record_info = record_info()
         group_table, groups = _groups(p, table, labels_pos, strength, record_info, settings)
     with timer.stage("explain"):
         pairs = _pairs_frame(p, cand, keep, kept, prob, rule_hit, held, model, settings)

@@ -272,3 +272,22 @@ def test_a_plan_that_is_not_json_is_refused_and_the_pending_proposals_stay(store
         proposals.replace_pending(store, "run-bad-plan", ["contact"], [row(5, {"x": 1}), row(7, "NaN-not-json}")])
     kept = proposals.read_groups(store, status="pending").set_index("id")["plan"].to_dict()
     assert kept == {"contact-1": {"x": 1}, "contact-3": {"y": 2}}
+
+
+def test_steps_with_helper_processes_find_what_one_process_finds(demo_store, tmp_path):
+    """match.workers > 1: helpers read the communications and the citation index while this process
+    works; the run folder holds the same tables, groups and primaries as with one process."""
+    from pipelines import steps
+
+    folders = {}
+    for workers in (1, 2):
+        path = tmp_path / f"settings{workers}.yaml"
+        path.write_text(yaml.safe_dump({"match": {"random_pairs": 100_000, "workers": workers}}))
+        folder = tmp_path / f"run{workers}"
+        steps.quality_step(demo_store.url, "contact", str(folder), str(path))
+        steps.find_step(demo_store.url, "contact", str(folder), str(path))
+        folders[workers] = folder / "contact"
+    for name in ("table_records", "table_values", "group_table", "groups", "pairs", "quality_records"):
+        one, two = (pd.read_parquet(folders[w] / f"{name}.parquet") for w in (1, 2))
+        pd.testing.assert_frame_equal(one, two)
+    assert len(pd.read_parquet(folders[2] / "group_table.parquet")) > 20
