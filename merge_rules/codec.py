@@ -8,8 +8,10 @@ value whatever column or backend they are read against.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -67,6 +69,21 @@ def decode_row(row: Mapping[str, Any]) -> dict[str, Any]:
 def fingerprint(row: Mapping[str, Any]) -> str:
     """A short hash of a row's values, stable across processes (column order does not matter).
     Built from repr(), which is exact and stable for the types a row holds (str, int, bool, None,
-    date, datetime, Decimal, float), and much cheaper than JSON for thousands of merges."""
-    text = repr(sorted(row.items()))
-    return hashlib.blake2b(text.encode(), digest_size=10).hexdigest()
+    date, datetime, Decimal, float), and much cheaper than JSON for thousands of merges.
+
+    The text hashed is ``repr(sorted(row.items()))``; it is written through one %-format per set of
+    columns (``[('id', %r), ...]``): the same text at about half the cost of building and repr-ing
+    the sorted list of pairs (a million-contact run fingerprints millions of rows)."""
+    template, values = _row_format(tuple(row))
+    return hashlib.blake2b((template % values(row)).encode(), digest_size=10).hexdigest()
+
+
+@functools.lru_cache(maxsize=256)
+def _row_format(keys: tuple) -> tuple[str, Callable[[Mapping[str, Any]], tuple]]:
+    """For rows with these columns (in their order): the text of repr(sorted(row.items())) with a %r
+    for each value, and the function giving the values in that order."""
+    order = sorted(keys)
+    template = "[" + ", ".join("(" + repr(k).replace("%", "%%") + ", %r)" for k in order) + "]"
+    # itemgetter of two or more columns gives a tuple; of one, the bare value
+    values = operator.itemgetter(*order) if len(order) > 1 else (lambda row: tuple(row[k] for k in order))
+    return template, values

@@ -7,6 +7,7 @@ bulk: a few queries per chunk of ids, never one per group), so fingerprints comp
 from __future__ import annotations
 
 import functools
+import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -88,8 +89,10 @@ class Snapshot:
 
     def fingerprints(self) -> dict[str, str]:
         """One hash per row read: entity rows, their communications, the link rows."""
-        out = {row_key(self.table, r): fingerprint(r) for r in self.records.values()}
-        out.update((row_key(schema.communications, r), fingerprint(r)) for r in self.comms)
+        # entity and communication rows are keyed by their id: row_key() without its lookups
+        name, comm = self.table.name, schema.communications.name
+        out = {f"{name}:{r['id']}": fingerprint(r) for r in self.records.values()}
+        out.update((f"{comm}:{r['id']}", fingerprint(r)) for r in self.comms)
         for spec in LINKS[self.entity_type]:
             out.update((row_key(spec.table, r), fingerprint(r)) for r in self.links.get(spec.name, ()))
         return out
@@ -200,12 +203,16 @@ def read_snapshots(conn: Connection, entity_type: str, groups: Sequence[tuple[in
     links: dict[str, dict[int, list[dict[str, Any]]]] = {s.name: defaultdict(list) for s in LINKS[entity_type]}
     for ids in _chunks(all_ids):
         n = sqlin.size(ids)
-        for r in conn.execute(qs.records(n, lock), sqlin.params("ids", ids, n)).mappings():
-            records[r["id"]] = dict(r)
+        # .all(): the rows fetched in one call to the driver, not one call per row
+        result = conn.execute(qs.records(n, lock), sqlin.params("ids", ids, n))
+        names = list(result.keys())
+        for row in result.all():
+            r = dict(zip(names, row))
+            records[r["id"]] = r
         dups = [i for i in ids if i not in primaries]
         nd = sqlin.size(dups)
         qs.add_link_rows(conn.execute(qs.links(n, nd), {**sqlin.params("members", ids, n),
-                                                         **sqlin.params("dups", dups, nd)}), comms, links)
+                                                         **sqlin.params("dups", dups, nd)}).all(), comms, links)
 
     users: dict[int, dict[str, Any]] = {}
     if with_users:
@@ -215,17 +222,20 @@ def read_snapshots(conn: Connection, entity_type: str, groups: Sequence[tuple[in
 
 
 def _assemble(entity_type: str, groups, records, comms, links, users) -> list[Snapshot]:
+    by_id = operator.itemgetter("id")
+    # (name, rows by entity id, sort key) of each link table; most groups have no links at all
+    tables = [(spec.name, links[spec.name], operator.itemgetter(*spec.key_columns)) for spec in LINKS[entity_type]]
     out = []
     for primary, members in groups:
         order = [int(primary)] + [int(m) for m in members if int(m) != int(primary)]
         order = list(dict.fromkeys(order))
         snap = Snapshot(entity_type, int(primary), order)
         snap.records = {i: records[i] for i in order if i in records}
-        snap.comms = [r for i in order for r in sorted(comms.get(i, ()), key=lambda r: r["id"])]
-        for spec in LINKS[entity_type]:
-            rows = [r for i in order for r in links[spec.name].get(i, ())]
-            rows.sort(key=lambda r: tuple(r[c] for c in spec.key_columns))
-            snap.links[spec.name] = rows
+        snap.comms = [r for i in order for r in sorted(comms.get(i, ()), key=by_id)]
+        for name, table, key in tables:
+            rows = [r for i in order for r in table.get(i, ())] if table else []
+            rows.sort(key=key)
+            snap.links[name] = rows
         snap.users = {rid: users[rid] for rid in {r.get("responsible_id") for r in snap.records.values()}
                       if rid in users}
         out.append(snap)

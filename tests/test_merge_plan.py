@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import gc
+import hashlib
 import json
+from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings as hsettings, strategies as st
 
 from crm import schema
-from merge_rules.plan import MergePlan, build_plan, plan_groups
-from merge_rules.settings import MergeSettings
-from merge_rules.snapshot import read_snapshot
+from merge_rules import plan as plan_module
+from merge_rules.codec import encode, fingerprint
+from merge_rules.plan import FieldDecision, MergePlan, build_plan, plan_groups
+from merge_rules.settings import MergeSettings, field_kinds
+from merge_rules.snapshot import Snapshot, read_snapshot
 from merge_rules.testing import SAMPLE_GROUPS, load_sample
 
 D = dt.datetime
@@ -236,3 +243,46 @@ def test_groups_that_cannot_merge_get_problems_and_the_rest_are_planned(sample):
     assert "contact #15 was deleted on 2024-01-01 00:00 (merged or removed already)" in plans[2].problems
     assert "contact #14 is also in the group of #13; a record merges into one primary" in plans[2].problems
     assert plans[3].problems == ["contact #12 has no duplicates to merge"]
+
+
+# -- planning fast, with the same result ---------------------------------------------------------
+
+def test_fingerprints_stay_what_databases_hold():
+    # fingerprints are stored with plans and compared when applying: these values must never change
+    row = {"id": 11, "last_name": "иванов ", "birthdate": dt.date(1980, 5, 17),
+           "modified_at": D(2024, 4, 15, 16, 45, 30, 123456), "deleted_at": None, "amount": Decimal("250000.50"),
+           "is_primary": True, "score": 0.1, "note": "50% 'off' %s"}
+    assert fingerprint(row) == "0941ac040c76836dbf85"
+    assert fingerprint({"id": 1, "entity_type": "contact", "entity_id": 10, "type": "phone", "kind": "work",
+                        "value": "+7 (916) 123-45-67"}) == "ed4a9edd094e6c316efb"
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=5), st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=8), st.dates(),
+    st.datetimes(), st.decimals(allow_nan=False, allow_infinity=False), st.tuples(st.integers())), max_size=8))
+def test_fingerprint_is_the_hash_of_the_sorted_pairs(row):
+    # codec.fingerprint writes the text through a template per set of columns: it must be this text
+    assert fingerprint(row) == hashlib.blake2b(repr(sorted(row.items())).encode(), digest_size=10).hexdigest()
+    assert fingerprint(dict(reversed(row.items()))) == fingerprint(row)
+
+
+def test_plan_dict_and_json_hold_every_field_in_order(sample):
+    # to_dict/to_json read the dataclasses' fields without vars(): nothing may be left out or reordered
+    for entity, groups in SAMPLE_GROUPS.items():
+        for plan in plan_groups(sample, entity, groups, MergeSettings(conflict_policy="most_recent")):
+            full = encode(dataclasses.asdict(plan))
+            assert plan.to_dict() == full
+            assert plan.to_json() == json.dumps(full, ensure_ascii=False)
+
+
+def test_planning_leaves_the_cycle_collector_as_it_was(sample):
+    assert gc.isenabled()
+    plan_groups(sample, "contact", SAMPLE_GROUPS["contact"], MergeSettings())
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        plan_groups(sample, "contact", SAMPLE_GROUPS["contact"], MergeSettings())
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
