@@ -99,9 +99,12 @@ def prefect_server():
                 time.sleep(0.5)
         yield {"PREFECT_API_URL": url, "PREFECT_HOME": home}
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
-        shutil.rmtree(home, ignore_errors=True)
+        try:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=30)
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
 
 
 def bench_one(backend: str, n: int, timeout: float, incremental: bool = True, server: dict | None = None) -> dict:

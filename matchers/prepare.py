@@ -196,8 +196,8 @@ def prepare(table: RoleTable, region: str = "RU", provider_rules: bool = True,
     # each distinct phone and address is normalised once; a phone invalid in the default region is
     # read in the fallback regions too (a London client's "07825 529 772" in a Moscow CRM)
     tasks = Channels(workers, [
-        (_normalize_phone_values, phones.values, (region, tuple(fallback_regions))),
-        (_normalize_email_values, emails.values, (provider_rules,)),
+        (normalize_phone_values, phones.values, (region, tuple(fallback_regions))),
+        (normalize_email_values, emails.values, (provider_rules,)),
     ])
     try:
         _single_values(table, roles, out)
@@ -247,12 +247,12 @@ def _single_values(table: RoleTable, roles: set[str], out: pd.DataFrame) -> None
             out[col] = rec[col].to_numpy()
 
 
-def _normalize_phone_values(values: np.ndarray, region: str, fallback_regions: tuple[str, ...]) -> pd.DataFrame:
+def normalize_phone_values(values: np.ndarray, region: str, fallback_regions: tuple[str, ...]) -> pd.DataFrame:
     return normalize_phones(pd.Series(values, dtype=object), region=region,
                             fallback_regions=fallback_regions).reset_index(drop=True)
 
 
-def _normalize_email_values(values: np.ndarray, provider_rules: bool) -> pd.DataFrame:
+def normalize_email_values(values: np.ndarray, provider_rules: bool) -> pd.DataFrame:
     return normalize_emails(pd.Series(values, dtype=object), provider_rules=provider_rules).reset_index(drop=True)
 
 

@@ -34,7 +34,7 @@ from matchers.companies import parse_company
 from matchers.identifiers import _W10, _W11, _W12, normalize_domains, parse_birthdate, parse_inn
 from matchers.names import as_text, clean_text
 from matchers.phones import FALLBACK_REGIONS
-from matchers.prepare import Channels, _normalize_email_values, _normalize_phone_values
+from matchers.prepare import Channels, normalize_email_values, normalize_phone_values
 from matchers.table import MULTI_ROLES, SINGLE_ROLES, RoleTable
 
 log = logging.getLogger(__name__)
@@ -228,8 +228,8 @@ def _multi_values(role: str, table: RoleTable, rows: np.ndarray) -> _MultiValues
 
 # The roles whose check is a bulk normaliser over the distinct values: the slow part of the report,
 # run in helper processes on a large table (matchers.prepare.Channels) while the rest is checked here
-_NORMALISED = {"phone": (_normalize_phone_values, lambda region: (region, FALLBACK_REGIONS)),
-               "email": (_normalize_email_values, lambda region: (True,))}
+_NORMALISED = {"phone": (normalize_phone_values, lambda region: (region, FALLBACK_REGIONS)),
+               "email": (normalize_email_values, lambda region: (True,))}
 
 
 def _multi_check(role: str, mv: _MultiValues, region: str, normalised: pd.DataFrame | None = None) -> RoleCheck:

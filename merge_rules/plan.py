@@ -190,18 +190,13 @@ def _fields_reader(cls) -> Callable[[Any], dict[str, Any]]:
     As vars(), without making every instance keep a dict of its own (as vars() does since Python 3.11):
     tens of thousands of objects a chunk that the cycle collector would then go over again and again."""
     names = tuple(f.name for f in dataclass_fields(cls))
+    if len(names) == 1:  # attrgetter of one name gives the bare value, not a tuple
+        return lambda obj: {names[0]: getattr(obj, names[0])}
     values = operator.attrgetter(*names)
     return lambda obj: dict(zip(names, values(obj)))
 
 
-# a plan holds ~9 dates and datetimes: found by exact type, tagged as encode() tags them (subclasses go there)
-_TAG_BY_TYPE = {dt.datetime: "$dt", dt.date: "$d"}
-
-
 def _tagged(value: Any) -> Any:
-    tag = _TAG_BY_TYPE.get(type(value))
-    if tag is not None:
-        return {tag: value.isoformat()}
     if isinstance(value, (dt.date, Decimal)):
         return encode(value)
     raise TypeError(f"cannot store a {type(value).__name__} value ({value!r}) in a merge plan")

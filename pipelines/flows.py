@@ -16,7 +16,18 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pipelines import steps
 from pipelines.settings import Settings
 
-DB_RETRIES = {"retries": 2, "retry_delay_seconds": 3}
+def _database_trouble(task, task_run, state) -> bool:
+    """Retry a task only when the database could not be reached or failed (not on a bug, nor on bad
+    data: those fail the same way every time)."""
+    import sqlalchemy as sa
+
+    from crm.store import StoreError
+
+    error = state.result(raise_on_failure=False)
+    return isinstance(error, (sa.exc.OperationalError, sa.exc.InterfaceError, StoreError))
+
+
+DB_RETRIES = {"retries": 2, "retry_delay_seconds": 3, "retry_condition_fn": _database_trouble}
 
 
 def _fewer_malloc_arenas(arenas: int = 2) -> None:

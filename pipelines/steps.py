@@ -85,10 +85,11 @@ def _read_table(store: Store, entity: str, records_path: Path, values_path: Path
     """The entity's records from the database, and their copy in the run folder. A forked helper
     reads the communications and writes their copy while this process reads the records: each read is
     single-threaded and they take about as long (~5 s each at a million contacts)."""
+    store.dispose()  # no open connection goes into a forked helper
     pool = _helper_pool(1, "reading the records") if helper else None
     if pool is None:
         table = load_role_table(store, entity)
-        values_written = 0
+        values_written = None
     else:
         try:
             written = pool.submit(_write_crm_values, store.url, entity, str(values_path))
@@ -100,7 +101,8 @@ def _read_table(store: Store, entity: str, records_path: Path, values_path: Path
         del records
         share_repeated_strings(table.records)  # (the values read from parquet share them already)
     table.records.to_parquet(records_path)
-    if len(table.values) != values_written:  # not written by the helper, or a company's websites added
+    # from_crm_values adds a company's websites (a column of its records) to what the helper wrote
+    if values_written is None or len(table.values) != values_written:
         table.values.to_parquet(values_path, index=False)
     return table
 
@@ -151,26 +153,27 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
     start = time.perf_counter()
     table = run_table(store, entity, folder, workers=settings.match.processes)
     # the citation index is needed only to rank the primaries: a helper process reads it meanwhile
+    store.dispose()  # no open connection goes into the forked helper
     pool = _helper_pool(1, "reading the citation index") if settings.match.processes > 1 else None
-    if pool is not None:
-        info = pool.submit(_record_info, db, entity, settings.match.citation_weights).result
-    else:
-        info = record_info(store, entity, settings.match.citation_weights)
-    skips = load_skips(store, entity)
-    read_s = time.perf_counter() - start
-    kwargs = {}
-    last = _last_entity_run(store, entity, exclude=folder) if incremental else None
-    if last is not None:
-        kwargs = _incremental_inputs(table, last, settings)
-        log.info("incremental %s run: %d new or changed records since %s", entity, len(kwargs["changed_ids"]),
-                 last["started_at"])
-    compare_pairs = None
-    if compared_chunks is not None:  # compared on Dask workers (pipelines.distributed)
-        from pipelines.distributed import prepared_from_work, vectors_from_chunks
-
-        kwargs["prepared"] = prepared_from_work(folder, entity)
-        compare_pairs = vectors_from_chunks(compared_chunks)
     try:
+        if pool is not None:
+            info = pool.submit(_record_info, db, entity, settings.match.citation_weights).result
+        else:
+            info = record_info(store, entity, settings.match.citation_weights)
+        skips = load_skips(store, entity)
+        read_s = time.perf_counter() - start
+        kwargs = {}
+        last = _last_entity_run(store, entity, exclude=folder) if incremental else None
+        if last is not None:
+            kwargs = _incremental_inputs(table, last, settings)
+            log.info("incremental %s run: %d new or changed records since %s", entity, len(kwargs["changed_ids"]),
+                     last["started_at"])
+        compare_pairs = None
+        if compared_chunks is not None:  # compared on Dask workers (pipelines.distributed)
+            from pipelines.distributed import prepared_from_work, vectors_from_chunks
+
+            kwargs["prepared"] = prepared_from_work(folder, entity)
+            compare_pairs = vectors_from_chunks(compared_chunks)
         result = find_duplicates(table, settings.match, skips=skips, record_info=info, compare_pairs=compare_pairs,
                                  **kwargs)
     finally:
@@ -256,34 +259,41 @@ PLAN_CHUNK = 5000  # groups planned at once: bounds the plans held in memory on 
 
 
 def propose_step(db: str | None, run_id: str, folder: str, entity_types: list[str], settings_path: str) -> dict:
-    """Plan the merge of every group found (a dry run) and replace the pending proposals of these
-    entity types with the groups and their plans, in one transaction; each entity's plans also go to
-    its plans.jsonl (one JSON object per line, in group_table order).
+    """Plan the merge of every group found (a dry run), then replace the pending proposals of these
+    entity types with the groups and their plans, in one transaction. Each entity's plans go to its
+    plans.jsonl (one JSON object per line, in group_table order) as they are made, and from there to
+    the database: the write transaction is open while the rows are written, not while they are planned.
 
     Chunks of groups are planned by ``match.workers`` forked helper processes while this process
-    stores the chunks already planned: the store no longer waits for the last plan. Returns counts:
-    removed, inserted, kept."""
+    writes the plans done and prepares the rest of each row. Returns counts: removed, inserted, kept."""
     settings = Settings.load(settings_path)
-    start = time.perf_counter()
-    tables, chunks = {}, []
-    for entity in entity_types:
-        gt = pd.read_parquet(Path(folder) / entity / "group_table.parquet")
-        members = [int(m) for ms in gt["member_ids"] for m in ms]
-        if len(set(members)) != len(members):  # a find puts each record in one group; planned in chunks below
-            raise ValueError(f"{Path(folder) / entity / 'group_table.parquet'} puts a record in more than one group")
-        tables[entity] = gt
-        chunks += [(db, entity, [(int(p), [int(m) for m in ms]) for p, ms in
-                                 zip(gt["primary_id"][at:at + PLAN_CHUNK], gt["member_ids"][at:at + PLAN_CHUNK])],
-                    settings_path) for at in range(0, len(gt), PLAN_CHUNK)]
+    entity_types = list(dict.fromkeys(entity_types))
+    tables = {entity: _group_table(folder, entity) for entity in entity_types}
+    chunks = [(db, entity, [(int(p), [int(m) for m in ms]) for p, ms in
+                            zip(gt["primary_id"][at:at + PLAN_CHUNK], gt["member_ids"][at:at + PLAN_CHUNK])],
+               settings_path) for entity, gt in tables.items() for at in range(0, len(gt), PLAN_CHUNK)]
     workers = min(settings.match.processes, len(chunks))
     pool = _helper_pool(workers, "planning") if workers > 1 else None  # forked before this step opens a connection
     try:
-        planned = pool.map(_plan_chunk, chunks) if pool is not None else map(_plan_chunk, chunks)
-        rows = _proposal_rows(folder, tables, iter(planned), start)
-        return proposals.replace_pending(Store(db, must_exist=True), run_id, entity_types, rows)
+        planned = iter(pool.map(_plan_chunk, chunks) if pool is not None else map(_plan_chunk, chunks))
+        rows = {entity: _planned_rows(folder, entity, gt, planned) for entity, gt in tables.items()}
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+    store = Store(db, must_exist=True)
+    try:
+        return proposals.replace_pending(store, run_id, entity_types, _with_plans(folder, rows))
+    finally:
+        store.dispose()
+
+
+def _group_table(folder: str, entity: str) -> pd.DataFrame:
+    path = Path(folder) / entity / "group_table.parquet"
+    gt = pd.read_parquet(path)
+    members = [int(m) for ms in gt["member_ids"] for m in ms]
+    if len(set(members)) != len(members):  # a find puts each record in one group; planned in chunks
+        raise ValueError(f"{path} puts a record in more than one group")
+    return gt
 
 
 def _helper_pool(workers: int, purpose: str):
@@ -330,27 +340,43 @@ def _plan_prefix(group_id: str) -> str:
     return '{"group_id": ' + json.dumps(group_id, ensure_ascii=False) + ', "plan": '
 
 
-def _proposal_rows(folder: str, tables: dict[str, pd.DataFrame], planned, start: float):
-    """One row per group, as replace_pending takes them, produced as it inserts them and as the plans
-    come in, chunk after chunk, in the order of ``tables`` (a million records make 120,000 groups: their
-    plans are not all held at once)."""
-    for entity, gt in tables.items():
-        out = Path(folder) / entity
-        pairs = _pairs_per_group(gt, pd.read_parquet(out / "pairs.parquet"))
-        with open(out / "plans.jsonl", "w", encoding="utf-8") as fh:
-            for at in range(0, len(gt), PLAN_CHUNK):
-                plans, managers = next(planned)
-                part = gt.iloc[at:at + PLAN_CHUNK]
-                fh.write("".join(_plan_prefix(g) + p + "}\n" for g, p in zip(part["group_id"], plans)))
-                for row, plan, resp in zip(part.itertuples(index=False), plans, managers):
-                    yield {
-                        "id": row.group_id, "entity_type": entity, "tier": row.tier or "possible",
-                        "score": float(row.score), "primary_id": int(row.primary_id),
-                        "member_ids": [int(m) for m in row.member_ids], "responsible_ids": resp,
-                        "primary_reason": row.reason, "criteria": row.criteria, "plan": plan,
-                        "pairs": pairs.get(row.group_id, "[]"),
-                    }
-        _stage(out, "propose", start)
+def _planned_rows(folder: str, entity: str, gt: pd.DataFrame, planned) -> list[dict]:
+    """The entity's proposal rows, as replace_pending takes them but without their plans: each chunk's
+    plans, taken from ``planned`` in group_table order, go to plans.jsonl (a million records make
+    120,000 groups: their plans are not all held at once)."""
+    out = Path(folder) / entity
+    pairs = _pairs_per_group(gt, pd.read_parquet(out / "pairs.parquet"))
+    rows = []
+    with open(out / "plans.jsonl", "w", encoding="utf-8") as fh:
+        for at in range(0, len(gt), PLAN_CHUNK):
+            plans, managers = next(planned)
+            part = gt.iloc[at:at + PLAN_CHUNK]
+            fh.write("".join(_plan_prefix(g) + p + "}\n" for g, p in zip(part["group_id"], plans)))
+            rows += [{"id": row.group_id, "entity_type": entity, "tier": row.tier or "possible",
+                      "score": float(row.score), "primary_id": int(row.primary_id),
+                      "member_ids": [int(m) for m in row.member_ids], "responsible_ids": resp,
+                      "primary_reason": row.reason, "criteria": row.criteria,
+                      "pairs": pairs.get(row.group_id, "[]")}
+                     for row, resp in zip(part.itertuples(index=False), managers)]
+    return rows
+
+
+def _with_plans(folder: str, rows: dict[str, list[dict]]):
+    """The rows with their plans, read back from each entity's plans.jsonl as they are inserted."""
+    for entity, entity_rows in rows.items():
+        texts = _plan_texts(Path(folder) / entity / "plans.jsonl", [r["id"] for r in entity_rows])
+        for row, text in zip(entity_rows, texts):
+            yield {**row, "plan": text}  # a new dict: the text goes once its batch is written
+
+
+def _plan_texts(path: Path, group_ids: list[str]):
+    """The plans of these groups as JSON text, in order, cut from plans.jsonl without parsing them."""
+    with open(path, encoding="utf-8") as fh:
+        for gid in group_ids:
+            line, prefix = fh.readline().rstrip("\n"), _plan_prefix(gid)
+            if not (line.startswith(prefix) and line.endswith("}")):
+                raise ValueError(f"{path} does not hold the plan of group {gid} where group_table.parquet puts it")
+            yield line[len(prefix):-1]
 
 
 def _pairs_per_group(gt: pd.DataFrame, pairs: pd.DataFrame) -> dict[str, str]:

@@ -291,3 +291,28 @@ def test_steps_with_helper_processes_find_what_one_process_finds(demo_store, tmp
         one, two = (pd.read_parquet(folders[w] / f"{name}.parquet") for w in (1, 2))
         pd.testing.assert_frame_equal(one, two)
     assert len(pd.read_parquet(folders[2] / "group_table.parquet")) > 20
+
+
+def test_a_task_retries_on_database_trouble_only(tmp_path):
+    """The tasks that talk to the database retry when it cannot be reached, not on a bug or bad data
+    (those would fail the same way again, minutes later at scale)."""
+    from prefect import flow, task
+
+    from crm.store import StoreError
+    from pipelines.flows import DB_RETRIES
+
+    calls = {"bug": 0, "database": 0}
+
+    @task(**{**DB_RETRIES, "retry_delay_seconds": 0})
+    def failing(kind: str) -> None:
+        calls[kind] += 1
+        raise StoreError("There is no database at /nowhere") if kind == "database" else ValueError("a bug")
+
+    @flow
+    def run(kind: str) -> None:
+        failing(kind)
+
+    for kind in calls:
+        with pytest.raises((StoreError, ValueError)):
+            run(kind)
+    assert calls == {"bug": 1, "database": 3}

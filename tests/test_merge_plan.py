@@ -14,11 +14,10 @@ import sqlalchemy as sa
 from hypothesis import given, settings as hsettings, strategies as st
 
 from crm import schema
-from merge_rules import plan as plan_module
 from merge_rules.codec import encode, fingerprint
-from merge_rules.plan import FieldDecision, MergePlan, build_plan, plan_groups
-from merge_rules.settings import MergeSettings, field_kinds
-from merge_rules.snapshot import Snapshot, read_snapshot
+from merge_rules.plan import MergePlan, build_plan, plan_groups
+from merge_rules.settings import MergeSettings
+from merge_rules.snapshot import read_snapshot
 from merge_rules.testing import SAMPLE_GROUPS, load_sample
 
 D = dt.datetime
