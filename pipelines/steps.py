@@ -8,6 +8,7 @@ folder, so a task passes only paths and ids to the next.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import logging
 import os
@@ -265,8 +266,10 @@ def propose_step(db: str | None, run_id: str, folder: str, entity_types: list[st
     the database: the write transaction is open while the rows are written, not while they are planned.
 
     Chunks of groups are planned by ``match.workers`` forked helper processes while this process
-    writes the plans done and prepares the rest of each row. Returns counts: removed, inserted, kept."""
+    writes the plans done and prepares the rest of each row. Returns counts (removed, inserted, kept)
+    and the seconds spent planning and storing."""
     settings = Settings.load(settings_path)
+    start = time.perf_counter()
     entity_types = list(dict.fromkeys(entity_types))
     tables = {entity: _group_table(folder, entity) for entity in entity_types}
     chunks = [(db, entity, [(int(p), [int(m) for m in ms]) for p, ms in
@@ -280,11 +283,16 @@ def propose_step(db: str | None, run_id: str, folder: str, entity_types: list[st
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+    planned_s = time.perf_counter() - start
     store = Store(db, must_exist=True)
     try:
-        return proposals.replace_pending(store, run_id, entity_types, _with_plans(folder, rows))
+        counts = proposals.replace_pending(store, run_id, entity_types, _with_plans(folder, rows))
     finally:
         store.dispose()
+    counts.update(plan_seconds=round(planned_s, 2), store_seconds=round(time.perf_counter() - start - planned_s, 2))
+    log.info("planned %d groups in %.1f s, stored them in %.1f s", sum(map(len, rows.values())),
+             counts["plan_seconds"], counts["store_seconds"])
+    return counts
 
 
 def _group_table(folder: str, entity: str) -> pd.DataFrame:
@@ -306,6 +314,9 @@ def _helper_pool(workers: int, purpose: str):
     if multiprocessing.current_process().daemon:
         return None
     pool = None
+    # the objects alive now are left out of the helpers' cycle collections (frozen while they fork):
+    # a collection going over them would write to every page holding one, copying it into the helper
+    gc.freeze()
     try:
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
         pool.submit(int).result(timeout=120)  # starts the helpers now, so that a refusal shows here
@@ -317,6 +328,8 @@ def _helper_pool(workers: int, purpose: str):
                 process.terminate()
             pool.shutdown(wait=False, cancel_futures=True)
         return None
+    finally:
+        gc.unfreeze()  # this process collects them as before
 
 
 def _plan_chunk(chunk: tuple) -> tuple[list[str], list[list[int]]]:
