@@ -166,38 +166,42 @@ def markdown(records: list[dict]) -> str:
 
 
 ANALYSIS = """\
-Where the time goes (2026-12-06, fourth session, SQLite, machine otherwise idle and faster than in
-earlier sessions; `flow_steps` are the flow's own seconds per task, `stages` the find's and the steps'
-own timings).
+Where the time goes (2026-12-06, fifth session, SQLite; this session's machine is an Intel Xeon with
+2 vCPUs, slower than the fourth session's AMD EPYC: the same code took 132.7 s here against 94.8-103.8
+s there, so the two sessions' figures are not comparable one to one. `flow_steps` are the flow's own
+seconds per task, `stages` the find's and the steps' own timings. Runs on this machine vary by ~10%
+from one to the next with nothing else running; a run taken while a helper ran tests (129.8 s) is
+left out.)
 
-- **100,000 contacts: 16.7 s full (35 s last session), 16.1 s incremental after 1% changed (31 s).**
-  The flow itself took 10 s: quality 1.6, find 2.6, plans 2.9, storing the proposals 1.3, HTML report
-  1.3; the other 6.5 s are Python's start, imports and Prefect's temporary server (none with a running
-  Prefect server, PREFECT_API_URL).
-- **1,000,000 contacts: 94.8 to 103.8 s and 2.96 to 3.07 GB over three runs (target 45 s and 3 GB:
-  time not met; memory on the limit, met in two runs of three).** The figures below are the 94.8 s run.
-  Per task: quality 18.2 s (reading the contacts and their 2.2 million phones and e-mails from SQLite
-  about 7 s, writing that table to the run folder about 3 s, the report about 7 s), find 21.6 s (the
-  citation index 2.9, normalise 6.8, block 1.4, compare 2.0, train 0.6, primaries 1.7, explanations 1.0,
-  writing the run files 4.0), plans 27.0 s (122,600 groups in two processes), storing them 14.4 s,
-  report 5.8 s, and about 7.6 s of Python, imports and Prefect's server outside the tasks. The first
-  run of this session took 134 s / 3.2 GB (last session's code on this machine: 102 s / 3.5 GB).
-- **What changed:** plans about twice as fast per group (the communications' keys worked out in bulk
-  per chunk, plan JSON written by the C encoder in one pass, conflict keys only where values differ);
-  the database read on the driver's cursor with SQLite's text dates parsed a column at a time (2-4x);
-  the quality report per distinct value (1.5x); the quality step hands its table to the find in memory,
-  with repeated text shared as one object per distinct value; the store step reads only the managers,
-  not the citation index; the find's own work as in the Splink comparison; the run files of the find
-  written 50,000 rows at a time and the table freed first, and the flow process capped at two glibc
-  malloc arenas (peak 3.2 GB to 2.96-3.07 GB; the peak is at the end of the find, where the flow
-  process also holds Prefect's client, about 200 MB more than the file mode's 2.0 GB).
+- **1,000,000 contacts: 106.8 s / 2.76 GB with a temporary Prefect server per run, 107.1 s / 2.81 GB
+  against a running Prefect server (`--prefect-server`, as scheduled deployments run), from 132.7 s /
+  2.86 GB at the start of the session on the same machine (target 45 s and 3 GB: time not met, memory
+  met).** Per task in the 106.8 s run: quality 18.2 s, find 29.8 s (normalise 11.4, write 6.7,
+  compare 3.4, primary 2.4, explain 1.8, block 1.6), propose 40.0 s (planning 27.6 s, then storing
+  12.3 s), report 7.2 s; about 11 s of Python start, imports and Prefect's temporary server outside
+  the tasks (4 s with a running server). In the running-server run the planning took 36 s, the rest
+  about the same: that is the machine's variance, not the server.
+- **What changed this session.** Plans and proposals are one task (`plan-and-store-proposals`):
+  forked helpers plan chunk after chunk while the flow process writes plans.jsonl and prepares each
+  row (pairs, managers from the plan's own read, no read of every record's manager); the write
+  transaction opens only once everything is planned (12 s at a million, the old store step held it
+  14-20 s), so the review page and the CRM are not locked out while plans are built. Planning costs
+  ~25% less CPU (cycle collector paused per chunk, no per-object dicts, cheaper fingerprints and
+  JSON; byte-identical output). The database read is shared with a helper that reads the phones and
+  e-mails and writes their run-folder copy; the quality report normalises phones and e-mails in a
+  helper; the find reads the citation index in a helper while it normalises. Helpers are forked with
+  the live objects frozen out of their cycle collections.
+- **100,000 contacts:** not re-measured this session (16.7 s full, 16.1 s incremental on the fourth
+  session's machine).
 
-The plan, in order of gain: plans are now the largest task (27 s, and most of the store step's 14 s is
-their JSON, 557 MB for 122,600 groups: a compacter plan format, or plans built when a group is opened
-or approved rather than for every group of every run); the phones and e-mails are normalised twice,
-once for the quality report and once for the find (about 3 s at a million; the report could take the
-find's normalised values); the HTML report's charts (matplotlib, about 2 s); Prefect's temporary
-server (5 to 7 s; nothing with a running server)."""
+The plan, in order of gain: (1) storing the proposals, 12 s with one CPU idle: the rows could go into
+a temporary staging table while they are planned (a temporary table takes no lock on the database)
+and be moved into dedup_groups in one short transaction; (2) planning, ~39 CPU seconds for 122,600
+groups: a plan is ~4.5 KB of JSON, a third of it the rows as read (`records`), which apply uses only
+to describe a stale plan; (3) the single-threaded middle of the find (block, compare, train, primary,
+explain: ~10 s with one CPU idle) and its write (6.7 s, most of it the normalised records kept for the
+next incremental run); (4) phones and e-mails are still normalised twice, by the quality report and by
+the find (~7 CPU seconds); (5) the HTML report (7 s, single-threaded, charts ~2 s)."""
 
 
 def main(argv: list[str] | None = None) -> None:
