@@ -274,6 +274,40 @@ def test_a_plan_that_is_not_json_is_refused_and_the_pending_proposals_stay(store
     assert kept == {"contact-1": {"x": 1}, "contact-3": {"y": 2}}
 
 
+def test_proposals_being_replaced_lock_no_one_out_until_the_swap(store):
+    """While the rows of a new run are still coming (the flow plans them as they go), a person can
+    approve a pending group and a merge can write: the pending proposals are swapped only at the end,
+    in one short transaction, and what was approved meanwhile is kept."""
+    proposals.start_run(store, "run-old", ["contact"], "/tmp")
+    proposals.start_run(store, "run-new", ["contact"], "/tmp")
+
+    def row(i: int) -> dict:
+        return {"id": f"contact-{i}", "entity_type": "contact", "tier": "certain", "score": 0.99, "primary_id": i,
+                "member_ids": [i, i + 1], "responsible_ids": [], "primary_reason": "oldest", "criteria": "phone",
+                "plan": {"x": i}, "pairs": []}
+
+    proposals.replace_pending(store, "run-old", ["contact"], [row(1), row(3)])
+    other = Store(store.url)
+    other.engine.dispose()
+
+    def slow_rows():
+        yield row(1)
+        # meanwhile, on another connection: an approval and a write to the CRM, each its own transaction
+        assert proposals.set_status(other, ["contact-3"], "approved", from_statuses=("pending",)) == 1
+        with other.engine.begin() as conn:
+            conn.execute(schema.users.insert().values(id=990, name="Meanwhile", email="meanwhile@example.com",
+                                                      role="manager"))
+        yield row(3)
+        yield row(5)
+
+    counts = proposals.replace_pending(store, "run-new", ["contact"], slow_rows())
+    other.dispose()
+    assert counts == {"removed": 1, "inserted": 2, "kept": 1}
+    groups = proposals.read_groups(store).set_index("id")
+    assert groups.loc["contact-3", "status"] == "approved" and groups.loc["contact-3", "run_id"] == "run-old"
+    assert set(groups[groups["status"] == "pending"].index) == {"contact-1", "contact-5"}
+
+
 def test_steps_with_helper_processes_find_what_one_process_finds(demo_store, tmp_path):
     """match.workers > 1: helpers read the communications and the citation index while this process
     works; the run folder holds the same tables, groups and primaries as with one process."""
