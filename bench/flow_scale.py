@@ -194,9 +194,12 @@ left out.)
 - **100,000 contacts:** not re-measured this session (16.7 s full, 16.1 s incremental on the fourth
   session's machine).
 
-The plan, in order of gain: (1) storing the proposals, 12 s with one CPU idle: the rows could go into
-a temporary staging table while they are planned (a temporary table takes no lock on the database)
-and be moved into dedup_groups in one short transaction; (2) planning, ~39 CPU seconds for 122,600
+Tried and reverted: staging the rows in a temporary table while they are planned, then swapping
+them in (no lock at all while planning): at a million the staging slowed the planning to 39.9 s and
+the swap (delete the old pending rows, copy 557 MB across) took 19.7 s, 60 s in all against 40 s.
+
+The plan, in order of gain: (1) storing the proposals, 12 s with one CPU idle, most of it SQLite
+writing 557 MB of plan JSON: a smaller plan (2) helps here too; (2) planning, ~39 CPU seconds for 122,600
 groups: a plan is ~4.5 KB of JSON, a third of it the rows as read (`records`), which apply uses only
 to describe a stale plan; (3) the single-threaded middle of the find (block, compare, train, primary,
 explain: ~10 s with one CPU idle) and its write (6.7 s, most of it the normalised records kept for the

@@ -47,10 +47,6 @@ def latest_run(store: Store, status: str = "completed") -> dict | None:
 def replace_pending(store: Store, run_id: str, entity_types: Iterable[str], groups: Iterable[dict[str, Any]]) -> dict:
     """Swap the pending groups of ``entity_types`` for ``groups`` in one transaction.
 
-    The groups are first written to a temporary table as ``groups`` yields them, which takes no lock
-    on the CRM's tables: a slow producer (the dedup flow plans them as they come) keeps no one from
-    approving, skipping or editing meanwhile. The swap itself is one short transaction.
-
     A group's ``plan``, ``member_ids``, ``responsible_ids`` and ``pairs`` are values or their JSON
     text (a run's plans and pairs go in as text, encoded once). A proposed group whose id already
     exists with another status (approved, applied, skipped, stale) is left as it is. Returns counts:
@@ -58,55 +54,30 @@ def replace_pending(store: Store, run_id: str, entity_types: Iterable[str], grou
     g = schema.dedup_groups
     entity_types = list(entity_types)
     stamp = now()
-    staging = sa.Table("dedup_groups_staging", sa.MetaData(), *(c._copy() for c in g.columns),
-                       prefixes=["TEMPORARY"])
-    with store.engine.connect() as conn:
+    counts = {"removed": 0, "inserted": 0, "kept": 0}
+    with store.engine.begin() as conn:
         # the texts are checked as JSON by the database: PostgreSQL's cast to json, SQLite's json()
         def as_json(column: str):
             text = sa.bindparam(column + "_json", type_=sa.Text)
             return sa.cast(text, g.c[column].type) if conn.dialect.name == "postgresql" else sa.func.json(text)
 
-        def rows():
+        insert = g.insert().values({c: as_json(c) for c in JSON_COLUMNS})
+        counts["removed"] = conn.execute(g.delete().where(g.c.entity_type.in_(entity_types),
+                                                          g.c.status == "pending")).rowcount
+        existing = {row[0] for row in conn.execute(sa.select(g.c.id).where(g.c.entity_type.in_(entity_types)))}
+
+        def fresh():
             for row in groups:
+                if row["id"] in existing:
+                    counts["kept"] += 1
+                    continue
                 out = {k: v for k, v in row.items() if k not in JSON_COLUMNS}
                 out.update({c + "_json": _json_text(row.get(c)) for c in JSON_COLUMNS})
                 out.update(run_id=run_id, status="pending", updated_at=stamp)
                 yield out
 
-        staging.drop(conn, checkfirst=True)  # one left on this pooled connection by a crash
-        staging.create(conn)
-        conn.commit()
-        try:
-            insert = staging.insert().values({c: as_json(c) for c in JSON_COLUMNS})
-            staged = 0
-            for batch in _batches(rows(), 2000):
-                conn.execute(insert, batch)
-                conn.commit()  # a temporary table: nothing else waits on these writes
-                staged += len(batch)
-            with conn.begin():
-                removed = conn.execute(g.delete().where(g.c.entity_type.in_(entity_types),
-                                                        g.c.status == "pending")).rowcount
-                kept = conn.execute(sa.select(sa.func.count()).select_from(staging)
-                                    .where(staging.c.id.in_(sa.select(g.c.id)))).scalar_one()
-                fresh = sa.select(staging).where(staging.c.id.not_in(sa.select(g.c.id)))
-                conn.execute(g.insert().from_select([c.name for c in staging.columns], fresh))
-        finally:
-            if conn.in_transaction():
-                conn.rollback()
-            staging.drop(conn, checkfirst=True)
-            conn.commit()
-    return {"removed": removed, "inserted": staged - kept, "kept": kept}
-
-
-def _batches(rows: Iterable[dict], size: int):
-    batch = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+        counts["inserted"] = store.insert(g, fresh(), conn=conn, batch_size=2000, statement=insert)
+    return counts
 
 
 JSON_COLUMNS = ("member_ids", "responsible_ids", "plan", "pairs")

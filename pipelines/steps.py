@@ -260,14 +260,14 @@ PLAN_CHUNK = 5000  # groups planned at once: bounds the plans held in memory on 
 
 
 def propose_step(db: str | None, run_id: str, folder: str, entity_types: list[str], settings_path: str) -> dict:
-    """Plan the merge of every group found (a dry run) and replace the pending proposals of these
-    entity types with the groups and their plans, in one transaction (crm.proposals.replace_pending:
-    the rows are staged as they are planned, and the swap takes no longer than copying them). Each
-    entity's plans also go to its plans.jsonl (one JSON object per line, in group_table order).
+    """Plan the merge of every group found (a dry run), then replace the pending proposals of these
+    entity types with the groups and their plans, in one transaction. Each entity's plans go to its
+    plans.jsonl (one JSON object per line, in group_table order) as they are made, and from there to
+    the database: the write transaction is open while the rows are written, not while they are planned.
 
     Chunks of groups are planned by ``match.workers`` forked helper processes while this process
-    writes and stages the chunks planned. Returns counts (removed, inserted, kept) and the seconds
-    until the last plan and those of the swap after it."""
+    writes the plans done and prepares the rest of each row. Returns counts (removed, inserted, kept)
+    and the seconds spent planning and storing."""
     settings = Settings.load(settings_path)
     start = time.perf_counter()
     entity_types = list(dict.fromkeys(entity_types))
@@ -277,21 +277,20 @@ def propose_step(db: str | None, run_id: str, folder: str, entity_types: list[st
                settings_path) for entity, gt in tables.items() for at in range(0, len(gt), PLAN_CHUNK)]
     workers = min(settings.match.processes, len(chunks))
     pool = _helper_pool(workers, "planning") if workers > 1 else None  # forked before this step opens a connection
-    planned_at: list[float] = []
     try:
         planned = iter(pool.map(_plan_chunk, chunks) if pool is not None else map(_plan_chunk, chunks))
-        store = Store(db, must_exist=True)
-        try:
-            counts = proposals.replace_pending(store, run_id, entity_types,
-                                               _proposal_rows(folder, tables, planned, planned_at))
-        finally:
-            store.dispose()
+        rows = {entity: _planned_rows(folder, entity, gt, planned) for entity, gt in tables.items()}
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    done = time.perf_counter()
-    counts.update(plan_seconds=round(planned_at[0] - start, 2), store_seconds=round(done - planned_at[0], 2))
-    log.info("planned and staged %d groups in %.1f s, swapped them in %.1f s", counts["inserted"] + counts["kept"],
+    planned_s = time.perf_counter() - start
+    store = Store(db, must_exist=True)
+    try:
+        counts = proposals.replace_pending(store, run_id, entity_types, _with_plans(folder, rows))
+    finally:
+        store.dispose()
+    counts.update(plan_seconds=round(planned_s, 2), store_seconds=round(time.perf_counter() - start - planned_s, 2))
+    log.info("planned %d groups in %.1f s, stored them in %.1f s", sum(map(len, rows.values())),
              counts["plan_seconds"], counts["store_seconds"])
     return counts
 
@@ -354,28 +353,43 @@ def _plan_prefix(group_id: str) -> str:
     return '{"group_id": ' + json.dumps(group_id, ensure_ascii=False) + ', "plan": '
 
 
-def _proposal_rows(folder: str, tables: dict[str, pd.DataFrame], planned, planned_at: list[float]):
-    """One row per group, as replace_pending takes them, as the plans come in from ``planned``, chunk
-    after chunk in group_table order (a million records make 120,000 groups: their plans are not all
-    held at once). Each chunk's plans also go to plans.jsonl. Notes the time of the last plan."""
-    for entity, gt in tables.items():
-        out = Path(folder) / entity
-        pairs = _pairs_per_group(gt, pd.read_parquet(out / "pairs.parquet"))
-        with open(out / "plans.jsonl", "w", encoding="utf-8") as fh:
-            for at in range(0, len(gt), PLAN_CHUNK):
-                plans, managers = next(planned)
-                part = gt.iloc[at:at + PLAN_CHUNK]
-                if len(plans) != len(part):
-                    raise RuntimeError(f"{len(plans)} plans came back for the {len(part)} {entity} groups "
-                                       f"from #{at} of {out / 'group_table.parquet'}")
-                fh.write("".join(_plan_prefix(g) + p + "}\n" for g, p in zip(part["group_id"], plans)))
-                for row, plan, resp in zip(part.itertuples(index=False), plans, managers):
-                    yield {"id": row.group_id, "entity_type": entity, "tier": row.tier or "possible",
-                           "score": float(row.score), "primary_id": int(row.primary_id),
-                           "member_ids": [int(m) for m in row.member_ids], "responsible_ids": resp,
-                           "primary_reason": row.reason, "criteria": row.criteria, "plan": plan,
-                           "pairs": pairs.get(row.group_id, "[]")}
-    planned_at.append(time.perf_counter())
+def _planned_rows(folder: str, entity: str, gt: pd.DataFrame, planned) -> list[dict]:
+    """The entity's proposal rows, as replace_pending takes them but without their plans: each chunk's
+    plans, taken from ``planned`` in group_table order, go to plans.jsonl (a million records make
+    120,000 groups: their plans are not all held at once)."""
+    out = Path(folder) / entity
+    pairs = _pairs_per_group(gt, pd.read_parquet(out / "pairs.parquet"))
+    rows = []
+    with open(out / "plans.jsonl", "w", encoding="utf-8") as fh:
+        for at in range(0, len(gt), PLAN_CHUNK):
+            plans, managers = next(planned)
+            part = gt.iloc[at:at + PLAN_CHUNK]
+            fh.write("".join(_plan_prefix(g) + p + "}\n" for g, p in zip(part["group_id"], plans)))
+            rows += [{"id": row.group_id, "entity_type": entity, "tier": row.tier or "possible",
+                      "score": float(row.score), "primary_id": int(row.primary_id),
+                      "member_ids": [int(m) for m in row.member_ids], "responsible_ids": resp,
+                      "primary_reason": row.reason, "criteria": row.criteria,
+                      "pairs": pairs.get(row.group_id, "[]")}
+                     for row, resp in zip(part.itertuples(index=False), managers)]
+    return rows
+
+
+def _with_plans(folder: str, rows: dict[str, list[dict]]):
+    """The rows with their plans, read back from each entity's plans.jsonl as they are inserted."""
+    for entity, entity_rows in rows.items():
+        texts = _plan_texts(Path(folder) / entity / "plans.jsonl", [r["id"] for r in entity_rows])
+        for row, text in zip(entity_rows, texts):
+            yield {**row, "plan": text}  # a new dict: the text goes once its batch is written
+
+
+def _plan_texts(path: Path, group_ids: list[str]):
+    """The plans of these groups as JSON text, in order, cut from plans.jsonl without parsing them."""
+    with open(path, encoding="utf-8") as fh:
+        for gid in group_ids:
+            line, prefix = fh.readline().rstrip("\n"), _plan_prefix(gid)
+            if not (line.startswith(prefix) and line.endswith("}")):
+                raise ValueError(f"{path} does not hold the plan of group {gid} where group_table.parquet puts it")
+            yield line[len(prefix):-1]
 
 
 def _pairs_per_group(gt: pd.DataFrame, pairs: pd.DataFrame) -> dict[str, str]:

@@ -274,38 +274,43 @@ def test_a_plan_that_is_not_json_is_refused_and_the_pending_proposals_stay(store
     assert kept == {"contact-1": {"x": 1}, "contact-3": {"y": 2}}
 
 
-def test_proposals_being_replaced_lock_no_one_out_until_the_swap(store):
-    """While the rows of a new run are still coming (the flow plans them as they go), a person can
-    approve a pending group and a merge can write: the pending proposals are swapped only at the end,
-    in one short transaction, and what was approved meanwhile is kept."""
-    proposals.start_run(store, "run-old", ["contact"], "/tmp")
-    proposals.start_run(store, "run-new", ["contact"], "/tmp")
+_MEANWHILE: dict = {}
 
-    def row(i: int) -> dict:
-        return {"id": f"contact-{i}", "entity_type": "contact", "tier": "certain", "score": 0.99, "primary_id": i,
-                "member_ids": [i, i + 1], "responsible_ids": [], "primary_reason": "oldest", "criteria": "phone",
-                "plan": {"x": i}, "pairs": []}
 
-    proposals.replace_pending(store, "run-old", ["contact"], [row(1), row(3)])
-    other = Store(store.url)
-    other.engine.dispose()
-
-    def slow_rows():
-        yield row(1)
-        # meanwhile, on another connection: an approval and a write to the CRM, each its own transaction
-        assert proposals.set_status(other, ["contact-3"], "approved", from_statuses=("pending",)) == 1
+def _plan_chunk_and_write_meanwhile(chunk):
+    """A chunk planned after an approval and a CRM write on another connection, each in its own
+    transaction (module level: the helper processes get it by name)."""
+    url, approved, plan_chunk = _MEANWHILE["write"]
+    other = Store(url)
+    try:
+        proposals.set_status(other, [approved], "approved")
         with other.engine.begin() as conn:
-            conn.execute(schema.users.insert().values(id=990, name="Meanwhile", email="meanwhile@example.com",
-                                                      role="manager"))
-        yield row(3)
-        yield row(5)
+            conn.execute(schema.users.update().where(schema.users.c.id == 1).values(department="Meanwhile"))
+    finally:
+        other.dispose()
+    return plan_chunk(chunk)
 
-    counts = proposals.replace_pending(store, "run-new", ["contact"], slow_rows())
-    other.dispose()
-    assert counts == {"removed": 1, "inserted": 2, "kept": 1}
-    groups = proposals.read_groups(store).set_index("id")
-    assert groups.loc["contact-3", "status"] == "approved" and groups.loc["contact-3", "run_id"] == "run-old"
-    assert set(groups[groups["status"] == "pending"].index) == {"contact-1", "contact-5"}
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_planning_the_proposals_locks_no_one_out(demo_store, tmp_path, monkeypatch, workers):
+    """While a run plans its merges (the longest step at scale), a person can approve a pending group
+    and the CRM can be written to: the pending proposals are swapped only once every group is planned,
+    in one transaction, and what was approved meanwhile is kept as it is."""
+    from pipelines import steps
+    from pipelines.flows import dedup_flow
+
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(yaml.safe_dump({"match": {"random_pairs": 100_000, "workers": workers},
+                                        "pipeline": {"runs_dir": str(tmp_path / "runs")}}))
+    dedup_flow(db=demo_store.url, entity_types=["contact"], settings_path=str(settings))
+    approved = proposals.read_groups(demo_store, status="pending")["id"].iloc[0]
+    monkeypatch.setitem(_MEANWHILE, "write", (demo_store.url, approved, steps._plan_chunk))
+    monkeypatch.setattr(steps, "_plan_chunk", _plan_chunk_and_write_meanwhile)
+    monkeypatch.setattr(steps, "PLAN_CHUNK", 7)
+    summary = dedup_flow(db=demo_store.url, entity_types=["contact"], settings_path=str(settings))
+    groups = proposals.read_groups(demo_store).set_index("id")
+    assert groups.loc[approved, "status"] == "approved"
+    assert (groups["status"] == "pending").sum() == summary["entities"]["contact"]["groups"] - 1
 
 
 def test_steps_with_helper_processes_find_what_one_process_finds(demo_store, tmp_path):
