@@ -191,8 +191,12 @@ left out.)
   e-mails and writes their run-folder copy; the quality report normalises phones and e-mails in a
   helper; the find reads the citation index in a helper while it normalises. Helpers are forked with
   the live objects frozen out of their cycle collections.
-- **100,000 contacts:** not re-measured this session (16.7 s full, 16.1 s incremental on the fourth
-  session's machine).
+- **100,000 contacts: 22.8 s full and 20.0 s incremental after 1% changed on SQLite, 22.6 s and
+  22.7 s on PostgreSQL** (16.7 s and 16.1 s on the fourth session's machine). The flow itself takes
+  12-13 s (SQLite: quality 2.1, find 3.5, propose 3.9, report 2.5); the other ~10 s are Python's start,
+  imports and Prefect's temporary server. The incremental run saves in the find (2.9 s against 3.5)
+  but plans every group again (3.7 s): a plan holds the rows and links as read now, so reusing the
+  last run's plan of an unchanged group would need its linked rows checked too.
 
 Tried and reverted: staging the rows in a temporary table while they are planned, then swapping
 them in (no lock at all while planning): at a million the staging slowed the planning to 39.9 s and
