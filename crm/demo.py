@@ -44,13 +44,11 @@ on the clock).
 from __future__ import annotations
 
 import bisect
-import gc
 import logging
 import random
 import re
 import string
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property, lru_cache
@@ -60,6 +58,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from crm import schema
+from crm.gcpause import collector_paused
 from crm.store import Store
 
 log = logging.getLogger(__name__)
@@ -1887,18 +1886,6 @@ def _duplicate_people(orig, r, rng, cols, comm_owner, comm_type, comm_kind, comm
 # Public: contacts alone
 
 
-@contextmanager
-def _no_gc():
-    """The generators allocate millions of small acyclic objects; the cycle collector only slows them down."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
 def generate_contacts_frames(n: int, seed: int = 42, duplicate_share: float = 0.15, *, managers: int = 6
                              ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Contacts like the demo's, without a database: (contacts, communications, truth).
@@ -1910,7 +1897,7 @@ def generate_contacts_frames(n: int, seed: int = 42, duplicate_share: float = 0.
     _check_sizes(contacts=n, managers=managers)
     _check_share(duplicate_share)
     _check_seed(seed)
-    with _no_gc():
+    with collector_paused():
         # as many employers per contact as in the demo (2,550 original companies for 10,000 contacts)
         employers = _company_basics(max(1, round(n * 0.255)), _rngs(seed, _PART_EMPLOYERS)[0])
         rng, r = _rngs(seed, _PART_CONTACTS)
@@ -2550,7 +2537,7 @@ def build_demo_frames(sizes: DemoSizes = DemoSizes(), seed: int = 42) -> dict[st
     """Every table of the demo CRM as a DataFrame with the table's columns, in insertion order."""
     _check_sizes(contacts=sizes.contacts, companies=sizes.companies, leads=sizes.leads, managers=sizes.managers)
     _check_seed(seed)
-    with _no_gc():
+    with collector_paused():
         return _build(sizes, int(seed))
 
 

@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import gc
 import json
 import logging
 import operator
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from decimal import Decimal
 from typing import Any
 
 from crm import schema
+from crm.gcpause import collector_paused
 from merge_rules.codec import decode, encode
 from merge_rules.normalise import comm_key, comm_keys
 from merge_rules.rules import MULTI, Candidate, RuleContext, RuleError, filled, get_rule
@@ -410,7 +409,9 @@ def plan_groups(store, entity_type: str, groups: Sequence[tuple[int, Sequence[in
                 overlap.setdefault(int(primary), []).append(
                     f"{entity_type} #{m} is also in the group of #{seen[m]}; a record merges into one primary")
             seen.setdefault(m, int(primary))
-    with _collector_paused():  # the snapshots come and go inside
+    # ~40 objects a group, all alive until the plans are written, and no cycles; the snapshots come
+    # and go inside (the collector's passes over them were a fifth of the CPU)
+    with collector_paused():
         plans = _build_plans(store, entity_type, groups, settings, choices)
     for plan in plans:
         plan.group_id = group_ids.get(plan.primary_id)
@@ -427,16 +428,3 @@ def _build_plans(store, entity_type: str, groups: Sequence[tuple[int, Sequence[i
     comms = [r for snap in snaps for r in snap.comms]
     keys = dict(zip((r["id"] for r in comms), comm_keys([r["type"] for r in comms], [r["value"] for r in comms])))
     return [build_plan(snap, settings, choices.get(snap.primary_id), comm_keys=keys) for snap in snaps]
-
-
-@contextmanager
-def _collector_paused():
-    """Planning a chunk allocates ~40 objects a group that all live until the plans are written, and no
-    cycles; the cycle collector's repeated passes over them (a fifth of the CPU) find nothing."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
