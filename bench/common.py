@@ -5,6 +5,15 @@ memory the forked process had before ``exec`` into that figure, so a parent hold
 would inflate every child's peak: the harness processes stay small and do all heavy work (data
 generation, evaluation) in children too. ``harness_rss_mb`` is recorded with each run so that a
 reader can check the floor.
+
+``peak_rss_mb`` is exact but per process: the largest peak of the child or of any helper it forked and
+waited for, never their sum. Work that runs helper processes beside the main one (the dedup flow's
+planning, normalising and reading helpers) is therefore under-reported by it. ``peak_tree_mb`` is the
+whole process tree's figure: every ~0.2 s while the child runs, the PSS (proportional set size: a
+copy-on-write page shared by N processes counts 1/N in each, so once in the sum) of every process in
+the child's session is summed, and the largest sum is kept. It is sampled: a peak shorter than the
+interval can be missed, so it can read lower than the true peak of the tree (and lower than
+``peak_rss_mb`` for a short spike). ``tree_samples`` says how many samples it rests on.
 """
 
 from __future__ import annotations
@@ -67,10 +76,62 @@ def self_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+PROC = Path("/proc")
+TREE_SAMPLE_S = 0.2  # reading smaps_rollup of a 3 GB process takes a few ms: not more often than this
+
+
+def _stat_session(stat: str) -> int:
+    """The session id from the text of /proc/<pid>/stat. The command name (field 2, in parentheses) may
+    itself hold spaces and parentheses, so the fields are counted from after its last ')'."""
+    fields = stat[stat.rindex(")") + 2:].split()
+    return int(fields[3])  # state, ppid, pgrp, session
+
+
+def _process_kb(proc_dir: Path) -> int | None:
+    """PSS of one process in kB (``Pss:`` of smaps_rollup); its VmRSS where smaps_rollup cannot be read
+    (an older kernel); None when neither can (the process has gone, or is a zombie)."""
+    for name, key in (("smaps_rollup", "Pss:"), ("status", "VmRSS:")):
+        try:
+            with open(proc_dir / name, encoding="ascii", errors="replace") as fh:
+                for line in fh:
+                    if line.startswith(key):
+                        return int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+    return None
+
+
+def session_memory_mb(session: int, proc: Path = PROC) -> float | None:
+    """The summed PSS (MB) of every process whose session id is ``session``; None without /proc.
+    Processes that end between the listing and the reading are skipped."""
+    try:
+        entries = [e for e in os.listdir(proc) if e.isdigit()]
+    except OSError:
+        return None
+    total_kb = 0
+    for entry in entries:
+        try:
+            if _stat_session((proc / entry / "stat").read_text(encoding="ascii", errors="replace")) != session:
+                continue
+        except (OSError, ValueError, IndexError):
+            continue
+        total_kb += _process_kb(proc / entry) or 0
+    return total_kb / 1024
+
+
 def run_child(args: list[str], timeout: float | None = None, env: dict | None = None, cwd: Path = ROOT) -> dict:
-    """Run ``args`` as a child process; return wall and CPU seconds, peak RSS (MB), exit code, timeout
-    flag and the tail of its output. A child still running after ``timeout`` seconds is killed (its process
-    group) and reported with ``timed_out: True``."""
+    """Run ``args`` as a child process; return wall and CPU seconds, peak memory, exit code, timeout flag
+    and the tail of its output. A child still running after ``timeout`` seconds is killed (its process
+    group) and reported with ``timed_out: True``.
+
+    Two memory figures (MB): ``peak_rss_mb`` (``ru_maxrss`` from ``os.wait4``) is exact but per
+    process, the largest single peak among the child and the helpers it reaped, never their sum;
+    ``peak_tree_mb`` is the largest summed PSS of the child's whole session (the child and every helper
+    it forked, shared copy-on-write pages counted once), sampled every ~0.2 s, so a peak shorter than
+    that can be missed. ``tree_samples`` is the number of samples taken; ``peak_tree_mb`` is None
+    where there is no /proc or no sample was taken. Where smaps_rollup cannot be read, VmRSS stands in
+    for PSS (it counts shared pages in every process). A process that starts a session of its own
+    (``setsid``) leaves the figure."""
     full_env = dict(os.environ)
     full_env.setdefault("PYTHONUNBUFFERED", "1")
     if env:
@@ -86,6 +147,10 @@ def run_child(args: list[str], timeout: float | None = None, env: dict | None = 
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
     reader.start()
     timed_out = False
+    # start_new_session: the child's session id is its pid, and the helpers it forks inherit it
+    tree_peak: float | None = None
+    tree_samples = 0
+    next_sample = start
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
@@ -95,6 +160,12 @@ def run_child(args: list[str], timeout: float | None = None, env: dict | None = 
             os.killpg(proc.pid, 9)
             pid, status, usage = os.wait4(proc.pid, 0)
             break
+        if time.perf_counter() >= next_sample:
+            tree = session_memory_mb(proc.pid)
+            if tree is not None:
+                tree_samples += 1
+                tree_peak = max(tree_peak or 0.0, tree)
+            next_sample = time.perf_counter() + TREE_SAMPLE_S
         time.sleep(0.05)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -103,6 +174,7 @@ def run_child(args: list[str], timeout: float | None = None, env: dict | None = 
     # CPU seconds (user + system, all threads) are the steadier figure on a shared machine
     return {"wall_s": round(wall, 3), "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
             "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+            "peak_tree_mb": None if tree_peak is None else round(tree_peak, 1), "tree_samples": tree_samples,
             "returncode": proc.returncode, "timed_out": timed_out, "harness_rss_mb": round(harness_rss, 1),
             "output_tail": output[-4000:]}
 

@@ -6,9 +6,11 @@ For each size, three child processes (so that the measured one holds only its ow
    communications, truth) in bench/work/find_scale_<n>_<seed>/;
 2. find (the measured process): read the two parquet files, ``RoleTable.from_crm``,
    ``scoring.find.find_duplicates`` with default settings, write groups.parquet. Its whole-process
-   wall time and peak RSS come from ``os.wait4``; it reports its own seconds and peak RSS after each
-   stage (``FindResult.timings``, ``ru_maxrss`` when the stage ends), its CPU seconds, and the peak
-   RSS of the helper processes that normalise phones and e-mails (``RUSAGE_CHILDREN``);
+   wall time and peak RSS come from ``os.wait4`` (exact, but per process), and ``peak_tree_mb`` is
+   the sampled peak of the summed PSS of it and its helpers running together (bench/common.py); it
+   reports its own seconds and peak RSS after each stage (``FindResult.timings``, ``ru_maxrss`` when
+   the stage ends), its CPU seconds, and the peak RSS of the helper processes that normalise phones
+   and e-mails (``RUSAGE_CHILDREN``);
 3. evaluate: pairwise precision, recall and F1 and B-cubed against the generator's truth, and the
    commonest truth notes among the false-positive pairs.
 
@@ -179,7 +181,7 @@ def bench_one(n: int, seed: int, timeout: float, reuse: bool) -> dict:
         return record
     found = _last_json(run["output_tail"])
     record.update({"process_wall_s": round(run["wall_s"], 2), "peak_rss_mb": run["peak_rss_mb"],
-                   "harness_rss_mb": run["harness_rss_mb"], **found})
+                   "peak_tree_mb": run["peak_tree_mb"], "harness_rss_mb": run["harness_rss_mb"], **found})
     t = found["timings"]
     record["nbc_s"] = round(sum(t.get(s, 0.0) for s in NBC), 2)
     record["nbc_peak_rss_mb"] = found["stage_memory"].get("compare", {}).get("peak_rss_mb")
@@ -201,11 +203,11 @@ def markdown(records: list[dict]) -> str:
     for r in sorted(records, key=lambda x: x.get("date", ""), reverse=True):
         t, q = r.get("timings", {}), r.get("quality", {})
         rows.append([r.get("date"), r.get("size"), r.get("find_s"), r.get("process_wall_s"), r.get("peak_rss_mb"),
-                     r.get("nbc_s"), r.get("nbc_peak_rss_mb")] + [t.get(s) for s in stages] + [
+                     r.get("peak_tree_mb"), r.get("nbc_s"), r.get("nbc_peak_rss_mb")] + [t.get(s) for s in stages] + [
                      r.get("cpu_s"), r.get("candidate_pairs"), q.get("precision"), q.get("recall"), q.get("f1"),
                      " / ".join(fmt(x) for x in r.get("machine", {}).get("load_average", []))])
-    header = ["date", "size", "find s", "process s", "peak MB", "n+b+c s", "n+b+c MB", *[f"{s} s" for s in stages],
-              "CPU s", "candidates", "precision", "recall", "F1", "load avg"]
+    header = ["date", "size", "find s", "process s", "peak MB", "tree MB", "n+b+c s", "n+b+c MB",
+              *[f"{s} s" for s in stages], "CPU s", "candidates", "precision", "recall", "F1", "load avg"]
     return ("Whole find of generated contacts, file to groups with primaries (`python -m bench.find_scale`). "
             f"Targets at 1,000,000: normalise + block + compare under {TARGETS['nbc_s']:g} s and "
             f"{TARGETS['nbc_mb']:g} MB; whole find under {TARGETS['find_s']:g} s and {TARGETS['find_mb']:g} MB. "
@@ -214,12 +216,14 @@ def markdown(records: list[dict]) -> str:
 
 
 MEMORY_NOTE = """\
-Peak MB is the measured process's own peak RSS. While it normalises, one forked helper process
-normalises phones and e-mails beside it (`helpers_peak_rss_mb` in the JSON, about 1.2 GB of RSS at a
-million contacts, most of it pages shared with the parent it was forked from). Its own memory was
-measured once on 2026-11-27 from `/proc/self/smaps_rollup` (Private_Clean + Private_Dirty) after each
-chunk it normalised: 327 MB at most, at a time when the main process held at most 2.0 GB; so the two
-processes together stayed under 2.5 GB during normalisation too.
+Peak MB is the measured process's own peak RSS (exact, per process). Tree MB is the peak of the summed
+PSS of that process and its helpers (shared copy-on-write pages counted once), sampled every 0.2 s, so
+a shorter spike can be missed; runs from before it was recorded show —. While it normalises, one
+forked helper process normalises phones and e-mails beside it (`helpers_peak_rss_mb` in the JSON,
+about 1.2 GB of RSS at a million contacts, most of it pages shared with the parent it was forked
+from). Its own memory was measured once on 2026-11-27 from `/proc/self/smaps_rollup` (Private_Clean +
+Private_Dirty) after each chunk it normalised: 327 MB at most, at a time when the main process held at
+most 2.0 GB; so the two processes together stayed under 2.5 GB during normalisation too.
 
 On 2026-11-27 (machine otherwise idle, three runs at 1,000,000 contacts) the find took 24.4 to 25.7 s
 (whole process 26.3 to 27.7 s) at a peak of 2.60 to 2.65 GB, and normalise + block + compare 15.4 to
@@ -254,10 +258,11 @@ def main(argv: list[str] | None = None) -> int:
         log.info("find_scale: %d contacts", n)
         record = bench_one(n, args.seed, args.timeout, args.reuse_data)
         t = record.get("timings", {})
-        log.info("%d contacts: find %.1f s (process %.1f s, CPU %s s + helpers %s s), peak %.0f MB; "
+        log.info("%d contacts: find %.1f s (process %.1f s, CPU %s s + helpers %s s), peak %.0f MB (tree %s MB); "
                  "normalise+block+compare %.1f s, peak %s MB; stages %s; P/R/F1 %s", n,
                  record.get("find_s", float("nan")), record.get("process_wall_s", float("nan")),
                  record.get("cpu_s"), record.get("helpers_cpu_s"), record.get("peak_rss_mb", float("nan")),
+                 record.get("peak_tree_mb"),
                  record.get("nbc_s", float("nan")), record.get("nbc_peak_rss_mb"),
                  {k: (v, record.get("stage_memory", {}).get(k, {}).get("cpu_s"),
                       record.get("stage_memory", {}).get(k, {}).get("peak_rss_mb")) for k, v in t.items()},

@@ -1,6 +1,10 @@
 """The whole dedup flow over contacts stored in the database, Prefect included, then an incremental
-run after 1% of the records changed. Whole-process wall time and peak RSS of each run, and the
-flow's own seconds per stage, appended to bench/results/flow_scale.json.
+run after 1% of the records changed. Whole-process wall time and memory of each run, and the flow's
+own seconds per stage, appended to bench/results/flow_scale.json. Memory is two figures (see
+bench/common.py): `peak_rss_mb`, the exact peak RSS of the largest single process, and `peak_tree_mb`,
+the sampled peak of the summed PSS of the flow process and the helpers it forks (planning,
+normalising, reading) while they run together. With a temporary Prefect server per run, that server (a
+uvicorn process started in the flow's session) is part of the tree; with `--prefect-server` it is not.
 
     python -m bench.flow_scale --sizes 10000,100000 --backends sqlite,postgresql
 """
@@ -138,14 +142,15 @@ def bench_one(backend: str, n: int, timeout: float, incremental: bool = True, se
         out_full, out_inc = Path(runs) / "full.json", Path(runs) / "incremental.json"
         full = run_child(python_child("bench.flow_scale", "child", url, str(settings), str(out_full)), timeout=timeout,
                          env=server)
-        record["full"] = {k: full[k] for k in ("wall_s", "peak_rss_mb", "returncode", "timed_out")}
+        record["full"] = {k: full[k] for k in ("wall_s", "peak_rss_mb", "peak_tree_mb", "returncode", "timed_out")}
         record["full"].update(_flow_times(_summary(out_full)))
         if not incremental:
             return record
         record["changed_records"] = change_one_percent(url)
         inc = run_child(python_child("bench.flow_scale", "child", url, str(settings), str(out_inc), "--incremental"),
                         timeout=timeout, env=server)
-        record["incremental"] = {k: inc[k] for k in ("wall_s", "peak_rss_mb", "returncode", "timed_out")}
+        record["incremental"] = {k: inc[k] for k in ("wall_s", "peak_rss_mb", "peak_tree_mb", "returncode",
+                                                     "timed_out")}
         record["incremental"].update(_flow_times(_summary(out_inc)))
         if full["returncode"] or inc["returncode"]:
             record["error_tail"] = (full["output_tail"] if full["returncode"] else inc["output_tail"])[-1500:]
@@ -236,12 +241,17 @@ def _one(backend: str, n: int, args, server: dict | None) -> None:
     record = bench_one(backend, n, args.timeout, incremental=not args.no_incremental, server=server)
     append_result("flow_scale", record)
     f = record["full"]
-    line = f"{backend:<10} {n:>9,} contacts ({record['prefect']}): full {f['wall_s']:.1f} s {f['peak_rss_mb']:.0f} MB"
+    line = f"{backend:<10} {n:>9,} contacts ({record['prefect']}): full {f['wall_s']:.1f} s {_memory(f)}"
     if "incremental" in record:
         i = record["incremental"]
-        line += (f"; incremental after {record['changed_records']:,} changes {i['wall_s']:.1f} s "
-                 f"{i['peak_rss_mb']:.0f} MB")
+        line += f"; incremental after {record['changed_records']:,} changes {i['wall_s']:.1f} s {_memory(i)}"
     print(line)
+
+
+def _memory(run: dict) -> str:
+    """Peak RSS of the largest process, then the sampled peak of the whole process tree."""
+    tree = run.get("peak_tree_mb")
+    return f"{run['peak_rss_mb']:.0f} MB (tree {'?' if tree is None else f'{tree:.0f}'} MB)"
 
 
 if __name__ == "__main__":

@@ -98,6 +98,20 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def _columns(rows: list[dict]) -> list[str]:
+    """Every key of the rows, in order; a key that older rows lack goes right after the key it follows in
+    the first row that has it (so a figure added later, e.g. full.peak_tree_mb, stands beside its
+    neighbour full.peak_rss_mb rather than at the far end of the table)."""
+    columns: list[str] = []
+    for row in rows:
+        previous = None
+        for key in row:
+            if key not in columns:
+                columns.insert(columns.index(previous) + 1 if previous is not None else len(columns), key)
+            previous = key
+    return columns
+
+
 def generic_markdown(records: list[dict]) -> str:
     """A table of every record: scalar fields (nested ones dotted), one row per item of an inner list
     of results; columns equal in every row are listed once above the table."""
@@ -113,7 +127,7 @@ def generic_markdown(records: list[dict]) -> str:
             rows.append(context)
     if not rows:
         return "No results yet."
-    columns = list(dict.fromkeys(k for row in rows for k in row))
+    columns = _columns(rows)
     constant = {c: rows[0].get(c) for c in columns if len(rows) > 1 and all(row.get(c) == rows[0].get(c) for row in rows)}
     shown = [c for c in columns if c not in constant]
     parts = []

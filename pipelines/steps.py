@@ -93,7 +93,7 @@ def _read_table(store: Store, entity: str, records_path: Path, values_path: Path
         values_written = None
     else:
         try:
-            written = pool.submit(_write_crm_values, store.url, entity, str(values_path))
+            written = _one_result(pool, _write_crm_values, store.url, entity, str(values_path))
             records = store.read_entities(entity)
             values_written = written.result()
         finally:
@@ -133,6 +133,8 @@ def quality_step(db: str | None, entity: str, folder: str, settings_path: str) -
     summary = quality_summary(report, entity)
     (out / "quality.txt").write_text(summary, encoding="utf-8")
     _stage(out, "quality", start)
+    del report
+    give_back_memory()
     return summary
 
 
@@ -158,7 +160,7 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
     pool = _helper_pool(1, "reading the citation index") if settings.match.processes > 1 else None
     try:
         if pool is not None:
-            info = pool.submit(_record_info, db, entity, settings.match.citation_weights).result
+            info = _one_result(pool, _record_info, db, entity, settings.match.citation_weights).result
         else:
             info = record_info(store, entity, settings.match.citation_weights)
         skips = load_skips(store, entity)
@@ -203,6 +205,8 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
         summary["based_on_run"] = last["id"]
     summary["peak_rss_mb"] = round(peak_rss_mb(), 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    del result
+    give_back_memory()
     return str(out)
 
 
@@ -316,6 +320,7 @@ def _helper_pool(workers: int, purpose: str):
     pool = None
     # the objects alive now are left out of the helpers' cycle collections (frozen while they fork):
     # a collection going over them would write to every page holding one, copying it into the helper
+    give_back_memory()
     gc.freeze()
     try:
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
@@ -330,6 +335,30 @@ def _helper_pool(workers: int, purpose: str):
         return None
     finally:
         gc.unfreeze()  # this process collects them as before
+
+
+def _one_result(pool, func, *args):
+    """``pool.submit(func, *args)`` on a pool kept for this one call, which stops as soon as the result
+    is in: a forked helper left waiting keeps the pages this process has changed since the fork (its
+    copy of them), ~1 GB at a million records by the end of the find."""
+    future = pool.submit(func, *args)
+    future.add_done_callback(lambda _: pool.shutdown(wait=False))
+    return future
+
+
+def give_back_memory() -> None:
+    """Return the memory freed by the step to the system: glibc keeps freed memory for reuse (~0.5 GB
+    after the find of a million records), which a helper forked next would share and, as this process
+    reuses it, keep a copy of; Arrow's pool keeps freed pages likewise."""
+    import ctypes
+    import ctypes.util
+
+    gc.collect()
+    release_arrow_memory()
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 def _plan_chunk(chunk: tuple) -> tuple[list[str], list[list[int]]]:

@@ -37,6 +37,80 @@ def test_run_child_reports_failure_and_timeout():
     assert slow["timed_out"] and slow["wall_s"] < 10
 
 
+def test_run_child_sums_the_memory_of_the_child_and_its_helpers_running_together():
+    # the child forks a helper first (so that neither shares the other's pages), then each touches
+    # 150 MB of its own and holds it for 1.5 s; each reports its own high-water mark
+    code = textwrap.dedent("""\
+        import os, time
+        pid = os.fork()
+        b = bytearray(150 * 2**20)
+        b[::4096] = b"x" * len(b[::4096])
+        time.sleep(1.5)
+        hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+        # one write each: the child runs unbuffered and print() would interleave the two lines
+        os.write(1, f"{'helper' if pid == 0 else 'parent'} {int(hwm.split()[1]) // 1024}\\n".encode())
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        """)
+    m = common.run_child([sys.executable, "-c", code])
+    assert m["returncode"] == 0, m["output_tail"]
+    own = dict(line.split() for line in m["output_tail"].split("\n") if line.strip())
+    assert set(own) == {"helper", "parent"} and all(150 <= int(mb) < 200 for mb in own.values())
+    # 1.5 s together, sampled every 0.2 s
+    assert m["tree_samples"] >= 5
+    # the tree figure sees both at once...
+    assert m["peak_tree_mb"] >= 280
+    # ...ru_maxrss sees one process at a time: the larger of the two, or the harness's own pages the
+    # child held before exec when the harness (a pytest worker) is larger
+    assert m["peak_rss_mb"] < max(200, m["harness_rss_mb"] + 20)
+
+
+def test_session_memory_sums_pss_of_the_session_and_falls_back_to_rss(tmp_path):
+    def process(pid: int, comm: str, session: int, files: dict[str, str]) -> None:
+        folder = tmp_path / str(pid)
+        folder.mkdir()
+        (folder / "stat").write_text(f"{pid} ({comm}) S 1 {session} {session} 0 -1 4194560 100 0 0 0\n")
+        for name, text in files.items():
+            (folder / name).write_text(text)
+
+    rollup = "55d0-7ffd ---p 00000000 00:00 0  [rollup]\nRss:  300000 kB\nPss:  {} kB\nPss_Anon:  1 kB\n"
+    # a command name holding spaces and parentheses; the session is read after its last ')'
+    process(40, "python (x) 7 7", 40, {"smaps_rollup": rollup.format(102400)})
+    # a helper: PSS, not its RSS that counts the pages shared with its parent
+    process(41, "helper", 40, {"smaps_rollup": rollup.format(51200), "status": "VmRSS:\t300000 kB\n"})
+    # no smaps_rollup (an older kernel): VmRSS
+    process(42, "old", 40, {"status": "Name:\told\nVmRSS:\t 25600 kB\n"})
+    # gone between listing and reading (or a zombie): skipped
+    process(43, "gone", 40, {"status": "Name:\tgone\nState:\tZ (zombie)\n"})
+    (tmp_path / "44").mkdir()
+    # another session, and /proc entries that are not processes
+    process(50, "other", 7, {"smaps_rollup": rollup.format(999999)})
+    (tmp_path / "self").mkdir()
+    (tmp_path / "meminfo").write_text("MemTotal: 1 kB\n")
+    assert common.session_memory_mb(40, proc=tmp_path) == (102400 + 51200 + 25600) / 1024
+    assert common.session_memory_mb(8, proc=tmp_path) == 0
+    assert common.session_memory_mb(40, proc=tmp_path / "missing") is None
+
+
+def test_docs_show_the_tree_figure_beside_peak_rss_and_a_dash_for_older_records(tmp_path):
+    from bench import find_scale
+
+    old = {"date": "2026-01-01", "backend": "sqlite", "full": {"wall_s": 10.0, "peak_rss_mb": 900.0}}
+    new = {"date": "2026-01-02", "backend": "sqlite", "full": {"wall_s": 9.0, "peak_rss_mb": 950.0,
+                                                               "peak_tree_mb": 1400.0}}
+    text = run_all.generic_markdown([old, new])
+    assert "| date | full.wall_s | full.peak_rss_mb | full.peak_tree_mb |" in text
+    assert "| 2026-01-01 | 10 | 900 | — |" in text and "| 2026-01-02 | 9 | 950 | 1,400 |" in text
+    rows = [{"date": "2026-01-01", "size": 1000, "peak_rss_mb": 900.0},
+            {"date": "2026-01-02", "size": 1000, "peak_rss_mb": 950.0, "peak_tree_mb": 1400.0}]
+    lines = find_scale.markdown(rows).splitlines()
+    header = next(line for line in lines if line.startswith("| date"))
+    assert "| peak MB | tree MB |" in header
+    assert any(line.startswith("| 2026-01-02 | 1,000 | — | — | 950 | 1,400 |") for line in lines)
+    assert any(line.startswith("| 2026-01-01 | 1,000 | — | — | 900 | — |") for line in lines)
+
+
 def test_append_result_keeps_older_records_and_rejects_a_broken_file(tmp_path):
     common.append_result("x", {"date": "1", "v": 1}, tmp_path)
     common.append_result("x", {"date": "2", "v": 2}, tmp_path)

@@ -355,3 +355,32 @@ def test_a_task_retries_on_database_trouble_only(tmp_path):
         with pytest.raises((StoreError, ValueError)):
             run(kind)
     assert calls == {"bug": 1, "database": 3}
+
+
+def _running(pid: int) -> bool:
+    """Whether a process is alive (a zombie, ended and waiting to be reaped, is not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_helper_for_one_result_stops_once_the_result_is_in():
+    """A forked helper kept waiting would hold a copy of every page this process changes meanwhile
+    (~1 GB at a million records by the end of the find): it ends as soon as its result arrives."""
+    import os
+    import time
+
+    from pipelines import steps
+
+    pool = steps._helper_pool(1, "a test")
+    assert pool is not None
+    try:
+        helper_pid = steps._one_result(pool, os.getpid).result(timeout=60)
+        assert helper_pid != os.getpid()
+        deadline = time.monotonic() + 30
+        while _running(helper_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _running(helper_pid), "the helper process still runs after its only result came back"
+    finally:
+        pool.shutdown()
