@@ -15,7 +15,7 @@ import logging
 import operator
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from dataclasses import fields as dataclass_fields
 from decimal import Decimal
 from typing import Any
@@ -50,7 +50,7 @@ class Conflict:
     candidates: list[tuple[int, Any]]
     value: Any
     source_id: int | None
-    resolved_by: str | None
+    resolved_by: str | None = None
 
     @property
     def resolved(self) -> bool:
@@ -146,14 +146,17 @@ class MergePlan:
         return "; ".join(parts)
 
     # -- JSON ---------------------------------------------------------------------------------
+    # Compact: the inner objects leave out the keys at their field's default (a field decision is
+    # mostly defaults), and ``records`` leaves out the columns that are None; from_dict puts both back.
+    # The plan's own keys are all written (readers of the stored JSON look at plan["conflicts"] etc.).
 
     def _shallow(self) -> dict[str, Any]:
         """The plan as dicts and lists over its own values (asdict's deep copies cost more than the plan)."""
         d = _fields_reader(type(self))(self)
         for name in ("communications", "links", "conflicts", "access_warnings"):
-            d[name] = [_fields_reader(type(x))(x) for x in d[name]]
-        d["fields"] = {k: _fields_reader(type(v))(v) for k, v in self.fields.items()}
-        d["records"] = {str(k): v for k, v in self.records.items()}
+            d[name] = [_compact_reader(type(x))(x) for x in d[name]]
+        d["fields"] = {k: _compact_reader(type(v))(v) for k, v in self.fields.items()}
+        d["records"] = {str(k): {c: v for c, v in row.items() if v is not None} for k, row in self.records.items()}
         return d
 
     def to_dict(self) -> dict[str, Any]:
@@ -167,16 +170,24 @@ class MergePlan:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "MergePlan":
+        """The plan of to_dict()/to_json(), or of the full form earlier versions stored (every key of
+        every inner object, every column of every row)."""
         d = decode(dict(data))
         plan = cls(entity_type=d["entity_type"], primary_id=d["primary_id"], duplicate_ids=list(d["duplicate_ids"]))
-        plan.fields = {k: FieldDecision(**{**v, "candidates": [tuple(c) for c in v["candidates"]]})
+        if plan.entity_type not in schema.ENTITY_TABLES:
+            raise ValueError(f"the merge plan of #{plan.primary_id} has entity_type {plan.entity_type!r}; "
+                             f"expected one of {', '.join(schema.ENTITY_TABLES)}")
+        # a key left out takes the field's default
+        plan.fields = {k: FieldDecision(**{**v, "candidates": [tuple(c) for c in v.get("candidates", ())]})
                        for k, v in d["fields"].items()}
         plan.communications = [CommDecision(**c) for c in d["communications"]]
         plan.links = [LinkMove(**m) for m in d["links"]]
         plan.conflicts = [Conflict(**{**c, "candidates": [tuple(x) for x in c["candidates"]]}) for c in d["conflicts"]]
         plan.access_warnings = [AccessWarning(**w) for w in d["access_warnings"]]
         plan.fingerprints = dict(d["fingerprints"])
-        plan.records = {int(k): v for k, v in d["records"].items()}
+        # the rows were read whole (SELECT of the entity table): a column left out was None
+        columns = _record_columns(plan.entity_type)
+        plan.records = {int(k): {**dict.fromkeys(columns), **v} for k, v in d["records"].items()}
         for name in ("delete_mode", "conflict_policy", "group_id", "problems", "planned_at"):
             setattr(plan, name, d.get(name))
         plan.problems = list(plan.problems or [])
@@ -188,11 +199,42 @@ def _fields_reader(cls) -> Callable[[Any], dict[str, Any]]:
     """A function giving a dataclass instance's fields as a new dict, in their order (the JSON's order).
     As vars(), without making every instance keep a dict of its own (as vars() does since Python 3.11):
     tens of thousands of objects a chunk that the cycle collector would then go over again and again."""
-    names = tuple(f.name for f in dataclass_fields(cls))
+    return _attrs_reader(tuple(f.name for f in dataclass_fields(cls)))
+
+
+@functools.cache
+def _compact_reader(cls) -> Callable[[Any], dict[str, Any]]:
+    """As _fields_reader, leaving out the fields whose value equals their default. (A dataclass's
+    fields with defaults come after those without, so the order stays that of the fields.)"""
+    fields = dataclass_fields(cls)
+    required = _attrs_reader(tuple(f.name for f in fields if f.default is MISSING and f.default_factory is MISSING))
+    optional = tuple((f.name, f.default if f.default_factory is MISSING else f.default_factory())
+                     for f in fields if f.default is not MISSING or f.default_factory is not MISSING)
+    if not optional:
+        return required
+
+    def read(obj: Any) -> dict[str, Any]:
+        d = required(obj)
+        for name, default in optional:
+            value = getattr(obj, name)
+            if value != default:
+                d[name] = value
+        return d
+    return read
+
+
+def _attrs_reader(names: tuple[str, ...]) -> Callable[[Any], dict[str, Any]]:
+    if not names:
+        return lambda obj: {}
     if len(names) == 1:  # attrgetter of one name gives the bare value, not a tuple
         return lambda obj: {names[0]: getattr(obj, names[0])}
     values = operator.attrgetter(*names)
     return lambda obj: dict(zip(names, values(obj)))
+
+
+@functools.cache
+def _record_columns(entity_type: str) -> tuple[str, ...]:
+    return tuple(c.name for c in schema.ENTITY_TABLES[entity_type].columns)
 
 
 def _tagged(value: Any) -> Any:

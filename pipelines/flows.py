@@ -100,7 +100,7 @@ def leads_task(db: str | None, folder: str, settings_path: str) -> str:
 
 @task(name="plan-and-store-proposals", **DB_RETRIES)
 def propose_task(db: str | None, run_id: str, folder: str, entity_types: list[str], settings_path: str) -> dict:
-    return steps.propose_step(db, run_id, folder, entity_types, settings_path)
+    return steps.propose_step(db, run_id, folder, entity_types, settings_path, report_beside=True)
 
 
 @task(name="auto-approve")
@@ -109,10 +109,8 @@ def auto_approve_task(db: str | None, run_id: str, settings_path: str) -> int:
 
 
 @task(name="html-report")
-def report_task(folder: str, db: str | None) -> str:
-    from scoring.report import write_html_report
-
-    return str(write_html_report(Path(folder), db_url=db))
+def report_task(folder: str, db: str | None, settings_path: str) -> str:
+    return steps.report_step(folder, db, settings_path)
 
 
 @flow(name="dedup", log_prints=True)
@@ -156,11 +154,11 @@ def dedup_flow(db: str | None = None, entity_types: list[str] | None = None,
         if settings.pipeline.match_leads_to_clients and "lead" in entity_types:
             logger.info("leads: matching against existing contacts and companies")
             timed("leads_vs_clients", leads_task, db, folder, saved)
-        logger.info("planning the merges and storing the proposals")
+        logger.info("planning the merges and storing the proposals (the report is written meanwhile)")
         counts = timed("propose", propose_task, db, run_id, folder, entity_types, saved)
         approved = timed("auto_approve", auto_approve_task, db, run_id, saved)
         summary = steps.run_summary(folder, entity_types)
-        summary["report"] = timed("report", report_task, folder, db)
+        summary["report"] = timed("report", report_task, folder, db, saved)  # what is left of it
         summary.update(run_id=run_id, proposals=counts, auto_approved=approved, flow_seconds=step_seconds,
                        seconds=round(time.perf_counter() - started, 2))
         (Path(folder) / "summary.json").write_text(json.dumps(summary, indent=1, default=str))

@@ -57,8 +57,11 @@ _KEPT: dict[str, RoleTable] = {}
 
 
 def forget_kept() -> None:
-    """Drop a table kept for a find that will not come (the run failed before it)."""
+    """Drop a table kept for a find that will not come, and stop the work started beside the steps
+    (the run failed before them)."""
     _KEPT.clear()
+    while _BESIDE:
+        _BESIDE.popitem()[1].cancel()
 
 
 def run_table(store: Store, entity: str, folder: str, keep: bool = False, workers: int = 1) -> RoleTable:
@@ -136,6 +139,29 @@ def quality_step(db: str | None, entity: str, folder: str, settings_path: str) -
     del report
     give_back_memory()
     return summary
+
+
+def start_report(folder: str, db: str | None, settings_path: str) -> None:
+    """Start writing the run's HTML report beside the next steps (it reads the run folder only, all of
+    which the find has written): in a forked helper process with ``match.workers`` > 1 (else
+    report_step writes it); report_step collects it."""
+    from scoring.report import write_html_report
+
+    previous = _BESIDE.pop(f"report:{Path(folder)}", None)  # started by a try that failed after it
+    if previous is not None:
+        previous.cancel()
+    if Settings.load(settings_path).match.processes > 1:
+        _BESIDE[f"report:{Path(folder)}"] = ForkedCall("writing the report", write_html_report, Path(folder),
+                                                       db_url=db)
+
+
+def report_step(folder: str, db: str | None, settings_path: str) -> str:
+    """The run's HTML report (folder/report.html): the one start_report started, collected, or written
+    here. Returns its path."""
+    from scoring.report import write_html_report
+
+    started = _BESIDE.pop(f"report:{Path(folder)}", None)
+    return str(started.result() if started is not None else write_html_report(Path(folder), db_url=db))
 
 
 def find_step(db: str | None, entity: str, folder: str, settings_path: str, incremental: bool = False,
@@ -263,15 +289,17 @@ def _incremental_inputs(table, last: dict, settings: Settings) -> dict:
 PLAN_CHUNK = 5000  # groups planned at once: bounds the plans held in memory on a large table
 
 
-def propose_step(db: str | None, run_id: str, folder: str, entity_types: list[str], settings_path: str) -> dict:
+def propose_step(db: str | None, run_id: str, folder: str, entity_types: list[str], settings_path: str,
+                 report_beside: bool = False) -> dict:
     """Plan the merge of every group found (a dry run), then replace the pending proposals of these
     entity types with the groups and their plans, in one transaction. Each entity's plans go to its
     plans.jsonl (one JSON object per line, in group_table order) as they are made, and from there to
     the database: the write transaction is open while the rows are written, not while they are planned.
 
     Chunks of groups are planned by ``match.workers`` forked helper processes while this process
-    writes the plans done and prepares the rest of each row. Returns counts (removed, inserted, kept)
-    and the seconds spent planning and storing."""
+    writes the plans done and prepares the rest of each row. ``report_beside``: start the HTML report
+    (start_report) once the plans are made, to be written while the proposals are stored, which keeps
+    one CPU busy. Returns counts (removed, inserted, kept) and the seconds spent planning and storing."""
     settings = Settings.load(settings_path)
     start = time.perf_counter()
     entity_types = list(dict.fromkeys(entity_types))
@@ -288,6 +316,8 @@ def propose_step(db: str | None, run_id: str, folder: str, entity_types: list[st
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     planned_s = time.perf_counter() - start
+    if report_beside:
+        start_report(folder, db, settings_path)
     store = Store(db, must_exist=True)
     try:
         counts = proposals.replace_pending(store, run_id, entity_types, _with_plans(folder, rows))
@@ -335,6 +365,81 @@ def _helper_pool(workers: int, purpose: str):
         return None
     finally:
         gc.unfreeze()  # this process collects them as before
+
+
+class ForkedCall:
+    """``func(*args, **kwargs)`` started in a forked child process, which begins with this process's
+    memory (a table read here goes to it without a copy) and ends with the call; result() waits for
+    its result (small: it comes back pickled) or raises its error. With ``fork`` False, or where a
+    process may have no children (a daemonic Dask worker), the call is made here and now. Used to run
+    one step beside another: two threads of this process would take turns at the GIL.
+
+    Start it from the flow's own thread, never from a thread running beside another: a process forked
+    while another thread of this one imports a module waits for that module's lock forever."""
+
+    def __init__(self, purpose: str, func, *args, fork: bool = True, **kwargs):
+        import multiprocessing
+
+        self.purpose = purpose
+        self._child = None
+        if not fork or multiprocessing.current_process().daemon:
+            try:
+                self._outcome = (True, func(*args, **kwargs))
+            except Exception as exc:  # noqa: BLE001 - raised by result(), where a child's error would be
+                self._outcome = (False, exc)
+            return
+        ctx = multiprocessing.get_context("fork")
+        self._receive, send = ctx.Pipe(duplex=False)
+        give_back_memory()
+        gc.freeze()  # left out of the child's cycle collections, so that they are not copied into it
+        try:
+            self._child = ctx.Process(target=_forked_call, args=(send, func, args, kwargs), name=purpose)
+            self._child.start()
+        finally:
+            gc.unfreeze()
+            send.close()  # the child holds the sending end; this one would keep recv() from seeing it go
+
+    def result(self):
+        if self._child is not None:
+            try:
+                self._outcome = self._receive.recv()
+            except EOFError:
+                self._child.join()
+                raise RuntimeError(f"the helper process {self.purpose} ended without a result "
+                                   f"(exit code {self._child.exitcode})") from None
+            finally:
+                self._receive.close()
+                self._child.join()
+                self._child = None
+        ok, value = self._outcome
+        if not ok:
+            raise value
+        return value
+
+    def cancel(self) -> None:
+        """Stop the child (the run failed: its result will not be collected)."""
+        if self._child is not None:
+            self._child.terminate()
+            self._child.join()
+            self._receive.close()
+            self._child = None
+
+
+# Work started beside the next steps of a run and collected by a later step, by kind and folder
+_BESIDE: dict[str, ForkedCall] = {}
+
+
+def _forked_call(send, func, args, kwargs) -> None:
+    """In the child of a ForkedCall: the call, and its result or error sent back."""
+    try:
+        result = (True, func(*args, **kwargs))
+    except BaseException as exc:  # noqa: BLE001 - every error goes back to the caller
+        result = (False, exc)
+    try:
+        send.send(result)
+    except Exception as exc:  # noqa: BLE001 - an error that cannot be pickled goes back as text
+        send.send((False, RuntimeError(f"{type(result[1]).__name__}: {result[1]} ({exc})")))
+    send.close()
 
 
 def _one_result(pool, func, *args):

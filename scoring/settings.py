@@ -34,7 +34,8 @@ class MatchSettings(BaseModel):
     neighbourhood_window: int = Field(4, ge=2, description="Sorted-neighbourhood window.")
     seed: int = 42
     workers: int = Field(0, ge=0, description="Processes that normalise the phones and e-mails of a large table "
-                         "and, in the dedup flow, read the database and build merge plans alongside (0: one per "
+                         "and, in the dedup flow, read the database, build merge plans and write the report alongside "
+                         "(0: one per "
                          "CPU, at most 4; 1: this process only). The results do not depend on it.")
     random_pairs: int = Field(300_000, ge=1000, description="Random pairs sampled to estimate u.")
     model: Literal["fellegi-sunter", "supervised"] = "fellegi-sunter"

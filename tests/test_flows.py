@@ -152,10 +152,11 @@ def test_database_gone_mid_run_fails_clearly_and_leaves_no_partial_proposals(tmp
     settings = _settings(tmp_path)
     real_propose = steps.propose_step
 
-    def vanish(db, run_id, folder, entity_types, settings_path):
+    def vanish(db, run_id, folder, entity_types, settings_path, **kwargs):
         # the database is gone by the time the plans are built (moving a live SQLite file would
         # corrupt it, so this step is pointed at where nothing is any more)
-        return real_propose(f"sqlite:///{tmp_path}/gone/crm.db", run_id, folder, entity_types, settings_path)
+        return real_propose(f"sqlite:///{tmp_path}/gone/crm.db", run_id, folder, entity_types, settings_path,
+                            **kwargs)
 
     monkeypatch.setattr(steps, "propose_step", vanish)
     with pytest.raises(Exception) as err:
@@ -384,3 +385,46 @@ def test_a_helper_for_one_result_stops_once_the_result_is_in():
         assert not _running(helper_pid), "the helper process still runs after its only result came back"
     finally:
         pool.shutdown()
+
+
+def test_the_report_is_written_while_the_proposals_are_stored(demo_store, tmp_path):
+    """propose_step(report_beside=True) starts the report once the plans are made (a helper process
+    writes it while the proposals are stored); report_step collects it: the same page as one written
+    by report_step alone."""
+    from pipelines import steps
+
+    folder = tmp_path / "run"
+    settings = _settings(tmp_path)
+    run_id, folder = steps.new_run(demo_store.url, ["contact"], str(tmp_path / "runs"))
+    steps.quality_step(demo_store.url, "contact", folder, settings)
+    steps.find_step(demo_store.url, "contact", folder, settings)
+    steps.propose_step(demo_store.url, run_id, folder, ["contact"], settings, report_beside=True)
+    assert f"report:{folder}" in steps._BESIDE
+    path = Path(steps.report_step(folder, demo_store.url, settings))
+    assert not steps._BESIDE and path == Path(folder) / "report.html"
+    beside = path.read_text(encoding="utf-8")
+    path.unlink()
+    assert Path(steps.report_step(folder, demo_store.url, settings)) == path  # written here this time
+    assert len(beside) > 10_000 and beside.count("<table") == path.read_text(encoding="utf-8").count("<table")
+
+
+def _exit_at_once() -> None:
+    import os
+
+    os._exit(3)
+
+
+def test_a_step_run_in_a_forked_process_gives_back_its_result_or_its_error():
+    """ForkedCall: the child starts with this process's memory (no copy of its arguments is made) and
+    hands back its result, its error as raised, or a clear error when it dies without one."""
+    import os
+
+    from pipelines import steps
+
+    big = list(range(1_000_000))
+    pid, total = steps.ForkedCall("a test", lambda xs: (os.getpid(), sum(xs)), big).result()
+    assert pid != os.getpid() and total == sum(big)
+    with pytest.raises(KeyError, match="no such field"):
+        steps.ForkedCall("a test", lambda: {}["no such field"]).result()
+    with pytest.raises(RuntimeError, match=r"the helper process dying on purpose ended without a result \(exit code 3\)"):
+        steps.ForkedCall("dying on purpose", _exit_at_once).result()

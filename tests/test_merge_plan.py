@@ -15,7 +15,8 @@ from hypothesis import given, settings as hsettings, strategies as st
 
 from crm import schema
 from merge_rules.codec import encode, fingerprint
-from merge_rules.plan import MergePlan, build_plan, plan_groups
+from merge_rules.plan import (AccessWarning, CommDecision, Conflict, FieldDecision, LinkMove, MergePlan,
+                              build_plan, plan_groups)
 from merge_rules.settings import MergeSettings
 from merge_rules.snapshot import read_snapshot
 from merge_rules.testing import SAMPLE_GROUPS, load_sample
@@ -266,13 +267,161 @@ def test_fingerprint_is_the_hash_of_the_sorted_pairs(row):
     assert fingerprint(dict(reversed(row.items()))) == fingerprint(row)
 
 
+def _compact(plan: MergePlan) -> dict:
+    """The stored form worked out the slow, obvious way: the full asdict(), then every key of an inner
+    object at its field's default and every None column of a row left out."""
+    def defaults(cls):
+        return {f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(cls)
+                if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+
+    def strip(obj) -> dict:
+        dflt = defaults(type(obj))
+        return {k: v for k, v in dataclasses.asdict(obj).items() if k not in dflt or v != dflt[k]}
+
+    full = dataclasses.asdict(plan)
+    full["fields"] = {k: strip(v) for k, v in plan.fields.items()}
+    for name in ("communications", "links", "conflicts", "access_warnings"):
+        full[name] = [strip(x) for x in getattr(plan, name)]
+    full["records"] = {k: {c: v for c, v in row.items() if v is not None} for k, row in full["records"].items()}
+    return encode(full)
+
+
 def test_plan_dict_and_json_hold_every_field_in_order(sample):
-    # to_dict/to_json read the dataclasses' fields without vars(): nothing may be left out or reordered
+    # to_dict/to_json read the dataclasses' fields without vars(): nothing may be left out but defaults
+    # and None columns, nothing reordered, and from_dict puts back what was left out
     for entity, groups in SAMPLE_GROUPS.items():
         for plan in plan_groups(sample, entity, groups, MergeSettings(conflict_policy="most_recent")):
-            full = encode(dataclasses.asdict(plan))
-            assert plan.to_dict() == full
-            assert plan.to_json() == json.dumps(full, ensure_ascii=False)
+            compact = _compact(plan)
+            assert plan.to_dict() == compact
+            assert plan.to_json() == json.dumps(compact, ensure_ascii=False)
+            assert list(plan.to_dict()) == [f.name for f in dataclasses.fields(MergePlan)]  # every top-level key
+            assert MergePlan.from_dict(json.loads(plan.to_json())) == plan
+
+
+# -- the stored form: compact, and the full form of earlier versions still read ---------------------
+
+def test_compact_plan_json_round_trips_every_kind_of_decision(sample):
+    # conflicts open and settled, a note, repeats and dropped values, contact-company links with their
+    # is_primary (True and False), an "update" link, an access warning, rows with None columns
+    settings = MergeSettings(fields={"contact": {"web": "keep_primary"}})
+    plan = plan_of(sample, "contact", (10, [10, 11, 12]), settings, choices={10: {"post": 11}},
+                   group_ids={10: "contact-10"})
+    plan.links.append(LinkMove("contact_companies", {"contact_id": 10, "company_id": 20}, "contact_id", 10, 10,
+                               "update", False))
+    assert [(c.field, c.resolved_by) for c in plan.conflicts] == [("post", "choice"), ("source", None)]
+    assert plan.fields["tax_id"].note and {c.action for c in plan.communications} == {"keep", "move", "repeat", "drop"}
+    assert {m.is_primary for m in plan.links} == {True, False, None} and plan.access_warnings
+    assert plan.records[10]["birthdate"] is None and plan.records[11]["middle_name"] is None
+
+    text = plan.to_json()
+    assert text == json.dumps(plan.to_dict(), ensure_ascii=False)
+    back = MergePlan.from_dict(json.loads(text))
+    assert back == plan
+    assert back.records[10]["birthdate"] is None and list(back.records[10]) == list(plan.records[10])
+    assert MergePlan.from_dict(plan.to_dict()) == plan
+    assert back.summary() == plan.summary() and back.changes() == plan.changes()
+
+    # what was left out, and what was not
+    data = json.loads(text)
+    assert data["fields"]["address"] == {"value": "Москва, ул. Ленина, 1", "source_id": 10, "rule": "fill_empty"}
+    assert data["fields"]["post"]["resolved_by"] == "choice" and data["fields"]["post"]["conflict"] is True
+    assert "resolved_by" not in data["conflicts"][1] and "note" in data["fields"]["tax_id"]
+    assert [c.get("repeat_of") for c in data["communications"]] == [c.repeat_of for c in plan.communications]
+    assert sum("repeat_of" in c for c in data["communications"]) == 2
+    cc = [m for m in data["links"] if m["table"] == "contact_companies"]
+    assert [(m.get("action"), m["is_primary"]) for m in cc] == [("merge", True), (None, False), (None, False),
+                                                                 ("update", False)]
+    assert all("is_primary" not in m and "action" not in m for m in data["links"] if m["table"] != "contact_companies")
+    assert "birthdate" not in data["records"]["10"] and "middle_name" not in data["records"]["11"]
+    assert all("deleted_at" not in row for row in data["records"].values())
+    assert data["records"]["11"]["birthdate"] == {"$d": "1980-05-17"}
+    assert set(data) == {f.name for f in dataclasses.fields(MergePlan)}
+    assert data["access_warnings"][0]["record_ids"] == [11]
+
+
+# A plan as earlier versions stored it in dedup_groups.plan: every key of every object, every column
+OLD_FULL_PLAN = """{"entity_type": "contact", "primary_id": 13, "duplicate_ids": [14], "fields": {
+ "first_name": {"value": "Jonathan", "source_id": 13, "rule": "fill_empty", "conflict": true,
+   "candidates": [[13, "Jonathan"], [14, "Jon"]], "resolved_by": "policy:keep_primary", "note": ""},
+ "post": {"value": "CTO", "source_id": 14, "rule": "fill_empty", "conflict": false, "candidates": [],
+   "resolved_by": null, "note": ""},
+ "tax_id": {"value": null, "source_id": 13, "rule": "prefer_valid", "conflict": false, "candidates": [],
+   "resolved_by": null, "note": "no valid value"},
+ "created_at": {"value": {"$dt": "2021-03-01T10:00:00"}, "source_id": 14, "rule": "min", "conflict": false,
+   "candidates": [], "resolved_by": null, "note": ""}},
+ "communications": [
+  {"id": 8, "entity_id": 13, "type": "email", "kind": "work", "value": "jon@acme.com", "key": "email:jon@acme.com",
+   "action": "keep", "repeat_of": null},
+  {"id": 9, "entity_id": 14, "type": "email", "kind": "work", "value": "JON@acme.com", "key": "email:jon@acme.com",
+   "action": "repeat", "repeat_of": 8}],
+ "links": [
+  {"table": "deals", "key": {"id": 103}, "column": "contact_id", "from_id": 14, "to_id": 13, "action": "move",
+   "is_primary": null},
+  {"table": "contact_companies", "key": {"contact_id": 14, "company_id": 23}, "column": "contact_id",
+   "from_id": 14, "to_id": 13, "action": "move", "is_primary": false}],
+ "conflicts": [{"field": "first_name", "candidates": [[13, "Jonathan"], [14, "Jon"]], "value": "Jonathan",
+   "source_id": 13, "resolved_by": "policy:keep_primary"}],
+ "access_warnings": [{"user_id": 5, "name": "Jane Roe", "record_ids": [14],
+   "message": "Jane Roe (#5) is responsible for contact #14 but not for the merged #13"}],
+ "fingerprints": {"contacts:13": "0123456789abcdef0123", "contacts:14": "fedcba98765432100123"},
+ "records": {
+  "13": {"id": 13, "last_name": "Smith", "first_name": "Jonathan", "middle_name": null, "birthdate": null,
+    "post": null, "address": null, "comments": null, "source": "web", "tax_id": null, "responsible_id": 4,
+    "created_at": {"$dt": "2022-01-01T09:00:00"}, "modified_at": {"$dt": "2024-02-01T12:30:00.250000"},
+    "deleted_at": null},
+  "14": {"id": 14, "last_name": "Smith", "first_name": "Jon", "middle_name": "Paul", "birthdate": {"$d": "1979-12-31"},
+    "post": "CTO", "address": null, "comments": null, "source": null, "tax_id": null, "responsible_id": 5,
+    "created_at": {"$dt": "2021-03-01T10:00:00"}, "modified_at": {"$dt": "2023-06-01T08:00:00"},
+    "deleted_at": null}},
+ "delete_mode": "soft", "conflict_policy": "keep_primary", "group_id": "contact-13", "problems": [],
+ "planned_at": {"$dt": "2024-05-01T10:00:00.123456"}}"""
+
+
+def test_a_plan_stored_in_the_old_full_form_is_read_as_the_same_plan():
+    row = {"id": None, "last_name": None, "first_name": None, "middle_name": None, "birthdate": None, "post": None,
+           "address": None, "comments": None, "source": None, "tax_id": None, "responsible_id": None,
+           "created_at": None, "modified_at": None, "deleted_at": None}
+    expected = MergePlan(
+        "contact", 13, [14],
+        fields={"first_name": FieldDecision("Jonathan", 13, "fill_empty", True, [(13, "Jonathan"), (14, "Jon")],
+                                            "policy:keep_primary"),
+                "post": FieldDecision("CTO", 14, "fill_empty"),
+                "tax_id": FieldDecision(None, 13, "prefer_valid", note="no valid value"),
+                "created_at": FieldDecision(D(2021, 3, 1, 10), 14, "min")},
+        communications=[CommDecision(8, 13, "email", "work", "jon@acme.com", "email:jon@acme.com", "keep"),
+                        CommDecision(9, 14, "email", "work", "JON@acme.com", "email:jon@acme.com", "repeat", 8)],
+        links=[LinkMove("deals", {"id": 103}, "contact_id", 14, 13),
+               LinkMove("contact_companies", {"contact_id": 14, "company_id": 23}, "contact_id", 14, 13,
+                        is_primary=False)],
+        conflicts=[Conflict("first_name", [(13, "Jonathan"), (14, "Jon")], "Jonathan", 13, "policy:keep_primary")],
+        access_warnings=[AccessWarning(5, "Jane Roe", [14],
+                                       "Jane Roe (#5) is responsible for contact #14 but not for the merged #13")],
+        fingerprints={"contacts:13": "0123456789abcdef0123", "contacts:14": "fedcba98765432100123"},
+        records={13: {**row, "id": 13, "last_name": "Smith", "first_name": "Jonathan", "source": "web",
+                      "responsible_id": 4, "created_at": D(2022, 1, 1, 9),
+                      "modified_at": D(2024, 2, 1, 12, 30, 0, 250000)},
+                 14: {**row, "id": 14, "last_name": "Smith", "first_name": "Jon", "middle_name": "Paul",
+                      "birthdate": dt.date(1979, 12, 31), "post": "CTO", "responsible_id": 5,
+                      "created_at": D(2021, 3, 1, 10), "modified_at": D(2023, 6, 1, 8)}},
+        conflict_policy="keep_primary", group_id="contact-13", planned_at=D(2024, 5, 1, 10, 0, 0, 123456))
+    old = json.loads(OLD_FULL_PLAN)
+    assert MergePlan.from_dict(old) == expected
+    # the same plan stored now: compact, and read back the same
+    assert MergePlan.from_dict(json.loads(expected.to_json())) == expected
+    assert len(expected.to_json()) < 0.85 * len(json.dumps(old, ensure_ascii=False))
+    # stored old and read, it is stored again in the new form
+    assert MergePlan.from_dict(old).to_json() == expected.to_json()
+    with pytest.raises(ValueError, match="the merge plan of #13 has entity_type 'deal'"):
+        MergePlan.from_dict({**old, "entity_type": "deal"})
+
+
+def test_compact_plan_json_is_clearly_smaller(sample):
+    for entity, groups in SAMPLE_GROUPS.items():
+        for plan in plan_groups(sample, entity, groups, MergeSettings()):
+            full = json.dumps(encode(dataclasses.asdict(plan)), ensure_ascii=False)  # as earlier versions stored it
+            assert len(plan.to_json()) < 0.85 * len(full), (entity, plan.primary_id)
+            assert MergePlan.from_dict(json.loads(full)) == plan
 
 
 def test_planning_leaves_the_cycle_collector_as_it_was(sample):
