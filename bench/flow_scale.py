@@ -54,9 +54,7 @@ def change_one_percent(url: str) -> int:
     c = schema.contacts
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(seconds=2)
     with store.engine.begin() as conn:
-        n = conn.execute(sa.select(sa.func.count()).select_from(c)).scalar_one()
-        step = 100
-        changed = conn.execute(c.update().where(c.c.id % step == 7).values(
+        changed = conn.execute(c.update().where(c.c.id % 100 == 7).values(
             first_name=sa.func.upper(c.c.first_name), modified_at=now)).rowcount
     store.dispose()
     return changed
@@ -171,49 +169,46 @@ def markdown(records: list[dict]) -> str:
 
 
 ANALYSIS = """\
-Where the time goes (2026-12-06, fifth session, SQLite; this session's machine is an Intel Xeon with
-2 vCPUs, slower than the fourth session's AMD EPYC: the same code took 132.7 s here against 94.8-103.8
-s there, so the two sessions' figures are not comparable one to one. `flow_steps` are the flow's own
-seconds per task, `stages` the find's and the steps' own timings. Runs on this machine vary by ~10%
-from one to the next with nothing else running; a run taken while a helper ran tests (129.8 s) is
-left out.)
+Where the time goes (2026-12-06, sixth session, SQLite, an AMD EPYC with 2 vCPUs: faster than the
+fifth session's Xeon, so figures of different sessions do not compare one to one. `flow_steps` are
+the flow's own seconds per task, `stages` the find's and the steps' own timings. `peak_tree_mb` is
+new this session: the summed PSS of the flow process and every helper it forked (and Prefect's
+temporary server, ~190 MB), sampled every 0.2 s; `peak_rss_mb` is the largest single process only.)
 
-- **1,000,000 contacts: 106.8 s / 2.76 GB with a temporary Prefect server per run, 107.1 s / 2.81 GB
-  against a running Prefect server (`--prefect-server`, as scheduled deployments run), from 132.7 s /
-  2.86 GB at the start of the session on the same machine (target 45 s and 3 GB: time not met, memory
-  met).** Per task in the 106.8 s run: quality 18.2 s, find 29.8 s (normalise 11.4, write 6.7,
-  compare 3.4, primary 2.4, explain 1.8, block 1.6), propose 40.0 s (planning 27.6 s, then storing
-  12.3 s), report 7.2 s; about 11 s of Python start, imports and Prefect's temporary server outside
-  the tasks (4 s with a running server). In the running-server run the planning took 36 s, the rest
-  about the same: that is the machine's variance, not the server.
-- **What changed this session.** Plans and proposals are one task (`plan-and-store-proposals`):
-  forked helpers plan chunk after chunk while the flow process writes plans.jsonl and prepares each
-  row (pairs, managers from the plan's own read, no read of every record's manager); the write
-  transaction opens only once everything is planned (12 s at a million, the old store step held it
-  14-20 s), so the review page and the CRM are not locked out while plans are built. Planning costs
-  ~25% less CPU (cycle collector paused per chunk, no per-object dicts, cheaper fingerprints and
-  JSON; byte-identical output). The database read is shared with a helper that reads the phones and
-  e-mails and writes their run-folder copy; the quality report normalises phones and e-mails in a
-  helper; the find reads the citation index in a helper while it normalises. Helpers are forked with
-  the live objects frozen out of their cycle collections.
-- **100,000 contacts: 22.8 s full and 20.0 s incremental after 1% changed on SQLite, 22.6 s and
-  22.7 s on PostgreSQL** (16.7 s and 16.1 s on the fourth session's machine). The flow itself takes
-  12-13 s (SQLite: quality 2.1, find 3.5, propose 3.9, report 2.5); the other ~10 s are Python's start,
-  imports and Prefect's temporary server. The incremental run saves in the find (2.9 s against 3.5)
-  but plans every group again (3.7 s): a plan holds the rows and links as read now, so reusing the
-  last run's plan of an unchanged group would need its linked rows checked too.
+- **Memory was under-reported until now.** The flow forks helpers (reading, normalising, the
+  citation index, planning), and `peak_rss_mb` sees only the largest process. Sampled over the whole
+  tree (the flow's steps run on their own, without Prefect), the flow at a million contacts held
+  about 3.7 GB at the start of this session, not the 2.8 GB its main process showed: the citation-index helper stayed alive, idle, until the end of the
+  find, holding ~1 GB of pages that the flow process had changed since the fork. It now stops as
+  soon as its result is in, and steps give freed memory back (malloc_trim) before forking and after
+  the quality check and the find: 84.0 s, tree 2,967 MB.
+- **1,000,000 contacts now: 78.0 s, tree 3,006 MB (main process 2,866 MB), with a temporary Prefect
+  server; from 86.3 s at the start of the session on this machine (target 45 s and 3 GB: time not
+  met, memory at the limit: the tree's peak is the find's, plus the temporary server).** Per task:
+  quality 15.3 s, find 20.9 s (normalise 8.0, write 4.3, compare 2.1, primary 1.9, explain 1.2),
+  propose 32.8 s (planning 23.4, storing 9.2; the HTML report is written in a forked helper during
+  the storing, where one CPU was idle, so the report task only collects it), ~8 s outside the tasks.
+  Plans are stored compact (defaults and empty columns left out, 22% smaller).
+- **Tried and dropped: the quality check beside the find** (in a forked helper that got the table by
+  the fork): 75.9 s, but the tree held 3.8 GB, because the helper kept copies of every page of the
+  table that the find touched (reference counts are writes). The 10:38 record is that run. A first
+  version forked from one of Prefect's threads and deadlocked a child on an import lock held by the
+  flow's thread at the fork; helpers are now forked from the flow's own thread only.
+- **Planning is slower inside the flow than alone** (23.4 s against 18.7 s for the same groups run
+  on their own, storing 9.2 against 8.3): the flow process is ~1.1 GB when it forks the planners
+  (modules, caches, freed memory it cannot give back) and pays copy-on-write faults for every page it
+  writes afterwards. A leaner flow process at that point is the next thing to look at.
+- **100,000 contacts (fifth session, Xeon): 22.8 s full and 20.0 s incremental after 1% changed on
+  SQLite, 22.6 s and 22.7 s on PostgreSQL.** The flow itself takes 12-13 s; the rest is Python's
+  start, imports and Prefect's temporary server. The incremental run plans every group again.
 
-Tried and reverted: staging the rows in a temporary table while they are planned, then swapping
-them in (no lock at all while planning): at a million the staging slowed the planning to 39.9 s and
-the swap (delete the old pending rows, copy 557 MB across) took 19.7 s, 60 s in all against 40 s.
-
-The plan, in order of gain: (1) storing the proposals, 12 s with one CPU idle, most of it SQLite
-writing 557 MB of plan JSON: a smaller plan (2) helps here too; (2) planning, ~39 CPU seconds for 122,600
-groups: a plan is ~4.5 KB of JSON, a third of it the rows as read (`records`), which apply uses only
-to describe a stale plan; (3) the single-threaded middle of the find (block, compare, train, primary,
-explain: ~10 s with one CPU idle) and its write (6.7 s, most of it the normalised records kept for the
-next incremental run); (4) phones and e-mails are still normalised twice, by the quality report and by
-the find (~7 CPU seconds); (5) the HTML report (7 s, single-threaded, charts ~2 s)."""
+The plan, in order of gain: (1) planning, ~28 CPU seconds for 122,600 groups, and the flow process's
+size when it forks the planners; (2) the quality check and the find normalise phones and e-mails
+twice (~7 CPU seconds), and the quality check's single-threaded part (~5 s) could run beside the
+find only if it did not hold a copy of the table (e.g. text columns held in Arrow, not as Python
+strings); (3) the find's single-threaded middle (block, compare, train, primary, explain: ~8 s with
+one CPU idle) and its write (4.3 s); (4) ~8 s of Python start, imports and Prefect's temporary
+server (~2 s with a running server)."""
 
 
 def main(argv: list[str] | None = None) -> None:
