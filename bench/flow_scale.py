@@ -182,13 +182,15 @@ temporary server, ~190 MB), sampled every 0.2 s; `peak_rss_mb` is the largest si
   find, holding ~1 GB of pages that the flow process had changed since the fork. It now stops as
   soon as its result is in, and steps give freed memory back (malloc_trim) before forking and after
   the quality check and the find: 84.0 s, tree 2,967 MB.
-- **1,000,000 contacts now: 78.0 s, tree 3,006 MB (main process 2,866 MB), with a temporary Prefect
+- **1,000,000 contacts now: 74.5 s, tree 2,936 MB (main process 2,798 MB), with a temporary Prefect
   server; from 86.3 s at the start of the session on this machine (target 45 s and 3 GB: time not
-  met, memory at the limit: the tree's peak is the find's, plus the temporary server).** Per task:
-  quality 15.3 s, find 20.9 s (normalise 8.0, write 4.3, compare 2.1, primary 1.9, explain 1.2),
-  propose 32.8 s (planning 23.4, storing 9.2; the HTML report is written in a forked helper during
-  the storing, where one CPU was idle, so the report task only collects it), ~8 s outside the tasks.
-  Plans are stored compact (defaults and empty columns left out, 22% smaller).
+  met, memory met, just: the tree's peak is the find's, plus the temporary server).** Per task:
+  quality 14.6 s, find 21.3 s (normalise 8.3, write 4.6, compare 2.1, primary 1.8, explain 1.1),
+  propose 31.0 s (the HTML report is written in a forked helper while the proposals are stored,
+  where one CPU was idle, so the report task only collects it), ~7 s outside the tasks. Plans are
+  stored compact (defaults and empty columns left out, 22% smaller). The name caches are emptied once
+  the names are normalised: they kept ~0.5 GB in the flow process to the end of the run (78.0 s and
+  3,006 MB before that).
 - **Tried and dropped: the quality check beside the find** (in a forked helper that got the table by
   the fork): 75.9 s, but the tree held 3.8 GB, because the helper kept copies of every page of the
   table that the find touched (reference counts are writes). The 10:38 record is that run. A first

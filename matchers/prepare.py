@@ -20,7 +20,7 @@ import pandas as pd
 from matchers.companies import normalize_companies
 from matchers.emails import normalize_emails
 from matchers.identifiers import FREE_MAIL_DOMAINS, normalize_birthdates, parse_inn, registered_domain
-from matchers.names import clean_text, normalize_persons
+from matchers.names import clean_text, forget_cached_names, normalize_persons
 from matchers.phones import normalize_phones
 from matchers.parquet import write_parquet
 from matchers.table import RoleTable
@@ -204,6 +204,8 @@ def prepare(table: RoleTable, region: str = "RU", provider_rules: bool = True,
     except BaseException:
         tasks.close()  # no helper process left running after an error here
         raise
+    finally:
+        forget_cached_names()  # the names are done: what the caches hold would stay to the end of the find
 
     phone_norm, email_norm = tasks.results()
     phones = phones.kept(phone_norm, phone_norm["e164"].notna() & ~phone_norm["placeholder"], "e164",
