@@ -200,9 +200,10 @@ temporary server, ~190 MB), sampled every 0.2 s; `peak_rss_mb` is the largest si
   on their own, storing 9.2 against 8.3): the flow process is ~1.1 GB when it forks the planners
   (modules, caches, freed memory it cannot give back) and pays copy-on-write faults for every page it
   writes afterwards. A leaner flow process at that point is the next thing to look at.
-- **100,000 contacts (fifth session, Xeon): 22.8 s full and 20.0 s incremental after 1% changed on
-  SQLite, 22.6 s and 22.7 s on PostgreSQL.** The flow itself takes 12-13 s; the rest is Python's
-  start, imports and Prefect's temporary server. The incremental run plans every group again.
+- **100,000 contacts: 16.3 s full and 16.2 s incremental after 1% changed on SQLite, 18.6 s and
+  17.6 s on PostgreSQL; the process trees 1.1-1.2 GB** (fifth session, on its Xeon: 22.8/20.0 and
+  22.6/22.7 s). About 7 s of each is Python's start, imports and Prefect's temporary server. The
+  incremental run saves in the find but plans every group again.
 
 The plan, in order of gain: (1) planning, ~28 CPU seconds for 122,600 groups, and the flow process's
 size when it forks the planners; (2) the quality check and the find normalise phones and e-mails
