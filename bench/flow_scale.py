@@ -184,7 +184,10 @@ temporary server, ~190 MB), sampled every 0.2 s; `peak_rss_mb` is the largest si
   the quality check and the find: 84.0 s, tree 2,967 MB.
 - **1,000,000 contacts now: 74.5 s, tree 2,936 MB (main process 2,798 MB), with a temporary Prefect
   server; from 86.3 s at the start of the session on this machine (target 45 s and 3 GB: time not
-  met, memory met, just: the tree's peak is the find's, plus the temporary server).** Per task:
+  met; memory at the limit).** Runs of the same code vary: 74.5 s / 2,936 MB and 82.2 s / 3,020 MB
+  in this file, and 76.7 s / 2,883 MB and 78.3 s / 3,025 MB for a first and a second run on one
+  freshly generated database (no first-run penalty); the tree's peak is the find's, plus the
+  temporary server's ~190 MB. Per task in the 74.5 s run:
   quality 14.6 s, find 21.3 s (normalise 8.3, write 4.6, compare 2.1, primary 1.8, explain 1.1),
   propose 31.0 s (the HTML report is written in a forked helper while the proposals are stored,
   where one CPU was idle, so the report task only collects it), ~7 s outside the tasks. Plans are
