@@ -109,8 +109,8 @@ def auto_approve_task(db: str | None, run_id: str, settings_path: str) -> int:
 
 
 @task(name="html-report")
-def report_task(folder: str, db: str | None, settings_path: str) -> str:
-    return steps.report_step(folder, db, settings_path)
+def report_task(folder: str, db: str | None) -> str:
+    return steps.report_step(folder, db)
 
 
 @flow(name="dedup", log_prints=True)
@@ -154,11 +154,11 @@ def dedup_flow(db: str | None = None, entity_types: list[str] | None = None,
         if settings.pipeline.match_leads_to_clients and "lead" in entity_types:
             logger.info("leads: matching against existing contacts and companies")
             timed("leads_vs_clients", leads_task, db, folder, saved)
-        logger.info("planning the merges and storing the proposals (the report is written meanwhile)")
+        logger.info("planning the merges and storing the proposals")
         counts = timed("propose", propose_task, db, run_id, folder, entity_types, saved)
         approved = timed("auto_approve", auto_approve_task, db, run_id, saved)
         summary = steps.run_summary(folder, entity_types)
-        summary["report"] = timed("report", report_task, folder, db, saved)  # what is left of it
+        summary["report"] = timed("report", report_task, folder, db)  # what is left of it, once started beside
         summary.update(run_id=run_id, proposals=counts, auto_approved=approved, flow_seconds=step_seconds,
                        seconds=round(time.perf_counter() - started, 2))
         (Path(folder) / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
@@ -166,9 +166,10 @@ def dedup_flow(db: str | None = None, entity_types: list[str] | None = None,
         _finish(db, run_id, "completed", summary)
         logger.info("dedup run %s done in %.1f s: %s", run_id, summary["seconds"], folder)
         return summary
-    except Exception as exc:
+    except BaseException as exc:  # a cancelled run (not an Exception) also stops what it started
         steps.forget_kept()
-        _finish(db, run_id, "failed", {"error": str(exc)})
+        if isinstance(exc, Exception):
+            _finish(db, run_id, "failed", {"error": str(exc)})
         raise
 
 

@@ -142,26 +142,30 @@ def quality_step(db: str | None, entity: str, folder: str, settings_path: str) -
 
 
 def start_report(folder: str, db: str | None, settings_path: str) -> None:
-    """Start writing the run's HTML report beside the next steps (it reads the run folder only, all of
-    which the find has written): in a forked helper process with ``match.workers`` > 1 (else
-    report_step writes it); report_step collects it."""
+    """Start writing the run's HTML report beside the next steps (it reads the run folder, all of which
+    the find has written, and the demo truth from the database): in a forked helper process where
+    ``match.workers`` allows more than one process (else report_step writes it); report_step
+    collects it. A report already started for this folder (by a try of the step that failed after
+    it) is kept: its inputs have not changed."""
     from scoring.report import write_html_report
 
-    previous = _BESIDE.pop(f"report:{Path(folder)}", None)  # started by a try that failed after it
-    if previous is not None:
-        previous.cancel()
-    if Settings.load(settings_path).match.processes > 1:
-        _BESIDE[f"report:{Path(folder)}"] = ForkedCall("writing the report", write_html_report, Path(folder),
-                                                       db_url=db)
+    key = f"report:{Path(folder)}"
+    if key not in _BESIDE and Settings.load(settings_path).match.processes > 1:
+        _BESIDE[key] = ForkedCall("writing the report", write_html_report, Path(folder), db_url=db)
 
 
-def report_step(folder: str, db: str | None, settings_path: str) -> str:
+def report_step(folder: str, db: str | None) -> str:
     """The run's HTML report (folder/report.html): the one start_report started, collected, or written
-    here. Returns its path."""
+    here (also when its helper process died without it). Returns its path."""
     from scoring.report import write_html_report
 
     started = _BESIDE.pop(f"report:{Path(folder)}", None)
-    return str(started.result() if started is not None else write_html_report(Path(folder), db_url=db))
+    if started is not None:
+        try:
+            return str(started.result())
+        except HelperDied as exc:
+            log.warning("%s; writing the report here", exc)
+    return str(write_html_report(Path(folder), db_url=db))
 
 
 def find_step(db: str | None, entity: str, folder: str, settings_path: str, incremental: bool = False,
@@ -367,37 +371,55 @@ def _helper_pool(workers: int, purpose: str):
         gc.unfreeze()  # this process collects them as before
 
 
+class HelperDied(RuntimeError):
+    """A helper process ended without sending its result back (killed, out of memory)."""
+
+
 class ForkedCall:
     """``func(*args, **kwargs)`` started in a forked child process, which begins with this process's
     memory (a table read here goes to it without a copy) and ends with the call; result() waits for
-    its result (small: it comes back pickled) or raises its error. With ``fork`` False, or where a
-    process may have no children (a daemonic Dask worker), the call is made here and now. Used to run
-    one step beside another: two threads of this process would take turns at the GIL.
+    its result (small: it comes back pickled) or raises its error. Used to run one step beside
+    another: two threads of this process would take turns at the GIL.
 
-    Start it from the flow's own thread, never from a thread running beside another: a process forked
-    while another thread of this one imports a module waits for that module's lock forever."""
+    The call is made here and now instead with ``fork`` False, where a process may have no children
+    (a daemonic Dask worker), where the fork is refused, and when called from any thread but the main
+    one: a process forked while another thread of this one imports a module waits for that module's
+    lock forever (seen when this ran in one of Prefect's threads)."""
 
     def __init__(self, purpose: str, func, *args, fork: bool = True, **kwargs):
         import multiprocessing
+        import threading
 
         self.purpose = purpose
         self._child = None
-        if not fork or multiprocessing.current_process().daemon:
+        if fork and not multiprocessing.current_process().daemon and \
+                threading.current_thread() is threading.main_thread():
             try:
-                self._outcome = (True, func(*args, **kwargs))
-            except Exception as exc:  # noqa: BLE001 - raised by result(), where a child's error would be
-                self._outcome = (False, exc)
-            return
-        ctx = multiprocessing.get_context("fork")
-        self._receive, send = ctx.Pipe(duplex=False)
+                self._start(multiprocessing.get_context("fork"), func, args, kwargs)
+                return
+            except OSError:
+                log.warning("%s in this process: no helper process could be started", purpose, exc_info=True)
+        try:
+            self._outcome = (True, func(*args, **kwargs))
+        except Exception as exc:  # noqa: BLE001 - raised by result(), where a child's error would be
+            self._outcome = (False, exc)
+
+    def _start(self, ctx, func, args, kwargs) -> None:
+        receive, send = ctx.Pipe(duplex=False)
         give_back_memory()
         gc.freeze()  # left out of the child's cycle collections, so that they are not copied into it
         try:
-            self._child = ctx.Process(target=_forked_call, args=(send, func, args, kwargs), name=purpose)
-            self._child.start()
+            # daemonic: a child whose result is never collected does not keep this process from ending
+            child = ctx.Process(target=_forked_call, args=(send, func, args, kwargs), name=self.purpose,
+                                daemon=True)
+            child.start()
+        except BaseException:
+            receive.close()
+            raise
         finally:
             gc.unfreeze()
             send.close()  # the child holds the sending end; this one would keep recv() from seeing it go
+        self._child, self._receive = child, receive
 
     def result(self):
         if self._child is not None:
@@ -405,8 +427,8 @@ class ForkedCall:
                 self._outcome = self._receive.recv()
             except EOFError:
                 self._child.join()
-                raise RuntimeError(f"the helper process {self.purpose} ended without a result "
-                                   f"(exit code {self._child.exitcode})") from None
+                raise HelperDied(f"the helper process {self.purpose} ended without a result "
+                                 f"(exit code {self._child.exitcode})") from None
             finally:
                 self._receive.close()
                 self._child.join()
@@ -430,15 +452,24 @@ _BESIDE: dict[str, ForkedCall] = {}
 
 
 def _forked_call(send, func, args, kwargs) -> None:
-    """In the child of a ForkedCall: the call, and its result or error sent back."""
+    """In the child of a ForkedCall: the call, and its result or error sent back (an error with the
+    child's traceback as a note; one that would not arrive whole, as text)."""
+    import pickle
+    import signal
+    import traceback
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # cancel() ends it; the flow's handler is not for it
     try:
-        result = (True, func(*args, **kwargs))
-    except BaseException as exc:  # noqa: BLE001 - every error goes back to the caller
-        result = (False, exc)
+        outcome = (True, func(*args, **kwargs))
+    except Exception as exc:  # noqa: BLE001 - every error goes back to the caller
+        exc.add_note(f"in the helper process:\n{traceback.format_exc()}")
+        outcome = (False, exc)
     try:
-        send.send(result)
-    except Exception as exc:  # noqa: BLE001 - an error that cannot be pickled goes back as text
-        send.send((False, RuntimeError(f"{type(result[1]).__name__}: {result[1]} ({exc})")))
+        pickle.loads(pickle.dumps(outcome))  # what cannot make the trip is sent as text instead
+    except Exception as exc:  # noqa: BLE001
+        what = "result" if outcome[0] else f"error {type(outcome[1]).__name__}: {outcome[1]}"
+        outcome = (False, RuntimeError(f"the helper process could not send its {what} back ({exc})"))
+    send.send(outcome)
     send.close()
 
 

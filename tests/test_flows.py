@@ -390,22 +390,31 @@ def test_a_helper_for_one_result_stops_once_the_result_is_in():
 def test_the_report_is_written_while_the_proposals_are_stored(demo_store, tmp_path):
     """propose_step(report_beside=True) starts the report once the plans are made (a helper process
     writes it while the proposals are stored); report_step collects it: the same page as one written
-    by report_step alone."""
+    by report_step alone, and the same when the helper died without it."""
     from pipelines import steps
 
-    folder = tmp_path / "run"
-    settings = _settings(tmp_path)
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(yaml.safe_dump({"match": {"random_pairs": 100_000, "workers": 2}}))
     run_id, folder = steps.new_run(demo_store.url, ["contact"], str(tmp_path / "runs"))
-    steps.quality_step(demo_store.url, "contact", folder, settings)
-    steps.find_step(demo_store.url, "contact", folder, settings)
-    steps.propose_step(demo_store.url, run_id, folder, ["contact"], settings, report_beside=True)
-    assert f"report:{folder}" in steps._BESIDE
-    path = Path(steps.report_step(folder, demo_store.url, settings))
-    assert not steps._BESIDE and path == Path(folder) / "report.html"
-    beside = path.read_text(encoding="utf-8")
-    path.unlink()
-    assert Path(steps.report_step(folder, demo_store.url, settings)) == path  # written here this time
-    assert len(beside) > 10_000 and beside.count("<table") == path.read_text(encoding="utf-8").count("<table")
+    try:
+        steps.quality_step(demo_store.url, "contact", folder, str(settings))
+        steps.find_step(demo_store.url, "contact", folder, str(settings))
+        steps.propose_step(demo_store.url, run_id, folder, ["contact"], str(settings), report_beside=True)
+        started = steps._BESIDE[f"report:{folder}"]
+        steps.start_report(folder, demo_store.url, str(settings))  # a retry keeps the report started
+        assert steps._BESIDE[f"report:{folder}"] is started
+        path = Path(steps.report_step(folder, demo_store.url))
+        assert not steps._BESIDE and path == Path(folder) / "report.html"
+        beside = path.read_text(encoding="utf-8")
+        path.unlink()
+        assert Path(steps.report_step(folder, demo_store.url)) == path  # written here this time
+        assert len(beside) > 10_000 and beside.count("<table") == path.read_text(encoding="utf-8").count("<table")
+        path.unlink()
+        steps.start_report(folder, demo_store.url, str(settings))
+        steps._BESIDE[f"report:{folder}"]._child.kill()  # the helper dies: the report is written here
+        assert Path(steps.report_step(folder, demo_store.url)) == path and path.exists()
+    finally:
+        steps.forget_kept()
 
 
 def _exit_at_once() -> None:
@@ -416,15 +425,56 @@ def _exit_at_once() -> None:
 
 def test_a_step_run_in_a_forked_process_gives_back_its_result_or_its_error():
     """ForkedCall: the child starts with this process's memory (no copy of its arguments is made) and
-    hands back its result, its error as raised, or a clear error when it dies without one."""
+    hands back its result, its error as raised (with the child's traceback), or a clear error when it
+    dies without one or its result cannot be sent; cancel() stops it; from another thread than the
+    main one nothing is forked (a fork there can leave the child waiting on an import lock forever)."""
     import os
+    import threading
+    import time
 
     from pipelines import steps
 
     big = list(range(1_000_000))
     pid, total = steps.ForkedCall("a test", lambda xs: (os.getpid(), sum(xs)), big).result()
     assert pid != os.getpid() and total == sum(big)
-    with pytest.raises(KeyError, match="no such field"):
+    with pytest.raises(KeyError, match="no such field") as err:
         steps.ForkedCall("a test", lambda: {}["no such field"]).result()
-    with pytest.raises(RuntimeError, match=r"the helper process dying on purpose ended without a result \(exit code 3\)"):
+    assert "in the helper process" in "".join(getattr(err.value, "__notes__", []))
+    with pytest.raises(steps.HelperDied, match=r"the helper process dying on purpose ended without a result "
+                                               r"\(exit code 3\)"):
         steps.ForkedCall("dying on purpose", _exit_at_once).result()
+    with pytest.raises(RuntimeError, match="could not send its result back"):
+        steps.ForkedCall("a test", lambda: threading.Lock()).result()
+    slow = steps.ForkedCall("a slow test", time.sleep, 60)
+    child = slow._child
+    slow.cancel()
+    assert not child.is_alive()
+    here = []
+    thread = threading.Thread(target=lambda: here.append(steps.ForkedCall("a test", os.getpid).result()))
+    thread.start()
+    thread.join()
+    assert here == [os.getpid()]
+
+
+def test_a_run_failing_after_the_report_was_started_stops_it(demo_store, tmp_path, monkeypatch):
+    """The report starts beside the storing; when the run fails before it is collected, its helper
+    process is stopped with the run (nothing left running, nothing left registered)."""
+    import multiprocessing
+
+    from pipelines import steps
+    from pipelines.flows import dedup_flow
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("auto-approval broke")
+
+    monkeypatch.setattr(steps, "auto_approve_step", broken)
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(yaml.safe_dump({"match": {"random_pairs": 100_000, "workers": 2},
+                                        "pipeline": {"runs_dir": str(tmp_path / "runs")}}))
+    started = []
+    real_start = steps.start_report
+    monkeypatch.setattr(steps, "start_report", lambda *a: (real_start(*a), started.extend(steps._BESIDE.values())))
+    with pytest.raises(RuntimeError, match="auto-approval broke"):
+        dedup_flow(db=demo_store.url, entity_types=["contact"], settings_path=str(settings))
+    assert len(started) == 1 and started[0]._child is None  # it was started, then stopped
+    assert not steps._BESIDE and not multiprocessing.active_children()
