@@ -27,16 +27,31 @@ def apply_approved(db: str | None, batch_id: str, user_id: int | None, settings_
     if group_ids is not None:
         groups = groups[groups["id"].isin(group_ids)]
     # a batch re-run after a crash: its applied groups are already 'applied' and are not read again
-    plans = []
+    plans, unreadable = [], []
     for row in groups.itertuples(index=False):
         if not row.plan:
             plan = plan_groups(store, row.entity_type, [(row.primary_id, list(row.member_ids))], settings.merge)[0]
         else:
-            plan = MergePlan.from_dict(row.plan)
+            try:
+                plan = MergePlan.from_dict(row.plan)
+            except (KeyError, ValueError, TypeError, AttributeError) as exc:  # the rest of the batch goes on
+                unreadable.append((row, exc))
+                continue
         plans.append((row.id, plan))
     results = apply_batch(store, [p for _, p in plans], user_id, batch_id, group_ids=[g for g, _ in plans])
     out = []
     g = schema.dedup_groups
+    for row, exc in unreadable:
+        # not guessed at: planned again from the records as they are now, back to a person to approve
+        fresh = plan_groups(store, row.entity_type, [(row.primary_id, list(row.member_ids))], settings.merge)[0]
+        with store.engine.begin() as conn:
+            conn.execute(g.update().where(g.c.id == row.id).values(
+                status="pending", plan=fresh.to_dict(), updated_at=proposals.now()))
+        log.warning("group %s: its stored plan could not be read (%s: %s)", row.id, type(exc).__name__, exc)
+        out.append({"group_id": row.id, "status": "unreadable", "merge_id": None,
+                    "message": f"The stored plan of group {row.id} could not be read ({type(exc).__name__}: "
+                               f"{exc}); nothing was merged. Planned again; the group is pending again for a "
+                               "person to approve."})
     for (gid, plan), res in zip(plans, results):
         status = res.status
         message = res.message

@@ -156,6 +156,7 @@ def test_crm_dedup_against_splink_at_5000_records(tmp_path):
         assert [x["returncode"] for x in r["runs"]] == [0], textwrap.shorten(str(r["runs"]), 2000)
         assert r["wall_s"] > 0 and r["peak_rss_mb"] > 50
         assert r["candidate_pairs"] > record["data"]["true_pairs"] / 2
+        assert "accuracy" in r, f"{name}: no accuracy (its evaluation failed):\n{done.stderr[-3000:]}"
         acc = r["accuracy"]
         assert acc["records"] == 5000 and acc["true_pairs"] == record["data"]["true_pairs"]
         assert 0.5 < acc["f1"] <= 1 and 0 < acc["precision"] <= 1 and 0 < acc["recall"] <= 1

@@ -478,3 +478,27 @@ def test_a_run_failing_after_the_report_was_started_stops_it(demo_store, tmp_pat
         dedup_flow(db=demo_store.url, entity_types=["contact"], settings_path=str(settings))
     assert len(started) == 1 and started[0]._child is None  # it was started, then stopped
     assert not steps._BESIDE and not multiprocessing.active_children()
+
+
+def test_a_stored_plan_that_cannot_be_read_is_reported_and_the_batch_goes_on(demo_store, tmp_path):
+    """One approved group whose stored plan cannot be read (damaged, or written by a version that
+    knew another entity type) is reported with the problem, planned again and sent back to a person;
+    the other approved groups of the batch are merged."""
+    from pipelines.flows import apply_flow, dedup_flow
+
+    settings = _settings(tmp_path)
+    dedup_flow(db=demo_store.url, entity_types=["contact"], settings_path=settings)
+    pending = proposals.read_groups(demo_store, status="pending", tiers=["certain"])
+    clean = pending[pending["plan"].map(lambda p: not p["conflicts"])].head(3)
+    broken_id = clean["id"].iloc[0]
+    damaged = {**clean["plan"].iloc[0], "entity_type": "spaceship"}
+    g = schema.dedup_groups
+    with demo_store.engine.begin() as conn:
+        conn.execute(g.update().where(g.c.id == broken_id).values(plan=damaged))
+    proposals.set_status(demo_store, list(clean["id"]), "approved", 1)
+    results = {r["group_id"]: r for r in apply_flow(db=demo_store.url, batch_id="b2", user_id=1, settings_path=settings)}
+    assert results[broken_id]["status"] == "unreadable"
+    assert broken_id in results[broken_id]["message"] and "spaceship" in results[broken_id]["message"]
+    assert [results[gid]["status"] for gid in clean["id"].iloc[1:]] == ["applied", "applied"]
+    after = proposals.read_groups(demo_store).set_index("id").loc[broken_id]
+    assert after["status"] == "pending" and after["plan"]["entity_type"] == "contact"  # planned again
