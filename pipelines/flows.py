@@ -35,14 +35,9 @@ def _fewer_malloc_arenas(arenas: int = 2) -> None:
     in one is not reused by another: with Prefect's, the compare's and the blocking's threads, the
     flow's peak at a million records varied by ~200 MB from run to run. Two arenas keep it ~150 MB
     lower and steady. Elsewhere (musl, macOS) there is nothing to do."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc = steps.glibc()
+    if libc is not None:
         libc.mallopt(-8, arenas)  # M_ARENA_MAX
-    except (OSError, AttributeError):
-        pass
 
 
 _fewer_malloc_arenas()

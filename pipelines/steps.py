@@ -7,7 +7,9 @@ folder, so a task passes only paths and ids to the next.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
 import gc
 import json
 import logging
@@ -352,13 +354,10 @@ def _helper_pool(workers: int, purpose: str):
     if multiprocessing.current_process().daemon:
         return None
     pool = None
-    # the objects alive now are left out of the helpers' cycle collections (frozen while they fork):
-    # a collection going over them would write to every page holding one, copying it into the helper
-    give_back_memory()
-    gc.freeze()
     try:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
-        pool.submit(int).result(timeout=120)  # starts the helpers now, so that a refusal shows here
+        with _forking():
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+            pool.submit(int).result(timeout=120)  # starts the helpers now, so that a refusal shows here
         return pool
     except Exception:  # noqa: BLE001 - no helper processes here
         log.info("%s in one process (no helper processes available)", purpose, exc_info=True)
@@ -367,8 +366,19 @@ def _helper_pool(workers: int, purpose: str):
                 process.terminate()
             pool.shutdown(wait=False, cancel_futures=True)
         return None
+
+
+@contextlib.contextmanager
+def _forking():
+    """Around a fork: freed memory given back first, and the objects alive now left out of the
+    children's cycle collections (frozen while they fork; a collection going over them would write to
+    every page holding one, copying it into the child). This process collects them as before after."""
+    give_back_memory()
+    gc.freeze()
+    try:
+        yield
     finally:
-        gc.unfreeze()  # this process collects them as before
+        gc.unfreeze()
 
 
 class HelperDied(RuntimeError):
@@ -381,19 +391,17 @@ class ForkedCall:
     its result (small: it comes back pickled) or raises its error. Used to run one step beside
     another: two threads of this process would take turns at the GIL.
 
-    The call is made here and now instead with ``fork`` False, where a process may have no children
-    (a daemonic Dask worker), where the fork is refused, and when called from any thread but the main
-    one: a process forked while another thread of this one imports a module waits for that module's
+    The call is made here and now instead where a process may have no children (a daemonic Dask
+    worker), where the fork is refused, and when called from any thread but the main one: a process forked while another thread of this one imports a module waits for that module's
     lock forever (seen when this ran in one of Prefect's threads)."""
 
-    def __init__(self, purpose: str, func, *args, fork: bool = True, **kwargs):
+    def __init__(self, purpose: str, func, *args, **kwargs):
         import multiprocessing
         import threading
 
         self.purpose = purpose
         self._child = None
-        if fork and not multiprocessing.current_process().daemon and \
-                threading.current_thread() is threading.main_thread():
+        if not multiprocessing.current_process().daemon and threading.current_thread() is threading.main_thread():
             try:
                 self._start(multiprocessing.get_context("fork"), func, args, kwargs)
                 return
@@ -406,18 +414,16 @@ class ForkedCall:
 
     def _start(self, ctx, func, args, kwargs) -> None:
         receive, send = ctx.Pipe(duplex=False)
-        give_back_memory()
-        gc.freeze()  # left out of the child's cycle collections, so that they are not copied into it
         try:
             # daemonic: a child whose result is never collected does not keep this process from ending
             child = ctx.Process(target=_forked_call, args=(send, func, args, kwargs), name=self.purpose,
                                 daemon=True)
-            child.start()
+            with _forking():
+                child.start()
         except BaseException:
             receive.close()
             raise
         finally:
-            gc.unfreeze()
             send.close()  # the child holds the sending end; this one would keep recv() from seeing it go
         self._child, self._receive = child, receive
 
@@ -486,15 +492,25 @@ def give_back_memory() -> None:
     """Return the memory freed by the step to the system: glibc keeps freed memory for reuse (~0.5 GB
     after the find of a million records), which a helper forked next would share and, as this process
     reuses it, keep a copy of; Arrow's pool keeps freed pages likewise."""
+    gc.collect()
+    release_arrow_memory()
+    libc = glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+@functools.cache
+def glibc():
+    """The C library when it is glibc (its malloc can be tuned and trimmed), else None (musl, macOS)."""
     import ctypes
     import ctypes.util
 
-    gc.collect()
-    release_arrow_memory()
     try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        pass
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim, libc.mallopt  # noqa: B018 - glibc's own
+    except (OSError, AttributeError):
+        return None
+    return libc
 
 
 def _plan_chunk(chunk: tuple) -> tuple[list[str], list[list[int]]]:
