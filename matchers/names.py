@@ -6,8 +6,9 @@ writing one Russian name in Latin letters (Иванов, Ivanov, Ivanoff, Iwanow
 Everything is cached per unique word, so a million rows cost about as much as their distinct words.
 
 First names: the `nicknames` package for English (with data/en_nicknames_preferred.csv settling the
-common ambiguous ones) and data/ru_diminutives.csv for Russian (name, gender, forms; when two rows
-give the same form, or forms with the same key, the first row wins and name_variants lists both).
+common ambiguous ones, and data/en_given_names.csv listing common given names that stand for
+themselves) and data/ru_diminutives.csv for Russian (name, gender, forms; when two rows give the
+same form, or forms with the same key, the first row wins and name_variants lists both).
 
 Known limits of the key: spellings that reuse a Latin letter for another Russian sound do not
 meet the usual ones (GOST x = х, German ch = х / s = з / z = ц / sch = ж, French ch = ш / j = ж, c
@@ -277,16 +278,21 @@ def _read_data_csv(name: str) -> list[dict[str, str]]:
 def _english_choices() -> tuple[dict[str, str], dict[str, set[str]], dict[str, int]]:
     """From the `nicknames` package: nickname -> one canonical, and -> all canonicals (translit keys).
 
-    Its data is many-to-many and partly circular (bill -> william, robert, will; william -> bill):
-    a name is only mapped to one with more nicknames than itself (so chains end), preferring the
-    one that shares most letters with it (bill -> william, not robert), then the one with most
-    nicknames; en_nicknames_preferred.csv settles the common ambiguous ones (jack -> john)."""
+    Its data is many-to-many and partly circular (bill -> william, robert, will; william -> bill),
+    and lists many full names as nicknames of rarer ones (laura of laurinda, emma of emily, amy of
+    amelia). So a common given name (en_given_names.csv) stands for itself, and so does every name
+    with its key (Jesse and Jessie); another name maps to a longer common given name among its
+    candidates if it has one (debbie -> deborah), else only to one with more nicknames than itself
+    (so chains end); either way to the one that shares most letters with it (bill -> william, not
+    robert), then the one with most nicknames. en_nicknames_preferred.csv settles the common ambiguous ones
+    (jack -> john) and wins over both rules."""
     from nicknames import NickNamer
 
     nn = NickNamer()
     canon_of = nn.canonical_lookup
     nicks_of = nn.nickname_lookup
     preferred = {r["nickname"]: r["canonical"] for r in _read_data_csv("en_nicknames_preferred.csv")}
+    given = {_translit_word_of(r["name"]) for r in _read_data_csv("en_given_names.csv")}
 
     def degree(name: str) -> int:
         return len(nicks_of.get(name, ()))
@@ -302,13 +308,15 @@ def _english_choices() -> tuple[dict[str, str], dict[str, set[str]], dict[str, i
             score[key] = max(score.get(key, 0), weight)
     for nick, cands in canon_of.items():
         key = _translit_word_of(nick)
-        if not key:
+        if not key or (key in given and nick not in preferred):
             continue
         every.setdefault(key, set()).update(_translit_word_of(c) for c in cands)
         if nick in preferred:
             best = preferred[nick]
         else:
-            up = [c for c in cands if degree(c) > degree(nick)]
+            # a longer one only: the data also lists geraldine as a nickname of jerry
+            fuller = [c for c in cands if _translit_word_of(c) in given and len(_translit_word_of(c)) > len(key)]
+            up = fuller or [c for c in cands if degree(c) > degree(nick)]
             if not up:
                 continue
             best = max(up, key=lambda c: (_lcs(nick, c), degree(c), c))
@@ -345,24 +353,25 @@ def _tables() -> _NameTables:
     choice, every, score = _english_choices()
     mapping: dict[str, str] = dict(choice)
     variants: dict[str, set[str]] = {k: set(v) for k, v in every.items()}
-    # The Russian table wins over the English data; within it the first row naming a form wins
-    # (Саша -> Александр, while name_variants("sasha") also gives Александра).
+    # The Russian table wins over the English data; within it a full name stands for itself even
+    # where another row's form has its key (Диана, not Даня -> Богдан), and else the first row
+    # naming a form wins (Саша -> Александр, while name_variants("sasha") also gives Александра).
+    rows = _russian_rows()
     ru_first: dict[str, str] = {}
-    for name, _gender, forms in _russian_rows():
+    for name, _gender, _forms in rows:
         canon = _translit_word_of(name)
-        ru_first.setdefault(canon, canon)
+        ru_first[canon] = canon
         variants.setdefault(canon, set()).add(canon)
         score[canon] = 2
+    for name, _gender, forms in rows:
+        canon = _translit_word_of(name)
         for form in forms:
             key = _translit_word_of(form)
             if key:
                 ru_first.setdefault(key, canon)
                 variants.setdefault(key, set()).add(canon)
                 score[key] = 2
-    for key, canon in ru_first.items():
-        mapping[key] = canon
-    for canon in set(ru_first.values()):
-        mapping[canon] = canon
+    mapping.update(ru_first)
 
     final: dict[str, str] = {}
 

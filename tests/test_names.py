@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from matchers.names import (
     PersonName,
     _from_fields,
+    _read_data_csv,
+    _russian_rows,
     _tables,
     _units_of,
     canonical_first_name,
@@ -208,6 +210,88 @@ def test_canonical_first_name_idempotent_over_every_known_key():
         assert canonical_first_name(canon) == canon, key
     for key, variants in itertools.islice(tables.variants.items(), 2000):
         assert canonical_first_name(key) in variants
+
+
+# Common given names that the nicknames data lists as nicknames of other (rarer) names, and where
+# they used to be folded: each must keep a key of its own.
+OWN_NAMES = [
+    ("Laura", "Laurinda"), ("Linda", "Melinda"), ("Lisa", "Melissa"), ("Sandra", "Cassandra"),
+    ("Emma", "Emily"), ("Amy", "Amelia"), ("Randy", "Miranda"), ("Jesse", "Hester"), ("Noah", "Manoah"),
+    ("Eric", "Frederick"), ("Ryan", "Adrian"), ("Jose", "Josephine"), ("Roy", "Leroy"), ("Lori", "Lawrence"),
+    ("Jerry", "Garrett"), ("Ian", "Jeanette"), ("Erin", "Aaron"), ("Evan", "Evangeline"), ("Leah", "Ashley"),
+    ("Ernest", "Ernestine"), ("Wendy", "Gwendolyn"), ("Tracy", "Teresa"), ("Neil", "Cornelius"),
+]
+
+
+@pytest.mark.parametrize("name,other", OWN_NAMES, ids=[f"{a} is not {b}" for a, b in OWN_NAMES])
+def test_a_common_given_name_keeps_its_own_key(name, other):
+    key = translit(name)
+    assert canonical_first_name(key) == key
+    assert canonical_first_name(key) != canonical_first_name(translit(other))
+    assert translit(other) not in name_variants(key)  # nor may it stand for the other name
+
+
+def test_diana_is_not_a_diminutive_of_bogdan():
+    """Диана and Даня (Богдан's and Даниил's diminutive) share a key: a full name of the Russian table
+    stands for itself, in either script."""
+    assert canonical_first_name(translit("Diana")) == canonical_first_name(translit("Диана")) == translit("Диана")
+    assert canonical_first_name(translit("Диана")) != canonical_first_name(translit("Богдан"))
+    assert canonical_first_name(translit("Богдан")) == translit("Богдан")
+    assert canonical_first_name(translit("Бодя")) == translit("Богдан")
+
+
+def test_every_full_name_of_the_russian_table_stands_for_itself():
+    for name, _gender, _forms in _russian_rows():
+        assert canonical_first_name(translit(name)) == translit(name), name
+
+
+def test_every_listed_given_name_stands_for_itself_unless_the_russian_table_translates_it():
+    russian = {translit(f): translit(name) for name, _g, forms in _russian_rows() for f in [name, *forms]}
+    names = [r["name"] for r in _read_data_csv("en_given_names.csv")]
+    assert len(names) > 200 and len(set(names)) == len(names)
+    for name in names:
+        key = translit(name)
+        # Michael -> Михаил, Mary -> Мария: the Russian table's Latin forms keep the scripts together
+        assert canonical_first_name(key) == russian.get(key, key), name
+
+
+def test_given_names_and_preferred_nicknames_do_not_overlap():
+    """A name is either a common given name standing for itself or a nickname settled by
+    en_nicknames_preferred.csv, never both (larry -> lawrence, jack -> john are nicknames there)."""
+    given = {translit(r["name"]) for r in _read_data_csv("en_given_names.csv")}
+    nicknames = {translit(r["nickname"]) for r in _read_data_csv("en_nicknames_preferred.csv")}
+    assert not given & nicknames
+
+
+def test_every_preferred_nickname_maps_to_its_full_name():
+    """Unless the Russian table has the nickname's key (Polly is Полли, a diminutive of Полина)."""
+    russian = {translit(f) for _name, _g, forms in _russian_rows() for f in forms}
+    checked = 0
+    for row in _read_data_csv("en_nicknames_preferred.csv"):
+        nick, full = translit(row["nickname"]), translit(row["canonical"])
+        if nick not in russian:
+            assert canonical_first_name(nick) == canonical_first_name(full), row
+            checked += 1
+    assert checked > 70
+
+
+NICKNAMES_OF_GIVEN_NAMES = [
+    ("Liz", "Elizabeth"), ("Debbie", "Deborah"), ("Deb", "Deborah"), ("Debra", "Deborah"), ("Sandy", "Sandra"),
+    ("Sara", "Sarah"), ("Zach", "Zachary"), ("Vinnie", "Vincent"), ("Geri", "Gerald"),
+]
+
+
+@pytest.mark.parametrize("nick,full", NICKNAMES_OF_GIVEN_NAMES,
+                         ids=[f"{a} -> {b}" for a, b in NICKNAMES_OF_GIVEN_NAMES])
+def test_a_nickname_folds_onto_the_common_given_name_among_its_candidates(nick, full):
+    assert canonical_first_name(translit(nick)) == canonical_first_name(translit(full))
+
+
+def test_a_full_name_is_not_folded_onto_a_shorter_given_name():
+    """The nicknames data also lists Geraldine as a nickname of Jerry and Cassandra of Sandra: a
+    given name is preferred only when it is longer than the name (nicknames are the short forms)."""
+    for name in ("Geraldine", "Cassandra", "Lucinda", "Terence"):
+        assert canonical_first_name(translit(name)) == translit(name), name
 
 
 @FAST
