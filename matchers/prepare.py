@@ -11,6 +11,7 @@ import logging
 import re
 import sys
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -184,9 +185,13 @@ def _clean_or_none(raw: object) -> str | None:
 
 
 def prepare(table: RoleTable, region: str = "RU", provider_rules: bool = True,
-            fallback_regions: tuple[str, ...] = ("US", "GB"), workers: int = 1) -> Prepared:
+            fallback_regions: tuple[str, ...] = ("US", "GB"), workers: int = 1,
+            known: Mapping[str, pd.DataFrame] | None = None) -> Prepared:
     """Normalise every record. ``workers`` > 1 lets phone and e-mail normalisation of a large table
-    run partly in helper processes while this one parses the names (the results are the same)."""
+    run partly in helper processes while this one parses the names (the results are the same).
+    ``known``: phones and e-mails normalised already ({"phone": frame, "email": frame}, as
+    normalised_values makes them, e.g. by the data-quality check of the same records); only the
+    values they lack are normalised here. A frame made with other arguments is not used."""
     rec = table.records
     out = pd.DataFrame({"id": rec.index.to_numpy()})
     roles = {r for r in rec.columns if rec[r].notna().any()}
@@ -195,10 +200,10 @@ def prepare(table: RoleTable, region: str = "RU", provider_rules: bool = True,
     phones, emails, sites = (_long(table, role, positions) for role in ("phone", "email", "website"))
     # each distinct phone and address is normalised once; a phone invalid in the default region is
     # read in the fallback regions too (a London client's "07825 529 772" in a Moscow CRM)
-    tasks = Channels(workers, [
-        (normalize_phone_values, phones.values, (region, tuple(fallback_regions))),
-        (normalize_email_values, emails.values, (provider_rules,)),
-    ])
+    reuse = [_Reuse(values, (known or {}).get(role), func, args) for role, values, func, args in (
+        ("phone", phones.values, normalize_phone_values, (region, tuple(fallback_regions))),
+        ("email", emails.values, normalize_email_values, (provider_rules,)))]
+    tasks = Channels(workers, [(r.func, r.missing, r.args) for r in reuse])
     try:
         _single_values(table, roles, out)
     except BaseException:
@@ -207,7 +212,8 @@ def prepare(table: RoleTable, region: str = "RU", provider_rules: bool = True,
     finally:
         forget_cached_names()  # the names are done: what the caches hold would stay to the end of the find
 
-    phone_norm, email_norm = tasks.results()
+    phone_norm, email_norm = (r.joined(fresh) for r, fresh in zip(reuse, tasks.results()))
+    del reuse
     phones = phones.kept(phone_norm, phone_norm["e164"].notna() & ~phone_norm["placeholder"], "e164",
                          ["e164", "national", "valid"])
     emails = emails.kept(email_norm, email_norm["canonical"].notna() & ~email_norm["placeholder"], "canonical",
@@ -256,6 +262,40 @@ def normalize_phone_values(values: np.ndarray, region: str, fallback_regions: tu
 
 def normalize_email_values(values: np.ndarray, provider_rules: bool) -> pd.DataFrame:
     return normalize_emails(pd.Series(values, dtype=object), provider_rules=provider_rules).reset_index(drop=True)
+
+
+def normalised_values(func, values: np.ndarray, args: tuple, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (what ``func(values, *args)`` gave, a row per value) marked for prepare(known=...):
+    with the values as a column and the normaliser and its arguments in its attrs."""
+    out = frame.reset_index(drop=True)
+    out.insert(0, "value", np.asarray(values, dtype=object))
+    out.attrs["normaliser"] = (func.__name__, tuple(args))
+    return out
+
+
+class _Reuse:
+    """The values of one role split into those a known frame (normalised_values) holds and those
+    still to normalise; joined() puts the two back in the order of the values."""
+
+    def __init__(self, values: np.ndarray, known: pd.DataFrame | None, func, args: tuple):
+        self.func, self.args, self.known = func, args, None
+        self.missing, self.at = values, None
+        if known is not None:
+            if known.attrs.get("normaliser") != (func.__name__, tuple(args)):
+                log.info("normalised %s values made with %s are not used (wanted %s%r)", func.__name__,
+                         known.attrs.get("normaliser"), func.__name__, tuple(args))
+            elif (index := pd.Index(known["value"])).is_unique:
+                self.known, self.at = known, index.get_indexer(values)
+                self.missing = values[self.at < 0]
+
+    def joined(self, fresh: pd.DataFrame) -> pd.DataFrame:
+        if self.known is None:
+            return fresh
+        hit = self.at >= 0
+        found = self.known.iloc[self.at[hit]].drop(columns="value")
+        frame = pd.concat([found, fresh], ignore_index=True) if len(fresh) else found.reset_index(drop=True)
+        where = np.concatenate([np.flatnonzero(hit), np.flatnonzero(~hit)])  # row i of frame is value where[i]
+        return frame.iloc[np.argsort(where, kind="stable")].reset_index(drop=True)
 
 
 # Below this many distinct phones and addresses, a helper process costs more than it saves.

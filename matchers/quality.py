@@ -34,7 +34,7 @@ from matchers.companies import parse_company
 from matchers.identifiers import _W10, _W11, _W12, normalize_domains, parse_birthdate, parse_inn
 from matchers.names import as_text, clean_text
 from matchers.phones import FALLBACK_REGIONS
-from matchers.prepare import Channels, normalize_email_values, normalize_phone_values
+from matchers.prepare import Channels, normalised_values, normalize_email_values, normalize_phone_values
 from matchers.table import MULTI_ROLES, SINGLE_ROLES, RoleTable
 
 log = logging.getLogger(__name__)
@@ -275,9 +275,12 @@ def _roles(table: RoleTable, multi_rows: dict[str, np.ndarray]) -> list[str]:
     return singles + texts + multis
 
 
-def role_checks(table: RoleTable, region: str = "RU", workers: int = 1) -> list[RoleCheck]:
+def role_checks(table: RoleTable, region: str = "RU", workers: int = 1,
+                normalised: dict[str, pd.DataFrame] | None = None) -> list[RoleCheck]:
     """The checks of every role the table has values for (records by position 0..n-1). ``workers``
-    > 1: on a large table, phones and e-mails are normalised partly in helper processes meanwhile."""
+    > 1: on a large table, phones and e-mails are normalised partly in helper processes meanwhile.
+    ``normalised``: a dict that receives those normalised phones and e-mails by role, for
+    matchers.prepare.prepare(known=...)."""
     multi_rows = _multi_rows(table)
     roles = _roles(table, multi_rows)
     multis = {role: _multi_values(role, table, multi_rows[role]) for role in roles if role in MULTI_ROLES}
@@ -290,8 +293,11 @@ def role_checks(table: RoleTable, region: str = "RU", workers: int = 1) -> list[
     except BaseException:
         tasks.close()  # no helper process left running after an error here
         raise
-    for role, normalised in zip(bulk, tasks.results()):
-        checks[role] = _multi_check(role, multis[role], region, normalised)
+    for role, frame in zip(bulk, tasks.results()):
+        checks[role] = _multi_check(role, multis[role], region, frame)
+        if normalised is not None:
+            func, args = _NORMALISED[role]
+            normalised[role] = normalised_values(func, multis[role].distinct, args(region), frame)
     return [checks[role] for role in roles]
 
 
@@ -416,10 +422,12 @@ def _sources(table: RoleTable, checks: list[RoleCheck]) -> pd.DataFrame:
 
 
 def quality_report(table: RoleTable, region: str = "RU", shared_threshold: int = 10,
-                   workers: int = 1) -> dict[str, pd.DataFrame]:
+                   workers: int = 1, normalised: dict[str, pd.DataFrame] | None = None) -> dict[str, pd.DataFrame]:
     """The data-quality report of ``table``: {"fields", "shared", "records", "sources"} (see module doc).
-    ``workers``: processes for the phones and e-mails of a large table (the result is the same)."""
-    checks = role_checks(table, region, workers)
+    ``workers``: processes for the phones and e-mails of a large table (the result is the same).
+    ``normalised``: a dict that receives the phones and e-mails as normalised for the check, which
+    the find of the same records takes (prepare's ``known``) instead of normalising them again."""
+    checks = role_checks(table, region, workers, normalised)
     n = len(table.records)
     report = {
         "fields": _fields(n, checks),

@@ -55,7 +55,8 @@ def save_settings(settings: Settings, folder: str) -> str:
 
 # A table read by one step and kept for the next step of the same run in this process (the quality
 # check keeps it for the find): reading the run folder's copy back costs seconds at a million records.
-_KEPT: dict[str, RoleTable] = {}
+# Beside it, under "<folder>:normalised", the phones and e-mails the quality check normalised.
+_KEPT: dict[str, RoleTable | dict[str, pd.DataFrame]] = {}
 
 
 def forget_kept() -> None:
@@ -131,9 +132,13 @@ def quality_step(db: str | None, entity: str, folder: str, settings_path: str) -
     store = Store(db, must_exist=True)
     start = time.perf_counter()
     table = run_table(store, entity, folder, keep=True, workers=settings.match.processes)  # the find takes it next
-    report = quality_report(table, region=settings.match.region, workers=settings.match.processes)
+    normalised: dict[str, pd.DataFrame] = {}
+    report = quality_report(table, region=settings.match.region, workers=settings.match.processes,
+                            normalised=normalised)
     out = Path(folder) / entity
     out.mkdir(parents=True, exist_ok=True)
+    _KEPT[f"{out}:normalised"] = normalised  # the find takes them with the table (not normalised twice)
+    del normalised
     write_quality(report, out)
     summary = quality_summary(report, entity)
     (out / "quality.txt").write_text(summary, encoding="utf-8")
@@ -209,8 +214,9 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
 
             kwargs["prepared"] = prepared_from_work(folder, entity)
             compare_pairs = vectors_from_chunks(compared_chunks)
+        # known_values: the phones and e-mails the quality check normalised, when it ran in this process
         result = find_duplicates(table, settings.match, skips=skips, record_info=info, compare_pairs=compare_pairs,
-                                 **kwargs)
+                                 known_values=_KEPT.pop(f"{out}:normalised", None), **kwargs)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)

@@ -211,7 +211,8 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
                     skips: set[tuple] | None = None,
                     record_info: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
                     labels: pd.Series | None = None, model=None, prepared: Prepared | None = None,
-                    compare_pairs=None, changed_ids=None, previous: pd.DataFrame | None = None) -> FindResult:
+                    compare_pairs=None, changed_ids=None, previous: pd.DataFrame | None = None,
+                    known_values: dict[str, pd.DataFrame] | None = None) -> FindResult:
     """Find the duplicate groups of one table.
 
     ``skips``: pairs of ids marked "not duplicates" (never grouped together).
@@ -226,13 +227,15 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
     record are compared and scored (with ``model``, the last run's); ``previous`` holds the last
     run's scored pairs (id_a, id_b, probability, and the explanation columns of pairs at or above
     the possible threshold), reused for every pair of two unchanged, still existing records.
+    ``known_values``: phones and e-mails of the table normalised already (prepare's ``known``).
     """
     settings = settings or MatchSettings()
     timer = _Timer()
     with timer.stage("normalise"):
         p = prepared if prepared is not None else prepare(table, region=settings.region,
                                                           provider_rules=settings.provider_rules,
-                                                          workers=settings.processes)
+                                                          workers=settings.processes, known=known_values)
+        del known_values  # (the caller keeps no reference: its memory goes now)
     with timer.stage("block"):
         cand = find_candidates(p, cap=settings.block_cap, neighbourhood_window=settings.neighbourhood_window)
         n_candidates = len(cand)

@@ -207,8 +207,16 @@ def test_the_find_gets_the_table_the_quality_check_read_unchanged(demo_store, tm
     kept = steps._KEPT[str(folder / "contact")]
     pd.testing.assert_frame_equal(kept.records, pd.read_parquet(folder / "contact" / "table_records.parquet"))
     pd.testing.assert_frame_equal(kept.values, pd.read_parquet(folder / "contact" / "table_values.parquet"))
+    # with the phones and e-mails it normalised, which the find takes instead of normalising them again
+    normalised = steps._KEPT[f"{folder / 'contact'}:normalised"]
+    assert set(normalised) == {"phone", "email"} and len(normalised["phone"]) > 0
     steps.find_step(demo_store.url, "contact", str(folder), settings)
-    assert str(folder / "contact") not in steps._KEPT  # taken by the find, not held on
+    assert not steps._KEPT  # taken by the find, not held on
+    # the same groups as a find that normalised everything itself (a run folder of its own)
+    alone = tmp_path / "alone"
+    steps.find_step(demo_store.url, "contact", str(alone), settings)
+    pd.testing.assert_frame_equal(pd.read_parquet(folder / "contact" / "group_table.parquet"),
+                                  pd.read_parquet(alone / "contact" / "group_table.parquet"))
 
 
 def test_a_run_failing_before_its_find_leaves_no_table_in_memory(demo_store, tmp_path, monkeypatch):

@@ -358,3 +358,27 @@ def test_report_with_helper_processes_is_the_same(monkeypatch):
     for key in ("fields", "shared", "records", "sources"):
         pd.testing.assert_frame_equal(one[key], two[key])
     assert one["fields"]["invalid"].sum() > 0 and len(one["shared"]) > 0  # the table exercises both verdicts
+
+
+def test_the_find_takes_the_phones_and_emails_the_check_normalised():
+    """quality_report(normalised=...) hands its normalised phones and e-mails to prepare(known=...):
+    the records prepared with them equal those prepared from scratch, also when some values are
+    missing from them (normalised there) or they were made with other arguments (not used)."""
+    from matchers.prepare import prepare
+
+    table = _awkward()
+    normalised: dict = {}
+    quality_report(table, shared_threshold=3, normalised=normalised)
+    assert set(normalised) == {"phone", "email"}
+    assert normalised["phone"]["value"].is_unique and len(normalised["email"]) > 0
+    fresh = prepare(table)
+    partial = {"phone": normalised["phone"].iloc[::2], "email": normalised["email"].iloc[1:]}
+    for role in partial:
+        partial[role].attrs = normalised[role].attrs
+    other_region = normalised["phone"].copy()
+    other_region.attrs["normaliser"] = ("normalize_phone_values", ("DE", ("US", "GB")))
+    other_region["e164"] = "+490000000"  # would show if it were used
+    for known in (normalised, partial, {"phone": other_region}):
+        reused = prepare(table, known=known)
+        for name in ("records", "phones", "emails", "sites"):
+            pd.testing.assert_frame_equal(getattr(fresh, name), getattr(reused, name))
