@@ -212,7 +212,7 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
                     record_info: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
                     labels: pd.Series | None = None, model=None, prepared: Prepared | None = None,
                     compare_pairs=None, changed_ids=None, previous: pd.DataFrame | None = None,
-                    known_values: dict[str, pd.DataFrame] | None = None) -> FindResult:
+                    known_values: dict[str, pd.DataFrame] | None = None, free_table: bool = False) -> FindResult:
     """Find the duplicate groups of one table.
 
     ``skips``: pairs of ids marked "not duplicates" (never grouped together).
@@ -228,6 +228,8 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
     run's scored pairs (id_a, id_b, probability, and the explanation columns of pairs at or above
     the possible threshold), reused for every pair of two unchanged, still existing records.
     ``known_values``: phones and e-mails of the table normalised already (prepare's ``known``).
+    ``free_table``: the caller is done with ``table``; its frames are emptied once the records are
+    normalised, so that their memory goes before the pairs are compared (~0.8 GB at a million).
     """
     settings = settings or MatchSettings()
     timer = _Timer()
@@ -236,6 +238,10 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
                                                           provider_rules=settings.provider_rules,
                                                           workers=settings.processes, known=known_values)
         del known_values  # (the caller keeps no reference: its memory goes now)
+        entity_type, facts = table.entity_type, _record_facts(table)
+        if free_table:  # nothing below reads the records themselves
+            table.records, table.values = table.records.iloc[:0].copy(), table.values.iloc[:0].copy()
+        del table
     with timer.stage("block"):
         cand = find_candidates(p, cap=settings.block_cap, neighbourhood_window=settings.neighbourhood_window)
         n_candidates = len(cand)
@@ -287,7 +293,7 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
     with timer.stage("primary"):
         if callable(record_info):
             record_info = record_info()
-        group_table, groups = _groups(p, table, labels_pos, strength, record_info, settings)
+        group_table, groups = _groups(p, entity_type, facts, labels_pos, strength, record_info, settings)
     with timer.stage("explain"):
         pairs = _pairs_frame(p, cand, keep, kept, prob, rule_hit, held, model, settings)
         if reused is not None:
@@ -295,7 +301,7 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
             pairs = pd.concat([pairs, old[pairs.columns]], ignore_index=True).sort_values(
                 ["probability", "id_a", "id_b"], ascending=[False, True, True], ignore_index=True)
         group_table["criteria"] = _criteria(group_table, pairs)
-    return FindResult(table.entity_type, pairs, groups, group_table, model, cand.per_rule, cand.skipped,
+    return FindResult(entity_type, pairs, groups, group_table, model, cand.per_rule, cand.skipped,
                       timer.t, n_candidates, prepared=p, compared=(a, b, all_prob))
 
 
@@ -448,7 +454,20 @@ def _known_probability(pa, pb, prob, ga, gb, n: int) -> np.ndarray:
     return out
 
 
-def _groups(p: Prepared, table: RoleTable, labels: np.ndarray, strength: np.ndarray,
+def _record_facts(table: RoleTable) -> pd.DataFrame:
+    """What the primary rule reads from the records themselves, per id: completeness, created_at and
+    modified_at (taken before the table's memory goes, see find_duplicates' ``free_table``)."""
+    present = set(table.values["role"].unique())  # one pass over the values, not one per role
+    roles = [r for r in SINGLE_ROLES if r in table.records.columns] + [r for r in MULTI_ROLES if r in present]
+    facts = pd.DataFrame({"completeness": completeness(table.records, table.values, roles).to_numpy()},
+                         index=pd.Index(table.records.index, name="id"))
+    for col in ("created_at", "modified_at"):
+        if col in table.records.columns:
+            facts[col] = pd.to_datetime(table.records[col]).to_numpy()
+    return facts
+
+
+def _groups(p: Prepared, entity_type: str, facts: pd.DataFrame, labels: np.ndarray, strength: np.ndarray,
             record_info: pd.DataFrame | None, settings: MatchSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
     ids = p.ids
     sizes = np.bincount(labels, minlength=len(labels))[labels] if len(labels) else np.zeros(0, np.int64)
@@ -456,14 +475,7 @@ def _groups(p: Prepared, table: RoleTable, labels: np.ndarray, strength: np.ndar
     member_ids = ids[in_group]
     members = pd.DataFrame({"id": member_ids, "group": labels[in_group]})
     # what the primary rule looks at, for the records in groups only
-    info = pd.DataFrame(index=pd.Index(member_ids, name="id"))
-    present = set(table.values["role"].unique())  # one pass over the values, not one per role
-    roles = [r for r in SINGLE_ROLES if r in table.records.columns] + [r for r in MULTI_ROLES if r in present]
-    mine = table.records.reindex(member_ids)
-    info["completeness"] = completeness(mine, table.values, roles).to_numpy()
-    for col in ("created_at", "modified_at"):
-        if col in table.records.columns:
-            info[col] = pd.to_datetime(mine[col]).to_numpy()
+    info = facts.reindex(member_ids)
     if record_info is not None:
         for col in record_info.columns:
             info[col] = record_info[col].reindex(member_ids).to_numpy()
@@ -472,7 +484,7 @@ def _groups(p: Prepared, table: RoleTable, labels: np.ndarray, strength: np.ndar
         columns=["group", "primary_id", "reason", "tie", "ordered_ids"])
     group_strength = pd.Series(strength, index=labels).groupby(level=0).min()
     score = group_strength.reindex(ranked["group"]).to_numpy()
-    gid = np.array([group_id(table.entity_type, pid, ms) for pid, ms in zip(ranked["primary_id"], ranked["ordered_ids"])],
+    gid = np.array([group_id(entity_type, pid, ms) for pid, ms in zip(ranked["primary_id"], ranked["ordered_ids"])],
                    dtype=object)
     group_table = pd.DataFrame({
         "group_id": gid,
@@ -485,7 +497,7 @@ def _groups(p: Prepared, table: RoleTable, labels: np.ndarray, strength: np.ndar
         "tie": ranked["tie"].to_numpy(),
     })
     # every record, a group of one when it has no duplicates
-    gids = (table.entity_type + "-" + pd.Series(ids).astype(str)).to_numpy(dtype=object)
+    gids = (entity_type + "-" + pd.Series(ids).astype(str)).to_numpy(dtype=object)
     tiers = np.full(len(ids), "", dtype=object)
     if len(ranked):
         by_label = pd.Series(np.arange(len(ranked)), index=ranked["group"].to_numpy())

@@ -133,3 +133,17 @@ def test_supervised_model_from_labels(demo):
     r = find_duplicates(table, settings, labels=truth)
     figures = evaluate_groups(r.groups.set_index("id")["group_id"], truth.reindex(r.groups["id"]).set_axis(r.groups["id"]))
     assert r.model.kind == "logistic" and figures["f1"] >= 0.97, figures
+
+
+def test_a_find_that_frees_the_table_finds_the_same(demo, results):
+    """free_table: the caller's table is emptied once normalised (its memory goes before the pairs are
+    compared); the groups, primaries and pairs are those of a find that keeps it."""
+    settings = MatchSettings()
+    table = load_role_table(demo, "company")
+    freed = find_duplicates(table, settings, free_table=True,
+                            record_info=record_info(demo, "company", settings.citation_weights))
+    assert len(table.records) == 0 and len(table.values) == 0
+    kept = results["company"]
+    pd.testing.assert_frame_equal(freed.group_table, kept.group_table)
+    pd.testing.assert_frame_equal(freed.groups, kept.groups)
+    pd.testing.assert_frame_equal(freed.pairs, kept.pairs)
