@@ -150,8 +150,19 @@ class Store:
         """The phones, emails, websites and messengers of one entity type, one row per value."""
         return self._read_on_driver(communications_query(entity_type, include_deleted), chunksize)
 
+    def communication_chunks(self, entity_type: str, *, include_deleted: bool = False,
+                             chunksize: int = 500_000) -> Iterator[pd.DataFrame]:
+        """read_communications a chunk of rows at a time, for a caller that need not hold them all."""
+        return self._chunks_on_driver(communications_query(entity_type, include_deleted), chunksize)
+
     def _read_on_driver(self, query: sa.Select, chunksize: int) -> pd.DataFrame:
-        """The frame ``read_frame(query, chunksize)`` returns, read on the driver's cursor.
+        chunks = list(self._chunks_on_driver(query, chunksize))
+        if not chunks:
+            return pd.DataFrame(columns=list(query.selected_columns.keys()))
+        return _concat_chunks(chunks)
+
+    def _chunks_on_driver(self, query: sa.Select, chunksize: int) -> Iterator[pd.DataFrame]:
+        """The frame ``read_frame(query, chunksize)`` returns, read on the driver's cursor, in chunks.
 
         Through Connection.execute every value passes SQLAlchemy's rows and type processors one at a
         time, which costs more than the driver's own fetch. Here the compiled SELECT runs on the DBAPI
@@ -168,7 +179,6 @@ class Store:
         params = [values[name] for name in state.positiontup] if dialect.positional else values
         columns = list(query.selected_columns.keys())
         types = [c.type for c in query.selected_columns]
-        chunks = []
         with self.engine.connect() as conn:
             driver = conn.connection.driver_connection
             # PostgreSQL: a named cursor streams; its transaction ends when the pool resets the connection
@@ -179,14 +189,11 @@ class Store:
                     procs = [t.dialect_impl(dialect).result_processor(dialect, d[1])
                              for t, d in zip(types, cursor.description)]
                     while rows := cursor.fetchmany(chunksize):
-                        chunks.append(_rows_frame(rows, columns, procs))
+                        yield _rows_frame(rows, columns, procs)
             except dialect.loaded_dbapi.Error as exc:
                 # the exception classes Connection.execute raises, for callers that catch them
                 raise sa.exc.DBAPIError.instance(state.statement, params, exc, dialect.loaded_dbapi.Error,
                                                  dialect=dialect) from exc
-        if not chunks:
-            return pd.DataFrame(columns=columns)
-        return _concat_chunks(chunks)
 
     # -- writing ------------------------------------------------------------------------------
 

@@ -133,6 +133,7 @@ def dedup_flow(db: str | None = None, entity_types: list[str] | None = None,
     db = steps.env_db(db)
     saved = steps.save_settings(settings, folder)
     try:
+        steps.start_planners(saved)  # forked now, while this process is small
         dask = settings.pipeline.dask
         for entity in entity_types:
             logger.info("%s: checking data quality", entity)

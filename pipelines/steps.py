@@ -7,6 +7,7 @@ folder, so a task passes only paths and ids to the next.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import datetime as dt
 import functools
@@ -15,12 +16,15 @@ import json
 import logging
 import os
 import resource
+import shutil
 import time
 import uuid
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from crm import proposals
 from crm.readers import load_role_table, record_info, share_repeated_strings
@@ -114,15 +118,26 @@ def _read_table(store: Store, entity: str, records_path: Path, values_path: Path
     return table
 
 
+# the values' columns as a RoleTable has them (id, role, raw), in the parquet copy
+_VALUES_SCHEMA = pa.schema([("id", pa.int64()), ("role", pa.string()), ("raw", pa.string())])
+
+
 def _write_crm_values(db: str, entity: str, path: str) -> int:
-    """In a helper process: the entity's communications as RoleTable values, written to ``path``."""
+    """In a helper process: the entity's communications as RoleTable values, written to ``path`` a
+    chunk of rows at a time (held all at once, the 2.2 million of a million contacts took ~1.2 GB
+    beside this process's read of the records)."""
     store = Store(db, must_exist=True)
+    count = 0
     try:
-        values = crm_values(store.read_communications(entity))
+        with pq.ParquetWriter(path, _VALUES_SCHEMA) as writer:
+            for chunk in store.communication_chunks(entity, chunksize=200_000):
+                values = crm_values(chunk)
+                writer.write_table(pa.Table.from_pandas(values, schema=_VALUES_SCHEMA, preserve_index=False))
+                count += len(values)
     finally:
         store.dispose()
-    values.to_parquet(path, index=False)
-    return len(values)
+    release_arrow_memory()
+    return count
 
 
 def quality_step(db: str | None, entity: str, folder: str, settings_path: str) -> str:
@@ -192,11 +207,17 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     table = run_table(store, entity, folder, workers=settings.match.processes)
-    # the citation index is needed only to rank the primaries: a helper process reads it meanwhile
+    # the citation index is needed only to rank the primaries: a helper process reads it meanwhile,
+    # one of the planners where they run (forked while this process was small), else one forked now
     store.dispose()  # no open connection goes into the forked helper
-    pool = _helper_pool(1, "reading the citation index") if settings.match.processes > 1 else None
+    planners = _BESIDE.get("planners")
+    pool = None
+    if planners is None and settings.match.processes > 1:
+        pool = _helper_pool(1, "reading the citation index")
     try:
-        if pool is not None:
+        if planners is not None:
+            info = planners.pool.submit(_record_info, db, entity, settings.match.citation_weights).result
+        elif pool is not None:
             info = _one_result(pool, _record_info, db, entity, settings.match.citation_weights).result
         else:
             info = record_info(store, entity, settings.match.citation_weights)
@@ -224,7 +245,15 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
     changed = len(kwargs["changed_ids"]) if last is not None else None
     del table, info, kwargs  # the result holds what is written below; at a million records ~0.5 GB
     write_start = time.perf_counter()
-    for frame, name in ((result.pairs, "pairs"), (result.scores, "scores"), (result.groups, "groups")):
+    # the normalised records first: once written (with the scores, which need their ids) their memory
+    # goes, and the groups are planned while the rest is written (begun earlier, the planners' memory
+    # would come on top of the find's peak)
+    write_parquet(result.scores, out / "scores.parquet")
+    result.prepared.save(out)
+    result.prepared = result.compared = None
+    give_back_memory()
+    plan_beside(db, entity, folder, settings_path, result.group_table)
+    for frame, name in ((result.pairs, "pairs"), (result.groups, "groups")):
         write_parquet(frame, out / f"{name}.parquet")
     gt = result.group_table.copy()
     gt["member_ids"] = gt["member_ids"].map(lambda ms: [int(m) for m in ms])
@@ -234,7 +263,6 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
     result.blocking.to_parquet(out / "blocking.parquet", index=False)
     result.skipped_keys.astype({"key": str}).to_parquet(out / "skipped_keys.parquet", index=False)
     release_arrow_memory()
-    result.prepared.save(out)  # (write_parquet gives Arrow's memory back itself)
     result.timings["write"] = time.perf_counter() - write_start
     summary = result.summary()
     summary["incremental"] = last is not None
@@ -301,29 +329,98 @@ def _incremental_inputs(table, last: dict, settings: Settings) -> dict:
 PLAN_CHUNK = 5000  # groups planned at once: bounds the plans held in memory on a large table
 
 
+def start_planners(settings_path: str) -> None:
+    """Fork the planning helpers now, while this process holds no table yet: each entity's groups are
+    then planned as soon as its find has ranked them (plan_beside), while the find writes its files
+    and the next entity is read, checked and found (one CPU is mostly idle there). Forked later,
+    from a process holding a million records, a helper left waiting would keep a copy of every page
+    that process changes. Nothing starts with ``match.workers`` of 1 or where helpers cannot."""
+    workers = Settings.load(settings_path).match.processes
+    if workers > 1 and "planners" not in _BESIDE:
+        pool = _helper_pool(workers, "planning")
+        if pool is not None:
+            _BESIDE["planners"] = _Planning(pool)
+
+
+def plan_beside(db: str | None, entity: str, folder: str, settings_path: str, gt: pd.DataFrame) -> None:
+    """Hand the chunks of these groups (group_table order) to the planners start_planners started,
+    if any; propose_step collects the plans (a find run again replaces them)."""
+    planners = _BESIDE.get("planners")
+    if planners is not None:
+        key = f"plans:{Path(folder) / entity}"
+        _BESIDE.pop(key, _NOTHING).cancel()
+        _BESIDE[key] = _Planning([planners.pool.submit(_plan_chunk, c) for c in _plan_chunks(db, entity, folder, gt,
+                                                                                                settings_path)])
+
+
+class _Planning:
+    """Work handed to the planners, for _BESIDE: their pool, or the planned chunks of one entity."""
+
+    def __init__(self, work):
+        self.pool, self.futures = (None, work) if isinstance(work, list) else (work, [])
+
+    def cancel(self) -> None:
+        for future in self.futures:
+            future.cancel()
+        concurrent.futures.wait(self.futures)  # a chunk being planned still writes its part file
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Nothing:
+    def cancel(self) -> None:
+        pass
+
+
+_NOTHING = _Nothing()
+
+
+def _plan_chunks(db: str | None, entity: str, folder: str, gt: pd.DataFrame, settings_path: str) -> list[tuple]:
+    """The groups of one entity in chunks of PLAN_CHUNK, as _plan_chunk takes them: each writes its plans
+    to a part file of plans.jsonl in the entity's folder."""
+    out = Path(folder) / entity
+    return [(db, entity, [(int(p), [int(m) for m in ms]) for p, ms in
+                          zip(gt["primary_id"][at:at + PLAN_CHUNK], gt["member_ids"][at:at + PLAN_CHUNK])],
+             list(gt["group_id"][at:at + PLAN_CHUNK]), settings_path, str(out / f"plans.{at // PLAN_CHUNK:05d}.part"))
+            for at in range(0, len(gt), PLAN_CHUNK)]
+
+
 def propose_step(db: str | None, run_id: str, folder: str, entity_types: list[str], settings_path: str,
                  report_beside: bool = False) -> dict:
     """Plan the merge of every group found (a dry run), then replace the pending proposals of these
     entity types with the groups and their plans, in one transaction. Each entity's plans go to its
-    plans.jsonl (one JSON object per line, in group_table order) as they are made, and from there to
-    the database: the write transaction is open while the rows are written, not while they are planned.
+    plans.jsonl (one JSON object per line, in group_table order), and from there to the database:
+    the write transaction is open while the rows are written, not while they are planned.
 
-    Chunks of groups are planned by ``match.workers`` forked helper processes while this process
-    writes the plans done and prepares the rest of each row. ``report_beside``: start the HTML report
-    (start_report) once the plans are made, to be written while the proposals are stored, which keeps
-    one CPU busy. Returns counts (removed, inserted, kept) and the seconds spent planning and storing."""
+    Chunks of groups are planned by ``match.workers`` forked helper processes (those of
+    start_planners, which may have begun them beside the find) while this process prepares the rest
+    of each row. ``report_beside``: start the HTML report (start_report) once the plans are made, to
+    be written while the proposals are stored, which keeps one CPU busy. Returns counts (removed,
+    inserted, kept) and the seconds spent planning and storing."""
     settings = Settings.load(settings_path)
     start = time.perf_counter()
     entity_types = list(dict.fromkeys(entity_types))
     tables = {entity: _group_table(folder, entity) for entity in entity_types}
-    chunks = [(db, entity, [(int(p), [int(m) for m in ms]) for p, ms in
-                            zip(gt["primary_id"][at:at + PLAN_CHUNK], gt["member_ids"][at:at + PLAN_CHUNK])],
-               settings_path) for entity, gt in tables.items() for at in range(0, len(gt), PLAN_CHUNK)]
-    workers = min(settings.match.processes, len(chunks))
-    pool = _helper_pool(workers, "planning") if workers > 1 else None  # forked before this step opens a connection
+    begun = {entity: _BESIDE.pop(f"plans:{Path(folder) / entity}", _NOTHING) for entity in entity_types}
+    chunks = {entity: _plan_chunks(db, entity, folder, gt, settings_path) for entity, gt in tables.items()}
+    planners = _BESIDE.pop("planners", None)
+    workers = min(settings.match.processes, sum(len(c) for e, c in chunks.items() if not isinstance(begun[e], _Planning)))
+    # forked before this step opens a connection
+    pool = planners.pool if planners is not None else _helper_pool(workers, "planning") if workers > 1 else None
     try:
-        planned = iter(pool.map(_plan_chunk, chunks) if pool is not None else map(_plan_chunk, chunks))
-        rows = {entity: _planned_rows(folder, entity, gt, planned) for entity, gt in tables.items()}
+        planned = {}  # per entity, a call per chunk giving its managers once it is planned
+        for entity in entity_types:
+            if isinstance(begun[entity], _Planning):  # handed to the planners by the find
+                planned[entity] = [future.result for future in begun[entity].futures]
+            elif pool is not None:
+                planned[entity] = [pool.submit(_plan_chunk, chunk).result for chunk in chunks[entity]]
+            else:
+                planned[entity] = [functools.partial(_plan_chunk, chunk) for chunk in chunks[entity]]
+        rows = {entity: _planned_rows(folder, entity, gt, chunks[entity], planned[entity]) for entity, gt in tables.items()}
+    except BaseException:
+        for entity_begun in begun.values():
+            entity_begun.cancel()
+        raise
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -460,7 +557,7 @@ class ForkedCall:
 
 
 # Work started beside the next steps of a run and collected by a later step, by kind and folder
-_BESIDE: dict[str, ForkedCall] = {}
+_BESIDE: dict[str, ForkedCall | _Planning] = {}
 
 
 def _forked_call(send, func, args, kwargs) -> None:
@@ -519,20 +616,22 @@ def glibc():
     return libc
 
 
-def _plan_chunk(chunk: tuple) -> tuple[list[str], list[list[int]]]:
-    """One chunk of groups planned (in a helper process, or in this one): each group's plan as JSON
-    text, and the managers responsible for its live records as the plan read them."""
+def _plan_chunk(chunk: tuple) -> list[list[int]]:
+    """One chunk of groups planned (in a helper process, or in this one): each group's plan written to
+    the chunk's part file as its line of plans.jsonl; returns the managers responsible for each
+    group's live records as the plan read them."""
     from merge_rules.plan import plan_groups
 
-    db, entity, groups, settings_path = chunk
+    db, entity, groups, group_ids, settings_path, part = chunk
     store = Store(db, must_exist=True)
     try:
         plans = plan_groups(store, entity, groups, Settings.load(settings_path).merge)
     finally:
         store.dispose()
-    managers = [sorted({r["responsible_id"] for r in plan.records.values()
-                        if r.get("responsible_id") is not None and r.get("deleted_at") is None}) for plan in plans]
-    return [plan.to_json() for plan in plans], managers
+    with open(part, "w", encoding="utf-8") as fh:
+        fh.write("".join(_plan_prefix(g) + plan.to_json() + "}\n" for g, plan in zip(group_ids, plans)))
+    return [sorted({r["responsible_id"] for r in plan.records.values()
+                    if r.get("responsible_id") is not None and r.get("deleted_at") is None}) for plan in plans]
 
 
 def _plan_prefix(group_id: str) -> str:
@@ -540,24 +639,26 @@ def _plan_prefix(group_id: str) -> str:
     return '{"group_id": ' + json.dumps(group_id, ensure_ascii=False) + ', "plan": '
 
 
-def _planned_rows(folder: str, entity: str, gt: pd.DataFrame, planned) -> list[dict]:
+def _planned_rows(folder: str, entity: str, gt: pd.DataFrame, chunks: list[tuple], planned: list) -> list[dict]:
     """The entity's proposal rows, as replace_pending takes them but without their plans: each chunk's
-    plans, taken from ``planned`` in group_table order, go to plans.jsonl (a million records make
-    120,000 groups: their plans are not all held at once)."""
+    part file, once ``planned`` (a call per chunk, giving its managers) says it is done, is added
+    to plans.jsonl (a million records make 120,000 groups: their plans are not all held at once)."""
     out = Path(folder) / entity
     pairs = _pairs_per_group(gt, pd.read_parquet(out / "pairs.parquet"))
     rows = []
-    with open(out / "plans.jsonl", "w", encoding="utf-8") as fh:
-        for at in range(0, len(gt), PLAN_CHUNK):
-            plans, managers = next(planned)
-            part = gt.iloc[at:at + PLAN_CHUNK]
-            fh.write("".join(_plan_prefix(g) + p + "}\n" for g, p in zip(part["group_id"], plans)))
+    with open(out / "plans.jsonl", "wb") as fh:
+        for at, chunk, done in zip(range(0, len(gt), PLAN_CHUNK), chunks, planned):
+            managers = done()
+            part = Path(chunk[-1])
+            with open(part, "rb") as src:
+                shutil.copyfileobj(src, fh, 1 << 20)
+            part.unlink()
             rows += [{"id": row.group_id, "entity_type": entity, "tier": row.tier or "possible",
                       "score": float(row.score), "primary_id": int(row.primary_id),
                       "member_ids": [int(m) for m in row.member_ids], "responsible_ids": resp,
                       "primary_reason": row.reason, "criteria": row.criteria,
                       "pairs": pairs.get(row.group_id, "[]")}
-                     for row, resp in zip(part.itertuples(index=False), managers)]
+                     for row, resp in zip(gt.iloc[at:at + PLAN_CHUNK].itertuples(index=False), managers)]
     return rows
 
 

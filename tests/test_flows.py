@@ -510,3 +510,74 @@ def test_a_stored_plan_that_cannot_be_read_is_reported_and_the_batch_goes_on(dem
     assert [results[gid]["status"] for gid in clean["id"].iloc[1:]] == ["applied", "applied"]
     after = proposals.read_groups(demo_store).set_index("id").loc[broken_id]
     assert after["status"] == "pending" and after["plan"]["entity_type"] == "contact"  # planned again
+
+
+def _plans(folder: Path) -> dict[str, dict]:
+    """The run folder's plans by group id, without the moment each was made."""
+    from merge_rules.plan import MergePlan
+
+    out = {}
+    for line in (folder / "contact" / "plans.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        plan = MergePlan.from_dict(row["plan"]).to_dict()
+        plan.pop("planned_at")
+        out[row["group_id"]] = plan
+    return out
+
+
+def test_groups_planned_beside_the_find_are_those_the_propose_step_plans(demo_store, tmp_path, monkeypatch):
+    """With planners started (forked while the process is small), the find hands its groups to them
+    before it writes its files; the propose step collects their plans. Same plans, same proposals
+    as planning in the propose step; the planners are gone afterwards and no part file is left."""
+    import multiprocessing
+
+    from crm import proposals
+    from pipelines import steps
+
+    monkeypatch.setattr(steps, "PLAN_CHUNK", 7)  # several chunks
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(yaml.safe_dump({"match": {"random_pairs": 100_000, "workers": 2}}))
+    (run_beside, beside), (run_alone, alone) = (
+        (run_id, Path(folder)) for run_id, folder in (steps.new_run(demo_store.url, ["contact"], str(tmp_path / "runs"))
+                                                     for _ in range(2)))
+    steps.start_planners(str(settings))
+    assert "planners" in steps._BESIDE
+    steps.quality_step(demo_store.url, "contact", str(beside), str(settings))
+    steps.find_step(demo_store.url, "contact", str(beside), str(settings))
+    assert len(steps._BESIDE[f"plans:{beside / 'contact'}"].futures) > 1  # handed over, in chunks
+    counts = steps.propose_step(demo_store.url, run_beside, str(beside), ["contact"], str(settings))
+    assert not steps._BESIDE and not multiprocessing.active_children()
+    assert not list((beside / "contact").glob("*.part"))
+    stored = proposals.read_groups(demo_store, status="pending")
+    steps.find_step(demo_store.url, "contact", str(alone), str(settings))
+    assert not steps._BESIDE  # no planners: nothing handed over
+    steps.propose_step(demo_store.url, run_alone, str(alone), ["contact"], str(settings))
+    assert _plans(beside) == _plans(alone) and len(_plans(beside)) == counts["inserted"] > 7
+    again = proposals.read_groups(demo_store, status="pending")
+    assert sorted(stored["id"]) == sorted(again["id"])
+
+
+def test_a_run_failing_after_planning_began_stops_the_planners(demo_store, tmp_path, monkeypatch):
+    """A run failing between the find (which handed its groups to the planners) and the propose step
+    leaves no planner running and nothing registered."""
+    import multiprocessing
+
+    from pipelines import steps
+    from pipelines.flows import dedup_flow
+
+    handed = []
+    real_find = steps.find_step
+
+    def find_then_fail(*args, **kwargs):
+        real_find(*args, **kwargs)
+        handed.extend(k for k in steps._BESIDE if k.startswith("plans:"))
+        raise RuntimeError("the find broke after handing over its groups")
+
+    monkeypatch.setattr(steps, "find_step", find_then_fail)
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(yaml.safe_dump({"match": {"random_pairs": 100_000, "workers": 2},
+                                        "pipeline": {"runs_dir": str(tmp_path / "runs")}}))
+    with pytest.raises(RuntimeError, match="the find broke"):
+        dedup_flow(db=demo_store.url, entity_types=["contact"], settings_path=str(settings))
+    assert handed  # the planners had begun
+    assert not steps._BESIDE and not multiprocessing.active_children()
