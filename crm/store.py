@@ -156,6 +156,8 @@ class Store:
         return self._chunks_on_driver(communications_query(entity_type, include_deleted), chunksize)
 
     def _read_on_driver(self, query: sa.Select, chunksize: int) -> pd.DataFrame:
+        """The frame ``read_frame(query, chunksize)`` returns, read on the driver's cursor (see
+        _chunks_on_driver), its chunks joined."""
         chunks = list(self._chunks_on_driver(query, chunksize))
         if not chunks:
             return pd.DataFrame(columns=list(query.selected_columns.keys()))

@@ -12,11 +12,14 @@ import contextlib
 import datetime as dt
 import functools
 import gc
+import importlib
 import json
 import logging
 import os
 import resource
 import shutil
+import signal
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -210,13 +213,17 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
     # the citation index is needed only to rank the primaries: a helper process reads it meanwhile,
     # one of the planners where they run (forked while this process was small), else one forked now
     store.dispose()  # no open connection goes into the forked helper
-    planners = _BESIDE.get("planners")
+    planners = _planners()
+    if any(key.startswith("plans:") for key in _BESIDE):
+        planners = None  # busy planning the last entity's groups: the index would wait behind them
     pool = None
     if planners is None and settings.match.processes > 1:
         pool = _helper_pool(1, "reading the citation index")
     try:
         if planners is not None:
-            info = planners.pool.submit(_record_info, db, entity, settings.match.citation_weights).result
+            info = functools.partial(_helper_result, planners.pool.submit(
+                _record_info, db, entity, settings.match.citation_weights), _record_info, db, entity,
+                settings.match.citation_weights)
         elif pool is not None:
             info = _one_result(pool, _record_info, db, entity, settings.match.citation_weights).result
         else:
@@ -283,6 +290,7 @@ def _record_info(db: str | None, entity: str, weights: dict[str, float]) -> pd.D
         return record_info(store, entity, weights)
     finally:
         store.dispose()
+        give_back_memory()  # a planner lives on to the end of the run
 
 
 def _last_entity_run(store: Store, entity: str, exclude: str) -> dict | None:
@@ -335,34 +343,55 @@ def start_planners(settings_path: str) -> None:
     and the next entity is read, checked and found (one CPU is mostly idle there). Forked later,
     from a process holding a million records, a helper left waiting would keep a copy of every page
     that process changes. Nothing starts with ``match.workers`` of 1 or where helpers cannot."""
+    importlib.import_module("merge_rules.plan")  # imported once here, not by each helper after the fork
     workers = Settings.load(settings_path).match.processes
     if workers > 1 and "planners" not in _BESIDE:
         pool = _helper_pool(workers, "planning")
         if pool is not None:
-            _BESIDE["planners"] = _Planning(pool)
+            _BESIDE["planners"] = _Planning(pool=pool)
+
+
+def _planners() -> "_Planning | None":
+    """The planners start_planners started, while their pool works (a helper killed breaks it: then
+    they are dropped and the work is done as without them)."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    planners = _BESIDE.get("planners")
+    if planners is not None:
+        try:
+            planners.pool.submit(int)
+        except (BrokenProcessPool, RuntimeError):
+            log.warning("the planning helpers stopped; planning without them")
+            _BESIDE.pop("planners").cancel()
+            return None
+    return planners
 
 
 def plan_beside(db: str | None, entity: str, folder: str, settings_path: str, gt: pd.DataFrame) -> None:
     """Hand the chunks of these groups (group_table order) to the planners start_planners started,
     if any; propose_step collects the plans (a find run again replaces them)."""
-    planners = _BESIDE.get("planners")
+    planners = _planners()
     if planners is not None:
         key = f"plans:{Path(folder) / entity}"
         _BESIDE.pop(key, _NOTHING).cancel()
-        _BESIDE[key] = _Planning([planners.pool.submit(_plan_chunk, c) for c in _plan_chunks(db, entity, folder, gt,
-                                                                                                settings_path)])
+        chunks = _plan_chunks(db, entity, folder, gt, settings_path)
+        _BESIDE[key] = _Planning(futures=[planners.pool.submit(_plan_chunk, c) for c in chunks],
+                                 parts=[c[-1] for c in chunks])
 
 
 class _Planning:
-    """Work handed to the planners, for _BESIDE: their pool, or the planned chunks of one entity."""
+    """Work handed to the planners, for _BESIDE: their pool, or the chunks of one entity being planned
+    (futures and their part files)."""
 
-    def __init__(self, work):
-        self.pool, self.futures = (None, work) if isinstance(work, list) else (work, [])
+    def __init__(self, pool=None, futures: list | None = None, parts: list[str] | None = None):
+        self.pool, self.futures, self.parts = pool, futures or [], parts or []
 
     def cancel(self) -> None:
         for future in self.futures:
             future.cancel()
         concurrent.futures.wait(self.futures)  # a chunk being planned still writes its part file
+        for part in self.parts:
+            Path(part).unlink(missing_ok=True)
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
@@ -403,17 +432,23 @@ def propose_step(db: str | None, run_id: str, folder: str, entity_types: list[st
     tables = {entity: _group_table(folder, entity) for entity in entity_types}
     begun = {entity: _BESIDE.pop(f"plans:{Path(folder) / entity}", _NOTHING) for entity in entity_types}
     chunks = {entity: _plan_chunks(db, entity, folder, gt, settings_path) for entity, gt in tables.items()}
-    planners = _BESIDE.pop("planners", None)
+    planners = _planners()
+    _BESIDE.pop("planners", None)  # this step shuts them down
     workers = min(settings.match.processes, sum(len(c) for e, c in chunks.items() if not isinstance(begun[e], _Planning)))
     # forked before this step opens a connection
     pool = planners.pool if planners is not None else _helper_pool(workers, "planning") if workers > 1 else None
     try:
         planned = {}  # per entity, a call per chunk giving its managers once it is planned
         for entity in entity_types:
+            if isinstance(begun[entity], _Planning) and begun[entity].parts != [c[-1] for c in chunks[entity]]:
+                begun[entity].cancel()  # not the chunks of this group_table (cannot happen in a flow)
+                begun[entity] = _NOTHING
             if isinstance(begun[entity], _Planning):  # handed to the planners by the find
-                planned[entity] = [future.result for future in begun[entity].futures]
+                planned[entity] = [functools.partial(_helper_result, future, _plan_chunk, chunk)
+                                   for future, chunk in zip(begun[entity].futures, chunks[entity], strict=True)]
             elif pool is not None:
-                planned[entity] = [pool.submit(_plan_chunk, chunk).result for chunk in chunks[entity]]
+                planned[entity] = [functools.partial(_helper_result, pool.submit(_plan_chunk, chunk), _plan_chunk, chunk)
+                                   for chunk in chunks[entity]]
             else:
                 planned[entity] = [functools.partial(_plan_chunk, chunk) for chunk in chunks[entity]]
         rows = {entity: _planned_rows(folder, entity, gt, chunks[entity], planned[entity]) for entity, gt in tables.items()}
@@ -454,12 +489,13 @@ def _helper_pool(workers: int, purpose: str):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    if multiprocessing.current_process().daemon:
-        return None
+    if multiprocessing.current_process().daemon or threading.current_thread() is not threading.main_thread():
+        return None  # (a fork from another thread can leave the child waiting on a lock held at the fork)
     pool = None
     try:
         with _forking():
-            pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+                                       initializer=_die_with_parent)
             pool.submit(int).result(timeout=120)  # starts the helpers now, so that a refusal shows here
         return pool
     except Exception:  # noqa: BLE001 - no helper processes here
@@ -469,6 +505,17 @@ def _helper_pool(workers: int, purpose: str):
                 process.terminate()
             pool.shutdown(wait=False, cancel_futures=True)
         return None
+
+
+def _die_with_parent() -> None:
+    """In a helper: end when the process that forked it ends (killed, its helpers would otherwise wait
+    for work forever). Linux only; elsewhere nothing."""
+    libc = glibc()
+    if libc is not None:
+        try:
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except AttributeError:
+            pass
 
 
 @contextlib.contextmanager
@@ -630,8 +677,23 @@ def _plan_chunk(chunk: tuple) -> list[list[int]]:
         store.dispose()
     with open(part, "w", encoding="utf-8") as fh:
         fh.write("".join(_plan_prefix(g) + plan.to_json() + "}\n" for g, plan in zip(group_ids, plans)))
-    return [sorted({r["responsible_id"] for r in plan.records.values()
-                    if r.get("responsible_id") is not None and r.get("deleted_at") is None}) for plan in plans]
+    managers = [sorted({r["responsible_id"] for r in plan.records.values()
+                        if r.get("responsible_id") is not None and r.get("deleted_at") is None}) for plan in plans]
+    del plans
+    give_back_memory()  # a planner lives on to the end of the run
+    return managers
+
+
+def _helper_result(future, func, *args):
+    """The result of ``future`` (``func(*args)`` handed to helper processes); when their pool broke (a
+    helper was killed, e.g. out of memory), ``func(*args)`` done here instead."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        log.warning("a helper process died; %s done in this process", func.__name__, exc_info=True)
+        return func(*args)
 
 
 def _plan_prefix(group_id: str) -> str:
@@ -647,7 +709,7 @@ def _planned_rows(folder: str, entity: str, gt: pd.DataFrame, chunks: list[tuple
     pairs = _pairs_per_group(gt, pd.read_parquet(out / "pairs.parquet"))
     rows = []
     with open(out / "plans.jsonl", "wb") as fh:
-        for at, chunk, done in zip(range(0, len(gt), PLAN_CHUNK), chunks, planned):
+        for at, chunk, done in zip(range(0, len(gt), PLAN_CHUNK), chunks, planned, strict=True):
             managers = done()
             part = Path(chunk[-1])
             with open(part, "rb") as src:

@@ -456,14 +456,15 @@ def _known_probability(pa, pb, prob, ga, gb, n: int) -> np.ndarray:
 
 def _record_facts(table: RoleTable) -> pd.DataFrame:
     """What the primary rule reads from the records themselves, per id: completeness, created_at and
-    modified_at (taken before the table's memory goes, see find_duplicates' ``free_table``)."""
+    modified_at as the records hold them (taken before the table's memory goes, see find_duplicates'
+    ``free_table``; _groups reads the dates of the records in groups only)."""
     present = set(table.values["role"].unique())  # one pass over the values, not one per role
     roles = [r for r in SINGLE_ROLES if r in table.records.columns] + [r for r in MULTI_ROLES if r in present]
     facts = pd.DataFrame({"completeness": completeness(table.records, table.values, roles).to_numpy()},
                          index=pd.Index(table.records.index, name="id"))
     for col in ("created_at", "modified_at"):
         if col in table.records.columns:
-            facts[col] = pd.to_datetime(table.records[col]).to_numpy()
+            facts[col] = table.records[col].to_numpy()
     return facts
 
 
@@ -476,6 +477,9 @@ def _groups(p: Prepared, entity_type: str, facts: pd.DataFrame, labels: np.ndarr
     members = pd.DataFrame({"id": member_ids, "group": labels[in_group]})
     # what the primary rule looks at, for the records in groups only
     info = facts.reindex(member_ids)
+    for col in ("created_at", "modified_at"):
+        if col in info.columns:
+            info[col] = pd.to_datetime(info[col]).to_numpy()
     if record_info is not None:
         for col in record_info.columns:
             info[col] = record_info[col].reindex(member_ids).to_numpy()

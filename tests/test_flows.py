@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -581,3 +582,62 @@ def test_a_run_failing_after_planning_began_stops_the_planners(demo_store, tmp_p
         dedup_flow(db=demo_store.url, entity_types=["contact"], settings_path=str(settings))
     assert handed  # the planners had begun
     assert not steps._BESIDE and not multiprocessing.active_children()
+
+
+def test_a_planner_killed_mid_run_leaves_the_planning_to_the_step(demo_store, tmp_path, caplog):
+    """A planning helper killed (e.g. out of memory) breaks their pool: the find reads the citation
+    index itself, and the propose step plans without them; the proposals are all there."""
+    import signal
+    import time
+
+    from pipelines import steps
+
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(yaml.safe_dump({"match": {"random_pairs": 100_000, "workers": 2}}))
+    run_id, folder = steps.new_run(demo_store.url, ["contact"], str(tmp_path / "runs"))
+    steps.start_planners(str(settings))
+    pool = steps._BESIDE["planners"].pool
+    os.kill(next(iter(pool._processes)), signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while not pool._broken and time.monotonic() < deadline:  # the pool notices the death on its own thread
+        time.sleep(0.05)
+    steps.quality_step(demo_store.url, "contact", folder, str(settings))
+    steps.find_step(demo_store.url, "contact", folder, str(settings))
+    assert "planners" not in steps._BESIDE and "planning without them" in caplog.text
+    counts = steps.propose_step(demo_store.url, run_id, folder, ["contact"], str(settings))
+    groups = pd.read_parquet(Path(folder) / "contact" / "group_table.parquet")
+    assert counts["inserted"] == len(groups) > 0
+    assert not steps._BESIDE
+
+
+def test_planners_end_with_the_process_that_forked_them(tmp_path):
+    """A flow process killed outright (SIGKILL) leaves no planner waiting for work forever."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(yaml.safe_dump({"match": {"workers": 2}}))
+    script = ("import os, signal\n"
+              "from pipelines import steps\n"
+              f"steps.start_planners({str(settings)!r})\n"
+              "print(' '.join(map(str, steps._BESIDE['planners'].pool._processes)), flush=True)\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    pids = [int(p) for p in done.stdout.split()]
+    assert len(pids) == 2
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return not Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+
+    deadline = time.monotonic() + 30
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(p) for p in pids)
