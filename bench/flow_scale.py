@@ -169,11 +169,40 @@ def markdown(records: list[dict]) -> str:
 
 
 ANALYSIS = """\
-Where the time goes (2026-12-06, sixth session, SQLite, an AMD EPYC with 2 vCPUs: faster than the
-fifth session's Xeon, so figures of different sessions do not compare one to one. `flow_steps` are
-the flow's own seconds per task, `stages` the find's and the steps' own timings. `peak_tree_mb` is
-new this session: the summed PSS of the flow process and every helper it forked (and Prefect's
-temporary server, ~190 MB), sampled every 0.2 s; `peak_rss_mb` is the largest single process only.)
+Where the time goes (2026-12-06, seventh session, SQLite, an Intel Xeon with 2 vCPUs, slower than the
+sixth session's EPYC: session 6's code took 91.0 s and a tree of 3,040 MB here, its first record of
+the day. Runs of the same code vary by +-5 s on this machine. `flow_steps` are the flow's own seconds
+per task, `stages` the find's and the steps' own timings; `peak_tree_mb` is the summed PSS of the
+flow process, every helper it forked and, with a temporary server, that server, sampled every 0.2 s.)
+
+- **1,000,000 contacts, seventh session: 82.2 s and 88.4 s with a temporary Prefect server per run
+  (trees 2,723 and 2,714 MB), 78.4 s against a running server as served deployments have (tree 2,506
+  MB); from 91.0 s and 3,040 MB. Target 45 s and 3 GB: memory met with ~280 MB to spare; time not
+  met.** What changed:
+  - the find takes the phones and e-mails the quality check normalised (they were normalised twice,
+    ~4 CPU-s);
+  - the find frees the table once the records are normalised (largest process 2,861 -> ~2,500 MB);
+  - the planners are forked at the start of the flow, while its process is small; they read the
+    citation index during the find (that helper used to be forked from the process holding the table
+    and held ~1.2 GB) and plan the groups from the moment the find has written and freed its
+    normalised records, while it writes the rest (propose 32.7 -> ~29 s);
+  - the communications are copied to the run folder in chunks (their helper held 1.2 GB beside the
+    read of the records).
+  Tried and dropped: planning from the start of the find's write, before the normalised records were
+  freed: 69.3 s flow time but a tree of 3,031-3,068 MB.
+- **Where the last run's 82 s go** (one CPU idle where marked *): ~8 s Python start, imports and the
+  temporary server*; quality 17 s (database read 4 s on both CPUs, then 4 s of building the table*,
+  then the checks, partly on both); find 26 s (normalising 8.5 s*, now the names alone; block to
+  explain 8 s*; writing 8 s, the last 4 s beside the planners); propose 29 s (planning on both CPUs,
+  storing ~8 s*, half of it beside the report). The next steps, in order of gain: storing while the
+  plans are made (it would hold SQLite's write lock for the whole planning), the names normalised in
+  two processes (the planners are idle then), the quality check's table building and the find's
+  per-role factorising done once for both, and SQLite's json() check of every stored plan (~1.5 s).
+- **100,000 contacts, seventh session: 18.0 s full and 17.9 s incremental after 1% changed on
+  SQLite, 20.1 s and 19.2 s on PostgreSQL; trees 1.0-1.2 GB** (fifth session on a Xeon: 22.8/20.0
+  and 22.6/22.7 s).
+
+Sixth session (AMD EPYC):
 
 - **Memory was under-reported until now.** The flow forks helpers (reading, normalising, the
   citation index, planning), and `peak_rss_mb` sees only the largest process. Sampled over the whole
