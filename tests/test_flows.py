@@ -513,12 +513,12 @@ def test_a_stored_plan_that_cannot_be_read_is_reported_and_the_batch_goes_on(dem
     assert after["status"] == "pending" and after["plan"]["entity_type"] == "contact"  # planned again
 
 
-def _plans(folder: Path) -> dict[str, dict]:
+def _plans(folder: Path, entity: str = "contact") -> dict[str, dict]:
     """The run folder's plans by group id, without the moment each was made."""
     from merge_rules.plan import MergePlan
 
     out = {}
-    for line in (folder / "contact" / "plans.jsonl").read_text(encoding="utf-8").splitlines():
+    for line in (folder / entity / "plans.jsonl").read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
         plan = MergePlan.from_dict(row["plan"]).to_dict()
         plan.pop("planned_at")
@@ -641,3 +641,20 @@ def test_planners_end_with_the_process_that_forked_them(tmp_path):
     while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(p) for p in pids)
+
+
+def test_every_entity_planned_beside_gives_the_plans_of_a_run_without_helpers(demo_store, tmp_path):
+    """Contacts, companies and leads with planners (each entity's groups planned while the next one
+    is checked and found, the citation index read by a planner or a helper) against the same run with
+    one process: the same plans for every entity."""
+    from pipelines.flows import dedup_flow
+
+    folders = {}
+    for workers in (2, 1):
+        settings = tmp_path / f"settings{workers}.yaml"
+        settings.write_text(yaml.safe_dump({"match": {"random_pairs": 100_000, "workers": workers},
+                                            "pipeline": {"runs_dir": str(tmp_path / f"runs{workers}")}}))
+        folders[workers] = Path(dedup_flow(db=demo_store.url, settings_path=str(settings))["folder"])
+    for entity in ("contact", "company", "lead"):
+        beside, alone = (_plans(folders[w], entity) for w in (2, 1))
+        assert beside == alone and len(beside) > 0, entity
