@@ -289,3 +289,20 @@ def test_load_role_table_equals_the_frames_read(store):
     pd.testing.assert_frame_equal(table.values, plain.values)
     first = table.records["first_name"].to_numpy()
     assert first[0] is first[2]
+
+
+def test_role_table_from_crm_values_takes_the_record_columns_by_role(store):
+    """RoleTable.from_crm_values: the entity rows indexed by id, the columns it knows renamed to their
+    roles, in their order, values and types as read (built without copying them)."""
+    from matchers.table import CRM_ROLES, PASS_THROUGH, RoleTable, crm_values
+
+    people = [dict(id=i, first_name=["Иван", "Anna"][i % 2], last_name=f"Name{i}", city=["Москва", None][i % 2],
+                   created_at=NOW, modified_at=NOW) for i in range(1, 11)]
+    store.insert(schema.contacts, people)
+    records = store.read_entities("contact")
+    table = RoleTable.from_crm_values("contact", records, crm_values(store.read_communications("contact")))
+    roles = CRM_ROLES["contact"]
+    keep = [c for c in roles if c in records.columns] + [c for c in PASS_THROUGH if c in records.columns]
+    expected = records.set_index("id")[keep].rename(columns=roles)
+    pd.testing.assert_frame_equal(table.records, expected)
+    assert table.records.index.name == "id" and list(table.records.index) == list(range(1, 11))
