@@ -168,3 +168,18 @@ def test_crm_dedup_against_splink_at_5000_records(tmp_path):
     assert "normalise" in record["tools_results"]["crm-dedup"]["stage_s"]
     text = run_all.render(results)
     assert "crm-dedup against Splink" in text and "5,000" in text
+
+
+def test_flow_bench_over_every_entity_type_measures_the_default_flow(tmp_path, monkeypatch):
+    """bench.flow_scale --every-entity: a demo CRM with companies and leads, the flow over all three
+    types in a measured child process; the record says so and holds each type's groups."""
+    from bench import flow_scale
+
+    monkeypatch.setattr(flow_scale, "WORK", tmp_path)
+    record = flow_scale.bench_one("sqlite", 400, timeout=600, incremental=False, every_entity=True)
+    full = record["full"]
+    assert full["returncode"] == 0 and not full["timed_out"], record.get("error_tail")
+    assert record["entity_types"] == "contact, company, lead"
+    assert full["wall_s"] > 0 and full["peak_tree_mb"] >= full["peak_rss_mb"] * 0.5
+    steps = full["flow_steps"]
+    assert {"contact:find", "company:find", "lead:find", "leads_vs_clients", "propose"} <= set(steps)
