@@ -22,12 +22,12 @@ from pipelines.settings import Settings
 
 def split_step(db: str | None, entity: str, folder: str, settings_path: str, incremental: bool = False) -> list[str]:
     """Normalise and block; write the prepared records and one file per chunk of candidate pairs."""
-    from pipelines.steps import _KEPT, _incremental_inputs, _last_entity_run, run_table
+    from pipelines.steps import _incremental_inputs, _last_entity_run, run_table, take_normalised
 
     settings = Settings.load(settings_path)
     store = Store(db, must_exist=True)
     table = run_table(store, entity, folder)
-    known = _KEPT.pop(f"{Path(folder) / entity}:normalised", None)  # what the quality check normalised
+    known = take_normalised(folder, entity)  # what the quality check normalised
     work = Path(folder) / entity / "work"
     work.mkdir(parents=True, exist_ok=True)
     last = _last_entity_run(store, entity, exclude=folder) if incremental else None

@@ -66,6 +66,16 @@ def save_settings(settings: Settings, folder: str) -> str:
 _KEPT: dict[str, RoleTable | dict[str, pd.DataFrame]] = {}
 
 
+def _normalised_key(out: Path) -> str:
+    return f"{out}:normalised"
+
+
+def take_normalised(folder: str, entity: str) -> dict[str, pd.DataFrame] | None:
+    """The phones and e-mails the quality check of this run normalised, when it ran in this process
+    (taken once: for prepare's ``known``)."""
+    return _KEPT.pop(_normalised_key(Path(folder) / entity), None)
+
+
 def forget_kept() -> None:
     """Drop a table kept for a find that will not come, and stop the work started beside the steps
     (the run failed before them)."""
@@ -155,7 +165,7 @@ def quality_step(db: str | None, entity: str, folder: str, settings_path: str) -
                             normalised=normalised)
     out = Path(folder) / entity
     out.mkdir(parents=True, exist_ok=True)
-    _KEPT[f"{out}:normalised"] = normalised  # the find takes them with the table (not normalised twice)
+    _KEPT[_normalised_key(out)] = normalised  # the find takes them with the table (not normalised twice)
     del normalised
     write_quality(report, out)
     summary = quality_summary(report, entity)
@@ -244,7 +254,7 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
             compare_pairs = vectors_from_chunks(compared_chunks)
         # known_values: the phones and e-mails the quality check normalised, when it ran in this process
         result = find_duplicates(table, settings.match, skips=skips, record_info=info, compare_pairs=compare_pairs,
-                                 known_values=_KEPT.pop(f"{out}:normalised", None), free_table=True, **kwargs)
+                                 known_values=take_normalised(folder, entity), free_table=True, **kwargs)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -373,7 +383,8 @@ def plan_beside(db: str | None, entity: str, folder: str, settings_path: str, gt
     planners = _planners()
     if planners is not None:
         key = f"plans:{Path(folder) / entity}"
-        _BESIDE.pop(key, _NOTHING).cancel()
+        if (earlier := _BESIDE.pop(key, None)) is not None:
+            earlier.cancel()
         chunks = _plan_chunks(db, entity, folder, gt, settings_path)
         _BESIDE[key] = _Planning(futures=[planners.pool.submit(_plan_chunk, c) for c in chunks],
                                  parts=[c[-1] for c in chunks])
@@ -394,14 +405,6 @@ class _Planning:
             Path(part).unlink(missing_ok=True)
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-class _Nothing:
-    def cancel(self) -> None:
-        pass
-
-
-_NOTHING = _Nothing()
 
 
 def _plan_chunks(db: str | None, entity: str, folder: str, gt: pd.DataFrame, settings_path: str) -> list[tuple]:
@@ -430,20 +433,20 @@ def propose_step(db: str | None, run_id: str, folder: str, entity_types: list[st
     start = time.perf_counter()
     entity_types = list(dict.fromkeys(entity_types))
     tables = {entity: _group_table(folder, entity) for entity in entity_types}
-    begun = {entity: _BESIDE.pop(f"plans:{Path(folder) / entity}", _NOTHING) for entity in entity_types}
+    begun = {entity: _BESIDE.pop(f"plans:{Path(folder) / entity}", None) for entity in entity_types}
     chunks = {entity: _plan_chunks(db, entity, folder, gt, settings_path) for entity, gt in tables.items()}
     planners = _planners()
     _BESIDE.pop("planners", None)  # this step shuts them down
-    workers = min(settings.match.processes, sum(len(c) for e, c in chunks.items() if not isinstance(begun[e], _Planning)))
+    workers = min(settings.match.processes, sum(len(c) for e, c in chunks.items() if begun[e] is None))
     # forked before this step opens a connection
     pool = planners.pool if planners is not None else _helper_pool(workers, "planning") if workers > 1 else None
     try:
         planned = {}  # per entity, a call per chunk giving its managers once it is planned
         for entity in entity_types:
-            if isinstance(begun[entity], _Planning) and begun[entity].parts != [c[-1] for c in chunks[entity]]:
+            if begun[entity] is not None and begun[entity].parts != [c[-1] for c in chunks[entity]]:
                 begun[entity].cancel()  # not the chunks of this group_table (cannot happen in a flow)
-                begun[entity] = _NOTHING
-            if isinstance(begun[entity], _Planning):  # handed to the planners by the find
+                begun[entity] = None
+            if begun[entity] is not None:  # handed to the planners by the find
                 planned[entity] = [functools.partial(_helper_result, future, _plan_chunk, chunk)
                                    for future, chunk in zip(begun[entity].futures, chunks[entity], strict=True)]
             elif pool is not None:
@@ -454,7 +457,8 @@ def propose_step(db: str | None, run_id: str, folder: str, entity_types: list[st
         rows = {entity: _planned_rows(folder, entity, gt, chunks[entity], planned[entity]) for entity, gt in tables.items()}
     except BaseException:
         for entity_begun in begun.values():
-            entity_begun.cancel()
+            if entity_begun is not None:
+                entity_begun.cancel()
         raise
     finally:
         if pool is not None:
