@@ -785,45 +785,77 @@ def auto_approve_step(db: str | None, run_id: str, settings_path: str) -> int:
     return proposals.set_status(store, ok, "approved") if ok else 0
 
 
+# What a lead is compared with a client by, besides its phones, e-mails, websites and messengers: a
+# person's names (the columns prepare makes of them) or a company's title.
+_LEAD_CLIENT_FIELDS = {
+    "contact": (("last_name", "first_name", "middle_name"),
+                ("first", "first_raw", "last", "middle", "tokens", "initials", "full", "first_sound", "last_sound")),
+    "company": (("company",), ("company", "company_tokens")),
+}
+
+
 def leads_to_clients_step(db: str | None, folder: str, settings_path: str) -> str:
-    """Leads that duplicate an existing contact or company, reported with that client (not merged)."""
+    """Leads that duplicate an existing contact or company, reported with that client (not merged).
+    The records normalised by this run's finds are reused (read and normalised here otherwise)."""
+    from matchers.prepare import Prepared
     from matchers.table import RoleTable
     from scoring.find import find_duplicates
 
     settings = Settings.load(settings_path)
     store = Store(db, must_exist=True)
-    leads = load_role_table(store, "lead")
-    rows = []
-    for client in ("contact", "company"):
-        other = load_role_table(store, client)
-        if client == "company":  # a company lead is compared by its company title, phone and email
-            lead_rec = leads.records[[c for c in ("company",) if c in leads.records.columns]]
-        else:
-            lead_rec = leads.records[[c for c in ("last_name", "first_name", "middle_name")
-                                      if c in leads.records.columns]]
-        combined = RoleTable(
-            "lead",
-            pd.concat([lead_rec.set_axis("L" + lead_rec.index.astype(str)),
-                       other.records.set_axis(client[0].upper() + other.records.index.astype(str))
-                       [[c for c in lead_rec.columns if c in other.records.columns]]]),
-            pd.concat([leads.values.assign(id="L" + leads.values["id"].astype(str)),
-                       other.values.assign(id=client[0].upper() + other.values["id"].astype(str))],
-                      ignore_index=True))
-        if combined.records.empty:
-            continue
-        res = find_duplicates(combined, settings.match)
-        p = res.pairs
-        # a lead reported against a client must be at least probable; "possible" pairs are name-only
-        # or held by the hold rules, too weak to show an admin as "this lead is already a client"
-        cross = p[(p["id_a"].str[0] != p["id_b"].str[0]) & p["tier"].isin(["certain", "probable"])]
-        for r in cross.itertuples(index=False):
-            lead_id, client_id = (r.id_a, r.id_b) if r.id_a.startswith("L") else (r.id_b, r.id_a)
-            rows.append({"lead_id": int(lead_id[1:]), "client_type": client, "client_id": int(client_id[1:]),
-                         "probability": r.probability, "tier": r.tier, "explanation": r.explanation})
+    try:
+        leads = _prepared_records(store, folder, "lead", settings)
+        rows = []
+        for client in ("contact", "company"):
+            roles, columns = _LEAD_CLIENT_FIELDS[client]
+            parts = [_compared_by(leads, "L", roles, columns),
+                     _compared_by(_prepared_records(store, folder, client, settings), client[0].upper(), roles, columns)]
+            combined = Prepared.concat(parts)
+            if not len(combined):
+                continue
+            # the records themselves are not needed: the pairs are kept, not the groups or their primaries
+            ids = pd.Index(combined.ids, name="id")
+            table = RoleTable("lead", pd.DataFrame(index=ids), pd.DataFrame(columns=["id", "role", "raw"]))
+            res = find_duplicates(table, settings.match, prepared=combined)
+            p = res.pairs
+            # a lead reported against a client must be at least probable; "possible" pairs are name-only
+            # or held by the hold rules, too weak to show an admin as "this lead is already a client"
+            cross = p[(p["id_a"].str[0] != p["id_b"].str[0]) & p["tier"].isin(["certain", "probable"])]
+            for r in cross.itertuples(index=False):
+                lead_id, client_id = (r.id_a, r.id_b) if r.id_a.startswith("L") else (r.id_b, r.id_a)
+                rows.append({"lead_id": int(lead_id[1:]), "client_type": client, "client_id": int(client_id[1:]),
+                             "probability": r.probability, "tier": r.tier, "explanation": r.explanation})
+    finally:
+        store.dispose()
     out = Path(folder) / "lead_clients.parquet"
     frame = pd.DataFrame(rows, columns=["lead_id", "client_type", "client_id", "probability", "tier", "explanation"])
     frame.sort_values(["probability", "lead_id"], ascending=[False, True]).to_parquet(out, index=False)
     return str(out)
+
+
+def _prepared_records(store: Store, folder: str, entity: str, settings: Settings):
+    """The entity's records as this run's find normalised them (its prepared_*.parquet), or, when the
+    run found no duplicates of that type, read and normalised here the same way."""
+    from matchers.prepare import Prepared, prepare
+
+    saved = Path(folder) / entity
+    if (saved / "prepared.json").exists():
+        return Prepared.load(saved)
+    return prepare(load_role_table(store, entity), region=settings.match.region,
+                   provider_rules=settings.match.provider_rules, workers=settings.match.processes)
+
+
+def _compared_by(p, prefix: str, roles: tuple[str, ...], columns: tuple[str, ...]):
+    """Of normalised records, what a lead and a client are compared by: ``columns`` of the records
+    (those ``roles`` make) and every phone, e-mail, website and messenger; ids prefixed with the type's
+    letter (L, C...) so that a lead and a client of the same number stay two records."""
+    from matchers.prepare import Prepared
+    from matchers.table import MULTI_ROLES
+
+    records = p.records[["id", *[c for c in columns if c in p.records.columns]]]
+    records = records.assign(id=prefix + records["id"].astype(str))
+    kept = (p.roles & set(roles)) | (p.roles & set(MULTI_ROLES))
+    return Prepared("lead", records, p.phones, p.emails, p.sites, kept)
 
 
 def run_summary(folder: str, entity_types: list[str]) -> dict:

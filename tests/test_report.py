@@ -411,6 +411,28 @@ def test_lead_clients(demo_run):
     assert len(leads) and set(leads["client_type"]) <= {"contact", "company"}
 
 
+def test_leads_vs_clients_reuse_what_the_finds_normalised(demo_run, tmp_path, monkeypatch):
+    """Leads vs clients takes the records the run's finds normalised (prepared_*.parquet) instead of
+    reading and normalising every contact and company again; in a folder without them it reads and
+    normalises them itself. Both give the same pairs."""
+    from pipelines import steps
+
+    db_url, folder = demo_run
+    settings = str(Path(folder) / "settings.yaml")
+    in_run = pd.read_parquet(Path(folder) / "lead_clients.parquet")
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the records were read from the database again")
+
+    with monkeypatch.context() as m:
+        m.setattr(steps, "load_role_table", no_reading)
+        again = pd.read_parquet(steps.leads_to_clients_step(db_url, folder, settings))
+    pd.testing.assert_frame_equal(again, in_run)
+    alone = pd.read_parquet(steps.leads_to_clients_step(db_url, str(tmp_path), settings))
+    pd.testing.assert_frame_equal(alone, in_run)
+    assert len(in_run) and set(in_run["client_type"]) == {"contact", "company"}
+
+
 def test_html_report_of_the_demo_run(demo_run):
     db_url, folder = demo_run
     path = report.write_html_report(Path(folder), db_url=db_url)
