@@ -458,6 +458,10 @@ def propose_step(db: str | None, run_id: str, folder: str, entity_types: list[st
         for entity_begun in begun.values():
             if entity_begun is not None:
                 entity_begun.cancel()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)  # the chunks being planned finish: then their parts go
+        for part in (c[-1] for entity_chunks in chunks.values() for c in entity_chunks):
+            Path(part).unlink(missing_ok=True)
         raise
     finally:
         if pool is not None:
@@ -718,19 +722,28 @@ def _planned_rows(folder: str, entity: str, gt: pd.DataFrame, chunks: list[tuple
     out = Path(folder) / entity
     pairs = _pairs_per_group(gt, pd.read_parquet(out / "pairs.parquet"))
     rows = []
-    with open(out / "plans.jsonl", "wb") as fh:
-        for at, chunk, done in zip(range(0, len(gt), PLAN_CHUNK), chunks, planned, strict=True):
-            managers = done()
-            part = Path(chunk[-1])
-            with open(part, "rb") as src:
-                shutil.copyfileobj(src, fh, 1 << 20)
-            part.unlink()
-            rows += [{"id": row.group_id, "entity_type": entity, "tier": row.tier or "possible",
-                      "score": float(row.score), "primary_id": int(row.primary_id),
-                      "member_ids": row.member_ids, "responsible_ids": resp,
-                      "primary_reason": row.reason, "criteria": row.criteria,
-                      "pairs": pairs.get(row.group_id, "[]")}
-                     for row, resp in zip(gt.iloc[at:at + PLAN_CHUNK].itertuples(index=False), managers)]
+    # written under another name until every chunk is in: a planning that fails leaves no plans.jsonl
+    # that looks whole (nor that of an earlier try)
+    partial = out / "plans.jsonl.partial"
+    try:
+        with open(partial, "wb") as fh:
+            for at, chunk, done in zip(range(0, len(gt), PLAN_CHUNK), chunks, planned, strict=True):
+                managers = done()
+                part = Path(chunk[-1])
+                with open(part, "rb") as src:
+                    shutil.copyfileobj(src, fh, 1 << 20)
+                part.unlink()
+                rows += [{"id": row.group_id, "entity_type": entity, "tier": row.tier or "possible",
+                          "score": float(row.score), "primary_id": int(row.primary_id),
+                          "member_ids": row.member_ids, "responsible_ids": resp,
+                          "primary_reason": row.reason, "criteria": row.criteria,
+                          "pairs": pairs.get(row.group_id, "[]")}
+                         for row, resp in zip(gt.iloc[at:at + PLAN_CHUNK].itertuples(index=False), managers)]
+        os.replace(partial, out / "plans.jsonl")
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        (out / "plans.jsonl").unlink(missing_ok=True)
+        raise
     return rows
 
 

@@ -284,6 +284,41 @@ def test_a_plan_that_is_not_json_is_refused_and_the_pending_proposals_stay(store
     assert kept == {"contact-1": {"x": 1}, "contact-3": {"y": 2}}
 
 
+def _plan_chunk_failing_at_the_third(chunk):
+    """A planning that breaks at its third chunk (module level: the helper processes get it by name)."""
+    if chunk[-1].endswith("plans.00002.part"):
+        raise RuntimeError("planning broke")
+    return _MEANWHILE["plan_chunk"](chunk)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_planning_that_fails_leaves_no_plans_file(demo_store, tmp_path, monkeypatch, workers):
+    """Plans go to plans.jsonl only once every chunk is planned: a planning that fails (in this process
+    or in the helpers) leaves neither a plans.jsonl that looks whole nor part files; the next try
+    writes them all."""
+    from pipelines import steps
+
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(yaml.safe_dump({"match": {"random_pairs": 100_000, "workers": workers}}))
+    run_id, folder = steps.new_run(demo_store.url, ["contact"], str(tmp_path / "runs"))
+    steps.quality_step(demo_store.url, "contact", folder, str(settings))
+    steps.find_step(demo_store.url, "contact", folder, str(settings))
+    monkeypatch.setattr(steps, "PLAN_CHUNK", 7)
+    monkeypatch.setitem(_MEANWHILE, "plan_chunk", steps._plan_chunk)
+    with monkeypatch.context() as m:
+        m.setattr(steps, "_plan_chunk", _plan_chunk_failing_at_the_third)
+        with pytest.raises(RuntimeError, match="planning broke"):
+            steps.propose_step(demo_store.url, run_id, folder, ["contact"], str(settings))
+    out = Path(folder) / "contact"
+    assert not list(out.glob("plans*")), list(out.glob("plans*"))
+    assert proposals.read_groups(demo_store, status="pending").empty
+    counts = steps.propose_step(demo_store.url, run_id, folder, ["contact"], str(settings))
+    groups = len(pd.read_parquet(out / "group_table.parquet"))
+    assert counts["inserted"] == groups > 14
+    assert len((out / "plans.jsonl").read_text(encoding="utf-8").splitlines()) == groups
+    assert [p.name for p in out.glob("plans*")] == ["plans.jsonl"]
+
+
 _MEANWHILE: dict = {}
 
 
