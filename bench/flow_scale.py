@@ -183,6 +183,30 @@ def markdown(records: list[dict]) -> str:
 
 
 ANALYSIS = """\
+Eighth session (2026-12-06, an AMD EPYC with 2 vCPUs whose speed drifted within the session: the
+seventh session's code took 102.2, 101.3, 88.6 and 87.0 s here in its first hour, and a fixed planning
+micro-benchmark ran 20% slower at 15:15 than at 14:55, so differences under ~10 s are noise):
+
+- **1,000,000 contacts: 90.5 s, tree 2,501 MB (temporary server; target 45 s and 3 GB: memory met,
+  time not).** Where the CPU goes, sampled per process over a whole run: the flow process 66-80
+  CPU-s, the two planners 40-44, Prefect's temporary server 5-7, the read and report helpers ~13:
+  127-138 CPU-s in all. Two CPUs cannot do that in under 64-69 s even kept busy all the time, so the
+  45 s target needs a third of the work gone, not only better overlap. One CPU idles for ~4 s while
+  the temporary server starts, ~6 s in the quality step, ~18 s in the find (normalising, blocking to
+  explaining, each stage 1-3 s) and ~8 s while the proposals are stored.
+- Planning keeps the cycle collector paused while the plans are written as JSON too: 1.75 -> 1.50
+  CPU-s per 5,000 groups (same plans, measured back to back on 40,000 groups of this database).
+- **Every entity type at 200,000 contacts (60,000 companies and leads): 50.0 s, tree 1,437 MB**
+  (seventh session, on its Xeon: 51.7 s, 1,845 MB). Leads vs clients now reuses the records the
+  run's finds normalised instead of reading and normalising every contact and company again: 15.9
+  -> 5.1 s for that step, with the same pairs.
+- Tried and dropped: (1) inserting each chunk's proposals as soon as it is planned (storing while
+  planning): it holds the write lock for the whole planning, and the tested promise that a person can
+  approve a pending group while a run plans broke (with one process the run waited on itself). (2)
+  Leaving out SQLite's json() check of the stored texts: json_valid() costs as much, and dropping the
+  check saves ~2 s of ~90 while a bad text would no longer be refused. (3) Starting the report, at a
+  lower priority, as soon as the finds are done: no difference beyond the noise.
+
 Where the time goes (2026-12-06, seventh session, SQLite, an Intel Xeon with 2 vCPUs, slower than the
 sixth session's EPYC: session 6's code took 91.0 s and a tree of 3,040 MB here, its first record of
 the day. Runs of the same code vary by +-5 s on this machine. `flow_steps` are the flow's own seconds
