@@ -118,6 +118,25 @@ class Store:
                 "Run `crm-dedup migrate` to upgrade it (back it up first)."
             )
 
+    def refresh_statistics(self) -> list[str]:
+        """PostgreSQL: ANALYZE the tables of this schema that autovacuum would analyze by now (never
+        analyzed, or more than 10% of their rows changed since). Where autovacuum is off, or has not
+        caught up with a bulk load, the planner guesses: it looked up a chunk of 2,000 contacts'
+        communications by scanning every contact's (0.4-0.6 s, ~0.1 s with statistics), 25 times
+        per 1,000 groups planned. Returns the tables analyzed (none on SQLite, whose planner takes
+        the indexes without statistics)."""
+        if self.dialect != "postgresql":
+            return []
+        with self.engine.connect() as conn:
+            stale = sorted(row[0] for row in conn.execute(sa.text(
+                "SELECT relname FROM pg_stat_user_tables WHERE schemaname = current_schema() AND n_live_tup > 0"
+                " AND (coalesce(last_analyze, last_autoanalyze) IS NULL"
+                " OR n_mod_since_analyze > 50 + 0.1 * n_live_tup)")))
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            for table in stale:
+                conn.execute(sa.text(f"ANALYZE {conn.dialect.identifier_preparer.quote(table)}"))
+        return stale
+
     @property
     def display_url(self) -> str:
         return sa.engine.make_url(self.url).render_as_string(hide_password=True)

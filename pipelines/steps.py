@@ -45,13 +45,20 @@ def peak_rss_mb() -> float:
 
 
 def new_run(db: str | None, entity_types: list[str], runs_dir: str) -> tuple[str, str]:
-    """Register a run in the database and create its folder; returns (run id, folder)."""
+    """Register a run in the database and create its folder; returns (run id, folder). The planner
+    statistics of tables changed much since they were gathered are refreshed first (PostgreSQL)."""
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     folder = Path(runs_dir) / run_id
     folder.mkdir(parents=True, exist_ok=True)
     store = Store(db, must_exist=True)
-    store.check_schema()
-    proposals.start_run(store, run_id, entity_types, str(folder.resolve()))
+    try:
+        store.check_schema()
+        analyzed = store.refresh_statistics()
+        if analyzed:
+            log.info("refreshed the planner statistics of %s", ", ".join(analyzed))
+        proposals.start_run(store, run_id, entity_types, str(folder.resolve()))
+    finally:
+        store.dispose()
     return run_id, str(folder.resolve())
 
 
