@@ -47,6 +47,49 @@ def test_migrate_is_idempotent_and_downgrade_then_upgrade_works(db_url):
     store.check_schema()
 
 
+@pytest.mark.pg
+def test_plans_are_compressed_with_lz4_on_postgresql():
+    """Migration 0006: PostgreSQL compresses the proposed groups' plans and pairs with lz4 (cheaper to
+    write than pglz); they read back as written. (SQLite has no such setting.)"""
+    from alembic import command
+    from conftest import drop_pg_schema, pg_schema_url
+
+    from crm import proposals
+    from crm.store import _alembic_config
+
+    url, name = pg_schema_url()
+    store = Store(url)
+
+    def compression() -> dict[str, str]:
+        with store.engine.connect() as conn:
+            return dict(conn.execute(sa.text(
+                "SELECT attname, attcompression FROM pg_attribute WHERE attrelid = 'dedup_groups'::regclass "
+                "AND attname IN ('plan', 'pairs')")).all())
+
+    try:
+        store.migrate()
+        assert compression() == {"plan": "l", "pairs": "l"}
+        proposals.start_run(store, "run-lz4", ["contact"], "/tmp")
+        plan = {"fields": {"last_name": {"value": "Иванов " * 2000}}}  # large enough to be compressed
+        proposals.replace_pending(store, "run-lz4", ["contact"], [
+            {"id": "contact-1", "entity_type": "contact", "tier": "certain", "score": 0.99, "primary_id": 1,
+             "member_ids": [1, 2], "responsible_ids": [], "primary_reason": "oldest", "criteria": "phone",
+             "plan": plan, "pairs": []}])
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT pg_column_compression(plan) FROM dedup_groups")).scalar() == "lz4"
+        assert proposals.read_groups(store)["plan"].iloc[0] == plan
+        cfg = _alembic_config()
+        with store.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0005")
+        assert compression() == {"plan": "", "pairs": ""}
+        store.migrate()
+        assert compression() == {"plan": "l", "pairs": "l"}
+    finally:
+        store.dispose()
+        drop_pg_schema(name)
+
+
 def test_database_without_schema_says_run_init(db_url):
     store = Store(db_url)
     with pytest.raises(StoreError, match="crm-dedup init"):
