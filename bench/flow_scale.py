@@ -200,6 +200,15 @@ micro-benchmark ran 20% slower at 15:15 than at 14:55, so differences under ~10 
   (seventh session, on its Xeon: 51.7 s, 1,845 MB). Leads vs clients now reuses the records the
   run's finds normalised instead of reading and normalising every contact and company again: 15.9
   -> 5.1 s for that step, with the same pairs.
+- **PostgreSQL, 1,000,000 contacts: 154.9 -> 118.1 -> 95.6 s (trees 2,584-2,642 MB).** This
+  machine's PostgreSQL runs with autovacuum off, and the benchmark's bulk load left every table
+  without planner statistics: the planning's lookup of a chunk of 2,000 contacts' communications
+  scanned every contact's (a bitmap scan on entity_type, 2.2 million rows filtered; 0.4-0.6 s, then
+  0.08-0.18 s). A run now first analyzes the tables autovacuum would have (Store.refresh_statistics,
+  ~1 s here): propose 79.7 -> 46.1 s. Then plans and pairs compressed with lz4 instead of pglz
+  (migration 0006; storing the 122,600 groups alone: 11.9 -> 7.9-8.5 s): propose 40.5 s. The
+  quality and find steps of the last run were 7 s faster than the run before with the same code:
+  the machine's drift again.
 - Tried and dropped: (1) inserting each chunk's proposals as soon as it is planned (storing while
   planning): it holds the write lock for the whole planning, and the tested promise that a person can
   approve a pending group while a run plans broke (with one process the run waited on itself). (2)
