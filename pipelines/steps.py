@@ -805,8 +805,8 @@ def auto_approve_step(db: str | None, run_id: str, settings_path: str) -> int:
     return proposals.set_status(store, ok, "approved") if ok else 0
 
 
-# What a lead is compared with a client by, besides its phones, e-mails, websites and messengers: a
-# person's names (the columns prepare makes of them) or a company's title.
+# What a lead is compared with a client by, besides its phones, e-mails and websites: a person's
+# names (the columns prepare makes of them) or a company's title.
 _LEAD_CLIENT_FIELDS = {
     "contact": (("last_name", "first_name", "middle_name"),
                 ("first", "first_raw", "last", "middle", "tokens", "initials", "full", "first_sound", "last_sound")),
@@ -854,8 +854,9 @@ def leads_to_clients_step(db: str | None, folder: str, settings_path: str) -> st
 
 
 def _prepared_records(store: Store, folder: str, entity: str, settings: Settings):
-    """The entity's records as this run's find normalised them (its prepared_*.parquet), or, when the
-    run found no duplicates of that type, read and normalised here the same way."""
+    """The entity's records as this run's find normalised them (its prepared_*.parquet), or, where this
+    run did not find that type's duplicates (``--entity-types lead``), read and normalised here the
+    same way."""
     from matchers.prepare import Prepared, prepare
 
     saved = Path(folder) / entity
@@ -867,8 +868,8 @@ def _prepared_records(store: Store, folder: str, entity: str, settings: Settings
 
 def _compared_by(p, prefix: str, roles: tuple[str, ...], columns: tuple[str, ...]):
     """Of normalised records, what a lead and a client are compared by: ``columns`` of the records
-    (those ``roles`` make) and every phone, e-mail, website and messenger; ids prefixed with the type's
-    letter (L, C...) so that a lead and a client of the same number stay two records."""
+    (those ``roles`` make) and every phone, e-mail and website; ids prefixed with the type's letter
+    (L, C...) so that a lead and a client of the same number stay two records."""
     from matchers.prepare import Prepared
     from matchers.table import MULTI_ROLES
 

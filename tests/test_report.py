@@ -431,6 +431,37 @@ def test_leads_vs_clients_reuse_what_the_finds_normalised(demo_run, tmp_path, mo
     alone = pd.read_parquet(steps.leads_to_clients_step(db_url, str(tmp_path), settings))
     pd.testing.assert_frame_equal(alone, in_run)
     assert len(in_run) and set(in_run["client_type"]) == {"contact", "company"}
+    pd.testing.assert_frame_equal(_leads_vs_clients_as_before(db_url, settings), in_run)
+
+
+def _leads_vs_clients_as_before(db_url: str, settings_path: str) -> pd.DataFrame:
+    """The reference: leads vs clients as it was done before the finds' normalised records were
+    reused (one table of the leads' and the clients' raw records, normalised together)."""
+    from crm.readers import load_role_table
+    from crm.store import Store
+    from matchers.table import RoleTable
+    from pipelines.settings import Settings
+    from scoring.find import find_duplicates
+
+    settings = Settings.load(settings_path)
+    store = Store(db_url)
+    leads, rows = load_role_table(store, "lead"), []
+    for client, columns in (("contact", ["last_name", "first_name", "middle_name"]), ("company", ["company"])):
+        other = load_role_table(store, client)
+        lead_rec = leads.records[[c for c in columns if c in leads.records.columns]]
+        combined = RoleTable("lead", pd.concat([
+            lead_rec.set_axis("L" + lead_rec.index.astype(str)),
+            other.records.set_axis(client[0].upper() + other.records.index.astype(str))[list(lead_rec.columns)]]),
+            pd.concat([leads.values.assign(id="L" + leads.values["id"].astype(str)),
+                       other.values.assign(id=client[0].upper() + other.values["id"].astype(str))], ignore_index=True))
+        p = find_duplicates(combined, settings.match).pairs
+        for r in p[(p["id_a"].str[0] != p["id_b"].str[0]) & p["tier"].isin(["certain", "probable"])].itertuples():
+            lead, other_id = (r.id_a, r.id_b) if r.id_a.startswith("L") else (r.id_b, r.id_a)
+            rows.append({"lead_id": int(lead[1:]), "client_type": client, "client_id": int(other_id[1:]),
+                         "probability": r.probability, "tier": r.tier, "explanation": r.explanation})
+    store.dispose()
+    frame = pd.DataFrame(rows, columns=["lead_id", "client_type", "client_id", "probability", "tier", "explanation"])
+    return frame.sort_values(["probability", "lead_id"], ascending=[False, True]).reset_index(drop=True)
 
 
 def test_html_report_of_the_demo_run(demo_run):

@@ -68,6 +68,14 @@ def test_plans_are_compressed_with_lz4_on_postgresql():
 
     try:
         store.migrate()
+        with store.engine.connect() as conn:
+            if int(conn.execute(sa.text("SHOW server_version_num")).scalar()) < 140000:
+                pytest.skip("PostgreSQL before 14 has one compression method")
+            lz4 = conn.execute(sa.text("SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
+                                       "WHERE name = 'default_toast_compression'")).scalar()
+        if not lz4:  # a server built without lz4: the migration leaves the columns as they were
+            assert compression() == {"plan": "", "pairs": ""}
+            return
         assert compression() == {"plan": "l", "pairs": "l"}
         proposals.start_run(store, "run-lz4", ["contact"], "/tmp")
         plan = {"fields": {"last_name": {"value": "Иванов " * 2000}}}  # large enough to be compressed
@@ -125,25 +133,37 @@ def test_batched_write_and_chunked_read(store):
     assert len(store.read_entities("contact", include_deleted=True)) == n
 
 
-def test_tables_changed_since_their_statistics_are_analyzed(store):
+def test_tables_changed_since_their_statistics_are_analyzed(store, caplog):
     """After a bulk load the planner statistics are refreshed where autovacuum has not (PostgreSQL),
-    once: a second call finds nothing to do. SQLite has nothing to refresh."""
+    once: a second call finds nothing to do. A table locked by someone else is left for the next run
+    with a warning, and the run goes on. SQLite has nothing to refresh."""
+    import time
+
     n = 500
     with store.engine.begin() as conn:
         conn.execute(schema.contacts.insert(), _contacts(n).to_dict("records"))
-        if store.dialect == "postgresql":
-            conn.execute(sa.text("SELECT pg_stat_force_next_flush()"))  # (counters reach the view at once)
-    analyzed = store.refresh_statistics()
     if store.dialect == "sqlite":
-        assert analyzed == []
+        assert store.refresh_statistics() == []
         return
-    with store.engine.connect() as conn:
-        when = conn.execute(sa.text(
-            "SELECT coalesce(last_analyze, last_autoanalyze) FROM pg_stat_user_tables "
-            "WHERE schemaname = current_schema() AND relname = 'contacts'")).scalar()
-    assert when is not None  # by this call, or by autovacuum just before it
+
+    def stats(column: str):
+        with store.engine.connect() as conn:
+            return conn.execute(sa.text(
+                f"SELECT {column} FROM pg_stat_user_tables WHERE schemaname = current_schema() "
+                "AND relname = 'contacts'")).scalar()
+
+    deadline = time.monotonic() + 30
+    while not stats("n_live_tup") and time.monotonic() < deadline:
+        time.sleep(0.2)  # the server's counters reach the view within a second or so
+    if stats("coalesce(last_analyze, last_autoanalyze)") is None:  # (autovacuum, where on, may be first)
+        with store.engine.connect() as locker:  # SHARE UPDATE EXCLUSIVE: what ANALYZE itself takes
+            locker.execute(sa.text("LOCK TABLE contacts IN SHARE UPDATE EXCLUSIVE MODE"))
+            assert "contacts" not in store.refresh_statistics()
+            locker.rollback()
+        assert "could not refresh the planner statistics of contacts" in caplog.text
+        assert "contacts" in store.refresh_statistics()
+    assert stats("coalesce(last_analyze, last_autoanalyze)") is not None
     assert store.refresh_statistics() == []
-    assert set(analyzed) <= set(schema.metadata.tables) | {"alembic_version"}
 
 
 def test_a_failed_batch_writes_nothing(store):
