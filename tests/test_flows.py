@@ -291,24 +291,30 @@ def _plan_chunk_failing_at_the_third(chunk):
     return _MEANWHILE["plan_chunk"](chunk)
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_a_planning_that_fails_leaves_no_plans_file(demo_store, tmp_path, monkeypatch, workers):
-    """Plans go to plans.jsonl only once every chunk is planned: a planning that fails (in this process
-    or in the helpers) leaves neither a plans.jsonl that looks whole nor part files; the next try
-    writes them all."""
+@pytest.mark.parametrize("workers,planners", [(1, False), (2, False), (2, True)])
+def test_a_planning_that_fails_leaves_no_plans_file(demo_store, tmp_path, monkeypatch, workers, planners):
+    """Plans go to plans.jsonl only once every chunk is planned: a planning that fails (in this process,
+    in helpers propose started, or in the planners the find handed its groups to) leaves neither a
+    plans.jsonl that looks whole nor part files; the next try writes them all."""
+    import multiprocessing
+
     from pipelines import steps
 
     settings = tmp_path / "settings.yaml"
     settings.write_text(yaml.safe_dump({"match": {"random_pairs": 100_000, "workers": workers}}))
     run_id, folder = steps.new_run(demo_store.url, ["contact"], str(tmp_path / "runs"))
-    steps.quality_step(demo_store.url, "contact", folder, str(settings))
-    steps.find_step(demo_store.url, "contact", folder, str(settings))
     monkeypatch.setattr(steps, "PLAN_CHUNK", 7)
     monkeypatch.setitem(_MEANWHILE, "plan_chunk", steps._plan_chunk)
     with monkeypatch.context() as m:
-        m.setattr(steps, "_plan_chunk", _plan_chunk_failing_at_the_third)
+        m.setattr(steps, "_plan_chunk", _plan_chunk_failing_at_the_third)  # (before the planners fork)
+        if planners:
+            steps.start_planners(str(settings))
+        steps.quality_step(demo_store.url, "contact", folder, str(settings))
+        steps.find_step(demo_store.url, "contact", folder, str(settings))
+        assert (f"plans:{Path(folder) / 'contact'}" in steps._BESIDE) == planners
         with pytest.raises(RuntimeError, match="planning broke"):
             steps.propose_step(demo_store.url, run_id, folder, ["contact"], str(settings))
+    assert not steps._BESIDE and not multiprocessing.active_children()
     out = Path(folder) / "contact"
     assert not list(out.glob("plans*")), list(out.glob("plans*"))
     assert proposals.read_groups(demo_store, status="pending").empty
