@@ -209,6 +209,11 @@ micro-benchmark ran 20% slower at 15:15 than at 14:55, so differences under ~10 
   (migration 0006; storing the 122,600 groups alone: 11.9 -> 7.9-8.5 s): propose 40.5 s. The
   quality and find steps of the last run were 7 s faster than the run before with the same code:
   the machine's drift again.
+- **100,000 contacts at the end of the session: SQLite 22.7 s full and 21.6 s incremental,
+  PostgreSQL 29.2 s and 22.5 s** (the flow's own time: 11.9/10.6 and 14.9/11.3 s; the PostgreSQL
+  full run's open step includes analyzing the freshly loaded tables, 0.5 s). About 10 s of each run
+  is outside the flow: Python's start and imports (~2.5 s), Prefect's temporary server (~4 s to
+  start, measured alone), shutting down.
 - Tried and dropped: (1) inserting each chunk's proposals as soon as it is planned (storing while
   planning): it holds the write lock for the whole planning, and the tested promise that a person can
   approve a pending group while a run plans broke (with one process the run waited on itself). (2)
