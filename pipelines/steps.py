@@ -33,6 +33,7 @@ from crm import proposals
 from crm.readers import load_role_table, record_info, share_repeated_strings
 from crm.gcpause import collector_paused
 from crm.store import Store
+from matchers.names import PERSON_COLUMNS
 from matchers.parquet import release_arrow_memory, write_parquet
 from matchers.table import RoleTable, crm_values
 from pipelines.settings import Settings
@@ -808,8 +809,7 @@ def auto_approve_step(db: str | None, run_id: str, settings_path: str) -> int:
 # What a lead is compared with a client by, besides its phones, e-mails and websites: a person's
 # names (the columns prepare makes of them) or a company's title.
 _LEAD_CLIENT_FIELDS = {
-    "contact": (("last_name", "first_name", "middle_name"),
-                ("first", "first_raw", "last", "middle", "tokens", "initials", "full", "first_sound", "last_sound")),
+    "contact": (("last_name", "first_name", "middle_name"), (*PERSON_COLUMNS, "first_sound", "last_sound")),
     "company": (("company",), ("company", "company_tokens")),
 }
 
