@@ -40,10 +40,14 @@ def child_run(url: str, settings_path: str, out: str, incremental: bool, every_e
 
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from pipelines.flows import dedup_flow
+    from pipelines.prefect_api import early_server
 
-    summary = dedup_flow(db=url, entity_types=None if every_entity else ["contact"], settings_path=settings_path,
-                         incremental=incremental)
+    with early_server() as ready:  # as the CLI's flow commands start it
+        from pipelines.flows import dedup_flow
+
+        ready()
+        summary = dedup_flow(db=url, entity_types=None if every_entity else ["contact"], settings_path=settings_path,
+                             incremental=incremental)
     result = {**summary["entities"]["contact"], "flow_seconds": summary["flow_seconds"], "flow_s": summary["seconds"],
               "groups_per_entity": {e: v["groups"] for e, v in summary["entities"].items()}}
     Path(out).write_text(json.dumps(result, default=str))
@@ -148,7 +152,7 @@ def bench_one(backend: str, n: int, timeout: float, incremental: bool = True, se
         settings.write_text(yaml.safe_dump({"pipeline": {"runs_dir": runs, "match_leads_to_clients": every_entity}}))
         record = {"date": now_iso(), "backend": backend, "contacts": n, "generator": generator,
                   "entity_types": "contact, company, lead" if every_entity else "contact",
-                  "prefect": "running server" if server else "temporary server per run",
+                  "prefect": "running server" if server else "temporary server per run (started early)",
                   "machine": machine_info(), "versions": versions("prefect", "pandas", "sqlalchemy", "psycopg")}
         out_full, out_inc = Path(runs) / "full.json", Path(runs) / "incremental.json"
         every = ["--every-entity"] if every_entity else []

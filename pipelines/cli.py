@@ -178,9 +178,13 @@ def find(
     except SettingsError as exc:
         fail(str(exc))
     if input_ is None:
-        from pipelines.run import run_dedup_cli
+        from pipelines.prefect_api import early_server
 
-        run_dedup_cli(db, entity, settings, out)
+        with early_server() as ready:
+            from pipelines.run import run_dedup_cli
+
+            ready()
+            run_dedup_cli(db, entity, settings, out)
         return
     from scoring.files import FileError, find_in_file
 
@@ -249,10 +253,14 @@ def run(
     settings: SettingsOption = None,
 ) -> None:
     """Run the dedup flow over the CRM database and print the summary (the main job)."""
-    from pipelines.run import run_dedup_cli
+    from pipelines.prefect_api import early_server
 
-    open_store(db)
-    run_dedup_cli(db, entity, settings)
+    with early_server() as ready:
+        from pipelines.run import run_dedup_cli
+
+        open_store(db)
+        ready()
+        run_dedup_cli(db, entity, settings)
 
 
 @app.command()
@@ -285,12 +293,16 @@ def merge(
     settings: SettingsOption = None,
 ) -> None:
     """Merge every approved group (the apply flow), each in its own transaction."""
-    from pipelines.flows import apply_flow
+    from pipelines.prefect_api import early_server
 
-    store = open_store(db)
-    user_row = _user(store, user)
-    results = apply_flow(db=db, batch_id=batch_id, user_id=user_row["id"],
-                         settings_path=str(settings) if settings else None)
+    with early_server() as ready:
+        from pipelines.flows import apply_flow
+
+        store = open_store(db)
+        user_row = _user(store, user)
+        ready()
+        results = apply_flow(db=db, batch_id=batch_id, user_id=user_row["id"],
+                             settings_path=str(settings) if settings else None)
     counts: dict[str, int] = {}
     for r in results:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
@@ -369,15 +381,19 @@ def check(
 ) -> None:
     """Report new records that duplicate existing ones: the rows of --input, or (without it) the
     records created since the last dedup run."""
-    from pipelines.flows import check_flow
+    from pipelines.prefect_api import early_server
 
-    open_store(db)
-    try:
-        result = check_flow(db=db, entity=entity, csv_path=str(input_) if input_ else None, preset=preset,
-                            mapping=_parse_map(map_) or None, settings_path=str(settings) if settings else None,
-                            out=str(out))
-    except ValueError as exc:
-        fail(str(exc))
+    with early_server() as ready:
+        from pipelines.flows import check_flow
+
+        open_store(db)
+        ready()
+        try:
+            result = check_flow(db=db, entity=entity, csv_path=str(input_) if input_ else None, preset=preset,
+                                mapping=_parse_map(map_) or None, settings_path=str(settings) if settings else None,
+                                out=str(out))
+        except ValueError as exc:
+            fail(str(exc))
     for problem in result["problems"][:20]:
         typer.secho(f"  {problem}", fg=typer.colors.YELLOW, err=True)
     typer.echo(f"{result['new_records_with_duplicates']:,} new record(s) look like existing ones "
