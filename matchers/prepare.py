@@ -30,6 +30,16 @@ log = logging.getLogger(__name__)
 
 NAME_ROLES = ("first_name", "last_name", "middle_name", "full_name")
 _CACHE_LOCK = threading.RLock()
+# Raised whenever a change to the normalisers gives other values or keys for the same input: an
+# incremental run reuses a last run's normalised records only when they were made the same way.
+# 2: an i before an a in a name's first syllable is kept (Диана is no longer Дана's key).
+NORMALISATION_VERSION = 2
+
+
+def normalisation(region: str, provider_rules: bool, fallback_regions: tuple[str, ...] = ("US", "GB")) -> dict:
+    """What makes prepare()'s output for the same records: the normalisers' version and its arguments."""
+    return {"version": NORMALISATION_VERSION, "region": region, "provider_rules": bool(provider_rules),
+            "fallback_regions": list(fallback_regions)}
 
 
 @dataclass
@@ -44,6 +54,7 @@ class Prepared:
     emails: pd.DataFrame
     sites: pd.DataFrame
     roles: set[str] = field(default_factory=set)
+    made_with: dict = field(default_factory=dict)  # normalisation(...) of prepare(); {} when not known
 
     def __len__(self) -> int:
         return len(self.records)
@@ -104,7 +115,14 @@ class Prepared:
         write_parquet(self.records, folder / "prepared_records.parquet")
         for name in ("phones", "emails", "sites"):
             write_parquet(getattr(self, name), folder / f"prepared_{name}.parquet")
-        (folder / "prepared.json").write_text(json.dumps({"entity_type": self.entity_type, "roles": sorted(self.roles)}))
+        (folder / "prepared.json").write_text(json.dumps({"entity_type": self.entity_type, "roles": sorted(self.roles),
+                                                          "normalisation": self.made_with}))
+
+    @staticmethod
+    def saved_normalisation(folder: Path) -> dict:
+        """How the records saved in ``folder`` were normalised ({} when they do not say: saved before
+        the normalisers had a version)."""
+        return json.loads((Path(folder) / "prepared.json").read_text()).get("normalisation") or {}
 
     @classmethod
     def load(cls, folder: Path) -> "Prepared":
@@ -112,7 +130,7 @@ class Prepared:
         meta = json.loads((folder / "prepared.json").read_text())
         frames = {name: pd.read_parquet(folder / f"prepared_{name}.parquet") for name in ("records", "phones", "emails", "sites")}
         return cls(meta["entity_type"], frames["records"], frames["phones"], frames["emails"], frames["sites"],
-                   set(meta["roles"]))
+                   set(meta["roles"]), meta.get("normalisation") or {})
 
     def take(self, ids) -> "Prepared":
         """The records with these ids, in that order (positions renumbered)."""
@@ -128,7 +146,7 @@ class Prepared:
             return f.assign(pos=new_of_old.reindex(f["pos"].to_numpy()).to_numpy()).reset_index(drop=True)
 
         return Prepared(self.entity_type, self.records.iloc[old].reset_index(drop=True), remap(self.phones),
-                        remap(self.emails), remap(self.sites), set(self.roles))
+                        remap(self.emails), remap(self.sites), set(self.roles), dict(self.made_with))
 
     @staticmethod
     def concat(parts: list["Prepared"]) -> "Prepared":
@@ -141,9 +159,10 @@ class Prepared:
                 frames[name].append(f.assign(pos=f["pos"] + offset))
             offset += len(part.records)
         first = parts[0]
+        same = all(x.made_with == first.made_with for x in parts)  # else how the whole was made is not known
         return Prepared(first.entity_type, pd.concat(recs, ignore_index=True),
                         *(pd.concat(frames[n], ignore_index=True) for n in ("phones", "emails", "sites")),
-                        set().union(*(x.roles for x in parts)))
+                        set().union(*(x.roles for x in parts)), dict(first.made_with) if same else {})
 
 
 _SOUND_RULES = [(re.compile(a), b) for a, b in [
@@ -226,7 +245,8 @@ def prepare(table: RoleTable, region: str = "RU", provider_rules: bool = True,
         sites = sites[sites["domain"].notna() & ~sites["domain"].isin(FREE_MAIL_DOMAINS)]
     sites = sites.reindex(columns=["pos", "domain"]).drop_duplicates()
 
-    return Prepared(table.entity_type, out, _typed(phones), _typed(emails), _typed(sites), roles)
+    return Prepared(table.entity_type, out, _typed(phones), _typed(emails), _typed(sites), roles,
+                    normalisation(region, provider_rules, tuple(fallback_regions)))
 
 
 def _single_values(table: RoleTable, roles: set[str], out: pd.DataFrame) -> None:

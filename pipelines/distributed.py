@@ -30,7 +30,7 @@ def split_step(db: str | None, entity: str, folder: str, settings_path: str, inc
     known = take_normalised(folder, entity)  # what the quality check normalised
     work = Path(folder) / entity / "work"
     work.mkdir(parents=True, exist_ok=True)
-    last = _last_entity_run(store, entity, exclude=folder) if incremental else None
+    last = _last_entity_run(store, entity, exclude=folder, settings=settings) if incremental else None
     if last is not None:
         inputs = _incremental_inputs(table, last, settings)
         p = inputs["prepared"]

@@ -250,7 +250,7 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
         skips = load_skips(store, entity)
         read_s = time.perf_counter() - start
         kwargs = {}
-        last = _last_entity_run(store, entity, exclude=folder) if incremental else None
+        last = _last_entity_run(store, entity, exclude=folder, settings=settings) if incremental else None
         if last is not None:
             kwargs = _incremental_inputs(table, last, settings)
             log.info("incremental %s run: %d new or changed records since %s", entity, len(kwargs["changed_ids"]),
@@ -309,11 +309,14 @@ def _record_info(db: str | None, entity: str, weights: dict[str, float]) -> pd.D
         give_back_memory()  # a planner lives on to the end of the run
 
 
-def _last_entity_run(store: Store, entity: str, exclude: str) -> dict | None:
-    """The newest completed run whose folder still holds this entity's normalised records and scores."""
+def _last_entity_run(store: Store, entity: str, exclude: str, settings: Settings) -> dict | None:
+    """The newest completed run whose folder still holds this entity's normalised records and scores,
+    if it normalised them as this run would (the same version of the normalisers, region and e-mail
+    provider rules); else None: a full run."""
     import sqlalchemy as sa
 
     from crm import schema
+    from matchers.prepare import Prepared, normalisation
 
     r = schema.dedup_runs
     with store.engine.connect() as conn:
@@ -322,6 +325,12 @@ def _last_entity_run(store: Store, entity: str, exclude: str) -> dict | None:
         d = Path(row.folder or "") / entity
         if str(Path(row.folder or "").resolve()) != str(Path(exclude).resolve()) and \
                 (d / "prepared.json").exists() and (d / "scores.parquet").exists():
+            wanted = normalisation(settings.match.region, settings.match.provider_rules)
+            if Prepared.saved_normalisation(d) != wanted:
+                log.info("the last %s run (%s) normalised its records otherwise (%s, now %s): a full run",
+                         entity, row.id, Prepared.saved_normalisation(d) or "before the normalisers had a version",
+                         wanted)
+                return None
             return dict(row._mapping)
     return None
 
@@ -876,7 +885,7 @@ def _compared_by(p, prefix: str, roles: tuple[str, ...], columns: tuple[str, ...
     records = p.records[["id", *[c for c in columns if c in p.records.columns]]]
     records = records.assign(id=prefix + records["id"].astype(str))
     kept = (p.roles & set(roles)) | (p.roles & set(MULTI_ROLES))
-    return Prepared("lead", records, p.phones, p.emails, p.sites, kept)
+    return Prepared("lead", records, p.phones, p.emails, p.sites, kept, dict(p.made_with))
 
 
 def run_summary(folder: str, entity_types: list[str]) -> dict:

@@ -89,6 +89,36 @@ def test_incremental_run_equals_full_run_with_the_same_model(tmp_path):
     pd.testing.assert_frame_equal(ga, gb)
 
 
+@pytest.mark.parametrize("change", ["older normalisers", "other region"])
+def test_a_last_run_normalised_otherwise_is_not_reused(tmp_path, change, caplog):
+    """Records normalised by an older version of the normalisers (a key rule has changed since), or
+    with other settings, would not meet the records normalised now: the incremental run is a full one."""
+    import json
+    import logging
+
+    store = Store(f"sqlite:///{tmp_path}/crm.db")
+    store.migrate()
+    generate_demo(store, DemoSizes(contacts=300, companies=20, leads=20, managers=3), seed=5)
+    first = _run(store, _settings(tmp_path))
+    meta = json.loads((first / "prepared.json").read_text())
+    assert meta["normalisation"]["region"] == "RU" and meta["normalisation"]["version"] >= 2
+    if change == "older normalisers":  # as saved before the normalisers had a version
+        del meta["normalisation"]
+        (first / "prepared.json").write_text(json.dumps(meta))
+        settings = _settings(tmp_path)
+    else:
+        settings = _settings(tmp_path, region="KZ")
+    with caplog.at_level(logging.INFO, logger="pipelines.steps"):
+        again = _run(store, settings, incremental=True)
+    summary = json.loads((again / "summary.json").read_text())
+    assert summary["incremental"] is False and "normalised its records otherwise" in caplog.text
+    saved = json.loads((again / "prepared.json").read_text())["normalisation"]
+    assert saved["region"] == ("KZ" if change == "other region" else "RU")
+    # with nothing changed, a next incremental run reuses this one
+    third = _run(store, settings, incremental=True)
+    assert json.loads((third / "summary.json").read_text())["incremental"] is True
+
+
 def test_dask_run_equals_local_run(tmp_path):
     from prefect.testing.utilities import prefect_test_harness
 

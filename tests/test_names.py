@@ -232,12 +232,27 @@ def test_a_common_given_name_keeps_its_own_key(name, other):
 
 
 def test_diana_is_not_a_diminutive_of_bogdan():
-    """Диана and Даня (Богдан's and Даниил's diminutive) share a key: a full name of the Russian table
-    stands for itself, in either script."""
+    """A full name of the Russian table stands for itself, in either script, and Диана is not Даня
+    (Богдан's and Даниил's diminutive)."""
+    assert translit("Диана") != translit("Даня")
     assert canonical_first_name(translit("Diana")) == canonical_first_name(translit("Диана")) == translit("Диана")
     assert canonical_first_name(translit("Диана")) != canonical_first_name(translit("Богдан"))
     assert canonical_first_name(translit("Богдан")) == translit("Богдан")
     assert canonical_first_name(translit("Бодя")) == translit("Богдан")
+
+
+@pytest.mark.parametrize("name,other", [("Диана", "Дана"), ("Diana", "Dana"), ("Лиана", "Лана"),
+                                        ("Бианки", "Банки"), ("Мясников", "Масников")])
+def test_an_i_before_a_in_the_first_syllable_is_kept(name, other):
+    """There it is и (or я, written with an i in Latin): dropping it, as after the first syllable
+    (Наталья/Natalia -> natala), made another name of it."""
+    assert translit(name) != translit(other)
+
+
+@pytest.mark.parametrize("words", [("Дьяков", "Dyakov", "Diakov", "Djakov"), ("Вяземский", "Vyazemsky", "Viazemskii"),
+                                   ("Святослав", "Svyatoslav", "Sviatoslav"), ("Диана", "Diana", "Dijana")])
+def test_names_with_an_i_kept_are_one_key_in_every_spelling(words):
+    assert len({translit(w) for w in words}) == 1, {w: translit(w) for w in words}
 
 
 def test_every_full_name_of_the_russian_table_stands_for_itself():
