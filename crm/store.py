@@ -433,7 +433,25 @@ def _concat_chunks(chunks: list[pd.DataFrame]) -> pd.DataFrame:
                               for name in first.columns}, copy=False)
         if frame.dtypes.equals(first.dtypes):
             return frame
-    return pd.concat(chunks, ignore_index=True)
+    return pd.concat(_missing_typed_as_the_rest(chunks), ignore_index=True)
+
+
+def _missing_typed_as_the_rest(chunks: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """The chunks, where a column holds no value at all in some (None: from_records makes it object)
+    and datetimes or floats in the others (deleted_at, an id with None), with it cast to their type. pd.concat
+    leaves such columns out when it types the result, which pandas has deprecated: cast, they give
+    the same frame now and after."""
+    out = list(chunks)
+    for name in chunks[0].columns:
+        empty = [i for i, c in enumerate(chunks) if len(c) and c[name].isna().all()]
+        if not empty or len(empty) == len(chunks):
+            continue
+        dtype = pd.concat([c[name] for i, c in enumerate(chunks) if i not in empty], ignore_index=True).dtype
+        if dtype.kind in "Mf":
+            for i in empty:
+                if out[i][name].dtype != dtype:
+                    out[i] = out[i].astype({name: dtype})
+    return out
 
 
 def _records(frame: pd.DataFrame) -> Iterator[dict[str, Any]]:

@@ -5,6 +5,7 @@ the frames the SQLAlchemy path returned: same columns, order, dtypes, values and
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 
 import pandas as pd
 import pytest
@@ -34,7 +35,9 @@ def reference_read(store, query: sa.Select, chunksize: int) -> pd.DataFrame:
             chunks.append(pd.DataFrame.from_records(rows, columns=columns))
     if not chunks:
         return pd.DataFrame(columns=columns)
-    return pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+    with warnings.catch_warnings():  # pandas has deprecated how it types all-None chunks: as it was
+        warnings.simplefilter("ignore", FutureWarning)
+        return pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
 
 
 def assert_same(fast: pd.DataFrame, ref: pd.DataFrame) -> None:
