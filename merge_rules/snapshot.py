@@ -114,7 +114,7 @@ class _Queries:
         self._links: dict[tuple, Any] = {}
         self._raw: dict[tuple, Raw] = {}
 
-    def records(self, n: int | None, lock: bool):
+    def records(self, n: int | str | None, lock: bool):
         key = (n, lock)
         if key not in self._records:
             table = schema.ENTITY_TABLES[self.entity_type]
@@ -122,7 +122,7 @@ class _Queries:
             self._records[key] = q.with_for_update() if lock else q
         return self._records[key]
 
-    def links(self, n_members: int | None, n_dups: int | None):
+    def links(self, n_members: int | str | None, n_dups: int | str | None):
         """The communications and every link table in one UNION ALL of
         (table, key1, key2, pointing column, flag, comm type, comm kind, comm value)."""
         key = (n_members, n_dups)
@@ -202,7 +202,7 @@ def read_snapshots(conn: Connection, entity_type: str, groups: Sequence[tuple[in
     comms: dict[int, list[dict[str, Any]]] = defaultdict(list)
     links: dict[str, dict[int, list[dict[str, Any]]]] = {s.name: defaultdict(list) for s in LINKS[entity_type]}
     for ids in _chunks(all_ids):
-        n = sqlin.size(ids)
+        n = sqlin.size(ids, conn.dialect.name)
         # .all(): the rows fetched in one call to the driver, not one call per row
         result = conn.execute(qs.records(n, lock), sqlin.params("ids", ids, n))
         names = list(result.keys())
@@ -210,7 +210,7 @@ def read_snapshots(conn: Connection, entity_type: str, groups: Sequence[tuple[in
             r = dict(zip(names, row))
             records[r["id"]] = r
         dups = [i for i in ids if i not in primaries]
-        nd = sqlin.size(dups)
+        nd = sqlin.size(dups, conn.dialect.name)
         qs.add_link_rows(conn.execute(qs.links(n, nd), {**sqlin.params("members", ids, n),
                                                          **sqlin.params("dups", dups, nd)}).all(), comms, links)
 

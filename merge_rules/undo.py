@@ -67,7 +67,7 @@ def _current(conn: Connection, tname: str, rows: list[dict]) -> dict[str, dict]:
     out = {}
     for i in range(0, len(values), 2000):
         chunk = values[i:i + 2000]
-        n = sqlin.size(chunk)
+        n = sqlin.size(chunk, conn.dialect.name)
         for r in conn.execute(_select_stmt(tname, n), sqlin.params("keys", chunk, n)).mappings():
             k = row_key(table, r)
             if k in wanted:
@@ -145,7 +145,7 @@ def _undo_once(conn: Connection, merge_id: int, user: dict, force: bool) -> Undo
         et = merge["entity_type"]
         # lock the records first, in id order, as a merge does
         ids = sorted({merge["primary_id"], *merge["merged_ids"]})
-        n = sqlin.size(ids)
+        n = sqlin.size(ids, conn.dialect.name)
         conn.execute(_lock_stmt(et, n), sqlin.params("ids", ids, n)).all()
 
         before, after = _images(merge)

@@ -434,3 +434,28 @@ def test_planning_leaves_the_cycle_collector_as_it_was(sample):
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("entity", ["contact", "company", "lead"])
+def test_snapshots_read_in_bulk_equal_snapshots_read_one_by_one(store, entity):
+    """Long id lists (an array parameter on PostgreSQL, an expanding IN on SQLite) read the rows that
+    short ones (a parameter per id) read, group by group."""
+    from crm.demo import DemoSizes, generate_demo
+    from merge_rules import sqlin
+    from merge_rules.snapshot import read_snapshots
+
+    generate_demo(store, DemoSizes(contacts=150, companies=60, leads=60, managers=4), seed=3)
+    ids = store.read_entities(entity)["id"].tolist()
+    groups = [(ids[i], ids[i:i + 3]) for i in range(0, len(ids) - 2, 3)]
+    assert len({i for _p, m in groups for i in m}) > sqlin.SMALL
+    assert sqlin.size(ids, store.dialect) == (sqlin.ARRAY if store.dialect == "postgresql" else None)
+    with store.engine.connect() as conn:
+        bulk = read_snapshots(conn, entity, groups)
+        links = 0
+        for snap, (primary, members) in zip(bulk, groups, strict=True):
+            alone = read_snapshot(conn, entity, primary, members)
+            assert (snap.records, snap.comms, snap.links, snap.users) == (alone.records, alone.comms, alone.links,
+                                                                          alone.users)
+            assert snap.fingerprints() == alone.fingerprints()
+            links += sum(map(len, snap.links.values())) + len(snap.comms)
+    assert links > 0
