@@ -213,3 +213,23 @@ def test_cli_init_stats_and_errors(tmp_path):
     assert result.exit_code == 0 and '"contacts": 0' in result.output
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0 and "demo" in result.output and "merge" in result.output
+
+
+def test_approving_more_groups_than_a_statement_takes_parameters(store):
+    """`approve --tier certain` names every certain group: 70,000 ids (PostgreSQL takes at most 65,535
+    parameters a statement) approve the pending ones among them, in one transaction."""
+    from crm import proposals
+
+    now = dt.datetime(2026, 1, 1)
+    store.insert(schema.users, [{"id": 1, "name": "Админ", "email": "a@example.com", "role": "admin"}])
+    store.insert(schema.dedup_runs, [{"id": "r1", "started_at": now, "status": "completed", "entity_types": "contact"}])
+    store.insert(schema.dedup_groups, [
+        {"id": f"contact:{i}", "entity_type": "contact", "run_id": "r1", "status": "skipped" if i == 3 else "pending",
+         "tier": "certain", "score": 0.99, "primary_id": i, "member_ids": [i, i + 1000], "responsible_ids": [],
+         "primary_reason": "", "criteria": "", "updated_at": now} for i in range(1, 6)])
+    ids = [f"contact:{i}" for i in range(70_000, 0, -1)]
+    assert proposals.set_status(store, ids, "approved", 1) == 4
+    groups = proposals.read_groups(store).set_index("id")
+    assert groups.loc["contact:3", "status"] == "skipped"
+    assert (groups.drop(index="contact:3")["status"] == "approved").all()
+    assert (groups.drop(index="contact:3")["approved_by"] == 1).all()
