@@ -354,7 +354,8 @@ def _child(name: str, *paths: Path, timeout: float | None = None, extra: tuple =
 
 
 def _timed(m: dict) -> dict:
-    keep = {k: m[k] for k in ("wall_s", "cpu_s", "peak_rss_mb", "returncode", "timed_out", "harness_rss_mb")}
+    keep = {k: m[k] for k in ("wall_s", "cpu_s", "peak_rss_mb", "peak_tree_mb", "returncode", "timed_out",
+                              "harness_rss_mb")}
     if m["returncode"] != 0 and not m["timed_out"]:
         keep["error"] = m["output_tail"][-1500:]
     return keep
@@ -449,7 +450,8 @@ def _evaluate(groups_path: Path, truth: Path) -> dict | None:
 def _summarise_crm(runs: list[dict], outputs: list[dict], truth: Path) -> dict:
     ok = [o for r, o in zip(runs, outputs) if r["returncode"] == 0 and o["summary"]]
     res = {"runs": runs, "wall_s": _median_of(runs, "wall_s"), "cpu_s": _median_of(runs, "cpu_s"),
-           "peak_rss_mb": _median_of(runs, "peak_rss_mb"), "timed_out": any(r["timed_out"] for r in runs),
+           "peak_rss_mb": _median_of(runs, "peak_rss_mb"), "peak_tree_mb": _median_of(runs, "peak_tree_mb"),
+           "timed_out": any(r["timed_out"] for r in runs),
            "command": "crm-dedup find --input FILE --entity contact " + " ".join(
                f"--map {role}={col}" for role, cols in data.MAPPING.items() for col in cols) + " --id-column id"}
     if ok:
@@ -468,7 +470,8 @@ def _summarise_splink(runs: list[dict], norm_runs: list[dict], outputs: list[dic
     ok = [o for r, o in zip(runs, outputs) if r["returncode"] == 0 and o["summary"]]
     res = {"runs": runs, "normalise_runs": norm_runs, "wall_s": _median_of(runs, "wall_s"),
            "cpu_s": _median_of(runs, "cpu_s"), "normalise_cpu_s": _median_of(norm_runs, "cpu_s"),
-           "peak_rss_mb": _median_of(runs, "peak_rss_mb"), "timed_out": any(r["timed_out"] for r in runs),
+           "peak_rss_mb": _median_of(runs, "peak_rss_mb"), "peak_tree_mb": _median_of(runs, "peak_tree_mb"),
+           "timed_out": any(r["timed_out"] for r in runs),
            "normalise_wall_s": _median_of(norm_runs, "wall_s"),
            "normalise_peak_rss_mb": _median_of(norm_runs, "peak_rss_mb")}
     with_norm = [r["wall_s"] + nr["wall_s"] for r, nr in zip(runs, norm_runs) if r["returncode"] == 0]
@@ -502,11 +505,13 @@ def _targets(n: int, tools: dict) -> dict:
                                        "met": speedup >= TARGETS["speedup_1m"]}
         else:
             out["speedup_at_least"] = {"target": TARGETS["speedup_1m"], "value": None, "met": False}
-        if crm.get("peak_rss_mb") and spl.get("peak_rss_mb") and not crm.get("timed_out"):
-            out["memory_at_most_splink"] = {"value": crm["peak_rss_mb"], "splink": spl["peak_rss_mb"],
-                                            "met": crm["peak_rss_mb"] <= spl["peak_rss_mb"]}
+        # the process trees where both were sampled: crm-dedup's helper processes count too
+        key = "peak_tree_mb" if crm.get("peak_tree_mb") and spl.get("peak_tree_mb") else "peak_rss_mb"
+        if crm.get(key) and spl.get(key) and not crm.get("timed_out"):
+            out["memory_at_most_splink"] = {"value": crm[key], "splink": spl[key], "measure": key,
+                                            "met": crm[key] <= spl[key]}
         else:
-            out["memory_at_most_splink"] = {"value": None, "splink": spl.get("peak_rss_mb"), "met": False}
+            out["memory_at_most_splink"] = {"value": None, "splink": spl.get(key), "measure": key, "met": False}
     elif n >= 100_000:
         out["f1_at_least"] = {"target": TARGETS["f1_100k"], "value": f1,
                               "met": f1 is not None and f1 >= TARGETS["f1_100k"]}
@@ -621,7 +626,8 @@ def _targets_lines(rec: dict) -> list[str]:
                 out.append(f"  - against Splink with crm-dedup's normalisation counted in: {ratio:.2f}x — "
                            + ("met" if ratio >= t["target"] else "**missed** too"))
         elif key == "memory_at_most_splink":
-            out.append(f"- peak memory no more than Splink's: {common.fmt(t.get('value'))} MB against "
+            measure = "process tree" if t.get("measure") == "peak_tree_mb" else "largest process"
+            out.append(f"- peak memory ({measure}) no more than Splink's: {common.fmt(t.get('value'))} MB against "
                        f"{common.fmt(t.get('splink'))} MB — {met}")
     return out
 

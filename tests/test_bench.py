@@ -155,6 +155,7 @@ def test_crm_dedup_against_splink_at_5000_records(tmp_path):
         r = record["tools_results"][name]
         assert [x["returncode"] for x in r["runs"]] == [0], textwrap.shorten(str(r["runs"]), 2000)
         assert r["wall_s"] > 0 and r["peak_rss_mb"] > 50
+        assert r["peak_tree_mb"] >= r["peak_rss_mb"] * 0.5  # the process tree is measured as well
         assert r["candidate_pairs"] > record["data"]["true_pairs"] / 2
         assert "accuracy" in r, f"{name}: no accuracy (its evaluation failed):\n{done.stderr[-3000:]}"
         acc = r["accuracy"]
@@ -168,6 +169,17 @@ def test_crm_dedup_against_splink_at_5000_records(tmp_path):
     assert "normalise" in record["tools_results"]["crm-dedup"]["stage_s"]
     text = run_all.render(results)
     assert "crm-dedup against Splink" in text and "5,000" in text
+
+
+def test_memory_against_splink_compares_the_process_trees_where_both_were_sampled():
+    from bench.splink_compare import _targets
+
+    crm = {"wall_s": 10, "peak_rss_mb": 900.0, "peak_tree_mb": 1500.0, "accuracy": {"f1": 0.99}}
+    splink = {"wall_s": 30, "peak_rss_mb": 1200.0, "peak_tree_mb": 1250.0}
+    memory = _targets(1_000_000, {"crm-dedup": crm, "splink": splink})["memory_at_most_splink"]
+    assert memory == {"value": 1500.0, "splink": 1250.0, "measure": "peak_tree_mb", "met": False}
+    older = _targets(1_000_000, {"crm-dedup": {**crm, "peak_tree_mb": None}, "splink": splink})
+    assert older["memory_at_most_splink"]["measure"] == "peak_rss_mb" and older["memory_at_most_splink"]["met"]
 
 
 def test_flow_bench_over_every_entity_type_measures_the_default_flow(tmp_path, monkeypatch):
