@@ -261,9 +261,9 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
 
             kwargs["prepared"] = prepared_from_work(folder, entity)
             compare_pairs = vectors_from_chunks(compared_chunks)
-        # known_values: the phones and e-mails the quality check normalised, when it ran in this process
+        # known: the phones and e-mails the quality check normalised, when it ran in this process
         result = find_duplicates(table, settings.match, skips=skips, record_info=info, compare_pairs=compare_pairs,
-                                 known_values=take_normalised(folder, entity), free_table=True, **kwargs)
+                                 known=take_normalised(folder, entity), free_table=True, **kwargs)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)

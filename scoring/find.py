@@ -212,7 +212,7 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
                     record_info: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
                     labels: pd.Series | None = None, model=None, prepared: Prepared | None = None,
                     compare_pairs=None, changed_ids=None, previous: pd.DataFrame | None = None,
-                    known_values: dict[str, pd.DataFrame] | None = None, free_table: bool = False) -> FindResult:
+                    known: dict[str, pd.DataFrame] | None = None, free_table: bool = False) -> FindResult:
     """Find the duplicate groups of one table.
 
     ``skips``: pairs of ids marked "not duplicates" (never grouped together).
@@ -227,7 +227,7 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
     record are compared and scored (with ``model``, the last run's); ``previous`` holds the last
     run's scored pairs (id_a, id_b, probability, and the explanation columns of pairs at or above
     the possible threshold), reused for every pair of two unchanged, still existing records.
-    ``known_values``: phones and e-mails of the table normalised already (prepare's ``known``).
+    ``known``: phones and e-mails of the table normalised already (as prepare takes them).
     ``free_table``: the caller is done with ``table``; its frames are emptied once the records are
     normalised, so that their memory goes before the pairs are compared (~0.8 GB at a million).
     """
@@ -236,8 +236,8 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
     with timer.stage("normalise"):
         p = prepared if prepared is not None else prepare(table, region=settings.region,
                                                           provider_rules=settings.provider_rules,
-                                                          workers=settings.processes, known=known_values)
-        del known_values  # (the caller keeps no reference: its memory goes now)
+                                                          workers=settings.processes, known=known)
+        del known  # (the caller keeps no reference: its memory goes now)
         entity_type, facts = table.entity_type, _record_facts(table)
         if free_table:  # nothing below reads the records themselves
             table.records, table.values = table.records.iloc[:0].copy(), table.values.iloc[:0].copy()
