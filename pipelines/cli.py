@@ -28,6 +28,9 @@ users_app = typer.Typer(help="Manage the CRM's users (review page sign-in).", no
 app.add_typer(users_app, name="users")
 
 DbOption = Annotated[Optional[str], typer.Option("--db", help="Database URL (sqlite:///... or postgresql+psycopg://...).")]
+IncrementalOption = Annotated[bool, typer.Option(
+    "--incremental", help="Re-normalise and re-score only records new or changed since the last completed run, "
+    "with its model (a full run where there is none, or where it normalised otherwise).")]
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -166,6 +169,7 @@ def find(
     id_column: Annotated[Optional[str], typer.Option(help="Column holding the record id (default: row number).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Folder for groups.csv, pairs.csv, model.json, settings.yaml.")] = None,
     settings: Annotated[Optional[Path], typer.Option(help="Settings YAML (see docs/settings.md).")] = None,
+    incremental: IncrementalOption = False,
     db: DbOption = None,
 ) -> None:
     """Find duplicate groups: in a CSV/parquet file (--input, no database), or in the CRM database
@@ -184,8 +188,10 @@ def find(
             from pipelines.run import run_dedup_cli
 
             ready()
-            run_dedup_cli(db, entity, settings, out)
+            run_dedup_cli(db, entity, settings, incremental)
         return
+    if incremental:
+        fail("--incremental works on the CRM database (without --input): a file has no last run to build on")
     from scoring.files import FileError, find_in_file
 
     out = out or Path("out")
@@ -251,6 +257,7 @@ def run(
     db: DbOption = None,
     entity: Annotated[str, typer.Option(help="contact, company, lead or all.")] = "all",
     settings: SettingsOption = None,
+    incremental: IncrementalOption = False,
 ) -> None:
     """Run the dedup flow over the CRM database and print the summary (the main job)."""
     from pipelines.prefect_api import early_server
@@ -260,7 +267,7 @@ def run(
 
         open_store(db)
         ready()
-        run_dedup_cli(db, entity, settings)
+        run_dedup_cli(db, entity, settings, incremental)
 
 
 @app.command()
@@ -401,14 +408,16 @@ def check(
 
 
 @app.command()
-def serve(db: DbOption = None, settings: SettingsOption = None) -> None:
+def serve(db: DbOption = None, settings: SettingsOption = None,
+          incremental: Annotated[bool, typer.Option("--incremental", help="Nightly runs are incremental (see run --incremental).")] = False) -> None:
     """Run the schedules on this machine: nightly dedup of every entity type, hourly apply of approved groups.
     To use a Prefect server and workers instead, see prefect.yaml and the README."""
     from pipelines.deployments import serve_forever
 
     open_store(db)
-    typer.echo("Serving nightly-dedup (02:00) and hourly-apply (:05), Europe/Moscow; Ctrl-C stops.")
-    serve_forever(db, str(settings) if settings else None)
+    typer.echo(f"Serving nightly-dedup (02:00{', incremental' if incremental else ''}) and hourly-apply (:05), "
+               "Europe/Moscow; Ctrl-C stops.")
+    serve_forever(db, str(settings) if settings else None, incremental)
 
 
 @app.command()

@@ -11,17 +11,17 @@ HOURLY_APPLY = "5 * * * *"
 TIMEZONE = "Europe/Moscow"
 
 
-def deployments(db: str | None = None, settings_path: str | None = None):
+def deployments(db: str | None = None, settings_path: str | None = None, incremental: bool = False):
     """The two deployments, as RunnerDeployments (the same as prefect.yaml's)."""
     from prefect.schedules import Cron
 
     return [
         dedup_flow.to_deployment(name="nightly-dedup", schedule=Cron(NIGHTLY_DEDUP, timezone=TIMEZONE),
-                                 parameters={"db": db, "settings_path": settings_path}),
+                                 parameters={"db": db, "settings_path": settings_path, "incremental": incremental}),
         apply_flow.to_deployment(name="hourly-apply", schedule=Cron(HOURLY_APPLY, timezone=TIMEZONE),
                                  parameters={"db": db, "settings_path": settings_path}),
     ]
 
 
-def serve_forever(db: str | None = None, settings_path: str | None = None) -> None:
-    serve(*deployments(db, settings_path))
+def serve_forever(db: str | None = None, settings_path: str | None = None, incremental: bool = False) -> None:
+    serve(*deployments(db, settings_path, incremental))

@@ -9,11 +9,12 @@ import typer
 from pipelines import steps
 
 
-def run_dedup_cli(db: str | None, entity: str | None, settings_path: Path | None, out: Path | None = None) -> dict:
+def run_dedup_cli(db: str | None, entity: str | None, settings_path: Path | None, incremental: bool = False) -> dict:
     from pipelines.flows import dedup_flow
 
     entity_types = None if entity in (None, "all") else [entity]
-    summary = dedup_flow(db=db, entity_types=entity_types, settings_path=str(settings_path) if settings_path else None)
+    summary = dedup_flow(db=db, entity_types=entity_types, settings_path=str(settings_path) if settings_path else None,
+                         incremental=incremental)
     print_summary(summary)
     return summary
 

@@ -918,6 +918,10 @@ def summary_markdown(summary: dict, run_id: str) -> str:
         t = s["groups_per_tier"]
         lines.append(f"| {e} | {s['records']:,} | {s['candidate_pairs']:,} | {s['groups']:,} | {t['certain']:,} | "
                      f"{t['probable']:,} | {t['possible']:,} | {s['records_in_groups']:,} | {s['largest_group']} |")
+    for e, s in summary["entities"].items():
+        if s.get("incremental"):
+            lines += ["", f"{e}: incremental, {s['changed_records']:,} new or changed records re-normalised and "
+                          f"re-scored (built on run {s['based_on_run']})"]
     if "leads_matching_clients" in summary:
         lines += ["", f"Leads matching an existing contact or company: {summary['leads_matching_clients']:,}"]
     lines += ["", "## Time per stage (seconds)", "", "| entity | " + " | ".join(_stage_names(summary)) + " |",

@@ -59,6 +59,15 @@ def _deploys_both_schedules():
     for d in spec["deployments"]:
         assert crons[d["name"]] == [s["cron"] for s in d["schedules"]]
     assert deps["nightly-dedup"].work_pool_name == "crm-dedup-pool"
+    assert deps["nightly-dedup"].parameters["incremental"] is False  # full runs unless a steward sets it
+
+
+def test_served_nightly_dedup_is_incremental_when_asked():
+    from pipelines.deployments import deployments
+
+    assert [d.parameters.get("incremental") for d in deployments("sqlite:///x.db")] == [False, None]
+    nightly, _apply = deployments("sqlite:///x.db", incremental=True)
+    assert nightly.name == "nightly-dedup" and nightly.parameters["incremental"] is True
 
 
 def test_served_deployment_runs_the_dedup_flow(tmp_path):

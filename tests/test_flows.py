@@ -699,3 +699,38 @@ def test_every_entity_planned_beside_gives_the_plans_of_a_run_without_helpers(de
     for entity in ("contact", "company", "lead"):
         beside, alone = (_plans(folders[w], entity) for w in (2, 1))
         assert beside == alone and len(beside) > 0, entity
+
+
+def test_cli_runs_incremental_after_a_full_run(tmp_path):
+    """`crm-dedup run --incremental`: a full run when there is no last run, then one built on it that
+    says so; --incremental with a file (--input) is refused. Run as a user runs it (a process of its
+    own, here on the harness's Prefect server)."""
+    import subprocess
+    import sys
+
+    import prefect.settings
+
+    store = Store(f"sqlite:///{tmp_path}/crm.db")
+    store.migrate()
+    generate_demo(store, DemoSizes(contacts=300, companies=20, leads=20, managers=2), seed=4)
+    cli = str(Path(sys.executable).with_name("crm-dedup"))
+    env = {**os.environ, "PREFECT_API_URL": prefect.settings.PREFECT_API_URL.value()}
+    args = [cli, "run", "--db", store.url, "--entity", "contact", "--settings", _settings(tmp_path), "--incremental"]
+
+    def run(cmd):
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600,
+                              cwd=Path(__file__).resolve().parents[1])
+
+    first = run(args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "incremental," not in first.stdout and "Proposals stored" in first.stdout
+    with store.engine.begin() as conn:
+        conn.execute(schema.contacts.update().where(schema.contacts.c.id <= 3).values(
+            first_name="Зинаида", modified_at=sa.func.current_timestamp()))
+    second = run(args)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "contact: incremental, 3 new or changed records re-normalised and re-scored (built on run " in second.stdout
+    summary = json.loads((Path(proposals.latest_run(store)["folder"]) / "contact" / "summary.json").read_text())
+    assert summary["incremental"] and summary["changed_records"] == 3
+    refused = run([cli, "find", "--input", str(tmp_path / "x.csv"), "--incremental"])
+    assert refused.returncode == 2 and "--incremental works on the CRM database" in refused.stderr
