@@ -12,6 +12,7 @@ import pandas as pd
 from crm import proposals
 from crm.readers import load_role_table
 from crm.store import Store
+from matchers.prepare import Prepared, prepare
 from matchers.table import RoleTable
 from pipelines.settings import Settings
 
@@ -24,10 +25,21 @@ def _relabel(table: RoleTable, prefix: str) -> RoleTable:
     return RoleTable(table.entity_type, records, values)
 
 
+def _relabelled(p: Prepared, prefix: str) -> Prepared:
+    return Prepared(p.entity_type, p.records.assign(id=prefix + p.records["id"].astype(str)), p.phones, p.emails,
+                    p.sites, set(p.roles), dict(p.made_with))
+
+
 def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, preset: str | None = None,
-                      mapping: dict[str, list[str]] | None = None, settings_path: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+                      mapping: dict[str, list[str]] | None = None, settings_path: str | None = None,
+                      reuse: bool = True) -> tuple[pd.DataFrame, list[str]]:
     """Likely duplicates of new records. Returns (rows: new_record, duplicate_of, existing, probability,
-    tier, explanation; problems found while reading the CSV)."""
+    tier, explanation; problems found while reading the CSV).
+
+    ``reuse``: the existing records as the last run normalised them (only those created or modified
+    since are normalised here), when it normalised them as this check would: at a million contacts
+    that is most of the check's time. The result is the same either way."""
+    from pipelines.steps import _last_entity_run, reuse_normalised
     from scoring.find import find_duplicates
     from scoring.model import FSModel
 
@@ -35,6 +47,8 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
     store = Store(db, must_exist=True)
     store.check_schema()
     existing = load_role_table(store, entity)
+    prior = _last_entity_run(store, entity, None, settings) if reuse else None
+    normalised = reuse_normalised(existing, prior, settings)[0] if prior is not None else None
     problems: list[str] = []
     if csv is not None:
         from crm.csv_io import import_csv
@@ -47,6 +61,10 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
             new = _relabel(load_role_table(scratch, entity), "new:")
             scratch.dispose()
         existing = _relabel(existing, "")
+        if normalised is not None:
+            normalised = [_relabelled(normalised, ""), _relabelled(
+                prepare(RoleTable(entity, new.records, new.values), region=settings.match.region,
+                        provider_rules=settings.match.provider_rules), "")]
     else:
         last = proposals.latest_run(store)
         if last is None:
@@ -59,19 +77,25 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
         old_ids = existing.records.index[~created.to_numpy()]
         existing = _relabel(RoleTable(entity, existing.records.loc[old_ids],
                                       existing.values[existing.values["id"].isin(old_ids)]), "")
+        if normalised is not None:
+            normalised = [_relabelled(normalised.take(old_ids), ""), _relabelled(normalised.take(fresh_ids), "new:")]
     columns = ["new_record", "duplicate_of", "existing", "probability", "tier", "explanation"]
     if len(new) == 0:
         return pd.DataFrame(columns=columns), problems
     combined = RoleTable(entity, pd.concat([existing.records, new.records]),
                          pd.concat([existing.values, new.values], ignore_index=True))
+    prepared = None
+    if normalised is not None and list(normalised[0].records.columns) == list(normalised[1].records.columns):
+        prepared = Prepared.concat(normalised)  # (other columns: the file's records have other roles)
     model = None
     last = proposals.latest_run(store)
     if last and (Path(last["folder"]) / entity / "model.json").exists():
         model = FSModel.load(Path(last["folder"]) / entity / "model.json")
     try:
-        result = find_duplicates(combined, settings.match, changed_ids=list(new.records.index), model=model)
+        result = find_duplicates(combined, settings.match, changed_ids=list(new.records.index), model=model,
+                                 prepared=prepared)
     except ValueError:  # the file maps other roles than the model knows: train on what we have
-        result = find_duplicates(combined, settings.match, changed_ids=list(new.records.index))
+        result = find_duplicates(combined, settings.match, changed_ids=list(new.records.index), prepared=prepared)
     pairs = result.pairs
     rows = []
     for r in pairs.itertuples(index=False):

@@ -309,7 +309,7 @@ def _record_info(db: str | None, entity: str, weights: dict[str, float]) -> pd.D
         give_back_memory()  # a planner lives on to the end of the run
 
 
-def _last_entity_run(store: Store, entity: str, exclude: str, settings: Settings) -> dict | None:
+def _last_entity_run(store: Store, entity: str, exclude: str | None, settings: Settings) -> dict | None:
     """The newest completed run whose folder still holds this entity's normalised records and scores,
     if it normalised them as this run would (the same version of the normalisers, region and e-mail
     provider rules); else None: a full run."""
@@ -323,11 +323,11 @@ def _last_entity_run(store: Store, entity: str, exclude: str, settings: Settings
         rows = conn.execute(sa.select(r).where(r.c.status == "completed").order_by(r.c.started_at.desc())).all()
     for row in rows:
         d = Path(row.folder or "") / entity
-        if str(Path(row.folder or "").resolve()) != str(Path(exclude).resolve()) and \
+        if (exclude is None or str(Path(row.folder or "").resolve()) != str(Path(exclude).resolve())) and \
                 (d / "prepared.json").exists() and (d / "scores.parquet").exists():
             wanted = normalisation(settings.match.region, settings.match.provider_rules)
             if Prepared.saved_normalisation(d) != wanted:
-                log.info("the last %s run (%s) normalised its records otherwise (%s, now %s): a full run",
+                log.info("the last %s run (%s) normalised its records otherwise (%s, now %s): they are not reused",
                          entity, row.id, Prepared.saved_normalisation(d) or "before the normalisers had a version",
                          wanted)
                 return None
@@ -335,13 +335,14 @@ def _last_entity_run(store: Store, entity: str, exclude: str, settings: Settings
     return None
 
 
-def _incremental_inputs(table, last: dict, settings: Settings) -> dict:
+def reuse_normalised(table, last: dict, settings: Settings):
+    """``table`` normalised (a Prepared, in the table's order), reusing ``last`` run's normalisation of
+    the records it has not seen change since; records new or modified since are normalised here.
+    Returns it and the ids of those. ``last``: a run _last_entity_run gave (normalised alike)."""
     from matchers.prepare import Prepared, prepare
     from matchers.table import RoleTable
-    from scoring.model import FSModel
 
-    d = Path(last["folder"]) / table.entity_type
-    previous_prepared = Prepared.load(d)
+    previous_prepared = Prepared.load(Path(last["folder"]) / table.entity_type)
     ids = table.records.index.to_numpy()
     known = set(previous_prepared.ids.tolist())
     # editing a phone or email in the CRM bumps the record's modified_at, so that is enough to see it
@@ -351,7 +352,14 @@ def _incremental_inputs(table, last: dict, settings: Settings) -> dict:
     unchanged = [i for i in ids if i not in changed_set]
     sub = RoleTable(table.entity_type, table.records.loc[changed], table.values[table.values["id"].isin(changed)])
     fresh = prepare(sub, region=settings.match.region, provider_rules=settings.match.provider_rules)
-    combined = Prepared.concat([previous_prepared.take(unchanged), fresh]).take(ids)
+    return Prepared.concat([previous_prepared.take(unchanged), fresh]).take(ids), changed
+
+
+def _incremental_inputs(table, last: dict, settings: Settings) -> dict:
+    from scoring.model import FSModel
+
+    d = Path(last["folder"]) / table.entity_type
+    combined, changed = reuse_normalised(table, last, settings)
     scores = pd.read_parquet(d / "scores.parquet")
     explained = pd.read_parquet(d / "pairs.parquet")
     previous = scores.merge(explained.drop(columns=["probability"]), on=["id_a", "id_b"], how="left")

@@ -69,3 +69,47 @@ def test_records_created_since_the_last_run(demo):
 def test_no_run_yet_is_a_clear_error(demo):
     with pytest.raises(ValueError, match="no completed dedup run"):
         check_new_records(demo.url, "contact")
+
+
+def _completed_run(store, tmp_path) -> None:
+    """A real dedup run of the contacts (its folder holds their normalised records and model)."""
+    import yaml
+
+    from pipelines import steps
+
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(yaml.safe_dump({"match": {"random_pairs": 100_000}, "pipeline": {"runs_dir": str(tmp_path / "runs")}}))
+    run_id, folder = steps.new_run(store.url, ["contact"], str(tmp_path / "runs"))
+    steps.find_step(store.url, "contact", folder, str(settings))
+    proposals.finish_run(store, run_id, "completed", {})
+
+
+@pytest.mark.parametrize("mode", ["csv", "since the last run"])
+def test_a_check_reusing_the_last_runs_normalised_records_finds_what_a_full_check_finds(demo, tmp_path, mode,
+                                                                                          monkeypatch):
+    import scoring.find
+
+    _completed_run(demo, tmp_path)
+    later = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(seconds=5)
+    c = schema.contacts
+    with demo.engine.begin() as conn:  # edited since the run: normalised again, not taken from it
+        conn.execute(c.update().where(c.c.id.in_([2, 3])).values(first_name="Зинаида", modified_at=later))
+    csv = None
+    if mode == "csv":
+        export_csv(demo, tmp_path / "all.csv", "contact")
+        pd.read_csv(tmp_path / "all.csv", dtype=str).iloc[:12].drop(columns=["id"]).to_csv(tmp_path / "new.csv", index=False)
+        csv = tmp_path / "new.csv"
+    else:
+        with demo.engine.begin() as conn:
+            rows = conn.execute(sa.select(c).where(c.c.id.in_([5, 6, 7]))).mappings().all()
+            top = conn.execute(sa.select(sa.func.max(c.c.id))).scalar_one()
+            for k, r in enumerate(rows, start=1):
+                conn.execute(c.insert().values({**r, "id": top + k, "created_at": later, "modified_at": later}))
+    given = []
+    real = scoring.find.find_duplicates
+    monkeypatch.setattr(scoring.find, "find_duplicates", lambda *a, **k: given.append(k.get("prepared")) or real(*a, **k))
+    reused, _ = check_new_records(demo.url, "contact", csv=csv)
+    full, _ = check_new_records(demo.url, "contact", csv=csv, reuse=False)
+    assert given[0] is not None and given[-1] is None
+    assert len(reused) >= 3
+    pd.testing.assert_frame_equal(reused, full)
