@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
+import functools
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -32,6 +35,7 @@ class _Server:
     def __init__(self) -> None:
         self.port = _free_port()
         self.process = self._launch()
+        self.relaunched = 0
         atexit.register(self.stop)  # registered before Prefect's workers: they flush first at exit
 
     @property
@@ -40,13 +44,15 @@ class _Server:
 
     def _launch(self) -> subprocess.Popen:
         import prefect
+        from prefect.settings import get_current_settings
 
-        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+        env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
+               **get_current_settings().to_environment_variables(exclude_unset=True)}
         env.pop("PREFECT_API_URL", None)
         return subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
              "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
-             "--log-level", "error", "--lifespan", "on"], env=env)
+             "--log-level", "error", "--lifespan", "on"], env=env, preexec_fn=_end_with_parent())
 
     def wait(self, timeout: float) -> None:
         """Until the server answers its health check; a server that could not take its port (another
@@ -54,7 +60,8 @@ class _Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             code = self.process.poll()
-            if code == 3:
+            if code == 3 and self.relaunched < 2 and not _port_free(self.port):
+                self.relaunched += 1
                 self.port = _free_port()
                 self.process = self._launch()
             elif code is not None:
@@ -87,12 +94,35 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _port_free(port: int) -> bool:
+    """Whether ``port`` can be bound: uvicorn exits with 3 both when another process took its port
+    and when the app failed to start (then starting it again on another port would not help)."""
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _end_with_parent():
+    """For the server process, run before it starts: end it (SIGTERM) when the command that started it
+    ends in any way, a signal included (atexit runs only on a normal exit). None where the C library
+    has no prctl (not Linux)."""
+    try:
+        prctl = ctypes.CDLL("libc.so.6").prctl
+    except (OSError, AttributeError):
+        return None
+    return functools.partial(prctl, 1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 @contextlib.contextmanager
 def early_server() -> Iterator[Callable[[], None]]:
     """Inside, the flows of this process use a temporary Prefect server started now, unless an API is
     configured. Yields ``ready``: call it after the imports, just before the first flow runs. On
     the way out the settings are as they were; the server stops when the process ends (Prefect's
-    log and event workers send what they hold at exit)."""
+    log and event workers send what they hold at exit). For a command's main thread: it sets the
+    process's environment and Prefect's global settings."""
     global _STARTED
     from prefect.context import refresh_global_settings_context
     from prefect.settings import get_current_settings

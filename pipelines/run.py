@@ -7,11 +7,10 @@ from pathlib import Path
 import typer
 
 from pipelines import steps
+from pipelines.flows import dedup_flow  # (imported with this module: while Prefect's server starts)
 
 
 def run_dedup_cli(db: str | None, entity: str | None, settings_path: Path | None, incremental: bool = False) -> dict:
-    from pipelines.flows import dedup_flow
-
     entity_types = None if entity in (None, "all") else [entity]
     summary = dedup_flow(db=db, entity_types=entity_types, settings_path=str(settings_path) if settings_path else None,
                          incremental=incremental)

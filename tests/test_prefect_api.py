@@ -82,14 +82,90 @@ class _Exits:
         return self.code
 
 
-def test_a_server_that_fails_to_start_is_reported_and_one_that_lost_its_port_starts_again(monkeypatch):
-    launched = iter([_Exits(3), _Exits(5)])  # the port was taken; then it fails for good
+def test_a_server_that_lost_its_port_starts_again_on_another(monkeypatch):
+    import socket
+
+    launched = iter([_Exits(3), _Exits(5)])  # another process took the port; then it fails for good
     monkeypatch.setattr(prefect_api._Server, "_launch", lambda self: next(launched))
     monkeypatch.setattr(prefect_api.atexit, "register", lambda func: None)
     server = prefect_api._Server()
-    with pytest.raises(RuntimeError, match=r"exited with code 5 while starting"):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", server.port))
+    try:
+        first = server.port
+        with pytest.raises(RuntimeError, match=r"exited with code 5 while starting"):
+            server.wait(timeout=30)
+    finally:
+        taken.close()
+    assert server.relaunched == 1 and server.port != first and next(launched, None) is None
+
+
+def test_a_server_whose_app_fails_to_start_is_reported_at_once(monkeypatch):
+    """uvicorn exits with 3 too when the app cannot start (its port is free): no second try."""
+    launched = iter([_Exits(3), _Exits(3)])
+    monkeypatch.setattr(prefect_api._Server, "_launch", lambda self: next(launched))
+    monkeypatch.setattr(prefect_api.atexit, "register", lambda func: None)
+    server = prefect_api._Server()
+    with pytest.raises(RuntimeError, match=r"exited with code 3 while starting"):
         server.wait(timeout=30)
-    assert next(launched, None) is None  # started twice
+    assert server.relaunched == 0
+
+
+def test_ready_points_prefect_at_the_port_the_server_took_and_the_settings_come_back(monkeypatch):
+    from prefect.context import refresh_global_settings_context
+    from prefect.settings import get_current_settings
+
+    class Moved:
+        port = 41001
+
+        @property
+        def api_url(self):
+            return f"http://127.0.0.1:{self.port}/api"
+
+        def wait(self, timeout):
+            self.port = 41002  # started again on another port
+
+        process = _Exits(None)
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    monkeypatch.setattr(prefect_api, "_STARTED", None)
+    monkeypatch.setattr(prefect_api, "_Server", Moved)
+    refresh_global_settings_context()
+    if get_current_settings().api.url:
+        pytest.skip("a Prefect API is configured on this machine (profile or file)")
+    with prefect_api.early_server() as ready:
+        assert get_current_settings().api.url == "http://127.0.0.1:41001/api"
+        ready()
+        assert get_current_settings().api.url == os.environ["PREFECT_API_URL"] == "http://127.0.0.1:41002/api"
+    assert "PREFECT_API_URL" not in os.environ and get_current_settings().api.url is None
+
+
+def test_the_server_ends_with_a_command_killed_by_a_signal(tmp_path, bare_env):
+    import signal
+    import time
+
+    script = ("import time\n"
+              "from pipelines.prefect_api import early_server\n"
+              "with early_server() as ready:\n"
+              "    ready()\n"
+              "    print('ready', flush=True)\n"
+              "    time.sleep(120)\n")
+    command = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=bare_env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert command.stdout.readline().strip() == "ready"
+        servers = _servers_of(tmp_path / "prefect")
+        assert len(servers) == 1
+        command.send_signal(signal.SIGTERM)
+        command.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while _servers_of(tmp_path / "prefect") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _servers_of(tmp_path / "prefect") == []
+    finally:
+        command.kill()
+        command.wait()
+        for pid in _servers_of(tmp_path / "prefect"):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_a_server_that_does_not_answer_in_time_is_stopped_and_reported(monkeypatch):

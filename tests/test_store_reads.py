@@ -191,6 +191,18 @@ def test_empty_tables_read_as_before(store):
     assert store.read_communications("contact").empty and compare_communications(store, "contact") > 0
 
 
+def test_chunks_of_other_dtypes_are_joined_without_pandas_deprecation_warnings(store):
+    """deleted_at None in some chunks and datetimes in others, ids None in some: joined as before (the
+    reference ignores pandas' FutureWarning), and no FutureWarning from the store's own join."""
+    awkward_crm(store)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        frames = {entity: store.read_entities(entity, include_deleted=True, chunksize=4) for entity in schema.ENTITY_TYPES}
+    for entity, frame in frames.items():
+        assert_same(frame, reference_read(store, entities_query(entity, True), 4))
+    assert str(frames["contact"]["deleted_at"].dtype) == "datetime64[ns]"
+
+
 def test_many_chunks_of_one_dtype_are_joined_directly(store, monkeypatch):
     n = 3000
     store.insert(schema.users, [{"id": 1, "name": "Анна", "email": "a@example.com", "role": "manager"}])
