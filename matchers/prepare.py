@@ -6,6 +6,8 @@ that position, and maps back to ids only at the end.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 import re
@@ -30,16 +32,42 @@ log = logging.getLogger(__name__)
 
 NAME_ROLES = ("first_name", "last_name", "middle_name", "full_name")
 _CACHE_LOCK = threading.RLock()
-# Raised whenever a change to the normalisers gives other values or keys for the same input: an
+# Raised whenever a change to the normalisers' code gives other values or keys for the same input: an
 # incremental run reuses a last run's normalised records only when they were made the same way.
 # 2: an i before an a in a name's first syllable is kept (Диана is no longer Дана's key).
 NORMALISATION_VERSION = 2
+FALLBACK_REGIONS = ("US", "GB")  # where a phone invalid in the default region is read too
+# the libraries whose data the normalisers use: a new release may read a phone, an address or a domain otherwise
+_LIBRARIES = ("phonenumbers", "email-validator", "tldextract", "nicknames", "text-unidecode")
 
 
-def normalisation(region: str, provider_rules: bool, fallback_regions: tuple[str, ...] = ("US", "GB")) -> dict:
-    """What makes prepare()'s output for the same records: the normalisers' version and its arguments."""
-    return {"version": NORMALISATION_VERSION, "region": region, "provider_rules": bool(provider_rules),
-            "fallback_regions": list(fallback_regions)}
+def normalisation(region: str, provider_rules: bool, fallback_regions: tuple[str, ...] = FALLBACK_REGIONS) -> dict:
+    """What makes prepare()'s output for the same records: the normalisers' version, their name tables
+    and libraries, and prepare's arguments."""
+    return {"version": NORMALISATION_VERSION, "data": _data_digest(), "libraries": _library_versions(),
+            "region": region, "provider_rules": bool(provider_rules), "fallback_regions": list(fallback_regions)}
+
+
+@functools.cache
+def _data_digest() -> str:
+    """A digest of the name tables in matchers/data (diminutives, nicknames, given names)."""
+    digest = hashlib.blake2b(digest_size=8)
+    for path in sorted(Path(__file__).with_name("data").glob("*.csv")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+@functools.cache
+def _library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in _LIBRARIES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = ""
+    return out
 
 
 @dataclass
@@ -204,7 +232,7 @@ def _clean_or_none(raw: object) -> str | None:
 
 
 def prepare(table: RoleTable, region: str = "RU", provider_rules: bool = True,
-            fallback_regions: tuple[str, ...] = ("US", "GB"), workers: int = 1,
+            fallback_regions: tuple[str, ...] = FALLBACK_REGIONS, workers: int = 1,
             known: Mapping[str, pd.DataFrame] | None = None) -> Prepared:
     """Normalise every record. ``workers`` > 1 lets phone and e-mail normalisation of a large table
     run partly in helper processes while this one parses the names (the results are the same).

@@ -89,10 +89,11 @@ def test_incremental_run_equals_full_run_with_the_same_model(tmp_path):
     pd.testing.assert_frame_equal(ga, gb)
 
 
-@pytest.mark.parametrize("change", ["older normalisers", "other region"])
+@pytest.mark.parametrize("change", ["older normalisers", "another phonenumbers", "other name tables", "other region"])
 def test_a_last_run_normalised_otherwise_is_not_reused(tmp_path, change, caplog):
-    """Records normalised by an older version of the normalisers (a key rule has changed since), or
-    with other settings, would not meet the records normalised now: the incremental run is a full one."""
+    """Records normalised by an older version of the normalisers (a key rule has changed since), other
+    name tables or phone library, or other settings, would not meet the records normalised now: the
+    incremental run is a full one."""
     import json
     import logging
 
@@ -104,10 +105,12 @@ def test_a_last_run_normalised_otherwise_is_not_reused(tmp_path, change, caplog)
     assert meta["normalisation"]["region"] == "RU" and meta["normalisation"]["version"] >= 2
     if change == "older normalisers":  # as saved before the normalisers had a version
         del meta["normalisation"]
-        (first / "prepared.json").write_text(json.dumps(meta))
-        settings = _settings(tmp_path)
-    else:
-        settings = _settings(tmp_path, region="KZ")
+    elif change == "another phonenumbers":  # a release that reads some phones otherwise
+        meta["normalisation"]["libraries"]["phonenumbers"] = "8.0.0"
+    elif change == "other name tables":
+        meta["normalisation"]["data"] = "0" * 16
+    (first / "prepared.json").write_text(json.dumps(meta))
+    settings = _settings(tmp_path, region="KZ") if change == "other region" else _settings(tmp_path)
     with caplog.at_level(logging.INFO, logger="pipelines.steps"):
         again = _run(store, settings, incremental=True)
     summary = json.loads((again / "summary.json").read_text())
