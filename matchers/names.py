@@ -176,19 +176,6 @@ _CYR_MAP = str.maketrans({
 })
 _NOT_KEY = re.compile(r"[^a-z0-9]+")
 _CONS = "b-df-hj-np-tv-z"
-_VOWEL = re.compile(r"[aeiouy]")
-
-
-def _glide_i(match: re.Match) -> str:
-    """An i between a consonant and a vowel: after the first syllable, the soft sign or й of one of
-    several spellings (Наталья/Natalia/Natalya, Дарья/Daria): dropped. In the first syllable, before
-    an a it stays: there it is и (Диана, Лия, Лиана, Бианки, which dropping it made Дана, Ля, Лана,
-    Банки) or я, which Latin spellings write with it (Дьяков/Dyakov/Diakov, Вяземский/Vyazemsky).
-    Before u and o it still drops: Людмила is as often Ludmila as Liudmila."""
-    if _VOWEL.search(match.string, 0, match.start()) or match.string[match.end():match.end() + 1] != "a":
-        return ""
-    return match.group()
-
 # Applied in order, repeated until nothing changes (so the key is a fixed point: translit is idempotent).
 _LATIN_RULES = [
     (re.compile(r"schtsch|chtch"), "sh"),          # щ in German and French spellings
@@ -213,7 +200,7 @@ _LATIN_RULES = [
     (re.compile(rf"(?<=[{_CONS}])[yi]o"), "e"),    # ё written yo/jo/io: Pyotr, Fjodor, Artiom = Артём
     (re.compile(r"y"), "i"),                       # Aleksey = Алексей, Dmitry, -sky/-skiy/-skii
     (re.compile(r"([a-z])\1+"), r"\1"),            # Ivanoff, Khabibullin, Iuliia, Dmitrii
-    (re.compile(rf"(?<=[{_CONS}])i(?=[aeou])"), _glide_i),  # Natalia/Natalya/Наталья, Vasiliev/Vasilyev
+    (re.compile(rf"(?<=[{_CONS}])i(?=[eou])"), ""),   # Vasiliev/Vasilyev/Васильев, Lyudmila/Ludmila
     (re.compile(r"(?<=[oe])f$"), "v"),             # Иваноф, Ivanoff -> ivanov
 ]
 
@@ -246,8 +233,9 @@ def translit(word: str) -> str:
 
     Several words give their keys joined by a space. Not a readable transliteration: doubled letters
     collapse, w->v, x->ks, kh->h, shch/sch->sh, j and y->i (so ya/ja->ia, yu/ju->iu, -iy/-ij/-y->-i),
-    an i between a consonant and a vowel drops (Natalya, Natalia, Наталья -> natala), except before
-    an a in the first syllable (Диана -> diana, not Дана's dana), a final -of
+    an i between a consonant and e, o or u drops (Vasilyev, Васильев -> vasilev; Lyudmila, Людмила ->
+    ludmila) but not before an a, which every spelling of я writes (Дарья, Daria, Darya -> daria;
+    dropped, Диана, Даня and Валерия were Дана and Валера), a final -of
     becomes -ov. Rules repeat until nothing changes, so translit(translit(x)) == translit(x)."""
     words = clean_text(word).split()
     return " ".join(k for k in map(_translit_word, words) if k)

@@ -34,7 +34,7 @@ NAME_ROLES = ("first_name", "last_name", "middle_name", "full_name")
 _CACHE_LOCK = threading.RLock()
 # Raised whenever a change to the normalisers' code gives other values or keys for the same input: an
 # incremental run reuses a last run's normalised records only when they were made the same way.
-# 2: an i before an a in a name's first syllable is kept (Диана is no longer Дана's key).
+# 2: an i between a consonant and an a is kept in names (Диана, Даня, Валерия are no longer Дана, Дана, Валера).
 NORMALISATION_VERSION = 2
 FALLBACK_REGIONS = ("US", "GB")  # where a phone invalid in the default region is read too
 # the libraries whose data the normalisers use: a new release may read a phone, an address or a domain otherwise
