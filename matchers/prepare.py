@@ -13,6 +13,7 @@ import logging
 import re
 import sys
 import threading
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,28 +33,28 @@ log = logging.getLogger(__name__)
 
 NAME_ROLES = ("first_name", "last_name", "middle_name", "full_name")
 _CACHE_LOCK = threading.RLock()
-# Raised whenever a change to the normalisers' code gives other values or keys for the same input: an
-# incremental run reuses a last run's normalised records only when they were made the same way.
-# 2: an i between a consonant and an a is kept in names (Диана, Даня, Валерия are no longer Дана, Дана, Валера).
-NORMALISATION_VERSION = 2
 FALLBACK_REGIONS = ("US", "GB")  # where a phone invalid in the default region is read too
 # the libraries whose data the normalisers use: a new release may read a phone, an address or a domain otherwise
 _LIBRARIES = ("phonenumbers", "email-validator", "tldextract", "nicknames", "text-unidecode")
 
 
 def normalisation(region: str, provider_rules: bool, fallback_regions: tuple[str, ...] = FALLBACK_REGIONS) -> dict:
-    """What makes prepare()'s output for the same records: the normalisers' version, their name tables
-    and libraries, and prepare's arguments."""
-    return {"version": NORMALISATION_VERSION, "data": _data_digest(), "libraries": _library_versions(),
+    """What makes prepare()'s output for the same records: the normalisers' code and name tables, the
+    libraries and Unicode tables they use, and prepare's arguments. An incremental run reuses a last
+    run's normalised records only when this is the same (after an upgrade that touched any of it,
+    one full run)."""
+    return {"code": _code_digest(), "libraries": _library_versions(), "unicode": unicodedata.unidata_version,
             "region": region, "provider_rules": bool(provider_rules), "fallback_regions": list(fallback_regions)}
 
 
 @functools.cache
-def _data_digest() -> str:
-    """A digest of the name tables in matchers/data (diminutives, nicknames, given names)."""
+def _code_digest() -> str:
+    """A digest of matchers' modules and name tables (a changed key rule changes the keys of names
+    normalised before it)."""
+    here = Path(__file__).parent
     digest = hashlib.blake2b(digest_size=8)
-    for path in sorted(Path(__file__).with_name("data").glob("*.csv")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path in sorted([*here.glob("*.py"), *(here / "data").glob("*.csv")]):
+        digest.update(path.relative_to(here).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
 

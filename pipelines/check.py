@@ -48,7 +48,7 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
     store.check_schema()
     existing = load_role_table(store, entity)
     prior = _last_entity_run(store, entity, None, settings) if reuse else None
-    normalised = reuse_normalised(existing, prior, settings)[0] if prior is not None else None
+    normalised = reuse_normalised(store, existing, prior, settings)[0] if prior is not None else None
     problems: list[str] = []
     if csv is not None:
         from crm.csv_io import import_csv

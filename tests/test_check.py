@@ -13,6 +13,7 @@ from crm import proposals, schema
 from crm.csv_io import export_csv
 from crm.demo import DemoSizes, generate_demo
 from crm.store import Store
+from crm.readers import load_role_table
 from pipelines.check import check_new_records
 
 pytestmark = pytest.mark.slow
@@ -85,10 +86,12 @@ def _completed_run(store, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("mode", ["csv", "since the last run"])
-def test_a_check_reusing_the_last_runs_normalised_records_finds_what_a_full_check_finds(demo, tmp_path, mode,
+def test_a_check_reusing_the_last_runs_normalised_records_finds_what_a_full_check_finds(store, tmp_path, mode,
                                                                                           monkeypatch):
     import scoring.find
 
+    demo = store
+    generate_demo(demo, DemoSizes(contacts=500, companies=40, leads=40, managers=2), seed=9)
     _completed_run(demo, tmp_path)
     later = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(seconds=5)
     c = schema.contacts
@@ -113,3 +116,29 @@ def test_a_check_reusing_the_last_runs_normalised_records_finds_what_a_full_chec
     assert given[0] is not None and given[-1] is None
     assert len(reused) >= 3
     pd.testing.assert_frame_equal(reused, full)
+
+
+def test_records_of_a_merge_undone_since_the_last_run_are_normalised_again(store, tmp_path):
+    """An undo puts a record's old modified_at back with its old values: the run after the merge
+    normalised the merged primary, with the duplicate's phone. The records of merges applied or undone
+    since a run are normalised again, not taken from it."""
+    from merge_rules import MergeSettings, apply_batch, plan_groups, undo_merge
+    from pipelines import steps
+    from pipelines.settings import Settings
+
+    generate_demo(store, DemoSizes(contacts=200, companies=20, leads=20, managers=2), seed=9)
+    comm = schema.communications
+    with store.engine.begin() as conn:
+        conn.execute(comm.insert().values(entity_type="contact", entity_id=2, type="phone", kind="work",
+                                          value="+7 903 111-22-33"))
+    plan = plan_groups(store, "contact", [(1, [1, 2])], MergeSettings(conflict_policy="keep_primary"))[0]
+    [merged] = apply_batch(store, [plan], 1, "b1")
+    _completed_run(store, tmp_path)  # normalises #1 with #2's phone
+    undo_merge(store, merged.merge_id, 1)
+    last = steps._last_entity_run(store, "contact", None, Settings())
+    table = load_role_table(store, "contact")
+    reused, changed = steps.reuse_normalised(store, table, last, Settings())
+    assert {1, 2} <= set(changed)
+    phones = reused.phones.assign(id=reused.ids[reused.phones["pos"].to_numpy()])
+    assert "+79031112233" not in set(phones.loc[phones["id"] == 1, "e164"])
+    assert "+79031112233" in set(phones.loc[phones["id"] == 2, "e164"])
