@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from pipelines import steps
+from pipelines.libc import glibc
 from pipelines.settings import Settings
 
 def _database_trouble(task, task_run, state) -> bool:
@@ -35,7 +36,7 @@ def _fewer_malloc_arenas(arenas: int = 2) -> None:
     in one is not reused by another: with Prefect's, the compare's and the blocking's threads, the
     flow's peak at a million records varied by ~200 MB from run to run. Two arenas keep it ~150 MB
     lower and steady. Elsewhere (musl, macOS) there is nothing to do."""
-    libc = steps.glibc()
+    libc = glibc()
     if libc is not None:
         libc.mallopt(-8, arenas)  # M_ARENA_MAX
 

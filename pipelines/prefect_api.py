@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
-import functools
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +21,8 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+
+from pipelines.libc import end_with_parent, glibc
 
 _STARTED: "_Server | None" = None  # one per process, as Prefect keeps one; stopped when the process ends
 
@@ -52,7 +51,8 @@ class _Server:
         return subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
              "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
-             "--log-level", "error", "--lifespan", "on"], env=env, preexec_fn=_end_with_parent())
+             "--log-level", "error", "--lifespan", "on"], env=env,
+            preexec_fn=end_with_parent if glibc() is not None else None)  # ends with the command, even killed
 
     def wait(self, timeout: float) -> None:
         """Until the server answers its health check; a server that could not take its port (another
@@ -103,17 +103,6 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
         return True
-
-
-def _end_with_parent():
-    """For the server process, run before it starts: end it (SIGTERM) when the command that started it
-    ends in any way, a signal included (atexit runs only on a normal exit). None where the C library
-    has no prctl (not Linux)."""
-    try:
-        prctl = ctypes.CDLL("libc.so.6").prctl
-    except (OSError, AttributeError):
-        return None
-    return functools.partial(prctl, 1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 @contextlib.contextmanager

@@ -18,7 +18,6 @@ import logging
 import os
 import resource
 import shutil
-import signal
 import threading
 import time
 import uuid
@@ -36,6 +35,7 @@ from crm.store import Store
 from matchers.names import PERSON_COLUMNS
 from matchers.parquet import release_arrow_memory, write_parquet
 from matchers.table import RoleTable, crm_values
+from pipelines.libc import end_with_parent, glibc
 from pipelines.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -325,11 +325,11 @@ def _last_entity_run(store: Store, entity: str, exclude: str | None, settings: S
         d = Path(row.folder or "") / entity
         if (exclude is None or str(Path(row.folder or "").resolve()) != str(Path(exclude).resolve())) and \
                 (d / "prepared.json").exists() and (d / "scores.parquet").exists():
-            wanted = normalisation(settings.match.region, settings.match.provider_rules)
-            if Prepared.saved_normalisation(d) != wanted:
+            saved, wanted = Prepared.saved_normalisation(d), normalisation(settings.match.region,
+                                                                            settings.match.provider_rules)
+            if saved != wanted:
                 log.info("the last %s run (%s) normalised its records otherwise (%s, now %s): they are not reused",
-                         entity, row.id, Prepared.saved_normalisation(d) or "before the normalisers had a version",
-                         wanted)
+                         entity, row.id, saved or "before the normalisers had a version", wanted)
                 return None
             return dict(row._mapping)
     return None
@@ -543,7 +543,7 @@ def _helper_pool(workers: int, purpose: str):
     try:
         with _forking():
             pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                                       initializer=_die_with_parent)
+                                       initializer=end_with_parent)
             pool.submit(int).result(timeout=120)  # starts the helpers now, so that a refusal shows here
         return pool
     except Exception:  # noqa: BLE001 - no helper processes here
@@ -553,17 +553,6 @@ def _helper_pool(workers: int, purpose: str):
                 process.terminate()
             pool.shutdown(wait=False, cancel_futures=True)
         return None
-
-
-def _die_with_parent() -> None:
-    """In a helper: end when the process that forked it ends (killed, its helpers would otherwise wait
-    for work forever). Linux only; elsewhere nothing."""
-    libc = glibc()
-    if libc is not None:
-        try:
-            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        except AttributeError:
-            pass
 
 
 @contextlib.contextmanager
@@ -695,20 +684,6 @@ def give_back_memory() -> None:
     libc = glibc()
     if libc is not None:
         libc.malloc_trim(0)
-
-
-@functools.cache
-def glibc():
-    """The C library when it is glibc (its malloc can be tuned and trimmed), else None (musl, macOS)."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.malloc_trim, libc.mallopt  # noqa: B018 - glibc's own
-    except (OSError, AttributeError):
-        return None
-    return libc
 
 
 def _plan_chunk(chunk: tuple) -> list[list[int]]:
