@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from crm import schema
+from crm import schema, sqlin
 from crm.store import Store
 
 STATUSES = ("pending", "approved", "applied", "skipped", "stale")
@@ -32,9 +32,12 @@ def start_run(store: Store, run_id: str, entity_types: Iterable[str], folder: st
 
 
 def finish_run(store: Store, run_id: str, status: str, summary: dict | None = None) -> None:
+    """Record how a run ended; one that did not complete leaves none of the plans it staged."""
     with store.engine.begin() as conn:
         conn.execute(schema.dedup_runs.update().where(schema.dedup_runs.c.id == run_id).values(
             finished_at=now(), status=status, summary=json.loads(json.dumps(summary or {}, default=str))))
+        if status != "completed":
+            _drop_staged(conn, run_id)
 
 
 def latest_run(store: Store, status: str = "completed") -> dict | None:
@@ -47,21 +50,19 @@ def latest_run(store: Store, status: str = "completed") -> dict | None:
 def replace_pending(store: Store, run_id: str, entity_types: Iterable[str], groups: Iterable[dict[str, Any]]) -> dict:
     """Swap the pending groups of ``entity_types`` for ``groups`` in one transaction.
 
-    A group's ``plan``, ``member_ids``, ``responsible_ids`` and ``pairs`` are values or their JSON
-    text (a run's plans and pairs go in as text, encoded once). A proposed group whose id already
-    exists with another status (approved, applied, skipped, stale) is left as it is. Returns counts:
-    removed, inserted, kept."""
+    A group's ``member_ids``, ``responsible_ids``, ``pairs`` and ``plan`` are values or their JSON
+    text (a run's pairs go in as text, encoded once). A group without a ``plan`` key takes the plan
+    staged for it under ``run_id`` (stage_plans), if any. A proposed group whose id already exists
+    with another status (approved, applied, skipped, stale) is left as it is, with its plan. Plans
+    no group uses any more (those of the groups removed, staged ones of groups kept) go too.
+    Returns counts: removed, inserted, kept."""
     g = schema.dedup_groups
     entity_types = list(entity_types)
     stamp = now()
     counts = {"removed": 0, "inserted": 0, "kept": 0}
+    given_plans: list[tuple[str, Any]] = []
     with store.engine.begin() as conn:
-        # the texts are checked as JSON by the database: PostgreSQL's cast to json, SQLite's json()
-        def as_json(column: str):
-            text = sa.bindparam(column + "_json", type_=sa.Text)
-            return sa.cast(text, g.c[column].type) if conn.dialect.name == "postgresql" else sa.func.json(text)
-
-        insert = g.insert().values({c: as_json(c) for c in JSON_COLUMNS})
+        insert = g.insert().values({c: _checked_json(conn, g, c) for c in JSON_COLUMNS})
         counts["removed"] = conn.execute(g.delete().where(g.c.entity_type.in_(entity_types),
                                                           g.c.status == "pending")).rowcount
         existing = {row[0] for row in conn.execute(sa.select(g.c.id).where(g.c.entity_type.in_(entity_types)))}
@@ -71,16 +72,93 @@ def replace_pending(store: Store, run_id: str, entity_types: Iterable[str], grou
                 if row["id"] in existing:
                     counts["kept"] += 1
                     continue
-                out = {k: v for k, v in row.items() if k not in JSON_COLUMNS}
+                out = {k: v for k, v in row.items() if k not in JSON_COLUMNS and k != "plan"}
                 out.update({c + "_json": _json_text(row.get(c)) for c in JSON_COLUMNS})
                 out.update(run_id=run_id, status="pending", updated_at=stamp)
+                if row.get("plan") is not None:
+                    given_plans.append((row["id"], row["plan"]))
                 yield out
 
         counts["inserted"] = store.insert(g, fresh(), conn=conn, batch_size=2000, statement=insert)
+        _insert_plans(store, conn, run_id, given_plans)
+        _drop_unused_plans(conn, run_id)
     return counts
 
 
-JSON_COLUMNS = ("member_ids", "responsible_ids", "plan", "pairs")
+JSON_COLUMNS = ("member_ids", "responsible_ids", "pairs")
+
+
+class EncodedJson(str):
+    """JSON text this process has just encoded itself (a merge plan's to_json(): the json module's
+    encoder, NaN and infinities refused): SQLite stores it as it is. Any other text is checked by
+    the database first (SQLite's json() took ~3 CPU-s for the plans of a million contacts)."""
+
+    __slots__ = ()
+
+
+def stage_plans(store: Store, run_id: str, plans: Iterable[tuple[str, Any]]) -> int:
+    """Store plans (group id, plan value or its JSON text) made by run ``run_id`` before its groups
+    are stored (replace_pending), replacing what the run staged for those groups before (a chunk
+    planned again); each call is a short transaction of its own, so a person may approve a pending
+    group meanwhile. Returns how many were stored."""
+    p = schema.dedup_plans
+    plans = list(plans)
+    ids = [gid for gid, _ in plans]
+    with store.engine.begin() as conn:
+        n = sqlin.size(ids, conn.dialect.name)
+        conn.execute(p.delete().where(p.c.run_id == run_id, sqlin.in_(p.c.group_id, "ids", n)),
+                     sqlin.params("ids", ids, n))
+        return _insert_plans(store, conn, run_id, plans)
+
+
+def drop_staged_plans(store: Store, run_id: str) -> int:
+    """Remove the plans run ``run_id`` staged for groups it has not stored (a failed or repeated try)."""
+    with store.engine.begin() as conn:
+        return _drop_staged(conn, run_id)
+
+
+def _drop_staged(conn: sa.Connection, run_id: str) -> int:
+    p, g = schema.dedup_plans, schema.dedup_groups
+    return conn.execute(p.delete().where(p.c.run_id == run_id, ~_has_group(p, g))).rowcount
+
+
+def set_plan(conn: sa.Connection, group_id: str, plan: dict[str, Any] | None) -> None:
+    """Replace the plan of a stored group (None: it has none), inside the caller's transaction."""
+    p, g = schema.dedup_plans, schema.dedup_groups
+    run_id = conn.execute(sa.select(g.c.run_id).where(g.c.id == group_id)).scalar_one()
+    conn.execute(p.delete().where(p.c.group_id == group_id, p.c.run_id == run_id))
+    if plan is not None:
+        conn.execute(p.insert().values(group_id=group_id, run_id=run_id, plan=plan))
+
+
+def _insert_plans(store: Store, conn: sa.Connection, run_id: str, plans: Iterable[tuple[str, Any]]) -> int:
+    p = schema.dedup_plans
+    rows = [{"group_id": gid, "run_id": run_id, "plan_json": _json_text(plan)} for gid, plan in plans]
+    # PostgreSQL's cast to json is its own check, on the server: kept for every text
+    trusted = conn.dialect.name == "sqlite" and all(type(r["plan_json"]) is EncodedJson for r in rows)
+    plan = sa.bindparam("plan_json", type_=sa.Text) if trusted else _checked_json(conn, p, "plan")
+    return store.insert(p, rows, conn=conn, batch_size=2000, statement=p.insert().values(plan=plan))
+
+
+def _checked_json(conn: sa.Connection, table: sa.Table, column: str):
+    """The value of ``column`` from the parameter ``<column>_json``, a JSON text the database checks:
+    PostgreSQL by its cast to json, SQLite by json() (which also stores it without spaces)."""
+    text = sa.bindparam(column + "_json", type_=sa.Text)
+    return sa.cast(text, table.c[column].type) if conn.dialect.name == "postgresql" else sa.func.json(text)
+
+
+def _has_group(p: sa.Table, g: sa.Table):
+    return sa.exists().where(g.c.id == p.c.group_id, g.c.run_id == p.c.run_id)
+
+
+def _drop_unused_plans(conn: sa.Connection, run_id: str) -> int:
+    """Plans of no stored group: this run's staged for groups it kept, those of groups removed, and
+    those staged by runs that failed or were killed. Those of another run still running stay (one
+    started in the last day: a killed run is never marked as ended)."""
+    p, g, r = schema.dedup_plans, schema.dedup_groups, schema.dedup_runs
+    running = sa.select(r.c.id).where(r.c.status == "running", r.c.id != run_id,
+                                      r.c.started_at > now() - dt.timedelta(days=1))
+    return conn.execute(p.delete().where(~_has_group(p, g), p.c.run_id.not_in(running))).rowcount
 
 
 def _json_text(value: Any) -> str | None:
@@ -108,8 +186,9 @@ def set_status(store: Store, group_ids: Iterable[str], status: str, user_id: int
 
 def read_groups(store: Store, *, status: str | None = None, entity_type: str | None = None,
                 run_id: str | None = None, tiers: Iterable[str] | None = None) -> pd.DataFrame:
-    g = schema.dedup_groups
-    q = sa.select(g)
+    """The stored groups, each with its plan (column ``plan``, None where it has none)."""
+    g, p = schema.dedup_groups, schema.dedup_plans
+    q = sa.select(g, p.c.plan).select_from(g.outerjoin(p, (p.c.group_id == g.c.id) & (p.c.run_id == g.c.run_id)))
     if status:
         q = q.where(g.c.status == status)
     if entity_type:

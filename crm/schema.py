@@ -247,7 +247,6 @@ dedup_groups = Table(
     Column("responsible_ids", JSON, nullable=False),
     Column("primary_reason", Text, nullable=False),
     Column("criteria", Text, nullable=False),  # "2 matches by phone, 1 by email"
-    Column("plan", JSON),
     Column("pairs", JSON),
     Column("approved_by", Integer, ForeignKey("users.id")),
     Column("approved_at", DateTime),
@@ -257,6 +256,17 @@ dedup_groups = Table(
     # carries the managers so that counting a manager's groups never reads the table
     Index("ix_dedup_groups_list", "entity_type", "status", "score", "tier", "run_id",
           postgresql_include=["responsible_ids"]),
+)
+
+# A group's merge plan, apart from the group (proposals.read_groups joins them): a run writes each
+# chunk of plans here as soon as it is made, under its run id, so that replacing the pending groups
+# at the end is one short transaction over small rows. A group's plan is the one of its run_id.
+dedup_plans = Table(
+    "dedup_plans",
+    metadata,
+    Column("group_id", String(64), primary_key=True),
+    Column("run_id", String(64), ForeignKey("dedup_runs.id"), primary_key=True),
+    Column("plan", JSON, nullable=False),
 )
 
 dedup_merges = Table(
@@ -292,6 +302,6 @@ dedup_skips = Table(
     UniqueConstraint("entity_type", "id_a", "id_b", name="pair"),
 )
 
-DEDUP_TABLES = (dedup_runs, dedup_groups, dedup_merges, dedup_skips)
+DEDUP_TABLES = (dedup_runs, dedup_groups, dedup_plans, dedup_merges, dedup_skips)
 
 ENTITY_TABLES = {"contact": contacts, "company": companies, "lead": leads}

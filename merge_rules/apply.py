@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import REGCLASS
 from sqlalchemy.engine import Connection
 
 from crm import schema
-from merge_rules import sqlin
+from crm import sqlin
 from merge_rules.codec import encode_row
 from merge_rules.errors import MergeError, PermissionDenied, StalePlanError, UnresolvedConflicts
 from merge_rules.permissions import check_merge, denied_records, load_user

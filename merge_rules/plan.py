@@ -164,8 +164,8 @@ class MergePlan:
         return encode(self._shallow())
 
     def to_json(self) -> str:
-        """``json.dumps(self.to_dict())``, written by the json module's C encoder in one pass: only
-        dates, datetimes and Decimals go through Python (tagged as encode() tags them)."""
+        """The JSON of ``self.to_dict()`` (without spaces), written by the json module's C encoder in one
+        pass: only dates, datetimes and Decimals go through Python (tagged as encode() tags them)."""
         return _PLAN_JSON.encode(self._shallow())
 
     @classmethod
@@ -246,7 +246,10 @@ def _tagged(value: Any) -> Any:
 # ensure_ascii=False: plans.jsonl and the plan column hold the names as they are written.
 # check_circular=False: a plan is a tree built from rows, so the encoder need not keep a note of every
 # list and dict it is inside (that bookkeeping was a third of the encoding time).
-_PLAN_JSON = json.JSONEncoder(ensure_ascii=False, check_circular=False, default=_tagged)
+# allow_nan=False: what it writes is JSON (a NaN has no JSON form), so it may be stored unchecked
+# (crm.proposals.EncodedJson); no spaces, as SQLite's json() used to store it.
+_PLAN_JSON = json.JSONEncoder(ensure_ascii=False, check_circular=False, allow_nan=False, separators=(",", ":"),
+                              default=_tagged)
 
 
 # -- building -----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from crm import schema
-from merge_rules import sqlin
+from crm import sqlin
 from merge_rules.codec import fingerprint
 from merge_rules.tx import Executor, Raw
 

@@ -82,7 +82,7 @@ class Raw:
         compiled = stmt.compile(dialect=dialect, column_keys=column_keys)
         self.sql = compiled.string
         if "POSTCOMPILE" in self.sql:
-            raise ValueError("Raw statements take IN lists of a fixed length (merge_rules.sqlin with a size)")
+            raise ValueError("Raw statements take IN lists of a fixed length (crm.sqlin with a size)")
         self.order = list(compiled.positiontup) if dialect.positional else None
         self.processors = {name: proc for name, b in compiled.binds.items()
                            if (proc := b.type.dialect_impl(dialect).bind_processor(dialect)) is not None}

@@ -24,7 +24,7 @@ from merge_rules.errors import MergeError, PermissionDenied, UndoConflict
 from merge_rules.history import merge_history  # noqa: F401 - `crm-dedup history` imports it from here
 from merge_rules.permissions import check_undo, load_user, user_label
 from merge_rules.plan import PLURAL
-from merge_rules import sqlin
+from crm import sqlin
 from merge_rules.snapshot import PK, row_key
 from merge_rules.tx import retrying, utcnow, write_transaction
 

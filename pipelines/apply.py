@@ -45,8 +45,8 @@ def apply_approved(db: str | None, batch_id: str, user_id: int | None, settings_
         # not guessed at: planned again from the records as they are now, back to a person to approve
         fresh = plan_groups(store, row.entity_type, [(row.primary_id, list(row.member_ids))], settings.merge)[0]
         with store.engine.begin() as conn:
-            conn.execute(g.update().where(g.c.id == row.id).values(
-                status="pending", plan=fresh.to_dict(), updated_at=proposals.now()))
+            conn.execute(g.update().where(g.c.id == row.id).values(status="pending", updated_at=proposals.now()))
+            proposals.set_plan(conn, row.id, fresh.to_dict())
         log.warning("group %s: its stored plan could not be read (%s: %s)", row.id, type(exc).__name__, exc)
         out.append({"group_id": row.id, "status": "unreadable", "merge_id": None,
                     "message": f"The stored plan of group {row.id} could not be read ({type(exc).__name__}: "
@@ -60,8 +60,9 @@ def apply_approved(db: str | None, batch_id: str, user_id: int | None, settings_
                                 settings.merge)[0]
             with store.engine.begin() as conn:
                 conn.execute(g.update().where(g.c.id == gid).values(
-                    status="pending", plan=fresh.to_dict(), updated_at=proposals.now(),
+                    status="pending", updated_at=proposals.now(),
                     primary_reason=sa.func.coalesce(g.c.primary_reason, "") + " (re-planned: records changed)"))
+                proposals.set_plan(conn, gid, fresh.to_dict())
             message = f"{message} Re-planned; the group is pending again for a person to approve."
         elif status in ("conflicts", "denied"):
             # not for a scheduler to retry every hour: back to a person

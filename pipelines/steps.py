@@ -13,6 +13,7 @@ import datetime as dt
 import functools
 import gc
 import importlib
+import itertools
 import json
 import logging
 import os
@@ -446,22 +447,29 @@ class _Planning:
 
 
 def _plan_chunks(db: str | None, entity: str, folder: str, gt: pd.DataFrame, settings_path: str) -> list[tuple]:
-    """The groups of one entity in chunks of PLAN_CHUNK, as _plan_chunk takes them: each writes its plans
-    to a part file of plans.jsonl in the entity's folder."""
+    """The groups of one entity in chunks of PLAN_CHUNK, as _plan_chunk takes them: each stores its
+    plans under the run of ``folder`` and writes them to a part file of plans.jsonl in the entity's
+    folder."""
     out = Path(folder) / entity
     groups = list(zip(gt["primary_id"].tolist(), gt["member_ids"].tolist()))  # (plan_groups takes any ints)
     group_ids = gt["group_id"].tolist()
-    return [(db, entity, groups[at:at + PLAN_CHUNK], group_ids[at:at + PLAN_CHUNK], settings_path,
+    return [(db, entity, groups[at:at + PLAN_CHUNK], group_ids[at:at + PLAN_CHUNK], settings_path, run_of(folder),
              str(out / f"plans.{at // PLAN_CHUNK:05d}.part"))
             for at in range(0, len(gt), PLAN_CHUNK)]
+
+
+def run_of(folder: str) -> str:
+    """The id of the run whose folder this is (new_run names the folder after it)."""
+    return Path(folder).name
 
 
 def propose_step(db: str | None, run_id: str, folder: str, entity_types: list[str], settings_path: str,
                  report_beside: bool = False) -> dict:
     """Plan the merge of every group found (a dry run), then replace the pending proposals of these
     entity types with the groups and their plans, in one transaction. Each entity's plans go to its
-    plans.jsonl (one JSON object per line, in group_table order), and from there to the database:
-    the write transaction is open while the rows are written, not while they are planned.
+    plans.jsonl (one JSON object per line, in group_table order) and, a chunk at a time as they are
+    made, to the database under the run (each chunk's planning stores it in a short transaction of
+    its own); the groups are then swapped in with one transaction over small rows.
 
     Chunks of groups are planned by ``match.workers`` forked helper processes (those of
     start_planners, which may have begun them beside the find) while this process prepares the rest
@@ -479,6 +487,9 @@ def propose_step(db: str | None, run_id: str, folder: str, entity_types: list[st
     workers = min(settings.match.processes, sum(len(c) for e, c in chunks.items() if begun[e] is None))
     # forked before this step opens a connection
     pool = planners.pool if planners is not None else _helper_pool(workers, "planning") if workers > 1 else None
+    if run_of(folder) != run_id:
+        raise ValueError(f"{folder} is not the folder of run {run_id} (new_run names it after its run)")
+    store = Store(db, must_exist=True)
     try:
         planned = {}  # per entity, a call per chunk giving its managers once it is planned
         for entity in entity_types:
@@ -493,7 +504,12 @@ def propose_step(db: str | None, run_id: str, folder: str, entity_types: list[st
                                    for chunk in chunks[entity]]
             else:
                 planned[entity] = [functools.partial(_plan_chunk, chunk) for chunk in chunks[entity]]
-        rows = {entity: _planned_rows(folder, entity, gt, chunks[entity], planned[entity]) for entity, gt in tables.items()}
+        rows = {entity: _planned_rows(folder, entity, gt, chunks[entity], planned[entity])
+                for entity, gt in tables.items()}
+        planned_s = time.perf_counter() - start
+        if report_beside:
+            start_report(folder, db, settings_path)
+        counts = proposals.replace_pending(store, run_id, entity_types, itertools.chain.from_iterable(rows.values()))
     except BaseException:
         for entity_begun in begun.values():
             if entity_begun is not None:
@@ -502,17 +518,12 @@ def propose_step(db: str | None, run_id: str, folder: str, entity_types: list[st
             pool.shutdown(cancel_futures=True)  # the chunks being planned finish: then their parts go
         for part in (c[-1] for entity_chunks in chunks.values() for c in entity_chunks):
             Path(part).unlink(missing_ok=True)
+        with contextlib.suppress(Exception):  # (the database may be what failed: the next run drops them)
+            proposals.drop_staged_plans(store, run_id)
         raise
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    planned_s = time.perf_counter() - start
-    if report_beside:
-        start_report(folder, db, settings_path)
-    store = Store(db, must_exist=True)
-    try:
-        counts = proposals.replace_pending(store, run_id, entity_types, _with_plans(folder, rows))
-    finally:
         store.dispose()
     counts.update(plan_seconds=round(planned_s, 2), store_seconds=round(time.perf_counter() - start - planned_s, 2))
     log.info("planned %d groups in %.1f s, stored them in %.1f s", sum(map(len, rows.values())),
@@ -692,23 +703,26 @@ def _plan_chunk(chunk: tuple) -> list[list[int]]:
     group's live records as the plan read them."""
     from merge_rules.plan import plan_groups
 
-    db, entity, groups, group_ids, settings_path, part = chunk
+    db, entity, groups, group_ids, settings_path, run_id, part = chunk
     store = Store(db, must_exist=True)
     try:
         # the plans and the dicts they are written from hold no cycles: the collector's passes over
         # them, while they are built and written, were a tenth of the planning time
         with collector_paused():
             plans = plan_groups(store, entity, groups, Settings.load(settings_path).merge)
-            text = "".join(_plan_prefix(g) + plan.to_json() + "}\n" for g, plan in zip(group_ids, plans))
+            texts = [proposals.EncodedJson(plan.to_json()) for plan in plans]
             managers = [sorted({r["responsible_id"] for r in plan.records.values()
                                 if r.get("responsible_id") is not None and r.get("deleted_at") is None})
                         for plan in plans]
             del plans
+        # stored here, as they were encoded (no check by the database needed), while the other
+        # chunks are planned: the final swap of the groups then writes small rows only
+        proposals.stage_plans(store, run_id, zip(group_ids, texts, strict=True))
     finally:
         store.dispose()
     with open(part, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    del text
+        fh.writelines(_plan_prefix(g) + text + "}\n" for g, text in zip(group_ids, texts))
+    del texts
     give_back_memory()  # a planner lives on to the end of the run
     return managers
 
@@ -731,9 +745,10 @@ def _plan_prefix(group_id: str) -> str:
 
 
 def _planned_rows(folder: str, entity: str, gt: pd.DataFrame, chunks: list[tuple], planned: list) -> list[dict]:
-    """The entity's proposal rows, as replace_pending takes them but without their plans: each chunk's
-    part file, once ``planned`` (a call per chunk, giving its managers) says it is done, is added
-    to plans.jsonl (a million records make 120,000 groups: their plans are not all held at once)."""
+    """The entity's proposal rows, as replace_pending takes them (their plans staged by the planning of
+    each chunk): each chunk's part file, once ``planned`` (a call per chunk, giving its managers)
+    says it is done, is added to plans.jsonl (a million records make 120,000 groups: their plans
+    are not all held at once)."""
     out = Path(folder) / entity
     pairs = _pairs_per_group(gt, pd.read_parquet(out / "pairs.parquet"))
     rows = []
@@ -760,24 +775,6 @@ def _planned_rows(folder: str, entity: str, gt: pd.DataFrame, chunks: list[tuple
         (out / "plans.jsonl").unlink(missing_ok=True)
         raise
     return rows
-
-
-def _with_plans(folder: str, rows: dict[str, list[dict]]):
-    """The rows with their plans, read back from each entity's plans.jsonl as they are inserted."""
-    for entity, entity_rows in rows.items():
-        texts = _plan_texts(Path(folder) / entity / "plans.jsonl", [r["id"] for r in entity_rows])
-        for row, text in zip(entity_rows, texts):
-            yield {**row, "plan": text}  # a new dict: the text goes once its batch is written
-
-
-def _plan_texts(path: Path, group_ids: list[str]):
-    """The plans of these groups as JSON text, in order, cut from plans.jsonl without parsing them."""
-    with open(path, encoding="utf-8") as fh:
-        for gid in group_ids:
-            line, prefix = fh.readline().rstrip("\n"), _plan_prefix(gid)
-            if not (line.startswith(prefix) and line.endswith("}")):
-                raise ValueError(f"{path} does not hold the plan of group {gid} where group_table.parquet puts it")
-            yield line[len(prefix):-1]
 
 
 def _pairs_per_group(gt: pd.DataFrame, pairs: pd.DataFrame) -> dict[str, str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from crm import schema
+from crm import proposals, schema
 from crm.proposals import now
 from merge_rules.apply import apply_plan, describe_changes
 from merge_rules.errors import MergeError, PermissionDenied, StalePlanError, UndoConflict, UnresolvedConflicts
@@ -101,8 +101,10 @@ def approve(store, group: dict, user: dict, settings: MergeSettings, seen: Merge
     g = schema.dedup_groups
     with store.engine.begin() as conn:
         n = conn.execute(g.update().where(g.c.id == group["id"], g.c.status.in_(("pending", "stale"))).values(
-            status="approved", plan=plan.to_dict(), primary_id=plan.primary_id, approved_by=user["id"],
+            status="approved", primary_id=plan.primary_id, approved_by=user["id"],
             approved_at=now(), updated_at=now())).rowcount
+        if n:
+            proposals.set_plan(conn, group["id"], plan.to_dict())
     if n == 0:
         return Outcome(False, f"This group is {group['status']} now; it was not approved again.")
     return Outcome(True, f"Approved: {plan.summary()}. The scheduled apply will merge it.")
@@ -139,15 +141,17 @@ def skip(store, group: dict, user: dict, settings: MergeSettings, record_id: int
     new = skip_record(store, entity, record_id, members, user["id"])
     rest = [m for m in members if m != record_id]
     values = _regroup(store, group, rest, records, settings)
+    plan = values.pop("plan")
     with store.engine.begin() as conn:
         conn.execute(g.update().where(g.c.id == group["id"]).values(**values))
+        proposals.set_plan(conn, group["id"], plan)
     left = "; the group has one record left and is closed as skipped" if values.get("status") == "skipped" else ""
     return Outcome(True, f"Skipped {entity} #{record_id}: marked as not a duplicate of "
                    f"{', '.join(f'#{m}' for m in rest)} ({new} new pair(s)){left}.")
 
 
 def _regroup(store, group: dict, rest: list[int], records: dict[int, dict], settings: MergeSettings) -> dict:
-    """The group row's new values once a record has left it."""
+    """The group row's new values once a record has left it (and its new plan, under "plan")."""
     values = {"member_ids": rest, "updated_at": now(),
               "responsible_ids": sorted({r for m in rest if (r := (records.get(m) or {}).get("responsible_id"))
                                          is not None})}

@@ -163,7 +163,7 @@ def test_database_gone_mid_run_fails_clearly_and_leaves_no_partial_proposals(tmp
     with pytest.raises(Exception) as err:
         dedup_flow(db=url, entity_types=["contact"], settings_path=settings)
     assert "There is no database at" in str(err.value)
-    assert proposals.read_groups(store).empty  # nothing half-stored
+    assert proposals.read_groups(store).empty and _stored_plans(store) == 0  # nothing half-stored
     assert proposals.latest_run(store, status="failed") is not None  # the failure is on record
     monkeypatch.setattr(steps, "propose_step", real_propose)
     summary = dedup_flow(db=url, entity_types=["contact"], settings_path=settings)
@@ -284,6 +284,63 @@ def test_a_plan_that_is_not_json_is_refused_and_the_pending_proposals_stay(store
     assert kept == {"contact-1": {"x": 1}, "contact-3": {"y": 2}}
 
 
+def _stored_plans(store: Store) -> int:
+    with store.engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(schema.dedup_plans)).scalar_one()
+
+
+def test_staged_plans_become_the_groups_plans_and_no_plan_is_left_without_its_group(store):
+    """A run stores its plans as they are made (stage_plans), then its groups (replace_pending): each
+    new group gets the plan staged for it; a group kept (approved before) keeps its own plan; the
+    plans of the groups replaced, and those a failed run staged, go; those of a run still running
+    stay. A staged text that is not JSON is refused and nothing of its chunk is stored."""
+    def row(i: int) -> dict:
+        return {"id": f"contact-{i}", "entity_type": "contact", "tier": "certain", "score": 0.99, "primary_id": i,
+                "member_ids": [i, i + 1], "responsible_ids": [], "primary_reason": "oldest", "criteria": "phone",
+                "pairs": []}
+
+    proposals.start_run(store, "r1", ["contact"], "/tmp")
+    proposals.replace_pending(store, "r1", ["contact"], [{**row(1), "plan": {"run": 1}}, {**row(3), "plan": {"run": 1}}])
+    proposals.set_status(store, ["contact-1"], "approved")
+    proposals.finish_run(store, "r1", "completed")
+    proposals.start_run(store, "failed", ["contact"], "/tmp")
+    proposals.stage_plans(store, "failed", [("contact-9", {"run": "failed"})])
+    proposals.finish_run(store, "failed", "failed")
+    proposals.start_run(store, "other", ["lead"], "/tmp")
+    proposals.stage_plans(store, "other", [("lead-4", {"run": "other"})])  # still running
+    proposals.start_run(store, "r2", ["contact"], "/tmp")
+    with pytest.raises(sa.exc.SQLAlchemyError):
+        proposals.stage_plans(store, "r2", [("contact-5", '{"run": 2}'), ("contact-7", "NaN-not-json}")])
+    assert proposals.stage_plans(store, "r2", [(f"contact-{i}", '{"run": 2}') for i in (1, 3, 5)]) == 3
+    counts = proposals.replace_pending(store, "r2", ["contact"], [row(1), row(3), row(5)])
+    assert counts == {"removed": 1, "inserted": 2, "kept": 1}
+    groups = proposals.read_groups(store).set_index("id")
+    assert groups["plan"].to_dict() == {"contact-1": {"run": 1}, "contact-3": {"run": 2}, "contact-5": {"run": 2}}
+    with store.engine.connect() as conn:
+        left = set(conn.execute(sa.select(schema.dedup_plans.c.group_id, schema.dedup_plans.c.run_id)).all())
+    assert left == {("contact-1", "r1"), ("contact-3", "r2"), ("contact-5", "r2"), ("lead-4", "other")}
+    assert proposals.drop_staged_plans(store, "other") == 1 and _stored_plans(store) == 3
+    # a chunk staged again (planned again) replaces what it staged before
+    proposals.start_run(store, "r3", ["contact"], "/tmp")
+    for text in ('{"try": 1}', proposals.EncodedJson('{"try":2}')):
+        assert proposals.stage_plans(store, "r3", [("contact-11", text)]) == 1
+    proposals.replace_pending(store, "r3", ["contact"], [row(11)])
+    assert proposals.read_groups(store, run_id="r3")["plan"].tolist() == [{"try": 2}]
+
+
+def test_a_plan_encodes_to_json_that_needs_no_check(tmp_path):
+    """Plans a run encodes itself are stored without SQLite checking them again: their encoder writes
+    JSON only (a NaN is refused, not written as NaN), without spaces as json() stored it."""
+    from merge_rules.plan import MergePlan
+
+    plan = MergePlan("contact", 1, [2], records={1: {"id": 1, "post": "Директор", "rating": 4.5}})
+    text = plan.to_json()
+    assert json.loads(text) == plan.to_dict() and ", " not in text and "Директор" in text
+    plan.records[1]["rating"] = float("nan")
+    with pytest.raises(ValueError, match="JSON compliant"):
+        plan.to_json()
+
+
 def _plan_chunk_failing_at_the_third(chunk):
     """A planning that breaks at its third chunk (module level: the helper processes get it by name)."""
     if chunk[-1].endswith("plans.00002.part"):
@@ -318,9 +375,10 @@ def test_a_planning_that_fails_leaves_no_plans_file(demo_store, tmp_path, monkey
     out = Path(folder) / "contact"
     assert not list(out.glob("plans*")), list(out.glob("plans*"))
     assert proposals.read_groups(demo_store, status="pending").empty
+    assert _stored_plans(demo_store) == 0  # the chunks stored before the failure went too
     counts = steps.propose_step(demo_store.url, run_id, folder, ["contact"], str(settings))
     groups = len(pd.read_parquet(out / "group_table.parquet"))
-    assert counts["inserted"] == groups > 14
+    assert counts["inserted"] == groups > 14 and _stored_plans(demo_store) == groups
     assert len((out / "plans.jsonl").read_text(encoding="utf-8").splitlines()) == groups
     assert [p.name for p in out.glob("plans*")] == ["plans.jsonl"]
 
@@ -362,6 +420,10 @@ def test_planning_the_proposals_locks_no_one_out(demo_store, tmp_path, monkeypat
     groups = proposals.read_groups(demo_store).set_index("id")
     assert groups.loc[approved, "status"] == "approved"
     assert (groups["status"] == "pending").sum() == summary["entities"]["contact"]["groups"] - 1
+    # the approved group keeps the plan of its own run; the plan this run made for it is gone
+    assert groups.loc[approved, "run_id"] != summary["run_id"]
+    assert groups.loc[approved, "plan"]["primary_id"] == groups.loc[approved, "primary_id"]
+    assert groups["plan"].notna().all() and _stored_plans(demo_store) == len(groups)
 
 
 def test_steps_with_helper_processes_find_what_one_process_finds(demo_store, tmp_path):
@@ -542,9 +604,8 @@ def test_a_stored_plan_that_cannot_be_read_is_reported_and_the_batch_goes_on(dem
     clean = pending[pending["plan"].map(lambda p: not p["conflicts"])].head(3)
     broken_id = clean["id"].iloc[0]
     damaged = {**clean["plan"].iloc[0], "entity_type": "spaceship"}
-    g = schema.dedup_groups
     with demo_store.engine.begin() as conn:
-        conn.execute(g.update().where(g.c.id == broken_id).values(plan=damaged))
+        proposals.set_plan(conn, broken_id, damaged)
     proposals.set_status(demo_store, list(clean["id"]), "approved", 1)
     results = {r["group_id"]: r for r in apply_flow(db=demo_store.url, batch_id="b2", user_id=1, settings_path=settings)}
     assert results[broken_id]["status"] == "unreadable"

@@ -199,9 +199,10 @@ def test_plan_json_round_trip_through_dedup_groups(sample):
         conn.execute(schema.dedup_groups.insert().values(
             id="contact-10", entity_type="contact", run_id="r1", status="pending", tier="high", score=0.9,
             primary_id=10, member_ids=[10, 11, 12], responsible_ids=[2, 3], primary_reason="most links",
-            criteria="1 match by phone", plan=data, updated_at=now))
+            criteria="1 match by phone", updated_at=now))
+        conn.execute(schema.dedup_plans.insert().values(group_id="contact-10", run_id="r1", plan=data))
     with sample.engine.connect() as conn:
-        stored = conn.execute(sa.select(schema.dedup_groups.c.plan)).scalar_one()
+        stored = conn.execute(sa.select(schema.dedup_plans.c.plan)).scalar_one()
     back = MergePlan.from_dict(stored)
     assert back.fields["birthdate"].value == dt.date(1980, 5, 17)
     assert back.records[11]["modified_at"] == D(2024, 4, 15, 16, 45, 30, 123456)
@@ -294,7 +295,7 @@ def test_plan_dict_and_json_hold_every_field_in_order(sample):
         for plan in plan_groups(sample, entity, groups, MergeSettings(conflict_policy="most_recent")):
             compact = _compact(plan)
             assert plan.to_dict() == compact
-            assert plan.to_json() == json.dumps(compact, ensure_ascii=False)
+            assert plan.to_json() == json.dumps(compact, ensure_ascii=False, separators=(",", ":"))
             assert list(plan.to_dict()) == [f.name for f in dataclasses.fields(MergePlan)]  # every top-level key
             assert MergePlan.from_dict(json.loads(plan.to_json())) == plan
 
@@ -315,7 +316,7 @@ def test_compact_plan_json_round_trips_every_kind_of_decision(sample):
     assert plan.records[10]["birthdate"] is None and plan.records[11]["middle_name"] is None
 
     text = plan.to_json()
-    assert text == json.dumps(plan.to_dict(), ensure_ascii=False)
+    assert text == json.dumps(plan.to_dict(), ensure_ascii=False, separators=(",", ":"))
     back = MergePlan.from_dict(json.loads(text))
     assert back == plan
     assert back.records[10]["birthdate"] is None and list(back.records[10]) == list(plan.records[10])
@@ -441,7 +442,7 @@ def test_snapshots_read_in_bulk_equal_snapshots_read_one_by_one(store, entity):
     """Long id lists (an array parameter on PostgreSQL, an expanding IN on SQLite) read the rows that
     short ones (a parameter per id) read, group by group."""
     from crm.demo import DemoSizes, generate_demo
-    from merge_rules import sqlin
+    from crm import sqlin
     from merge_rules.snapshot import read_snapshots
 
     generate_demo(store, DemoSizes(contacts=150, companies=60, leads=60, managers=4), seed=3)

@@ -4,6 +4,7 @@ batched writes, clear errors for bad URLs and old schemas."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pandas as pd
 import pytest
@@ -47,10 +48,51 @@ def test_migrate_is_idempotent_and_downgrade_then_upgrade_works(db_url):
     store.check_schema()
 
 
+def test_migration_0007_moves_the_plans_out_of_the_groups_and_back(db_url):
+    """A database at revision 0006 keeps its plans in dedup_groups.plan: upgrading moves each group's
+    plan to dedup_plans (under the group's run), downgrading puts it back."""
+    from alembic import command
+
+    from crm import proposals
+    from crm.store import _alembic_config
+
+    store = Store(db_url)
+    store.migrate()
+    cfg = _alembic_config()
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0006")
+    plan = {"primary_id": 1, "fields": {"last_name": {"value": "Иванов"}}}
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO dedup_runs (id, started_at, status, entity_types, folder) "
+                             "VALUES ('r1', :t, 'completed', 'contact', '/tmp')"), {"t": NOW})
+        for gid, value in (("contact-1", '{"primary_id": 1, "fields": {"last_name": {"value": "Иванов"}}}'),
+                           ("contact-3", None)):
+            conn.execute(sa.text(
+                "INSERT INTO dedup_groups (id, entity_type, run_id, status, tier, score, primary_id, member_ids, "
+                "responsible_ids, primary_reason, criteria, plan, pairs, updated_at) VALUES (:id, 'contact', 'r1', "
+                "'pending', 'certain', 0.9, 1, '[1, 2]', '[]', 'oldest', 'phone', :plan, '[]', :t)"),
+                {"id": gid, "plan": value, "t": NOW})
+    store.migrate()
+    groups = proposals.read_groups(store).set_index("id")
+    assert groups.loc["contact-1", "plan"] == plan and groups.loc["contact-3", "plan"] is None
+    assert "plan" not in [c["name"] for c in sa.inspect(store.engine).get_columns("dedup_groups")]
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0006")
+    with store.engine.connect() as conn:
+        back = dict(conn.execute(sa.text("SELECT id, plan FROM dedup_groups")).all())
+    assert back["contact-3"] is None
+    stored = back["contact-1"]  # JSON text on SQLite, a value on PostgreSQL (json column)
+    assert (json.loads(stored) if isinstance(stored, str) else stored) == plan
+    store.dispose()
+
+
 @pytest.mark.pg
 def test_plans_are_compressed_with_lz4_on_postgresql():
-    """Migration 0006: PostgreSQL compresses the proposed groups' plans and pairs with lz4 (cheaper to
-    write than pglz); they read back as written. (SQLite has no such setting.)"""
+    """Migrations 0006 and 0007: PostgreSQL compresses the proposed groups' pairs and their plans
+    (in dedup_plans since 0007) with lz4 (cheaper to write than pglz); they read back as written.
+    (SQLite has no such setting.)"""
     from alembic import command
     from conftest import drop_pg_schema, pg_schema_url
 
@@ -60,10 +102,10 @@ def test_plans_are_compressed_with_lz4_on_postgresql():
     url, name = pg_schema_url()
     store = Store(url)
 
-    def compression() -> dict[str, str]:
+    def compression(table: str) -> dict[str, str]:
         with store.engine.connect() as conn:
             return dict(conn.execute(sa.text(
-                "SELECT attname, attcompression FROM pg_attribute WHERE attrelid = 'dedup_groups'::regclass "
+                f"SELECT attname, attcompression FROM pg_attribute WHERE attrelid = '{table}'::regclass "
                 "AND attname IN ('plan', 'pairs')")).all())
 
     try:
@@ -73,10 +115,10 @@ def test_plans_are_compressed_with_lz4_on_postgresql():
                 pytest.skip("PostgreSQL before 14 has one compression method")
             lz4 = conn.execute(sa.text("SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
                                        "WHERE name = 'default_toast_compression'")).scalar()
-        if not lz4:  # a server built without lz4: the migration leaves the columns as they were
-            assert compression() == {"plan": "", "pairs": ""}
+        if not lz4:  # a server built without lz4: the migrations leave the columns as they were
+            assert compression("dedup_groups") == {"pairs": ""} and compression("dedup_plans") == {"plan": ""}
             return
-        assert compression() == {"plan": "l", "pairs": "l"}
+        assert compression("dedup_groups") == {"pairs": "l"} and compression("dedup_plans") == {"plan": "l"}
         proposals.start_run(store, "run-lz4", ["contact"], "/tmp")
         plan = {"fields": {"last_name": {"value": "Иванов " * 2000}}}  # large enough to be compressed
         proposals.replace_pending(store, "run-lz4", ["contact"], [
@@ -84,15 +126,16 @@ def test_plans_are_compressed_with_lz4_on_postgresql():
              "member_ids": [1, 2], "responsible_ids": [], "primary_reason": "oldest", "criteria": "phone",
              "plan": plan, "pairs": []}])
         with store.engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT pg_column_compression(plan) FROM dedup_groups")).scalar() == "lz4"
+            assert conn.execute(sa.text("SELECT pg_column_compression(plan) FROM dedup_plans")).scalar() == "lz4"
         assert proposals.read_groups(store)["plan"].iloc[0] == plan
         cfg = _alembic_config()
         with store.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.downgrade(cfg, "0005")
-        assert compression() == {"plan": "", "pairs": ""}
+        assert compression("dedup_groups") == {"plan": "", "pairs": ""}
         store.migrate()
-        assert compression() == {"plan": "l", "pairs": "l"}
+        assert compression("dedup_groups") == {"pairs": "l"} and compression("dedup_plans") == {"plan": "l"}
+        assert proposals.read_groups(store)["plan"].iloc[0] == plan  # moved back and forth with the column
     finally:
         store.dispose()
         drop_pg_schema(name)
