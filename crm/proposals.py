@@ -52,7 +52,7 @@ def replace_pending(store: Store, run_id: str, entity_types: Iterable[str], grou
 
     A group's ``member_ids``, ``responsible_ids``, ``pairs`` and ``plan`` are values or their JSON
     text (a run's pairs go in as text, encoded once). A group without a ``plan`` key takes the plan
-    staged for it under ``run_id`` (stage_plans), if any. A proposed group whose id already exists
+    staged for it under ``run_id`` (stage_plans); one with neither is refused. A proposed group whose id already exists
     with another status (approved, applied, skipped, stale) is left as it is, with its plan. Plans
     no group uses any more (those of the groups removed, staged ones of groups kept) go too.
     Returns counts: removed, inserted, kept."""
@@ -81,6 +81,12 @@ def replace_pending(store: Store, run_id: str, entity_types: Iterable[str], grou
 
         counts["inserted"] = store.insert(g, fresh(), conn=conn, batch_size=2000, statement=insert)
         _insert_plans(store, conn, run_id, given_plans)
+        p = schema.dedup_plans
+        planless = conn.execute(sa.select(g.c.id).where(g.c.run_id == run_id, g.c.status == "pending",
+                                                        ~_same_group(p, g)).limit(5)).scalars().all()
+        if planless:  # (a group's plan is given with it or staged before, not both: that is refused too)
+            raise ValueError(f"run {run_id} stores group(s) {', '.join(planless)} without a plan: none was given "
+                             "with them and none staged (stage_plans)")
         _drop_unused_plans(conn, run_id)
     return counts
 
@@ -99,13 +105,21 @@ class EncodedJson(str):
 def stage_plans(store: Store, run_id: str, plans: Iterable[tuple[str, Any]]) -> int:
     """Store plans (group id, plan value or its JSON text) made by run ``run_id`` before its groups
     are stored (replace_pending), replacing what the run staged for those groups before (a chunk
-    planned again); each call is a short transaction of its own, so a person may approve a pending
-    group meanwhile. Returns how many were stored."""
-    p = schema.dedup_plans
+    planned again). A group this run stored already and a person has decided on (approved,
+    skipped...) keeps its plan. Each call is a short transaction of its own, so a person may
+    approve a pending group meanwhile. Returns how many were stored."""
+    p, g = schema.dedup_plans, schema.dedup_groups
     plans = list(plans)
     ids = [gid for gid, _ in plans]
     with store.engine.begin() as conn:
         n = sqlin.size(ids, conn.dialect.name)
+        decided = set(conn.execute(sa.select(g.c.id).where(g.c.run_id == run_id, g.c.status != "pending",
+                                                           sqlin.in_(g.c.id, "ids", n)),
+                                   sqlin.params("ids", ids, n)).scalars())
+        if decided:
+            plans = [(gid, plan) for gid, plan in plans if gid not in decided]
+            ids = [gid for gid, _ in plans]
+            n = sqlin.size(ids, conn.dialect.name)
         conn.execute(p.delete().where(p.c.run_id == run_id, sqlin.in_(p.c.group_id, "ids", n)),
                      sqlin.params("ids", ids, n))
         return _insert_plans(store, conn, run_id, plans)
@@ -119,7 +133,7 @@ def drop_staged_plans(store: Store, run_id: str) -> int:
 
 def _drop_staged(conn: sa.Connection, run_id: str) -> int:
     p, g = schema.dedup_plans, schema.dedup_groups
-    return conn.execute(p.delete().where(p.c.run_id == run_id, ~_has_group(p, g))).rowcount
+    return conn.execute(p.delete().where(p.c.run_id == run_id, ~_same_group(p, g))).rowcount
 
 
 def set_plan(conn: sa.Connection, group_id: str, plan: dict[str, Any] | None) -> None:
@@ -147,7 +161,8 @@ def _checked_json(conn: sa.Connection, table: sa.Table, column: str):
     return sa.cast(text, table.c[column].type) if conn.dialect.name == "postgresql" else sa.func.json(text)
 
 
-def _has_group(p: sa.Table, g: sa.Table):
+def _same_group(p: sa.Table, g: sa.Table):
+    """A plan row and a group row of the same group and run (correlated to whichever the query reads)."""
     return sa.exists().where(g.c.id == p.c.group_id, g.c.run_id == p.c.run_id)
 
 
@@ -158,7 +173,7 @@ def _drop_unused_plans(conn: sa.Connection, run_id: str) -> int:
     p, g, r = schema.dedup_plans, schema.dedup_groups, schema.dedup_runs
     running = sa.select(r.c.id).where(r.c.status == "running", r.c.id != run_id,
                                       r.c.started_at > now() - dt.timedelta(days=1))
-    return conn.execute(p.delete().where(~_has_group(p, g), p.c.run_id.not_in(running))).rowcount
+    return conn.execute(p.delete().where(~_same_group(p, g), p.c.run_id.not_in(running))).rowcount
 
 
 def _json_text(value: Any) -> str | None:

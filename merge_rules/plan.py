@@ -160,7 +160,7 @@ class MergePlan:
         return d
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe (stored in dedup_groups.plan); dates, datetimes and Decimals are tagged."""
+        """JSON-safe (stored in dedup_plans.plan); dates, datetimes and Decimals are tagged."""
         return encode(self._shallow())
 
     def to_json(self) -> str:
@@ -243,7 +243,7 @@ def _tagged(value: Any) -> Any:
     raise TypeError(f"cannot store a {type(value).__name__} value ({value!r}) in a merge plan")
 
 
-# ensure_ascii=False: plans.jsonl and the plan column hold the names as they are written.
+# ensure_ascii=False: plans.jsonl and dedup_plans hold the names as they are written.
 # check_circular=False: a plan is a tree built from rows, so the encoder need not keep a note of every
 # list and dict it is inside (that bookkeeping was a third of the encoding time).
 # allow_nan=False: what it writes is JSON (a NaN has no JSON form), so it may be stored unchecked

@@ -487,10 +487,11 @@ def propose_step(db: str | None, run_id: str, folder: str, entity_types: list[st
     workers = min(settings.match.processes, sum(len(c) for e, c in chunks.items() if begun[e] is None))
     # forked before this step opens a connection
     pool = planners.pool if planners is not None else _helper_pool(workers, "planning") if workers > 1 else None
-    if run_of(folder) != run_id:
-        raise ValueError(f"{folder} is not the folder of run {run_id} (new_run names it after its run)")
-    store = Store(db, must_exist=True)
+    store = None
     try:
+        if run_of(folder) != run_id:
+            raise ValueError(f"{folder} is not the folder of run {run_id} (new_run names it after its run)")
+        store = Store(db, must_exist=True)
         planned = {}  # per entity, a call per chunk giving its managers once it is planned
         for entity in entity_types:
             if begun[entity] is not None and begun[entity].parts != [c[-1] for c in chunks[entity]]:
@@ -518,13 +519,15 @@ def propose_step(db: str | None, run_id: str, folder: str, entity_types: list[st
             pool.shutdown(cancel_futures=True)  # the chunks being planned finish: then their parts go
         for part in (c[-1] for entity_chunks in chunks.values() for c in entity_chunks):
             Path(part).unlink(missing_ok=True)
-        with contextlib.suppress(Exception):  # (the database may be what failed: the next run drops them)
-            proposals.drop_staged_plans(store, run_id)
+        if store is not None:
+            with contextlib.suppress(Exception):  # (the database may be what failed: finish_run drops them)
+                proposals.drop_staged_plans(store, run_id)
         raise
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-        store.dispose()
+        if store is not None:
+            store.dispose()
     counts.update(plan_seconds=round(planned_s, 2), store_seconds=round(time.perf_counter() - start - planned_s, 2))
     log.info("planned %d groups in %.1f s, stored them in %.1f s", sum(map(len, rows.values())),
              counts["plan_seconds"], counts["store_seconds"])
@@ -799,7 +802,9 @@ def auto_approve_step(db: str | None, run_id: str, settings_path: str) -> int:
     groups = proposals.read_groups(store, status="pending", run_id=run_id, tiers=policy.tiers)
     ok = []
     for g in groups.itertuples(index=False):
-        plan = g.plan or {}
+        plan = g.plan
+        if not plan:  # (its records changed since it was found: a person looks at it)
+            continue
         if policy.require_no_conflicts and plan.get("conflicts"):
             continue
         if policy.require_no_lost_access and plan.get("access_warnings"):

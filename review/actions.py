@@ -143,8 +143,8 @@ def skip(store, group: dict, user: dict, settings: MergeSettings, record_id: int
     values = _regroup(store, group, rest, records, settings)
     plan = values.pop("plan")
     with store.engine.begin() as conn:
-        conn.execute(g.update().where(g.c.id == group["id"]).values(**values))
-        proposals.set_plan(conn, group["id"], plan)
+        if conn.execute(g.update().where(g.c.id == group["id"]).values(**values)).rowcount:
+            proposals.set_plan(conn, group["id"], plan)  # (a run may have just replaced the group)
     left = "; the group has one record left and is closed as skipped" if values.get("status") == "skipped" else ""
     return Outcome(True, f"Skipped {entity} #{record_id}: marked as not a duplicate of "
                    f"{', '.join(f'#{m}' for m in rest)} ({new} new pair(s)){left}.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 from pathlib import Path
 
@@ -164,6 +165,9 @@ def test_database_gone_mid_run_fails_clearly_and_leaves_no_partial_proposals(tmp
         dedup_flow(db=url, entity_types=["contact"], settings_path=settings)
     assert "There is no database at" in str(err.value)
     assert proposals.read_groups(store).empty and _stored_plans(store) == 0  # nothing half-stored
+    # the planners the find started are stopped, and what they planned is gone with them
+    assert not multiprocessing.active_children() and not steps._BESIDE
+    assert not list(Path(proposals.latest_run(store, status="failed")["folder"]).glob("*/plans*"))
     assert proposals.latest_run(store, status="failed") is not None  # the failure is on record
     monkeypatch.setattr(steps, "propose_step", real_propose)
     summary = dedup_flow(db=url, entity_types=["contact"], settings_path=settings)
@@ -319,6 +323,12 @@ def test_staged_plans_become_the_groups_plans_and_no_plan_is_left_without_its_gr
     with store.engine.connect() as conn:
         left = set(conn.execute(sa.select(schema.dedup_plans.c.group_id, schema.dedup_plans.c.run_id)).all())
     assert left == {("contact-1", "r1"), ("contact-3", "r2"), ("contact-5", "r2"), ("lead-4", "other")}
+    # the run planning again (a retried step) leaves the plan of a group a person approved meanwhile
+    proposals.set_status(store, ["contact-3"], "approved")
+    assert proposals.stage_plans(store, "r2", [("contact-3", '{"run": "again"}'), ("contact-5", '{"run": "again"}')]) == 1
+    assert proposals.read_groups(store).set_index("id")["plan"].to_dict()["contact-3"] == {"run": 2}
+    with pytest.raises(ValueError, match="contact-7.*without a plan"):  # neither given nor staged
+        proposals.replace_pending(store, "r2", ["contact"], [row(5), row(7)])
     assert proposals.drop_staged_plans(store, "other") == 1 and _stored_plans(store) == 3
     # a chunk staged again (planned again) replaces what it staged before
     proposals.start_run(store, "r3", ["contact"], "/tmp")
@@ -353,7 +363,6 @@ def test_a_planning_that_fails_leaves_no_plans_file(demo_store, tmp_path, monkey
     """Plans go to plans.jsonl only once every chunk is planned: a planning that fails (in this process,
     in helpers propose started, or in the planners the find handed its groups to) leaves neither a
     plans.jsonl that looks whole nor part files; the next try writes them all."""
-    import multiprocessing
 
     from pipelines import steps
 
@@ -571,7 +580,6 @@ def test_a_step_run_in_a_forked_process_gives_back_its_result_or_its_error():
 def test_a_run_failing_after_the_report_was_started_stops_it(demo_store, tmp_path, monkeypatch):
     """The report starts beside the storing; when the run fails before it is collected, its helper
     process is stopped with the run (nothing left running, nothing left registered)."""
-    import multiprocessing
 
     from pipelines import steps
     from pipelines.flows import dedup_flow
@@ -632,7 +640,6 @@ def test_groups_planned_beside_the_find_are_those_the_propose_step_plans(demo_st
     """With planners started (forked while the process is small), the find hands its groups to them
     before it writes its files; the propose step collects their plans. Same plans, same proposals
     as planning in the propose step; the planners are gone afterwards and no part file is left."""
-    import multiprocessing
 
     from crm import proposals
     from pipelines import steps
@@ -663,7 +670,6 @@ def test_groups_planned_beside_the_find_are_those_the_propose_step_plans(demo_st
 def test_a_run_failing_after_planning_began_stops_the_planners(demo_store, tmp_path, monkeypatch):
     """A run failing between the find (which handed its groups to the planners) and the propose step
     leaves no planner running and nothing registered."""
-    import multiprocessing
 
     from pipelines import steps
     from pipelines.flows import dedup_flow

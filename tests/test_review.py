@@ -71,7 +71,11 @@ def row(store, table, id_):
 
 
 def group_row(store, gid):
-    return row(store, schema.dedup_groups, gid)
+    """The stored group, with its plan (from dedup_plans) as ``plan``."""
+    g, p = dict(row(store, schema.dedup_groups, gid)), schema.dedup_plans
+    with store.engine.connect() as conn:
+        g["plan"] = conn.execute(sa.select(p.c.plan).where(p.c.group_id == gid, p.c.run_id == g["run_id"])).scalar()
+    return g
 
 
 # -- passwords and signing in -------------------------------------------------------------------

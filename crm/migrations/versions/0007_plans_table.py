@@ -38,8 +38,10 @@ def upgrade() -> None:
     # a database created by migration 0002 from today's crm/schema.py has the table already
     dedup_plans.create(bind, checkfirst=True)
     if "plan" in _columns(bind, "dedup_groups"):
+        # (a skipped group's plan may have been stored as JSON null: no plan)
+        text = "CAST(plan AS TEXT)" if bind.dialect.name == "postgresql" else "plan"
         op.execute("INSERT INTO dedup_plans (group_id, run_id, plan) "
-                   "SELECT id, run_id, plan FROM dedup_groups WHERE plan IS NOT NULL")
+                   f"SELECT id, run_id, plan FROM dedup_groups WHERE plan IS NOT NULL AND {text} <> 'null'")
         op.drop_column("dedup_groups", "plan")
     if _lz4_available(bind):
         op.execute('ALTER TABLE dedup_plans ALTER COLUMN "plan" SET COMPRESSION lz4')
