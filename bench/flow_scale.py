@@ -187,6 +187,31 @@ def markdown(records: list[dict]) -> str:
 
 
 ANALYSIS = """\
+Tenth session (2026-12-06, an AMD EPYC with 2 vCPUs; the ninth session's code took 69.4 and 60.5 s
+here for the same 1M flow, so single runs differ by up to ~10 s):
+
+- **1,000,000 contacts: SQLite 60.1 s (tree 2,490 MB), PostgreSQL 63.1 s (tree 2,506 MB)** with a
+  temporary Prefect server; other runs of this code on SQLite: 57.5 and 60.3 s. Target 45 s and
+  3 GB: memory met, time not. 100,000 contacts: 12.9 s full and 13.0 s incremental on SQLite,
+  12.8 and 13.1 s on PostgreSQL.
+  - **Plans are stored as they are made, in a table of their own** (dedup_plans, migration 0007).
+    Each planning chunk stores its 5,000 plans under the run in a short transaction; the swap of the
+    pending groups at the end writes small rows only. Texts the planner has just encoded are stored
+    on SQLite without json() (its encoder refuses NaN, so it writes JSON only): json() of the 415 MB
+    of plans of a million contacts took 3.1 of the 3.9 s of their insert. Storing: 9.8 -> 4.4-5.6 s
+    while the write lock is held; planning 13.8 -> 15.3-17.0 s (the planners now write the plans
+    to the database too, on CPUs that were already busy), so the run gained ~2-4 s.
+- Where the time goes now (one run, py-spy on every process, 20 samples/s): ~4 s before the flow
+  (imports ~1 s, then waiting for the server, which imports its own code for ~2 s); reading the CRM
+  ~5 s on both CPUs; building the table, the quality checks and the find's normalising, blocking and
+  comparing ~20 s with one CPU mostly idle (names alone 4.8 s); the find's writing ~5 s, the planners
+  beginning beside it; planning ~15 s on both CPUs; the swap ~4.5 s beside the report.
+- Looked at and left: the quality check's phones and e-mails are already shared with a helper and
+  balanced (5.9 s at 1M); running the quality check beside the find in a forked helper would copy
+  the table's pages (reference counts) and take the tree over 3 GB; json.dumps of member and manager
+  ids and SQLAlchemy's own work in the swap are ~1 s together; orjson for the plans would save ~1.2
+  CPU-s of ~28 (it refuses the column names SQLAlchemy gives as str subclasses without a slower path).
+
 Ninth session (2026-12-06, an Intel Xeon with 2 vCPUs; runs of the same code varied by +-10 s, e.g.
 109.6, 90.3 and 99.6 s for the eighth session's code on the same 1M database):
 
