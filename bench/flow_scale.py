@@ -158,14 +158,14 @@ def bench_one(backend: str, n: int, timeout: float, incremental: bool = True, se
         every = ["--every-entity"] if every_entity else []
         full = run_child(python_child("bench.flow_scale", "child", url, str(settings), str(out_full), *every),
                          timeout=timeout, env=server)
-        record["full"] = {k: full[k] for k in ("wall_s", "peak_rss_mb", "peak_tree_mb", "returncode", "timed_out")}
+        record["full"] = {k: full[k] for k in ("wall_s", "cpu_s", "peak_rss_mb", "peak_tree_mb", "returncode", "timed_out")}
         record["full"].update(_flow_times(_summary(out_full)))
         if not incremental:
             return record
         record["changed_records"] = change_one_percent(url)
         inc = run_child(python_child("bench.flow_scale", "child", url, str(settings), str(out_inc), "--incremental",
                                      *every), timeout=timeout, env=server)
-        record["incremental"] = {k: inc[k] for k in ("wall_s", "peak_rss_mb", "peak_tree_mb", "returncode",
+        record["incremental"] = {k: inc[k] for k in ("wall_s", "cpu_s", "peak_rss_mb", "peak_tree_mb", "returncode",
                                                      "timed_out")}
         record["incremental"].update(_flow_times(_summary(out_inc)))
         if full["returncode"] or inc["returncode"]:
