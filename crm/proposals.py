@@ -113,9 +113,11 @@ def stage_plans(store: Store, run_id: str, plans: Iterable[tuple[str, Any]]) -> 
     ids = [gid for gid, _ in plans]
     with store.engine.begin() as conn:
         n = sqlin.size(ids, conn.dialect.name)
-        decided = set(conn.execute(sa.select(g.c.id).where(g.c.run_id == run_id, g.c.status != "pending",
-                                                           sqlin.in_(g.c.id, "ids", n)),
-                                   sqlin.params("ids", ids, n)).scalars())
+        # the run's stored groups locked (PostgreSQL): an approval cannot come between this look and
+        # the replacing below; it waits, then sets its plan after this one
+        stored = conn.execute(sa.select(g.c.id, g.c.status).where(g.c.run_id == run_id, sqlin.in_(g.c.id, "ids", n))
+                              .with_for_update(), sqlin.params("ids", ids, n)).all()
+        decided = {gid for gid, status in stored if status != "pending"}
         if decided:
             plans = [(gid, plan) for gid, plan in plans if gid not in decided]
             ids = [gid for gid, _ in plans]

@@ -480,15 +480,16 @@ def propose_step(db: str | None, run_id: str, folder: str, entity_types: list[st
     start = time.perf_counter()
     entity_types = list(dict.fromkeys(entity_types))
     tables = {entity: _group_table(folder, entity) for entity in entity_types}
-    begun = {entity: _BESIDE.pop(f"plans:{Path(folder) / entity}", None) for entity in entity_types}
-    chunks = {entity: _plan_chunks(db, entity, folder, gt, settings_path) for entity, gt in tables.items()}
-    planners = _planners()
-    _BESIDE.pop("planners", None)  # this step shuts them down
-    workers = min(settings.match.processes, sum(len(c) for e, c in chunks.items() if begun[e] is None))
-    # forked before this step opens a connection
-    pool = planners.pool if planners is not None else _helper_pool(workers, "planning") if workers > 1 else None
-    store = None
+    begun, chunks, pool, store = {}, {}, None, None
     try:
+        # (from here on, what was begun beside the find is this step's to finish or to stop)
+        begun = {entity: _BESIDE.pop(f"plans:{Path(folder) / entity}", None) for entity in entity_types}
+        chunks = {entity: _plan_chunks(db, entity, folder, gt, settings_path) for entity, gt in tables.items()}
+        planners = _planners()
+        _BESIDE.pop("planners", None)  # this step shuts them down
+        workers = min(settings.match.processes, sum(len(c) for e, c in chunks.items() if begun[e] is None))
+        # forked before this step opens a connection
+        pool = planners.pool if planners is not None else _helper_pool(workers, "planning") if workers > 1 else None
         if run_of(folder) != run_id:
             raise ValueError(f"{folder} is not the folder of run {run_id} (new_run names it after its run)")
         store = Store(db, must_exist=True)
