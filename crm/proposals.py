@@ -52,10 +52,10 @@ def replace_pending(store: Store, run_id: str, entity_types: Iterable[str], grou
 
     A group's ``member_ids``, ``responsible_ids``, ``pairs`` and ``plan`` are values or their JSON
     text (a run's pairs go in as text, encoded once). A group without a ``plan`` key takes the plan
-    staged for it under ``run_id`` (stage_plans); one with neither is refused. A proposed group whose id already exists
-    with another status (approved, applied, skipped, stale) is left as it is, with its plan. Plans
-    no group uses any more (those of the groups removed, staged ones of groups kept) go too.
-    Returns counts: removed, inserted, kept."""
+    staged for it under ``run_id`` (stage_plans); one with neither is refused. A proposed group
+    whose id already exists with another status (approved, applied, skipped, stale) is left as it
+    is, with its plan. Plans no group uses any more (those of the groups removed, staged ones of
+    groups kept) go too. Returns counts: removed, inserted, kept."""
     g = schema.dedup_groups
     entity_types = list(entity_types)
     stamp = now()

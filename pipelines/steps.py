@@ -594,8 +594,9 @@ class ForkedCall:
     another: two threads of this process would take turns at the GIL.
 
     The call is made here and now instead where a process may have no children (a daemonic Dask
-    worker), where the fork is refused, and when called from any thread but the main one: a process forked while another thread of this one imports a module waits for that module's
-    lock forever (seen when this ran in one of Prefect's threads)."""
+    worker), where the fork is refused, and when called from any thread but the main one: a process
+    forked while another thread of this one imports a module waits for that module's lock forever
+    (seen when this ran in one of Prefect's threads)."""
 
     def __init__(self, purpose: str, func, *args, **kwargs):
         import multiprocessing
