@@ -13,19 +13,14 @@ Revises: 0005
 import sqlalchemy as sa
 from alembic import op
 
+from crm.migrations import lz4_available
+
 revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
 
 COLUMNS = ("plan", "pairs")
-
-
-def _lz4_available(bind) -> bool:
-    if bind.dialect.name != "postgresql":
-        return False
-    row = bind.execute(sa.text("SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'")).first()
-    return row is not None and "lz4" in (row[0] or [])
 
 
 def _present(bind) -> list[str]:
@@ -36,13 +31,13 @@ def _present(bind) -> list[str]:
 
 def upgrade() -> None:
     bind = op.get_bind()
-    if _lz4_available(bind):
+    if lz4_available(bind):
         for column in _present(bind):
             op.execute(f'ALTER TABLE dedup_groups ALTER COLUMN "{column}" SET COMPRESSION lz4')
 
 
 def downgrade() -> None:
     bind = op.get_bind()
-    if _lz4_available(bind):
+    if lz4_available(bind):
         for column in _present(bind):
             op.execute(f'ALTER TABLE dedup_groups ALTER COLUMN "{column}" SET COMPRESSION DEFAULT')

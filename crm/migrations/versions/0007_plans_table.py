@@ -14,19 +14,13 @@ Revises: 0006
 import sqlalchemy as sa
 from alembic import op
 
+from crm.migrations import lz4_available
 from crm.schema import dedup_plans
 
 revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
-
-
-def _lz4_available(bind) -> bool:
-    if bind.dialect.name != "postgresql":
-        return False
-    row = bind.execute(sa.text("SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'")).first()
-    return row is not None and "lz4" in (row[0] or [])
 
 
 def _columns(bind, table: str) -> list[str]:
@@ -43,7 +37,7 @@ def upgrade() -> None:
         op.execute("INSERT INTO dedup_plans (group_id, run_id, plan) "
                    f"SELECT id, run_id, plan FROM dedup_groups WHERE plan IS NOT NULL AND {text} <> 'null'")
         op.drop_column("dedup_groups", "plan")
-    if _lz4_available(bind):
+    if lz4_available(bind):
         op.execute('ALTER TABLE dedup_plans ALTER COLUMN "plan" SET COMPRESSION lz4')
 
 
@@ -52,6 +46,6 @@ def downgrade() -> None:
     op.add_column("dedup_groups", sa.Column("plan", sa.JSON))
     op.execute("UPDATE dedup_groups SET plan = (SELECT p.plan FROM dedup_plans p "
                "WHERE p.group_id = dedup_groups.id AND p.run_id = dedup_groups.run_id)")
-    if _lz4_available(bind):
+    if lz4_available(bind):
         op.execute('ALTER TABLE dedup_groups ALTER COLUMN "plan" SET COMPRESSION lz4')
     op.drop_table("dedup_plans")
