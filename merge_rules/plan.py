@@ -212,13 +212,14 @@ def _compact_reader(cls) -> Callable[[Any], dict[str, Any]]:
                      for f in fields if f.default is not MISSING or f.default_factory is not MISSING)
     if not optional:
         return required
+    names, defaults = zip(*optional)
+    values = operator.attrgetter(*names) if len(names) > 1 else lambda obj: (getattr(obj, names[0]),)
 
     def read(obj: Any) -> dict[str, Any]:
         d = required(obj)
-        for name, default in optional:
-            value = getattr(obj, name)
-            if value != default:
-                d[name] = value
+        given = values(obj)
+        if given != defaults:  # (mostly they all are)
+            d.update((name, value) for name, value, default in zip(names, given, defaults) if value != default)
         return d
     return read
 
@@ -285,23 +286,31 @@ def _decide_fields(snap: Snapshot, settings: MergeSettings, choices: Mapping[str
             plan.problems.append(f"the choice for {name!r} names record #{chosen}, which is not in the group "
                                  f"({', '.join(f'#{i}' for i in snap.member_ids)})")
     members = [(i, snap.records[i], i == snap.primary_id) for i in snap.member_ids if i in snap.records]
+    rows = [row for _i, row, _p in members]
+    primary_first = members[0][2]  # (as Snapshot orders them; one made by hand may not)
     for name, ctx in _single_fields(snap.entity_type):
         rule_name = settings.rule_for(snap.entity_type, name)
-        cands = [Candidate(i, row.get(name), primary, row.get("created_at"), row.get("modified_at"))
-                 for i, row, primary in members]
-        try:
-            out = get_rule(rule_name).func(cands, ctx)
-        except RuleError as exc:
-            plan.problems.append(str(exc))
-            continue
-        decision = FieldDecision(out.value, out.source_id, rule_name, out.conflict, note=out.note)
-        if out.conflict:
-            full = [c for c in cands if filled(c.value)]
-            decision.candidates = [(c.record_id, c.value) for c in full]
-            if settings.conflict_policy != "ask" and name not in choices:
-                win = _resolve(settings.conflict_policy, full)
-                decision.value, decision.source_id = win.value, win.record_id
-                decision.resolved_by = f"policy:{settings.conflict_policy}"
+        rule = get_rule(rule_name)
+        values = [row.get(name) for row in rows]
+        first = values[0]
+        if rule.unanimous and primary_first and all(v == first for v in values):
+            decision = FieldDecision(first, snap.primary_id, rule_name)  # what the rule gives (Rule.unanimous)
+        else:
+            cands = [Candidate(i, value, primary, row.get("created_at"), row.get("modified_at"))
+                     for (i, row, primary), value in zip(members, values)]
+            try:
+                out = rule.func(cands, ctx)
+            except RuleError as exc:
+                plan.problems.append(str(exc))
+                continue
+            decision = FieldDecision(out.value, out.source_id, rule_name, out.conflict, note=out.note)
+            if out.conflict:
+                full = [c for c in cands if filled(c.value)]
+                decision.candidates = [(c.record_id, c.value) for c in full]
+                if settings.conflict_policy != "ask" and name not in choices:
+                    win = _resolve(settings.conflict_policy, full)
+                    decision.value, decision.source_id = win.value, win.record_id
+                    decision.resolved_by = f"policy:{settings.conflict_policy}"
         if name in choices and choices[name] in snap.records:
             decision.value, decision.source_id = snap.records[choices[name]].get(name), choices[name]
             decision.rule = "choice"

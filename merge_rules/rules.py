@@ -55,6 +55,10 @@ class Rule:
     kinds: frozenset[str]
     description: str
     can_conflict: bool = False
+    # when every candidate holds the same value (==), the outcome is the primary's value, from the
+    # primary, with no conflict and no note: the planner then need not call the rule (most fields of
+    # most groups hold one value, or none)
+    unanimous: bool = False
 
 
 RULES: dict[str, Rule] = {}
@@ -64,9 +68,10 @@ class RuleError(ValueError):
     """A rule met values it cannot work with; the message names the field and the values."""
 
 
-def register(name: str, kinds: set[str] | frozenset[str], description: str, *, can_conflict: bool = False):
+def register(name: str, kinds: set[str] | frozenset[str], description: str, *, can_conflict: bool = False,
+             unanimous: bool = False):
     def wrap(func):
-        RULES[name] = Rule(name, func, frozenset(kinds), description, can_conflict)
+        RULES[name] = Rule(name, func, frozenset(kinds), description, can_conflict, unanimous)
         return func
     return wrap
 
@@ -116,14 +121,14 @@ def _best_by(cands: Sequence[Candidate], key: Callable[[Candidate], Any], *, hig
     return _settle([c for c, k in zip(full, keys) if k == best])
 
 
-@register("keep_primary", SINGLE | {MULTI}, "the primary's value, even when it is empty")
+@register("keep_primary", SINGLE | {MULTI}, "the primary's value, even when it is empty", unanimous=True)
 def keep_primary(cands: Sequence[Candidate], ctx: RuleContext) -> Outcome:
     p = _primary(cands)
     return Outcome(p.value, p.record_id)
 
 
 @register("fill_empty", SINGLE, "the primary's value if filled, else the first filled duplicate's "
-          "(Bitrix24); different filled values are a conflict", can_conflict=True)
+          "(Bitrix24); different filled values are a conflict", can_conflict=True, unanimous=True)
 def fill_empty(cands: Sequence[Candidate], ctx: RuleContext) -> Outcome:
     full = _filled(cands)
     if not full:
@@ -145,12 +150,12 @@ def oldest(cands: Sequence[Candidate], ctx: RuleContext) -> Outcome:
     return _best_by(cands, lambda c: c.created_at or _EPOCH, highest=False)
 
 
-@register("longest", {TEXT}, "the longest text", can_conflict=True)
+@register("longest", {TEXT}, "the longest text", can_conflict=True, unanimous=True)
 def longest(cands: Sequence[Candidate], ctx: RuleContext) -> Outcome:
     return _best_by(cands, lambda c: len(str(c.value).strip()), highest=True)
 
 
-@register("most_common", SINGLE, "the value most records share", can_conflict=True)
+@register("most_common", SINGLE, "the value most records share", can_conflict=True, unanimous=True)
 def most_common(cands: Sequence[Candidate], ctx: RuleContext) -> Outcome:
     full = _filled(cands)
     if not full:
@@ -177,12 +182,12 @@ def _extreme(cands: Sequence[Candidate], ctx: RuleContext, pick) -> Outcome:
     return Outcome(first.value, first.record_id)
 
 
-@register("max", {DATE, NUMBER}, "the largest value (latest date)")
+@register("max", {DATE, NUMBER}, "the largest value (latest date)", unanimous=True)
 def max_rule(cands: Sequence[Candidate], ctx: RuleContext) -> Outcome:
     return _extreme(cands, ctx, max)
 
 
-@register("min", {DATE, NUMBER}, "the smallest value (earliest date)")
+@register("min", {DATE, NUMBER}, "the smallest value (earliest date)", unanimous=True)
 def min_rule(cands: Sequence[Candidate], ctx: RuleContext) -> Outcome:
     return _extreme(cands, ctx, min)
 
@@ -209,7 +214,8 @@ def concat_header(ctx: RuleContext, c: Candidate) -> str:
     return f"--- from {ctx.entity_type} #{c.record_id}{date} ---"
 
 
-@register("concat", {TEXT}, "every distinct text, the primary's first, the others under a dated separator")
+@register("concat", {TEXT}, "every distinct text, the primary's first, the others under a dated separator",
+          unanimous=True)
 def concat(cands: Sequence[Candidate], ctx: RuleContext) -> Outcome:
     seen, parts = set(), []
     for c in _filled(cands):
@@ -227,7 +233,7 @@ def concat(cands: Sequence[Candidate], ctx: RuleContext) -> Outcome:
 
 
 @register("prefer_valid", {TEXT}, "a valid value (valid INN, phone, email, website) over an invalid one; "
-          "then as fill_empty", can_conflict=True)
+          "then as fill_empty", can_conflict=True, unanimous=True)
 def prefer_valid(cands: Sequence[Candidate], ctx: RuleContext) -> Outcome:
     check = validator_for(ctx.field)
     if check is None:

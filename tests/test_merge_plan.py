@@ -223,6 +223,29 @@ def test_plan_json_text_is_the_json_of_its_dict(sample):
         plan.to_json()
 
 
+@pytest.mark.parametrize("policy", ["ask", "most_recent"])
+def test_skipping_unanimous_rules_changes_no_plan(sample, monkeypatch, policy):
+    # where every record holds one value the planner does not call a rule flagged unanimous; the plans
+    # must be those of calling every rule (with each rule tried on each kind of field it fits)
+    from merge_rules import rules
+
+    variants = [MergeSettings(conflict_policy=policy),
+                MergeSettings(conflict_policy=policy, fields={
+                    "contact": {"post": "longest", "source": "most_common", "birthdate": "max", "created_at": "max",
+                                "address": "keep_primary", "middle_name": "concat"},
+                    "company": {"title": "longest", "industry": "most_common", "created_at": "max"},
+                    "lead": {"title": "most_common", "status": "fill_empty", "source": "longest"}})]
+
+    def plans():
+        return [[p.to_dict() | {"planned_at": None} for p in plan_groups(sample, entity, groups, settings)]
+                for settings in variants for entity, groups in SAMPLE_GROUPS.items()]
+
+    shortcut = plans()
+    for name, rule in rules.RULES.items():
+        monkeypatch.setitem(rules.RULES, name, dataclasses.replace(rule, unanimous=False))
+    assert plans() == shortcut
+
+
 def test_bulk_plans_equal_single_group_plans(sample):
     bulk = plan_groups(sample, "contact", SAMPLE_GROUPS["contact"], MergeSettings())
     with sample.engine.connect() as conn:

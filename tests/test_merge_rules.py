@@ -131,6 +131,39 @@ def test_unite_reports_what_each_repeat_repeats():
     assert u.repeats == [("c", "a"), ("d", "b")]
 
 
+# A field each rule can work on, and values of its kind (rules flagged unanimous are tried on them)
+_UNANIMOUS_FIELDS = {"keep_primary": ("post", st.text(max_size=8)), "fill_empty": ("post", st.text(max_size=8)),
+                     "longest": ("post", st.text(max_size=8)), "most_common": ("post", st.text(max_size=8)),
+                     "concat": ("comments", st.text(max_size=8)), "prefer_valid": ("tax_id", st.sampled_from(
+                         ["500100732259", "7707083893", "123", "", " "])),
+                     "max": ("birthdate", st.dates()), "min": ("created_at", st.datetimes())}
+
+
+def test_every_unanimous_rule_is_tried_below():
+    assert {name for name, r in RULES.items() if r.unanimous} == set(_UNANIMOUS_FIELDS)
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(_UNANIMOUS_FIELDS)).flatmap(lambda name: st.tuples(
+    st.just(name), st.one_of(st.none(), _UNANIMOUS_FIELDS[name][1]), st.integers(1, 4),
+    st.lists(st.one_of(st.none(), st.datetimes()), min_size=4, max_size=4),
+    st.lists(st.one_of(st.none(), st.datetimes()), min_size=4, max_size=4))))
+def test_a_unanimous_rule_gives_the_primarys_one_value(case):
+    # the planner relies on it to skip the rule where every record holds the same value
+    name, value, n, created, modified = case
+    out = run(name, cands(*[value] * n, created=created, modified=modified), _UNANIMOUS_FIELDS[name][0])
+    assert (out.value, out.source_id, out.conflict, out.note) == (value, 1, False, "")
+
+
+@pytest.mark.parametrize("rule, candidates, source", [
+    ("most_recent", cands("CEO", "CEO", modified=[D(2020, 1, 1), D(2024, 1, 1)]), 2),
+    ("oldest", cands("CEO", "CEO", created=[D(2024, 1, 1), D(2020, 1, 1)]), 2),
+    ("sum", cands(2, 2), None)])
+def test_rules_not_unanimous_may_take_one_value_from_a_duplicate(rule, candidates, source):
+    assert not RULES[rule].unanimous
+    assert run(rule, candidates, "post").source_id == source
+
+
 def test_sum_refuses_text_naming_the_field():
     with pytest.raises(RuleError, match=r"contact\.post: 'sum' needs numbers, got #2='CEO'"):
         run("sum", cands(1, "CEO"), "post")
