@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 SINGLE_ROLES = ("first_name", "last_name", "middle_name", "full_name", "company", "birthdate",
@@ -69,6 +70,30 @@ class RoleTable:
     @property
     def text_columns(self) -> list[str]:
         return [c for c in self.records.columns if str(c).startswith("text:")]
+
+    def changed_since(self, before: "RoleTable") -> list:
+        """Ids of this table's records (in its order) that ``before`` does not hold as they are now:
+        new records, and records whose row or values (in any order) differ. Compared by content, not
+        by modified_at: a value written without touching modified_at (a script, an import, a portal
+        whose clock is behind) is seen all the same."""
+        ids = self.records.index
+        if list(self.records.columns) != list(before.records.columns):
+            return ids.tolist()  # another shape of table: nothing can be taken from it
+        then = before.content_hashes()
+        at = then.index.get_indexer(ids)  # -1: not in ``before``
+        differs = (at < 0) | (then.to_numpy()[at] != self.content_hashes().to_numpy())
+        return ids[differs].tolist()
+
+    def content_hashes(self) -> pd.Series:
+        """A 64-bit hash per record (indexed by id) of all this table holds of it: its row and its
+        values. The same rows give the same hashes however pandas typed a column when reading them."""
+        row = _combined([_hashes(_canonical(col), repeats=True) for _name, col in self.records.items()])
+        v = self.values
+        per_value = _combined([_hashes(v["role"].astype(object), repeats=True), _hashes(v["raw"].astype(object))])
+        # summed (modulo 2**64): the order of a record's values does not count
+        values = pd.Series(per_value, index=v["id"].to_numpy()).groupby(level=0).sum()
+        at = values.index.get_indexer(self.records.index)
+        return pd.Series(row + np.where(at < 0, np.uint64(0), values.to_numpy()[at]), index=self.records.index)
 
     # -- constructors -----------------------------------------------------------------------
 
@@ -156,3 +181,27 @@ def crm_values(communications: pd.DataFrame) -> pd.DataFrame:
         "role": communications["type"].map(COMM_ROLE).to_numpy(),
         "raw": communications["value"].to_numpy(),
     })
+
+
+def _canonical(col: pd.Series) -> pd.Series:
+    """A column as content_hashes hashes it: numbers as floats (a column of ints read with a gap
+    becomes floats), datetimes in nanoseconds, text as Python objects."""
+    if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+        return col.astype("float64")
+    if pd.api.types.is_datetime64_any_dtype(col):
+        return col.astype("datetime64[ns]")
+    return col.astype(object)
+
+
+def _hashes(col: pd.Series, repeats: bool = False) -> np.ndarray:
+    """A column's cells hashed; ``repeats``: it repeats values a lot (then hashing each distinct value
+    once is faster; for mostly distinct values it is 4 times slower)."""
+    return pd.util.hash_pandas_object(col, index=False, categorize=repeats).to_numpy()
+
+
+def _combined(columns: list[np.ndarray]) -> np.ndarray:
+    """Column hashes combined per row (the order of the columns counts)."""
+    out = np.zeros(len(columns[0]) if columns else 0, dtype=np.uint64)
+    for h in columns:
+        out = out * np.uint64(1_000_003) ^ h  # (wraps modulo 2**64)
+    return out

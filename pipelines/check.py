@@ -36,8 +36,8 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
     """Likely duplicates of new records. Returns (rows: new_record, duplicate_of, existing, probability,
     tier, explanation; problems found while reading the CSV).
 
-    ``reuse``: the existing records as the last run normalised them (only those created or modified
-    since are normalised here), when it normalised them as this check would: at a million contacts
+    ``reuse``: the existing records as the last run normalised them (only those new or changed since
+    are normalised here), when it normalised them as this check would: at a million contacts
     that is most of the check's time. The result is the same either way."""
     from pipelines.steps import _last_entity_run, reuse_normalised
     from scoring.find import find_duplicates
@@ -48,7 +48,7 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
     store.check_schema()
     existing = load_role_table(store, entity)
     prior = _last_entity_run(store, entity, None, settings) if reuse else None
-    normalised = reuse_normalised(store, existing, prior, settings)[0] if prior is not None else None
+    normalised = reuse_normalised(existing, prior, settings)[0] if prior is not None else None
     problems: list[str] = []
     if csv is not None:
         from crm.csv_io import import_csv

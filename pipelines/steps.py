@@ -253,7 +253,7 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
         kwargs = {}
         last = _last_entity_run(store, entity, exclude=folder, settings=settings) if incremental else None
         if last is not None:
-            kwargs = _incremental_inputs(store, table, last, settings)
+            kwargs = _incremental_inputs(table, last, settings)
             log.info("incremental %s run: %d new or changed records since %s", entity, len(kwargs["changed_ids"]),
                      last["started_at"])
         compare_pairs = None
@@ -325,7 +325,8 @@ def _last_entity_run(store: Store, entity: str, exclude: str | None, settings: S
     for row in rows:
         d = Path(row.folder or "") / entity
         if (exclude is None or str(Path(row.folder or "").resolve()) != str(Path(exclude).resolve())) and \
-                (d / "prepared.json").exists() and (d / "scores.parquet").exists():
+                all((d / name).exists() for name in ("prepared.json", "scores.parquet", "table_records.parquet",
+                                                     "table_values.parquet")):
             saved, wanted = Prepared.saved_normalisation(d), normalisation(settings.match.region,
                                                                             settings.match.provider_rules)
             if saved != wanted:
@@ -336,46 +337,36 @@ def _last_entity_run(store: Store, entity: str, exclude: str | None, settings: S
     return None
 
 
-def reuse_normalised(store: Store, table, last: dict, settings: Settings):
+def reuse_normalised(table, last: dict, settings: Settings):
     """``table`` normalised (a Prepared, in the table's order), reusing ``last`` run's normalisation of
-    the records it has not seen change since; records new or modified since are normalised here.
-    Returns it and the ids of those. ``last``: a run _last_entity_run gave (normalised alike)."""
+    the records that run read as they are now (the copy of the table in its folder says what it read);
+    records new or changed since are normalised here. Returns it and the ids of those. ``last``: a run
+    _last_entity_run gave (normalised alike)."""
     from matchers.prepare import Prepared, prepare
     from matchers.table import RoleTable
 
-    previous_prepared = Prepared.load(Path(last["folder"]) / table.entity_type)
-    ids = table.records.index.to_numpy()
+    d = Path(last["folder"]) / table.entity_type
+    previous_prepared = Prepared.load(d)
+    before = RoleTable(table.entity_type, pd.read_parquet(d / "table_records.parquet"),
+                       pd.read_parquet(d / "table_values.parquet"))
+    # by content, not by modified_at: an edit that left modified_at alone, a merge and its undo (which
+    # puts the old modified_at back with the old values) are all seen
+    differs = set(table.changed_since(before))
+    del before
     known = set(previous_prepared.ids.tolist())
-    # editing a phone or email in the CRM bumps the record's modified_at, so that is enough to see it;
-    # an undo puts the record's old modified_at back with its old values, so merges are asked too
-    modified = pd.to_datetime(table.records["modified_at"]) > pd.Timestamp(last["started_at"])
-    merged = _merged_or_undone_since(store, table.entity_type, last["started_at"])
-    changed = [i for i, m in zip(ids, modified.to_numpy()) if m or i not in known or i in merged]
-    changed_set = set(changed)
-    unchanged = [i for i in ids if i not in changed_set]
+    ids = table.records.index.tolist()
+    changed = [i for i in ids if i in differs or i not in known]
+    unchanged = [i for i in ids if i not in differs and i in known]
     sub = RoleTable(table.entity_type, table.records.loc[changed], table.values[table.values["id"].isin(changed)])
     fresh = prepare(sub, region=settings.match.region, provider_rules=settings.match.provider_rules)
-    return Prepared.concat([previous_prepared.take(unchanged), fresh]).take(ids), changed
+    return Prepared.concat([previous_prepared.take(unchanged), fresh]).take(table.records.index.to_numpy()), changed
 
 
-def _merged_or_undone_since(store: Store, entity: str, since) -> set[int]:
-    """Ids of the records of merges applied or undone after ``since`` (primaries and duplicates)."""
-    import sqlalchemy as sa
-
-    from crm import schema
-
-    m = schema.dedup_merges
-    with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(m.c.primary_id, m.c.merged_ids).where(
-            m.c.entity_type == entity, sa.or_(m.c.merged_at > since, m.c.undone_at > since))).all()
-    return {int(i) for primary, merged in rows for i in (primary, *merged)}
-
-
-def _incremental_inputs(store: Store, table, last: dict, settings: Settings) -> dict:
+def _incremental_inputs(table, last: dict, settings: Settings) -> dict:
     from scoring.model import FSModel
 
     d = Path(last["folder"]) / table.entity_type
-    combined, changed = reuse_normalised(store, table, last, settings)
+    combined, changed = reuse_normalised(table, last, settings)
     scores = pd.read_parquet(d / "scores.parquet")
     explained = pd.read_parquet(d / "pairs.parquet")
     previous = scores.merge(explained.drop(columns=["probability"]), on=["id_a", "id_b"], how="left")

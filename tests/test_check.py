@@ -137,7 +137,7 @@ def test_records_of_a_merge_undone_since_the_last_run_are_normalised_again(store
     undo_merge(store, merged.merge_id, 1)
     last = steps._last_entity_run(store, "contact", None, Settings())
     table = load_role_table(store, "contact")
-    reused, changed = steps.reuse_normalised(store, table, last, Settings())
+    reused, changed = steps.reuse_normalised(table, last, Settings())
     assert {1, 2} <= set(changed)
     phones = reused.phones.assign(id=reused.ids[reused.phones["pos"].to_numpy()])
     assert "+79031112233" not in set(phones.loc[phones["id"] == 1, "e164"])

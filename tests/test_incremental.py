@@ -40,19 +40,23 @@ def _groups(folder: Path) -> pd.DataFrame:
         member_ids=g["member_ids"].map(lambda x: tuple(sorted(x)))).sort_values("group_id", ignore_index=True)
 
 
-def _change_one_percent(store: Store) -> list[int]:
-    """Edit 1% of the contacts (names, phones), add a few, soft-delete a few; bump modified_at."""
+def _change_one_percent(store: Store, stamp: str = "now") -> list[int]:
+    """Edit 1% of the contacts (names, phones), add a few, soft-delete a few. ``stamp``: the edited
+    records' modified_at; "now", "kept" (left as it was: a script, an import) or "behind" (a day ago:
+    a portal whose clock is behind the server's)."""
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(seconds=1)
+    stamped = {"now": {"modified_at": now}, "kept": {}, "behind": {"modified_at": now - dt.timedelta(days=1)}}[stamp]
     c, comm = schema.contacts, schema.communications
     with store.engine.begin() as conn:
         ids = [r[0] for r in conn.execute(sa.select(c.c.id).order_by(c.c.id))]
         edited = ids[5::100]
         for i in edited[: len(edited) // 2]:
-            conn.execute(c.update().where(c.c.id == i).values(first_name="Zinaida", modified_at=now))
+            conn.execute(c.update().where(c.c.id == i).values(first_name="Zinaida", **stamped))
         for i in edited[len(edited) // 2:]:
             conn.execute(comm.update().where(comm.c.entity_type == "contact", comm.c.entity_id == i,
                                              comm.c.type == "phone").values(value="+7 999 000 00 00"))
-            conn.execute(c.update().where(c.c.id == i).values(modified_at=now))
+            if stamped:
+                conn.execute(c.update().where(c.c.id == i).values(**stamped))
         conn.execute(c.update().where(c.c.id.in_(ids[7:9])).values(deleted_at=now))
         top = max(ids)
         # two new records duplicating an existing one, and one stranger
@@ -69,18 +73,19 @@ def _change_one_percent(store: Store) -> list[int]:
     return edited
 
 
-def test_incremental_run_equals_full_run_with_the_same_model(tmp_path):
+@pytest.mark.parametrize("stamp", ["now", "kept", "behind"])
+def test_incremental_run_equals_full_run_with_the_same_model(tmp_path, stamp):
     store = Store(f"sqlite:///{tmp_path}/crm.db")
     store.migrate()
     generate_demo(store, DemoSizes(contacts=1500, companies=50, leads=50, managers=3), seed=11)
     first = _run(store, _settings(tmp_path))
-    _change_one_percent(store)
+    edited = _change_one_percent(store, stamp)
     incremental = _run(store, _settings(tmp_path), incremental=True)
     full = _run(store, _settings(tmp_path, model_path=str(first / "model.json")))
     import json
 
     summary = json.loads((incremental / "summary.json").read_text())
-    assert summary["incremental"] and 0 < summary["changed_records"] < 100
+    assert summary["incremental"] and 0 < summary["changed_records"] < 100 and edited
     a, b = _groups(incremental), _groups(full)
     assert len(a) > 50
     pd.testing.assert_frame_equal(a, b)

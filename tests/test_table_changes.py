@@ -1,0 +1,98 @@
+"""RoleTable.changed_since: which records an incremental run normalises again, found by content."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+
+from crm.demo import DemoSizes, generate_demo
+from crm.readers import load_role_table
+from matchers.table import RoleTable
+
+D = dt.datetime
+
+
+def _table(**changes) -> RoleTable:
+    records = pd.DataFrame({"last_name": ["Иванов", "Smith", "Петров"], "first_name": ["Иван", "John", None],
+                            "birthdate": [dt.date(1980, 5, 17), None, None], "responsible_id": [1, 2, 3],
+                            "modified_at": [D(2024, 1, 1), D(2024, 2, 1), D(2024, 3, 1)]},
+                           index=pd.Index([10, 20, 30], name="id"))
+    values = pd.DataFrame({"id": [10, 10, 20, 30], "role": ["phone", "email", "phone", "phone"],
+                           "raw": ["+7 916 123-45-67", "ivanov@mail.ru", "+1 212 555 0100", "8 495 111 22 33"]})
+    for name, change in changes.items():
+        change(records if name == "records" else values)
+    return RoleTable("contact", records, values)
+
+
+def test_the_same_rows_have_not_changed_whatever_the_order_of_their_values():
+    before = _table()
+    assert _table(values=lambda v: v.iloc[::-1].reset_index(drop=True)).changed_since(before) == []
+
+
+def test_an_edited_field_or_value_is_a_change_with_modified_at_left_alone():
+    before = _table()
+
+    def name(r):
+        r.loc[20, "first_name"] = "Jon"
+
+    def phone(v):
+        v.loc[3, "raw"] = "8 495 111 22 34"
+
+    def drop_email(v):
+        v.drop(index=1, inplace=True)
+
+    def moved(v):  # the same value on another record
+        v.loc[1, "id"] = 20
+
+    assert _table(records=name).changed_since(before) == [20]
+    assert _table(values=phone).changed_since(before) == [30]
+    assert _table(values=drop_email).changed_since(before) == [10]
+    assert _table(values=moved).changed_since(before) == [10, 20]
+
+
+def test_new_records_are_changes_and_gone_ones_are_not_asked_about():
+    before = _table()
+    now = _table()
+    now.records.loc[40] = ["Сидоров", "Пётр", None, 1, D(2024, 4, 1)]
+    now.records = now.records.drop(index=10)
+    assert now.changed_since(before) == [40]
+
+
+def test_hashes_do_not_depend_on_how_pandas_typed_a_column():
+    before = _table()
+
+    def floats(r):  # as a column of ints read with a gap comes back
+        r["responsible_id"] = r["responsible_id"].astype("float64")
+
+    def micro(r):
+        r["modified_at"] = r["modified_at"].astype("datetime64[us]")
+
+    def strings(r):
+        r["last_name"] = r["last_name"].astype("string")
+
+    for change in (floats, micro, strings):
+        assert _table(records=change).changed_since(before) == [], change.__name__
+    # a gap in the numbers of one record changes that record only
+    now = _table(records=floats)
+    now.records.loc[30, "responsible_id"] = np.nan
+    assert now.changed_since(before) == [30]
+
+
+def test_another_set_of_columns_changes_every_record():
+    before = _table()
+    now = _table(records=lambda r: r.insert(0, "middle_name", None))
+    assert now.changed_since(before) == [10, 20, 30]
+
+
+def test_a_table_read_from_the_store_hashes_as_its_parquet_copy(store, tmp_path):
+    # what an incremental run compares: this run's read of the database with the last run's copy
+    generate_demo(store, DemoSizes(contacts=300, companies=30, leads=30, managers=2), seed=5)
+    for entity in ("contact", "company", "lead"):
+        table = load_role_table(store, entity)
+        table.records.to_parquet(tmp_path / f"{entity}_records.parquet")
+        table.values.to_parquet(tmp_path / f"{entity}_values.parquet", index=False)
+        copy = RoleTable(entity, pd.read_parquet(tmp_path / f"{entity}_records.parquet"),
+                         pd.read_parquet(tmp_path / f"{entity}_values.parquet"))
+        assert len(table) > 0 and load_role_table(store, entity).changed_since(copy) == [], entity
