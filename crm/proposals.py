@@ -40,6 +40,14 @@ def finish_run(store: Store, run_id: str, status: str, summary: dict | None = No
             _drop_staged(conn, run_id)
 
 
+def completed_runs(store: Store) -> list[dict]:
+    """Every completed run, the newest first."""
+    r = schema.dedup_runs
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(r).where(r.c.status == "completed").order_by(r.c.started_at.desc())).all()
+    return [dict(row._mapping) for row in rows]
+
+
 def latest_run(store: Store, status: str = "completed") -> dict | None:
     r = schema.dedup_runs
     with store.engine.connect() as conn:

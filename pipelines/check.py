@@ -1,5 +1,5 @@
 """Check new records against the CRM before they multiply: a CSV about to be imported, or the
-records created since the last run. Only pairs that touch a new record are compared."""
+records the last run has not seen. Only pairs that touch a new record are compared."""
 
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
     store = Store(db, must_exist=True)
     store.check_schema()
     existing = load_role_table(store, entity)
+    last = _last_run_of(store, entity)
     prior = _last_entity_run(store, entity, None, settings) if reuse else None
     normalised = reuse_normalised(existing, prior, settings)[0] if prior is not None else None
     problems: list[str] = []
@@ -66,15 +67,15 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
                 prepare(RoleTable(entity, new.records, new.values), region=settings.match.region,
                         provider_rules=settings.match.provider_rules), "")]
     else:
-        last = proposals.latest_run(store)
         if last is None:
-            raise ValueError("There is no completed dedup run yet to compare new records with; run `crm-dedup run` "
-                             "first, or check a CSV with --input.")
-        created = pd.to_datetime(existing.records["created_at"]) > pd.Timestamp(last["started_at"])
-        fresh_ids = existing.records.index[created.to_numpy()]
+            raise ValueError(f"There is no completed dedup run of the {entity} records yet (with its run folder) to "
+                             "compare new records with; run `crm-dedup run` first, or check a CSV with --input.")
+        unseen = ~existing.records.index.isin(pd.read_parquet(Path(last["folder"]) / entity / "table_records.parquet",
+                                                              columns=[]).index)
+        fresh_ids = existing.records.index[unseen]
         new = _relabel(RoleTable(entity, existing.records.loc[fresh_ids],
                                  existing.values[existing.values["id"].isin(fresh_ids)]), "new:")
-        old_ids = existing.records.index[~created.to_numpy()]
+        old_ids = existing.records.index[~unseen]
         existing = _relabel(RoleTable(entity, existing.records.loc[old_ids],
                                       existing.values[existing.values["id"].isin(old_ids)]), "")
         if normalised is not None:
@@ -88,7 +89,6 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
     if normalised is not None and list(normalised[0].records.columns) == list(normalised[1].records.columns):
         prepared = Prepared.concat(normalised)  # (other columns: the file's records have other roles)
     model = None
-    last = proposals.latest_run(store)
     if last and (Path(last["folder"]) / entity / "model.json").exists():
         model = FSModel.load(Path(last["folder"]) / entity / "model.json")
     try:
@@ -108,3 +108,12 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
                      "explanation": r.explanation})
     out = pd.DataFrame(rows, columns=columns)
     return out.sort_values(["probability", "new_record"], ascending=[False, True], ignore_index=True), problems
+
+
+
+def _last_run_of(store: Store, entity: str) -> dict | None:
+    """The newest completed run that read this entity's records (its folder keeps the copy of the
+    table it read, and the model it trained): the records not in that copy are new to it, whatever
+    their created_at says (an import keeps the dates of its file; a portal's clock may be behind)."""
+    return next((run for run in proposals.completed_runs(store)
+                 if (Path(run["folder"] or "") / entity / "table_records.parquet").exists()), None)

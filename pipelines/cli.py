@@ -387,7 +387,7 @@ def check(
     db: DbOption = None,
 ) -> None:
     """Report new records that duplicate existing ones: the rows of --input, or (without it) the
-    records created since the last dedup run."""
+    records the last dedup run of --entity has not seen (added since, whatever their created_at)."""
     from pipelines.prefect_api import early_server
 
     with early_server() as ready:

@@ -233,7 +233,7 @@ def check_task(db: str | None, entity: str, csv_path: str | None, preset: str | 
 def check_flow(db: str | None = None, entity: str = "contact", csv_path: str | None = None,
                preset: str | None = None, mapping: dict[str, list[str]] | None = None,
                settings_path: str | None = None, out: str = "data/check.csv") -> dict:
-    """Match new records (a CSV about to be imported, or records created since the last run) against
+    """Match new records (a CSV about to be imported, or records the last run has not seen) against
     the CRM and report the likely duplicates before they multiply."""
     result = check_task(steps.env_db(db), entity, csv_path, preset, mapping, settings_path, out)
     rows = pd_read(out)

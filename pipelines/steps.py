@@ -314,26 +314,20 @@ def _last_entity_run(store: Store, entity: str, exclude: str | None, settings: S
     """The newest completed run whose folder still holds this entity's normalised records and scores,
     if it normalised them as this run would (the same version of the normalisers, region and e-mail
     provider rules); else None: a full run."""
-    import sqlalchemy as sa
-
-    from crm import schema
     from matchers.prepare import Prepared, normalisation
 
-    r = schema.dedup_runs
-    with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(r).where(r.c.status == "completed").order_by(r.c.started_at.desc())).all()
-    for row in rows:
-        d = Path(row.folder or "") / entity
-        if (exclude is None or str(Path(row.folder or "").resolve()) != str(Path(exclude).resolve())) and \
+    for run in proposals.completed_runs(store):
+        d = Path(run["folder"] or "") / entity
+        if (exclude is None or str(Path(run["folder"] or "").resolve()) != str(Path(exclude).resolve())) and \
                 all((d / name).exists() for name in ("prepared.json", "scores.parquet", "table_records.parquet",
                                                      "table_values.parquet")):
             saved, wanted = Prepared.saved_normalisation(d), normalisation(settings.match.region,
                                                                             settings.match.provider_rules)
             if saved != wanted:
                 log.info("the last %s run (%s) normalised its records otherwise (%s, now %s): they are not reused",
-                         entity, row.id, saved or "before the normalisers had a version", wanted)
+                         entity, run["id"], saved or "before the normalisers had a version", wanted)
                 return None
-            return dict(row._mapping)
+            return run
     return None
 
 

@@ -1,4 +1,4 @@
-"""`crm-dedup check`: records about to be imported, or created since the last run, that duplicate
+"""`crm-dedup check`: records about to be imported, or added since the last run, that duplicate
 existing ones are reported before they multiply."""
 
 from __future__ import annotations
@@ -47,28 +47,33 @@ def test_csv_rows_that_exist_already_are_reported(demo, tmp_path):
     assert rows["probability"].between(0, 1).all()
 
 
-def test_records_created_since_the_last_run(demo):
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    proposals.start_run(demo, "r1", ["contact"], "/nonexistent")
-    proposals.finish_run(demo, "r1", "completed", {})
+def test_records_added_since_the_last_run_whatever_their_created_at(demo, tmp_path):
+    _completed_run(demo, tmp_path)
     c, comm = schema.contacts, schema.communications
     with demo.engine.begin() as conn:
         base = conn.execute(sa.select(c).order_by(c.c.id).limit(1)).first()._mapping
         phone = conn.execute(sa.select(comm.c.value).where(comm.c.entity_type == "contact", comm.c.type == "phone",
                                                            comm.c.entity_id == base["id"])).scalar()
         top = conn.execute(sa.select(sa.func.max(c.c.id))).scalar_one()
-        later = now + dt.timedelta(seconds=5)
-        conn.execute(c.insert().values(id=top + 1, last_name=base["last_name"], first_name=base["first_name"],
-                                       middle_name=base["middle_name"], created_at=later, modified_at=later))
-        conn.execute(comm.insert().values(entity_type="contact", entity_id=top + 1, type="phone", kind="work",
-                                          value=phone))
+        # one created now, one imported with the date of the file it came from (years before the run)
+        for k, created in enumerate([dt.datetime.now(dt.UTC).replace(tzinfo=None), dt.datetime(2019, 3, 1)], start=1):
+            conn.execute(c.insert().values(id=top + k, last_name=base["last_name"], first_name=base["first_name"],
+                                           middle_name=base["middle_name"], created_at=created, modified_at=created))
+            conn.execute(comm.insert().values(entity_type="contact", entity_id=top + k, type="phone", kind="work",
+                                              value=phone))
     rows, _ = check_new_records(demo.url, "contact")
-    assert (rows["new_record"] == str(top + 1)).any()
-    assert str(base["id"]) in set(rows.loc[rows["new_record"] == str(top + 1), "duplicate_of"])
+    assert set(rows["new_record"]) == {str(top + 1), str(top + 2)}
+    for k in (1, 2):
+        assert str(base["id"]) in set(rows.loc[rows["new_record"] == str(top + k), "duplicate_of"])
+    # a run of other records does not count: the contacts' run is the one compared with
+    proposals.start_run(demo, "companies-only", ["company"], str(tmp_path / "elsewhere"))
+    proposals.finish_run(demo, "companies-only", "completed", {})
+    again, _ = check_new_records(demo.url, "contact")
+    pd.testing.assert_frame_equal(again, rows)
 
 
 def test_no_run_yet_is_a_clear_error(demo):
-    with pytest.raises(ValueError, match="no completed dedup run"):
+    with pytest.raises(ValueError, match="no completed dedup run of the contact records"):
         check_new_records(demo.url, "contact")
 
 

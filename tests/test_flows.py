@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import multiprocessing
 import os
@@ -768,9 +769,10 @@ def test_every_entity_planned_beside_gives_the_plans_of_a_run_without_helpers(de
         assert beside == alone and len(beside) > 0, entity
 
 
-def test_cli_runs_incremental_after_a_full_run(tmp_path):
+def test_cli_runs_incremental_after_a_full_run_then_checks_records_added_since(tmp_path):
     """`crm-dedup run --incremental`: a full run when there is no last run, then one built on it that
-    says so; --incremental with a file (--input) is refused. Run as a user runs it (a process of its
+    says so; --incremental with a file (--input) is refused; `crm-dedup check` reports a record added
+    since that duplicates one. Run as a user runs it (a process of its
     own, here on the harness's Prefect server)."""
     import subprocess
     import sys
@@ -801,3 +803,17 @@ def test_cli_runs_incremental_after_a_full_run(tmp_path):
     assert summary["incremental"] and summary["changed_records"] == 3
     refused = run([cli, "find", "--input", str(tmp_path / "x.csv"), "--incremental"])
     assert refused.returncode == 2 and "--incremental works on the CRM database" in refused.stderr
+    # then `crm-dedup check`: a record added since (imported with its file's old date) that copies one
+    c, comm = schema.contacts, schema.communications
+    with store.engine.begin() as conn:
+        base = conn.execute(sa.select(c).where(c.c.id == 5)).first()._mapping
+        top = conn.execute(sa.select(sa.func.max(c.c.id))).scalar_one()
+        conn.execute(c.insert().values({**base, "id": top + 1, "created_at": dt.datetime(2019, 3, 1)}))
+        for r in conn.execute(sa.select(comm).where(comm.c.entity_type == "contact", comm.c.entity_id == 5)).mappings():
+            conn.execute(comm.insert().values({**r, "id": None, "entity_id": top + 1}))
+    out = tmp_path / "check.csv"
+    checked = run([cli, "check", "--db", store.url, "--entity", "contact", "--settings", _settings(tmp_path),
+                   "--out", str(out)])
+    assert checked.returncode == 0, checked.stderr[-3000:]
+    found = pd.read_csv(out, dtype=str)
+    assert set(found["new_record"]) == {str(top + 1)} and "5" in set(found["duplicate_of"]), found
