@@ -81,7 +81,7 @@ class RoleTable:
             return ids.tolist()  # another shape of table: nothing can be taken from it
         then = before.content_hashes()
         at = then.index.get_indexer(ids)  # -1: not in ``before``
-        differs = (at < 0) | (then.to_numpy()[at] != self.content_hashes().to_numpy())
+        differs = (at < 0) | (_taken(then.to_numpy(), at) != self.content_hashes().to_numpy())
         return ids[differs].tolist()
 
     def content_hashes(self) -> pd.Series:
@@ -92,8 +92,8 @@ class RoleTable:
         per_value = _combined([_hashes(v["role"].astype(object), repeats=True), _hashes(v["raw"].astype(object))])
         # summed (modulo 2**64): the order of a record's values does not count
         values = pd.Series(per_value, index=v["id"].to_numpy()).groupby(level=0).sum()
-        at = values.index.get_indexer(self.records.index)
-        return pd.Series(row + np.where(at < 0, np.uint64(0), values.to_numpy()[at]), index=self.records.index)
+        return pd.Series(row + _taken(values.to_numpy(), values.index.get_indexer(self.records.index)),
+                         index=self.records.index)
 
     # -- constructors -----------------------------------------------------------------------
 
@@ -185,12 +185,20 @@ def crm_values(communications: pd.DataFrame) -> pd.DataFrame:
 
 def _canonical(col: pd.Series) -> pd.Series:
     """A column as content_hashes hashes it: numbers as floats (a column of ints read with a gap
-    becomes floats), datetimes in nanoseconds, text as Python objects."""
+    becomes floats), datetimes in microseconds (a date past 2262 is read as Python datetimes, and
+    comes back from parquet in microseconds), text as Python objects."""
     if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
         return col.astype("float64")
     if pd.api.types.is_datetime64_any_dtype(col):
-        return col.astype("datetime64[ns]")
+        return col.astype("datetime64[us]")
+    if col.dtype == object and pd.api.types.infer_dtype(col, skipna=True) == "datetime":
+        return pd.Series(np.asarray(col.to_numpy(), dtype="datetime64[us]"), index=col.index)
     return col.astype(object)
+
+
+def _taken(hashes: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """``hashes[at]``, 0 where ``at`` is -1 (no such record)."""
+    return np.append(hashes.astype(np.uint64), np.uint64(0))[at]
 
 
 def _hashes(col: pd.Series, repeats: bool = False) -> np.ndarray:

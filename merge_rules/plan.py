@@ -292,8 +292,8 @@ def _decide_fields(snap: Snapshot, settings: MergeSettings, choices: Mapping[str
         rule_name = settings.rule_for(snap.entity_type, name)
         rule = get_rule(rule_name)
         values = [row.get(name) for row in rows]
-        first = values[0]
-        if rule.unanimous and primary_first and all(v == first for v in values):
+        first, kind = values[0], type(values[0])
+        if rule.unanimous and primary_first and all(v == first and type(v) is kind for v in values):
             decision = FieldDecision(first, snap.primary_id, rule_name)  # what the rule gives (Rule.unanimous)
         else:
             cands = [Candidate(i, value, primary, row.get("created_at"), row.get("modified_at"))

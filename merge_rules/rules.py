@@ -55,9 +55,9 @@ class Rule:
     kinds: frozenset[str]
     description: str
     can_conflict: bool = False
-    # when every candidate holds the same value (==), the outcome is the primary's value, from the
-    # primary, with no conflict and no note: the planner then need not call the rule (most fields of
-    # most groups hold one value, or none)
+    # when every candidate holds the same value (==, of one type), the outcome is the primary's value,
+    # from the primary, with no conflict and no note: the planner then need not call the rule (most
+    # fields of most groups hold one value, or none)
     unanimous: bool = False
 
 

@@ -32,7 +32,7 @@ def split_step(db: str | None, entity: str, folder: str, settings_path: str, inc
     work.mkdir(parents=True, exist_ok=True)
     last = _last_entity_run(store, entity, exclude=folder, settings=settings) if incremental else None
     if last is not None:
-        inputs = _incremental_inputs(store, table, last, settings)
+        inputs = _incremental_inputs(table, last, settings)
         p = inputs["prepared"]
     else:
         p = prepare(table, region=settings.match.region, provider_rules=settings.match.provider_rules, known=known)

@@ -127,7 +127,7 @@ def test_a_last_run_normalised_otherwise_is_not_reused(tmp_path, change, caplog)
     assert json.loads((third / "summary.json").read_text())["incremental"] is True
 
 
-def test_dask_run_equals_local_run(tmp_path):
+def test_dask_run_equals_local_run_full_and_incremental(tmp_path):
     from prefect.testing.utilities import prefect_test_harness
 
     from pipelines.flows import dedup_flow
@@ -145,9 +145,19 @@ def test_dask_run_equals_local_run(tmp_path):
     with prefect_test_harness(server_startup_timeout=90):
         s1 = dedup_flow(db=store.url, entity_types=["contact"], settings_path=str(local))
         s2 = dedup_flow(db=store.url, entity_types=["contact"], settings_path=str(dask))
-    chunks = list((Path(s2["folder"]) / "contact" / "work").glob("chunk_*.cv.pkl"))
-    assert len(chunks) > 1  # the work really was split
-    for name in ("group_table.parquet", "groups.parquet", "pairs.parquet"):
-        a = pd.read_parquet(Path(s1["folder"]) / "contact" / name)
-        b = pd.read_parquet(Path(s2["folder"]) / "contact" / name)
-        pd.testing.assert_frame_equal(a, b)
+        chunks = list((Path(s2["folder"]) / "contact" / "work").glob("chunk_*.cv.pkl"))
+        assert len(chunks) > 1  # the work really was split
+        for name in ("group_table.parquet", "groups.parquet", "pairs.parquet"):
+            a = pd.read_parquet(Path(s1["folder"]) / "contact" / name)
+            b = pd.read_parquet(Path(s2["folder"]) / "contact" / name)
+            pd.testing.assert_frame_equal(a, b)
+        # an incremental run on Dask gives the groups of a local full run with the same model
+        _change_one_percent(store, "kept")
+        s3 = dedup_flow(db=store.url, entity_types=["contact"], settings_path=str(dask), incremental=True)
+        full = tmp_path / "full.yaml"
+        full.write_text(yaml.safe_dump({"match": {"random_pairs": 100_000,
+                                                  "model_path": str(Path(s2["folder"]) / "contact" / "model.json")},
+                                        "pipeline": {"runs_dir": str(tmp_path / "runs")}}))
+        s4 = dedup_flow(db=store.url, entity_types=["contact"], settings_path=str(full))
+    assert s3["entities"]["contact"]["incremental"] and 0 < s3["entities"]["contact"]["changed_records"] < 100
+    pd.testing.assert_frame_equal(_groups(Path(s3["folder"]) / "contact"), _groups(Path(s4["folder"]) / "contact"))

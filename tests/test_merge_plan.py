@@ -246,6 +246,15 @@ def test_skipping_unanimous_rules_changes_no_plan(sample, monkeypatch, policy):
     assert plans() == shortcut
 
 
+def test_equal_values_of_other_types_are_left_to_the_rule():
+    # 1 == True, but "longest" measures str(value): the rule, not the shortcut, decides
+    from merge_rules.snapshot import Snapshot
+
+    snap = Snapshot("contact", 1, [1, 2], records={1: {"id": 1, "post": 1}, 2: {"id": 2, "post": True}})
+    plan = build_plan(snap, MergeSettings(fields={"contact": {"post": "longest"}}))
+    assert (plan.fields["post"].value, plan.fields["post"].source_id) == (True, 2)
+
+
 def test_bulk_plans_equal_single_group_plans(sample):
     bulk = plan_groups(sample, "contact", SAMPLE_GROUPS["contact"], MergeSettings())
     with sample.engine.connect() as conn:

@@ -96,3 +96,23 @@ def test_a_table_read_from_the_store_hashes_as_its_parquet_copy(store, tmp_path)
         copy = RoleTable(entity, pd.read_parquet(tmp_path / f"{entity}_records.parquet"),
                          pd.read_parquet(tmp_path / f"{entity}_values.parquet"))
         assert len(table) > 0 and load_role_table(store, entity).changed_since(copy) == [], entity
+
+
+def test_records_without_values_and_an_empty_last_table():
+    before = _table(values=lambda v: v.drop(index=v.index, inplace=True))
+    assert len(before.values) == 0
+    now = _table(values=lambda v: v.drop(index=v.index, inplace=True))
+    assert now.changed_since(before) == []
+    empty = RoleTable("contact", before.records.iloc[:0], before.values)
+    assert now.changed_since(empty) == [10, 20, 30]
+
+
+def test_dates_past_2262_hash_alike_as_read_and_from_parquet(tmp_path):
+    # pandas holds them as Python datetimes when read, in microseconds when read back from parquet
+    late = _table(records=lambda r: r.__setitem__("modified_at", [D(2999, 12, 31), D(2024, 2, 1), None]))
+    assert late.records["modified_at"].dtype == object
+    late.records.to_parquet(tmp_path / "records.parquet")
+    back = RoleTable("contact", pd.read_parquet(tmp_path / "records.parquet"), late.values)
+    assert back.records["modified_at"].dtype == "datetime64[us]"
+    assert back.changed_since(late) == [] and late.changed_since(back) == []
+    assert _table().changed_since(late) == [10, 30]
