@@ -32,16 +32,12 @@ def split_step(db: str | None, entity: str, folder: str, settings_path: str, inc
     work.mkdir(parents=True, exist_ok=True)
     last = _last_entity_run(store, entity, exclude=folder, settings=settings) if incremental else None
     if last is not None:
-        inputs = _incremental_inputs(table, last, settings)
-        p = inputs["prepared"]
+        p = _incremental_inputs(table, last, settings)[0]["prepared"]
     else:
         p = prepare(table, region=settings.match.region, provider_rules=settings.match.provider_rules, known=known)
     del known
     p.save(work)
     cand = find_candidates(p, cap=settings.match.block_cap, neighbourhood_window=settings.match.neighbourhood_window)
-    if last is not None:
-        touched = np.isin(p.ids, np.asarray(inputs["changed_ids"], dtype=p.ids.dtype))
-        cand = cand.subset(touched[cand.a] | touched[cand.b])
     size = settings.pipeline.dask.chunk_pairs
     paths = []
     for i, start in enumerate(range(0, max(len(cand), 1), size)):

@@ -252,10 +252,10 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
         read_s = time.perf_counter() - start
         kwargs = {}
         last = _last_entity_run(store, entity, exclude=folder, settings=settings) if incremental else None
+        changed = None
         if last is not None:
-            kwargs = _incremental_inputs(table, last, settings)
-            log.info("incremental %s run: %d new or changed records since %s", entity, len(kwargs["changed_ids"]),
-                     last["started_at"])
+            kwargs, changed = _incremental_inputs(table, last, settings)
+            log.info("incremental %s run: %d new or changed records since %s", entity, changed, last["started_at"])
         compare_pairs = None
         if compared_chunks is not None:  # compared on Dask workers (pipelines.distributed)
             from pipelines.distributed import prepared_from_work, vectors_from_chunks
@@ -269,15 +269,12 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     result.timings = {"read": read_s, **result.timings}
-    changed = len(kwargs["changed_ids"]) if last is not None else None
     del table, info, kwargs  # the result holds what is written below; at a million records ~0.5 GB
     write_start = time.perf_counter()
-    # the normalised records first: once written (with the scores, which need their ids) their memory
-    # goes, and the groups are planned while the rest is written (begun earlier, the planners' memory
-    # would come on top of the find's peak)
-    write_parquet(result.scores, out / "scores.parquet")
+    # the normalised records first: once written their memory goes, and the groups are planned while
+    # the rest is written (begun earlier, the planners' memory would come on top of the find's peak)
     result.prepared.save(out)
-    result.prepared = result.compared = None
+    result.prepared = None
     give_back_memory()
     plan_beside(db, entity, folder, settings_path, result.group_table)
     for frame, name in ((result.pairs, "pairs"), (result.groups, "groups")):
@@ -319,7 +316,7 @@ def _last_entity_run(store: Store, entity: str, exclude: str | None, settings: S
     for run in proposals.completed_runs(store):
         d = Path(run["folder"] or "") / entity
         if (exclude is None or str(Path(run["folder"] or "").resolve()) != str(Path(exclude).resolve())) and \
-                all((d / name).exists() for name in ("prepared.json", "scores.parquet", "table_records.parquet",
+                all((d / name).exists() for name in ("prepared.json", "model.json", "table_records.parquet",
                                                      "table_values.parquet")):
             saved, wanted = Prepared.saved_normalisation(d), normalisation(settings.match.region,
                                                                             settings.match.provider_rules)
@@ -366,16 +363,16 @@ def _dated_today(table, prepared) -> set:
     return dropped & set(raw.index[raw.notna().to_numpy()].tolist())
 
 
-def _incremental_inputs(table, last: dict, settings: Settings) -> dict:
+def _incremental_inputs(table, last: dict, settings: Settings) -> tuple[dict, int]:
+    """find_duplicates' arguments of an incremental run built on ``last`` (the records normalised as
+    that run left them where they have not changed, and its model), and how many records changed.
+    Every candidate pair is compared and scored again: the weight of a pair whose two records did not
+    change still moves with the term frequencies of its values, which change with any record."""
     from scoring.model import FSModel
 
-    d = Path(last["folder"]) / table.entity_type
     combined, changed = reuse_normalised(table, last, settings)
-    scores = pd.read_parquet(d / "scores.parquet")
-    explained = pd.read_parquet(d / "pairs.parquet")
-    previous = scores.merge(explained.drop(columns=["probability"]), on=["id_a", "id_b"], how="left")
-    return {"prepared": combined, "changed_ids": changed, "previous": previous,
-            "model": FSModel.load(d / "model.json")}
+    return {"prepared": combined, "model": FSModel.load(Path(last["folder"]) / table.entity_type / "model.json")}, \
+        len(changed)
 
 
 PLAN_CHUNK = 5000  # groups planned at once: bounds the plans held in memory on a large table
@@ -917,8 +914,8 @@ def summary_markdown(summary: dict, run_id: str) -> str:
                      f"{t['probable']:,} | {t['possible']:,} | {s['records_in_groups']:,} | {s['largest_group']} |")
     for e, s in summary["entities"].items():
         if s.get("incremental"):
-            lines += ["", f"{e}: incremental, {s['changed_records']:,} new or changed records re-normalised and "
-                          f"re-scored (built on run {s['based_on_run']})"]
+            lines += ["", f"{e}: incremental, {s['changed_records']:,} new or changed records re-normalised "
+                          f"(built on run {s['based_on_run']})"]
     if "leads_matching_clients" in summary:
         lines += ["", f"Leads matching an existing contact or company: {summary['leads_matching_clients']:,}"]
     lines += ["", "## Time per stage (seconds)", "", "| entity | " + " | ".join(_stage_names(summary)) + " |",

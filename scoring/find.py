@@ -53,21 +53,6 @@ class FindResult:
     timings: dict[str, float] = field(default_factory=dict)
     candidates: int = 0
     prepared: Prepared | None = None
-    # every compared pair as record positions and probability, made into a frame only when asked
-    # for (incremental runs store it): at a million records a frame of ten million rows
-    compared: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-
-    @property
-    def scores(self) -> pd.DataFrame | None:
-        """Every compared pair: id_a, id_b (the smaller id first), probability."""
-        if self.compared is None or self.prepared is None:
-            return None
-        a, b, prob = self.compared
-        ids = self.prepared.ids
-        id_a, id_b = ids[a], ids[b]
-        if id_a.dtype != object:
-            id_a, id_b = np.minimum(id_a, id_b), np.maximum(id_a, id_b)
-        return pd.DataFrame({"id_a": id_a, "id_b": id_b, "probability": prob})
 
     def write(self, folder: Path, settings: MatchSettings | None = None) -> dict[str, Path]:
         """groups.csv, pairs.csv, model.json, settings.yaml, blocking.csv into ``folder``."""
@@ -211,7 +196,7 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
                     skips: set[tuple] | None = None,
                     record_info: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
                     labels: pd.Series | None = None, model=None, prepared: Prepared | None = None,
-                    compare_pairs=None, changed_ids=None, previous: pd.DataFrame | None = None,
+                    compare_pairs=None, changed_ids=None,
                     known: dict[str, pd.DataFrame] | None = None, free_table: bool = False) -> FindResult:
     """Find the duplicate groups of one table.
 
@@ -223,10 +208,8 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
     ``model``: a trained model to use as is.
     ``prepared``: the table already normalised (an incremental run reuses unchanged records).
     ``compare_pairs``: ``f(prepared, a, b, comparisons) -> ComparisonVectors``, to compare elsewhere (Dask).
-    ``changed_ids`` with ``previous``: an incremental run. Only candidate pairs touching a changed
-    record are compared and scored (with ``model``, the last run's); ``previous`` holds the last
-    run's scored pairs (id_a, id_b, probability, and the explanation columns of pairs at or above
-    the possible threshold), reused for every pair of two unchanged, still existing records.
+    ``changed_ids``: only candidate pairs touching these records are compared and scored (a check
+    of new records against the others).
     ``known``: phones and e-mails of the table normalised already (as prepare takes them).
     ``free_table``: the caller is done with ``table``; its frames are emptied once the records are
     normalised, so that their memory goes before the pairs are compared (~0.8 GB at a million).
@@ -275,20 +258,13 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
         prob = np.where(rule_hit, np.maximum(prob, settings.thresholds.certain), prob)
         cap = settings.thresholds.possible + (settings.thresholds.probable - settings.thresholds.possible) / 2
         prob = np.where(held.code > 0, np.minimum(prob, cap), prob)
-        a, b, all_prob = cand.a, cand.b, prob
-        reused = None
-        if changed_ids is not None and previous is not None and len(previous):
-            reused = _reusable(previous, p, touched)
-            a = np.concatenate([a, reused["a"].to_numpy()])
-            b = np.concatenate([b, reused["b"].to_numpy()])
-            all_prob = np.concatenate([prob, reused["probability"].to_numpy()])
         # only the pairs to explain need their comparison vectors from here on
         keep = np.flatnonzero(prob >= settings.thresholds.possible)
         comparisons = cv.comparisons
         kept = ComparisonVectors(comparisons, cv.levels[keep], cv.tf[keep], {k: v[keep] for k, v in cv.shown.items()})
         del cv
     with timer.stage("group"):
-        labels_pos, strength = _cluster(p, a, b, all_prob, comparisons, model, settings, skips or set())
+        labels_pos, strength = _cluster(p, cand.a, cand.b, prob, comparisons, model, settings, skips or set())
         p.drop_caches()  # nothing compares from here on: free the codes before the large frames are made
     with timer.stage("primary"):
         if callable(record_info):
@@ -296,26 +272,9 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
         group_table, groups = _groups(p, entity_type, facts, labels_pos, strength, record_info, settings)
     with timer.stage("explain"):
         pairs = _pairs_frame(p, cand, keep, kept, prob, rule_hit, held, model, settings)
-        if reused is not None:
-            old = reused[reused["probability"] >= settings.thresholds.possible].drop(columns=["a", "b"])
-            pairs = pd.concat([pairs, old[pairs.columns]], ignore_index=True).sort_values(
-                ["probability", "id_a", "id_b"], ascending=[False, True, True], ignore_index=True)
         group_table["criteria"] = _criteria(group_table, pairs)
     return FindResult(entity_type, pairs, groups, group_table, model, cand.per_rule, cand.skipped,
-                      timer.t, n_candidates, prepared=p, compared=(a, b, all_prob))
-
-
-def _reusable(previous: pd.DataFrame, p: Prepared, touched: np.ndarray) -> pd.DataFrame:
-    """The last run's pairs between two records that still exist and did not change."""
-    pos = pd.Series(np.arange(len(p)), index=p.ids)
-    a = pos.reindex(previous["id_a"].to_numpy()).to_numpy()
-    b = pos.reindex(previous["id_b"].to_numpy()).to_numpy()
-    ok = ~np.isnan(a) & ~np.isnan(b)
-    a, b = np.nan_to_num(a).astype(np.int64), np.nan_to_num(b).astype(np.int64)
-    ok &= ~touched[a] & ~touched[b]
-    out = previous[ok].copy()
-    out["a"], out["b"] = np.minimum(a[ok], b[ok]), np.maximum(a[ok], b[ok])
-    return out
+                      timer.t, n_candidates, prepared=p)
 
 
 def _deterministic(cv: ComparisonVectors) -> np.ndarray:

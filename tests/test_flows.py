@@ -798,7 +798,7 @@ def test_cli_runs_incremental_after_a_full_run_then_checks_records_added_since(t
             first_name="Зинаида", modified_at=sa.func.current_timestamp()))
     second = run(args)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "contact: incremental, 3 new or changed records re-normalised and re-scored (built on run " in second.stdout
+    assert "contact: incremental, 3 new or changed records re-normalised (built on run " in second.stdout
     summary = json.loads((Path(proposals.latest_run(store)["folder"]) / "contact" / "summary.json").read_text())
     assert summary["incremental"] and summary["changed_records"] == 3
     refused = run([cli, "find", "--input", str(tmp_path / "x.csv"), "--incremental"])
