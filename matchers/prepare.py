@@ -242,8 +242,7 @@ def prepare(table: RoleTable, region: str = "RU", provider_rules: bool = True,
     values they lack are normalised here. A frame made with other arguments is not used."""
     rec = table.records
     out = pd.DataFrame({"id": rec.index.to_numpy()})
-    roles = {r for r in rec.columns if rec[r].notna().any()}
-    roles |= set(table.values["role"].dropna().unique())
+    roles = table_roles(table)
     positions = _positions(rec.index)
     phones, emails, sites = (_long(table, role, positions) for role in ("phone", "email", "website"))
     # each distinct phone and address is normalised once; a phone invalid in the default region is
@@ -276,6 +275,13 @@ def prepare(table: RoleTable, region: str = "RU", provider_rules: bool = True,
 
     return Prepared(table.entity_type, out, _typed(phones), _typed(emails), _typed(sites), roles,
                     normalisation(region, provider_rules, tuple(fallback_regions)))
+
+
+def table_roles(table: RoleTable) -> set[str]:
+    """The roles a table holds (a column or value filled on some record): which columns the
+    normalised records get, and so which comparisons run."""
+    rec = table.records
+    return {r for r in rec.columns if rec[r].notna().any()} | set(table.values["role"].dropna().unique())
 
 
 def _single_values(table: RoleTable, roles: set[str], out: pd.DataFrame) -> None:

@@ -73,7 +73,7 @@ class RoleTable:
 
     def changed_since(self, before: "RoleTable") -> list:
         """Ids of this table's records (in its order) that ``before`` does not hold as they are now:
-        new records, and records whose row or values (in any order) differ. Compared by content, not
+        new records, and records whose row or values (or the order of their values) differ. Compared by content, not
         by modified_at: a value written without touching modified_at (a script, an import, a portal
         whose clock is behind) is seen all the same."""
         ids = self.records.index
@@ -89,8 +89,12 @@ class RoleTable:
         values. The same rows give the same hashes however pandas typed a column when reading them."""
         row = _combined([_hashes(_canonical(col), repeats=True) for _name, col in self.records.items()])
         v = self.values
-        per_value = _combined([_hashes(v["role"].astype(object), repeats=True), _hashes(v["raw"].astype(object))])
-        # summed (modulo 2**64): the order of a record's values does not count
+        # each value with its place among its record's values: the first of a record's websites is
+        # the one compared, and ties are shown in order (reads give them in the order of their ids)
+        place = v.groupby("id", sort=False).cumcount().to_numpy(dtype=np.uint64)
+        per_value = _combined([_hashes(v["role"].astype(object), repeats=True), _hashes(v["raw"].astype(object)),
+                               place])
+        # summed (modulo 2**64): where a record's values stand among other records' does not count
         values = pd.Series(per_value, index=v["id"].to_numpy()).groupby(level=0).sum()
         return pd.Series(row + _taken(values.to_numpy(), values.index.get_indexer(self.records.index)),
                          index=self.records.index)

@@ -38,7 +38,8 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
 
     ``reuse``: the existing records as the last run normalised them (only those new or changed since
     are normalised here), when it normalised them as this check would: at a million contacts
-    that is most of the check's time. The result is the same either way."""
+    that is most of the check's time. The result is the same either way (where the records hold other
+    roles than then, all are normalised here)."""
     from pipelines.steps import _last_entity_run, reuse_normalised
     from scoring.find import find_duplicates
     from scoring.model import FSModel
@@ -49,7 +50,8 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
     existing = load_role_table(store, entity)
     last = _last_run_of(store, entity)
     prior = _last_entity_run(store, entity, None, settings) if reuse else None
-    normalised = reuse_normalised(existing, prior, settings)[0] if prior is not None else None
+    reused = reuse_normalised(existing, prior, settings) if prior is not None else None
+    normalised = reused[0] if reused is not None else None
     problems: list[str] = []
     if csv is not None:
         from crm.csv_io import import_csv
@@ -94,7 +96,9 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
     try:
         result = find_duplicates(combined, settings.match, changed_ids=list(new.records.index), model=model,
                                  prepared=prepared)
-    except ValueError:  # the file maps other roles than the model knows: train on what we have
+    except ValueError as exc:  # the records hold other roles than the model knows: train on what we have
+        log.warning("the model of run %s does not fit these records (%s): a new one is trained on the pairs "
+                    "checked", last["id"] if last else "-", exc)
         result = find_duplicates(combined, settings.match, changed_ids=list(new.records.index), prepared=prepared)
     pairs = result.pairs
     rows = []

@@ -29,8 +29,8 @@ app.add_typer(users_app, name="users")
 
 DbOption = Annotated[Optional[str], typer.Option("--db", help="Database URL (sqlite:///... or postgresql+psycopg://...).")]
 IncrementalOption = Annotated[bool, typer.Option(
-    "--incremental", help="Re-normalise and re-score only records new or changed since the last completed run, "
-    "with its model (a full run where there is none, or where it normalised otherwise).")]
+    "--incremental", help="Re-normalise only records new or changed since the last completed run and score the "
+    "pairs with its model (a full run where there is none, or where it normalised otherwise).")]
 
 
 def fail(message: str, code: int = 2) -> None:

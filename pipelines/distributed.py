@@ -8,6 +8,7 @@ same machine), never as task arguments.
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from pipelines.settings import Settings
 
 def split_step(db: str | None, entity: str, folder: str, settings_path: str, incremental: bool = False) -> list[str]:
     """Normalise and block; write the prepared records and one file per chunk of candidate pairs."""
-    from pipelines.steps import _incremental_inputs, _last_entity_run, run_table, take_normalised
+    from pipelines.steps import _incremental_inputs, run_table, take_normalised
 
     settings = Settings.load(settings_path)
     store = Store(db, must_exist=True)
@@ -30,10 +31,13 @@ def split_step(db: str | None, entity: str, folder: str, settings_path: str, inc
     known = take_normalised(folder, entity)  # what the quality check normalised
     work = Path(folder) / entity / "work"
     work.mkdir(parents=True, exist_ok=True)
-    last = _last_entity_run(store, entity, exclude=folder, settings=settings) if incremental else None
-    if last is not None:
-        p = _incremental_inputs(table, last, settings)[0]["prepared"]
+    inputs: dict = {}
+    built_on = _incremental_inputs(store, table, folder, settings, inputs) if incremental else None
+    if built_on is not None:  # (for find_step, which scores the pairs: what this run is built on)
+        p = inputs["prepared"]
+        (work / "incremental.json").write_text(json.dumps(built_on))
     else:
+        (work / "incremental.json").unlink(missing_ok=True)  # (left by a try of this step that went otherwise)
         p = prepare(table, region=settings.match.region, provider_rules=settings.match.provider_rules, known=known)
     del known
     p.save(work)

@@ -115,7 +115,7 @@ def dedup_flow(db: str | None = None, entity_types: list[str] | None = None,
     """Read the CRM, check data quality, find and score duplicates, group them, rank primaries, plan
     merges and store the proposals waiting for approval. Returns the run summary.
 
-    ``incremental``: re-normalise and re-score only what changed since the last completed run.
+    ``incremental``: re-normalise only what changed since the last completed run, and score with its model.
     With ``pipeline.dask.enabled`` in the settings, comparisons run on Dask workers."""
     logger = get_run_logger()
     started = time.perf_counter()

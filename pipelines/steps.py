@@ -36,6 +36,7 @@ from crm.store import Store
 from matchers.names import PERSON_COLUMNS
 from matchers.parquet import release_arrow_memory, write_parquet
 from matchers.table import RoleTable, crm_values
+from scoring.model import FSModel
 from pipelines.libc import end_with_parent, glibc
 from pipelines.settings import Settings
 
@@ -215,12 +216,13 @@ def report_step(folder: str, db: str | None) -> str:
 
 def find_step(db: str | None, entity: str, folder: str, settings_path: str, incremental: bool = False,
               compared_chunks: list[str] | None = None) -> str:
-    """Score, group and rank one entity type; writes pairs, scores, groups, group_table, model,
-    blocking and the normalised records (reused by the next incremental run).
+    """Score, group and rank one entity type; writes pairs, groups, group_table, model, blocking and
+    the normalised records (reused by the next incremental run).
 
-    ``incremental``: re-normalise only records new or changed since the last completed run, score
-    only pairs touching them with that run's model, and reuse its scores for the rest. Falls back
-    to a full run when there is no usable last run."""
+    ``incremental``: re-normalise only records new or changed since the last completed run (the
+    others are taken as it normalised them) and score every candidate pair with that run's model.
+    Falls back to a full run when there is no usable last run. ``compared_chunks``: the pairs were
+    compared on Dask workers (split_step normalised the records, incrementally or not)."""
     from merge_rules.skips import load_skips
     from scoring.find import find_duplicates
 
@@ -250,18 +252,18 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
             info = record_info(store, entity, settings.match.citation_weights)
         skips = load_skips(store, entity)
         read_s = time.perf_counter() - start
-        kwargs = {}
-        last = _last_entity_run(store, entity, exclude=folder, settings=settings) if incremental else None
-        changed = None
-        if last is not None:
-            kwargs, changed = _incremental_inputs(table, last, settings)
-            log.info("incremental %s run: %d new or changed records since %s", entity, changed, last["started_at"])
-        compare_pairs = None
+        kwargs, incremental_run, compare_pairs = {}, None, None
         if compared_chunks is not None:  # compared on Dask workers (pipelines.distributed)
             from pipelines.distributed import prepared_from_work, vectors_from_chunks
 
             kwargs["prepared"] = prepared_from_work(folder, entity)
+            incremental_run = _incremental_made(folder, entity)
             compare_pairs = vectors_from_chunks(compared_chunks)
+        elif incremental:
+            incremental_run = _incremental_inputs(store, table, folder, settings, kwargs)
+        if incremental_run is not None and incremental_run["model"]:
+            kwargs["model"] = FSModel.load(incremental_run["model"])
+        reuse_s = time.perf_counter() - start - read_s
         # known: the phones and e-mails the quality check normalised, when it ran in this process
         result = find_duplicates(table, settings.match, skips=skips, record_info=info, compare_pairs=compare_pairs,
                                  known=take_normalised(folder, entity), free_table=True, **kwargs)
@@ -269,6 +271,7 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     result.timings = {"read": read_s, **result.timings}
+    result.timings["normalise"] += reuse_s  # (taking the last run's normalised records is normalising)
     del table, info, kwargs  # the result holds what is written below; at a million records ~0.5 GB
     write_start = time.perf_counter()
     # the normalised records first: once written their memory goes, and the groups are planned while
@@ -286,10 +289,10 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
     release_arrow_memory()
     result.timings["write"] = time.perf_counter() - write_start
     summary = result.summary()
-    summary["incremental"] = last is not None
-    if last is not None:
-        summary["changed_records"] = changed
-        summary["based_on_run"] = last["id"]
+    summary["incremental"] = incremental_run is not None
+    if incremental_run is not None:
+        summary["changed_records"] = incremental_run["changed_records"]
+        summary["based_on_run"] = incremental_run["based_on_run"]
     summary["peak_rss_mb"] = round(peak_rss_mb(), 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     del result
@@ -308,7 +311,7 @@ def _record_info(db: str | None, entity: str, weights: dict[str, float]) -> pd.D
 
 
 def _last_entity_run(store: Store, entity: str, exclude: str | None, settings: Settings) -> dict | None:
-    """The newest completed run whose folder still holds this entity's normalised records and scores,
+    """The newest completed run whose folder still holds this entity's normalised records, model and table,
     if it normalised them as this run would (the same version of the normalisers, region and e-mail
     provider rules); else None: a full run."""
     from matchers.prepare import Prepared, normalisation
@@ -331,13 +334,18 @@ def _last_entity_run(store: Store, entity: str, exclude: str | None, settings: S
 def reuse_normalised(table, last: dict, settings: Settings):
     """``table`` normalised (a Prepared, in the table's order), reusing ``last`` run's normalisation of
     the records that run read as they are now (the copy of the table in its folder says what it read);
-    records new or changed since are normalised here. Returns it and the ids of those. ``last``: a run
-    _last_entity_run gave (normalised alike)."""
-    from matchers.prepare import Prepared, prepare
-    from matchers.table import RoleTable
+    records new or changed since are normalised here. Returns it and the ids of those; None when the
+    table holds other roles than then (the normalised columns, and so the comparisons, would differ).
+    ``last``: a run _last_entity_run gave (normalised alike)."""
+    from matchers.prepare import Prepared, prepare, table_roles
 
     d = Path(last["folder"]) / table.entity_type
     previous_prepared = Prepared.load(d)
+    if table_roles(table) != previous_prepared.roles:
+        log.info("the %s records hold other roles than when run %s normalised them (%s, now %s): all are "
+                 "normalised again", table.entity_type, last["id"], sorted(previous_prepared.roles),
+                 sorted(table_roles(table)))
+        return None
     before = RoleTable(table.entity_type, pd.read_parquet(d / "table_records.parquet"),
                        pd.read_parquet(d / "table_values.parquet"))
     # by content, not by modified_at: an edit that left modified_at alone, a merge and its undo (which
@@ -363,16 +371,38 @@ def _dated_today(table, prepared) -> set:
     return dropped & set(raw.index[raw.notna().to_numpy()].tolist())
 
 
-def _incremental_inputs(table, last: dict, settings: Settings) -> tuple[dict, int]:
-    """find_duplicates' arguments of an incremental run built on ``last`` (the records normalised as
-    that run left them where they have not changed, and its model), and how many records changed.
+def _incremental_inputs(store: Store, table, folder: str, settings: Settings, kwargs: dict) -> dict | None:
+    """An incremental run of ``table``'s entity built on the last completed run: puts the records
+    normalised (those not changed since as that run left them) in ``kwargs["prepared"]`` and returns
+    what the run is built on (based_on_run, changed_records, and the model to score with: that run's,
+    unless the settings name one; None when it does not fit the comparisons of these records, which
+    then trains a new one). None: no usable last run, or the records hold other roles: a full run.
     Every candidate pair is compared and scored again: the weight of a pair whose two records did not
     change still moves with the term frequencies of its values, which change with any record."""
-    from scoring.model import FSModel
+    from matchers.compare import comparisons_for
 
-    combined, changed = reuse_normalised(table, last, settings)
-    return {"prepared": combined, "model": FSModel.load(Path(last["folder"]) / table.entity_type / "model.json")}, \
-        len(changed)
+    last = _last_entity_run(store, table.entity_type, exclude=folder, settings=settings)
+    reused = reuse_normalised(table, last, settings) if last is not None else None
+    if reused is None:
+        return None
+    kwargs["prepared"], changed = reused
+    model = None
+    if not settings.match.model_path:  # (a model the settings name is used as it is)
+        model = Path(last["folder"]) / table.entity_type / "model.json"
+        names = [c.name for c in comparisons_for(kwargs["prepared"])]
+        if FSModel.load(model).comparisons != names:
+            log.info("run %s's model compares other things than these %s records (%s): a new one is trained",
+                     last["id"], table.entity_type, ", ".join(names))
+            model = None
+    log.info("incremental %s run: %d new or changed records since %s", table.entity_type, len(changed),
+             last["started_at"])
+    return {"based_on_run": last["id"], "changed_records": len(changed), "model": str(model) if model else None}
+
+
+def _incremental_made(folder: str, entity: str) -> dict | None:
+    """What split_step built this run's records on (it normalised them; None: in full)."""
+    path = Path(folder) / entity / "work" / "incremental.json"
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 PLAN_CHUNK = 5000  # groups planned at once: bounds the plans held in memory on a large table

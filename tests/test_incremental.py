@@ -4,6 +4,7 @@ local run."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -41,7 +42,8 @@ def _groups(folder: Path) -> pd.DataFrame:
 
 
 def _change_one_percent(store: Store, stamp: str = "now") -> list[int]:
-    """Edit 1% of the contacts (names, phones), add a few, soft-delete a few. ``stamp``: the edited
+    """Edit 1% of the contacts (names, phones), reorder the values of a few, add a few, soft-delete a
+    few. ``stamp``: the edited
     records' modified_at; "now", "kept" (left as it was: a script, an import) or "behind" (a day ago:
     a portal whose clock is behind the server's)."""
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(seconds=1)
@@ -58,6 +60,12 @@ def _change_one_percent(store: Store, stamp: str = "now") -> list[int]:
             if stamped:
                 conn.execute(c.update().where(c.c.id == i).values(**stamped))
         conn.execute(c.update().where(c.c.id.in_(ids[7:9])).values(deleted_at=now))
+        # the first value of records with several taken out and put back (it comes last now)
+        firsts = conn.execute(sa.select(sa.func.min(comm.c.id)).where(comm.c.entity_type == "contact")
+                              .group_by(comm.c.entity_id).having(sa.func.count() > 1).limit(10)).scalars().all()
+        for row in conn.execute(sa.select(comm).where(comm.c.id.in_(firsts))).mappings().all():
+            conn.execute(comm.delete().where(comm.c.id == row["id"]))
+            conn.execute(comm.insert().values({**row, "id": None}))
         top = max(ids)
         # two new records duplicating an existing one, and one stranger
         base = conn.execute(sa.select(c).where(c.c.id == ids[20])).first()._mapping
@@ -82,7 +90,6 @@ def test_incremental_run_equals_full_run_with_the_same_model(tmp_path, stamp):
     edited = _change_one_percent(store, stamp)
     incremental = _run(store, _settings(tmp_path), incremental=True)
     full = _run(store, _settings(tmp_path, model_path=str(first / "model.json")))
-    import json
 
     summary = json.loads((incremental / "summary.json").read_text())
     assert summary["incremental"] and 0 < summary["changed_records"] < 100 and edited
@@ -103,7 +110,6 @@ def test_a_last_run_normalised_otherwise_is_not_reused(tmp_path, change, caplog)
     """Records normalised by an older version of the normalisers (a key rule has changed since), other
     name tables or phone library, or other settings, would not meet the records normalised now: the
     incremental run is a full one."""
-    import json
     import logging
 
     store = Store(f"sqlite:///{tmp_path}/crm.db")
@@ -165,3 +171,69 @@ def test_dask_run_equals_local_run_full_and_incremental(tmp_path):
         s4 = dedup_flow(db=store.url, entity_types=["contact"], settings_path=str(full))
     assert s3["entities"]["contact"]["incremental"] and 0 < s3["entities"]["contact"]["changed_records"] < 100
     pd.testing.assert_frame_equal(_groups(Path(s3["folder"]) / "contact"), _groups(Path(s4["folder"]) / "contact"))
+    pd.testing.assert_frame_equal(*(pd.read_parquet(Path(s["folder"]) / "contact" / "pairs.parquet")
+                                    .sort_values(["id_a", "id_b"], ignore_index=True) for s in (s3, s4)))
+
+
+def test_an_incremental_run_goes_in_full_when_the_records_hold_another_role(tmp_path):
+    # the first website on any contact: the normalised records get a column, the model a comparison
+    store = Store(f"sqlite:///{tmp_path}/crm.db")
+    store.migrate()
+    generate_demo(store, DemoSizes(contacts=400, companies=20, leads=20, managers=2), seed=3)
+    comm = schema.communications
+    with store.engine.begin() as conn:
+        conn.execute(comm.delete().where(comm.c.entity_type == "contact", comm.c.type == "web"))
+    _run(store, _settings(tmp_path))
+    with store.engine.begin() as conn:
+        for i in (1, 2):
+            conn.execute(comm.insert().values(entity_type="contact", entity_id=i, type="web", kind="work",
+                                              value="https://alpha-example.ru"))
+    incremental = _run(store, _settings(tmp_path), incremental=True)
+    full = _run(store, _settings(tmp_path))
+    assert not json.loads((incremental / "summary.json").read_text())["incremental"]
+    assert "website" in json.loads((incremental / "model.json").read_text())["comparisons"]
+    pd.testing.assert_frame_equal(_groups(incremental), _groups(full))
+
+
+def test_an_incremental_run_scores_with_the_model_the_settings_name(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/crm.db")
+    store.migrate()
+    generate_demo(store, DemoSizes(contacts=400, companies=20, leads=20, managers=2), seed=3)
+    first = _run(store, _settings(tmp_path))
+    named = json.loads((first / "model.json").read_text())
+    named["prior"] = 0.01234
+    (tmp_path / "named.json").write_text(json.dumps(named))
+    incremental = _run(store, _settings(tmp_path, model_path=str(tmp_path / "named.json")), incremental=True)
+    assert json.loads((incremental / "summary.json").read_text())["incremental"]
+    assert json.loads((incremental / "model.json").read_text())["prior"] == 0.01234
+
+
+def test_values_put_back_in_another_order_are_a_change(tmp_path):
+    # the first of a record's websites is the one compared: A's websites alpha, beta and B's beta;
+    # alpha deleted and written again (a new row, now after beta) makes A's first website B's
+    store = Store(f"sqlite:///{tmp_path}/crm.db")
+    store.migrate()
+    generate_demo(store, DemoSizes(contacts=300, companies=20, leads=20, managers=2), seed=3)
+    c, comm = schema.contacts, schema.communications
+    with store.engine.begin() as conn:
+        a, b = conn.execute(sa.select(c.c.id).where(c.c.deleted_at.is_(None)).order_by(c.c.id).limit(2)).scalars()
+        conn.execute(comm.delete().where(comm.c.entity_type == "contact", comm.c.entity_id.in_([a, b]),
+                                         comm.c.type == "web"))
+        for i, site in ((a, "alpha-example.ru"), (a, "beta-example.ru"), (b, "beta-example.ru")):
+            conn.execute(comm.insert().values(entity_type="contact", entity_id=i, type="web", kind="work", value=site))
+        conn.execute(c.update().where(c.c.id.in_([a, b])).values(
+            last_name="Чрезвычайнов", first_name="Аполлинарий", middle_name="Саввич", birthdate=dt.date(1970, 1, 2),
+            address="Тверь, ул. Новая, 5"))
+    last = _run(store, _settings(tmp_path))
+    with store.engine.begin() as conn:
+        conn.execute(comm.delete().where(comm.c.entity_id == a, comm.c.value == "alpha-example.ru"))
+        conn.execute(comm.insert().values(entity_type="contact", entity_id=a, type="web", kind="work",
+                                          value="alpha-example.ru"))
+    incremental = _run(store, _settings(tmp_path), incremental=True)
+    full = _run(store, _settings(tmp_path, model_path=str(last / "model.json")))
+    assert json.loads((incremental / "summary.json").read_text())["changed_records"] == 1
+    pairs = [pd.read_parquet(f / "pairs.parquet").sort_values(["id_a", "id_b"], ignore_index=True)
+             for f in (incremental, full)]
+    pd.testing.assert_frame_equal(*pairs)
+    ab = pairs[1][(pairs[1]["id_a"] == a) & (pairs[1]["id_b"] == b)]
+    assert "website beta-example.ru same" in ab["explanation"].iloc[0]

@@ -26,9 +26,25 @@ def _table(**changes) -> RoleTable:
     return RoleTable("contact", records, values)
 
 
-def test_the_same_rows_have_not_changed_whatever_the_order_of_their_values():
+def test_the_same_rows_have_not_changed_whatever_the_order_of_the_records():
     before = _table()
-    assert _table(values=lambda v: v.iloc[::-1].reset_index(drop=True)).changed_since(before) == []
+
+    def records_reversed(v):  # each record's values in their order, the records the other way round
+        v.loc[:] = pd.concat([v[v["id"] == i] for i in (30, 20, 10)]).to_numpy()
+
+    now = _table(values=records_reversed)
+    assert now.values["id"].tolist() == [30, 20, 10, 10]
+    assert now.changed_since(before) == []
+
+
+def test_the_order_of_a_records_values_counts():
+    # the first of a record's websites is the one compared: their order is part of the record
+    before = _table()
+
+    def swapped(v):
+        v.loc[[0, 1]] = v.loc[[1, 0]].to_numpy()
+
+    assert _table(values=swapped).changed_since(before) == [10]
 
 
 def test_an_edited_field_or_value_is_a_change_with_modified_at_left_alone():
