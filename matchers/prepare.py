@@ -153,6 +153,11 @@ class Prepared:
         the normalisers had a version)."""
         return json.loads((Path(folder) / "prepared.json").read_text()).get("normalisation") or {}
 
+    @staticmethod
+    def saved_roles(folder: Path) -> set[str]:
+        """The roles of the records saved in ``folder`` (without loading them)."""
+        return set(json.loads((Path(folder) / "prepared.json").read_text())["roles"])
+
     @classmethod
     def load(cls, folder: Path) -> "Prepared":
         folder = Path(folder)

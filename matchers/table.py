@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 SINGLE_ROLES = ("first_name", "last_name", "middle_name", "full_name", "company", "birthdate",
                 "address", "city", "postcode", "tax_id")
@@ -76,10 +78,28 @@ class RoleTable:
         new records, and records whose row or values (or the order of their values) differ. Compared by content, not
         by modified_at: a value written without touching modified_at (a script, an import, a portal
         whose clock is behind) is seen all the same."""
-        ids = self.records.index
         if list(self.records.columns) != list(before.records.columns):
-            return ids.tolist()  # another shape of table: nothing can be taken from it
-        then = before.content_hashes()
+            return self.records.index.tolist()  # another shape of table: nothing can be taken from it
+        return self._differing(before.content_hashes())
+
+    def changed_since_saved(self, records_path: Path, values_path: Path) -> list:
+        """As changed_since, ``before`` being the copy of a table saved in these parquet files (records
+        with their id as index, values id, role, raw), read a column at a time: a million records'
+        copy is not held beside this table."""
+        columns = pq.read_schema(records_path).names
+        if [c for c in columns if c != "id"] != list(self.records.columns):
+            return self.records.index.tolist()
+        ids = pd.read_parquet(records_path, columns=[]).index
+        row = _combined([_hashes(_canonical(pd.read_parquet(records_path, columns=[c])[c]), repeats=True)
+                         for c in self.records.columns])
+        keys = pd.read_parquet(values_path, columns=["id", "role"])
+        role = _hashes(keys["role"].astype(object), repeats=True)
+        place = keys.groupby("id", sort=False).cumcount().to_numpy(dtype=np.uint64)
+        raw = _hashes(pd.read_parquet(values_path, columns=["raw"])["raw"].astype(object))
+        return self._differing(_record_hashes(ids, row, keys["id"].to_numpy(), _combined([role, raw, place])))
+
+    def _differing(self, then: pd.Series) -> list:
+        ids = self.records.index
         at = then.index.get_indexer(ids)  # -1: not in ``before``
         differs = (at < 0) | (_taken(then.to_numpy(), at) != self.content_hashes().to_numpy())
         return ids[differs].tolist()
@@ -94,10 +114,7 @@ class RoleTable:
         place = v.groupby("id", sort=False).cumcount().to_numpy(dtype=np.uint64)
         per_value = _combined([_hashes(v["role"].astype(object), repeats=True), _hashes(v["raw"].astype(object)),
                                place])
-        # summed (modulo 2**64): where a record's values stand among other records' does not count
-        values = pd.Series(per_value, index=v["id"].to_numpy()).groupby(level=0).sum()
-        return pd.Series(row + _taken(values.to_numpy(), values.index.get_indexer(self.records.index)),
-                         index=self.records.index)
+        return _record_hashes(self.records.index, row, v["id"].to_numpy(), per_value)
 
     # -- constructors -----------------------------------------------------------------------
 
@@ -198,6 +215,13 @@ def _canonical(col: pd.Series) -> pd.Series:
     if col.dtype == object and pd.api.types.infer_dtype(col, skipna=True) == "datetime":
         return pd.Series(np.asarray(col.to_numpy(), dtype="datetime64[us]"), index=col.index)
     return col.astype(object)
+
+
+def _record_hashes(ids: pd.Index, row: np.ndarray, value_ids: np.ndarray, per_value: np.ndarray) -> pd.Series:
+    """Each record's row hash plus the hashes of its values, summed (modulo 2**64: where a record's
+    values stand among other records' does not count)."""
+    values = pd.Series(per_value, index=value_ids).groupby(level=0).sum()
+    return pd.Series(row + _taken(values.to_numpy(), values.index.get_indexer(ids)), index=ids)
 
 
 def _taken(hashes: np.ndarray, at: np.ndarray) -> np.ndarray:

@@ -340,25 +340,27 @@ def reuse_normalised(table, last: dict, settings: Settings):
     from matchers.prepare import Prepared, prepare, table_roles
 
     d = Path(last["folder"]) / table.entity_type
-    previous_prepared = Prepared.load(d)
-    if table_roles(table) != previous_prepared.roles:
+    if table_roles(table) != Prepared.saved_roles(d):
         log.info("the %s records hold other roles than when run %s normalised them (%s, now %s): all are "
-                 "normalised again", table.entity_type, last["id"], sorted(previous_prepared.roles),
+                 "normalised again", table.entity_type, last["id"], sorted(Prepared.saved_roles(d)),
                  sorted(table_roles(table)))
         return None
-    before = RoleTable(table.entity_type, pd.read_parquet(d / "table_records.parquet"),
-                       pd.read_parquet(d / "table_values.parquet"))
     # by content, not by modified_at: an edit that left modified_at alone, a merge and its undo (which
     # puts the old modified_at back with the old values) are all seen
-    differs = set(table.changed_since(before)) | _dated_today(table, previous_prepared)
-    del before
+    differs = set(table.changed_since_saved(d / "table_records.parquet", d / "table_values.parquet"))
+    previous_prepared = Prepared.load(d)  # (loaded after the copy of the table was read and let go)
+    differs |= _dated_today(table, previous_prepared)
     known = set(previous_prepared.ids.tolist())
     ids = table.records.index.tolist()
     changed = [i for i in ids if i in differs or i not in known]
     unchanged = [i for i in ids if i not in differs and i in known]
     sub = RoleTable(table.entity_type, table.records.loc[changed], table.values[table.values["id"].isin(changed)])
     fresh = prepare(sub, region=settings.match.region, provider_rules=settings.match.provider_rules)
-    return Prepared.concat([previous_prepared.take(unchanged), fresh]).take(table.records.index.to_numpy()), changed
+    kept = previous_prepared.take(unchanged)
+    del previous_prepared  # (each copy goes as soon as the next is made: at a million records ~0.5 GB each)
+    both = Prepared.concat([kept, fresh])
+    del kept, fresh
+    return both.take(table.records.index.to_numpy()), changed
 
 
 def _dated_today(table, prepared) -> set:

@@ -107,11 +107,11 @@ def test_a_table_read_from_the_store_hashes_as_its_parquet_copy(store, tmp_path)
     generate_demo(store, DemoSizes(contacts=300, companies=30, leads=30, managers=2), seed=5)
     for entity in ("contact", "company", "lead"):
         table = load_role_table(store, entity)
-        table.records.to_parquet(tmp_path / f"{entity}_records.parquet")
-        table.values.to_parquet(tmp_path / f"{entity}_values.parquet", index=False)
-        copy = RoleTable(entity, pd.read_parquet(tmp_path / f"{entity}_records.parquet"),
-                         pd.read_parquet(tmp_path / f"{entity}_values.parquet"))
-        assert len(table) > 0 and load_role_table(store, entity).changed_since(copy) == [], entity
+        (tmp_path / entity).mkdir()
+        saved = _saved(table, tmp_path / entity)
+        copy = RoleTable(entity, pd.read_parquet(saved[0]), pd.read_parquet(saved[1]))
+        again = load_role_table(store, entity)
+        assert len(table) > 0 and again.changed_since(copy) == again.changed_since_saved(*saved) == [], entity
 
 
 def test_records_without_values_and_an_empty_last_table():
@@ -132,3 +132,35 @@ def test_dates_past_2262_hash_alike_as_read_and_from_parquet(tmp_path):
     assert back.records["modified_at"].dtype == "datetime64[us]"
     assert back.changed_since(late) == [] and late.changed_since(back) == []
     assert _table().changed_since(late) == [10, 30]
+
+
+def _saved(table: RoleTable, folder) -> tuple:
+    """The table's copy as a run folder keeps it (find_step's run_table writes it so)."""
+    records, values = folder / "table_records.parquet", folder / "table_values.parquet"
+    table.records.to_parquet(records)
+    table.values.to_parquet(values, index=False)
+    return records, values
+
+
+def test_comparing_with_a_saved_copy_gives_what_comparing_with_the_table_gives(tmp_path):
+    def name(r):
+        r.loc[20, "first_name"] = "Jon"
+
+    def phone(v):
+        v.loc[3, "raw"] = "8 495 111 22 34"
+
+    def swapped(v):
+        v.loc[[0, 1]] = v.loc[[1, 0]].to_numpy()
+
+    def floats(r):
+        r["responsible_id"] = r["responsible_id"].astype("float64")
+
+    def extra_column(r):
+        r.insert(0, "middle_name", None)
+
+    before = _table()
+    saved = _saved(before, tmp_path)
+    for now in (_table(), _table(records=name), _table(values=phone), _table(values=swapped), _table(records=floats),
+                _table(records=extra_column), _table(values=lambda v: v.drop(index=v.index, inplace=True))):
+        assert now.changed_since_saved(*saved) == now.changed_since(before)
+    assert _table(records=name).changed_since_saved(*saved) == [20]
