@@ -187,6 +187,35 @@ def markdown(records: list[dict]) -> str:
 
 
 ANALYSIS = """\
+Eleventh session (2026-12-06, an AMD EPYC with 2 vCPUs about 1.3-1.6 times slower than the tenth
+session's, and noisy: the same code took 78.8 and 99.3 s for the same 1M flow an hour apart; a loop
+of 20 million additions took 1.32-1.42 s):
+
+- **1,000,000 contacts: SQLite 94.7 s (tree 2,420 MB), PostgreSQL 88.2 s (tree 2,546 MB)**; later
+  SQLite runs 97.6 and 105.0 s. Target 45 s and 3 GB: memory met, time not (on this machine the
+  tenth session's code took 81.5-111.1 s). 100,000 contacts: SQLite 18.6 s full, 19.6 s incremental;
+  PostgreSQL 19.6 and 22.7 s.
+- **Planner:** a field whose records all hold one value (of one type) skips rules flagged
+  `unanimous` (their outcome is then the primary's value): plans byte for byte the same (20,000
+  groups of the 1M database and every demo group, two conflict policies), build 110 -> 90 us a
+  group; the whole flow, back to back in a quiet hour: 81.7 / 81.5 s and 116.6 / 115.9 CPU-s
+  before, 78.8 / 79.3 s and 112.0 / 111.7 CPU-s after.
+- **Incremental runs are exact now, and not faster:** changed records are found by content (each
+  record's fields and the order of its values, against the last run's copy of the table), so edits
+  that left modified_at alone are seen; every candidate pair is scored again with the last run's
+  model (reused scores kept the last run's term frequencies: 7% of pairs' weights differed from a
+  full run's in the test). At 1M after 1% changed: 125.0 / 125.9 s, tree 3,135-3,306 MB, against
+  97.6 / 105.0 s full: taking the last run's normalised records (content check 4.9 s, loading them
+  3.9 s, putting them in order 2.7 s: 12.4 s) costs more than normalising all records (9.7 s, with
+  the quality check's phones and e-mails); the re-run's swap also removes the 122,648 pending groups
+  and plans of the full run. scores.parquet is no longer written.
+- Where the planning time goes (per group, this machine): reading 53 us, comm keys 20, fingerprints
+  35, deciding 55, JSON 90 (dicts 39, encoding 50); staging in the database ~50. Tried: SQLite's
+  json_each() for the long IN lists of the bulk reads (no gain). A timeline of CPU use (both CPUs
+  sampled every 0.5 s): startup ~6 s on one CPU; quality check 18 s and find 29 s with ~14 s of
+  them on one CPU (blocking to ranking); the planners busy on both CPUs from the find's ranking to
+  the end of planning; the swap ~4-6 s on one CPU.
+
 Tenth session (2026-12-06, an AMD EPYC with 2 vCPUs; the ninth session's code took 69.4 and 60.5 s
 here for the same 1M flow, so single runs differ by up to ~10 s):
 
