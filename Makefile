@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@# bytecode of the project's own modules (where PYTHONDONTWRITEBYTECODE is set, every run compiled them again)
-	$(BIN)/python -m compileall -q crm matchers scoring merge_rules pipelines review >/dev/null
+	$(BIN)/python -m compileall -q crm matchers scoring merge_rules pipelines review
 	touch $(STAMP)
 
 # Browser tests drive Debian's Chromium; Playwright cannot download its own browser here.

@@ -52,6 +52,7 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
     prior = _last_entity_run(store, entity, None, settings) if reuse else None
     reused = reuse_normalised(existing, prior, settings) if prior is not None else None
     normalised = reused[0] if reused is not None else None
+    del reused  # (normalised is replaced by copies below: the reused records must not stay beside them)
     problems: list[str] = []
     if csv is not None:
         from crm.csv_io import import_csv

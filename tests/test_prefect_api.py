@@ -150,7 +150,10 @@ def test_the_server_ends_with_a_command_killed_by_a_signal(tmp_path, bare_env):
               "    ready()\n"
               "    print('ready', flush=True)\n"
               "    time.sleep(120)\n")
-    command = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=bare_env, stdout=subprocess.PIPE, text=True)
+    # the server's startup may wait as the CLI lets it (Prefect's own default, 20 s, was not enough
+    # for a loaded machine: the test is about the signal)
+    env = {**bare_env, "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
+    command = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert command.stdout.readline().strip() == "ready"
         servers = _servers_of(tmp_path / "prefect")

@@ -164,3 +164,18 @@ def test_comparing_with_a_saved_copy_gives_what_comparing_with_the_table_gives(t
                 _table(records=extra_column), _table(values=lambda v: v.drop(index=v.index, inplace=True))):
         assert now.changed_since_saved(*saved) == now.changed_since(before)
     assert _table(records=name).changed_since_saved(*saved) == [20]
+
+
+def test_any_reordering_of_a_records_values_is_a_change():
+    # summing the values' hashes must not let two swapped values cancel out (a pair that once did)
+    def site_table(sites):
+        return RoleTable("company", pd.DataFrame({"company": ["Acme"]}, index=pd.Index([1], name="id")),
+                         pd.DataFrame({"id": [1] * len(sites), "role": "website", "raw": sites}))
+
+    assert site_table(["ggflha-beta.ru", "fkaflm-alpha.ru"]).changed_since(
+        site_table(["fkaflm-alpha.ru", "ggflha-beta.ru"])) == [1]
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        sites = [f"{rng.integers(10**9)}.ru" for _ in range(rng.integers(2, 5))]
+        shuffled = list(rng.permutation(sites))
+        assert site_table(shuffled).changed_since(site_table(sites)) == ([] if shuffled == sites else [1])
