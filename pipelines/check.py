@@ -91,15 +91,17 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
     prepared = None
     if normalised is not None and list(normalised[0].records.columns) == list(normalised[1].records.columns):
         prepared = Prepared.concat(normalised)  # (other columns: the file's records have other roles)
-    model = None
-    if last and (Path(last["folder"]) / entity / "model.json").exists():
+    model = None  # (a model the settings name is used as it is: find_duplicates loads it)
+    if not settings.match.model_path and last and (Path(last["folder"]) / entity / "model.json").exists():
         model = FSModel.load(Path(last["folder"]) / entity / "model.json")
     try:
         result = find_duplicates(combined, settings.match, changed_ids=list(new.records.index), model=model,
                                  prepared=prepared)
-    except ValueError as exc:  # the records hold other roles than the model knows: train on what we have
+    except ValueError as exc:  # the records hold other roles than the last run's model knows: train anew
+        if model is None:
+            raise
         log.warning("the model of run %s does not fit these records (%s): a new one is trained on the pairs "
-                    "checked", last["id"] if last else "-", exc)
+                    "checked", last["id"], exc)
         result = find_duplicates(combined, settings.match, changed_ids=list(new.records.index), prepared=prepared)
     pairs = result.pairs
     rows = []

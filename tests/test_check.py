@@ -4,6 +4,7 @@ existing ones are reported before they multiply."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -181,3 +182,30 @@ def test_a_birthdate_dropped_as_future_is_normalised_again_once_its_day_has_come
         return p.records.loc[p.records["id"] == 3, "birthdate"].iat[0]
 
     assert birthdate(reused) == birthdate(full) == pd.Timestamp(soon)
+
+
+def test_a_check_scores_with_the_model_the_settings_name(demo, tmp_path):
+    import json
+
+    import yaml
+
+    _completed_run(demo, tmp_path)
+    c, comm = schema.contacts, schema.communications
+    with demo.engine.begin() as conn:  # a copy of #5, its phones and e-mails too
+        row = conn.execute(sa.select(c).where(c.c.id == 5)).mappings().one()
+        top = conn.execute(sa.select(sa.func.max(c.c.id))).scalar_one()
+        conn.execute(c.insert().values({**row, "id": top + 1}))
+        for r in conn.execute(sa.select(comm).where(comm.c.entity_type == "contact", comm.c.entity_id == 5)).mappings().all():
+            conn.execute(comm.insert().values({**r, "id": None, "entity_id": top + 1}))
+    last = proposals.latest_run(demo)
+    named = json.loads((Path(last["folder"]) / "contact" / "model.json").read_text())
+    named["prior"] = 1e-12  # a model that believes in almost no duplicates
+    (tmp_path / "named.json").write_text(json.dumps(named))
+    settings = tmp_path / "named.yaml"
+    settings.write_text(yaml.safe_dump({"match": {"model_path": str(tmp_path / "named.json")}}))
+    usual, _ = check_new_records(demo.url, "contact")
+    sceptic, _ = check_new_records(demo.url, "contact", settings_path=str(settings))
+    pair = (str(top + 1), "5")
+    prob = {name: rows.set_index(["new_record", "duplicate_of"])["probability"].get(pair)
+            for name, rows in (("usual", usual), ("sceptic", sceptic))}
+    assert prob["usual"] is not None and (prob["sceptic"] is None or prob["sceptic"] < prob["usual"]), prob
