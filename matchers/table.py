@@ -75,9 +75,9 @@ class RoleTable:
 
     def changed_since(self, before: "RoleTable") -> list:
         """Ids of this table's records (in its order) that ``before`` does not hold as they are now:
-        new records, and records whose row or values (or the order of their values) differ. Compared by content, not
-        by modified_at: a value written without touching modified_at (a script, an import, a portal
-        whose clock is behind) is seen all the same."""
+        new records, and records whose row or values (or the order of their values) differ. Compared
+        by content, not by modified_at: a value written without touching modified_at (a script, an
+        import, a portal whose clock is behind) is seen all the same."""
         if list(self.records.columns) != list(before.records.columns):
             return self.records.index.tolist()  # another shape of table: nothing can be taken from it
         return self._differing(before.content_hashes())
@@ -90,8 +90,7 @@ class RoleTable:
         if [c for c in columns if c != "id"] != list(self.records.columns):
             return self.records.index.tolist()
         ids = pd.read_parquet(records_path, columns=[]).index
-        row = _combined([_hashes(_canonical(pd.read_parquet(records_path, columns=[c])[c]), repeats=True)
-                         for c in self.records.columns])
+        row = _row_hashes(pd.read_parquet(records_path, columns=[c])[c] for c in self.records.columns)
         keys = pd.read_parquet(values_path, columns=["id", "role"])
         per_value = _value_hashes(keys["id"], keys["role"], lambda: pd.read_parquet(values_path, columns=["raw"])["raw"])
         return self._differing(_record_hashes(ids, row, keys["id"].to_numpy(), per_value))
@@ -105,7 +104,7 @@ class RoleTable:
     def content_hashes(self) -> pd.Series:
         """A 64-bit hash per record (indexed by id) of all this table holds of it: its row and its
         values. The same rows give the same hashes however pandas typed a column when reading them."""
-        row = _combined([_hashes(_canonical(col), repeats=True) for _name, col in self.records.items()])
+        row = _row_hashes(col for _name, col in self.records.items())
         v = self.values
         return _record_hashes(self.records.index, row, v["id"].to_numpy(), _value_hashes(v["id"], v["role"], lambda: v["raw"]))
 
@@ -208,6 +207,11 @@ def _canonical(col: pd.Series) -> pd.Series:
     if col.dtype == object and pd.api.types.infer_dtype(col, skipna=True) == "datetime":
         return pd.Series(np.asarray(col.to_numpy(), dtype="datetime64[us]"), index=col.index)
     return col.astype(object)
+
+
+def _row_hashes(columns) -> np.ndarray:
+    """A hash per record of its row, the columns given one at a time."""
+    return _combined([_hashes(_canonical(col), repeats=True) for col in columns])
 
 
 def _value_hashes(ids: pd.Series, roles: pd.Series, raw) -> np.ndarray:

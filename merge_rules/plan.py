@@ -212,14 +212,13 @@ def _compact_reader(cls) -> Callable[[Any], dict[str, Any]]:
                      for f in fields if f.default is not MISSING or f.default_factory is not MISSING)
     if not optional:
         return required
-    names, defaults = zip(*optional)
-    values = operator.attrgetter(*names) if len(names) > 1 else lambda obj: (getattr(obj, names[0]),)
 
     def read(obj: Any) -> dict[str, Any]:
         d = required(obj)
-        given = values(obj)
-        if given != defaults:  # (mostly they all are)
-            d.update((name, value) for name, value, default in zip(names, given, defaults) if value != default)
+        for name, default in optional:
+            value = getattr(obj, name)
+            if value != default:
+                d[name] = value
         return d
     return read
 

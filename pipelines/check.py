@@ -117,7 +117,6 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
     return out.sort_values(["probability", "new_record"], ascending=[False, True], ignore_index=True), problems
 
 
-
 def _last_run_of(store: Store, entity: str) -> dict | None:
     """The newest completed run that read this entity's records (its folder keeps the copy of the
     table it read, and the model it trained): the records not in that copy are new to it, whatever
