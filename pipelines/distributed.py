@@ -32,7 +32,7 @@ def split_step(db: str | None, entity: str, folder: str, settings_path: str, inc
     work = Path(folder) / entity / "work"
     work.mkdir(parents=True, exist_ok=True)
     inputs: dict = {}
-    built_on = _incremental_inputs(store, table, folder, settings, inputs) if incremental else None
+    built_on = _incremental_inputs(store, table, folder, settings, inputs, known) if incremental else None
     if built_on is not None:  # (for find_step, which scores the pairs: what this run is built on)
         p = inputs["prepared"]
         (work / "incremental.json").write_text(json.dumps(built_on))

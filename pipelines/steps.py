@@ -253,6 +253,8 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
         skips = load_skips(store, entity)
         read_s = time.perf_counter() - start
         kwargs, incremental_run, compare_pairs = {}, None, None
+        # the phones and e-mails the quality check normalised, when it ran in this process
+        known = take_normalised(folder, entity)
         if compared_chunks is not None:  # compared on Dask workers (pipelines.distributed)
             from pipelines.distributed import prepared_from_work, vectors_from_chunks
 
@@ -260,19 +262,18 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
             incremental_run = _incremental_made(folder, entity)
             compare_pairs = vectors_from_chunks(compared_chunks)
         elif incremental:
-            incremental_run = _incremental_inputs(store, table, folder, settings, kwargs)
+            incremental_run = _incremental_inputs(store, table, folder, settings, kwargs, known)
         if incremental_run is not None and incremental_run["model"]:
             kwargs["model"] = FSModel.load(incremental_run["model"])
         reuse_s = time.perf_counter() - start - read_s
-        # known: the phones and e-mails the quality check normalised, when it ran in this process
         result = find_duplicates(table, settings.match, skips=skips, record_info=info, compare_pairs=compare_pairs,
-                                 known=take_normalised(folder, entity), free_table=True, **kwargs)
+                                 known=known, free_table=True, **kwargs)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     result.timings = {"read": read_s, **result.timings}
     result.timings["normalise"] += reuse_s  # (taking the last run's normalised records is normalising)
-    del table, info, kwargs  # the result holds what is written below; at a million records ~0.5 GB
+    del table, info, kwargs, known  # the result holds what is written below; at a million records ~0.5 GB
     write_start = time.perf_counter()
     # the normalised records first: once written their memory goes, and the groups are planned while
     # the rest is written (begun earlier, the planners' memory would come on top of the find's peak)
@@ -331,12 +332,14 @@ def _last_entity_run(store: Store, entity: str, exclude: str | None, settings: S
     return None
 
 
-def reuse_normalised(table, last: dict, settings: Settings):
+def reuse_normalised(table, last: dict, settings: Settings, known: dict[str, pd.DataFrame] | None = None):
     """``table`` normalised (a Prepared, in the table's order), reusing ``last`` run's normalisation of
     the records that run read as they are now (the copy of the table in its folder says what it read);
     records new or changed since are normalised here. Returns it and the ids of those; None when the
     table holds other roles than then (the normalised columns, and so the comparisons, would differ).
-    ``last``: a run _last_entity_run gave (normalised alike)."""
+    ``last``: a run _last_entity_run gave (normalised alike). ``known``: phones and e-mails normalised
+    already (prepare's ``known``), used for the records normalised here, then emptied: the reused
+    records carry theirs (at a million records they took the run over 3 GB)."""
     from matchers.prepare import Prepared, prepare, table_roles
 
     d = Path(last["folder"]) / table.entity_type
@@ -350,12 +353,14 @@ def reuse_normalised(table, last: dict, settings: Settings):
     differs = set(table.changed_since_saved(d / "table_records.parquet", d / "table_values.parquet"))
     previous_prepared = Prepared.load(d)  # (loaded after the copy of the table was read and let go)
     differs |= _dated_today(table, previous_prepared)
-    known = set(previous_prepared.ids.tolist())
+    normalised_then = set(previous_prepared.ids.tolist())
     ids = table.records.index.tolist()
-    changed = [i for i in ids if i in differs or i not in known]
-    unchanged = [i for i in ids if i not in differs and i in known]
+    changed = [i for i in ids if i in differs or i not in normalised_then]
+    unchanged = [i for i in ids if i not in differs and i in normalised_then]
     sub = RoleTable(table.entity_type, table.records.loc[changed], table.values[table.values["id"].isin(changed)])
-    fresh = prepare(sub, region=settings.match.region, provider_rules=settings.match.provider_rules)
+    fresh = prepare(sub, region=settings.match.region, provider_rules=settings.match.provider_rules, known=known)
+    if known is not None:
+        known.clear()
     kept = previous_prepared.take(unchanged)
     del previous_prepared  # (each copy goes as soon as the next is made: at a million records ~0.5 GB each)
     both = Prepared.concat([kept, fresh])
@@ -373,7 +378,8 @@ def _dated_today(table, prepared) -> set:
     return dropped & set(raw.index[raw.notna().to_numpy()].tolist())
 
 
-def _incremental_inputs(store: Store, table, folder: str, settings: Settings, kwargs: dict) -> dict | None:
+def _incremental_inputs(store: Store, table, folder: str, settings: Settings, kwargs: dict,
+                        known: dict[str, pd.DataFrame] | None = None) -> dict | None:
     """An incremental run of ``table``'s entity built on the last completed run: puts the records
     normalised (those not changed since as that run left them) in ``kwargs["prepared"]`` and returns
     what the run is built on (based_on_run, changed_records, and the model to score with: that run's,
@@ -384,7 +390,7 @@ def _incremental_inputs(store: Store, table, folder: str, settings: Settings, kw
     from matchers.compare import comparisons_for
 
     last = _last_entity_run(store, table.entity_type, exclude=folder, settings=settings)
-    reused = reuse_normalised(table, last, settings) if last is not None else None
+    reused = reuse_normalised(table, last, settings, known) if last is not None else None
     if reused is None:
         return None
     kwargs["prepared"], changed = reused
