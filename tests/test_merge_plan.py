@@ -211,7 +211,7 @@ def test_plan_json_round_trip_through_dedup_groups(sample):
 
 
 def test_plan_json_text_is_the_json_of_its_dict(sample):
-    # to_json writes plans.jsonl in one pass of the C encoder; it must say exactly what to_dict says
+    # to_json writes plans.jsonl in one pass of orjson; it must say exactly what to_dict says
     for entity, groups in SAMPLE_GROUPS.items():
         for plan in plan_groups(sample, entity, groups, MergeSettings()):
             assert json.loads(plan.to_json()) == json.loads(json.dumps(plan.to_dict()))
