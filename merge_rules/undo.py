@@ -21,7 +21,6 @@ from sqlalchemy.engine import Connection
 from crm import schema
 from merge_rules.codec import decode_row
 from merge_rules.errors import MergeError, PermissionDenied, UndoConflict
-from merge_rules.history import merge_history  # noqa: F401 - `crm-dedup history` imports it from here
 from merge_rules.permissions import check_undo, load_user, user_label
 from merge_rules.plan import PLURAL
 from crm import sqlin

@@ -6,7 +6,6 @@ Tests taking ``store`` run on SQLite and PostgreSQL. Fixture files are in tests/
 from __future__ import annotations
 
 import csv
-import io
 from collections import Counter
 from datetime import date, datetime
 from pathlib import Path

