@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection
 from crm import schema
 from crm import sqlin
 from merge_rules.codec import encode_row
-from merge_rules.errors import MergeError, PermissionDenied, StalePlanError, UnresolvedConflicts
+from merge_rules.errors import MergeError, NotDuplicates, PermissionDenied, StalePlanError, UnresolvedConflicts
 from merge_rules.permissions import check_merge, denied_records, load_user
 from merge_rules.plan import PLURAL, MergePlan
 from merge_rules.snapshot import LINKS, Snapshot, queue_locked_snapshot, read_users
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 # tests use it to slow a batch down so that a SIGKILL lands inside a transaction.
 FAULT_HOOK: Callable[[str], None] | None = None
 
-STATUSES = ("applied", "already_applied", "stale", "denied", "conflicts", "failed")
+STATUSES = ("applied", "already_applied", "stale", "denied", "conflicts", "not_duplicates", "failed")
 
 
 @dataclass
@@ -219,6 +219,10 @@ class _Writes:
                            sqlin.in_(comm.c.entity_id, "dups_", nd))
             return (comm.update().where(mine).values(entity_id=sa.bindparam("to_")) if kind == "comm_move"
                     else comm.delete().where(mine))
+        if kind == "skipped":  # pairs of the members marked "not duplicates" (ids and dups: the members)
+            s = schema.dedup_skips
+            return sa.select(s.c.id_a, s.c.id_b).where(s.c.entity_type == self.et, sqlin.in_(s.c.id_a, "ids_", ni),
+                                                       sqlin.in_(s.c.id_b, "dups_", nd)).order_by(s.c.id_a, s.c.id_b)
         spec = self.specs[kind]
         t = spec.table
         cond = sa.and_(sqlin.in_(t.c.id, "ids_", ni), sqlin.in_(t.c[spec.column], "dups_", nd))
@@ -403,10 +407,17 @@ class _Applier:
                     done_q = (ex.run(w.already, {"b_": batch_id, "g_": group_id})
                               if check_done and batch_id is not None and group_id is not None else None)
                     build = queue_locked_snapshot(ex, et, plan.primary_id, plan.member_ids)
+                    skipped_q = w.run(ex, "skipped", ids=plan.member_ids, dups=plan.member_ids)
                     ids_q = ex.run(w.next_ids, self.sequences) if ex.pg else None
                 if done_q is not None and (done := done_q.rows()):
                     raise _Already(done[0][0])
                 snap = build()
+                if skipped := skipped_q.rows():
+                    pairs = ", ".join(f"#{a} and #{b}" for a, b in skipped)
+                    raise NotDuplicates(
+                        f"The group of {et} #{plan.primary_id} is not merged: {pairs} were marked \"not duplicates\" "
+                        "after it was proposed. Take one of them out of the group on the review page, or let the "
+                        "next run regroup the records (it keeps them apart).")
                 fresh = snap.fingerprints()
                 if fresh != plan.fingerprints:
                     changes = describe_changes(plan, snap, fresh)
@@ -510,6 +521,8 @@ def _apply_reporting(applier: _Applier, plan: MergePlan, batch_id: str, done: di
         return MergeResult("denied", message=str(exc), **base)
     except UnresolvedConflicts as exc:
         return MergeResult("conflicts", message=str(exc), **base)
+    except NotDuplicates as exc:
+        return MergeResult("not_duplicates", message=str(exc), **base)
     except MergeError as exc:
         return MergeResult("failed", message=str(exc), **base)
     except Exception as exc:  # noqa: BLE001 - one broken group must not stop the batch

@@ -27,6 +27,10 @@ class UnresolvedConflicts(MergeError):
         self.fields = fields
 
 
+class NotDuplicates(MergeError):
+    """Records of the group were marked "not duplicates" (a skip) after the group was proposed."""
+
+
 class UndoConflict(MergeError):
     """Rows the merge wrote have changed since; ``changes`` lists them. Undo with force to overwrite."""
 

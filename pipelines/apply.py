@@ -64,7 +64,7 @@ def apply_approved(db: str | None, batch_id: str, user_id: int | None, settings_
                     primary_reason=sa.func.coalesce(g.c.primary_reason, "") + " (re-planned: records changed)"))
                 proposals.set_plan(conn, gid, fresh.to_dict())
             message = f"{message} Re-planned; the group is pending again for a person to approve."
-        elif status in ("conflicts", "denied"):
+        elif status in ("conflicts", "denied", "not_duplicates"):
             # not for a scheduler to retry every hour: back to a person
             proposals.set_status(store, [gid], "pending", from_statuses=("approved",))
             message = f"{message} The group is pending again."

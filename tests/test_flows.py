@@ -16,6 +16,7 @@ import yaml
 from crm import proposals, schema
 from crm.demo import DemoSizes, generate_demo
 from crm.store import Store
+from merge_rules.skips import skip_pair
 
 pytestmark = pytest.mark.slow
 
@@ -105,9 +106,11 @@ def test_approve_then_apply_flow_merges_and_relinks(demo_store, tmp_path):
     pending = proposals.read_groups(demo_store, status="pending", tiers=["certain"])
     clean = pending[pending["plan"].map(lambda p: not p["conflicts"])]
     conflicted = pending[pending["plan"].map(lambda p: bool(p["conflicts"]))].head(1)
-    chosen = clean.head(5)
+    chosen, unwanted = clean.head(5), clean.iloc[5]
     assert len(chosen) == 5 and len(conflicted) == 1
-    proposals.set_status(demo_store, list(chosen["id"]) + list(conflicted["id"]), "approved", 1)
+    proposals.set_status(demo_store, list(chosen["id"]) + list(conflicted["id"]) + [unwanted["id"]], "approved", 1)
+    # approved, then two of its records marked "not duplicates" (`crm-dedup skip`): not merged, back to a person
+    skip_pair(demo_store, "contact", *unwanted["member_ids"][:2], 1)
     with demo_store.engine.connect() as conn:
         deals_before = conn.execute(sa.select(sa.func.count()).select_from(schema.deals)).scalar_one()
     results = {r["group_id"]: r for r in apply_flow(db=demo_store.url, batch_id="b1", user_id=1, settings_path=settings)}
@@ -115,6 +118,8 @@ def test_approve_then_apply_flow_merges_and_relinks(demo_store, tmp_path):
     # a conflict nobody resolved is not guessed at: the group waits for a person
     left = results[conflicted["id"].iloc[0]]
     assert left["status"] == "conflicts" and left["message"]
+    assert results[unwanted["id"]]["status"] == "not_duplicates"
+    assert 'were marked "not duplicates"' in results[unwanted["id"]]["message"]
     with demo_store.engine.connect() as conn:
         c = schema.contacts
         for row in chosen.itertuples():
@@ -129,7 +134,8 @@ def test_approve_then_apply_flow_merges_and_relinks(demo_store, tmp_path):
     assert set(applied["id"]) == set(chosen["id"])
     # the same batch again applies nothing twice
     assert apply_flow(db=demo_store.url, batch_id="b1", user_id=1, settings_path=settings) == []
-    assert proposals.read_groups(demo_store).set_index("id").loc[conflicted["id"].iloc[0], "status"] == "pending"
+    after = proposals.read_groups(demo_store).set_index("id")
+    assert after.loc[conflicted["id"].iloc[0], "status"] == after.loc[unwanted["id"], "status"] == "pending"
 
 
 def test_auto_merge_policy_approves_only_safe_groups(demo_store, tmp_path):

@@ -245,6 +245,23 @@ def test_unresolved_conflicts_are_not_merged(sample):
     assert (p["post"], p["source"]) == ("Генеральный директор", "phone")
 
 
+def test_a_pair_marked_not_duplicates_after_planning_is_not_merged(sample):
+    """A skip made after the group was planned (`crm-dedup skip`) stops its merge, whole, naming the
+    pair; the rest of the batch goes on. Skips are per entity type."""
+    plan = plan_one(sample, "contact", (10, [10, 11, 12]))
+    other = plan_one(sample, "contact", (13, [13, 14]))
+    before = dump_crm(sample)
+    skip_pair(sample, "contact", 12, 11, 2)
+    skip_pair(sample, "company", 13, 14, 2)  # (companies #13 and #14: no bearing on contacts #13 and #14)
+    with pytest.raises(MergeError, match=r'#11 and #12 were marked "not duplicates"'):
+        apply_plan(sample, plan, 1)
+    assert dump_crm(sample) == before
+    results = apply_batch(sample, [plan, other], 1, "b")
+    assert [r.status for r in results] == ["not_duplicates", "applied"]
+    assert results[0].message.startswith("The group of contact #10 is not merged")
+    assert one(sample, schema.contacts, 11)["deleted_at"] is None
+
+
 def test_a_plan_with_problems_is_not_applied(sample):
     plan = plan_one(sample, "contact", (10, [10, 999]))
     with pytest.raises(MergeError, match="contact #999 does not exist"):
