@@ -34,7 +34,7 @@ from merge_rules.codec import encode_row
 from merge_rules.errors import MergeError, NotDuplicates, PermissionDenied, StalePlanError, UnresolvedConflicts
 from merge_rules.permissions import check_merge, denied_records, load_user
 from merge_rules.plan import PLURAL, MergePlan
-from merge_rules.snapshot import LINKS, Snapshot, queue_locked_snapshot, read_users
+from merge_rules.snapshot import LINKS, Snapshot, queue_locked_snapshot, read_users, row_key
 from merge_rules.tx import Done, Executor, Raw, retrying, utcnow, write_transaction
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,8 @@ def describe_changes(plan: MergePlan, snap: Snapshot, fresh: dict[str, str], lim
     comms_then = {c.id: c for c in plan.communications}
     comms_now = {r["id"]: r for r in snap.comms}
     links_then = {f"{m.table}:" + ",".join(str(v) for v in m.key.values()): m for m in plan.links}
+    # the record each link row read now points at (rows the plan did not move pointed at the primary)
+    links_now = {row_key(spec.table, r): r[spec.column] for spec in LINKS[et] for r in snap.links.get(spec.name, ())}
     out: list[str] = []
     for key in sorted(set(plan.fingerprints) | set(fresh)):
         if plan.fingerprints.get(key) == fresh.get(key):
@@ -119,10 +121,10 @@ def describe_changes(plan: MergePlan, snap: Snapshot, fresh: dict[str, str], lim
                            f"{now['type']} {now['value']!r} of #{now['entity_id']}")
         else:
             if key not in plan.fingerprints:
-                out.append(f"{tname} row {pk} now points at {et} and would not be moved by this plan")
+                out.append(f"{tname} row {pk} now points at {et} #{links_now[key]} and would not be moved by this plan")
             elif key not in fresh:
                 m = links_then.get(key)
-                out.append(f"{tname} row {pk} no longer points at {et} #{m.from_id if m else '?'}")
+                out.append(f"{tname} row {pk} no longer points at {et} #{m.from_id if m else plan.primary_id}")
             else:
                 out.append(f"{tname} row {pk} changed")
         if len(out) >= limit:

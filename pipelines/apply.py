@@ -13,6 +13,24 @@ from pipelines.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def only_links_moved(approved, fresh) -> bool:
+    """Whether ``fresh`` (planned again now) merges what ``approved`` did: the same records, field values,
+    conflicts and phones/e-mails, no problem, and only rows of the link tables differ (another
+    group's merge moved a contact-company link, a deal...). Such a plan needs no person again."""
+    own = {schema.ENTITY_TABLES[approved.entity_type].name, schema.communications.name}
+    changed = {k for k in approved.fingerprints.keys() | fresh.fingerprints.keys()
+               if approved.fingerprints.get(k) != fresh.fingerprints.get(k)}
+
+    def decisions(plan):
+        return ({k: (d.value, d.source_id, d.conflict, d.resolved_by) for k, d in plan.fields.items()},
+                [(c.id, c.action, c.repeat_of) for c in plan.communications],
+                [(w.user_id, w.record_ids) for w in plan.access_warnings],
+                plan.primary_id, plan.duplicate_ids, plan.delete_mode)
+
+    return (not fresh.problems and not any(k.split(":", 1)[0] in own for k in changed)
+            and decisions(approved) == decisions(fresh))
+
+
 def apply_approved(db: str | None, batch_id: str, user_id: int | None, settings_path: str | None = None,
                    group_ids: list[str] | None = None) -> list[dict]:
     """Merge every approved group (or the given ones, if approved), each in its own transaction.
@@ -58,12 +76,21 @@ def apply_approved(db: str | None, batch_id: str, user_id: int | None, settings_
         if status == "stale":
             fresh = plan_groups(store, plan.entity_type, [(plan.primary_id, [plan.primary_id, *plan.duplicate_ids])],
                                 settings.merge)[0]
-            with store.engine.begin() as conn:
-                conn.execute(g.update().where(g.c.id == gid).values(
-                    status="pending", updated_at=proposals.now(),
-                    primary_reason=sa.func.coalesce(g.c.primary_reason, "") + " (re-planned: records changed)"))
-                proposals.set_plan(conn, gid, fresh.to_dict())
-            message = f"{message} Re-planned; the group is pending again for a person to approve."
+            again = apply_batch(store, [fresh], user_id, batch_id, group_ids=[gid])[0] \
+                if only_links_moved(plan, fresh) else None
+            if again is not None and again.status == "applied":
+                status, res = "applied", again
+                message = (f"{again.message} (re-planned first: only links of its records had moved since the "
+                           "plan was made, e.g. by the merges of other groups; what it merges is as approved)")
+            else:
+                note = " (re-planned: records changed)"
+                with store.engine.begin() as conn:
+                    conn.execute(g.update().where(g.c.id == gid).values(
+                        status="pending", updated_at=proposals.now(),
+                        primary_reason=sa.case((g.c.primary_reason.endswith(note), g.c.primary_reason),
+                                               else_=sa.func.coalesce(g.c.primary_reason, "") + note)))
+                    proposals.set_plan(conn, gid, fresh.to_dict())
+                message = f"{message} Re-planned; the group is pending again for a person to approve."
         elif status in ("conflicts", "denied", "not_duplicates"):
             # not for a scheduler to retry every hour: back to a person
             proposals.set_status(store, [gid], "pending", from_statuses=("approved",))

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from crm import schema
+from crm import proposals, schema
 from merge_rules import (MergeSettings, PermissionDenied, StalePlanError, UndoConflict, UnresolvedConflicts,
                          apply_batch, apply_plan, link_lead_to_client, load_skips, merge_history, plan_groups,
                          skip_pair, skip_record, undo_batch, undo_merge)
@@ -198,12 +198,49 @@ def test_stale_plan_is_refused_naming_the_record_and_the_change(sample):
         apply_plan(sample, plan, 1)
     msg = str(err.value)
     assert "contact #11 was edited: post 'Генеральный директор' -> 'Владелец'" in msg
-    assert "deals row 150 now points at contact and would not be moved by this plan" in msg
+    assert "deals row 150 now points at contact #12 and would not be moved by this plan" in msg
     assert msg.endswith("Make a new plan.")
     assert dump_crm(sample) == before  # nothing written
     fresh = plan_one(sample, "contact", (10, [10, 11, 12]))
     assert apply_plan(sample, fresh, 1).status == "applied"
     assert one(sample, schema.deals, 150)["contact_id"] == 10
+
+
+def test_a_plan_stale_only_because_links_moved_is_planned_again_and_merged(sample, tmp_path):
+    """The apply flow: a group whose links moved since it was approved (another group's merge, a deal
+    re-linked) merges what was approved, planned again; one whose records were edited goes back to a
+    person, its reason noted once however often that happens."""
+    from pipelines.apply import apply_approved
+
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("merge: {conflict_policy: keep_primary}\n")
+    proposals.start_run(sample, "r1", ["contact"], str(tmp_path))
+    groups = {"g-links": (10, [10, 11, 12]), "g-edited": (13, [13, 14])}
+    proposals.replace_pending(sample, "r1", ["contact"], [
+        {"id": gid, "entity_type": "contact", "tier": "certain", "score": 0.99, "primary_id": p, "member_ids": ms,
+         "responsible_ids": [], "primary_reason": "most linked records", "criteria": "phone", "pairs": [],
+         "plan": plan_one(sample, "contact", (p, ms)).to_dict()} for gid, (p, ms) in groups.items()])
+    for attempt in range(2):
+        proposals.set_status(sample, list(groups), "approved", 1)
+        with sample.engine.begin() as conn:
+            if attempt == 0:  # a deal of the primary moved to a duplicate, and one added to a duplicate
+                conn.execute(schema.deals.update().where(schema.deals.c.contact_id == 10).values(contact_id=11))
+                conn.execute(schema.deals.insert().values(id=150, title="Новая", contact_id=12, stage="NEW",
+                                                          amount=1, currency="RUB", created_at=D(2024, 9, 9)))
+            conn.execute(schema.contacts.update().where(schema.contacts.c.id == 14).values(post=f"edit {attempt}"))
+        results = {r["group_id"]: r for r in apply_approved(sample.url, f"b{attempt}", 1, str(settings))}
+        assert results["g-edited"]["status"] == "stale" and "contact #14 was edited: post" in results["g-edited"]["message"]
+        if attempt == 0:
+            assert results["g-links"]["status"] == "applied" and results["g-links"]["merge_id"]
+            assert "re-planned first: only links of its records had moved" in results["g-links"]["message"]
+        else:
+            assert set(results) == {"g-edited"}
+    stored = proposals.read_groups(sample).set_index("id")
+    assert stored.loc["g-links", "status"] == "applied" and stored.loc["g-edited", "status"] == "pending"
+    assert stored.loc["g-edited", "primary_reason"] == "most linked records (re-planned: records changed)"
+    with sample.engine.connect() as conn:
+        deals = conn.execute(sa.select(schema.deals.c.contact_id).where(schema.deals.c.contact_id.in_([10, 11, 12]))).all()
+    assert deals and {d[0] for d in deals} == {10}
 
 
 def test_a_plan_whose_duplicate_was_merged_elsewhere_is_stale(sample):
