@@ -392,7 +392,8 @@ class _Applier:
                                 for c in plan.unresolved)
             raise UnresolvedConflicts(
                 f"The merge of {plan.entity_type} #{plan.primary_id} has conflicts nobody chose a value for "
-                f"({details}). Choose a value per field (plan choices) or set a conflict_policy.", fields)
+                f"({details}). Choose a value for each on the review page, or merge with a conflict policy "
+                "(merge.conflict_policy in the settings: keep_primary, most_recent or longest).", fields)
         return retrying(lambda: self._apply_once(plan, batch_id, group_id, update_group, check_done))
 
     def _apply_once(self, plan: MergePlan, batch_id, group_id, update_group, check_done) -> MergeResult:

@@ -31,6 +31,29 @@ def only_links_moved(approved, fresh) -> bool:
             and decisions(approved) == decisions(fresh))
 
 
+def _conflicts_settled(store, plans: list, settings: Settings) -> list:
+    """The plans, those with conflicts left open (planned with conflict_policy 'ask') planned again
+    with the merge's own conflict policy (and the values a person chose): what a person approved
+    with open conflicts cannot merge otherwise. Only where the records are as they were planned (the
+    same fingerprints); a plan whose records changed stays as it is and is reported stale."""
+    from merge_rules.plan import plan_groups
+
+    if settings.merge.conflict_policy == "ask":
+        return plans
+    out = list(plans)
+    for entity in sorted({plan.entity_type for _gid, plan in plans}):
+        open_ = [i for i, (_gid, plan) in enumerate(plans) if plan.entity_type == entity and plan.unresolved]
+        groups = [(plans[i][1].primary_id, plans[i][1].member_ids) for i in open_]
+        # the values a person chose stay chosen
+        choices = {plans[i][1].primary_id: {f: d.source_id for f, d in plans[i][1].fields.items() if d.rule == "choice"}
+                   for i in open_}
+        for i, fresh in zip(open_, plan_groups(store, entity, groups, settings.merge, choices=choices) if groups else []):
+            if fresh.fingerprints == plans[i][1].fingerprints and not fresh.problems:
+                fresh.group_id = plans[i][1].group_id
+                out[i] = (plans[i][0], fresh)
+    return out
+
+
 def apply_approved(db: str | None, batch_id: str, user_id: int | None, settings_path: str | None = None,
                    group_ids: list[str] | None = None) -> list[dict]:
     """Merge every approved group (or the given ones, if approved), each in its own transaction.
@@ -56,6 +79,7 @@ def apply_approved(db: str | None, batch_id: str, user_id: int | None, settings_
                 unreadable.append((row, exc))
                 continue
         plans.append((row.id, plan))
+    plans = _conflicts_settled(store, plans, settings)
     results = apply_batch(store, [p for _, p in plans], user_id, batch_id, group_ids=[g for g, _ in plans])
     out = []
     g = schema.dedup_groups

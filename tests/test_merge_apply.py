@@ -299,6 +299,33 @@ def test_a_pair_marked_not_duplicates_after_planning_is_not_merged(sample):
     assert one(sample, schema.contacts, 11)["deleted_at"] is None
 
 
+def test_conflicts_left_open_are_settled_by_the_policy_the_merge_runs_with(sample, tmp_path):
+    """Planned with conflict_policy 'ask' (a person chose one value of two), approved: merged with
+    the settings' default it waits for a person; merged with a policy, the policy settles the rest
+    and the person's choice stands."""
+    from pipelines.apply import apply_approved
+
+    asking, settling = tmp_path / "ask.yaml", tmp_path / "keep.yaml"
+    asking.write_text("merge: {conflict_policy: ask}\n")
+    settling.write_text("merge: {conflict_policy: keep_primary}\n")
+    plan = plan_one(sample, "contact", (10, [10, 11, 12]), MergeSettings(), choices={10: {"post": 11}})
+    assert [c.field for c in plan.unresolved] == ["source"]
+    proposals.start_run(sample, "r1", ["contact"], str(tmp_path))
+    proposals.replace_pending(sample, "r1", ["contact"], [
+        {"id": "g1", "entity_type": "contact", "tier": "certain", "score": 0.99, "primary_id": 10,
+         "member_ids": [10, 11, 12], "responsible_ids": [], "primary_reason": "x", "criteria": "phone", "pairs": [],
+         "plan": plan.to_dict()}])
+    source = one(sample, schema.contacts, 10)["source"]
+    proposals.set_status(sample, ["g1"], "approved", 1)
+    (waits,) = apply_approved(sample.url, "b1", 1, str(asking))
+    assert waits["status"] == "conflicts" and "merge.conflict_policy" in waits["message"]
+    proposals.set_status(sample, ["g1"], "approved", 1)
+    (merged,) = apply_approved(sample.url, "b2", 1, str(settling))
+    assert merged["status"] == "applied"
+    p = one(sample, schema.contacts, 10)
+    assert (p["post"], p["source"]) == ("Генеральный директор", source)
+
+
 def test_a_plan_with_problems_is_not_applied(sample):
     plan = plan_one(sample, "contact", (10, [10, 999]))
     with pytest.raises(MergeError, match="contact #999 does not exist"):
