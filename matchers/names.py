@@ -622,9 +622,16 @@ def _from_units(units: list[_Unit], comma_at: int | None = None) -> PersonName:
                   units[middle_i] if middle_i is not None else None, [units[i] for i in extra])
 
 
+def _swapped(last: _Unit, first: _Unit) -> bool:
+    """Swapped fields: the surname field holds what is surely a first name, the first-name field one
+    less surely so. Only sure evidence outweighs the fields' labels: "Смит" may be a first name
+    (Smit), but "Смит Джон" is John Smith, whose name the tables do not know in Cyrillic."""
+    return last.name_score == 2 and first.name_score < 2 and not last.patronymic
+
+
 def _from_fields(last: tuple[_Unit, ...], first: tuple[_Unit, ...], middle: tuple[_Unit, ...]) -> PersonName:
     if (len(first) == 1 and len(last) <= 1 and len(middle) <= 1 and not first[0].patronymic
-            and not (last and last[0].name_score > first[0].name_score and not last[0].patronymic)):
+            and not (last and _swapped(last[0], first[0]))):
         # the usual case, one word per field in its place: nothing to move
         return _build(first[0], list(last), middle[0] if middle else None, [])
     filled = [f for f in (last, first, middle) if f]
@@ -641,8 +648,7 @@ def _from_fields(last: tuple[_Unit, ...], first: tuple[_Unit, ...], middle: tupl
             last = [u for u in last if u is not moved]
             extra.extend(middle)
             middle = [moved]
-    # swapped fields: the first-name field holds a surname and the surname field a first name
-    if last and first and last[0].name_score > first[0].name_score and not last[0].patronymic:
+    if last and first and _swapped(last[0], first[0]):
         last, first = first, last
     if not first and len(last) >= 2 and not middle:
         return _from_units(last)

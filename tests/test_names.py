@@ -362,6 +362,8 @@ PERSONS = [
     ("Latin swapped", ("Ivan", "Ivanov", None), ("ivan", "ivanov", "")),
     ("diminutive resolved", ("Иванова", "Саша", ""), ("aleksandr", "ivanova", "")),
     ("English nickname, swapped", ("Bill", "Smith", None), (translit("william"), "smit", "")),
+    # "Смит" may be a first name (Smit), "Джон" is not known in Cyrillic: the fields' labels stand
+    ("English name in Cyrillic, not swapped", ("Смит", "Джон", None), ("dzhon", "smit", "")),
     ("surname ending in -ович stays a surname", ("Абрамович", "Роман", "Аркадьевич"),
      ("roman", "abramovich", "arkadevich")),
     ("lone -ович surname with no patronymic", ("Абрамович", "Роман", None), ("roman", "abramovich", "")),
