@@ -21,7 +21,8 @@ Choices a user should know about:
 - Multi-value cells. Our own format writes one value per cell and repeats the ``phone:work`` (etc.)
   column as often as the record with most such values needs: lossless for any value. The bitrix24
   preset writes and reads several values in one cell joined by ", " as Bitrix24 does; a value that
-  itself contains a comma is split there.
+  itself contains a comma is split there (but a phone's extension after a comma, "доб 802", stays
+  with its phone).
 - Timestamps are naive UTC. Bitrix24 writes them in the portal's time zone, which the file does not
   say; they are taken as they are. A missing created_at is modified_at, else now; a missing
   modified_at is created_at (a missing date must not make an old record look recently worked on).
@@ -50,6 +51,7 @@ import sqlalchemy as sa
 
 from crm import schema
 from crm.store import Store
+from matchers.phones import only_extension
 
 log = logging.getLogger(__name__)
 
@@ -529,6 +531,8 @@ class _Converter:
         for typ, kind, idx in self.comms:
             for i in idx:
                 pieces = [p.strip() for p in cells[i].split(self.split)] if self.split else [cells[i]]
+                if typ == "phone" and len(pieces) > 1:
+                    pieces = _with_extensions(pieces, self.split)
                 for p in pieces:
                     if p.strip():
                         _check_text(p, self.header[i], self.fields[f"{typ}:{kind}"].length, f"a {typ} value")
@@ -641,6 +645,18 @@ def _resolve_columns(path: Path, entity: str, header: list[str], fields: dict[st
         why = NOT_STORED.get(entity, {}).get(_norm(h))
         ignored.append(f"'{h}' ({why})" if why else f"'{h}'")
     return columns, ignored
+
+
+def _with_extensions(pieces: list[str], joiner: str) -> list[str]:
+    """The phones of a cell split at its joiner, an extension that followed its phone after a comma
+    ("(495) 751-64-43, доб 802") put back with it."""
+    out: list[str] = []
+    for piece in pieces:
+        if out and only_extension(piece):
+            out[-1] = out[-1] + joiner + piece
+        else:
+            out.append(piece)
+    return out
 
 
 def import_csv(store: Store, path: Path, entity: str, *, preset: str | None = None,

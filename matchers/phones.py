@@ -61,6 +61,12 @@ _EXT = re.compile(
     r"[\s,;(]*(?:доб(?:авочный)?|доп|вн(?:утр(?:енний)?)?|ext(?:ension)?|extn|x|#|д)\.?\s*[:.]?\s*(\d{1,7})\)?\s*$",
     re.IGNORECASE)
 _LETTER = re.compile(r"[^\W\d_]")
+
+
+def only_extension(text: str) -> bool:
+    """Whether ``text`` is an extension alone ("доб 802", "ext. 12"), not a phone: what a cell of
+    phones joined by ", " holds after the comma of "(495) 751-64-43, доб 802"."""
+    return _EXT.match(text) is not None
 _LETTER_OR_HASH = re.compile(r"[^\W\d_]|#")
 _NON_DIGIT = re.compile(r"\D+")
 

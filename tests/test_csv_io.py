@@ -177,6 +177,9 @@ def test_round_trip_bitrix24_preset_cp1251_semicolons(store, tmp_path):
     put(store, schema.communications, [
         dict(entity_type="contact", entity_id=1, type="phone", kind="mobile", value="+7 916 111-22-33"),
         dict(entity_type="contact", entity_id=1, type="phone", kind="mobile", value="8 916 1112233"),
+        # a phone written with its extension after a comma stays one phone (the cell joins values by ", ")
+        dict(entity_type="contact", entity_id=1, type="phone", kind="work", value="(495) 751-64-43, доб 802"),
+        dict(entity_type="contact", entity_id=1, type="phone", kind="work", value="+7 495 111-22-33, ext. 12"),
         dict(entity_type="contact", entity_id=1, type="email", kind="home", value="ivan@gmail.com"),
         dict(entity_type="contact", entity_id=1, type="im", kind="mobile", value="@ivanov"),
         dict(entity_type="contact", entity_id=4, type="web", kind="work", value="https://bill.example.com"),
@@ -187,6 +190,7 @@ def test_round_trip_bitrix24_preset_cp1251_semicolons(store, tmp_path):
     text = out.read_bytes().decode("cp1251")
     assert text.startswith("ID;Фамилия;Имя;Отчество;Дата рождения;")
     assert "+7 916 111-22-33, 8 916 1112233" in text and "01.02.1980" in text and "15.03.2021 10:15:00" in text
+    assert "(495) 751-64-43, доб 802, +7 495 111-22-33, ext. 12" in text
     assert "Анна Смирнова" in text  # Responsible is written as the user's name
 
     store.truncate_crm()
