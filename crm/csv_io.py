@@ -426,8 +426,8 @@ def _parse_date(value: str, column: str) -> date:
                 stamp = datetime.fromisoformat(v)
         if stamp.time() == datetime.min.time():  # some exports write a birthdate as 01.02.1980 00:00:00
             return stamp.date()
-    except ValueError:
-        pass
+    except ValueError as exc:
+        _reject_impossible(v, column, value, exc)
     raise _Reject(column, f"{_excerpt(v)!r} is not a date: write dd.mm.yyyy (as Bitrix24 does) or yyyy-mm-dd",
                   value)
 
@@ -436,12 +436,23 @@ def _parse_datetime(value: str, column: str) -> datetime:
     v = value.strip()
     try:
         stamp = _dmy(v) or datetime.fromisoformat(v)
-    except ValueError:
+    except ValueError as exc:
+        _reject_impossible(v, column, value, exc)
         raise _Reject(column, f"{_excerpt(v)!r} is not a date and time: write dd.mm.yyyy hh:mm:ss "
                               "(as Bitrix24 does) or yyyy-mm-dd hh:mm:ss", value) from None
     if stamp.tzinfo is not None:
         stamp = stamp.astimezone(timezone.utc).replace(tzinfo=None)
     return stamp
+
+
+def _reject_impossible(v: str, column: str, value: str, exc: ValueError) -> None:
+    """A date written the right way that does not exist (31.02.2020, 2021-13-01) is rejected as such."""
+    if _DMY.fullmatch(v) or _ISO_DAY.match(v):
+        raise _Reject(column, f"{_excerpt(v)!r} is written as a date but there is no such day or time "
+                              f"({exc})", value) from None
+
+
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$")
 
 
 def _dmy(v: str) -> datetime | None:

@@ -333,7 +333,7 @@ def test_bad_rows_reported_good_rows_imported(store, tmp_path):
     assert [(p.line, p.column) for p in report.problems] == [
         (3, "birthdate"), (4, "last_name"), (5, None), (6, None), (9, "phone:mobile")]
     reasons = [p.reason for p in report.problems]
-    assert "'31.02.1980' is not a date" in reasons[0]
+    assert "'31.02.1980' is written as a date but there is no such day or time (day is out of range for month)" in reasons[0]
     assert "NUL character" in reasons[1] and "NUL character" in reasons[4]
     assert "repeats the header line" in reasons[2]
     assert "lacks a name, phone or email" in reasons[3]
@@ -534,7 +534,7 @@ def test_cli_import_and_export(tmp_path):
     r = runner.invoke(app, ["import", str(DATA / "bad_rows.csv"), "--entity", "contact", "--db", db,
                             "--errors", str(errors)])
     assert r.exit_code == 0, r.output
-    assert "bad_rows.csv line 3, column 'birthdate': '31.02.1980' is not a date" in r.stderr
+    assert "bad_rows.csv line 3, column 'birthdate': '31.02.1980' is written as a date but there is no such day" in r.stderr
     assert "8 contact rows read" in r.stdout and "3 imported" in r.stdout and "5 rejected" in r.stdout
     assert len(list(csv.reader(open(errors, encoding="utf-8-sig")))) == 6
 
