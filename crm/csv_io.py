@@ -304,6 +304,14 @@ def _check_encoding(path: Path, encoding: str) -> tuple[int, int] | None:
     return None
 
 
+def _ascii_only(path: Path) -> bool:
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            if not chunk.isascii():
+                return False
+    return True
+
+
 def _detect_encoding(path: Path, head: bytes) -> str:
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or (
             head.count(b"\x00") >= 8 and head.count(b"\x00") * 4 > len(head)):
@@ -331,6 +339,11 @@ def _encoding(path: Path, encoding: str | None, head: bytes) -> str:
         raise CsvError(f"Unknown encoding {encoding!r} for {path}: use utf-8 or cp1251.") from None
     if name == "utf-8":
         name = "utf-8-sig"  # a BOM is not part of the first header
+    if not name.startswith("utf") and not _ascii_only(path) and _check_encoding(path, "utf-8-sig") is None:
+        # text in another script that decodes as UTF-8 is UTF-8 (a file in a one-byte encoding almost
+        # never does); read as asked it would go in garbled ("Ð\x9fÐµ" for "Пе")
+        raise CsvError(f"{path} is UTF-8 (all its text decodes as UTF-8), not {encoding}: read as {encoding} "
+                       "its letters would be garbled. Leave --encoding out, or give --encoding utf-8.")
     bad = _check_encoding(path, name)
     if bad is not None:
         other = "cp1251" if name.startswith("utf") else "utf-8"

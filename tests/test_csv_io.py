@@ -492,7 +492,14 @@ def test_wrong_encoding(store, tmp_path):
         import_csv(store, utf16, "contact")
     with pytest.raises(CsvError, match="Unknown encoding 'klingon'"):
         import_csv(store, DATA / "contacts_utf8.csv", "contact", encoding="klingon")
+    # a UTF-8 file with Cyrillic given as latin1 (or cp1251) would go in garbled: refused
+    for wrong in ("latin1", "cp1251"):
+        with pytest.raises(CsvError, match=f"is UTF-8 .*not {wrong}: read as {wrong} its letters would be garbled"):
+            import_csv(store, DATA / "contacts_utf8.csv", "contact", encoding=wrong)
     assert count(store, schema.contacts) == 0
+    ascii_file = tmp_path / "ascii.csv"
+    ascii_file.write_text("last_name,first_name\nSmith,John\n", encoding="ascii")
+    assert import_csv(store, ascii_file, "contact", encoding="latin1").imported == 1  # (plain ASCII reads alike)
 
 
 def test_bad_settings(store, tmp_path):
