@@ -34,6 +34,7 @@ Choices a user should know about:
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 import logging
@@ -688,6 +689,29 @@ def import_csv(store: Store, path: Path, entity: str, *, preset: str | None = No
                delimiter: str | None = None, responsible_id: int | None = None,
                batch_size: int = BATCH_SIZE) -> ImportReport:
     """Import one CSV file of contacts, companies or leads; bad rows are reported, the rest goes in."""
+    with _opened(path, entity, preset, mapping, encoding, delimiter) as (path, entity, fields, records, columns, report):
+        users = _Users(store)
+        if responsible_id is not None and responsible_id not in users.ids:
+            raise CsvError(f"The default responsible user id {responsible_id} is not a user of {store.display_url}.")
+        _import_rows(store, entity, fields, records, columns, preset, users, responsible_id, batch_size, report)
+    log.info("%s", report.summary())
+    return report
+
+
+def check_csv_file(path: Path, entity: str, *, preset: str | None = None,
+                   mapping: dict[str, list[str]] | None = None, encoding: str | None = None,
+                   delimiter: str | None = None) -> ImportReport:
+    """What import_csv would refuse the whole file for (missing, empty, its encoding, delimiter or
+    header, the preset or mapping), raised as the same CsvError, without reading its rows. Returns
+    the report of what was found (encoding, delimiter, columns ignored), with no rows."""
+    with _opened(path, entity, preset, mapping, encoding, delimiter) as (*_, report):
+        return report
+
+
+@contextlib.contextmanager
+def _opened(path: Path, entity: str, preset: str | None, mapping, encoding: str | None, delimiter: str | None):
+    """The file checked and opened up to its header: (path, entity, fields, the rows after the header,
+    the header's columns, a report with the encoding and delimiter)."""
     path = Path(path)
     entity = _entity(entity)
     _preset(preset, entity)
@@ -701,9 +725,6 @@ def import_csv(store: Store, path: Path, entity: str, *, preset: str | None = No
     if not head.replace(codecs.BOM_UTF8, b"").strip():
         raise CsvError(f"{path} is empty: export the records again, with the header line.")
     enc = _encoding(path, encoding, head)
-    users = _Users(store)
-    if responsible_id is not None and responsible_id not in users.ids:
-        raise CsvError(f"The default responsible user id {responsible_id} is not a user of {store.display_url}.")
     report = ImportReport(file=path, entity=entity, encoding=enc, preset=preset)
     old_limit = csv.field_size_limit()
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a 1 MB cell is a row problem, not a reader error
@@ -713,27 +734,28 @@ def import_csv(store: Store, path: Path, entity: str, *, preset: str | None = No
             truncated = bool(text.read(1))
             text.seek(0)
             report.delimiter = _given_delimiter(delimiter, path) if delimiter else _delimiter(sample, truncated)
-            _import_rows(store, path, entity, fields, _Records(text, report.delimiter), preset, mapping,
-                         users, responsible_id, batch_size, report)
+            records = _Records(text, report.delimiter)
+            header = _header(path, records)
+            columns, report.ignored_columns = _resolve_columns(path, entity, header, fields, preset, mapping)
+            yield path, entity, fields, records, (header, columns), report
     finally:
         csv.field_size_limit(old_limit)
-    log.info("%s", report.summary())
-    return report
 
 
-def _import_rows(store: Store, path: Path, entity: str, fields: dict[str, _Field], records: _Records,
-                 preset: str | None, mapping, users: _Users, responsible_id: int | None, batch_size: int,
-                 report: ImportReport) -> None:
-    header: list[str] | None = None
-    for line, end, row in records:
+def _header(path: Path, records: "_Records") -> list[str]:
+    """The first line of the file that is not blank."""
+    for line, _end, row in records:
         if isinstance(row, csv.Error):
             raise CsvError(f"{path} line {line}: the header cannot be read ({row}).")
         if row and any(c.strip() for c in row):
-            header = row
-            break
-    if header is None:
-        raise CsvError(f"{path} is empty: it has no header line and no rows.")
-    columns, report.ignored_columns = _resolve_columns(path, entity, header, fields, preset, mapping)
+            return row
+    raise CsvError(f"{path} is empty: it has no header line and no rows.")
+
+
+def _import_rows(store: Store, entity: str, fields: dict[str, _Field], records: _Records, columns,
+                 preset: str | None, users: _Users, responsible_id: int | None, batch_size: int,
+                 report: ImportReport) -> None:
+    header, columns = columns
     conv = _Converter(entity, fields, columns, header, MULTI_VALUE_JOIN.get(preset), users, responsible_id)
     writer = _Writer(store, entity, report, header[columns["id"][0]] if "id" in columns else None)
     for line, end, row in records:

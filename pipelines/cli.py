@@ -50,6 +50,34 @@ def open_store(db: str | None, *, must_exist: bool = True, check: bool = True):
         fail(str(exc))
 
 
+GROUP_TIERS = ("certain", "probable")  # groups form at "probable" or above (README, How matching works)
+SETTINGS_HELP = "Settings YAML with match, merge and pipeline sections (see Settings in README.md)."
+
+
+def entity_type(value: str, *, allow_all: bool = False) -> str:
+    """The one check of --entity for every command: the spellings `import` accepts (contact, contacts,
+    company, ...), and "all" where the command takes it."""
+    from crm.csv_io import ENTITY_ALIASES
+
+    key = str(value).strip().lower()
+    if allow_all and key == "all":
+        return "all"
+    if key not in ENTITY_ALIASES:
+        fail(f"unknown entity type {value!r}: use contact, company{', lead or all' if allow_all else ' or lead'}")
+    return ENTITY_ALIASES[key]
+
+
+def load_settings(path: Path | None):
+    """The whole settings file (match, merge, pipeline), checked before any flow starts."""
+    from pipelines.settings import Settings
+    from scoring.settings import SettingsError
+
+    try:
+        return Settings.load(path)
+    except SettingsError as exc:
+        fail(str(exc))
+
+
 @app.command()
 def init(db: DbOption = None) -> None:
     """Create an empty CRM database with the crm-dedup schema (or upgrade an existing one)."""
@@ -124,6 +152,7 @@ def import_(
     """Import contacts, companies or leads from CSV; bad rows are reported and the rest goes in."""
     from crm.csv_io import CsvError, import_csv
 
+    entity = entity_type(entity)
     store = open_store(db)
     try:
         report = import_csv(store, file, entity, preset=preset, mapping=_parse_map(map_),
@@ -151,6 +180,7 @@ def export(
     """Export contacts, companies or leads to CSV in the form `crm-dedup import` reads."""
     from crm.csv_io import CsvError, export_csv
 
+    entity = entity_type(entity)
     store = open_store(db)
     try:
         n = export_csv(store, file, entity, preset=preset, encoding=encoding, delimiter=delimiter)
@@ -162,13 +192,14 @@ def export(
 @app.command()
 def find(
     input_: Annotated[Optional[Path], typer.Option("--input", help="CSV or parquet file to deduplicate (file mode).")] = None,
-    entity: Annotated[str, typer.Option(help="contact, company or lead.")] = "contact",
+    entity: Annotated[str, typer.Option(help="contact, company or lead (or all, without --input).")] = "contact",
     map_: Annotated[list[str], typer.Option("--map", help="ROLE=COLUMN, repeatable; roles: first_name, last_name, "
                                              "middle_name, full_name, company, phone, email, birthdate, address, city, "
                                              "postcode, tax_id, website, text.")] = [],
     id_column: Annotated[Optional[str], typer.Option(help="Column holding the record id (default: row number).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Folder for groups.csv, pairs.csv, model.json, settings.yaml.")] = None,
-    settings: Annotated[Optional[Path], typer.Option(help="Settings YAML (see docs/settings.md).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for groups.csv, pairs.csv, model.json, blocking.csv and "
+                                                "settings.yaml (with --input).", show_default="./out")] = None,
+    settings: Annotated[Optional[Path], typer.Option(help=SETTINGS_HELP)] = None,
     incremental: IncrementalOption = False,
     db: DbOption = None,
 ) -> None:
@@ -177,11 +208,10 @@ def find(
     from matchers.table import MappingError
     from scoring.settings import MatchSettings, SettingsError
 
-    try:
-        match_settings = MatchSettings.load(settings)
-    except SettingsError as exc:
-        fail(str(exc))
     if input_ is None:
+        # the dedup flow reads the whole settings file: check it (and --entity) before the flow starts
+        entity = entity_type(entity, allow_all=True)
+        load_settings(settings)
         from pipelines.prefect_api import early_server
 
         with early_server() as ready:
@@ -192,9 +222,14 @@ def find(
         return
     if incremental:
         fail("--incremental works on the CRM database (without --input): a file has no last run to build on")
+    entity = entity_type(entity)
+    try:
+        match_settings = MatchSettings.load(settings)
+    except SettingsError as exc:
+        fail(str(exc))
     from scoring.files import FileError, find_in_file
 
-    out = out or Path("out")
+    out_given, out = out is not None, out or Path("out")
     try:
         result = find_in_file(input_, entity, _parse_map(map_), id_column, match_settings)
     except (FileError, MappingError) as exc:
@@ -204,8 +239,9 @@ def find(
     typer.echo(f"{s['records']:,} records, {s['candidate_pairs']:,} candidate pairs, {s['groups']:,} groups "
                f"({s['groups_per_tier']['certain']:,} certain, {s['groups_per_tier']['probable']:,} probable), "
                f"{s['records_in_groups']:,} records in groups")
+    typer.echo(f"Files written to {out.resolve()}" + ("" if out_given else " (the default --out; pass --out DIR to choose)"))
     for name, path in paths.items():
-        typer.echo(f"  {name:<9} {path}")
+        typer.echo(f"  {name:<9} {path.name}")
 
 
 @app.command()
@@ -249,7 +285,7 @@ def evaluate(
             index=False, float_format=lambda v: f"{v:.4f}"))
 
 
-SettingsOption = Annotated[Optional[Path], typer.Option("--settings", help="Settings YAML (match, merge, pipeline).")]
+SettingsOption = Annotated[Optional[Path], typer.Option("--settings", help=SETTINGS_HELP)]
 
 
 @app.command()
@@ -260,6 +296,9 @@ def run(
     incremental: IncrementalOption = False,
 ) -> None:
     """Run the dedup flow over the CRM database and print the summary (the main job)."""
+    # bad input is refused before Prefect's server and the flow start
+    entity = entity_type(entity, allow_all=True)
+    load_settings(settings)
     from pipelines.prefect_api import early_server
 
     with early_server() as ready:
@@ -281,15 +320,29 @@ def approve(
     """Approve pending groups for the next merge (`crm-dedup merge` or the hourly apply flow)."""
     from crm import proposals
 
-    store = open_store(db)
     if not group_ids and not tier:
         fail("name group ids, or --tier certain to approve every certain group")
+    if tier is not None and tier not in GROUP_TIERS:
+        fail(f"unknown tier {tier!r}: use {' or '.join(GROUP_TIERS)}")
+    if entity is not None:
+        if not tier:
+            fail("--entity limits --tier to one entity type; group ids name their entity type already")
+        entity = entity_type(entity)
+    store = open_store(db)
     user_row = _user(store, user)
-    ids = list(group_ids or [])
+    ids = list(dict.fromkeys(group_ids or []))
+    statuses = _group_statuses(store, ids)
+    unknown = [i for i in ids if i not in statuses]
+    if unknown:
+        # a typo approves nothing, not the rest of the list
+        fail(f"no group with id {_listed(unknown)} in {store.display_url}; nothing approved "
+             "(the review page and `crm-dedup run` list the group ids)")
     if tier:
         ids += proposals.read_groups(store, status="pending", entity_type=entity, tiers=[tier])["id"].tolist()
     n = proposals.set_status(store, ids, "approved", user_row["id"])
-    typer.echo(f"Approved {n:,} group(s) as {user_row['name']}" + (f"; {len(ids) - n} were not pending" if len(ids) > n else ""))
+    not_pending = [f"{i} ({s})" for i, s in statuses.items() if s != "pending"]
+    typer.echo(f"Approved {n:,} group(s) as {user_row['name']}"
+               + (f"; not pending, left as they are: {_listed(not_pending, quote=False)}" if not_pending else ""))
 
 
 @app.command()
@@ -300,13 +353,17 @@ def merge(
     settings: SettingsOption = None,
 ) -> None:
     """Merge every approved group (the apply flow), each in its own transaction."""
+    load_settings(settings)
+    store = open_store(db)
+    user_row = _user(store, user)
+    if batch_id is not None and not _batch_counts(store, batch_id):
+        fail(f"there is no batch {batch_id!r} in {store.display_url} (no merge of it is stored; `crm-dedup history` "
+             "lists batch ids); leave --batch-id out to merge the approved groups in a new batch")
     from pipelines.prefect_api import early_server
 
     with early_server() as ready:
         from pipelines.flows import apply_flow
 
-        store = open_store(db)
-        user_row = _user(store, user)
         ready()
         results = apply_flow(db=db, batch_id=batch_id, user_id=user_row["id"],
                              settings_path=str(settings) if settings else None)
@@ -321,12 +378,16 @@ def merge(
 @app.command()
 def history(
     db: DbOption = None,
-    limit: Annotated[int, typer.Option(help="How many merges to list, newest first.")] = 50,
+    limit: Annotated[int, typer.Option(help="How many merges to list, newest first (1 or more).")] = 50,
     entity: Annotated[Optional[str], typer.Option(help="contact, company or lead.")] = None,
 ) -> None:
     """List merges: who, when, what; undo one with `crm-dedup undo MERGE_ID`."""
     from merge_rules.history import merge_history
 
+    if limit < 1:
+        fail(f"--limit must be 1 or more (got {limit})")
+    if entity is not None:
+        entity = entity_type(entity)
     store = open_store(db)
     frame = merge_history(store, limit=limit, entity_type=entity)
     if frame.empty:
@@ -347,17 +408,34 @@ def undo(
     from merge_rules.errors import MergeError
     from merge_rules.undo import undo_batch, undo_merge
 
-    store = open_store(db)
-    user_row = _user(store, user)
     if (merge_id is None) == (all_ is None):
         fail("give either a MERGE_ID or --all BATCH_ID")
-    try:
-        results = [undo_merge(store, merge_id, user_row["id"], force=force)] if merge_id is not None else \
-            undo_batch(store, all_, user_row["id"], force=force)
-    except MergeError as exc:
-        fail(str(exc), code=1)
+    store = open_store(db)
+    user_row = _user(store, user)
+    if merge_id is not None:
+        try:
+            r = undo_merge(store, merge_id, user_row["id"], force=force)
+        except MergeError as exc:
+            fail(str(exc), code=1)
+        typer.echo(_undo_line(r))
+        return
+    before = _batch_counts(store, all_)
+    if not before:
+        fail(f"there is no batch {all_!r} in {store.display_url} (`crm-dedup history` lists batch ids)")
+    results = undo_batch(store, all_, user_row["id"], force=force)
+    if not results:
+        typer.echo(f"Batch {all_}: nothing to undo ({_counted(before)})")
+        return
+    counts: dict[str, int] = {}
     for r in results:
-        typer.echo(str(r))
+        counts[r.status] = counts.get(r.status, 0) + 1
+    # thousands of merges undo cleanly: list only those that did not
+    bad = [r for r in results if r.status not in ("undone", "already_undone")]
+    for r in bad:
+        typer.secho(f"  {_undo_line(r)}", fg=typer.colors.YELLOW)
+    typer.echo(f"Batch {all_}: {_counted(counts)}")
+    if bad:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -369,11 +447,32 @@ def skip(
     db: DbOption = None,
 ) -> None:
     """Mark two records as "not duplicates"; later runs never group them together."""
+    import sqlalchemy as sa
+
+    from crm import schema
     from merge_rules.skips import skip_pair
 
+    entity = entity_type(entity)
+    if id_a == id_b:
+        fail(f"cannot skip {entity} #{id_a} against itself: give two different record ids")
     store = open_store(db)
+    table = schema.ENTITY_TABLES[entity]
+    with store.engine.connect() as conn:
+        found = set(conn.execute(sa.select(table.c.id).where(table.c.id.in_([id_a, id_b]))).scalars())
+    missing = [f"#{i}" for i in (id_a, id_b) if i not in found]
+    if missing:
+        fail(f"there is no {entity} {' or '.join(missing)} in {store.display_url}")
     skip_pair(store, entity, id_a, id_b, _user(store, user)["id"])
     typer.echo(f"{entity} #{id_a} and #{id_b} are marked as not duplicates.")
+    g = schema.dedup_groups
+    with store.engine.connect() as conn:  # (the text of member_ids narrows the rows read; the ids decide)
+        rows = conn.execute(sa.select(g.c.id, g.c.status, g.c.member_ids).where(
+            g.c.entity_type == entity, g.c.status.in_(["pending", "approved"]),
+            sa.cast(g.c.member_ids, sa.Text).like(f"%{min(id_a, id_b)}%"))).all()
+    for gid, status, members in rows:
+        if {id_a, id_b} <= set(members):
+            typer.echo(f"Group {gid} ({status}) holds both: it will not be merged. Take one of them out of it on "
+                       "the review page, or let the next run regroup them.")
 
 
 @app.command()
@@ -388,6 +487,14 @@ def check(
 ) -> None:
     """Report new records that duplicate existing ones: the rows of --input, or (without it) the
     records the last dedup run of --entity has not seen (added since, whatever their created_at)."""
+    from crm.csv_io import CsvError
+
+    # bad input is refused before Prefect's server and the flow start
+    entity = entity_type(entity)
+    load_settings(settings)
+    mapping = _parse_map(map_) or None
+    if input_ is not None:
+        _check_csv(input_, entity, preset, mapping)
     from pipelines.prefect_api import early_server
 
     with early_server() as ready:
@@ -397,9 +504,8 @@ def check(
         ready()
         try:
             result = check_flow(db=db, entity=entity, csv_path=str(input_) if input_ else None, preset=preset,
-                                mapping=_parse_map(map_) or None, settings_path=str(settings) if settings else None,
-                                out=str(out))
-        except ValueError as exc:
+                                mapping=mapping, settings_path=str(settings) if settings else None, out=str(out))
+        except (CsvError, ValueError) as exc:  # the file's own problems (encoding, header) show when it is read
             fail(str(exc))
     for problem in result["problems"][:20]:
         typer.secho(f"  {problem}", fg=typer.colors.YELLOW, err=True)
@@ -414,6 +520,7 @@ def serve(db: DbOption = None, settings: SettingsOption = None,
     To use a Prefect server and workers instead, see prefect.yaml and the README."""
     from pipelines.deployments import serve_forever
 
+    load_settings(settings)
     open_store(db)
     typer.echo(f"Serving nightly-dedup (02:00{', incremental' if incremental else ''}) and hourly-apply (:05), "
                "Europe/Moscow; Ctrl-C stops.")
@@ -431,9 +538,7 @@ def review(
     from review.server import serve as serve_review
 
     store = open_store(db)
-    from pipelines.settings import Settings
-
-    merge_settings = Settings.load(settings).merge if settings else None
+    merge_settings = load_settings(settings).merge if settings else None
     typer.echo(f"Review page on http://{host}:{port} for {store.display_url} (Ctrl-C stops)")
     serve_review(store.url, host=host, port=port, merge_settings=merge_settings)
 
@@ -522,6 +627,58 @@ def _user(store, email: str | None) -> dict:
             if row is None:
                 fail("the database has no admin user; pass --user EMAIL")
     return dict(row._mapping)
+
+
+def _check_csv(path: Path, entity: str, preset: str | None, mapping: dict[str, list[str]] | None) -> None:
+    """A problem of the whole file (missing, encoding, header, preset) as one error line here, before
+    the check flow reads it (there it would be a failed flow run with Prefect's traceback)."""
+    from crm.csv_io import CsvError, check_csv_file
+
+    try:
+        check_csv_file(path, entity, preset=preset, mapping=mapping)
+    except CsvError as exc:
+        fail(str(exc))
+
+
+def _group_statuses(store, ids: list[str]) -> dict[str, str]:
+    """group id -> status, for the ids that exist."""
+    import sqlalchemy as sa
+
+    from crm import schema
+
+    g = schema.dedup_groups
+    out: dict[str, str] = {}
+    with store.engine.connect() as conn:
+        for at in range(0, len(ids), 2000):  # PostgreSQL takes at most 65,535 parameters a statement
+            out.update(conn.execute(sa.select(g.c.id, g.c.status).where(g.c.id.in_(ids[at:at + 2000]))).all())
+    return out
+
+
+def _batch_counts(store, batch_id: str) -> dict[str, int]:
+    """status -> merges of the batch (dedup_merges.batch_id); empty when there is no such batch."""
+    import sqlalchemy as sa
+
+    from crm import schema
+
+    m = schema.dedup_merges
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(m.c.status, sa.func.count()).where(m.c.batch_id == batch_id)
+                            .group_by(m.c.status)).all()
+    return {status: n for status, n in rows}
+
+
+def _counted(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n:,} {status}" for status, n in sorted(counts.items()))
+
+
+def _listed(items: list[str], quote: bool = True, most: int = 20) -> str:
+    shown = [repr(i) if quote else i for i in items[:most]]
+    return ", ".join(shown) + (f" and {len(items) - most:,} more" if len(items) > most else "")
+
+
+def _undo_line(r) -> str:
+    """One readable line of an UndoResult: merge id, status, message."""
+    return f"merge #{r.merge_id}: {r.status}: {r.message}"
 
 
 def _parse_map(items: list[str]) -> dict[str, list[str]]:

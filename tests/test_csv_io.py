@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from crm import csv_io, schema
-from crm.csv_io import PRESETS, CsvError, ImportReport, Problem, export_csv, import_csv
+from crm.csv_io import PRESETS, CsvError, ImportReport, Problem, check_csv_file, export_csv, import_csv
 from crm.store import Store
 
 DATA = Path(__file__).parent / "data" / "csv"
@@ -500,6 +500,18 @@ def test_wrong_encoding(store, tmp_path):
     ascii_file = tmp_path / "ascii.csv"
     ascii_file.write_text("last_name,first_name\nSmith,John\n", encoding="ascii")
     assert import_csv(store, ascii_file, "contact", encoding="latin1").imported == 1  # (plain ASCII reads alike)
+
+
+def test_a_file_is_checked_whole_without_its_rows(tmp_path):
+    """check_csv_file refuses what import_csv refuses a whole file for, and reads no row."""
+    report = check_csv_file(DATA / "bad_rows.csv", "contact")  # bad rows, a good header
+    assert (report.encoding, report.delimiter, report.rows_read, report.problems) == ("utf-8-sig", ",", 0, [])
+    with pytest.raises(CsvError, match="neither UTF-8"):
+        check_csv_file(DATA / "wrong_encoding.csv", "contact")
+    with pytest.raises(CsvError, match="There is no file"):
+        check_csv_file(tmp_path / "nope.csv", "contact")
+    with pytest.raises(CsvError, match="Unknown entity 'deal'"):
+        check_csv_file(DATA / "bad_rows.csv", "deal")
 
 
 def test_bad_settings(store, tmp_path):

@@ -1,0 +1,202 @@
+"""Bad input to the `crm-dedup` commands: one clear error line naming the value and the problem,
+exit code 2 (1 where an undo could not go ahead), never a traceback, nothing silently accepted.
+Every refusal here comes before any Prefect flow starts, so these tests need no flow run."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from crm import schema
+from merge_rules import MergeSettings, apply_batch, plan_groups
+from merge_rules.testing import SAMPLE_GROUPS, load_sample
+from pipelines.cli import app
+
+NOW = dt.datetime(2026, 1, 1)
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def refused(result, *phrases: str, code: int = 2) -> str:
+    """Assert the command was refused with one `error:` line holding every phrase, and no traceback."""
+    out = result.output
+    assert result.exit_code == code, out
+    assert "Traceback" not in out and not isinstance(result.exception, (KeyError, ValueError, TypeError)), out
+    errors = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, out
+    for phrase in phrases:
+        assert phrase in out, (phrase, out)
+    return out
+
+
+@pytest.fixture
+def sample(store):
+    """The small sample CRM of merge_rules.testing (users 1-4, user 1 the admin)."""
+    load_sample(store)
+    return store
+
+
+def _groups(store, statuses: dict[str, str]) -> None:
+    store.insert(schema.dedup_runs, [{"id": "r1", "started_at": NOW, "status": "completed", "entity_types": "contact"}])
+    store.insert(schema.dedup_groups, [
+        {"id": gid, "entity_type": "contact", "run_id": "r1", "status": status, "tier": "certain", "score": 0.99,
+         "primary_id": 10 + i, "member_ids": [10 + i, 20 + i], "responsible_ids": [], "primary_reason": "",
+         "criteria": "", "updated_at": NOW} for i, (gid, status) in enumerate(statuses.items())])
+
+
+def _status(store, gid: str) -> str:
+    g = schema.dedup_groups
+    with store.engine.connect() as conn:
+        return conn.execute(sa.select(g.c.status).where(g.c.id == gid)).scalar_one()
+
+
+# -- errors instead of tracebacks -----------------------------------------------------------
+
+def test_unknown_entity_types_are_refused_with_the_valid_ones(tmp_path):
+    db = f"sqlite:///{tmp_path}/none.db"  # each refusal comes before the database is opened
+    refused(invoke("run", "--entity", "bogus", "--db", db), "unknown entity type 'bogus'",
+            "use contact, company, lead or all")
+    refused(invoke("find", "--entity", "bogus", "--db", db), "unknown entity type 'bogus'")
+    refused(invoke("check", "--entity", "bogus", "--db", db), "unknown entity type 'bogus'",
+            "use contact, company or lead")
+    refused(invoke("skip", 5, 6, "--entity", "bogus", "--db", db), "unknown entity type 'bogus'")
+    refused(invoke("history", "--entity", "bogus", "--db", db), "unknown entity type 'bogus'")
+    refused(invoke("approve", "--tier", "certain", "--entity", "bogus", "--db", db), "unknown entity type 'bogus'")
+    refused(invoke("import", tmp_path / "x.csv", "--entity", "deals", "--db", db), "unknown entity type 'deals'")
+
+
+def test_plural_entity_types_are_accepted_as_import_accepts_them(tmp_path):
+    # "contacts" passes the entity check: what stops the command next is the settings file
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("match: {blok_cap: 3}\n")
+    for cmd in ("run", "find", "check"):
+        refused(invoke(cmd, "--entity", "contacts", "--settings", bad, "--db", f"sqlite:///{tmp_path}/x.db"),
+                "blok_cap: Extra inputs are not permitted")
+
+
+def test_settings_problems_are_shown_without_a_traceback(tmp_path):
+    db = f"sqlite:///{tmp_path}/none.db"
+    misspelled, reversed_ = tmp_path / "misspelled.yaml", tmp_path / "reversed.yaml"
+    misspelled.write_text("match: {blok_cap: 3}\npipeline: {runs_dir: /tmp/x}\n")
+    reversed_.write_text("match: {thresholds: {certain: 0.5, probable: 0.9}}\n")
+    refused(invoke("run", "--settings", tmp_path / "nope.yaml", "--db", db), "Cannot read settings from",
+            "nope.yaml", "No such file")
+    refused(invoke("run", "--settings", misspelled, "--db", db), "blok_cap: Extra inputs are not permitted")
+    refused(invoke("run", "--settings", reversed_, "--db", db), "possible <= probable <= certain")
+    refused(invoke("check", "--settings", reversed_, "--db", db), "possible <= probable <= certain")
+    refused(invoke("merge", "--settings", tmp_path / "nope.yaml", "--db", db), "nope.yaml")
+    # find over the database reads the whole file, as run does: a pipeline section is no error
+    refused(invoke("find", "--settings", reversed_, "--db", db), "possible <= probable <= certain")
+
+
+def test_check_refuses_a_missing_file_and_mixed_encodings(tmp_path):
+    db = f"sqlite:///{tmp_path}/none.db"
+    refused(invoke("check", "--input", tmp_path / "nope.csv", "--db", db), "There is no file", "nope.csv")
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_bytes("first_name,last_name,phone\nИван,Петров,+79161234567\n".encode()
+                      + "Пётр,Сидоров,+79161234568\n".encode("cp1251"))
+    refused(invoke("check", "--input", mixed, "--db", db), "mixed.csv is neither UTF-8", "nor Windows-1251")
+    refused(invoke("check", "--input", mixed, "--preset", "bogus", "--db", db), "Unknown preset 'bogus'")
+
+
+def test_skip_refuses_one_record_twice_and_records_that_do_not_exist(sample):
+    refused(invoke("skip", 10, 10, "--db", sample.url), "cannot skip contact #10 against itself")
+    refused(invoke("skip", 10, 99999, "--db", sample.url), "there is no contact #99999")
+    _groups(sample, {"g-approved": "approved", "g-applied": "applied"})
+    g = schema.dedup_groups
+    with sample.engine.begin() as conn:
+        for gid, members in (("g-approved", [13, 10, 14]), ("g-applied", [11, 12])):
+            conn.execute(g.update().where(g.c.id == gid).values(member_ids=members))
+    done = invoke("skip", 13, 10, "--entity", "contacts", "--db", sample.url)
+    assert done.exit_code == 0 and "contact #13 and #10 are marked as not duplicates" in done.output
+    assert "Group g-approved (approved) holds both: it will not be merged" in done.output
+    assert "holds both" not in invoke("skip", 11, 12, "--db", sample.url).output  # (merged already)
+    s = schema.dedup_skips
+    with sample.engine.connect() as conn:
+        assert conn.execute(sa.select(s.c.entity_type, s.c.id_a, s.c.id_b).order_by(s.c.id_a)).all() == [
+            ("contact", 10, 13), ("contact", 11, 12)]
+
+
+# -- nothing silently accepted --------------------------------------------------------------
+
+def test_approve_names_unknown_ids_and_groups_that_are_not_pending(sample):
+    _groups(sample, {"contact:a": "pending", "contact:b": "applied", "contact:c": "pending"})
+    out = refused(invoke("approve", "contact-99999-abcdef", "--db", sample.url),
+                  "no group with id 'contact-99999-abcdef'", "nothing approved")
+    # a typo among good ids approves none of them
+    refused(invoke("approve", "contact:a", "contact:nope", "--db", sample.url), "'contact:nope'")
+    assert "contact:a" not in out and _status(sample, "contact:a") == "pending"
+    result = invoke("approve", "contact:a", "contact:b", "--db", sample.url)
+    assert result.exit_code == 0, result.output
+    assert "Approved 1 group(s)" in result.output and "contact:b (applied)" in result.output
+    assert _status(sample, "contact:a") == "approved" and _status(sample, "contact:b") == "applied"
+    refused(invoke("approve", "--tier", "bogus", "--db", sample.url), "unknown tier 'bogus'", "certain or probable")
+    refused(invoke("approve", "contact:c", "--entity", "contact", "--db", sample.url), "--entity limits --tier")
+    result = invoke("approve", "--tier", "certain", "--entity", "contacts", "--db", sample.url)
+    assert result.exit_code == 0 and "Approved 1 group(s)" in result.output, result.output
+    assert _status(sample, "contact:c") == "approved"
+
+
+def test_history_refuses_bad_limits(sample):
+    for limit in (0, -1):
+        refused(invoke("history", "--limit", limit, "--db", sample.url), f"--limit must be 1 or more (got {limit})")
+    result = invoke("history", "--entity", "companies", "--db", sample.url)
+    assert result.exit_code == 0 and "No merges yet." in result.output, result.output
+
+
+def test_unknown_batches_and_merges_are_named(sample):
+    refused(invoke("undo", "--all", "batch-nope", "--db", sample.url), "there is no batch 'batch-nope'")
+    refused(invoke("merge", "--batch-id", "batch-nope", "--db", sample.url), "there is no batch 'batch-nope'",
+            "leave --batch-id out")
+    refused(invoke("undo", 9999, "--db", sample.url), "There is no merge #9999", code=1)
+
+
+# -- undo prints one line per merge, a batch as a summary ----------------------------------------
+
+def test_undo_prints_readable_lines_and_a_batch_summary(sample):
+    results = []
+    for entity in ("contact", "company"):  # planned in turn: a contact merge moves the companies' links
+        plans = plan_groups(sample, entity, SAMPLE_GROUPS[entity], MergeSettings(conflict_policy="keep_primary"))
+        results += apply_batch(sample, plans, 1, "b1")
+    assert [r.status for r in results] == ["applied"] * 4
+    ids = [r.merge_id for r in results]
+
+    one = invoke("undo", ids[-1], "--db", sample.url)
+    assert one.exit_code == 0, one.output
+    assert one.output.strip().startswith(f"merge #{ids[-1]}: undone: Undid merge #{ids[-1]}")
+    assert len(one.output.strip().splitlines()) == 1 and "UndoResult" not in one.output
+
+    # a record changed since its merge: that merge is a conflict, listed; the rest only counted
+    with sample.engine.begin() as conn:
+        conn.execute(schema.contacts.update().where(schema.contacts.c.id == 10).values(post="Президент"))
+    batch = invoke("undo", "--all", "b1", "--db", sample.url)
+    assert batch.exit_code == 1, batch.output
+    lines = batch.output.rstrip().splitlines()
+    assert lines[-1] == "Batch b1: 1 conflict, 2 undone", batch.output
+    assert len(lines) == 2 and lines[0].startswith(f"  merge #{ids[0]}: conflict: Cannot undo merge #{ids[0]}")
+    assert "UndoResult" not in batch.output and "Traceback" not in batch.output
+
+    again = invoke("undo", "--all", "b1", "--force", "--db", sample.url)
+    assert again.exit_code == 0 and again.output.strip() == "Batch b1: 1 undone", again.output
+    done = invoke("undo", "--all", "b1", "--db", sample.url)
+    assert done.exit_code == 0 and "Batch b1: nothing to undo (4 undone)" in done.output, done.output
+
+
+# -- find says where its files went ---------------------------------------------------------
+
+def test_find_without_out_says_where_the_files_went(tmp_path, monkeypatch):
+    (tmp_path / "people.csv").write_text("id,first_name,last_name,phone\n1,Иван,Петров,+79161234567\n"
+                                         "2,Иван,Петров,89161234567\n3,Анна,Смирнова,+79035550000\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    result = invoke("find", "--input", "people.csv", "--id-column", "id", "--map", "first_name=first_name",
+                    "--map", "last_name=last_name", "--map", "phone=phone")
+    assert result.exit_code == 0, result.output
+    assert f"Files written to {tmp_path / 'out'} (the default --out" in result.output
+    assert (tmp_path / "out" / "groups.csv").exists() and (tmp_path / "out" / "pairs.csv").exists()
+    help_text = " ".join(invoke("find", "--help").output.split())
+    assert "./out" in help_text and "README.md" in help_text and "docs/settings.md" not in help_text
