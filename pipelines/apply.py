@@ -13,6 +13,13 @@ from pipelines.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def new_batch_id() -> str:
+    """The id of a new batch of merges (what `crm-dedup undo --all` takes)."""
+    import uuid
+
+    return "batch-" + uuid.uuid4().hex[:10]
+
+
 def only_links_moved(approved, fresh) -> bool:
     """Whether ``fresh`` (planned again now) merges what ``approved`` did: the same records, field values,
     conflicts and phones/e-mails, no problem, and only rows of the link tables differ (another

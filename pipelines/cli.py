@@ -361,6 +361,9 @@ def merge(
              "lists batch ids); leave --batch-id out to merge the approved groups in a new batch")
     from pipelines.prefect_api import early_server
 
+    from pipelines.apply import new_batch_id
+
+    batch_id = batch_id or new_batch_id()
     with early_server() as ready:
         from pipelines.flows import apply_flow
 
@@ -373,6 +376,8 @@ def merge(
         if r["status"] not in ("applied", "already_applied"):
             typer.secho(f"  {r['group_id']}: {r['status']}: {r['message']}", fg=typer.colors.YELLOW)
     typer.echo("Merge results: " + (", ".join(f"{n:,} {s}" for s, n in sorted(counts.items())) or "nothing approved"))
+    if counts.get("applied"):
+        typer.echo(f"Batch {batch_id}: `crm-dedup undo --all {batch_id}` undoes it.")
 
 
 @app.command()

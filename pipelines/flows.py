@@ -204,9 +204,9 @@ def apply_flow(db: str | None = None, batch_id: str | None = None, user_id: int 
                settings_path: str | None = None) -> list[dict]:
     """Merge every approved group, each in its own transaction; stale plans are re-planned and go
     back to pending for a person. Re-running a batch id finishes it and applies nothing twice."""
-    import uuid
+    from pipelines.apply import new_batch_id
 
-    batch_id = batch_id or "batch-" + uuid.uuid4().hex[:10]
+    batch_id = batch_id or new_batch_id()
     results = apply_task(steps.env_db(db), batch_id, user_id, settings_path)
     create_table_artifact(key="apply-results", table=results or [{"status": "nothing approved"}],
                           description=f"Apply batch {batch_id}")

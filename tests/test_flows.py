@@ -780,8 +780,8 @@ def test_every_entity_planned_beside_gives_the_plans_of_a_run_without_helpers(de
 def test_cli_runs_incremental_after_a_full_run_then_checks_records_added_since(tmp_path):
     """`crm-dedup run --incremental`: a full run when there is no last run, then one built on it that
     says so; --incremental with a file (--input) is refused; `crm-dedup check` reports a record added
-    since that duplicates one. Run as a user runs it (a process of its
-    own, here on the harness's Prefect server)."""
+    since that duplicates one; `approve`, `merge` (which prints its batch id) and `undo --all` that
+    batch. Run as a user runs it (a process of its own, here on the harness's Prefect server)."""
     import subprocess
     import sys
 
@@ -825,3 +825,14 @@ def test_cli_runs_incremental_after_a_full_run_then_checks_records_added_since(t
     assert checked.returncode == 0, checked.stderr[-3000:]
     found = pd.read_csv(out, dtype=str)
     assert set(found["new_record"]) == {str(top + 1)} and "5" in set(found["duplicate_of"]), found
+    # then approve one group, merge it and undo the batch by the id `merge` prints, as a user does
+    pending = proposals.read_groups(store, status="pending", tiers=["certain"]).sort_values("id")
+    gid = pending[pending["plan"].map(lambda p: not p["conflicts"])]["id"].iloc[0]
+    approved = run([cli, "approve", gid, "--db", store.url])
+    assert approved.returncode == 0 and "Approved 1 group(s)" in approved.stdout, approved.stderr[-2000:]
+    merged = run([cli, "merge", "--db", store.url, "--settings", _settings(tmp_path)])
+    assert merged.returncode == 0, merged.stderr[-3000:]
+    assert "Merge results: 1 applied" in merged.stdout
+    batch = merged.stdout.split("`crm-dedup undo --all ")[1].split("`")[0]
+    undone = run([cli, "undo", "--all", batch, "--db", store.url])
+    assert undone.returncode == 0 and f"Batch {batch}: 1 undone" in undone.stdout, undone.stdout + undone.stderr[-2000:]
