@@ -31,8 +31,8 @@ def _relabelled(p: Prepared, prefix: str) -> Prepared:
 
 
 def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, preset: str | None = None,
-                      mapping: dict[str, list[str]] | None = None, settings_path: str | None = None,
-                      reuse: bool = True) -> tuple[pd.DataFrame, list[str]]:
+                      mapping: dict[str, list[str]] | None = None, encoding: str | None = None,
+                      settings_path: str | None = None, reuse: bool = True) -> tuple[pd.DataFrame, list[str]]:
     """Likely duplicates of new records. Returns (rows: new_record, duplicate_of, existing, probability,
     tier, explanation; problems found while reading the CSV).
 
@@ -60,7 +60,7 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
         with tempfile.TemporaryDirectory() as tmp:
             scratch = Store(f"sqlite:///{tmp}/check.db")
             scratch.migrate()
-            report = import_csv(scratch, Path(csv), entity, preset=preset, mapping=mapping)
+            report = import_csv(scratch, Path(csv), entity, preset=preset, mapping=mapping, encoding=encoding)
             problems = [str(p) for p in report.problems]
             new = _relabel(load_role_table(scratch, entity), "new:")
             scratch.dispose()

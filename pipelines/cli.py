@@ -486,6 +486,7 @@ def check(
     entity: Annotated[str, typer.Option(help="contact, company or lead.")] = "contact",
     preset: Annotated[Optional[str], typer.Option(help="Column preset of the CSV, e.g. bitrix24.")] = None,
     map_: Annotated[list[str], typer.Option("--map", help="FIELD=COLUMN for the CSV, as in import.")] = [],
+    encoding: Annotated[Optional[str], typer.Option(help="Of the CSV: utf-8 or cp1251; detected when not given.")] = None,
     out: Annotated[Path, typer.Option(help="Where to write the likely duplicates (CSV).")] = Path("data/check.csv"),
     settings: SettingsOption = None,
     db: DbOption = None,
@@ -499,7 +500,7 @@ def check(
     load_settings(settings)
     mapping = _parse_map(map_) or None
     if input_ is not None:
-        _check_csv(input_, entity, preset, mapping)
+        _check_csv(input_, entity, preset, mapping, encoding)
     from pipelines.prefect_api import early_server
 
     with early_server() as ready:
@@ -509,7 +510,8 @@ def check(
         ready()
         try:
             result = check_flow(db=db, entity=entity, csv_path=str(input_) if input_ else None, preset=preset,
-                                mapping=mapping, settings_path=str(settings) if settings else None, out=str(out))
+                                mapping=mapping, encoding=encoding, settings_path=str(settings) if settings else None,
+                                out=str(out))
         except (CsvError, ValueError) as exc:  # the file's own problems (encoding, header) show when it is read
             fail(str(exc))
     for problem in result["problems"][:20]:
@@ -634,13 +636,14 @@ def _user(store, email: str | None) -> dict:
     return dict(row._mapping)
 
 
-def _check_csv(path: Path, entity: str, preset: str | None, mapping: dict[str, list[str]] | None) -> None:
+def _check_csv(path: Path, entity: str, preset: str | None, mapping: dict[str, list[str]] | None,
+               encoding: str | None) -> None:
     """A problem of the whole file (missing, encoding, header, preset) as one error line here, before
     the check flow reads it (there it would be a failed flow run with Prefect's traceback)."""
     from crm.csv_io import CsvError, check_csv_file
 
     try:
-        check_csv_file(path, entity, preset=preset, mapping=mapping)
+        check_csv_file(path, entity, preset=preset, mapping=mapping, encoding=encoding)
     except CsvError as exc:
         fail(str(exc))
 

@@ -217,11 +217,12 @@ def apply_flow(db: str | None = None, batch_id: str | None = None, user_id: int 
 
 @task(name="check-new-records")
 def check_task(db: str | None, entity: str, csv_path: str | None, preset: str | None,
-               mapping: dict[str, list[str]] | None, settings_path: str | None, out: str) -> dict:
+               mapping: dict[str, list[str]] | None, settings_path: str | None, out: str,
+               encoding: str | None = None) -> dict:
     from pipelines.check import check_new_records
 
     rows, problems = check_new_records(db, entity, csv=Path(csv_path) if csv_path else None, preset=preset,
-                                       mapping=mapping, settings_path=settings_path)
+                                       mapping=mapping, encoding=encoding, settings_path=settings_path)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     rows.to_csv(out, index=False)
     return {"report": out, "likely_duplicates": int(len(rows)),
@@ -232,10 +233,10 @@ def check_task(db: str | None, entity: str, csv_path: str | None, preset: str | 
 @flow(name="check", log_prints=True)
 def check_flow(db: str | None = None, entity: str = "contact", csv_path: str | None = None,
                preset: str | None = None, mapping: dict[str, list[str]] | None = None,
-               settings_path: str | None = None, out: str = "data/check.csv") -> dict:
+               settings_path: str | None = None, out: str = "data/check.csv", encoding: str | None = None) -> dict:
     """Match new records (a CSV about to be imported, or records the last run has not seen) against
     the CRM and report the likely duplicates before they multiply."""
-    result = check_task(steps.env_db(db), entity, csv_path, preset, mapping, settings_path, out)
+    result = check_task(steps.env_db(db), entity, csv_path, preset, mapping, settings_path, out, encoding)
     rows = pd_read(out)
     create_table_artifact(key="check-likely-duplicates", table=rows[:200] or [{"result": "no likely duplicates"}],
                           description=f"New {entity} records that look like existing ones")

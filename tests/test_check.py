@@ -46,6 +46,10 @@ def test_csv_rows_that_exist_already_are_reported(demo, tmp_path):
     assert hits >= 13, rows
     assert "Чрезвычайнов" not in " ".join(rows["explanation"])
     assert rows["probability"].between(0, 1).all()
+    # the same file in Windows-1251, its encoding given (as `crm-dedup check --encoding cp1251` gives it)
+    (tmp_path / "new_cp1251.csv").write_bytes((tmp_path / "new.csv").read_text(encoding="utf-8").encode("cp1251"))
+    again, _ = check_new_records(demo.url, "contact", csv=tmp_path / "new_cp1251.csv", encoding="cp1251")
+    assert again.drop(columns=["explanation"]).equals(rows.drop(columns=["explanation"]))
 
 
 def test_records_added_since_the_last_run_whatever_their_created_at(demo, tmp_path):

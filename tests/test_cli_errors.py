@@ -102,6 +102,9 @@ def test_check_refuses_a_missing_file_and_mixed_encodings(tmp_path):
                       + "Пётр,Сидоров,+79161234568\n".encode("cp1251"))
     refused(invoke("check", "--input", mixed, "--db", db), "mixed.csv is neither UTF-8", "nor Windows-1251")
     refused(invoke("check", "--input", mixed, "--preset", "bogus", "--db", db), "Unknown preset 'bogus'")
+    utf8 = tmp_path / "utf8.csv"
+    utf8.write_text("first_name,last_name\nИван,Петров\n", encoding="utf-8")
+    refused(invoke("check", "--input", utf8, "--encoding", "cp1251", "--db", db), "utf8.csv is UTF-8", "not cp1251")
 
 
 def test_skip_refuses_one_record_twice_and_records_that_do_not_exist(sample):
