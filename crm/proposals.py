@@ -209,6 +209,22 @@ def set_status(store: Store, group_ids: Iterable[str], status: str, user_id: int
     return changed
 
 
+def group_page(store: Store, *, status: str | None = None, entity_type: str | None = None,
+               tiers: Iterable[str] | None = None, limit: int = 20) -> tuple[pd.DataFrame, int]:
+    """The first ``limit`` groups (most certain first), each with its plan, and how many match in all:
+    read_groups for a list that shows a page (it reads the plans of the page only)."""
+    g, p = schema.dedup_groups, schema.dedup_plans
+    where = [c for c in (g.c.status == status if status else None, g.c.entity_type == entity_type if entity_type
+                         else None, g.c.tier.in_(list(tiers)) if tiers else None) if c is not None]
+    with store.engine.connect() as conn:
+        total = conn.execute(sa.select(sa.func.count()).select_from(g).where(*where)).scalar_one()
+    page = sa.select(g).where(*where).order_by(g.c.score.desc(), g.c.id).limit(limit).subquery()
+    q = sa.select(page, p.c.plan).select_from(
+        page.outerjoin(p, (p.c.group_id == page.c.id) & (p.c.run_id == page.c.run_id))).order_by(
+        page.c.score.desc(), page.c.id)
+    return store.read_frame(q), total
+
+
 def read_groups(store: Store, *, status: str | None = None, entity_type: str | None = None,
                 run_id: str | None = None, tiers: Iterable[str] | None = None) -> pd.DataFrame:
     """The stored groups, each with its plan (column ``plan``, None where it has none)."""

@@ -346,6 +346,41 @@ def approve(
 
 
 @app.command()
+def groups(
+    status: Annotated[str, typer.Option(help="pending, approved, applied, skipped, stale, or all.")] = "pending",
+    tier: Annotated[Optional[str], typer.Option(help="certain or probable.")] = None,
+    entity: Annotated[Optional[str], typer.Option(help="contact, company or lead.")] = None,
+    limit: Annotated[int, typer.Option(help="How many to list, most certain first (1 or more).")] = 20,
+    db: DbOption = None,
+) -> None:
+    """List proposed groups with their ids (to approve or skip here, or open on the review page)."""
+    from crm import proposals
+
+    if status != "all" and status not in proposals.STATUSES:
+        fail(f"unknown status {status!r}: use {', '.join(proposals.STATUSES)} or all")
+    if tier is not None and tier not in GROUP_TIERS:
+        fail(f"unknown tier {tier!r}: use {' or '.join(GROUP_TIERS)}")
+    if limit < 1:
+        fail(f"--limit must be 1 or more (got {limit})")
+    entity = entity_type(entity) if entity is not None else None
+    store = open_store(db)
+    page, total = proposals.group_page(store, status=None if status == "all" else status, entity_type=entity,
+                                       tiers=[tier] if tier else None, limit=limit)
+    what = " ".join(x for x in (None if status == "all" else status, tier, entity) if x)
+    if not total:
+        typer.echo(f"No {what + ' ' if what else ''}groups.")
+        return
+    for row in page.itertuples(index=False):
+        plan = row.plan or {}
+        conflicts = [c["field"] for c in plan.get("conflicts", []) if not c.get("resolved_by")]
+        others = ", ".join(f"#{m}" for m in row.member_ids if m != row.primary_id)
+        typer.echo(f"{row.id}  {row.status:<8} {row.tier:<8} {row.score:.3f}  #{row.primary_id} <- {others}  "
+                   f"{row.criteria}" + (f"  conflicts: {', '.join(conflicts)}" if conflicts else ""))
+    typer.echo(f"{min(limit, total):,} of {total:,} {what + ' ' if what else ''}group(s); "
+               "`crm-dedup approve ID ...` approves, `crm-dedup review` shows them.")
+
+
+@app.command()
 def merge(
     db: DbOption = None,
     batch_id: Annotated[Optional[str], typer.Option(help="Re-run a batch id to finish it after a crash.")] = None,

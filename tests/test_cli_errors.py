@@ -203,3 +203,24 @@ def test_find_without_out_says_where_the_files_went(tmp_path, monkeypatch):
     assert (tmp_path / "out" / "groups.csv").exists() and (tmp_path / "out" / "pairs.csv").exists()
     help_text = " ".join(invoke("find", "--help").output.split())
     assert "./out" in help_text and "README.md" in help_text and "docs/settings.md" not in help_text
+
+
+# -- groups lists what can be approved ------------------------------------------------------------
+
+def test_groups_lists_ids_most_certain_first_and_refuses_bad_filters(sample):
+    _groups(sample, {"g-a": "pending", "g-b": "pending", "g-c": "applied"})
+    g = schema.dedup_groups
+    with sample.engine.begin() as conn:
+        conn.execute(g.update().where(g.c.id == "g-b").values(score=0.999, criteria="1 match by phone"))
+    listed = invoke("groups", "--db", sample.url)
+    assert listed.exit_code == 0, listed.output
+    lines = listed.output.splitlines()
+    assert lines[0].startswith("g-b  pending  certain  0.999  #11 <- #21  1 match by phone")
+    assert lines[1].startswith("g-a  pending") and lines[2].startswith("2 of 2 pending group(s)")
+    assert invoke("groups", "--status", "applied", "--db", sample.url).output.startswith("g-c  applied")
+    assert invoke("groups", "--status", "all", "--limit", "1", "--db", sample.url).output.splitlines()[-1] \
+        .startswith("1 of 3 group(s)")
+    assert invoke("groups", "--status", "stale", "--db", sample.url).output == "No stale groups.\n"
+    refused(invoke("groups", "--status", "bogus", "--db", sample.url), "unknown status 'bogus'")
+    refused(invoke("groups", "--tier", "possible", "--db", sample.url), "unknown tier 'possible'")
+    refused(invoke("groups", "--limit", "0", "--db", sample.url), "--limit must be 1 or more")
