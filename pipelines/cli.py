@@ -166,6 +166,8 @@ def import_(
     if errors and report.problems:
         report.write_problems(errors)
     typer.echo(report.summary())
+    if report.rejected and not report.imported:  # (a script must not take "nothing went in" for success)
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -572,6 +572,9 @@ def test_cli_import_and_export(tmp_path):
     r = runner.invoke(app, ["import", str(out), "--entity", "contact", "--db", db2])
     assert r.exit_code == 0 and "8 imported" in r.stdout
     assert snapshot(Store(db2))["contact"] == before["contact"]
+    # the same file again: every row's id is taken, nothing goes in, and the exit code says so
+    r = runner.invoke(app, ["import", str(out), "--entity", "contact", "--db", db2])
+    assert r.exit_code == 1 and "0 imported" in r.stdout and "8 rejected" in r.stdout, r.output
 
     # --map id= imports the same rows again as new records
     r = runner.invoke(app, ["import", str(out), "--entity", "contact", "--db", db2, "--map", "id="])
