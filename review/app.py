@@ -291,7 +291,8 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
 
     def _history_rows(conn, frame) -> list[dict]:
         """merge_history's rows with the ids of who merged and who undid (for the undo rights)."""
-        rows = frame.to_dict("records")
+        # a merge not undone has no undone_at: NaT in the frame, which is truthy and has no strftime
+        rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
         wanted = [int(r["id"]) for r in rows]
         extra = queries.merge_users(conn, wanted)
         for r in rows:

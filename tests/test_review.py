@@ -289,6 +289,13 @@ def test_admin_resolves_conflicts_changes_primary_merges_and_undoes(sample):
     assert dump_crm(store) == before
     assert group_row(store, gid)["status"] == "pending"
     assert "undone" in c.get("/history").text
+    # another merge beside the undone one: the history lists both (a merge not undone has no undone_at)
+    other = groups["contact-13"]
+    html, form = page_form(c, f"/group/{other}")
+    assert c.post(f"/group/{other}/act", data={**form, "action": "merge", **choose(html, 13)}).status_code == 303
+    assert group_row(store, other)["status"] == "applied"
+    history = c.get("/history")
+    assert history.status_code == 200 and history.text.count("undone 20") == 1 and "data-undo=" in history.text
 
 
 def test_a_stale_plan_is_refused_with_a_message(sample):
