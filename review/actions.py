@@ -79,6 +79,7 @@ def merge_now(store, group: dict, user: dict, settings: MergeSettings, seen: Mer
     plan, refusal = _check_seen(store, group, user, settings, seen, choices)
     if refusal:
         return refusal
+    others = _others_live(store, group, plan)
     try:
         result = apply_plan(store, plan, user["id"], group_id=group["id"])
     except StalePlanError as exc:
@@ -89,7 +90,25 @@ def merge_now(store, group: dict, user: dict, settings: MergeSettings, seen: Mer
         return Outcome(False, "Not merged: " + str(exc))
     except MergeError as exc:
         return Outcome(False, "Not merged: " + str(exc))
-    return Outcome(True, f"{result.message} (merge #{result.merge_id}). It can be undone from the history page.")
+    done = f"{result.message} (merge #{result.merge_id}). It can be undone from the history page."
+    if others:  # a manager merged their own records: the group stays open for the other managers' ones
+        with store.engine.connect() as conn:
+            records = queries.read_records(conn, group["entity_type"], [plan.primary_id, *others])
+        left = _leave(store, {**group, "status": "applied", "primary_id": plan.primary_id},
+                      [plan.primary_id, *others], records, settings, done)
+        return Outcome(True, left.message[:-1] + "; the group stays open for the records of other managers ("
+                       + ", ".join(f"#{m}" for m in others) + ").")
+    return Outcome(True, done)
+
+
+def _others_live(store, group: dict, plan: MergePlan) -> list[int]:
+    """The live records of the group that ``plan`` leaves out (those of other managers)."""
+    rest = [int(m) for m in group["member_ids"] if int(m) not in plan.member_ids]
+    if not rest:
+        return []
+    with store.engine.connect() as conn:
+        records = queries.read_records(conn, group["entity_type"], rest)
+    return [m for m in rest if m in records and records[m].get("deleted_at") is None]
 
 
 def approve(store, group: dict, user: dict, settings: MergeSettings, seen: MergePlan,
@@ -98,6 +117,11 @@ def approve(store, group: dict, user: dict, settings: MergeSettings, seen: Merge
     plan, refusal = _check_seen(store, group, user, settings, seen, choices)
     if refusal:
         return refusal
+    if others := _others_live(store, group, plan):
+        # the scheduled apply merges the stored plan and closes the group: theirs would be left out
+        return Outcome(False, "Not approved: this group also holds records of other managers ("
+                       + ", ".join(f"#{m}" for m in others) + "), which the scheduled merge would leave out. "
+                       "Merge your records now, skip them, or ask an admin to approve the whole group.", status=403)
     g = schema.dedup_groups
     with store.engine.begin() as conn:
         n = conn.execute(g.update().where(g.c.id == group["id"], g.c.status.in_(("pending", "stale"))).values(
@@ -127,27 +151,44 @@ def skip(store, group: dict, user: dict, settings: MergeSettings, record_id: int
     with store.engine.connect() as conn:
         records = queries.read_records(conn, entity, members)
     g = schema.dedup_groups
-    if record_id is None:
-        pairs = [(a, b) for i, a in enumerate(members) for b in members[i + 1:] if _may_skip(user, records, a, b)]
+    pairs = [(a, b) for i, a in enumerate(members) for b in members[i + 1:]]
+    if record_id is None and all(_may_skip(user, records, a, b) for a, b in pairs):
         new = sum(skip_pair(store, entity, a, b, user["id"]) for a, b in pairs)
         with store.engine.begin() as conn:
             conn.execute(g.update().where(g.c.id == group["id"]).values(status="skipped", updated_at=now()))
         return Outcome(True, f"Skipped the group: {len(pairs)} pair(s) marked as not duplicates ({new} new); "
                        "later runs keep them apart.")
+    if record_id is None:
+        # a manager skips what is theirs: their records leave the group, which stays for the others'
+        mine = [m for m in members if (records.get(m) or {}).get("responsible_id") == user["id"]]
+        if not mine:
+            return Outcome(False, "None of the records of this group is yours; you cannot skip it.", status=403)
+        new = sum(skip_record(store, entity, m, members, user["id"]) for m in mine)
+        return _leave(store, group, [m for m in members if m not in mine], records, settings,
+                      f"Skipped your record(s) {', '.join(f'#{m}' for m in mine)}: marked as not duplicates of "
+                      f"the others ({new} new pair(s)); the group stays for their managers")
     if record_id not in members:
         return Outcome(False, f"{entity} #{record_id} is not in this group.")
     if not queries.is_admin(user) and (records.get(record_id) or {}).get("responsible_id") != user["id"]:
         return Outcome(False, f"You are not responsible for {entity} #{record_id}; you cannot skip it.", status=403)
     new = skip_record(store, entity, record_id, members, user["id"])
     rest = [m for m in members if m != record_id]
+    return _leave(store, group, rest, records, settings,
+                  f"Skipped {entity} #{record_id}: marked as not a duplicate of "
+                  f"{', '.join(f'#{m}' for m in rest)} ({new} new pair(s))")
+
+
+def _leave(store, group: dict, rest: list[int], records: dict[int, dict], settings: MergeSettings,
+           done: str) -> Outcome:
+    """The group with only ``rest`` left in it, planned again (closed as skipped below two records)."""
+    g = schema.dedup_groups
     values = _regroup(store, group, rest, records, settings)
     plan = values.pop("plan")
     with store.engine.begin() as conn:
         if conn.execute(g.update().where(g.c.id == group["id"]).values(**values)).rowcount:
             proposals.set_plan(conn, group["id"], plan)  # (a run may have just replaced the group)
     left = "; the group has one record left and is closed as skipped" if values.get("status") == "skipped" else ""
-    return Outcome(True, f"Skipped {entity} #{record_id}: marked as not a duplicate of "
-                   f"{', '.join(f'#{m}' for m in rest)} ({new} new pair(s)){left}.")
+    return Outcome(True, f"{done}{left}.")
 
 
 def _regroup(store, group: dict, rest: list[int], records: dict[int, dict], settings: MergeSettings) -> dict:
@@ -168,7 +209,7 @@ def _regroup(store, group: dict, rest: list[int], records: dict[int, dict], sett
     plan = plan_groups(store, group["entity_type"], [(primary, live)], settings, group_ids={primary: group["id"]})[0] \
         if primary in live and len(live) >= 2 else None
     values.update(primary_id=primary, plan=plan.to_dict() if plan else None)
-    if group["status"] == "approved":  # the approved plan named the skipped record: approve again
+    if group["status"] != "pending":  # approved (its plan named a record gone), applied in part, stale
         values.update(status="pending", approved_by=None, approved_at=None)
     return values
 

@@ -236,7 +236,33 @@ def test_a_manager_merges_only_their_own_records_of_a_mixed_group(sample):
     with store.engine.connect() as conn:
         merge = conn.execute(sa.select(schema.dedup_merges)).mappings().one()
     assert merge["user_id"] == USER_IDS[MARIA] and merge["merged_ids"] == [12]
-    assert group_row(store, gid)["status"] == "applied"
+    # the group stays open for Пётр's record: the merged #10 and #11, planned again, for him or an admin
+    g = group_row(store, gid)
+    assert g["status"] == "pending" and g["member_ids"] == [10, 11] and g["plan"]["duplicate_ids"] == [11]
+    assert "stays open for the records of other managers (#11)" in maria.get(f"/group/{gid}").text
+
+
+def test_a_manager_does_not_approve_or_skip_other_managers_records(sample):
+    """Approving for the scheduled merge would leave Пётр's record out while closing the group:
+    refused. Skipping the whole group, where a pair is not hers, takes only Maria's records out;
+    Пётр's pair stays proposed."""
+    store, app, groups = sample
+    gid = groups["contact-10"]  # 10 and 12 are Maria's, 11 is Пётр's
+    maria = sign_in(app, MARIA)
+    html, form = page_form(maria, f"/group/{gid}")
+    r = maria.post(f"/group/{gid}/act", data={**form, "action": "approve", "primary": "10", **choose(html, 10)})
+    assert r.status_code == 403 and "Not approved: this group also holds records of other managers (#11)" in r.text
+    assert group_row(store, gid)["status"] == "pending"
+    with store.engine.begin() as conn:  # #12 is Пётр's too now: the pair 11-12 is not Maria's to skip
+        conn.execute(schema.contacts.update().where(schema.contacts.c.id == 12).values(responsible_id=USER_IDS[PETR]))
+    r = maria.post(f"/group/{gid}/skip", data={"csrf_token": form["csrf_token"]})
+    assert r.status_code == 303
+    g = group_row(store, gid)
+    assert g["status"] == "pending" and g["member_ids"] == [11, 12] and g["plan"]["duplicate_ids"] in ([11], [12])
+    with store.engine.connect() as conn:
+        pairs = set(conn.execute(sa.select(schema.dedup_skips.c.id_a, schema.dedup_skips.c.id_b)).all())
+    assert pairs == {(10, 11), (10, 12)}
+    assert sign_in(app, PETR).get(f"/group/{gid}").status_code == 200  # still his to merge
 
 
 def test_a_manager_with_one_record_in_the_group_is_refused(sample):
