@@ -2508,12 +2508,12 @@ _MANAGERS = [("Анна Смирнова", "a.smirnova", "Отдел прода�
 
 def _users(managers: int) -> pd.DataFrame:
     rows = [dict(id=1, name="Admin", email="admin@example.com", phone="+7 (495) 540-00-00", role="admin",
-                 department=None, password_hash=None)]
+                 department=None, password_hash=None, signed_out_at=None)]
     for i in range(1, managers + 1):
         name, login, dept = _MANAGERS[i - 1] if i <= len(_MANAGERS) else (f"Менеджер {i}", f"manager{i}", None)
         rows.append(dict(id=i + 1, name=name, email=f"{login}@example.com",
                          phone=f"+7 (495) 540-{i // 100 + 10:02d}-{i % 100:02d}", role="manager", department=dept,
-                         password_hash=None))
+                         password_hash=None, signed_out_at=None))
     return pd.DataFrame(rows)
 
 

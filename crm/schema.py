@@ -65,6 +65,7 @@ users = Table(
     Column("role", String(16), nullable=False),
     Column("department", String(200)),
     Column("password_hash", String(255)),
+    Column("signed_out_at", DateTime),  # review page sessions begun before it are over (migration 0008)
     CheckConstraint("role IN ('admin', 'manager')", name="role"),
 )
 

@@ -124,26 +124,41 @@ class MergePlan:
         return Counter(m.table for m in self.links if m.action != "update")
 
     def summary(self) -> str:
-        label = PLURAL[self.entity_type]
+        """What the merge will do, in words a person reads (no table names, "1 deal" / "2 deals")."""
+        def n_(n: int, one: str, many: str) -> str:
+            return f"{n} {one if n == 1 else many}"
+
+        # the linked tables in words; a company's contact_companies rows link it to contacts
+        link_words = {"deals": ("deal", "deals"), "invoices": ("invoice", "invoices"), "quotes": ("quote", "quotes"),
+                      "activities": ("activity", "activities"), "history": ("history event", "history events"),
+                      "leads": ("lead", "leads"),
+                      "contact_companies": (("contact link", "contact links") if self.entity_type == "company"
+                                            else ("company link", "company links"))}
+        label = self.entity_type if len(self.duplicate_ids) == 1 else PLURAL[self.entity_type]
         dups = ", ".join(f"#{i}" for i in self.duplicate_ids)
         if self.problems:
             return f"Cannot merge {label} {dups} into #{self.primary_id}: " + "; ".join(self.problems)
         parts = [f"Merge {label} {dups} into #{self.primary_id}"]
-        changed = [f for f in self.changes() if f != "created_at"]
+        changed = [f.replace("_", " ") for f in self.changes() if f != "created_at"]  # "middle name"
         if changed:
-            parts.append(f"{len(changed)} field(s) change ({', '.join(changed)})")
+            parts.append(f"{n_(len(changed), 'field changes', 'fields change')} ({', '.join(changed)})")
         if self.conflicts:
-            open_ = [c.field for c in self.unresolved]
-            parts.append(f"{len(self.conflicts)} conflict(s)" + (f", to choose: {', '.join(open_)}" if open_ else ", resolved"))
+            open_ = [c.field.replace("_", " ") for c in self.unresolved]
+            parts.append(n_(len(self.conflicts), "conflict", "conflicts")
+                         + (f", to choose: {', '.join(open_)}" if open_ else ", resolved"))
         moved = sum(1 for c in self.communications if c.action == "move")
         repeats = sum(1 for c in self.communications if c.action in ("repeat", "drop"))
-        if moved or repeats:
-            parts.append(f"{moved} phone/email/web/im value(s) move, {repeats} repeat(s) dropped")
+        comms = ([n_(moved, "contact detail moves", "contact details move")] if moved else []) + \
+            ([n_(repeats, "repeated contact detail dropped", "repeated contact details dropped")] if repeats else [])
+        if comms:
+            parts.append(", ".join(comms))
         counts = self.link_counts()
         if counts:
-            parts.append("links move: " + ", ".join(f"{n} {t}" for t, n in sorted(counts.items())))
+            words = {t: link_words.get(t, (t, t)) for t in counts}
+            parts.append("linked records move: " + ", ".join(
+                n_(counts[t], *words[t]) for t in sorted(counts, key=lambda t: words[t][1])))
         if self.access_warnings:
-            parts.append(f"{len(self.access_warnings)} manager(s) lose access")
+            parts.append(n_(len(self.access_warnings), "manager loses", "managers lose") + " access")
         return "; ".join(parts)
 
     # -- JSON ---------------------------------------------------------------------------------

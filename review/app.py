@@ -103,10 +103,13 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
                 user = queries.load_user(conn, uid)
             if user is not None and request.session.get("pv") != auth.password_version(user["password_hash"]):
                 user = None  # the password changed since this session signed in
+            elif user is not None and not auth.session_current(user["signed_out_at"], request.session.get("at")):
+                user = None  # the user signed out since (this cookie may be a copy of the one they had)
         if user is None:
             request.session.pop("uid", None)
             raise SignInRequired()
         user.pop("password_hash", None)
+        user.pop("signed_out_at", None)
         request.state.user = user
         return user
 
@@ -175,13 +178,17 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
             return render(request, "signin.html", {"next": _safe_next(form.get("next")), "email": email,
                                                    "error": "Wrong email or password."}, 401)
         request.session.clear()  # a new session (and CSRF token) for the signed-in user
-        request.session.update(uid=user["id"], pv=auth.password_version(user["password_hash"]))
+        request.session.update(uid=user["id"], pv=auth.password_version(user["password_hash"]),
+                               at=auth.session_start())
         csrf_token(request)
         log.info("user #%s signed in", user["id"])
         return _see_other(_safe_next(form.get("next")))
 
     @app.post("/signout")
     def signout(request: Request, form: dict = Depends(checked_form)):
+        uid = request.session.get("uid")
+        if isinstance(uid, int):  # (every session of the user ends: a copy of this cookie is refused too)
+            auth.sign_out_everywhere(store, uid)
         request.session.clear()
         return _see_other("/signin")
 
@@ -207,15 +214,14 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
                                                              "people": people, "runs": run_list})
             counts = queries.tier_counts(conn, f, user)
             bounds = counts.bounds(f.tier)
+            total = counts.total(f.tier)
+            pages = max(1, -(-total // queries.PAGE_SIZE))
             if bounds is None:  # nothing to list: no need to walk the index
-                listing = {"rows": [], "has_prev": False, "has_next": False}
-            else:
+                listing = {"rows": [], "has_prev": False, "has_next": False, "first": 0, "size": queries.PAGE_SIZE}
+            else:  # (a typed ?page=N shows page N; the pager's links use cursors)
                 listing = queries.list_groups(conn, f, user, after=after, before=before, last=bool(last),
-                                              bounds=bounds)
+                                              page=min(max(1, page), pages), bounds=bounds)
             rows = queries.decorate(conn, entity, listing["rows"])
-        total = counts.total(f.tier)
-        pages = max(1, -(-total // queries.PAGE_SIZE))
-        page = pages if last else max(1, min(page, pages))
         return render(request, "groups.html", {
             "f": f, "entity": entity, "rows": rows, "counts": counts.per_tier, "total": total, "listing": listing,
             "page": page, "pages": pages, "people": people, "runs": run_list})
@@ -306,16 +312,13 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
         if entity not in (None, "", *schema.ENTITY_TYPES):
             raise HTTPException(400, f"unknown entity type {entity!r}")
         page = max(1, page)
-        # merge_history has no offset or user filter: read up to this page and cut (see the report)
-        limit = page * HISTORY_PAGE + 1 if is_admin(user) else 5000
-        frame = merge_history(store, limit=limit, entity_type=entity or None)
+        # a manager's history: the merges they made (those they may undo)
+        frame = merge_history(store, limit=HISTORY_PAGE + 1, offset=(page - 1) * HISTORY_PAGE,
+                              entity_type=entity or None, user_id=None if is_admin(user) else user["id"])
         with store.engine.connect() as conn:
             rows = _history_rows(conn, frame)
-        if not is_admin(user):
-            rows = [r for r in rows if r.get("user_id") == user["id"]]
-        start = (page - 1) * HISTORY_PAGE
-        more = len(rows) > start + HISTORY_PAGE
-        rows = rows[start:start + HISTORY_PAGE]
+        more = len(rows) > HISTORY_PAGE
+        rows = rows[:HISTORY_PAGE]
         for r in rows:
             r["can_undo"] = r["status"] == "applied" and (is_admin(user) or r.get("user_id") == user["id"])
         return render(request, "history.html", {"rows": rows, "entity": entity or "", "page": page, "more": more,

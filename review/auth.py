@@ -7,6 +7,7 @@ every session signed in with the old one.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 from typing import Any
@@ -59,6 +60,34 @@ def needs_rehash(password_hash: str) -> bool:
 def password_version(password_hash: str | None) -> str:
     """A short digest of the hash stored in the session: a new password ends the old sessions."""
     return hashlib.blake2b((password_hash or "").encode(), digest_size=8).hexdigest()
+
+
+def sign_out_everywhere(store, user_id: int) -> None:
+    """End every session of the user (a session is a signed cookie: it is refused from now on)."""
+    u = schema.users
+    with store.engine.begin() as conn:
+        conn.execute(u.update().where(u.c.id == user_id).values(signed_out_at=_now()))
+
+
+def session_current(signed_out_at: dt.datetime | None, signed_in_at: object) -> bool:
+    """Whether a session that began at ``signed_in_at`` (ISO text, as the session keeps it) is later
+    than the user's last sign-out."""
+    if signed_out_at is None:
+        return True
+    try:
+        return dt.datetime.fromisoformat(str(signed_in_at)) > signed_out_at
+    except ValueError:
+        return False
+
+
+def session_start() -> str:
+    """The moment a session begins, as the session keeps it (microseconds: a sign-in right after a
+    sign-out comes after it)."""
+    return _now().isoformat()
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 def set_password(store, email: str, password: str) -> int:

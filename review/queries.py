@@ -2,7 +2,8 @@
 
 Everything is SQLAlchemy Core with bound parameters. The groups list is built for 100,000 pending
 groups: it walks the ix_dedup_groups_list index (entity_type, status, score) with a keyset cursor
-(score, id), reads names for just the page's records, and counts with one GROUP BY tier.
+(score, id), reads names for just the page's records, and counts with one GROUP BY tier (plus one
+count of the groups before a page, so that its label names the rows it shows).
 """
 
 from __future__ import annotations
@@ -133,36 +134,75 @@ LIST_COLUMNS = ("id", "entity_type", "run_id", "status", "tier", "score", "prima
                 "responsible_ids", "criteria", "primary_reason")
 
 
+def _before_row(score: float, group_id: str) -> list:
+    """SQL: the groups listed before the row (score, id) in the list's order (score desc, id asc)."""
+    g = schema.dedup_groups
+    return [g.c.score >= score, sa.not_(sa.and_(g.c.score == score, g.c.id >= group_id))]
+
+
+def _after_row(score: float, group_id: str) -> list:
+    """SQL: the groups listed after the row (score, id)."""
+    g = schema.dedup_groups
+    return [g.c.score <= score, sa.not_(sa.and_(g.c.score == score, g.c.id <= group_id))]
+
+
 def list_groups(conn: Connection, f: Filters, user: dict, *, after: str | None = None,
-                before: str | None = None, last: bool = False, limit: int = PAGE_SIZE,
-                bounds: tuple[float, float] | None = None) -> dict[str, Any]:
+                before: str | None = None, last: bool = False, page: int | None = None,
+                limit: int = PAGE_SIZE, bounds: tuple[float, float] | None = None,
+                position: bool = True) -> dict[str, Any]:
     """One page of groups, most certain first (score descending, then id), and whether there are
     pages before and after it. ``after``/``before`` are cursors of the row next to the page.
+    ``last``: the last page, which holds what is left after the full pages (1 to ``limit`` rows), so
+    that "Previous" from it steps back over the same pages "Next" walks. ``page``: page N counted from
+    the start (an OFFSET walk, for a typed page number; the links use cursors).
     ``bounds``: the lowest and highest score of the filtered groups (from :func:`tier_counts`), so
-    that the walk down the score index starts and stops where those groups are."""
+    that the walk down the score index starts and stops where those groups are.
+    ``first`` in the result is the 1-based position of the page's first row in the whole list, so
+    the page can be labelled with the rows it really shows (0 when ``position`` is False: not counted)."""
     g = schema.dedup_groups
     cols = [g.c[c] for c in LIST_COLUMNS]
     where = _group_where(conn, f, user)
     if bounds is not None:
         where += [g.c.score >= bounds[0], g.c.score <= bounds[1]]
+
+    def count(*extra) -> int:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(g).where(*where, *extra)).scalar())
+
     backwards = last or before is not None
+    size, offset = limit, 0
     if after is not None:
-        s, gid = decode_cursor(after)
-        where += [g.c.score <= s, sa.not_(sa.and_(g.c.score == s, g.c.id <= gid))]
+        rest = _after_row(*decode_cursor(after))
     elif before is not None:
-        s, gid = decode_cursor(before)
-        where += [g.c.score >= s, sa.not_(sa.and_(g.c.score == s, g.c.id >= gid))]
+        rest = _before_row(*decode_cursor(before))
+    else:
+        rest = []
+    if last:
+        total = count()
+        size = total - (max(1, -(-total // limit)) - 1) * limit or limit  # the rows after the full pages
+    elif page is not None and after is None and before is None:
+        offset = (max(1, page) - 1) * limit
     order = [g.c.score.asc(), g.c.id.desc()] if backwards else [g.c.score.desc(), g.c.id.asc()]
-    rows = [dict(r) for r in conn.execute(sa.select(*cols).where(*where).order_by(*order).limit(limit + 1))
-            .mappings()]
-    more = len(rows) > limit
-    rows = rows[:limit]
+    q = sa.select(*cols).where(*where, *rest).order_by(*order).limit(size + 1)
+    if offset:
+        q = q.offset(offset)
+    rows = [dict(r) for r in conn.execute(q).mappings()]
+    more = len(rows) > size
+    rows = rows[:size]
     if backwards:
         rows.reverse()
         has_prev, has_next = more, not last
     else:
-        has_prev, has_next = after is not None, more
+        has_prev, has_next = after is not None or offset > 0, more
+    if not rows or not position:
+        first = 0
+    elif last:
+        first = total - len(rows) + 1
+    elif after is None and before is None:
+        first = offset + 1
+    else:
+        first = count(*_before_row(rows[0]["score"], rows[0]["id"])) + 1
     return {"rows": rows, "has_prev": has_prev and bool(rows), "has_next": has_next and bool(rows),
+            "first": first, "size": limit,
             "prev": encode_cursor(rows[0]["score"], rows[0]["id"]) if rows else None,
             "next": encode_cursor(rows[-1]["score"], rows[-1]["id"]) if rows else None}
 
@@ -199,7 +239,7 @@ def tier_counts(conn: Connection, f: Filters, user: dict) -> Counts:
 def next_group(conn: Connection, group: dict, user: dict) -> str | None:
     """The id of the group after this one in its list (same entity and status), for "leave for later"."""
     f = Filters(group["entity_type"], status=group["status"])
-    page = list_groups(conn, f, user, after=encode_cursor(group["score"], group["id"]), limit=1)
+    page = list_groups(conn, f, user, after=encode_cursor(group["score"], group["id"]), limit=1, position=False)
     return page["rows"][0]["id"] if page["rows"] else None
 
 
@@ -259,7 +299,7 @@ def users_by_id(conn: Connection, ids: Iterable[int] | None = None) -> dict[int,
 
 def load_user(conn: Connection, user_id: int) -> dict[str, Any] | None:
     u = schema.users
-    row = conn.execute(sa.select(u.c.id, u.c.name, u.c.email, u.c.role, u.c.password_hash)
+    row = conn.execute(sa.select(u.c.id, u.c.name, u.c.email, u.c.role, u.c.password_hash, u.c.signed_out_at)
                        .where(u.c.id == user_id)).mappings().first()
     return dict(row) if row else None
 
@@ -439,7 +479,7 @@ def merge_users(conn: Connection, merge_ids: Sequence[int]) -> dict[int, dict[st
 def merge_brief(conn: Connection, merge_id: int) -> dict[str, Any] | None:
     """One merge for the group page: when, who, status, summary."""
     m, u = schema.dedup_merges, schema.users
-    q = (sa.select(m.c.id, m.c.merged_at, m.c.status, m.c.summary, m.c.undone_at,
+    q = (sa.select(m.c.id, m.c.merged_at, m.c.status, m.c.summary, m.c.undone_at, m.c.user_id,
                    sa.func.coalesce(u.c.name, "system").label("who"))
          .select_from(m.outerjoin(u, u.c.id == m.c.user_id)).where(m.c.id == merge_id))
     row = conn.execute(q).mappings().first()

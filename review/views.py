@@ -223,13 +223,18 @@ def build(store, conn, group: dict, user: dict, settings: MergeSettings, *, prim
     comms = queries.read_comms(conn, entity, members)
     links = queries.link_counts(conn, entity, members)
     users = queries.users_by_id(conn, {r.get("responsible_id") for r in records.values()} | {user["id"]})
+    # a manager sees only their own records: another manager's is shown as there, and whose, not what
+    hidden = set() if is_admin(user) else set(others)
     columns = []
     for m in order:
         row = records.get(m)
         owner = users.get(row.get("responsible_id")) if row else None
-        columns.append(Column(m, row, queries.display_name(entity, row) if row else "(missing)", owner,
-                              m in in_plan, m == primary_id, bool(row is None or row.get("deleted_at")),
-                              links.get(m, {})))
+        name = queries.display_name(entity, row) if row else "(missing)"
+        if m in hidden and row is not None:
+            row = {k: row.get(k) for k in ("id", "responsible_id", "deleted_at")}
+            name = f"#{m}: another manager's record"
+        columns.append(Column(m, row, name, owner, m in in_plan, m == primary_id,
+                              bool(row is None or row.get("deleted_at")), {} if m in hidden else links.get(m, {})))
 
     def shown(name: str, value: Any) -> str:
         if name == "responsible_id" and value is not None:
@@ -259,7 +264,7 @@ def build(store, conn, group: dict, user: dict, settings: MergeSettings, *, prim
     comm_rows = []
     for ctype in ("phone", "email", "web", "im"):
         per = [[{"value": r["value"], "kind": r["kind"], "action": actions.get(r["id"], "")}
-                for r in comms.get(c.id, []) if r["type"] == ctype] for c in columns]
+                for r in comms.get(c.id, []) if r["type"] == ctype and c.id not in hidden] for c in columns]
         if not any(per):
             continue
         result = [c.value for c in plan.communications if c.type == ctype and c.action in ("keep", "move")] if plan else []
@@ -269,8 +274,8 @@ def build(store, conn, group: dict, user: dict, settings: MergeSettings, *, prim
     for c in columns:
         if not c.editable and not c.deleted and group["status"] in ACTIONABLE and c.id in others:
             owner = c.owner["name"] if c.owner else "nobody"
-            warnings.append(f"{entity} #{c.id} is the responsibility of {owner}: shown read-only, it is not "
-                            "part of your merge.")
+            warnings.append(f"{entity} #{c.id} is the responsibility of {owner}: it is not part of your merge, "
+                            "and its details are theirs to see.")
         if c.deleted and c.row is not None:
             warnings.append(f"{entity} #{c.id} was deleted on {fmt(c.row.get('deleted_at'))} (merged or removed "
                             "since the run); it is left out of the plan.")

@@ -413,6 +413,8 @@ def test_merge_history_lists_merges_newest_first(sample):
     assert frame.iloc[-1]["summary"].startswith("Merge contacts #11, #12 into #10")
     assert list(merge_history(sample, entity_type="company")["primary_id"]) == [23, 20]
     assert len(merge_history(sample, limit=2)) == 2
+    assert list(merge_history(sample, limit=2, offset=1)["id"]) == list(frame["id"][1:3])
+    assert merge_history(sample, user_id=999).empty and len(merge_history(sample, user_id=1)) == len(frame)
 
 
 @hsettings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

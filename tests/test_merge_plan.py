@@ -110,10 +110,10 @@ def test_access_warning_for_a_manager_losing_a_record(sample):
 def test_summary_says_what_will_happen(sample):
     plan = plan_of(sample, "contact", (10, [10, 11, 12]))
     assert plan.summary() == (
-        "Merge contacts #11, #12 into #10; 2 field(s) change (birthdate, comments); "
-        "2 conflict(s), to choose: post, source; 3 phone/email/web/im value(s) move, 2 repeat(s) dropped; "
-        "links move: 1 activities, 3 contact_companies, 2 deals, 2 history, 2 invoices, 1 leads, 1 quotes; "
-        "1 manager(s) lose access")
+        "Merge contacts #11, #12 into #10; 2 fields change (birthdate, comments); "
+        "2 conflicts, to choose: post, source; 3 contact details move, 2 repeated contact details dropped; "
+        "linked records move: 1 activity, 3 company links, 2 deals, 2 history events, 2 invoices, 1 lead, "
+        "1 quote; 1 manager loses access")
 
 
 def test_a_persons_choice_settles_a_conflict(sample):

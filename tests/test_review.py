@@ -140,6 +140,22 @@ def test_sign_out_needs_csrf_and_ends_the_session(sample):
     assert c.get("/groups/contact").status_code == 303
 
 
+def test_a_copy_of_a_session_cookie_is_refused_once_its_user_signs_out(sample):
+    """Sessions are signed cookies: signing out records the moment, and every session of the user that
+    began before it (a copied cookie, another browser) is refused; signing in again works at once."""
+    _store, app, _groups = sample
+    c = sign_in(app, MARIA)
+    other = sign_in(app, MARIA)  # another browser
+    admin = sign_in(app, ADMIN)
+    copy = client(app)
+    copy.cookies.update(dict(c.cookies))
+    assert copy.get("/groups/contact").status_code == 200
+    assert c.post("/signout", data={"csrf_token": csrf(c, "/groups/contact")}).status_code == 303
+    assert copy.get("/groups/contact").status_code == 303 and other.get("/groups/contact").status_code == 303
+    assert admin.get("/groups/contact").status_code == 200  # (another user's sessions go on)
+    assert sign_in(app, MARIA).get("/groups/contact").status_code == 200
+
+
 # -- CSRF on every POST -------------------------------------------------------------------------
 
 def test_every_post_checks_the_csrf_token(sample):
@@ -229,6 +245,9 @@ def test_a_manager_merges_only_their_own_records_of_a_mixed_group(sample):
     order = [int(x) for x in re.findall(r'<th class="rec-col[^"]*" data-record="(\d+)"', html)]
     assert order == [10, 12, 11]
     assert "read-only" in html and "is the responsibility of Пётр Сидоров" in html
+    # and its details are his: neither its post nor its own phone shows on Maria's page
+    assert "#11: another manager&#39;s record" in html or "#11: another manager's record" in html
+    assert "Генеральный директор" not in html and "765-43-21" not in html
     r = maria.post(f"/group/{gid}/act", data={**form, "action": "merge", "primary": "10"})
     assert r.status_code == 303
     assert row(store, schema.contacts, 12)["deleted_at"] is not None
@@ -240,6 +259,8 @@ def test_a_manager_merges_only_their_own_records_of_a_mixed_group(sample):
     g = group_row(store, gid)
     assert g["status"] == "pending" and g["member_ids"] == [10, 11] and g["plan"]["duplicate_ids"] == [11]
     assert "stays open for the records of other managers (#11)" in maria.get(f"/group/{gid}").text
+    history = maria.get("/history").text  # her merge, which she may undo
+    assert f'data-undo="{merge["id"]}"' in history and history.count("data-undo=") == 1
 
 
 def test_a_manager_does_not_approve_or_skip_other_managers_records(sample):
@@ -369,6 +390,8 @@ def test_a_manager_cannot_undo_someone_elses_merge(sample):
     html, form = page_form(admin, f"/group/{gid}")
     admin.post(f"/group/{gid}/act", data={**form, "action": "merge", "primary": "601", **choose(html, 601)})
     maria = sign_in(app, MARIA)
+    page = maria.get(f"/group/{gid}").text  # the group page does not send her to undo what she may not
+    assert "Only Админ Главный or an admin can undo it." in page and "to undo it" not in page
     html = maria.get("/history").text
     assert "data-undo=" not in html
     with store.engine.connect() as conn:

@@ -137,7 +137,7 @@ def test_admin_reviews_merges_and_undoes(site, page, dialogs):
     expect(page.locator("th.rec-col.is-primary")).to_have_attribute("data-record", "12")
     with page.expect_navigation():
         page.locator('tr[data-field="source"] input[value="10"]').check()
-    expect(page.locator("#plan-summary")).to_contain_text("2 conflict(s), resolved")
+    expect(page.locator("#plan-summary")).to_contain_text("2 conflicts, resolved")
     shot(page, "group-resolved")
 
     # merge
