@@ -77,7 +77,7 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(url=_url, fmt=views.fmt, LISTS=LISTS, TIERS=queries.TIERS,
                                  STATUSES=queries.STATUSES, RULE_WORDS=views.RULE_WORDS,
-                                 LINK_LABELS=views.LINK_LABELS, display_name=queries.display_name)
+                                 display_name=queries.display_name)
 
     app = FastAPI(title="crm-dedup review", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store = store

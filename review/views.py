@@ -38,8 +38,6 @@ RULE_WORDS = {
     "oldest": "oldest", "longest": "longest", "most_common": "most common", "max": "largest", "min": "smallest",
     "sum": "sum", "concat": "joined", "prefer_valid": "valid value first", "union": "united", "choice": "your choice",
 }
-LINK_LABELS = {"deals": "deals", "invoices": "invoices", "quotes": "quotes", "activities": "activities",
-               "history": "history events", "leads": "leads", "contact_companies": "company links"}
 
 
 def fmt(value: Any) -> str:
