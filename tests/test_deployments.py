@@ -63,6 +63,10 @@ def _deploys_both_schedules():
 
 
 def test_served_nightly_dedup_is_incremental_when_asked():
+    in_fresh_thread(_served_nightly_is_incremental_when_asked)
+
+
+def _served_nightly_is_incremental_when_asked():
     from pipelines.deployments import deployments
 
     assert [d.parameters.get("incremental") for d in deployments("sqlite:///x.db")] == [False, None]
