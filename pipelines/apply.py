@@ -27,15 +27,7 @@ def only_links_moved(approved, fresh) -> bool:
     own = {schema.ENTITY_TABLES[approved.entity_type].name, schema.communications.name}
     changed = {k for k in approved.fingerprints.keys() | fresh.fingerprints.keys()
                if approved.fingerprints.get(k) != fresh.fingerprints.get(k)}
-
-    def decisions(plan):
-        return ({k: (d.value, d.source_id, d.conflict, d.resolved_by) for k, d in plan.fields.items()},
-                [(c.id, c.action, c.repeat_of) for c in plan.communications],
-                [(w.user_id, w.record_ids) for w in plan.access_warnings],
-                plan.primary_id, plan.duplicate_ids, plan.delete_mode)
-
-    return (not fresh.problems and not any(k.split(":", 1)[0] in own for k in changed)
-            and decisions(approved) == decisions(fresh))
+    return not fresh.problems and not any(k.split(":", 1)[0] in own for k in changed) and _merges_alike(approved, fresh)
 
 
 def _conflicts_settled(store, plans: list, settings: Settings) -> list:
@@ -51,14 +43,32 @@ def _conflicts_settled(store, plans: list, settings: Settings) -> list:
     for entity in sorted({plan.entity_type for _gid, plan in plans}):
         open_ = [i for i, (_gid, plan) in enumerate(plans) if plan.entity_type == entity and plan.unresolved]
         groups = [(plans[i][1].primary_id, plans[i][1].member_ids) for i in open_]
-        # the values a person chose stay chosen
-        choices = {plans[i][1].primary_id: {f: d.source_id for f, d in plans[i][1].fields.items() if d.rule == "choice"}
-                   for i in open_}
+        choices = {plans[i][1].primary_id: _choices(plans[i][1]) for i in open_}
         for i, fresh in zip(open_, plan_groups(store, entity, groups, settings.merge, choices=choices) if groups else []):
-            if fresh.fingerprints == plans[i][1].fingerprints and not fresh.problems:
-                fresh.group_id = plans[i][1].group_id
+            approved = plans[i][1]
+            # only the open conflicts may change: the merge's settings may name other rules or a hard delete
+            if (fresh.fingerprints == approved.fingerprints and not fresh.problems and not fresh.unresolved
+                    and _merges_alike(approved, fresh, {c.field for c in approved.unresolved})):
+                fresh.group_id = approved.group_id
                 out[i] = (plans[i][0], fresh)
     return out
+
+
+def _choices(plan) -> dict[str, int]:
+    """The values a person chose in ``plan`` (field -> record), to keep in a plan made again."""
+    return {f: d.source_id for f, d in plan.fields.items() if d.rule == "choice"}
+
+
+def _merges_alike(approved, fresh, open_fields=frozenset()) -> bool:
+    """Whether ``fresh`` merges what ``approved`` does (the same records, field values but those of
+    ``open_fields``, phones/e-mails, access warnings and way of deleting)."""
+    def decisions(plan):
+        return ({k: (d.value, d.source_id, d.conflict, d.resolved_by) for k, d in plan.fields.items()
+                 if k not in open_fields},
+                [(c.id, c.action, c.repeat_of) for c in plan.communications],
+                [(w.user_id, w.record_ids) for w in plan.access_warnings],
+                plan.primary_id, plan.duplicate_ids, plan.delete_mode)
+    return decisions(approved) == decisions(fresh)
 
 
 def apply_approved(db: str | None, batch_id: str, user_id: int | None, settings_path: str | None = None,
@@ -105,8 +115,11 @@ def apply_approved(db: str | None, batch_id: str, user_id: int | None, settings_
         status = res.status
         message = res.message
         if status == "stale":
+            # planned again as approved: its choices, conflict policy and way of deleting
             fresh = plan_groups(store, plan.entity_type, [(plan.primary_id, [plan.primary_id, *plan.duplicate_ids])],
-                                settings.merge)[0]
+                                settings.merge.model_copy(update={"delete_mode": plan.delete_mode,
+                                                                  "conflict_policy": plan.conflict_policy}),
+                                choices={plan.primary_id: _choices(plan)})[0]
             again = apply_batch(store, [fresh], user_id, batch_id, group_ids=[gid])[0] \
                 if only_links_moved(plan, fresh) else None
             if again is not None and again.status == "applied":

@@ -210,7 +210,8 @@ def _regroup(store, group: dict, rest: list[int], records: dict[int, dict], sett
         if primary in live and len(live) >= 2 else None
     values.update(primary_id=primary, plan=plan.to_dict() if plan else None)
     if group["status"] != "pending":  # approved (its plan named a record gone), applied in part, stale
-        values.update(status="pending", approved_by=None, approved_at=None)
+        # (merge_id too: undoing the merge of a manager's part must not reopen what became of the group)
+        values.update(status="pending", approved_by=None, approved_at=None, merge_id=None)
     return values
 
 

@@ -279,7 +279,9 @@ def build(store, conn, group: dict, user: dict, settings: MergeSettings, *, prim
                             "since the run); it is left out of the plan.")
         if c.row is None:
             warnings.append(f"{entity} #{c.id} no longer exists; it is left out of the plan.")
-    return GroupView(group, entity, columns, primary_id, plan, fields, comm_rows, pair_views(group), warnings,
+    # (a pair of two records of other managers is theirs to see: its explanation names their values)
+    pairs = [p for p in pair_views(group) if not (p.id_a in hidden and p.id_b in hidden)]
+    return GroupView(group, entity, columns, primary_id, plan, fields, comm_rows, pairs, warnings,
                      blockers, choices, users)
 
 

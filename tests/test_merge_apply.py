@@ -326,6 +326,37 @@ def test_conflicts_left_open_are_settled_by_the_policy_the_merge_runs_with(sampl
     assert (p["post"], p["source"]) == ("Генеральный директор", source)
 
 
+def test_a_person_s_choices_survive_a_re_plan_and_a_merge_s_settings_settle_only_open_conflicts(sample, tmp_path):
+    """Approved with a chosen value: when only links moved, the plan made again keeps the choice and
+    merges. A conflict left open is settled by the merge's policy only if the rest of the plan stays
+    as approved: settings that would also delete hard leave it for a person."""
+    from pipelines.apply import apply_approved
+
+    keep, hard = tmp_path / "keep.yaml", tmp_path / "hard.yaml"
+    keep.write_text("merge: {conflict_policy: keep_primary}\n")
+    hard.write_text("merge: {conflict_policy: keep_primary, delete_mode: hard}\n")
+    chosen = plan_one(sample, "contact", (10, [10, 11, 12]), AUTO, choices={10: {"post": 11}})
+    left_open = plan_one(sample, "contact", (13, [13, 14]), MergeSettings(conflict_policy="ask"))
+    assert left_open.unresolved, "the sample's 13/14 conflict"
+    proposals.start_run(sample, "r1", ["contact"], str(tmp_path))
+    proposals.replace_pending(sample, "r1", ["contact"], [
+        {"id": gid, "entity_type": "contact", "tier": "certain", "score": 0.99, "primary_id": plan.primary_id,
+         "member_ids": plan.member_ids, "responsible_ids": [], "primary_reason": "x", "criteria": "phone",
+         "pairs": [], "plan": plan.to_dict()} for gid, plan in (("g-chosen", chosen), ("g-open", left_open))])
+    proposals.set_status(sample, ["g-chosen", "g-open"], "approved", 1)
+    with sample.engine.begin() as conn:  # a deal added to a duplicate: only links moved
+        conn.execute(schema.deals.insert().values(id=150, title="Новая", contact_id=12, stage="NEW",
+                                                  amount=1, currency="RUB", created_at=D(2024, 9, 9)))
+    results = {r["group_id"]: r for r in apply_approved(sample.url, "b1", 1, str(hard))}
+    assert results["g-chosen"]["status"] == "applied"  # (delete_mode of the approved plan: soft)
+    assert one(sample, schema.contacts, 10)["post"] == "Генеральный директор"  # #11's, as chosen
+    assert one(sample, schema.contacts, 11)["deleted_at"] is not None
+    assert results["g-open"]["status"] == "conflicts" and one(sample, schema.contacts, 14)["deleted_at"] is None
+    proposals.set_status(sample, ["g-open"], "approved", 1)
+    (settled,) = apply_approved(sample.url, "b2", 1, str(keep))
+    assert settled["status"] == "applied" and one(sample, schema.contacts, 14)["deleted_at"] is not None
+
+
 def test_a_plan_with_problems_is_not_applied(sample):
     plan = plan_one(sample, "contact", (10, [10, 999]))
     with pytest.raises(MergeError, match="contact #999 does not exist"):

@@ -245,9 +245,14 @@ def test_a_manager_merges_only_their_own_records_of_a_mixed_group(sample):
     order = [int(x) for x in re.findall(r'<th class="rec-col[^"]*" data-record="(\d+)"', html)]
     assert order == [10, 12, 11]
     assert "read-only" in html and "is the responsibility of Пётр Сидоров" in html
-    # and its details are his: neither its post nor its own phone shows on Maria's page
+    # and its details are his: neither its post nor its own phone shows on Maria's page, nor its name
+    # in her list
     assert "#11: another manager&#39;s record" in html or "#11: another manager's record" in html
     assert "Генеральный директор" not in html and "765-43-21" not in html
+    with store.engine.begin() as conn:
+        conn.execute(schema.contacts.update().where(schema.contacts.c.id == 11).values(last_name="Секретов"))
+    assert "Секретов" not in maria.get("/groups/contact").text and "Секретов" in sign_in(app, ADMIN).get(
+        "/groups/contact").text
     r = maria.post(f"/group/{gid}/act", data={**form, "action": "merge", "primary": "10"})
     assert r.status_code == 303
     assert row(store, schema.contacts, 12)["deleted_at"] is not None
@@ -258,6 +263,7 @@ def test_a_manager_merges_only_their_own_records_of_a_mixed_group(sample):
     # the group stays open for Пётр's record: the merged #10 and #11, planned again, for him or an admin
     g = group_row(store, gid)
     assert g["status"] == "pending" and g["member_ids"] == [10, 11] and g["plan"]["duplicate_ids"] == [11]
+    assert g["merge_id"] is None  # (undoing Maria's merge later must not reopen what the group became)
     assert "stays open for the records of other managers (#11)" in maria.get(f"/group/{gid}").text
     history = maria.get("/history").text  # her merge, which she may undo
     assert f'data-undo="{merge["id"]}"' in history and history.count("data-undo=") == 1
@@ -276,6 +282,8 @@ def test_a_manager_does_not_approve_or_skip_other_managers_records(sample):
     assert group_row(store, gid)["status"] == "pending"
     with store.engine.begin() as conn:  # #12 is Пётр's too now: the pair 11-12 is not Maria's to skip
         conn.execute(schema.contacts.update().where(schema.contacts.c.id == 12).values(responsible_id=USER_IDS[PETR]))
+    page = maria.get(f"/group/{gid}").text  # nor hers to read: its explanation names their values
+    assert "#10 and #11:" in page and "#10 and #12:" in page and "#11 and #12:" not in page
     r = maria.post(f"/group/{gid}/skip", data={"csrf_token": form["csrf_token"]})
     assert r.status_code == 303
     g = group_row(store, gid)

@@ -48,6 +48,28 @@ def test_migrate_is_idempotent_and_downgrade_then_upgrade_works(db_url):
     store.check_schema()
 
 
+def test_migration_0008_adds_users_signed_out_at_and_takes_it_back_with_records_pointing_at_users(db_url):
+    """Downgrading 0008 drops the column in place: rebuilding users would trip the foreign keys of
+    the records whose responsible is a user (SQLite)."""
+    from alembic import command
+
+    from crm.store import _alembic_config
+    from merge_rules.testing import load_sample
+
+    store = Store(db_url)
+    store.migrate()
+    load_sample(store)
+    before = store.stats()["tables"]
+    cfg = _alembic_config()
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0007")
+    assert "signed_out_at" not in [c["name"] for c in sa.inspect(store.engine).get_columns("users")]
+    assert store.migrate() == head_revision() and store.stats()["tables"] == before
+    assert "signed_out_at" in [c["name"] for c in sa.inspect(store.engine).get_columns("users")]
+    store.dispose()
+
+
 def test_migration_0007_moves_the_plans_out_of_the_groups_and_back(db_url):
     """A database at revision 0006 keeps its plans in dedup_groups.plan: upgrading moves each group's
     plan to dedup_plans (under the group's run), downgrading puts it back."""

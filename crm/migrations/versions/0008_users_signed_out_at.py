@@ -22,5 +22,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("signed_out_at")
+    # in place (SQLite 3.35+ drops a column): rebuilding users would trip the foreign keys to it
+    op.drop_column("users", "signed_out_at")
