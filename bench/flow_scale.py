@@ -187,6 +187,33 @@ def markdown(records: list[dict]) -> str:
 
 
 ANALYSIS = """\
+Twelfth session (2026-12-07, an Intel Xeon with 2 vCPUs, faster than the eleventh session's: the 1M
+demo database took 63 s to generate against ~100 s; runs of one code differ by 1-4 s here):
+
+- **1,000,000 contacts: SQLite 66.4 s (tree 2,490 MB), PostgreSQL 73.6 s (tree 2,617 MB)** at the
+  session's last commit. Before this session's changes the same flow took 70.1 / 71.6 s here
+  (102.4 / 102.6 CPU-s); with plans written by orjson 67.3 / 68.4 s (97.5 / 97.7 CPU-s), back to
+  back. Target 45 s and 3 GB: memory met, time not.
+- **Why 45 s is out of reach on 2 CPUs without another design:** the flow uses ~98 CPU-s (planners
+  ~37, the main process ~45 over reading, checking, finding and storing, helpers ~10, Prefect's
+  server ~7, the HTML report ~5), so even with both CPUs busy all the time it would take ~49 s; it
+  takes ~67 s because ~20 s of it run on one CPU (the server's start ~5 s; the find from
+  normalising to ranking ~15 s, a chain of steps each needing the one before; parts of the quality
+  check). Planning (~270 us a group in one process: reading ~32, comm keys ~13, deciding fields
+  ~37, fingerprints ~31, JSON 53, staging ~20, the rest - phones and e-mails, links, access, the part
+  file - ~85) and normalising (~6 s of many small pandas steps) are near what Python does without
+  columnar planning or compiled normalisers.
+- **Plans are encoded by orjson** (the same text: compared on 20,000 plans of the 1M database, and
+  by the tests): 67 -> 53 us a plan with building its dicts; a NaN is written as null.
+- **Incremental at 1M** (1% changed): the quality check's normalised phones and e-mails now serve
+  the changed records and are let go before the last run's records are taken: tree 3,284 -> 2,861-
+  2,978 MB (under 3 GB), 81-82 s against 67-70 s full. Taking the last run's records (content check
+  4.0 s, loading 2.5, ordering 0.9, in all ~11 s) still costs more than normalising all of them
+  with the quality check's phones and e-mails (5.9 s).
+- Measured and left: SQLite's json() check of the group rows in the swap (0.1 of 2 s); orjson for
+  the pairs of each group (1.6 -> 1.0 CPU-s); starting the planners before the find writes its
+  normalised records (the tree would reach ~2.9 GB).
+
 Eleventh session (2026-12-06, an AMD EPYC with 2 vCPUs about 1.3-1.6 times slower than the tenth
 session's, and noisy: the same code took 78.8 and 99.3 s for the same 1M flow an hour apart; a loop
 of 20 million additions took 1.32-1.42 s):
