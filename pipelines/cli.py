@@ -385,7 +385,7 @@ def groups(
 @app.command()
 def merge(
     db: DbOption = None,
-    batch_id: Annotated[Optional[str], typer.Option(help="Re-run a batch id to finish it after a crash.")] = None,
+    batch_id: Annotated[Optional[str], typer.Option(help="Finish a batch a crash stopped: the id `merge` printed (if it merged nothing yet, merge again without it).")] = None,
     user: Annotated[Optional[str], typer.Option(help="Email of the user merging (default: the first admin).")] = None,
     settings: SettingsOption = None,
 ) -> None:
