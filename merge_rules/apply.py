@@ -393,7 +393,7 @@ class _Applier:
             raise UnresolvedConflicts(
                 f"The merge of {plan.entity_type} #{plan.primary_id} has conflicts nobody chose a value for "
                 f"({details}). Choose a value for each on the review page, or merge with a conflict policy "
-                "(merge.conflict_policy in the settings: keep_primary, most_recent or longest).", fields)
+                "(merge.conflict_policy in the settings: keep_primary, most_common, most_recent or longest).", fields)
         return retrying(lambda: self._apply_once(plan, batch_id, group_id, update_group, check_done))
 
     def _apply_once(self, plan: MergePlan, batch_id, group_id, update_group, check_done) -> MergeResult:

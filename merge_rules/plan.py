@@ -24,7 +24,7 @@ import orjson
 from crm import schema
 from crm.gcpause import collector_paused
 from merge_rules.codec import decode, encode
-from merge_rules.normalise import comm_key, comm_keys
+from merge_rules.normalise import comm_key, comm_keys, text_key
 from merge_rules.rules import MULTI, Candidate, RuleContext, RuleError, filled, get_rule
 from merge_rules.settings import MergeSettings, field_kinds
 from merge_rules.snapshot import LINKS, Snapshot, read_snapshots
@@ -282,6 +282,12 @@ def _resolve(policy: str, cands: list[Candidate]) -> Candidate:
     if policy == "longest":
         best = max(len(str(c.value)) for c in cands)
         return next(c for c in cands if len(str(c.value)) == best)
+    if policy == "most_common":
+        # the spelling most records share (a typo of the primary's outvoted by its duplicates); a tie
+        # goes to the first, the primary where it is filled
+        counts = Counter(text_key(c.value) for c in cands)
+        best = max(counts.values())
+        return next(c for c in cands if counts[text_key(c.value)] == best)
     raise ValueError(f"unknown conflict policy {policy!r}")
 
 

@@ -72,7 +72,7 @@ class MergeSettings(BaseModel):
     fields: dict[str, dict[str, str]] = Field(
         default_factory=_default_fields, validate_default=True,
         description="entity type -> field -> rule name; fields not named keep the default rule")
-    conflict_policy: Literal["ask", "keep_primary", "most_recent", "longest"] = Field(
+    conflict_policy: Literal["ask", "keep_primary", "most_common", "most_recent", "longest"] = Field(
         "ask", description="how a conflict is settled: ask a person, or resolve it automatically")
     delete_mode: Literal["soft", "hard"] = Field(
         "soft", description="soft: set deleted_at on the duplicates; hard: delete their rows")

@@ -131,12 +131,28 @@ def test_a_persons_choice_settles_a_conflict(sample):
     ("keep_primary", ("Директор", 10), ("web", 10)),
     ("most_recent", ("Генеральный директор", 11), ("phone", 11)),   # 11 was modified last
     ("longest", ("Генеральный директор", 11), ("phone", 11)),
+    ("most_common", ("Директор", 10), ("web", 10)),  # each value once: the primary's
 ])
 def test_conflict_policies(sample, policy, post, source):
     plan = plan_of(sample, "contact", (10, [10, 11, 12]), MergeSettings(conflict_policy=policy))
     assert (plan.fields["post"].value, plan.fields["post"].source_id) == post
     assert (plan.fields["source"].value, plan.fields["source"].source_id) == source
     assert plan.unresolved == [] and {c.resolved_by for c in plan.conflicts} == {f"policy:{policy}"}
+
+
+def test_most_common_policy_takes_the_spelling_most_records_share():
+    """A typo in the primary's surname, its duplicates spelled right: most_common keeps theirs (written
+    as the first of them wrote it; case and spacing do not count); a tie keeps the primary's."""
+    from merge_rules.snapshot import Snapshot
+
+    names = {1: "Jenhkins", 2: "Jenkins", 3: "jenkins ", 4: "Jenkins"}
+    snap = Snapshot("contact", 1, [1, 2, 3, 4], records={i: {"id": i, "last_name": n, "first_name": "Lisa"}
+                                                         for i, n in names.items()})
+    plan = build_plan(snap, MergeSettings(conflict_policy="most_common"))
+    d = plan.fields["last_name"]
+    assert (d.value, d.source_id, d.resolved_by) == ("Jenkins", 2, "policy:most_common") and plan.unresolved == []
+    tie = Snapshot("contact", 1, [1, 2], records={1: {"id": 1, "last_name": "Jenhkins"}, 2: {"id": 2, "last_name": "Jenkins"}})
+    assert build_plan(tie, MergeSettings(conflict_policy="most_common")).fields["last_name"].source_id == 1
 
 
 def test_bad_choices_are_problems_naming_field_and_record(sample):
