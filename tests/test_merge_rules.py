@@ -245,7 +245,7 @@ def test_every_settings_problem_in_one_error(tmp_path):
         MergeSettings.load(path)
     msg = str(err.value)
     for expected in [
-        "conflict_policy: Input should be 'ask', 'keep_primary', 'most_recent' or 'longest'",
+        "conflict_policy: Input should be 'ask', 'keep_primary', 'most_common', 'most_recent' or 'longest'",
         "fields.contact.postt: contact has no field 'postt' (did you mean 'post'?)",
         "fields.contact.comments: rule 'sum' does not work on a text field; use one of concat,",
         "fields.contact.last_name: unknown rule 'longst' (did you mean 'longest'?)",
