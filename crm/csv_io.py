@@ -689,11 +689,13 @@ def import_csv(store: Store, path: Path, entity: str, *, preset: str | None = No
                delimiter: str | None = None, responsible_id: int | None = None,
                batch_size: int = BATCH_SIZE) -> ImportReport:
     """Import one CSV file of contacts, companies or leads; bad rows are reported, the rest goes in."""
-    with _opened(path, entity, preset, mapping, encoding, delimiter) as (path, entity, fields, records, columns, report):
+    with _opened(path, entity, preset, mapping, encoding, delimiter) as (path, entity, fields, records, header, columns,
+                                                                         report):
         users = _Users(store)
         if responsible_id is not None and responsible_id not in users.ids:
             raise CsvError(f"The default responsible user id {responsible_id} is not a user of {store.display_url}.")
-        _import_rows(store, entity, fields, records, columns, preset, users, responsible_id, batch_size, report)
+        _import_rows(store, entity, fields, records, header, columns, preset, users, responsible_id, batch_size,
+                     report)
     log.info("%s", report.summary())
     return report
 
@@ -711,7 +713,7 @@ def check_csv_file(path: Path, entity: str, *, preset: str | None = None,
 @contextlib.contextmanager
 def _opened(path: Path, entity: str, preset: str | None, mapping, encoding: str | None, delimiter: str | None):
     """The file checked and opened up to its header: (path, entity, fields, the rows after the header,
-    the header's columns, a report with the encoding and delimiter)."""
+    the header, its columns by field, a report with the encoding and delimiter)."""
     path = Path(path)
     entity = _entity(entity)
     _preset(preset, entity)
@@ -737,7 +739,7 @@ def _opened(path: Path, entity: str, preset: str | None, mapping, encoding: str 
             records = _Records(text, report.delimiter)
             header = _header(path, records)
             columns, report.ignored_columns = _resolve_columns(path, entity, header, fields, preset, mapping)
-            yield path, entity, fields, records, (header, columns), report
+            yield path, entity, fields, records, header, columns, report
     finally:
         csv.field_size_limit(old_limit)
 
@@ -752,10 +754,9 @@ def _header(path: Path, records: "_Records") -> list[str]:
     raise CsvError(f"{path} is empty: it has no header line and no rows.")
 
 
-def _import_rows(store: Store, entity: str, fields: dict[str, _Field], records: _Records, columns,
-                 preset: str | None, users: _Users, responsible_id: int | None, batch_size: int,
-                 report: ImportReport) -> None:
-    header, columns = columns
+def _import_rows(store: Store, entity: str, fields: dict[str, _Field], records: _Records, header: list[str],
+                 columns: dict[str, list[int]], preset: str | None, users: _Users, responsible_id: int | None,
+                 batch_size: int, report: ImportReport) -> None:
     conv = _Converter(entity, fields, columns, header, MULTI_VALUE_JOIN.get(preset), users, responsible_id)
     writer = _Writer(store, entity, report, header[columns["id"][0]] if "id" in columns else None)
     for line, end, row in records:

@@ -34,7 +34,8 @@ def _conflicts_settled(store, plans: list, settings: Settings) -> list:
     """The plans, those with conflicts left open (planned with conflict_policy 'ask') planned again
     with the merge's own conflict policy (and the values a person chose): what a person approved
     with open conflicts cannot merge otherwise. Only where the records are as they were planned (the
-    same fingerprints); a plan whose records changed stays as it is and is reported stale."""
+    same fingerprints) and the rest of the plan stays as approved; any other stays as it is (and is
+    reported as having conflicts)."""
     from merge_rules.plan import plan_groups
 
     if settings.merge.conflict_policy == "ask":

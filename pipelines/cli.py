@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -407,12 +408,11 @@ def merge(
         ready()
         results = apply_flow(db=db, batch_id=batch_id, user_id=user_row["id"],
                              settings_path=str(settings) if settings else None)
-    counts: dict[str, int] = {}
+    counts = Counter(r["status"] for r in results)
     for r in results:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
         if r["status"] not in ("applied", "already_applied"):
             typer.secho(f"  {r['group_id']}: {r['status']}: {r['message']}", fg=typer.colors.YELLOW)
-    typer.echo("Merge results: " + (", ".join(f"{n:,} {s}" for s, n in sorted(counts.items())) or "nothing approved"))
+    typer.echo("Merge results: " + (_counted(counts) or "nothing approved"))
     if counts.get("applied"):
         typer.echo(f"Batch {batch_id}: `crm-dedup undo --all {batch_id}` undoes it.")
 
@@ -468,9 +468,7 @@ def undo(
     if not results:
         typer.echo(f"Batch {all_}: nothing to undo ({_counted(before)})")
         return
-    counts: dict[str, int] = {}
-    for r in results:
-        counts[r.status] = counts.get(r.status, 0) + 1
+    counts = Counter(r.status for r in results)
     # thousands of merges undo cleanly: list only those that did not
     bad = [r for r in results if r.status not in ("undone", "already_undone")]
     for r in bad:
