@@ -90,15 +90,15 @@ def merge_now(store, group: dict, user: dict, settings: MergeSettings, seen: Mer
         return Outcome(False, "Not merged: " + str(exc))
     except MergeError as exc:
         return Outcome(False, "Not merged: " + str(exc))
-    done = f"{result.message} (merge #{result.merge_id}). It can be undone from the history page."
-    if others:  # a manager merged their own records: the group stays open for the other managers' ones
-        with store.engine.connect() as conn:
-            records = queries.read_records(conn, group["entity_type"], [plan.primary_id, *others])
-        left = _leave(store, {**group, "status": "applied", "primary_id": plan.primary_id},
-                      [plan.primary_id, *others], records, settings, done)
-        return Outcome(True, left.message[:-1] + "; the group stays open for the records of other managers ("
-                       + ", ".join(f"#{m}" for m in others) + ").")
-    return Outcome(True, done)
+    done = f"{result.message} (merge #{result.merge_id}), which can be undone from the history page"
+    if not others:
+        return Outcome(True, done + ".")
+    # a manager merged their own records: the group stays open for the other managers' ones
+    with store.engine.connect() as conn:
+        records = queries.read_records(conn, group["entity_type"], [plan.primary_id, *others])
+    return _leave(store, {**group, "status": "applied", "primary_id": plan.primary_id}, [plan.primary_id, *others],
+                  records, settings, f"{done}; the group stays open for the records of other managers ("
+                  + ", ".join(f"#{m}" for m in others) + ")")
 
 
 def _others_live(store, group: dict, plan: MergePlan) -> list[int]:
