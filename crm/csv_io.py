@@ -48,11 +48,14 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import sqlalchemy as sa
 
 from crm import schema
 from crm.store import Store
-from matchers.phones import only_extension
+from matchers.emails import normalize_emails
+from matchers.identifiers import parse_birthdate
+from matchers.phones import normalize_phones, only_extension
 
 log = logging.getLogger(__name__)
 
@@ -687,15 +690,18 @@ def _with_extensions(pieces: list[str], joiner: str) -> list[str]:
 def import_csv(store: Store, path: Path, entity: str, *, preset: str | None = None,
                mapping: dict[str, list[str]] | None = None, encoding: str | None = None,
                delimiter: str | None = None, responsible_id: int | None = None,
-               batch_size: int = BATCH_SIZE) -> ImportReport:
-    """Import one CSV file of contacts, companies or leads; bad rows are reported, the rest goes in."""
+               batch_size: int = BATCH_SIZE, region: str = "RU") -> ImportReport:
+    """Import one CSV file of contacts, companies or leads; bad rows are reported, the rest goes in.
+    Phones, e-mails and birthdates the matching cannot use (checked as the quality report checks them,
+    phones without a country code read in ``region``) are stored as written and counted in the
+    report's notes."""
     with _opened(path, entity, preset, mapping, encoding, delimiter) as (path, entity, fields, records, header, columns,
                                                                          report):
         users = _Users(store)
         if responsible_id is not None and responsible_id not in users.ids:
             raise CsvError(f"The default responsible user id {responsible_id} is not a user of {store.display_url}.")
         _import_rows(store, entity, fields, records, header, columns, preset, users, responsible_id, batch_size,
-                     report)
+                     report, region)
     log.info("%s", report.summary())
     return report
 
@@ -756,9 +762,9 @@ def _header(path: Path, records: "_Records") -> list[str]:
 
 def _import_rows(store: Store, entity: str, fields: dict[str, _Field], records: _Records, header: list[str],
                  columns: dict[str, list[int]], preset: str | None, users: _Users, responsible_id: int | None,
-                 batch_size: int, report: ImportReport) -> None:
+                 batch_size: int, report: ImportReport, region: str = "RU") -> None:
     conv = _Converter(entity, fields, columns, header, MULTI_VALUE_JOIN.get(preset), users, responsible_id)
-    writer = _Writer(store, entity, report, header[columns["id"][0]] if "id" in columns else None)
+    writer = _Writer(store, entity, report, header[columns["id"][0]] if "id" in columns else None, region)
     for line, end, row in records:
         if isinstance(row, csv.Error):
             report.rows_read += 1
@@ -782,8 +788,10 @@ def _import_rows(store: Store, entity: str, fields: dict[str, _Field], records: 
 class _Writer:
     """Writes good rows in batches, each batch in one transaction; never half a row."""
 
-    def __init__(self, store: Store, entity: str, report: ImportReport, id_column: str | None = None):
+    def __init__(self, store: Store, entity: str, report: ImportReport, id_column: str | None = None,
+                 region: str = "RU"):
         self.store, self.entity, self.report, self.id_column = store, entity, report, id_column
+        self.region = region
         self.table = schema.ENTITY_TABLES[entity]
         self.batch: list[_Row] = []
         self.seen_ids: dict[int, int] = {}  # explicit id -> line, to catch an id repeated in the file
@@ -811,6 +819,7 @@ class _Writer:
         if not self.batch:
             return
         rows, self.batch = self.batch, []
+        _unusable_notes(rows, self.region)
         try:
             with self.store.engine.begin() as conn:
                 rows = self._prepare(conn, rows)
@@ -886,6 +895,29 @@ class _Writer:
                  for r in rows for t, k, v in r.comms]
         if comms:
             self.store.insert(schema.communications, comms, conn=conn)
+
+
+def _unusable_notes(rows: list[_Row], region: str) -> None:
+    """Note on each row the phones, e-mails and birthdate that the matching cannot use (the quality
+    report's verdicts): they are stored as written, since the CRM holds what people typed, but the
+    person importing should hear of them now rather than at the next run's quality report."""
+    checks = (("phone", "a phone", lambda v: normalize_phones(v, region=region)),
+              ("email", "an e-mail", normalize_emails))
+    for typ, a_value, normalise in checks:
+        at = [(row, value) for row in rows for t, _k, value in row.comms if t == typ]
+        if not at:
+            continue
+        verdicts = normalise(pd.Series([value for _, value in at], dtype=object))
+        what = f"a phone number (read in region {region} without a +code)" if typ == "phone" else "an e-mail address"
+        for (row, _), valid, placeholder in zip(at, verdicts["valid"], verdicts["placeholder"]):
+            note = (f"{a_value} is a placeholder; stored, and left out of matching" if placeholder else
+                    None if valid else f"{a_value} is not {what}; stored as written, and left out of matching")
+            if note and note not in row.notes:  # a row is counted once per kind of note
+                row.notes.append(note)
+    for row in rows:
+        born = row.record.get("birthdate")
+        if born is not None and parse_birthdate(born) is None:
+            row.notes.append("birthdate is in the future or before 1900; stored, and left out of matching")
 
 
 def _chunks(items: list, n: int) -> Iterator[list]:

@@ -53,6 +53,7 @@ def open_store(db: str | None, *, must_exist: bool = True, check: bool = True):
 
 GROUP_TIERS = ("certain", "probable")  # groups form at "probable" or above (README, How matching works)
 SETTINGS_HELP = "Settings YAML with match, merge and pipeline sections (see Settings in README.md)."
+SettingsOption = Annotated[Optional[Path], typer.Option("--settings", help=SETTINGS_HELP)]
 
 
 def entity_type(value: str, *, allow_all: bool = False) -> str:
@@ -149,15 +150,19 @@ def import_(
     encoding: Annotated[Optional[str], typer.Option(help="utf-8 or cp1251; detected when not given.")] = None,
     delimiter: Annotated[Optional[str], typer.Option(help="',' or ';'; detected when not given.")] = None,
     errors: Annotated[Optional[Path], typer.Option(help="Write rejected rows with their reasons to this CSV.")] = None,
+    settings: SettingsOption = None,
 ) -> None:
-    """Import contacts, companies or leads from CSV; bad rows are reported and the rest goes in."""
+    """Import contacts, companies or leads from CSV; bad rows are reported and the rest goes in. Phones,
+    e-mails and birthdates the matching cannot use are stored as written and counted in the summary
+    (phones without a country code are read in the settings' match.region)."""
     from crm.csv_io import CsvError, import_csv
 
     entity = entity_type(entity)
+    region = load_settings(settings).match.region
     store = open_store(db)
     try:
         report = import_csv(store, file, entity, preset=preset, mapping=_parse_map(map_),
-                            encoding=encoding, delimiter=delimiter)
+                            encoding=encoding, delimiter=delimiter, region=region)
     except CsvError as exc:
         fail(str(exc))
     for problem in report.problems[:50]:
@@ -287,8 +292,6 @@ def evaluate(
         typer.echo(table[["threshold", "precision", "recall", "f1", "bcubed_f1"]].to_string(
             index=False, float_format=lambda v: f"{v:.4f}"))
 
-
-SettingsOption = Annotated[Optional[Path], typer.Option("--settings", help=SETTINGS_HELP)]
 
 
 @app.command()

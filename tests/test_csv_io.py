@@ -158,7 +158,8 @@ def test_round_trip_export_import_gives_the_same_records(store, tmp_path):
         report = import_csv(store, files[e], e)
         assert report.rejected == 0, [str(p) for p in report.problems]
         assert report.imported == report.rows_read
-        assert not report.notes
+        # no record or link was changed on the way in; the fixture's odd phones and e-mails are noted
+        assert all(note.endswith("left out of matching") for note in report.notes), report.notes
     assert snapshot(store) == before
     # the repeated phone:work column carries the four work phones of contact 7, duplicates included
     header = next(csv.reader(open(files["contact"], encoding="utf-8")))
@@ -253,7 +254,10 @@ def test_bitrix24_contacts_cp1251_semicolons(store):
     assert only_phone["last_name"] is None and only_phone["modified_at"] == ts(2023, 2, 20)
     # a responsible who is not a user: left empty and said once in the summary
     assert record(store, "contact", 102)["responsible_id"] is None
-    assert report.notes == Counter({"responsible 'Сергей Кузнецов' is not a user; left empty": 1})
+    # and the values the matching cannot use: 105's +7 999 000-00-00, 104's bill.smith@example.com
+    assert report.notes == Counter({"responsible 'Сергей Кузнецов' is not a user; left empty": 1,
+                                    "a phone is a placeholder; stored, and left out of matching": 1,
+                                    "an e-mail is a placeholder; stored, and left out of matching": 1})
     summary = report.summary()
     assert "5 imported" in summary and "0 rejected" in summary and "Windows-1251" in summary
     assert "'Компания' (contacts link to companies by id" in summary and "'Обращение'" in summary
@@ -439,6 +443,38 @@ def test_responsible_and_lead_links(store, tmp_path):
     assert report.notes == Counter({"company_id 77 is not in the database; left empty": 1})
 
 
+def test_values_matching_cannot_use_are_stored_and_counted(store, tmp_path):
+    """A phone that is no number, a placeholder e-mail, a malformed one and a birthdate in the future go
+    in as written (the CRM keeps what people typed) and the summary says so, once per row and kind,
+    with the first line; phones without a +code are read in the region given."""
+    f = write_csv(tmp_path / "q.csv", [
+        ["last_name", "phone:work", "phone:mobile", "email:work", "birthdate"],
+        ["Petrov", "+7 495 123-45-67", "12345abc", "petrov@mail.ru", "1985-03-07"],
+        ["Smith", "нет", "abc", "bad@@mail", "2099-01-01"],
+        ["Sidorov", "8 (916) 555-44-33", "", "sid@mail.ru", ""],
+        ["Jones", "(212) 555-0199", "", "", ""],
+    ])
+    report = import_csv(store, f, "contact")
+    assert report.imported == 4 and report.rejected == 0
+    assert report.notes == Counter({
+        "a phone is not a phone number (read in region RU without a +code); stored as written, and left out "
+        "of matching": 2,  # "12345abc", "abc"; (212) 555-0199 is read as a US number (a fallback region)
+        "a phone is a placeholder; stored, and left out of matching": 1,
+        "an e-mail is not an e-mail address; stored as written, and left out of matching": 1,
+        "birthdate is in the future or before 1900; stored, and left out of matching": 1,
+    })
+    assert report.note_lines["a phone is a placeholder; stored, and left out of matching"] == 3
+    assert "2 rows: a phone is not a phone number" in report.summary()
+    # stored as written
+    assert Counter(v for _, t, _, v in comms(store, "contact") if t == "phone")["12345abc"] == 1
+    assert record(store, "contact", 2)["birthdate"] == date(2099, 1, 1)
+
+    store.truncate_crm()
+    report = import_csv(store, f, "contact", region="US")
+    assert report.notes["a phone is not a phone number (read in region US without a +code); stored as written, "
+                        "and left out of matching"] == 3  # and Sidorov's 8 (916) ..., a Russian number
+
+
 def test_custom_mapping(store, tmp_path):
     f = write_csv(tmp_path / "m.csv", [["Surname", "Cell", "Cell 2", "Mail", "Note"],
                                        ["Smith", "+1 555 0100", "+1 555 0101", "s@example.com", "hi"]])
@@ -548,6 +584,17 @@ def test_cli_import_and_export(tmp_path):
                             "--preset", "bitrix24", "--db", db])
     assert r.exit_code == 0, r.output
     assert "5 contact rows read (Windows-1251, ';', preset bitrix24): 5 imported" in r.stdout
+    assert "1 row: a phone is a placeholder; stored, and left out of matching (first at line 7)." in r.stdout
+
+    # phones without a +code are read in the settings' region: 8 916 ... is no US number
+    us = tmp_path / "us.yaml"
+    us.write_text("match: {region: US}\n")
+    again = write_csv(tmp_path / "ru_phone.csv", [["last_name", "phone:mobile"], ["Orlov", "8 916 555-44-33"]])
+    us_db = f"sqlite:///{tmp_path}/us.db"
+    assert runner.invoke(app, ["init", "--db", us_db]).exit_code == 0
+    r = runner.invoke(app, ["import", str(again), "--entity", "contact", "--db", us_db, "--settings", str(us)])
+    assert r.exit_code == 0, r.output
+    assert "1 row: a phone is not a phone number (read in region US without a +code)" in r.stdout
 
     errors = tmp_path / "errors.csv"
     r = runner.invoke(app, ["import", str(DATA / "bad_rows.csv"), "--entity", "contact", "--db", db,
