@@ -69,6 +69,22 @@ class RoleTable:
         raw = v["raw"].astype("string").str.strip()
         return v.assign(raw=raw)[raw.fillna("").ne("")]
 
+    def names(self, ids) -> list[str]:
+        """How a person knows these records (ids of this table): "last first middle", else the full
+        name, else the company; and for a person with a company, the company after the name. "" where
+        a record has none of these."""
+        rows = self.records.reindex(ids)
+        parts = [c for c in ("last_name", "first_name", "middle_name") if c in rows.columns]
+        out = []
+        for at in range(len(rows)):
+            def text(col):
+                v = rows[col].iat[at] if col in rows.columns else None
+                return str(v).strip() if v is not None and not pd.isna(v) else ""
+            person = " ".join(t for t in map(text, parts) if t) or text("full_name")
+            company = text("company")
+            out.append(f"{person} ({company})" if person and company else person or company)
+        return out
+
     @property
     def text_columns(self) -> list[str]:
         return [c for c in self.records.columns if str(c).startswith("text:")]

@@ -33,8 +33,9 @@ def _relabelled(p: Prepared, prefix: str) -> Prepared:
 def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, preset: str | None = None,
                       mapping: dict[str, list[str]] | None = None, encoding: str | None = None,
                       settings_path: str | None = None, reuse: bool = True) -> tuple[pd.DataFrame, list[str]]:
-    """Likely duplicates of new records. Returns (rows: new_record, duplicate_of, existing, probability,
-    tier, explanation; problems found while reading the CSV).
+    """Likely duplicates of new records. Returns (rows: new_record, new_name, duplicate_of, duplicate_name,
+    existing, probability, tier, explanation; problems found while reading the CSV). A new record of a
+    CSV is numbered as its import would number it: by its id column, else in the order of its rows.
 
     ``reuse``: the existing records as the last run normalised them (only those new or changed since
     are normalised here), when it normalised them as this check would: at a million contacts
@@ -83,7 +84,8 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
                                       existing.values[existing.values["id"].isin(old_ids)]), "")
         if normalised is not None:
             normalised = [_relabelled(normalised.take(old_ids), ""), _relabelled(normalised.take(fresh_ids), "new:")]
-    columns = ["new_record", "duplicate_of", "existing", "probability", "tier", "explanation"]
+    columns = ["new_record", "new_name", "duplicate_of", "duplicate_name", "existing", "probability", "tier",
+               "explanation"]
     if len(new) == 0:
         return pd.DataFrame(columns=columns), problems
     combined = RoleTable(entity, pd.concat([existing.records, new.records]),
@@ -104,15 +106,21 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
                     "checked", last["id"], exc)
         result = find_duplicates(combined, settings.match, changed_ids=list(new.records.index), prepared=prepared)
     pairs = result.pairs
-    rows = []
+    found = []
     for r in pairs.itertuples(index=False):
         a, b = str(r.id_a), str(r.id_b)
-        if not (a.startswith("new:") or b.startswith("new:")):
-            continue
-        new_id, other = (a, b) if a.startswith("new:") else (b, a)
-        rows.append({"new_record": new_id[4:], "duplicate_of": other.removeprefix("new:"),
-                     "existing": not other.startswith("new:"), "probability": r.probability, "tier": r.tier,
-                     "explanation": r.explanation})
+        if a.startswith("new:") or b.startswith("new:"):
+            found.append((*((a, b) if a.startswith("new:") else (b, a)), r))
+    # the names a person finds the records by, in the file and in the CRM
+    wanted = {x for new_id, other, _ in found for x in (new_id, other)}
+    named: dict[str, str] = {}
+    for table in (new, existing):
+        ids = [i for i in wanted if i in table.records.index]
+        named.update(zip(ids, table.names(ids)))
+    rows = [{"new_record": new_id[4:], "new_name": named.get(new_id, ""), "duplicate_of": other.removeprefix("new:"),
+             "duplicate_name": named.get(other, ""), "existing": not other.startswith("new:"),
+             "probability": r.probability, "tier": r.tier, "explanation": r.explanation}
+            for new_id, other, r in found]
     out = pd.DataFrame(rows, columns=columns)
     return out.sort_values(["probability", "new_record"], ascending=[False, True], ignore_index=True), problems
 

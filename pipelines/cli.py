@@ -556,6 +556,12 @@ def check(
         typer.secho(f"  {problem}", fg=typer.colors.YELLOW, err=True)
     typer.echo(f"{result['new_records_with_duplicates']:,} new record(s) look like existing ones "
                f"({result['likely_duplicates']:,} likely duplicate pairs); details in {result['report']}")
+    for row in result["first"]:
+        other = f"{entity} #{row['duplicate_of']}" if row["existing"] else f"new {row['duplicate_of']}"
+        typer.echo(f"  new {row['new_record']} {row['new_name'] or '(no name)'}  ~  {other} "
+                   f"{row['duplicate_name'] or '(no name)'}: {row['tier']} ({row['probability']:.2f})")
+    if result["likely_duplicates"] > len(result["first"]):
+        typer.echo(f"  ... and {result['likely_duplicates'] - len(result['first']):,} more pairs in {result['report']}")
 
 
 @app.command()

@@ -215,6 +215,9 @@ def apply_flow(db: str | None = None, batch_id: str | None = None, user_id: int 
 
 # -- check ------------------------------------------------------------------------------------
 
+CHECK_SHOWN = 10  # the most likely pairs the result carries for the terminal; the rest are in the CSV
+
+
 @task(name="check-new-records")
 def check_task(db: str | None, entity: str, csv_path: str | None, preset: str | None,
                mapping: dict[str, list[str]] | None, settings_path: str | None, out: str,
@@ -227,7 +230,7 @@ def check_task(db: str | None, entity: str, csv_path: str | None, preset: str | 
     rows.to_csv(out, index=False)
     return {"report": out, "likely_duplicates": int(len(rows)),
             "new_records_with_duplicates": int(rows["new_record"].nunique()) if len(rows) else 0,
-            "problems": problems}
+            "problems": problems, "first": rows.head(CHECK_SHOWN).to_dict("records")}
 
 
 @flow(name="check", log_prints=True)

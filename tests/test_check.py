@@ -45,6 +45,13 @@ def test_csv_rows_that_exist_already_are_reported(demo, tmp_path):
     hits = sum(any(d == orig for (_, d) in matched) for orig in originals)
     assert hits >= 13, rows
     assert "Чрезвычайнов" not in " ".join(rows["explanation"])
+    # each side named as a person finds it: the file's row and the CRM's record
+    named = frame.set_index("id")
+    for r in found.itertuples():
+        crm = named.loc[r.duplicate_of]
+        assert r.duplicate_name == " ".join(v for v in crm[["last_name", "first_name", "middle_name"]] if isinstance(v, str))
+        row = sample.iloc[int(r.new_record) - 1]  # rows without ids are numbered in the file's order
+        assert r.new_name == " ".join(v for v in row[["last_name", "first_name", "middle_name"]] if isinstance(v, str))
     assert rows["probability"].between(0, 1).all()
     # the same file in Windows-1251, its encoding given (as `crm-dedup check --encoding cp1251` gives it)
     (tmp_path / "new_cp1251.csv").write_bytes((tmp_path / "new.csv").read_text(encoding="utf-8").encode("cp1251"))
