@@ -22,7 +22,8 @@ Choices a user should know about:
   column as often as the record with most such values needs: lossless for any value. The bitrix24
   preset writes and reads several values in one cell joined by ", " as Bitrix24 does; a value that
   itself contains a comma is split there (but a phone's extension after a comma, "доб 802", stays
-  with its phone).
+  with its phone). In any format, a phone cell holding several numbers ("+79165551207; +79165551208")
+  is stored as one phone per number, and the summary says so.
 - Timestamps are naive UTC. Bitrix24 writes them in the portal's time zone, which the file does not
   say; they are taken as they are. A missing created_at is modified_at, else now; a missing
   modified_at is created_at (a missing date must not make an old record look recently worked on).
@@ -55,7 +56,7 @@ from crm import schema
 from crm.store import Store
 from matchers.emails import normalize_emails
 from matchers.identifiers import parse_birthdate
-from matchers.phones import normalize_phones, only_extension
+from matchers.phones import normalize_phones, only_extension, several_numbers
 
 log = logging.getLogger(__name__)
 
@@ -561,6 +562,9 @@ class _Converter:
                 pieces = [p.strip() for p in cells[i].split(self.split)] if self.split else [cells[i]]
                 if typ == "phone" and len(pieces) > 1:
                     pieces = _with_extensions(pieces, self.split)
+                if typ == "phone" and any(len(several_numbers(p)) > 1 for p in pieces):
+                    pieces = [n for p in pieces for n in several_numbers(p)]
+                    notes.append("a phone cell held several numbers; each is stored as a phone of its own")
                 for p in pieces:
                     if p.strip():
                         _check_text(p, self.header[i], self.fields[f"{typ}:{kind}"].length, f"a {typ} value")

@@ -67,6 +67,22 @@ def only_extension(text: str) -> bool:
     """Whether ``text`` is an extension alone ("доб 802", "ext. 12"), not a phone: what a cell of
     phones joined by ", " holds after the comma of "(495) 751-64-43, доб 802"."""
     return _EXT.match(text) is not None
+
+
+_LIST_SEPARATOR = re.compile(r"\s*[;,/]\s*")
+_MIN_NUMBER_DIGITS = 7
+
+
+def several_numbers(text: str) -> list[str]:
+    """The numbers of a cell holding several, as written ("+79165551207; +79165551208",
+    "8 916 555-12-07, 8 495 123-45-67"): split at ";", "," or "/" where every piece has a number's
+    digits; otherwise ``[text]`` (one number, or one with its extension "..., доб 802")."""
+    pieces = [p for p in _LIST_SEPARATOR.split(text.strip()) if p]
+    if len(pieces) > 1 and all(sum(c.isdigit() for c in p) >= _MIN_NUMBER_DIGITS for p in pieces):
+        return pieces
+    return [text]
+
+
 _LETTER_OR_HASH = re.compile(r"[^\W\d_]|#")
 _NON_DIGIT = re.compile(r"\D+")
 
@@ -137,12 +153,32 @@ def _slow(text: str, region: str, fallback_regions: tuple[str, ...] = ()) -> tup
             if alt is not None and alt[3]:
                 reading = alt
                 break
+    if (reading is None or not reading[3]) and (_LETTER.search(main) or len(several_numbers(main)) > 1):
+        # a number with words around it: "8-916-555-12-05 (после 18:00)", "+7 916 555 12 05 Иван", or
+        # two numbers in one cell (the first is taken)
+        found = _found_in_text(text, region, fallback_regions)
+        if found is not None:
+            return found
     if reading is None:
         return (None, None, ext, False, False)
     e164, national, num_ext, valid = reading
     if national and _placeholder_digits(national):
         return PLACEHOLDER
     return (e164, national, ext or num_ext, valid, False)
+
+
+def _found_in_text(text: str, region: str, fallback_regions: tuple[str, ...]) -> tuple | None:
+    """The first valid number phonenumbers finds inside ``text`` (read in ``region``, then in each
+    fallback region, unless a "+" gives the country), as _slow's row; None when there is none."""
+    for where in dict.fromkeys(r for r in (region, *(() if "+" in text else fallback_regions)) if r):
+        for match in phonenumbers.PhoneNumberMatcher(text, where, leniency=phonenumbers.Leniency.VALID):
+            num = match.number
+            national = phonenumbers.national_significant_number(num)
+            if _placeholder_digits(national):
+                return PLACEHOLDER
+            return (phonenumbers.format_number(num, PhoneNumberFormat.E164), national, num.extension or None, True,
+                    False)
+    return None
 
 
 # -- fast path for numbers in digits and separators ------------------------------------------

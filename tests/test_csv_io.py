@@ -475,6 +475,22 @@ def test_values_matching_cannot_use_are_stored_and_counted(store, tmp_path):
                         "and left out of matching"] == 3  # and Sidorov's 8 (916) ..., a Russian number
 
 
+def test_a_phone_cell_of_several_numbers_is_stored_as_several_phones(store, tmp_path):
+    f = write_csv(tmp_path / "two.csv", [
+        ["last_name", "phone:work", "phone:mobile"],
+        ["Petrov", "+79165551207; +79165551208", "(495) 751-64-43, доб 802"],
+        ["Orlov", "8 916 555-12-07, 8 495 123-45-67", "8-916-555-12-05 (после 18:00)"],
+    ])
+    report = import_csv(store, f, "contact")
+    assert report.imported == 2 and report.communications == 6
+    assert comms(store, "contact") == Counter({
+        (1, "phone", "work", "+79165551207"): 1, (1, "phone", "work", "+79165551208"): 1,
+        (1, "phone", "mobile", "(495) 751-64-43, доб 802"): 1,  # one number and its extension
+        (2, "phone", "work", "8 916 555-12-07"): 1, (2, "phone", "work", "8 495 123-45-67"): 1,
+        (2, "phone", "mobile", "8-916-555-12-05 (после 18:00)"): 1})  # one number and a note: as written
+    assert report.notes == Counter({"a phone cell held several numbers; each is stored as a phone of its own": 2})
+
+
 def test_custom_mapping(store, tmp_path):
     f = write_csv(tmp_path / "m.csv", [["Surname", "Cell", "Cell 2", "Mail", "Note"],
                                        ["Smith", "+1 555 0100", "+1 555 0101", "s@example.com", "hi"]])
