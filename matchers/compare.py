@@ -10,6 +10,7 @@ hold the value that matched exactly (0 where not an exact match).
 from __future__ import annotations
 
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ import pandas as pd
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA, JaroWinkler
 
-from matchers.prepare import Prepared
+from matchers.prepare import _CACHE_LOCK, _SOUND_RULES, Prepared
 
 NULL = -1
 
@@ -153,15 +154,20 @@ class FirstNameComparison(Comparison):
         both = (ra >= 0) & (rb >= 0)
         level[both] = 0
         raw_len = np.array([len(x) for x in raw_u] + [0], dtype=np.int64)  # code -1: no name
-        initial, _ = pd.factorize(np.array([x[:1] for x in raw_u] + [""], dtype=object))
-        la, lb = raw_len[ra], raw_len[rb]
-        initial_only = both & ((la == 1) | (lb == 1))
-        level[initial_only & (initial[ra] == initial[rb])] = 1
+        is_initial = np.array([_is_initial(x) for x in raw_u] + [False], dtype=bool)
+        initial_only = both & (is_initial[ra] | is_initial[rb])
+        idx = np.flatnonzero(initial_only)
+        level[idx[_initial_agrees(ra[idx], rb[idx], raw_u, is_initial)]] = 1
         full = both & ~initial_only
         if "first_sound" in p.records.columns:
             sound, _ = p.codes("first_sound")
             sa = sound[a]
             level[full & (sa >= 0) & (sa == sound[b])] = 2
+        facts = _person_facts(p)
+        if facts is not None:
+            # an English name written in Cyrillic by ear (Эбигейл / Abigail, Эндрю / Andrew)
+            loose = facts.first_loose
+            level[full & (level < 2) & facts.cross_script(a, b) & (loose[a] >= 0) & (loose[a] == loose[b])] = 2
         rest = np.flatnonzero(full & (ra != rb))
         x, y, inverse = distinct_pairs(ra[rest], rb[rest], len(raw_u))
         jw = np.asarray(_similarity(raw_u[x], raw_u[y], JaroWinkler.normalized_similarity))
@@ -175,7 +181,38 @@ class FirstNameComparison(Comparison):
         level[exact] = 5
         counts = np.bincount(raw[raw >= 0], minlength=len(raw_u))
         tf[exact] = counts[ra[exact]]
+        if facts is not None:
+            # a man and a woman (Валерий / Валерия, Петров Саша / Петрова Саша) are two people
+            ga, gb, _ = facts.pair_genders(a, b)
+            other = (ga > 0) & (gb > 0) & (ga != gb) & both
+            level[other] = 0
+            tf[other] = 0
         return Levels(level, tf)
+
+
+def _is_initial(key: str) -> bool:
+    from matchers.names import INITIAL_KEYS
+
+    return len(key) == 1 or key in INITIAL_KEYS
+
+
+def _initial_agrees(ca: np.ndarray, cb: np.ndarray, uniques: np.ndarray, is_initial: np.ndarray) -> np.ndarray:
+    """For pairs of codes where a side is only an initial: whether the other starts with it (Ю. ->
+    "iu" agrees with Юрий "iurii", not with Иван "ivan"; two initials agree when equal)."""
+    out = np.zeros(len(ca), dtype=bool)
+    if not len(ca):
+        return out
+    x, y, inverse = distinct_pairs(ca, cb, len(uniques))
+    agree = np.fromiter((_starts_alike(uniques[i], uniques[j], is_initial[i], is_initial[j])
+                         for i, j in zip(x.tolist(), y.tolist())), dtype=bool, count=len(x))
+    return agree[inverse]
+
+
+def _starts_alike(x: str, y: str, x_initial: bool, y_initial: bool) -> bool:
+    if x_initial and y_initial:
+        return x == y
+    short, long_ = (x, y) if x_initial else (y, x)
+    return long_.startswith(short)
 
 
 def _nickname_match(x: np.ndarray, y: np.ndarray, uniques: np.ndarray) -> np.ndarray:
@@ -208,23 +245,191 @@ class SurnameComparison(StringComparison):
     def compute(self, p, a, b):
         base = super().compute(p, a, b)
         level = base.level.copy()
+        tf = base.tf.copy()
         # the parent's bands are 1, 2 and exact 3: shift them up one to make room for "sounds alike"
         level[level >= 1] += 1
         if "last_sound" in p.records.columns:
             sound, _ = p.codes("last_sound")
             alike = (level == 0) & (sound[a] >= 0) & (sound[a] == sound[b])
             level[alike] = 1
-        return Levels(level, base.tf)
+        codes, uniques = p.codes(self.column)
+        ca, cb = codes[a], codes[b]
+        # "similar": a part of a double surname (Римская-Корсакова / Корсакова), or a letter dropped
+        # between two equal ones (Боброва -> Бброва, whose key collapses the doubled letter to
+        # "brova"; no more than similar, as the two keys are also those of Брова and Боброва)
+        todo = np.flatnonzero((level >= 0) & (level < 2) & (ca != cb))
+        near = _surname_near(ca[todo], cb[todo], uniques)
+        level[todo[near]] = 2
+        facts = _person_facts(p)
+        if facts is not None:
+            # Hall / Холл, Brown / Браун, Hayes / Хейз: English surnames written in Cyrillic by ear
+            loose = facts.last_loose
+            alike = (level == 0) & facts.cross_script(a, b) & (loose[a] >= 0) & (loose[a] == loose[b])
+            level[alike] = 1
+            # the male and the female form of one surname (Петров / Петрова) are a family's two
+            # people, unless the first names say both are of one gender (a typo of the form)
+            ga, gb, family = facts.pair_genders(a, b)
+            other = family & (ga != gb)
+            level[other] = 0
+            tf[other] = 0
+        return Levels(level, tf)
+
+
+def _surname_near(ca: np.ndarray, cb: np.ndarray, uniques: np.ndarray) -> np.ndarray:
+    """For pairs of different surname codes: a whole part of a double surname shared, or one letter
+    dropped between two equal letters."""
+    if not len(ca):
+        return np.zeros(0, bool)
+    lengths = np.array([len(x) for x in uniques], dtype=np.int64)
+    multi = np.array([" " in x for x in uniques], dtype=bool)
+    # only these can be either: a double surname, or lengths two apart
+    maybe = np.flatnonzero(multi[ca] | multi[cb] | (np.abs(lengths[ca] - lengths[cb]) == 2))
+    out = np.zeros(len(ca), dtype=bool)
+    if not len(maybe):
+        return out
+    x, y, inverse = distinct_pairs(ca[maybe], cb[maybe], len(uniques))
+    near = np.zeros(len(x), dtype=bool)
+    for k, (i, j) in enumerate(zip(x.tolist(), y.tolist())):
+        u, v = uniques[i], uniques[j]
+        if " " in u or " " in v:
+            near[k] = _shares_part(u, v)
+        else:
+            near[k] = _dropped_between_doubles(u, v) if len(u) < len(v) else _dropped_between_doubles(v, u)
+    out[maybe] = near[inverse]
+    return out
+
+
+def _shares_part(u: str, v: str) -> bool:
+    """A whole word of one surname is a word of the other (the parts of a double surname, as keys)."""
+    return not {w for w in u.split() if len(w) >= 3}.isdisjoint(v.split())
+
+
+def _dropped_between_doubles(short: str, long_: str) -> bool:
+    """Whether ``short`` is ``long_`` with one letter deleted between two equal letters, which then
+    collapsed into one in the key (bobrova -> bbrova -> brova)."""
+    if len(short) < 4:
+        return False
+    for i in range(len(long_) - 2):
+        if long_[i] == long_[i + 2] and long_[:i + 1] + long_[i + 3:] == short:
+            return True
+    return False
 
 
 class MiddleNameComparison(Comparison):
-    """Patronymic: missing on either side is no evidence; two different ones (a father and his son) are."""
+    """Patronymic: missing on either side is no evidence; two different ones (a father and his son)
+    are. An initial (Иванова А. В.) agrees with every patronymic it starts (Викторовна), as a first
+    name's does; it is "different" only from one it does not start."""
 
     name, label = "middle_name", "patronymic"
-    levels = ("different", "similar", "same")
+    levels = ("different", "same initial", "similar", "same")
 
     def compute(self, p, a, b):
-        return StringComparison("middle_name", "middle", "patronymic", bands=(0.9,)).compute(p, a, b)
+        base = StringComparison("middle_name", "middle", "patronymic", bands=(0.9,)).compute(p, a, b)
+        level = base.level.copy()
+        level[level >= 1] += 1  # similar 2, same 3
+        if "middle" in p.records.columns:
+            codes, uniques = p.codes("middle")
+            is_initial = np.array([_is_initial(x) for x in uniques] + [False], dtype=bool)
+            ca, cb = codes[a], codes[b]
+            idx = np.flatnonzero((ca >= 0) & (cb >= 0) & (is_initial[ca] | is_initial[cb]))
+            agree = _initial_agrees(ca[idx], cb[idx], uniques, is_initial)
+            level[idx] = np.where(agree, 1, 0)
+        return Levels(level, base.tf)
+
+
+def _loose_key(key: str) -> str:
+    """A key for names written by ear in the other script, where vowels are read, not spelt: an
+    English w after a vowel is part of the vowel (Brown / Браун, Andrew / Эндрю), then the sound
+    key's consonants with every run of vowels as one "a" (Hall / Холл -> "al", Abigail / Эбигейл
+    -> "abakal"). Compared only between a Latin and a Cyrillic record: within one script it would
+    make Анна and Инна alike."""
+    s = _LOOSE_W.sub("", key)
+    for pattern, repl in _SOUND_RULES:
+        s = pattern.sub(repl, s)
+    return _VOWELS.sub("a", s)
+
+
+_LOOSE_W = re.compile(r"(?<=[aeiou])v(?![aeiou])")
+_VOWELS = re.compile(r"[aeiouy]+")
+
+
+@dataclass
+class _PersonFacts:
+    """Per record, what comparing names across records needs beyond the columns: the gender its
+    first name has (0 none, 1 m, 2 f), its surname's stem and gender form (-1 / 0 when it has none),
+    the script of its name (0 mixed or none, 1 Cyrillic, 2 Latin) and loose keys (codes, -1 none)."""
+
+    first_gender: np.ndarray
+    stem: np.ndarray
+    last_gender: np.ndarray
+    script: np.ndarray
+    first_loose: np.ndarray
+    last_loose: np.ndarray
+
+    def cross_script(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        sa, sb = self.script[a], self.script[b]
+        return (sa > 0) & (sb > 0) & (sa != sb)
+
+    def pair_genders(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each side's gender (0 not known) and whether the surnames are the male and the female
+        form of one (Петров / Петрова). The first name's gender counts first; where it has none
+        (Саша, an initial), the surname's form when the two surnames are such a pair."""
+        ga, gb = self.first_gender[a].copy(), self.first_gender[b].copy()
+        sa = self.stem[a]
+        la, lb = self.last_gender[a], self.last_gender[b]
+        family = (sa >= 0) & (sa == self.stem[b]) & (la > 0) & (lb > 0) & (la != lb)
+        ga = np.where(family & (ga == 0), la, ga)
+        gb = np.where(family & (gb == 0), lb, gb)
+        return ga, gb, family
+
+
+_GENDER_CODE = {"": 0, "m": 1, "f": 2}
+
+
+def _person_facts(p: Prepared) -> _PersonFacts | None:
+    """The name facts of the prepared records, made once per table (per distinct value)."""
+    cols = p.records.columns
+    if "first_raw" not in cols or "last" not in cols:
+        return None
+    from matchers.names import first_name_gender, surname_gender_form
+
+    with _CACHE_LOCK:
+        cached = p.__dict__.get("_person_facts")
+        if cached is not None:
+            return cached
+        fcodes, fu = p.codes("first_raw")
+        lcodes, lu = p.codes("last")
+        first_gender = np.array([_GENDER_CODE[first_name_gender(x)] for x in fu] + [0], dtype=np.int8)[fcodes]
+        forms = [surname_gender_form(x) for x in lu]
+        stem_codes, _ = pd.factorize(np.array([st or None for st, _ in forms] + [None], dtype=object))
+        stem = stem_codes.astype(np.int64)[lcodes]
+        last_gender = np.array([_GENDER_CODE[g] for _, g in forms] + [0], dtype=np.int8)[lcodes]
+        if "full" in cols:
+            ucodes, uf = p.codes("full")
+            kinds = []
+            for text in uf:
+                cyr, lat = bool(_CYRILLIC.search(text)), bool(_LATIN.search(text))
+                kinds.append(1 if cyr and not lat else 2 if lat and not cyr else 0)
+            script = np.array(kinds + [0], dtype=np.int8)[ucodes]
+        else:
+            script = np.zeros(len(p), dtype=np.int8)
+
+        def loose(codes: np.ndarray, uniques: np.ndarray, min_consonants: int) -> np.ndarray:
+            keys = []
+            for x in uniques:
+                k = _loose_key(x)
+                keys.append(k if len(k) >= 2 and len(k.replace("a", "")) >= min_consonants else None)
+            out, _ = pd.factorize(np.array(keys + [None], dtype=object))
+            return out.astype(np.int64)[codes]
+
+        # a first name of one consonant is too little to tell (Анна / Инна, Ann / Ян)
+        facts = _PersonFacts(first_gender, stem, last_gender, script, loose(fcodes, fu, 2), loose(lcodes, lu, 1))
+        p.__dict__["_person_facts"] = facts
+        return facts
+
+
+_CYRILLIC = re.compile(r"[а-яё]")
+_LATIN = re.compile(r"[a-z]")
 
 
 class MultiValueComparison(Comparison):

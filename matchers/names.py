@@ -7,8 +7,9 @@ Everything is cached per unique word, so a million rows cost about as much as th
 
 First names: the `nicknames` package for English (with data/en_nicknames_preferred.csv settling the
 common ambiguous ones, and data/en_given_names.csv listing common given names that stand for
-themselves) and data/ru_diminutives.csv for Russian (name, gender, forms; when two rows give the
-same form, or forms with the same key, the first row wins and name_variants lists both).
+themselves, with their gender: m, f or empty for either) and data/ru_diminutives.csv for Russian
+(name, gender, forms; when two rows give the same form, or forms with the same key, the first row
+wins and name_variants lists both). ``first_name_gender`` reads the genders of both tables.
 
 Known limits of the key: spellings that reuse a Latin letter for another Russian sound do not
 meet the usual ones (GOST x = х, German ch = х / s = з / z = ц / sch = ж, French ch = ш / j = ж, c
@@ -259,6 +260,7 @@ class _NameTables:
     canonical: dict[str, str]             # key -> canonical full-name key (canonicals map to themselves)
     variants: dict[str, frozenset[str]]   # key -> every canonical it may stand for
     score: dict[str, int]                 # how surely a key is a first name: 2 sure, 1 weak (Smith -> Smitty)
+    gender: dict[str, str]                # key -> "m" or "f" where every full name it may stand for has it
 
 
 def _lcs(a: str, b: str) -> int:
@@ -408,7 +410,31 @@ def _tables() -> _NameTables:
     for key in set(final) | set(final.values()):
         score.setdefault(key, 1)
     log.debug("name tables: %d keys, %d canonical names", len(final), len(set(final.values())))
-    return _NameTables(final, out_variants, score)
+    return _NameTables(final, out_variants, score, _genders(rows, final, out_variants))
+
+
+def _genders(rows: list[tuple[str, str, list[str]]], final: dict[str, str],
+             variants: dict[str, frozenset[str]]) -> dict[str, str]:
+    """The gender of every key whose full names all have one: a full name of either table has its
+    own (Валерий m, Валерия f), a form or nickname the one its full names share (Лера f, Саша and
+    Sam none: they stand for Александр and Александра, Samuel and Samantha)."""
+    own: dict[str, str] = {}
+    for row in _read_data_csv("en_given_names.csv"):
+        key = _translit_word_of(row["name"])
+        if key and row.get("gender") in ("m", "f"):
+            own[key] = row["gender"]
+    ru: dict[str, set[str]] = {}
+    for name, gender, _forms in rows:  # the Russian table wins over the English list
+        ru.setdefault(_translit_word_of(name), set()).add(gender)
+    own.update({k: next(iter(g)) for k, g in ru.items() if len(g) == 1 and g <= {"m", "f"}})
+    out = dict(own)
+    for key in set(final) | set(variants):
+        if key in own:
+            continue
+        found = {own[c] for c in variants.get(key, frozenset()) | {final.get(key, key)} if c in own}
+        if len(found) == 1:
+            out[key] = found.pop()
+    return out
 
 
 def canonical_first_name(key: str) -> str:
@@ -435,6 +461,48 @@ def name_variants(key: str) -> frozenset[str]:
     if key in tables.variants:
         return tables.variants[key]
     return frozenset({canonical_first_name(key)})
+
+
+def first_name_gender(key: str) -> str:
+    """"m" or "f" when the tables give a first name (or every full name a diminutive or nickname
+    may stand for) one gender, else "" (Саша, Женя, Валя; names the tables do not know)."""
+    key = _as_key(key)
+    if not key:
+        return ""
+    gender = _tables().gender
+    found = {gender.get(k, "") for k in key.split()}
+    return found.pop() if len(found) == 1 else ""
+
+
+# Russian surnames have a male and a female form: Петров / Петрова, Чайковский / Чайковская,
+# Толстой / Толстая. As keys: -ov, -ev, -in and the same + a; -i (ий, ый, Polish -ski), -oi and -aia
+# (ая), Polish/Ukrainian -ska.
+_SURNAME_FORMS = (("aia", "f", 3), ("ova", "f", 1), ("eva", "f", 1), ("ina", "f", 1), ("ska", "f", 1),
+                  ("oi", "m", 2), ("ov", "m", 0), ("ev", "m", 0), ("in", "m", 0), ("i", "m", 1))
+
+
+def surname_gender_form(key: str) -> tuple[str, str]:
+    """(stem, gender) of a surname key with a male or female form ("petrova" -> ("petrov", "f"),
+    "chaikovski" -> ("chaikovsk", "m")), ("", "") for others (Шевченко). Two surnames with the same
+    stem and different genders are one family's, not a typo. A double surname has the stems of its
+    parts and a gender when every gendered part agrees."""
+    key = _as_key(key)
+    stems, genders = [], set()
+    for word in key.split():
+        stem = ""
+        for ending, gender, cut in _SURNAME_FORMS:
+            if word.endswith(ending) and len(word) - cut >= 4:
+                stem = word[: len(word) - cut] if cut else word
+                genders.add(gender)
+                break
+        stems.append(stem or word)
+    if len(genders) != 1:
+        return "", ""
+    return " ".join(stems), genders.pop()
+
+
+# The keys of a single letter (an initial): Ю. -> "iu", Ж. -> "zh", X. -> "ks".
+INITIAL_KEYS = frozenset(filter(None, (_translit_word(c) for c in "абвгдеёжзийклмнопрстуфхцчшщэюяabcdefghijklmnopqrstuvwxyz")))
 
 
 def is_known_first_name(key: str) -> bool:
@@ -506,7 +574,7 @@ def _unit(raw: str) -> _Unit | None:
         canon=canon,
         patronymic=patronymic,
         name_score=0 if _is_patronymic_key(keys[0]) else tables.score.get(keys[0], 0),
-        initial=len(keys) == 1 and len(keys[0]) == 1,
+        initial=len(keys) == 1 and len(clean) == 1,  # one letter: Ю. is one too, its key "iu"
         cyrillic=bool(_HAS_CYR.search(clean)),
         tokens=tuple(keys) if patronymic else tuple(canon.split()),
     )

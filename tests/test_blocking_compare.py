@@ -52,6 +52,86 @@ def test_comparison_levels(x, y, expected, why):
         assert got[name] == level, f"{why}: {name} was {got[name]!r}"
 
 
+def _pair_levels(rows):
+    """Levels of each pair of (last, first, middle) name triples, the two records of a pair sharing a
+    phone."""
+    frame = pd.DataFrame([(2 * k + side, *names, f"+7 495 200 00 {k:02d}")
+                          for k, pair in enumerate(rows) for side, names in enumerate(pair)],
+                         columns=["id", "last", "first", "middle", "phone"])
+    p = prepare(RoleTable.from_frame("contact", frame, {"last_name": "last", "first_name": "first",
+                                                        "middle_name": "middle", "phone": "phone"}, "id"))
+    a = np.arange(0, len(frame), 2)
+    cv = compare(p, a, a + 1)
+    return [{c.name: c.levels[lv] if lv != NULL else None for c, lv in zip(cv.comparisons, row)} for row in cv.levels]
+
+
+NAME_PAIRS = [
+    # a man and a woman sharing a phone: husband and wife, brother and sister
+    ("male and female form of a first name", ("Сидоренко", "Валерий", None), ("Сидоренко", "Валерия", None),
+     {"first_name": "different", "last_name": "same"}),
+    ("Евгений / Евгения", ("Кравченко", "Евгений", None), ("Кравченко", "Евгения", None), {"first_name": "different"}),
+    ("Александр / Александра", ("Петров", "Александр", None), ("Петрова", "Александра", None),
+     {"first_name": "different", "last_name": "different"}),
+    ("a unisex diminutive takes the surname's gender", ("Петров", "Саша", None), ("Петрова", "Александра", None),
+     {"first_name": "different", "last_name": "different"}),
+    ("one unisex diminutive, surnames of two genders", ("Лазарев", "Саша", None), ("Лазарева", "Саша", None),
+     {"first_name": "different", "last_name": "different"}),
+    ("Женя / Евгений", ("Морозова", "Женя", None), ("Морозов", "Евгений", None),
+     {"first_name": "different", "last_name": "different"}),
+    ("Latin surname forms", ("Petrov", "Sasha", None), ("Petrova", "Sasha", None), {"first_name": "different"}),
+    # what stays the same person
+    ("a unisex diminutive with one surname", ("Иванова", "Саша", None), ("Иванова", "Александра", None),
+     {"first_name": "same after nicknames", "last_name": "same"}),
+    ("Саша / Александр", ("Иванов", "Саша", None), ("Иванов", "Александр", None), {"first_name": "same after nicknames"}),
+    ("a woman's name with the male form of the surname is a typo of the form", ("Петров", "Мария", None),
+     ("Петрова", "Мария", None), {"first_name": "same", "last_name": "one typo apart"}),
+    ("a real typo in a surname", ("Петров", "Иван", None), ("Петрав", "Иван", None),
+     {"first_name": "same", "last_name": "similar"}),
+    ("Oliver / Olivia", ("Brown", "Oliver", None), ("Brown", "Olivia", None), {"first_name": "different"}),
+    # initials
+    ("initials of first name and patronymic", ("Иванова", "А.", "В."), ("Иванова", "Анна", "Викторовна"),
+     {"first_name": "same initial", "middle_name": "same initial"}),
+    ("initials typed into the surname field", ("Иванов И.И.", None, None), ("Иванов", "Иван", "Иванович"),
+     {"last_name": "same", "first_name": "same initial", "middle_name": "same initial"}),
+    ("an initial of two letters as a key", ("Иванов Ю.А.", None, None), ("Иванов", "Юрий", "Алексеевич"),
+     {"first_name": "same initial", "middle_name": "same initial"}),
+    ("another initial is another patronymic", ("Иванова", "А.", "П."), ("Иванова", "Анна", "Викторовна"),
+     {"middle_name": "different"}),
+    ("Ю. is not И.", ("Иванов", "Ю.", None), ("Иванов", "Иван", None), {"first_name": "different"}),
+    ("full patronymics still compared", ("Иванов", "Иван", "Петрович"), ("Иванов", "Иван", "Сергеевич"),
+     {"middle_name": "different"}),
+    # double surnames
+    ("a part of a double surname", ("Римская-Корсакова", "Анна", None), ("Корсакова", "Анна", None),
+     {"last_name": "similar"}),
+    ("the other part", ("Иванова-Петрова", "Мария", None), ("Петрова", "Мария", None), {"last_name": "similar"}),
+    # English names written in Cyrillic by ear
+    ("Hall / Холл", ("Hall", "Emily", None), ("Холл", "Эмили", None), {"last_name": "sounds alike", "first_name": "same"}),
+    ("Brown / Браун", ("Brown", "Abigail", None), ("Браун", "Эбигейл", None),
+     {"last_name": "sounds alike", "first_name": "sounds alike"}),
+    ("Hayes / Хейз", ("Hayes", "Mark", None), ("Хейз", "Марк", None), {"last_name": "sounds alike"}),
+    ("Andrew / Эндрю", ("Lee", "Andrew", None), ("Ли", "Эндрю", None), {"first_name": "sounds alike"}),
+    ("vowels count within one script", ("Holl", "Anna", None), ("Hall", "Inna", None),
+     {"last_name": "different", "first_name": "different"}),
+    ("one consonant is too little for a first name", ("Smith", "Anna", None), ("Смит", "Инна", None),
+     {"first_name": "different"}),
+    # a letter dropped between two equal ones, which the key collapses: only "similar", as the keys
+    # of Брова and Боброва, two surnames, are the same two
+    ("Боброва / Бброва", ("Бброва", "Анна", None), ("Боброва", "Анна", None), {"last_name": "similar"}),
+    ("two letters dropped", ("Бброва", "Анна", None), ("Бобровская", "Анна", None), {"last_name": "different"}),
+]
+
+
+@pytest.mark.parametrize("desc, a, b, expected", NAME_PAIRS, ids=[c[0] for c in NAME_PAIRS])
+def test_name_levels(desc, a, b, expected):
+    got = _pair_levels([(a, b)])[0]
+    assert {k: got[k] for k in expected} == expected, desc
+
+
+def test_name_levels_are_symmetric():
+    rows = [(a, b) for _, a, b, _ in NAME_PAIRS]
+    assert _pair_levels(rows) == _pair_levels([(b, a) for a, b in rows])
+
+
 def test_placeholders_are_missing_not_shared():
     got, _ = _levels(_prepared(), 3, 6)
     assert got["phone"] is None and got["email"] is None

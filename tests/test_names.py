@@ -20,11 +20,13 @@ from matchers.names import (
     _units_of,
     canonical_first_name,
     clean_text,
+    first_name_gender,
     is_patronymic,
     name_variants,
     normalize_persons,
     parse_full_name,
     parse_person,
+    surname_gender_form,
     translit,
 )
 
@@ -399,6 +401,7 @@ FULL_NAMES = [
     ("suffix after a comma", "John Smith, PhD", ("iohn", "smit", "")),
     ("English middle name", "John Paul Smith", ("iohn", "smit", "paul")),
     ("initials after the surname", "Иванов И.И.", ("i", "ivanov", "i")),
+    ("initials whose keys have two letters", "Иванов Ю.А.", ("iu", "ivanov", "a")),
     ("initial before the surname", "I. Ivanov", ("i", "ivanov", "")),
     ("Russian title", "г-н Петров С.А.", ("s", "petrov", "a")),
     ("unknown surname and first name, Russian order", "Вжиков Ардалион", (translit("Ардалион"), "vzhikov", "")),
@@ -523,3 +526,47 @@ def test_the_name_caches_are_emptied_once_a_table_is_normalised():
     again = prepare(RoleTable("contact", records, values), workers=1)
     pd.testing.assert_frame_equal(first.records, again.records)
     assert list(first.records["last"]) == ["ivanov", "smit", "petrova vodkina", ""]
+
+
+# -- gender -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, gender", [
+    ("Валерий", "m"), ("Валерия", "f"), ("Евгений", "m"), ("Евгения", "f"), ("Александр", "m"),
+    ("Александра", "f"), ("Лера", "f"), ("Слава", "m"), ("Oliver", "m"), ("Olivia", "f"), ("Daniel", "m"),
+    ("Danielle", "f"),
+    # diminutives and nicknames of a man's and a woman's name have no gender of their own
+    ("Саша", ""), ("Женя", ""), ("Валя", ""), ("Шура", ""), ("Sam", ""), ("Chris", ""),
+    ("Вжиков", ""), ("", ""),
+])
+def test_first_name_gender(name, gender):
+    assert first_name_gender(translit(name)) == gender
+
+
+def test_every_listed_given_name_says_its_gender_or_none():
+    rows = _read_data_csv("en_given_names.csv")
+    assert rows and all(r["gender"] in ("m", "f", "") for r in rows)
+    assert {r["name"] for r in rows if r["gender"] == ""} <= {"jordan", "terry", "cameron", "jean", "alexis", "andrea",
+                                                                "kelly", "tracy", "jesse", "dale", "evelyn"}
+
+
+@pytest.mark.parametrize("male, female", [
+    ("Петров", "Петрова"), ("Лазарев", "Лазарева"), ("Горбачёв", "Gorbacheva"), ("Пушкин", "Пушкина"),
+    ("Чайковский", "Чайковская"), ("Chaikovskiy", "Чайковская"), ("Толстой", "Толстая"), ("Kowalski", "Kowalska"),
+    ("Petrov", "Petrova"), ("Римский-Корсаков", "Римская-Корсакова"),
+])
+def test_male_and_female_forms_of_a_surname_share_a_stem(male, female):
+    m, f = surname_gender_form(translit(male)), surname_gender_form(translit(female))
+    assert m[1] == "m" and f[1] == "f" and m[0] == f[0] != ""
+
+
+@pytest.mark.parametrize("a, b", [("Петров", "Петрав"), ("Петров", "Петровский"), ("Иванов", "Иванько")])
+def test_surnames_that_are_not_one_in_two_forms(a, b):
+    sa, sb = surname_gender_form(translit(a)), surname_gender_form(translit(b))
+    assert not (sa[0] and sa[0] == sb[0] and sa[1] != sb[1])
+
+
+def test_surnames_without_gender_forms():
+    assert surname_gender_form(translit("Шевченко")) == ("", "")
+    assert surname_gender_form(translit("Smith")) == ("", "")
+    assert surname_gender_form("") == ("", "")
