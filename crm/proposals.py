@@ -48,6 +48,17 @@ def completed_runs(store: Store) -> list[dict]:
     return [dict(row._mapping) for row in rows]
 
 
+def list_runs(store: Store, limit: int | None = None) -> tuple[list[dict], int]:
+    """Runs of every status (running, completed, failed...), the newest first, at most ``limit``; and
+    how many there are in all."""
+    r = schema.dedup_runs
+    q = sa.select(r).order_by(r.c.started_at.desc(), r.c.id.desc())
+    with store.engine.connect() as conn:
+        total = conn.execute(sa.select(sa.func.count()).select_from(r)).scalar_one()
+        rows = conn.execute(q.limit(limit) if limit else q).all()
+    return [dict(row._mapping) for row in rows], total
+
+
 def latest_run(store: Store, status: str = "completed") -> dict | None:
     r = schema.dedup_runs
     with store.engine.connect() as conn:

@@ -15,8 +15,9 @@
 
 # %% tags=["parameters"]
 # Parameters: a run folder written by `crm-dedup run` (data/runs/<run id>), or a database whose
-# latest completed run to open. Both None: the latest run of the demo CRM
-# (sqlite:///data/crm.db, or $CRM_DEDUP_DB).
+# latest completed run to open. RUN_FOLDER None: $CRM_DEDUP_RUN (a run folder or run id), else the
+# latest run of DB_URL; DB_URL None: $CRM_DEDUP_DB, else sqlite:///data/crm.db. For one run:
+#   CRM_DEDUP_RUN=/path/to/data/runs/<run id> CRM_DEDUP_DB=<url> .venv/bin/jupyter lab notebooks/data_quality.ipynb
 RUN_FOLDER = None
 DB_URL = None
 

@@ -15,8 +15,10 @@
 
 # %% tags=["parameters"]
 # Parameters: a run folder (data/runs/<run id>, or a `crm-dedup find --out` folder), or a database
-# whose latest completed run to open. Both None: the latest run of the demo CRM
-# (sqlite:///data/crm.db, or $CRM_DEDUP_DB).
+# whose latest completed run to open. RUN_FOLDER None: $CRM_DEDUP_RUN (a run folder or run id), else
+# the latest run of DB_URL; DB_URL None: $CRM_DEDUP_DB, else sqlite:///data/crm.db. The end of
+# `crm-dedup run` prints the command that opens this notebook on that run:
+#   CRM_DEDUP_RUN=/path/to/data/runs/<run id> CRM_DEDUP_DB=<url> .venv/bin/jupyter lab notebooks/match_report.ipynb
 RUN_FOLDER = None
 DB_URL = None
 
@@ -86,6 +88,8 @@ run.groups().sort_values("size", ascending=False).head(10)
 # ## Pairs to look at first
 # The pairs closest to the probable threshold. The waterfall starts at the prior (how likely any
 # candidate pair is a duplicate) and adds the evidence of each comparison: green for, red against.
+# Pairs a hold rule keeps at possible (only names agree, different first names...) are not model
+# calls near the line: they are listed apart below, the strongest by the model's own weight first.
 
 # %%
 uncertain = run.uncertain_pairs(20)
@@ -97,6 +101,9 @@ for row in run.uncertain_pairs(3, distinct=True).itertuples(index=False):
     display(report.waterfall_chart(steps, f"{row.entity_type} {row.id_a} / {row.id_b}", row.probability))
     print(row.explanation)
 
+# %%
+run.held_pairs().head(20)
+
 # %% [markdown]
 # ## Against the known truth
 # Pairwise precision and recall if the groups were the pairs at or above each threshold. Shown only
@@ -107,9 +114,10 @@ if run.has_truth:
     display(run.evaluation())
     pr = run.precision_recall()
     display(report.precision_recall_chart(pr, run.thresholds))
-    display(pr[["entity_type", "threshold", "precision", "recall", "f1"]])
+    display(pr[["entity_type", "threshold", "precision", "recall", "f1", "held_pairs"]])
+    print(report.HELD_NOTE.format(possible=run.thresholds["possible"]))
 else:
-    print("No known truth for this run.")
+    print(run.no_truth_reason())
 
 # %% [markdown]
 # ## Leads that match an existing client

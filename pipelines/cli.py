@@ -254,28 +254,31 @@ def find(
 
 @app.command()
 def evaluate(
-    groups: Annotated[Path, typer.Option(help="groups.csv written by `crm-dedup find`.")],
+    groups: Annotated[Path, typer.Option(help="groups.csv written by `crm-dedup find`, or a run's "
+                                          "<entity>/groups.parquet (CSV or parquet).")],
     truth: Annotated[Path, typer.Option(help="CSV or parquet with the record id and the true entity.")],
     truth_column: Annotated[str, typer.Option(help="Column of --truth naming the real entity.")],
     id_column: Annotated[str, typer.Option(help="Column of --truth with the record id.")] = "id",
-    pairs: Annotated[Optional[Path], typer.Option(help="pairs.csv, for figures per threshold (default: beside groups).")] = None,
+    pairs: Annotated[Optional[Path], typer.Option(help="pairs.csv or pairs.parquet, for figures per threshold "
+                                                  "(default: the one beside groups).")] = None,
 ) -> None:
-    """Pairwise precision, recall, F1 and B-cubed figures of groups.csv against known truth."""
+    """Pairwise precision, recall, F1 and B-cubed figures of groups (CSV or parquet) against known truth."""
     import pandas as pd
 
-    from scoring.evaluate import evaluate_groups, threshold_table
+    from scoring.evaluate import HELD_WORDS, evaluate_groups, held_mask, threshold_table
     from scoring.files import FileError, read_table
+    from scoring.settings import MatchSettings, SettingsError
 
     try:
-        g = pd.read_csv(groups, dtype={"id": str, "group_id": str})
+        g = _read_run_table(groups, "groups", ("id", "group_id"))
         t = read_table(truth)
-    except (FileError, OSError) as exc:
+    except (FileError, OSError, ValueError) as exc:
         fail(str(exc))
     for col in (id_column, truth_column):
         if col not in t.columns:
             fail(f"{truth} has no column {col!r} (columns: {', '.join(map(str, t.columns))})")
     truth_s = pd.Series(t[truth_column].astype(str).to_numpy(), index=t[id_column].astype(str))
-    group_s = pd.Series(g["group_id"].to_numpy(), index=g["id"].astype(str))
+    group_s = pd.Series(g["group_id"].astype(str).to_numpy(), index=g["id"].astype(str))
     try:
         r = evaluate_groups(group_s, truth_s)
     except ValueError as exc:
@@ -284,13 +287,54 @@ def evaluate(
     typer.echo(f"pairwise  precision {r['precision']:.4f}  recall {r['recall']:.4f}  F1 {r['f1']:.4f}")
     typer.echo(f"B-cubed   precision {r['bcubed_precision']:.4f}  recall {r['bcubed_recall']:.4f}  "
                f"F1 {r['bcubed_f1']:.4f}")
-    pairs = pairs or groups.with_name("pairs.csv")
-    if pairs.exists():
-        p = pd.read_csv(pairs, dtype={"id_a": str, "id_b": str})
-        table = threshold_table(p, group_s.index, truth_s)
+    if pairs is None:
+        beside = [groups.with_name(n) for n in ("pairs.csv", "pairs.parquet")]
+        pairs = next((b for b in beside if b.exists()), None)
+    elif not pairs.exists():
+        fail(f"there is no pairs file {pairs}")
+    if pairs is not None:
+        try:
+            p = _read_run_table(pairs, "pairs", ("id_a", "id_b", "probability"))
+        except (FileError, OSError, ValueError) as exc:
+            fail(str(exc))
+        p = p.assign(id_a=p["id_a"].astype(str), id_b=p["id_b"].astype(str))
+        # the thresholds of the run: settings.yaml beside the files (file mode) or one folder up (a run's entity)
+        found = [s for s in (groups.parent / "settings.yaml", groups.parent.parent / "settings.yaml") if s.exists()]
+        try:
+            possible = MatchSettings.load(found[0]).thresholds.possible if found else MatchSettings().thresholds.possible
+        except SettingsError as exc:
+            fail(str(exc))
+        table = threshold_table(p, group_s.index, truth_s, possible=possible)
         typer.echo("per threshold (groups = connected pairs at or above it):")
         typer.echo(table[["threshold", "precision", "recall", "f1", "bcubed_f1"]].to_string(
             index=False, float_format=lambda v: f"{v:.4f}"))
+        held = int(held_mask(p).sum())
+        if held:
+            typer.echo(f"{held:,} pairs {HELD_WORDS.lower()} by a rule stay possible whatever the threshold: left out "
+                       f"above possible ({possible:g}).")
+
+
+def _read_run_table(path: Path, what: str, columns: tuple[str, ...]):
+    """A run's groups or pairs, CSV or parquet (as `find` and `run` write them); ids as text."""
+    import pandas as pd
+
+    if not path.exists():
+        raise ValueError(f"there is no {what} file {path}")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds for a file that is not parquet
+            raise ValueError(f"{path} is not a readable parquet file ({exc})") from exc
+    else:
+        try:
+            frame = pd.read_csv(path, dtype={c: str for c in ("id", "group_id", "id_a", "id_b")})
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path} is not a UTF-8 CSV file ({exc.reason}); pass a CSV or a .parquet file") from exc
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path} has no column {', '.join(map(repr, missing))} (columns: "
+                         f"{', '.join(map(str, frame.columns))}): pass the {what} file `crm-dedup find` or `run` wrote")
+    return frame
 
 
 
@@ -380,10 +424,48 @@ def groups(
         plan = row.plan or {}
         conflicts = [c["field"] for c in plan.get("conflicts", []) if not c.get("resolved_by")]
         others = ", ".join(f"#{m}" for m in row.member_ids if m != row.primary_id)
-        typer.echo(f"{row.id}  {row.status:<8} {row.tier:<8} {row.score:.3f}  #{row.primary_id} <- {others}  "
+        typer.echo(f"{row.id}  {row.status:<8} {row.tier:<8} {_score_text(row.score)}  #{row.primary_id} <- {others}  "
                    f"{row.criteria}" + (f"  conflicts: {', '.join(conflicts)}" if conflicts else ""))
     typer.echo(f"{min(limit, total):,} of {total:,} {what + ' ' if what else ''}group(s); "
                "`crm-dedup approve ID ...` approves, `crm-dedup review` shows them.")
+
+
+def _score_text(score) -> str:
+    """A group's score to 4 decimals, cut rather than rounded: 0.99894 must not show as certain 0.999."""
+    import math
+
+    if score is None or score != score:
+        return "   -  "
+    return f"{math.floor(float(score) * 10_000 + 1e-9) / 10_000:.4f}"
+
+
+@app.command()
+def runs(
+    db: DbOption = None,
+    limit: Annotated[int, typer.Option(help="How many runs to list, newest first (1 or more).")] = 20,
+) -> None:
+    """List the dedup runs (the dedup_runs table): id, start, status, entity types, groups, folder."""
+    from crm import proposals
+
+    if limit < 1:
+        fail(f"--limit must be 1 or more (got {limit})")
+    store = open_store(db)
+    rows, total = proposals.list_runs(store, limit=limit)
+    if not rows:
+        typer.echo(f"No dedup runs in {store.display_url} yet; `crm-dedup run` starts one.")
+        return
+    for r in rows:
+        summary = r["summary"] if isinstance(r["summary"], dict) else {}
+        per_entity = summary.get("entities") or {}
+        groups_text = ", ".join(f"{e} {s.get('groups', 0):,}" for e, s in per_entity.items()
+                                if isinstance(s, dict)) or "-"
+        folder = r["folder"] or "-"
+        if r["folder"] and not Path(r["folder"]).is_dir():
+            folder += " (gone)"
+        started = r["started_at"].strftime("%Y-%m-%d %H:%M") if r["started_at"] else "-"
+        typer.echo(f"{r['id']}  {started}  {r['status']:<9} {r['entity_types'] or '-':<20} groups: {groups_text}  "
+                   f"{folder}")
+    typer.echo(f"{len(rows):,} of {total:,} run(s), newest first; `crm-dedup report RUN_ID` writes a run's report.")
 
 
 @app.command()
@@ -636,30 +718,28 @@ def report(
     out: Annotated[Optional[Path], typer.Option(help="HTML file to write (default: RUN/report.html).")] = None,
     db: DbOption = None,
 ) -> None:
-    """Write a self-contained HTML match report of a run, for people without Jupyter."""
-    from crm import proposals
-    from scoring.report import write_html_report
+    """Write a self-contained HTML match report of a run, for people without Jupyter. With --db, the
+    database must be the one that ran it (its truth, where known, is measured against)."""
+    from scoring.report import ReportError, Run, write_html_report
 
-    folder = Path(run_) if run_ and Path(run_).is_dir() else None
-    if folder is None:
-        store = open_store(db)
-        if run_:
-            import sqlalchemy as sa
-
-            from crm import schema
-
-            with store.engine.connect() as conn:
-                row = conn.execute(sa.select(schema.dedup_runs.c.folder).where(schema.dedup_runs.c.id == run_)).first()
-            if row is None:
-                fail(f"{run_!r} is neither a folder nor a run id of {store.display_url}")
-            folder = Path(row[0])
+    is_folder = bool(run_) and Path(run_).is_dir()
+    if db is not None or not is_folder:
+        store = open_store(db)  # (a bad --db is one error line here)
+        db = store.url
+        store.dispose()
+    try:
+        if is_folder:
+            run = Run.open(run_, db_url=db)
+        elif run_:
+            run = Run.resolve(run_, db)
         else:
-            last = proposals.latest_run(store)
-            if last is None:
-                fail(f"{store.display_url} has no completed run yet; run `crm-dedup run` first")
-            folder = Path(last["folder"])
-    path = write_html_report(folder, out, db_url=db)
+            run = Run.latest(db)
+        path = write_html_report(run, out)
+    except ReportError as exc:
+        fail(str(exc))
     typer.echo(f"Report written to {path}")
+    if not run.has_truth:
+        typer.echo(f"No figures against the truth: {run.no_truth_reason()}")
 
 
 def _user(store, email: str | None) -> dict:

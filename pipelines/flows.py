@@ -154,7 +154,7 @@ def dedup_flow(db: str | None = None, entity_types: list[str] | None = None,
         logger.info("planning the merges and storing the proposals")
         counts = timed("propose", propose_task, db, run_id, folder, entity_types, saved)
         approved = timed("auto_approve", auto_approve_task, db, run_id, saved)
-        summary = steps.run_summary(folder, entity_types)
+        summary = steps.run_summary(folder, entity_types, db)
         summary["report"] = timed("report", report_task, folder, db)  # what is left of it, once started beside
         summary.update(run_id=run_id, proposals=counts, auto_approved=approved, flow_seconds=step_seconds,
                        seconds=round(time.perf_counter() - started, 2))

@@ -31,4 +31,4 @@ def print_summary(summary: dict) -> None:
         typer.echo(f"HTML report:  {summary['report']}")
     typer.echo("Review page:  crm-dedup review   (then open http://127.0.0.1:8000; set a password first with "
                "`crm-dedup users set-password admin@example.com`)")
-    typer.echo("Notebook:     .venv/bin/jupyter lab notebooks/match_report.ipynb")
+    typer.echo(f"Notebook:     {summary['notebook']}")

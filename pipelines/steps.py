@@ -920,8 +920,9 @@ def _compared_by(p, prefix: str, roles: tuple[str, ...], columns: tuple[str, ...
     return Prepared("lead", records, p.phones, p.emails, p.sites, kept, dict(p.made_with))
 
 
-def run_summary(folder: str, entity_types: list[str]) -> dict:
-    """Counts per entity and tier, quality, the largest groups, time and memory per stage."""
+def run_summary(folder: str, entity_types: list[str], db: str | None = None) -> dict:
+    """Counts per entity and tier, quality, the largest groups, time and memory per stage, and the
+    command that opens the match report notebook on this run (``db``: the database it read)."""
     out: dict = {"folder": folder, "entities": {}}
     for entity in entity_types:
         d = Path(folder) / entity
@@ -937,7 +938,13 @@ def run_summary(folder: str, entity_types: list[str]) -> dict:
         out["entities"][entity] = s
     lc = Path(folder) / "lead_clients.parquet"
     if lc.exists():
-        out["leads_matching_clients"] = int(len(pd.read_parquet(lc)))
+        # a lead may look like several clients: leads counted once each, and the pairs apart
+        lead_ids = pd.read_parquet(lc, columns=["lead_id"])["lead_id"]
+        out["leads_matching_clients"] = int(lead_ids.nunique())
+        out["lead_client_pairs"] = int(len(lead_ids))
+    from scoring.report import notebook_command
+
+    out["notebook"] = notebook_command(folder, env_db(db))
     out["peak_rss_mb"] = round(peak_rss_mb(), 1)
     return out
 
@@ -955,7 +962,9 @@ def summary_markdown(summary: dict, run_id: str) -> str:
             lines += ["", f"{e}: incremental, {s['changed_records']:,} new or changed records re-normalised "
                           f"(built on run {s['based_on_run']})"]
     if "leads_matching_clients" in summary:
-        lines += ["", f"Leads matching an existing contact or company: {summary['leads_matching_clients']:,}"]
+        n, pairs = summary["leads_matching_clients"], summary.get("lead_client_pairs")
+        lines += ["", f"Leads matching an existing contact or company: {n:,}"
+                  + (f" ({pairs:,} lead-client pairs)" if pairs is not None else "")]
     lines += ["", "## Time per stage (seconds)", "", "| entity | " + " | ".join(_stage_names(summary)) + " |",
               "|---|" + "---:|" * len(_stage_names(summary))]
     for e, s in summary["entities"].items():
@@ -963,7 +972,8 @@ def summary_markdown(summary: dict, run_id: str) -> str:
     if summary.get("flow_seconds"):
         lines += ["", "## Time per flow step (seconds, tasks included)", "", "| step | seconds |", "|---|---:|"]
         lines += [f"| {k} | {v:.2f} |" for k, v in summary["flow_seconds"].items()]
-    lines += ["", f"Peak memory of the flow process: {summary['peak_rss_mb']:.0f} MB", "", "## Data quality", ""]
+    lines += ["", f"Peak memory of the flow process: {summary['peak_rss_mb']:.0f} MB"]
+    lines += ["", "## Data quality", ""]
     for e, s in summary["entities"].items():
         lines += [f"### {e}", "", "```", s.get("quality", "").strip(), "```", ""]
     lines += ["## Largest groups", "", "| entity | group | size | tier | matched by |", "|---|---|---:|---|---|"]
@@ -972,6 +982,8 @@ def summary_markdown(summary: dict, run_id: str) -> str:
             lines.append(f"| {e} | {g['group_id']} | {g['size']} | {g['tier']} | {g['criteria']} |")
     if summary.get("report"):
         lines += ["", f"HTML report: {summary['report']}"]
+    if summary.get("notebook"):
+        lines += ["", f"Match report notebook on this run: `{summary['notebook']}`"]
     return "\n".join(lines)
 
 

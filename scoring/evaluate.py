@@ -69,16 +69,39 @@ def evaluate_pairs(pairs: pd.DataFrame, truth: pd.Series) -> dict[str, float]:
             "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0}
 
 
+HELD_WORDS = "Held at possible"
+
+
+def held_mask(pairs: pd.DataFrame) -> np.ndarray:
+    """Pairs a hold rule kept at "possible" (namesakes whose only likeness is their names...): a ``held``
+    column where the pairs have one, else the explanation's "Held at possible: <why>". Their stored
+    probability is a cap the rule set (between possible and probable), not the model's score."""
+    if "held" in pairs.columns:
+        return pairs["held"].fillna(False).astype(bool).to_numpy()
+    if "explanation" not in pairs.columns:
+        return np.zeros(len(pairs), dtype=bool)
+    return pairs["explanation"].fillna("").astype(str).str.contains(HELD_WORDS, regex=False).to_numpy()
+
+
 def threshold_table(pairs: pd.DataFrame, ids: pd.Index, truth: pd.Series,
-                    thresholds=(0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 0.995, 0.999)) -> pd.DataFrame:
-    """Group-level figures if the groups were the connected components of pairs >= each threshold."""
+                    thresholds=(0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 0.995, 0.999),
+                    possible: float = 0.5) -> pd.DataFrame:
+    """Group-level figures if the groups were the connected components of pairs >= each threshold.
+
+    Held pairs (held_mask) stay "possible" whatever the probable threshold is (the cap moves with
+    it, always below probable), so they join groups at no threshold above ``possible``; their stored
+    probability is not a score to compare with the threshold. ``held_pairs`` counts those left out."""
     pos = pd.Series(np.arange(len(ids)), index=ids)
     a = pos.reindex(pairs["id_a"]).to_numpy()
     b = pos.reindex(pairs["id_b"]).to_numpy()
     prob = pairs["probability"].to_numpy()
+    held = held_mask(pairs)
     rows = []
     for th in thresholds:
         keep = prob >= th
+        left_out = held & keep if th > possible else np.zeros(len(prob), dtype=bool)
+        keep &= ~left_out
         labels = pd.Series(components(len(ids), a[keep], b[keep]), index=ids)
-        rows.append({"threshold": th, **evaluate_groups(labels, truth.reindex(ids))})
+        rows.append({"threshold": th, **evaluate_groups(labels, truth.reindex(ids)),
+                     "held_pairs": int(left_out.sum())})
     return pd.DataFrame(rows)

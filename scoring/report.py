@@ -23,6 +23,8 @@ import io
 import json
 import logging
 import math
+import os
+import shlex
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -32,7 +34,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from scoring.evaluate import evaluate_groups, threshold_table
+from scoring.evaluate import evaluate_groups, held_mask, threshold_table
 from scoring.settings import MatchSettings, Thresholds
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,8 @@ NICKNAME_WORDS = "same after nicknames"
 NICKNAME_CRITERION = "nickname or transliteration"
 NO_CRITERION = "similar only (no exact criterion)"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# the run the notebooks open when their RUN_FOLDER parameter is None (a folder or a run id)
+RUN_ENV = "CRM_DEDUP_RUN"
 
 
 class ReportError(ValueError):
@@ -160,6 +164,7 @@ class Run:
         self.db_url = db_url
         self._given_truth = truth
         self._cache: dict = {}
+        self._default_db_lacking: str | None = None  # the default database, when it does not hold the run
 
     def __repr__(self) -> str:
         return (f"<Run {self.run_id} ({self.mode} mode, {', '.join(self.entity_types) or 'no entity types'}) "
@@ -173,8 +178,8 @@ class Run:
         if not folder.is_dir():
             raise ReportError(f"There is no run folder {folder}. Pass a folder written by `crm-dedup run` "
                               "(data/runs/<run id>) or by `crm-dedup find --out DIR`.")
-        settings = _load_settings(folder)
         if (folder / "groups.csv").exists():
+            settings = _load_settings(folder)
             groups = pd.read_csv(folder / "groups.csv", dtype={"id": str, "group_id": str}, usecols=["group_id"])
             prefix = groups["group_id"].str.split("-", n=1).str[0]
             entity = prefix.iloc[0] if len(prefix) and prefix.iloc[0] in ENTITY_TYPES else "records"
@@ -185,12 +190,23 @@ class Run:
             log.warning("run %s: %s has no groups.parquet (the run did not finish it); left out of the report",
                         folder, folder / e)
         if not entities:
+            inside = _runs_inside(folder)
             raise ReportError(
                 f"{folder} is not a run folder: it has neither groups.csv (file mode) nor <entity>/groups.parquet "
-                "(database mode). Run `crm-dedup run` or `crm-dedup find` first, or pass the folder they wrote.")
+                "(database mode). " + (
+                    f"It holds run folders: pass one of them, e.g. {inside[0]} (newest of {len(inside)}; "
+                    "`crm-dedup runs` lists them)." if inside else
+                    "Run `crm-dedup run` or `crm-dedup find` first, or pass the folder they wrote."))
+        settings = _load_settings(folder)
         if db_url is None:
             db_url = _database_knowing(folder.name)
-        return cls(folder, "database", entities, settings, folder.name, db_url, truth)
+            no_db = None if db_url else _display(default_db_url())
+        else:
+            _check_database_holds(db_url, folder)
+            no_db = None
+        run = cls(folder, "database", entities, settings, folder.name, db_url, truth)
+        run._default_db_lacking = no_db
+        return run
 
     @classmethod
     def latest(cls, db_url: str | None = None, *, truth=None) -> "Run":
@@ -229,7 +245,11 @@ class Run:
             store.dispose()
         if row is None:
             raise ReportError(f"{run} is neither a run folder nor a run id of {store.display_url}. "
-                              "Pass a folder (data/runs/<run id>) or an id listed in the dedup_runs table.")
+                              "Pass a folder (data/runs/<run id>) or a run id `crm-dedup runs` lists.")
+        if not row[0] or not Path(row[0]).is_dir():
+            raise ReportError(f"Run {run} of {store.display_url} was written to {row[0] or '(no folder)'}, "
+                              "which no longer exists. Re-run `crm-dedup run`, or pass a run whose folder exists "
+                              "(`crm-dedup runs` lists them).")
         return cls.open(row[0], db_url=store.url, truth=truth)
 
     # -- raw files --------------------------------------------------------------------------------
@@ -490,9 +510,12 @@ class Run:
 
     def uncertain_pairs(self, n: int = 20, entity_type: str | None = None, distinct: bool = False) -> pd.DataFrame:
         """The pairs closest to the probable threshold (the line between grouped and not): look here first.
+        Pairs a hold rule kept at possible are left out (held_pairs lists them): their probability is a
+        cap the rule set, not the model's call, and they stay possible whatever the threshold.
         ``distinct``: one pair per explanation (one record against three copies gives three alike pairs)."""
         p = self.pairs(entity_type)
         cols = ["entity_type", "id_a", "id_b", "probability", "tier", "distance_bits", "criteria", "explanation"]
+        p = p[~held_mask(p)]
         if p.empty:
             return pd.DataFrame(columns=cols)
         distance = np.abs(bits(p["probability"]) - bits(self.thresholds["probable"]))
@@ -502,6 +525,20 @@ class Run:
             out = out.drop_duplicates(["entity_type", "explanation"])
         out = out.head(n)
         return out[cols].reset_index(drop=True)
+
+    def held_pairs(self, entity_type: str | None = None) -> pd.DataFrame:
+        """Pairs a hold rule kept at "possible" whatever their weight (only names agree, different first
+        names...): entity_type, id_a, id_b, weight (the model's own, bits), probability (the cap), tier,
+        held (why), explanation; the strongest first."""
+        p = self.pairs(entity_type)
+        cols = ["entity_type", "id_a", "id_b", "weight", "probability", "tier", "held", "criteria", "explanation"]
+        p = p[held_mask(p)]
+        why = p["explanation"].str.split("Held at possible: ", n=1).str[-1]
+        out = p.assign(held=why)
+        if "weight" not in out.columns:
+            out["weight"] = bits(out["probability"])
+        return out.sort_values(["weight", "entity_type", "id_a", "id_b"], ascending=[False, True, True, True],
+                               kind="stable")[cols].reset_index(drop=True)
 
     def lead_clients(self) -> pd.DataFrame:
         """Leads that duplicate an existing contact or company (database runs with leads)."""
@@ -577,6 +614,22 @@ class Run:
     def has_truth(self) -> bool:
         return any(self.truth(e) is not None for e in self.entity_types)
 
+    def no_truth_reason(self) -> str:
+        """Why there are no figures against the known truth (for the report, which would otherwise just
+        leave them out)."""
+        if self._given_truth is not None:
+            return ("The truth given names none of this run's records, so there are no figures against it.")
+        if self.mode == "file":
+            return ("A file-mode run has no known truth of its own: `crm-dedup evaluate --groups groups.csv "
+                    "--truth FILE --truth-column COLUMN` measures it against one.")
+        if self.db_url is None:
+            lacking = self._default_db_lacking
+            return ("No database holding this run was given, so there is no known truth to measure it against"
+                    + (f" (the default database {lacking} has no run {self.run_id})" if lacking else "")
+                    + ": pass --db (or set $CRM_DEDUP_DB) to the database the run read.")
+        return (f"The database {_display(self.db_url)} has no known truth for this run's records (its demo_truth "
+                "table is empty: only a demo CRM made by `crm-dedup demo` has one).")
+
     def _load_truth(self, entity: str) -> pd.Series | None:
         given = self._given_truth
         raw = None
@@ -632,7 +685,8 @@ class Run:
             truth = self.truth(e)
             if truth is None:
                 continue
-            table = threshold_table(self._pairs(e), truth.index, truth, tuple(grid))
+            table = threshold_table(self._pairs(e), truth.index, truth, tuple(grid),
+                                    possible=self.thresholds["possible"])
             parts.append(table.assign(entity_type=e))
         if not parts:
             return pd.DataFrame(columns=["entity_type", "threshold", "precision", "recall", "f1"])
@@ -654,18 +708,85 @@ def _contributions(text: str, pair) -> dict[str, float]:
 
 
 def open_run(run_folder: str | Path | None = None, db_url: str | None = None, *, truth=None) -> Run:
-    """The notebooks' entry: a run folder if given, else the latest run of ``db_url`` (default: the demo CRM)."""
+    """The notebooks' entry: a run folder if given, else $CRM_DEDUP_RUN (a run folder or a run id: the
+    command the run summary prints sets it), else the latest run of ``db_url`` (default: $CRM_DEDUP_DB,
+    else the demo CRM)."""
     if run_folder:
         return Run.open(run_folder, db_url=db_url, truth=truth)
+    from_env = os.environ.get(RUN_ENV, "").strip()
+    if from_env:
+        return Run.resolve(from_env, db_url, truth=truth)
     return Run.latest(db_url, truth=truth)
 
 
+def notebook_command(folder: str | Path, db_url: str | None = None,
+                     notebook: str = "notebooks/match_report.ipynb") -> str:
+    """The shell command that opens a notebook on this very run (run from the project root)."""
+    env = [f"{RUN_ENV}={shlex.quote(str(Path(folder).resolve()))}"]
+    if db_url:
+        env.append(f"CRM_DEDUP_DB={shlex.quote(_display(db_url))}")
+    return " ".join([*env, ".venv/bin/jupyter", "lab", notebook])
+
+
+def _display(url: str) -> str:
+    """A database URL as it may be shown (password hidden)."""
+    import sqlalchemy as sa
+
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url
+
+
+def _runs_inside(folder: Path) -> list[str]:
+    """Run folders directly inside ``folder`` (a runs_dir passed by mistake), the newest first."""
+    try:
+        subs = [d for d in folder.iterdir() if d.is_dir()]
+    except OSError:
+        return []
+    found = [d for d in subs if (d / "groups.csv").exists()
+             or any((d / e / "groups.parquet").exists() for e in ENTITY_TYPES)]
+    return [str(d) for d in sorted(found, key=lambda d: d.name, reverse=True)]
+
+
+def _check_database_holds(db_url: str, folder: Path) -> None:
+    """A database given with a run folder must be the one that ran it (dedup_runs), or its truth and
+    records would be measured against another CRM's."""
+    import sqlalchemy as sa
+
+    from crm import schema
+    from crm.store import StoreError
+
+    try:
+        store = _open_store(db_url)
+    except StoreError as exc:
+        raise ReportError(str(exc)) from exc
+    try:
+        with store.engine.connect() as conn:
+            found = conn.execute(sa.select(schema.dedup_runs.c.id, schema.dedup_runs.c.folder)
+                                 .where(schema.dedup_runs.c.id == folder.name)).first()
+    except sa.exc.SQLAlchemyError as exc:
+        raise ReportError(f"The database {store.display_url} has no crm-dedup runs table (dedup_runs): "
+                          f"it cannot hold run {folder.name}. Pass the database the run read.") from exc
+    finally:
+        store.dispose()
+    if found is None:
+        raise ReportError(f"The database {store.display_url} holds no run {folder.name} (its dedup_runs table): "
+                          f"{folder} was written by a run of another database. Pass that database with --db, "
+                          "or leave --db out to report without figures against the truth.")
+
+
 def _load_settings(folder: Path) -> MatchSettings:
+    from scoring.settings import SettingsError
+
     path = folder / "settings.yaml"
     if not path.exists():
         log.warning("%s has no settings.yaml; the report assumes the default thresholds", folder)
         return MatchSettings()
-    return MatchSettings.load(path)
+    try:
+        return MatchSettings.load(path)
+    except SettingsError as exc:
+        raise ReportError(f"{path}: {exc}") from exc
 
 
 def _database_knowing(run_id: str) -> str | None:
@@ -1042,7 +1163,11 @@ def render_html(run: Run, waterfalls: int = 3) -> str:
             _table(run.evaluation()),
             _img(precision_recall_chart(pr, th), "precision and recall by threshold"),
             _p("If the groups were the connected pairs at or above each threshold (no chain guard):", "note"),
-            _table(pr[["entity_type", "threshold", "precision", "recall", "f1", "predicted_pairs", "true_pairs"]])]))
+            _table(pr[["entity_type", "threshold", "precision", "recall", "f1", "predicted_pairs", "true_pairs",
+                       "held_pairs"]]),
+            _p(HELD_NOTE.format(possible=th["possible"]), "note")]))
+    else:
+        sections.append(("truth", "Against the known truth", [_p(run.no_truth_reason(), "note")]))
 
     scores = run.pair_scores()
     sections.append(("scores", "Score distribution", [
@@ -1075,12 +1200,18 @@ def render_html(run: Run, waterfalls: int = 3) -> str:
                   _img(waterfall_chart(steps, f"{row.entity_type} {row.id_a} / {row.id_b}", row.probability),
                        f"evidence for {row.entity_type} pair {row.id_a} / {row.id_b}"),
                   _p(row.explanation, "note")]
+    held = run.held_pairs()
+    if len(held):
+        parts += ["<h3>Held at possible by a rule</h3>",
+                  _p(f"{len(held):,} pairs a hold rule keeps at possible whatever their weight (their probability "
+                     "is the rule's cap, not the model's call), so they are not among the pairs above; the "
+                     "strongest by the model's own weight first:", "note"),
+                  _table(held.drop(columns=["probability"]), 20)]
     sections.append(("uncertain", "Pairs to look at first", parts))
 
     leads = run.lead_clients()
     if len(leads):
-        sections.append(("leads", "Leads matching existing clients", [
-            _p(f"{len(leads):,} leads look like an existing contact or company."), _table(leads, 30)]))
+        sections.append(("leads", "Leads matching existing clients", [_p(leads_sentence(leads)), _table(leads, 30)]))
 
     quality = run.quality()
     q_parts = []
@@ -1114,6 +1245,18 @@ def render_html(run: Run, waterfalls: int = 3) -> str:
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<link rel="icon" href="data:,"><title>{title}</title><style>{CSS}</style></head>'
             f"<body><h1>{title}</h1><nav>{nav}</nav>{body}</body></html>\n")
+
+
+HELD_NOTE = ("Pairs a hold rule keeps at possible (held_pairs: only names agree, different first names...) stay "
+             "possible whatever the threshold, so they are left out of the predicted pairs at every threshold "
+             "above possible ({possible:g}); the probability stored for them is the rule's cap, not a score.")
+
+
+def leads_sentence(leads: pd.DataFrame) -> str:
+    """How many leads look like a client, and in how many pairs (a lead may match several clients)."""
+    n_leads = leads["lead_id"].nunique() if "lead_id" in leads.columns else len(leads)
+    return (f"{n_leads:,} lead{'s' if n_leads != 1 else ''} look{'s' if n_leads == 1 else ''} like an existing "
+            f"contact or company ({len(leads):,} lead-client pair{'s' if len(leads) != 1 else ''}).")
 
 
 def write_html_report(folder: Path | Run, out: Path | None = None, *, db_url: str | None = None,

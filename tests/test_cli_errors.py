@@ -5,6 +5,7 @@ Every refusal here comes before any Prefect flow starts, so these tests need no 
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 import sqlalchemy as sa
@@ -215,7 +216,7 @@ def test_groups_lists_ids_most_certain_first_and_refuses_bad_filters(sample):
     listed = invoke("groups", "--db", sample.url)
     assert listed.exit_code == 0, listed.output
     lines = listed.output.splitlines()
-    assert lines[0].startswith("g-b  pending  certain  0.999  #11 <- #21  1 match by phone")
+    assert lines[0].startswith("g-b  pending  certain  0.9990  #11 <- #21  1 match by phone")
     assert lines[1].startswith("g-a  pending") and lines[2].startswith("2 of 2 pending group(s)")
     assert invoke("groups", "--status", "applied", "--db", sample.url).output.startswith("g-c  applied")
     assert invoke("groups", "--status", "all", "--limit", "1", "--db", sample.url).output.splitlines()[-1] \
@@ -224,3 +225,100 @@ def test_groups_lists_ids_most_certain_first_and_refuses_bad_filters(sample):
     refused(invoke("groups", "--status", "bogus", "--db", sample.url), "unknown status 'bogus'")
     refused(invoke("groups", "--tier", "possible", "--db", sample.url), "unknown tier 'possible'")
     refused(invoke("groups", "--limit", "0", "--db", sample.url), "--limit must be 1 or more")
+
+
+def test_groups_never_round_a_score_up_into_the_next_tier(sample):
+    _groups(sample, {"g-p": "pending"})
+    g = schema.dedup_groups
+    with sample.engine.begin() as conn:
+        conn.execute(g.update().where(g.c.id == "g-p").values(tier="probable", score=0.99894))
+    listed = invoke("groups", "--tier", "probable", "--db", sample.url)
+    assert listed.exit_code == 0, listed.output
+    assert listed.output.startswith("g-p  pending  probable 0.9989  #10 <- #20"), listed.output
+
+
+# -- report: run folders and databases that do not fit -----------------------------------------------
+
+def _fake_run_folder(base, run_id: str = "20260101T000000-abcdef"):
+    """Enough of a database-mode run folder for Run.open to take it as one."""
+    import pandas as pd
+
+    folder = base / run_id
+    (folder / "contact").mkdir(parents=True)
+    pd.DataFrame({"id": [1, 2], "group_id": ["contact-1", "contact-1"], "is_primary": [True, False],
+                  "tier": ["certain", "certain"]}).to_parquet(folder / "contact" / "groups.parquet")
+    return folder
+
+
+def test_report_refuses_folders_that_are_not_runs(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused(invoke("report", empty), f"{empty} is not a run folder")
+    runs = tmp_path / "runs"
+    folder = _fake_run_folder(runs)
+    refused(invoke("report", runs), f"{runs} is not a run folder", f"pass one of them, e.g. {folder}")
+
+
+def test_report_refuses_a_run_whose_folder_is_gone_and_unknown_ids(store, tmp_path):
+    gone = tmp_path / "runs" / "20260101T000000-gone00"
+    store.insert(schema.dedup_runs, [{"id": gone.name, "started_at": NOW, "status": "completed",
+                                      "entity_types": "contact", "folder": str(gone)}])
+    refused(invoke("report", gone.name, "--db", store.url), f"Run {gone.name}", "which no longer exists")
+    refused(invoke("report", "--db", store.url), f"Run {gone.name}", "which no longer exists")  # the latest
+    refused(invoke("report", "nothing-like-it", "--db", store.url), "nothing-like-it is neither a run folder nor")
+
+
+def test_report_refuses_a_database_that_did_not_run_the_folder(store, tmp_path):
+    folder = _fake_run_folder(tmp_path / "runs")
+    refused(invoke("report", folder, "--db", store.url), f"holds no run {folder.name}", "dedup_runs")
+    assert not (folder / "report.html").exists()
+
+
+# -- evaluate reads what the runs write ------------------------------------------------------------------
+
+def test_evaluate_reads_parquet_groups_and_pairs(tmp_path):
+    import pandas as pd
+
+    entity = tmp_path / "run" / "contact"
+    entity.mkdir(parents=True)
+    pd.DataFrame({"id": [1, 2, 3, 4], "group_id": ["contact-1", "contact-1", "contact-3", "contact-4"],
+                  "is_primary": [True, False, True, True], "tier": ["probable", "probable", "", ""]}
+                 ).to_parquet(entity / "groups.parquet")
+    pd.DataFrame({"id_a": [1, 3], "id_b": [2, 4], "probability": [0.95, 0.7],
+                  "explanation": ["same phone", "only names. Held at possible: only names agree"]}
+                 ).to_parquet(entity / "pairs.parquet")
+    pd.DataFrame({"id": [1, 2, 3, 4], "person": ["a", "a", "b", "c"]}).to_parquet(tmp_path / "truth.parquet")
+    args = ["evaluate", "--truth", tmp_path / "truth.parquet", "--truth-column", "person"]
+    for extra in ([], ["--pairs", entity / "pairs.parquet"]):
+        result = invoke(*args, "--groups", entity / "groups.parquet", *extra)
+        assert result.exit_code == 0, result.output
+        assert "pairwise  precision 1.0000  recall 1.0000" in result.output
+        table = result.output.split("per threshold", 1)[1]
+        # at 0.7 the held pair (3, 4) does not join a group: precision stays 1
+        assert re.search(r"0\.7000\s+1\.0000\s+1\.0000", table), result.output
+        assert "1 pairs held at possible by a rule" in result.output
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
+    refused(invoke(*args, "--groups", tmp_path / "bad.parquet"), "is not a readable parquet file")
+    (tmp_path / "latin.csv").write_bytes("id,group_id\n1,\xe9\n".encode("latin-1"))
+    refused(invoke(*args, "--groups", tmp_path / "latin.csv"), "is not a UTF-8 CSV file")
+
+
+# -- runs lists the dedup_runs table ---------------------------------------------------------------------
+
+def test_runs_lists_every_run_newest_first(store, tmp_path):
+    assert invoke("runs", "--db", store.url).output.startswith("No dedup runs in ")
+    folder = _fake_run_folder(tmp_path)
+    store.insert(schema.dedup_runs, [
+        {"id": folder.name, "started_at": NOW, "status": "completed", "entity_types": "contact,lead",
+         "folder": str(folder), "summary": {"entities": {"contact": {"groups": 12}, "lead": {"groups": 3}}}},
+        {"id": "20260102T000000-failed", "started_at": NOW + dt.timedelta(days=1), "status": "failed",
+         "entity_types": "company", "folder": str(tmp_path / "gone"), "summary": {"error": "boom"}}])
+    result = invoke("runs", "--db", store.url)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("20260102T000000-failed  2026-01-02 00:00  failed") and "(gone)" in lines[0]
+    assert lines[1].startswith(f"{folder.name}  2026-01-01 00:00  completed")
+    assert "groups: contact 12, lead 3" in lines[1] and lines[1].endswith(str(folder))
+    assert lines[2].startswith("2 of 2 run(s)")
+    assert invoke("runs", "--limit", "1", "--db", store.url).output.splitlines()[-1].startswith("1 of 2 run(s)")
+    refused(invoke("runs", "--limit", "0", "--db", store.url), "--limit must be 1 or more")

@@ -76,3 +76,37 @@ def test_ipynb_is_the_paired_py_without_outputs(name):
     assert all(not c.get("outputs") and c.get("execution_count") is None
                for c in ipynb.cells if c.cell_type == "code"), f"clear the outputs of notebooks/{name}.ipynb"
     assert ipynb.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent"
+
+
+def test_match_report_opens_the_run_the_summary_names(demo_run, tmp_path, monkeypatch):
+    """The summary's command sets $CRM_DEDUP_RUN: the notebook opens that run, not the latest of a
+    database (here $CRM_DEDUP_DB has no run at all), and says why it shows no truth."""
+    from crm.store import Store
+
+    _, folder = demo_run
+    empty = f"sqlite:///{tmp_path}/empty.db"
+    Store(empty).migrate()
+    monkeypatch.setenv("CRM_DEDUP_DB", empty)
+    monkeypatch.setenv("CRM_DEDUP_RUN", folder)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = execute("match_report", None, None)
+    assert errors(nb) == []
+    text = "".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+                   for c in nb.cells for o in c.get("outputs", []))
+    assert f"at {folder}>" in text  # the Run's repr
+    assert "No database holding this run was given" in text
+
+
+def test_the_summary_command_starts_jupyter_lab_of_the_install(tmp_path):
+    """The command the run summary prints names JupyterLab in .venv: `make install` puts it there."""
+    import shlex
+    import subprocess
+
+    from scoring.report import notebook_command
+
+    words = shlex.split(notebook_command(tmp_path, "sqlite:///data/crm.db"))
+    assert words[:2] == [f"CRM_DEDUP_RUN={tmp_path.resolve()}", "CRM_DEDUP_DB=sqlite:///data/crm.db"]
+    program = words[2:4]
+    assert program == [".venv/bin/jupyter", "lab"]
+    done = subprocess.run([str(ROOT / program[0]), "lab", "--version"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip()[:1].isdigit(), done.stderr

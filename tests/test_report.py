@@ -344,8 +344,13 @@ def test_uncertain_pairs_are_the_closest_to_the_probable_threshold(demo_run):
     run = Run.open(demo_run[1])
     top = run.uncertain_pairs(10)
     assert len(top) == 10 and top["distance_bits"].is_monotonic_increasing
-    all_distances = np.abs(report.bits(run.pairs()["probability"]) - report.bits(run.thresholds["probable"]))
+    from scoring.evaluate import held_mask
+
+    pairs = run.pairs()
+    model_calls = pairs[~held_mask(pairs)]  # held pairs are listed apart (held_pairs)
+    all_distances = np.abs(report.bits(model_calls["probability"]) - report.bits(run.thresholds["probable"]))
     assert top["distance_bits"].iloc[-1] <= np.sort(all_distances)[10] + 0.01
+    assert not top["explanation"].str.contains("Held at possible").any()
     distinct = run.uncertain_pairs(5, distinct=True)
     assert distinct[["entity_type", "explanation"]].drop_duplicates().shape[0] == len(distinct) == 5
 
@@ -620,3 +625,126 @@ def test_html_report_opens_in_chromium_without_errors(demo_run):
     assert problems == []
     assert (shots / "report.png").stat().st_size > 10_000
 
+
+
+# -- what the analysts' tester found -----------------------------------------------------------------
+
+HELD = "only names agree. Held at possible: only names agree, no phone, email, birthdate or tax id"
+
+
+def _held_file_run(folder: Path) -> Path:
+    """A hand-made file-mode run: contacts 1-2 one person (a pair at 0.95), 3-4 and 5-6 namesakes a hold
+    rule kept at possible (the cap 0.7 stored, the model's own weight high), 7-8 a real pair at 0.85."""
+    folder.mkdir(parents=True)
+    pd.DataFrame({"id": [str(i) for i in range(1, 9)],
+                  "group_id": ["contact-1", "contact-1", "contact-3", "contact-4", "contact-5", "contact-6",
+                               "contact-7", "contact-8"],
+                  "is_primary": [True, False, True, True, True, True, True, True],
+                  "tier": ["probable", "probable", "", "", "", "", "", ""]}).to_csv(folder / "groups.csv", index=False)
+    pd.DataFrame({"id_a": ["1", "3", "5", "7"], "id_b": ["2", "4", "6", "8"],
+                  "probability": [0.95, 0.7, 0.7, 0.85], "weight": [4.2, 12.0, 9.0, 2.5],
+                  "tier": ["probable", "possible", "possible", "possible"], "rules": ["phone"] * 4,
+                  "criteria": ["phone", "name", "name", "phone"],
+                  "explanation": ["same phone", HELD, HELD, "same phone"],
+                  "contributions": ['{"prior": -8.0, "phone": 12.2}'] * 4}).to_csv(folder / "pairs.csv", index=False)
+    (folder / "model.json").write_text("{}", encoding="utf-8")  # (a model the report shows no levels of)
+    return folder
+
+
+HELD_TRUTH = pd.Series({"1": "a", "2": "a", "3": "b", "4": "c", "5": "d", "6": "e", "7": "f", "8": "f"})
+
+
+def test_threshold_table_leaves_held_pairs_out_above_possible(tmp_path):
+    from scoring.evaluate import held_mask, threshold_table
+
+    pairs = pd.read_csv(_held_file_run(tmp_path / "r") / "pairs.csv", dtype={"id_a": str, "id_b": str})
+    assert held_mask(pairs).tolist() == [False, True, True, False]
+    table = threshold_table(pairs, HELD_TRUTH.index, HELD_TRUTH, (0.5, 0.7, 0.8), possible=0.5).set_index("threshold")
+    # at possible every kept pair counts; above it the held namesakes never join a group
+    assert table.loc[0.5, "predicted_pairs"] == 4 and table.loc[0.5, "held_pairs"] == 0
+    assert table.loc[0.7, "precision"] == 1.0 and table.loc[0.7, "predicted_pairs"] == 2
+    assert table.loc[0.7, "held_pairs"] == 2
+    # a "held" column, where the pairs have one, says it instead of the explanation
+    flagged = pairs.assign(held=[False, False, True, False], explanation="")
+    assert threshold_table(flagged, HELD_TRUTH.index, HELD_TRUTH, (0.7,), possible=0.5)["predicted_pairs"].item() == 3
+
+
+def test_held_pairs_are_not_the_pairs_to_look_at_first(tmp_path):
+    run = Run.open(_held_file_run(tmp_path / "held"), truth=HELD_TRUTH)
+    pr = run.precision_recall().set_index("threshold")
+    assert pr.loc[0.7, "precision"] == 1.0 and pr.loc[0.7, "held_pairs"] == 2
+    uncertain = run.uncertain_pairs(10)
+    assert sorted(zip(uncertain["id_a"], uncertain["id_b"])) == [("1", "2"), ("7", "8")]
+    held = run.held_pairs()
+    assert held[["id_a", "weight"]].values.tolist() == [["3", 12.0], ["5", 9.0]]  # the model's own weight first
+    assert held["held"].str.startswith("only names agree, no phone").all()
+    text = report.write_html_report(run).read_text(encoding="utf-8")
+    assert "Held at possible by a rule" in text and "left out of the predicted pairs at every threshold" in text
+
+
+def test_leads_are_counted_once_and_their_pairs_apart(demo_run, tmp_path):
+    import shutil
+
+    from pipelines import steps
+
+    folder = tmp_path / Path(demo_run[1]).name
+    shutil.copytree(demo_run[1], folder)
+    lc = pd.read_parquet(folder / "lead_clients.parquet")
+    twice = lc.iloc[[0]].assign(client_id=-1)  # one lead that looks like a second client too
+    lc = pd.concat([lc, twice], ignore_index=True)
+    lc.to_parquet(folder / "lead_clients.parquet", index=False)
+    leads, pairs = lc["lead_id"].nunique(), len(lc)
+    assert leads < pairs
+    summary = steps.run_summary(str(folder), ENTITIES)
+    assert summary["leads_matching_clients"] == leads and summary["lead_client_pairs"] == pairs
+    assert (f"Leads matching an existing contact or company: {leads:,} ({pairs:,} lead-client pairs)"
+            in steps.summary_markdown(summary, "r"))
+    text = report.write_html_report(folder, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert f"{leads:,} leads look like an existing contact or company ({pairs:,} lead-client pairs)." in text
+
+
+def test_a_database_that_did_not_run_it_is_refused(demo_run, store):
+    with pytest.raises(ReportError, match=f"holds no run {Path(demo_run[1]).name}"):
+        Run.open(demo_run[1], db_url=store.url)
+
+
+def test_the_report_says_why_it_has_no_truth(demo_run, store, tmp_path, monkeypatch):
+    from crm import proposals
+
+    folder = Path(demo_run[1])
+    monkeypatch.setenv("CRM_DEDUP_DB", f"sqlite:///{tmp_path}/none.db")  # no default database knows the run
+    text = report.write_html_report(folder, tmp_path / "a.html").read_text(encoding="utf-8")
+    assert "Against the known truth" in text and "No database holding this run was given" in text
+    # a database that ran it but knows no truth (not a demo CRM)
+    proposals.start_run(store, folder.name, ENTITIES, str(folder))
+    run = Run.open(folder, db_url=store.url)
+    assert not run.has_truth
+    text = report.write_html_report(run, tmp_path / "b.html").read_text(encoding="utf-8")
+    assert "has no known truth for this run" in text and "demo_truth" in text
+
+
+def test_a_parent_folder_names_the_runs_inside(demo_run):
+    parent = Path(demo_run[1]).parent
+    with pytest.raises(ReportError, match=f"holds run folders: pass one of them, e.g. {re.escape(str(demo_run[1]))}"):
+        Run.open(parent)
+
+
+def test_the_summary_prints_how_to_open_the_notebook_on_this_run(demo_run, monkeypatch):
+    """The command run_summary gives sets what open_run (the notebooks' first call) reads."""
+    import shlex
+
+    from pipelines import steps
+
+    db_url, folder = demo_run
+    summary = steps.run_summary(folder, ENTITIES, db_url)
+    command = summary["notebook"]
+    assert command.endswith(".venv/bin/jupyter lab notebooks/match_report.ipynb")
+    assert f"Match report notebook on this run: `{command}`" in steps.summary_markdown(summary, "r")
+    env = dict(word.split("=", 1) for word in shlex.split(command) if "=" in word)
+    assert env == {"CRM_DEDUP_RUN": str(Path(folder).resolve()), "CRM_DEDUP_DB": db_url}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    run = report.open_run()
+    assert run.folder == Path(folder).resolve() and run.has_truth
+    monkeypatch.setenv("CRM_DEDUP_RUN", run.run_id)  # a run id does too
+    assert report.open_run().run_id == run.run_id
