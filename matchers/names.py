@@ -147,6 +147,16 @@ def _clean_once(text: str) -> str:
     return " ".join(words)
 
 
+# clean_text forms of what people type for "unknown"
+PLACEHOLDER_TEXTS = frozenset({
+    "нет", "нету", "не указано", "не указан", "не указана", "неизвестно", "неизвестен", "неизвестна", "без имени",
+    "безымянный", "клиент", "аноним", "имя", "фамилия", "отчество", "тест", "test", "testing", "unknown", "none",
+    "null", "nil", "nan", "na", "n a", "x", "xx", "xxx", "xxxx", "noname", "no name", "anonymous", "client",
+    "customer", "name", "first name", "last name", "asd", "asdf", "qwe", "qwerty", "йцукен", "ааа", "aaa", "123",
+    "1234", "12345", "0", "00", "000", "no", "tbd", "todo", "удалить", "delete", "dummy",
+})
+
+
 def clean_text(s: object) -> str:
     """Case-folded, ё->е, punctuation/emoji/zero-width characters removed, mixed scripts inside a word
     repaired (a Latin "о" in a Cyrillic surname), single spaces; "" for None/NaN."""
@@ -589,7 +599,11 @@ def forget_cached_names() -> None:
 
 @functools.lru_cache(maxsize=1 << 18)
 def _field_units(raw: str) -> tuple[_Unit, ...]:
-    """The name units of one field: titles dropped, hyphenated names kept as one unit."""
+    """The name units of one field: titles dropped, hyphenated names kept as one unit; none for a
+    field that says "unknown" ("NULL", "нет", "-", "не указано": the quality report's placeholders),
+    so that two such fields are no evidence of one person."""
+    if clean_text(raw) in PLACEHOLDER_TEXTS:
+        return ()
     text = _TITLES.sub(" ", raw)
     text = re.sub(r"\s*[-‐‑–—]\s*", "-", text)
     units = []

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 
 from matchers.companies import parse_company
 from matchers.identifiers import _W10, _W11, _W12, normalize_domains, parse_birthdate, parse_inn
-from matchers.names import as_text, clean_text
+from matchers.names import PLACEHOLDER_TEXTS, as_text, clean_text
 from matchers.phones import FALLBACK_REGIONS
 from matchers.prepare import Channels, normalised_values, normalize_email_values, normalize_phone_values
 from matchers.table import MULTI_ROLES, SINGLE_ROLES, RoleTable
@@ -41,14 +41,6 @@ log = logging.getLogger(__name__)
 
 REPORT_KEYS = ("fields", "shared", "records", "sources")
 _PLACEHOLDER_DATE = dt.date(1900, 1, 1)
-# clean_text forms of what people type for "unknown"
-PLACEHOLDER_TEXTS = frozenset({
-    "нет", "нету", "не указано", "не указан", "не указана", "неизвестно", "неизвестен", "неизвестна", "без имени",
-    "безымянный", "клиент", "аноним", "имя", "фамилия", "отчество", "тест", "test", "testing", "unknown", "none",
-    "null", "nil", "nan", "na", "n a", "x", "xx", "xxx", "xxxx", "noname", "no name", "anonymous", "client",
-    "customer", "name", "first name", "last name", "asd", "asdf", "qwe", "qwerty", "йцукен", "ааа", "aaa", "123",
-    "1234", "12345", "0", "00", "000", "no", "tbd", "todo", "удалить", "delete", "dummy",
-})
 _NAME_ROLES = ("first_name", "last_name", "middle_name", "full_name")
 _LONGEST_PLACEHOLDER = max(map(len, PLACEHOLDER_TEXTS))
 # for _long_texts (RE2): text of ASCII and Cyrillic characters only; more letters and digits than the

@@ -570,3 +570,17 @@ def test_surnames_without_gender_forms():
     assert surname_gender_form(translit("Шевченко")) == ("", "")
     assert surname_gender_form(translit("Smith")) == ("", "")
     assert surname_gender_form("") == ("", "")
+
+
+def test_fields_that_say_unknown_hold_no_name():
+    """"NULL", "нет", "-", "не указано" in a name field are no name: two such records do not agree on
+    one (they did: "surname same; first name same" for NULL / NULL)."""
+    from matchers.names import normalize_persons
+
+    frame = pd.DataFrame({"first_name": ["NULL", "нет", "не указано", "Иван", "Null"],
+                          "last_name": ["NULL", "-", "Unknown", "Петров", "Нулль"]})
+    out = normalize_persons(frame)
+    assert out["first"].tolist()[:3] == ["", "", ""] and out["last"].tolist()[:3] == ["", "", ""]
+    assert out["full"].tolist()[:3] == ["", "", ""]
+    assert (out["first"][3], out["last"][3]) == ("ivan", "petrov")
+    assert out["last"][4] != ""  # a surname that only sounds like one is kept
