@@ -255,8 +255,8 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
         kwargs, incremental_run, compare_pairs = {}, None, None
         # the phones and e-mails the quality check normalised, when it ran in this process
         known = take_normalised(folder, entity)
-        if compared_chunks is not None:  # compared on Dask workers (pipelines.distributed)
-            from pipelines.distributed import prepared_from_work, vectors_from_chunks
+        if compared_chunks is not None:  # compared on Dask workers (pipelines.dask_runs)
+            from pipelines.dask_runs import prepared_from_work, vectors_from_chunks
 
             kwargs["prepared"] = prepared_from_work(folder, entity)
             incremental_run = _incremental_made(folder, entity)
@@ -397,8 +397,10 @@ def _incremental_inputs(store: Store, table, folder: str, settings: Settings, kw
     model = None
     if not settings.match.model_path:  # (a model the settings name is used as it is)
         model = Path(last["folder"]) / table.entity_type / "model.json"
-        names = [c.name for c in comparisons_for(kwargs["prepared"])]
-        if FSModel.load(model).comparisons != names:
+        comparisons = comparisons_for(kwargs["prepared"])
+        names = [c.name for c in comparisons]
+        saved = FSModel.load(model)
+        if saved.comparisons != names or saved.levels != [list(c.levels) for c in comparisons]:
             log.info("run %s's model compares other things than these %s records (%s): a new one is trained",
                      last["id"], table.entity_type, ", ".join(names))
             model = None

@@ -256,7 +256,16 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
         prob = probability(model.weights(cv))
         rule_hit = _deterministic(cv) if settings.deterministic_rules else np.zeros(len(prob), bool)
         prob = np.where(rule_hit, np.maximum(prob, settings.thresholds.certain), prob)
+        # an equal valid tax id is a duplicate criterion by itself (as in Bitrix24), whatever the titles say
+        tax_hit = _same_tax_id(cv) if settings.deterministic_rules else np.zeros(len(prob), bool)
+        tax_hit &= prob < settings.thresholds.probable  # (those it lifts: explained so)
+        prob = np.where(tax_hit, np.maximum(prob, settings.thresholds.probable), prob)
+        if settings.hold_rules:  # (after training: these pairs count in the prior as the model scores them)
+            held = _channel_holds(cv, p, cand.a, cand.b, held)
+            tax_hit &= held.code == 0  # a hold rule has the last word
         cap = settings.thresholds.possible + (settings.thresholds.probable - settings.thresholds.possible) / 2
+        # records without names that share one phone or e-mail are shown, at "possible", never more
+        prob = np.where(np.isin(held.code, SHOWN_AT_POSSIBLE), np.maximum(prob, settings.thresholds.possible), prob)
         prob = np.where(held.code > 0, np.minimum(prob, cap), prob)
         # only the pairs to explain need their comparison vectors from here on
         keep = np.flatnonzero(prob >= settings.thresholds.possible)
@@ -264,14 +273,15 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
         kept = ComparisonVectors(comparisons, cv.levels[keep], cv.tf[keep], {k: v[keep] for k, v in cv.shown.items()})
         del cv
     with timer.stage("group"):
-        labels_pos, strength = _cluster(p, cand.a, cand.b, prob, comparisons, model, settings, skips or set())
+        labels_pos, strength = _cluster(p, cand.a, cand.b, prob, comparisons, model, settings, skips or set(),
+                                        apart=np.isin(held.code, APART))
         p.drop_caches()  # nothing compares from here on: free the codes before the large frames are made
     with timer.stage("primary"):
         if callable(record_info):
             record_info = record_info()
         group_table, groups = _groups(p, entity_type, facts, labels_pos, strength, record_info, settings)
     with timer.stage("explain"):
-        pairs = _pairs_frame(p, cand, keep, kept, prob, rule_hit, held, model, settings)
+        pairs = _pairs_frame(p, cand, keep, kept, prob, rule_hit, tax_hit, held, model, settings)
         group_table["criteria"] = _criteria(group_table, pairs)
     return FindResult(entity_type, pairs, groups, group_table, model, cand.per_rule, cand.skipped,
                       timer.t, n_candidates, prepared=p)
@@ -314,7 +324,23 @@ class Held:
 
 
 HELD_WORDS = ["", "only names agree, no phone, email, birthdate or tax id", "different first names",
-              "different patronymics", "different birthdates", "different tax ids"]
+              "different patronymics", "different birthdates", "different tax ids",
+              "only a phone agrees; no names to compare", "only an e-mail agrees; no names to compare",
+              "one record names a person, the other no one, and the e-mail they share is an office's mailbox"]
+# held because the two records are different people or legal entities: never in one group
+APART = (2, 3, 4, 5)
+# held and shown: a shared phone or e-mail is Bitrix24's duplicate criterion even without names
+SHOWN_AT_POSSIBLE = (6, 7)
+# a phone or e-mail held by more records than this is a switchboard or role mailbox, not a person's
+SHARED_BY_FEW = 3
+# local parts of mailboxes that an office shares (info@, hello@...), digits after them ignored (info2@)
+OFFICE_MAILBOXES = frozenset("""
+    info hello office contact contacts mail email post admin administrator support help sales sale team
+    reception enquiries enquiry inquiries inquiry general secretary secretar priem priemnaya zakaz zakazy
+    order orders buh buhgalter buhgalteria accounting accounts billing hr kadry jobs career careers marketing
+    pr press media service feedback welcome tender snab opt shop store booking client clients manager
+    office-manager noreply no-reply webmaster
+""".split())
 
 
 def _held_reasons(cv: ComparisonVectors, p: Prepared) -> Held:
@@ -352,8 +378,80 @@ def _held_reasons(cv: ComparisonVectors, p: Prepared) -> Held:
     return Held(code, HELD_WORDS)
 
 
+def _channel_holds(cv: ComparisonVectors, p: Prepared, a: np.ndarray, b: np.ndarray, held: Held) -> Held:
+    """``held`` with the pairs that have no names to compare (one record or both lack them) and agree
+    on channels alone, where nothing held them yet (``a``, ``b``: the pairs' record positions):
+    - only one phone or only one e-mail agrees, a value few records hold (a switchboard or a role
+      mailbox is no evidence): shown at "possible" (codes 6, 7);
+    - one record names a person, the other no one, and the e-mail they share is an office's mailbox
+      (hello@, info@): an office's channels are not the person's, held at "possible" (code 8)."""
+    n = len(cv.levels)
+    level = {c.name: cv.levels[:, j] for j, c in enumerate(cv.comparisons)}
+    top = {c.name: len(c.levels) - 1 for c in cv.comparisons}
+    tf = {c.name: cv.tf[:, j] for j, c in enumerate(cv.comparisons)}
+    name_comparisons = [c for c in ("last_name", "first_name", "middle_name", "company") if c in level]
+    free = held.code == 0
+    for c in name_comparisons:
+        free &= level[c] == NULL
+    if not free.any():
+        return held
+    code = held.code.copy()
+    channels = ("phone", "email", "website")
+    # anything but a channel that speaks for the pair (a birthdate, tax id, address...)
+    other = np.zeros(n, bool)
+    for c in level:
+        if c not in channels and c not in name_comparisons:
+            other |= level[c] > 0
+    same = {c: level[c] == top[c] if c in level else np.zeros(n, bool) for c in channels}
+    silent = {c: level[c] <= 0 if c in level else np.ones(n, bool) for c in channels}  # missing or different
+    office = np.zeros(n, bool)
+    shown = cv.shown.get("email")
+    at = np.flatnonzero(free & same["email"])
+    if shown is not None and len(at):
+        office[at] = [_office_mailbox(v) for v in shown[at]]
+    few = {c: same[c] & (tf[c] <= SHARED_BY_FEW) if c in level else same[c] for c in ("phone", "email")}
+    alone = free & ~other & silent["website"]
+    code[alone & few["phone"] & silent["email"]] = 6
+    code[alone & few["email"] & ~office & silent["phone"]] = 7
+    person = _has_person_name(p)
+    if person is not None:
+        code[free & ~other & office & (person[a] != person[b])] = 8
+    return Held(code, held.words)
+
+
+def _office_mailbox(address: object) -> bool:
+    """Whether an e-mail address is a mailbox an office shares (info@, hello@, office2@...)."""
+    if not isinstance(address, str) or "@" not in address:
+        return False
+    return address.split("@", 1)[0].rstrip("0123456789") in OFFICE_MAILBOXES
+
+
+def _has_person_name(p: Prepared) -> np.ndarray | None:
+    """Per record, whether it names a person (a surname or a first name); None where the table has no names."""
+    cols = [c for c in ("last", "first_raw") if c in p.records.columns]
+    if not cols:
+        return None
+    out = np.zeros(len(p), bool)
+    for c in cols:
+        out |= p.codes(c)[0] >= 0
+    return out
+
+
+def _same_tax_id(cv: ComparisonVectors) -> np.ndarray:
+    """The same valid tax id (INN) on both records."""
+    if "tax_id" not in cv.names:
+        return np.zeros(len(cv.levels), bool)
+    j = cv.names.index("tax_id")
+    return cv.levels[:, j] == len(cv.comparisons[j].levels) - 1
+
+
 def _cluster(p: Prepared, pa: np.ndarray, pb: np.ndarray, prob: np.ndarray, comparisons, model,
-             settings: MatchSettings, skips: set[tuple]) -> tuple[np.ndarray, np.ndarray]:
+             settings: MatchSettings, skips: set[tuple], apart: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Groups of the pairs at or above "probable". Never in one group: pairs a person skipped, pairs
+    ``apart`` (held by a rule saying they are different people: different first names, patronymics,
+    birthdates or tax ids; a chain through a third record is cut at its weakest link) and, with the
+    chaining guard, pairs inside a group whose own evidence says they differ (scored if not yet, and
+    held apart by the same rules)."""
     n = len(p)
     keep = prob >= settings.thresholds.probable
     a, b, s = pa[keep], pb[keep], prob[keep]
@@ -364,15 +462,23 @@ def _cluster(p: Prepared, pa: np.ndarray, pb: np.ndarray, prob: np.ndarray, comp
         pairs = [(int(pos[x]), int(pos[y])) for x, y in skips if x in pos.index and y in pos.index]
         if pairs:
             cannot.append(np.asarray(pairs, dtype=np.int64).reshape(-1, 2))
+    if apart is not None and apart.any():
+        # only those a group would otherwise hold (a cannot-link across groups changes nothing)
+        at = np.flatnonzero(apart)
+        at = at[comp[pa[at]] == comp[pb[at]]]
+        cannot.append(np.stack([pa[at], pb[at]], axis=1).astype(np.int64))
     if settings.chain_guard:
         ga, gb = group_pairs_to_check(comp, settings.chain_guard_max_group)
         if len(ga):
             gp = _known_probability(pa, pb, prob, ga, gb, n)
             todo = np.flatnonzero(np.isnan(gp))
+            held_apart = np.zeros(len(ga), bool)  # (the scored pairs' holds are in ``apart``)
             if len(todo):
                 extra = compare(p, ga[todo], gb[todo], comparisons)
                 gp[todo], _ = model.score(extra)
-            bad = gp < settings.chain_guard_probability
+                if settings.hold_rules:
+                    held_apart[todo] = np.isin(_held_reasons(extra, p).code, APART)
+            bad = (gp < settings.chain_guard_probability) | held_apart
             cannot.append(np.stack([ga[bad], gb[bad]], axis=1))
     cannot = np.concatenate(cannot)
     if not len(cannot):
@@ -474,7 +580,7 @@ def _groups(p: Prepared, entity_type: str, facts: pd.DataFrame, labels: np.ndarr
     return group_table, groups
 
 
-def _pairs_frame(p: Prepared, cand: Candidates, keep: np.ndarray, cv: ComparisonVectors, prob, rule_hit,
+def _pairs_frame(p: Prepared, cand: Candidates, keep: np.ndarray, cv: ComparisonVectors, prob, rule_hit, tax_hit,
                  held: Held, model, settings: MatchSettings) -> pd.DataFrame:
     """The pairs ``keep`` (those at or above the possible threshold; ``cv`` holds their comparison
     vectors, in that order) with their explanation. Each comparison's words and weight are formatted
@@ -486,6 +592,8 @@ def _pairs_frame(p: Prepared, cand: Candidates, keep: np.ndarray, cv: Comparison
     contrib = model.contributions(cv)
     levels = cv.levels
     k = len(keep)
+    a, b = cand.a[keep], cand.b[keep]
+    first, second = np.where(ids[a] > ids[b], b, a), np.where(ids[a] > ids[b], a, b)  # id_a's record first
     segments, json_values = [], []
     side = np.zeros(k, dtype=np.int64)  # 2 bits per comparison: 1 for, 2 against, 0 missing
     crit_bits = np.zeros(k, dtype=np.int64)
@@ -511,7 +619,10 @@ def _pairs_frame(p: Prepared, cand: Candidates, keep: np.ndarray, cv: Comparison
                 vals = value[present[shown_at]]
                 has = np.array([v is not None for v in vals], dtype=bool)
                 at = shown_at[has]
-                segment[present[at]] = (c.label + " " + vals[has].astype(str).astype(object) + " "
+                vals = vals[has].astype(str).astype(object)
+                if c.name == "email":  # the key is not an address to look up: as the records hold it
+                    vals = _as_written(p, first[present[at]], second[present[at]], vals)
+                segment[present[at]] = (c.label + " " + vals + " "
                                         + c.levels[c.tf_level] + " ("
                                         + np.asarray(w_text, dtype=object)[wcp[at]] + ")")
             side[present] |= np.where(wp > 0, 1, 2) << (2 * j)
@@ -533,6 +644,13 @@ def _pairs_frame(p: Prepared, cand: Candidates, keep: np.ndarray, cv: Comparison
         text[rows] = ["".join(t) for t in islice(zip(*parts), len(rows))]
     hit = np.flatnonzero(rule_hit[keep])
     text[hit] = text[hit] + ". Rule: same valid phone and same full name"
+    tax = np.flatnonzero(tax_hit[keep])
+    if len(tax):
+        inn = cv.shown["tax_id"][tax].astype(str)
+        # a legal entity's branches share its INN (the KPP tells them apart), a sole trader's is his own
+        text[tax] = text[tax] + np.where(np.char.str_len(inn.astype("U")) == 10,
+                                         ". Rule: same tax id (a company's branches share it: compare the KPP)",
+                                         ". Rule: same tax id").astype(object)
     held_at = np.flatnonzero(held.code[keep] > 0)
     text[held_at] = text[held_at] + ". Held at possible: " + held.text(keep[held_at])
     # contributions as JSON: {"prior": .., "<comparison>": .., ...}
@@ -545,7 +663,6 @@ def _pairs_frame(p: Prepared, cand: Candidates, keep: np.ndarray, cv: Comparison
     masks, crit_inverse = small_codes(crit_bits)
     crit_text = np.array([",".join(w for i, w in enumerate(crit_words) if int(m) >> i & 1) for m in masks],
                          dtype=object)[crit_inverse]
-    a, b = cand.a[keep], cand.b[keep]
     id_a, id_b = ids[a], ids[b]
     swap = id_a > id_b
     id_a, id_b = np.where(swap, id_b, id_a), np.where(swap, id_a, id_b)
@@ -556,6 +673,24 @@ def _pairs_frame(p: Prepared, cand: Candidates, keep: np.ndarray, cv: Comparison
         "explanation": text, "contributions": np.asarray(contributions, dtype=object),
     })
     return out.sort_values(["probability", "id_a", "id_b"], ascending=[False, True, True], ignore_index=True)
+
+
+def _as_written(p: Prepared, first: np.ndarray, second: np.ndarray, canonical: np.ndarray) -> np.ndarray:
+    """The e-mail address of canonical form ``canonical`` as record ``first`` holds it, and as
+    ``second`` does after " / " where that differs (vera.kuz+crm@gmail.com / verakuz@googlemail.com)."""
+    e = p.emails[p.emails["pos"].isin(np.union1d(first, second))].drop_duplicates(["pos", "canonical"])
+    spelled = pd.Series(e["email"].to_numpy(dtype=object),
+                        index=pd.MultiIndex.from_arrays([e["pos"].to_numpy(), e["canonical"].to_numpy(dtype=object)]))
+    out = np.asarray(canonical, dtype=object).copy()
+    wa = spelled.reindex(pd.MultiIndex.from_arrays([first, canonical])).to_numpy(dtype=object)
+    wb = spelled.reindex(pd.MultiIndex.from_arrays([second, canonical])).to_numpy(dtype=object)
+    has_a, has_b = pd.notna(wa), pd.notna(wb)
+    out[has_b] = wb[has_b]
+    out[has_a] = wa[has_a]
+    both = np.flatnonzero(has_a & has_b)
+    differ = both[wa[both] != wb[both]]
+    out[differ] = wa[differ] + " / " + wb[differ]
+    return out
 
 
 def _interleave(columns: list[np.ndarray], sep: str) -> list:

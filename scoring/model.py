@@ -89,9 +89,7 @@ class FSModel:
         return probability(total_weight(self.prior_weight(), contrib)), contrib
 
     def _check(self, cv: ComparisonVectors) -> None:
-        if cv.names != self.comparisons:
-            raise ValueError(f"The model was trained on comparisons {self.comparisons}, but the data has "
-                             f"{cv.names}: map the same roles, or train a new model.")
+        check_fits(self, cv)
 
     # -- persistence --------------------------------------------------------------------------
 
@@ -110,6 +108,18 @@ class FSModel:
             return LogisticModel.from_dict(d)
         return cls(**{k: d[k] for k in ("comparisons", "levels", "m", "u", "tf_level", "tf_total", "prior")},
                    training=d.get("training", {}))
+
+
+def check_fits(model, cv: ComparisonVectors) -> None:
+    """Refuse a model for comparison vectors it was not trained on: other comparisons, or the same ones
+    with other levels (a model saved before a comparison gained a level would weigh them wrongly)."""
+    if cv.names != model.comparisons:
+        raise ValueError(f"The model was trained on comparisons {model.comparisons}, but the data has "
+                         f"{cv.names}: map the same roles, or train a new model.")
+    for c, trained in zip(cv.comparisons, model.levels):
+        if list(c.levels) != list(trained):
+            raise ValueError(f"The model was trained when {c.name} had the levels {list(trained)}; it has "
+                             f"{list(c.levels)} now: train a new model.")
 
 
 def probability(weight: np.ndarray) -> np.ndarray:
@@ -355,6 +365,7 @@ class LogisticModel:
     training: dict = field(default_factory=dict)
 
     def contributions(self, cv: ComparisonVectors, rows=None) -> np.ndarray:
+        check_fits(self, cv)
         levels = cv.levels if rows is None else cv.levels[rows]
         out = np.zeros(levels.shape, order="F")
         for j, w in enumerate(self.coef):

@@ -45,3 +45,24 @@ def test_em_ignores_missing_values():
 def test_probability_is_the_logistic_of_bits():
     assert probability(np.array([0.0]))[0] == 0.5
     assert abs(probability(np.array([10.0]))[0] - 1024 / 1025) < 1e-12
+
+
+def test_a_model_refuses_comparisons_whose_levels_changed():
+    """A model saved when the patronymic had three levels cannot weigh pairs of four: it says so
+    (callers then train a new one) instead of reading the levels wrongly."""
+    import pytest
+
+    from matchers.compare import ComparisonVectors, MiddleNameComparison
+    from scoring.model import FSModel, LogisticModel
+
+    now = MiddleNameComparison()
+    cv = ComparisonVectors([now], np.array([[0], [3]], dtype=np.int8), np.zeros((2, 1), dtype=np.uint16), {})
+    fits = FSModel(["middle_name"], [list(now.levels)], [[0.1, 0.1, 0.2, 0.6]], [[0.7, 0.1, 0.1, 0.1]], [None],
+                   [0], 0.1)
+    assert fits.weights(cv).shape == (2,)
+    old = FSModel(["middle_name"], [["different", "similar", "same"]], [[0.1, 0.2, 0.7]], [[0.8, 0.1, 0.1]], [None],
+                  [0], 0.1)
+    with pytest.raises(ValueError, match="middle_name had the levels"):
+        old.weights(cv)
+    with pytest.raises(ValueError, match="train a new model"):
+        LogisticModel(["middle_name"], [["different", "similar", "same"]], [[-1.0, 1.0, 2.0]], 0.0).score(cv)
