@@ -392,22 +392,47 @@ def _given_delimiter(delimiter: str, path: Path) -> str:
 
 
 class _Records:
-    """csv.reader that also gives each record's first line and survives csv.Error in one record."""
+    """csv.reader that also gives each record's first line and survives csv.Error in one record.
+
+    A quote opened and never closed would make the reader take the rest of the file as one value
+    (silently, into the row's last column when it is a text): such a record is reported as a bad
+    row of its first line, and the lines after it are read again as rows of their own."""
 
     def __init__(self, text: io.TextIOBase, delimiter: str):
-        self.reader = csv.reader(text, delimiter=delimiter)
+        self.text, self.delimiter = text, delimiter
+        self.pending: list[str] = []  # lines to read again, before the rest of the file
+        self.lines: list[str] = []    # the raw lines of the record being read
+        self.reader = csv.reader(self._feed(), delimiter=delimiter)
         self.last_line = 0
+
+    def _feed(self) -> Iterator[str]:
+        while True:
+            line = self.pending.pop(0) if self.pending else self.text.readline()
+            if not line:
+                return
+            self.lines.append(line)
+            yield line
 
     def __iter__(self) -> Iterator[tuple[int, int, list[str] | csv.Error]]:
         while True:
             start = self.last_line + 1
+            self.lines = []
             try:
                 row = next(self.reader)
             except StopIteration:
                 return
             except csv.Error as exc:  # reported as a bad row; the reader goes on with the next line
                 row = exc
-            self.last_line = self.reader.line_num
+            if len(self.lines) > 1 and "".join(self.lines).count('"') % 2:
+                # the end of the file came inside a quoted value: only the first line is this row
+                self.pending = self.lines[1:] + self.pending
+                self.reader = csv.reader(self._feed(), delimiter=self.delimiter)
+                self.last_line = start
+                yield start, start, csv.Error(f"a quote opened in this row is never closed: it would take the "
+                                              f"{len(self.lines) - 1} lines after it as one value; they are read "
+                                              "as rows of their own")
+                continue
+            self.last_line += len(self.lines)
             yield start, self.last_line, row
 
 

@@ -375,9 +375,11 @@ def test_row_with_wrong_cell_count_and_unclosed_quote(store, tmp_path):
     f = tmp_path / "q.csv"
     f.write_text('last_name,first_name\nA,B\nC,D,E\n"Open quote,F\nG,H\nI,J\n', encoding="utf-8")
     report = import_csv(store, f, "contact")
-    assert (report.rows_read, report.imported, report.rejected) == (3, 1, 2)
+    # the quote opened at line 4 is never closed: that row is rejected, G,H and I,J go in
+    assert (report.rows_read, report.imported, report.rejected) == (5, 3, 2)
     assert report.problems[0].line == 3 and "has 3 cells where the header has 2" in report.problems[0].reason
-    assert report.problems[1].line == 4 and "spans lines 4-6" in report.problems[1].reason
+    assert report.problems[1].line == 4 and "a quote opened in this row is never closed" in report.problems[1].reason
+    assert {r[1] for r in live(store, "contact")} == {"A", "G", "I"}
 
 
 def test_ids_kept_repeated_and_existing_ids_rejected(store, tmp_path):
@@ -489,6 +491,21 @@ def test_a_phone_cell_of_several_numbers_is_stored_as_several_phones(store, tmp_
         (2, "phone", "work", "8 916 555-12-07"): 1, (2, "phone", "work", "8 495 123-45-67"): 1,
         (2, "phone", "mobile", "8-916-555-12-05 (после 18:00)"): 1})  # one number and a note: as written
     assert report.notes == Counter({"a phone cell held several numbers; each is stored as a phone of its own": 2})
+
+
+def test_a_quote_never_closed_takes_no_rows_with_it(store, tmp_path):
+    """A stray opening quote used to swallow every following row into the row's comments, silently;
+    now that row is reported and the rows after it go in as rows of their own."""
+    f = tmp_path / "quote.csv"
+    f.write_text('last_name,first_name,comments\nIvanov,Ivan,"multi\nline ok"\nPetrov,Petr,"unterminated quote\n'
+                 'Volkov,Vlad,fine\nOrlov,Oleg,"also ""quoted"" fine"\n', encoding="utf-8")
+    report = import_csv(store, f, "contact")
+    assert (report.rows_read, report.imported, report.rejected) == (4, 3, 1)
+    assert [str(p) for p in report.problems] == [
+        "quote.csv line 4: cannot be read as CSV (a quote opened in this row is never closed: it would take the 2 "
+        "lines after it as one value; they are read as rows of their own)"]
+    assert {r[1]: r[7] for r in live(store, "contact")} == {
+        "Ivanov": "multi\nline ok", "Volkov": "fine", "Orlov": 'also "quoted" fine'}
 
 
 def test_custom_mapping(store, tmp_path):
