@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import closing
 from operator import itemgetter
@@ -31,13 +32,24 @@ class StoreError(Exception):
     """A database problem a user can act on; the message says what to do."""
 
 
+# PostgreSQL URLs as people write them (libpq's postgres://, SQLAlchemy's with another driver): the
+# server is the same whatever the client library, and psycopg (3) is the one installed
+_POSTGRES_SCHEMES = re.compile(r"^(?:postgres|postgresql)(?:\+(?:psycopg2|psycopg2cffi|psycopg|asyncpg|pg8000))?://")
+
+
 def resolve_url(url: str | None = None) -> str:
-    """The URL given, else $CRM_DEDUP_DB, else the embedded SQLite default."""
+    """The URL given, else $CRM_DEDUP_DB, else the embedded SQLite default; a PostgreSQL URL of any
+    spelling (postgres://, postgresql://, postgresql+psycopg2://...) is made psycopg's."""
     url = url or os.environ.get(ENV_VAR) or DEFAULT_URL
-    if url.startswith("postgresql://"):
-        # SQLAlchemy 2.0 maps plain postgresql:// to psycopg2, which we do not install.
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    return url
+    return _POSTGRES_SCHEMES.sub("postgresql+psycopg://", url, count=1)
+
+
+def hide_password(url: str) -> str:
+    """A URL as it may be shown, its password starred, even when it cannot be parsed."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 def _alembic_config() -> Config:
@@ -59,12 +71,13 @@ class Store:
             parsed = sa.engine.make_url(self.url)
         except sa.exc.ArgumentError as exc:
             raise StoreError(
-                f"The database URL {self.url!r} is not a valid URL ({exc}). "
-                "Use sqlite:///path/to/crm.db or postgresql+psycopg://user@host:5432/dbname."
+                f"The database URL {hide_password(self.url)!r} is not a valid URL. "
+                "Use sqlite:///path/to/crm.db or postgresql://user@host:5432/dbname."
             ) from exc
         self.dialect = parsed.get_backend_name()
-        if self.dialect not in ("sqlite", "postgresql"):
-            raise StoreError(f"Unsupported database {self.dialect!r} in {self.url!r}: use SQLite or PostgreSQL.")
+        if self.dialect not in ("sqlite", "postgresql") or (self.dialect == "sqlite" and parsed.drivername not in ("sqlite", "sqlite+pysqlite")):
+            raise StoreError(f"Unsupported database {parsed.drivername!r} in {hide_password(self.url)!r}: use "
+                             "sqlite:///path/to/crm.db or postgresql://user@host:5432/dbname.")
         kwargs: dict[str, Any] = {"echo": echo, "future": True}
         if self.dialect == "sqlite":
             path = parsed.database
@@ -117,6 +130,14 @@ class Store:
                 f"The database {self.display_url} has schema revision {current}, this version needs {head}. "
                 "Run `crm-dedup migrate` to upgrade it (back it up first)."
             )
+        present = set(sa.inspect(self.engine).get_table_names())
+        missing = sorted(set(schema.metadata.tables) - present)
+        if missing:  # dropped by hand: the revision says all is there, so migrate would do nothing
+            raise StoreError(
+                f"The database {self.display_url} lacks the table(s) {', '.join(missing)} of its schema revision "
+                f"{current}: they were dropped outside crm-dedup. Restore them from a backup, or create a new "
+                "database with `crm-dedup init` and import the records."
+            )
 
     def refresh_statistics(self) -> list[str]:
         """PostgreSQL: ANALYZE crm-dedup's tables whose planner statistics autovacuum would refresh by
@@ -152,7 +173,7 @@ class Store:
 
     @property
     def display_url(self) -> str:
-        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+        return hide_password(self.url)
 
     # -- reading ------------------------------------------------------------------------------
 

@@ -254,17 +254,37 @@ def test_bad_urls_give_clear_errors(tmp_path):
         Store("not a url at all")
     with pytest.raises(StoreError, match="Unsupported database"):
         Store("mysql://root@localhost/test")
+    # a password is never shown, whatever is wrong with the URL
+    with pytest.raises(StoreError, match="Unsupported database") as refused:
+        Store("mysql://root:S3cretPW@localhost/test")
+    assert "S3cretPW" not in str(refused.value) and "root:***@localhost" in str(refused.value)
+    with pytest.raises(StoreError, match="Unsupported database 'sqlite\+aiosqlite'"):
+        Store(f"sqlite+aiosqlite:///{tmp_path}/async.db")
     with pytest.raises(StoreError, match="There is no database at"):
         Store(f"sqlite:///{tmp_path}/missing.db", must_exist=True)
     with pytest.raises(StoreError, match="Cannot connect"):
         Store("postgresql+psycopg://postgres@127.0.0.1:5432/no_such_database_here")
 
 
+def test_a_table_dropped_by_hand_is_named(store):
+    """The revision says every table is there, so `migrate` would change nothing: the check names the
+    missing table instead of letting a command fail on it with a traceback."""
+    store.check_schema()
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE dedup_skips"))
+    with pytest.raises(StoreError, match="lacks the table\\(s\\) dedup_skips of its schema revision"):
+        store.check_schema()
+
+
 def test_environment_variable_selects_the_database(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path}/env.db"
     monkeypatch.setenv("CRM_DEDUP_DB", url)
     assert Store().url == url
-    assert Store("postgresql://postgres@127.0.0.1:5432/test").url.startswith("postgresql+psycopg://")
+    # PostgreSQL as libpq (postgres://) and other drivers write it: psycopg, the one installed
+    for spelling in ("postgresql", "postgres", "postgresql+psycopg2", "postgresql+asyncpg", "postgresql+psycopg"):
+        store = Store(f"{spelling}://postgres@127.0.0.1:5432/test")
+        assert store.url == "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+        store.dispose()
 
 
 def test_cli_init_stats_and_errors(tmp_path):
