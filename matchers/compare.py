@@ -177,6 +177,14 @@ class FirstNameComparison(Comparison):
         level[rest[similar[inverse]]] = 3
         nick = _nickname_match(x, y, raw_u)
         level[rest[nick[inverse]]] = 4
+        # a nickname behind a typo (Влдимир / Вова) or across scripts (Эндрю / Andy: Andrew's loose
+        # key is Эндрю's): similar, not "different" (which would keep the two apart)
+        unsure = np.flatnonzero(~similar & ~nick)
+        if len(unsure) and facts is not None:
+            mended, loose_meet = np.zeros(len(x), bool), np.zeros(len(x), bool)
+            mended[unsure], loose_meet[unsure] = _far_variants_match(x[unsure], y[unsure], raw_u)
+            far = mended[inverse] | (loose_meet[inverse] & facts.cross_script(a[rest], b[rest]))
+            level[rest[far & (level[rest] == 0)]] = 3
         exact = full & (ra == rb)
         level[exact] = 5
         counts = np.bincount(raw[raw >= 0], minlength=len(raw_u))
@@ -231,6 +239,31 @@ def _nickname_match(x: np.ndarray, y: np.ndarray, uniques: np.ndarray) -> np.nda
 
     return np.fromiter((not variants(i).isdisjoint(variants(j)) for i, j in zip(x.tolist(), y.tolist())),
                        dtype=bool, count=len(x))
+
+
+def _far_variants_match(x: np.ndarray, y: np.ndarray, uniques: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For distinct pairs of first-name codes no nearer rule joined: whether the full names they may
+    stand for meet once a typo of an unknown name is mended (known_first_names_near); and whether
+    the loose keys of those full names meet (a sign only for a pair written in two scripts)."""
+    from matchers.names import canonical_first_name, known_first_names_near, name_variants
+
+    cache: dict[int, tuple[frozenset, frozenset]] = {}
+
+    def variants(code: int) -> tuple[frozenset, frozenset]:
+        if code not in cache:
+            key = uniques[code]
+            names = {key, canonical_first_name(key), *name_variants(key)}
+            for near in known_first_names_near(key):
+                names |= {near, canonical_first_name(near), *name_variants(near)}
+            loose = {k for k in map(_loose_key, names) if len(k) >= 2 and len(k.replace("a", "")) >= 2}
+            cache[code] = frozenset(names), frozenset(loose)
+        return cache[code]
+
+    mended, loose = np.zeros(len(x), bool), np.zeros(len(x), bool)
+    for k, (i, j) in enumerate(zip(x.tolist(), y.tolist())):
+        (na, la), (nb, lb) = variants(i), variants(j)
+        mended[k], loose[k] = not na.isdisjoint(nb), not la.isdisjoint(lb)
+    return mended, loose
 
 
 class SurnameComparison(StringComparison):

@@ -515,6 +515,32 @@ def surname_gender_form(key: str) -> tuple[str, str]:
 INITIAL_KEYS = frozenset(filter(None, (_translit_word(c) for c in "абвгдеёжзийклмнопрстуфхцчшщэюяabcdefghijklmnopqrstuvwxyz")))
 
 
+def known_first_names_near(key: str) -> frozenset[str]:
+    """The first names the tables know that ``key`` (not one of them, of 4 letters or more) is one
+    typo from: a letter dropped, added or changed ("vldimir" -> vladimir, "jenniefr" -> jennifer
+    needs two and finds none). For a nickname behind a typo (Влдимир / Вова)."""
+    key = _as_key(key)
+    if len(key) < 4 or key in _tables().score:
+        return frozenset()
+    index = _one_deletion_index()
+    found: set[str] = set(index.get(key, ()))
+    for i in range(len(key)):
+        found.update(index.get(key[:i] + key[i + 1:], ()))
+    return frozenset(k for k in found if k != key)
+
+
+@functools.cache
+def _one_deletion_index() -> dict[str, tuple[str, ...]]:
+    """Each known first name (4 letters or more) under itself and each of its one-letter deletions:
+    two keys one substitution, insertion or deletion apart share an entry."""
+    index: dict[str, list[str]] = {}
+    for key in _tables().score:
+        if len(key) >= 4 and " " not in key:
+            for variant in {key, *(key[:i] + key[i + 1:] for i in range(len(key)))}:
+                index.setdefault(variant, []).append(key)
+    return {k: tuple(v) for k, v in index.items()}
+
+
 def is_known_first_name(key: str) -> bool:
     key = _as_key(key)
     return bool(key) and key in _tables().score

@@ -288,3 +288,23 @@ def test_comparing_again_after_dropping_the_caches_gives_the_same_vectors():
     assert np.array_equal(first.levels, again.levels) and np.array_equal(first.tf, again.tf)
     assert first.shown.keys() == again.shown.keys()
     assert all(np.array_equal(first.shown[k], again.shown[k]) for k in first.shown)
+
+
+def test_a_nickname_behind_a_typo_or_across_scripts_is_similar_not_different():
+    """Влдимир / Вова (a typo of Владимир, then its diminutive), Эндрю / Andy and Рэймонд / Ray (an
+    English name written in Cyrillic by ear against its nickname) are "similar": "different" would
+    keep them apart as two people. Two typos, three-letter names and same-script pairs whose
+    loose keys meet (Анна / Инна) stay different."""
+    from matchers.compare import FirstNameComparison
+    from matchers.prepare import prepare
+    from matchers.table import RoleTable
+
+    cases = {("Влдимир", "Вова"): "similar", ("Эндрю", "Andy"): "similar", ("Рэймонд", "Ray"): "similar",
+             ("Lvyonya", "Леонид"): "similar", ("Jenniefr", "Jen"): "different", ("Tfm", "Thomas"): "different",
+             ("Анна", "Инна"): "different", ("Влдимир", "Валерий"): "different", ("Vera", "Ира"): "different"}
+    rows = [{"id": k, "first_name": name, "last_name": "Smith" if name.isascii() else "Смит"}
+            for k, name in enumerate(n for pair in cases for n in pair)]
+    p = prepare(RoleTable("contact", pd.DataFrame(rows).set_index("id"), pd.DataFrame(columns=["id", "role", "raw"])))
+    a = np.arange(0, len(rows), 2)
+    level = FirstNameComparison().compute(p, a, a + 1).level
+    assert dict(zip(cases, (FirstNameComparison.levels[v] for v in level))) == cases
