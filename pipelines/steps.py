@@ -17,6 +17,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import resource
 import shutil
 import threading
@@ -862,8 +863,9 @@ def leads_to_clients_step(db: str | None, folder: str, settings_path: str) -> st
     The records normalised by this run's finds are reused (read and normalised here otherwise)."""
     from matchers.prepare import Prepared
     from matchers.table import RoleTable
-    from scoring.find import find_duplicates
+    from scoring.find import HELD_WORDS, SHOWN_AT_POSSIBLE, find_duplicates
 
+    nameless_held = ["Held at possible: " + HELD_WORDS[code] for code in SHOWN_AT_POSSIBLE]
     settings = Settings.load(settings_path)
     store = Store(db, must_exist=True)
     try:
@@ -881,9 +883,11 @@ def leads_to_clients_step(db: str | None, folder: str, settings_path: str) -> st
             table = RoleTable("lead", pd.DataFrame(index=ids), pd.DataFrame(columns=["id", "role", "raw"]))
             res = find_duplicates(table, settings.match, prepared=combined)
             p = res.pairs
-            # a lead reported against a client must be at least probable; "possible" pairs are name-only
-            # or held by the hold rules, too weak to show an admin as "this lead is already a client"
-            cross = p[(p["id_a"].str[0] != p["id_b"].str[0]) & p["tier"].isin(["certain", "probable"])]
+            # a lead reported against a client must be at least probable ("possible" pairs are name-only
+            # or held by the hold rules, too weak to show an admin as "this lead is already a client"),
+            # or share the client's phone or e-mail with no names to compare: an incoming call's lead
+            nameless = p["explanation"].str.contains("|".join(map(re.escape, nameless_held)), regex=True)
+            cross = p[(p["id_a"].str[0] != p["id_b"].str[0]) & (p["tier"].isin(["certain", "probable"]) | nameless)]
             for r in cross.itertuples(index=False):
                 lead_id, client_id = (r.id_a, r.id_b) if r.id_a.startswith("L") else (r.id_b, r.id_a)
                 rows.append({"lead_id": int(lead_id[1:]), "client_type": client, "client_id": int(client_id[1:]),

@@ -460,7 +460,9 @@ def _leads_vs_clients_as_before(db_url: str, settings_path: str) -> pd.DataFrame
             pd.concat([leads.values.assign(id="L" + leads.values["id"].astype(str)),
                        other.values.assign(id=client[0].upper() + other.values["id"].astype(str))], ignore_index=True))
         p = find_duplicates(combined, settings.match).pairs
-        for r in p[(p["id_a"].str[0] != p["id_b"].str[0]) & p["tier"].isin(["certain", "probable"])].itertuples():
+        nameless = p["explanation"].str.contains("no names to compare")  # shared channels, no names: shown
+        for r in p[(p["id_a"].str[0] != p["id_b"].str[0]) & (p["tier"].isin(["certain", "probable"]) | nameless)
+                   ].itertuples():
             lead, other_id = (r.id_a, r.id_b) if r.id_a.startswith("L") else (r.id_b, r.id_a)
             rows.append({"lead_id": int(lead[1:]), "client_type": client, "client_id": int(other_id[1:]),
                          "probability": r.probability, "tier": r.tier, "explanation": r.explanation})
@@ -748,3 +750,34 @@ def test_the_summary_prints_how_to_open_the_notebook_on_this_run(demo_run, monke
     assert run.folder == Path(folder).resolve() and run.has_truth
     monkeypatch.setenv("CRM_DEDUP_RUN", run.run_id)  # a run id does too
     assert report.open_run().run_id == run.run_id
+
+
+def test_a_lead_with_only_a_clients_phone_is_reported_against_that_client(tmp_path):
+    """An incoming call's lead (no name, no company, a phone) whose phone is a contact's: listed
+    against that contact at "possible" (shared channels with no names to compare), not left out for
+    being below "probable"."""
+    import sqlalchemy as sa
+
+    from crm import schema
+    from crm.store import Store
+    from pipelines import steps
+
+    db_url, folder = build_demo_run(tmp_path, sizes=(200, 60, 60), seed=3)
+    store = Store(db_url)
+    comm = schema.communications
+    with store.engine.begin() as conn:
+        phones = pd.DataFrame(conn.execute(sa.select(comm.c.entity_id, comm.c.value).where(
+            comm.c.entity_type == "contact", comm.c.type == "phone")).all(), columns=["contact", "phone"])
+        alone = phones.groupby("phone")["contact"].transform("size") == 1
+        contact, phone = phones[alone].iloc[0]
+        lead = conn.execute(sa.select(sa.func.max(schema.leads.c.id))).scalar_one() + 1
+        now = pd.Timestamp("2024-01-01").to_pydatetime()
+        conn.execute(schema.leads.insert().values(id=lead, title="Входящий звонок", created_at=now, modified_at=now))
+        conn.execute(comm.insert().values(entity_type="lead", entity_id=lead, type="phone", kind="work", value=phone))
+    store.dispose()
+    (tmp_path / "again").mkdir()
+    out = pd.read_parquet(steps.leads_to_clients_step(db_url, str(tmp_path / "again"),
+                                                      str(Path(folder) / "settings.yaml")))
+    found = out[(out["lead_id"] == lead)]
+    assert found[["client_type", "client_id", "tier"]].values.tolist() == [["contact", int(contact), "possible"]]
+    assert "only a phone agrees; no names to compare" in found["explanation"].iloc[0]
