@@ -202,6 +202,7 @@ class ImportReport:
     notes: Counter = field(default_factory=Counter)  # "responsible 'X' is not a user; left empty" -> rows
     note_lines: dict[str, int] = field(default_factory=dict)  # note -> first line it happened
     problems_dropped: int = 0
+    record_lines: dict[int, int] | None = None  # record id -> its first line in the file, when asked for
 
     def summary(self) -> str:
         name = Path(self.file).name
@@ -719,13 +720,15 @@ def _with_extensions(pieces: list[str], joiner: str) -> list[str]:
 def import_csv(store: Store, path: Path, entity: str, *, preset: str | None = None,
                mapping: dict[str, list[str]] | None = None, encoding: str | None = None,
                delimiter: str | None = None, responsible_id: int | None = None,
-               batch_size: int = BATCH_SIZE, region: str = "RU") -> ImportReport:
+               batch_size: int = BATCH_SIZE, region: str = "RU", keep_lines: bool = False) -> ImportReport:
     """Import one CSV file of contacts, companies or leads; bad rows are reported, the rest goes in.
     Phones, e-mails and birthdates the matching cannot use (checked as the quality report checks them,
     phones without a country code read in ``region``) are stored as written and counted in the
-    report's notes."""
+    report's notes. ``keep_lines``: the report's record_lines maps each record imported to its line."""
     with _opened(path, entity, preset, mapping, encoding, delimiter) as (path, entity, fields, records, header, columns,
                                                                          report):
+        if keep_lines:
+            report.record_lines = {}
         users = _Users(store)
         if responsible_id is not None and responsible_id not in users.ids:
             raise CsvError(f"The default responsible user id {responsible_id} is not a user of {store.display_url}.")
@@ -873,6 +876,8 @@ class _Writer:
 
     def _count(self, rows: list[_Row]) -> None:
         for row in rows:
+            if self.report.record_lines is not None:
+                self.report.record_lines[row.record["id"]] = row.line
             self.report.imported += 1
             self.report.communications += len(row.comms)
             for note in row.notes:

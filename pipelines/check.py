@@ -33,9 +33,11 @@ def _relabelled(p: Prepared, prefix: str) -> Prepared:
 def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, preset: str | None = None,
                       mapping: dict[str, list[str]] | None = None, encoding: str | None = None,
                       settings_path: str | None = None, reuse: bool = True) -> tuple[pd.DataFrame, list[str]]:
-    """Likely duplicates of new records. Returns (rows: new_record, new_name, duplicate_of, duplicate_name,
-    existing, probability, tier, explanation; problems found while reading the CSV). A new record of a
-    CSV is numbered as its import would number it: by its id column, else in the order of its rows.
+    """Likely duplicates of new records. Returns (rows: new_record, line, new_name, duplicate_of,
+    duplicate_line, duplicate_name, existing, probability, tier, explanation; problems found while
+    reading the CSV). A new record of a CSV is numbered as its import would number it (by its id
+    column, else in the order of its rows); ``line`` and ``duplicate_line`` are the records' lines in
+    the file (none for records of the CRM).
 
     ``reuse``: the existing records as the last run normalised them (only those new or changed since
     are normalised here), when it normalised them as this check would: at a million contacts
@@ -55,14 +57,17 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
     normalised = reused[0] if reused is not None else None
     del reused  # (normalised is replaced by copies below: the reused records must not stay beside them)
     problems: list[str] = []
+    lines: dict[str, int] = {}  # a CSV's new record -> its line in the file
     if csv is not None:
         from crm.csv_io import import_csv
 
         with tempfile.TemporaryDirectory() as tmp:
             scratch = Store(f"sqlite:///{tmp}/check.db")
             scratch.migrate()
-            report = import_csv(scratch, Path(csv), entity, preset=preset, mapping=mapping, encoding=encoding)
+            report = import_csv(scratch, Path(csv), entity, preset=preset, mapping=mapping, encoding=encoding,
+                                region=settings.match.region, keep_lines=True)
             problems = [str(p) for p in report.problems]
+            lines = {f"new:{i}": line for i, line in report.record_lines.items()}
             new = _relabel(load_role_table(scratch, entity), "new:")
             scratch.dispose()
         existing = _relabel(existing, "")
@@ -84,8 +89,8 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
                                       existing.values[existing.values["id"].isin(old_ids)]), "")
         if normalised is not None:
             normalised = [_relabelled(normalised.take(old_ids), ""), _relabelled(normalised.take(fresh_ids), "new:")]
-    columns = ["new_record", "new_name", "duplicate_of", "duplicate_name", "existing", "probability", "tier",
-               "explanation"]
+    columns = ["new_record", "line", "new_name", "duplicate_of", "duplicate_line", "duplicate_name", "existing",
+               "probability", "tier", "explanation"]
     if len(new) == 0:
         return pd.DataFrame(columns=columns), problems
     combined = RoleTable(entity, pd.concat([existing.records, new.records]),
@@ -117,7 +122,8 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
     for table in (new, existing):
         ids = [i for i in wanted if i in table.records.index]
         named.update(zip(ids, table.names(ids)))
-    rows = [{"new_record": new_id[4:], "new_name": named.get(new_id, ""), "duplicate_of": other.removeprefix("new:"),
+    rows = [{"new_record": new_id[4:], "line": lines.get(new_id), "new_name": named.get(new_id, ""),
+             "duplicate_of": other.removeprefix("new:"), "duplicate_line": lines.get(other),
              "duplicate_name": named.get(other, ""), "existing": not other.startswith("new:"),
              "probability": r.probability, "tier": r.tier, "explanation": r.explanation}
             for new_id, other, r in found]

@@ -52,6 +52,8 @@ def test_csv_rows_that_exist_already_are_reported(demo, tmp_path):
         assert r.duplicate_name == " ".join(v for v in crm[["last_name", "first_name", "middle_name"]] if isinstance(v, str))
         row = sample.iloc[int(r.new_record) - 1]  # rows without ids are numbered in the file's order
         assert r.new_name == " ".join(v for v in row[["last_name", "first_name", "middle_name"]] if isinstance(v, str))
+        assert r.line == int(r.new_record) + 1  # its line in the file, after the header (no value spans lines)
+    assert rows.loc[~rows["existing"], "duplicate_line"].notna().all() and found["duplicate_line"].isna().all()
     assert rows["probability"].between(0, 1).all()
     # the same file in Windows-1251, its encoding given (as `crm-dedup check --encoding cp1251` gives it)
     (tmp_path / "new_cp1251.csv").write_bytes((tmp_path / "new.csv").read_text(encoding="utf-8").encode("cp1251"))

@@ -827,7 +827,7 @@ def test_cli_runs_incremental_after_a_full_run_then_checks_records_added_since(t
     assert set(found["new_record"]) == {str(top + 1)} and "5" in set(found["duplicate_of"]), found
     name = " ".join(str(base[k]) for k in ("last_name", "first_name", "middle_name") if base[k])
     # the terminal names both records of the most likely pairs, as the CSV does
-    assert f"new {top + 1} {name}  ~  contact #5 {name}: " in checked.stdout, checked.stdout
+    assert f"new contact #{top + 1} {name}  ~  contact #5 {name}: " in checked.stdout, checked.stdout
     assert set(found.loc[found["duplicate_of"] == "5", "duplicate_name"]) == {name}
     # then approve one group, merge it and undo the batch by the id `merge` prints, as a user does
     pending = proposals.read_groups(store, status="pending", tiers=["certain"]).sort_values("id")
