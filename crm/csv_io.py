@@ -191,7 +191,8 @@ class ImportReport:
     file: Path
     entity: str
     rows_read: int = 0
-    imported: int = 0
+    imported: int = 0  # new records, and with update=True records updated as well
+    updated: int = 0
     rejected: int = 0
     problems: list[Problem] = field(default_factory=list)
     communications: int = 0
@@ -210,7 +211,9 @@ class ImportReport:
         delim = {"\t": "tab"}.get(self.delimiter, repr(self.delimiter))
         lines = [f"{name}: {self.rows_read:,} {self.entity} rows read ({enc}, {delim}"
                  + (f", preset {self.preset}" if self.preset else "") + f"): {self.imported:,} imported "
-                 f"with {self.communications:,} phones/emails/sites/messengers, {self.rejected:,} rejected."]
+                 f"with {self.communications:,} phones/emails/sites/messengers, {self.rejected:,} rejected."
+                 + (f" Of those imported, {self.updated:,} updated records that were there already." if self.updated
+                    else "")]
         if self.ignored_columns:
             lines.append("Ignored columns: " + "; ".join(self.ignored_columns) + ".")
         for note, n in self.notes.most_common(20):
@@ -720,11 +723,17 @@ def _with_extensions(pieces: list[str], joiner: str) -> list[str]:
 def import_csv(store: Store, path: Path, entity: str, *, preset: str | None = None,
                mapping: dict[str, list[str]] | None = None, encoding: str | None = None,
                delimiter: str | None = None, responsible_id: int | None = None,
-               batch_size: int = BATCH_SIZE, region: str = "RU", keep_lines: bool = False) -> ImportReport:
+               batch_size: int = BATCH_SIZE, region: str = "RU", keep_lines: bool = False,
+               update: bool = False) -> ImportReport:
     """Import one CSV file of contacts, companies or leads; bad rows are reported, the rest goes in.
     Phones, e-mails and birthdates the matching cannot use (checked as the quality report checks them,
     phones without a country code read in ``region``) are stored as written and counted in the
-    report's notes. ``keep_lines``: the report's record_lines maps each record imported to its line."""
+    report's notes. ``keep_lines``: the report's record_lines maps each record imported to its line.
+    ``update``: a row whose id is in the database updates that record instead of being rejected: the
+    file's columns replace the record's (an empty cell empties the field; created_at is kept unless
+    given; modified_at is the file's or now), and its phones, e-mails, sites and messengers of the
+    kinds the file has columns for are replaced by the file's. A record merged or deleted in the
+    database is not brought back: its row is rejected."""
     with _opened(path, entity, preset, mapping, encoding, delimiter) as (path, entity, fields, records, header, columns,
                                                                          report):
         if keep_lines:
@@ -733,7 +742,7 @@ def import_csv(store: Store, path: Path, entity: str, *, preset: str | None = No
         if responsible_id is not None and responsible_id not in users.ids:
             raise CsvError(f"The default responsible user id {responsible_id} is not a user of {store.display_url}.")
         _import_rows(store, entity, fields, records, header, columns, preset, users, responsible_id, batch_size,
-                     report, region)
+                     report, region, update)
     log.info("%s", report.summary())
     return report
 
@@ -794,9 +803,12 @@ def _header(path: Path, records: "_Records") -> list[str]:
 
 def _import_rows(store: Store, entity: str, fields: dict[str, _Field], records: _Records, header: list[str],
                  columns: dict[str, list[int]], preset: str | None, users: _Users, responsible_id: int | None,
-                 batch_size: int, report: ImportReport, region: str = "RU") -> None:
+                 batch_size: int, report: ImportReport, region: str = "RU", update: bool = False) -> None:
     conv = _Converter(entity, fields, columns, header, MULTI_VALUE_JOIN.get(preset), users, responsible_id)
-    writer = _Writer(store, entity, report, header[columns["id"][0]] if "id" in columns else None, region)
+    if update and "id" not in columns:
+        raise CsvError(f"{Path(report.file).name} has no id column: --update needs the records' ids to find them.")
+    updates = _Updates([f.name for f, _ in conv.scalars], {(t, k) for t, k, _ in conv.comms}) if update else None
+    writer = _Writer(store, entity, report, header[columns["id"][0]] if "id" in columns else None, region, updates)
     for line, end, row in records:
         if isinstance(row, csv.Error):
             report.rows_read += 1
@@ -821,9 +833,10 @@ class _Writer:
     """Writes good rows in batches, each batch in one transaction; never half a row."""
 
     def __init__(self, store: Store, entity: str, report: ImportReport, id_column: str | None = None,
-                 region: str = "RU"):
+                 region: str = "RU", updates: "_Updates | None" = None):
         self.store, self.entity, self.report, self.id_column = store, entity, report, id_column
-        self.region = region
+        self.region, self.updates = region, updates
+        self.updating: set[int] = set()  # ids of the batch being written that update a record
         self.table = schema.ENTITY_TABLES[entity]
         self.batch: list[_Row] = []
         self.seen_ids: dict[int, int] = {}  # explicit id -> line, to catch an id repeated in the file
@@ -879,6 +892,7 @@ class _Writer:
             if self.report.record_lines is not None:
                 self.report.record_lines[row.record["id"]] = row.line
             self.report.imported += 1
+            self.report.updated += row.record["id"] in self.updating
             self.report.communications += len(row.comms)
             for note in row.notes:
                 self.report.notes[note] += 1
@@ -892,12 +906,20 @@ class _Writer:
         for part in _chunks(explicit, 900):
             taken |= set(conn.execute(sa.select(table.c.id).where(table.c.id.in_(part))).scalars())
         keep = []
+        gone = self._deleted(conn, taken) if self.updates is not None else {}
+        self.updating = set()
         for r in rows:
             rid = r.record.get("id")
-            if rid in taken:
+            if rid in taken and self.updates is not None and rid not in gone:
+                self.updating.add(rid)
+                keep.append(r)
+            elif rid in gone:
+                self.reject(Problem(r.line, self.id_column, f"{self.entity} #{rid} was merged or deleted on "
+                                    f"{gone[rid]:%Y-%m-%d %H:%M}; not updated (undo its merge first to change it)"))
+            elif rid in taken:
                 self.reject(Problem(r.line, self.id_column, f"id {rid} is already in the database (imported before?); "
-                                    "skipped. To import the file's rows as new records, leave its id "
-                                    "column out (mapping id= , on the command line --map id=)."))
+                                    "skipped. To update the records from the file, import it with --update; to "
+                                    "import its rows as new records, leave its id column out (--map id=)."))
             else:
                 keep.append(r)
         for link, target in (("contact_id", schema.contacts), ("company_id", schema.companies)):
@@ -920,7 +942,19 @@ class _Writer:
         self.next_floor = max(self.next_floor, next_id - 1, max(explicit, default=0))
         return keep
 
+    def _deleted(self, conn, ids: set[int]) -> dict[int, Any]:
+        """The records among ``ids`` that are merged or deleted: id -> when."""
+        t, out = self.table, {}
+        for part in _chunks(sorted(ids), 900):
+            out.update(conn.execute(sa.select(t.c.id, t.c.deleted_at).where(t.c.id.in_(part),
+                                                                             t.c.deleted_at.is_not(None))).all())
+        return out
+
     def _insert(self, conn, rows: list[_Row]) -> None:
+        if self.updates is not None and self.updating:
+            old = [r for r in rows if r.record["id"] in self.updating]
+            self.updates.write(conn, self.store, self.table, self.entity, old)
+            rows = [r for r in rows if r.record["id"] not in self.updating]
         if not rows:
             return
         cols = [c.name for c in self.table.c if c.name not in NOT_IMPORTED]
@@ -929,6 +963,34 @@ class _Writer:
                  for r in rows for t, k, v in r.comms]
         if comms:
             self.store.insert(schema.communications, comms, conn=conn)
+
+
+@dataclass
+class _Updates:
+    """How import --update writes rows whose records exist: the fields the file has columns for, and
+    the (type, kind) of communications it has columns for."""
+
+    fields: list[str]
+    comm_kinds: set[tuple[str, str]]
+
+    def write(self, conn, store: Store, table: sa.Table, entity: str, rows: list[_Row]) -> None:
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        for r in rows:
+            values = {f: r.record.get(f) for f in self.fields if f not in ("id", "created_at", "modified_at")}
+            if "created_at" in self.fields and r.record.get("created_at") is not None:
+                values["created_at"] = r.record["created_at"]
+            values["modified_at"] = r.record["modified_at"] if "modified_at" in self.fields else now
+            conn.execute(table.update().where(table.c.id == r.record["id"]).values(**values))
+        c = schema.communications
+        ids = [r.record["id"] for r in rows]
+        for typ, kind in sorted(self.comm_kinds):
+            for part in _chunks(ids, 900):
+                conn.execute(c.delete().where(c.c.entity_type == entity, c.c.entity_id.in_(part), c.c.type == typ,
+                                              c.c.kind == kind))
+        comms = [{"entity_type": entity, "entity_id": r.record["id"], "type": t, "kind": k, "value": v}
+                 for r in rows for t, k, v in r.comms]
+        if comms:
+            store.insert(c, comms, conn=conn)
 
 
 def _unusable_notes(rows: list[_Row], region: str) -> None:

@@ -220,6 +220,25 @@ def set_status(store: Store, group_ids: Iterable[str], status: str, user_id: int
     return changed
 
 
+def send_back(store: Store, group_id: str, plan: dict[str, Any] | None, note: str | None = None,
+              from_statuses: tuple[str, ...] = ("approved",)) -> bool:
+    """Send a group back to a person: status pending with ``plan`` (made again from the records as
+    they are now), ``note`` added once to its primary_reason, in one transaction. A compare-and-set:
+    only while the group's status is one of ``from_statuses``; False (nothing written) when another
+    process or a person changed it first (another apply merged it, a person skipped it...)."""
+    g = schema.dedup_groups
+    values: dict[str, Any] = {"status": "pending", "updated_at": now()}
+    if note:
+        values["primary_reason"] = sa.case((g.c.primary_reason.endswith(note), g.c.primary_reason),
+                                           else_=sa.func.coalesce(g.c.primary_reason, "") + note)
+    with store.engine.begin() as conn:
+        changed = conn.execute(g.update().where(g.c.id == group_id, g.c.status.in_(from_statuses))
+                               .values(**values)).rowcount
+        if changed:
+            set_plan(conn, group_id, plan)
+    return bool(changed)
+
+
 def group_page(store: Store, *, status: str | None = None, entity_type: str | None = None,
                tiers: Iterable[str] | None = None, limit: int = 20) -> tuple[pd.DataFrame, int]:
     """The first ``limit`` groups (most certain first), each with its plan, and how many match in all:

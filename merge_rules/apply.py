@@ -43,7 +43,9 @@ log = logging.getLogger(__name__)
 # tests use it to slow a batch down so that a SIGKILL lands inside a transaction.
 FAULT_HOOK: Callable[[str], None] | None = None
 
-STATUSES = ("applied", "already_applied", "stale", "denied", "conflicts", "not_duplicates", "failed")
+# not_approved: apply_batch(only_status=...) found the group in another status when its turn came (a
+# person or another apply changed it since the batch read it); nothing was merged
+STATUSES = ("applied", "already_applied", "stale", "denied", "conflicts", "not_duplicates", "failed", "not_approved")
 
 
 @dataclass
@@ -189,6 +191,10 @@ class _Writes:
             status="applied", merge_id=sa.bindparam("mid_"), updated_at=sa.bindparam("now_")), dialect)
         self.already = Raw(sa.select(m.c.id).where(m.c.batch_id == sa.bindparam("b_"),
                                                    m.c.group_id == sa.bindparam("g_")), dialect)
+        # the group's row, locked (PostgreSQL; SQLite's BEGIN IMMEDIATE already excludes other writers)
+        # before the records, so that two applies never both take one group
+        self.group_state = Raw(sa.select(g.c.status, g.c.merge_id).where(g.c.id == sa.bindparam("gid_"))
+                               .with_for_update(), dialect)
         self._primary: dict[tuple, Raw] = {}
         self._cache: dict[tuple, Raw] = {}
         self.specs = {spec.name: spec for spec in LINKS[et]}
@@ -383,7 +389,7 @@ class _Applier:
         return self.conn.execute(sa.select(m.c.id).where(m.c.batch_id == batch_id, m.c.group_id == group_id)).scalar()
 
     def apply(self, plan: MergePlan, batch_id: str | None, group_id: str | None, update_group: bool,
-              check_done: bool = True) -> MergeResult:
+              check_done: bool = True, only_status: str | None = None) -> MergeResult:
         if plan.problems:
             raise MergeError(plan.summary())
         if plan.unresolved:
@@ -394,9 +400,10 @@ class _Applier:
                 f"The merge of {plan.entity_type} #{plan.primary_id} has conflicts nobody chose a value for "
                 f"({details}). Choose a value for each on the review page, or merge with a conflict policy "
                 "(merge.conflict_policy in the settings: keep_primary, most_common, most_recent or longest).", fields)
-        return retrying(lambda: self._apply_once(plan, batch_id, group_id, update_group, check_done))
+        return retrying(lambda: self._apply_once(plan, batch_id, group_id, update_group, check_done, only_status))
 
-    def _apply_once(self, plan: MergePlan, batch_id, group_id, update_group, check_done) -> MergeResult:
+    def _apply_once(self, plan: MergePlan, batch_id, group_id, update_group, check_done,
+                    only_status: str | None = None) -> MergeResult:
         conn, et = self.conn, plan.entity_type
         result = MergeResult("applied", et, plan.primary_id, list(plan.duplicate_ids), group_id, batch_id)
         try:
@@ -407,6 +414,8 @@ class _Applier:
                 with ex.pipeline():
                     if ex.pg and not self.durable:
                         ex.run(w.no_sync, {})
+                    state_q = (ex.run(w.group_state, {"gid_": group_id})
+                               if only_status is not None and group_id is not None else None)
                     done_q = (ex.run(w.already, {"b_": batch_id, "g_": group_id})
                               if check_done and batch_id is not None and group_id is not None else None)
                     build = queue_locked_snapshot(ex, et, plan.primary_id, plan.member_ids)
@@ -414,6 +423,10 @@ class _Applier:
                     ids_q = ex.run(w.next_ids, self.sequences) if ex.pg else None
                 if done_q is not None and (done := done_q.rows()):
                     raise _Already(done[0][0])
+                if state_q is not None:
+                    state = state_q.rows()
+                    if not state or state[0][0] != only_status:
+                        raise _NotApproved(*(state[0] if state else (None, None)))
                 snap = build()
                 if skipped := skipped_q.rows():
                     pairs = ", ".join(f"#{a} and #{b}" for a, b in skipped)
@@ -454,6 +467,8 @@ class _Applier:
             result.status, result.merge_id = "already_applied", done.merge_id
             result.message = f"group {group_id} of batch {batch_id} was merged already (merge #{done.merge_id})"
             return result
+        except _NotApproved as taken:
+            return taken.result(result, only_status)
         except StalePlanError:
             # another process of the same batch merged this group a moment ago: that is no staleness
             if batch_id is not None and group_id is not None:
@@ -483,6 +498,26 @@ class _Already(Exception):
         self.merge_id = merge_id
 
 
+class _NotApproved(Exception):
+    """The group's row is not in the status the batch merges (nothing was written)."""
+
+    def __init__(self, status: str | None, merge_id: int | None):
+        self.status, self.merge_id = status, merge_id
+
+    def result(self, result: MergeResult, wanted: str) -> MergeResult:
+        gid = result.group_id
+        if self.status == "applied":
+            result.status, result.merge_id = "already_applied", self.merge_id
+            result.message = (f"group {gid} was merged by another merge (merge #{self.merge_id}) after this batch read "
+                              "it; not merged again")
+        else:
+            result.status = "not_approved"
+            now = "no longer exists" if self.status is None else f"is {self.status} now"
+            result.message = (f"group {gid} {now}, no longer {wanted} (changed by a person or another merge after "
+                              "this batch read it); not merged, left as it is")
+        return result
+
+
 def _mark_group(conn: Connection, group_id: str | None, status: str) -> None:
     if group_id is None:
         return
@@ -507,7 +542,8 @@ def apply_plan(store, plan: MergePlan, user_id: int | None, *, batch_id: str | N
             raise
 
 
-def _apply_reporting(applier: _Applier, plan: MergePlan, batch_id: str, done: dict) -> MergeResult:
+def _apply_reporting(applier: _Applier, plan: MergePlan, batch_id: str, done: dict,
+                     only_status: str | None = None) -> MergeResult:
     """Apply one plan of a batch, turning every refusal into a result."""
     key = plan.group_id or group_key(plan)
     base = dict(entity_type=plan.entity_type, primary_id=plan.primary_id,
@@ -516,9 +552,11 @@ def _apply_reporting(applier: _Applier, plan: MergePlan, batch_id: str, done: di
         return MergeResult("already_applied", merge_id=done[key],
                            message=f"merged already in this batch (merge #{done[key]})", **base)
     try:
-        res = applier.apply(plan, batch_id, key, update_group=plan.group_id is not None, check_done=False)
+        res = applier.apply(plan, batch_id, key, update_group=plan.group_id is not None, check_done=False,
+                            only_status=only_status if plan.group_id is not None else None)
     except StalePlanError as exc:
-        _mark_group(applier.conn, plan.group_id, "stale")
+        if only_status is None:  # (else the caller settles the group, by a compare-and-set of its own)
+            _mark_group(applier.conn, plan.group_id, "stale")
         return MergeResult("stale", message=str(exc), **base)
     except PermissionDenied as exc:
         return MergeResult("denied", message=str(exc), **base)
@@ -541,7 +579,7 @@ def _apply_reporting(applier: _Applier, plan: MergePlan, batch_id: str, done: di
 def apply_batch(store, plans: Iterable[MergePlan], user_id: int | None, batch_id: str, *,
                 group_ids: Sequence[str | None] | None = None,
                 on_result: Callable[[MergeResult], None] | None = None,
-                workers: int = 1, durable: bool = True) -> list[MergeResult]:
+                workers: int = 1, durable: bool = True, only_status: str | None = None) -> list[MergeResult]:
     """Apply plans one transaction each; a group that cannot be merged is reported and the rest go on.
     Re-running the same batch after a crash applies only the groups not merged yet.
 
@@ -551,7 +589,15 @@ def apply_batch(store, plans: Iterable[MergePlan], user_id: int | None, batch_id
     many connections at once on PostgreSQL, where a merge mostly waits for the server; row locks keep
     overlapping groups apart. SQLite has one writer at a time, so it always uses one.
     ``durable=False`` (PostgreSQL) does not wait for each commit to reach the disk: every merge stays
-    all-or-nothing, but a server crash may lose the last few, which re-running the batch re-applies."""
+    all-or-nothing, but a server crash may lose the last few, which re-running the batch re-applies.
+
+    ``only_status`` ("approved" for the apply flow): a group is merged only if its dedup_groups row
+    still has this status, looked at in the merge's own transaction with the row locked (PostgreSQL:
+    SELECT ... FOR UPDATE, held to the commit; SQLite: the single writer of BEGIN IMMEDIATE). So two
+    applies running at once never both take a group: the second finds it 'applied' and reports
+    'already_applied' (the other's merge), or 'not_approved' when a person changed it meanwhile. A
+    stale plan then leaves the group's status as it is, for the caller to settle. No transient status
+    is written: a process that dies leaves each group as it was or applied, never half-taken."""
     plans = list(plans)
     if group_ids is not None:
         if len(group_ids) != len(plans):
@@ -575,7 +621,7 @@ def apply_batch(store, plans: Iterable[MergePlan], user_id: int | None, batch_id
                     i = next(todo, None)
                 if i is None:
                     return
-                res = results[i] = _apply_reporting(applier, plans[i], batch_id, done)
+                res = results[i] = _apply_reporting(applier, plans[i], batch_id, done, only_status)
                 if on_result is not None:
                     with lock:
                         on_result(res)

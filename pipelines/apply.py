@@ -75,7 +75,17 @@ def _merges_alike(approved, fresh, open_fields=frozenset()) -> bool:
 def apply_approved(db: str | None, batch_id: str, user_id: int | None, settings_path: str | None = None,
                    group_ids: list[str] | None = None) -> list[dict]:
     """Merge every approved group (or the given ones, if approved), each in its own transaction.
-    A stale plan (records edited since) is re-planned and sent back to pending with a note."""
+    A group that cannot be merged goes back to a person (pending, planned again from the records as
+    they are now, with a note): stale (records edited since), conflicts, denied, not duplicates,
+    an unreadable plan, and a merge that failed (an error: reported, never retried every hour).
+
+    Safe with another apply (or a person) at work on the same database at once: a group is merged
+    only while it is still 'approved', looked at under a lock in the merge's own transaction
+    (apply_batch(only_status=...)), and every status this function sets afterwards is a
+    compare-and-set from 'approved' (proposals.send_back). A group another apply took meanwhile is
+    reported 'already_applied' (its merge) or 'not_approved', and left as that apply left it. No
+    transient status is written, so a process killed at any point leaves nothing to recover: each
+    group is approved (merged by the next apply) or applied."""
     from merge_rules.apply import apply_batch
     from merge_rules.plan import MergePlan, plan_groups
 
@@ -98,48 +108,122 @@ def apply_approved(db: str | None, batch_id: str, user_id: int | None, settings_
                 continue
         plans.append((row.id, plan))
     plans = _conflicts_settled(store, plans, settings)
-    results = apply_batch(store, [p for _, p in plans], user_id, batch_id, group_ids=[g for g, _ in plans])
+    results = apply_batch(store, [p for _, p in plans], user_id, batch_id, group_ids=[g for g, _ in plans],
+                          only_status="approved")
     out = []
-    g = schema.dedup_groups
     for row, exc in unreadable:
+        log.warning("group %s: its stored plan could not be read (%s: %s)", row.id, type(exc).__name__, exc)
+        message = (f"The stored plan of group {row.id} could not be read ({type(exc).__name__}: {exc}); nothing "
+                   "was merged.")
         # not guessed at: planned again from the records as they are now, back to a person to approve
         fresh = plan_groups(store, row.entity_type, [(row.primary_id, list(row.member_ids))], settings.merge)[0]
-        with store.engine.begin() as conn:
-            conn.execute(g.update().where(g.c.id == row.id).values(status="pending", updated_at=proposals.now()))
-            proposals.set_plan(conn, row.id, fresh.to_dict())
-        log.warning("group %s: its stored plan could not be read (%s: %s)", row.id, type(exc).__name__, exc)
-        out.append({"group_id": row.id, "status": "unreadable", "merge_id": None,
-                    "message": f"The stored plan of group {row.id} could not be read ({type(exc).__name__}: "
-                               f"{exc}); nothing was merged. Planned again; the group is pending again for a "
-                               "person to approve."})
+        out.append(_sent_back(store, row.id, "unreadable", message, fresh.to_dict()))
     for (gid, plan), res in zip(plans, results):
-        status = res.status
-        message = res.message
+        status, message = res.status, res.message
         if status == "stale":
             # planned again as approved: its choices, conflict policy and way of deleting
-            fresh = plan_groups(store, plan.entity_type, [(plan.primary_id, [plan.primary_id, *plan.duplicate_ids])],
-                                settings.merge.model_copy(update={"delete_mode": plan.delete_mode,
-                                                                  "conflict_policy": plan.conflict_policy}),
-                                choices={plan.primary_id: _choices(plan)})[0]
-            again = apply_batch(store, [fresh], user_id, batch_id, group_ids=[gid])[0] \
+            fresh = _replan(store, plan, settings)
+            again = apply_batch(store, [fresh], user_id, batch_id, group_ids=[gid], only_status="approved")[0] \
                 if only_links_moved(plan, fresh) else None
-            if again is not None and again.status == "applied":
-                status, res = "applied", again
-                message = (f"{again.message} (re-planned first: only links of its records had moved since the "
-                           "plan was made, e.g. by the merges of other groups; what it merges is as approved)")
+            if again is not None and again.status in ("applied", "already_applied", "not_approved"):
+                # merged; or another apply, or a person, took the group meanwhile: left as they left it
+                status, res, message = again.status, again, again.message
+                if status == "applied":
+                    message += (" (re-planned first: only links of its records had moved since the plan was made, "
+                                "e.g. by the merges of other groups; what it merges is as approved)")
             else:
-                note = " (re-planned: records changed)"
-                with store.engine.begin() as conn:
-                    conn.execute(g.update().where(g.c.id == gid).values(
-                        status="pending", updated_at=proposals.now(),
-                        primary_reason=sa.case((g.c.primary_reason.endswith(note), g.c.primary_reason),
-                                               else_=sa.func.coalesce(g.c.primary_reason, "") + note)))
-                    proposals.set_plan(conn, gid, fresh.to_dict())
-                message = f"{message} Re-planned; the group is pending again for a person to approve."
+                out.append(_sent_back(store, gid, "stale", message, fresh.to_dict(), " (re-planned: records changed)"))
+                continue
+        elif status == "failed":
+            # an error, not for a scheduler to retry every hour; the plan may say records are gone
+            # that are live again (an undone merge): planned again from the records as they are now
+            try:
+                fresh = _replan(store, plan, settings)
+            except Exception as exc:  # noqa: BLE001 - the database may be what failed: stays approved
+                log.exception("group %s: could not plan it again after its merge failed", gid)
+                out.append({"group_id": gid, "status": status, "merge_id": None,
+                            "message": f"{message} It could not be planned again ({type(exc).__name__}: {exc}); "
+                                       "the group stays approved."})
+                continue
+            out.append(_sent_back(store, gid, status, message, fresh.to_dict(), " (re-planned: its merge failed)"))
+            continue
         elif status in ("conflicts", "denied", "not_duplicates"):
-            # not for a scheduler to retry every hour: back to a person
-            proposals.set_status(store, [gid], "pending", from_statuses=("approved",))
-            message = f"{message} The group is pending again."
+            # not for a scheduler to retry every hour: back to a person, with the plan as it is
+            out.append(_sent_back(store, gid, status, message, None))
+            continue
         out.append({"group_id": gid, "status": status, "merge_id": getattr(res, "merge_id", None),
                     "message": message})
     return out
+
+
+def _replan(store, plan, settings: Settings):
+    """``plan`` made again from the records as they are now, as approved: the same members, a
+    person's choices, conflict policy and way of deleting."""
+    from merge_rules.plan import plan_groups
+
+    merge = settings.merge.model_copy(update={"delete_mode": plan.delete_mode, "conflict_policy": plan.conflict_policy})
+    return plan_groups(store, plan.entity_type, [(plan.primary_id, [plan.primary_id, *plan.duplicate_ids])], merge,
+                       choices={plan.primary_id: _choices(plan)})[0]
+
+
+def _sent_back(store, gid: str, status: str, message: str, plan: dict | None, note: str | None = None) -> dict:
+    """The result of a group that goes back to a person (pending; with ``plan``, made again, or the
+    plan it has when None), if it is still approved: a compare-and-set, as another apply may have
+    merged it meanwhile, or a person skipped it. Else the result says what the group is now."""
+    if plan is None:
+        sent = proposals.set_status(store, [gid], "pending", from_statuses=("approved",)) > 0
+    else:
+        sent = proposals.send_back(store, gid, plan, note)
+    if sent:
+        return {"group_id": gid, "status": status, "merge_id": None,
+                "message": f"{message}{' Re-planned; the group' if plan is not None else ' The group'} is pending "
+                           "again for a person to approve."}
+    g = schema.dedup_groups
+    with store.engine.connect() as conn:
+        now = conn.execute(sa.select(g.c.status, g.c.merge_id).where(g.c.id == gid)).first()
+    if now is not None and now.status == "applied":
+        return {"group_id": gid, "status": "already_applied", "merge_id": now.merge_id,
+                "message": f"group {gid} was merged by another merge (merge #{now.merge_id}) while this one ran; "
+                           "not merged again, left as it is"}
+    return {"group_id": gid, "status": "not_approved", "merge_id": None,
+            "message": f"group {gid} is {now.status if now is not None else 'gone'} now, no longer approved (changed "
+                       f"while this merge ran: {status}: {message}); left as it is"}
+
+
+def replan_undone(store, merge_ids: list[int], settings_path: str | None = None) -> int:
+    """After undo: the groups these (undone) merges applied are pending again (merge_rules.undo);
+    each gets a plan made again from the records as they are now (live again), as it was approved
+    (members, choices, conflict policy, way of deleting), so that a person sees what a merge would
+    do now and may approve it again. Its stored plan may be older than the undo: one planned while
+    its records were merged says they are deleted, and its merge would fail. Only a group still
+    pending and free (a compare-and-set) is changed; a broken group is logged and the rest go on.
+    Returns how many groups were planned again."""
+    from merge_rules.plan import MergePlan
+
+    if not merge_ids:
+        return 0
+    settings = Settings.load(settings_path)
+    m, g, p = schema.dedup_merges, schema.dedup_groups, schema.dedup_plans
+    q = (sa.select(g.c.id, g.c.entity_type, g.c.primary_id, g.c.member_ids, p.c.plan)
+         .select_from(m.join(g, g.c.id == m.c.group_id)
+                      .outerjoin(p, (p.c.group_id == g.c.id) & (p.c.run_id == g.c.run_id)))
+         .where(g.c.status == "pending", g.c.merge_id.is_(None), m.c.status == "undone"))
+    rows = []
+    with store.engine.connect() as conn:
+        for at in range(0, len(merge_ids), 2000):  # PostgreSQL takes at most 65,535 parameters a statement
+            rows += conn.execute(q.where(m.c.id.in_(merge_ids[at:at + 2000]))).all()
+    done = 0
+    for row in {r.id: r for r in rows}.values():
+        try:
+            old = MergePlan.from_dict(row.plan) if row.plan else None
+            if old is None:
+                from merge_rules.plan import plan_groups
+
+                fresh = plan_groups(store, row.entity_type, [(row.primary_id, list(row.member_ids))], settings.merge)[0]
+            else:
+                fresh = _replan(store, old, settings)
+        except Exception:  # noqa: BLE001 - one group's plan must not stop the rest
+            log.exception("group %s: could not plan it again after its merge was undone", row.id)
+            continue
+        done += proposals.send_back(store, row.id, fresh.to_dict(), from_statuses=("pending",))
+    return done

@@ -150,6 +150,9 @@ def import_(
     encoding: Annotated[Optional[str], typer.Option(help="utf-8 or cp1251; detected when not given.")] = None,
     delimiter: Annotated[Optional[str], typer.Option(help="',' or ';'; detected when not given.")] = None,
     errors: Annotated[Optional[Path], typer.Option(help="Write rejected rows with their reasons to this CSV.")] = None,
+    update: Annotated[bool, typer.Option("--update", help="Rows whose id is in the database update that record (the "
+                                         "file's columns and phones/e-mails of its kinds replace the record's) "
+                                         "instead of being rejected; new ids are added.")] = False,
     settings: SettingsOption = None,
 ) -> None:
     """Import contacts, companies or leads from CSV; bad rows are reported and the rest goes in. Phones,
@@ -162,7 +165,7 @@ def import_(
     store = open_store(db)
     try:
         report = import_csv(store, file, entity, preset=preset, mapping=_parse_map(map_),
-                            encoding=encoding, delimiter=delimiter, region=region)
+                            encoding=encoding, delimiter=delimiter, region=region, update=update)
     except CsvError as exc:
         fail(str(exc))
     for problem in report.problems[:50]:
@@ -468,6 +471,11 @@ def runs(
     typer.echo(f"{len(rows):,} of {total:,} run(s), newest first; `crm-dedup report RUN_ID` writes a run's report.")
 
 
+# `crm-dedup merge` outcomes that send a group back to a person (exit status 3, no error)
+_BACK_TO_A_PERSON = ("stale", "conflicts", "denied", "not_duplicates", "unreadable")
+MERGE_NEEDS_A_PERSON = 3
+
+
 @app.command()
 def merge(
     db: DbOption = None,
@@ -475,7 +483,17 @@ def merge(
     user: Annotated[Optional[str], typer.Option(help="Email of the user merging (default: the first admin).")] = None,
     settings: SettingsOption = None,
 ) -> None:
-    """Merge every approved group (the apply flow), each in its own transaction."""
+    """Merge every approved group (the apply flow), each in its own transaction.
+
+    A group that cannot be merged as approved goes back to a person (pending, re-planned, with its
+    reason printed): stale (records edited since), conflicts, denied (permissions), not_duplicates,
+    unreadable plan. That is normal work, not an error. A group another merge or a person took
+    meanwhile (already_applied, not_approved) is left as it is.
+
+    Exit status: 0 every approved group merged (or nothing approved); 3 no error, but some groups
+    went back to a person (see above); 1 some merge failed (an error: the group goes back to a
+    person too, its message says why; look at it); 2 bad usage. Two merges at once on one
+    database are safe: each group is merged once, by one of them."""
     load_settings(settings)
     store = open_store(db)
     user_row = _user(store, user)
@@ -500,6 +518,11 @@ def merge(
     typer.echo("Merge results: " + (_counted(counts) or "nothing approved"))
     if counts.get("applied"):
         typer.echo(f"Batch {batch_id}: `crm-dedup undo --all {batch_id}` undoes it.")
+    if counts.get("failed"):
+        typer.secho(f"error: {counts['failed']:,} merge(s) failed; see the lines above", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    if sum(n for status, n in counts.items() if status in _BACK_TO_A_PERSON):
+        raise typer.Exit(MERGE_NEEDS_A_PERSON)
 
 
 @app.command()
@@ -530,26 +553,40 @@ def undo(
     force: Annotated[bool, typer.Option(help="Undo even where records changed since; reports what it overwrote.")] = False,
     user: Annotated[Optional[str], typer.Option(help="Email of the user undoing (default: the first admin).")] = None,
     db: DbOption = None,
+    settings: SettingsOption = None,
 ) -> None:
-    """Undo a merge (or a whole batch): every touched row back exactly as it was."""
-    from merge_rules.errors import MergeError
+    """Undo a merge (or a whole batch): every touched row back exactly as it was. The group of each
+    merge undone is pending again, planned again from the records as they are now (its merge
+    settings from --settings), for a person to approve."""
+    from merge_rules.errors import MergeError, UndoConflict
     from merge_rules.undo import undo_batch, undo_merge
+    from pipelines.apply import replan_undone
 
     if (merge_id is None) == (all_ is None):
         fail("give either a MERGE_ID or --all BATCH_ID")
+    load_settings(settings)
     store = open_store(db)
     user_row = _user(store, user)
+    settings_path = str(settings) if settings else None
     if merge_id is not None:
         try:
             r = undo_merge(store, merge_id, user_row["id"], force=force)
+        except UndoConflict as exc:
+            fail(_with_force_option(str(exc), f"crm-dedup undo {merge_id} --force"), code=1)
         except MergeError as exc:
             fail(str(exc), code=1)
+        if r.status == "undone":
+            replan_undone(store, [r.merge_id], settings_path)
         typer.echo(_undo_line(r))
         return
     before = _batch_counts(store, all_)
     if not before:
         fail(f"there is no batch {all_!r} in {store.display_url} (`crm-dedup history` lists batch ids)")
     results = undo_batch(store, all_, user_row["id"], force=force)
+    replan_undone(store, [r.merge_id for r in results if r.status == "undone"], settings_path)
+    for r in results:
+        if r.status == "conflict":
+            r.message = _with_force_option(r.message, f"crm-dedup undo {r.merge_id} --force")
     if not results:
         typer.echo(f"Batch {all_}: nothing to undo ({_counted(before)})")
         return
@@ -638,9 +675,11 @@ def check(
         typer.secho(f"  {problem}", fg=typer.colors.YELLOW, err=True)
     typer.echo(f"{result['new_records_with_duplicates']:,} new record(s) look like existing ones "
                f"({result['likely_duplicates']:,} likely duplicate pairs); details in {result['report']}")
-    for row in result["first"]:
-        other = f"{entity} #{row['duplicate_of']}" if row["existing"] else f"new {row['duplicate_of']}"
-        typer.echo(f"  new {row['new_record']} {row['new_name'] or '(no name)'}  ~  {other} "
+    for row in result["first"]:  # a file's rows by their lines, the CRM's records by their ids
+        new = f"line {row['line']:.0f}" if input_ is not None else f"new {entity} #{row['new_record']}"
+        other = (f"{entity} #{row['duplicate_of']}" if row["existing"] else
+                 f"line {row['duplicate_line']:.0f}" if input_ is not None else f"new {entity} #{row['duplicate_of']}")
+        typer.echo(f"  {new} {row['new_name'] or '(no name)'}  ~  {other} "
                    f"{row['duplicate_name'] or '(no name)'}: {row['tier']} ({row['probability']:.2f})")
     if result["likely_duplicates"] > len(result["first"]):
         typer.echo(f"  ... and {result['likely_duplicates'] - len(result['first']):,} more pairs in {result['report']}")
@@ -806,6 +845,12 @@ def _counted(counts: dict[str, int]) -> str:
 def _listed(items: list[str], quote: bool = True, most: int = 20) -> str:
     shown = [repr(i) if quote else i for i in items[:most]]
     return ", ".join(shown) + (f" and {len(items) - most:,} more" if len(items) > most else "")
+
+
+def _with_force_option(message: str, command: str) -> str:
+    """An undo refusal naming the command line's option (the merge engine's words serve the review
+    page too, where forcing is a button)."""
+    return message.replace("Undo with force to overwrite them.", f"Run `{command}` to overwrite them.")
 
 
 def _undo_line(r) -> str:

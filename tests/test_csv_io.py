@@ -508,6 +508,44 @@ def test_a_quote_never_closed_takes_no_rows_with_it(store, tmp_path):
         "Ivanov": "multi\nline ok", "Volkov": "fine", "Orlov": 'also "quoted" fine'}
 
 
+def test_update_changes_the_records_there_and_adds_the_new(store, tmp_path):
+    """import --update, as a steward syncs a CRM's new export: a row whose id exists replaces the
+    fields the file has (an empty cell empties one) and the phones of the kinds it has columns for;
+    other kinds, created_at and other columns stay; a new id is added; a merged record stays merged."""
+    first = write_csv(tmp_path / "first.csv", [
+        ["id", "last_name", "first_name", "post", "phone:work", "email:work", "created_at"],
+        ["1", "Petrov", "Ivan", "CEO", "+7 495 123-45-67", "ivan@mail.ru", "2020-01-01 10:00:00"],
+        ["2", "Sidorov", "Oleg", "", "+7 495 765-43-21", "", "2020-01-01 10:00:00"],
+        ["4", "Orlov", "Gleb", "", "", "gleb@mail.ru", "2020-01-01 10:00:00"]])
+    assert import_csv(store, first, "contact").imported == 3
+    with store.engine.begin() as conn:
+        conn.execute(schema.contacts.update().where(schema.contacts.c.id == 4).values(deleted_at=NOW))
+    changed = write_csv(tmp_path / "changed.csv", [
+        ["id", "last_name", "first_name", "phone:work"],
+        ["1", "Petrov", "", "+7 495 111-11-11"],
+        ["3", "Volkov", "Vlad", "+7 495 222-22-22"],
+        ["4", "Orlov", "Gleb", "+7 495 333-33-33"]])
+    refused = import_csv(store, changed, "contact")  # without --update a known id is refused, as before
+    assert refused.imported == 1 and "import it with --update" in refused.problems[0].reason
+    store.truncate_crm()
+    assert import_csv(store, first, "contact").imported == 3
+    with store.engine.begin() as conn:
+        conn.execute(schema.contacts.update().where(schema.contacts.c.id == 4).values(deleted_at=NOW))
+    report = import_csv(store, changed, "contact", update=True)
+    assert (report.imported, report.updated, report.rejected) == (2, 1, 1)
+    assert "contact #4 was merged or deleted on" in report.problems[0].reason
+    assert "Of those imported, 1 updated records that were there already." in report.summary()
+    ivan = record(store, "contact", 1)
+    assert (ivan["first_name"], ivan["post"], ivan["created_at"]) == (None, "CEO", datetime(2020, 1, 1, 10))
+    assert ivan["modified_at"] > datetime(2024, 1, 1)  # now: the file gives no modified_at
+    assert comms(store, "contact", [1]) == Counter({(1, "phone", "work", "+7 495 111-11-11"): 1,
+                                                    (1, "email", "work", "ivan@mail.ru"): 1})
+    assert record(store, "contact", 3)["last_name"] == "Volkov"
+    assert comms(store, "contact", [4]) == Counter({(4, "email", "work", "gleb@mail.ru"): 1})
+    with pytest.raises(CsvError, match="has no id column: --update needs"):
+        import_csv(store, write_csv(tmp_path / "noid.csv", [["last_name"], ["X"]]), "contact", update=True)
+
+
 def test_custom_mapping(store, tmp_path):
     f = write_csv(tmp_path / "m.csv", [["Surname", "Cell", "Cell 2", "Mail", "Note"],
                                        ["Smith", "+1 555 0100", "+1 555 0101", "s@example.com", "hi"]])
