@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from merge_rules.settings import MergeSettings
-from scoring.settings import MatchSettings, SettingsError, explain
+from scoring.settings import MatchSettings, SettingsError
 
 ENTITY_TYPES = ("contact", "company", "lead")
 
@@ -72,12 +72,21 @@ class Settings(BaseModel):
         if unknown:
             raise SettingsError(f"{path}: unknown section(s) {', '.join(sorted(unknown))}; "
                                 "use match, merge and pipeline.")
-        try:
-            merge = MergeSettings.model_validate(data["merge"]) if "merge" in data else MergeSettings()
-            return cls(match=MatchSettings.model_validate(data.get("match", {})), merge=merge,
-                       pipeline=PipelineSettings.model_validate(data.get("pipeline", {})))
-        except ValidationError as exc:
-            raise SettingsError(explain(exc, str(path))) from exc
+        # every section checked, and each problem named by its section (merge.conflict_policy)
+        sections, problems = {}, []
+        for name, model in (("match", MatchSettings), ("merge", MergeSettings), ("pipeline", PipelineSettings)):
+            try:
+                sections[name] = model.model_validate(data[name]) if name in data else model()
+            except ValidationError as exc:
+                problems += [(name, err) for err in exc.errors()]
+        if problems:
+            lines = [f"{path} has {len(problems)} problem(s):"]
+            for name, err in problems:
+                where = ".".join([name, *map(str, err["loc"])])
+                msg = str(err["msg"]).removeprefix("Value error, ")
+                lines.append(f"  - {where}: {msg} (got {err.get('input')!r})")
+            raise SettingsError("\n".join(lines))
+        return cls(**sections)
 
     def save(self, path: Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.model_dump(mode="json"), allow_unicode=True, sort_keys=False))

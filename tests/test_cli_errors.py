@@ -87,7 +87,13 @@ def test_settings_problems_are_shown_without_a_traceback(tmp_path):
     reversed_.write_text("match: {thresholds: {certain: 0.5, probable: 0.9}}\n")
     refused(invoke("run", "--settings", tmp_path / "nope.yaml", "--db", db), "Cannot read settings from",
             "nope.yaml", "No such file")
-    refused(invoke("run", "--settings", misspelled, "--db", db), "blok_cap: Extra inputs are not permitted")
+    refused(invoke("run", "--settings", misspelled, "--db", db), "match.blok_cap: Extra inputs are not permitted")
+    # every section's problems at once, each named by its section
+    several = tmp_path / "several.yaml"
+    several.write_text("merge: {conflict_policy: bogus}\npipeline: {auto_merge: {tiers: [certain, sure]}}\n"
+                       "match: {blok_cap: 3}\n")
+    refused(invoke("run", "--settings", several, "--db", db), "has 3 problem(s)", "match.blok_cap: Extra inputs",
+            "merge.conflict_policy: Input should be", "pipeline.auto_merge.tiers.1: Input should be")
     refused(invoke("run", "--settings", reversed_, "--db", db), "possible <= probable <= certain")
     refused(invoke("check", "--settings", reversed_, "--db", db), "possible <= probable <= certain")
     refused(invoke("merge", "--settings", tmp_path / "nope.yaml", "--db", db), "nope.yaml")
