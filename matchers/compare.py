@@ -242,27 +242,32 @@ def _nickname_match(x: np.ndarray, y: np.ndarray, uniques: np.ndarray) -> np.nda
 
 
 def _far_variants_match(x: np.ndarray, y: np.ndarray, uniques: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For distinct pairs of first-name codes no nearer rule joined: whether the full names they may
-    stand for meet once a typo of an unknown name is mended (known_first_names_near); and whether
-    the loose keys of those full names meet (a sign only for a pair written in two scripts)."""
-    from matchers.names import canonical_first_name, known_first_names_near, name_variants
+    """For distinct pairs of first-name codes no nearer rule joined: whether one name, mended of one
+    typo into the one known name it is that near (known_first_name_near), may stand for a full name
+    the other may (Влдимир -> Владимир / Вова); and whether one name's loose key is that of a full
+    name the other may stand for (Эндрю / Andy, Andrew's), a sign only for a pair written in two
+    scripts. One step each: never a typo and a nickname on both sides, nor a loose key of a nickname."""
+    from matchers.names import canonical_first_name, known_first_name_near, name_variants
 
-    cache: dict[int, tuple[frozenset, frozenset]] = {}
+    cache: dict[int, tuple[frozenset, frozenset, str, str]] = {}
 
-    def variants(code: int) -> tuple[frozenset, frozenset]:
+    def names_of(key: str) -> frozenset:
+        return frozenset({key, canonical_first_name(key), *name_variants(key)}) if key else frozenset()
+
+    def facts(code: int) -> tuple[frozenset, frozenset, frozenset, str]:
         if code not in cache:
             key = uniques[code]
-            names = {key, canonical_first_name(key), *name_variants(key)}
-            for near in known_first_names_near(key):
-                names |= {near, canonical_first_name(near), *name_variants(near)}
-            loose = {k for k in map(_loose_key, names) if len(k) >= 2 and len(k.replace("a", "")) >= 2}
-            cache[code] = frozenset(names), frozenset(loose)
+            names = names_of(key)
+            loose = frozenset(k for k in map(_loose_key, names) if len(k) >= 2 and len(k.replace("a", "")) >= 2)
+            own = _loose_key(key)
+            cache[code] = names, names_of(known_first_name_near(key)), loose, own
         return cache[code]
 
     mended, loose = np.zeros(len(x), bool), np.zeros(len(x), bool)
     for k, (i, j) in enumerate(zip(x.tolist(), y.tolist())):
-        (na, la), (nb, lb) = variants(i), variants(j)
-        mended[k], loose[k] = not na.isdisjoint(nb), not la.isdisjoint(lb)
+        (na, ma, la, oa), (nb, mb, lb, ob) = facts(i), facts(j)
+        mended[k] = not ma.isdisjoint(nb) or not mb.isdisjoint(na)
+        loose[k] = oa in lb or ob in la
     return mended, loose
 
 

@@ -425,25 +425,26 @@ def _tables() -> _NameTables:
 
 def _genders(rows: list[tuple[str, str, list[str]]], final: dict[str, str],
              variants: dict[str, frozenset[str]]) -> dict[str, str]:
-    """The gender of every key whose full names all have one: a full name of either table has its
-    own (Валерий m, Валерия f), a form or nickname the one its full names share (Лера f, Саша and
-    Sam none: they stand for Александр and Александра, Samuel and Samantha)."""
-    own: dict[str, str] = {}
+    """The gender of the keys that surely have one: a full name's own (Валерий m, Валерия f, Karen f,
+    from either table; none where the tables disagree, or the English list says "either"), and a
+    Russian diminutive's, when every name it is a form of has one gender (Лера f; Саша, Женя, Валя
+    none). English nicknames get none (Charlie is Charles's and Charlotte's), nor does a key through
+    a name of the other language it merely spells like (Valerie is no Валерий)."""
+    own: dict[str, set[str]] = {}
     for row in _read_data_csv("en_given_names.csv"):
         key = _translit_word_of(row["name"])
-        if key and row.get("gender") in ("m", "f"):
-            own[key] = row["gender"]
-    ru: dict[str, set[str]] = {}
-    for name, gender, _forms in rows:  # the Russian table wins over the English list
-        ru.setdefault(_translit_word_of(name), set()).add(gender)
-    own.update({k: next(iter(g)) for k, g in ru.items() if len(g) == 1 and g <= {"m", "f"}})
-    out = dict(own)
-    for key in set(final) | set(variants):
-        if key in own:
-            continue
-        found = {own[c] for c in variants.get(key, frozenset()) | {final.get(key, key)} if c in own}
-        if len(found) == 1:
-            out[key] = found.pop()
+        if key:
+            own.setdefault(key, set()).add(row.get("gender") or "either")
+    for name, gender, _forms in rows:
+        own.setdefault(_translit_word_of(name), set()).add(gender or "either")
+    out = {k: next(iter(g)) for k, g in own.items() if len(g) == 1 and g <= {"m", "f"}}
+    forms: dict[str, set[str]] = {}
+    for _name, gender, row_forms in rows:
+        for form in row_forms:
+            key = _translit_word_of(form)
+            if key and key not in own:
+                forms.setdefault(key, set()).add(gender or "either")
+    out.update({k: next(iter(g)) for k, g in forms.items() if len(g) == 1 and g <= {"m", "f"}})
     return out
 
 
@@ -515,30 +516,35 @@ def surname_gender_form(key: str) -> tuple[str, str]:
 INITIAL_KEYS = frozenset(filter(None, (_translit_word(c) for c in "абвгдеёжзийклмнопрстуфхцчшщэюяabcdefghijklmnopqrstuvwxyz")))
 
 
-def known_first_names_near(key: str) -> frozenset[str]:
-    """The first names the tables know that ``key`` (not one of them, of 4 letters or more) is one
-    typo from: a letter dropped, added or changed ("vldimir" -> vladimir, "jenniefr" -> jennifer
-    needs two and finds none). For a nickname behind a typo (Влдимир / Вова)."""
+def known_first_name_near(key: str) -> str:
+    """The one first name the tables know (the Russian table's names and forms, English nicknames and
+    given names) that ``key`` - not one of them, of 4 letters or more - is one typo from (a letter
+    dropped, added or changed: "vldimir" -> vladimir); "" when there is none, or more than one.
+    For a nickname behind a typo (Влдимир / Вова)."""
     key = _as_key(key)
-    if len(key) < 4 or key in _tables().score:
-        return frozenset()
-    index = _one_deletion_index()
+    known, index = _known_first_names()
+    if len(key) < 4 or " " in key or key in known:
+        return ""
     found: set[str] = set(index.get(key, ()))
     for i in range(len(key)):
         found.update(index.get(key[:i] + key[i + 1:], ()))
-    return frozenset(k for k in found if k != key)
+    found.discard(key)
+    return found.pop() if len(found) == 1 else ""
 
 
 @functools.cache
-def _one_deletion_index() -> dict[str, tuple[str, ...]]:
-    """Each known first name (4 letters or more) under itself and each of its one-letter deletions:
-    two keys one substitution, insertion or deletion apart share an entry."""
+def _known_first_names() -> tuple[frozenset[str], dict[str, tuple[str, ...]]]:
+    """Every first-name key the tables know, and those of 4 letters or more under themselves and each
+    of their one-letter deletions (two keys one substitution, insertion or deletion apart share an
+    entry)."""
+    known = set(_tables().score) | {k for k in (_translit_word_of(r["name"]) for r in _read_data_csv("en_given_names.csv"))
+                                    if k}
     index: dict[str, list[str]] = {}
-    for key in _tables().score:
+    for key in known:
         if len(key) >= 4 and " " not in key:
             for variant in {key, *(key[:i] + key[i + 1:] for i in range(len(key)))}:
                 index.setdefault(variant, []).append(key)
-    return {k: tuple(v) for k, v in index.items()}
+    return frozenset(known), {k: tuple(v) for k, v in index.items()}
 
 
 def is_known_first_name(key: str) -> bool:
