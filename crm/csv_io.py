@@ -398,9 +398,10 @@ def _given_delimiter(delimiter: str, path: Path) -> str:
 class _Records:
     """csv.reader that also gives each record's first line and survives csv.Error in one record.
 
-    A quote opened and never closed would make the reader take the rest of the file as one value
-    (silently, into the row's last column when it is a text): such a record is reported as a bad
-    row of its first line, and the lines after it are read again as rows of their own."""
+    A quote opened and never closed would make the reader take the rest of the file (or the rows up
+    to the next stray quote) as one value, silently when it lands in the row's last column: such a
+    record is reported as a bad row of its first line, and the lines after it are read again as rows
+    of their own."""
 
     def __init__(self, text: io.TextIOBase, delimiter: str):
         self.text, self.delimiter = text, delimiter
@@ -408,11 +409,14 @@ class _Records:
         self.lines: list[str] = []    # the raw lines of the record being read
         self.reader = csv.reader(self._feed(), delimiter=delimiter)
         self.last_line = 0
+        self.ran_out = False  # the reader asked for a line past the end of the file
+        self.width: int | None = None
 
     def _feed(self) -> Iterator[str]:
         while True:
             line = self.pending.pop(0) if self.pending else self.text.readline()
             if not line:
+                self.ran_out = True
                 return
             self.lines.append(line)
             yield line
@@ -427,17 +431,32 @@ class _Records:
                 return
             except csv.Error as exc:  # reported as a bad row; the reader goes on with the next line
                 row = exc
-            if len(self.lines) > 1 and "".join(self.lines).count('"') % 2:
-                # the end of the file came inside a quoted value: only the first line is this row
+            if len(self.lines) > 1 and self._swallowed():
+                # only the first line is this row
+                self.ran_out = False
                 self.pending = self.lines[1:] + self.pending
                 self.reader = csv.reader(self._feed(), delimiter=self.delimiter)
                 self.last_line = start
-                yield start, start, csv.Error(f"a quote opened in this row is never closed: it would take the "
-                                              f"{len(self.lines) - 1} lines after it as one value; they are read "
-                                              "as rows of their own")
+                yield start, start, csv.Error("a quote opened in this row is not closed on its line: it would take "
+                                              + ("the line after it into one value; it is read as a row of its own"
+                                                 if len(self.lines) == 2 else
+                                                 f"the {len(self.lines) - 1} lines after it into one value; they "
+                                                 "are read as rows of their own"))
                 continue
             self.last_line += len(self.lines)
+            if self.width is None and isinstance(row, list) and any(c.strip() for c in row):
+                self.width = len(row)  # the header's
             yield start, self.last_line, row
+
+    def _swallowed(self) -> bool:
+        """Whether the record just read spans lines because a quote was left open: the end of the file
+        came inside its quoted value, or a line inside that value reads as a whole row by itself (as
+        many cells as the header). A value spanning lines otherwise (a comment with line breaks) is one."""
+        if self.ran_out and "".join(self.lines).count('"') % 2:
+            return True
+        inner = self.lines[1:-1]
+        return self.width is not None and any(
+            len(cells) == self.width for cells in csv.reader(inner, delimiter=self.delimiter))
 
 
 # --------------------------------------------------------------------------------------------
@@ -524,6 +543,7 @@ class _Row:
     record: dict[str, Any]
     comms: list[tuple[str, str, str]]
     notes: list[str]
+    dates_given: set[str] = field(default_factory=set)  # created_at / modified_at taken from the row's cells
 
 
 class _Users:
@@ -605,9 +625,10 @@ class _Converter:
                                 f"(columns {', '.join(cols)} are all empty)")
         if record.get("responsible_id") is None and self.default_responsible is not None:
             record["responsible_id"] = self.default_responsible
+        given = {f for f in ("created_at", "modified_at") if f in record}  # (import --update keeps the rest)
         record.setdefault("created_at", record.get("modified_at", self.now))
         record.setdefault("modified_at", record["created_at"])
-        return _Row(line, record, comms, notes)
+        return _Row(line, record, comms, notes, given)
 
     def value(self, f: _Field, raw: str, column: str, notes: list[str]) -> Any:
         if f.name == "responsible_id":
@@ -837,6 +858,7 @@ class _Writer:
         self.store, self.entity, self.report, self.id_column = store, entity, report, id_column
         self.region, self.updates = region, updates
         self.updating: set[int] = set()  # ids of the batch being written that update a record
+        self.merged_away: dict[int, tuple[int, int]] | None = None  # read at the first batch
         self.table = schema.ENTITY_TABLES[entity]
         self.batch: list[_Row] = []
         self.seen_ids: dict[int, int] = {}  # explicit id -> line, to catch an id repeated in the file
@@ -907,10 +929,17 @@ class _Writer:
             taken |= set(conn.execute(sa.select(table.c.id).where(table.c.id.in_(part))).scalars())
         keep = []
         gone = self._deleted(conn, taken) if self.updates is not None else {}
+        if self.merged_away is None:
+            self.merged_away = self._merged_away(conn)
         self.updating = set()
         for r in rows:
             rid = r.record.get("id")
-            if rid in taken and self.updates is not None and rid not in gone:
+            if rid in self.merged_away and rid not in taken:  # a hard delete left no row
+                primary, merge = self.merged_away[rid]
+                self.reject(Problem(r.line, self.id_column, f"{self.entity} #{rid} was merged into #{primary} "
+                                    f"(merge {merge}) and removed; not imported again (undo the merge to bring it "
+                                    "back, or leave the id column out to import the row as a new record)"))
+            elif rid in taken and self.updates is not None and rid not in gone:
                 self.updating.add(rid)
                 keep.append(r)
             elif rid in gone:
@@ -941,6 +970,13 @@ class _Writer:
                 next_id += 1
         self.next_floor = max(self.next_floor, next_id - 1, max(explicit, default=0))
         return keep
+
+    def _merged_away(self, conn) -> dict[int, tuple[int, int]]:
+        """Ids that applied merges of this entity type merged away: id -> (primary id, merge id)."""
+        m = schema.dedup_merges
+        rows = conn.execute(sa.select(m.c.id, m.c.primary_id, m.c.merged_ids).where(
+            m.c.entity_type == self.entity, m.c.status == "applied")).all()
+        return {int(i): (primary, merge) for merge, primary, ids in rows for i in ids}
 
     def _deleted(self, conn, ids: set[int]) -> dict[int, Any]:
         """The records among ``ids`` that are merged or deleted: id -> when."""
@@ -977,9 +1013,9 @@ class _Updates:
         now = datetime.now(timezone.utc).replace(tzinfo=None)
         for r in rows:
             values = {f: r.record.get(f) for f in self.fields if f not in ("id", "created_at", "modified_at")}
-            if "created_at" in self.fields and r.record.get("created_at") is not None:
+            if "created_at" in r.dates_given:
                 values["created_at"] = r.record["created_at"]
-            values["modified_at"] = r.record["modified_at"] if "modified_at" in self.fields else now
+            values["modified_at"] = r.record["modified_at"] if "modified_at" in r.dates_given else now
             conn.execute(table.update().where(table.c.id == r.record["id"]).values(**values))
         c = schema.communications
         ids = [r.record["id"] for r in rows]

@@ -48,7 +48,7 @@ def hide_password(url: str) -> str:
     """A URL as it may be shown, its password starred, even when it cannot be parsed."""
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
+    except (sa.exc.ArgumentError, ValueError):  # (a port that is no number is a ValueError)
         return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
@@ -69,7 +69,8 @@ class Store:
         self.url = resolve_url(url)
         try:
             parsed = sa.engine.make_url(self.url)
-        except sa.exc.ArgumentError as exc:
+            parsed.port  # noqa: B018 - read here: a port that is no number raises ValueError
+        except (sa.exc.ArgumentError, ValueError) as exc:
             raise StoreError(
                 f"The database URL {hide_password(self.url)!r} is not a valid URL. "
                 "Use sqlite:///path/to/crm.db or postgresql://user@host:5432/dbname."

@@ -120,9 +120,18 @@ def apply_approved(db: str | None, batch_id: str, user_id: int | None, settings_
         out.append(_sent_back(store, row.id, "unreadable", message, fresh.to_dict()))
     for (gid, plan), res in zip(plans, results):
         status, message = res.status, res.message
+        if status in ("stale", "failed"):
+            # planned again as approved (its choices, conflict policy and way of deleting); a failed
+            # merge's plan may say records are gone that are live again (an undone merge)
+            try:
+                fresh = _replan(store, plan, settings)
+            except Exception as exc:  # noqa: BLE001 - the database may be what failed: stays approved
+                log.exception("group %s: could not plan it again after its merge was %s", gid, status)
+                out.append({"group_id": gid, "status": status, "merge_id": None,
+                            "message": f"{message} It could not be planned again ({type(exc).__name__}: {exc}); "
+                                       "the group stays approved."})
+                continue
         if status == "stale":
-            # planned again as approved: its choices, conflict policy and way of deleting
-            fresh = _replan(store, plan, settings)
             again = apply_batch(store, [fresh], user_id, batch_id, group_ids=[gid], only_status="approved")[0] \
                 if only_links_moved(plan, fresh) else None
             if again is not None and again.status in ("applied", "already_applied", "not_approved"):
@@ -134,17 +143,7 @@ def apply_approved(db: str | None, batch_id: str, user_id: int | None, settings_
             else:
                 out.append(_sent_back(store, gid, "stale", message, fresh.to_dict(), " (re-planned: records changed)"))
                 continue
-        elif status == "failed":
-            # an error, not for a scheduler to retry every hour; the plan may say records are gone
-            # that are live again (an undone merge): planned again from the records as they are now
-            try:
-                fresh = _replan(store, plan, settings)
-            except Exception as exc:  # noqa: BLE001 - the database may be what failed: stays approved
-                log.exception("group %s: could not plan it again after its merge failed", gid)
-                out.append({"group_id": gid, "status": status, "merge_id": None,
-                            "message": f"{message} It could not be planned again ({type(exc).__name__}: {exc}); "
-                                       "the group stays approved."})
-                continue
+        elif status == "failed":  # an error, not for a scheduler to retry every hour: back to a person
             out.append(_sent_back(store, gid, status, message, fresh.to_dict(), " (re-planned: its merge failed)"))
             continue
         elif status in ("conflicts", "denied", "not_duplicates"):

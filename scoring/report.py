@@ -199,8 +199,10 @@ class Run:
                     "Run `crm-dedup run` or `crm-dedup find` first, or pass the folder they wrote."))
         settings = _load_settings(folder)
         if db_url is None:
+            from crm.store import hide_password
+
             db_url = _database_knowing(folder.name)
-            no_db = None if db_url else _display(default_db_url())
+            no_db = None if db_url else hide_password(default_db_url())
         else:
             _check_database_holds(db_url, folder)
             no_db = None
@@ -627,7 +629,9 @@ class Run:
             return ("No database holding this run was given, so there is no known truth to measure it against"
                     + (f" (the default database {lacking} has no run {self.run_id})" if lacking else "")
                     + ": pass --db (or set $CRM_DEDUP_DB) to the database the run read.")
-        return (f"The database {_display(self.db_url)} has no known truth for this run's records (its demo_truth "
+        from crm.store import hide_password
+
+        return (f"The database {hide_password(self.db_url)} has no known truth for this run's records (its demo_truth "
                 "table is empty: only a demo CRM made by `crm-dedup demo` has one).")
 
     def _load_truth(self, entity: str) -> pd.Series | None:
@@ -722,20 +726,15 @@ def open_run(run_folder: str | Path | None = None, db_url: str | None = None, *,
 def notebook_command(folder: str | Path, db_url: str | None = None,
                      notebook: str = "notebooks/match_report.ipynb") -> str:
     """The shell command that opens a notebook on this very run (run from the project root)."""
+    from crm.store import hide_password
+
     env = [f"{RUN_ENV}={shlex.quote(str(Path(folder).resolve()))}"]
     if db_url:
-        env.append(f"CRM_DEDUP_DB={shlex.quote(_display(db_url))}")
+        shown = hide_password(db_url)
+        # a URL with a password is not printed: the command takes it from the environment
+        env.append('CRM_DEDUP_DB="$CRM_DEDUP_DB"' if shown != db_url and "***" in shown
+                   else f"CRM_DEDUP_DB={shlex.quote(shown)}")
     return " ".join([*env, ".venv/bin/jupyter", "lab", notebook])
-
-
-def _display(url: str) -> str:
-    """A database URL as it may be shown (password hidden)."""
-    import sqlalchemy as sa
-
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return url
 
 
 def _runs_inside(folder: Path) -> list[str]:

@@ -378,7 +378,7 @@ def test_row_with_wrong_cell_count_and_unclosed_quote(store, tmp_path):
     # the quote opened at line 4 is never closed: that row is rejected, G,H and I,J go in
     assert (report.rows_read, report.imported, report.rejected) == (5, 3, 2)
     assert report.problems[0].line == 3 and "has 3 cells where the header has 2" in report.problems[0].reason
-    assert report.problems[1].line == 4 and "a quote opened in this row is never closed" in report.problems[1].reason
+    assert report.problems[1].line == 4 and "a quote opened in this row is not closed" in report.problems[1].reason
     assert {r[1] for r in live(store, "contact")} == {"A", "G", "I"}
 
 
@@ -502,8 +502,8 @@ def test_a_quote_never_closed_takes_no_rows_with_it(store, tmp_path):
     report = import_csv(store, f, "contact")
     assert (report.rows_read, report.imported, report.rejected) == (4, 3, 1)
     assert [str(p) for p in report.problems] == [
-        "quote.csv line 4: cannot be read as CSV (a quote opened in this row is never closed: it would take the 2 "
-        "lines after it as one value; they are read as rows of their own)"]
+        "quote.csv line 4: cannot be read as CSV (a quote opened in this row is not closed on its line: it would "
+        "take the 2 lines after it into one value; they are read as rows of their own)"]
     assert {r[1]: r[7] for r in live(store, "contact")} == {
         "Ivanov": "multi\nline ok", "Volkov": "fine", "Orlov": 'also "quoted" fine'}
 
@@ -542,8 +542,43 @@ def test_update_changes_the_records_there_and_adds_the_new(store, tmp_path):
                                                     (1, "email", "work", "ivan@mail.ru"): 1})
     assert record(store, "contact", 3)["last_name"] == "Volkov"
     assert comms(store, "contact", [4]) == Counter({(4, "email", "work", "gleb@mail.ru"): 1})
+    # date columns with empty cells: created_at is kept, modified_at is now
+    dates = write_csv(tmp_path / "dates.csv", [["id", "last_name", "post", "created_at", "modified_at"],
+                                               ["1", "Petrov", "CFO", "", ""]])
+    assert import_csv(store, dates, "contact", update=True).updated == 1
+    ivan = record(store, "contact", 1)
+    assert (ivan["post"], ivan["created_at"]) == ("CFO", datetime(2020, 1, 1, 10)) and ivan["modified_at"] > NOW
+    # a record a merge removed (hard delete: no row left) is not brought back, with or without --update
+    store.insert(schema.dedup_merges, [{"entity_type": "contact", "primary_id": 1, "merged_ids": [3], "status": "applied",
+                                        "merged_at": NOW, "summary": "", "before_image": {}, "after_image": {}}])
+    with store.engine.begin() as conn:
+        conn.execute(schema.communications.delete().where(schema.communications.c.entity_id == 3))
+        conn.execute(schema.contacts.delete().where(schema.contacts.c.id == 3))
+    for update in (False, True):
+        again = import_csv(store, changed, "contact", update=update)
+        assert any("contact #3 was merged into #1 (merge 1) and removed; not imported again" in p.reason
+                   for p in again.problems), again.problems
+        assert all(r[0] != 3 for r in live(store, "contact"))
     with pytest.raises(CsvError, match="has no id column: --update needs"):
         import_csv(store, write_csv(tmp_path / "noid.csv", [["last_name"], ["X"]]), "contact", update=True)
+
+
+def test_quotes_the_reader_takes_as_they_are_and_two_stray_quotes(store, tmp_path):
+    """An inch mark in an unquoted cell beside a comment with a line break is a good row (csv reads
+    it so); two stray quotes that would join the rows between them are reported, the rows kept."""
+    good = tmp_path / "inch.csv"
+    good.write_text('id,last_name,post,comments\n1,Ivanov,Manager 5",\"note line one\nnote line two"\n'
+                    '2,Petrov,CEO,ok\n', encoding="utf-8")
+    report = import_csv(store, good, "contact")
+    assert (report.imported, report.rejected) == (2, 0)
+    assert record(store, "contact", 1)["comments"] == "note line one\nnote line two"
+    two = tmp_path / "two.csv"
+    two.write_text('last_name,first_name,comments\nA,B,"unclosed note\nC,D,x\nE,F,y\nG,H,"another unclosed\n'
+                   'I,J,z\n', encoding="utf-8")
+    store.truncate_crm()
+    report = import_csv(store, two, "contact")
+    assert [p.line for p in report.problems] == [2, 5]
+    assert sorted(r[1] for r in live(store, "contact")) == ["C", "E", "I"]
 
 
 def test_custom_mapping(store, tmp_path):

@@ -258,6 +258,9 @@ def test_bad_urls_give_clear_errors(tmp_path):
     with pytest.raises(StoreError, match="Unsupported database") as refused:
         Store("mysql://root:S3cretPW@localhost/test")
     assert "S3cretPW" not in str(refused.value) and "root:***@localhost" in str(refused.value)
+    with pytest.raises(StoreError, match="is not a valid URL") as refused:  # a port that is no number
+        Store("postgresql://bob:S3cretPW@db.example:abc/crm")
+    assert "S3cretPW" not in str(refused.value)
     with pytest.raises(StoreError, match="Unsupported database 'sqlite\+aiosqlite'"):
         Store(f"sqlite+aiosqlite:///{tmp_path}/async.db")
     with pytest.raises(StoreError, match="There is no database at"):
