@@ -120,10 +120,10 @@ class Prepared:
         return cache[(frame, column)]
 
     def drop_caches(self) -> None:
-        """Forget the factorised columns and compare's slots and dates (built again if asked for): at a
-        million records they hold ~300 MB that the stages after comparing no longer need."""
+        """Forget the factorised columns and compare's slots, dates and name facts (built again if asked
+        for): at a million records they hold ~300 MB that the stages after comparing no longer need."""
         with _CACHE_LOCK:
-            for key in ("_codes", "_frame_codes", "_slots", "_dates"):
+            for key in ("_codes", "_frame_codes", "_slots", "_dates", "_person_facts"):
                 self.__dict__.pop(key, None)
 
     @property
