@@ -227,7 +227,7 @@ dedup_runs = Table(
     Column("id", String(64), primary_key=True),
     Column("started_at", DateTime, nullable=False),
     Column("finished_at", DateTime),
-    Column("status", String(16), nullable=False),  # running, completed, failed
+    Column("status", String(16), nullable=False),  # running, completed, failed, cancelled (Ctrl-C, a stop)
     Column("entity_types", String(100), nullable=False),
     Column("folder", Text),
     Column("summary", JSON),

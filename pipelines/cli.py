@@ -226,8 +226,10 @@ def find(
         from pipelines.prefect_api import early_server
 
         with early_server() as ready:
-            from pipelines.run import run_dedup_cli
+            from pipelines.run import check_dask, run_dedup_cli
 
+            open_store(db)  # a database that is down or not migrated: one line, before the flow starts
+            check_dask(settings)  # (so is a Dask scheduler that does not answer)
             ready()
             run_dedup_cli(db, entity, settings, incremental)
         return
@@ -690,13 +692,25 @@ def serve(db: DbOption = None, settings: SettingsOption = None,
           incremental: Annotated[bool, typer.Option("--incremental", help="Nightly runs are incremental (see run --incremental).")] = False) -> None:
     """Run the schedules on this machine: nightly dedup of every entity type, hourly apply of approved groups.
     To use a Prefect server and workers instead, see prefect.yaml and the README."""
-    from pipelines.deployments import serve_forever
-
     load_settings(settings)
     open_store(db)
-    typer.echo(f"Serving nightly-dedup (02:00{', incremental' if incremental else ''}) and hourly-apply (:05), "
-               "Europe/Moscow; Ctrl-C stops.")
-    serve_forever(db, str(settings) if settings else None, incremental)
+    from pipelines.prefect_api import early_server
+
+    # one Prefect server for the runner and every run it starts (they inherit its URL), in a session of
+    # its own: a Ctrl-C stops the runner and the runs first, and the server after them, at exit
+    with early_server() as ready:
+        from prefect.settings import get_current_settings
+
+        from pipelines.deployments import serve_forever
+
+        ready()
+        api = get_current_settings().api.url
+        prefect = Path(sys.executable).with_name("prefect")
+        typer.echo(f"Serving nightly-dedup (02:00{', incremental' if incremental else ''}) and hourly-apply (:05), "
+                   "Europe/Moscow; Ctrl-C stops.")
+        typer.echo(f"Prefect API: {api}")
+        typer.echo(f"Run the nightly dedup now: PREFECT_API_URL={api} {prefect} deployment run 'dedup/nightly-dedup'")
+        serve_forever(db, str(settings) if settings else None, incremental)
 
 
 @app.command()

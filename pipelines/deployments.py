@@ -24,4 +24,8 @@ def deployments(db: str | None = None, settings_path: str | None = None, increme
 
 
 def serve_forever(db: str | None = None, settings_path: str | None = None, incremental: bool = False) -> None:
-    serve(*deployments(db, settings_path, incremental))
+    """Serve both deployments until Ctrl-C or SIGTERM, on the Prefect API this process uses: inside
+    pipelines.prefect_api.early_server, the server it started (else prefect.serve would start a
+    temporary server of its own, and each flow run, with no API URL to inherit, another one). The
+    command prints the API URL and how to trigger a run; Prefect's message would name no server."""
+    serve(*deployments(db, settings_path, incremental), print_starting_message=False)

@@ -7,6 +7,8 @@ steps that talk to the database over a network retry.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -16,6 +18,11 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pipelines import steps
 from pipelines.libc import glibc
 from pipelines.settings import Settings
+
+# Dask's scheduler, nannies and workers log ~30 INFO lines a run; read by Dask when it is imported,
+# here and in the worker processes (which inherit the environment). Set it to info to see them.
+os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+
 
 def _database_trouble(task, task_run, state) -> bool:
     """Retry a task only when the database could not be reached or failed (not on a bug, nor on bad
@@ -44,6 +51,25 @@ def _fewer_malloc_arenas(arenas: int = 2) -> None:
 _fewer_malloc_arenas()
 
 
+def _forked_helpers_end_at_ctrl_c() -> None:
+    """A Ctrl-C in the terminal reaches every process of the command, the steps' forked helpers too.
+    Python's handler raised KeyboardInterrupt in them; a helper then logged its traceback through
+    Prefect's log service, forked without its thread, and waited for it forever at exit (and the
+    flow for the helper). With the default action they end at once; the flow, interrupted too,
+    stops what they were doing (steps.forget_kept) and records the run as cancelled."""
+
+    def in_child() -> None:
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+        except ValueError:  # (not this interpreter's main thread: nothing to change)
+            pass
+
+    os.register_at_fork(after_in_child=in_child)
+
+
+_forked_helpers_end_at_ctrl_c()
+
+
 @task(name="open-run", **DB_RETRIES)
 def open_run(db: str | None, entity_types: list[str], runs_dir: str) -> tuple[str, str]:
     return steps.new_run(db, entity_types, runs_dir)
@@ -62,14 +88,14 @@ def find_task(db: str | None, entity: str, folder: str, settings_path: str, incr
 
 @task(name="split-candidate-pairs")
 def split_task(db: str | None, entity: str, folder: str, settings_path: str, incremental: bool) -> list[str]:
-    from pipelines.distributed import split_step
+    from pipelines.dask_runs import split_step
 
     return split_step(db, entity, folder, settings_path, incremental)
 
 
 @task(name="compare-chunk")
 def compare_chunk_task(chunk_path: str) -> str:
-    from pipelines.distributed import compare_chunk_step
+    from pipelines.dask_runs import compare_chunk_step
 
     return compare_chunk_step(chunk_path)
 
@@ -85,8 +111,11 @@ def _dask_runner(dask_settings):
 
     if dask_settings.address:
         return DaskTaskRunner(address=dask_settings.address)
+    # no dashboard (bokeh); the scheduler's HTTP server (health, metrics) still starts, on a free port of
+    # this machine only instead of its default 8787 (taken by a second run, or another program)
     return DaskTaskRunner(cluster_kwargs={"n_workers": dask_settings.workers, "threads_per_worker": 1,
-                                          "processes": True, "dashboard_address": None})
+                                          "processes": True, "dashboard_address": None,
+                                          "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"}})
 
 
 @task(name="leads-vs-clients")
@@ -122,6 +151,10 @@ def dedup_flow(db: str | None = None, entity_types: list[str] | None = None,
     settings = Settings.load(settings_path)
     entity_types = entity_types or list(settings.pipeline.entity_types)
     step_seconds: dict[str, float] = {}
+    if settings.pipeline.dask.enabled:  # before the run is opened: a scheduler that is down fails it at once
+        from pipelines.dask_runs import check_scheduler
+
+        check_scheduler(settings.pipeline.dask.address)
 
     def timed(name: str, call, *args):
         """Run one task and add its wall time to the summary (the flow's own time per step)."""
@@ -167,7 +200,15 @@ def dedup_flow(db: str | None = None, entity_types: list[str] | None = None,
         steps.forget_kept()
         if isinstance(exc, Exception):
             _finish(db, run_id, "failed", {"error": str(exc)})
+        else:  # Ctrl-C, a stop signal, Prefect's cancellation: recorded too (else it stays "running")
+            _finish(db, run_id, "cancelled", {"error": f"cancelled ({_stopped_by(exc)}) before the run completed"})
         raise
+
+
+def _stopped_by(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted: Ctrl-C or SIGINT"
+    return f"stopped: {type(exc).__name__}" + (f" {exc}" if str(exc) else "")
 
 
 def _finish(db, run_id, status, summary) -> None:

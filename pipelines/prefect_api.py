@@ -52,6 +52,10 @@ class _Server:
             [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
              "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
              "--log-level", "error", "--lifespan", "on"], env=env,
+            # a session of its own: a Ctrl-C in the terminal goes to the command's process group, and a
+            # server stopped by it first left the flow retrying a dead API for minutes; the command stops
+            # it at exit, after the flow has reported how it ended (stop, registered with atexit)
+            start_new_session=True,
             preexec_fn=end_with_parent if glibc() is not None else None)  # ends with the command, even killed
 
     def wait(self, timeout: float) -> None:

@@ -10,7 +10,23 @@ from pipelines import steps
 from pipelines.flows import dedup_flow  # (imported with this module: while Prefect's server starts)
 
 
+def check_dask(settings_path: Path | None) -> None:
+    """With pipeline.dask.address set, a scheduler that does not answer ends the command with one
+    line (exit 2) before the flow starts; the settings file was checked by the command already."""
+    from pipelines.cli import fail
+    from pipelines.dask_runs import SchedulerUnreachable, check_scheduler
+    from pipelines.settings import Settings
+
+    dask = Settings.load(settings_path).pipeline.dask
+    if dask.enabled:
+        try:
+            check_scheduler(dask.address)
+        except SchedulerUnreachable as exc:
+            fail(str(exc))
+
+
 def run_dedup_cli(db: str | None, entity: str | None, settings_path: Path | None, incremental: bool = False) -> dict:
+    check_dask(settings_path)
     entity_types = None if entity in (None, "all") else [entity]
     summary = dedup_flow(db=db, entity_types=entity_types, settings_path=str(settings_path) if settings_path else None,
                          incremental=incremental)

@@ -106,3 +106,38 @@ def _served_deployment_runs(tmp_path):
 
     assert asyncio.run(state()).is_completed()
     assert list((tmp_path / "runs").iterdir())
+
+
+def _entrypoints() -> list[str]:
+    spec = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    return sorted({d["entrypoint"] for d in spec["deployments"]})
+
+
+def test_flows_loaded_from_their_entrypoints_as_prefect_does_still_find_dask():
+    """A worker or `prefect deploy` loads a flow by its entrypoint, which puts the flows' folder
+    (pipelines/) first on sys.path: a module there named like a package (it was distributed.py) hid
+    Dask's `distributed`, and a Dask run of a served deployment failed to import it."""
+    script = ("import sys\n"
+              "from prefect.flows import load_flow_from_entrypoint\n"
+              "for entrypoint in sys.argv[1:]:\n"
+              "    load_flow_from_entrypoint(entrypoint)\n"
+              "import distributed.deploy, prefect_dask\n"
+              "print(distributed.__file__)\n")
+    done = subprocess.run([sys.executable, "-c", script, *[str(ROOT / e) for e in _entrypoints()]], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "site-packages" in done.stdout and "pipelines" not in done.stdout, done.stdout
+
+
+def test_no_module_beside_the_flows_has_the_name_of_an_installed_package():
+    """Every module of the entrypoints' folder is importable by its bare name in a flow run (see
+    above): none may share a name with the standard library or an installed package."""
+    import pkgutil
+
+    folders = {(ROOT / e.split(":")[0]).parent.resolve() for e in _entrypoints()}
+    elsewhere = [p for p in sys.path if p and Path(p).resolve() not in folders | {ROOT.resolve()}]
+    installed = {m.name for m in pkgutil.iter_modules(elsewhere)} | set(sys.stdlib_module_names)
+    assert "distributed" in installed and "yaml" in installed  # the check sees the installed packages
+    ours = {m.name for m in pkgutil.iter_modules([str(f) for f in folders])}
+    assert ours, folders
+    assert sorted(ours & installed) == []

@@ -840,3 +840,72 @@ def test_cli_runs_incremental_after_a_full_run_then_checks_records_added_since(t
     batch = merged.stdout.split("`crm-dedup undo --all ")[1].split("`")[0]
     undone = run([cli, "undo", "--all", batch, "--db", store.url])
     assert undone.returncode == 0 and f"Batch {batch}: 1 undone" in undone.stdout, undone.stdout + undone.stderr[-2000:]
+
+
+# -- the CLI's checks before a flow starts; Dask ------------------------------------------------
+
+def _cli(*args: str):
+    """`crm-dedup ARGS` as a user runs it (a process of its own, on the harness's Prefect server)."""
+    import subprocess
+    import sys
+
+    import prefect.settings
+
+    env = {**os.environ, "PREFECT_API_URL": prefect.settings.PREFECT_API_URL.value()}
+    return subprocess.run([str(Path(sys.executable).with_name("crm-dedup")), *args], env=env, capture_output=True,
+                          text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+
+
+def _one_error_line(done) -> str:
+    """The command was refused (exit 2) with one `error:` line and nothing else."""
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), done.stdout + done.stderr
+    return lines[0]
+
+
+def test_find_refuses_a_database_that_is_down_in_one_line_as_run_does():
+    down = "postgresql+psycopg://postgres@127.0.0.1:5999/x"  # (nothing listens there)
+    for command in ("find", "run"):
+        assert "Cannot connect to the database" in _one_error_line(_cli(command, "--entity", "contact", "--db", down))
+
+
+def test_a_dask_scheduler_that_is_down_stops_the_run_before_it_starts(tmp_path):
+    from pipelines.dask_runs import SchedulerUnreachable
+    from pipelines.flows import dedup_flow
+
+    store = Store(f"sqlite:///{tmp_path}/crm.db")
+    store.migrate()
+    generate_demo(store, DemoSizes(contacts=100, companies=20, leads=20, managers=2), seed=2)
+    path = tmp_path / "settings.yaml"
+    path.write_text(yaml.safe_dump({"pipeline": {"runs_dir": str(tmp_path / "runs"),
+                                                 "dask": {"enabled": True, "address": "tcp://127.0.0.1:1"}}}))
+    for command in ("run", "find"):
+        line = _one_error_line(_cli(command, "--entity", "contact", "--db", store.url, "--settings", str(path)))
+        assert "Dask scheduler at tcp://127.0.0.1:1" in line and "pipeline.dask.address" in line
+    # a served or deployed run fails as fast, with the same message, and opens no run
+    with pytest.raises(SchedulerUnreachable, match="cannot be reached"):
+        dedup_flow(db=store.url, entity_types=["contact"], settings_path=str(path))
+    assert proposals.list_runs(store)[0] == []
+
+
+def test_the_local_dask_cluster_of_a_run_is_quiet_and_binds_no_fixed_port(tmp_path):
+    """No INFO lines from Dask's scheduler and workers in the terminal (the Makefile set
+    DASK_LOGGING__DISTRIBUTED; a terminal does not), and no HTTP server on 8787 (taken by a second
+    run or another program): a free port of 127.0.0.1."""
+    import subprocess
+    import sys
+
+    script = ("from pipelines.flows import _dask_runner\n"
+              "from pipelines.settings import DaskSettings\n"
+              "if __name__ == '__main__':\n"
+              "    runner = _dask_runner(DaskSettings(enabled=True, workers=1))\n"
+              "    with runner:\n"
+              "        print('port', runner.client.scheduler_info()['services'].get('dashboard'), flush=True)\n")
+    (tmp_path / "probe.py").write_text(script)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
+    done = subprocess.run([sys.executable, str(tmp_path / "probe.py")], cwd=Path(__file__).resolve().parents[1],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    port = int(done.stdout.split("port ")[1].split()[0])
+    assert port != 8787
+    assert not [line for line in done.stderr.splitlines() if "| distributed." in line], done.stderr

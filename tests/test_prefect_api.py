@@ -183,3 +183,164 @@ def test_a_server_that_does_not_answer_in_time_is_stopped_and_reported(monkeypat
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def _group_of(pgid: int) -> list[int]:
+    """Pids of the live (not zombie) processes of process group ``pgid``."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+@pytest.mark.slow
+def test_one_ctrl_c_stops_a_run_records_it_cancelled_and_leaves_no_process(tmp_path, bare_env, db_url):
+    """Ctrl-C in a terminal sends SIGINT to the command's whole process group: Prefect's server (then
+    killed first: the flow retried a dead API for minutes), the planning helpers (then stuck at exit)
+    and the flow. One Ctrl-C must stop it all within seconds, the run on record as cancelled, with
+    no proposals nor staged plans."""
+    import signal
+    import threading
+    import time
+
+    import sqlalchemy as sa
+    import yaml
+
+    from crm import proposals, schema
+    from crm.demo import DemoSizes, generate_demo
+    from crm.store import Store
+
+    store = Store(db_url)
+    store.migrate()
+    generate_demo(store, DemoSizes(contacts=3000, companies=600, leads=600, managers=2), seed=5)
+    settings = tmp_path / "settings.yaml"
+    # two workers: the planning helpers run beside the finds (where a machine has one CPU too)
+    settings.write_text(yaml.safe_dump({"match": {"random_pairs": 50_000, "workers": 2},
+                                        "pipeline": {"runs_dir": str(tmp_path / "runs")}}))
+    env = {**bare_env, "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
+    command = subprocess.Popen([CLI, "run", "--db", db_url, "--settings", str(settings)], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines: list[str] = []
+    planning = threading.Event()
+
+    def read() -> None:
+        for line in command.stdout:
+            lines.append(line)
+            if "company: checking data quality" in line:  # the contacts' groups are being planned beside
+                planning.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert planning.wait(300), "".join(lines)[-3000:]
+        assert len(_group_of(command.pid)) >= 3  # the command, its planning helpers
+        os.killpg(command.pid, signal.SIGINT)  # as a terminal does
+        interrupted = time.monotonic()
+        command.wait(timeout=60)
+        stopped_in = time.monotonic() - interrupted
+        reader.join(10)
+        output = "".join(lines)
+        assert stopped_in < 20, output[-3000:]
+        assert command.returncode != 0
+        assert "Error logging to API" not in output and "Traceback" not in output, output[-3000:]
+        deadline = time.monotonic() + 10
+        while (_group_of(command.pid) or _servers_of(tmp_path / "prefect")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _group_of(command.pid) == [] and _servers_of(tmp_path / "prefect") == []
+        runs, _ = proposals.list_runs(store)
+        assert [(r["status"], r["finished_at"] is not None) for r in runs] == [("cancelled", True)]
+        assert "Ctrl-C" in runs[0]["summary"]["error"]
+        assert proposals.read_groups(store).empty
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(schema.dedup_plans)).scalar_one() == 0
+    finally:
+        if command.poll() is None:
+            os.killpg(command.pid, signal.SIGKILL)
+            command.wait()
+        for pid in _group_of(command.pid) + _servers_of(tmp_path / "prefect"):
+            os.kill(pid, signal.SIGKILL)
+        store.dispose()
+
+
+@pytest.mark.slow
+def test_serve_uses_one_server_prints_how_to_trigger_a_run_and_stops_at_one_ctrl_c(tmp_path, bare_env):
+    """`crm-dedup serve` ran its deployments on a temporary server of Prefect's own, and each run
+    started another; one Ctrl-C killed the server first and the runner then retried it for ~70 s
+    (hundreds of lines of httpx tracebacks). Now: one server (started early), its URL and the command
+    that triggers a run printed, and a Ctrl-C during a run stops everything in seconds."""
+    import shlex
+    import signal
+    import threading
+    import time
+
+    import yaml
+
+    from crm import proposals
+    from crm.demo import DemoSizes, generate_demo
+    from crm.store import Store
+
+    store = Store(f"sqlite:///{tmp_path}/crm.db")
+    store.migrate()
+    generate_demo(store, DemoSizes(contacts=1500, companies=300, leads=300, managers=2), seed=6)
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(yaml.safe_dump({"match": {"random_pairs": 50_000},
+                                        "pipeline": {"runs_dir": str(tmp_path / "runs")}}))
+    env = {**bare_env, "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180"}
+    command = subprocess.Popen([CLI, "serve", "--db", store.url, "--settings", str(settings)], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines: list[str] = []
+    trigger: list[str] = []
+    finding = threading.Event()
+
+    def read() -> None:
+        for line in command.stdout:
+            lines.append(line)
+            if line.startswith("Run the nightly dedup now: "):
+                trigger.append(line.split("now: ", 1)[1].strip())
+            if "contact: finding duplicates" in line:
+                finding.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 240
+        while not trigger and command.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert trigger, "".join(lines)[-3000:]
+        # PREFECT_API_URL=http://127.0.0.1:PORT/api /path/to/prefect deployment run 'dedup/nightly-dedup'
+        setting, *argv = shlex.split(trigger[0])
+        name, _, api = setting.partition("=")
+        assert name == "PREFECT_API_URL" and api.startswith("http://127.0.0.1:") and f"{api}\n" in "".join(lines)
+        triggered = subprocess.run(argv, env={**env, "PREFECT_API_URL": api}, capture_output=True, text=True,
+                                   timeout=120)
+        assert triggered.returncode == 0, triggered.stdout + triggered.stderr
+        assert finding.wait(300), "".join(lines)[-3000:]
+        assert len(_servers_of(tmp_path / "prefect")) == 1  # the runner's and the run's, the same
+        os.killpg(command.pid, signal.SIGINT)  # as a terminal does
+        interrupted = time.monotonic()
+        command.wait(timeout=90)
+        stopped_in = time.monotonic() - interrupted
+        reader.join(10)
+        output = "".join(lines)
+        assert stopped_in < 30, output[-3000:]
+        # (the run's own process, Prefect's engine, may log the interrupt once with its traceback)
+        assert output.count("Traceback") <= 1 and "ConnectError" not in output, output[-3000:]
+        assert "Error logging to API" not in output and "Starting temporary server" not in output
+        deadline = time.monotonic() + 10
+        while (_group_of(command.pid) or _servers_of(tmp_path / "prefect")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _group_of(command.pid) == [] and _servers_of(tmp_path / "prefect") == []
+        runs, _ = proposals.list_runs(store)
+        assert [r["status"] for r in runs] == ["cancelled"] and runs[0]["finished_at"] is not None
+    finally:
+        if command.poll() is None:
+            os.killpg(command.pid, signal.SIGKILL)
+            command.wait()
+        for pid in _group_of(command.pid) + _servers_of(tmp_path / "prefect"):
+            os.kill(pid, signal.SIGKILL)
+        store.dispose()

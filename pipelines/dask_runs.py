@@ -4,13 +4,18 @@ back in order, so the result is the same as comparing everything in one process.
 
 The chunks and the normalised records travel as files in the run folder (a shared disk, or the
 same machine), never as task arguments.
+
+(Not named ``distributed``: Prefect puts the flows' folder, pipelines/, first on sys.path when it
+loads a deployment's entrypoint, and a module of that name would hide Dask's own package.)
 """
 
 from __future__ import annotations
 
 import json
 import pickle
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -19,6 +24,30 @@ from matchers.blocking import find_candidates
 from matchers.compare import ComparisonVectors, compare, comparisons_for
 from matchers.prepare import Prepared, prepare
 from pipelines.settings import Settings
+
+
+class SchedulerUnreachable(RuntimeError):
+    """pipeline.dask.address names a scheduler that does not answer."""
+
+
+def check_scheduler(address: str | None, timeout: float = 5.0) -> None:
+    """Raise SchedulerUnreachable when nothing accepts a connection at ``address`` (None: a local
+    cluster, nothing to check). Checked before a run starts: Dask's client would retry for ~60 s
+    and print a traceback per try."""
+    if not address:
+        return
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme not in ("tcp", "tls") or not parts.hostname:
+        return  # (ucx, inproc...: Dask's own client says what is wrong)
+    try:
+        port = parts.port or 8786
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        raise SchedulerUnreachable(
+            f"the Dask scheduler at {address} (pipeline.dask.address in the settings) cannot be reached: {exc}. "
+            "Start it (`dask scheduler`, with workers), or leave the address out to run a local cluster."
+        ) from None
 
 
 def split_step(db: str | None, entity: str, folder: str, settings_path: str, incremental: bool = False) -> list[str]:
