@@ -80,11 +80,12 @@ PROC = Path("/proc")
 TREE_SAMPLE_S = 0.2  # reading smaps_rollup of a 3 GB process takes a few ms: not more often than this
 
 
-def _stat_session(stat: str) -> int:
-    """The session id from the text of /proc/<pid>/stat. The command name (field 2, in parentheses) may
-    itself hold spaces and parentheses, so the fields are counted from after its last ')'."""
+def _stat_parent_and_session(stat: str) -> tuple[int, int]:
+    """(parent pid, session id) from the text of /proc/<pid>/stat. The command name (field 2, in
+    parentheses) may itself hold spaces and parentheses, so the fields are counted from after its
+    last ')'."""
     fields = stat[stat.rindex(")") + 2:].split()
-    return int(fields[3])  # state, ppid, pgrp, session
+    return int(fields[1]), int(fields[3])  # state, ppid, pgrp, session
 
 
 def _process_kb(proc_dir: Path) -> int | None:
@@ -102,21 +103,33 @@ def _process_kb(proc_dir: Path) -> int | None:
 
 
 def session_memory_mb(session: int, proc: Path = PROC) -> float | None:
-    """The summed PSS (MB) of every process whose session id is ``session``; None without /proc.
-    Processes that end between the listing and the reading are skipped."""
+    """The summed PSS (MB) of every process whose session id is ``session`` and of their descendants in
+    other sessions (a server the flow starts in a session of its own, so that a terminal's Ctrl-C
+    does not reach it, is still the flow's); None without /proc. Processes that end between the
+    listing and the reading are skipped."""
     try:
         entries = [e for e in os.listdir(proc) if e.isdigit()]
     except OSError:
         return None
-    total_kb = 0
+    children: dict[int, list[int]] = {}
+    counted: list[int] = []
     for entry in entries:
         try:
-            if _stat_session((proc / entry / "stat").read_text(encoding="ascii", errors="replace")) != session:
-                continue
+            parent, sid = _stat_parent_and_session((proc / entry / "stat").read_text(encoding="ascii",
+                                                                                      errors="replace"))
         except (OSError, ValueError, IndexError):
             continue
-        total_kb += _process_kb(proc / entry) or 0
-    return total_kb / 1024
+        children.setdefault(parent, []).append(int(entry))
+        if sid == session:
+            counted.append(int(entry))
+    seen = set(counted)
+    while counted:  # the session's processes, then their children wherever they are
+        pid = counted.pop()
+        for child in children.get(pid, ()):
+            if child not in seen:
+                seen.add(child)
+                counted.append(child)
+    return sum(_process_kb(proc / str(pid)) or 0 for pid in seen) / 1024
 
 
 def run_child(args: list[str], timeout: float | None = None, env: dict | None = None, cwd: Path = ROOT) -> dict:
@@ -131,7 +144,7 @@ def run_child(args: list[str], timeout: float | None = None, env: dict | None = 
     that can be missed. ``tree_samples`` is the number of samples taken; ``peak_tree_mb`` is None
     where there is no /proc or no sample was taken. Where smaps_rollup cannot be read, VmRSS stands in
     for PSS (it counts shared pages in every process). A process that starts a session of its own
-    (``setsid``) leaves the figure."""
+    (``setsid``) stays in the figure, with its own children, as long as its parent is in it."""
     full_env = dict(os.environ)
     full_env.setdefault("PYTHONUNBUFFERED", "1")
     if env:

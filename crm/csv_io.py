@@ -449,14 +449,15 @@ class _Records:
             yield start, self.last_line, row
 
     def _swallowed(self) -> bool:
-        """Whether the record just read spans lines because a quote was left open: the end of the file
-        came inside its quoted value, or a line inside that value reads as a whole row by itself (as
-        many cells as the header). A value spanning lines otherwise (a comment with line breaks) is one."""
-        if self.ran_out and "".join(self.lines).count('"') % 2:
-            return True
+        """Whether the record just read spans lines because a quote was left open: its quotes are not in
+        pairs, and the end of the file came inside its quoted value or a line inside that value reads
+        as a whole row by itself (as many cells as the header). Two stray quotes pair up: the rows
+        between them stay one value (the row is then most often refused for its number of cells)."""
+        if not "".join(self.lines).count('"') % 2:  # quotes in pairs: a value with line breaks
+            return False
         inner = self.lines[1:-1]
-        return self.width is not None and any(
-            len(cells) == self.width for cells in csv.reader(inner, delimiter=self.delimiter))
+        return self.ran_out or (self.width is not None and any(
+            len(cells) == self.width for cells in csv.reader(inner, delimiter=self.delimiter)))
 
 
 # --------------------------------------------------------------------------------------------

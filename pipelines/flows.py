@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -158,11 +159,16 @@ def dedup_flow(db: str | None = None, entity_types: list[str] | None = None,
 
     def timed(name: str, call, *args):
         """Run one task and add its wall time to the summary (the flow's own time per step)."""
+        if _INTERRUPTED.is_set():  # a Ctrl-C that Python dropped (raised inside a finaliser) stops here
+            raise KeyboardInterrupt
         t0 = time.perf_counter()
         value = call(*args)
         step_seconds[name] = round(step_seconds.get(name, 0.0) + time.perf_counter() - t0, 3)
         return value
 
+    _INTERRUPTED.clear()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _interrupt)
     run_id, folder = timed("open", open_run, steps.env_db(db), entity_types, settings.pipeline.runs_dir)
     db = steps.env_db(db)
     saved = steps.save_settings(settings, folder)
@@ -203,6 +209,16 @@ def dedup_flow(db: str | None = None, entity_types: list[str] | None = None,
         else:  # Ctrl-C, a stop signal, Prefect's cancellation: recorded too (else it stays "running")
             _finish(db, run_id, "cancelled", {"error": f"cancelled ({_stopped_by(exc)}) before the run completed"})
         raise
+
+
+# set by a Ctrl-C (SIGINT) during a dedup run: Python raises KeyboardInterrupt where the main thread
+# is, and one raised inside a finaliser or a garbage-collection callback is printed and dropped
+_INTERRUPTED = threading.Event()
+
+
+def _interrupt(signum, frame) -> None:
+    _INTERRUPTED.set()
+    raise KeyboardInterrupt
 
 
 def _stopped_by(exc: BaseException) -> str:

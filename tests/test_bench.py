@@ -67,10 +67,10 @@ def test_run_child_sums_the_memory_of_the_child_and_its_helpers_running_together
 
 
 def test_session_memory_sums_pss_of_the_session_and_falls_back_to_rss(tmp_path):
-    def process(pid: int, comm: str, session: int, files: dict[str, str]) -> None:
+    def process(pid: int, comm: str, session: int, files: dict[str, str], parent: int = 1) -> None:
         folder = tmp_path / str(pid)
         folder.mkdir()
-        (folder / "stat").write_text(f"{pid} ({comm}) S 1 {session} {session} 0 -1 4194560 100 0 0 0\n")
+        (folder / "stat").write_text(f"{pid} ({comm}) S {parent} {session} {session} 0 -1 4194560 100 0 0 0\n")
         for name, text in files.items():
             (folder / name).write_text(text)
 
@@ -86,9 +86,12 @@ def test_session_memory_sums_pss_of_the_session_and_falls_back_to_rss(tmp_path):
     (tmp_path / "44").mkdir()
     # another session, and /proc entries that are not processes
     process(50, "other", 7, {"smaps_rollup": rollup.format(999999)})
+    # a server the command started in a session of its own, and that server's child: still the command's
+    process(60, "server", 60, {"smaps_rollup": rollup.format(2048)}, parent=40)
+    process(61, "server child", 60, {"smaps_rollup": rollup.format(1024)}, parent=60)
     (tmp_path / "self").mkdir()
     (tmp_path / "meminfo").write_text("MemTotal: 1 kB\n")
-    assert common.session_memory_mb(40, proc=tmp_path) == (102400 + 51200 + 25600) / 1024
+    assert common.session_memory_mb(40, proc=tmp_path) == (102400 + 51200 + 25600 + 2048 + 1024) / 1024
     assert common.session_memory_mb(8, proc=tmp_path) == 0
     assert common.session_memory_mb(40, proc=tmp_path / "missing") is None
 
