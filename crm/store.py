@@ -229,9 +229,9 @@ class Store:
         value, so the frame is the same either way. For queries over the entity tables (read_frame
         stays the general path)."""
         dialect = self.engine.dialect
-        state = query.compile(dialect=dialect).construct_expanded_state()
-        values = {name: state.processors[name](value) if name in state.processors else value
-                  for name, value in state.parameters.items()}
+        compiled = query.compile(dialect=dialect)
+        state = compiled.construct_expanded_state()
+        values = {name: _bound(compiled, state, dialect, name, value) for name, value in state.parameters.items()}
         params = [values[name] for name in state.positiontup] if dialect.positional else values
         columns = list(query.selected_columns.keys())
         types = [c.type for c in query.selected_columns]
@@ -394,6 +394,18 @@ def _matches(codes: np.ndarray, shape: str) -> np.ndarray:
 # datetime64[ns] holds these (microseconds, as SQLite's text has them)
 _NS_MIN = np.datetime64(pd.Timestamp.min.ceil("us").to_datetime64(), "us")
 _NS_MAX = np.datetime64(pd.Timestamp.max.floor("us").to_datetime64(), "us")
+
+
+def _bound(compiled, state, dialect, name: str, value):
+    """A parameter as SQLAlchemy would send it: through its type's bind processor. On SQLite a
+    datetime becomes the text SQLAlchemy stores ("2021-03-04 05:06:07.000000"); left to the driver
+    it would take the sqlite3 module's adapter, which any imported library may replace (nbformat
+    registers one writing "2021-03-04T05:06:07", which compares otherwise with the stored texts)."""
+    if name in state.processors:
+        return state.processors[name](value)
+    bind = compiled.binds.get(name)
+    process = bind.type.dialect_impl(dialect).bind_processor(dialect) if bind is not None else None
+    return process(value) if process is not None else value
 
 
 def _iso_datetimes(raw: np.ndarray) -> np.ndarray | None:

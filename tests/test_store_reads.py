@@ -321,3 +321,21 @@ def test_role_table_from_crm_values_takes_the_record_columns_by_role(store):
     expected = records.set_index("id")[keep].rename(columns=roles)
     pd.testing.assert_frame_equal(table.records, expected)
     assert table.records.index.name == "id" and list(table.records.index) == list(range(1, 11))
+
+
+def test_a_datetime_adapter_another_library_registers_changes_no_read(store, monkeypatch):
+    """nbformat (imported by notebooks and their tools) registers a sqlite3 adapter writing datetimes
+    as "2021-03-04T05:06:07"; the reads bind their dates as SQLAlchemy writes them, whatever adapter
+    the sqlite3 module holds (a "since" compared "T" with the stored " " and lost records)."""
+    import sqlite3
+
+    awkward_crm(store, n=12)
+    with store.engine.begin() as conn:  # the same day as "since", later that day
+        conn.execute(schema.contacts.update().where(schema.contacts.c.id == 2).values(
+            modified_at=dt.datetime(2021, 3, 4, 5, 6, 7)))
+    since = dt.datetime(2021, 3, 4)
+    before = store.read_entities("contact", since=since)
+    monkeypatch.setitem(sqlite3.adapters, (dt.datetime, sqlite3.PrepareProtocol), lambda v: v.isoformat())
+    after = store.read_entities("contact", since=since)
+    assert_same(after, before)
+    assert 2 in set(after["id"]) and len(after) == 12
