@@ -357,9 +357,10 @@ def run(
     from pipelines.prefect_api import early_server
 
     with early_server() as ready:
-        from pipelines.run import run_dedup_cli
+        from pipelines.run import check_dask, run_dedup_cli
 
         open_store(db)
+        check_dask(settings)  # a Dask scheduler that does not answer: one line, before the flow starts
         ready()
         run_dedup_cli(db, entity, settings, incremental)
 

@@ -12,7 +12,8 @@ from pipelines.flows import dedup_flow  # (imported with this module: while Pref
 
 def check_dask(settings_path: Path | None) -> None:
     """With pipeline.dask.address set, a scheduler that does not answer ends the command with one
-    line (exit 2) before the flow starts; the settings file was checked by the command already."""
+    line (exit 2) before the flow starts (run and find call it before the server is waited for); the
+    settings file was checked by the command already."""
     from pipelines.cli import fail
     from pipelines.dask_runs import SchedulerUnreachable, check_scheduler
     from pipelines.settings import Settings
@@ -26,7 +27,6 @@ def check_dask(settings_path: Path | None) -> None:
 
 
 def run_dedup_cli(db: str | None, entity: str | None, settings_path: Path | None, incremental: bool = False) -> dict:
-    check_dask(settings_path)
     entity_types = None if entity in (None, "all") else [entity]
     summary = dedup_flow(db=db, entity_types=entity_types, settings_path=str(settings_path) if settings_path else None,
                          incremental=incremental)

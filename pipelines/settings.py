@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from merge_rules.settings import MergeSettings
-from scoring.settings import MatchSettings, SettingsError
+from scoring.settings import MatchSettings, SettingsError, explain_problems
 
 ENTITY_TYPES = ("contact", "company", "lead")
 
@@ -80,12 +80,7 @@ class Settings(BaseModel):
             except ValidationError as exc:
                 problems += [(name, err) for err in exc.errors()]
         if problems:
-            lines = [f"{path} has {len(problems)} problem(s):"]
-            for name, err in problems:
-                where = ".".join([name, *map(str, err["loc"])])
-                msg = str(err["msg"]).removeprefix("Value error, ")
-                lines.append(f"  - {where}: {msg} (got {err.get('input')!r})")
-            raise SettingsError("\n".join(lines))
+            raise SettingsError(explain_problems(problems, str(path)))
         return cls(**sections)
 
     def save(self, path: Path) -> None:

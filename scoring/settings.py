@@ -86,8 +86,14 @@ class SettingsError(ValueError):
 
 
 def explain(exc: ValidationError, source: str) -> str:
-    lines = [f"{source} has {exc.error_count()} problem(s):"]
-    for err in exc.errors():
-        where = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        lines.append(f"  - {where}: {err['msg']} (got {err.get('input')!r})")
+    return explain_problems([(None, err) for err in exc.errors()], source)
+
+
+def explain_problems(problems: list[tuple[str | None, dict]], source: str) -> str:
+    """Pydantic errors as one message: each named by its section (when given) and field."""
+    lines = [f"{source} has {len(problems)} problem(s):"]
+    for section, err in problems:
+        where = ".".join(str(x) for x in ([section] if section else []) + list(err["loc"])) or "(top level)"
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        lines.append(f"  - {where}: {msg} (got {err.get('input')!r})")
     return "\n".join(lines)
