@@ -6,11 +6,13 @@ steps that talk to the database over a network retry.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -71,23 +73,74 @@ def _forked_helpers_end_at_ctrl_c() -> None:
 _forked_helpers_end_at_ctrl_c()
 
 
+# A Ctrl-C (SIGINT) during a dedup run. Python raises KeyboardInterrupt wherever the main thread is:
+# inside Prefect's engine, between a task run's creation and its first state, Prefect's own crash
+# handling then failed ("Task run is not set") and printed its tracebacks. So the handler raises only
+# inside a step's own body (marked by _stoppable); elsewhere it sets the flag and the flow stops before
+# its next step. The flag also catches a KeyboardInterrupt Python printed and dropped (one raised in a
+# finaliser or a garbage-collection callback).
+_INTERRUPTED = threading.Event()
+_IN_STEP = threading.Event()
+
+
+def _interrupt(signum, frame) -> None:
+    _INTERRUPTED.set()
+    if _IN_STEP.is_set():
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def _ctrl_c_stops_steps():
+    """Ctrl-C handled as _interrupt tells for the time of a dedup run, then as before (in a test
+    session or a notebook, Ctrl-C must go on raising where it lands)."""
+    _INTERRUPTED.clear()
+    if threading.current_thread() is not threading.main_thread():  # (only the main thread may set it)
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stoppable(body):
+    """A step's body, which a Ctrl-C stops where it is (see _interrupt)."""
+
+    @functools.wraps(body)
+    def run(*args, **kwargs):
+        if _INTERRUPTED.is_set():
+            raise KeyboardInterrupt
+        _IN_STEP.set()
+        try:
+            return body(*args, **kwargs)
+        finally:
+            _IN_STEP.clear()
+
+    return run
+
+
 @task(name="open-run", **DB_RETRIES)
+@_stoppable
 def open_run(db: str | None, entity_types: list[str], runs_dir: str) -> tuple[str, str]:
     return steps.new_run(db, entity_types, runs_dir)
 
 
 @task(name="data-quality")
+@_stoppable
 def quality_task(db: str | None, entity: str, folder: str, settings_path: str) -> str:
     return steps.quality_step(db, entity, folder, settings_path)
 
 
 @task(name="find-duplicates")
+@_stoppable
 def find_task(db: str | None, entity: str, folder: str, settings_path: str, incremental: bool = False,
               compared_chunks: list[str] | None = None) -> str:
     return steps.find_step(db, entity, folder, settings_path, incremental, compared_chunks)
 
 
 @task(name="split-candidate-pairs")
+@_stoppable
 def split_task(db: str | None, entity: str, folder: str, settings_path: str, incremental: bool) -> list[str]:
     from pipelines.dask_runs import split_step
 
@@ -102,6 +155,7 @@ def compare_chunk_task(chunk_path: str) -> str:
 
 
 @flow(name="compare-on-dask")
+@_stoppable
 def compare_on_dask_flow(chunk_paths: list[str]) -> list[str]:
     """Each chunk of candidate pairs compared by a Dask worker (the task runner is set by the caller)."""
     return [f.result() for f in compare_chunk_task.map(chunk_paths)]
@@ -120,21 +174,25 @@ def _dask_runner(dask_settings):
 
 
 @task(name="leads-vs-clients")
+@_stoppable
 def leads_task(db: str | None, folder: str, settings_path: str) -> str:
     return steps.leads_to_clients_step(db, folder, settings_path)
 
 
 @task(name="plan-and-store-proposals", **DB_RETRIES)
+@_stoppable
 def propose_task(db: str | None, run_id: str, folder: str, entity_types: list[str], settings_path: str) -> dict:
     return steps.propose_step(db, run_id, folder, entity_types, settings_path, report_beside=True)
 
 
 @task(name="auto-approve")
+@_stoppable
 def auto_approve_task(db: str | None, run_id: str, settings_path: str) -> int:
     return steps.auto_approve_step(db, run_id, settings_path)
 
 
 @task(name="html-report")
+@_stoppable
 def report_task(folder: str, db: str | None) -> str:
     return steps.report_step(folder, db)
 
@@ -159,66 +217,54 @@ def dedup_flow(db: str | None = None, entity_types: list[str] | None = None,
 
     def timed(name: str, call, *args):
         """Run one task and add its wall time to the summary (the flow's own time per step)."""
-        if _INTERRUPTED.is_set():  # a Ctrl-C that Python dropped (raised inside a finaliser) stops here
+        if _INTERRUPTED.is_set():  # a Ctrl-C between two steps stops here
             raise KeyboardInterrupt
         t0 = time.perf_counter()
         value = call(*args)
         step_seconds[name] = round(step_seconds.get(name, 0.0) + time.perf_counter() - t0, 3)
         return value
 
-    _INTERRUPTED.clear()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, _interrupt)
-    run_id, folder = timed("open", open_run, steps.env_db(db), entity_types, settings.pipeline.runs_dir)
-    db = steps.env_db(db)
-    saved = steps.save_settings(settings, folder)
-    try:
-        steps.start_planners(saved)  # forked now, while this process is small
-        dask = settings.pipeline.dask
-        for entity in entity_types:
-            logger.info("%s: checking data quality", entity)
-            timed(f"{entity}:quality", quality_task, db, entity, folder, saved)
-            logger.info("%s: finding duplicates%s", entity, " (incremental)" if incremental else "")
-            if dask.enabled:
-                chunks = timed(f"{entity}:split", split_task, db, entity, folder, saved, incremental)
-                logger.info("%s: comparing %d chunks on Dask", entity, len(chunks))
-                compared = timed(f"{entity}:dask", compare_on_dask_flow.with_options(task_runner=_dask_runner(dask)),
-                                 chunks)
-                timed(f"{entity}:find", find_task, db, entity, folder, saved, incremental, compared)
-            else:
-                timed(f"{entity}:find", find_task, db, entity, folder, saved, incremental)
-        if settings.pipeline.match_leads_to_clients and "lead" in entity_types:
-            logger.info("leads: matching against existing contacts and companies")
-            timed("leads_vs_clients", leads_task, db, folder, saved)
-        logger.info("planning the merges and storing the proposals")
-        counts = timed("propose", propose_task, db, run_id, folder, entity_types, saved)
-        approved = timed("auto_approve", auto_approve_task, db, run_id, saved)
-        summary = steps.run_summary(folder, entity_types, db)
-        summary["report"] = timed("report", report_task, folder, db)  # what is left of it, once started beside
-        summary.update(run_id=run_id, proposals=counts, auto_approved=approved, flow_seconds=step_seconds,
-                       seconds=round(time.perf_counter() - started, 2))
-        (Path(folder) / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
-        _publish(summary, run_id)
-        _finish(db, run_id, "completed", summary)
-        logger.info("dedup run %s done in %.1f s: %s", run_id, summary["seconds"], folder)
-        return summary
-    except BaseException as exc:  # a cancelled run (not an Exception) also stops what it started
-        steps.forget_kept()
-        if isinstance(exc, Exception):
-            _finish(db, run_id, "failed", {"error": str(exc)})
-        else:  # Ctrl-C, a stop signal, Prefect's cancellation: recorded too (else it stays "running")
-            _finish(db, run_id, "cancelled", {"error": f"cancelled ({_stopped_by(exc)}) before the run completed"})
-        raise
-
-
-# set by a Ctrl-C (SIGINT) during a dedup run: Python raises KeyboardInterrupt where the main thread
-# is, and one raised inside a finaliser or a garbage-collection callback is printed and dropped
-_INTERRUPTED = threading.Event()
-
-
-def _interrupt(signum, frame) -> None:
-    _INTERRUPTED.set()
-    raise KeyboardInterrupt
+    with _ctrl_c_stops_steps():
+        run_id, folder = timed("open", open_run, steps.env_db(db), entity_types, settings.pipeline.runs_dir)
+        db = steps.env_db(db)
+        saved = steps.save_settings(settings, folder)
+        try:
+            steps.start_planners(saved)  # forked now, while this process is small
+            dask = settings.pipeline.dask
+            for entity in entity_types:
+                logger.info("%s: checking data quality", entity)
+                timed(f"{entity}:quality", quality_task, db, entity, folder, saved)
+                logger.info("%s: finding duplicates%s", entity, " (incremental)" if incremental else "")
+                if dask.enabled:
+                    chunks = timed(f"{entity}:split", split_task, db, entity, folder, saved, incremental)
+                    logger.info("%s: comparing %d chunks on Dask", entity, len(chunks))
+                    on_dask = compare_on_dask_flow.with_options(task_runner=_dask_runner(dask))
+                    compared = timed(f"{entity}:dask", on_dask, chunks)
+                    timed(f"{entity}:find", find_task, db, entity, folder, saved, incremental, compared)
+                else:
+                    timed(f"{entity}:find", find_task, db, entity, folder, saved, incremental)
+            if settings.pipeline.match_leads_to_clients and "lead" in entity_types:
+                logger.info("leads: matching against existing contacts and companies")
+                timed("leads_vs_clients", leads_task, db, folder, saved)
+            logger.info("planning the merges and storing the proposals")
+            counts = timed("propose", propose_task, db, run_id, folder, entity_types, saved)
+            approved = timed("auto_approve", auto_approve_task, db, run_id, saved)
+            summary = steps.run_summary(folder, entity_types, db)
+            summary["report"] = timed("report", report_task, folder, db)  # what is left of it, once started beside
+            summary.update(run_id=run_id, proposals=counts, auto_approved=approved, flow_seconds=step_seconds,
+                           seconds=round(time.perf_counter() - started, 2))
+            (Path(folder) / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+            _publish(summary, run_id)
+            _finish(db, run_id, "completed", summary)
+            logger.info("dedup run %s done in %.1f s: %s", run_id, summary["seconds"], folder)
+            return summary
+        except BaseException as exc:  # a cancelled run (not an Exception) also stops what it started
+            steps.forget_kept()
+            if isinstance(exc, Exception):
+                _finish(db, run_id, "failed", {"error": str(exc)})
+            else:  # Ctrl-C, a stop signal, Prefect's cancellation: recorded too (else it stays "running")
+                _finish(db, run_id, "cancelled", {"error": f"cancelled ({_stopped_by(exc)}) before the run completed"})
+            raise
 
 
 def _stopped_by(exc: BaseException) -> str:

@@ -909,3 +909,38 @@ def test_the_local_dask_cluster_of_a_run_is_quiet_and_binds_no_fixed_port(tmp_pa
     port = int(done.stdout.split("port ")[1].split()[0])
     assert port != 8787
     assert not [line for line in done.stderr.splitlines() if "| distributed." in line], done.stderr
+
+
+def test_ctrl_c_stops_a_step_where_it_is_and_waits_outside_steps_for_the_next_one():
+    """A Ctrl-C inside Prefect's engine (between a task run's creation and its first state) made
+    Prefect's own crash handling fail with tracebacks. The dedup run's handler raises only inside a
+    step's body; elsewhere the run stops before its next step. After the run, Ctrl-C raises again."""
+    import signal
+    import threading
+    import time
+
+    from pipelines import flows
+
+    before = signal.getsignal(signal.SIGINT)
+    reached = []
+
+    @flows._stoppable
+    def step():
+        reached.append("step")
+        for _ in range(500):  # (a handler runs between two bytecodes: the loop gives it a place)
+            time.sleep(0.01)
+        reached.append("step finished")
+
+    with flows._ctrl_c_stops_steps():
+        os.kill(os.getpid(), signal.SIGINT)  # outside a step: noted, nothing raised here
+        time.sleep(0.05)
+        assert flows._INTERRUPTED.is_set()
+        with pytest.raises(KeyboardInterrupt):
+            step()  # the next step does not start
+        assert reached == []
+        flows._INTERRUPTED.clear()
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()  # a Ctrl-C mid-step
+        with pytest.raises(KeyboardInterrupt):
+            step()
+        assert reached == ["step"] and not flows._IN_STEP.is_set()
+    assert signal.getsignal(signal.SIGINT) is before
