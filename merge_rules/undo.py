@@ -18,11 +18,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from crm import schema
+from crm import proposals, schema
 from merge_rules.codec import decode_row
 from merge_rules.errors import MergeError, PermissionDenied, UndoConflict
 from merge_rules.permissions import check_undo, load_user, user_label
-from merge_rules.plan import PLURAL
+from merge_rules.plan import PLURAL, MergePlan, plan_groups
+from merge_rules.settings import MergeSettings
 from crm import sqlin
 from merge_rules.snapshot import PK, row_key
 from merge_rules.tx import retrying, utcnow, write_transaction
@@ -256,3 +257,50 @@ def undo_batch(store, batch_id: str, user_id: int | None, force: bool = False) -
                 log.exception("undoing merge #%s failed", merge_id)
                 results.append(UndoResult(merge_id, "failed", f"{type(exc).__name__}: {exc}"))
     return results
+
+
+def person_choices(plan: MergePlan) -> dict[str, int]:
+    """The values a person chose in ``plan`` (field -> record), to keep in a plan made again."""
+    return {f: d.source_id for f, d in plan.fields.items() if d.rule == "choice"}
+
+
+def plan_again(store, plan: MergePlan, settings: MergeSettings) -> MergePlan:
+    """``plan`` made again from the records as they are now, as approved: the same members, a
+    person's choices, conflict policy and way of deleting."""
+    merge = settings.model_copy(update={"delete_mode": plan.delete_mode, "conflict_policy": plan.conflict_policy})
+    return plan_groups(store, plan.entity_type, [(plan.primary_id, [plan.primary_id, *plan.duplicate_ids])], merge,
+                       choices={plan.primary_id: person_choices(plan)})[0]
+
+
+def replan_undone(store, merge_ids: list[int], settings: MergeSettings | None = None) -> int:
+    """After undo: the groups these (undone) merges applied are pending again; each gets a plan made
+    again from the records as they are now (live again), as it was approved (members, choices,
+    conflict policy, way of deleting), so that a person sees what a merge would do now and may
+    approve it again. Its stored plan may be older than the undo: one planned while its records were
+    merged says they are deleted, and its merge would fail. Only a group still pending and free (a
+    compare-and-set) is changed; a broken group is logged and the rest go on. Returns how many
+    groups were planned again. `crm-dedup undo` and the review page's undo both call it."""
+    if not merge_ids:
+        return 0
+    settings = settings or MergeSettings.load()
+    m, g, p = schema.dedup_merges, schema.dedup_groups, schema.dedup_plans
+    q = (sa.select(g.c.id, g.c.entity_type, g.c.primary_id, g.c.member_ids, p.c.plan)
+         .select_from(m.join(g, g.c.id == m.c.group_id)
+                      .outerjoin(p, (p.c.group_id == g.c.id) & (p.c.run_id == g.c.run_id)))
+         .where(g.c.status == "pending", g.c.merge_id.is_(None), m.c.status == "undone"))
+    rows = []
+    with store.engine.connect() as conn:
+        for at in range(0, len(merge_ids), 2000):  # PostgreSQL takes at most 65,535 parameters a statement
+            rows += conn.execute(q.where(m.c.id.in_(merge_ids[at:at + 2000]))).all()
+    done = 0
+    for row in {r.id: r for r in rows}.values():
+        try:
+            if row.plan:
+                fresh = plan_again(store, MergePlan.from_dict(row.plan), settings)
+            else:
+                fresh = plan_groups(store, row.entity_type, [(row.primary_id, list(row.member_ids))], settings)[0]
+        except Exception:  # noqa: BLE001 - one group's plan must not stop the rest
+            log.exception("group %s: could not plan it again after its merge was undone", row.id)
+            continue
+        done += proposals.send_back(store, row.id, fresh.to_dict(), from_statuses=("pending",))
+    return done

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from crm import proposals, schema
 from crm.store import Store
+from merge_rules.undo import person_choices, plan_again
 from pipelines.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def _conflicts_settled(store, plans: list, settings: Settings) -> list:
     for entity in sorted({plan.entity_type for _gid, plan in plans}):
         open_ = [i for i, (_gid, plan) in enumerate(plans) if plan.entity_type == entity and plan.unresolved]
         groups = [(plans[i][1].primary_id, plans[i][1].member_ids) for i in open_]
-        choices = {plans[i][1].primary_id: _choices(plans[i][1]) for i in open_}
+        choices = {plans[i][1].primary_id: person_choices(plans[i][1]) for i in open_}
         for i, fresh in zip(open_, plan_groups(store, entity, groups, settings.merge, choices=choices) if groups else []):
             approved = plans[i][1]
             # only the open conflicts may change: the merge's settings may name other rules or a hard delete
@@ -53,11 +54,6 @@ def _conflicts_settled(store, plans: list, settings: Settings) -> list:
                 fresh.group_id = approved.group_id
                 out[i] = (plans[i][0], fresh)
     return out
-
-
-def _choices(plan) -> dict[str, int]:
-    """The values a person chose in ``plan`` (field -> record), to keep in a plan made again."""
-    return {f: d.source_id for f, d in plan.fields.items() if d.rule == "choice"}
 
 
 def _merges_alike(approved, fresh, open_fields=frozenset()) -> bool:
@@ -124,7 +120,7 @@ def apply_approved(db: str | None, batch_id: str, user_id: int | None, settings_
             # planned again as approved (its choices, conflict policy and way of deleting); a failed
             # merge's plan may say records are gone that are live again (an undone merge)
             try:
-                fresh = _replan(store, plan, settings)
+                fresh = plan_again(store, plan, settings.merge)
             except Exception as exc:  # noqa: BLE001 - the database may be what failed: stays approved
                 log.exception("group %s: could not plan it again after its merge was %s", gid, status)
                 out.append({"group_id": gid, "status": status, "merge_id": None,
@@ -155,16 +151,6 @@ def apply_approved(db: str | None, batch_id: str, user_id: int | None, settings_
     return out
 
 
-def _replan(store, plan, settings: Settings):
-    """``plan`` made again from the records as they are now, as approved: the same members, a
-    person's choices, conflict policy and way of deleting."""
-    from merge_rules.plan import plan_groups
-
-    merge = settings.merge.model_copy(update={"delete_mode": plan.delete_mode, "conflict_policy": plan.conflict_policy})
-    return plan_groups(store, plan.entity_type, [(plan.primary_id, [plan.primary_id, *plan.duplicate_ids])], merge,
-                       choices={plan.primary_id: _choices(plan)})[0]
-
-
 def _sent_back(store, gid: str, status: str, message: str, plan: dict | None, note: str | None = None) -> dict:
     """The result of a group that goes back to a person (pending; with ``plan``, made again, or the
     plan it has when None), if it is still approved: a compare-and-set, as another apply may have
@@ -187,42 +173,3 @@ def _sent_back(store, gid: str, status: str, message: str, plan: dict | None, no
     return {"group_id": gid, "status": "not_approved", "merge_id": None,
             "message": f"group {gid} is {now.status if now is not None else 'gone'} now, no longer approved (changed "
                        f"while this merge ran: {status}: {message}); left as it is"}
-
-
-def replan_undone(store, merge_ids: list[int], settings_path: str | None = None) -> int:
-    """After undo: the groups these (undone) merges applied are pending again (merge_rules.undo);
-    each gets a plan made again from the records as they are now (live again), as it was approved
-    (members, choices, conflict policy, way of deleting), so that a person sees what a merge would
-    do now and may approve it again. Its stored plan may be older than the undo: one planned while
-    its records were merged says they are deleted, and its merge would fail. Only a group still
-    pending and free (a compare-and-set) is changed; a broken group is logged and the rest go on.
-    Returns how many groups were planned again."""
-    from merge_rules.plan import MergePlan
-
-    if not merge_ids:
-        return 0
-    settings = Settings.load(settings_path)
-    m, g, p = schema.dedup_merges, schema.dedup_groups, schema.dedup_plans
-    q = (sa.select(g.c.id, g.c.entity_type, g.c.primary_id, g.c.member_ids, p.c.plan)
-         .select_from(m.join(g, g.c.id == m.c.group_id)
-                      .outerjoin(p, (p.c.group_id == g.c.id) & (p.c.run_id == g.c.run_id)))
-         .where(g.c.status == "pending", g.c.merge_id.is_(None), m.c.status == "undone"))
-    rows = []
-    with store.engine.connect() as conn:
-        for at in range(0, len(merge_ids), 2000):  # PostgreSQL takes at most 65,535 parameters a statement
-            rows += conn.execute(q.where(m.c.id.in_(merge_ids[at:at + 2000]))).all()
-    done = 0
-    for row in {r.id: r for r in rows}.values():
-        try:
-            old = MergePlan.from_dict(row.plan) if row.plan else None
-            if old is None:
-                from merge_rules.plan import plan_groups
-
-                fresh = plan_groups(store, row.entity_type, [(row.primary_id, list(row.member_ids))], settings.merge)[0]
-            else:
-                fresh = _replan(store, old, settings)
-        except Exception:  # noqa: BLE001 - one group's plan must not stop the rest
-            log.exception("group %s: could not plan it again after its merge was undone", row.id)
-            continue
-        done += proposals.send_back(store, row.id, fresh.to_dict(), from_statuses=("pending",))
-    return done

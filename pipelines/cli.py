@@ -562,15 +562,13 @@ def undo(
     merge undone is pending again, planned again from the records as they are now (its merge
     settings from --settings), for a person to approve."""
     from merge_rules.errors import MergeError, UndoConflict
-    from merge_rules.undo import undo_batch, undo_merge
-    from pipelines.apply import replan_undone
+    from merge_rules.undo import replan_undone, undo_batch, undo_merge
 
     if (merge_id is None) == (all_ is None):
         fail("give either a MERGE_ID or --all BATCH_ID")
-    load_settings(settings)
+    merge_settings = load_settings(settings).merge
     store = open_store(db)
     user_row = _user(store, user)
-    settings_path = str(settings) if settings else None
     if merge_id is not None:
         try:
             r = undo_merge(store, merge_id, user_row["id"], force=force)
@@ -579,14 +577,14 @@ def undo(
         except MergeError as exc:
             fail(str(exc), code=1)
         if r.status == "undone":
-            replan_undone(store, [r.merge_id], settings_path)
+            replan_undone(store, [r.merge_id], merge_settings)
         typer.echo(_undo_line(r))
         return
     before = _batch_counts(store, all_)
     if not before:
         fail(f"there is no batch {all_!r} in {store.display_url} (`crm-dedup history` lists batch ids)")
     results = undo_batch(store, all_, user_row["id"], force=force)
-    replan_undone(store, [r.merge_id for r in results if r.status == "undone"], settings_path)
+    replan_undone(store, [r.merge_id for r in results if r.status == "undone"], merge_settings)
     for r in results:
         if r.status == "conflict":
             r.message = _with_force_option(r.message, f"crm-dedup undo {r.merge_id} --force")

@@ -19,7 +19,7 @@ from merge_rules.plan import MergePlan, plan_groups
 from merge_rules.settings import MergeSettings
 from merge_rules.skips import skip_pair, skip_record
 from merge_rules.snapshot import read_snapshot
-from merge_rules.undo import undo_merge
+from merge_rules.undo import replan_undone, undo_merge
 from review import queries, views
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,10 @@ def merge_now(store, group: dict, user: dict, settings: MergeSettings, seen: Mer
         return Outcome(False, "Not merged: " + str(exc))
     done = f"{result.message} (merge #{result.merge_id}), which can be undone from the history page"
     if not others:
+        # the group keeps the plan it merged by (primary, choices), as an approved one does: an undo
+        # reopens it with that plan made again, not with the run's
+        with store.engine.begin() as conn:
+            proposals.set_plan(conn, group["id"], plan.to_dict())
         return Outcome(True, done + ".")
     # a manager merged their own records: the group stays open for the other managers' ones
     with store.engine.connect() as conn:
@@ -215,7 +219,9 @@ def _regroup(store, group: dict, rest: list[int], records: dict[int, dict], sett
     return values
 
 
-def undo(store, merge_id: int, user: dict, force: bool) -> Outcome:
+def undo(store, merge_id: int, user: dict, force: bool, settings: MergeSettings) -> Outcome:
+    """Undo one merge; its group is pending again with a plan made from the records as they are now
+    (as `crm-dedup undo` leaves it)."""
     try:
         result = undo_merge(store, merge_id, user["id"], force=force)
     except UndoConflict as exc:
@@ -226,4 +232,5 @@ def undo(store, merge_id: int, user: dict, force: bool) -> Outcome:
         return Outcome(False, str(exc))
     if result.status == "already_undone":
         return Outcome(False, result.message)
+    replan_undone(store, [merge_id], settings)
     return Outcome(True, result.message, result.overwritten or None)

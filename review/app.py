@@ -328,7 +328,7 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
     def history_undo(request: Request, merge_id: int, form: dict = Depends(checked_form),
                      user: dict = Depends(current_user)):
         force = form.get("force") == "1"
-        outcome = actions.undo(store, merge_id, user, force)
+        outcome = actions.undo(store, merge_id, user, force, settings)
         if outcome.status == 403:
             return render(request, "error.html", {"code": 403, "message": outcome.message, "back": "/history"}, 403)
         flash(request, outcome.message, "ok" if outcome.ok else "error", outcome.details)

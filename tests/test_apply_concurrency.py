@@ -139,7 +139,7 @@ def test_two_applies_at_once_merge_each_group_once_and_undo_leaves_groups_to_app
     undone = [u for b in ("b2", "b1") for u in undo_batch(store, b, 1)]
     assert Counter(u.status for u in undone) == {"undone": len(ids)}
     assert dump_crm(store) == before
-    from pipelines.apply import replan_undone  # (what `crm-dedup undo` runs after undoing)
+    from merge_rules.undo import replan_undone  # (what `crm-dedup undo` and the review page run after undoing)
 
     replan_undone(store, [u.merge_id for u in undone])
     assert {g["status"] for g in groups_now(store).values()} == {"pending"}

@@ -353,6 +353,34 @@ def test_admin_resolves_conflicts_changes_primary_merges_and_undoes(sample):
     assert history.status_code == 200 and history.text.count("undone 20") == 1 and "data-undo=" in history.text
 
 
+def test_undo_on_the_page_plans_the_reopened_group_again_as_the_cli_does(sample):
+    """The group a page undo reopens has the plan it was merged by (primary, the person's choices),
+    made again from the records as they are now, as `crm-dedup undo` leaves it: approved again, it
+    merges. (It kept the run's plan, without the choices: the merge stopped at the conflicts the
+    person had settled on the page.)"""
+    from crm import proposals
+    from pipelines.apply import apply_approved
+
+    store, app, groups = sample
+    gid = groups["contact-13"]
+    with store.engine.begin() as conn:  # edited after the run planned the group, before the merge
+        conn.execute(schema.contacts.update().where(schema.contacts.c.id == 14).values(
+            post="VP Engineering", modified_at=dt.datetime(2025, 1, 1)))
+    c = sign_in(app, ADMIN)
+    html, form = page_form(c, f"/group/{gid}")
+    assert c.post(f"/group/{gid}/act", data={**form, "action": "merge", **choose(html, 13)}).status_code == 303
+    assert group_row(store, gid)["status"] == "applied"
+    html = c.get("/history").text
+    merge_id = int(re.search(r'data-undo="(\d+)"', html).group(1))
+    assert c.post(f"/history/{merge_id}/undo", data={"csrf_token": CSRF.search(html).group(1)}).status_code == 303
+    reopened = group_row(store, gid)
+    assert reopened["status"] == "pending"
+    assert "VP Engineering" in str(reopened["plan"])  # planned from the records as they are
+    proposals.set_status(store, [gid], "approved", USER_IDS[ADMIN])
+    results = apply_approved(store.url, "again", USER_IDS[ADMIN])
+    assert [(r["group_id"], r["status"]) for r in results] == [(gid, "applied")], results
+
+
 def test_a_stale_plan_is_refused_with_a_message(sample):
     store, app, groups = sample
     gid = groups["contact-13"]
