@@ -270,7 +270,7 @@ def evaluate(
     """Pairwise precision, recall, F1 and B-cubed figures of groups (CSV or parquet) against known truth."""
     import pandas as pd
 
-    from scoring.evaluate import HELD_WORDS, evaluate_groups, held_mask, threshold_table
+    from scoring.evaluate import evaluate_groups, held_mask, threshold_table
     from scoring.files import FileError, read_table
     from scoring.settings import MatchSettings, SettingsError
 
@@ -315,7 +315,7 @@ def evaluate(
             index=False, float_format=lambda v: f"{v:.4f}"))
         held = int(held_mask(p).sum())
         if held:
-            typer.echo(f"{held:,} pairs {HELD_WORDS.lower()} by a rule stay possible whatever the threshold: left out "
+            typer.echo(f"{held:,} pairs held at possible by a rule stay possible whatever the threshold: left out "
                        f"above possible ({possible:g}).")
 
 

@@ -863,9 +863,9 @@ def leads_to_clients_step(db: str | None, folder: str, settings_path: str) -> st
     The records normalised by this run's finds are reused (read and normalised here otherwise)."""
     from matchers.prepare import Prepared
     from matchers.table import RoleTable
-    from scoring.find import HELD_WORDS, SHOWN_AT_POSSIBLE, find_duplicates
+    from scoring.find import HELD_AT, HELD_REASONS, SHOWN_AT_POSSIBLE, find_duplicates
 
-    nameless_held = ["Held at possible: " + HELD_WORDS[code] for code in SHOWN_AT_POSSIBLE]
+    nameless_held = [HELD_AT + HELD_REASONS[code] for code in SHOWN_AT_POSSIBLE]
     settings = Settings.load(settings_path)
     store = Store(db, must_exist=True)
     try:

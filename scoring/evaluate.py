@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from scoring.cluster import components
+from scoring.find import HELD_AT
 
 
 def _pairs_within(labels: pd.Series) -> int:
@@ -69,9 +70,6 @@ def evaluate_pairs(pairs: pd.DataFrame, truth: pd.Series) -> dict[str, float]:
             "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0}
 
 
-HELD_WORDS = "Held at possible"
-
-
 def held_mask(pairs: pd.DataFrame) -> np.ndarray:
     """Pairs a hold rule kept at "possible" (namesakes whose only likeness is their names...): a ``held``
     column where the pairs have one, else the explanation's "Held at possible: <why>". Their stored
@@ -80,7 +78,7 @@ def held_mask(pairs: pd.DataFrame) -> np.ndarray:
         return pairs["held"].fillna(False).astype(bool).to_numpy()
     if "explanation" not in pairs.columns:
         return np.zeros(len(pairs), dtype=bool)
-    return pairs["explanation"].fillna("").astype(str).str.contains(HELD_WORDS, regex=False).to_numpy()
+    return pairs["explanation"].fillna("").astype(str).str.contains(HELD_AT, regex=False).to_numpy()
 
 
 def threshold_table(pairs: pd.DataFrame, ids: pd.Index, truth: pd.Series,

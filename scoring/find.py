@@ -323,7 +323,9 @@ class Held:
         return np.asarray(self.words, dtype=object)[self.code[idx]]
 
 
-HELD_WORDS = ["", "only names agree, no phone, email, birthdate or tax id", "different first names",
+# a held pair's explanation ends with HELD_AT and its reason (what evaluate.held_mask and the report read)
+HELD_AT = "Held at possible: "
+HELD_REASONS = ["", "only names agree, no phone, email, birthdate or tax id", "different first names",
               "different patronymics", "different birthdates", "different tax ids",
               "only a phone agrees; no names to compare", "only an e-mail agrees; no names to compare",
               "one record names a person, the other no one, and the e-mail they share is an office's mailbox"]
@@ -375,7 +377,7 @@ def _held_reasons(cv: ComparisonVectors, p: Prepared) -> Held:
             code[(level["birthdate"] >= 0) & (level["birthdate"] <= 1)] = 4
     if "tax_id" in level:
         code[level["tax_id"] == 0] = 5
-    return Held(code, HELD_WORDS)
+    return Held(code, HELD_REASONS)
 
 
 def _channel_holds(cv: ComparisonVectors, p: Prepared, a: np.ndarray, b: np.ndarray, held: Held) -> Held:
@@ -652,7 +654,7 @@ def _pairs_frame(p: Prepared, cand: Candidates, keep: np.ndarray, cv: Comparison
                                          ". Rule: same tax id (a company's branches share it: compare the KPP)",
                                          ". Rule: same tax id").astype(object)
     held_at = np.flatnonzero(held.code[keep] > 0)
-    text[held_at] = text[held_at] + ". Held at possible: " + held.text(keep[held_at])
+    text[held_at] = text[held_at] + ". " + HELD_AT + held.text(keep[held_at])
     # contributions as JSON: {"prior": .., "<comparison>": .., ...}
     heads = [repeat('{"prior": ' + _json_float(round(prior, 3)) + ", " + json.dumps(names[0]) + ": ")] + [
         repeat(", " + json.dumps(name) + ": ") for name in names[1:]]

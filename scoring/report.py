@@ -35,6 +35,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from scoring.evaluate import evaluate_groups, held_mask, threshold_table
+from scoring.find import HELD_AT
 from scoring.settings import MatchSettings, Thresholds
 
 log = logging.getLogger(__name__)
@@ -535,7 +536,7 @@ class Run:
         p = self.pairs(entity_type)
         cols = ["entity_type", "id_a", "id_b", "weight", "probability", "tier", "held", "criteria", "explanation"]
         p = p[held_mask(p)]
-        why = p["explanation"].str.split("Held at possible: ", n=1).str[-1]
+        why = p["explanation"].str.split(HELD_AT, n=1).str[-1]
         out = p.assign(held=why)
         if "weight" not in out.columns:
             out["weight"] = bits(out["probability"])
