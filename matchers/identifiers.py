@@ -23,6 +23,8 @@ _W10 = (2, 4, 10, 3, 5, 9, 4, 6, 8)
 _W11 = (7, 2, 4, 10, 3, 5, 9, 4, 6, 8)
 _W12 = (3, 7, 2, 4, 10, 3, 5, 9, 4, 6, 8)
 _NON_DIGIT = re.compile(r"\D+")
+# what parts an INN from a KPP (1C and Bitrix24 write "ИНН/КПП" in one field) or from a second INN
+_INN_AND_MORE = re.compile(r"[/\\,;|]|\bкпп\b|\bkpp\b|\s{2,}|(?<=\d)\s+(?=\d{9}\b)", re.IGNORECASE)
 
 
 def _check(digits: str, weights: tuple[int, ...]) -> int:
@@ -49,6 +51,10 @@ def parse_inn(raw: object) -> tuple[str | None, bool]:
     digits = _NON_DIGIT.sub("", text)
     if not digits:
         return None, False
+    if len(digits) > 12:  # "7707083893/695002001", "ИНН 7707083893 КПП 695002001": the KPP beside it
+        first = next((d for d in (_NON_DIGIT.sub("", part) for part in _INN_AND_MORE.split(text)) if d), "")
+        if len(first) in (10, 12):
+            digits = first
     if len(digits) in (9, 11) and inn_checksum_ok("0" + digits):
         digits = "0" + digits
     return digits, inn_checksum_ok(digits)
@@ -78,6 +84,19 @@ FREE_MAIL_DOMAINS: frozenset[str] = frozenset({
 })
 
 
+# Sites where firms without a domain of their own have a page: the page (a subdomain, a path) is the
+# firm's address, the site itself no evidence that two records are one firm.
+SITE_BUILDERS: frozenset[str] = frozenset({
+    "tilda.ws", "wixsite.com", "ucoz.ru", "ucoz.net", "narod.ru", "blogspot.com", "wordpress.com",
+    "github.io", "business.site", "nethouse.ru", "mya5.ru", "jimdofree.com", "weebly.com", "webflow.io",
+})
+SOCIAL_SITES: frozenset[str] = frozenset({
+    "vk.com", "vk.ru", "ok.ru", "instagram.com", "facebook.com", "fb.com", "t.me", "telegram.me", "twitter.com",
+    "x.com", "youtube.com", "linkedin.com", "avito.ru", "dzen.ru", "wa.me",
+})
+_SOCIAL_PAGE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?[^/?#]+/+(?:(?:company|in|channel|user|c|pg)/+)?([^/?#\s]+)")
+
+
 @functools.cache
 def _extractor() -> tldextract.TLDExtract:
     # No suffix-list URLs and no cache directory: the snapshot bundled with tldextract, no network.
@@ -102,13 +121,22 @@ def _registered(text: str) -> str | None:
     parts = _extractor()(host)
     if not parts.suffix or not parts.domain:   # an IP address, "localhost", a bare word
         return None
-    return _ascii(f"{parts.domain}.{parts.suffix}".lower())
+    domain = f"{parts.domain}.{parts.suffix}".lower()
+    if domain in SITE_BUILDERS:  # lutik.tilda.ws and fialka.tilda.ws are two firms' sites
+        sub = parts.subdomain.lower().removeprefix("www.").removeprefix("www")
+        return _ascii(f"{sub}.{domain}") if sub else None
+    if domain in SOCIAL_SITES:  # vk.com/romashka: the page is the firm's, the site everyone's
+        page = _SOCIAL_PAGE.search(host)
+        return _ascii(domain) + "/" + page[1].lower() if page else None
+    return _ascii(domain)
 
 
 def registered_domain(value: object) -> str | None:
     """The registered domain of a URL, host or e-mail address, in ASCII (IDNA) form:
     "https://www.Romashka.ru/about" -> "romashka.ru", "shop.example.co.uk" -> "example.co.uk",
     "ivan@почта.рф" -> "xn--80a1acny.xn--p1ai". None when there is none (IP address, bare word).
+    A page on a site builder or a social site is the firm's own: "lutik.tilda.ws", "vk.com/romashka";
+    the bare site (tilda.ws, vk.com) gives None.
     Free-mail domains are returned too: test membership in FREE_MAIL_DOMAINS."""
     text = as_text(value)
     if text is None:

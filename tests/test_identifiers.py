@@ -36,6 +36,13 @@ INN_CASES = [
     ("read as a float by pandas", 7707083893.0, ("7707083893", True)),
     ("read as an int", 7707083893, ("7707083893", True)),
     ("wrong length", "123", ("123", False)),
+    ("INN/KPP in one field (1C, Bitrix24)", "7707083893/695002001", ("7707083893", True)),
+    ("INN and KPP labelled", "ИНН 7707083893 КПП 695002001", ("7707083893", True)),
+    ("labels first", "ИНН/КПП 7707083893/773601001", ("7707083893", True)),
+    ("KPP after a comma", "7707083893, КПП 773601001", ("7707083893", True)),
+    ("KPP after a space", "7707083893 695002001", ("7707083893", True)),
+    ("two INNs: the first", "500100732259; 7707083893", ("500100732259", True)),
+    ("an OGRN is no INN", "1027700132195", ("1027700132195", False)),
     ("all zeros pass the sums but are not an INN", "0000000000", ("0000000000", False)),
     ("no digits", "нет", (None, False)),
     ("None", None, (None, False)),
@@ -100,6 +107,12 @@ DOMAIN_CASES = [
     ("bare word", "romashka", None),
     ("None", None, None),
     ("empty", "", None),
+    ("a site builder's subdomain is the firm's", "https://lutik.tilda.ws/about", "lutik.tilda.ws"),
+    ("another firm on the same builder", "fialka.tilda.ws", "fialka.tilda.ws"),
+    ("a site builder alone is no firm's", "www.tilda.ws", None),
+    ("a social page is the firm's", "https://vk.com/romashka_msk?w=wall-1", "vk.com/romashka_msk"),
+    ("a company page under a prefix", "www.linkedin.com/company/acme-ltd/", "linkedin.com/acme-ltd"),
+    ("a social site alone is no firm's", "instagram.com", None),
 ]
 
 
