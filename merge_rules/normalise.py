@@ -44,7 +44,7 @@ def _fallback_phone(raw: str, region: str = "RU") -> tuple[str, bool]:
 def phone_key(raw: str) -> tuple[str, bool]:
     if parse_phone is not None:
         p = parse_phone(raw, region="RU")
-        return (p.e164 or _NON_DIGIT.sub("", raw or "")), bool(p.valid and not p.placeholder)
+        return _with_ext(p.e164 or _NON_DIGIT.sub("", raw or ""), p.ext), bool(p.valid and not p.placeholder)
     return _fallback_phone(raw)
 
 
@@ -92,8 +92,15 @@ def _bulk_phone_keys(values: list[str]) -> list[str]:
     import pandas as pd
     from matchers.phones import normalize_phones
 
-    e164 = normalize_phones(pd.Series(values, dtype=object), region="RU")["e164"].tolist()
-    return [e or _NON_DIGIT.sub("", raw or "") for e, raw in zip(e164, values)]
+    parsed = normalize_phones(pd.Series(values, dtype=object), region="RU")
+    return [_with_ext(e or _NON_DIGIT.sub("", raw or ""), ext)
+            for e, ext, raw in zip(parsed["e164"].tolist(), parsed["ext"].tolist(), values)]
+
+
+def _with_ext(number: str, ext: object) -> str:
+    """A phone's key with its extension: "+74999574074 #601" is not a repeat of the switchboard
+    "+74999574074" (a merge kept one of them and lost the extension)."""
+    return f"{number};ext={ext}" if isinstance(ext, str) and ext else number
 
 
 def _bulk_email_keys(values: list[str]) -> list[str]:
