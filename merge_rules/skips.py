@@ -65,3 +65,19 @@ def load_skips(store, entity_type: str) -> set[tuple[int, int]]:
     with store.engine.connect() as conn:
         rows = conn.execute(sa.select(s.c.id_a, s.c.id_b).where(s.c.entity_type == entity_type)).all()
     return {(a, b) for a, b in rows}
+
+
+def unskip_pair(store, entity_type: str, id_a: int, id_b: int) -> dict | None:
+    """Withdraw a "not duplicates" mark: the removed skip (user_id, created_at), None when the pair
+    was not marked. Later runs may group the two again."""
+    _check(entity_type, (id_a, id_b))
+    a, b = min(id_a, id_b), max(id_a, id_b)
+    s = schema.dedup_skips
+    where = (s.c.entity_type == entity_type, s.c.id_a == a, s.c.id_b == b)
+    with store.engine.connect() as conn, write_transaction(conn):
+        row = conn.execute(sa.select(s.c.user_id, s.c.created_at).where(*where).with_for_update()).mappings().first()
+        if row is None:
+            return None
+        conn.execute(s.delete().where(*where))
+    log.info("%s skip pair (%d, %d) removed (it was marked by user %s)", entity_type, a, b, row["user_id"])
+    return dict(row)

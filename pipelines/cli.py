@@ -373,8 +373,10 @@ def approve(
     user: Annotated[Optional[str], typer.Option(help="Email of the approving user (default: the first admin).")] = None,
     db: DbOption = None,
 ) -> None:
-    """Approve pending groups for the next merge (`crm-dedup merge` or the hourly apply flow)."""
+    """Approve pending groups for the next merge (`crm-dedup merge` or the hourly apply flow). A manager
+    (--user) may approve only groups whose live records are all theirs; an admin any group."""
     from crm import proposals
+    from merge_rules.permissions import user_label
 
     if not group_ids and not tier:
         fail("name group ids, or --tier certain to approve every certain group")
@@ -393,12 +395,30 @@ def approve(
         # a typo approves nothing, not the rest of the list
         fail(f"no group with id {_listed(unknown)} in {store.display_url}; nothing approved "
              "(the review page and `crm-dedup run` list the group ids)")
+    # a manager approves only groups whose live records are all theirs, as on the review page: the
+    # merge of an approved group runs later as the admin, so approving is the decision to merge
+    named = _group_members(store, [i for i in ids if statuses[i] == "pending"])
+    refused = _others_records(store, user_row, named)
+    ids = [i for i in ids if i not in refused]
+    left = {}
     if tier:
-        ids += proposals.read_groups(store, status="pending", entity_type=entity, tiers=[tier])["id"].tolist()
+        frame = proposals.read_groups(store, status="pending", entity_type=entity, tiers=[tier])
+        tiered = {r.id: (r.entity_type, list(r.member_ids)) for r in frame.itertuples(index=False)}
+        left = {gid: o for gid, o in _others_records(store, user_row, tiered).items() if gid not in refused}
+        ids += [i for i in tiered if i not in left and i not in refused]
     n = proposals.set_status(store, ids, "approved", user_row["id"])
     not_pending = [f"{i} ({s})" for i, s in statuses.items() if s != "pending"]
     typer.echo(f"Approved {n:,} group(s) as {user_row['name']}"
-               + (f"; not pending, left as they are: {_listed(not_pending, quote=False)}" if not_pending else ""))
+               + (f"; not pending, left as they are: {_listed(not_pending, quote=False)}" if not_pending else "")
+               + (f"; {len(left):,} {tier} group(s) left: they hold records of other managers, which only an "
+                  "admin may approve" if left else ""))
+    if refused:
+        typer.echo(f"Not approved: {user_label(user_row)} is a manager and may approve only groups whose live "
+                   "records are all theirs. Merge your own records on the review page, skip them, or ask an "
+                   "admin to approve the whole group.")
+        for gid, others in refused.items():
+            typer.echo(f"  {gid}: holds records of other managers: {_owned(store, named[gid][0], others)}")
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -609,7 +629,9 @@ def skip(
     user: Annotated[Optional[str], typer.Option(help="Email of the user (default: the first admin).")] = None,
     db: DbOption = None,
 ) -> None:
-    """Mark two records as "not duplicates"; later runs never group them together."""
+    """Mark two records as "not duplicates"; later runs never group them together. The mark holds for
+    every user (`crm-dedup unskip` withdraws it). A manager (--user) may mark only pairs where one
+    record is theirs; an admin any pair."""
     import sqlalchemy as sa
 
     from crm import schema
@@ -619,13 +641,13 @@ def skip(
     if id_a == id_b:
         fail(f"cannot skip {entity} #{id_a} against itself: give two different record ids")
     store = open_store(db)
-    table = schema.ENTITY_TABLES[entity]
-    with store.engine.connect() as conn:
-        found = set(conn.execute(sa.select(table.c.id).where(table.c.id.in_([id_a, id_b]))).scalars())
+    found = _records(store, entity, (id_a, id_b))
     missing = [f"#{i}" for i in (id_a, id_b) if i not in found]
     if missing:
         fail(f"there is no {entity} {' or '.join(missing)} in {store.display_url}")
-    skip_pair(store, entity, id_a, id_b, _user(store, user)["id"])
+    user_row = _user(store, user)
+    _check_pair_scope(store, user_row, entity, id_a, id_b, "mark records as not duplicates")
+    skip_pair(store, entity, id_a, id_b, user_row["id"])
     typer.echo(f"{entity} #{id_a} and #{id_b} are marked as not duplicates.")
     g = schema.dedup_groups
     with store.engine.connect() as conn:  # (the text of member_ids narrows the rows read; the ids decide)
@@ -636,6 +658,50 @@ def skip(
         if {id_a, id_b} <= set(members):
             typer.echo(f"Group {gid} ({status}) holds both: it will not be merged. Take one of them out of it on "
                        "the review page, or let the next run regroup them.")
+
+
+@app.command()
+def unskip(
+    id_a: Annotated[int, typer.Argument(help="One record id.")],
+    id_b: Annotated[int, typer.Argument(help="The other record id.")],
+    entity: Annotated[str, typer.Option(help="contact, company or lead.")] = "contact",
+    user: Annotated[Optional[str], typer.Option(help="Email of the user (default: the first admin).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Withdraw a "not duplicates" mark (`crm-dedup skip`); the next run may propose the two records as
+    duplicates again. Skips are shared by every user: whoever made it, a manager may withdraw it where one
+    of the records is theirs; an admin any."""
+    import sqlalchemy as sa
+
+    from crm import schema
+    from merge_rules.skips import unskip_pair
+
+    entity = entity_type(entity)
+    if id_a == id_b:
+        fail(f"{entity} #{id_a} cannot be skipped against itself, so there is nothing to unskip: give two "
+             "different record ids")
+    store = open_store(db)
+    user_row = _user(store, user)
+    a, b = min(id_a, id_b), max(id_a, id_b)
+    s = schema.dedup_skips
+    with store.engine.connect() as conn:
+        marked = conn.execute(sa.select(s.c.id).where(s.c.entity_type == entity, s.c.id_a == a,
+                                                      s.c.id_b == b)).first()
+    if marked is None:
+        fail(f"{entity} #{a} and #{b} are not marked as not duplicates in {store.display_url}; nothing removed")
+    _check_pair_scope(store, user_row, entity, a, b, "withdraw a \"not duplicates\" mark")
+    removed = unskip_pair(store, entity, a, b)
+    if removed is None:  # (withdrawn by someone else meanwhile)
+        fail(f"{entity} #{a} and #{b} are not marked as not duplicates in {store.display_url}; nothing removed")
+    who = "no user"
+    if removed["user_id"] is not None:
+        u = schema.users
+        with store.engine.connect() as conn:
+            name = conn.execute(sa.select(u.c.name).where(u.c.id == removed["user_id"])).scalar()
+        who = f"{name or 'user'} (#{removed['user_id']})"
+    typer.echo(f"Removed the skip of {entity} #{a} and #{b} (marked by {who} on "
+               f"{removed['created_at']:%Y-%m-%d %H:%M} UTC). They are no longer marked as not duplicates: "
+               "the next run may propose them as duplicates again.")
 
 
 @app.command()
@@ -810,6 +876,88 @@ def _user(store, email: str | None) -> dict:
             if row is None:
                 fail("the database has no admin user; pass --user EMAIL")
     return dict(row._mapping)
+
+
+def _group_members(store, ids: list[str]) -> dict[str, tuple[str, list[int]]]:
+    """group id -> (entity type, member ids), for the ids that exist."""
+    import sqlalchemy as sa
+
+    from crm import schema
+
+    g = schema.dedup_groups
+    out: dict[str, tuple[str, list[int]]] = {}
+    with store.engine.connect() as conn:
+        for at in range(0, len(ids), 2000):
+            q = sa.select(g.c.id, g.c.entity_type, g.c.member_ids).where(g.c.id.in_(ids[at:at + 2000]))
+            out.update({gid: (et, [int(m) for m in members]) for gid, et, members in conn.execute(q)})
+    return out
+
+
+def _records(store, entity: str, ids, live_only: bool = False) -> dict[int, dict]:
+    """id -> {id, responsible_id} of these records (deleted ones too unless ``live_only``)."""
+    import sqlalchemy as sa
+
+    from crm import schema
+
+    t = schema.ENTITY_TABLES[entity]
+    ids = sorted({int(i) for i in ids})
+    out: dict[int, dict] = {}
+    with store.engine.connect() as conn:
+        for at in range(0, len(ids), 2000):
+            q = sa.select(t.c.id, t.c.responsible_id).where(t.c.id.in_(ids[at:at + 2000]))
+            if live_only:
+                q = q.where(t.c.deleted_at.is_(None))
+            out.update({r["id"]: dict(r) for r in conn.execute(q).mappings()})
+    return out
+
+
+def _others_records(store, user_row: dict, groups: dict[str, tuple[str, list[int]]]) -> dict[str, list[dict]]:
+    """group id -> the group's live records ``user_row`` may not merge, for the groups that have any
+    (none for an admin): the review page's rule for approving, with merge_rules.permissions' check."""
+    from merge_rules.permissions import denied_records
+
+    if user_row["role"] == "admin" or not groups:
+        return {}
+    out = {}
+    for entity in sorted({et for et, _m in groups.values()}):
+        these = {gid: members for gid, (et, members) in groups.items() if et == entity}
+        live = _records(store, entity, [m for members in these.values() for m in members], live_only=True)
+        for gid, members in these.items():
+            if others := denied_records(user_row, [live[m] for m in members if m in live]):
+                out[gid] = others
+    return out
+
+
+def _owned(store, entity: str, records: list[dict]) -> str:
+    """"contact #11 (Пётр Сидоров), #12 (nobody)": records with the names of their managers."""
+    import sqlalchemy as sa
+
+    from crm import schema
+
+    u = schema.users
+    with store.engine.connect() as conn:
+        names = dict(conn.execute(sa.select(u.c.id, u.c.name)).all())
+
+    def owner(r):
+        if r.get("missing"):
+            return "no such record"
+        rid = r.get("responsible_id")
+        return "nobody" if rid is None else names.get(rid, f"user #{rid}")
+
+    return f"{entity} " + ", ".join(f"#{r['id']} ({owner(r)})" for r in records)
+
+
+def _check_pair_scope(store, user_row: dict, entity: str, id_a: int, id_b: int, doing: str) -> None:
+    """Refuse unless ``user_row`` may mark (or unmark) the pair as not duplicates: an admin any pair,
+    a manager only one where a record is theirs (the review page's rule for skips)."""
+    from merge_rules.permissions import denied_records, user_label
+
+    found = _records(store, entity, (id_a, id_b))
+    records = [found.get(i, {"id": i, "responsible_id": None, "missing": True}) for i in (id_a, id_b)]
+    others = denied_records(user_row, records)
+    if len(others) == 2:
+        fail(f"{user_label(user_row)} is a manager and may {doing} only where one of the two records is "
+             f"theirs; neither is: {_owned(store, entity, others)}. Ask an admin, or the records' manager.")
 
 
 def _check_csv(path: Path, entity: str, preset: str | None, mapping: dict[str, list[str]] | None,
