@@ -6,7 +6,6 @@ steps that talk to the database over a network retry.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import signal
@@ -76,7 +75,7 @@ _forked_helpers_end_at_ctrl_c()
 # A Ctrl-C (SIGINT) during a dedup run. Python raises KeyboardInterrupt wherever the main thread is:
 # inside Prefect's engine, between a task run's creation and its first state, Prefect's own crash
 # handling then failed ("Task run is not set") and printed its tracebacks. So the handler raises only
-# inside a step's own body (marked by _stoppable); elsewhere it sets the flag and the flow stops before
+# inside a step's own body (run in _step()); elsewhere it sets the flag and the flow stops before
 # its next step. The flag also catches a KeyboardInterrupt Python printed and dropped (one raised in a
 # finaliser or a garbage-collection callback).
 _INTERRUPTED = threading.Event()
@@ -104,47 +103,45 @@ def _ctrl_c_stops_steps():
         signal.signal(signal.SIGINT, previous)
 
 
-def _stoppable(body):
-    """A step's body, which a Ctrl-C stops where it is (see _interrupt)."""
-
-    @functools.wraps(body)
-    def run(*args, **kwargs):
-        if _INTERRUPTED.is_set():
-            raise KeyboardInterrupt
-        _IN_STEP.set()
-        try:
-            return body(*args, **kwargs)
-        finally:
-            _IN_STEP.clear()
-
-    return run
+@contextmanager
+def _step():
+    """A step's own body, which a Ctrl-C stops where it is (see _interrupt). (A context manager, not a
+    decorator: the compare-on-dask flow is pickled to the workers with what its body refers to, and a
+    wrapper made here would be pickled by value, Events and their locks with it.)"""
+    if _INTERRUPTED.is_set():
+        raise KeyboardInterrupt
+    _IN_STEP.set()
+    try:
+        yield
+    finally:
+        _IN_STEP.clear()
 
 
 @task(name="open-run", **DB_RETRIES)
-@_stoppable
 def open_run(db: str | None, entity_types: list[str], runs_dir: str) -> tuple[str, str]:
-    return steps.new_run(db, entity_types, runs_dir)
+    with _step():
+        return steps.new_run(db, entity_types, runs_dir)
 
 
 @task(name="data-quality")
-@_stoppable
 def quality_task(db: str | None, entity: str, folder: str, settings_path: str) -> str:
-    return steps.quality_step(db, entity, folder, settings_path)
+    with _step():
+        return steps.quality_step(db, entity, folder, settings_path)
 
 
 @task(name="find-duplicates")
-@_stoppable
 def find_task(db: str | None, entity: str, folder: str, settings_path: str, incremental: bool = False,
               compared_chunks: list[str] | None = None) -> str:
-    return steps.find_step(db, entity, folder, settings_path, incremental, compared_chunks)
+    with _step():
+        return steps.find_step(db, entity, folder, settings_path, incremental, compared_chunks)
 
 
 @task(name="split-candidate-pairs")
-@_stoppable
 def split_task(db: str | None, entity: str, folder: str, settings_path: str, incremental: bool) -> list[str]:
     from pipelines.dask_runs import split_step
 
-    return split_step(db, entity, folder, settings_path, incremental)
+    with _step():
+        return split_step(db, entity, folder, settings_path, incremental)
 
 
 @task(name="compare-chunk")
@@ -155,10 +152,10 @@ def compare_chunk_task(chunk_path: str) -> str:
 
 
 @flow(name="compare-on-dask")
-@_stoppable
 def compare_on_dask_flow(chunk_paths: list[str]) -> list[str]:
     """Each chunk of candidate pairs compared by a Dask worker (the task runner is set by the caller)."""
-    return [f.result() for f in compare_chunk_task.map(chunk_paths)]
+    with _step():
+        return [f.result() for f in compare_chunk_task.map(chunk_paths)]
 
 
 def _dask_runner(dask_settings):
@@ -174,27 +171,27 @@ def _dask_runner(dask_settings):
 
 
 @task(name="leads-vs-clients")
-@_stoppable
 def leads_task(db: str | None, folder: str, settings_path: str) -> str:
-    return steps.leads_to_clients_step(db, folder, settings_path)
+    with _step():
+        return steps.leads_to_clients_step(db, folder, settings_path)
 
 
 @task(name="plan-and-store-proposals", **DB_RETRIES)
-@_stoppable
 def propose_task(db: str | None, run_id: str, folder: str, entity_types: list[str], settings_path: str) -> dict:
-    return steps.propose_step(db, run_id, folder, entity_types, settings_path, report_beside=True)
+    with _step():
+        return steps.propose_step(db, run_id, folder, entity_types, settings_path, report_beside=True)
 
 
 @task(name="auto-approve")
-@_stoppable
 def auto_approve_task(db: str | None, run_id: str, settings_path: str) -> int:
-    return steps.auto_approve_step(db, run_id, settings_path)
+    with _step():
+        return steps.auto_approve_step(db, run_id, settings_path)
 
 
 @task(name="html-report")
-@_stoppable
 def report_task(folder: str, db: str | None) -> str:
-    return steps.report_step(folder, db)
+    with _step():
+        return steps.report_step(folder, db)
 
 
 @flow(name="dedup", log_prints=True)

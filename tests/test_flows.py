@@ -924,12 +924,12 @@ def test_ctrl_c_stops_a_step_where_it_is_and_waits_outside_steps_for_the_next_on
     before = signal.getsignal(signal.SIGINT)
     reached = []
 
-    @flows._stoppable
     def step():
-        reached.append("step")
-        for _ in range(500):  # (a handler runs between two bytecodes: the loop gives it a place)
-            time.sleep(0.01)
-        reached.append("step finished")
+        with flows._step():
+            reached.append("step")
+            for _ in range(500):  # (a handler runs between two bytecodes: the loop gives it a place)
+                time.sleep(0.01)
+            reached.append("step finished")
 
     with flows._ctrl_c_stops_steps():
         os.kill(os.getpid(), signal.SIGINT)  # outside a step: noted, nothing raised here
