@@ -6,6 +6,11 @@ Two groups of tables live here:
 - crm-dedup's own bookkeeping (runs, proposed groups, merge history, skips), prefixed ``dedup_``.
 
 Timestamps are naive UTC. Every entity row carries ``deleted_at`` so that a merge can soft-delete.
+
+Every table with an integer ``id`` is ``sqlite_autoincrement``: SQLite would otherwise hand the highest
+deleted ids out again (the repeated phones a merge drops, hard-deleted duplicates), and undoing that
+merge, which puts its rows back under their ids, would collide with the new rows. PostgreSQL's
+sequences never reuse ids. Migration 0009 converts older SQLite databases.
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ users = Table(
     Column("password_hash", String(255)),
     Column("signed_out_at", DateTime),  # review page sessions begun before it are over (migration 0008)
     CheckConstraint("role IN ('admin', 'manager')", name="role"),
+    sqlite_autoincrement=True,
 )
 
 contacts = Table(
@@ -83,6 +89,7 @@ contacts = Table(
     Column("source", String(100)),
     Column("tax_id", String(32)),
     *_timestamps(),
+    sqlite_autoincrement=True,
 )
 
 companies = Table(
@@ -97,6 +104,7 @@ companies = Table(
     Column("comments", Text),
     Column("source", String(100)),
     *_timestamps(),
+    sqlite_autoincrement=True,
 )
 
 leads = Table(
@@ -115,6 +123,7 @@ leads = Table(
     Column("contact_id", Integer, ForeignKey("contacts.id"), index=True),
     Column("company_id", Integer, ForeignKey("companies.id"), index=True),
     *_timestamps(),
+    sqlite_autoincrement=True,
 )
 
 communications = Table(
@@ -130,6 +139,7 @@ communications = Table(
     CheckConstraint("type IN ('phone', 'email', 'web', 'im')", name="type"),
     CheckConstraint("kind IN ('work', 'mobile', 'home', 'other')", name="kind"),
     Index("ix_communications_entity", "entity_type", "entity_id"),
+    sqlite_autoincrement=True,
 )
 
 contact_companies = Table(
@@ -154,6 +164,7 @@ deals = Table(
     Column("currency", String(3), nullable=False),
     Column("responsible_id", Integer, ForeignKey("users.id")),
     Column("created_at", DateTime, nullable=False),
+    sqlite_autoincrement=True,
 )
 
 
@@ -169,6 +180,7 @@ def _money_document(name: str) -> Table:
         Column("currency", String(3), nullable=False),
         Column("status", String(50), nullable=False),
         Column("created_at", DateTime, nullable=False),
+        sqlite_autoincrement=True,
     )
 
 
@@ -188,6 +200,7 @@ activities = Table(
     Column("created_at", DateTime, nullable=False),
     CheckConstraint("kind IN ('call', 'meeting', 'email', 'task')", name="kind"),
     Index("ix_activities_entity", "entity_type", "entity_id"),
+    sqlite_autoincrement=True,
 )
 
 history = Table(
@@ -201,6 +214,7 @@ history = Table(
     Column("user_id", Integer, ForeignKey("users.id")),
     Column("created_at", DateTime, nullable=False),
     Index("ix_history_entity", "entity_type", "entity_id"),
+    sqlite_autoincrement=True,
 )
 
 # The generator's truth: which records are one real-world entity. Only evaluation reads it.
@@ -289,6 +303,7 @@ dedup_merges = Table(
     Column("before_image", JSON, nullable=False),
     Column("after_image", JSON, nullable=False),
     UniqueConstraint("batch_id", "group_id", name="batch_group"),
+    sqlite_autoincrement=True,
 )
 
 dedup_skips = Table(
@@ -301,6 +316,7 @@ dedup_skips = Table(
     Column("user_id", Integer, ForeignKey("users.id")),
     Column("created_at", DateTime, nullable=False),
     UniqueConstraint("entity_type", "id_a", "id_b", name="pair"),
+    sqlite_autoincrement=True,
 )
 
 DEDUP_TABLES = (dedup_runs, dedup_groups, dedup_plans, dedup_merges, dedup_skips)
