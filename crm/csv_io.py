@@ -37,6 +37,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import difflib
 import io
 import logging
 import os
@@ -86,6 +87,9 @@ VALUE_EXCERPT = 80
 # to "other". Messengers have no kind in Bitrix24; so that every kind has a column and an export keeps
 # it, Skype is filed as work, phone-number messengers (Telegram, Viber, WhatsApp) as mobile, social
 # networks as home and the rest as other. Social network pages are web:other.
+# A company's own website field (besides its web:* communications, which Bitrix24 writes per type as
+# "Корпоративный сайт", "Личная страница", ...) goes to "Сайт", Bitrix24's name for a company's site
+# field, so that an export read back keeps it.
 
 def _bitrix_comms() -> dict[str, list[str]]:
     return {
@@ -122,7 +126,8 @@ PRESETS: dict[str, dict[str, dict[str, list[str]]]] = {
         },
         "company": {
             "id": ["ID"], "title": ["Название компании", "Название"], "industry": ["Сфера деятельности"],
-            "address": ["Адрес", "Фактический адрес"], "tax_id": ["ИНН"], "comments": ["Комментарий"],
+            "address": ["Адрес", "Фактический адрес"], "tax_id": ["ИНН"], "website": ["Сайт"],
+            "comments": ["Комментарий"],
             "source": ["Источник"], **_BITRIX_OWNER, **_bitrix_comms(),
         },
         "lead": {
@@ -191,8 +196,9 @@ class ImportReport:
     file: Path
     entity: str
     rows_read: int = 0
-    imported: int = 0  # new records, and with update=True records updated as well
-    updated: int = 0
+    imported: int = 0  # new records, and with update=True the rows of records there already as well
+    updated: int = 0  # of those imported, records there already that the file changed
+    unchanged: int = 0  # of those imported, records there already that the file holds as they are: left untouched
     rejected: int = 0
     problems: list[Problem] = field(default_factory=list)
     communications: int = 0
@@ -213,6 +219,8 @@ class ImportReport:
                  + (f", preset {self.preset}" if self.preset else "") + f"): {self.imported:,} imported "
                  f"with {self.communications:,} phones/emails/sites/messengers, {self.rejected:,} rejected."
                  + (f" Of those imported, {self.updated:,} updated records that were there already." if self.updated
+                    else "")
+                 + (f" {self.unchanged:,} records there already were as in the file: left untouched." if self.unchanged
                     else "")]
         if self.ignored_columns:
             lines.append("Ignored columns: " + "; ".join(self.ignored_columns) + ".")
@@ -754,8 +762,10 @@ def import_csv(store: Store, path: Path, entity: str, *, preset: str | None = No
     ``update``: a row whose id is in the database updates that record instead of being rejected: the
     file's columns replace the record's (an empty cell empties the field; created_at is kept unless
     given; modified_at is the file's or now), and its phones, e-mails, sites and messengers of the
-    kinds the file has columns for are replaced by the file's. A record merged or deleted in the
-    database is not brought back: its row is rejected."""
+    kinds the file has columns for are replaced by the file's. Only what differs is written: a record
+    the file holds as it is stays untouched (counted as unchanged, not updated), and a phone or e-mail
+    row that keeps its place among its kind keeps its id. A record merged or deleted in the database
+    is not brought back: its row is rejected."""
     with _opened(path, entity, preset, mapping, encoding, delimiter) as (path, entity, fields, records, header, columns,
                                                                          report):
         if keep_lines:
@@ -859,6 +869,7 @@ class _Writer:
         self.store, self.entity, self.report, self.id_column = store, entity, report, id_column
         self.region, self.updates = region, updates
         self.updating: set[int] = set()  # ids of the batch being written that update a record
+        self.written: dict[int, int | None] = {}  # of those: id -> communications inserted; None: left untouched
         self.merged_away: dict[int, tuple[int, int]] | None = None  # read at the first batch
         self.table = schema.ENTITY_TABLES[entity]
         self.batch: list[_Row] = []
@@ -878,7 +889,7 @@ class _Writer:
         if rid is not None:
             if rid in self.seen_ids:
                 self.reject(Problem(row.line, self.id_column, f"id {rid} appears again "
-                                    f"(first at line {self.seen_ids[rid]}); skipped"))
+                                    f"(first at line {self.seen_ids[rid]}); skipped", value=str(rid)))
                 return
             self.seen_ids[rid] = row.line
         self.batch.append(row)
@@ -897,6 +908,7 @@ class _Writer:
             # Something the checks did not foresee: find the row(s) by writing them one at a time.
             log.warning("batch insert failed (%s); retrying the %d rows one by one",
                         str(exc.orig).splitlines()[0], len(rows))
+            self.written = {}
             for row in rows:
                 try:
                     with self.store.engine.begin() as conn:
@@ -915,8 +927,16 @@ class _Writer:
             if self.report.record_lines is not None:
                 self.report.record_lines[row.record["id"]] = row.line
             self.report.imported += 1
-            self.report.updated += row.record["id"] in self.updating
-            self.report.communications += len(row.comms)
+            rid = row.record["id"]
+            if rid in self.updating:
+                inserted = self.written.get(rid)
+                if inserted is None:  # the file holds the record as it is: nothing to count or note
+                    self.report.unchanged += 1
+                    continue
+                self.report.updated += 1
+                self.report.communications += inserted
+            else:
+                self.report.communications += len(row.comms)
             for note in row.notes:
                 self.report.notes[note] += 1
                 self.report.note_lines.setdefault(note, row.line)
@@ -932,24 +952,27 @@ class _Writer:
         gone = self._deleted(conn, taken) if self.updates is not None else {}
         if self.merged_away is None:
             self.merged_away = self._merged_away(conn)
-        self.updating = set()
+        self.updating, self.written = set(), {}
         for r in rows:
             rid = r.record.get("id")
             if rid in self.merged_away and rid not in taken:  # a hard delete left no row
                 primary, merge = self.merged_away[rid]
                 self.reject(Problem(r.line, self.id_column, f"{self.entity} #{rid} was merged into #{primary} "
                                     f"(merge {merge}) and removed; not imported again (undo the merge to bring it "
-                                    "back, or leave the id column out to import the row as a new record)"))
+                                    "back, or leave the id column out to import the row as a new record)",
+                                    value=str(rid)))
             elif rid in taken and self.updates is not None and rid not in gone:
                 self.updating.add(rid)
                 keep.append(r)
             elif rid in gone:
                 self.reject(Problem(r.line, self.id_column, f"{self.entity} #{rid} was merged or deleted on "
-                                    f"{gone[rid]:%Y-%m-%d %H:%M}; not updated (undo its merge first to change it)"))
+                                    f"{gone[rid]:%Y-%m-%d %H:%M}; not updated (undo its merge first to change it)",
+                                    value=str(rid)))
             elif rid in taken:
                 self.reject(Problem(r.line, self.id_column, f"id {rid} is already in the database (imported before?); "
                                     "skipped. To update the records from the file, import it with --update; to "
-                                    "import its rows as new records, leave its id column out (--map id=)."))
+                                    "import its rows as new records, leave its id column out (--map id=).",
+                                    value=str(rid)))
             else:
                 keep.append(r)
         for link, target in (("contact_id", schema.contacts), ("company_id", schema.companies)):
@@ -990,7 +1013,7 @@ class _Writer:
     def _insert(self, conn, rows: list[_Row]) -> None:
         if self.updates is not None and self.updating:
             old = [r for r in rows if r.record["id"] in self.updating]
-            self.updates.write(conn, self.store, self.table, self.entity, old)
+            self.written.update(self.updates.write(conn, self.store, self.table, self.entity, old))
             rows = [r for r in rows if r.record["id"] not in self.updating]
         if not rows:
             return
@@ -1005,29 +1028,85 @@ class _Writer:
 @dataclass
 class _Updates:
     """How import --update writes rows whose records exist: the fields the file has columns for, and
-    the (type, kind) of communications it has columns for."""
+    the (type, kind) of communications it has columns for.
+
+    Only what differs is written. A record the file holds as the database has it is not touched (its
+    modified_at neither), and a communication row whose value keeps its place among its record's
+    values of that kind keeps its id: rewriting them would break the undo of earlier merges (which
+    checks those rows) and make the next incremental run see every record as changed."""
 
     fields: list[str]
     comm_kinds: set[tuple[str, str]]
 
-    def write(self, conn, store: Store, table: sa.Table, entity: str, rows: list[_Row]) -> None:
+    def write(self, conn, store: Store, table: sa.Table, entity: str, rows: list[_Row]) -> dict[int, int | None]:
+        """Update the records of ``rows``; returns id -> communications inserted, None for a record left untouched."""
         now = datetime.now(timezone.utc).replace(tzinfo=None)
-        for r in rows:
-            values = {f: r.record.get(f) for f in self.fields if f not in ("id", "created_at", "modified_at")}
-            if "created_at" in r.dates_given:
-                values["created_at"] = r.record["created_at"]
-            values["modified_at"] = r.record["modified_at"] if "modified_at" in r.dates_given else now
-            conn.execute(table.update().where(table.c.id == r.record["id"]).values(**values))
         c = schema.communications
         ids = [r.record["id"] for r in rows]
-        for typ, kind in sorted(self.comm_kinds):
-            for part in _chunks(ids, 900):
-                conn.execute(c.delete().where(c.c.entity_type == entity, c.c.entity_id.in_(part), c.c.type == typ,
-                                              c.c.kind == kind))
-        comms = [{"entity_type": entity, "entity_id": r.record["id"], "type": t, "kind": k, "value": v}
-                 for r in rows for t, k, v in r.comms]
-        if comms:
-            store.insert(c, comms, conn=conn)
+        compared = [f for f in self.fields if f not in ("id", "modified_at")]
+        current: dict[int, dict[str, Any]] = {}
+        held: dict[int, dict[tuple[str, str], list[tuple[int, str]]]] = {}
+        for part in _chunks(ids, 900):
+            for row in conn.execute(sa.select(table.c.id, *(table.c[f] for f in compared))
+                                    .where(table.c.id.in_(part))).mappings():
+                current[row["id"]] = dict(row)
+            if self.comm_kinds:
+                for cid, eid, typ, kind, value in conn.execute(
+                        sa.select(c.c.id, c.c.entity_id, c.c.type, c.c.kind, c.c.value)
+                        .where(c.c.entity_type == entity, c.c.entity_id.in_(part)).order_by(c.c.id)):
+                    if (typ, kind) in self.comm_kinds:
+                        held.setdefault(eid, {}).setdefault((typ, kind), []).append((cid, value))
+        out: dict[int, int | None] = {}
+        gone: list[int] = []
+        added: list[dict[str, Any]] = []
+        for r in rows:
+            rid, old = r.record["id"], current[r.record["id"]]
+            values = {f: r.record.get(f) for f in compared
+                      if f != "created_at" or "created_at" in r.dates_given}  # created_at is kept unless given
+            values = {f: v for f, v in values.items() if not _same_value(old[f], v)}
+            drop: list[int] = []
+            new: list[tuple[str, str, str]] = []
+            for typ, kind in (tuple(f.split(":")) for f in COMM_FIELDS):
+                if (typ, kind) not in self.comm_kinds:
+                    continue
+                wanted = [v for t, k, v in r.comms if (t, k) == (typ, kind)]
+                d, n = _comm_changes(held.get(rid, {}).get((typ, kind), []), wanted)
+                drop += d
+                new += [(typ, kind, v) for v in n]
+            if not values and not drop and not new:
+                out[rid] = None
+                continue
+            values["modified_at"] = r.record["modified_at"] if "modified_at" in r.dates_given else now
+            conn.execute(table.update().where(table.c.id == rid).values(**values))
+            gone += drop
+            added += [{"entity_type": entity, "entity_id": rid, "type": t, "kind": k, "value": v} for t, k, v in new]
+            out[rid] = len(new)
+        for part in _chunks(gone, 900):
+            conn.execute(c.delete().where(c.c.id.in_(part)))
+        if added:
+            store.insert(c, added, conn=conn)
+        return out
+
+
+def _same_value(held: Any, given: Any) -> bool:
+    """Whether a file's value is the one the database holds. A timestamp written without microseconds
+    (Bitrix24's format) is the same as the stored one with them."""
+    if held == given:
+        return True
+    return (isinstance(held, datetime) and isinstance(given, datetime) and given.microsecond == 0
+            and held.replace(microsecond=0) == given)
+
+
+def _comm_changes(held: list[tuple[int, str]], wanted: list[str]) -> tuple[list[int], list[str]]:
+    """How a record's communications of one kind, held as (id, value) in id order, become the file's
+    values ``wanted``: (ids to delete, values to insert, in order). Values the two share in the same
+    order keep their rows; since new rows get the highest ids, the values after the first added one
+    are written again so that the id order stays the file's order."""
+    match = difflib.SequenceMatcher(None, [v for _, v in held], wanted, autojunk=False)
+    kept = {b + i: held[a + i][0] for a, b, size in match.get_matching_blocks() for i in range(size)}
+    first_added = next((j for j in range(len(wanted)) if j not in kept), len(wanted))
+    keep = {kept[j] for j in range(first_added)}
+    return [cid for cid, _ in held if cid not in keep], wanted[first_added:]
 
 
 def _unusable_notes(rows: list[_Row], region: str) -> None:
