@@ -21,51 +21,108 @@ def new_batch_id() -> str:
     return "batch-" + uuid.uuid4().hex[:10]
 
 
-def only_links_moved(approved, fresh) -> bool:
-    """Whether ``fresh`` (planned again now) merges what ``approved`` did: the same records, field values,
-    conflicts and phones/e-mails, no problem, and only rows of the link tables differ (another
-    group's merge moved a contact-company link, a deal...). Such a plan needs no person again."""
+def only_links_moved(approved, fresh, open_fields=frozenset()) -> bool:
+    """Whether ``fresh`` (planned again now) merges what ``approved`` did: the same records, field values
+    (but those of ``open_fields``: conflicts ``approved`` left open, settled in ``fresh``), conflicts and
+    phones/e-mails, no problem, and only rows of the link tables differ (another group's merge moved a
+    contact-company link, a deal...). Such a plan needs no person again."""
     own = {schema.ENTITY_TABLES[approved.entity_type].name, schema.communications.name}
     changed = {k for k in approved.fingerprints.keys() | fresh.fingerprints.keys()
                if approved.fingerprints.get(k) != fresh.fingerprints.get(k)}
-    return not fresh.problems and not any(k.split(":", 1)[0] in own for k in changed) and _merges_alike(approved, fresh)
+    return (not fresh.problems and not any(k.split(":", 1)[0] in own for k in changed)
+            and not _differences(approved, fresh, open_fields))
 
 
-def _conflicts_settled(store, plans: list, settings: Settings) -> list:
-    """The plans, those with conflicts left open (planned with conflict_policy 'ask') planned again
-    with the merge's own conflict policy (and the values a person chose): what a person approved
-    with open conflicts cannot merge otherwise. Only where the records are as they were planned (the
-    same fingerprints) and the rest of the plan stays as approved; any other stays as it is (and is
-    reported as having conflicts)."""
+def _conflicts_settled(store, plans: list, settings: Settings) -> tuple[list, dict[str, str], list]:
+    """The plans with conflicts left open (planned with conflict_policy 'ask') planned again with the
+    merge's own conflict policy (and the values a person chose): what a person approved with open
+    conflicts cannot merge otherwise. Returns (the plans to merge, a note per group on how its open
+    conflicts were or were not settled, the groups to send back to a person: (group id, fresh plan,
+    message)). A fresh plan replaces the approved one where it merges the same (all but the open
+    conflicts) and the records are as planned, or only links of them moved since (other merges, an
+    undo). Where the records themselves changed, the group goes back to a person with the fresh plan
+    (never merged, nor left approved, with a plan of the records as they were). Where the merge's
+    settings would merge otherwise (other rules, another way of deleting), the approved plan stays
+    (reported as having conflicts, with a note saying why the policy was not used)."""
     from merge_rules.plan import plan_groups
 
-    if settings.merge.conflict_policy == "ask":
-        return plans
-    out = list(plans)
+    policy = settings.merge.conflict_policy
+    if policy == "ask":  # a person must choose (the message of the merge says so)
+        return plans, {}, []
+    out, notes, back = list(plans), {}, []
     for entity in sorted({plan.entity_type for _gid, plan in plans}):
         open_ = [i for i, (_gid, plan) in enumerate(plans) if plan.entity_type == entity and plan.unresolved]
         groups = [(plans[i][1].primary_id, plans[i][1].member_ids) for i in open_]
         choices = {plans[i][1].primary_id: person_choices(plans[i][1]) for i in open_}
+        outdated = []
         for i, fresh in zip(open_, plan_groups(store, entity, groups, settings.merge, choices=choices) if groups else []):
-            approved = plans[i][1]
-            # only the open conflicts may change: the merge's settings may name other rules or a hard delete
-            if (fresh.fingerprints == approved.fingerprints and not fresh.problems and not fresh.unresolved
-                    and _merges_alike(approved, fresh, {c.field for c in approved.unresolved})):
-                fresh.group_id = approved.group_id
-                out[i] = (plans[i][0], fresh)
+            gid, approved = plans[i]
+            fresh.group_id = approved.group_id
+            open_fields = {c.field for c in approved.unresolved}
+            settled = (f"its open conflicts ({', '.join(sorted(open_fields))}) settled by the merge's conflict "
+                       f"policy {policy}")
+            if fresh.fingerprints == approved.fingerprints:
+                # only the open conflicts may change: the merge's settings may name other rules or a hard delete
+                differ = _differences(approved, fresh, open_fields) + (["open conflicts"] if fresh.unresolved else [])
+                if not differ and not fresh.problems:
+                    out[i] = (gid, fresh)
+                    notes[gid] = f" ({settled})"
+                else:
+                    notes[gid] = (f" The merge's conflict policy {policy} was not used: planned with the merge's "
+                                  f"settings, the merge would differ from the approved plan in more than the open "
+                                  f"conflicts ({', '.join(differ) or '; '.join(fresh.problems)}).")
+            elif not fresh.unresolved and only_links_moved(approved, fresh, open_fields):
+                out[i] = (gid, fresh)
+                notes[gid] = (f" (re-planned first: only links of its records had moved since the plan was made, "
+                              f"e.g. by the merges of other groups; {settled}; the rest it merges is as approved)")
+            else:
+                outdated.append((i, fresh))
+        if outdated:
+            back += _outdated(store, entity, [(plans[i][0], plans[i][1], fresh) for i, fresh in outdated], policy)
+    gone = {gid for gid, _fresh, _message in back}
+    return [p for p in out if p[0] not in gone], notes, back
+
+
+def _outdated(store, entity: str, groups: list, policy: str) -> list:
+    """(group id, fresh plan, message) of approved plans with open conflicts whose records changed
+    since: the message says what changed, as a stale merge's does."""
+    from merge_rules.apply import describe_changes
+    from merge_rules.plan import PLURAL
+    from merge_rules.snapshot import read_snapshots
+
+    with store.engine.connect() as conn:
+        snaps = read_snapshots(conn, entity, [(a.primary_id, a.member_ids) for _g, a, _f in groups], with_users=False)
+    out = []
+    for (gid, approved, fresh), snap in zip(groups, snaps):
+        changes = describe_changes(approved, snap, snap.fingerprints()) or ["its records changed"]
+        message = (f"The plan to merge {PLURAL[entity]} {', '.join(f'#{i}' for i in approved.duplicate_ids)} into "
+                   f"#{approved.primary_id} is out of date: " + "; ".join(changes) + ".")
+        if not fresh.problems and not fresh.unresolved:
+            message += (" Its open conflicts (" + ", ".join(sorted(c.field for c in approved.unresolved))
+                        + f") are settled in the new plan by the merge's conflict policy {policy}.")
+        out.append((gid, fresh, message))
     return out
 
 
-def _merges_alike(approved, fresh, open_fields=frozenset()) -> bool:
-    """Whether ``fresh`` merges what ``approved`` does (the same records, field values but those of
-    ``open_fields``, phones/e-mails, access warnings and way of deleting)."""
-    def decisions(plan):
-        return ({k: (d.value, d.source_id, d.conflict, d.resolved_by) for k, d in plan.fields.items()
-                 if k not in open_fields},
-                [(c.id, c.action, c.repeat_of) for c in plan.communications],
-                [(w.user_id, w.record_ids) for w in plan.access_warnings],
-                plan.primary_id, plan.duplicate_ids, plan.delete_mode)
-    return decisions(approved) == decisions(fresh)
+def _differences(approved, fresh, open_fields=frozenset()) -> list[str]:
+    """How ``fresh`` merges otherwise than ``approved`` (the records, field values but those of
+    ``open_fields``, phones/e-mails, access warnings, way of deleting), in words; empty when alike."""
+    def fields(plan):
+        return {k: (d.value, d.source_id, d.conflict, d.resolved_by) for k, d in plan.fields.items()
+                if k not in open_fields}
+    then, now = fields(approved), fields(fresh)
+    out = [f"field {k}" for k in sorted(then.keys() | now.keys()) if then.get(k) != now.get(k)]
+    if [(c.id, c.action, c.repeat_of) for c in approved.communications] != \
+            [(c.id, c.action, c.repeat_of) for c in fresh.communications]:
+        out.append("phones/e-mails")
+    if [(w.user_id, w.record_ids) for w in approved.access_warnings] != \
+            [(w.user_id, w.record_ids) for w in fresh.access_warnings]:
+        out.append("access warnings")
+    if (approved.primary_id, approved.duplicate_ids) != (fresh.primary_id, fresh.duplicate_ids):
+        out.append("records merged")
+    if approved.delete_mode != fresh.delete_mode:
+        out.append(f"way of deleting ({approved.delete_mode} -> {fresh.delete_mode})")
+    return out
 
 
 def apply_approved(db: str | None, batch_id: str, user_id: int | None, settings_path: str | None = None,
@@ -103,10 +160,12 @@ def apply_approved(db: str | None, batch_id: str, user_id: int | None, settings_
                 unreadable.append((row, exc))
                 continue
         plans.append((row.id, plan))
-    plans = _conflicts_settled(store, plans, settings)
+    plans, notes, outdated = _conflicts_settled(store, plans, settings)
     results = apply_batch(store, [p for _, p in plans], user_id, batch_id, group_ids=[g for g, _ in plans],
                           only_status="approved")
     out = []
+    for gid, fresh, message in outdated:  # open conflicts, records changed since: not merged, back to a person
+        out.append(_sent_back(store, gid, "stale", message, fresh.to_dict(), " (re-planned: records changed)"))
     for row, exc in unreadable:
         log.warning("group %s: its stored plan could not be read (%s: %s)", row.id, type(exc).__name__, exc)
         message = (f"The stored plan of group {row.id} could not be read ({type(exc).__name__}: {exc}); nothing "
@@ -144,8 +203,12 @@ def apply_approved(db: str | None, batch_id: str, user_id: int | None, settings_
             continue
         elif status in ("conflicts", "denied", "not_duplicates"):
             # not for a scheduler to retry every hour: back to a person, with the plan as it is
+            if status == "conflicts":  # (why the merge's conflict policy did not settle them, if one was given)
+                message += notes.get(gid, "")
             out.append(_sent_back(store, gid, status, message, None))
             continue
+        elif status == "applied" and gid in notes:
+            message += notes[gid]
         out.append({"group_id": gid, "status": status, "merge_id": getattr(res, "merge_id", None),
                     "message": message})
     return out

@@ -1,0 +1,140 @@
+"""An approved group whose plan has open conflicts (planned with conflict_policy 'ask') and a merge with
+a conflict policy: the policy settles them whether the records are as planned, only links moved since
+(merged in the same batch), or a record was edited since (back to a person with a fresh plan that
+shows the edit, never left approved with the old one)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from crm import proposals, schema
+from merge_rules import MergeSettings, apply_batch, plan_groups, undo_batch
+from merge_rules.plan import MergePlan
+from merge_rules.testing import load_sample
+from pipelines.apply import apply_approved
+from test_apply_concurrency import ASK, applied_merges, assert_consistent, groups_now, live_ids, propose, settings_file
+
+IVANOV = (10, [10, 11, 12])  # open conflicts under 'ask': post and source (#10 and #11 differ)
+
+
+def approved_with_open_conflicts(store, tmp_path) -> str:
+    load_sample(store)
+    (plan,) = plan_groups(store, "contact", [IVANOV], ASK)
+    assert {c.field for c in plan.unresolved} == {"post", "source"}
+    (gid,) = propose(store, tmp_path, [plan])
+    proposals.set_status(store, [gid], "approved", 1)
+    return gid
+
+
+def deal_contact(store, deal_id: int) -> int:
+    d = schema.deals
+    with store.engine.connect() as conn:
+        return conn.execute(sa.select(d.c.contact_id).where(d.c.id == deal_id)).scalar_one()
+
+
+def test_records_as_planned_the_merges_policy_settles_the_open_conflicts(store, tmp_path):
+    gid = approved_with_open_conflicts(store, tmp_path)
+    (res,) = apply_approved(store.url, "b1", 1, settings_file(tmp_path, "keep_primary"))
+    assert res["status"] == "applied", res
+    assert groups_now(store)[gid]["status"] == "applied"
+    assert not {11, 12} & live_ids(store)
+    with store.engine.connect() as conn:
+        post, source = conn.execute(sa.select(schema.contacts.c.post, schema.contacts.c.source)
+                                    .where(schema.contacts.c.id == 10)).one()
+    assert (post, source) == ("Директор", "web")  # the primary's values: keep_primary
+    assert_consistent(store, [gid])
+
+
+def test_a_deal_relinked_to_a_member_since_the_plan_is_merged_with_the_policy(store, tmp_path):
+    gid = approved_with_open_conflicts(store, tmp_path)
+    with store.engine.begin() as conn:  # deal 105 (of #15) re-linked to #11, a member, after the plan
+        conn.execute(schema.deals.update().where(schema.deals.c.id == 105).values(contact_id=11))
+    (res,) = apply_approved(store.url, "b1", 1, settings_file(tmp_path, "keep_primary"))
+    assert res["status"] == "applied", res
+    assert "only links of its records had moved" in res["message"]
+    assert groups_now(store)[gid]["status"] == "applied"
+    assert deal_contact(store, 105) == 10  # the fresh plan moved the deal it did not know of
+    (merge,) = applied_merges(store)
+    assert merge["group_id"] == gid and sorted(merge["merged_ids"]) == [11, 12]
+    assert_consistent(store, [gid])
+
+
+def test_another_groups_merge_moved_links_the_group_is_merged_with_the_policy(store, tmp_path):
+    """The company group #20/#22 is merged by another merge after the contact group was approved: #12's
+    link to company #22 and its deal's company move to #20; the contact group still merges."""
+    gid = approved_with_open_conflicts(store, tmp_path)
+    (company,) = plan_groups(store, "company", [(20, [20, 22])], MergeSettings(conflict_policy="keep_primary"))
+    assert apply_batch(store, [company], 1, "other")[0].status == "applied"
+    (res,) = apply_approved(store.url, "b1", 1, settings_file(tmp_path, "keep_primary"))
+    assert res["status"] == "applied", res
+    assert groups_now(store)[gid]["status"] == "applied"
+    assert_consistent(store, [gid])
+
+
+def test_an_undo_moved_links_back_since_the_plan_the_group_is_merged_with_the_policy(store, tmp_path):
+    """The tester's case: planned (open conflicts) while the company group #20/#22 was merged, that merge
+    undone since (its links back on #22), approved, merged with keep_primary."""
+    load_sample(store)
+    (company,) = plan_groups(store, "company", [(20, [20, 22])], MergeSettings(conflict_policy="keep_primary"))
+    assert apply_batch(store, [company], 1, "other")[0].status == "applied"
+    (plan,) = plan_groups(store, "contact", [IVANOV], ASK)
+    assert plan.unresolved
+    (gid,) = propose(store, tmp_path, [plan])
+    proposals.set_status(store, [gid], "approved", 1)
+    assert [u.status for u in undo_batch(store, "other", 1)] == ["undone"]
+    (res,) = apply_approved(store.url, "b1", 1, settings_file(tmp_path, "keep_primary"))
+    assert res["status"] == "applied", res
+    assert groups_now(store)[gid]["status"] == "applied"
+    assert_consistent(store, [gid])
+
+
+def test_settings_that_would_also_delete_hard_leave_the_conflicts_to_a_person_saying_why(store, tmp_path):
+    """Records as planned, but the merge's settings would merge otherwise than approved: not settled by
+    its policy, and the message says so (not only "merge with a conflict policy")."""
+    gid = approved_with_open_conflicts(store, tmp_path)
+    hard = tmp_path / "hard.yaml"
+    hard.write_text("merge: {conflict_policy: keep_primary, delete_mode: hard}\n")
+    (res,) = apply_approved(store.url, "b1", 1, str(hard))
+    assert res["status"] == "conflicts", res
+    assert ("The merge's conflict policy keep_primary was not used" in res["message"]
+            and "way of deleting (soft -> hard)" in res["message"]), res["message"]
+    assert groups_now(store)[gid]["status"] == "pending" and applied_merges(store) == []
+
+
+def test_a_member_edited_since_the_plan_goes_back_with_a_fresh_plan_then_merges(store, tmp_path):
+    gid = approved_with_open_conflicts(store, tmp_path)
+    with store.engine.begin() as conn:
+        conn.execute(schema.contacts.update().where(schema.contacts.c.id == 10).values(post="Исполнительный директор"))
+    settings = settings_file(tmp_path, "keep_primary")
+    (res,) = apply_approved(store.url, "b1", 1, settings)
+    assert res["status"] == "stale", res
+    assert "contact #10 was edited: post 'Директор' -> 'Исполнительный директор'" in res["message"], res["message"]
+    assert "nobody chose a value" not in res["message"]
+    assert res["message"].endswith("Re-planned; the group is pending again for a person to approve.")
+    g = groups_now(store)[gid]
+    assert g["status"] == "pending" and g["primary_reason"].endswith("(re-planned: records changed)")
+    fresh = MergePlan.from_dict(g["plan"])
+    assert not fresh.unresolved and not fresh.problems
+    assert fresh.fields["post"].value == "Исполнительный директор"
+    assert fresh.records[10]["post"] == "Исполнительный директор"
+    assert applied_merges(store) == [] and {10, 11, 12} <= live_ids(store)
+
+    proposals.set_status(store, [gid], "approved", 1)
+    (again,) = apply_approved(store.url, "b2", 1, settings)
+    assert again["status"] == "applied", again
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(schema.contacts.c.post).where(schema.contacts.c.id == 10)).scalar_one() \
+            == "Исполнительный директор"
+    assert_consistent(store, [gid])
+
+
+def test_with_policy_ask_the_group_goes_back_saying_a_person_must_choose(store, tmp_path):
+    """No policy given: the open conflicts are for a person (or a policy), whatever changed since."""
+    gid = approved_with_open_conflicts(store, tmp_path)
+    with store.engine.begin() as conn:
+        conn.execute(schema.deals.update().where(schema.deals.c.id == 105).values(contact_id=11))
+    (res,) = apply_approved(store.url, "b1", 1, settings_file(tmp_path, "ask"))
+    assert res["status"] == "conflicts", res
+    assert "Choose a value for each on the review page, or merge with a conflict policy" in res["message"]
+    assert groups_now(store)[gid]["status"] == "pending"
+    assert applied_merges(store) == []
