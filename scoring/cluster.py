@@ -4,6 +4,7 @@ Pairs at or above the threshold are joined strongest first (union-find). Two rec
 stay apart (a "cannot link": a pair a person skipped, or, with the chaining guard on, a pair
 whose own evidence says they are different) are never put in one group: an edge that would join
 their groups is left out. Without cannot-links this is exactly connected components.
+A record such a cut leaves alone, though probable with a group's member, is reported (cut_off).
 """
 
 from __future__ import annotations
@@ -153,3 +154,50 @@ def group_pairs_to_check(labels: np.ndarray, max_group: int) -> tuple[np.ndarray
     if not a_parts:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     return np.concatenate(a_parts).astype(np.int64), np.concatenate(b_parts).astype(np.int64)
+
+
+# Chaining guard rule. Inside a would-be group, a pair is kept apart only on evidence that the two
+# records differ: a hold rule says so (different first names, patronymics, birthdates or tax ids),
+# a person skipped it, or it scores below the guard's threshold AND its comparisons, taken together,
+# weigh against a match (its score is at least GUARD_EVIDENCE_BITS below the prior, the score of a
+# pair about which nothing is known). A pair that scores low only because little could be compared
+# (an old record without a phone or site) stays near the prior: missing evidence is not
+# disagreement, and it cuts nothing, so a record certain with one member is not cut off merely for
+# lacking a strong link to another.
+GUARD_EVIDENCE_BITS = 1.0
+
+
+def guard_keeps_apart(prob: np.ndarray, held_apart: np.ndarray, threshold: float, prior_weight: float) -> np.ndarray:
+    """Which of these pairs inside a would-be group the chaining guard keeps apart (rule above);
+    ``prior_weight``: the model's prior in bits (log2 odds)."""
+    prob = np.asarray(prob, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        weight = np.log2(prob) - np.log2(1.0 - prob)
+    against = weight <= prior_weight - GUARD_EVIDENCE_BITS
+    return np.asarray(held_apart, bool) | ((prob < threshold) & against)
+
+
+def cut_off(labels: np.ndarray, a: np.ndarray, b: np.ndarray, strength: np.ndarray,
+            min_strength: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Records left alone although they score ``min_strength`` or more with a record in a group
+    (a chain the guard or a skip cut there): (record, its strongest such partner, that strength).
+    These must be reported, never dropped silently: the steward merging the partner's group would
+    otherwise leave the duplicate behind without knowing."""
+    labels = np.asarray(labels)
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    strength = np.asarray(strength, dtype=np.float64)
+    empty = np.empty(0, np.int64)
+    if not len(labels) or not len(a):
+        return empty, empty, np.empty(0)
+    size = np.bincount(labels, minlength=len(labels))[labels]
+    strong = (strength >= min_strength) & (labels[a] != labels[b])
+    # both directions: the lone record first, its partner in a group second
+    x = np.r_[a[strong], b[strong]]
+    y = np.r_[b[strong], a[strong]]
+    s = np.r_[strength[strong], strength[strong]]
+    lone = (size[x] == 1) & (size[y] > 1)
+    x, y, s = x[lone], y[lone], s[lone]
+    order = np.lexsort((y, -s, x))  # per record, strongest partner first (ties: smallest position)
+    x, y, s = x[order], y[order], s[order]
+    first = np.r_[True, x[1:] != x[:-1]] if len(x) else np.zeros(0, bool)
+    return x[first], y[first], s[first]

@@ -28,7 +28,7 @@ from matchers.blocking import Candidates, find_candidates, small_codes, unique_s
 from matchers.compare import NULL, ComparisonVectors, compare, comparisons_for
 from matchers.prepare import Prepared, prepare
 from matchers.table import MULTI_ROLES, SINGLE_ROLES, RoleTable
-from scoring.cluster import components, constrained_clusters, group_pairs_to_check
+from scoring.cluster import components, constrained_clusters, cut_off, group_pairs_to_check, guard_keeps_apart
 from scoring.model import FSModel, LogisticModel, probability, total_weight, train_fellegi_sunter, train_logistic
 from scoring.primary import completeness, rank_groups
 from scoring.settings import MatchSettings
@@ -280,6 +280,8 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
         if callable(record_info):
             record_info = record_info()
         group_table, groups = _groups(p, entity_type, facts, labels_pos, strength, record_info, settings)
+        group_table["cut_off"] = _cut_off_column(p, entity_type, group_table, groups, labels_pos, cand.a, cand.b,
+                                                 prob, settings)
     with timer.stage("explain"):
         pairs = _pairs_frame(p, cand, keep, kept, prob, rule_hit, tax_hit, held, model, settings)
         group_table["criteria"] = _criteria(group_table, pairs)
@@ -480,7 +482,8 @@ def _cluster(p: Prepared, pa: np.ndarray, pb: np.ndarray, prob: np.ndarray, comp
                 gp[todo], _ = model.score(extra)
                 if settings.hold_rules:
                     held_apart[todo] = np.isin(_held_reasons(extra, p).code, APART)
-            bad = (gp < settings.chain_guard_probability) | held_apart
+            # cut only on evidence of a difference, never for missing evidence (rule: scoring/cluster.py)
+            bad = guard_keeps_apart(gp, held_apart, settings.chain_guard_probability, model.prior_weight())
             cannot.append(np.stack([ga[bad], gb[bad]], axis=1))
     cannot = np.concatenate(cannot)
     if not len(cannot):
@@ -503,6 +506,27 @@ def _cluster(p: Prepared, pa: np.ndarray, pb: np.ndarray, prob: np.ndarray, comp
     strength = np.full(n, np.nan)
     strength[involved] = weak
     return labels, strength
+
+
+def _cut_off_column(p: Prepared, entity_type: str, group_table: pd.DataFrame, groups: pd.DataFrame,
+                    labels: np.ndarray, pa: np.ndarray, pb: np.ndarray, prob: np.ndarray,
+                    settings: MatchSettings) -> list[list[int]]:
+    """Per group, the ids left alone although "probable" or better with a member (a skip or the
+    chaining guard kept them out, see cluster.cut_off): listed on the group and logged, so that merging
+    the group does not leave a duplicate behind unseen."""
+    lone, partner, score = cut_off(labels, pa, pb, prob, settings.thresholds.probable)
+    out: dict[str, list[int]] = {g: [] for g in group_table["group_id"]}
+    if not len(lone):
+        return [out[g] for g in group_table["group_id"]]
+    gid = groups["group_id"].to_numpy()
+    for x, y, s in zip(lone.tolist(), partner.tolist(), score.tolist()):
+        record = p.ids[x]
+        out[gid[y]].append(record.item() if isinstance(record, np.generic) else record)  # (ids of a file: text)
+    log.warning("%d %s record(s) are in no group although probable or better with a record in one (a skip "
+                "or a pair held apart kept them out; listed in the group's cut_off); e.g. %s #%s with #%s (%.4f), "
+                "group %s", len(lone), entity_type, entity_type, p.ids[lone[0]], p.ids[partner[0]], score[0],
+                gid[partner[0]])
+    return [out[g] for g in group_table["group_id"]]
 
 
 def _known_probability(pa, pb, prob, ga, gb, n: int) -> np.ndarray:
@@ -656,10 +680,11 @@ def _pairs_frame(p: Prepared, cand: Candidates, keep: np.ndarray, cv: Comparison
     held_at = np.flatnonzero(held.code[keep] > 0)
     text[held_at] = text[held_at] + ". " + HELD_AT + held.text(keep[held_at])
     # contributions as JSON: {"prior": .., "<comparison>": .., ...}
-    heads = [repeat('{"prior": ' + _json_float(round(prior, 3)) + ", " + json.dumps(names[0]) + ": ")] + [
-        repeat(", " + json.dumps(name) + ": ") for name in names[1:]]
-    json_parts = [x for pair in zip(heads, json_values) for x in pair] + [repeat("}")]
-    if not names:
+    if names:
+        heads = [repeat('{"prior": ' + _json_float(round(prior, 3)) + ", " + json.dumps(names[0]) + ": ")] + [
+            repeat(", " + json.dumps(name) + ": ") for name in names[1:]]
+        json_parts = [x for pair in zip(heads, json_values) for x in pair] + [repeat("}")]
+    else:  # (nothing to compare: a table without records, or without values)
         json_parts = [repeat('{"prior": ' + _json_float(round(prior, 3)) + "}")]
     contributions = ["".join(t) for t in islice(zip(*json_parts), k)]
     masks, crit_inverse = small_codes(crit_bits)

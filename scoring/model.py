@@ -154,8 +154,9 @@ def estimate_u(p: Prepared, cv: ComparisonVectors, n_pairs: int, seed: int) -> l
     n = len(p)
     rng = np.random.default_rng(seed)
     n_pairs = int(min(n_pairs, max(n * (n - 1) // 2, 1)))
-    a = rng.integers(0, n, n_pairs)
-    b = rng.integers(0, n, n_pairs)
+    # (a table of one record or none, e.g. a CRM without leads yet: no pair to draw, u from the priors)
+    a = rng.integers(0, max(n, 1), n_pairs)
+    b = rng.integers(0, max(n, 1), n_pairs)
     keep = a != b
     rcv = compare(p, a[keep], b[keep], cv.comparisons)
     u = []
@@ -228,12 +229,45 @@ def _initial_m(k: int) -> np.ndarray:
     return m / m.sum()
 
 
+# Small tables: EM over a few dozen candidate pairs (a handful of matches) sets m to zero for every
+# level it never sees among them, so a fuzzy agreement, or even an exact one, weighs -15 bits
+# against a match, and an exact copy is missed. Two guards, as mature record-linkage tools use:
+# - m gets PRIOR_MATCHES pseudo-matches spread as _initial_m (a Dirichlet prior, the MAP estimate
+#   fastLink offers): with thousands of matches it moves m by a fraction of a percent, with three
+#   it keeps every level plausible instead of impossible;
+# - the levels are ordered weakest first, so the weights are made monotone (m/u never falls from
+#   one level to the next stronger one): an exact agreement is never less evidence than a fuzzy one,
+#   nor any agreement less than a disagreement, whatever a sample without such pairs suggests.
+PRIOR_MATCHES = 5.0
+
+
+def monotone_m(m: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """m with m/u non-decreasing over the levels (weakest first): adjacent levels that break the
+    order are pooled to their common ratio sum(m)/sum(u) (pool-adjacent-violators, weighted by u,
+    the closest monotone fit), so m still sums as before and only the violating levels move."""
+    m, u = np.asarray(m, dtype=np.float64), np.asarray(u, dtype=np.float64)
+    blocks: list[list[float]] = []  # [sum m, sum u, levels]
+    for mk, uk in zip(m, u):
+        blocks.append([mk, uk, 1])
+        while len(blocks) > 1 and blocks[-2][0] * blocks[-1][1] > blocks[-1][0] * blocks[-2][1]:
+            sm, su, n = blocks.pop()
+            blocks[-1][0] += sm
+            blocks[-1][1] += su
+            blocks[-1][2] += n
+    ratio = np.repeat([b[0] / b[1] for b in blocks], [b[2] for b in blocks])
+    return ratio * u
+
+
 def run_em(levels: np.ndarray, u: list[np.ndarray], m0: list[np.ndarray], active: list[int],
            prior: float = 0.3, iterations: int = 40, tol: float = 1e-6,
-           fix_m: bool = False) -> tuple[list[np.ndarray], float]:
-    """EM for m (of the ``active`` comparisons) and the prior, with u fixed."""
+           fix_m: bool = False, m_prior: list[np.ndarray] | None = None,
+           prior_matches: float = 0.0) -> tuple[list[np.ndarray], float]:
+    """EM for m (of the ``active`` comparisons) and the prior, with u fixed. With ``m_prior``, each
+    m is estimated as if ``prior_matches`` more matches had shown its levels in those shares."""
     pats, counts = _patterns(levels)
     m = [x.copy() for x in m0]
+    if not counts.sum():  # no candidate pairs: nothing to learn from
+        return m, prior
     for _ in range(iterations):
         log_m = np.zeros(len(pats))
         log_u = np.zeros(len(pats))
@@ -255,6 +289,8 @@ def run_em(levels: np.ndarray, u: list[np.ndarray], m0: list[np.ndarray], active
                 ok = lv != NULL
                 k = len(m[j])
                 num = np.bincount(lv[ok].astype(np.int64), weights=wpost[ok], minlength=k)
+                if m_prior is not None:
+                    num = num + prior_matches * m_prior[j]
                 if num.sum() > 0:
                     new = np.maximum(num / num.sum(), 1e-6)
                     new /= new.sum()
@@ -287,7 +323,8 @@ def train_fellegi_sunter(p: Prepared, cv: ComparisonVectors, rule_bits: np.ndarr
         if len(idx) > max_em_pairs:
             idx = np.sort(rng.choice(idx, max_em_pairs, replace=False))
         active = [j for j, n in enumerate(names) if n not in fixed]
-        m, prior = run_em(cv.levels[idx], u, [_initial_m(len(c.levels)) for c in comps], active)
+        m0 = [_initial_m(len(c.levels)) for c in comps]
+        m, prior = run_em(cv.levels[idx], u, m0, active, m_prior=m0, prior_matches=PRIOR_MATCHES)
         for j in active:
             sums[j] += m[j]
             runs[j] += 1
@@ -297,14 +334,21 @@ def train_fellegi_sunter(p: Prepared, cv: ComparisonVectors, rule_bits: np.ndarr
         if runs[j]:
             m_final.append(sums[j] / runs[j])
         else:  # no session could estimate it: EM over every candidate pair
-            mj, _ = run_em(cv.levels, u, [_initial_m(len(x.levels)) for x in comps], [j] + [
-                k for k in range(len(comps)) if k != j])
+            m0 = [_initial_m(len(x.levels)) for x in comps]
+            mj, _ = run_em(cv.levels, u, m0, [j] + [k for k in range(len(comps)) if k != j], m_prior=m0,
+                           prior_matches=PRIOR_MATCHES)
             m_final.append(mj[j])
+    m_final = [monotone_m(mj, uj) for mj, uj in zip(m_final, u)]
+    few = [names[j] for j in range(len(comps)) if not runs[j]]
+    if few:
+        log.info("m of %s estimated from %d candidate pairs only (no blocking rule had 50): prior-weighted, "
+                 "monotone", ", ".join(few), len(cv.levels))
     tf_total = [_tf_total(p, c) for c in comps]
     model = FSModel(names, [list(c.levels) for c in comps], [list(map(float, x)) for x in m_final],
                     [list(map(float, x)) for x in u], [c.tf_level for c in comps], tf_total, 0.5,
                     training={"seed": seed, "random_pairs": random_pairs, "candidate_pairs": int(len(cv.levels)),
-                              "sessions": sessions})
+                              "sessions": sessions, "m_from_all_candidate_pairs": few,
+                              "m_prior_matches": PRIOR_MATCHES})
     # The prior is the chance that two records taken at random are one entity, as u is the chance
     # that they agree by accident: a pair's weight then counts every agreement, the blocked ones
     # included, against how many records could agree by accident. (The share of matches among

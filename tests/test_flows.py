@@ -944,3 +944,22 @@ def test_ctrl_c_stops_a_step_where_it_is_and_waits_outside_steps_for_the_next_on
             step()
         assert reached == ["step"] and not flows._IN_STEP.is_set()
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_crm_without_companies_or_leads_yet_runs(store, tmp_path):
+    """A new CRM holding a few contacts and no companies or leads: the run went down on the empty
+    tables (no random pair to draw, no comparison to explain) instead of finding the contacts' duplicates."""
+    from crm.csv_io import import_csv
+    from pipelines.flows import dedup_flow
+
+    csv = tmp_path / "contacts.csv"
+    csv.write_text("id,last_name,first_name,middle_name,phone,email\n"
+                   "1,Громов,Степан,Ильич,+7 921 444-55-66,gromov.s@mail.ru\n"
+                   "2,Громов,Степан,Ильич,89214445566,gromov.s@mail.ru\n"
+                   "3,Ершова,Лилия,Петровна,+7 921 000-99-88,liliya.ershova@gmail.com\n", encoding="utf-8")
+    import_csv(store, csv, "contact")
+    summary = dedup_flow(db=store.url, settings_path=_settings(tmp_path))
+    assert proposals.latest_run(store)["status"] == "completed"
+    assert summary["entities"]["company"]["groups"] == summary["entities"]["lead"]["groups"] == 0
+    groups = proposals.read_groups(store, status="pending")
+    assert [sorted(m) for m in groups["member_ids"]] == [[1, 2]]
