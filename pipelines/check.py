@@ -33,11 +33,13 @@ def _relabelled(p: Prepared, prefix: str) -> Prepared:
 def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, preset: str | None = None,
                       mapping: dict[str, list[str]] | None = None, encoding: str | None = None,
                       settings_path: str | None = None, reuse: bool = True) -> tuple[pd.DataFrame, list[str]]:
-    """Likely duplicates of new records. Returns (rows: new_record, line, new_name, duplicate_of,
-    duplicate_line, duplicate_name, existing, probability, tier, explanation; problems found while
-    reading the CSV). A new record of a CSV is numbered as its import would number it (by its id
-    column, else in the order of its rows); ``line`` and ``duplicate_line`` are the records' lines in
-    the file (none for records of the CRM).
+    """Likely duplicates of new records. Returns (rows: new_record, line, new_name, duplicate_type,
+    duplicate_of, duplicate_line, duplicate_name, existing, probability, tier, explanation; problems
+    found while reading the CSV). A new record of a CSV is numbered as its import would number it (by
+    its id column, else in the order of its rows); ``line`` and ``duplicate_line`` are the records'
+    lines in the file (none for records of the CRM). ``duplicate_type`` is ``entity``, or for a new
+    lead also an existing contact or company it duplicates (as the run's leads-vs-clients step finds
+    them; with the settings' pipeline.match_leads_to_clients).
 
     ``reuse``: the existing records as the last run normalised them (only those new or changed since
     are normalised here), when it normalised them as this check would: at a million contacts
@@ -89,8 +91,8 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
                                       existing.values[existing.values["id"].isin(old_ids)]), "")
         if normalised is not None:
             normalised = [_relabelled(normalised.take(old_ids), ""), _relabelled(normalised.take(fresh_ids), "new:")]
-    columns = ["new_record", "line", "new_name", "duplicate_of", "duplicate_line", "duplicate_name", "existing",
-               "probability", "tier", "explanation"]
+    columns = ["new_record", "line", "new_name", "duplicate_type", "duplicate_of", "duplicate_line", "duplicate_name",
+               "existing", "probability", "tier", "explanation"]
     if len(new) == 0:
         return pd.DataFrame(columns=columns), problems
     combined = RoleTable(entity, pd.concat([existing.records, new.records]),
@@ -123,12 +125,71 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
         ids = [i for i in wanted if i in table.records.index]
         named.update(zip(ids, table.names(ids)))
     rows = [{"new_record": new_id[4:], "line": lines.get(new_id), "new_name": named.get(new_id, ""),
-             "duplicate_of": other.removeprefix("new:"), "duplicate_line": lines.get(other),
+             "duplicate_type": entity, "duplicate_of": other.removeprefix("new:"), "duplicate_line": lines.get(other),
              "duplicate_name": named.get(other, ""), "existing": not other.startswith("new:"),
              "probability": r.probability, "tier": r.tier, "explanation": r.explanation}
             for new_id, other, r in found]
+    if entity == "lead" and settings.pipeline.match_leads_to_clients:  # (as the run matches them)
+        # the leads as the check above normalised them (the CRM's and the new): only the clients are normalised
+        # (or reused) here
+        leads = result.prepared
+        new_names = dict(zip(new.records.index, new.names(new.records.index)))
+        del result, combined, prepared, existing
+        rows += [{"new_record": lead_id[4:], "line": lines.get(lead_id), "new_name": new_names.get(lead_id, ""),
+                  "duplicate_line": None, "existing": True, **match}
+                 for lead_id, match in _leads_against_clients(store, leads, settings, reuse)]
     out = pd.DataFrame(rows, columns=columns)
-    return out.sort_values(["probability", "new_record"], ascending=[False, True], ignore_index=True), problems
+    return out.sort_values(["probability", "new_record", "duplicate_type", "duplicate_of"],
+                           ascending=[False, True, True, True], ignore_index=True), problems
+
+
+def _leads_against_clients(store: Store, leads: Prepared, settings: Settings, reuse: bool):
+    """(lead id, match) for each existing contact or company a new lead (id ``new:...``) duplicates: the
+    run's leads-vs-clients comparison (pipelines.steps.leads_to_clients_step) of every lead, the new ones
+    among them. ``leads``: every lead normalised. The clients are those the last run of their type
+    normalised, where it normalised them as this check would (only those changed since normalised here).
+
+    Every pair is compared, not only those of the new leads (as the check of one type compares): the
+    model is trained here (the run keeps none of this comparison), and trained on a new lead's few pairs
+    it finds almost no matches among all the pairs of records, so that not even a copy would be reported."""
+    from pipelines.steps import (_LEAD_CLIENT_FIELDS, _compared_by, _last_entity_run, reported_against_client,
+                                 reuse_normalised)
+    from scoring.find import find_duplicates
+
+    for client in ("contact", "company"):
+        table = load_role_table(store, client)
+        if not len(table):
+            continue
+        last = _last_entity_run(store, client, None, settings) if reuse else None
+        reused = reuse_normalised(table, last, settings) if last is not None else None
+        clients = reused[0] if reused is not None else prepare(
+            table, region=settings.match.region, provider_rules=settings.match.provider_rules,
+            workers=settings.match.processes)
+        del reused
+        # only their names are read from here on (those of the clients found)
+        table = RoleTable(client, table.records[[c for c in ("last_name", "first_name", "middle_name", "full_name",
+                                                              "company") if c in table.records.columns]],
+                          table.values.iloc[:0])
+        roles, columns = _LEAD_CLIENT_FIELDS[client]
+        prefix = client[0].upper()
+        combined = Prepared.concat([_compared_by(leads, "L", roles, columns),
+                                    _compared_by(clients, prefix, roles, columns)])
+        del clients
+        ids = pd.Index(combined.ids, name="id")
+        empty = RoleTable("lead", pd.DataFrame(index=ids), pd.DataFrame(columns=["id", "role", "raw"]))
+        pairs = find_duplicates(empty, settings.match, prepared=combined).pairs
+        del combined
+        pairs = pairs[reported_against_client(pairs) & (pairs["id_a"].str.startswith("Lnew:")
+                                                          | pairs["id_b"].str.startswith("Lnew:"))]
+        found = [(a, b, r) if a.startswith("L") else (b, a, r)
+                 for a, b, r in zip(pairs["id_a"].astype(str), pairs["id_b"].astype(str), pairs.itertuples())]
+        index = table.records.index
+        hit = index[index.astype(str).isin({other[1:] for _, other, _ in found})]
+        named = dict(zip(hit.astype(str), table.names(hit)))
+        for lead, other, r in found:
+            yield lead[1:], {"duplicate_type": client, "duplicate_of": other[1:],
+                             "duplicate_name": named.get(other[1:], ""), "probability": r.probability, "tier": r.tier,
+                             "explanation": r.explanation}
 
 
 def _last_run_of(store: Store, entity: str) -> dict | None:
@@ -137,3 +198,14 @@ def _last_run_of(store: Store, entity: str) -> dict | None:
     their created_at says (an import keeps the dates of its file; a portal's clock may be behind)."""
     return next((run for run in proposals.completed_runs(store)
                  if (Path(run["folder"] or "") / entity / "table_records.parquet").exists()), None)
+
+
+def summary_line(row: dict, entity: str, from_file: bool) -> str:
+    """One pair of the check as `crm-dedup check` prints it: the new record (a file's by its line, the
+    CRM's by its id) and the record it looks like, named by its type (a new lead's may be a contact or
+    a company)."""
+    new = f"line {row['line']:.0f}" if from_file else f"new {entity} #{row['new_record']}"
+    other = (f"{row.get('duplicate_type') or entity} #{row['duplicate_of']}" if row["existing"] else
+             f"line {row['duplicate_line']:.0f}" if from_file else f"new {entity} #{row['duplicate_of']}")
+    return (f"{new} {row['new_name'] or '(no name)'}  ~  {other} {row['duplicate_name'] or '(no name)'}: "
+            f"{row['tier']} ({row['probability']:.2f})")

@@ -858,14 +858,25 @@ _LEAD_CLIENT_FIELDS = {
 }
 
 
+def reported_against_client(pairs: pd.DataFrame) -> pd.Series:
+    """Which pairs of leads and clients (ids "L..." and "C..."/"C..." from leads_to_clients_step) are
+    reported: a lead and a client (not two of one kind), at least probable ("possible" pairs are
+    name-only or held by the hold rules, too weak to show as "this lead is already a client"), or
+    sharing the client's phone or e-mail with no names to compare (an incoming call's lead)."""
+    from scoring.find import HELD_AT, HELD_REASONS, SHOWN_AT_POSSIBLE
+
+    nameless_held = [HELD_AT + HELD_REASONS[code] for code in SHOWN_AT_POSSIBLE]
+    nameless = pairs["explanation"].str.contains("|".join(map(re.escape, nameless_held)), regex=True)
+    return (pairs["id_a"].str[0] != pairs["id_b"].str[0]) & (pairs["tier"].isin(["certain", "probable"]) | nameless)
+
+
 def leads_to_clients_step(db: str | None, folder: str, settings_path: str) -> str:
     """Leads that duplicate an existing contact or company, reported with that client (not merged).
     The records normalised by this run's finds are reused (read and normalised here otherwise)."""
     from matchers.prepare import Prepared
     from matchers.table import RoleTable
-    from scoring.find import HELD_AT, HELD_REASONS, SHOWN_AT_POSSIBLE, find_duplicates
+    from scoring.find import find_duplicates
 
-    nameless_held = [HELD_AT + HELD_REASONS[code] for code in SHOWN_AT_POSSIBLE]
     settings = Settings.load(settings_path)
     store = Store(db, must_exist=True)
     try:
@@ -883,11 +894,7 @@ def leads_to_clients_step(db: str | None, folder: str, settings_path: str) -> st
             table = RoleTable("lead", pd.DataFrame(index=ids), pd.DataFrame(columns=["id", "role", "raw"]))
             res = find_duplicates(table, settings.match, prepared=combined)
             p = res.pairs
-            # a lead reported against a client must be at least probable ("possible" pairs are name-only
-            # or held by the hold rules, too weak to show an admin as "this lead is already a client"),
-            # or share the client's phone or e-mail with no names to compare: an incoming call's lead
-            nameless = p["explanation"].str.contains("|".join(map(re.escape, nameless_held)), regex=True)
-            cross = p[(p["id_a"].str[0] != p["id_b"].str[0]) & (p["tier"].isin(["certain", "probable"]) | nameless)]
+            cross = p[reported_against_client(p)]
             for r in cross.itertuples(index=False):
                 lead_id, client_id = (r.id_a, r.id_b) if r.id_a.startswith("L") else (r.id_b, r.id_a)
                 rows.append({"lead_id": int(lead_id[1:]), "client_type": client, "client_id": int(client_id[1:]),
