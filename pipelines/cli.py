@@ -208,16 +208,17 @@ def find(
                                              "middle_name, full_name, company, phone, email, birthdate, address, city, "
                                              "postcode, tax_id, website, text.")] = [],
     id_column: Annotated[Optional[str], typer.Option(help="Column holding the record id (default: row number).")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Folder for groups.csv, pairs.csv, model.json, blocking.csv and "
-                                                "settings.yaml (with --input).", show_default="./out")] = None,
-    settings: Annotated[Optional[Path], typer.Option(help=SETTINGS_HELP)] = None,
+    out: Annotated[Path, typer.Option(help="Folder for groups.csv, pairs.csv, model.json, blocking.csv and "
+                                      "settings.yaml (with --input), relative to the current folder.")] = "./out",
+    settings: Annotated[Optional[Path], typer.Option(help=SETTINGS_HELP + " With --input only the match section "
+                                                     "is used, in this process (never on Dask).")] = None,
     incremental: IncrementalOption = False,
     db: DbOption = None,
+    ctx: typer.Context = None,
 ) -> None:
     """Find duplicate groups: in a CSV/parquet file (--input, no database), or in the CRM database
     (without --input: runs the dedup flow over --entity, or all types with --entity all)."""
     from matchers.table import MappingError
-    from scoring.settings import MatchSettings, SettingsError
 
     if input_ is None:
         # the dedup flow reads the whole settings file: check it (and --entity) before the flow starts
@@ -236,13 +237,18 @@ def find(
     if incremental:
         fail("--incremental works on the CRM database (without --input): a file has no last run to build on")
     entity = entity_type(entity)
-    try:
-        match_settings = MatchSettings.load(settings)
-    except SettingsError as exc:
-        fail(str(exc))
+    # the whole settings file, as `run` reads it (each problem named by its section); a file is matched
+    # with its match section
+    whole = load_settings(settings)
+    match_settings = whole.match
+    if whole.pipeline.dask.enabled:
+        typer.echo(f"Note: {settings} enables pipeline.dask, but a file (--input) is matched in this process, "
+                   "without Dask; Dask is used by `run` and `find` on the CRM database.")
     from scoring.files import FileError, find_in_file
 
-    out_given, out = out is not None, out or Path("out")
+    # (typer's own copy of click says where a value came from; compared by name)
+    source = ctx.get_parameter_source("out") if ctx is not None else None
+    out_given = source is not None and source.name != "DEFAULT"
     try:
         result = find_in_file(input_, entity, _parse_map(map_), id_column, match_settings)
     except (FileError, MappingError) as exc:
@@ -429,7 +435,9 @@ def groups(
     limit: Annotated[int, typer.Option(help="How many to list, most certain first (1 or more).")] = 20,
     db: DbOption = None,
 ) -> None:
-    """List proposed groups with their ids (to approve or skip here, or open on the review page)."""
+    """List proposed groups with their ids (to approve or skip here, or open on the review page). Under a
+    group, each manager who would lose access to a record of theirs once it is merged into a record
+    another manager is responsible for."""
     from crm import proposals
 
     if status != "all" and status not in proposals.STATUSES:
@@ -452,6 +460,8 @@ def groups(
         others = ", ".join(f"#{m}" for m in row.member_ids if m != row.primary_id)
         typer.echo(f"{row.id}  {row.status:<8} {row.tier:<8} {_score_text(row.score)}  #{row.primary_id} <- {others}  "
                    f"{row.criteria}" + (f"  conflicts: {', '.join(conflicts)}" if conflicts else ""))
+        for warning in plan.get("access_warnings", []):  # as the review page warns before the merge
+            typer.echo(f"    access warning: {warning['message']}")
     typer.echo(f"{min(limit, total):,} of {total:,} {what + ' ' if what else ''}group(s); "
                "`crm-dedup approve ID ...` approves, `crm-dedup review` shows them.")
 
@@ -497,6 +507,15 @@ def runs(
 # `crm-dedup merge` outcomes that send a group back to a person (exit status 3, no error)
 _BACK_TO_A_PERSON = ("stale", "conflicts", "denied", "not_duplicates", "unreadable")
 MERGE_NEEDS_A_PERSON = 3
+MERGE_SHOWN = 20  # groups not merged listed in the terminal; --details writes every group's result
+# why groups were not merged, after their count (conflicts are counted by field instead)
+_NOT_MERGED = {
+    "stale": "were stale: their records changed since the plan; planned again, pending for a person to approve",
+    "denied": "were denied: the merging user may not merge their records; pending again",
+    "not_duplicates": "hold records marked \"not duplicates\" since they were proposed; pending again",
+    "unreadable": "had a stored plan that could not be read; planned again, pending for a person to approve",
+    "not_approved": "were taken by a person or another merge while this one ran; left as they are",
+}
 
 
 @app.command()
@@ -505,24 +524,41 @@ def merge(
     batch_id: Annotated[Optional[str], typer.Option(help="Finish a batch a crash stopped: the id `merge` printed (if it merged nothing yet, merge again without it).")] = None,
     user: Annotated[Optional[str], typer.Option(help="Email of the user merging (default: the first admin).")] = None,
     settings: SettingsOption = None,
+    details: Annotated[Optional[Path], typer.Option(help="Write every group's result (status, merge id, open "
+                                                    "conflicts, who lost access, message) to this CSV.")] = None,
 ) -> None:
     """Merge every approved group (the apply flow), each in its own transaction.
 
     A group that cannot be merged as approved goes back to a person (pending, re-planned, with its
-    reason printed): stale (records edited since), conflicts, denied (permissions), not_duplicates,
+    reason): stale (records edited since), conflicts, denied (permissions), not_duplicates,
     unreadable plan. That is normal work, not an error. A group another merge or a person took
-    meanwhile (already_applied, not_approved) is left as it is.
+    meanwhile (already_applied, not_approved) is left as it is. The output counts them by reason
+    (conflicts by field) and lists the first 20; --details FILE writes them all.
+
+    After merging it lists the managers who lost access: a record of theirs was merged into one
+    another manager is responsible for (`crm-dedup groups` warns of it before). That list is the
+    only notification: pass it on to them.
+
+    The way of deleting (merge.delete_mode) is fixed in each plan when a run makes it; the
+    settings' merge section here settles open conflicts. Where the settings name another
+    delete_mode than the merged plans, the output says so.
 
     Exit status: 0 every approved group merged (or nothing approved); 3 no error, but some groups
     went back to a person (see above); 1 some merge failed (an error: the group goes back to a
     person too, its message says why; look at it); 2 bad usage. Two merges at once on one
     database are safe: each group is merged once, by one of them."""
-    load_settings(settings)
+    merge_settings = load_settings(settings).merge
     store = open_store(db)
     user_row = _user(store, user)
     if batch_id is not None and not _batch_counts(store, batch_id):
         fail(f"there is no batch {batch_id!r} in {store.display_url} (no merge of it is stored; `crm-dedup history` "
              "lists batch ids); leave --batch-id out to merge the approved groups in a new batch")
+    if details is not None:  # a file that cannot be written: refused before anything is merged
+        try:
+            details.parent.mkdir(parents=True, exist_ok=True)
+            details.open("a", encoding="utf-8").close()
+        except OSError as exc:
+            fail(f"cannot write --details {details}: {exc.strerror or exc}")
     from pipelines.prefect_api import early_server
 
     from pipelines.apply import new_batch_id
@@ -535,17 +571,132 @@ def merge(
         results = apply_flow(db=db, batch_id=batch_id, user_id=user_row["id"],
                              settings_path=str(settings) if settings else None)
     counts = Counter(r["status"] for r in results)
-    for r in results:
-        if r["status"] not in ("applied", "already_applied"):
+    plans = _stored_plans(store, [r["group_id"] for r in results])
+    not_merged = [r for r in results if r["status"] not in ("applied", "already_applied", "failed")]
+    for r in results:  # a failed merge is an error: every one is listed
+        if r["status"] == "failed":
             typer.secho(f"  {r['group_id']}: {r['status']}: {r['message']}", fg=typer.colors.YELLOW)
-    typer.echo("Merge results: " + (_counted(counts) or "nothing approved"))
+    for line in _not_merged_summary(not_merged, plans, merge_settings.conflict_policy):
+        typer.echo(line)
+    for r in not_merged[:MERGE_SHOWN]:
+        typer.secho(f"  {r['group_id']}: {r['status']}: {r['message']}", fg=typer.colors.YELLOW)
+    if len(not_merged) > MERGE_SHOWN:
+        where = (f"every group's result is in {details}" if details else
+                 "`crm-dedup merge --details FILE` writes every group's result to a CSV; `crm-dedup groups "
+                 "--status pending` lists the groups pending again, with their open conflicts")
+        typer.echo(f"  ... and {len(not_merged) - MERGE_SHOWN:,} more ({where})")
+    if details is not None:
+        _write_merge_details(details, results, plans)
+    typer.echo("Merge results: " + (_counted(counts) or "nothing approved")
+               + (f"; every group's result is in {details}" if details else ""))
     if counts.get("applied"):
         typer.echo(f"Batch {batch_id}: `crm-dedup undo --all {batch_id}` undoes it.")
+    for line in _lost_access(results, plans):
+        typer.echo(line)
+    if settings is not None and "delete_mode" in merge_settings.model_fields_set:
+        _note_delete_mode(settings, merge_settings.delete_mode, merge_settings.conflict_policy, results, plans)
     if counts.get("failed"):
         typer.secho(f"error: {counts['failed']:,} merge(s) failed; see the lines above", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
     if sum(n for status, n in counts.items() if status in _BACK_TO_A_PERSON):
         raise typer.Exit(MERGE_NEEDS_A_PERSON)
+
+
+def _stored_plans(store, group_ids: list[str]) -> dict[str, dict]:
+    """group id -> its stored plan (as a dict), for the groups that have one. After a merge, the plan
+    of a group merged or sent back with its conflicts open is the one approved (apply re-plans only
+    where the records, access and way of deleting stay as approved)."""
+    import sqlalchemy as sa
+
+    from crm import schema
+
+    g, p = schema.dedup_groups, schema.dedup_plans
+    out: dict[str, dict] = {}
+    ids = list(dict.fromkeys(group_ids))
+    with store.engine.connect() as conn:
+        for at in range(0, len(ids), 2000):  # PostgreSQL takes at most 65,535 parameters a statement
+            q = (sa.select(g.c.id, p.c.plan).join(p, (p.c.group_id == g.c.id) & (p.c.run_id == g.c.run_id))
+                 .where(g.c.id.in_(ids[at:at + 2000])))
+            out.update({gid: plan for gid, plan in conn.execute(q) if isinstance(plan, dict)})
+    return out
+
+
+def _open_conflicts(plan: dict | None) -> list[str]:
+    return [c["field"] for c in (plan or {}).get("conflicts", []) if not c.get("resolved_by")]
+
+
+def _not_merged_summary(results: list[dict], plans: dict[str, dict], policy: str) -> list[str]:
+    """One line per reason groups were not merged, with their count (conflicts by field, most first)."""
+    lines = []
+    by_status = Counter(r["status"] for r in results)
+    if by_status.get("conflicts"):
+        fields = Counter(f for r in results if r["status"] == "conflicts"
+                         for f in _open_conflicts(plans.get(r["group_id"])))
+        per_field = ", ".join(f"{f} {n:,}" for f, n in fields.most_common())
+        advice = ("choose values on the review page, or merge with a conflict policy (merge.conflict_policy: "
+                  "keep_primary | most_common | most_recent | longest)" if policy == "ask" else
+                  f"the conflict policy {policy} of these settings did not settle them (each group's message says "
+                  "why); choose values on the review page")
+        lines.append(f"{by_status['conflicts']:,} group(s) have open conflicts"
+                     + (f": {per_field}" if per_field else "") + f"; pending again: {advice}.")
+    for status, n in by_status.items():
+        if status != "conflicts":
+            lines.append(f"{n:,} group(s) {_NOT_MERGED.get(status, status)}.")
+    return lines
+
+
+def _write_merge_details(path: Path, results: list[dict], plans: dict[str, dict]) -> None:
+    import csv
+
+    with path.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["group_id", "status", "merge_id", "entity_type", "primary_id", "merged_ids", "open_conflicts",
+                    "lost_access", "message"])
+        for r in results:
+            plan = plans.get(r["group_id"]) or {}
+            lost = (" | ".join(f"{a['name']} (#{a['user_id']}): " + ", ".join(f"#{i}" for i in a["record_ids"])
+                               for a in plan.get("access_warnings", [])) if r["status"] == "applied" else "")
+            w.writerow([r["group_id"], r["status"], r.get("merge_id") or "", plan.get("entity_type", ""),
+                        plan.get("primary_id", ""), " ".join(str(i) for i in plan.get("duplicate_ids", [])),
+                        " ".join(_open_conflicts(plan)) if r["status"] == "conflicts" else "", lost, r["message"]])
+
+
+def _lost_access(results: list[dict], plans: dict[str, dict]) -> list[str]:
+    """The managers who lost access with this merge: per manager, their records merged into a record
+    another manager is responsible for (the plans' access warnings, as approved)."""
+    lost: dict[tuple[int, str], list[str]] = {}
+    for r in results:
+        plan = plans.get(r["group_id"])
+        if r["status"] != "applied" or not plan:
+            continue
+        for w in plan.get("access_warnings", []):
+            lost.setdefault((w["user_id"], w["name"]), []).extend(
+                f"{plan['entity_type']} #{i} (merged into #{plan['primary_id']}, merge #{r['merge_id']})"
+                for i in w["record_ids"])
+    if not lost:
+        return []
+    lines = [f"{len(lost):,} manager(s) lost access to records merged into a record another manager is "
+             "responsible for (no other notice is sent: pass this on):"]
+    for (uid, name), records in sorted(lost.items(), key=lambda kv: kv[0][1]):
+        lines.append(f"  {name} (#{uid}): {_listed(records, quote=False, most=10)}")
+    return lines
+
+
+def _note_delete_mode(settings: Path, mode: str, policy: str, results: list[dict], plans: dict[str, dict]) -> None:
+    """Say so where the settings' merge.delete_mode is not how the plans of the groups delete."""
+    other = [(r["status"], plans[r["group_id"]].get("delete_mode")) for r in results
+             if r["group_id"] in plans and plans[r["group_id"]].get("delete_mode") != mode]
+    merged = Counter(planned for status, planned in other if status == "applied")
+    held = Counter(planned for status, planned in other if status == "conflicts") if policy != "ask" else Counter()
+    for planned in sorted(set(merged) | set(held), key=str):
+        what = [f"{merged[planned]:,} merged so"] if merged[planned] else []
+        if held[planned]:
+            what.append(f"{held[planned]:,} sent back with their conflicts open (a merge's conflict policy settles "
+                        "them only where the merge is otherwise as approved, its way of deleting too)")
+        typer.secho(f"Note: {settings} sets merge.delete_mode {mode}, but {merged[planned] + held[planned]:,} "
+                    f"group(s) were planned with delete_mode {planned}: {'; '.join(what)}. Each plan fixes its way "
+                    f"of deleting when a run makes it; the groups a run plans with these settings (`crm-dedup run "
+                    f"--settings {settings}`) are merged with delete_mode {mode}.", fg=typer.colors.YELLOW)
 
 
 @app.command()
@@ -562,11 +713,51 @@ def history(
     if entity is not None:
         entity = entity_type(entity)
     store = open_store(db)
-    frame = merge_history(store, limit=limit, entity_type=entity)
+    frame = merge_history(store, limit=limit + 1, entity_type=entity)  # (one more: whether there are more)
+    more = f"; `--limit {limit * 2}` lists more" if len(frame) > limit else ""
+    frame = frame.head(limit)
     if frame.empty:
         typer.echo("No merges yet.")
         return
-    typer.echo(frame.to_string(index=False, max_colwidth=60))
+    undone_by = _undone_by(store, [int(i) for i in frame["id"]])
+    rows = [("merge", "when (UTC)", "entity", "primary", "merged", "who", "status", "batch", "undone (UTC)")]
+    for r in frame.to_dict("records"):
+        undone = "-"
+        if r["status"] == "undone" or _present(r["undone_at"]):
+            undone = f"{_minute(r['undone_at'])} by {undone_by.get(int(r['id'])) or 'system'}"
+        rows.append((f"#{r['id']}", _minute(r["when"]), r["entity_type"], f"#{r['primary_id']}",
+                     ", ".join(f"#{i}" for i in (r["merged_ids"] or [])), r["who"], r["status"], r["batch_id"] or "-",
+                     undone))
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        typer.echo("  ".join(f"{str(v):<{w}}" for v, w in zip(row, widths)).rstrip())
+    typer.echo(f"{len(frame):,} merge(s), newest first{more}. `crm-dedup undo MERGE_ID` undoes one, "
+               "`crm-dedup undo --all BATCH` a batch.")
+
+
+def _present(value) -> bool:
+    """A value pandas read from the database: not None, NaT or NaN."""
+    return value is not None and value == value
+
+
+def _minute(value) -> str:
+    """A stored (UTC) time to the minute; "-" where there is none."""
+    import pandas as pd
+
+    return pd.Timestamp(value).strftime("%Y-%m-%d %H:%M") if _present(value) else "-"
+
+
+def _undone_by(store, merge_ids: list[int]) -> dict[int, str]:
+    """merge id -> the name of who undid it, for the merges undone by a user."""
+    import sqlalchemy as sa
+
+    from crm import schema
+
+    m, u = schema.dedup_merges, schema.users
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(m.c.id, u.c.name).join(u, u.c.id == m.c.undone_by)
+                            .where(m.c.id.in_(merge_ids))).all()
+    return {mid: name for mid, name in rows}
 
 
 @app.command()
@@ -718,6 +909,7 @@ def check(
     """Report new records that duplicate existing ones: the rows of --input, or (without it) the
     records the last dedup run of --entity has not seen (added since, whatever their created_at)."""
     from crm.csv_io import CsvError
+    from pipelines.check import summary_line
 
     # bad input is refused before Prefect's server and the flow start
     entity = entity_type(entity)
@@ -743,11 +935,7 @@ def check(
     typer.echo(f"{result['new_records_with_duplicates']:,} new record(s) look like existing ones "
                f"({result['likely_duplicates']:,} likely duplicate pairs); details in {result['report']}")
     for row in result["first"]:  # a file's rows by their lines, the CRM's records by their ids
-        new = f"line {row['line']:.0f}" if input_ is not None else f"new {entity} #{row['new_record']}"
-        other = (f"{entity} #{row['duplicate_of']}" if row["existing"] else
-                 f"line {row['duplicate_line']:.0f}" if input_ is not None else f"new {entity} #{row['duplicate_of']}")
-        typer.echo(f"  {new} {row['new_name'] or '(no name)'}  ~  {other} "
-                   f"{row['duplicate_name'] or '(no name)'}: {row['tier']} ({row['probability']:.2f})")
+        typer.echo("  " + summary_line(row, entity, from_file=input_ is not None))
     if result["likely_duplicates"] > len(result["first"]):
         typer.echo(f"  ... and {result['likely_duplicates'] - len(result['first']):,} more pairs in {result['report']}")
 
