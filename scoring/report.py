@@ -573,7 +573,8 @@ class Run:
                 frames.setdefault(name, []).append(frame.assign(entity_type=e))
         out = {}
         for name, parts in frames.items():
-            f = pd.concat(parts, ignore_index=True)
+            # (an entity type without rows adds nothing; left in, pandas warns of the dtypes it would give)
+            f = pd.concat([x for x in parts if len(x)] or parts[:1], ignore_index=True)
             out[name] = f[["entity_type"] + [c for c in f.columns if c != "entity_type"]]
         return out
 
@@ -726,16 +727,23 @@ def open_run(run_folder: str | Path | None = None, db_url: str | None = None, *,
 
 def notebook_command(folder: str | Path, db_url: str | None = None,
                      notebook: str = "notebooks/match_report.ipynb") -> str:
-    """The shell command that opens a notebook on this very run (run from the project root)."""
+    """The shell command that opens a notebook on this very run, from any directory (every path in it
+    absolute: the run folder, a SQLite file, JupyterLab of this install, the notebook)."""
+    import sys
+
     from crm.store import hide_password
 
     env = [f"{RUN_ENV}={shlex.quote(str(Path(folder).resolve()))}"]
     if db_url:
+        if db_url.startswith("sqlite:///") and not Path(db_url[len("sqlite:///"):]).is_absolute():
+            db_url = "sqlite:///" + str(Path(db_url[len("sqlite:///"):]).resolve())
         shown = hide_password(db_url)
         # a URL with a password is not printed: the command takes it from the environment
         env.append('CRM_DEDUP_DB="$CRM_DEDUP_DB"' if shown != db_url and "***" in shown
                    else f"CRM_DEDUP_DB={shlex.quote(shown)}")
-    return " ".join([*env, ".venv/bin/jupyter", "lab", notebook])
+    jupyter = Path(sys.executable).parent / "jupyter"  # (not resolved: .venv/bin/python is a link)
+    path = Path(notebook) if Path(notebook).is_absolute() else Path(__file__).resolve().parents[1] / notebook
+    return " ".join([*env, shlex.quote(str(jupyter)), "lab", shlex.quote(str(path))])
 
 
 def _runs_inside(folder: Path) -> list[str]:

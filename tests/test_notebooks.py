@@ -105,10 +105,11 @@ def test_the_summary_command_starts_jupyter_lab_of_the_install(tmp_path):
     from scoring.report import notebook_command
 
     words = shlex.split(notebook_command(tmp_path, "sqlite:///data/crm.db"))
-    assert words[:2] == [f"CRM_DEDUP_RUN={tmp_path.resolve()}", "CRM_DEDUP_DB=sqlite:///data/crm.db"]
+    # every path absolute: the command works from any directory
+    assert words[:2] == [f"CRM_DEDUP_RUN={tmp_path.resolve()}", f"CRM_DEDUP_DB=sqlite:///{Path('data/crm.db').resolve()}"]
     # a password is not printed: the command takes the URL from the environment
     assert 'CRM_DEDUP_DB="$CRM_DEDUP_DB"' in notebook_command(tmp_path, "postgresql+psycopg://bob:S3cret@db/crm")
     program = words[2:4]
-    assert program == [".venv/bin/jupyter", "lab"]
-    done = subprocess.run([str(ROOT / program[0]), "lab", "--version"], capture_output=True, text=True, timeout=120)
+    assert program == [str(ROOT / ".venv/bin/jupyter"), "lab"] and words[4] == str(ROOT / "notebooks/match_report.ipynb")
+    done = subprocess.run([program[0], "lab", "--version"], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0 and done.stdout.strip()[:1].isdigit(), done.stderr

@@ -740,7 +740,7 @@ def test_the_summary_prints_how_to_open_the_notebook_on_this_run(demo_run, monke
     db_url, folder = demo_run
     summary = steps.run_summary(folder, ENTITIES, db_url)
     command = summary["notebook"]
-    assert command.endswith(".venv/bin/jupyter lab notebooks/match_report.ipynb")
+    assert command.endswith(".venv/bin/jupyter lab " + str(Path(__file__).resolve().parents[1] / "notebooks/match_report.ipynb"))
     assert f"Match report notebook on this run: `{command}`" in steps.summary_markdown(summary, "r")
     env = dict(word.split("=", 1) for word in shlex.split(command) if "=" in word)
     assert env == {"CRM_DEDUP_RUN": str(Path(folder).resolve()), "CRM_DEDUP_DB": db_url}
