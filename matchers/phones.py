@@ -9,9 +9,10 @@ through phonenumbers.parse. normalize_phones takes the fast path for all distinc
 (_fast_many: the same steps over arrays, tests compare it with parse_phone value by value) and only
 what that leaves one value at a time.
 
-A number that is not valid in the default region and has no "+" is read again as an international
-number typed without "+", then in each of FALLBACK_REGIONS (foreign clients of a Russian CRM write
-"(617) 755-8484" or "020 7946 0958"); the first valid reading wins.
+A number that is not valid in the default region and has no "+" is read again in each of
+FALLBACK_REGIONS (foreign clients of a Russian CRM write "(617) 755-8484" or "020 7946 0958"), then
+as an international number typed without "+"; the first valid reading wins. (The other way round,
+"646-825-6475" was read as +64 68256475, a valid number of New Zealand.)
 """
 
 from __future__ import annotations
@@ -142,12 +143,12 @@ def _slow(text: str, region: str, fallback_regions: tuple[str, ...] = ()) -> tup
         stripped = "+" + stripped[2:]   # 00 is the international prefix almost everywhere
     reading = _reading(stripped, region)
     if (reading is None or not reading[3]) and not stripped.startswith("+"):
-        # not valid here: maybe an international number typed without its "+" ("1-617-755-8484"),
-        # or a domestic number of another country ("(617) 755-8484", "020 7946 0958")
+        # not valid here: maybe a domestic number of another country ("(617) 755-8484", "020 7946
+        # 0958"), or an international number typed without its "+" ("49 30 1234567")
         md = PhoneMetadata.metadata_for_region(region, None) if region else None
         trunk = (md.national_prefix or "") if md else ""
-        tries = [("+" + digits, None)] if len(digits) >= 8 and not (trunk and digits.startswith(trunk)) else []
-        tries += [(stripped, r) for r in fallback_regions if r != region]
+        tries = [(stripped, r) for r in fallback_regions if r != region]
+        tries += [("+" + digits, None)] if len(digits) >= 8 and not (trunk and digits.startswith(trunk)) else []
         for alt_text, alt_region in tries:
             alt = _reading(alt_text, alt_region)
             if alt is not None and alt[3]:
@@ -374,10 +375,10 @@ def _fast(text: str, region: str, fallback_regions: tuple[str, ...]) -> tuple | 
         return None
     valid = reading is not None and _valid(reading)
     if not valid and not plus:
-        # as _slow: an international number without its "+", then the fallback regions
+        # as _slow: the fallback regions, then an international number without its "+"
         trunk = _trunk(region)
-        tries = [(None, True)] if len(digits) >= 8 and not (trunk and digits.startswith(trunk)) else []
-        tries += [(r, False) for r in fallback_regions if r != region]
+        tries = [(r, False) for r in fallback_regions if r != region]
+        tries += [(None, True)] if len(digits) >= 8 and not (trunk and digits.startswith(trunk)) else []
         for r, as_plus in tries:
             alt = _fast_reading(digits, r, as_plus)
             if alt is _UNSURE:
@@ -742,13 +743,13 @@ def _fast_many(texts: list[str], region: str, fallback_regions: tuple[str, ...])
     read = np.flatnonzero(state == _READ)
     valid = np.zeros(len(d), bool)
     valid[read] = _valid_many(cc[read], d.parts(read, start))
-    # as _fast: an international number without its "+", then the fallback regions
+    # as _fast: the fallback regions, then an international number without its "+"
     pending = (state != _NOT_FOLLOWED) & ~valid & ~plus
     trunk = _trunk(region)
     as_international = pending & (d.lengths >= 8)
     if trunk:
         as_international &= ~d.starts(np.zeros(len(d), np.int64), trunk)
-    tries = [(None, True, as_international)] + [(r, False, pending) for r in fallback_regions if r != region]
+    tries = [(r, False, pending) for r in fallback_regions if r != region] + [(None, True, as_international)]
     for alt_region, as_plus, eligible in tries:
         sel = np.flatnonzero(pending & eligible)
         alt = d.take(sel)
