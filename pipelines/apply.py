@@ -50,12 +50,16 @@ def _conflicts_settled(store, plans: list, settings: Settings) -> tuple[list, di
     if policy == "ask":  # a person must choose (the message of the merge says so)
         return plans, {}, []
     out, notes, back = list(plans), {}, []
-    for entity in sorted({plan.entity_type for _gid, plan in plans}):
-        open_ = [i for i, (_gid, plan) in enumerate(plans) if plan.entity_type == entity and plan.unresolved]
+    # the way of deleting is the approved plan's (a run fixed it; a group that goes back to a person
+    # must not come back with the merge's own): planned in batches of one entity type and one way
+    for entity, deleting in sorted({(plan.entity_type, plan.delete_mode) for _gid, plan in plans}):
+        open_ = [i for i, (_gid, plan) in enumerate(plans)
+                 if plan.entity_type == entity and plan.delete_mode == deleting and plan.unresolved]
         groups = [(plans[i][1].primary_id, plans[i][1].member_ids) for i in open_]
         choices = {plans[i][1].primary_id: person_choices(plans[i][1]) for i in open_}
+        merge = settings.merge.model_copy(update={"delete_mode": deleting})
         outdated = []
-        for i, fresh in zip(open_, plan_groups(store, entity, groups, settings.merge, choices=choices) if groups else []):
+        for i, fresh in zip(open_, plan_groups(store, entity, groups, merge, choices=choices) if groups else []):
             gid, approved = plans[i]
             fresh.group_id = approved.group_id
             open_fields = {c.field for c in approved.unresolved}

@@ -594,7 +594,7 @@ def merge(
     for line in _lost_access(results, plans):
         typer.echo(line)
     if settings is not None and "delete_mode" in merge_settings.model_fields_set:
-        _note_delete_mode(settings, merge_settings.delete_mode, merge_settings.conflict_policy, results, plans)
+        _note_delete_mode(settings, merge_settings.delete_mode, results, plans)
     if counts.get("failed"):
         typer.secho(f"error: {counts['failed']:,} merge(s) failed; see the lines above", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
@@ -682,21 +682,16 @@ def _lost_access(results: list[dict], plans: dict[str, dict]) -> list[str]:
     return lines
 
 
-def _note_delete_mode(settings: Path, mode: str, policy: str, results: list[dict], plans: dict[str, dict]) -> None:
-    """Say so where the settings' merge.delete_mode is not how the plans of the groups delete."""
-    other = [(r["status"], plans[r["group_id"]].get("delete_mode")) for r in results
-             if r["group_id"] in plans and plans[r["group_id"]].get("delete_mode") != mode]
-    merged = Counter(planned for status, planned in other if status == "applied")
-    held = Counter(planned for status, planned in other if status == "conflicts") if policy != "ask" else Counter()
-    for planned in sorted(set(merged) | set(held), key=str):
-        what = [f"{merged[planned]:,} merged so"] if merged[planned] else []
-        if held[planned]:
-            what.append(f"{held[planned]:,} sent back with their conflicts open (a merge's conflict policy settles "
-                        "them only where the merge is otherwise as approved, its way of deleting too)")
-        typer.secho(f"Note: {settings} sets merge.delete_mode {mode}, but {merged[planned] + held[planned]:,} "
-                    f"group(s) were planned with delete_mode {planned}: {'; '.join(what)}. Each plan fixes its way "
-                    f"of deleting when a run makes it; the groups a run plans with these settings (`crm-dedup run "
-                    f"--settings {settings}`) are merged with delete_mode {mode}.", fg=typer.colors.YELLOW)
+def _note_delete_mode(settings: Path, mode: str, results: list[dict], plans: dict[str, dict]) -> None:
+    """Say so where the settings' merge.delete_mode is not how the plans of the merged groups delete."""
+    merged = Counter(plans[r["group_id"]].get("delete_mode") for r in results
+                     if r["status"] == "applied" and r["group_id"] in plans
+                     and plans[r["group_id"]].get("delete_mode") != mode)
+    for planned, n in sorted(merged.items(), key=str):
+        typer.secho(f"Note: {settings} sets merge.delete_mode {mode}, but {n:,} group(s) were planned with "
+                    f"delete_mode {planned}: merged so. Each plan fixes its way of deleting when a run makes it; "
+                    f"the groups a run plans with these settings (`crm-dedup run --settings {settings}`) are merged "
+                    f"with delete_mode {mode}.", fg=typer.colors.YELLOW)
 
 
 @app.command()

@@ -88,17 +88,44 @@ def test_an_undo_moved_links_back_since_the_plan_the_group_is_merged_with_the_po
     assert_consistent(store, [gid])
 
 
-def test_settings_that_would_also_delete_hard_leave_the_conflicts_to_a_person_saying_why(store, tmp_path):
-    """Records as planned, but the merge's settings would merge otherwise than approved: not settled by
-    its policy, and the message says so (not only "merge with a conflict policy")."""
+def test_settings_with_other_field_rules_leave_the_conflicts_to_a_person_saying_why(store, tmp_path):
+    """Records as planned, but the merge's settings would merge otherwise than approved (another rule
+    for a field): not settled by its policy, and the message says so (not only "merge with a conflict
+    policy")."""
+    gid = approved_with_open_conflicts(store, tmp_path)
+    other = tmp_path / "other.yaml"
+    other.write_text("merge: {conflict_policy: keep_primary, fields: {contact: {comments: keep_primary}}}\n")
+    (res,) = apply_approved(store.url, "b1", 1, str(other))
+    assert res["status"] == "conflicts", res
+    assert ("The merge's conflict policy keep_primary was not used" in res["message"]
+            and "comments" in res["message"]), res["message"]
+    assert groups_now(store)[gid]["status"] == "pending" and applied_merges(store) == []
+
+
+def test_the_way_of_deleting_stays_the_plans_when_a_policy_settles_its_conflicts(store, tmp_path):
+    """A run fixed the way of deleting in the plan; a merge with delete_mode hard in its settings
+    settles the open conflicts and deletes as planned (soft), also for a group that goes back to a
+    person re-planned (it came back with the merge's hard delete, approvable as such)."""
     gid = approved_with_open_conflicts(store, tmp_path)
     hard = tmp_path / "hard.yaml"
     hard.write_text("merge: {conflict_policy: keep_primary, delete_mode: hard}\n")
     (res,) = apply_approved(store.url, "b1", 1, str(hard))
-    assert res["status"] == "conflicts", res
-    assert ("The merge's conflict policy keep_primary was not used" in res["message"]
-            and "way of deleting (soft -> hard)" in res["message"]), res["message"]
-    assert groups_now(store)[gid]["status"] == "pending" and applied_merges(store) == []
+    assert res["status"] == "applied", res
+    assert {11, 12}.isdisjoint(live_ids(store))
+    with store.engine.connect() as conn:  # soft: the rows stay, marked deleted
+        kept = conn.execute(sa.select(schema.contacts.c.id).where(schema.contacts.c.id.in_([11, 12]))).scalars()
+        assert sorted(kept) == [11, 12]
+
+
+def test_a_group_sent_back_keeps_the_way_of_deleting_it_was_planned_with(store, tmp_path):
+    gid = approved_with_open_conflicts(store, tmp_path)
+    with store.engine.begin() as conn:
+        conn.execute(schema.contacts.update().where(schema.contacts.c.id == 10).values(post="Исполнительный директор"))
+    hard = tmp_path / "hard.yaml"
+    hard.write_text("merge: {conflict_policy: keep_primary, delete_mode: hard}\n")
+    (res,) = apply_approved(store.url, "b1", 1, str(hard))
+    assert res["status"] == "stale", res
+    assert MergePlan.from_dict(groups_now(store)[gid]["plan"]).delete_mode == "soft"
 
 
 def test_a_member_edited_since_the_plan_goes_back_with_a_fresh_plan_then_merges(store, tmp_path):
