@@ -2,14 +2,20 @@
 
 The merge's before-image holds every touched row as it was, the after-image as the merge left it.
 Undo compares the rows as they are now with the after-image: if any changed since (someone edited the
-merged record, a later merge moved a row again), it stops and lists them, unless forced, in which case
-it restores anyway and reports what it overwrote. Rows the merge deleted are inserted back with their
-ids, rows it changed get their old values, rows it added (the history event) are deleted.
+merged record), it stops and lists them, unless forced, in which case it restores anyway and reports
+what it overwrote. Rows the merge deleted are inserted back with their ids, rows it changed get their
+old values, rows it added (the history event) are deleted.
+
+A later merge still applied that touched some of these rows (A into B, then B into C) always stops the
+undo, forced or not: its before-image holds the rows as this merge left them, so undoing this merge
+first and that one after would interleave the two images and leave wrong data. Those merges are named,
+to be undone first, newest first (``undo_batch`` already goes newest first within a batch).
 """
 
 from __future__ import annotations
 
 import functools
+import heapq
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -80,18 +86,58 @@ def _label(tname: str, row: dict) -> str:
     return f"{tname} #{key}"
 
 
-def _later_merges(conn: Connection, merge: dict, keys: set[str]) -> list[int]:
-    """Applied merges made after this one that changed some of the rows this one left (by key)."""
-    m = schema.dedup_merges
-    out = []
-    q = sa.select(m.c.id, m.c.before_image).where(m.c.id > merge["id"], m.c.status == "applied").order_by(m.c.id)
-    for mid, image in conn.execute(q):
-        for tname, rows in (image or {}).items():
-            table = TABLES[tname]
-            if any(row_key(table, decode_row(r)) in keys for r in rows):
-                out.append(mid)
-                break
-    return out
+class _LaterMerges:
+    """Finds the applied merges made after a merge that touched some of its rows (by key), for one undo
+    call. The rows a merge touched never change once written, and an undone merge stays undone, so
+    each merge's keys are read once per call, and the merges this call undid (a batch's, newest first)
+    are left out of the scan by id ranges: undoing a batch of thousands stays linear. Which other
+    merges are still applied is read afresh, in the undo's own transaction."""
+
+    MAX_RANGES = 100  # merges undone here, in runs of consecutive ids, left out of the scan
+
+    def __init__(self) -> None:
+        self.touched: dict[int, frozenset[str]] = {}  # merge id -> keys of the rows in its before-image
+        self.runs: dict[int, int] = {}  # merges undone here: first id of a run of consecutive ids -> last
+        self._run_of_last: dict[int, int] = {}  # last -> first
+        self._seen: set[int] = set()
+
+    def undone(self, merge_id: int) -> None:
+        """``merge_id`` was undone (for good): joined to the runs next to it."""
+        if merge_id in self._seen:
+            return
+        self._seen.add(merge_id)
+        first = last = merge_id
+        if merge_id - 1 in self._run_of_last:
+            first = self._run_of_last.pop(merge_id - 1)
+        if merge_id + 1 in self.runs:
+            last = self.runs.pop(merge_id + 1)
+        self.runs[first], self._run_of_last[last] = last, first
+
+    def find(self, conn: Connection, merge_id: int, keys: set[str]) -> list[int]:
+        m = schema.dedup_merges
+        ids = conn.execute(sa.select(m.c.id).where(m.c.status == "applied", self._scan(merge_id))
+                           .order_by(m.c.id)).scalars().all()
+        missing = [i for i in ids if i not in self.touched]
+        for at in range(0, len(missing), 500):
+            q = sa.select(m.c.id, m.c.before_image).where(m.c.id.in_(missing[at:at + 500]))
+            for mid, image in conn.execute(q):
+                # key columns are plain ints in the JSON: no need to decode the whole rows
+                self.touched[mid] = frozenset(row_key(TABLES[t], r) for t, rows in (image or {}).items()
+                                              for r in rows)
+        return [i for i in ids if not keys.isdisjoint(self.touched[i])]
+
+    def _scan(self, merge_id: int):
+        """ids above ``merge_id``, but for the longest runs of consecutive ids all undone here (no
+        other merge can hold an id inside such a run)."""
+        above = ((max(first, merge_id + 1), last) for first, last in self.runs.items() if last > merge_id)
+        runs = sorted(heapq.nlargest(self.MAX_RANGES, above, key=lambda r: r[1] - r[0]))
+        col, parts, low = schema.dedup_merges.c.id, [], merge_id
+        for first, last in runs:
+            if first > low + 1:
+                parts.append(sa.and_(col > low, col < first))
+            low = last
+        parts.append(col > low)
+        return sa.or_(*parts)
 
 
 @functools.lru_cache(maxsize=None)
@@ -132,7 +178,8 @@ def _update_stmt(tname: str, cols: tuple[str, ...]):
             .values({c: sa.bindparam(f"v_{c}") for c in cols if c not in pk}))
 
 
-def _undo_once(conn: Connection, merge_id: int, user: dict, force: bool) -> UndoResult:
+def _undo_once(conn: Connection, merge_id: int, user: dict, force: bool,
+               later_merges: _LaterMerges) -> UndoResult:
     with write_transaction(conn):
         merge = conn.execute(_MERGE_ROW, {"mid": merge_id}).mappings().first()
         if merge is None:
@@ -167,13 +214,23 @@ def _undo_once(conn: Connection, merge_id: int, user: dict, force: bool) -> Undo
             for key, row in before.get(tname, {}).items():
                 if key not in after.get(tname, {}) and key in now:
                     changes.append(f"{_label(tname, row)} exists again since the merge")
-        if changes and not force:
-            later = _later_merges(conn, merge, {k for t in after.values() for k in t})
-            hint = (f" Merge(s) {', '.join(f'#{i}' for i in later)} touched these records later: undo them first."
-                    if later else " Undo with force to overwrite them.")
-            raise UndoConflict(f"Cannot undo merge #{merge_id} of {PLURAL[et]} into #{merge['primary_id']}: "
-                               + "; ".join(changes[:12]) + ("; ..." if len(changes) > 12 else "") + "." + hint,
-                               changes)
+        # a later merge still holding these rows stops the undo even when forced (see the module's notes)
+        keys = {k for image in (before, after) for rows in image.values() for k in rows}
+        later = later_merges.find(conn, merge_id, keys)
+        if later or (changes and not force):
+            if later:
+                names = ", ".join(f"#{i}" for i in reversed(later))
+                hint = (f" Merge(s) {', '.join(f'#{i}' for i in later)} touched these records later: undo them "
+                        f"first, newest first ({names}), then this one; not even a forced undo may go past "
+                        "them, as it would mix up the rows of the two merges.")
+            else:
+                hint = " Undo with force to overwrite them."
+            what = ("; ".join(changes[:12]) + ("; ..." if len(changes) > 12 else "") + "."
+                    if changes else "later merges hold its records.")
+            err = UndoConflict(f"Cannot undo merge #{merge_id} of {PLURAL[et]} into #{merge['primary_id']}: "
+                               + what + hint, changes)
+            err.later = later  # the merges to undo first: offering force would not help
+            raise err
 
         restored: dict[str, int] = defaultdict(int)
         notes: list[str] = []
@@ -216,6 +273,7 @@ def _undo_once(conn: Connection, merge_id: int, user: dict, force: bool) -> Undo
         conn.execute(_MARK_UNDONE, {"mid": merge_id, "when": when, "who": user["id"]})
         if merge["group_id"] is not None:
             conn.execute(_GROUP_PENDING, {"gid": merge["group_id"], "mid": merge_id, "when": when})
+    later_merges.undone(merge_id)
     overwritten = changes + notes
     msg = f"Undid merge #{merge_id} ({merge['summary']}) by {user_label(user)}"
     if overwritten:
@@ -226,15 +284,19 @@ def _undo_once(conn: Connection, merge_id: int, user: dict, force: bool) -> Undo
 
 def undo_merge(store, merge_id: int, user_id: int | None, *, force: bool = False) -> UndoResult:
     """Restore every row merge ``merge_id`` touched. Raises UndoConflict (listing what changed since)
-    unless ``force``; with force the result's ``overwritten`` says what was overwritten."""
+    unless ``force``; with force the result's ``overwritten`` says what was overwritten. A later merge
+    still applied that touched these rows raises UndoConflict naming it, even with ``force``."""
     with store.engine.connect() as conn:
         user = load_user(conn, user_id)
         conn.commit()
-        return retrying(lambda: _undo_once(conn, int(merge_id), user, force))
+        later = _LaterMerges()
+        return retrying(lambda: _undo_once(conn, int(merge_id), user, force, later))
 
 
 def undo_batch(store, batch_id: str, user_id: int | None, force: bool = False) -> list[UndoResult]:
-    """Undo every applied merge of a batch, the latest first; each reported, none stops the rest."""
+    """Undo every applied merge of a batch, the latest first (so a chain within the batch comes undone in
+    the right order); each reported, none stops the rest. A merge that a later merge still applied
+    (another batch's, or one of this batch that could not be undone) touched is reported as a conflict."""
     m = schema.dedup_merges
     with store.engine.connect() as conn:
         user = load_user(conn, user_id)
@@ -244,9 +306,10 @@ def undo_batch(store, batch_id: str, user_id: int | None, force: bool = False) -
         if not ids:
             log.warning("batch %s has no applied merges to undo", batch_id)
         results = []
+        later = _LaterMerges()
         for merge_id in ids:
             try:
-                results.append(retrying(lambda: _undo_once(conn, merge_id, user, force)))
+                results.append(retrying(lambda: _undo_once(conn, merge_id, user, force, later)))
             except UndoConflict as exc:
                 results.append(UndoResult(merge_id, "conflict", str(exc), overwritten=[]))
             except PermissionDenied as exc:
