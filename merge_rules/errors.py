@@ -32,8 +32,10 @@ class NotDuplicates(MergeError):
 
 
 class UndoConflict(MergeError):
-    """Rows the merge wrote have changed since; ``changes`` lists them. Undo with force to overwrite."""
+    """Rows the merge wrote have changed since; ``changes`` lists them. Undo with force to overwrite,
+    unless ``later`` names merges still applied that touched them: those must be undone first."""
 
-    def __init__(self, message: str, changes: list[str] | None = None):
+    def __init__(self, message: str, changes: list[str] | None = None, later: list[int] | None = None):
         super().__init__(message)
         self.changes = list(changes or [])
+        self.later = list(later or [])

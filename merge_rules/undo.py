@@ -227,10 +227,8 @@ def _undo_once(conn: Connection, merge_id: int, user: dict, force: bool,
                 hint = " Undo with force to overwrite them."
             what = ("; ".join(changes[:12]) + ("; ..." if len(changes) > 12 else "") + "."
                     if changes else "later merges hold its records.")
-            err = UndoConflict(f"Cannot undo merge #{merge_id} of {PLURAL[et]} into #{merge['primary_id']}: "
-                               + what + hint, changes)
-            err.later = later  # the merges to undo first: offering force would not help
-            raise err
+            raise UndoConflict(f"Cannot undo merge #{merge_id} of {PLURAL[et]} into #{merge['primary_id']}: "
+                               + what + hint, changes, later)
 
         restored: dict[str, int] = defaultdict(int)
         notes: list[str] = []

@@ -225,6 +225,8 @@ def undo(store, merge_id: int, user: dict, force: bool, settings: MergeSettings)
     try:
         result = undo_merge(store, merge_id, user["id"], force=force)
     except UndoConflict as exc:
+        if exc.later:  # (no "undo anyway": force does not go past a later merge)
+            return Outcome(False, str(exc))
         return Outcome(False, str(exc), exc.changes)
     except PermissionDenied as exc:
         return Outcome(False, str(exc), status=403)

@@ -332,7 +332,9 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
         if outcome.status == 403:
             return render(request, "error.html", {"code": 403, "message": outcome.message, "back": "/history"}, 403)
         flash(request, outcome.message, "ok" if outcome.ok else "error", outcome.details)
-        return _see_other(_url("/history", {"conflict": None if outcome.ok else merge_id}))
+        # "undo anyway" only where forcing can help: rows people changed since (listed in the details)
+        forceable = not outcome.ok and bool(outcome.details)
+        return _see_other(_url("/history", {"conflict": merge_id if forceable else None}))
 
     # -- one record ---------------------------------------------------------------------------
 

@@ -419,6 +419,30 @@ def test_undo_reports_conflicts_and_can_be_forced(sample):
     assert row(store, schema.leads, 602)["deleted_at"] is None
 
 
+def test_undo_past_a_later_merge_is_refused_without_an_undo_anyway(sample):
+    """A later merge still holds the records: forcing would mix the two merges' rows, so the page
+    says to undo that one first and offers no "undo anyway"."""
+    from merge_rules import apply_plan, plan_groups
+    from merge_rules.settings import MergeSettings
+
+    store, app, groups = sample
+    gid = groups["lead-601"]
+    c = sign_in(app, ADMIN)
+    html, form = page_form(c, f"/group/{gid}")
+    c.post(f"/group/{gid}/act", data={**form, "action": "merge", "primary": "601", **choose(html, 601)})
+    (later_plan,) = plan_groups(store, "lead", [(600, [600, 601])],  # #601, merged into, is merged on
+                                MergeSettings.load().model_copy(update={"conflict_policy": "keep_primary"}))
+    later = apply_plan(store, later_plan, USER_IDS[ADMIN])
+    assert later.status == "applied", later.message
+    html = c.get("/history").text
+    first = min(int(m) for m in re.findall(r'data-undo="(\d+)"', html))
+    before = dump_crm(store)
+    r = c.post(f"/history/{first}/undo", data={"csrf_token": CSRF.search(html).group(1)})
+    page = c.get(r.headers["location"]).text
+    assert f"Merge(s) #{later.merge_id} touched these records later" in page
+    assert "data-force-undo=" not in page and dump_crm(store) == before
+
+
 def test_a_manager_cannot_undo_someone_elses_merge(sample):
     store, app, groups = sample
     gid = groups["lead-601"]  # Maria's records, merged by the admin
