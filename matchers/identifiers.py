@@ -94,7 +94,31 @@ SOCIAL_SITES: frozenset[str] = frozenset({
     "vk.com", "vk.ru", "ok.ru", "instagram.com", "facebook.com", "fb.com", "t.me", "telegram.me", "twitter.com",
     "x.com", "youtube.com", "linkedin.com", "avito.ru", "dzen.ru", "wa.me",
 })
-_SOCIAL_PAGE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?[^/?#]+/+(?:(?:company|in|channel|user|c|pg)/+)?([^/?#\s]+)")
+_URL_PARTS = re.compile(r"^(?:[a-z][a-z0-9+.-]*://)?[^/?#]+(?P<path>[^?#]*)(?:\?(?P<query>[^#]*))?")
+# the words before a page's name that say what kind of page it is: left out ("t.me/s/x" is "t.me/x"),
+# or kept where the name is a number of that kind ("ok.ru/group/52365378486421")
+_PAGE_PREFIXES = frozenset({"company", "in", "channel", "user", "c", "pg", "s", "@"})
+_PAGE_KINDS = frozenset({"group", "groups", "club", "public", "pages", "id", "people", "profile"})
+# links to a post, a video, a search...: no firm's address
+_CONTENT = frozenset({"p", "reel", "reels", "watch", "video", "videos", "post", "posts", "status", "photo", "photos",
+                      "wall", "share", "shorts", "embed", "search", "hashtag", "explore", "feed", "stories", "a"})
+
+
+def _social_page(host: str) -> str | None:
+    """The page's own part of a social site's URL ("romashka", "group/5236537848", "profile.php?id=1000"),
+    or None where it names no page of its own (the bare site, a post, a video)."""
+    m = _URL_PARTS.match(host)
+    words = [w for w in (m["path"] if m else "").split("/") if w]
+    if words and words[0] in _PAGE_PREFIXES:
+        words = words[1:]
+    if not words or words[0] in _CONTENT:
+        return None
+    if words[0] == "profile.php":
+        found = re.search(r"(?:^|&)id=(\d+)", (m["query"] or "") if m else "")
+        return f"profile.php?id={found[1]}" if found else None
+    if words[0] in _PAGE_KINDS:
+        return "/".join(words[:2]) if len(words) > 1 else None
+    return words[0]
 
 
 @functools.cache
@@ -123,11 +147,12 @@ def _registered(text: str) -> str | None:
         return None
     domain = f"{parts.domain}.{parts.suffix}".lower()
     if domain in SITE_BUILDERS:  # lutik.tilda.ws and fialka.tilda.ws are two firms' sites
-        sub = parts.subdomain.lower().removeprefix("www.").removeprefix("www")
+        sub = parts.subdomain.lower()
+        sub = "" if sub == "www" else sub.removeprefix("www.")
         return _ascii(f"{sub}.{domain}") if sub else None
     if domain in SOCIAL_SITES:  # vk.com/romashka: the page is the firm's, the site everyone's
-        page = _SOCIAL_PAGE.search(host)
-        return _ascii(domain) + "/" + page[1].lower() if page else None
+        page = _social_page(host)
+        return _ascii(domain) + "/" + page if page else None
     return _ascii(domain)
 
 

@@ -113,6 +113,15 @@ DOMAIN_CASES = [
     ("a social page is the firm's", "https://vk.com/romashka_msk?w=wall-1", "vk.com/romashka_msk"),
     ("a company page under a prefix", "www.linkedin.com/company/acme-ltd/", "linkedin.com/acme-ltd"),
     ("a social site alone is no firm's", "instagram.com", None),
+    # (review: the first word of the path made one key of every firm's group, profile or post)
+    ("a group by its number", "https://ok.ru/group/52365378486421", "ok.ru/group/52365378486421"),
+    ("a profile by its id", "https://www.facebook.com/profile.php?id=100012345678",
+     "facebook.com/profile.php?id=100012345678"),
+    ("a channel's preview is the channel", "https://t.me/s/romashka", "t.me/romashka"),
+    ("a post is no firm's address", "https://instagram.com/p/CxYz123/", None),
+    ("a video is no firm's address", "https://youtube.com/watch?v=abc", None),
+    ("www only as a whole label", "wwwexpert.tilda.ws", "wwwexpert.tilda.ws"),
+    ("www before a builder's subdomain", "www.lutik.tilda.ws", "lutik.tilda.ws"),
 ]
 
 
