@@ -76,15 +76,16 @@ _forked_helpers_end_at_ctrl_c()
 # inside Prefect's engine, between a task run's creation and its first state, Prefect's own crash
 # handling then failed ("Task run is not set") and printed its tracebacks. So the handler raises only
 # inside a step's own body (run in _step()); elsewhere it sets the flag and the flow stops before
-# its next step. The flag also catches a KeyboardInterrupt Python printed and dropped (one raised in a
-# finaliser or a garbage-collection callback).
+# its next step (or at a second Ctrl-C, wherever it is). The flag also catches a KeyboardInterrupt
+# Python printed and dropped (one raised in a finaliser or a garbage-collection callback).
 _INTERRUPTED = threading.Event()
 _IN_STEP = threading.Event()
 
 
 def _interrupt(signum, frame) -> None:
+    again = _INTERRUPTED.is_set()
     _INTERRUPTED.set()
-    if _IN_STEP.is_set():
+    if _IN_STEP.is_set() or again:  # a second Ctrl-C stops the run wherever it is
         raise KeyboardInterrupt
 
 

@@ -938,6 +938,9 @@ def test_ctrl_c_stops_a_step_where_it_is_and_waits_outside_steps_for_the_next_on
         with pytest.raises(KeyboardInterrupt):
             step()  # the next step does not start
         assert reached == []
+        with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C stops it wherever it is
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
         flows._INTERRUPTED.clear()
         threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()  # a Ctrl-C mid-step
         with pytest.raises(KeyboardInterrupt):
