@@ -56,7 +56,7 @@ import sqlalchemy as sa
 from crm import schema
 from crm.store import Store
 from matchers.emails import normalize_emails
-from matchers.identifiers import parse_birthdate
+from matchers.identifiers import parse_birthdate, parse_inn
 from matchers.phones import normalize_phones, only_extension, several_numbers
 
 log = logging.getLogger(__name__)
@@ -1110,7 +1110,7 @@ def _comm_changes(held: list[tuple[int, str]], wanted: list[str]) -> tuple[list[
 
 
 def _unusable_notes(rows: list[_Row], region: str) -> None:
-    """Note on each row the phones, e-mails and birthdate that the matching cannot use (the quality
+    """Note on each row the phones, e-mails, birthdate and tax id that the matching cannot use (the quality
     report's verdicts): they are stored as written, since the CRM holds what people typed, but the
     person importing should hear of them now rather than at the next run's quality report."""
     checks = (("phone", "a phone", lambda v: normalize_phones(v, region=region)),
@@ -1130,6 +1130,12 @@ def _unusable_notes(rows: list[_Row], region: str) -> None:
         born = row.record.get("birthdate")
         if born is not None and parse_birthdate(born) is None:
             row.notes.append("birthdate is in the future or before 1900; stored, and left out of matching")
+        tax_id = row.record.get("tax_id")
+        if tax_id is not None and str(tax_id).strip():
+            digits, ok = parse_inn(tax_id)
+            if not ok:  # an OGRN in the INN column, a control digit wrong, 0000000000
+                row.notes.append("tax id is not a valid INN (10 or 12 digits with their control digits); "
+                                 "stored as written, and left out of matching")
 
 
 def _chunks(items: list, n: int) -> Iterator[list]:

@@ -446,6 +446,19 @@ def test_responsible_and_lead_links(store, tmp_path):
     assert report.notes == Counter({"company_id 77 is not in the database; left empty": 1})
 
 
+def test_tax_ids_matching_cannot_use_are_stored_and_counted(store, tmp_path):
+    """An OGRN in the INN column, a wrong control digit, zeros: stored as written, counted (they only
+    showed in the next run's quality report); an INN written with its KPP is an INN."""
+    f = write_csv(tmp_path / "inn.csv", [
+        ["title", "tax_id"], ["A", "1027700132195"], ["B", "7707083894"], ["C", "0000000000"],
+        ["D", "7707083893/773601001"], ["E", ""], ["F", "500100732259"]])
+    report = import_csv(store, f, "company")
+    assert report.imported == 6
+    assert report.notes == Counter({"tax id is not a valid INN (10 or 12 digits with their control digits); "
+                                    "stored as written, and left out of matching": 3})
+    assert record(store, "company", 1)["tax_id"] == "1027700132195"
+
+
 def test_values_matching_cannot_use_are_stored_and_counted(store, tmp_path):
     """A phone that is no number, a placeholder e-mail, a malformed one and a birthdate in the future go
     in as written (the CRM keeps what people typed) and the summary says so, once per row and kind,
