@@ -998,6 +998,45 @@ def set_password(
     typer.echo(f"Password set for {email}")
 
 
+@users_app.command("add")
+def add_user(
+    email: Annotated[str, typer.Argument(help="The user's email (their sign-in on the review page).")],
+    name: Annotated[str, typer.Option(help="The user's name, as merges and warnings show it.")],
+    role: Annotated[str, typer.Option(help="admin (sees and merges everything) or manager (only their own "
+                                           "records).")] = "manager",
+    id_: Annotated[Optional[int], typer.Option("--id", help="The user's id in the CRM, so that the records' "
+                                                            "responsible ids name them (add users before importing "
+                                                            "records).")] = None,
+    db: DbOption = None,
+) -> None:
+    """Add a user of the CRM: an admin to approve and merge (a database made with `init` has none), or a
+    manager responsible for records. `crm-dedup users set-password EMAIL` then lets them sign in."""
+    import sqlalchemy as sa
+
+    from crm import schema
+
+    if role not in ("admin", "manager"):
+        fail(f"--role must be admin or manager (got {role!r})")
+    if not name.strip() or "@" not in email:
+        fail("give the user's email (with @) and a --name")
+    store = open_store(db)
+    u = schema.users
+    with store.engine.begin() as conn:
+        taken = conn.execute(sa.select(u.c.id, u.c.email).where(
+            (u.c.email == email) | (u.c.id == id_) if id_ is not None else u.c.email == email)).first()
+        if taken is not None:
+            fail(f"user #{taken.id} ({taken.email}) is already in {store.display_url}; "
+                 "`crm-dedup users list` lists them")
+        values = {"name": name.strip(), "email": email.strip(), "role": role}
+        if id_ is not None:
+            values["id"] = id_
+        new_id = conn.execute(u.insert().values(**values)).inserted_primary_key[0]
+        if id_ is not None:  # (PostgreSQL's sequence goes past an id given by hand)
+            store.fix_sequences(conn)
+    typer.echo(f"Added {role} #{new_id} {name} <{email}>; `crm-dedup users set-password {email}` lets them sign in "
+               "to the review page.")
+
+
 @users_app.command("list")
 def list_users(db: DbOption = None) -> None:
     """List the CRM's users with their roles."""
@@ -1057,7 +1096,8 @@ def _user(store, email: str | None) -> dict:
         else:
             row = conn.execute(sa.select(u).where(u.c.role == "admin").order_by(u.c.id).limit(1)).first()
             if row is None:
-                fail("the database has no admin user; pass --user EMAIL")
+                fail("the database has no admin user: add one with `crm-dedup users add EMAIL --name NAME "
+                     "--role admin`, or pass --user EMAIL")
     return dict(row._mapping)
 
 
