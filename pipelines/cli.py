@@ -83,9 +83,18 @@ def load_settings(path: Path | None):
 @app.command()
 def init(db: DbOption = None) -> None:
     """Create an empty CRM database with the crm-dedup schema (or upgrade an existing one)."""
+    import sqlalchemy as sa
+
+    from crm import schema
+
     store = open_store(db, must_exist=False, check=False)
     rev = store.migrate()
     typer.echo(f"{store.display_url}: schema at revision {rev}")
+    with store.engine.connect() as conn:
+        admins = conn.execute(sa.select(sa.func.count()).where(schema.users.c.role == "admin")).scalar_one()
+    if not admins:  # approving and merging need one
+        typer.echo("Next: `crm-dedup users add EMAIL --name NAME --role admin` (and the managers, with --id, "
+                   "before importing their records), then `crm-dedup import FILE --entity contact`.")
 
 
 @app.command()

@@ -21,6 +21,8 @@ def users(store) -> list[tuple]:
 
 
 def test_an_admin_and_managers_are_added_then_approve_and_own_records(store, tmp_path):
+    made = invoke("init", "--db", store.url)
+    assert made.exit_code == 0 and "Next: `crm-dedup users add EMAIL --name NAME --role admin`" in made.output
     refused = invoke("approve", "some-group", "--db", store.url)
     assert refused.exit_code != 0 and "crm-dedup users add EMAIL --name NAME --role admin" in refused.output
     added = invoke("users", "add", "boss@example.com", "--name", "Главный Админ", "--role", "admin", "--db", store.url)
