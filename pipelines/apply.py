@@ -205,7 +205,12 @@ def apply_approved(db: str | None, batch_id: str, user_id: int | None, settings_
         elif status == "failed":  # an error, not for a scheduler to retry every hour: back to a person
             out.append(_sent_back(store, gid, status, message, fresh.to_dict(), " (re-planned: its merge failed)"))
             continue
-        elif status in ("conflicts", "denied", "not_duplicates"):
+        elif status == "denied":  # another user may merge it (an admin, the hourly apply): left approved
+            out.append({"group_id": gid, "status": status, "merge_id": None,
+                        "message": f"{message} Left approved, for a user who may merge it (an admin, or the "
+                                   "scheduled apply)."})
+            continue
+        elif status in ("conflicts", "not_duplicates"):
             # not for a scheduler to retry every hour: back to a person, with the plan as it is
             if status == "conflicts":  # (why the merge's conflict policy did not settle them, if one was given)
                 message += notes.get(gid, "")

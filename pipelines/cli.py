@@ -514,13 +514,13 @@ def runs(
 
 
 # `crm-dedup merge` outcomes that send a group back to a person (exit status 3, no error)
-_BACK_TO_A_PERSON = ("stale", "conflicts", "denied", "not_duplicates", "unreadable")
+_BACK_TO_A_PERSON = ("stale", "conflicts", "not_duplicates", "unreadable")
 MERGE_NEEDS_A_PERSON = 3
 MERGE_SHOWN = 20  # groups not merged listed in the terminal; --details writes every group's result
 # why groups were not merged, after their count (conflicts are counted by field instead)
 _NOT_MERGED = {
     "stale": "were stale: their records changed since the plan; planned again, pending for a person to approve",
-    "denied": "were denied: the merging user may not merge their records; pending again",
+    "denied": "hold records the merging user may not merge; left approved for an admin or the scheduled apply",
     "not_duplicates": "hold records marked \"not duplicates\" since they were proposed; pending again",
     "unreadable": "had a stored plan that could not be read; planned again, pending for a person to approve",
     "not_approved": "were taken by a person or another merge while this one ran; left as they are",
@@ -539,9 +539,10 @@ def merge(
     """Merge every approved group (the apply flow), each in its own transaction.
 
     A group that cannot be merged as approved goes back to a person (pending, re-planned, with its
-    reason): stale (records edited since), conflicts, denied (permissions), not_duplicates,
-    unreadable plan. That is normal work, not an error. A group another merge or a person took
-    meanwhile (already_applied, not_approved) is left as it is. The output counts them by reason
+    reason): stale (records edited since), conflicts, not_duplicates, unreadable plan. That is
+    normal work, not an error. A group another merge or a person took meanwhile (already_applied,
+    not_approved), or one holding records the merging user may not merge (denied: left approved for
+    an admin or the scheduled apply), is left as it is. The output counts them by reason
     (conflicts by field) and lists the first 20; --details FILE writes them all.
 
     After merging it lists the managers who lost access: a record of theirs was merged into one
@@ -602,8 +603,7 @@ def merge(
         typer.echo(f"Batch {batch_id}: `crm-dedup undo --all {batch_id}` undoes it.")
     for line in _lost_access(results, plans):
         typer.echo(line)
-    if settings is not None and "delete_mode" in merge_settings.model_fields_set:
-        _note_delete_mode(settings, merge_settings.delete_mode, results, plans)
+    _note_delete_mode(settings, merge_settings.delete_mode, results, plans)
     if counts.get("failed"):
         typer.secho(f"error: {counts['failed']:,} merge(s) failed; see the lines above", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
@@ -691,16 +691,25 @@ def _lost_access(results: list[dict], plans: dict[str, dict]) -> list[str]:
     return lines
 
 
-def _note_delete_mode(settings: Path, mode: str, results: list[dict], plans: dict[str, dict]) -> None:
-    """Say so where the settings' merge.delete_mode is not how the plans of the merged groups delete."""
+def _note_delete_mode(settings: Path | None, mode: str, results: list[dict], plans: dict[str, dict]) -> None:
+    """Say how the merged groups deleted where it is not what the settings (or the default) say, and
+    always where records were deleted from their tables (delete_mode hard)."""
     merged = Counter(plans[r["group_id"]].get("delete_mode") for r in results
-                     if r["status"] == "applied" and r["group_id"] in plans
-                     and plans[r["group_id"]].get("delete_mode") != mode)
+                     if r["status"] == "applied" and r["group_id"] in plans)
+    named = f"{settings} sets" if settings is not None else "the settings (default) say"
     for planned, n in sorted(merged.items(), key=str):
-        typer.secho(f"Note: {settings} sets merge.delete_mode {mode}, but {n:,} group(s) were planned with "
-                    f"delete_mode {planned}: merged so. Each plan fixes its way of deleting when a run makes it; "
-                    f"the groups a run plans with these settings (`crm-dedup run --settings {settings}`) are merged "
-                    f"with delete_mode {mode}.", fg=typer.colors.YELLOW)
+        if planned == mode and planned != "hard":
+            continue
+        gone = " (their duplicates deleted from the tables; `crm-dedup undo` brings them back)" \
+            if planned == "hard" else ""
+        if planned == mode:
+            typer.secho(f"Note: {n:,} group(s) were merged with delete_mode hard{gone}.", fg=typer.colors.YELLOW)
+            continue
+        how = f" (`crm-dedup run --settings {settings}`)" if settings is not None else ""
+        typer.secho(f"Note: {named} merge.delete_mode {mode}, but {n:,} group(s) were planned with delete_mode "
+                    f"{planned}: merged so{gone}. Each plan fixes its way of deleting when a run makes it; the "
+                    f"groups a run plans with these settings{how} are merged with delete_mode {mode}.",
+                    fg=typer.colors.YELLOW)
 
 
 @app.command()

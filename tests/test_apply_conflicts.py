@@ -165,3 +165,14 @@ def test_with_policy_ask_the_group_goes_back_saying_a_person_must_choose(store, 
     assert "Choose a value for each on the review page, or merge with a conflict policy" in res["message"]
     assert groups_now(store)[gid]["status"] == "pending"
     assert applied_merges(store) == []
+
+
+def test_a_group_the_merging_manager_may_not_merge_stays_approved_for_an_admin(store, tmp_path):
+    """A manager's merge took the admin's approvals back to pending (approved_by still set): a group
+    holding another manager's records is left approved, for an admin or the scheduled apply."""
+    gid = approved_with_open_conflicts(store, tmp_path)  # #10, #12 are manager 2's, #11 manager 3's
+    (res,) = apply_approved(store.url, "b1", 2, settings_file(tmp_path, "keep_primary"))
+    assert res["status"] == "denied" and "Left approved" in res["message"], res
+    assert groups_now(store)[gid]["status"] == "approved" and applied_merges(store) == []
+    (res,) = apply_approved(store.url, "b2", 1, settings_file(tmp_path, "keep_primary"))  # the admin's
+    assert res["status"] == "applied", res

@@ -192,6 +192,21 @@ def test_merge_says_when_the_settings_delete_mode_is_not_the_plans(store, tmp_pa
         assert undone.exit_code == 0, undone.output
 
 
+def test_merge_says_records_were_deleted_hard_also_without_settings(store, tmp_path, merges):
+    """Plans a run made with delete_mode hard, merged without a settings file (the default says
+    soft): the rows went from the tables without a word."""
+    load_sample(store)
+    hard = MergeSettings(conflict_policy="keep_primary", delete_mode="hard")
+    (plan,) = plan_groups(store, "contact", SAMPLE_GROUPS["contact"][:1], hard)
+    ids = propose(store, tmp_path, [plan])
+    proposals.set_status(store, ids, "approved", 1)
+    result = invoke("merge", "--db", store.url)
+    assert result.exit_code == 0, result.output
+    assert ("Note: the settings (default) say merge.delete_mode soft, but 1 group(s) were planned with delete_mode "
+            "hard: merged so (their duplicates deleted from the tables; `crm-dedup undo` brings them back)"
+            in result.output), result.output
+
+
 # -- find --input reads the settings file as run does ------------------------------------------------
 
 PEOPLE = ("id,first_name,last_name,phone\n1,Иван,Петров,+79161234567\n2,Иван,Петров,89161234567\n"
