@@ -1047,7 +1047,7 @@ class _Updates:
         current: dict[int, dict[str, Any]] = {}
         held: dict[int, dict[tuple[str, str], list[tuple[int, str]]]] = {}
         for part in _chunks(ids, 900):
-            for row in conn.execute(sa.select(table.c.id, *(table.c[f] for f in compared))
+            for row in conn.execute(sa.select(table.c.id, table.c.modified_at, *(table.c[f] for f in compared))
                                     .where(table.c.id.in_(part))).mappings():
                 current[row["id"]] = dict(row)
             if self.comm_kinds:
@@ -1076,7 +1076,11 @@ class _Updates:
             if not values and not drop and not new:
                 out[rid] = None
                 continue
-            values["modified_at"] = r.record["modified_at"] if "modified_at" in r.dates_given else now
+            # the file's modification date where it is newer than the stored one (a newer export); an
+            # older one (a file exported, edited by hand, imported again) would date the change back
+            given = r.record.get("modified_at") if "modified_at" in r.dates_given else None
+            values["modified_at"] = given if given is not None and (old["modified_at"] is None
+                                                                    or given > old["modified_at"]) else now
             conn.execute(table.update().where(table.c.id == rid).values(**values))
             gone += drop
             added += [{"entity_type": entity, "entity_id": rid, "type": t, "kind": k, "value": v} for t, k, v in new]

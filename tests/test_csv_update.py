@@ -182,3 +182,23 @@ def test_the_errors_csv_names_the_id_already_in_the_database(store, tmp_path):
     assert header == ["line", "column", "value", "reason"]
     assert [r[:3] for r in rows] == [["2", "id", "7"], ["3", "id", "8"]]
     assert all("already in the database" in r[3] for r in rows)
+
+
+def test_an_edited_export_dates_the_change_now_and_a_newer_export_keeps_its_date(store, tmp_path):
+    """Export, edit a cell, import --update: the record's modified_at was set back to the export's
+    (older) date, misleading the 'most recently modified' primary rule (found by helper-60)."""
+    import datetime as dt
+
+    small_demo(store)
+    export_csv(store, tmp_path / "c.csv", "contact")
+    first = int(read_csv(tmp_path / "c.csv")[1][0])
+    was = record(store, "contact", first)["modified_at"]
+    start = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None, microsecond=0)
+    import_csv(store, edit(tmp_path / "c.csv", tmp_path / "e.csv", first, "post", "Главный инженер"), "contact",
+               update=True)
+    now = record(store, "contact", first)
+    assert now["post"] == "Главный инженер" and now["modified_at"] >= start > was
+    later = "2031-05-06T07:08:09"
+    edited = edit(tmp_path / "e.csv", tmp_path / "n.csv", first, "post", "Технический директор")
+    import_csv(store, edit(edited, tmp_path / "n2.csv", first, "modified_at", later), "contact", update=True)
+    assert record(store, "contact", first)["modified_at"] == dt.datetime(2031, 5, 6, 7, 8, 9)
