@@ -101,9 +101,10 @@ def _outdated(store, entity: str, groups: list, policy: str) -> list:
         changes = describe_changes(approved, snap, snap.fingerprints()) or ["its records changed"]
         message = (f"The plan to merge {PLURAL[entity]} {', '.join(f'#{i}' for i in approved.duplicate_ids)} into "
                    f"#{approved.primary_id} is out of date: " + "; ".join(changes) + ".")
-        if not fresh.problems and not fresh.unresolved:
-            message += (" Its open conflicts (" + ", ".join(sorted(c.field for c in approved.unresolved))
-                        + f") are settled in the new plan by the merge's conflict policy {policy}.")
+        settled = sorted(c.field for c in fresh.conflicts if c.resolved_by == f"policy:{policy}")
+        if settled and not fresh.problems and not fresh.unresolved:  # (a conflict the edit made counts too)
+            message += (f" In the new plan the merge's conflict policy {policy} settles its conflicts ("
+                        + ", ".join(settled) + ").")
         out.append((gid, fresh, message))
     return out
 

@@ -176,3 +176,16 @@ def test_a_group_the_merging_manager_may_not_merge_stays_approved_for_an_admin(s
     assert groups_now(store)[gid]["status"] == "approved" and applied_merges(store) == []
     (res,) = apply_approved(store.url, "b2", 1, settings_file(tmp_path, "keep_primary"))  # the admin's
     assert res["status"] == "applied", res
+
+
+def test_a_group_sent_back_names_every_conflict_the_policy_settles_in_its_new_plan(store, tmp_path):
+    """An edit that makes a new conflict (a typo in the primary's surname): the message named only the
+    conflicts of the approved plan, not the one the policy now settles with the typo (helper-60)."""
+    gid = approved_with_open_conflicts(store, tmp_path)
+    with store.engine.begin() as conn:
+        conn.execute(schema.contacts.update().where(schema.contacts.c.id == 10).values(last_name="Ивановв"))
+    (res,) = apply_approved(store.url, "b1", 1, settings_file(tmp_path, "keep_primary"))
+    assert res["status"] == "stale", res
+    assert ("In the new plan the merge's conflict policy keep_primary settles its conflicts (last_name, post, "
+            "source).") in res["message"], res["message"]
+    assert MergePlan.from_dict(groups_now(store)[gid]["plan"]).fields["last_name"].value == "Ивановв"
