@@ -421,19 +421,47 @@ def approve(
         tiered = {r.id: (r.entity_type, list(r.member_ids)) for r in frame.itertuples(index=False)}
         left = {gid: o for gid, o in _others_records(store, user_row, tiered).items() if gid not in refused}
         ids += [i for i in tiered if i not in left and i not in refused]
+    else:
+        tiered = {}
+    # a group holding two records marked "not duplicates" (since it was proposed) can never merge
+    skipped = _skipped_within(store, {i: ({**named, **tiered})[i] for i in ids if i in named or i in tiered})
+    ids = [i for i in ids if i not in skipped]
     n = proposals.set_status(store, ids, "approved", user_row["id"])
     not_pending = [f"{i} ({s})" for i, s in statuses.items() if s != "pending"]
     typer.echo(f"Approved {n:,} group(s) as {user_row['name']}"
                + (f"; not pending, left as they are: {_listed(not_pending, quote=False)}" if not_pending else "")
                + (f"; {len(left):,} {tier} group(s) left: they hold records of other managers, which only an "
                   "admin may approve" if left else ""))
+    if skipped:
+        typer.echo(f"Not approved: {len(skipped):,} group(s) hold records marked \"not duplicates\" since they were "
+                   "proposed; the next run regroups them (`crm-dedup unskip A B` withdraws a mark):")
+        for gid, pairs in list(skipped.items())[:MERGE_SHOWN]:
+            typer.echo(f"  {gid}: " + ", ".join(f"#{a} and #{b}" for a, b in pairs))
     if refused:
         typer.echo(f"Not approved: {user_label(user_row)} is a manager and may approve only groups whose live "
                    "records are all theirs. Merge your own records on the review page, skip them, or ask an "
                    "admin to approve the whole group.")
         for gid, others in refused.items():
             typer.echo(f"  {gid}: holds records of other managers: {_owned(store, named[gid][0], others)}")
+    if refused or any(g in skipped for g in group_ids or []):  # (a group named and not approved)
         raise typer.Exit(1)
+
+
+def _skipped_within(store, groups: dict[str, tuple[str, list[int]]]) -> dict[str, list[tuple[int, int]]]:
+    """group id -> the pairs of its members marked "not duplicates", for the groups that hold any."""
+    from merge_rules.skips import load_skips
+
+    out: dict[str, list[tuple[int, int]]] = {}
+    for entity in sorted({et for et, _m in groups.values()}):
+        skips = load_skips(store, entity)
+        if not skips:
+            continue
+        for gid, (et, members) in groups.items():
+            ids = sorted(set(members))
+            pairs = [(a, b) for i, a in enumerate(ids) for b in ids[i + 1:] if (a, b) in skips] if et == entity else []
+            if pairs:
+                out[gid] = pairs
+    return out
 
 
 @app.command()

@@ -102,6 +102,22 @@ def test_an_admin_and_the_default_user_approve_every_group(sample):
     assert _approvers(store) == {groups[n]: 1 for n in ("contact-10", "company-20", "company-23", "lead-601")}
 
 
+def test_a_group_holding_records_marked_not_duplicates_is_not_approved(sample):
+    """It could never merge (the merge found it 'not duplicates' and asked a person to choose values):
+    approve says so and leaves it pending (found by helper-60)."""
+    store, groups = sample
+    assert invoke("skip", 10, 12, "--db", store.url).exit_code == 0
+    result = invoke("approve", groups["contact-10"], "--db", store.url)
+    assert result.exit_code == 1, result.output
+    assert "Approved 0 group(s)" in result.output and 'hold records marked "not duplicates"' in result.output
+    assert f"  {groups['contact-10']}: #10 and #12" in result.output
+    for tier in ("certain", "probable"):  # a tier: the others approved, this one left and said so
+        tiered = invoke("approve", "--tier", tier, "--db", store.url)
+        assert tiered.exit_code == 0, tiered.output
+    assert groups["contact-10"] not in _approvers(store) and _statuses(store)[groups["contact-10"]] == "pending"
+    assert set(_approvers(store)) == set(groups.values()) - {groups["contact-10"]}
+
+
 # -- skip and unskip ----------------------------------------------------------------------------
 
 def test_a_manager_cannot_skip_two_records_of_others(sample):
