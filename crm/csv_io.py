@@ -215,13 +215,12 @@ class ImportReport:
         name = Path(self.file).name
         enc = {"utf-8-sig": "UTF-8", "cp1251": "Windows-1251"}.get(self.encoding, self.encoding)
         delim = {"\t": "tab"}.get(self.delimiter, repr(self.delimiter))
+        kept = self.updated + self.unchanged  # (import --update: records there already)
+        taken = (f"{self.imported - kept:,} new, {self.updated:,} updated, {self.unchanged:,} as in the file (left "
+                 f"untouched)" if kept else f"{self.imported:,} imported")
         lines = [f"{name}: {self.rows_read:,} {self.entity} rows read ({enc}, {delim}"
-                 + (f", preset {self.preset}" if self.preset else "") + f"): {self.imported:,} imported "
-                 f"with {self.communications:,} phones/emails/sites/messengers, {self.rejected:,} rejected."
-                 + (f" Of those imported, {self.updated:,} updated records that were there already." if self.updated
-                    else "")
-                 + (f" {self.unchanged:,} records there already were as in the file: left untouched." if self.unchanged
-                    else "")]
+                 + (f", preset {self.preset}" if self.preset else "") + f"): {taken} "
+                 f"with {self.communications:,} phones/emails/sites/messengers written, {self.rejected:,} rejected."]
         if self.ignored_columns:
             lines.append("Ignored columns: " + "; ".join(self.ignored_columns) + ".")
         for note, n in self.notes.most_common(20):
