@@ -498,7 +498,10 @@ def groups(
         typer.echo(f"{row.id}  {row.status:<8} {row.tier:<8} {_score_text(row.score)}  #{row.primary_id} <- {others}  "
                    f"{row.criteria}" + (f"  conflicts: {', '.join(conflicts)}" if conflicts else ""))
         for warning in plan.get("access_warnings", []):  # as the review page warns before the merge
-            typer.echo(f"    access warning: {warning['message']}")
+            text = warning["message"]
+            if row.status == "applied":  # (said after the merge as it happened)
+                text = text.replace("; they will lose access to it", "; they lost access to it")
+            typer.echo(f"    access {'lost' if row.status == 'applied' else 'warning'}: {text}")
     typer.echo(f"{min(limit, total):,} of {total:,} {what + ' ' if what else ''}group(s); "
                "`crm-dedup approve ID ...` approves, `crm-dedup review` shows them.")
 

@@ -149,6 +149,10 @@ def test_groups_and_merge_name_the_managers_who_lose_access(store, tmp_path, mer
     assert out.index("Merge results: 1 applied") < out.index("lost access")
     helped = " ".join(invoke("merge", "--help").output.split())
     assert "managers who lost access" in helped and "only notification" in helped, helped
+    # the merged group's listing tells it as done, not as a warning (found by helper-60)
+    done = invoke("groups", "--status", "applied", "--db", store.url).output.splitlines()
+    at = next(i for i, line in enumerate(done) if line.startswith(gid))
+    assert done[at + 1].startswith(f"    access lost: {warning}") and done[at + 1].endswith("they lost access to it")
 
 
 # -- delete_mode: the plans' way of deleting, said where the settings name another ---------------------
