@@ -882,8 +882,9 @@ def skip(
         fail(f"there is no {entity} {' or '.join(missing)} in {store.display_url}")
     user_row = _user(store, user)
     _check_pair_scope(store, user_row, entity, id_a, id_b, "mark records as not duplicates")
-    skip_pair(store, entity, id_a, id_b, user_row["id"])
-    typer.echo(f"{entity} #{id_a} and #{id_b} are marked as not duplicates.")
+    new = skip_pair(store, entity, id_a, id_b, user_row["id"])
+    typer.echo(f"{entity} #{id_a} and #{id_b} are marked as not duplicates."
+               if new else f"{entity} #{id_a} and #{id_b} were marked as not duplicates already; nothing changed.")
     g = schema.dedup_groups
     with store.engine.connect() as conn:  # (the text of member_ids narrows the rows read; the ids decide)
         rows = conn.execute(sa.select(g.c.id, g.c.status, g.c.member_ids).where(

@@ -136,6 +136,8 @@ def test_a_manager_cannot_skip_two_records_of_others(sample):
 def test_an_admin_and_the_default_user_skip_any_pair(sample):
     store, _groups = sample
     assert invoke("skip", 10, 12, "--user", ADMIN, "--db", store.url).exit_code == 0
+    again = invoke("skip", 12, 10, "--db", store.url)
+    assert again.exit_code == 0 and "were marked as not duplicates already; nothing changed" in again.output
     result = invoke("skip", 23, 24, "--entity", "company", "--db", store.url)
     assert result.exit_code == 0, result.output
     assert _skips(store) == [("company", 23, 24, 1), ("contact", 10, 12, 1)]
