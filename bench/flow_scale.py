@@ -187,6 +187,21 @@ def markdown(records: list[dict]) -> str:
 
 
 ANALYSIS = """\
+Fourteenth session (2026-12-07, an AMD EPYC with 2 vCPUs; quick runs of the flow child, `bench.flow_scale
+child`, SQLite, contacts only, temporary server, not recorded in results/):
+
+- **1,000,000 contacts, back to back on a quiet machine: this session's code 85.1 s, 115.5 CPU-s, tree
+  2,561 MB; session 13's last code (caf15d1) 86.3 s, 118.7 CPU-s, tree 2,596 MB.** Target 45 s and 3 GB:
+  memory met, time not. Steps (this session / caf15d1): quality 16.7 / 17.9 s, find 29.3 / 29.0 s,
+  propose 25.5 / 25.9 s. This session's changes (small-CRM model priors, the chaining guard's rule and
+  its cut_off list: 503 records at 1M, phone fallback order, comm keys with extensions, SQLite
+  AUTOINCREMENT tables) cost nothing measurable at 1M.
+- The same machine under load (helpers' tests beside it) gave 126-157 s for this code and 94 s for
+  caf15d1 a few minutes apart; session 13's note (142 s here) was measured under load too. Single runs
+  are comparable only back to back on a quiet machine.
+- The analysis of the twelfth session stands: ~115 CPU-s of work on 2 CPUs here; 45 s needs a
+  columnar planner or compiled normalisers, or a relaxed target.
+
 Twelfth session (2026-12-07, an Intel Xeon with 2 vCPUs, faster than the eleventh session's: the 1M
 demo database took 63 s to generate against ~100 s; runs of one code differ by 1-4 s here):
 
