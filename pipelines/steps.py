@@ -273,6 +273,10 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     result.timings = {"read": read_s, **result.timings}
+    if cut := int(result.group_table["cut_off"].map(len).sum()):  # (the run's own groups: said aloud)
+        log.warning("%s: %d record(s) are in no group although probable or better with a member of one (a skip "
+                    "or a pair held apart kept them out): listed in the cut_off column of %s", entity, cut,
+                    out / "group_table.parquet")
     result.timings["normalise"] += reuse_s  # (taking the last run's normalised records is normalising)
     del table, info, kwargs, known  # the result holds what is written below; at a million records ~0.5 GB
     write_start = time.perf_counter()

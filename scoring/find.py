@@ -522,10 +522,10 @@ def _cut_off_column(p: Prepared, entity_type: str, group_table: pd.DataFrame, gr
     for x, y, s in zip(lone.tolist(), partner.tolist(), score.tolist()):
         record = p.ids[x]
         out[gid[y]].append(record.item() if isinstance(record, np.generic) else record)  # (ids of a file: text)
-    log.warning("%d %s record(s) are in no group although probable or better with a record in one (a skip "
-                "or a pair held apart kept them out; listed in the group's cut_off); e.g. %s #%s with #%s (%.4f), "
-                "group %s", len(lone), entity_type, entity_type, p.ids[lone[0]], p.ids[partner[0]], score[0],
-                gid[partner[0]])
+    log.info("%d %s record(s) are in no group although probable or better with a record in one (a skip "
+             "or a pair held apart kept them out; listed in the group's cut_off); e.g. %s #%s with #%s (%.4f), "
+             "group %s", len(lone), entity_type, entity_type, p.ids[lone[0]], p.ids[partner[0]], score[0],
+             gid[partner[0]])
     return [out[g] for g in group_table["group_id"]]
 
 
