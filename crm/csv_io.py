@@ -552,6 +552,7 @@ class _Row:
     comms: list[tuple[str, str, str]]
     notes: list[str]
     dates_given: set[str] = field(default_factory=set)  # created_at / modified_at taken from the row's cells
+    lacks: str | None = None  # (import --update) why the row could not be a new record: checked if it is one
 
 
 class _Users:
@@ -588,7 +589,9 @@ class _Users:
 
 class _Converter:
     def __init__(self, entity: str, fields: dict[str, _Field], columns: dict[str, list[int]],
-                 header: list[str], split: str | None, users: _Users, default_responsible: int | None):
+                 header: list[str], split: str | None, users: _Users, default_responsible: int | None,
+                 update: bool = False):
+        self.update = update
         self.entity, self.fields, self.columns, self.header = entity, fields, columns, header
         self.split, self.users, self.default_responsible = split, users, default_responsible
         self.width = len(header)
@@ -626,17 +629,20 @@ class _Converter:
                     if p.strip():
                         _check_text(p, self.header[i], self.fields[f"{typ}:{kind}"].length, f"a {typ} value")
                         comms.append((typ, kind, p))
+        lacks = None
         if not self.has_required(record, comms):
             cols = sorted({self.header[i] for f, idx in self.columns.items()
                            if f.split(":")[0] in REQUIRED[self.entity] for i in idx})
-            raise _Reject(None, f"lacks {REQUIRED_TEXT[self.entity]}: a {self.entity} needs at least one "
-                                f"(columns {', '.join(cols)} are all empty)")
+            lacks = (f"lacks {REQUIRED_TEXT[self.entity]}: a {self.entity} needs at least one "
+                     + (f"(columns {', '.join(cols)} are all empty)" if cols else "(the file has no column for one)"))
+            if not (self.update and record.get("id") is not None):  # (an update of a record there: checked later)
+                raise _Reject(None, lacks)
         if record.get("responsible_id") is None and self.default_responsible is not None:
             record["responsible_id"] = self.default_responsible
         given = {f for f in ("created_at", "modified_at") if f in record}  # (import --update keeps the rest)
         record.setdefault("created_at", record.get("modified_at", self.now))
         record.setdefault("modified_at", record["created_at"])
-        return _Row(line, record, comms, notes, given)
+        return _Row(line, record, comms, notes, given, lacks)
 
     def value(self, f: _Field, raw: str, column: str, notes: list[str]) -> Any:
         if f.name == "responsible_id":
@@ -685,7 +691,7 @@ def _preset(preset: str | None, entity: str) -> dict[str, list[str]] | None:
 
 
 def _resolve_columns(path: Path, entity: str, header: list[str], fields: dict[str, _Field],
-                     preset: str | None, mapping: dict[str, list[str]] | None
+                     preset: str | None, mapping: dict[str, list[str]] | None, update: bool = False
                      ) -> tuple[dict[str, list[int]], list[str]]:
     """field -> column indices, and the ignored columns (with why, when known)."""
     base = _preset(preset, entity) or _native_mapping(entity)
@@ -715,7 +721,8 @@ def _resolve_columns(path: Path, entity: str, header: list[str], fields: dict[st
             columns[f] = list(dict.fromkeys(idx))
             taken.update(idx)
     needed = REQUIRED[entity]
-    if not any(f.split(":")[0] in needed for f in columns):
+    # (import --update: a file of ids and the columns to change is whole; its new ids are checked by row)
+    if not any(f.split(":")[0] in needed for f in columns) and not (update and "id" in columns):
         expected = sorted({c for f, cols in {**base, **user}.items() if f.split(":")[0] in needed for c in cols})
         hint = ""
         names = {_norm(h) for h in header}
@@ -723,6 +730,8 @@ def _resolve_columns(path: Path, entity: str, header: list[str], fields: dict[st
                 f.split(":")[0] in needed and any(_norm(c) in names for c in cols)
                 for f, cols in PRESETS["bitrix24"][entity].items()):
             hint = " It looks like a Bitrix24 export: add --preset bitrix24."
+        elif "id" in columns:
+            hint = " To change records already in the database (by their ids), import it with --update."
         raise CsvError(
             f"{path} has no column for {REQUIRED_TEXT[entity]} of a {entity}. The file has: "
             f"{', '.join(repr(h) for h in header)}. "
@@ -765,7 +774,7 @@ def import_csv(store: Store, path: Path, entity: str, *, preset: str | None = No
     the file holds as it is stays untouched (counted as unchanged, not updated), and a phone or e-mail
     row that keeps its place among its kind keeps its id. A record merged or deleted in the database
     is not brought back: its row is rejected."""
-    with _opened(path, entity, preset, mapping, encoding, delimiter) as (path, entity, fields, records, header, columns,
+    with _opened(path, entity, preset, mapping, encoding, delimiter, update) as (path, entity, fields, records, header, columns,
                                                                          report):
         if keep_lines:
             report.record_lines = {}
@@ -789,7 +798,8 @@ def check_csv_file(path: Path, entity: str, *, preset: str | None = None,
 
 
 @contextlib.contextmanager
-def _opened(path: Path, entity: str, preset: str | None, mapping, encoding: str | None, delimiter: str | None):
+def _opened(path: Path, entity: str, preset: str | None, mapping, encoding: str | None, delimiter: str | None,
+            update: bool = False):
     """The file checked and opened up to its header: (path, entity, fields, the rows after the header,
     the header, its columns by field, a report with the encoding and delimiter)."""
     path = Path(path)
@@ -816,7 +826,7 @@ def _opened(path: Path, entity: str, preset: str | None, mapping, encoding: str 
             report.delimiter = _given_delimiter(delimiter, path) if delimiter else _delimiter(sample, truncated)
             records = _Records(text, report.delimiter)
             header = _header(path, records)
-            columns, report.ignored_columns = _resolve_columns(path, entity, header, fields, preset, mapping)
+            columns, report.ignored_columns = _resolve_columns(path, entity, header, fields, preset, mapping, update)
             yield path, entity, fields, records, header, columns, report
     finally:
         csv.field_size_limit(old_limit)
@@ -835,7 +845,7 @@ def _header(path: Path, records: "_Records") -> list[str]:
 def _import_rows(store: Store, entity: str, fields: dict[str, _Field], records: _Records, header: list[str],
                  columns: dict[str, list[int]], preset: str | None, users: _Users, responsible_id: int | None,
                  batch_size: int, report: ImportReport, region: str = "RU", update: bool = False) -> None:
-    conv = _Converter(entity, fields, columns, header, MULTI_VALUE_JOIN.get(preset), users, responsible_id)
+    conv = _Converter(entity, fields, columns, header, MULTI_VALUE_JOIN.get(preset), users, responsible_id, update)
     if update and "id" not in columns:
         raise CsvError(f"{Path(report.file).name} has no id column: --update needs the records' ids to find them.")
     updates = _Updates([f.name for f, _ in conv.scalars], {(t, k) for t, k, _ in conv.comms}) if update else None
@@ -972,6 +982,9 @@ class _Writer:
                                     "skipped. To update the records from the file, import it with --update; to "
                                     "import its rows as new records, leave its id column out (--map id=).",
                                     value=str(rid)))
+            elif r.lacks is not None:  # a new record of an --update file without what a new one needs
+                self.reject(Problem(r.line, None, r.lacks + f"; {self.entity} #{rid} is not in the database, so the "
+                                    "row would be a new record", value=str(rid)))
             else:
                 keep.append(r)
         for link, target in (("contact_id", schema.contacts), ("company_id", schema.companies)):

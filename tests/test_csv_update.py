@@ -201,3 +201,34 @@ def test_an_edited_export_dates_the_change_now_and_a_newer_export_keeps_its_date
     edited = edit(tmp_path / "e.csv", tmp_path / "n.csv", first, "post", "Технический директор")
     import_csv(store, edit(edited, tmp_path / "n2.csv", first, "modified_at", later), "contact", update=True)
     assert record(store, "contact", first)["modified_at"] == dt.datetime(2031, 5, 6, 7, 8, 9)
+
+
+def test_an_update_file_of_ids_and_the_columns_to_change_is_enough(store, tmp_path):
+    """`id,post` to change posts was refused: the file had no name, phone or e-mail column (found by
+    helper-48 and helper-60). For records in the database it is all an update needs; a new id in it
+    lacks what a new record needs and is refused, by its line, and the rest goes on."""
+    small_demo(store)
+    export_csv(store, tmp_path / "c.csv", "contact")
+    first, second = (int(r[0]) for r in read_csv(tmp_path / "c.csv")[1:3])
+    before = {i: record(store, "contact", i) for i in (first, second)}
+    comms = comm_rows(store, "contact", [first, second])
+    f = write_csv(tmp_path / "posts.csv", [["id", "post"], [str(first), "Главный инженер"], ["999999", "Никто"],
+                                           [str(second), before[second]["post"] or ""]])
+    report = import_csv(store, f, "contact", update=True)
+    assert (report.rows_read, report.updated, report.unchanged, report.rejected) == (3, 1, 1, 1), report.summary()
+    (problem,) = report.problems
+    assert problem.line == 3 and "contact #999999 is not in the database, so the row would be a new record" in \
+        problem.reason and problem.reason.startswith("lacks a name")
+    now = record(store, "contact", first)
+    assert now["post"] == "Главный инженер"
+    assert {k: v for k, v in now.items() if k not in ("post", "modified_at")} == \
+        {k: v for k, v in before[first].items() if k not in ("post", "modified_at")}
+    assert record(store, "contact", second) == before[second]
+    assert comm_rows(store, "contact", [first, second]) == comms  # no phone/e-mail column: none touched
+    # without --update such a file is refused whole, as before
+    import pytest
+
+    from crm.csv_io import CsvError
+
+    with pytest.raises(CsvError, match="has no column for .* import it with --update"):
+        import_csv(store, f, "contact")
