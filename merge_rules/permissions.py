@@ -38,6 +38,12 @@ def denied_records(user: Mapping[str, Any], records: Iterable[Mapping[str, Any]]
     return [r for r in records if r.get("responsible_id") != user["id"]]
 
 
+def may_mark_pair(user: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether ``user`` may mark two records "not duplicates" (or withdraw the mark): an admin any
+    pair, a manager one where a record is theirs. (A record not found is nobody's: {}.)"""
+    return len(denied_records(user, records)) < 2
+
+
 def check_merge(user: Mapping[str, Any], entity_type: str, records: Iterable[Mapping[str, Any]],
                 owners: Mapping[int, Mapping[str, Any]] | None = None) -> None:
     """Raise PermissionDenied unless ``user`` may edit and delete every record of the group."""

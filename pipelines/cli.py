@@ -1223,14 +1223,13 @@ def _owned(store, entity: str, records: list[dict]) -> str:
 def _check_pair_scope(store, user_row: dict, entity: str, id_a: int, id_b: int, doing: str) -> None:
     """Refuse unless ``user_row`` may mark (or unmark) the pair as not duplicates: an admin any pair,
     a manager only one where a record is theirs (the review page's rule for skips)."""
-    from merge_rules.permissions import denied_records, user_label
+    from merge_rules.permissions import may_mark_pair, user_label
 
     found = _records(store, entity, (id_a, id_b))
     records = [found.get(i, {"id": i, "responsible_id": None, "missing": True}) for i in (id_a, id_b)]
-    others = denied_records(user_row, records)
-    if len(others) == 2:
+    if not may_mark_pair(user_row, records):
         fail(f"{user_label(user_row)} is a manager and may {doing} only where one of the two records is "
-             f"theirs; neither is: {_owned(store, entity, others)}. Ask an admin, or the records' manager.")
+             f"theirs; neither is: {_owned(store, entity, records)}. Ask an admin, or the records' manager.")
 
 
 def _check_csv(path: Path, entity: str, preset: str | None, mapping: dict[str, list[str]] | None,

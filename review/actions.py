@@ -15,6 +15,7 @@ from crm import proposals, schema
 from crm.proposals import now
 from merge_rules.apply import apply_plan, describe_changes
 from merge_rules.errors import MergeError, PermissionDenied, StalePlanError, UndoConflict, UnresolvedConflicts
+from merge_rules.permissions import may_mark_pair
 from merge_rules.plan import MergePlan, plan_groups
 from merge_rules.settings import MergeSettings
 from merge_rules.skips import skip_pair, skip_record
@@ -138,13 +139,6 @@ def approve(store, group: dict, user: dict, settings: MergeSettings, seen: Merge
     return Outcome(True, f"Approved: {plan.summary()}. The scheduled apply will merge it.")
 
 
-def _may_skip(user: dict, records: dict[int, dict], a: int, b: int) -> bool:
-    """A manager may mark pairs "not duplicates" only where one of the records is theirs."""
-    if queries.is_admin(user):
-        return True
-    return any((records.get(i) or {}).get("responsible_id") == user["id"] for i in (a, b))
-
-
 def skip(store, group: dict, user: dict, settings: MergeSettings, record_id: int | None) -> Outcome:
     """Skip the whole group (every pair the user may skip; the group becomes 'skipped'), or one record
     (not a duplicate of the others: it leaves the group, which is re-planned without it)."""
@@ -156,7 +150,7 @@ def skip(store, group: dict, user: dict, settings: MergeSettings, record_id: int
         records = queries.read_records(conn, entity, members)
     g = schema.dedup_groups
     pairs = [(a, b) for i, a in enumerate(members) for b in members[i + 1:]]
-    if record_id is None and all(_may_skip(user, records, a, b) for a, b in pairs):
+    if record_id is None and all(may_mark_pair(user, [records.get(a) or {}, records.get(b) or {}]) for a, b in pairs):
         new = sum(skip_pair(store, entity, a, b, user["id"]) for a, b in pairs)
         with store.engine.begin() as conn:
             conn.execute(g.update().where(g.c.id == group["id"]).values(status="skipped", updated_at=now()))
