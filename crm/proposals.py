@@ -110,7 +110,7 @@ def replace_pending(store: Store, run_id: str, entity_types: Iterable[str], grou
     return counts
 
 
-JSON_COLUMNS = ("member_ids", "responsible_ids", "pairs")
+JSON_COLUMNS = ("member_ids", "responsible_ids", "pairs", "left_out")
 
 
 class EncodedJson(str):

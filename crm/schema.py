@@ -267,6 +267,10 @@ dedup_groups = Table(
     Column("approved_at", DateTime),
     Column("merge_id", Integer),
     Column("updated_at", DateTime, nullable=False),
+    # records in no group although probable or better with a member (a skip or the chaining guard
+    # kept them out): [{id, partner, probability, explanation, reason}], so that merging the group
+    # does not leave a duplicate behind unseen; None where there are none (last: migration 0010)
+    Column("left_out", JSON),
     # the review list: filtered by type, status, tier and run, most certain first; PostgreSQL also
     # carries the managers so that counting a manager's groups never reads the table
     Index("ix_dedup_groups_list", "entity_type", "status", "score", "tier", "run_id",

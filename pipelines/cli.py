@@ -502,8 +502,20 @@ def groups(
             if row.status == "applied":  # (said after the merge as it happened)
                 text = text.replace("; they will lose access to it", "; they lost access to it")
             typer.echo(f"    access {'lost' if row.status == 'applied' else 'warning'}: {text}")
+        for item in getattr(row, "left_out", None) or []:  # a duplicate the merge would leave behind
+            typer.echo(f"    left out: {left_out_text(item)}")
     typer.echo(f"{min(limit, total):,} of {total:,} {what + ' ' if what else ''}group(s); "
                "`crm-dedup approve ID ...` approves, `crm-dedup review` shows them.")
+    if any(getattr(row, "left_out", None) for row in page.itertuples(index=False)):
+        typer.echo("A record left out is probable with a member but stays apart: merging the group leaves it as it "
+                   "is (`crm-dedup unskip` withdraws a \"not duplicates\" mark; the next run may then group it).")
+
+
+def left_out_text(item: dict) -> str:
+    """One record a run left out of a group (dedup_groups.left_out), in words."""
+    near = (f", {_score_text(item['probability']).strip()} with #{item['partner']}"
+            if item.get("partner") is not None else "")
+    return f"#{item['id']} ({item.get('tier') or 'probable'}{near}): {item['reason']}"
 
 
 def _score_text(score) -> str:

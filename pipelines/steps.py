@@ -37,6 +37,7 @@ from crm.store import Store
 from matchers.names import PERSON_COLUMNS
 from matchers.parquet import release_arrow_memory, write_parquet
 from matchers.table import RoleTable, crm_values
+from merge_rules.skips import load_skips
 from scoring.model import FSModel
 from pipelines.libc import end_with_parent, glibc
 from pipelines.settings import Settings
@@ -224,7 +225,6 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
     others are taken as it normalised them) and score every candidate pair with that run's model.
     Falls back to a full run when there is no usable last run. ``compared_chunks``: the pairs were
     compared on Dask workers (split_step normalised the records, incrementally or not)."""
-    from merge_rules.skips import load_skips
     from scoring.find import find_duplicates
 
     settings = Settings.load(settings_path)
@@ -543,7 +543,9 @@ def propose_step(db: str | None, run_id: str, folder: str, entity_types: list[st
                                    for chunk in chunks[entity]]
             else:
                 planned[entity] = [functools.partial(_plan_chunk, chunk) for chunk in chunks[entity]]
-        rows = {entity: _planned_rows(folder, entity, gt, chunks[entity], planned[entity])
+        skips = {entity: load_skips(store, entity) for entity, gt in tables.items()
+                 if "cut_off" in gt and gt["cut_off"].map(len).any()}  # (to say why a record was left out)
+        rows = {entity: _planned_rows(folder, entity, gt, chunks[entity], planned[entity], skips.get(entity, set()))
                 for entity, gt in tables.items()}
         planned_s = time.perf_counter() - start
         if report_beside:
@@ -786,13 +788,17 @@ def _plan_prefix(group_id: str) -> str:
     return '{"group_id": ' + json.dumps(group_id, ensure_ascii=False) + ', "plan": '
 
 
-def _planned_rows(folder: str, entity: str, gt: pd.DataFrame, chunks: list[tuple], planned: list) -> list[dict]:
+def _planned_rows(folder: str, entity: str, gt: pd.DataFrame, chunks: list[tuple], planned: list,
+                  skips: set[tuple[int, int]]) -> list[dict]:
     """The entity's proposal rows, as replace_pending takes them (their plans staged by the planning of
     each chunk): each chunk's part file, once ``planned`` (a call per chunk, giving its managers)
     says it is done, is added to plans.jsonl (a million records make 120,000 groups: their plans
-    are not all held at once)."""
+    are not all held at once). ``skips``: the entity's "not duplicates" pairs (why a record was left out)."""
     out = Path(folder) / entity
-    pairs = _pairs_per_group(gt, pd.read_parquet(out / "pairs.parquet"))
+    explained = pd.read_parquet(out / "pairs.parquet")
+    pairs = _pairs_per_group(gt, explained)
+    left_out = _left_out_per_group(gt, explained, skips)
+    del explained
     rows = []
     # written under another name until every chunk is in: a planning that fails leaves no plans.jsonl
     # that looks whole (nor that of an earlier try)
@@ -809,7 +815,7 @@ def _planned_rows(folder: str, entity: str, gt: pd.DataFrame, chunks: list[tuple
                           "score": float(row.score), "primary_id": int(row.primary_id),
                           "member_ids": row.member_ids, "responsible_ids": resp,
                           "primary_reason": row.reason, "criteria": row.criteria,
-                          "pairs": pairs.get(row.group_id, "[]")}
+                          "pairs": pairs.get(row.group_id, "[]"), "left_out": left_out.get(row.group_id)}
                          for row, resp in zip(gt.iloc[at:at + PLAN_CHUNK].itertuples(index=False), managers)]
         os.replace(partial, out / "plans.jsonl")
     except BaseException:
@@ -830,6 +836,40 @@ def _pairs_per_group(gt: pd.DataFrame, pairs: pd.DataFrame) -> dict[str, str]:
     for g, rec in zip(inside["group"].to_numpy(), records):
         lists.setdefault(g, []).append(rec)
     return {g: json.dumps(recs, default=_json_value) for g, recs in lists.items()}
+
+
+def _left_out_per_group(gt: pd.DataFrame, pairs: pd.DataFrame, skips: set[tuple[int, int]]) -> dict[str, str]:
+    """The records the find left out of each group (its cut_off) as the JSON text of a list: each
+    with its strongest explained pair with a member and why it is not in the group, for a person to
+    see before merging the group (the duplicate would otherwise stay behind unseen)."""
+    if "cut_off" not in gt:
+        return {}
+    listed = [(g, ms, [int(x) for x in cut]) for g, ms, cut in zip(gt["group_id"], gt["member_ids"], gt["cut_off"])
+              if len(cut)]
+    if not listed:
+        return {}
+    lone = {x for _g, _ms, cut in listed for x in cut}
+    near = pairs[pairs["id_a"].isin(lone) | pairs["id_b"].isin(lone)]
+    by_record: dict[int, list[dict]] = {}
+    for rec in near[["id_a", "id_b", "probability", "tier", "explanation"]].to_dict("records"):
+        for x, other in ((rec["id_a"], rec["id_b"]), (rec["id_b"], rec["id_a"])):
+            if x in lone:
+                by_record.setdefault(int(x), []).append({**rec, "partner": int(other)})
+    out = {}
+    for g, members, cut in listed:
+        inside, items = set(members), []
+        for x in cut:
+            best = max((r for r in by_record.get(x, []) if r["partner"] in inside),
+                       key=lambda r: r["probability"], default=None)
+            marked = [m for m in members if (min(x, m), max(x, m)) in skips]
+            reason = (f"marked not duplicates with {', '.join(f'#{m}' for m in marked)}" if marked else
+                      "kept apart by the chaining guard: the evidence says it differs from another member")
+            items.append({"id": x, "partner": None if best is None else best["partner"],
+                          "probability": None if best is None else float(best["probability"]),
+                          "tier": None if best is None else best["tier"],
+                          "explanation": "" if best is None else best["explanation"], "reason": reason})
+        out[g] = json.dumps(items, default=_json_value, ensure_ascii=False)
+    return out
 
 
 def auto_approve_step(db: str | None, run_id: str, settings_path: str) -> int:

@@ -103,6 +103,19 @@ class PairView:
 
 
 @dataclass
+class LeftOutView:
+    """A record the run left out of the group although probable with a member (dedup_groups.left_out)."""
+    id: int
+    name: str
+    partner: int | None
+    probability: float | None
+    tier: str
+    explanation: str
+    reason: str
+    mine: bool  # the user may open it (an admin, or the manager responsible for it)
+
+
+@dataclass
 class GroupView:
     group: dict
     entity: str
@@ -116,6 +129,7 @@ class GroupView:
     blockers: list[str]  # why this user cannot merge (shown instead of the merge button)
     choices: dict[str, int]
     users: dict[int, dict]
+    left_out: list[LeftOutView] = field(default_factory=list)
 
     @property
     def can_act(self) -> bool:
@@ -282,7 +296,30 @@ def build(store, conn, group: dict, user: dict, settings: MergeSettings, *, prim
     # (a pair of two records of other managers is theirs to see: its explanation names their values)
     pairs = [p for p in pair_views(group) if not (p.id_a in hidden and p.id_b in hidden)]
     return GroupView(group, entity, columns, primary_id, plan, fields, comm_rows, pairs, warnings,
-                     blockers, choices, users)
+                     blockers, choices, users, left_out_views(conn, group, user))
+
+
+def left_out_views(conn, group: dict, user: dict) -> list[LeftOutView]:
+    """The records left out of the group, as this user may see them: a manager sees another manager's
+    record only as its id (its name and the explanation, which quotes its values, are theirs)."""
+    items = [i for i in group.get("left_out") or [] if isinstance(i, Mapping) and "id" in i]
+    if not items:
+        return []
+    entity = group["entity_type"]
+    records = queries.read_records(conn, entity, [int(i["id"]) for i in items])
+    out = []
+    for i in items:
+        row = records.get(int(i["id"]))
+        mine = is_admin(user) or (row or {}).get("responsible_id") == user["id"]
+        if row is not None and row.get("deleted_at") is not None:
+            continue  # merged or removed since the run: nothing is left behind any more
+        prob = i.get("probability")
+        out.append(LeftOutView(int(i["id"]), (queries.display_name(entity, row) or "(no name)") if mine and row
+                               else "another manager's record" if row else "(missing)",
+                               i.get("partner"), float(prob) if prob is not None else None,
+                               str(i.get("tier") or ""), str(i.get("explanation") or "") if mine else "",
+                               str(i.get("reason") or ""), mine))
+    return out
 
 
 def criteria_words(pairs: list[dict]) -> str:

@@ -98,7 +98,8 @@ REBUILT = ("users", "contacts", "companies", "leads", "communications", "deals",
 
 def create_at_0008(url: str) -> Store:
     """A SQLite database as revisions 0001-0008 made it: today's tables without AUTOINCREMENT (the
-    only change of 0009), the SQLite-only index of 0005, stamped 0008."""
+    only change of 0009 it tests), the SQLite-only index of 0005, stamped 0008. (With dedup_groups.left_out
+    of 0010: today's code, which loads the sample, reads it; tests/test_left_out.py tests 0010.)"""
     old = sa.MetaData(naming_convention=schema.metadata.naming_convention)
     for table in schema.metadata.sorted_tables:
         table.to_metadata(old).dialect_options["sqlite"]["autoincrement"] = False
