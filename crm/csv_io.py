@@ -199,6 +199,9 @@ class ImportReport:
     imported: int = 0  # new records, and with update=True the rows of records there already as well
     updated: int = 0  # of those imported, records there already that the file changed
     unchanged: int = 0  # of those imported, records there already that the file holds as they are: left untouched
+    # of those imported, records there already that differ from the file only in modified_at: left untouched too
+    # (a date alone is not applied, see _Updates), but counted apart so the summary does not call them "as in the file"
+    dated_only: int = 0
     rejected: int = 0
     problems: list[Problem] = field(default_factory=list)
     communications: int = 0
@@ -215,9 +218,12 @@ class ImportReport:
         name = Path(self.file).name
         enc = {"utf-8-sig": "UTF-8", "cp1251": "Windows-1251"}.get(self.encoding, self.encoding)
         delim = {"\t": "tab"}.get(self.delimiter, repr(self.delimiter))
-        kept = self.updated + self.unchanged  # (import --update: records there already)
+        kept = self.updated + self.unchanged + self.dated_only  # (import --update: records there already)
         taken = (f"{self.imported - kept:,} new, {self.updated:,} updated, {self.unchanged:,} as in the file (left "
                  f"untouched)" if kept else f"{self.imported:,} imported")
+        if self.dated_only:
+            taken += (f", {self.dated_only:,} left untouched that differ from the database only in modified_at "
+                      "(a date alone is not applied: nothing else in them changed)")
         lines = [f"{name}: {self.rows_read:,} {self.entity} rows read ({enc}, {delim}"
                  + (f", preset {self.preset}" if self.preset else "") + f"): {taken} "
                  f"with {self.communications:,} phones/emails/sites/messengers written, {self.rejected:,} rejected."]
@@ -771,9 +777,11 @@ def import_csv(store: Store, path: Path, entity: str, *, preset: str | None = No
     file's columns replace the record's (an empty cell empties the field; created_at is kept unless
     given; modified_at is the file's or now), and its phones, e-mails, sites and messengers of the
     kinds the file has columns for are replaced by the file's. Only what differs is written: a record
-    the file holds as it is stays untouched (counted as unchanged, not updated), and a phone or e-mail
-    row that keeps its place among its kind keeps its id. A record merged or deleted in the database
-    is not brought back: its row is rejected."""
+    the file holds as it is stays untouched (counted as unchanged, not updated; one that differs only in
+    modified_at too, counted apart), and a phone or e-mail row that keeps its place among its kind keeps
+    its id, found by its number or address (a phone written differently keeps its row and takes the
+    file's spelling; a kind the preset has no column for is found in the type's "other" column, where
+    export writes it). A record merged or deleted in the database is not brought back: its row is rejected."""
     with _opened(path, entity, preset, mapping, encoding, delimiter, update) as (path, entity, fields, records, header, columns,
                                                                          report):
         if keep_lines:
@@ -848,7 +856,16 @@ def _import_rows(store: Store, entity: str, fields: dict[str, _Field], records: 
     conv = _Converter(entity, fields, columns, header, MULTI_VALUE_JOIN.get(preset), users, responsible_id, update)
     if update and "id" not in columns:
         raise CsvError(f"{Path(report.file).name} has no id column: --update needs the records' ids to find them.")
-    updates = _Updates([f.name for f, _ in conv.scalars], {(t, k) for t, k, _ in conv.comms}) if update else None
+    updates = None
+    if update:
+        kinds = {(t, k) for t, k, _ in conv.comms}
+        # kinds the file has no column name for at all (with the bitrix24 preset email/web "mobile"): export
+        # writes them in their type's "other" column, so that column holds them too
+        base = _preset(preset, entity) or _native_mapping(entity)
+        folded = {t: {k for k in schema.COMM_KINDS if k != "other" and f"{t}:{k}" not in base
+                      and f"{t}:{k}" not in columns} for t in schema.COMM_TYPES if (t, "other") in kinds}
+        updates = _Updates([f.name for f, _ in conv.scalars], kinds, {t: k for t, k in folded.items() if k}, region,
+                           conv.split is not None)
     writer = _Writer(store, entity, report, header[columns["id"][0]] if "id" in columns else None, region, updates)
     for line, end, row in records:
         if isinstance(row, csv.Error):
@@ -878,7 +895,8 @@ class _Writer:
         self.store, self.entity, self.report, self.id_column = store, entity, report, id_column
         self.region, self.updates = region, updates
         self.updating: set[int] = set()  # ids of the batch being written that update a record
-        self.written: dict[int, int | None] = {}  # of those: id -> communications inserted; None: left untouched
+        self.written: dict[int, int | None] = {}  # of those: id -> communications written; None: left untouched
+        self.dated: set[int] = set()  # of those left untouched: the ones whose modified_at in the file differs
         self.merged_away: dict[int, tuple[int, int]] | None = None  # read at the first batch
         self.table = schema.ENTITY_TABLES[entity]
         self.batch: list[_Row] = []
@@ -917,7 +935,7 @@ class _Writer:
             # Something the checks did not foresee: find the row(s) by writing them one at a time.
             log.warning("batch insert failed (%s); retrying the %d rows one by one",
                         str(exc.orig).splitlines()[0], len(rows))
-            self.written = {}
+            self.written, self.dated = {}, set()
             for row in rows:
                 try:
                     with self.store.engine.begin() as conn:
@@ -940,7 +958,10 @@ class _Writer:
             if rid in self.updating:
                 inserted = self.written.get(rid)
                 if inserted is None:  # the file holds the record as it is: nothing to count or note
-                    self.report.unchanged += 1
+                    if rid in self.dated:
+                        self.report.dated_only += 1
+                    else:
+                        self.report.unchanged += 1
                     continue
                 self.report.updated += 1
                 self.report.communications += inserted
@@ -961,7 +982,7 @@ class _Writer:
         gone = self._deleted(conn, taken) if self.updates is not None else {}
         if self.merged_away is None:
             self.merged_away = self._merged_away(conn)
-        self.updating, self.written = set(), {}
+        self.updating, self.written, self.dated = set(), {}, set()
         for r in rows:
             rid = r.record.get("id")
             if rid in self.merged_away and rid not in taken:  # a hard delete left no row
@@ -1025,7 +1046,9 @@ class _Writer:
     def _insert(self, conn, rows: list[_Row]) -> None:
         if self.updates is not None and self.updating:
             old = [r for r in rows if r.record["id"] in self.updating]
-            self.written.update(self.updates.write(conn, self.store, self.table, self.entity, old))
+            written, dated = self.updates.write(conn, self.store, self.table, self.entity, old)
+            self.written.update(written)
+            self.dated |= dated
             rows = [r for r in rows if r.record["id"] not in self.updating]
         if not rows:
             return
@@ -1045,19 +1068,32 @@ class _Updates:
     Only what differs is written. A record the file holds as the database has it is not touched (its
     modified_at neither), and a communication row whose value keeps its place among its record's
     values of that kind keeps its id: rewriting them would break the undo of earlier merges (which
-    checks those rows) and make the next incremental run see every record as changed."""
+    checks those rows) and make the next incremental run see every record as changed.
+
+    A value is found among its record's by what it means, not how it is written (a phone by its
+    number, see _comm_keys): "84951234567" in the file is the row "+7 (495) 123-45-67", which keeps
+    its id and takes the file's spelling (noted in the summary). ``folded``: type -> kinds the file has
+    no column for at all (bitrix24: e-mail and site "mobile"); export writes those in the type's "other"
+    column, so that column is matched against the rows of those kinds as well, and a row found there
+    keeps its kind: the file cannot say it, so it cannot have changed it."""
 
     fields: list[str]
     comm_kinds: set[tuple[str, str]]
+    folded: dict[str, set[str]] = field(default_factory=dict)
+    region: str = "RU"
+    joined: bool = False  # several values share a cell, each read without surrounding spaces
 
-    def write(self, conn, store: Store, table: sa.Table, entity: str, rows: list[_Row]) -> dict[int, int | None]:
-        """Update the records of ``rows``; returns id -> communications inserted, None for a record left untouched."""
+    def write(self, conn, store: Store, table: sa.Table, entity: str, rows: list[_Row]
+              ) -> tuple[dict[int, int | None], set[int]]:
+        """Update the records of ``rows``. Returns id -> communications written (inserted or respelled),
+        None for a record left untouched; and the ids left untouched whose modified_at in the file differs."""
         now = datetime.now(timezone.utc).replace(tzinfo=None)
         c = schema.communications
         ids = [r.record["id"] for r in rows]
         compared = [f for f in self.fields if f not in ("id", "modified_at")]
         current: dict[int, dict[str, Any]] = {}
-        held: dict[int, dict[tuple[str, str], list[tuple[int, str]]]] = {}
+        # record id -> (type, the kind of the file's column for it) -> [(row id, kind, value)] in id order
+        held: dict[int, dict[tuple[str, str], list[tuple[int, str, str]]]] = {}
         for part in _chunks(ids, 900):
             for row in conn.execute(sa.select(table.c.id, table.c.modified_at, *(table.c[f] for f in compared))
                                     .where(table.c.id.in_(part))).mappings():
@@ -1066,11 +1102,16 @@ class _Updates:
                 for cid, eid, typ, kind, value in conn.execute(
                         sa.select(c.c.id, c.c.entity_id, c.c.type, c.c.kind, c.c.value)
                         .where(c.c.entity_type == entity, c.c.entity_id.in_(part)).order_by(c.c.id)):
-                    if (typ, kind) in self.comm_kinds:
-                        held.setdefault(eid, {}).setdefault((typ, kind), []).append((cid, value))
+                    column = kind if (typ, kind) in self.comm_kinds else (
+                        "other" if kind in self.folded.get(typ, ()) else None)
+                    if column is not None:
+                        held.setdefault(eid, {}).setdefault((typ, column), []).append((cid, kind, value))
+        keys = self._keys(held, rows)
         out: dict[int, int | None] = {}
+        dated: set[int] = set()
         gone: list[int] = []
         added: list[dict[str, Any]] = []
+        respelled: list[dict[str, Any]] = []
         for r in rows:
             rid, old = r.record["id"], current[r.record["id"]]
             values = {f: r.record.get(f) for f in compared
@@ -1078,51 +1119,110 @@ class _Updates:
             values = {f: v for f, v in values.items() if not _same_value(old[f], v)}
             drop: list[int] = []
             new: list[tuple[str, str, str]] = []
+            fix: list[tuple[int, str]] = []
             for typ, kind in (tuple(f.split(":")) for f in COMM_FIELDS):
                 if (typ, kind) not in self.comm_kinds:
                     continue
                 wanted = [v for t, k, v in r.comms if (t, k) == (typ, kind)]
-                d, n = _comm_changes(held.get(rid, {}).get((typ, kind), []), wanted)
+                d, n, f = _comm_changes(held.get(rid, {}).get((typ, kind), []), wanted, keys[typ], self.joined)
                 drop += d
-                new += [(typ, kind, v) for v in n]
-            if not values and not drop and not new:
+                new += [(typ, k or kind, v) for v, k in n]
+                fix += f
+                if f:
+                    a_value, same = _RESPELT[typ]
+                    note = (f"{a_value} written differently in the file (the same {same}) is stored as the file "
+                            "writes it; its row and id are kept")
+                    if note not in r.notes:  # (write runs again for a batch retried row by row)
+                        r.notes.append(note)
+            given = r.record.get("modified_at") if "modified_at" in r.dates_given else None
+            if not values and not drop and not new and not fix:
+                # modified_at alone is not applied: nothing anyone sees changed, and taking it would make the
+                # next incremental run match the record again for nothing (or date it back, from an older file)
+                if given is not None and not _same_value(old["modified_at"], given):
+                    dated.add(rid)
                 out[rid] = None
                 continue
             # the file's modification date where it is newer than the stored one (a newer export); an
             # older one (a file exported, edited by hand, imported again) would date the change back
-            given = r.record.get("modified_at") if "modified_at" in r.dates_given else None
             values["modified_at"] = given if given is not None and (old["modified_at"] is None
                                                                     or given > old["modified_at"]) else now
             conn.execute(table.update().where(table.c.id == rid).values(**values))
             gone += drop
             added += [{"entity_type": entity, "entity_id": rid, "type": t, "kind": k, "value": v} for t, k, v in new]
-            out[rid] = len(new)
+            respelled += [{"cid": cid, "text": v} for cid, v in fix]
+            for cid, v in fix:
+                log.debug("%s #%s: communication %s respelled as %r (line %d)", entity, rid, cid, v, r.line)
+            out[rid] = len(new) + len(fix)
         for part in _chunks(gone, 900):
             conn.execute(c.delete().where(c.c.id.in_(part)))
+        if respelled:
+            conn.execute(c.update().where(c.c.id == sa.bindparam("cid")).values(value=sa.bindparam("text")), respelled)
         if added:
             store.insert(c, added, conn=conn)
-        return out
+        return out, dated
+
+    def _keys(self, held: dict, rows: list[_Row]) -> dict[str, dict[str, str]]:
+        """type -> value -> its key, for every value of the batch (the database's and the file's), each
+        type normalised in one call."""
+        values: dict[str, dict[str, None]] = {t: {} for t in schema.COMM_TYPES}
+        for groups in held.values():
+            for (typ, _), group in groups.items():
+                values[typ].update(dict.fromkeys(v for _, _, v in group))
+        for r in rows:
+            for typ, _, v in r.comms:
+                values[typ][v] = None
+        return {t: dict(zip(vs, _comm_keys(t, list(vs), self.region))) for t, vs in values.items()}
+
+
+# what a respelled value is called in the summary: (a value, what stayed the same)
+_RESPELT = {"phone": ("a phone", "number"), "email": ("an e-mail", "address"), "web": ("a site", "address"),
+            "im": ("a messenger contact", "contact")}
+
+
+def _comm_keys(typ: str, values: list[str], region: str) -> list[str]:
+    """What values of one type are matched by in an update: a phone by its number (E.164, with its
+    extension: "доб 802" is another line of an office), an e-mail by its address as the matching reads it,
+    anything else (and a phone or e-mail that does not parse) by its text without case and extra spaces."""
+    if not values:
+        return []
+    texts = ["t:" + " ".join(v.split()).casefold() for v in values]
+    if typ == "phone":
+        p = normalize_phones(pd.Series(values, dtype=object), region=region)
+        return [f"n:{e};ext={x}" if isinstance(x, str) and x else f"n:{e}" if isinstance(e, str) and e else t
+                for e, x, t in zip(p["e164"].tolist(), p["ext"].tolist(), texts)]
+    if typ == "email":
+        emails = normalize_emails(pd.Series(values, dtype=object))["email"].tolist()
+        return [f"n:{e}" if isinstance(e, str) and e else t for e, t in zip(emails, texts)]
+    return texts
 
 
 def _same_value(held: Any, given: Any) -> bool:
     """Whether a file's value is the one the database holds. A timestamp written without microseconds
-    (Bitrix24's format) is the same as the stored one with them."""
-    if held == given:
+    (Bitrix24's format) is the same as the stored one with them; an empty (or blank) text is the same as
+    an empty cell, which is read as NULL: a file cannot tell the two apart."""
+    if held == given or (given is None and isinstance(held, str) and not held.strip()):
         return True
     return (isinstance(held, datetime) and isinstance(given, datetime) and given.microsecond == 0
             and held.replace(microsecond=0) == given)
 
 
-def _comm_changes(held: list[tuple[int, str]], wanted: list[str]) -> tuple[list[int], list[str]]:
-    """How a record's communications of one kind, held as (id, value) in id order, become the file's
-    values ``wanted``: (ids to delete, values to insert, in order). Values the two share in the same
-    order keep their rows; since new rows get the highest ids, the values after the first added one
-    are written again so that the id order stays the file's order."""
-    match = difflib.SequenceMatcher(None, [v for _, v in held], wanted, autojunk=False)
-    kept = {b + i: held[a + i][0] for a, b, size in match.get_matching_blocks() for i in range(size)}
+def _comm_changes(held: list[tuple[int, str, str]], wanted: list[str], keys: dict[str, str], joined: bool = False
+                  ) -> tuple[list[int], list[tuple[str, str | None]], list[tuple[int, str]]]:
+    """How a record's communications of one file column, held as (id, kind, value) in id order, become
+    the file's values ``wanted``: (ids to delete, (value, kind or None for the column's) to insert in order,
+    (id, value) to respell). A value is matched by its key; values the two share in the same order keep
+    their rows (and kinds), taking the file's spelling where it differs. Since new rows get the highest
+    ids, the values after the first added one are written again so that the id order stays the file's.
+    ``joined``: the file's cell held several values, read without surrounding spaces, so a stored value's
+    surrounding spaces are no change."""
+    match = difflib.SequenceMatcher(None, [keys[v] for _, _, v in held], [keys[v] for v in wanted], autojunk=False)
+    kept = {b + i: held[a + i] for a, b, size in match.get_matching_blocks() for i in range(size)}
     first_added = next((j for j in range(len(wanted)) if j not in kept), len(wanted))
-    keep = {kept[j] for j in range(first_added)}
-    return [cid for cid, _ in held if cid not in keep], wanted[first_added:]
+    keep = {kept[j][0] for j in range(first_added)}
+    respell = [(kept[j][0], wanted[j]) for j in range(first_added)
+               if kept[j][2] != wanted[j] and not (joined and kept[j][2].strip() == wanted[j])]
+    insert = [(wanted[j], kept[j][1] if j in kept else None) for j in range(first_added, len(wanted))]
+    return [cid for cid, _, _ in held if cid not in keep], insert, respell
 
 
 def _unusable_notes(rows: list[_Row], region: str) -> None:

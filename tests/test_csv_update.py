@@ -8,6 +8,7 @@ import csv
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from crm import schema
@@ -58,12 +59,18 @@ def edit(path: Path, out: Path, id_: int, column: str, value: str) -> Path:
     return write_csv(out, rows)
 
 
-def test_update_with_an_unchanged_export_changes_nothing(store, tmp_path):
+@pytest.mark.parametrize("preset", [None, "bitrix24"])
+def test_update_with_an_unchanged_export_changes_nothing(store, tmp_path, preset):
     small_demo(store)
+    # an empty or blank text (the demo, like Bitrix24, has some) is written as an empty cell, read as NULL
+    t = schema.contacts
+    with store.engine.begin() as conn:
+        blank = sorted(conn.execute(sa.select(t.c.id).where(t.c.deleted_at.is_(None))).scalars())[:2]
+        conn.execute(t.update().where(t.c.id.in_(blank)).values(last_name="", comments="  "))
     before = dump_crm(store)
     for entity in ("contact", "company", "lead"):
-        n = export_csv(store, tmp_path / f"{entity}.csv", entity)
-        report = import_csv(store, tmp_path / f"{entity}.csv", entity, update=True)
+        n = export_csv(store, tmp_path / f"{entity}.csv", entity, preset=preset)
+        report = import_csv(store, tmp_path / f"{entity}.csv", entity, preset=preset, update=True)
         assert (report.rows_read, report.updated, report.unchanged, report.rejected) == (n, 0, n, 0), entity
         assert report.communications == 0
         assert f"0 new, 0 updated, {n:,} as in the file (left untouched) with 0 phones" in report.summary()
@@ -232,3 +239,144 @@ def test_an_update_file_of_ids_and_the_columns_to_change_is_enough(store, tmp_pa
 
     with pytest.raises(CsvError, match="has no column for .* import it with --update"):
         import_csv(store, f, "contact")
+
+
+def bitrix_rows(path: Path) -> list[list[str]]:
+    with open(path, encoding="cp1251", newline="") as f:
+        return list(csv.reader(f, delimiter=";"))
+
+
+def write_bitrix(path: Path, rows: list[list[str]]) -> Path:
+    with open(path, "w", encoding="cp1251", newline="") as f:
+        csv.writer(f, delimiter=";").writerows(rows)
+    return path
+
+
+def test_kinds_the_preset_has_no_column_for_are_found_in_its_other_column(store, tmp_path):
+    """Bitrix24 has no column for an e-mail or site of kind mobile: export writes them under "Другой
+    e-mail" / "Другой сайт", and an update read them back as new rows of kind other, doubling them.
+    They are now found among the rows of that column by value, and keep their row, id and kind."""
+    small_demo(store)
+    with store.engine.connect() as conn:
+        ids = sorted(conn.execute(sa.select(schema.contacts.c.id)).scalars())[:3]
+    extra = [("email", "mobile", "mob@example.ru"), ("email", "other", "oth@example.ru"),
+             ("web", "mobile", "m.example.ru"), ("email", "mobile", " spaced@example.ru ")]
+    store.insert(COMM, [{"entity_type": "contact", "entity_id": ids[0], "type": t, "kind": k, "value": v}
+                        for t, k, v in extra])
+    store.insert(COMM, [{"entity_type": "contact", "entity_id": ids[1], "type": "email", "kind": "mobile",
+                         "value": "second@example.ru"}])
+    before = dump_crm(store)
+    bx = tmp_path / "bx.csv"
+    n = export_csv(store, bx, "contact", preset="bitrix24", encoding="cp1251", delimiter=";")
+    rows = bitrix_rows(bx)
+    header = rows[0]
+    first = next(r for r in rows[1:] if r[0] == str(ids[0]))
+    assert "mob@example.ru" in first[header.index("Другой e-mail")]
+    assert first[header.index("Другой сайт")] == "m.example.ru"
+    # an unchanged export changes nothing: no new rows, the same ids and kinds, modified_at kept
+    report = import_csv(store, bx, "contact", preset="bitrix24", update=True)
+    assert (report.updated, report.unchanged, report.communications, report.rejected) == (0, n, 0, 0)
+    assert dump_crm(store) == before
+    # the file drops one mobile e-mail and adds one: the other rows keep their ids and kinds
+    held = {r[4]: r for r in comm_rows(store, "contact", [ids[0]])}
+    cell = first[header.index("Другой e-mail")].split(", ")
+    assert "oth@example.ru" in cell and " spaced@example.ru " in cell  # (read back without its spaces)
+    first[header.index("Другой e-mail")] = ", ".join([v for v in cell if v != "oth@example.ru"] + ["new@example.ru"])
+    report = import_csv(store, write_bitrix(tmp_path / "e.csv", rows), "contact", preset="bitrix24", update=True)
+    assert (report.updated, report.unchanged, report.communications) == (1, n - 1, 1), report.summary()
+    after = {r[4]: r for r in comm_rows(store, "contact", [ids[0]])}
+    assert "oth@example.ru" not in after
+    assert after["new@example.ru"][3] == "other" and after["new@example.ru"][0] > max(r[0] for r in held.values())
+    for value in ("mob@example.ru", " spaced@example.ru ", "m.example.ru"):
+        assert after[value] == held[value]  # same id, kind mobile, spelling
+    assert [r[3] for r in comm_rows(store, "contact", [ids[1]]) if r[4] == "second@example.ru"] == ["mobile"]
+    # and the same file again changes nothing (the edited record's modified_at is now later than the file's)
+    dumped = dump_crm(store)
+    again = import_csv(store, tmp_path / "e.csv", "contact", preset="bitrix24", update=True)
+    assert (again.updated, again.unchanged, again.dated_only) == (0, n - 1, 1) and dump_crm(store) == dumped
+
+
+def test_a_phone_written_differently_keeps_its_row_and_takes_the_files_spelling(store, tmp_path):
+    first = write_csv(tmp_path / "first.csv", [
+        ["id", "last_name", "phone:work", "phone:work", "email:work"],
+        ["1", "Petrov", "+7 (495) 123-45-67", "+7 495 751-64-43 доб 802", "Ivan@Mail.ru"],
+        ["2", "Sidorov", "+7 495 200-00-01", "", "oleg@mail.ru"]])
+    assert import_csv(store, first, "contact").imported == 2
+    held = comm_rows(store, "contact")
+    changed = write_csv(tmp_path / "changed.csv", [
+        ["id", "last_name", "phone:work", "phone:work", "email:work"],
+        ["1", "Petrov", "84951234567", "+7 495 751-64-43 доб 803", "ivan@mail.ru"],  # respelled; another extension
+        ["2", "Sidorov", "+7 495 200-00-01", "", "oleg@mail.ru"]])
+    report = import_csv(store, changed, "contact", update=True)
+    assert (report.updated, report.unchanged, report.communications) == (1, 1, 3), report.summary()
+    after = comm_rows(store, "contact", [1])
+    by_id = {r[0]: r for r in after}
+    phone, ext, email = held[0][0], held[1][0], held[2][0]
+    # the same number and the same address keep their rows and ids, now written as in the file
+    assert by_id[phone][2:] == ("phone", "work", "84951234567")
+    assert by_id[email][2:] == ("email", "work", "ivan@mail.ru")
+    # another extension is another line of the office: a new row (placed after the kept first phone)
+    assert ext not in by_id
+    assert [r[4] for r in after if r[2] == "phone"] == ["84951234567", "+7 495 751-64-43 доб 803"]
+    assert comm_rows(store, "contact", [2]) == [r for r in held if r[1] == 2]
+    summary = report.summary()
+    assert ("1 row: a phone written differently in the file (the same number) is stored as the file writes it; "
+            "its row and id are kept (first at line 2).") in summary
+    assert "1 row: an e-mail written differently in the file (the same address)" in summary
+    assert record(store, "contact", 1)["modified_at"] > record(store, "contact", 2)["modified_at"]
+    again = import_csv(store, changed, "contact", update=True)
+    assert (again.updated, again.unchanged, again.communications) == (0, 2, 0) and not again.notes
+    assert comm_rows(store, "contact", [1]) == after
+
+
+def test_a_record_differing_only_in_modified_at_is_left_untouched_and_said_so(store, tmp_path):
+    small_demo(store)
+    n = export_csv(store, tmp_path / "c.csv", "contact")
+    before = dump_crm(store)
+    first, second = (int(r[0]) for r in read_csv(tmp_path / "c.csv")[1:3])
+    later = edit(tmp_path / "c.csv", tmp_path / "l.csv", first, "modified_at", "2031-05-06 07:08:09")
+    both = edit(later, tmp_path / "b.csv", second, "modified_at", "2001-01-01 00:00:00")
+    report = import_csv(store, both, "contact", update=True)
+    assert (report.updated, report.unchanged, report.dated_only, report.imported) == (0, n - 2, 2, n)
+    assert dump_crm(store) == before  # neither date is taken: nothing else in the records changed
+    assert (f"0 new, 0 updated, {n - 2:,} as in the file (left untouched), 2 left untouched that differ from "
+            "the database only in modified_at (a date alone is not applied: nothing else in them changed)"
+            ) in report.summary()
+    # with another change the file's (newer) date is taken, as before
+    edited = edit(tmp_path / "l.csv", tmp_path / "p.csv", first, "post", "Главный инженер")
+    report = import_csv(store, edited, "contact", update=True)
+    assert (report.updated, report.dated_only) == (1, 0)
+    assert str(record(store, "contact", first)["modified_at"]) == "2031-05-06 07:08:09"
+
+
+def test_broken_rows_of_an_update_file_are_reported_by_line_and_column_and_the_rest_goes_on(store, tmp_path):
+    first = write_csv(tmp_path / "first.csv", [
+        ["id", "last_name", "first_name", "birthdate", "post", "phone:work"],
+        *[[str(i), f"Petrov{i}", "Ivan", "1980-01-02", "", f"+7 495 100-00-0{i}"] for i in range(1, 7)]])
+    assert import_csv(store, first, "contact").imported == 6
+    bx = tmp_path / "bx.csv"
+    export_csv(store, bx, "contact", preset="bitrix24", encoding="cp1251", delimiter=";")
+    rows = bitrix_rows(bx)
+    header = rows[0]
+    col = header.index
+    rows[1][col("Должность")] = "Инженер"                  # line 2: a good change
+    rows[2][col("Дата рождения")] = "31.02.1980"           # line 3: no such day
+    rows[3][col("Дата изменения")] = "вчера"               # line 4: not a date
+    rows[4].append("лишнее")                               # line 5: a cell too many
+    rows[5][col("ID")] = "abc"                             # line 6: not an id
+    rows[6][col("Должность")] = "Директор"                 # line 7: a good change after the broken rows
+    f = write_bitrix(tmp_path / "broken.csv", rows)
+    report = import_csv(store, f, "contact", preset="bitrix24", update=True)
+    assert (report.rows_read, report.updated, report.rejected) == (6, 2, 4), report.summary()
+    got = [(p.line, p.column) for p in report.problems]
+    assert got == [(3, "Дата рождения"), (4, "Дата изменения"), (5, None), (6, "ID")]
+    reasons = [p.reason for p in report.problems]
+    assert "'31.02.1980' is written as a date but there is no such day" in reasons[0]
+    assert "'вчера' is not a date and time" in reasons[1]
+    assert f"has {len(header) + 1} cells where the header has {len(header)}" in reasons[2]
+    assert "'abc' is not a record id" in reasons[3]
+    assert [record(store, "contact", i)["post"] for i in range(1, 7)] == ["Инженер", None, None, None, None,
+                                                                            "Директор"]
+    report.write_problems(tmp_path / "problems.csv")
+    assert [r[:3] for r in read_csv(tmp_path / "problems.csv")[1:]] == [
+        ["3", "Дата рождения", "31.02.1980"], ["4", "Дата изменения", "вчера"], ["5", "", ""], ["6", "ID", "abc"]]
