@@ -316,6 +316,13 @@ class Store:
     def dispose(self) -> None:
         self.engine.dispose()
 
+    # `with Store(url) as store:` (a notebook, a script) gives the connections back at the end
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.dispose()
+
 
 def entities_query(entity_type: str, include_deleted: bool = False, since=None) -> sa.Select:
     """The SELECT of Store.read_entities: the records in id order, live ones only unless asked."""

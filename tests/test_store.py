@@ -30,6 +30,14 @@ def test_migrated_schema_is_exactly_the_declared_one(store):
     store.check_schema()
 
 
+def test_a_store_used_in_a_with_block_gives_its_connections_back(db_url):
+    with Store(db_url) as store:
+        store.migrate()
+        assert store.read_entities("contact").empty
+        assert store.engine.pool.checkedin() > 0  # a connection kept for the next query
+    assert store.engine.pool.checkedin() == 0
+
+
 def test_migrate_is_idempotent_and_downgrade_then_upgrade_works(db_url):
     from alembic import command
 
