@@ -989,6 +989,9 @@ def check(
             fail(str(exc))
     for problem in result["problems"][:20]:
         typer.secho(f"  {problem}", fg=typer.colors.YELLOW, err=True)
+    if not result["likely_duplicates"]:
+        typer.echo(f"No new record looks like an existing one (an empty report: {result['report']})")
+        return
     typer.echo(f"{result['new_records_with_duplicates']:,} new record(s) look like existing ones "
                f"({result['likely_duplicates']:,} likely duplicate pairs); details in {result['report']}")
     for row in result["first"]:  # a file's rows by their lines, the CRM's records by their ids

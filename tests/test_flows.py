@@ -811,6 +811,11 @@ def test_cli_runs_incremental_after_a_full_run_then_checks_records_added_since(t
     assert summary["incremental"] and summary["changed_records"] == 3
     refused = run([cli, "find", "--input", str(tmp_path / "x.csv"), "--incremental"])
     assert refused.returncode == 2 and "--incremental works on the CRM database" in refused.stderr
+    # `crm-dedup check` with no record added since the last run says so
+    nothing = run([cli, "check", "--db", store.url, "--entity", "contact", "--settings", _settings(tmp_path),
+                   "--out", str(tmp_path / "none.csv")])
+    assert nothing.returncode == 0, nothing.stderr[-3000:]
+    assert "No new record looks like an existing one" in nothing.stdout, nothing.stdout
     # then `crm-dedup check`: a record added since (imported with its file's old date) that copies one
     c, comm = schema.contacts, schema.communications
     with store.engine.begin() as conn:
