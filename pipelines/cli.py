@@ -859,10 +859,12 @@ def undo(
         typer.echo(f"Batch {all_}: nothing to undo ({_counted(before)})")
         return
     counts = Counter(r.status for r in results)
-    # thousands of merges undo cleanly: list only those that did not
+    # thousands of merges undo cleanly: list only those that did not, and those undone over later changes
+    # (--force: what it overwrote, as the undo of one merge says)
     bad = [r for r in results if r.status not in ("undone", "already_undone")]
-    for r in bad:
-        typer.secho(f"  {_undo_line(r)}", fg=typer.colors.YELLOW)
+    for r in results:
+        if r in bad or r.overwritten:
+            typer.secho(f"  {_undo_line(r)}", fg=typer.colors.YELLOW)
     typer.echo(f"Batch {all_}: {_counted(counts)}")
     if bad:
         raise typer.Exit(1)

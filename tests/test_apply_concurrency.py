@@ -282,6 +282,9 @@ def test_undo_names_its_force_option_and_gives_groups_plans_of_the_live_records(
 
     forced = cli("undo", "--all", "b1", "--force", "--db", store.url)
     assert forced.exit_code == 0 and "Batch b1: 1 undone" in forced.output, forced.output
+    # what the forced undo overwrote is said, as for one merge
+    assert f"merge #{res['merge_id']}: undone: " in forced.output and "overwrote 1 change(s)" in forced.output
+    assert "edited since" in forced.output, forced.output
     g = groups_now(store)[gid]
     assert g["status"] == "pending" and g["merge_id"] is None
     fresh = MergePlan.from_dict(g["plan"])
