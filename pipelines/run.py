@@ -30,11 +30,24 @@ def run_dedup_cli(db: str | None, entity: str | None, settings_path: Path | None
     entity_types = None if entity in (None, "all") else [entity]
     summary = dedup_flow(db=db, entity_types=entity_types, settings_path=str(settings_path) if settings_path else None,
                          incremental=incremental)
-    print_summary(summary)
+    print_summary(summary, _first_admin(db))
     return summary
 
 
-def print_summary(summary: dict) -> None:
+def _first_admin(db: str | None) -> str:
+    """The e-mail of the database's first admin (the review page's sign-in), or what `users add` needs."""
+    import sqlalchemy as sa
+
+    from crm import schema
+    from crm.store import Store
+
+    u = schema.users
+    with Store(steps.env_db(db), must_exist=True) as store, store.engine.connect() as conn:
+        email = conn.execute(sa.select(u.c.email).where(u.c.role == "admin").order_by(u.c.id).limit(1)).scalar()
+    return email or ""
+
+
+def print_summary(summary: dict, admin: str = "") -> None:
     typer.echo("")
     typer.echo(steps.summary_markdown(summary, summary.get("run_id", "")).split("## Data quality")[0].rstrip())
     p = summary.get("proposals", {})
@@ -45,6 +58,7 @@ def print_summary(summary: dict) -> None:
     typer.echo(f"Run folder:   {summary['folder']}")
     if summary.get("report"):
         typer.echo(f"HTML report:  {summary['report']}")
-    typer.echo("Review page:  crm-dedup review   (then open http://127.0.0.1:8000; set a password first with "
-               "`crm-dedup users set-password admin@example.com`)")
+    typer.echo("Review page:  crm-dedup review   (then open http://127.0.0.1:8000; "
+               + (f"set a password first with `crm-dedup users set-password {admin}`)" if admin else
+                  "add an admin first with `crm-dedup users add EMAIL --name NAME --role admin`)"))
     typer.echo(f"Notebook:     {summary['notebook']}")

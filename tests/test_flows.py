@@ -804,8 +804,11 @@ def test_cli_runs_incremental_after_a_full_run_then_checks_records_added_since(t
     with store.engine.begin() as conn:
         conn.execute(schema.contacts.update().where(schema.contacts.c.id <= 3).values(
             first_name="Зинаида", modified_at=sa.func.current_timestamp()))
+        conn.execute(schema.users.update().where(schema.users.c.id == 1).values(email="steward@firm.example"))
     second = run(args)
     assert second.returncode == 0, second.stderr[-3000:]
+    # the review page's hint names this database's admin
+    assert "set a password first with `crm-dedup users set-password steward@firm.example`" in second.stdout
     assert "contact: incremental, 3 new or changed records re-normalised (built on run " in second.stdout
     summary = json.loads((Path(proposals.latest_run(store)["folder"]) / "contact" / "summary.json").read_text())
     assert summary["incremental"] and summary["changed_records"] == 3
