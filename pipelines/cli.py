@@ -491,12 +491,23 @@ def groups(
     if not total:
         typer.echo(f"No {what + ' ' if what else ''}groups.")
         return
+    live = page[page["status"].isin(("pending", "approved"))]
+    skipped = _skipped_within(store, {g: (et, list(ms)) for g, et, ms in
+                                      zip(live["id"], live["entity_type"], live["member_ids"])})
+    names = _record_names(store, page)
     for row in page.itertuples(index=False):
         plan = row.plan or {}
         conflicts = [c["field"] for c in plan.get("conflicts", []) if not c.get("resolved_by")]
         others = ", ".join(f"#{m}" for m in row.member_ids if m != row.primary_id)
         typer.echo(f"{row.id}  {row.status:<8} {row.tier:<8} {_score_text(row.score)}  #{row.primary_id} <- {others}  "
                    f"{row.criteria}" + (f"  conflicts: {', '.join(conflicts)}" if conflicts else ""))
+        shown = [f"#{m} {names.get((row.entity_type, int(m))) or '(no name)'}" for m in row.member_ids[:GROUP_NAMES]]
+        more = len(row.member_ids) - GROUP_NAMES
+        typer.echo("    " + "; ".join(shown) + (f"; and {more:,} more" if more > 0 else ""))
+        for a, b in skipped.get(row.id, []):  # marked since the run: approve and merge refuse the group
+            typer.echo(f"    not duplicates: #{a} and #{b} were marked so since the run; approve and merge refuse "
+                       f"this group until the next run regroups it (`crm-dedup unskip {a} {b} --entity "
+                       f"{row.entity_type}` withdraws the mark)")
         for warning in plan.get("access_warnings", []):  # as the review page warns before the merge
             text = warning["message"]
             if row.status == "applied":  # (said after the merge as it happened)
@@ -509,6 +520,23 @@ def groups(
     if any(getattr(row, "left_out", None) for row in page.itertuples(index=False)):
         typer.echo("A record left out is probable with a member but stays apart: merging the group leaves it as it "
                    "is (`crm-dedup unskip` withdraws a \"not duplicates\" mark; the next run may then group it).")
+
+
+GROUP_NAMES = 6  # members named under a group in `groups`
+
+
+def _record_names(store, page) -> dict[tuple[str, int], str]:
+    """(entity type, id) -> the name a person knows the record by, for the members `groups` names."""
+    from review.queries import display_name, read_records
+
+    wanted: dict[str, set[int]] = {}
+    for et, members in zip(page["entity_type"], page["member_ids"]):
+        wanted.setdefault(et, set()).update(int(m) for m in list(members)[:GROUP_NAMES])
+    out = {}
+    with store.engine.connect() as conn:
+        for et, ids in wanted.items():
+            out.update({(et, i): display_name(et, row) for i, row in read_records(conn, et, sorted(ids)).items()})
+    return out
 
 
 def left_out_text(item: dict) -> str:

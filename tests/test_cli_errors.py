@@ -223,7 +223,8 @@ def test_groups_lists_ids_most_certain_first_and_refuses_bad_filters(sample):
     assert listed.exit_code == 0, listed.output
     lines = listed.output.splitlines()
     assert lines[0].startswith("g-b  pending  certain  0.9990  #11 <- #21  1 match by phone")
-    assert lines[1].startswith("g-a  pending") and lines[2].startswith("2 of 2 pending group(s)")
+    assert lines[1].startswith("    #11 ") and "; #21 " in lines[1]  # the members by name
+    assert lines[2].startswith("g-a  pending") and lines[4].startswith("2 of 2 pending group(s)")
     assert invoke("groups", "--status", "applied", "--db", sample.url).output.startswith("g-c  applied")
     assert invoke("groups", "--status", "all", "--limit", "1", "--db", sample.url).output.splitlines()[-1] \
         .startswith("1 of 3 group(s)")

@@ -130,8 +130,9 @@ def test_groups_and_merge_name_the_managers_who_lose_access(store, tmp_path, mer
     assert listed.exit_code == 0, listed.output
     lines = listed.output.splitlines()
     at = next(i for i, line in enumerate(lines) if line.startswith(gid))
-    assert lines[at + 1].startswith(f"    access warning: {warning}"), listed.output
-    assert lines[at + 1].endswith("(responsible: Мария Иванова); they will lose access to it")
+    assert lines[at + 1] == "    #10 Иванов Иван Иванович; #11 иванов Иван; #12 Иванов Иван Иванович", listed.output
+    assert lines[at + 2].startswith(f"    access warning: {warning}"), listed.output
+    assert lines[at + 2].endswith("(responsible: Мария Иванова); they will lose access to it")
     # company-20 (Мария's #20, Пётр's #22) too; the other groups take nobody's access
     warned = [line for line in lines if "access warning" in line]
     assert len(warned) == 2 and "Пётр Сидоров (#3) is responsible for company #22" in warned[1], listed.output
@@ -152,7 +153,7 @@ def test_groups_and_merge_name_the_managers_who_lose_access(store, tmp_path, mer
     # the merged group's listing tells it as done, not as a warning (found by helper-60)
     done = invoke("groups", "--status", "applied", "--db", store.url).output.splitlines()
     at = next(i for i, line in enumerate(done) if line.startswith(gid))
-    assert done[at + 1].startswith(f"    access lost: {warning}") and done[at + 1].endswith("they lost access to it")
+    assert done[at + 2].startswith(f"    access lost: {warning}") and done[at + 2].endswith("they lost access to it")
 
 
 # -- delete_mode: the plans' way of deleting, said where the settings name another ---------------------
