@@ -781,7 +781,11 @@ def import_csv(store: Store, path: Path, entity: str, *, preset: str | None = No
     modified_at too, counted apart), and a phone or e-mail row that keeps its place among its kind keeps
     its id, found by its number or address (a phone written differently keeps its row and takes the
     file's spelling; a kind the preset has no column for is found in the type's "other" column, where
-    export writes it). A record merged or deleted in the database is not brought back: its row is rejected."""
+    export writes it). A record merged or deleted in the database is not brought back: its row is rejected.
+    So is the row of a record that is the primary of an applied merge made after the row's modified_at (a
+    file exported before the merge), or of any applied merge when the row has no modified_at (nothing shows
+    it was written after the merge): applying it would take back what the merge gave the primary (fields,
+    phones and e-mails of the merged records, the earlier created_at) and block the merge's undo."""
     with _opened(path, entity, preset, mapping, encoding, delimiter, update) as (path, entity, fields, records, header, columns,
                                                                          report):
         if keep_lines:
@@ -867,6 +871,9 @@ def _import_rows(store: Store, entity: str, fields: dict[str, _Field], records: 
         updates = _Updates([f.name for f, _ in conv.scalars], kinds, {t: k for t, k in folded.items() if k}, region,
                            conv.split is not None)
     writer = _Writer(store, entity, report, header[columns["id"][0]] if "id" in columns else None, region, updates)
+    # the modified_at column's header, or the one to add: named in the problem of a row older than a merge
+    writer.dated_column = header[columns["modified_at"][0]] if "modified_at" in columns else None
+    writer.date_header = (_preset(preset, entity) or {}).get("modified_at", ["modified_at"])[0]
     for line, end, row in records:
         if isinstance(row, csv.Error):
             report.rows_read += 1
@@ -898,6 +905,10 @@ class _Writer:
         self.written: dict[int, int | None] = {}  # of those: id -> communications written; None: left untouched
         self.dated: set[int] = set()  # of those left untouched: the ones whose modified_at in the file differs
         self.merged_away: dict[int, tuple[int, int]] | None = None  # read at the first batch
+        self.primary_of: dict[int, list[tuple[datetime, int]]] = {}  # with it: id -> (merged_at, merge id) of
+        # the applied merges it is the primary of, oldest first
+        self.dated_column: str | None = None  # the file's modified_at column (None: it has none)
+        self.date_header = "modified_at"  # what that column is called in the file's format
         self.table = schema.ENTITY_TABLES[entity]
         self.batch: list[_Row] = []
         self.seen_ids: dict[int, int] = {}  # explicit id -> line, to catch an id repeated in the file
@@ -991,6 +1002,8 @@ class _Writer:
                                     f"(merge {merge}) and removed; not imported again (undo the merge to bring it "
                                     "back, or leave the id column out to import the row as a new record)",
                                     value=str(rid)))
+            elif rid in taken and self.updates is not None and rid not in gone and self._before_merge(r, rid):
+                continue  # (rejected: the row is older than a merge into its record)
             elif rid in taken and self.updates is not None and rid not in gone:
                 self.updating.add(rid)
                 keep.append(r)
@@ -1029,11 +1042,57 @@ class _Writer:
         return keep
 
     def _merged_away(self, conn) -> dict[int, tuple[int, int]]:
-        """Ids that applied merges of this entity type merged away: id -> (primary id, merge id)."""
+        """Ids that applied merges of this entity type merged away: id -> (primary id, merge id). Fills
+        primary_of from the same merges."""
         m = schema.dedup_merges
-        rows = conn.execute(sa.select(m.c.id, m.c.primary_id, m.c.merged_ids).where(
-            m.c.entity_type == self.entity, m.c.status == "applied")).all()
-        return {int(i): (primary, merge) for merge, primary, ids in rows for i in ids}
+        rows = conn.execute(sa.select(m.c.id, m.c.primary_id, m.c.merged_ids, m.c.merged_at).where(
+            m.c.entity_type == self.entity, m.c.status == "applied").order_by(m.c.merged_at, m.c.id)).all()
+        self.primary_of = {}
+        for merge, primary, _ids, at in rows:
+            self.primary_of.setdefault(primary, []).append((at, merge))
+        return {int(i): (primary, merge) for merge, primary, ids, _at in rows for i in ids}
+
+    def _before_merge(self, r: _Row, rid: int) -> bool:
+        """Reject (and say True) the row of a record that is the primary of applied merges made after the
+        row's modified_at: a file exported before the merge holds the primary without what the merge gave it
+        (the merged records' fields, phones and e-mails, their earlier created_at), so applying it would
+        quietly take the merge back and leave the merge's undo refused. A row without a modified_at (no
+        such column, or its cell empty) cannot show it was written after the merge: it is rejected as well,
+        the safe side, since rejecting costs an export (or a date column) and applying can lose data."""
+        merges = self.primary_of.get(rid)
+        if not merges:
+            return False
+        given = r.record["modified_at"] if "modified_at" in r.dates_given else None
+        later = [(at, merge) for at, merge in merges if given is None or _later(at, given)]
+        if not later:
+            return False
+        # to the second, unless the row's date and a merge's fall in the same second: then with the fraction
+        fine = given is not None and any(at.replace(microsecond=0) == given.replace(microsecond=0) for at, _ in later)
+        stamp = "%Y-%m-%d %H:%M:%S.%f" if fine else "%Y-%m-%d %H:%M:%S"
+        which = (f"merge #{later[0][1]} made on {later[0][0]:{stamp}}" if len(later) == 1 else
+                 "merges " + ", ".join(f"#{merge} (made on {at:{stamp}})" for at, merge in later))
+        undo = (f"undo merge #{later[0][1]}" if len(later) == 1 else
+                "undo merges " + " then ".join(f"#{merge}" for _, merge in reversed(later)))
+        them, the = ("it", "the merge") if len(later) == 1 else ("them", "the merges")
+        if given is not None:
+            why = f"{which}, after this row was last modified ({given:{stamp}})"
+            column, value = self.dated_column, f"{given:{stamp}}"
+        elif self.dated_column is not None:
+            why = (f"{which}, and this row's '{self.dated_column}' cell is empty: nothing shows it was written "
+                   f"after {them}")
+            column, value = self.dated_column, None
+        else:
+            why = (f"{which}, and the file has no '{self.date_header}' column: nothing shows this row was written "
+                   f"after {them}")
+            column, value = self.id_column, str(rid)
+        self.reject(Problem(
+            r.line, column, f"{self.entity} #{rid} is the primary of {why}; the row may hold #{rid} as it was before "
+            "the merge, without what the merge gave it (fields, phones and e-mails of the merged records), so it is "
+            f"not applied. Export again after {the}, or {undo} first"
+            + ("" if given is not None else f" (or, in a file made by hand, give the row a '{self.date_header}' "
+               f"after {the})") + ".",
+            value=value))
+        return True
 
     def _deleted(self, conn, ids: set[int]) -> dict[int, Any]:
         """The records among ``ids`` that are merged or deleted: id -> when."""
@@ -1194,6 +1253,13 @@ def _comm_keys(typ: str, values: list[str], region: str) -> list[str]:
         emails = normalize_emails(pd.Series(values, dtype=object))["email"].tolist()
         return [f"n:{e}" if isinstance(e, str) and e else t for e, t in zip(emails, texts)]
     return texts
+
+
+def _later(merged_at: datetime, given: datetime) -> bool:
+    """Whether a merge was made after a row's modified_at. A date written without microseconds (Bitrix24's
+    format) is compared with the merge's to the second: an export right after the merge writes the merge's
+    time (the primary's modified_at) without its fraction."""
+    return (merged_at.replace(microsecond=0) if given.microsecond == 0 else merged_at) > given
 
 
 def _same_value(held: Any, given: Any) -> bool:

@@ -5,6 +5,7 @@ company preset keeps the website; the errors CSV names the id it refuses. Both b
 from __future__ import annotations
 
 import csv
+import datetime as dt
 from collections import Counter
 from pathlib import Path
 
@@ -14,8 +15,8 @@ import sqlalchemy as sa
 from crm import schema
 from crm.csv_io import export_csv, import_csv
 from crm.demo import DemoSizes, generate_demo
-from merge_rules import MergeSettings, apply_batch, plan_groups, undo_batch
-from merge_rules.testing import dump_crm
+from merge_rules import MergeSettings, apply_batch, plan_groups, undo_batch, undo_merge
+from merge_rules.testing import dump_crm, load_sample
 
 COMM = schema.communications
 
@@ -380,3 +381,156 @@ def test_broken_rows_of_an_update_file_are_reported_by_line_and_column_and_the_r
     report.write_problems(tmp_path / "problems.csv")
     assert [r[:3] for r in read_csv(tmp_path / "problems.csv")[1:]] == [
         ["3", "Дата рождения", "31.02.1980"], ["4", "Дата изменения", "вчера"], ["5", "", ""], ["6", "ID", "abc"]]
+
+
+# -- a file from before a merge must not take the merge back on its primary (found by a user probe) ----------
+
+AUTO = MergeSettings(conflict_policy="keep_primary")
+
+
+def merge(store, primary: int, members: list[int]) -> int:
+    (result,) = apply_batch(store, plan_groups(store, "contact", [(primary, members)], AUTO), 1, f"b-{primary}-"
+                            + "-".join(map(str, members)))
+    assert result.status == "applied", result.message
+    return result.merge_id
+
+
+def merged_at(store, merge_id: int):
+    m = schema.dedup_merges
+    with store.engine.connect() as conn:
+        return conn.execute(sa.select(m.c.merged_at).where(m.c.id == merge_id)).scalar_one()
+
+
+def test_a_bitrix24_export_from_before_a_merge_does_not_undo_it_on_the_primary(store, tmp_path):
+    """The probe: the primaries' rows of an export taken before the merge were applied (they lost the middle
+    name, birthdate, created_at and phone the merge gave them, "1 updated"), and the merge's undo was then
+    refused. They are rejected by line, naming the record and the merge; the rest of the file goes on."""
+    load_sample(store)
+    old = tmp_path / "contacts_v2.csv"
+    assert export_csv(store, old, "contact", preset="bitrix24", encoding="cp1251", delimiter=";") == 6
+    first, second = merge(store, 10, [10, 11]), merge(store, 13, [13, 14])
+    ten, thirteen = record(store, "contact", 10), record(store, "contact", 13)
+    # what the merges gave the primaries, and what the old file would take back
+    assert str(ten["birthdate"]) == "1980-05-17" and str(ten["created_at"]) == "2022-11-05 08:30:00"
+    assert thirteen["middle_name"] == "Paul"
+    assert "+1 (212) 555-0100" in [r[4] for r in comm_rows(store, "contact", [13])]
+    after_merges = dump_crm(store)
+
+    report = import_csv(store, old, "contact", preset="bitrix24", update=True)
+    assert (report.rows_read, report.updated, report.unchanged, report.rejected) == (6, 0, 2, 4), report.summary()
+    assert dump_crm(store) == after_merges  # nothing of the merges taken back
+    by_line = {p.line: p for p in report.problems}
+    assert sorted(by_line) == [2, 3, 5, 6]  # #10, #11, #13, #14 (#12, #15 as in the file)
+    assert "#11 was merged or deleted" in by_line[3].reason and "#14 was merged or deleted" in by_line[6].reason
+    # (the rows' dates: the sample's modified_at of #10 and #13, before the merges)
+    for line, rid, merge_id, was in ((2, 10, first, "2024-03-01 12:00:00"), (5, 13, second, "2021-02-03 04:05:00")):
+        p = by_line[line]
+        at = f"{merged_at(store, merge_id):%Y-%m-%d %H:%M:%S}"
+        assert (p.column, p.value) == ("Дата изменения", was)
+        assert f"contact #{rid} is the primary of merge #{merge_id} made on {at}, after this row was last " \
+               f"modified ({was})" in p.reason, p.reason
+        assert p.reason.endswith(f"not applied. Export again after the merge, or undo merge #{merge_id} first."), \
+            p.reason
+        assert str(p).startswith(f"contacts_v2.csv line {line}, column 'Дата изменения': contact #{rid}")
+    assert "0 updated" in report.summary() and "4 rejected" in report.summary()
+
+    # the merges can still be undone, and once undone the old file's rows apply as they always did
+    assert Counter(u.status for u in undo_batch(store, "b-13-13-14", 1)
+                   + undo_batch(store, "b-10-10-11", 1)) == {"undone": 2}
+    rows = bitrix_rows(old)
+    header = rows[0]
+    (row,) = [r for r in rows[1:] if r[0] == "13"]
+    row[header.index("Должность")] = "Главный инженер"
+    report = import_csv(store, write_bitrix(tmp_path / "edited.csv", rows), "contact", preset="bitrix24", update=True)
+    assert (report.updated, report.unchanged, report.rejected) == (1, 5, 0), report.summary()
+    assert record(store, "contact", 13)["post"] == "Главный инженер"
+
+
+def test_a_record_that_was_the_primary_of_several_merges_is_checked_against_each_still_applied(store, tmp_path):
+    load_sample(store)
+    export_csv(store, tmp_path / "before.csv", "contact")
+    a = merge(store, 10, [10, 11])
+    export_csv(store, tmp_path / "between.csv", "contact")
+    b = merge(store, 10, [10, 12])
+    after_both = dump_crm(store)
+
+    # from before both merges: both named, to be undone newest first
+    report = import_csv(store, tmp_path / "before.csv", "contact", update=True)
+    (p,) = [p for p in report.problems if "#10 " in p.reason]
+    assert p.line == 2 and p.column == "modified_at"
+    assert (f"contact #10 is the primary of merges #{a} (made on {merged_at(store, a):%Y-%m-%d %H:%M:%S}), "
+            f"#{b} (made on {merged_at(store, b):%Y-%m-%d %H:%M:%S}), after this row was last modified") in p.reason
+    assert p.reason.endswith(f"Export again after the merges, or undo merges #{b} then #{a} first.")
+    assert (report.rejected, report.updated) == (3, 0) and dump_crm(store) == after_both  # #10, #11, #12
+
+    # from between them: only the later merge is newer than the row
+    report = import_csv(store, tmp_path / "between.csv", "contact", update=True)
+    (p,) = [p for p in report.problems if "#10 " in p.reason]
+    assert f"primary of merge #{b} made on" in p.reason and f"#{a} " not in p.reason
+    assert p.reason.endswith(f"or undo merge #{b} first.")
+    # the row's date is merge #a's: in the same second as merge #b, both are written with their fraction
+    row_at, b_at = merged_at(store, a), merged_at(store, b)
+    fraction = row_at.replace(microsecond=0) == b_at.replace(microsecond=0)
+    stamp = "%Y-%m-%d %H:%M:%S.%f" if fraction else "%Y-%m-%d %H:%M:%S"
+    assert f"made on {b_at:{stamp}}, after this row was last modified ({row_at:{stamp}})" in p.reason, p.reason
+    assert dump_crm(store) == after_both
+
+    # the later merge undone: the row from between them applies; the one from before still does not
+    assert undo_merge(store, b, 1).status == "undone"
+    between = edit(tmp_path / "between.csv", tmp_path / "between2.csv", 10, "post", "Главный инженер")
+    report = import_csv(store, between, "contact", update=True)
+    assert (report.updated, report.rejected) == (1, 0), report.summary()  # (#11, merged away, is not in it)
+    assert record(store, "contact", 10)["post"] == "Главный инженер"
+    before = edit(tmp_path / "before.csv", tmp_path / "before2.csv", 10, "post", "Директор")
+    report = import_csv(store, before, "contact", update=True)
+    (p,) = [p for p in report.problems if "#10 " in p.reason]
+    assert f"primary of merge #{a} made on" in p.reason and f"#{b} " not in p.reason
+    assert record(store, "contact", 10)["post"] == "Главный инженер"
+
+    # an export newer than the merge is applied as always, keeping what the merge gave
+    export_csv(store, tmp_path / "after.csv", "contact")
+    after = edit(tmp_path / "after.csv", tmp_path / "after2.csv", 10, "comments", "позвонить в понедельник")
+    report = import_csv(store, after, "contact", update=True)
+    assert (report.updated, report.rejected) == (1, 0), report.summary()
+    now = record(store, "contact", 10)
+    assert now["comments"] == "позвонить в понедельник" and str(now["birthdate"]) == "1980-05-17"
+
+
+def test_a_row_without_a_modification_date_is_not_applied_to_a_merges_primary(store, tmp_path):
+    """A file with no modified_at (made by hand: our export and Bitrix24's always have it) cannot show that
+    its row of a merge's primary was written after the merge: rejected, saying how to apply it; rows of
+    records no applied merge kept apply as before."""
+    load_sample(store)
+    merge_id = merge(store, 13, [13, 14])
+    at = merged_at(store, merge_id)
+    after_merge = record(store, "contact", 13)
+    f = write_csv(tmp_path / "posts.csv", [["id", "post", "middle_name"], ["13", "Главный инженер", ""],
+                                           ["15", "Бухгалтер", ""]])
+    report = import_csv(store, f, "contact", update=True)
+    assert (report.updated, report.rejected) == (1, 1), report.summary()
+    (p,) = report.problems
+    assert (p.line, p.column, p.value) == (2, "id", "13")
+    assert (f"contact #13 is the primary of merge #{merge_id} made on {at:%Y-%m-%d %H:%M:%S}, and the file has no "
+            "'modified_at' column: nothing shows this row was written after it") in p.reason
+    assert p.reason.endswith(f"Export again after the merge, or undo merge #{merge_id} first (or, in a file made "
+                             "by hand, give the row a 'modified_at' after the merge).")
+    assert record(store, "contact", 13) == after_merge and record(store, "contact", 15)["post"] == "Бухгалтер"
+
+    # with the column: an empty cell is no date either; a date before the merge is refused, one after it applies
+    rows = [["id", "post", "middle_name", "modified_at"], ["13", "Главный инженер", "Paul", ""],
+            ["13", "Главный инженер", "Paul", "2024-01-01 00:00:00"]]
+    report = import_csv(store, write_csv(tmp_path / "dated.csv", rows[:2]), "contact", update=True)
+    (p,) = report.problems
+    assert p.column == "modified_at" and "this row's 'modified_at' cell is empty: nothing shows it was written" \
+        in p.reason
+    report = import_csv(store, write_csv(tmp_path / "dated.csv", rows[::2]), "contact", update=True)
+    (p,) = report.problems
+    assert (p.column, p.value) == ("modified_at", "2024-01-01 00:00:00") and "after this row was last modified " \
+        "(2024-01-01 00:00:00)" in p.reason
+    assert record(store, "contact", 13) == after_merge
+    later = (at.replace(microsecond=0) + dt.timedelta(seconds=1)).isoformat(sep=" ")
+    rows[2][3] = later
+    report = import_csv(store, write_csv(tmp_path / "dated.csv", rows[::2]), "contact", update=True)
+    assert (report.updated, report.rejected) == (1, 0), report.summary()
+    now = record(store, "contact", 13)
+    assert (now["post"], now["middle_name"], str(now["modified_at"])) == ("Главный инженер", "Paul", later)
