@@ -181,9 +181,12 @@ class Problem:
     reason: str
     file: str = ""
     value: str | None = None  # an excerpt of the offending cell
+    record: str | None = None  # the row's id cell, where the file has an id column (a person looks it up)
 
     def __str__(self) -> str:
         where = f"{self.file} line {self.line}" if self.file else f"line {self.line}"
+        if self.record:
+            where += f" (id {self.record})"
         if self.column is not None:
             where += f", column '{self.column}'"
         return f"{where}: {self.reason}"
@@ -242,9 +245,10 @@ class ImportReport:
         """The rejected rows as CSV (UTF-8 with BOM so Excel shows Cyrillic): line, column, value, reason."""
         with open(path, "w", encoding="utf-8-sig", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["line", "column", "value", "reason"])
+            w.writerow(["line", "id", "column", "value", "reason"])
             for p in self.problems:
-                w.writerow([p.line, p.column or "", _excerpt(p.value) if p.value is not None else "", p.reason])
+                w.writerow([p.line, p.record or "", p.column or "", _excerpt(p.value) if p.value is not None else "",
+                            p.reason])
 
 
 # --------------------------------------------------------------------------------------------
@@ -874,6 +878,7 @@ def _import_rows(store: Store, entity: str, fields: dict[str, _Field], records: 
     # the modified_at column's header, or the one to add: named in the problem of a row older than a merge
     writer.dated_column = header[columns["modified_at"][0]] if "modified_at" in columns else None
     writer.date_header = (_preset(preset, entity) or {}).get("modified_at", ["modified_at"])[0]
+    id_at = columns["id"][0] if "id" in columns else None
     for line, end, row in records:
         if isinstance(row, csv.Error):
             report.rows_read += 1
@@ -885,7 +890,8 @@ def _import_rows(store: Store, entity: str, fields: dict[str, _Field], records: 
         try:
             good = conv.convert(line, end, row)
         except _Reject as r:
-            writer.reject(Problem(line, r.column, r.reason, value=r.value))
+            rid = row[id_at].strip() if id_at is not None and id_at < len(row) else ""
+            writer.reject(Problem(line, r.column, r.reason, value=r.value, record=rid[:40] or None))
             continue
         writer.add(good)
         if len(writer.batch) >= batch_size:
@@ -927,7 +933,7 @@ class _Writer:
         if rid is not None:
             if rid in self.seen_ids:
                 self.reject(Problem(row.line, self.id_column, f"id {rid} appears again "
-                                    f"(first at line {self.seen_ids[rid]}); skipped", value=str(rid)))
+                                    f"(first at line {self.seen_ids[rid]}); skipped", value=str(rid), record=str(rid)))
                 return
             self.seen_ids[rid] = row.line
         self.batch.append(row)
@@ -954,7 +960,8 @@ class _Writer:
                         self.store.fix_sequences(conn)
                 except sa.exc.DBAPIError as one:
                     self.reject(Problem(row.line, None, "the database refused it: "
-                                        + str(one.orig).strip().splitlines()[0]))
+                                        + str(one.orig).strip().splitlines()[0],
+                                        record=None if row.record.get("id") is None else str(row.record["id"])))
                     continue
                 self._count([row])
             return
@@ -1001,7 +1008,7 @@ class _Writer:
                 self.reject(Problem(r.line, self.id_column, f"{self.entity} #{rid} was merged into #{primary} "
                                     f"(merge {merge}) and removed; not imported again (undo the merge to bring it "
                                     "back, or leave the id column out to import the row as a new record)",
-                                    value=str(rid)))
+                                    value=str(rid), record=str(rid)))
             elif rid in taken and self.updates is not None and rid not in gone and self._before_merge(r, rid):
                 continue  # (rejected: the row is older than a merge into its record)
             elif rid in taken and self.updates is not None and rid not in gone:
@@ -1010,15 +1017,15 @@ class _Writer:
             elif rid in gone:
                 self.reject(Problem(r.line, self.id_column, f"{self.entity} #{rid} was merged or deleted on "
                                     f"{gone[rid]:%Y-%m-%d %H:%M}; not updated (undo its merge first to change it)",
-                                    value=str(rid)))
+                                    value=str(rid), record=str(rid)))
             elif rid in taken:
                 self.reject(Problem(r.line, self.id_column, f"id {rid} is already in the database (imported before?); "
                                     "skipped. To update the records from the file, import it with --update; to "
                                     "import its rows as new records, leave its id column out (--map id=).",
-                                    value=str(rid)))
+                                    value=str(rid), record=str(rid)))
             elif r.lacks is not None:  # a new record of an --update file without what a new one needs
                 self.reject(Problem(r.line, None, r.lacks + f"; {self.entity} #{rid} is not in the database, so the "
-                                    "row would be a new record", value=str(rid)))
+                                    "row would be a new record", value=str(rid), record=str(rid)))
             else:
                 keep.append(r)
         for link, target in (("contact_id", schema.contacts), ("company_id", schema.companies)):
@@ -1091,7 +1098,7 @@ class _Writer:
             f"not applied. Export again after {the}, or {undo} first"
             + ("" if given is not None else f" (or, in a file made by hand, give the row a '{self.date_header}' "
                f"after {the})") + ".",
-            value=value))
+            value=value, record=str(rid)))
         return True
 
     def _deleted(self, conn, ids: set[int]) -> dict[int, Any]:

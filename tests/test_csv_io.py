@@ -269,7 +269,7 @@ def test_bitrix24_companies_and_leads(store):
     add_users(store)
     companies = import_csv(store, DATA / "bitrix24_companies_cp1251.csv", "company", preset="bitrix24")
     assert (companies.imported, companies.rejected) == (2, 1)
-    assert str(companies.problems[0]) == ("bitrix24_companies_cp1251.csv line 4: lacks a title: a company needs "
+    assert str(companies.problems[0]) == ("bitrix24_companies_cp1251.csv line 4 (id 9): lacks a title: a company needs "
                                           "at least one (columns Название компании are all empty)")
     romashka = record(store, "company", 7)
     assert (romashka["title"], romashka["industry"], romashka["tax_id"]) == ("ООО «Ромашка»", "Торговля", "7701234567")
@@ -342,7 +342,7 @@ def test_bad_rows_reported_good_rows_imported(store, tmp_path):
     assert "NUL character" in reasons[1] and "NUL character" in reasons[4]
     assert "repeats the header line" in reasons[2]
     assert "lacks a name, phone or email" in reasons[3]
-    assert str(report.problems[0]).startswith("bad_rows.csv line 3, column 'birthdate': ")
+    assert str(report.problems[0]).startswith("bad_rows.csv line 3 (id 2), column 'birthdate': ")
     # exactly the good rows, whole; nothing of the rejected ones
     assert {r[0] for r in live(store, "contact")} == {1, 6, 8}
     assert record(store, "contact", 6)["first_name"] == "Two\nwith a newline"
@@ -352,8 +352,8 @@ def test_bad_rows_reported_good_rows_imported(store, tmp_path):
     out = tmp_path / "problems.csv"
     report.write_problems(out)
     lines = list(csv.reader(open(out, encoding="utf-8-sig")))
-    assert lines[0] == ["line", "column", "value", "reason"]
-    assert lines[1][:3] == ["3", "birthdate", "31.02.1980"] and lines[2][2] == "Nul\\x00Byte"
+    assert lines[0] == ["line", "id", "column", "value", "reason"]
+    assert lines[1][:4] == ["3", "2", "birthdate", "31.02.1980"] and lines[2][3] == "Nul\\x00Byte"
     assert len(lines) == 6
 
 
@@ -721,7 +721,7 @@ def test_cli_import_and_export(tmp_path):
     r = runner.invoke(app, ["import", str(DATA / "bad_rows.csv"), "--entity", "contact", "--db", db,
                             "--errors", str(errors)])
     assert r.exit_code == 0, r.output
-    assert "bad_rows.csv line 3, column 'birthdate': '31.02.1980' is written as a date but there is no such day" in r.stderr
+    assert "bad_rows.csv line 3 (id 2), column 'birthdate': '31.02.1980' is written as a date but there is no such day" in r.stderr
     assert "8 contact rows read" in r.stdout and "3 imported" in r.stdout and "5 rejected" in r.stdout
     assert len(list(csv.reader(open(errors, encoding="utf-8-sig")))) == 6
 

@@ -186,9 +186,10 @@ def test_the_errors_csv_names_the_id_already_in_the_database(store, tmp_path):
     assert report.rejected == 2
     report.write_problems(tmp_path / "bad.csv")
     header, *rows = read_csv(tmp_path / "bad.csv")
-    assert header == ["line", "column", "value", "reason"]
-    assert [r[:3] for r in rows] == [["2", "id", "7"], ["3", "id", "8"]]
-    assert all("already in the database" in r[3] for r in rows)
+    assert header == ["line", "id", "column", "value", "reason"]
+    assert [r[:4] for r in rows] == [["2", "7", "id", "7"], ["3", "8", "id", "8"]]
+    assert all("already in the database" in r[4] for r in rows)
+    assert str(report.problems[0]).startswith("first.csv line 2 (id 7), column 'id': ")
 
 
 def test_an_edited_export_dates_the_change_now_and_a_newer_export_keeps_its_date(store, tmp_path):
@@ -379,8 +380,10 @@ def test_broken_rows_of_an_update_file_are_reported_by_line_and_column_and_the_r
     assert [record(store, "contact", i)["post"] for i in range(1, 7)] == ["Инженер", None, None, None, None,
                                                                             "Директор"]
     report.write_problems(tmp_path / "problems.csv")
-    assert [r[:3] for r in read_csv(tmp_path / "problems.csv")[1:]] == [
-        ["3", "Дата рождения", "31.02.1980"], ["4", "Дата изменения", "вчера"], ["5", "", ""], ["6", "ID", "abc"]]
+    # each with the row's id (a person finds the record by it)
+    assert [r[:4] for r in read_csv(tmp_path / "problems.csv")[1:]] == [
+        ["3", "2", "Дата рождения", "31.02.1980"], ["4", "3", "Дата изменения", "вчера"], ["5", "4", "", ""],
+        ["6", "abc", "ID", "abc"]]
 
 
 # -- a file from before a merge must not take the merge back on its primary (found by a user probe) ----------
@@ -431,7 +434,7 @@ def test_a_bitrix24_export_from_before_a_merge_does_not_undo_it_on_the_primary(s
                f"modified ({was})" in p.reason, p.reason
         assert p.reason.endswith(f"not applied. Export again after the merge, or undo merge #{merge_id} first."), \
             p.reason
-        assert str(p).startswith(f"contacts_v2.csv line {line}, column 'Дата изменения': contact #{rid}")
+        assert str(p).startswith(f"contacts_v2.csv line {line} (id {rid}), column 'Дата изменения': contact #{rid}")
     assert "0 updated" in report.summary() and "4 rejected" in report.summary()
 
     # the merges can still be undone, and once undone the old file's rows apply as they always did
