@@ -2,8 +2,10 @@
 
 ООО «Ромашка», Romashka LLC and "ROMASHKA, OOO" all give the key "romashka". Legal forms are
 recognised on the transliterated words, so ООО and OOO, ЗАО and ZAO, "и Ко" and "& Co" are the same
-form whichever alphabet they were typed in; they are stripped from the start and the end only
-(repeatedly: "ООО ТД «Ромашка» Ltd." is not a form in the middle), never leaving an empty title.
+form whichever alphabet they were typed in; they are stripped from the start and the end
+(repeatedly: "ООО ТД «Ромашка» Ltd."), and right after a branch word ("Филиал ПАО Сбербанк"), never
+leaving an empty title. A sole trader's title is his name: "ИП Иванов Иван Иванович", "Иванов И.И. ИП"
+and "IP Ivanov I.I." all give the key "ivanov i i" (surname and initials).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from matchers.names import _translit_word, as_text, clean_text, frame_from_unique_rows
+from matchers.names import (INITIAL_KEYS, _translit_word, as_text, clean_text, frame_from_unique_rows,
+                           is_known_first_name, is_patronymic, parse_full_name, parse_person)
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +29,11 @@ class Company:
     key: str                    # translit of each word, space-joined, order kept
     legal_form: str | None      # normalised: "ooo", "zao", "ip", "llc", "gmbh"...
     tokens: tuple[str, ...]     # the key's words, sorted, without repeats
+    person: str = ""            # a sole trader's surname and initials ("ivanov i i"), then also the key
 
 
 EMPTY_COMPANY = Company("", "", None, ())
-COMPANY_COLUMNS = ("clean", "key", "legal_form", "tokens")
+COMPANY_COLUMNS = ("clean", "key", "legal_form", "tokens", "person")
 
 # normalised form -> the ways it is written (each phrase is matched word by word on translit keys)
 LEGAL_FORMS: dict[str, tuple[str, ...]] = {
@@ -74,6 +78,14 @@ LEGAL_FORMS: dict[str, tuple[str, ...]] = {
     "ltda": ("Ltda",),
 }
 
+# Words naming a branch: a legal form right after one is the parent's ("Филиал ПАО Сбербанк", "Московский
+# филиал ООО «Ромашка»", "Moscow branch of Sberbank PJSC"), so it is dropped like one at the start. The branch
+# words and their qualifier stay in the key: a branch is often a record of its own in a CRM (the parent's INN,
+# its own KPP), so "Филиал ПАО Сбербанк" / "ПАО Сбербанк" compare "filial sberbank" with "sberbank": one
+# word in common to block on, not the same title.
+BRANCH_WORDS = ("филиал", "филиала", "представительство", "представительства", "отделение", "отделения",
+                "подразделение", "подразделения", "branch")
+
 # a quote unless it stands between two letters (McDonald's keeps its apostrophe, so it joins)
 _QUOTES = re.compile(r"[«»„“”‟\"‹›]|['’‘`](?![^\W\d_])|(?<![^\W\d_])['’‘`]")
 # L.L.C., S.A., И.П.: letters with dots become one word
@@ -108,8 +120,14 @@ def _forms_by_word() -> tuple[dict[str, list[tuple[str, ...]]], dict[str, list[t
     return by_first, by_last
 
 
-def _strip_forms(keys: list[str]) -> tuple[int, int, str | None]:
-    """Start and end of the title proper within ``keys`` and the first legal form found."""
+@functools.cache
+def _branch_keys() -> tuple[frozenset[str], frozenset[str]]:
+    """Keys of the branch words, and of the words that may stand between one and the form ("of")."""
+    return frozenset(k for w in BRANCH_WORDS for k in _phrase_key(w)), frozenset(_phrase_key("of"))
+
+
+def _strip_forms(keys: list[str]) -> tuple[list[int], str | None]:
+    """Positions of the title proper within ``keys`` and the first legal form found."""
     forms = _forms()
     by_first, by_last = _forms_by_word()
     start, end = 0, len(keys)
@@ -133,24 +151,82 @@ def _strip_forms(keys: list[str]) -> tuple[int, int, str | None]:
                 found = found or forms[phrase]
                 changed = True
                 break
-    return start, end, found
+    dropped: set[int] = set()
+    branch, between = _branch_keys()
+    for i in range(start, end - 1):
+        if keys[i] not in branch:
+            continue
+        at = i + 1
+        while at < end:  # forms (repeatedly, as at the start) and "of" after the branch word
+            if keys[at] in between:
+                at += 1
+                continue
+            phrase = next((f for f in by_first.get(keys[at], ()) if tuple(keys[at:at + len(f)]) == f), None)
+            if phrase is None:
+                break
+            dropped.update(range(at, at + len(phrase)))
+            found = found or forms[phrase]
+            at += len(phrase)
+    return [i for i in range(start, end) if i not in dropped], found
 
 
-def _parse(text: str) -> tuple[str, str, str | None, tuple[str, ...]]:
+def _sole_trader(words: list[str], form: str | None) -> str:
+    """Surname and initials ("ivanov i i") when the title is a person's name, else "". The name is
+    parsed as a contact's (names.parse_full_name / parse_person), so "ИП Иванов Иван Иванович", "Иванов И.И. ИП" and
+    "IP Ivanov I.I." agree and "ИП Иванова А.П." does not. A person's name is: a surname and one or two
+    initials after it ("Иванов И.И."), or three words of which one is a patronymic ("Иванов Иван
+    Иванович"); after ИП also three words with a known first name in the middle (a typo may hide the
+    patronymic: "ИП Петров Андрей Виктрович"; "ИП Цветочный мир Плюс" is no one's name). It counts
+    without ИП too, so that a record whose form was dropped or changed still meets the trader's others."""
+    if len(words) not in (2, 3):
+        return ""
+    keys = [_translit_word(w) for w in words]
+    # digits, or a legal form left in the middle ("Иванович ИП Иванов"), are no part of a name
+    if any(not w.isalpha() or (k,) in _forms() for w, k in zip(words, keys)):
+        return ""
+    # an initial by its key, so that the key's own words read alike ("Ч." and "ch")
+    single = [k in INITIAL_KEYS for k in keys]
+    initials = not single[0] and all(single[1:]) and not is_patronymic(words[0])
+    patronymic = len(words) == 3 and any(map(is_patronymic, words))
+    full = len(words) == 3 and not any(single) and (patronymic or (form == "ip" and is_known_first_name(words[1])))
+    if not (initials or full):
+        return ""
+    # initials or a patronymic show the order ("Иван Иванович Иванов"); else that of a Russian title
+    person = parse_person(*words) if full and not patronymic else parse_full_name(" ".join(words))
+    if person.last not in keys or person.last in INITIAL_KEYS or not person.initials:  # one word, no initial
+        return ""
+    # the initials as keys of their own: a fixed point of the key ("ч" gives "c", whose key is "k")
+    return " ".join([person.last, *(_translit_word(c) or c for c in person.initials)])
+
+
+def _parse(text: str) -> Company:
     text = _QUOTES.sub(" ", text)
+    dotted: set[str] = set()  # the words that were letters with dots (И.И.): initials to a name
     if "." in text:
-        text = _DOTTED.sub(lambda m: m.group(0).replace(".", ""), text)
+        def undot(m: re.Match) -> str:
+            word = m.group(0).replace(".", "")
+            dotted.add(clean_text(word))
+            return word
+        text = _DOTTED.sub(undot, text)
     words = clean_text(text).split()
     pairs = [(w, k) for w, k in ((w, _translit_word(w)) for w in words) if k]
     if not pairs:
-        return ("", "", None, ())
-    keys = [k for _, k in pairs]
-    start, end, form = _strip_forms(keys)
+        return EMPTY_COMPANY
+    # a single letter is no legal form by itself: the key of "О." (an initial) is that of "ООО"
+    keys = [k if len(w) > 1 or k not in INITIAL_KEYS or (k,) not in _forms() else "" for w, k in pairs]
+    kept_at, form = _strip_forms(keys)
     if form is None:  # a title that is nothing but a legal form keeps its words and names the form
         form = _forms().get(tuple(keys))
-    kept = pairs[start:end]
-    key_words = [k for _, k in kept]
-    return (" ".join(w for w, _ in kept), " ".join(key_words), form, tuple(sorted(set(key_words))))
+    kept = [pairs[i] for i in kept_at]
+    clean = " ".join(w for w, _ in kept)
+    spelled = " ".join(" ".join(w) if w in dotted else w for w, _ in kept).split()  # И.И. as two initials
+    person = _sole_trader(spelled, form)
+    key_words = person.split() if person else [k for _, k in kept]
+    if not person and dotted and _sole_trader(key_words, None):
+        # a group of initials that reads as a name word once merged ("Иванов Иванович Ю.А." ->
+        # "ivanov ivanovich iua"): spelled out, so that the key reads as this title again
+        key_words = [k for k in map(_translit_word, spelled) if k]
+    return Company(clean, " ".join(key_words), form, tuple(sorted(set(key_words))), person)
 
 
 def parse_company(title: object) -> Company:
@@ -160,18 +236,18 @@ def parse_company(title: object) -> Company:
     if text is None:
         return EMPTY_COMPANY
     try:
-        return Company(*_parse(text))
+        return _parse(text)
     except Exception:  # noqa: BLE001 - one odd title must not stop a batch
         log.warning("company title %r could not be parsed", title, exc_info=True)
         return EMPTY_COMPANY
 
 
 def normalize_companies(values: pd.Series) -> pd.DataFrame:
-    """Columns clean, key, legal_form, tokens (space-joined); same index; once per distinct value."""
+    """Columns clean, key, legal_form, tokens (space-joined), person; same index; once per distinct value."""
     codes, uniques = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=True)
     rows = []
     for raw in uniques:
         c = parse_company(raw)
-        rows.append((c.clean, c.key, c.legal_form, " ".join(c.tokens)))
-    rows.append(("", "", None, ""))
+        rows.append((c.clean, c.key, c.legal_form, " ".join(c.tokens), c.person))
+    rows.append(("", "", None, "", ""))
     return frame_from_unique_rows(rows, codes, values.index, COMPANY_COLUMNS)

@@ -23,8 +23,10 @@ _W10 = (2, 4, 10, 3, 5, 9, 4, 6, 8)
 _W11 = (7, 2, 4, 10, 3, 5, 9, 4, 6, 8)
 _W12 = (3, 7, 2, 4, 10, 3, 5, 9, 4, 6, 8)
 _NON_DIGIT = re.compile(r"\D+")
-# what parts an INN from a KPP (1C and Bitrix24 write "ИНН/КПП" in one field) or from a second INN
-_INN_AND_MORE = re.compile(r"[/\\,;|]|\bкпп\b|\bkpp\b|\s{2,}|(?<=\d)\s+(?=\d{9}\b)", re.IGNORECASE)
+# what parts an INN from a KPP (1C and Bitrix24 write "ИНН/КПП" in one field) or from a second number:
+# a separator, any word ("ИНН", "КПП", also glued to the number: "КПП695002001"), two spaces, or a
+# space before a number of a KPP's or an INN's length
+_INN_AND_MORE = re.compile(r"[/\\,;|]|[^\W\d_]+|\s{2,}|(?<=\d)\s+(?=\d{9}(?:\d|\d{3})?\b)")
 
 
 def _check(digits: str, weights: tuple[int, ...]) -> int:
@@ -44,17 +46,26 @@ def inn_checksum_ok(digits: str) -> bool:
 
 def parse_inn(raw: object) -> tuple[str | None, bool]:
     """(digits, checksum ok). Non-digits are dropped ("ИНН 7707-083-893"); a 9- or 11-digit value
-    whose leading zero a spreadsheet ate gets it back when that makes the checksum right."""
+    whose leading zero a spreadsheet ate gets it back when that makes the checksum right.
+
+    A value of several numbers ("7707083893/695002001", "КПП 773601001 ИНН 7707083893") gives the one
+    valid INN among them, whatever its place. Two different valid INNs are not one: all the digits,
+    not valid (the quality check lists the value), rather than a guess that could join two firms.
+    With no valid one, the first number of an INN's length, else all the digits (not valid)."""
     text = as_text(raw)
     if text is None:
         return None, False
     digits = _NON_DIGIT.sub("", text)
     if not digits:
         return None, False
-    if len(digits) > 12:  # "7707083893/695002001", "ИНН 7707083893 КПП 695002001": the KPP beside it
-        first = next((d for d in (_NON_DIGIT.sub("", part) for part in _INN_AND_MORE.split(text)) if d), "")
-        if len(first) in (10, 12):
-            digits = first
+    if len(digits) > 12:
+        parts = [d for d in (_NON_DIGIT.sub("", part) for part in _INN_AND_MORE.split(text)) if len(d) in (10, 12)]
+        valid = set(filter(inn_checksum_ok, parts))
+        if len(valid) == 1:
+            return valid.pop(), True
+        if not valid and parts:
+            return parts[0], False
+        return digits, False
     if len(digits) in (9, 11) and inn_checksum_ok("0" + digits):
         digits = "0" + digits
     return digits, inn_checksum_ok(digits)

@@ -41,7 +41,18 @@ INN_CASES = [
     ("labels first", "ИНН/КПП 7707083893/773601001", ("7707083893", True)),
     ("KPP after a comma", "7707083893, КПП 773601001", ("7707083893", True)),
     ("KPP after a space", "7707083893 695002001", ("7707083893", True)),
-    ("two INNs: the first", "500100732259; 7707083893", ("500100732259", True)),
+    ("KPP glued to its label", "ИНН 7707083893 КПП695002001", ("7707083893", True)),
+    ("KPP first", "КПП 773601001 ИНН 7707083893", ("7707083893", True)),
+    ("spaced slash", "7707083893 / 773601001", ("7707083893", True)),
+    ("labels glued to both", "ИНН7707083893КПП773601001", ("7707083893", True)),
+    ("KPP first, unlabelled", "773601001/7707083893", ("7707083893", True)),
+    ("an OGRN beside it", "ИНН 7707083893 ОГРН 1027700132195", ("7707083893", True)),
+    ("the same INN twice", "7707083893; 7707083893", ("7707083893", True)),
+    # two firms' (or a firm's and a person's) INNs: no guess, the value is reported as it is
+    ("two different INNs: neither", "500100732259; 7707083893", ("5001007322597707083893", False)),
+    ("two different INNs after a space", "7707083893 500100732259", ("7707083893500100732259", False)),
+    ("a wrong INN beside a KPP stays itself", "7707083894/695002001", ("7707083894", False)),
+    ("a wrong INN beside a valid one", "7707083894, 7707083893", ("7707083893", True)),
     ("an OGRN is no INN", "1027700132195", ("1027700132195", False)),
     ("all zeros pass the sums but are not an INN", "0000000000", ("0000000000", False)),
     ("no digits", "нет", (None, False)),
@@ -83,6 +94,20 @@ def test_checksums_on_generated_inns():
         assert inn_checksum_ok(inn), inn
         last = str((int(inn[-1]) + rng.randint(1, 9)) % 10)
         assert not inn_checksum_ok(inn[:-1] + last), inn
+
+
+def test_an_inn_beside_a_kpp_is_found_wherever_it_stands():
+    """Generated INNs with a KPP around them, in the ways 1C and Bitrix24 exports write them."""
+    rng = random.Random(11)
+    for _ in range(300):
+        inn = _with_checksum("".join(rng.choice("123456789") for _ in range(9)))
+        kpp = "".join(rng.choice("0123456789") for _ in range(9))
+        for text in (f"{inn}/{kpp}", f"ИНН {inn} КПП {kpp}", f"ИНН {inn} КПП{kpp}", f"КПП {kpp} ИНН {inn}",
+                     f"{kpp} / {inn}", f"ИНН/КПП: {inn} / {kpp}"):
+            assert parse_inn(text) == (inn, True), text
+        other = _with_checksum("".join(rng.choice("123456789") for _ in range(9)))
+        if other != inn:
+            assert parse_inn(f"ИНН {inn}, ИНН {other}")[1] is False
 
 
 def test_normalize_inns():
