@@ -94,7 +94,9 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
     columns = ["new_record", "line", "new_name", "duplicate_type", "duplicate_of", "duplicate_line", "duplicate_name",
                "existing", "probability", "tier", "explanation"]
     if len(new) == 0:
-        return pd.DataFrame(columns=columns), problems
+        none = pd.DataFrame(columns=columns)
+        none.attrs["checked"] = 0
+        return none, problems
     combined = RoleTable(entity, pd.concat([existing.records, new.records]),
                          pd.concat([existing.values, new.values], ignore_index=True))
     prepared = None
@@ -138,9 +140,10 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
         rows += [{"new_record": lead_id[4:], "line": lines.get(lead_id), "new_name": new_names.get(lead_id, ""),
                   "duplicate_line": None, "existing": True, **match}
                  for lead_id, match in _leads_against_clients(store, leads, settings, reuse)]
-    out = pd.DataFrame(rows, columns=columns)
-    return out.sort_values(["probability", "new_record", "duplicate_type", "duplicate_of"],
-                           ascending=[False, True, True, True], ignore_index=True), problems
+    out = pd.DataFrame(rows, columns=columns).sort_values(["probability", "new_record", "duplicate_type", "duplicate_of"],
+                                                         ascending=[False, True, True, True], ignore_index=True)
+    out.attrs["checked"] = len(new)  # how many new records were checked (none found is not none checked)
+    return out, problems
 
 
 def _leads_against_clients(store: Store, leads: Prepared, settings: Settings, reuse: bool):

@@ -1014,16 +1014,25 @@ def check(
         try:
             result = check_flow(db=db, entity=entity, csv_path=str(input_) if input_ else None, preset=preset,
                                 mapping=mapping, encoding=encoding, settings_path=str(settings) if settings else None,
-                                out=str(out))
+                                out=str(out.resolve()))  # (said in full: data/ of the current folder by default)
         except (CsvError, ValueError) as exc:  # the file's own problems (encoding, header) show when it is read
             fail(str(exc))
     for problem in result["problems"][:20]:
         typer.secho(f"  {problem}", fg=typer.colors.YELLOW, err=True)
-    if not result["likely_duplicates"]:
-        typer.echo(f"No new record looks like an existing one (an empty report: {result['report']})")
+    unread = (f"; {len(result['problems']):,} row(s) of the file could not be read and were not checked (listed "
+              "above)") if result["problems"] else ""
+    if not result["checked"] and result["problems"]:
+        fail(f"none of the rows of {input_} could be read as {entity} records, so nothing was checked (the "
+             "problems are listed above)", code=1)
+    if not result["checked"] and input_ is None:
+        typer.echo(f"No {entity} record was added since the last run: nothing to check.")
         return
-    typer.echo(f"{result['new_records_with_duplicates']:,} new record(s) look like existing ones "
-               f"({result['likely_duplicates']:,} likely duplicate pairs); details in {result['report']}")
+    if not result["likely_duplicates"]:
+        typer.echo(f"No new record looks like an existing one ({result['checked']:,} checked{unread}; an empty "
+                   f"report: {result['report']})")
+        return
+    typer.echo(f"{result['new_records_with_duplicates']:,} of {result['checked']:,} new record(s) look like existing "
+               f"ones ({result['likely_duplicates']:,} likely duplicate pairs{unread}); details in {result['report']}")
     for row in result["first"]:  # a file's rows by their lines, the CRM's records by their ids
         typer.echo("  " + summary_line(row, entity, from_file=input_ is not None))
     if result["likely_duplicates"] > len(result["first"]):

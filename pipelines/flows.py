@@ -329,7 +329,7 @@ def check_task(db: str | None, entity: str, csv_path: str | None, preset: str | 
                                        mapping=mapping, encoding=encoding, settings_path=settings_path)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     rows.to_csv(out, index=False)
-    return {"report": out, "likely_duplicates": int(len(rows)),
+    return {"report": out, "likely_duplicates": int(len(rows)), "checked": int(rows.attrs.get("checked", 0)),
             "new_records_with_duplicates": int(rows["new_record"].nunique()) if len(rows) else 0,
             "problems": problems, "first": rows.head(CHECK_SHOWN).to_dict("records")}
 

@@ -818,7 +818,7 @@ def test_cli_runs_incremental_after_a_full_run_then_checks_records_added_since(t
     nothing = run([cli, "check", "--db", store.url, "--entity", "contact", "--settings", _settings(tmp_path),
                    "--out", str(tmp_path / "none.csv")])
     assert nothing.returncode == 0, nothing.stderr[-3000:]
-    assert "No new record looks like an existing one" in nothing.stdout, nothing.stdout
+    assert "No contact record was added since the last run: nothing to check." in nothing.stdout, nothing.stdout
     # then `crm-dedup check`: a record added since (imported with its file's old date) that copies one
     c, comm = schema.contacts, schema.communications
     with store.engine.begin() as conn:
@@ -831,12 +831,20 @@ def test_cli_runs_incremental_after_a_full_run_then_checks_records_added_since(t
     checked = run([cli, "check", "--db", store.url, "--entity", "contact", "--settings", _settings(tmp_path),
                    "--out", str(out)])
     assert checked.returncode == 0, checked.stderr[-3000:]
+    assert f"1 of 1 new record(s) look like existing ones" in checked.stdout, checked.stdout
     found = pd.read_csv(out, dtype=str)
     assert set(found["new_record"]) == {str(top + 1)} and "5" in set(found["duplicate_of"]), found
     name = " ".join(str(base[k]) for k in ("last_name", "first_name", "middle_name") if base[k])
     # the terminal names both records of the most likely pairs, as the CSV does
     assert f"new contact #{top + 1} {name}  ~  contact #5 {name}: " in checked.stdout, checked.stdout
     assert set(found.loc[found["duplicate_of"] == "5", "duplicate_name"]) == {name}
+    # a file none of whose rows can be read is no all-clear (ids that are not numbers: every row refused)
+    (tmp_path / "bad_ids.csv").write_text("id,last_name,first_name\nn1,Иванов,Иван\nn2,Петров,Пётр\n", encoding="utf-8")
+    unread = run([cli, "check", "--db", store.url, "--entity", "contact", "--settings", _settings(tmp_path),
+                  "--input", str(tmp_path / "bad_ids.csv"), "--out", str(tmp_path / "bad.csv")])
+    assert unread.returncode == 1, unread.stdout + unread.stderr[-2000:]
+    assert "none of the rows of" in unread.stderr and "so nothing was checked" in unread.stderr, unread.stderr
+    assert "bad_ids.csv line 2 (id n1), column 'id': 'n1' is not a record id" in unread.stderr, unread.stderr
     # then approve one group, merge it and undo the batch by the id `merge` prints, as a user does
     pending = proposals.read_groups(store, status="pending", tiers=["certain"]).sort_values("id")
     gid = pending[pending["plan"].map(lambda p: not p["conflicts"])]["id"].iloc[0]
