@@ -11,7 +11,7 @@ import logging
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 from fastapi import Depends, FastAPI, Request
@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from pydantic import AfterValidator
 from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 SECRET_ENV = "CRM_DEDUP_REVIEW_SECRET"
 HISTORY_PAGE = 50
+# An integer from the URL (path or query): range-checked by queries.check_int, as the form values are
+# by queries.parse_int, so that a huge one is a 400 naming it rather than the database's overflow (a 500)
+Int = Annotated[int, AfterValidator(queries.check_int)]
 
 
 class SignInRequired(Exception):
@@ -156,8 +160,9 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
 
     @app.exception_handler(RequestValidationError)
     async def _bad_parameter(request: Request, exc: RequestValidationError):
-        where = "; ".join(f"{'.'.join(str(x) for x in e.get('loc', ())[1:]) or 'parameter'}: {e.get('msg')}"
-                          for e in exc.errors())
+        # (a range check's message is ours, queries.check_int: without pydantic's "Value error, " before it)
+        where = "; ".join(f"{'.'.join(str(x) for x in e.get('loc', ())[1:]) or 'parameter'}: "
+                          f"{str(e.get('msg')).removeprefix('Value error, ')}" for e in exc.errors())
         return render(request, "error.html", {"code": 400, "message": f"Bad parameter ({where})."}, 400)
 
     # -- signing in ---------------------------------------------------------------------------
@@ -201,7 +206,7 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
     @app.get("/groups/{entity}", response_class=HTMLResponse)
     def groups_page(request: Request, entity: str, tier: str | None = None, manager: str | None = None,
                     run: str | None = None, status: str | None = None, after: str | None = None,
-                    before: str | None = None, last: int = 0, page: int = 1, user: dict = Depends(current_user)):
+                    before: str | None = None, last: Int = 0, page: Int = 1, user: dict = Depends(current_user)):
         if entity not in LISTS:
             raise HTTPException(404, f"There is no list {entity!r}.")
         f = Filters.parse(entity, tier, manager, run, status)
@@ -229,7 +234,7 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
     # -- one group ----------------------------------------------------------------------------
 
     @app.get("/group/{group_id}", response_class=HTMLResponse)
-    def group_page(request: Request, group_id: str, primary: int | None = None, user: dict = Depends(current_user)):
+    def group_page(request: Request, group_id: str, primary: Int | None = None, user: dict = Depends(current_user)):
         with store.engine.connect() as conn:
             group = group_for(conn, group_id, user)
             choices = views.parse_choices(request.query_params, group["entity_type"])
@@ -277,12 +282,18 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
                    user: dict = Depends(current_user)):
         with store.engine.connect() as conn:
             group = group_for(conn, group_id, user)
-        raw = form.get("record_id")
-        try:
-            record_id = int(raw) if raw not in (None, "") else None
-        except ValueError:
-            raise HTTPException(400, f"record_id must be a record id, not {raw!r}.") from None
-        return _after(request, actions.skip(store, group, user, settings, record_id), group_url(group_id))
+        record_id = queries.parse_int(form.get("record_id"), "record_id", "a record id")
+        outcome = actions.skip(store, group, user, settings, record_id)
+        target = group_url(group_id)
+        if outcome.ok:
+            with store.engine.connect() as conn:
+                now = queries.get_group(conn, group_id)
+                if now is None or not queries.can_see_group(user, now):
+                    # the skip took the group out of this user's sight (their records left it): its page
+                    # would say "no such group" under the success message, so go on to the next one
+                    nxt = queries.next_group(conn, group, user)
+                    target = f"/group/{quote(nxt, safe='')}" if nxt else f"/groups/{group['entity_type']}"
+        return _after(request, outcome, target)
 
     @app.post("/group/{group_id}/later")
     def group_later(request: Request, group_id: str, form: dict = Depends(checked_form),
@@ -295,19 +306,21 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
 
     # -- history ------------------------------------------------------------------------------
 
-    def _history_rows(conn, frame) -> list[dict]:
+    def _history_rows(conn, frame, user: dict) -> list[dict]:
         """merge_history's rows with the ids of who merged and who undid (for the undo rights)."""
         # a merge not undone has no undone_at: NaT in the frame, which is truthy and has no strftime
         rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
         wanted = [int(r["id"]) for r in rows]
         extra = queries.merge_users(conn, wanted)
+        links = queries.merge_links(conn, rows, user)  # (a run may have replaced the merge's group since)
         for r in rows:
             r.update(extra.get(int(r["id"]), {}))
             r["merged_ids"] = list(r["merged_ids"] or [])
+            r["link"] = links.get(int(r["id"]), {})
         return rows
 
     @app.get("/history", response_class=HTMLResponse)
-    def history_page(request: Request, entity: str | None = None, page: int = 1, conflict: int | None = None,
+    def history_page(request: Request, entity: str | None = None, page: Int = 1, conflict: Int | None = None,
                      user: dict = Depends(current_user)):
         if entity not in (None, "", *schema.ENTITY_TYPES):
             raise HTTPException(400, f"unknown entity type {entity!r}")
@@ -316,7 +329,7 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
         frame = merge_history(store, limit=HISTORY_PAGE + 1, offset=(page - 1) * HISTORY_PAGE,
                               entity_type=entity or None, user_id=None if is_admin(user) else user["id"])
         with store.engine.connect() as conn:
-            rows = _history_rows(conn, frame)
+            rows = _history_rows(conn, frame, user)
         more = len(rows) > HISTORY_PAGE
         rows = rows[:HISTORY_PAGE]
         for r in rows:
@@ -325,7 +338,7 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
                                                 "conflict": conflict})
 
     @app.post("/history/{merge_id}/undo")
-    def history_undo(request: Request, merge_id: int, form: dict = Depends(checked_form),
+    def history_undo(request: Request, merge_id: Int, form: dict = Depends(checked_form),
                      user: dict = Depends(current_user)):
         force = form.get("force") == "1"
         outcome = actions.undo(store, merge_id, user, force, settings)
@@ -339,7 +352,7 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
     # -- one record ---------------------------------------------------------------------------
 
     @app.get("/record/{entity}/{record_id}", response_class=HTMLResponse)
-    def record_page(request: Request, entity: str, record_id: int, user: dict = Depends(current_user)):
+    def record_page(request: Request, entity: str, record_id: Int, user: dict = Depends(current_user)):
         if entity not in schema.ENTITY_TYPES:
             raise HTTPException(404, f"There is no entity type {entity!r}.")
         with store.engine.connect() as conn:
@@ -349,8 +362,9 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
             comms = queries.read_comms(conn, entity, [record_id]).get(record_id, [])
             links = queries.link_counts(conn, entity, [record_id])[record_id]
             owner = queries.users_by_id(conn, [row["responsible_id"]]).get(row["responsible_id"])
-        fields = [(views.FIELD_LABELS.get(k, k), row.get(k)) for k in field_kinds(entity) if k in row]
-        fields += [("Modified", row.get("modified_at")), ("Deleted", row.get("deleted_at"))]
+        fields = [(k, views.FIELD_LABELS.get(k, k), row.get(k)) for k in field_kinds(entity) if k in row]
+        fields += [("modified_at", "Modified", row.get("modified_at")),
+                   ("deleted_at", "Deleted", row.get("deleted_at"))]
         return render(request, "record.html", {"entity": entity, "row": row, "fields": fields, "comms": comms,
                                                "links": links, "owner": owner,
                                                "name": queries.display_name(entity, row)})

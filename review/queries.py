@@ -40,6 +40,34 @@ class BadRequest(ValueError):
     """A query parameter that cannot be used; the message names it."""
 
 
+# Every id and number the pages take from a URL or form ends up compared with an Integer column:
+# 32 bits on PostgreSQL, 64 on SQLite. A larger one made the database raise (OverflowError,
+# "integer out of range"): a bare 500. So each is checked here, the one place, before any query.
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+
+
+def check_int(value: int | None) -> int | None:
+    """``value`` when the database's integer columns can hold it (None passes); else ValueError."""
+    if value is not None and not INT_MIN <= value <= INT_MAX:
+        raise ValueError(f"{value} is out of range: ids and numbers here go from {INT_MIN} to {INT_MAX}")
+    return value
+
+
+def parse_int(raw: str | None, name: str, what: str = "a number") -> int | None:
+    """A query or form value as an int (None when empty); BadRequest naming ``name`` when it is not
+    ``what`` or is out of range."""
+    if raw in (None, ""):
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be {what}, not {raw!r}") from None
+    try:
+        return check_int(value)
+    except ValueError as exc:
+        raise BadRequest(f"{name}: {exc}") from None
+
+
 # -- who sees what ----------------------------------------------------------------------------
 
 def is_admin(user: dict) -> bool:
@@ -84,12 +112,7 @@ class Filters:
             status = None
         if status is not None and status not in STATUSES:
             raise BadRequest(f"unknown status {status!r}; use one of {', '.join(STATUSES)} or all")
-        mid: int | None = None
-        if manager not in (None, ""):
-            try:
-                mid = int(manager)
-            except ValueError:
-                raise BadRequest(f"manager must be a user id, not {manager!r}") from None
+        mid = parse_int(manager, "manager", "a user id")
         return cls(entity, tier, mid, run or None, status)
 
     def query(self, **changes: Any) -> dict[str, str]:
@@ -361,15 +384,22 @@ def link_counts(conn: Connection, entity: str, ids: Sequence[int]) -> dict[int, 
 _LEAD_CLIENTS_CACHE: dict[tuple[str, float], pd.DataFrame] = {}
 
 
+def _lead_clients_path(run: dict) -> Path | None:
+    return Path(run["folder"]) / "lead_clients.parquet" if run.get("folder") else None
+
+
 def lead_clients_frame(run: dict | None) -> tuple[pd.DataFrame | None, str]:
-    """The run's lead_clients.parquet (cached while the file is unchanged), and a note when missing."""
+    """The run's lead_clients.parquet (cached while the file is unchanged), and a note when missing.
+    (Managers read the note: it names no server path; the page shows admins the run's folder.)"""
     if run is None:
-        return None, "No completed dedup run yet: run `crm-dedup run` first."
-    if not run.get("folder"):
+        return None, ("No completed run has matched leads to existing clients yet: run `crm-dedup run` "
+                      "with leads first.")
+    path = _lead_clients_path(run)
+    if path is None:
         return None, f"Run {run['id']} has no folder recorded."
-    path = Path(run["folder"]) / "lead_clients.parquet"
     if not path.exists():
-        return None, f"Run {run['id']} wrote no {path} (it did not look for leads matching clients)."
+        return None, (f"Run {run['id']} did not match leads to existing clients (it ran for: "
+                      f"{run.get('entity_types') or 'nothing'}). Choose another run.")
     key = (str(path.resolve()), path.stat().st_mtime)
     frame = _LEAD_CLIENTS_CACHE.get(key)
     if frame is None:
@@ -377,26 +407,36 @@ def lead_clients_frame(run: dict | None) -> tuple[pd.DataFrame | None, str]:
             frame = pd.read_parquet(path)
         except Exception as exc:  # noqa: BLE001 - a broken file is reported on the page, not a crash
             log.warning("cannot read %s: %s", path, exc)
-            return None, f"Cannot read {path}: {exc}"
+            return None, f"Run {run['id']}'s leads matching clients cannot be read (the server log says why)."
         frame = frame.sort_values(["probability", "lead_id"], ascending=[False, True], ignore_index=True)
         _LEAD_CLIENTS_CACHE.clear()
         _LEAD_CLIENTS_CACHE[key] = frame
     return frame, ""
 
 
-def get_run(conn: Connection, run_id: str | None) -> dict | None:
-    """The given run, else the latest completed one."""
+def lead_clients_run(conn: Connection, run_id: str | None) -> dict | None:
+    """The given run, else the latest completed one that matched leads to clients: a later partial
+    run (`crm-dedup run --entity contact`) wrote no lead_clients.parquet and must not blank the page."""
     r = schema.dedup_runs
-    q = sa.select(r)
-    q = q.where(r.c.id == run_id) if run_id else q.where(r.c.status == "completed").order_by(r.c.started_at.desc())
-    row = conn.execute(q.limit(1)).mappings().first()
-    return dict(row) if row else None
+    if run_id:
+        row = conn.execute(sa.select(r).where(r.c.id == run_id)).mappings().first()
+        return dict(row) if row else None
+    q = (sa.select(r).where(r.c.status == "completed", r.c.entity_types.like("%lead%"))
+         .order_by(r.c.started_at.desc()))
+    for row in conn.execute(q).mappings():  # newest first; the file tells (match_leads_to_clients may be off)
+        path = _lead_clients_path(row)
+        if path is not None and path.exists():
+            return dict(row)
+    return None
 
 
 def lead_clients_page(conn: Connection, f: Filters, user: dict, page: int, limit: int = PAGE_SIZE) -> dict[str, Any]:
-    run = get_run(conn, f.run)
+    """One page of lead-client pairs; ``total`` counts the pairs and ``leads`` the leads in them (a lead
+    may match several clients)."""
+    run = lead_clients_run(conn, f.run)
     frame, note = lead_clients_frame(run)
-    empty = {"rows": [], "counts": {t: 0 for t in TIERS}, "total": 0, "page": 1, "pages": 1, "note": note, "run": run}
+    empty = {"rows": [], "counts": {t: 0 for t in TIERS}, "total": 0, "leads": 0, "page": 1, "pages": 1,
+             "note": note, "run": run}
     if frame is None or frame.empty:
         return {**empty, "note": note or "No lead matches an existing client in this run."}
     # a manager sees the rows where they are responsible for the lead or the client
@@ -408,6 +448,7 @@ def lead_clients_page(conn: Connection, f: Filters, user: dict, page: int, limit
     if f.tier:
         frame = frame[frame["tier"] == f.tier]
     total = len(frame)
+    leads_total = int(frame["lead_id"].nunique())
     pages = max(1, -(-total // limit))
     page = min(max(1, page), pages)
     part = frame.iloc[(page - 1) * limit: page * limit]
@@ -418,7 +459,8 @@ def lead_clients_page(conn: Connection, f: Filters, user: dict, page: int, limit
         rows.append({"lead_id": int(r.lead_id), "lead": leads.get(int(r.lead_id)), "client_type": r.client_type,
                      "client_id": int(r.client_id), "client": clients[r.client_type].get(int(r.client_id)),
                      "probability": float(r.probability), "tier": r.tier, "explanation": r.explanation})
-    return {"rows": rows, "counts": counts, "total": total, "page": page, "pages": pages, "note": "", "run": run}
+    return {"rows": rows, "counts": counts, "total": total, "leads": leads_total, "page": page, "pages": pages,
+            "note": "", "run": run}
 
 
 def _lead_clients_for(conn: Connection, frame: pd.DataFrame, user_ids: set[int]) -> pd.DataFrame:
@@ -484,3 +526,48 @@ def merge_brief(conn: Connection, merge_id: int) -> dict[str, Any] | None:
          .select_from(m.outerjoin(u, u.c.id == m.c.user_id)).where(m.c.id == merge_id))
     row = conn.execute(q).mappings().first()
     return dict(row) if row else None
+
+
+def merge_links(conn: Connection, merges: Sequence[dict], user: dict) -> dict[int, dict[str, Any]]:
+    """merge id -> where its history row may link, so that the link is never a dead one.
+
+    A run replaces a pending group (an undone merge's, one a manager merged in part) under a new id
+    when its members change, keeping the primary. So: {"group": id} the merge's group while it exists
+    and the user may see it; else {"moved": id}, a group the user may see that now has the merge's
+    primary as its primary; else {"record": True}, the primary's own page; else none of those. Each
+    but the first carries "why" (in words) the merge's group is not linked."""
+    g = schema.dedup_groups
+    cols = (g.c.id, g.c.entity_type, g.c.primary_id, g.c.responsible_ids, g.c.status, g.c.updated_at)
+    wanted = [m for m in merges if m.get("group_id")]
+    found: dict[str, dict] = {}
+    for chunk in _chunks(sorted({m["group_id"] for m in wanted})):
+        found.update({r["id"]: dict(r) for r in conn.execute(sa.select(*cols).where(g.c.id.in_(chunk))).mappings()})
+    out: dict[int, dict[str, Any]] = {}
+    lost: dict[str, list[dict]] = defaultdict(list)
+    for m in wanted:
+        group = found.get(m["group_id"])
+        if group is not None and can_see_group(user, group):
+            out[int(m["id"])] = {"group": group["id"]}
+        else:
+            lost[m["entity_type"]].append(m)
+            out[int(m["id"])] = {"why": "not one of yours now" if group is not None
+                                 else "no longer exists: a later run replaced it"}
+    for entity, ms in lost.items():
+        primaries = sorted({int(m["primary_id"]) for m in ms})
+        holders: dict[int, list[dict]] = defaultdict(list)
+        for chunk in _chunks(primaries):
+            q = sa.select(*cols).where(g.c.entity_type == entity, g.c.primary_id.in_(chunk))
+            for r in conn.execute(q).mappings():
+                if can_see_group(user, r):
+                    holders[r["primary_id"]].append(dict(r))
+        owners = record_names(conn, entity, primaries)
+        for m in ms:
+            pid, link = int(m["primary_id"]), out[int(m["id"])]
+            # an open group first (that is where the primary's duplicates are now), then the newest
+            best = sorted(holders.get(pid, []), key=lambda r: (r["status"] in ("pending", "approved", "stale"),
+                                                               r["updated_at"]), reverse=True)
+            if best:
+                link["moved"] = best[0]["id"]
+            elif pid in owners and (is_admin(user) or owners[pid]["responsible_id"] == user["id"]):
+                link["record"] = True
+    return out
