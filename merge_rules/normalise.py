@@ -161,6 +161,34 @@ def value_key_for(field: str):
     return text_key
 
 
+def conflict_key_for(entity_type: str, field: str):
+    """How two filled values of a field are told apart when a rule looks for a conflict: beyond case,
+    spacing and ё/е (text_key), a company's title by its name without quotes and legal form ("ООО
+    «Ромашка»" and "Ромашка, ООО" are one name), a person's name by its transliteration ("Иванов" and
+    "Ivanov" are one name). Two spellings of one name are no choice for a person: the rule's value (the
+    primary's) stays. A nickname ("Ваня" for "Иван") is another value and still asks."""
+    if (entity_type, field) in (("company", "title"), ("lead", "company_title")):
+        return _title_key
+    if field in ("last_name", "first_name", "middle_name"):
+        return _name_key
+    return text_key
+
+
+# Letter for letter (Иванов -> ivanov), not the matching's lenient key, which also forgives typos
+# ("Ивановв" is "ivanov" there): a typo against the right spelling is still a choice for a person.
+def _title_key(value):
+    from matchers.companies import parse_company
+    from matchers.names import _CYR_MAP
+
+    return (parse_company(value).clean or text_key(value)).translate(_CYR_MAP) if isinstance(value, str) else value
+
+
+def _name_key(value):
+    from matchers.names import _CYR_MAP
+
+    return text_key(value).translate(_CYR_MAP) if isinstance(value, str) else value
+
+
 def text_key(value):
     """How single values are compared for conflicts: case, spacing and ё/е do not count."""
     if isinstance(value, str):

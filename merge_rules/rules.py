@@ -6,7 +6,9 @@ value wins, which record it came from (None when it is computed from several), a
 *conflict*: two different filled values that the rule cannot settle, for a person to choose.
 
 Values are compared after :func:`merge_rules.normalise.text_key` (case, spacing, ё/е ignored), so
-"Иванов" and "иванов " are one value and the primary's spelling is kept.
+"Иванов" and "иванов " are one value and the primary's spelling is kept; ``fill_empty`` also reads a
+company title without quotes and legal form and a person's name by its transliteration
+(:func:`merge_rules.normalise.conflict_key_for`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from merge_rules.normalise import comm_key, text_key, validator_for, value_key_for
+from merge_rules.normalise import comm_key, conflict_key_for, text_key, validator_for, value_key_for
 
 # Kinds of field a rule can be used on (see settings.field_kinds)
 TEXT, DATE, NUMBER, REF, FLAG, MULTI = "text", "date", "number", "ref", "flag", "multi"
@@ -134,7 +136,7 @@ def fill_empty(cands: Sequence[Candidate], ctx: RuleContext) -> Outcome:
     if not full:
         p = _primary(cands)
         return Outcome(p.value, p.record_id)
-    return _settle(full)
+    return _settle(full, key=conflict_key_for(ctx.entity_type, ctx.field))
 
 
 _EPOCH = dt.datetime.min

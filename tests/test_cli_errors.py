@@ -192,7 +192,11 @@ def test_undo_prints_readable_lines_and_a_batch_summary(sample):
     assert "UndoResult" not in batch.output and "Traceback" not in batch.output
 
     again = invoke("undo", "--all", "b1", "--force", "--db", sample.url)
-    assert again.exit_code == 0 and again.output.strip() == "Batch b1: 1 undone", again.output
+    lines = again.output.rstrip().splitlines()
+    assert again.exit_code == 0 and lines[-1] == "Batch b1: 1 undone", again.output
+    # the merge undone over a later change says what it overwrote
+    assert len(lines) == 2 and lines[0].startswith(f"  merge #{ids[0]}: undone: ") and "overwrote" in lines[0]
+    assert "Президент" in lines[0], again.output
     done = invoke("undo", "--all", "b1", "--db", sample.url)
     assert done.exit_code == 0 and "Batch b1: nothing to undo (4 undone)" in done.output, done.output
 

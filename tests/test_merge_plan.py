@@ -180,7 +180,7 @@ def test_company_plan_prefers_valid_inn_and_sees_one_website(sample):
     assert f["tax_id"] == ("7707083893", 22, False)        # 20's INN fails its check digit
     assert f["website"] == ("romashka.ru", 20, False)      # https://www.romashka.ru/ is the same site
     assert f["industry"] == ("Торговля", 22, False)
-    assert f["title"] == ("ООО «Ромашка»", 20, True)       # two spellings: for a person to choose
+    assert f["title"] == ("ООО «Ромашка»", 20, False)      # one name written two ways: the primary's
     assert sorted((m.table, tuple(m.key.values()), m.action) for m in plan.links) == [
         ("activities", (402,), "move"), ("contact_companies", (12, 22), "move"), ("deals", (102,), "move"),
         ("history", (502,), "move"), ("invoices", (201,), "move"), ("quotes", (300,), "move")]

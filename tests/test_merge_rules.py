@@ -290,3 +290,39 @@ def test_codec_round_trip_property(row):
     back = decode(json.loads(json.dumps(encode(row))))
     assert back == row and {k: type(v) for k, v in back.items()} == {k: type(v) for k, v in row.items()}
     assert fingerprint(back) == fingerprint(row)
+
+
+# -- spellings of one name are no conflict -----------------------------------------------------------
+
+def test_two_spellings_of_one_name_or_title_are_no_conflict_and_the_primarys_stays():
+    from merge_rules.rules import Candidate, RuleContext, get_rule
+
+    def settle(entity, field, *values):
+        cands = [Candidate(i, v, i == 1) for i, v in enumerate(values, start=1)]
+        return get_rule("fill_empty").func(cands, RuleContext(entity, field))
+
+    out = settle("company", "title", "ООО «Ромашка»", "Ромашка, ООО", "OOO Romashka")
+    assert (out.value, out.source_id, out.conflict) == ("ООО «Ромашка»", 1, False)
+    assert settle("lead", "company_title", "Ромашка", "ООО „Ромашка“").conflict is False
+    assert settle("company", "title", "ООО «Ромашка»", "ООО «Лютик»").conflict is True
+    out = settle("contact", "last_name", "Иванов", "Ivanov")
+    assert (out.value, out.conflict) == ("Иванов", False)
+    assert settle("contact", "first_name", "Иван", "Ваня").conflict is True  # a nickname is another value
+    assert settle("contact", "last_name", "Ивановв", "Иванов").conflict is True  # and a typo
+    assert settle("company", "title", "ООО «Ромашкка»", "Ромашка").conflict is True
+    assert settle("contact", "first_name", "Иван", "Пётр").conflict is True
+    # a lead's own title is no company name: its words count
+    assert settle("lead", "title", "Заявка ООО Ромашка", "Заявка Ромашка").conflict is True
+
+
+def test_the_oldest_rule_takes_the_earliest_records_source_without_a_conflict():
+    """README's advice for `source` (first touch): `oldest`, where the default (Bitrix24's) asks."""
+    import datetime as dt
+
+    from merge_rules.rules import Candidate, RuleContext, get_rule
+
+    rule = "oldest"
+    cands = [Candidate(1, "web", True, dt.datetime(2024, 5, 1)), Candidate(2, "call", False, dt.datetime(2021, 1, 1)),
+             Candidate(3, None, False, dt.datetime(2020, 1, 1))]
+    out = get_rule(rule).func(cands, RuleContext("contact", "source"))
+    assert (out.value, out.source_id, out.conflict) == ("call", 2, False)
