@@ -987,6 +987,10 @@ def run_summary(folder: str, entity_types: list[str], db: str | None = None) -> 
         stages = json.loads((d / "stages.json").read_text()) if (d / "stages.json").exists() else {}
         s["timings"].update(stages)
         gt = pd.read_parquet(d / "group_table.parquet")
+        # groups form at "probable" or better: the "possible" ones are pairs, for a person to look at
+        tiers = pd.read_parquet(d / "pairs.parquet", columns=["tier"])["tier"].value_counts()
+        s["pairs_per_tier"] = {t: int(tiers.get(t, 0)) for t in ("certain", "probable", "possible")}
+        s["left_out"] = int(gt["cut_off"].map(len).sum()) if "cut_off" in gt else 0
         s["largest_groups"] = [{"group_id": g, "size": int(n), "tier": t, "criteria": c}
                                for g, n, t, c in gt.sort_values(["size", "score"], ascending=False)
                                .head(5)[["group_id", "size", "tier", "criteria"]].itertuples(index=False)]
@@ -1008,12 +1012,17 @@ def run_summary(folder: str, entity_types: list[str], db: str | None = None) -> 
 
 def summary_markdown(summary: dict, run_id: str) -> str:
     lines = [f"# crm-dedup run {run_id}", "", f"Run folder: `{summary['folder']}`", "",
-             "| entity | records | candidate pairs | groups | certain | probable | possible | records in groups | largest |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| entity | records | candidate pairs | groups | certain | probable | records in groups | largest "
+             "| left out | possible pairs |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for e, s in summary["entities"].items():
         t = s["groups_per_tier"]
         lines.append(f"| {e} | {s['records']:,} | {s['candidate_pairs']:,} | {s['groups']:,} | {t['certain']:,} | "
-                     f"{t['probable']:,} | {t['possible']:,} | {s['records_in_groups']:,} | {s['largest_group']} |")
+                     f"{t['probable']:,} | {s['records_in_groups']:,} | {s['largest_group']} | {s.get('left_out', 0):,} "
+                     f"| {s.get('pairs_per_tier', {}).get('possible', 0):,} |")
+    lines += ["", "Groups form at probable or better. Left out: records probable with a member but kept apart "
+              "(`crm-dedup groups` lists them under their group). Possible pairs: for a person to look at, in the "
+              "HTML report and pairs.parquet."]
     for e, s in summary["entities"].items():
         if s.get("incremental"):
             lines += ["", f"{e}: incremental, {s['changed_records']:,} new or changed records re-normalised "

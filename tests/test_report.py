@@ -705,6 +705,24 @@ def test_leads_are_counted_once_and_their_pairs_apart(demo_run, tmp_path):
     assert f"{leads:,} leads look like an existing contact or company ({pairs:,} lead-client pairs)." in text
 
 
+def test_the_run_summary_counts_possible_pairs_and_records_left_out_not_possible_groups(demo_run):
+    """Groups form at probable or better: a "possible" column of groups was always 0. The summary
+    counts the possible pairs (for a person to look at) and the records left out of a group."""
+    from pipelines import steps
+
+    folder = demo_run[1]
+    summary = steps.run_summary(folder, ENTITIES)
+    text = steps.summary_markdown(summary, "r")
+    assert "| left out | possible pairs |" in text and "| possible |" not in text
+    for entity in ENTITIES:
+        s = summary["entities"][entity]
+        pairs = pd.read_parquet(Path(folder) / entity / "pairs.parquet")
+        assert s["pairs_per_tier"] == {t: int((pairs["tier"] == t).sum()) for t in ("certain", "probable", "possible")}
+        gt = pd.read_parquet(Path(folder) / entity / "group_table.parquet")
+        assert s["left_out"] == int(gt["cut_off"].map(len).sum())
+        assert f"| {s['left_out']:,} | {s['pairs_per_tier']['possible']:,} |" in text
+
+
 def test_a_database_that_did_not_run_it_is_refused(demo_run, store):
     with pytest.raises(ReportError, match=f"holds no run {Path(demo_run[1]).name}"):
         Run.open(demo_run[1], db_url=store.url)
