@@ -69,15 +69,27 @@ def entity_type(value: str, *, allow_all: bool = False) -> str:
     return ENTITY_ALIASES[key]
 
 
-def load_settings(path: Path | None):
-    """The whole settings file (match, merge, pipeline), checked before any flow starts."""
+def load_settings(path: Path | None, *, runs: bool = False):
+    """The whole settings file (match, merge, pipeline), checked before any flow starts; ``runs``: the
+    command writes a run folder, so pipeline.runs_dir must be a folder it may write in (made if missing)."""
+    import tempfile
+
     from pipelines.settings import Settings
     from scoring.settings import SettingsError
 
     try:
-        return Settings.load(path)
+        settings = Settings.load(path)
     except SettingsError as exc:
         fail(str(exc))
+    if runs:
+        folder = Path(settings.pipeline.runs_dir)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=folder).close()
+        except OSError as exc:
+            fail(f"pipeline.runs_dir {str(folder)!r} cannot hold run folders ({exc.strerror or exc}): set "
+                 f"pipeline.runs_dir{' in ' + str(path) if path else ' (--settings FILE)'} to a folder you may write in")
+    return settings
 
 
 @app.command()
@@ -232,7 +244,7 @@ def find(
     if input_ is None:
         # the dedup flow reads the whole settings file: check it (and --entity) before the flow starts
         entity = entity_type(entity, allow_all=True)
-        load_settings(settings)
+        load_settings(settings, runs=True)
         from pipelines.prefect_api import early_server
 
         with early_server() as ready:
@@ -368,7 +380,7 @@ def run(
     """Run the dedup flow over the CRM database and print the summary (the main job)."""
     # bad input is refused before Prefect's server and the flow start
     entity = entity_type(entity, allow_all=True)
-    load_settings(settings)
+    load_settings(settings, runs=True)
     from pipelines.prefect_api import early_server
 
     with early_server() as ready:
@@ -1044,7 +1056,7 @@ def serve(db: DbOption = None, settings: SettingsOption = None,
           incremental: Annotated[bool, typer.Option("--incremental", help="Nightly runs are incremental (see run --incremental).")] = False) -> None:
     """Run the schedules on this machine: nightly dedup of every entity type, hourly apply of approved groups.
     To use a Prefect server and workers instead, see prefect.yaml and the README."""
-    load_settings(settings)
+    load_settings(settings, runs=True)
     open_store(db)
     from pipelines.prefect_api import early_server
 
@@ -1062,6 +1074,7 @@ def serve(db: DbOption = None, settings: SettingsOption = None,
                    "Europe/Moscow; Ctrl-C stops.")
         typer.echo(f"Prefect API: {api}")
         typer.echo(f"Run the nightly dedup now: PREFECT_API_URL={api} {prefect} deployment run 'dedup/nightly-dedup'")
+        typer.echo(f"Apply what was approved now: PREFECT_API_URL={api} {prefect} deployment run 'apply/hourly-apply'")
         serve_forever(db, str(settings) if settings else None, incremental)
 
 

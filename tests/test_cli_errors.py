@@ -80,6 +80,15 @@ def test_plural_entity_types_are_accepted_as_import_accepts_them(tmp_path):
                 "blok_cap: Extra inputs are not permitted")
 
 
+def test_a_runs_dir_that_cannot_be_written_is_refused_before_the_flow(tmp_path):
+    (tmp_path / "a_file").write_text("not a folder")
+    bad = tmp_path / "runs.yaml"
+    bad.write_text(f"pipeline: {{runs_dir: {tmp_path / 'a_file' / 'runs'}}}\n")
+    for cmd in ("run", "find", "serve"):
+        refused(invoke(cmd, "--settings", bad, "--db", f"sqlite:///{tmp_path}/x.db"), "pipeline.runs_dir",
+                "cannot hold run folders (Not a directory)", "to a folder you may write in")
+
+
 def test_settings_problems_are_shown_without_a_traceback(tmp_path):
     db = f"sqlite:///{tmp_path}/none.db"
     misspelled, reversed_ = tmp_path / "misspelled.yaml", tmp_path / "reversed.yaml"

@@ -332,6 +332,8 @@ def test_serve_uses_one_server_prints_how_to_trigger_a_run_and_stops_at_one_ctrl
         # (the run's own process, Prefect's engine, may log the interrupt once with its traceback)
         assert output.count("Traceback") <= 1 and "ConnectError" not in output, output[-3000:]
         assert "Error logging to API" not in output and "Starting temporary server" not in output
+        assert f"Apply what was approved now: PREFECT_API_URL={api} " in output  # (the flow is named apply)
+        assert "deployment run 'apply/hourly-apply'" in output
         deadline = time.monotonic() + 10
         while (_group_of(command.pid) or _servers_of(tmp_path / "prefect")) and time.monotonic() < deadline:
             time.sleep(0.2)
