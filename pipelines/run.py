@@ -28,8 +28,14 @@ def check_dask(settings_path: Path | None) -> None:
 
 def run_dedup_cli(db: str | None, entity: str | None, settings_path: Path | None, incremental: bool = False) -> dict:
     entity_types = None if entity in (None, "all") else [entity]
-    summary = dedup_flow(db=db, entity_types=entity_types, settings_path=str(settings_path) if settings_path else None,
-                         incremental=incremental)
+    try:
+        summary = dedup_flow(db=db, entity_types=entity_types,
+                             settings_path=str(settings_path) if settings_path else None, incremental=incremental)
+    except KeyboardInterrupt:  # (Prefect's own lines above it speak of a crash: say what happened)
+        typer.secho("\nCancelled (Ctrl-C): the run is recorded as cancelled and stored no proposals; the pending "
+                    "groups of the last completed run stay as they were (`crm-dedup runs` lists the runs).",
+                    fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(130) from None
     print_summary(summary, _first_admin(db))
     return summary
 

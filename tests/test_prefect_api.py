@@ -246,7 +246,8 @@ def test_one_ctrl_c_stops_a_run_records_it_cancelled_and_leaves_no_process(tmp_p
         reader.join(10)
         output = "".join(lines)
         assert stopped_in < 20, output[-3000:]
-        assert command.returncode != 0
+        assert command.returncode == 130
+        assert "Cancelled (Ctrl-C): the run is recorded as cancelled and stored no proposals" in output, output[-3000:]
         # (Prefect's engine may print the interrupt's one traceback, as under serve; never the API errors)
         assert "Error logging to API" not in output and output.count("Traceback") <= 1, output[-3000:]
         deadline = time.monotonic() + 10
