@@ -325,12 +325,16 @@ def person_choices(plan: MergePlan) -> dict[str, int]:
     return {f: d.source_id for f, d in plan.fields.items() if d.rule == "choice"}
 
 
-def plan_again(store, plan: MergePlan, settings: MergeSettings) -> MergePlan:
-    """``plan`` made again from the records as they are now, as approved: the same members, a
-    person's choices, conflict policy and way of deleting."""
+def plan_again(store, plan: MergePlan, settings: MergeSettings, *, members: list[int] | None = None,
+               choices: dict[str, int] | None = None) -> MergePlan:
+    """``plan`` made again from the records as they are now, as approved: the same members (or
+    ``members``, the primary among them), a person's choices (or ``choices``), conflict policy and
+    way of deleting."""
     merge = settings.model_copy(update={"delete_mode": plan.delete_mode, "conflict_policy": plan.conflict_policy})
-    return plan_groups(store, plan.entity_type, [(plan.primary_id, [plan.primary_id, *plan.duplicate_ids])], merge,
-                       choices={plan.primary_id: person_choices(plan)})[0]
+    members = list(members) if members is not None else plan.member_ids
+    choices = person_choices(plan) if choices is None else choices
+    return plan_groups(store, plan.entity_type, [(plan.primary_id, members)], merge,
+                       choices={plan.primary_id: choices})[0]
 
 
 def replan_undone(store, merge_ids: list[int], settings: MergeSettings | None = None) -> int:
@@ -338,30 +342,61 @@ def replan_undone(store, merge_ids: list[int], settings: MergeSettings | None = 
     again from the records as they are now (live again), as it was approved (members, choices,
     conflict policy, way of deleting), so that a person sees what a merge would do now and may
     approve it again. Its stored plan may be older than the undo: one planned while its records were
-    merged says they are deleted, and its merge would fail. Only a group still pending and free (a
-    compare-and-set) is changed; a broken group is logged and the rest go on. Returns how many
-    groups were planned again. `crm-dedup undo` and the review page's undo both call it."""
+    merged says they are deleted, and its merge would fail. A group that stayed open after the merge
+    (a manager merged only their own records of it, review.actions) takes the records the merge took
+    back as members, and is pending again if it was approved since (that approval was for the group
+    without them). Only a group still pending (or approved) and free is changed (a compare-and-set);
+    a broken group is logged and the rest go on. Returns how many groups were planned again.
+    `crm-dedup undo` and the review page's undo both call it."""
     if not merge_ids:
         return 0
     settings = settings or MergeSettings.load()
     m, g, p = schema.dedup_merges, schema.dedup_groups, schema.dedup_plans
-    q = (sa.select(g.c.id, g.c.entity_type, g.c.primary_id, g.c.member_ids, p.c.plan)
+    q = (sa.select(g.c.id, g.c.entity_type, g.c.status, g.c.primary_id, g.c.member_ids, g.c.responsible_ids,
+                   g.c.primary_reason, p.c.plan,
+                   m.c.id.label("merge"), m.c.primary_id.label("into"), m.c.merged_ids)
          .select_from(m.join(g, g.c.id == m.c.group_id)
                       .outerjoin(p, (p.c.group_id == g.c.id) & (p.c.run_id == g.c.run_id)))
-         .where(g.c.status == "pending", g.c.merge_id.is_(None), m.c.status == "undone"))
+         .where(g.c.status.in_(("pending", "approved")), g.c.merge_id.is_(None), m.c.status == "undone"))
     rows = []
     with store.engine.connect() as conn:
         for at in range(0, len(merge_ids), 2000):  # PostgreSQL takes at most 65,535 parameters a statement
             rows += conn.execute(q.where(m.c.id.in_(merge_ids[at:at + 2000]))).all()
+    by_group: dict[str, list] = defaultdict(list)
+    for r in rows:
+        by_group[r.id].append(r)
     done = 0
-    for row in {r.id: r for r in rows}.values():
+    for gid, merges in by_group.items():
+        row = merges[0]
+        members = [int(i) for i in row.member_ids]
+        # the records a merge took that are no longer members: the group shrank after a partial merge
+        back = list(dict.fromkeys(int(i) for r in merges for i in (r.into, *r.merged_ids) if int(i) not in members))
+        if row.status == "approved" and not back:
+            continue  # approved since the undo, as it is: a person's decision
+        members += back
         try:
             if row.plan:
-                fresh = plan_again(store, MergePlan.from_dict(row.plan), settings)
+                stored = MergePlan.from_dict(row.plan)
+                fresh = plan_again(store, stored, settings,
+                                   members=[*stored.member_ids, *(i for i in back if i not in stored.member_ids)])
             else:
-                fresh = plan_groups(store, row.entity_type, [(row.primary_id, list(row.member_ids))], settings)[0]
+                fresh = plan_groups(store, row.entity_type, [(row.primary_id, members)], settings)[0]
         except Exception:  # noqa: BLE001 - one group's plan must not stop the rest
-            log.exception("group %s: could not plan it again after its merge was undone", row.id)
+            log.exception("group %s: could not plan it again after its merge was undone", gid)
             continue
-        done += proposals.send_back(store, row.id, fresh.to_dict(), from_statuses=("pending",))
+        values: dict[str, Any] = {"status": "pending", "updated_at": utcnow()}
+        if back:
+            owners = {r["responsible_id"] for r in fresh.records.values() if r.get("responsible_id") is not None}
+            values.update(member_ids=members, approved_by=None, approved_at=None,
+                          responsible_ids=sorted(owners | set(row.responsible_ids or [])))
+        if row.status == "approved":
+            merged = ", ".join(f"#{r.merge}" for r in merges)
+            values["primary_reason"] = (f"{row.primary_reason or ''} (approval withdrawn: merge {merged} was undone "
+                                        f"and {', '.join(f'#{i}' for i in back)} came back to the group)")
+        with store.engine.begin() as conn:  # (a compare-and-set: as read, and still free)
+            changed = conn.execute(g.update().where(g.c.id == gid, g.c.status == row.status, g.c.merge_id.is_(None))
+                                   .values(**values)).rowcount
+            if changed:
+                proposals.set_plan(conn, gid, fresh.to_dict())
+        done += changed
     return done

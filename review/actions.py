@@ -20,7 +20,7 @@ from merge_rules.plan import MergePlan, plan_groups
 from merge_rules.settings import MergeSettings
 from merge_rules.skips import skip_pair, skip_record
 from merge_rules.snapshot import read_snapshot
-from merge_rules.undo import replan_undone, undo_merge
+from merge_rules.undo import person_choices, plan_again, replan_undone, undo_merge
 from review import queries, views
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,8 @@ def _check_seen(store, group, user, settings, seen: MergePlan, choices) -> tuple
     plan, blockers = _fresh_plan(store, group, user, settings, seen, choices)
     if plan is None:
         return None, Outcome(False, " ".join(blockers), status=403)
+    if blockers:  # (records marked "not duplicates")
+        return None, Outcome(False, " ".join(blockers))
     changes = stale_changes(store, seen, plan)
     if changes:
         return None, Outcome(False, "Not merged: the records changed since this page was shown, so the plan you "
@@ -101,9 +103,9 @@ def merge_now(store, group: dict, user: dict, settings: MergeSettings, seen: Mer
     # a manager merged their own records: the group stays open for the other managers' ones
     with store.engine.connect() as conn:
         records = queries.read_records(conn, group["entity_type"], [plan.primary_id, *others])
-    return _leave(store, {**group, "status": "applied", "primary_id": plan.primary_id}, [plan.primary_id, *others],
+    return _leave(store, {**group, "primary_id": plan.primary_id}, [plan.primary_id, *others],
                   records, settings, f"{done}; the group stays open for the records of other managers ("
-                  + ", ".join(f"#{m}" for m in others) + ")")
+                  + ", ".join(f"#{m}" for m in others) + ")", taken=plan)
 
 
 def _others_live(store, group: dict, plan: MergePlan) -> list[int]:
@@ -128,15 +130,17 @@ def approve(store, group: dict, user: dict, settings: MergeSettings, seen: Merge
                        + ", ".join(f"#{m}" for m in others) + "), which the scheduled merge would leave out. "
                        "Merge your records now, skip them, or ask an admin to approve the whole group.", status=403)
     g = schema.dedup_groups
-    with store.engine.begin() as conn:
-        n = conn.execute(g.update().where(g.c.id == group["id"], g.c.status.in_(("pending", "stale"))).values(
+    with store.engine.begin() as conn:  # (an approved group is approved again, with the plan as shown now)
+        n = conn.execute(g.update().where(g.c.id == group["id"], g.c.status.in_(views.ACTIONABLE)).values(
             status="approved", primary_id=plan.primary_id, approved_by=user["id"],
             approved_at=now(), updated_at=now())).rowcount
         if n:
             proposals.set_plan(conn, group["id"], plan.to_dict())
     if n == 0:
-        return Outcome(False, f"This group is {group['status']} now; it was not approved again.")
-    return Outcome(True, f"Approved: {plan.summary()}. The scheduled apply will merge it.")
+        return Outcome(False, "This group is no longer pending or approved (merged or skipped meanwhile); "
+                       "it was not approved.")
+    again = " again" if group["status"] == "approved" else ""
+    return Outcome(True, f"Approved{again}: {plan.summary()}. The scheduled apply will merge it.")
 
 
 def skip(store, group: dict, user: dict, settings: MergeSettings, record_id: int | None) -> Outcome:
@@ -177,40 +181,89 @@ def skip(store, group: dict, user: dict, settings: MergeSettings, record_id: int
 
 
 def _leave(store, group: dict, rest: list[int], records: dict[int, dict], settings: MergeSettings,
-           done: str) -> Outcome:
+           done: str, taken: MergePlan | None = None) -> Outcome:
     """The group with only ``rest`` left in it, planned again (closed as skipped below two records)."""
     g = schema.dedup_groups
-    values = _regroup(store, group, rest, records, settings)
+    values, became = _regroup(store, group, rest, records, settings, taken)
     plan = values.pop("plan")
     with store.engine.begin() as conn:
         if conn.execute(g.update().where(g.c.id == group["id"]).values(**values)).rowcount:
             proposals.set_plan(conn, group["id"], plan)  # (a run may have just replaced the group)
-    left = "; the group has one record left and is closed as skipped" if values.get("status") == "skipped" else ""
-    return Outcome(True, f"{done}{left}.")
+    return Outcome(True, f"{done}{became}.")
 
 
-def _regroup(store, group: dict, rest: list[int], records: dict[int, dict], settings: MergeSettings) -> dict:
-    """The group row's new values once a record has left it (and its new plan, under "plan")."""
-    values = {"member_ids": rest, "updated_at": now(),
+def _regroup(store, group: dict, rest: list[int], records: dict[int, dict], settings: MergeSettings,
+             taken: MergePlan | None) -> tuple[dict, str]:
+    """The group row's new values once records have left it (skipped, or merged by ``taken``: a
+    manager's merge of their own records), its new plan (under "plan"), and what became of it, in
+    words. An approved group stays approved with the approved plan made again for the records left,
+    where that can be done (_approval_kept); else it goes back to a person, with a note saying why."""
+    values = {"member_ids": rest, "updated_at": now(), "merge_id": None,  # (the row is applied after a merge)
               "responsible_ids": sorted({r for m in rest if (r := (records.get(m) or {}).get("responsible_id"))
                                          is not None})}
-    pairs = [p for p in group.get("pairs") or [] if int(p["id_a"]) in rest and int(p["id_b"]) in rest]
+    # the pairs of the records a merge took stay with the group, for an undo (the page shows the members')
+    kept = set(rest) | set(taken.duplicate_ids if taken else ())
+    pairs = [p for p in group.get("pairs") or [] if int(p["id_a"]) in kept and int(p["id_b"]) in kept]
     values["pairs"] = pairs
     values["criteria"] = views.criteria_words(pairs)
     if len(rest) < 2:
         values.update(status="skipped", plan=None)
-        return values
+        return values, "; the group has one record left and is closed as skipped"
+    live = [m for m in rest if m in records and records[m].get("deleted_at") is None]
+    why, who = "", ""
+    if group["status"] == "approved":
+        with store.engine.connect() as conn:
+            approver = queries.users_by_id(conn, [group["approved_by"]]).get(group["approved_by"])
+        who = approver["name"] if approver else "the system"
+        approved, why = _approval_kept(store, group, live, settings, taken)
+        if approved is not None:
+            values.update(status="approved", primary_id=approved.primary_id, plan=approved.to_dict())
+            left = ", ".join(f"#{m}" for m in approved.member_ids)
+            return values, f"; the group stays approved by {who} for {left}, with the approved primary and choices"
     primary = int(group["primary_id"]) if int(group["primary_id"]) in rest else rest[0]
     if primary != int(group["primary_id"]):
         values["primary_reason"] = f"#{primary}: the previous primary #{group['primary_id']} was skipped"
-    live = [m for m in rest if m in records and records[m].get("deleted_at") is None]
     plan = plan_groups(store, group["entity_type"], [(primary, live)], settings, group_ids={primary: group["id"]})[0] \
         if primary in live and len(live) >= 2 else None
-    values.update(primary_id=primary, plan=plan.to_dict() if plan else None)
-    if group["status"] != "pending":  # approved (its plan named a record gone), applied in part, stale
-        # (merge_id too: undoing the merge of a manager's part must not reopen what became of the group)
-        values.update(status="pending", approved_by=None, approved_at=None, merge_id=None)
-    return values
+    # approved (but see above), applied in part (a manager's merge), stale: pending, for a person
+    values.update(primary_id=primary, plan=plan.to_dict() if plan else None, status="pending", approved_by=None,
+                  approved_at=None)
+    if not why:
+        return values, ""
+    values["primary_reason"] = (values.get("primary_reason") or group["primary_reason"] or "") \
+        + f" (approval by {who} withdrawn: {why}; approve it again)"
+    return values, f"; the approval by {who} is withdrawn ({why}): the group is pending again for a person"
+
+
+def _approval_kept(store, group: dict, live: list[int], settings: MergeSettings,
+                   taken: MergePlan | None) -> tuple[MergePlan | None, str]:
+    """The approved plan made again for the ``live`` records left in the group: its primary, the values
+    chosen (one chosen from a record ``taken`` merged, and merged into its primary, is the primary's
+    now), its conflict policy and way of deleting. Or None and why it cannot be made."""
+    with store.engine.connect() as conn:
+        approved = views.stored_plan(conn, group)
+    if approved is None:
+        return None, "its approved plan cannot be read"
+    if approved.primary_id not in live:
+        return None, f"its approved primary #{approved.primary_id} left the group"
+    choices = {}
+    for name, rid in person_choices(approved).items():
+        d = taken.fields.get(name) if taken else None
+        if rid not in live and d is not None and d.source_id == rid:
+            rid = taken.primary_id
+        if rid not in live:
+            return None, f"the approved {views.FIELD_LABELS.get(name, name)} came from #{rid}, which left the group"
+        choices[name] = rid
+    plan = plan_again(store, approved, settings, choices=choices,
+                      members=[approved.primary_id, *(m for m in live if m != approved.primary_id)])
+    plan.group_id = group["id"]
+    if plan.problems:
+        return None, "; ".join(plan.problems)
+    new = [c.field for c in plan.unresolved if c.field not in {u.field for u in approved.unresolved}]
+    if new:
+        return None, ("the records left have new conflicts to choose: "
+                      + ", ".join(views.FIELD_LABELS.get(f, f) for f in new))
+    return plan, ""
 
 
 def undo(store, merge_id: int, user: dict, force: bool, settings: MergeSettings) -> Outcome:

@@ -16,9 +16,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import sqlalchemy as sa
+
+from crm import schema
 from merge_rules.plan import MergePlan, plan_groups
 from merge_rules.rules import MULTI
 from merge_rules.settings import MergeSettings, field_kinds
+from merge_rules.skips import load_skips
+from merge_rules.undo import person_choices
 from review import queries
 from review.queries import is_admin
 
@@ -130,6 +135,7 @@ class GroupView:
     choices: dict[str, int]
     users: dict[int, dict]
     left_out: list[LeftOutView] = field(default_factory=list)
+    stored: MergePlan | None = None  # the plan stored with the group (approved, or merged by before an undo)
 
     @property
     def can_act(self) -> bool:
@@ -141,6 +147,19 @@ class GroupView:
 
     def column(self, record_id: int) -> Column | None:
         return next((c for c in self.columns if c.id == record_id), None)
+
+    @property
+    def approver(self) -> str | None:
+        """Who approved the group (an approved group), by name."""
+        uid = self.group.get("approved_by")
+        if self.group["status"] != "approved" or uid is None:
+            return None
+        return (self.users.get(uid) or {}).get("name") or f"user #{uid}"
+
+    @property
+    def stored_choices(self) -> list[tuple[str, int]]:
+        """The values a person chose in the stored plan: (field label, record id)."""
+        return [(FIELD_LABELS.get(f, f), r) for f, r in person_choices(self.stored).items()] if self.stored else []
 
 
 def parse_choices(items: Mapping[str, Any], entity: str) -> dict[str, int]:
@@ -169,6 +188,28 @@ def split_members(group: dict, records: dict[int, dict], user: dict) -> tuple[li
     return mine, [m for m in members if m not in mine]
 
 
+def stored_plan(conn, group: dict) -> MergePlan | None:
+    """The plan stored with the group (proposals.set_plan: the run's, the one approved, or the one it was
+    merged by), None where it has none or it cannot be read."""
+    p = schema.dedup_plans
+    data = conn.execute(sa.select(p.c.plan).where(p.c.group_id == group["id"], p.c.run_id == group["run_id"])).scalar()
+    if not data:
+        return None
+    try:
+        return MergePlan.from_dict(data)
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        log.warning("group %s: its stored plan cannot be read (%s: %s)", group["id"], type(exc).__name__, exc)
+        return None
+
+
+def marked_pairs(store, entity: str, ids: list[int]) -> list[tuple[int, int]]:
+    """The pairs of these records marked "not duplicates" (a skip): a group holding one is neither
+    merged (the merge engine refuses it) nor approved (as `crm-dedup approve`)."""
+    skips = load_skips(store, entity)
+    ids = sorted(set(ids))
+    return [(a, b) for i, a in enumerate(ids) for b in ids[i + 1:] if (a, b) in skips]
+
+
 def plan_for(store, group: dict, user: dict, settings: MergeSettings, primary: int | None,
              choices: Mapping[str, int], records: dict[int, dict]) -> tuple[MergePlan | None, int | None, list[str]]:
     """The plan this user may apply: (plan or None, its primary, blockers). Deleted records stay out."""
@@ -188,6 +229,11 @@ def plan_for(store, group: dict, user: dict, settings: MergeSettings, primary: i
         primary = int(group["primary_id"]) if int(group["primary_id"]) in live else live[0]
     plan = plan_groups(store, entity, [(primary, live)], settings, choices={primary: dict(choices)},
                        group_ids={primary: group["id"]})[0]
+    if marked := marked_pairs(store, entity, plan.member_ids):
+        blockers.append(", ".join(f"{entity} #{a} and #{b}" for a, b in marked)
+                        + " are marked \"not duplicates\" (since this group was proposed), so it can be neither merged "
+                        "nor approved as it is: take one of them out of it (Not a duplicate), or withdraw the mark "
+                        f"with `crm-dedup unskip --entity {entity} {marked[0][0]} {marked[0][1]}`.")
     return plan, primary, blockers
 
 
@@ -224,17 +270,25 @@ def build(store, conn, group: dict, user: dict, settings: MergeSettings, *, prim
     members = [int(m) for m in group["member_ids"]]
     records = queries.read_records(conn, entity, members)
     choices = dict(choices or {})
-    plan, primary_id, blockers = None, None, []
+    plan, primary_id, blockers, stored = None, None, [], None
+    mine, others = split_members(group, records, user)
     if group["status"] in ACTIONABLE:
+        # the page opens on the stored plan's primary and choices (those approved, or those it was merged
+        # by before an undo), those of this user's live records; the person's own come on top
+        stored = stored_plan(conn, group)
+        if stored is not None:
+            primary = stored.primary_id if primary is None else primary
+            choices = {**{f: r for f, r in person_choices(stored).items() if r in mine and r in records
+                          and records[r].get("deleted_at") is None}, **choices}
         plan, primary_id, blockers = plan_for(store, group, user, settings, primary, choices, records)
     else:
         primary_id = int(group["primary_id"])
-    mine, others = split_members(group, records, user)
     order = ([primary_id] if primary_id in mine else []) + [m for m in mine if m != primary_id] + others
     in_plan = set(plan.member_ids) if plan else set()
     comms = queries.read_comms(conn, entity, members)
     links = queries.link_counts(conn, entity, members)
-    users = queries.users_by_id(conn, {r.get("responsible_id") for r in records.values()} | {user["id"]})
+    users = queries.users_by_id(conn, {r.get("responsible_id") for r in records.values()}
+                                | {user["id"], group.get("approved_by")})
     # a manager sees only their own records: another manager's is shown as there, and whose, not what
     hidden = set() if is_admin(user) else set(others)
     columns = []
@@ -283,8 +337,8 @@ def build(store, conn, group: dict, user: dict, settings: MergeSettings, *, prim
         comm_rows.append(CommRow(ctype, FIELD_LABELS[ctype], per, result))
 
     warnings = [w.message for w in plan.access_warnings] if plan else []
-    for c in columns:
-        if not c.editable and not c.deleted and group["status"] in ACTIONABLE and c.id in others:
+    for c in columns if group["status"] in ACTIONABLE else []:  # (a merged group's records are gone: no news)
+        if not c.editable and not c.deleted and c.id in others:
             owner = c.owner["name"] if c.owner else "nobody"
             warnings.append(f"{entity} #{c.id} is the responsibility of {owner}: it is not part of your merge, "
                             "and its details are theirs to see.")
@@ -293,10 +347,12 @@ def build(store, conn, group: dict, user: dict, settings: MergeSettings, *, prim
                             "since the run); it is left out of the plan.")
         if c.row is None:
             warnings.append(f"{entity} #{c.id} no longer exists; it is left out of the plan.")
-    # (a pair of two records of other managers is theirs to see: its explanation names their values)
-    pairs = [p for p in pair_views(group) if not (p.id_a in hidden and p.id_b in hidden)]
+    # (a pair of two records of other managers is theirs to see: its explanation names their values; one
+    # naming a record a manager's merge took stays with the group, for an undo, but is not shown)
+    pairs = [p for p in pair_views(group) if not (p.id_a in hidden and p.id_b in hidden)
+             and p.id_a in members and p.id_b in members]
     return GroupView(group, entity, columns, primary_id, plan, fields, comm_rows, pairs, warnings,
-                     blockers, choices, users, left_out_views(conn, group, user))
+                     blockers, choices, users, left_out_views(conn, group, user), stored)
 
 
 def left_out_views(conn, group: dict, user: dict) -> list[LeftOutView]:
