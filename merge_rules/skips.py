@@ -67,6 +67,27 @@ def load_skips(store, entity_type: str) -> set[tuple[int, int]]:
     return {(a, b) for a, b in rows}
 
 
+def skipped_within(store, entity_type: str, groups: dict) -> dict:
+    """key -> the pairs (a, b), a < b, of that group's record ids marked "not duplicates", for the
+    groups holding any (``groups``: key -> ids). A group holding one is neither approved nor merged.
+    Reads only the marks on these records."""
+    _check(entity_type, ())
+    ids = sorted({int(i) for members in groups.values() for i in members})
+    s = schema.dedup_skips
+    marked: set[tuple[int, int]] = set()
+    with store.engine.connect() as conn:
+        for i in range(0, len(ids), 2000):
+            marked |= set(map(tuple, conn.execute(sa.select(s.c.id_a, s.c.id_b).where(
+                s.c.entity_type == entity_type, s.c.id_a.in_(ids[i:i + 2000]))).all()))
+    out = {}
+    for key, members in groups.items():
+        members = sorted({int(m) for m in members})
+        pairs = [(a, b) for n, a in enumerate(members) for b in members[n + 1:] if (a, b) in marked]
+        if pairs:
+            out[key] = pairs
+    return out
+
+
 def unskip_pair(store, entity_type: str, id_a: int, id_b: int) -> dict | None:
     """Withdraw a "not duplicates" mark: the removed skip (user_id, created_at), None when the pair
     was not marked. Later runs may group the two again."""

@@ -461,18 +461,11 @@ def approve(
 
 def _skipped_within(store, groups: dict[str, tuple[str, list[int]]]) -> dict[str, list[tuple[int, int]]]:
     """group id -> the pairs of its members marked "not duplicates", for the groups that hold any."""
-    from merge_rules.skips import load_skips
+    from merge_rules.skips import skipped_within
 
     out: dict[str, list[tuple[int, int]]] = {}
     for entity in sorted({et for et, _m in groups.values()}):
-        skips = load_skips(store, entity)
-        if not skips:
-            continue
-        for gid, (et, members) in groups.items():
-            ids = sorted(set(members))
-            pairs = [(a, b) for i, a in enumerate(ids) for b in ids[i + 1:] if (a, b) in skips] if et == entity else []
-            if pairs:
-                out[gid] = pairs
+        out.update(skipped_within(store, entity, {g: ms for g, (et, ms) in groups.items() if et == entity}))
     return out
 
 

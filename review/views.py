@@ -22,7 +22,7 @@ from crm import schema
 from merge_rules.plan import MergePlan, plan_groups
 from merge_rules.rules import MULTI
 from merge_rules.settings import MergeSettings, field_kinds
-from merge_rules.skips import load_skips
+from merge_rules.skips import skipped_within
 from merge_rules.undo import person_choices
 from review import queries
 from review.queries import is_admin
@@ -205,9 +205,7 @@ def stored_plan(conn, group: dict) -> MergePlan | None:
 def marked_pairs(store, entity: str, ids: list[int]) -> list[tuple[int, int]]:
     """The pairs of these records marked "not duplicates" (a skip): a group holding one is neither
     merged (the merge engine refuses it) nor approved (as `crm-dedup approve`)."""
-    skips = load_skips(store, entity)
-    ids = sorted(set(ids))
-    return [(a, b) for i, a in enumerate(ids) for b in ids[i + 1:] if (a, b) in skips]
+    return skipped_within(store, entity, {0: ids}).get(0, [])
 
 
 def plan_for(store, group: dict, user: dict, settings: MergeSettings, primary: int | None,

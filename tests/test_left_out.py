@@ -156,3 +156,15 @@ def test_migration_0010_adds_left_out_to_a_database_at_0009_and_keeps_its_groups
     store.check_schema()
     assert columns()[-1] == "left_out" and groups() == before
     assert proposals.read_groups(store)["left_out"].isna().all()
+
+
+def test_skipped_within_finds_the_marked_pairs_of_each_group_only(store):
+    from merge_rules.skips import skip_pair, skipped_within
+
+    skip_pair(store, "contact", 3, 1, None)
+    skip_pair(store, "contact", 5, 9, None)
+    skip_pair(store, "company", 1, 2, None)
+    assert skipped_within(store, "contact", {"g": [1, 2, 3], "h": [5, 6], "k": [9, 5, 7]}) == {"g": [(1, 3)],
+                                                                                              "k": [(5, 9)]}
+    assert skipped_within(store, "company", {"x": [1, 2]}) == {"x": [(1, 2)]}
+    assert skipped_within(store, "lead", {"x": [1, 2]}) == {}
