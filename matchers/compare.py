@@ -173,18 +173,29 @@ class FirstNameComparison(Comparison):
         jw = np.asarray(_similarity(raw_u[x], raw_u[y], JaroWinkler.normalized_similarity))
         typo = np.asarray(_similarity(raw_u[x], raw_u[y], OSA.distance))
         short = np.minimum(raw_len[x], raw_len[y]) < 4
-        similar = (jw >= 0.88) | ((typo <= 1) & ~short)
-        level[rest[similar[inverse]]] = 3
+        similar = ((jw >= 0.88) | ((typo <= 1) & ~short))[inverse]
+        if facts is not None:
+            # two names typed in Cyrillic: measured on their letters (Ирина / Ирица), not on keys
+            # where ц, ш, ж, ч, я, ю are two letters (irina / iritsa: two edits); two common names
+            # are two names, even where they sound alike (Лена / Лина)
+            cyr, cyr_similar, two_names = _cyrillic_typos(p, facts, a[rest], b[rest])
+            similar[cyr] = cyr_similar
+            level[rest[cyr[two_names]]] = 0
+        level[rest[similar]] = 3
         nick = _nickname_match(x, y, raw_u)
         level[rest[nick[inverse]]] = 4
         # a nickname behind a typo (Влдимир / Вова) or across scripts (Эндрю / Andy: Andrew's loose
         # key is Эндрю's): similar, not "different" (which would keep the two apart)
-        unsure = np.flatnonzero(~similar & ~nick)
+        unsure = np.flatnonzero(np.bincount(inverse[~similar], minlength=len(x)).astype(bool) & ~nick)
         if len(unsure) and facts is not None:
             mended, loose_meet = np.zeros(len(x), bool), np.zeros(len(x), bool)
             mended[unsure], loose_meet[unsure] = _far_variants_match(x[unsure], y[unsure], raw_u)
             far = mended[inverse] | (loose_meet[inverse] & facts.cross_script(a[rest], b[rest]))
             level[rest[far & (level[rest] == 0)]] = 3
+        if facts is not None:
+            # an English name in Cyrillic read as its Latin spelling (Уолтер / Walter, Джим / James)
+            low = rest[level[rest] < 2]
+            level[low[_english_reading_meets(p, facts, a[low], b[low], ra[low], rb[low], raw_u)]] = 2
         exact = full & (ra == rb)
         level[exact] = 5
         counts = np.bincount(raw[raw >= 0], minlength=len(raw_u))
@@ -269,6 +280,91 @@ def _far_variants_match(x: np.ndarray, y: np.ndarray, uniques: np.ndarray) -> tu
         mended[k] = not ma.isdisjoint(nb) or not mb.isdisjoint(na)
         loose[k] = oa in lb or ob in la
     return mended, loose
+
+
+def _cyrillic_typos(p: Prepared, facts: "_PersonFacts", a: np.ndarray, b: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For pairs of records (positions ``a``, ``b``): the pairs whose first names are both typed in
+    Cyrillic, whether those are one typo apart or Jaro-Winkler close on their letters, and whether
+    they are two common names (is_common_first_name) - then they are two names, not a typo (Маша /
+    Паша, Инна / Нина, Валентин / Валерий; Лена / Лина, which sound alike), unless the nickname
+    tables join them. In a name of three letters one letter is a third of it (Оля / Юля, Яна / Аня):
+    a typo counts there only between a common name and one that is none (Яна / Яза)."""
+    codes, texts, common, _reading = _cyrillic_first_names(p, facts)
+    ca, cb = codes[a], codes[b]
+    idx = np.flatnonzero((ca >= 0) & (cb >= 0))
+    x, y, inverse = distinct_pairs(ca[idx], cb[idx], len(texts))
+    jw = np.asarray(_similarity(texts[x], texts[y], JaroWinkler.normalized_similarity))
+    typo = np.asarray(_similarity(texts[x], texts[y], OSA.distance))
+    length = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    short = np.minimum(length[x], length[y]) < 4
+    two_names = common[x] & common[y] & (x != y)
+    similar = np.where(short, (typo <= 1) & (common[x] != common[y]), (jw >= 0.88) | (typo <= 1)) & ~two_names
+    return idx, similar[inverse], two_names[inverse]
+
+
+def _english_reading_meets(p: Prepared, facts: "_PersonFacts", a: np.ndarray, b: np.ndarray, ka: np.ndarray,
+                            kb: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """For pairs of a Latin and a Cyrillic record (others: False): whether the Cyrillic first name,
+    read as an English one (names.english_reading), is the Latin one or may stand for a full name it
+    may (Джим / James). ``ka``, ``kb``: first_raw codes into ``keys``."""
+    from matchers.names import canonical_first_name, name_variants
+
+    codes, texts, _common, reading = _cyrillic_first_names(p, facts)
+    ca, cb = codes[a], codes[b]
+    cross = facts.cross_script(a, b)
+    on_a, on_b = cross & (ca >= 0) & (cb < 0), cross & (cb >= 0) & (ca < 0)
+    idx = np.flatnonzero((on_a | on_b) & (reading[np.maximum(ca, cb)] != ""))
+    out = np.zeros(len(a), dtype=bool)
+    if not len(idx):
+        return out
+    cyr = np.where(on_a, ca, cb)[idx]
+    other = np.where(on_a, kb, ka)[idx]
+    pair, uniq = pd.factorize(cyr * (len(keys) + 1) + other)
+
+    def names_of(key: str) -> frozenset:
+        return frozenset({key, canonical_first_name(key), *name_variants(key)})
+
+    meets = np.array([not names_of(reading[c // (len(keys) + 1)]).isdisjoint(names_of(keys[c % (len(keys) + 1)]))
+                      for c in uniq.tolist()], dtype=bool)
+    out[idx] = meets[pair]
+    return out
+
+
+_CYRILLIC_WORDS = re.compile(r"[а-яё\u0450-\u045f\u0491 ]+")  # with Ukrainian and Belarusian letters
+
+
+def _cyrillic_first_names(p: Prepared, facts: "_PersonFacts") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per record, its first name as typed (clean_text: lower case, ё as е) where that is Cyrillic: a
+    code per record (-1 none); and per name, the name, whether it is a common first name and its
+    english_reading ("" none; one more entry, for code -1). Found among the words of the whole name;
+    made once per table."""
+    from matchers.names import english_reading, is_common_first_name, words_of_key
+
+    with _CACHE_LOCK:
+        if facts.first_cyrillic is not None:
+            return facts.first_cyrillic
+        fcodes, fu = p.codes("first_raw")
+        n = len(p)
+        if "full" in p.records.columns:
+            ucodes, uf = p.codes("full")
+        else:
+            ucodes, uf = np.full(n, -1, dtype=np.int64), np.empty(0, dtype=object)
+        pos = np.flatnonzero((fcodes >= 0) & (ucodes >= 0) & (facts.script != 2))  # 2: all Latin
+        width = len(fu) + 1
+        combo, uniq = pd.factorize(ucodes[pos] * width + fcodes[pos])
+        names = []
+        for c in uniq.tolist():
+            text = words_of_key(uf[c // width], fu[c % width])
+            names.append(text if text and _CYRILLIC_WORDS.fullmatch(text) else None)
+        text_codes, texts = pd.factorize(np.array(names, dtype=object))
+        codes = np.full(n, -1, dtype=np.int64)
+        codes[pos] = text_codes[combo]
+        texts = np.asarray(texts, dtype=object)
+        common = np.array([is_common_first_name(t) for t in texts], dtype=bool)
+        reading = np.array([english_reading(t) for t in texts] + [""], dtype=object)  # [-1]: none
+        facts.first_cyrillic = (codes, texts, common, reading)
+        return facts.first_cyrillic
 
 
 class SurnameComparison(StringComparison):
@@ -403,6 +499,7 @@ class _PersonFacts:
     script: np.ndarray
     first_loose: np.ndarray
     last_loose: np.ndarray
+    first_cyrillic: tuple | None = None  # made when first asked for: _cyrillic_first_names
 
     def cross_script(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         sa, sb = self.script[a], self.script[b]

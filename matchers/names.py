@@ -14,7 +14,8 @@ wins and name_variants lists both). ``first_name_gender`` reads the genders of b
 Known limits of the key: spellings that reuse a Latin letter for another Russian sound do not
 meet the usual ones (GOST x = х, German ch = х / s = з / z = ц / sch = ж, French ch = ш / j = ж, c
 for ц outside -цов/-цев/-цын and цв); nor do English names written phonetically in Cyrillic
-(Дэвид, Эндрю). Fuzzy comparisons are for those.
+(Дэвид, Эндрю). Fuzzy comparisons are for those, and english_reading (дж as j, Уо- as Wa-) for
+a Latin and a Cyrillic record.
 """
 
 from __future__ import annotations
@@ -250,6 +251,37 @@ def translit(word: str) -> str:
     becomes -ov. Rules repeat until nothing changes, so translit(translit(x)) == translit(x)."""
     words = clean_text(word).split()
     return " ".join(k for k in map(_translit_word, words) if k)
+
+
+# How Cyrillic spells the English letters it has none for: дж for j (Джессика, Бенджамин), у before a
+# vowel at the start of a word for w (Уолтер, Уильям, Уэст; no Russian name starts so).
+_ENGLISH_READING = [(re.compile(r"дж"), "j"), (re.compile(r"\bуо"), "wa"), (re.compile(r"\bу(?=[аиэ])"), "w")]
+
+
+def english_reading(word: str) -> str:
+    """The key of a Cyrillic name read as an English name written in Cyrillic, keyed as the Latin
+    spelling is (Джессика -> "jessika" -> "esika", as Jessica; Уолтер -> "valter", as Walter); ""
+    when it reads no differently. For a Latin and a Cyrillic record only: the translit key stays
+    as it is, since Джамиль is "dzhamil" as well as Jamil."""
+    text = clean_text(word)
+    read = text
+    for pattern, repl in _ENGLISH_READING:
+        read = pattern.sub(repl, read)
+    if read == text:
+        return ""
+    return " ".join(k for k in map(_translit_word, read.split()) if k)
+
+
+def words_of_key(text: str, key: str) -> str:
+    """The words of ``text`` (clean_text output, e.g. a whole name) whose keys make ``key`` (the
+    first match), as written; "" when none do. Gives back the letters behind a key ("петрова
+    ирица игоревна", "iritsa" -> "ирица"), where a typo is one letter, not two or three."""
+    words = [w for w in text.split() if _translit_word(w)]
+    n = len(key.split())
+    for i in range(len(words) - n + 1):
+        if " ".join(map(_translit_word, words[i:i + n])) == key:
+            return " ".join(words[i:i + n])
+    return ""
 
 
 _KEY_TEXT = re.compile(r"[a-z0-9]+(?: [a-z0-9]+)*")
@@ -550,6 +582,22 @@ def _known_first_names() -> tuple[frozenset[str], dict[str, tuple[str, ...]]]:
 def is_known_first_name(key: str) -> bool:
     key = _as_key(key)
     return bool(key) and key in _tables().score
+
+
+@functools.cache
+def _common_first_names() -> frozenset[str]:
+    keys = {_translit_word_of(r["name"]) for r in _read_data_csv("en_given_names.csv")}
+    for name, _gender, forms in _russian_rows():
+        keys.update(map(_translit_word_of, [name, *forms]))
+    return frozenset(keys - {""})
+
+
+def is_common_first_name(key: str) -> bool:
+    """A name or form of the Russian table, or a common English given name: fewer than
+    is_known_first_name's, whose nickname data lists many rare names a typo may spell
+    (Антонниа -> "antonia")."""
+    key = _as_key(key)
+    return bool(key) and key in _common_first_names()
 
 
 # -- patronymics --------------------------------------------------------------------------------

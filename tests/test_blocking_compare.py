@@ -326,3 +326,64 @@ def test_distinct_common_names_stay_different():
     a = np.arange(0, len(rows), 2)
     level = FirstNameComparison().compute(p, a, a + 1).level
     assert {pair: FirstNameComparison.levels[v] for pair, v in zip(pairs, level)} == {pair: "different" for pair in pairs}
+
+
+def _words(cv) -> list[dict]:
+    return [{c.name: c.levels[lv] if lv != NULL else None for c, lv in zip(cv.comparisons, row)} for row in cv.levels]
+
+
+def _first_name_levels(pairs: list[tuple[str, str]]) -> dict:
+    """FirstNameComparison's word for each pair of first names (one table, one surname per script)."""
+    from matchers.compare import FirstNameComparison
+
+    rows = [{"id": k, "first_name": name, "last_name": "Smith" if name.isascii() else "Смит"}
+            for k, name in enumerate(n for pair in pairs for n in pair)]
+    p = prepare(RoleTable("contact", pd.DataFrame(rows).set_index("id"), pd.DataFrame(columns=["id", "role", "raw"])))
+    a = np.arange(0, len(rows), 2)
+    level = FirstNameComparison().compute(p, a, a + 1).level
+    return {pair: FirstNameComparison.levels[v] for pair, v in zip(pairs, level)}
+
+
+def test_one_typo_in_a_cyrillic_first_name_is_similar():
+    """A typo is one letter as typed: Ирица is one from Ирина, though its key "iritsa" is two from
+    "irina" (ц, ш, ч, ж, я are two or three Latin letters). A name of three letters takes a typo
+    only against a name the tables know (Яна / Яза)."""
+    pairs = [("Ирина", "Ирица"), ("Ольга", "Ольша"), ("Никита", "Ниуита"), ("Татьяна", "Татьчна"),
+             ("Наталья", "Наьалья"), ("Евгений", "Евгегий"), ("Сергей", "Серге"), ("Антонина", "Антонниа"),
+             ("Яна", "Яза"), ("Зоя", "Зя")]
+    assert _first_name_levels(pairs) == {pair: "similar" for pair in pairs}
+    # the letters are found in a whole name typed into one field too
+    frame = pd.DataFrame({"id": [1, 2, 3], "full_name": ["Давыдова Ирина Владимировна", "Ирица Владимировна Давыдова",
+                                                         "Давыдова Ирица Владимировна"]})
+    p = prepare(RoleTable.from_frame("contact", frame, {"full_name": "full_name"}, "id"))
+    cv = compare(p, np.array([0, 0]), np.array([1, 2]))
+    assert [row["first_name"] for row in _words(cv)] == ["similar", "similar"]
+
+
+def test_two_cyrillic_names_one_letter_apart_stay_different():
+    """Two names the tables know are two names, however alike they are written or sound (sisters,
+    a mother and a daughter sharing a phone): Маша / Даша, Инна / Нина, Лена / Лина, Валентин /
+    Валерий, Елена / Алена; so are short names one letter apart (Оля / Юля, Яна / Аня), and a
+    typo of another name (Мрина, Марина's, is not Мария)."""
+    pairs = [("Алексей", "Андрей"), ("Ирина", "Марина"), ("Мария", "Марина"), ("Маша", "Даша"), ("Инна", "Нина"),
+             ("Анна", "Инна"), ("Лена", "Лина"), ("Саня", "Соня"), ("Валентин", "Валерий"), ("Елена", "Алена"),
+             ("Оля", "Юля"), ("Яна", "Аня"), ("Аля", "Уля"), ("Ира", "Юра"), ("Мария", "Мрина")]
+    assert _first_name_levels(pairs) == {pair: "different" for pair in pairs}
+
+
+def test_typos_are_measured_on_letters_only_within_cyrillic():
+    """Latin and cross-script pairs keep the keys: nicknames and the sex of a name still decide."""
+    assert _first_name_levels([("Ирина", "Irina"), ("Саша", "Александр"), ("Александр", "Александра"),
+                               ("Ирица", "Iritsa"), ("Irina", "Iryna")]) == {
+        ("Ирина", "Irina"): "same", ("Саша", "Александр"): "same after nicknames",
+        ("Александр", "Александра"): "different", ("Ирица", "Iritsa"): "same", ("Irina", "Iryna"): "same"}
+
+
+def test_english_names_written_in_cyrillic_sound_alike():
+    """Дж is j and a leading у before a vowel is w: Уолтер is Walter, Джессика Jessica, Джим James's
+    nickname. Across scripts only, and only as spelt: Джордж (George's g) and Хизер are left unread."""
+    alike = [("Walter", "Уолтер"), ("Walt", "Уолтер"), ("Jessica", "Джессика"), ("James", "Джим"), ("Jerry", "Джерри"),
+             ("Jess", "Джессика")]
+    apart = [("Alan", "Уолтер"), ("Anna", "Джанна"), ("George", "Джордж"), ("Heather", "Хизер")]
+    assert _first_name_levels(alike + apart) == {**{pair: "sounds alike" for pair in alike},
+                                                 **{pair: "different" for pair in apart}}

@@ -584,3 +584,54 @@ def test_fields_that_say_unknown_hold_no_name():
     assert out["full"].tolist()[:3] == ["", "", ""]
     assert (out["first"][3], out["last"][3]) == ("ivan", "petrov")
     assert out["last"][4] != ""  # a surname that only sounds like one is kept
+
+
+def test_words_of_key_gives_back_the_letters_behind_a_key():
+    from matchers.names import words_of_key
+
+    assert words_of_key("давыдова ирица владимировна", "iritsa") == "ирица"
+    assert words_of_key("смит анна мария", translit("Анна-Мария")) == "анна мария"
+    assert words_of_key("ivan иван", "ivan") == "ivan"  # the first match
+    assert words_of_key("петров иван", "sergei") == ""
+    assert words_of_key("", "ivan") == ""
+
+
+@given(st.lists(st.sampled_from(["Ирица", "Ivanov", "Анна", "Д'Артаньян", "Щукин", "ъ", "Юлия", "-", "Smith"]),
+                min_size=1, max_size=4), st.data())
+@FAST
+def test_words_of_key_finds_every_word_of_the_text(words, data):
+    from matchers.names import words_of_key
+
+    text = clean_text(" ".join(words))
+    if not text:
+        return
+    word = data.draw(st.sampled_from(text.split()))
+    key = translit(word)
+    if key:
+        assert translit(words_of_key(text, key)) == key
+
+
+@pytest.mark.parametrize("cyrillic, latin", [("Уолтер", "Walter"), ("Уильям", "William"), ("Джессика", "Jessica"),
+                                             ("Дженнифер", "Jennifer"), ("Бенджамин", "Benjamin"), ("Джим", "Jim"),
+                                             ("Уэст", "West")])
+def test_english_reading_keys_english_names_written_in_cyrillic_as_their_spelling(cyrillic, latin):
+    from matchers.names import english_reading
+
+    assert english_reading(cyrillic) == translit(latin)
+
+
+def test_english_reading_only_where_cyrillic_spells_english_letters():
+    from matchers.names import english_reading
+
+    # nothing to read: Russian names, and у inside a word (Гуляев) or before a consonant (Ульяна)
+    assert [english_reading(w) for w in ("Иван", "Ульяна", "Гуляев", "Юлия", "")] == ["", "", "", "", ""]
+    assert english_reading("Джамиль") == translit("Jamil") and translit("Джамиль") == "dzhamil"  # the key stays
+
+
+def test_common_first_names_are_the_russian_table_and_common_english_names():
+    from matchers.names import is_common_first_name, is_known_first_name
+
+    assert all(map(is_common_first_name, ["Ирина", "Оля", "Маша", "Kevin", "Karen", "Юля"]))
+    assert not any(map(is_common_first_name, ["Ирица", "Антонниа", "Иванов", ""]))
+    # the nickname data's rare names are known, not common: a Cyrillic typo may spell one
+    assert is_known_first_name("antonia") and not is_common_first_name("antonia")
