@@ -102,6 +102,15 @@ class Store:
                 f"Cannot connect to the database {parsed.render_as_string(hide_password=True)}: "
                 f"{str(exc.orig).strip().splitlines()[0]}. Check that the server runs and the database exists."
             ) from exc
+        try:
+            with self.engine.connect() as conn:
+                if self.dialect == "postgresql":
+                    self._check_search_path(conn)
+                # here too, not only in migrate: the CLI reports a StoreError of opening as one line
+                self._refuse_tables_in_the_way(conn)
+        except StoreError:
+            self.engine.dispose()
+            raise
 
     # -- schema -------------------------------------------------------------------------------
 
@@ -115,9 +124,40 @@ class Store:
 
         cfg = _alembic_config()
         with self.engine.begin() as conn:
+            if self.dialect == "sqlite":
+                # pysqlite opens no transaction before DDL: without this, a failure after the first
+                # CREATE TABLE would leave the tables made so far. IMMEDIATE: one migrate at a time.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            self._refuse_tables_in_the_way(conn)
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
         return self.revision() or ""
+
+    def _check_search_path(self, conn: Connection) -> None:
+        """PostgreSQL: refuse a search_path none of whose schemas exists (or may be used): nothing
+        could be created or read, and the first CREATE TABLE would fail with "no schema has been
+        selected to create in"."""
+        if conn.execute(sa.text("SELECT current_schema()")).scalar() is not None:
+            return
+        path = conn.execute(sa.text("SHOW search_path")).scalar() or ""
+        user = conn.execute(sa.text("SELECT current_user")).scalar()
+        names = [n.strip().strip('"') for n in path.split(",") if n.strip()]
+        names = [user if n == "$user" else n for n in names]
+        if not names:
+            raise StoreError(f"The database {self.display_url} has an empty search_path: name the schema to "
+                             "work in in the URL (?options=-csearch_path%3Dname).")
+        raise StoreError(
+            f"The database {self.display_url} has no schema to work in: the schema(s) "
+            f"{', '.join(names)} of its search_path do not exist (or the user {user} may not use them). "
+            f"Create it (CREATE SCHEMA {names[0]}) or name an existing schema in the URL "
+            "(?options=-csearch_path%3Dname).")
+
+    def _refuse_tables_in_the_way(self, conn: Connection) -> None:
+        """A database without crm-dedup's schema (no Alembic revision) must not hold a table of one
+        of our names already: creating the schema would keep it as it is, stamp the revision, and the
+        first query on a column it lacks would fail."""
+        if MigrationContext.configure(conn).get_current_revision() is None:
+            refuse_existing_tables(conn, schema.metadata.sorted_tables)
 
     def check_schema(self) -> None:
         """Refuse to work on a database without our schema or with an older one."""
@@ -131,13 +171,36 @@ class Store:
                 f"The database {self.display_url} has schema revision {current}, this version needs {head}. "
                 "Run `crm-dedup migrate` to upgrade it (back it up first)."
             )
-        present = set(sa.inspect(self.engine).get_table_names())
+        inspector = sa.inspect(self.engine)
+        present = set(inspector.get_table_names())
         missing = sorted(set(schema.metadata.tables) - present)
         if missing:  # dropped by hand: the revision says all is there, so migrate would do nothing
             raise StoreError(
                 f"The database {self.display_url} lacks the table(s) {', '.join(missing)} of its schema revision "
                 f"{current}: they were dropped outside crm-dedup. Restore them from a backup, or create a new "
                 "database with `crm-dedup init` and import the records."
+            )
+        # changed by hand, or another application's table an older `init` kept: a query would fail later
+        found = {name: {c["name"]: c for c in columns} for (_, name), columns in
+                 inspector.get_multi_columns(filter_names=list(schema.metadata.tables)).items()}
+        problems = []
+        for table in schema.metadata.sorted_tables:
+            columns = found.get(table.name, {})
+            lacking = [c.name for c in table.columns if c.name not in columns]
+            # a column crm-dedup does not know is harmless, unless an insert must fill it
+            unfilled = [name for name, c in columns.items() if name not in table.c and not c["nullable"]
+                        and c.get("default") is None and not c.get("identity") and not c.get("computed")]
+            if lacking:
+                problems.append(f"{table.name} lacks the column(s) {', '.join(lacking)}")
+            if unfilled:
+                problems.append(f"{table.name} has the column(s) {', '.join(unfilled)}, unknown to crm-dedup, "
+                                "which an insert must fill (NOT NULL without a default)")
+        if problems:
+            raise StoreError(
+                f"The database {self.display_url} does not have the tables of its schema revision {current}: "
+                f"{'; '.join(problems)}. They were changed outside crm-dedup, or are another application's "
+                "tables an older `crm-dedup init` kept. Restore them from a backup, or create a new database "
+                "with `crm-dedup init` and import the records."
             )
 
     def refresh_statistics(self) -> list[str]:
@@ -322,6 +385,27 @@ class Store:
 
     def __exit__(self, *exc) -> None:
         self.dispose()
+
+
+def refuse_existing_tables(conn: Connection, tables: Iterable[sa.Table]) -> None:
+    """Raise StoreError naming those of ``tables`` the database (on PostgreSQL, its current schema)
+    has already, as tables or views, before crm-dedup's schema is created: create_all would keep
+    them as they are. Migrations 0001 and 0002 call it too."""
+    inspector = sa.inspect(conn)
+    present = set(inspector.get_table_names()) | set(inspector.get_view_names())
+    clash = sorted(t.name for t in tables if t.name in present)
+    if not clash:
+        return
+    url = conn.engine.url.render_as_string(hide_password=True)
+    where = f"The schema {inspector.default_schema_name} of the database {url}" \
+        if conn.dialect.name == "postgresql" else f"The database {url}"
+    other = ("another database, or another schema (CREATE SCHEMA crm_dedup, then add "
+             "?options=-csearch_path%3Dcrm_dedup to the URL)") if conn.dialect.name == "postgresql" \
+        else "another database file"
+    raise StoreError(
+        f"{where} already has the table(s) {', '.join(clash)}, which crm-dedup did not create there: "
+        "creating its schema would take them over as they are. Nothing was created. Use "
+        f"{other}, or drop or rename those tables, then run `crm-dedup init`.")
 
 
 def entities_query(entity_type: str, include_deleted: bool = False, since=None) -> sa.Select:

@@ -92,6 +92,18 @@ def load_settings(path: Path | None, *, runs: bool = False):
     return settings
 
 
+def migrated(store) -> str:
+    """Create or upgrade the schema, then check it as every command does: a problem is one line."""
+    from crm.store import StoreError
+
+    try:
+        rev = store.migrate()
+        store.check_schema()  # (a table an older init kept as it was lacks our columns)
+    except StoreError as exc:
+        fail(str(exc))
+    return rev
+
+
 @app.command()
 def init(db: DbOption = None) -> None:
     """Create an empty CRM database with the crm-dedup schema (or upgrade an existing one)."""
@@ -100,7 +112,7 @@ def init(db: DbOption = None) -> None:
     from crm import schema
 
     store = open_store(db, must_exist=False, check=False)
-    rev = store.migrate()
+    rev = migrated(store)
     typer.echo(f"{store.display_url}: schema at revision {rev}")
     with store.engine.connect() as conn:
         admins = conn.execute(sa.select(sa.func.count()).where(schema.users.c.role == "admin")).scalar_one()
@@ -114,7 +126,7 @@ def migrate(db: DbOption = None) -> None:
     """Upgrade the database schema to this version of crm-dedup."""
     store = open_store(db, check=False)
     before = store.revision()
-    rev = store.migrate()
+    rev = migrated(store)
     typer.echo(f"{store.display_url}: schema {before or '(none)'} -> {rev}")
 
 
@@ -151,7 +163,7 @@ def demo(
     from crm.demo import DemoSizes, generate_demo
 
     store = open_store(db, must_exist=False, check=False)
-    store.migrate()
+    migrated(store)
     counts = store.stats()["tables"]
     if any(counts[t] for t in ("contacts", "companies", "leads")):
         if not replace:

@@ -329,3 +329,113 @@ def test_approving_more_groups_than_a_statement_takes_parameters(store):
     assert groups.loc["contact:3", "status"] == "skipped"
     assert (groups.drop(index="contact:3")["status"] == "approved").all()
     assert (groups.drop(index="contact:3")["approved_by"] == 1).all()
+
+
+# -- a database that is not (only) crm-dedup's ----------------------------------------------------
+
+def _tables(url: str) -> dict[str, list[str]]:
+    """Every table of the database (PostgreSQL: of the test's schema) with its columns."""
+    engine = sa.create_engine(url)
+    try:
+        inspector = sa.inspect(engine)
+        return {t: [c["name"] for c in inspector.get_columns(t)] for t in inspector.get_table_names()}
+    finally:
+        engine.dispose()
+
+
+def _run_sql(url: str, *statements: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+    engine.dispose()
+
+
+def _one_line_error(result) -> str:
+    """The CLI refused with its one-line error (no traceback); returns that line."""
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+def test_init_refuses_a_database_that_has_a_table_of_ours_already_and_creates_nothing(db_url):
+    """Another application's `users`: init names it and what to do, and neither creates a table nor
+    stamps a revision (before, it kept the table, stamped the head revision and failed on users.role)."""
+    _run_sql(db_url, "CREATE TABLE users (id int PRIMARY KEY, login text)")
+    line = _one_line_error(CliRunner().invoke(app, ["init", "--db", db_url]))
+    assert "already has the table(s) users," in line and "drop or rename those tables" in line
+    assert ("another schema" in line) == db_url.startswith("postgresql")
+    assert _tables(db_url) == {"users": ["id", "login"]}
+    # every other command says the same (it used to die on an SQL error)
+    line = _one_line_error(CliRunner().invoke(app, ["stats", "--db", db_url]))
+    assert "already has the table(s) users," in line
+    with pytest.raises(StoreError, match=r"already has the table\(s\) users,"):
+        Store(db_url)
+    # a table that appears between opening and migrating: migrate checks again, in its transaction
+    _run_sql(db_url, "DROP TABLE users")
+    store = Store(db_url)
+    _run_sql(db_url, "CREATE TABLE dedup_runs (id text PRIMARY KEY)", "CREATE TABLE users (id int PRIMARY KEY)")
+    with pytest.raises(StoreError, match=r"already has the table\(s\) dedup_runs, users,"):
+        store.migrate()
+    assert store.revision() is None and set(_tables(db_url)) == {"dedup_runs", "users"}
+    store.dispose()
+
+
+def test_a_migration_that_refuses_leaves_nothing_half_made(db_url, monkeypatch):
+    """Migration 0002 refuses a dedup table that is there already after 0001 created the CRM tables
+    (Store.migrate's own check left out, as for a caller running the migrations another way): the
+    whole upgrade is one transaction on both backends, so not one table or revision stays."""
+    store = Store(db_url)
+    _run_sql(db_url, "CREATE TABLE dedup_skips (id int PRIMARY KEY, why text)")
+    monkeypatch.setattr(Store, "_refuse_tables_in_the_way", lambda self, conn: None)
+    with pytest.raises(StoreError, match=r"already has the table\(s\) dedup_skips,"):
+        store.migrate()
+    assert store.revision() is None
+    assert _tables(db_url) == {"dedup_skips": ["id", "why"]}
+    store.dispose()
+
+
+def test_check_schema_names_the_columns_a_table_of_ours_lacks(store):
+    store.check_schema()
+    _run_sql(store.url, "ALTER TABLE users DROP COLUMN department")
+    with pytest.raises(StoreError, match=r"users lacks the column\(s\) department\. They were changed outside"):
+        store.check_schema()
+
+
+def test_a_database_an_older_init_made_over_another_table_is_reported_not_queried(db_url):
+    """What `init` made before it refused: another application's users kept, the rest created and
+    the head revision stamped. Every command names the table and its columns instead of failing on
+    the first query of users.role."""
+    from alembic import command
+
+    from crm.store import _alembic_config
+
+    _run_sql(db_url, "CREATE TABLE users (id int PRIMARY KEY, login text NOT NULL)")
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        schema.metadata.create_all(conn)  # checkfirst, as migration 0001 did
+        cfg = _alembic_config()
+        cfg.attributes["connection"] = conn
+        command.stamp(cfg, "head")
+    engine.dispose()
+    store = Store(db_url)
+    with pytest.raises(StoreError) as refused:
+        store.check_schema()
+    assert "users lacks the column(s) name, email, phone, role, department, password_hash, signed_out_at; " \
+           "users has the column(s) login, unknown to crm-dedup, which an insert must fill" in str(refused.value)
+    store.dispose()
+    line = _one_line_error(CliRunner().invoke(app, ["stats", "--db", db_url]))
+    assert "users lacks the column(s) name, email" in line
+
+
+@pytest.mark.pg
+def test_a_postgresql_schema_missing_from_the_search_path_is_named():
+    from conftest import PG_ADMIN_URL, require_pg
+
+    require_pg()
+    url = f"{PG_ADMIN_URL}?options=-csearch_path%3Dt_missing_schema_x"
+    with pytest.raises(StoreError, match="the schema\\(s\\) t_missing_schema_x of its search_path do not exist"):
+        Store(url)
+    line = _one_line_error(CliRunner().invoke(app, ["init", "--db", url]))
+    assert "CREATE SCHEMA t_missing_schema_x" in line
