@@ -71,6 +71,23 @@ def parse_inn(raw: object) -> tuple[str | None, bool]:
     return digits, inn_checksum_ok(digits)
 
 
+def parse_kpp(raw: object) -> str | None:
+    """The KPP written with a company's INN in one field ("7707083893/770701001", "ИНН 7707083893 КПП
+    784243001", either first): the 9-digit number beside a valid 10-digit INN, as parse_inn splits
+    them. A company's branches share its INN and each has a KPP of its own. None where there is no
+    valid company INN (a sole trader's 12 digits have no KPP), no such number, or two different ones
+    (no guess); a KPP in the new letter form (7707AB001) is not read."""
+    text = as_text(raw)
+    if text is None or len(_NON_DIGIT.sub("", text)) <= 12:  # one number at most: no KPP beside an INN
+        return None
+    inn, ok = parse_inn(text)
+    if not ok or len(inn) != 10:
+        return None
+    found = {d for d in (_NON_DIGIT.sub("", part) for part in _INN_AND_MORE.split(text))
+             if len(d) == 9 and d.isascii() and d.strip("0")}
+    return found.pop() if len(found) == 1 else None
+
+
 def normalize_inns(values: pd.Series) -> pd.DataFrame:
     """Columns inn (digits or None) and valid; same index; once per distinct value."""
     codes, uniques = pd.factorize(values.to_numpy(dtype=object), use_na_sentinel=True)

@@ -23,7 +23,7 @@ import pandas as pd
 
 from matchers.companies import normalize_companies
 from matchers.emails import normalize_emails
-from matchers.identifiers import FREE_MAIL_DOMAINS, normalize_birthdates, parse_inn, registered_domain
+from matchers.identifiers import FREE_MAIL_DOMAINS, normalize_birthdates, parse_inn, parse_kpp, registered_domain
 from matchers.names import clean_text, forget_cached_names, normalize_persons
 from matchers.phones import normalize_phones
 from matchers.parquet import write_parquet
@@ -307,6 +307,8 @@ def _single_values(table: RoleTable, roles: set[str], out: pd.DataFrame) -> None
         out["birthdate"] = normalize_birthdates(rec["birthdate"].reset_index(drop=True)).to_numpy()
     if "tax_id" in rec.columns:
         out["tax_id"] = per_unique(rec["tax_id"], _valid_inn)
+        # the KPP written with a company's INN: its branches share the INN, each has a KPP of its own
+        out["kpp"] = per_unique(rec["tax_id"], parse_kpp)
     for col in ("address", "city", "postcode", *table.text_columns):
         if col in rec.columns:
             out[col] = per_unique(rec[col], _clean_or_none)

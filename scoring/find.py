@@ -243,7 +243,7 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
                                  "(the demo truth, or past merges and skips), or use model: fellegi-sunter.")
             lab = labels.reindex(p.ids).to_numpy()
             model = train_logistic(cv, lab[cand.a] == lab[cand.b], seed=settings.seed)
-        held = _held_reasons(cv, p) if settings.hold_rules else Held.none(len(cv.levels))
+        held = _held_reasons(cv, p, cand.a, cand.b) if settings.hold_rules else Held.none(len(cv.levels))
         if model is None:
             # Pairs the hold rules keep at "possible" (namesakes whose only likeness is their names,
             # and an e-mail made of those names) would count as likely matches in the prior: the
@@ -257,7 +257,7 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
         rule_hit = _deterministic(cv) if settings.deterministic_rules else np.zeros(len(prob), bool)
         prob = np.where(rule_hit, np.maximum(prob, settings.thresholds.certain), prob)
         # an equal valid tax id is a duplicate criterion by itself (as in Bitrix24), whatever the titles say
-        tax_hit = _same_tax_id(cv) if settings.deterministic_rules else np.zeros(len(prob), bool)
+        tax_hit = _same_tax_id(cv, p, cand.a, cand.b) if settings.deterministic_rules else np.zeros(len(prob), bool)
         tax_hit &= prob < settings.thresholds.probable  # (those it lifts: explained so)
         prob = np.where(tax_hit, np.maximum(prob, settings.thresholds.probable), prob)
         if settings.hold_rules:  # (after training: these pairs count in the prior as the model scores them)
@@ -330,9 +330,10 @@ HELD_AT = "Held at possible: "
 HELD_REASONS = ["", "only names agree, no phone, email, birthdate or tax id", "different first names",
               "different patronymics", "different birthdates", "different tax ids",
               "only a phone agrees; no names to compare", "only an e-mail agrees; no names to compare",
-              "one record names a person, the other no one, and the e-mail they share is an office's mailbox"]
-# held because the two records are different people or legal entities: never in one group
-APART = (2, 3, 4, 5)
+              "one record names a person, the other no one, and the e-mail they share is an office's mailbox",
+              "same INN, different KPP: branches of one firm"]
+# held because the two records are different people, legal entities or branches: never in one group
+APART = (2, 3, 4, 5, 9)
 # held and shown: a shared phone or e-mail is Bitrix24's duplicate criterion even without names
 SHOWN_AT_POSSIBLE = (6, 7)
 # a phone or e-mail held by more records than this is a switchboard or role mailbox, not a person's
@@ -347,13 +348,16 @@ OFFICE_MAILBOXES = frozenset("""
 """.split())
 
 
-def _held_reasons(cv: ComparisonVectors, p: Prepared) -> Held:
-    """Pairs that stay "possible" whatever their score, with the reason in words:
+def _held_reasons(cv: ComparisonVectors, p: Prepared, a: np.ndarray, b: np.ndarray) -> Held:
+    """Pairs that stay "possible" whatever their score, with the reason in words (``a``, ``b``: the
+    pairs' record positions):
     - only names agree, in a table that has phones or emails (namesakes share names, not phones);
     - first names that cannot be the same person's (not equal, no nickname, typo or sound-alike),
       or two different patronymics (a father and his son), unless a birthdate or tax id agrees;
-    - two different birthdates, or two different tax ids (another person, another legal entity).
-    Later reasons override earlier ones."""
+    - two different birthdates, or two different tax ids (another person, another legal entity);
+    - the same INN with two different KPPs (two branches of one firm, or the head office and a
+      branch: each is a record of its own, however much else they share: one phone line, one site,
+      one title). Later reasons override earlier ones."""
     n = len(cv.levels)
     code = np.zeros(n, dtype=np.int8)
     level = {c.name: cv.levels[:, j] for j, c in enumerate(cv.comparisons)}
@@ -379,6 +383,7 @@ def _held_reasons(cv: ComparisonVectors, p: Prepared) -> Held:
             code[(level["birthdate"] >= 0) & (level["birthdate"] <= 1)] = 4
     if "tax_id" in level:
         code[level["tax_id"] == 0] = 5
+    code[_other_branch(p, a, b)] = 9
     return Held(code, HELD_REASONS)
 
 
@@ -441,21 +446,41 @@ def _has_person_name(p: Prepared) -> np.ndarray | None:
     return out
 
 
-def _same_tax_id(cv: ComparisonVectors) -> np.ndarray:
-    """The same valid tax id (INN) on both records."""
+def _same_tax_id(cv: ComparisonVectors, p: Prepared, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The same valid tax id (INN) on both records, unless two different KPPs make them two branches."""
     if "tax_id" not in cv.names:
         return np.zeros(len(cv.levels), bool)
     j = cv.names.index("tax_id")
-    return cv.levels[:, j] == len(cv.comparisons[j].levels) - 1
+    return (cv.levels[:, j] == len(cv.comparisons[j].levels) - 1) & ~_other_branch(p, a, b)
+
+
+def _kpp_codes(p: Prepared) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per record, a code of its valid INN and one of the KPP written with it (-1: none); None
+    where the records have no KPPs (no tax ids, or normalised before KPPs were kept)."""
+    if "tax_id" not in p.records.columns or "kpp" not in p.records.columns:
+        return None
+    return p.codes("tax_id")[0], p.codes("kpp")[0]
+
+
+def _other_branch(p: Prepared, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairs (positions ``a``, ``b``) with the same valid INN and two different KPPs: a firm's
+    branches share its INN, each has a KPP of its own."""
+    codes = _kpp_codes(p)
+    if codes is None:
+        return np.zeros(len(a), bool)
+    inn, kpp = codes
+    return (inn[a] >= 0) & (inn[a] == inn[b]) & (kpp[a] >= 0) & (kpp[b] >= 0) & (kpp[a] != kpp[b])
 
 
 def _cluster(p: Prepared, pa: np.ndarray, pb: np.ndarray, prob: np.ndarray, comparisons, model,
              settings: MatchSettings, skips: set[tuple], apart: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Groups of the pairs at or above "probable". Never in one group: pairs a person skipped, pairs
-    ``apart`` (held by a rule saying they are different people: different first names, patronymics,
-    birthdates or tax ids; a chain through a third record is cut at its weakest link) and, with the
-    chaining guard, pairs inside a group whose own evidence says they differ (scored if not yet, and
-    held apart by the same rules)."""
+    ``apart`` (held by a rule saying they are different people or firms: different first names,
+    patronymics, birthdates or tax ids, or two branches' KPPs; a chain through a third record is cut
+    at its weakest link) and, with the chaining guard, pairs inside a group whose own evidence says
+    they differ (scored if not yet, and held apart by the same rules). A group's strength is the
+    weakest pair of a maximum spanning tree of its pairs (cluster.constrained_clusters), whether or
+    not anything is held apart."""
     n = len(p)
     keep = prob >= settings.thresholds.probable
     a, b, s = pa[keep], pb[keep], prob[keep]
@@ -481,19 +506,13 @@ def _cluster(p: Prepared, pa: np.ndarray, pb: np.ndarray, prob: np.ndarray, comp
                 extra = compare(p, ga[todo], gb[todo], comparisons)
                 gp[todo], _ = model.score(extra)
                 if settings.hold_rules:
-                    held_apart[todo] = np.isin(_held_reasons(extra, p).code, APART)
+                    held_apart[todo] = np.isin(_held_reasons(extra, p, ga[todo], gb[todo]).code, APART)
             # cut only on evidence of a difference, never for missing evidence (rule: scoring/cluster.py)
             bad = guard_keeps_apart(gp, held_apart, settings.chain_guard_probability, model.prior_weight())
             cannot.append(np.stack([ga[bad], gb[bad]], axis=1))
     cannot = np.concatenate(cannot)
-    if not len(cannot):
-        full = comp
-        strength = np.full(n, np.nan)
-        if len(a):
-            ser = pd.Series(s).groupby(comp[a]).min()
-            strength = ser.reindex(comp).to_numpy()
-        return full, strength
-    # constrained clustering only over the records that have an edge
+    # constrained clustering only over the records that have an edge (with no cannot-link too: the
+    # group's score is then its spanning tree's weakest pair, not its weakest pair of all)
     involved = unique_sorted(np.concatenate([a, b]))
     local = np.full(n, -1, dtype=np.int64)
     local[involved] = np.arange(len(involved))
@@ -673,10 +692,19 @@ def _pairs_frame(p: Prepared, cand: Candidates, keep: np.ndarray, cv: Comparison
     tax = np.flatnonzero(tax_hit[keep])
     if len(tax):
         inn = cv.shown["tax_id"][tax].astype(str)
-        # a legal entity's branches share its INN (the KPP tells them apart), a sole trader's is his own
-        text[tax] = text[tax] + np.where(np.char.str_len(inn.astype("U")) == 10,
-                                         ". Rule: same tax id (a company's branches share it: compare the KPP)",
-                                         ". Rule: same tax id").astype(object)
+        # a legal entity's branches share its INN (the KPP tells them apart; two different KPPs are
+        # held, never lifted), a sole trader's is his own
+        company = np.char.str_len(inn.astype("U")) == 10
+        codes = _kpp_codes(p)
+        same_kpp = np.zeros(len(tax), bool)
+        if codes is not None:
+            ka, kb = codes[1][a[tax]], codes[1][b[tax]]
+            same_kpp = (ka >= 0) & (ka == kb)
+        text[tax] = text[tax] + np.select(
+            [same_kpp, company],
+            [". Rule: same tax id and KPP",
+             ". Rule: same tax id (a company's branches share it: a KPP on both records would tell them apart)"],
+            ". Rule: same tax id").astype(object)
     held_at = np.flatnonzero(held.code[keep] > 0)
     text[held_at] = text[held_at] + ". " + HELD_AT + held.text(keep[held_at])
     # contributions as JSON: {"prior": .., "<comparison>": .., ...}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from matchers.compare import comparisons_for
 from matchers.prepare import prepare
@@ -61,9 +62,9 @@ def cluster(rows: list[dict], pairs: list[tuple[int, int, float]], *, entity: st
     b = np.array([pos[y] for _, y, _ in pairs])
     prob = np.array([s for _, _, s in pairs])
     held = np.array([(x, y) in apart for x, y, _ in pairs])
-    labels, _ = _cluster(p, a, b, prob, comparisons_for(p), model_for(p), settings or MatchSettings(),
-                         set(skips), apart=held)
-    return {int(i): int(labels[k]) for k, i in enumerate(p.ids)}, (p, a, b, prob, labels)
+    labels, strength = _cluster(p, a, b, prob, comparisons_for(p), model_for(p), settings or MatchSettings(),
+                                set(skips), apart=held)
+    return {int(i): int(labels[k]) for k, i in enumerate(p.ids)}, (p, a, b, prob, labels, strength)
 
 
 def test_a_certain_duplicate_is_not_cut_off_for_lacking_evidence_against_a_third_member():
@@ -81,7 +82,7 @@ def test_a_fourth_record_linked_to_the_first_joins_the_same_group():
 
 def test_a_pair_scored_low_on_real_disagreement_still_cuts_the_chain():
     # 900003-900032 scored, far below the prior: what was compared says two companies
-    groups, (p, a, b, prob, labels) = cluster(ROMASHKA, ROMASHKA_PAIRS + [(900003, 900032, 1e-7)])
+    groups, (p, a, b, prob, labels, _) = cluster(ROMASHKA, ROMASHKA_PAIRS + [(900003, 900032, 1e-7)])
     assert groups[900003] != groups[900032]
     assert groups[900001] == groups[900002]
     # ... and the record the cut left alone is reported with its strongest partner
@@ -92,7 +93,7 @@ def test_a_pair_scored_low_on_real_disagreement_still_cuts_the_chain():
 
 
 def test_a_skipped_pair_never_shares_a_group_and_the_record_left_out_is_reported():
-    groups, (p, a, b, prob, labels) = cluster(ROMASHKA, ROMASHKA_PAIRS, skips={(900003, 900032)})
+    groups, (p, a, b, prob, labels, _) = cluster(ROMASHKA, ROMASHKA_PAIRS, skips={(900003, 900032)})
     assert groups[900003] != groups[900032]
     lone, partner, _ = cut_off(labels, a, b, prob, MatchSettings().thresholds.probable)
     assert [int(p.ids[x]) for x in lone] == [900003] and [int(p.ids[y]) for y in partner] == [900002]
@@ -144,3 +145,50 @@ def test_find_duplicates_lists_the_record_left_out_on_the_group():
     g = r.groups.set_index("id")["group_id"]
     assert g[1] == g[2] != g[3]
     assert r.group_table.set_index("group_id").loc[g[1], "cut_off"] == [3]
+
+
+# company-1802 of a user's run: pairs 1.0, 1.0 and 0.9819, stored at 0.9819 "probable". A group's score is
+# the weakest pair of a maximum spanning tree of its pairs (docs/run_folder.md), here 1.0, whether or not
+# anything in the table is held apart or skipped.
+TRIO = ROMASHKA[:3] + [dict(id=900099, company="ИП Васильков", phone=["+7 495 000-11-22"])]
+TRIO_PAIRS = [(900001, 900002, 1.0), (900002, 900003, 1.0), (900001, 900003, 0.9819)]
+
+
+@pytest.mark.parametrize("case", ["nothing held", "no chaining guard", "a skip", "a pair held apart"])
+def test_a_groups_score_is_its_spanning_trees_weakest_pair_with_or_without_cuts(case):
+    # (a pair held apart cuts a chain only inside a would-be group: there, the fourth is probable with 3)
+    pairs = TRIO_PAIRS + [(900003, 900099, 0.95 if case == "a pair held apart" else 0.6)]
+    kwargs = {"no chaining guard": dict(settings=MatchSettings(chain_guard=False)),
+              "a skip": dict(skips={(900001, 900099)}),
+              "a pair held apart": dict(apart={(900003, 900099)})}.get(case, {})
+    groups, (p, *_, strength) = cluster(TRIO, pairs, **kwargs)
+    assert len({groups[i] for i in (900001, 900002, 900003)}) == 1 and groups[900099] != groups[900001]
+    pos = {int(i): k for k, i in enumerate(p.ids)}
+    assert [strength[pos[i]] for i in (900001, 900002, 900003)] == [1.0, 1.0, 1.0]
+    assert np.isnan(strength[pos[900099]])
+
+
+def _trio_model(p) -> LogisticModel:
+    """Bits chosen so that 1-2 and 2-3 (title, a phone, the e-mail) score exactly 1.0 and 1-3
+    (title and e-mail, two other phones) about 0.97."""
+    comps = comparisons_for(p)
+    top = {"company": 40.0, "phone": 40.0, "email": 7.0}
+    bottom = {"company": -6.0, "phone": -30.0, "email": -6.0}
+    coef = [[bottom.get(c.name, 0.0)] + [0.0] * (len(c.levels) - 2) + [top.get(c.name, 0.0)] for c in comps]
+    return LogisticModel([c.name for c in comps], [list(c.levels) for c in comps], coef, PRIOR_BITS)
+
+
+@pytest.mark.parametrize("skips", [set(), {(3, 4)}])
+def test_find_duplicates_scores_a_group_by_its_spanning_tree(skips):
+    rows = [dict(id=1, company="ООО «Лютик»", phone=["+7 495 765-43-21"], email=["zakupki@lutik.ru"]),
+            dict(id=2, company="Лютик", phone=["8 495 765 43 21", "+7 495 111-22-33"], email=["zakupki@lutik.ru"]),
+            dict(id=3, company="ООО Лютик", phone=["+74951112233"], email=["zakupki@lutik.ru"]),
+            dict(id=4, company="АО Василёк", phone=["+7 812 000-00-01"])]
+    t = table("company", rows)
+    r = find_duplicates(t, MatchSettings(), model=_trio_model(prepare(t)), skips=skips)
+    prob = r.pairs.set_index(["id_a", "id_b"])["probability"]
+    assert prob[(1, 2)] == prob[(2, 3)] == 1.0 and 0.9 < prob[(1, 3)] < MatchSettings().thresholds.certain
+    assert len(r.group_table) == 1
+    group = r.group_table.iloc[0]
+    assert sorted(group["member_ids"]) == [1, 2, 3]
+    assert group["score"] == 1.0 and group["tier"] == "certain"

@@ -22,6 +22,7 @@ from matchers.identifiers import (
     normalize_inns,
     parse_birthdate,
     parse_inn,
+    parse_kpp,
     registered_domain,
 )
 
@@ -108,6 +109,57 @@ def test_an_inn_beside_a_kpp_is_found_wherever_it_stands():
         other = _with_checksum("".join(rng.choice("123456789") for _ in range(9)))
         if other != inn:
             assert parse_inn(f"ИНН {inn}, ИНН {other}")[1] is False
+
+
+KPP_CASES = [
+    ("INN/KPP in one field", "7707083893/770701001", "770701001"),
+    ("labelled", "ИНН 7707083893 КПП 784243001", "784243001"),
+    ("KPP first", "КПП 773601001 ИНН 7707083893", "773601001"),
+    ("labels glued to both", "ИНН7707083893КПП773601001", "773601001"),
+    ("after a space", "7707083893 695002001", "695002001"),
+    ("after a comma", "7707083893, КПП 773601001", "773601001"),
+    ("the same KPP twice", "7707083893/770701001, КПП 770701001", "770701001"),
+    ("an INN alone", "7707083893", None),
+    ("an INN as a number", 7707083893.0, None),
+    ("an INN that lost its leading zero is no KPP", _with_checksum("027012974")[1:], None),
+    ("a wrong INN: no KPP to trust", "7707083894/695002001", None),
+    ("a sole trader has no KPP", "500100732259/695002001", None),
+    ("two different KPPs: no guess", "7707083893/770701001/784243001", None),
+    ("zeros are no KPP", "7707083893/000000000", None),
+    ("an OGRN is no KPP", "ИНН 7707083893 ОГРН 1027700132195", None),
+    ("the letter form is not read", "7707083893/7707AB001", None),
+    ("two INNs", "7707083893; 500100732259/695002001", None),
+    ("digits of another script are no KPP", "7707083893/٧٧٠٧٠١٠٠١", None),
+    ("None", None, None),
+    ("NaN", float("nan"), None),
+]
+
+
+@pytest.mark.parametrize("desc,raw,expected", KPP_CASES, ids=[c[0] for c in KPP_CASES])
+def test_parse_kpp(desc, raw, expected):
+    assert parse_kpp(raw) == expected
+
+
+def test_a_kpp_beside_an_inn_is_found_wherever_it_stands():
+    rng = random.Random(12)
+    for _ in range(300):
+        inn = _with_checksum("".join(rng.choice("123456789") for _ in range(9)))
+        kpp = "".join(rng.choice("0123456789") for _ in range(4)) + "01001"
+        for text in (f"{inn}/{kpp}", f"ИНН {inn} КПП {kpp}", f"ИНН {inn} КПП{kpp}", f"КПП {kpp} ИНН {inn}",
+                     f"{kpp} / {inn}", f"ИНН/КПП: {inn} / {kpp}", f"{inn} {kpp}"):
+            assert parse_inn(text) == (inn, True) and parse_kpp(text) == kpp, text
+
+
+def test_prepare_keeps_the_kpp_beside_the_inn():
+    from matchers.prepare import prepare
+    from matchers.table import RoleTable
+
+    raw = ["ПАО Сбербанк", "7707083893"], ["Сбербанк", "7707083893/770701001"], \
+        ["Сбербанк, филиал", "ИНН 7707083893 КПП 784243001"], ["ИП Иванов", "500100732259"], ["Нет", None]
+    records = pd.DataFrame(raw, columns=["company", "tax_id"], index=pd.Index([1, 2, 3, 4, 5], name="id"))
+    p = prepare(RoleTable("company", records, pd.DataFrame(columns=["id", "role", "raw"])))
+    assert p.records["tax_id"].tolist() == ["7707083893"] * 3 + ["500100732259", None]
+    assert p.records["kpp"].tolist() == [None, "770701001", "784243001", None, None]
 
 
 def test_normalize_inns():
@@ -229,6 +281,17 @@ def test_identifiers_never_raise(value):
     domain = registered_domain(value)
     assert domain is None or (domain.isascii() and "." in domain)
     parse_birthdate(value)
+    kpp = parse_kpp(value)
+    assert kpp is None or (len(kpp) == 9 and kpp.isascii() and kpp.isdigit())
+
+
+@FAST
+@given(st.text(alphabet="0123456789٣/ ,;ИНКП", max_size=40))
+def test_a_kpp_is_nine_ascii_digits_beside_a_valid_company_inn(text):
+    kpp = parse_kpp(text)
+    if kpp is not None:
+        inn, ok = parse_inn(text)
+        assert ok and len(inn) == 10 and len(kpp) == 9 and kpp.isascii() and kpp.isdigit(), text
 
 
 @settings(max_examples=40, deadline=None, derandomize=True)
