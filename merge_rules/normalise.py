@@ -120,19 +120,23 @@ def comm_valid(comm_type: str, raw: str) -> bool:
 
 
 def inn_valid(raw: str) -> bool:
-    """A Russian tax id (ИНН): 10 digits for an organisation, 12 for a person, with check digits."""
-    digits = _NON_DIGIT.sub("", raw or "")
-    if len(digits) != len((raw or "").strip()) or len(digits) not in (10, 12):
-        return False
-    d = [int(c) for c in digits]
+    """A Russian tax id (ИНН) with right check digits: 10 digits for an organisation, 12 for a person,
+    read as the matching reads it (matchers.identifiers.parse_inn: "ИНН 7707083893", with its KPP)."""
+    from matchers.identifiers import parse_inn
 
-    def check(weights: list[int]) -> int:
-        return sum(w * x for w, x in zip(weights, d)) % 11 % 10
+    return parse_inn(raw)[1]
 
-    if len(d) == 10:
-        return check([2, 4, 10, 3, 5, 9, 4, 6, 8]) == d[9]
-    return (check([7, 2, 4, 10, 3, 5, 9, 4, 6, 8]) == d[10]
-            and check([3, 7, 2, 4, 10, 3, 5, 9, 4, 6, 8]) == d[11])
+
+def _tax_id_key(raw) -> str:
+    """A tax id as a value: its INN, and its KPP where one is written with it ("7707083893/770701001"):
+    a head office and its branch (or two branches) are two values, for a person to choose."""
+    from matchers.identifiers import parse_inn, parse_kpp
+
+    inn, valid = parse_inn(raw)
+    if not valid:
+        return _NON_DIGIT.sub("", str(raw))
+    kpp = parse_kpp(raw)
+    return f"{inn}/{kpp}" if kpp else inn
 
 
 def validator_for(field: str):
@@ -153,7 +157,7 @@ def value_key_for(field: str):
     if field in ("website", "web"):
         return lambda v: web_key(str(v))[0]
     if field == "tax_id":
-        return lambda v: _NON_DIGIT.sub("", str(v))
+        return _tax_id_key
     if "phone" in field:
         return lambda v: phone_key(str(v))[0]
     if "email" in field:

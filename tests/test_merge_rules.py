@@ -203,9 +203,10 @@ def test_comm_keys():
     assert comm_key("phone", "12345") != comm_key("email", "12345")
 
 
+# (dashes: the same number, as the matching reads it)
 @pytest.mark.parametrize("inn, ok", [("7707083893", True), ("7707083894", False), ("500100732259", True),
                                      ("500100732258", False), ("123", False), ("77070838931", False),
-                                     ("77-07083893", False), (None, False)])
+                                     ("77-07083893", True), (None, False)])
 def test_inn_check_digits(inn, ok):
     assert inn_valid(inn) is ok
 
@@ -326,3 +327,25 @@ def test_the_oldest_rule_takes_the_earliest_records_source_without_a_conflict():
              Candidate(3, None, False, dt.datetime(2020, 1, 1))]
     out = get_rule(rule).func(cands, RuleContext("contact", "source"))
     assert (out.value, out.source_id, out.conflict) == ("call", 2, False)
+
+
+def test_a_tax_id_written_with_its_kpp_is_valid_and_a_branchs_kpp_is_another_value():
+    from merge_rules.normalise import inn_valid
+    from merge_rules.rules import Candidate, RuleContext, get_rule
+
+    assert inn_valid("7707083893") and inn_valid("7707083893/770701001") and inn_valid("ИНН 7707083893")
+    assert not inn_valid("7707083894") and not inn_valid("7707083893 7736207543")
+
+    def settle(*values):
+        cands = [Candidate(i, v, i == 1) for i, v in enumerate(values, start=1)]
+        return get_rule("prefer_valid").func(cands, RuleContext("company", "tax_id"))
+
+    # the same INN and KPP written two ways: one value, the primary's
+    out = settle("7707083893/770701001", "ИНН 7707083893 КПП 770701001")
+    assert (out.value, out.conflict) == ("7707083893/770701001", False)
+    # a head office and a branch, or two branches: a choice for a person (the KPP is not dropped unseen)
+    assert settle("7707083893", "7707083893/770701001").conflict is True
+    assert settle("7707083893/770701001", "7707083893/784243001").conflict is True
+    # an invalid INN gives way to the valid one
+    out = settle("7707083894", "7707083893/770701001")
+    assert (out.value, out.source_id, out.conflict) == ("7707083893/770701001", 2, False)
