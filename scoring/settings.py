@@ -61,7 +61,8 @@ class MatchSettings(BaseModel):
     thresholds: Thresholds = Thresholds()
     deterministic_rules: bool = Field(True, description="Same valid phone and same full name is certain.")
     hold_rules: bool = Field(True, description="Hold at 'possible' pairs that agree only on names, or whose first "
-                             "names or patronymics differ, unless a birthdate or tax id agrees.")
+                             "names or patronymics differ, unless a birthdate or tax id agrees; and companies with "
+                             "one INN and two KPPs (branches of one firm). scoring/find.py lists every rule.")
     chain_guard: bool = Field(True, description="Keep apart records that disagree strongly even if a third links both.")
     chain_guard_probability: float = Field(0.05, ge=0, lt=1, description="Pairs below this probability never share a group.")
     chain_guard_max_group: int = Field(200, ge=3, description="Larger components are split by threshold only.")
