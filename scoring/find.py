@@ -687,6 +687,12 @@ def _pairs_frame(p: Prepared, cand: Candidates, keep: np.ndarray, cv: Comparison
         if con:
             parts += [repeat(". Against: ")] + _interleave(con, "; ")
         text[rows] = ["".join(t) for t in islice(zip(*parts), len(rows))]
+    # the sum the probability comes from: the bits above read alone look like a sure match, but every
+    # pair starts at the prior (how rare a duplicate is among any two records)
+    weight = total_weight(prior, contrib)
+    sums, sum_code = np.unique(np.round(weight, 1), return_inverse=True)
+    text = text + np.array([f". In all {w:+.1f} bits, the prior's {prior:+.1f} included" for w in sums.tolist()],
+                           dtype=object)[sum_code.reshape(-1)]
     hit = np.flatnonzero(rule_hit[keep])
     text[hit] = text[hit] + ". Rule: same valid phone and same full name"
     tax = np.flatnonzero(tax_hit[keep])
@@ -723,7 +729,7 @@ def _pairs_frame(p: Prepared, cand: Candidates, keep: np.ndarray, cv: Comparison
     id_a, id_b = np.where(swap, id_b, id_a), np.where(swap, id_a, id_b)
     out = pd.DataFrame({
         "id_a": id_a, "id_b": id_b, "probability": prob[keep].round(6),
-        "weight": total_weight(prior, contrib).round(3), "tier": tier_of(prob[keep], settings),
+        "weight": weight.round(3), "tier": tier_of(prob[keep], settings),
         "rules": cand.rule_text(keep), "criteria": crit_text,
         "explanation": text, "contributions": np.asarray(contributions, dtype=object),
     })
@@ -761,26 +767,34 @@ def _json_float(x: float) -> str:
 
 
 def _criteria(group_table: pd.DataFrame, pairs: pd.DataFrame) -> list[str]:
-    """Bitrix24-style words per group: "2 matches by phone, 1 by email". Counted per distinct
-    criteria text (a handful), so that a million records cost a few array passes."""
+    """Bitrix24-style words per group: "2 matches by phone, 1 by email": records matched, not pairs
+    (four records sharing one phone are 3 matches, not 6): per criterion, the records its pairs join
+    less the sets they form (a record joined to a set is one match). Counted over all groups at once,
+    so that a million records cost a few array passes."""
     if not len(group_table):
         return []
     sizes = group_table["member_ids"].map(len).to_numpy()
     flat = pd.Index(list(chain.from_iterable(group_table["member_ids"])))
-    member_group = pd.Series(np.repeat(np.arange(len(group_table)), sizes), index=flat)
-    member_group = member_group[~member_group.index.duplicated()]
-    ga = member_group.reindex(pairs["id_a"].to_numpy()).to_numpy()
-    gb = member_group.reindex(pairs["id_b"].to_numpy()).to_numpy()
-    inside = np.flatnonzero((ga == gb) & ~np.isnan(ga))
-    group = ga[inside].astype(np.int64)
+    member_group = np.repeat(np.arange(len(group_table)), sizes)
+    position = pd.Series(np.arange(len(flat)), index=flat)
+    position = position[~position.index.duplicated()]
+    pa = position.reindex(pairs["id_a"].to_numpy()).to_numpy()
+    pb = position.reindex(pairs["id_b"].to_numpy()).to_numpy()
+    known = ~np.isnan(pa) & ~np.isnan(pb)
+    inside = np.flatnonzero(known)
+    inside = inside[member_group[pa[inside].astype(np.int64)] == member_group[pb[inside].astype(np.int64)]]
+    pa, pb = pa[inside].astype(np.int64), pb[inside].astype(np.int64)
     codes, patterns = pd.factorize(pairs["criteria"].to_numpy(dtype=object)[inside])
     words_of = [[w for w in p.split(",") if w] if isinstance(p, str) else [] for p in patterns]
     vocab = sorted(set(chain.from_iterable(words_of)))
     counts = np.zeros((len(group_table), len(vocab)), dtype=np.int64)
-    for k, words in enumerate(words_of):
-        per_group = np.bincount(group[codes == k], minlength=len(group_table))
-        for w in words:
-            counts[:, vocab.index(w)] += per_group
+    for j, w in enumerate(vocab):
+        with_w = np.isin(codes, [k for k, words in enumerate(words_of) if w in words])
+        a, b = pa[with_w], pb[with_w]
+        joined = np.unique(np.r_[a, b])
+        sets = np.unique(components(len(flat), a, b)[joined])  # (a set's label is one of its records)
+        counts[:, j] = (np.bincount(member_group[joined], minlength=len(group_table))
+                        - np.bincount(member_group[sets], minlength=len(group_table)))
     # the words once per distinct row of counts (groups of two mostly share a few)
     rows, row_of = np.unique(counts, axis=0, return_inverse=True)
     texts = []

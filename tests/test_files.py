@@ -65,12 +65,18 @@ def test_empty_and_missing_files(tmp_path):
         read_table(tmp_path / "nope.csv")
 
 
-def test_criteria_words_count_the_pairs_inside_each_group():
+def test_criteria_words_count_the_records_matched_inside_each_group():
     group_table = pd.DataFrame({"member_ids": [[1, 2, 3], [4, 5], [6, 7], [8, 9]]})
     pairs = pd.DataFrame({"id_a": [1, 1, 2, 4, 6, 8], "id_b": [2, 3, 3, 5, 7, 10],
                           "criteria": ["phone,email", "phone", "", "phone", "phone", "email"]})
     assert _criteria(group_table, pairs) == ["2 matches by phone, 1 match by email", "1 match by phone",
                                              "1 match by phone", "similar records"]
+    # four records sharing one phone are three matches (a primary and three duplicates), not six pairs;
+    # two separate pairs by e-mail are two
+    group_table = pd.DataFrame({"member_ids": [[1, 2, 3, 4], [5, 6, 7, 8]]})
+    pairs = pd.DataFrame({"id_a": [1, 1, 1, 2, 2, 3, 5, 7, 5], "id_b": [2, 3, 4, 3, 4, 4, 6, 8, 7],
+                          "criteria": ["phone"] * 6 + ["email", "email", "name"]})
+    assert _criteria(group_table, pairs) == ["3 matches by phone", "2 matches by email, 1 match by name"]
 
 
 # -- ids: numbers when every id is a whole number, else text ------------------------------------------------
