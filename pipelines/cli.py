@@ -536,7 +536,8 @@ def groups(
                "`crm-dedup approve ID ...` approves, `crm-dedup review` shows them.")
     if any(getattr(row, "left_out", None) for row in page.itertuples(index=False)):
         typer.echo("A record left out is probable with a member but stays apart: merging the group leaves it as it "
-                   "is (`crm-dedup unskip` withdraws a \"not duplicates\" mark; the next run may then group it).")
+                   "is. `crm-dedup include GROUP_ID RECORD_ID` adds it (after `crm-dedup unskip` where it is marked "
+                   "\"not duplicates\").")
 
 
 GROUP_NAMES = 6  # members named under a group in `groups`
@@ -997,6 +998,29 @@ def unskip(
     typer.echo(f"Removed the skip of {entity} #{a} and #{b} (marked by {who} on "
                f"{removed['created_at']:%Y-%m-%d %H:%M} UTC). They are no longer marked as not duplicates: "
                "the next run may propose them as duplicates again.")
+
+
+@app.command()
+def include(
+    group_id: Annotated[str, typer.Argument(help="The group (`crm-dedup groups` lists them).")],
+    record_id: Annotated[int, typer.Argument(help="The record to add to it.")],
+    user: Annotated[Optional[str], typer.Option(help="Email of the user (default: the first admin).")] = None,
+    settings: SettingsOption = None,
+    db: DbOption = None,
+) -> None:
+    """Add a record to a pending or approved group: one the run left out of it (`groups` lists them as
+    "left out") or any you know is a duplicate. The group is planned again with it and is pending (an
+    approval was for the group without it). A manager (--user) may add only their own records."""
+    from merge_rules.errors import PermissionDenied
+    from merge_rules.grouping import CannotInclude, include_record
+
+    merge_settings = load_settings(settings).merge
+    store = open_store(db)
+    user_row = _user(store, user)
+    try:
+        typer.echo(include_record(store, group_id, record_id, user_row["id"], merge_settings))
+    except (CannotInclude, PermissionDenied) as exc:
+        fail(str(exc), code=1)
 
 
 @app.command()

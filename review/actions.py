@@ -143,6 +143,20 @@ def approve(store, group: dict, user: dict, settings: MergeSettings, seen: Merge
     return Outcome(True, f"Approved{again}: {plan.summary()}. The scheduled apply will merge it.")
 
 
+def include(store, group: dict, user: dict, settings: MergeSettings, record_id: int | None) -> Outcome:
+    """Add a record the run left out to the group (merge_rules.grouping, as `crm-dedup include`)."""
+    from merge_rules.grouping import CannotInclude, include_record
+
+    if record_id is None:
+        return Outcome(False, "Say which record to add to the group.")
+    try:
+        return Outcome(True, include_record(store, group["id"], record_id, user["id"], settings))
+    except PermissionDenied as exc:
+        return Outcome(False, str(exc), status=403)
+    except CannotInclude as exc:
+        return Outcome(False, str(exc))
+
+
 def skip(store, group: dict, user: dict, settings: MergeSettings, record_id: int | None) -> Outcome:
     """Skip the whole group (every pair the user may skip; the group becomes 'skipped'), or one record
     (not a duplicate of the others: it leaves the group, which is re-planned without it)."""

@@ -295,6 +295,14 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
                     target = f"/group/{quote(nxt, safe='')}" if nxt else f"/groups/{group['entity_type']}"
         return _after(request, outcome, target)
 
+    @app.post("/group/{group_id}/include")
+    def group_include(request: Request, group_id: str, form: dict = Depends(checked_form),
+                      user: dict = Depends(current_user)):
+        with store.engine.connect() as conn:
+            group = group_for(conn, group_id, user)
+        record_id = queries.parse_int(form.get("record_id"), "record_id", "a record id")
+        return _after(request, actions.include(store, group, user, settings, record_id), group_url(group_id))
+
     @app.post("/group/{group_id}/later")
     def group_later(request: Request, group_id: str, form: dict = Depends(checked_form),
                     user: dict = Depends(current_user)):

@@ -34,6 +34,7 @@ def _run(store, tmp_path, name: str) -> None:
     steps.quality_step(store.url, "contact", folder, str(settings))
     steps.find_step(store.url, "contact", folder, str(settings))
     steps.propose_step(store.url, run_id, folder, ["contact"], str(settings))
+    proposals.finish_run(store, run_id, "completed", {})
 
 
 def test_a_record_marked_not_duplicates_is_listed_on_the_group_it_was_left_out_of(store, tmp_path):
@@ -66,7 +67,25 @@ def test_a_record_marked_not_duplicates_is_listed_on_the_group_it_was_left_out_o
     assert out.exit_code == 0, out.output
     line = next(text for text in out.output.splitlines() if text.strip().startswith(f"left out: #{lone} "))
     assert "marked not duplicates with" in line and f"with #{item['partner']}" in line
-    assert "crm-dedup unskip" in out.output
+    assert "crm-dedup unskip" in out.output and "crm-dedup include GROUP_ID RECORD_ID" in out.output
+
+    # a person adds it back: refused while it is marked not duplicates, then taken once the mark is withdrawn
+    def include(*more):
+        return CliRunner().invoke(cli_app, ["include", row.id, str(lone), "--db", store.url, *more])
+
+    refused = include()
+    assert refused.exit_code == 1 and "marked not duplicates" in refused.output, refused.output
+    assert f"crm-dedup unskip {min(lone, others[0])} {max(lone, others[0])} --entity contact" in refused.output
+    for m in others:
+        assert CliRunner().invoke(cli_app, ["unskip", str(lone), str(m), "--db", store.url]).exit_code == 0
+    added = include()
+    assert added.exit_code == 0 and f"Added contact #{lone} to group {row.id}" in added.output, added.output
+    now = proposals.read_groups(store, entity_type="contact").set_index("id").loc[row.id]
+    assert now["status"] == "pending" and lone in now["member_ids"]
+    assert lone in now["plan"]["duplicate_ids"] or now["plan"]["primary_id"] == lone
+    assert not any(i["id"] == lone for i in now["left_out"] or [])
+    again = include()
+    assert again.exit_code == 1 and "is in group" in again.output and "already" in again.output
 
 
 # -- the review page -----------------------------------------------------------------------------
@@ -119,6 +138,31 @@ def test_a_manager_sees_another_managers_left_out_record_only_by_its_id(left_out
     assert 'href="/record/contact/15"' in section and "Петрова Анна" in section  # hers
     assert "#13" in section and "another manager&#39;s record" in section
     assert "Smith" not in section and SECRET not in html and 'href="/record/contact/13"' not in section
+
+
+def test_a_left_out_record_is_added_to_the_group_from_the_page_by_whom_it_may(left_out_page, store):
+    app, gid = left_out_page
+    g = schema.dedup_groups
+    with store.engine.begin() as conn:  # #15 (Мария's) kept out by the chaining guard
+        conn.execute(g.update().where(g.c.id == gid).values(left_out=[
+            {"id": 15, "partner": 12, "probability": 0.97, "tier": "certain", "explanation": "surname same",
+             "reason": "kept apart by the chaining guard: the evidence says it differs from another member"}]))
+    petr = _signed_in(app, "petr@example.ru")  # Пётр's #11 is in the group: he sees it, not #15's button
+    assert 'data-include-record="15"' not in petr.get(f"/group/{gid}").text
+    maria = _signed_in(app, MARIA)
+    html = maria.get(f"/group/{gid}").text
+    assert 'data-include-record="15"' in html
+    token = re.search(r'action="/group/[^"]+/include" class="inline">\s*<input type="hidden" name="csrf_token" '
+                      r'value="([^"]+)"', html).group(1)
+    r = petr.post(f"/group/{gid}/include", data={"csrf_token": re.search(
+        r'name="csrf_token" value="([^"]+)"', petr.get(f"/group/{gid}").text).group(1), "record_id": "15"})
+    assert r.status_code == 403 and "may add only records they are responsible for" in r.text
+    r = maria.post(f"/group/{gid}/include", data={"csrf_token": token, "record_id": "15"})
+    assert r.status_code == 303
+    now = proposals.read_groups(store).set_index("id").loc[gid]
+    assert 15 in now["member_ids"] and now["status"] == "pending" and now["left_out"] is None
+    page = maria.get(r.headers["location"]).text
+    assert "Added contact #15 to group" in page and 'id="left-out"' not in page
 
 
 def test_a_left_out_record_merged_since_the_run_is_not_listed(left_out_page, store):
