@@ -90,6 +90,8 @@ def include_record(store, group_id: str, record_id: int, user_id: int | None,
     done = f"Added {entity} #{record_id} to group {group_id}; it is pending with a plan made again"
     if row["status"] == "approved":
         done += " (its approval was for the group without the record: approve it again)"
+    # (a run replaces the pending groups with what it finds, which would leave the record out again)
+    done += "; approve it before the next run, which regroups the pending groups from the records"
     if fresh.problems:
         done += ". The new plan cannot be merged as it is: " + "; ".join(fresh.problems)
     return done + "."

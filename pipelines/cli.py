@@ -1010,7 +1010,8 @@ def include(
 ) -> None:
     """Add a record to a pending or approved group: one the run left out of it (`groups` lists them as
     "left out") or any you know is a duplicate. The group is planned again with it and is pending (an
-    approval was for the group without it). A manager (--user) may add only their own records."""
+    approval was for the group without it): approve it before the next run, which replaces the pending
+    groups with what it finds. A manager (--user) may add only their own records."""
     from merge_rules.errors import PermissionDenied
     from merge_rules.grouping import CannotInclude, include_record
 
