@@ -41,14 +41,14 @@ def _conflicts_settled(store, plans: list, settings: Settings) -> tuple[list, di
     message)). A fresh plan replaces the approved one where it merges the same (all but the open
     conflicts) and the records are as planned, or only links of them moved since (other merges, an
     undo). Where the records themselves changed, the group goes back to a person with the fresh plan
-    (never merged, nor left approved, with a plan of the records as they were). Where the merge's
-    settings would merge otherwise (other rules, another way of deleting), the approved plan stays
-    (reported as having conflicts, with a note saying why the policy was not used)."""
+    (never merged, nor left approved, with a plan of the records as they were), whatever the policy:
+    with 'ask' too, so that a person settles the conflicts of the records as they are now. Where the
+    merge's settings would merge otherwise (other rules, another way of deleting), the approved plan
+    stays (reported as having conflicts, with a note saying why the policy was not used); with 'ask'
+    the approved plan of unchanged records stays too (its merge reports the conflicts)."""
     from merge_rules.plan import plan_groups
 
     policy = settings.merge.conflict_policy
-    if policy == "ask":  # a person must choose (the message of the merge says so)
-        return plans, {}, []
     out, notes, back = list(plans), {}, []
     # the way of deleting is the approved plan's (a run fixed it; a group that goes back to a person
     # must not come back with the merge's own): planned in batches of one entity type and one way
@@ -63,6 +63,11 @@ def _conflicts_settled(store, plans: list, settings: Settings) -> tuple[list, di
             gid, approved = plans[i]
             fresh.group_id = approved.group_id
             open_fields = {c.field for c in approved.unresolved}
+            if policy == "ask":  # a person must choose (the merge's message says so), in a plan of the records
+                # as they are: one whose records changed goes back stale with the fresh plan, whatever the policy
+                if fresh.fingerprints != approved.fingerprints and not only_links_moved(approved, fresh, open_fields):
+                    outdated.append((i, fresh))
+                continue
             settled = (f"its open conflicts ({', '.join(sorted(open_fields))}) settled by the merge's conflict "
                        f"policy {policy}")
             if fresh.fingerprints == approved.fingerprints:
@@ -89,7 +94,8 @@ def _conflicts_settled(store, plans: list, settings: Settings) -> tuple[list, di
 
 def _outdated(store, entity: str, groups: list, policy: str) -> list:
     """(group id, fresh plan, message) of approved plans with open conflicts whose records changed
-    since: the message says what changed, as a stale merge's does."""
+    since: the message says what changed, as a stale merge's does, and how the conflicts of the fresh
+    plan stand (settled by the policy, or waiting for a person's choice)."""
     from merge_rules.apply import describe_changes
     from merge_rules.plan import PLURAL
     from merge_rules.snapshot import read_snapshots
@@ -105,6 +111,9 @@ def _outdated(store, entity: str, groups: list, policy: str) -> list:
         if settled and not fresh.problems and not fresh.unresolved:  # (a conflict the edit made counts too)
             message += (f" In the new plan the merge's conflict policy {policy} settles its conflicts ("
                         + ", ".join(settled) + ").")
+        elif waiting := sorted(c.field for c in fresh.unresolved):
+            message += (" In the new plan these conflicts wait for a person to choose a value: " + ", ".join(waiting)
+                        + " (on the review page, or merge with a conflict policy).")
         out.append((gid, fresh, message))
     return out
 
@@ -169,7 +178,8 @@ def apply_approved(db: str | None, batch_id: str, user_id: int | None, settings_
     results = apply_batch(store, [p for _, p in plans], user_id, batch_id, group_ids=[g for g, _ in plans],
                           only_status="approved")
     out = []
-    for gid, fresh, message in outdated:  # open conflicts, records changed since: not merged, back to a person
+    for gid, fresh, message in outdated:  # open conflicts, records changed since: stale (whatever the policy),
+        # not merged, back to a person with a plan of the records as they are now
         out.append(_sent_back(store, gid, "stale", message, fresh.to_dict(), " (re-planned: records changed)"))
     for row, exc in unreadable:
         log.warning("group %s: its stored plan could not be read (%s: %s)", row.id, type(exc).__name__, exc)

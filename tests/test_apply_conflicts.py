@@ -1,7 +1,8 @@
 """An approved group whose plan has open conflicts (planned with conflict_policy 'ask') and a merge with
 a conflict policy: the policy settles them whether the records are as planned, only links moved since
 (merged in the same batch), or a record was edited since (back to a person with a fresh plan that
-shows the edit, never left approved with the old one)."""
+shows the edit, never left approved with the old one). With policy 'ask' a group whose records were
+edited since goes back stale with a fresh plan too; an unchanged one goes back with its conflicts."""
 
 from __future__ import annotations
 
@@ -156,7 +157,8 @@ def test_a_member_edited_since_the_plan_goes_back_with_a_fresh_plan_then_merges(
 
 
 def test_with_policy_ask_the_group_goes_back_saying_a_person_must_choose(store, tmp_path):
-    """No policy given: the open conflicts are for a person (or a policy), whatever changed since."""
+    """No policy given: the open conflicts are for a person (or a policy); only a link of a record moved
+    since (no record edited), so the group is not stale: it goes back with its conflicts."""
     gid = approved_with_open_conflicts(store, tmp_path)
     with store.engine.begin() as conn:
         conn.execute(schema.deals.update().where(schema.deals.c.id == 105).values(contact_id=11))
@@ -189,3 +191,81 @@ def test_a_group_sent_back_names_every_conflict_the_policy_settles_in_its_new_pl
     assert ("In the new plan the merge's conflict policy keep_primary settles its conflicts (last_name, post, "
             "source).") in res["message"], res["message"]
     assert MergePlan.from_dict(groups_now(store)[gid]["plan"]).fields["last_name"].value == "Ивановв"
+
+
+NEW_PHONE = "+7 999 000-11-22"
+
+
+def change_repeated_phone(store, gid: str):
+    """The operator's probe: #11's phone, a repeat of #10's in the approved plan, changed by SQL after
+    the approval. Returns the phone as the plan had it."""
+    approved = MergePlan.from_dict(groups_now(store)[gid]["plan"])
+    (old,) = [c for c in approved.communications if c.type == "phone" and c.action == "repeat"]
+    assert old.entity_id == 11
+    with store.engine.begin() as conn:
+        conn.execute(schema.communications.update().where(schema.communications.c.id == old.id)
+                     .values(value=NEW_PHONE))
+    return old
+
+
+def test_with_policy_ask_a_member_edited_since_goes_back_stale_with_a_fresh_plan(store, tmp_path):
+    """The operator's probe: with policy ask the group came back "conflicts" with the old plan (the old
+    phone still a repeat), for a person to settle conflicts on an outdated plan. Stale first: back with
+    a fresh plan, the change and the conflicts waiting for a choice named."""
+    gid = approved_with_open_conflicts(store, tmp_path)
+    old = change_repeated_phone(store, gid)
+    (res,) = apply_approved(store.url, "b1", 1, settings_file(tmp_path, "ask"))
+    assert res["status"] == "stale", res
+    assert (f"phone {old.value!r} of contact #11 changed to phone {NEW_PHONE!r} of #11" in res["message"]
+            and "In the new plan these conflicts wait for a person to choose a value: post, source" in res["message"]
+            and "nobody chose a value" not in res["message"]), res["message"]
+    assert res["message"].endswith("Re-planned; the group is pending again for a person to approve.")
+    g = groups_now(store)[gid]
+    assert g["status"] == "pending" and g["primary_reason"].endswith("(re-planned: records changed)")
+    fresh = MergePlan.from_dict(g["plan"])
+    assert old.value not in {c.value for c in fresh.communications}
+    (phone,) = [c for c in fresh.communications if c.id == old.id]
+    assert (phone.value, phone.action) == (NEW_PHONE, "move")  # no longer a repeat of #10's phone
+    assert {c.field for c in fresh.unresolved} == {"post", "source"} and not fresh.problems
+    assert fresh.delete_mode == "soft" and fresh.conflict_policy == "ask"
+    assert applied_merges(store) == [] and {10, 11, 12} <= live_ids(store)
+
+    # the fresh plan is of the records as they are: approved again, a policy settles it and it merges
+    proposals.set_status(store, [gid], "approved", 1)
+    (again,) = apply_approved(store.url, "b2", 1, settings_file(tmp_path, "keep_primary"))
+    assert again["status"] == "applied", again
+    with store.engine.connect() as conn:
+        c = schema.communications
+        assert conn.execute(sa.select(c.c.entity_id).where(c.c.id == old.id)).scalar_one() == 10
+    assert_consistent(store, [gid])
+
+
+def test_with_policy_ask_a_stale_group_keeps_the_choices_a_person_made(store, tmp_path):
+    """A person chose #11's post, left source open; a record edited since: the fresh plan keeps the
+    choice, and the message names only the conflict still waiting."""
+    load_sample(store)
+    (plan,) = plan_groups(store, "contact", [IVANOV], ASK, choices={10: {"post": 11}})
+    assert [c.field for c in plan.unresolved] == ["source"]
+    (gid,) = propose(store, tmp_path, [plan])
+    proposals.set_status(store, [gid], "approved", 1)
+    change_repeated_phone(store, gid)
+    (res,) = apply_approved(store.url, "b1", 1, settings_file(tmp_path, "ask"))
+    assert res["status"] == "stale", res
+    assert "these conflicts wait for a person to choose a value: source (" in res["message"], res["message"]
+    fresh = MergePlan.from_dict(groups_now(store)[gid]["plan"])
+    assert (fresh.fields["post"].rule, fresh.fields["post"].source_id) == ("choice", 11)
+    assert fresh.fields["post"].value == "Генеральный директор"
+    assert [c.field for c in fresh.unresolved] == ["source"]
+
+
+def test_with_policy_ask_an_unchanged_group_goes_back_with_its_conflicts_and_its_plan(store, tmp_path):
+    gid = approved_with_open_conflicts(store, tmp_path)
+    before = groups_now(store)[gid]
+    (res,) = apply_approved(store.url, "b1", 1, settings_file(tmp_path, "ask"))
+    assert res["status"] == "conflicts", res
+    assert "Choose a value for each on the review page, or merge with a conflict policy" in res["message"]
+    assert "out of date" not in res["message"]
+    g = groups_now(store)[gid]
+    assert g["status"] == "pending" and g["primary_reason"] == before["primary_reason"]
+    assert g["plan"] == before["plan"]  # the approved plan: its records are as planned
+    assert applied_merges(store) == []
