@@ -79,10 +79,16 @@ def _bottleneck(n: int, a: np.ndarray, b: np.ndarray, strength: np.ndarray, comp
     lo, hi, strength = lo[order], hi[order], strength[order]
     first = np.r_[True, (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])]
     lo, hi, strength = lo[first], hi[first], strength[first]
-    top = float(strength.max()) + 1.0  # spanning trees minimise: weights top - strength (> 0)
-    tree = minimum_spanning_tree(coo_matrix((top - strength, (lo, hi)), shape=(n, n))).tocoo()
+    # Spanning trees minimise, so each edge weighs its rank, strongest first (1, 2, ...; positive:
+    # a zero would be no edge), and a tree edge's strength is read back by its rank. Arithmetic on
+    # the strengths themselves (top - (top - s)) rounds: a pair at exactly 0.9 came back as
+    # 0.8999999999999999 and its group fell from "probable" to "possible".
+    rank = np.empty(len(strength), dtype=np.float64)
+    by_strength = np.argsort(-strength, kind="stable")
+    rank[by_strength] = np.arange(1, len(strength) + 1)  # integers: exact in float64
+    tree = minimum_spanning_tree(coo_matrix((rank, (lo, hi)), shape=(n, n))).tocoo()
     out = np.full(n, np.inf)
-    np.minimum.at(out, comp[tree.row], top - tree.data)
+    np.minimum.at(out, comp[tree.row], strength[by_strength[tree.data.astype(np.int64) - 1]])
     out = out[comp]
     out[np.isinf(out)] = np.nan
     return out

@@ -6,7 +6,8 @@ random record pairs (exact-agreement levels analytically from value frequencies,
 is not estimated as "never seen"); m comes from EM over the candidate pairs, run once per training
 rule with the comparisons that rule blocked on left out, as Splink does, because within a block
 those comparisons agree by construction. Exact matches are then adjusted by term frequency: a
-shared switchboard phone or a common surname counts for less than a rare one.
+shared switchboard phone or a common surname counts for less than a rare one, though never below 0
+bits (an agreement is never evidence against).
 """
 
 from __future__ import annotations
@@ -73,6 +74,14 @@ class FSModel:
                 u_value = np.maximum(tfs[hit, j] - 1, 1) / self.tf_total[j]
                 adj = np.log2(self.u[j][tl] / u_value)
                 out[hit, j] += np.clip(adj, None, MAX_TF_BONUS)
+            if tl is not None:
+                # A common value counts for less (what keeps namesakes apart), but an exact agreement is
+                # never evidence against. (Not floored at the weaker levels' weight: those carry no term
+                # frequency, and the floor lifted common names and switchboard phones back to an
+                # average weight; with the hold rules off, group precision fell 0.947 -> 0.934 for
+                # contacts and 0.960 -> 0.924 for leads on the demo.)
+                at = np.flatnonzero(lv == tl)
+                out[at, j] = np.maximum(out[at, j], 0.0)
         return out
 
     def prior_weight(self) -> float:

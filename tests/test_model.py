@@ -66,3 +66,27 @@ def test_a_model_refuses_comparisons_whose_levels_changed():
         old.weights(cv)
     with pytest.raises(ValueError, match="train a new model"):
         LogisticModel(["middle_name"], [["different", "similar", "same"]], [[-1.0, 1.0, 2.0]], 0.0).score(cv)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0.001, 1.0), min_size=2, max_size=6).flatmap(
+    lambda m: st.tuples(st.just(m), st.lists(st.floats(1e-5, 1.0), min_size=len(m), max_size=len(m)))),
+       st.integers(1, 5_000), st.integers(2, 20_000))
+def test_term_frequencies_never_make_agreement_evidence_against(mu, holders, total):
+    """Whatever m, u and value frequencies, an exact agreement (the last level) weighs at least 0 bits,
+    and more holders of a value never add weight. (It may weigh less than a weaker level: a common
+    name agreeing exactly says less than an average one; the weaker levels carry no frequency.)"""
+    from matchers.compare import ComparisonVectors, StringComparison
+    from scoring.model import FSModel, monotone_m
+
+    m, u = np.array(mu[0]) / sum(mu[0]), np.array(mu[1]) / sum(mu[1])
+    m = monotone_m(m, u)
+    comp = StringComparison("city", "city", "city", bands=tuple(np.linspace(0.5, 0.9, len(m) - 2)), tf=True)
+    model = FSModel(["city"], [list(comp.levels)], [list(m)], [list(u)], [comp.tf_level], [total], 0.01)
+    k = len(m) - 1
+    holders = min(holders, total)
+    rows = [[k], [k], [k]] + [[lv] for lv in range(1, k)]
+    tf = np.array([[holders], [min(holders + 1, total)], [0]] + [[0]] * (k - 1), dtype=np.uint16)
+    c = model.contributions(ComparisonVectors([comp], np.array(rows, dtype=np.int8), tf, {}))[:, 0]
+    assert (c[:3] >= 0).all()
+    assert c[1] <= c[0]
