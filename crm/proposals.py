@@ -2,42 +2,232 @@
 
 A group moves pending -> approved -> applied, or to skipped; "stale" when its records changed
 under the plan. A new run replaces the pending proposals of its entity types in one transaction
-and never touches approved, applied, skipped or stale ones.
+and never touches approved, applied, skipped or stale ones. One dedup run at a time: a run's row
+records where it runs, and a new one closes the runs whose process is gone or refuses (start_run).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable
+import logging
+import os
+import socket
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
+import psutil
 import sqlalchemy as sa
 
 from crm import schema, sqlin
 from crm.store import Store
 
+log = logging.getLogger(__name__)
+
 STATUSES = ("pending", "approved", "applied", "skipped", "stale")
+# A run of another host cannot be checked from here: unfinished this long after its start, it is taken
+# as abandoned (the longest runs, a million contacts, take a few hours)
+ABANDONED_AFTER = dt.timedelta(hours=24)
+_UNRECORDED_ENDS: dict[str, str] = {}  # runs this process ended whose end the database failed to take: status
 
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-def start_run(store: Store, run_id: str, entity_types: Iterable[str], folder: str) -> None:
-    with store.engine.begin() as conn:
-        conn.execute(schema.dedup_runs.insert().values(
-            id=run_id, started_at=now(), status="running", entity_types=",".join(entity_types), folder=folder))
+class RunStillRunning(RuntimeError):
+    """Another dedup run is running on the database: a second one at once would replace its pending
+    groups when it stores its own."""
+
+
+def start_run(store: Store, run_id: str, entity_types: Iterable[str], folder: str, *,
+              exclusive: bool = False) -> None:
+    """Record run ``run_id`` as running, with where it runs (this process: its summary's "process"
+    until it finishes). ``exclusive`` (a dedup run, steps.new_run): in the same transaction the runs
+    left running by a process that is gone are closed first (settle_runs), and one still running
+    makes this one refuse (RunStillRunning) instead."""
+    row = {"id": run_id, "started_at": now(), "status": "running", "entity_types": ",".join(entity_types),
+           "folder": folder, "summary": {"process": this_process()}}
+    with store.engine.connect() as conn, _runs_locked(conn):
+        others = settle_runs(conn) if exclusive else []
+        if not others:
+            conn.execute(schema.dedup_runs.insert().values(**row))
+    if others:  # (the runs closed meanwhile stay closed)
+        raise _still_running(others[0])
+
+
+def refuse_if_running(store: Store) -> None:
+    """Before a command starts a dedup run: close the runs that ended without finishing, and refuse
+    (RunStillRunning, saying which and what to do) while one still runs. start_run checks again."""
+    running = close_ended_runs(store)
+    if running:
+        raise _still_running(running[0])
+
+
+def _still_running(run: dict) -> RunStillRunning:
+    alive, close = _ended(run)[1], ""
+    if "cannot be checked" in alive:  # (another machine's, or a row from before runs said where)
+        close = f" If it is not running, `crm-dedup runs --close {run['id']}` closes it."
+    return RunStillRunning(f"run {run['id']} is still running on this database ({_where(run)}): {alive}. A "
+                           "second run at once would replace its pending groups when it stores its own: wait for "
+                           f"it, or stop it.{close}")
+
+
+def this_process() -> dict:
+    """Where the calling process runs, as a run's row records it: host, pid and the process's start,
+    as a time to read and in seconds since the host booted to compare (a pid taken later by another
+    process has a later start; unlike the time, it does not move when the clock is set)."""
+    process = psutil.Process()
+    created = process.create_time()
+    return {"host": socket.gethostname(), "pid": os.getpid(),
+            "started": dt.datetime.fromtimestamp(created, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "since_boot": round(created - psutil.boot_time(), 2)}
+
+
+def settle_runs(conn: sa.Connection) -> list[dict]:
+    """Close the runs left "running" that nothing will finish, in the caller's transaction (taken with
+    _runs_locked); returns those still running, the oldest first. The rule is _ended's. A run closed
+    is marked failed, with why, and leaves none of the plans it staged."""
+    r = schema.dedup_runs
+    rows = conn.execute(sa.select(r).where(r.c.status == "running").order_by(r.c.started_at, r.c.id)).all()
+    still = []
+    for run in (dict(row._mapping) for row in rows):
+        ended, why = _ended(run)
+        if not ended:
+            still.append(run)
+            continue
+        error = f"{why} ({_where(run)})"
+        log.warning("run %s: %s; marked failed", run["id"], error)
+        process = _process_of(run)
+        summary = {"error": error, **({"process": process} if process else {})}
+        conn.execute(r.update().where(r.c.id == run["id"], r.c.status == "running").values(
+            finished_at=now(), status="failed", summary=summary))
+        _drop_staged(conn, run["id"])
+    return still
+
+
+def close_run(store: Store, run_id: str, who: str) -> str:
+    """A person closes a run left "running" that cannot be checked from here (another machine's, or one
+    recorded before runs said where they run): marked failed, its staged plans dropped. Refused
+    (RunStillRunning) when its process runs on this host; ValueError when there is no such running run.
+    Returns why it was closed, as recorded."""
+    r = schema.dedup_runs
+    with store.engine.connect() as conn, _runs_locked(conn):
+        row = conn.execute(sa.select(r).where(r.c.id == run_id)).first()
+        if row is None or row.status != "running":
+            raise ValueError(f"there is no run {run_id!r} running" + (f" (it is {row.status})" if row else "")
+                             + " (`crm-dedup runs` lists them)")
+        run = dict(row._mapping)
+        process = _process_of(run)
+        if process and process.get("host") == socket.gethostname() and _alive(process):
+            raise RunStillRunning(f"run {run_id} is still running ({_where(run)}): stop its process first")
+        error = f"closed by {who} as not running ({_where(run)})"
+        conn.execute(r.update().where(r.c.id == run_id, r.c.status == "running").values(
+            finished_at=now(), status="failed", summary={"error": error, **({"process": process} if process else {})}))
+        _drop_staged(conn, run_id)
+    log.warning("run %s: %s; marked failed", run_id, error)
+    return error
+
+
+def close_ended_runs(store: Store) -> list[dict]:
+    """settle_runs in a transaction of its own; returns the runs still running. The write lock is taken
+    only when there is a run to close: a listing does not wait for a run storing its proposals."""
+    r = schema.dedup_runs
+    with store.engine.connect() as conn:
+        running = [dict(row._mapping) for row in conn.execute(sa.select(r).where(r.c.status == "running"))]
+    if not any(_ended(run)[0] for run in running):
+        return running
+    with store.engine.connect() as conn, _runs_locked(conn):
+        return settle_runs(conn)
+
+
+def _ended(run: dict) -> tuple[bool, str]:
+    """Whether a run recorded as running has ended without finishing, and why (or why it may still run).
+
+    On this host, its process is looked up: gone (or its pid taken by a process started at another
+    time): ended, killed or crashed. A run of another host cannot be checked from here (nor one whose
+    row does not say where it runs, from before this was recorded): it counts as running until
+    ABANDONED_AFTER after its start, then as abandoned. A run this process ended while the database
+    failed to record it (finish_run) has ended too, whatever its row says."""
+    if run["id"] in _UNRECORDED_ENDS:
+        status = _UNRECORDED_ENDS[run["id"]]
+        return True, f"its process ended it ({status}) but could not record that: the database failed"
+    here = socket.gethostname()
+    process = _process_of(run)
+    if process and process.get("host") == here:
+        alive = _alive(process)
+        if alive is False:
+            return True, "its process ended without finishing: killed or crashed"
+        if alive:
+            return False, "its process is alive"
+    hours = f"{ABANDONED_AFTER.total_seconds() / 3600:g}"
+    if run["started_at"] <= now() - ABANDONED_AFTER:
+        return True, f"abandoned: not finished {hours} hours after its start, its process cannot be checked from {here}"
+    return False, (f"its process cannot be checked from {here}, and it started less than {hours} hours ago "
+                   f"(a run is taken as abandoned {hours} hours after its start)")
+
+
+def _alive(process: dict) -> bool | None:
+    """Whether the process a run's row names (on this host) still runs: its pid is taken, not by a
+    process that ended (zombie) nor by one started at another time. None: it cannot be told."""
+    try:
+        found = psutil.Process(int(process["pid"]))
+        if found.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return abs(found.create_time() - psutil.boot_time() - float(process["since_boot"])) < 1.0
+    except psutil.NoSuchProcess:
+        return False
+    except (psutil.AccessDenied, KeyError, TypeError, ValueError):  # another user's process; a record not ours
+        return None
+
+
+def _process_of(run: dict) -> dict | None:
+    summary = run.get("summary")
+    process = summary.get("process") if isinstance(summary, dict) else None
+    return process if isinstance(process, dict) else None
+
+
+def _where(run: dict) -> str:
+    process = _process_of(run)
+    if not process:
+        return f"started {run['started_at']:%Y-%m-%d %H:%M:%S} UTC, where not recorded"
+    return f"pid {process.get('pid')} on host {process.get('host')}, process started {process.get('started')}"
+
+
+@contextmanager
+def _runs_locked(conn: sa.Connection) -> Iterator[sa.Connection]:
+    """A transaction in which no other process starts or closes a run (so two runs starting at once do
+    not both find none running): SQLite's write lock taken at its start (BEGIN IMMEDIATE); PostgreSQL's
+    dedup_runs locked against other writers, readers go on (and so do the foreign key checks of the
+    groups and plans a run stores)."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.begin()
+        table = conn.dialect.identifier_preparer.format_table(schema.dedup_runs)
+        conn.exec_driver_sql(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
+    try:
+        yield conn
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.commit()
 
 
 def finish_run(store: Store, run_id: str, status: str, summary: dict | None = None) -> None:
     """Record how a run ended; one that did not complete leaves none of the plans it staged."""
-    with store.engine.begin() as conn:
-        conn.execute(schema.dedup_runs.update().where(schema.dedup_runs.c.id == run_id).values(
-            finished_at=now(), status=status, summary=json.loads(json.dumps(summary or {}, default=str))))
-        if status != "completed":
-            _drop_staged(conn, run_id)
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(schema.dedup_runs.update().where(schema.dedup_runs.c.id == run_id).values(
+                finished_at=now(), status=status, summary=json.loads(json.dumps(summary or {}, default=str))))
+            if status != "completed":
+                _drop_staged(conn, run_id)
+    except BaseException:
+        _UNRECORDED_ENDS[run_id] = status  # (this process knows the run is over: see _ended)
+        raise
+    _UNRECORDED_ENDS.pop(run_id, None)
 
 
 def completed_runs(store: Store) -> list[dict]:
@@ -50,7 +240,9 @@ def completed_runs(store: Store) -> list[dict]:
 
 def list_runs(store: Store, limit: int | None = None) -> tuple[list[dict], int]:
     """Runs of every status (running, completed, failed...), the newest first, at most ``limit``; and
-    how many there are in all."""
+    how many there are in all. Runs left "running" that nothing will finish are closed first, by
+    the rule a new run applies (close_ended_runs), and so listed as failed."""
+    close_ended_runs(store)
     r = schema.dedup_runs
     q = sa.select(r).order_by(r.c.started_at.desc(), r.c.id.desc())
     with store.engine.connect() as conn:
@@ -81,6 +273,12 @@ def replace_pending(store: Store, run_id: str, entity_types: Iterable[str], grou
     counts = {"removed": 0, "inserted": 0, "kept": 0}
     given_plans: list[tuple[str, Any]] = []
     with store.engine.begin() as conn:
+        r = schema.dedup_runs
+        ended = conn.execute(sa.select(r.c.status, r.c.summary).where(r.c.id == run_id)).first()
+        if ended is not None and ended.status in ("failed", "cancelled"):  # e.g. closed by another run as abandoned
+            why = ended.summary.get("error") if isinstance(ended.summary, dict) else None
+            raise ValueError(f"run {run_id} is recorded as {ended.status}" + (f" ({why})" if why else "")
+                             + ": it stores no proposals; start a new run")
         insert = g.insert().values({c: _checked_json(conn, g, c) for c in JSON_COLUMNS})
         counts["removed"] = conn.execute(g.delete().where(g.c.entity_type.in_(entity_types),
                                                           g.c.status == "pending")).rowcount
@@ -190,7 +388,8 @@ def _same_group(p: sa.Table, g: sa.Table):
 def _drop_unused_plans(conn: sa.Connection, run_id: str) -> int:
     """Plans of no stored group: this run's staged for groups it kept, those of groups removed, and
     those staged by runs that failed or were killed. Those of another run still running stay (one
-    started in the last day: a killed run is never marked as ended)."""
+    started in the last day: a run of another host is closed as abandoned only a day after its start,
+    settle_runs)."""
     p, g, r = schema.dedup_plans, schema.dedup_groups, schema.dedup_runs
     running = sa.select(r.c.id).where(r.c.status == "running", r.c.id != run_id,
                                       r.c.started_at > now() - dt.timedelta(days=1))

@@ -92,6 +92,16 @@ def load_settings(path: Path | None, *, runs: bool = False):
     return settings
 
 
+def no_run_going(store) -> None:
+    """One line, before a flow starts, when another dedup run still runs on the database."""
+    from crm import proposals
+
+    try:
+        proposals.refuse_if_running(store)
+    except proposals.RunStillRunning as exc:
+        fail(str(exc), code=1)
+
+
 def migrated(store) -> str:
     """Create or upgrade the schema, then check it as every command does: a problem is one line."""
     from crm.store import StoreError
@@ -262,7 +272,7 @@ def find(
         with early_server() as ready:
             from pipelines.run import check_dask, run_dedup_cli
 
-            open_store(db)  # a database that is down or not migrated: one line, before the flow starts
+            no_run_going(open_store(db))  # a database that is down or not migrated: one line, before the flow
             check_dask(settings)  # (so is a Dask scheduler that does not answer)
             ready()
             run_dedup_cli(db, entity, settings, incremental)
@@ -398,7 +408,7 @@ def run(
     with early_server() as ready:
         from pipelines.run import check_dask, run_dedup_cli
 
-        open_store(db)
+        no_run_going(open_store(db))
         check_dask(settings)  # a Dask scheduler that does not answer: one line, before the flow starts
         ready()
         run_dedup_cli(db, entity, settings, incremental)
@@ -577,13 +587,24 @@ def _score_text(score) -> str:
 def runs(
     db: DbOption = None,
     limit: Annotated[int, typer.Option(help="How many runs to list, newest first (1 or more).")] = 20,
+    close: Annotated[Optional[str], typer.Option(
+        "--close", help="Close a run left running that cannot be checked from here (another machine's, or from "
+                        "before runs recorded where they run): marked failed, its staged plans dropped.")] = None,
 ) -> None:
-    """List the dedup runs (the dedup_runs table): id, start, status, entity types, groups, folder."""
+    """List the dedup runs (the dedup_runs table): id, start, status, entity types, groups, folder. A run
+    whose process is gone (killed, crashed) is marked failed as it is listed."""
     from crm import proposals
 
     if limit < 1:
         fail(f"--limit must be 1 or more (got {limit})")
     store = open_store(db)
+    if close is not None:
+        import getpass
+
+        try:
+            typer.echo(f"Run {close}: {proposals.close_run(store, close, f'{getpass.getuser()} (crm-dedup runs --close)')}.")
+        except (ValueError, proposals.RunStillRunning) as exc:
+            fail(str(exc), code=1)
     rows, total = proposals.list_runs(store, limit=limit)
     if not rows:
         typer.echo(f"No dedup runs in {store.display_url} yet; `crm-dedup run` starts one.")

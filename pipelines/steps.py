@@ -51,19 +51,28 @@ def peak_rss_mb() -> float:
 
 def new_run(db: str | None, entity_types: list[str], runs_dir: str) -> tuple[str, str]:
     """Register a run in the database and create its folder; returns (run id, folder). The planner
-    statistics of tables changed much since they were gathered are refreshed first (PostgreSQL)."""
+    statistics of tables changed much since they were gathered are refreshed first (PostgreSQL).
+
+    One dedup run at a time on a database: the run's row records where it runs (host, pid, the
+    process's start), runs left "running" by a process that is gone are closed as failed, and one
+    still running makes this one refuse (proposals.RunStillRunning, naming it; no folder is left)."""
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     folder = Path(runs_dir) / run_id
     folder.mkdir(parents=True, exist_ok=True)
-    store = Store(db, must_exist=True)
     try:
-        store.check_schema()
-        analyzed = store.refresh_statistics()
-        if analyzed:
-            log.info("refreshed the planner statistics of %s", ", ".join(analyzed))
-        proposals.start_run(store, run_id, entity_types, str(folder.resolve()))
-    finally:
-        store.dispose()
+        store = Store(db, must_exist=True)
+        try:
+            store.check_schema()
+            analyzed = store.refresh_statistics()
+            if analyzed:
+                log.info("refreshed the planner statistics of %s", ", ".join(analyzed))
+            proposals.start_run(store, run_id, entity_types, str(folder.resolve()), exclusive=True)
+        finally:
+            store.dispose()
+    except BaseException:
+        with contextlib.suppress(OSError):  # a run refused or not opened leaves no (empty) folder
+            folder.rmdir()
+        raise
     return run_id, str(folder.resolve())
 
 

@@ -656,9 +656,8 @@ def test_groups_planned_beside_the_find_are_those_the_propose_step_plans(demo_st
     monkeypatch.setattr(steps, "PLAN_CHUNK", 7)  # several chunks
     settings = tmp_path / "settings.yaml"
     settings.write_text(yaml.safe_dump({"match": {"random_pairs": 100_000, "workers": 2}}))
-    (run_beside, beside), (run_alone, alone) = (
-        (run_id, Path(folder)) for run_id, folder in (steps.new_run(demo_store.url, ["contact"], str(tmp_path / "runs"))
-                                                     for _ in range(2)))
+    run_beside, beside = steps.new_run(demo_store.url, ["contact"], str(tmp_path / "runs"))
+    beside = Path(beside)
     steps.start_planners(str(settings))
     assert "planners" in steps._BESIDE
     steps.quality_step(demo_store.url, "contact", str(beside), str(settings))
@@ -668,6 +667,9 @@ def test_groups_planned_beside_the_find_are_those_the_propose_step_plans(demo_st
     assert not steps._BESIDE and not multiprocessing.active_children()
     assert not list((beside / "contact").glob("*.part"))
     stored = proposals.read_groups(demo_store, status="pending")
+    proposals.finish_run(demo_store, run_beside, "completed", {})  # (one run at a time on a database)
+    run_alone, alone = steps.new_run(demo_store.url, ["contact"], str(tmp_path / "runs"))
+    alone = Path(alone)
     steps.find_step(demo_store.url, "contact", str(alone), str(settings))
     assert not steps._BESIDE  # no planners: nothing handed over
     steps.propose_step(demo_store.url, run_alone, str(alone), ["contact"], str(settings))
