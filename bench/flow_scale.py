@@ -187,6 +187,22 @@ def markdown(records: list[dict]) -> str:
 
 
 ANALYSIS = """\
+Fifteenth session (2026-12-07, an AMD EPYC with 2 vCPUs; quick runs of the flow child, SQLite, contacts
+only, temporary server, not recorded in results/):
+
+- **1,000,000 contacts: 102.1 s (137.8 CPU-s, tree 2,651 MB) at the session's start (bfcfe17), 98.0 s at
+  its end**, each on a quiet machine. Target 45 s and 3 GB: memory met, time not. Steps at the end:
+  quality 19.7 s, find 32.7 s (compare 6.6 s: the first-name comparison now measures typos on the
+  Cyrillic letters, ~+1.4 s), propose 29.8 s. This machine is slower than the fourteenth session's
+  (85.1 s for bfcfe17's code there).
+- A profile of the whole run (py-spy, every process, 40 samples/s) found no single hot spot: the
+  planners ~50 CPU-s (building plans 16, reading snapshots 9, JSON 8, staging and part files ~13), the
+  quality step ~25 (reading the CRM 13, checks 11), the find ~18 (normalising 8), storing the proposals
+  ~9, the report ~7, Prefect's server and threads ~10. Halving the wall time needs about half of that
+  work gone: plans built column-wise instead of per group, normalisers compiled, or fewer plans made in
+  the run (planned when a group is first opened). This session went to the bugs four user probes found
+  instead; the analysis of the twelfth session stands.
+
 Fourteenth session (2026-12-07, an AMD EPYC with 2 vCPUs; quick runs of the flow child, `bench.flow_scale
 child`, SQLite, contacts only, temporary server, not recorded in results/):
 
