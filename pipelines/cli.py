@@ -267,12 +267,13 @@ def find(
         # the dedup flow reads the whole settings file: check it (and --entity) before the flow starts
         entity = entity_type(entity, allow_all=True)
         load_settings(settings, runs=True)
+        # a database that is down or not migrated, or a run going on it: one line, before anything starts
+        no_run_going(open_store(db))
         from pipelines.prefect_api import early_server
 
         with early_server() as ready:
             from pipelines.run import check_dask, run_dedup_cli
 
-            no_run_going(open_store(db))  # a database that is down or not migrated: one line, before the flow
             check_dask(settings)  # (so is a Dask scheduler that does not answer)
             ready()
             run_dedup_cli(db, entity, settings, incremental)
@@ -403,12 +404,12 @@ def run(
     # bad input is refused before Prefect's server and the flow start
     entity = entity_type(entity, allow_all=True)
     load_settings(settings, runs=True)
+    no_run_going(open_store(db))  # (before Prefect's server starts: a refusal starts nothing)
     from pipelines.prefect_api import early_server
 
     with early_server() as ready:
         from pipelines.run import check_dask, run_dedup_cli
 
-        no_run_going(open_store(db))
         check_dask(settings)  # a Dask scheduler that does not answer: one line, before the flow starts
         ready()
         run_dedup_cli(db, entity, settings, incremental)
