@@ -37,7 +37,6 @@ from crm.store import Store
 from matchers.names import PERSON_COLUMNS
 from matchers.parquet import release_arrow_memory, write_parquet
 from matchers.table import RoleTable, crm_values
-from merge_rules.skips import load_skips
 from scoring.model import FSModel
 from pipelines.libc import end_with_parent, glibc
 from pipelines.settings import Settings
@@ -234,6 +233,7 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
     others are taken as it normalised them) and score every candidate pair with that run's model.
     Falls back to a full run when there is no usable last run. ``compared_chunks``: the pairs were
     compared on Dask workers (split_step normalised the records, incrementally or not)."""
+    from merge_rules.skips import load_skips
     from scoring.find import find_duplicates
 
     settings = Settings.load(settings_path)
@@ -552,6 +552,8 @@ def propose_step(db: str | None, run_id: str, folder: str, entity_types: list[st
                                    for chunk in chunks[entity]]
             else:
                 planned[entity] = [functools.partial(_plan_chunk, chunk) for chunk in chunks[entity]]
+        from merge_rules.skips import load_skips  # (where used, as in find_step: not at the flow's start-up)
+
         skips = {entity: load_skips(store, entity) for entity, gt in tables.items()
                  if "cut_off" in gt and gt["cut_off"].map(len).any()}  # (to say why a record was left out)
         rows = {entity: _planned_rows(folder, entity, gt, chunks[entity], planned[entity], skips.get(entity, set()))
