@@ -45,11 +45,14 @@ class _Server:
         import prefect
         from prefect.settings import get_current_settings
 
+        # block types are not registered: nothing here uses Prefect blocks, and the registration's check
+        # imports every installed Prefect collection (prefect-dask, and Dask with it: ~1 s of the start)
         env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
+               "PREFECT_SERVER_REGISTER_BLOCKS_ON_START": "false", "PREFECT_SERVER_MEMOIZE_BLOCK_AUTO_REGISTRATION": "false",
                **get_current_settings().to_environment_variables(exclude_unset=True)}
         env.pop("PREFECT_API_URL", None)
         return subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
+            [sys.executable, "-m", "pipelines.prefect_server", "--app-dir", str(prefect.__module_path__.parent), "--factory",
              "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(self.port),
              "--log-level", "error", "--lifespan", "on"], env=env,
             # a session of its own: a Ctrl-C in the terminal goes to the command's process group, and a

@@ -55,6 +55,26 @@ def test_a_flow_command_uses_the_server_it_started_first_and_leaves_none_behind(
     assert _servers_of(tmp_path / "prefect") == []
 
 
+def test_prefect_is_imported_without_the_iri_parser_the_server_included(tmp_path, bare_env):
+    """The commands and Prefect's temporary server import Prefect without building jsonschema's IRI
+    parser (rfc3987_syntax, a Lark grammar: seconds of every start); jsonschema still validates."""
+    probe = ("import sys, pipelines.cli, prefect.flows, jsonschema; "
+             "jsonschema.validate({'a': 1}, {'type': 'object', 'properties': {'a': {'type': 'integer'}}}); "
+             "print(sorted(m for m in ('rfc3987_syntax', 'lark') if sys.modules.get(m) is not None))")
+    shown = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=bare_env, capture_output=True, text=True,
+                           timeout=120)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert shown.stdout.strip() == "[]"
+    # the server is started through the package, so the same holds there
+    server = prefect_api._Server()
+    try:
+        cmdline = Path(f"/proc/{server.process.pid}/cmdline").read_bytes().split(b"\0")
+        assert cmdline[1:3] == [b"-m", b"pipelines.prefect_server"]
+        server.wait(120)
+    finally:
+        server.stop()
+
+
 def test_with_an_api_configured_nothing_starts(monkeypatch):
     from prefect.context import refresh_global_settings_context
     from prefect.settings import get_current_settings
