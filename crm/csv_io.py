@@ -3,7 +3,10 @@
 Import reads UTF-8 (with or without BOM) or Windows-1251, comma, semicolon or tab separated, with
 quoted fields that may hold newlines. Every row is checked and either written whole (the record and
 its communications, in one transaction with the rest of its batch) or rejected with its line,
-column and reason; the rest of the file still goes in. Whole-file problems raise ``CsvError``.
+column and reason; the rest of the file still goes in. A cell the database cannot take (a date that
+does not exist, a value too long for its column) in a field other than those in ROW_FIELDS costs only
+that field: the row goes in without it, listed with the problems (``ImportReport.cell_problems``).
+Whole-file problems raise ``CsvError``.
 
 Columns are found by name (case and surrounding spaces ignored) through a mapping
 FIELD -> [COLUMN, ...]. FIELD is a column of the entity's table (``last_name``, ``title``,
@@ -20,9 +23,10 @@ Choices a user should know about:
 - Values are stored as written (no trimming), except that an empty or whitespace-only cell is NULL.
 - Multi-value cells. Our own format writes one value per cell and repeats the ``phone:work`` (etc.)
   column as often as the record with most such values needs: lossless for any value. The bitrix24
-  preset writes and reads several values in one cell joined by ", " as Bitrix24 does; a value that
-  itself contains a comma is split there (but a phone's extension after a comma, "доб 802", stays
-  with its phone). In any format, a phone cell holding several numbers ("+79165551207; +79165551208")
+  preset writes and reads several values in one cell joined by ", " as Bitrix24 does, in the phone,
+  e-mail, site and messenger columns only (a title "Ромашка, ООО" or an address is one value); a value
+  there that itself contains a comma is split there (but a phone's extension after a comma, "доб 802",
+  stays with its phone). In any format, a phone cell holding several numbers ("+79165551207; +79165551208")
   is stored as one phone per number, and the summary says so.
 - Timestamps are naive UTC. Bitrix24 writes them in the portal's time zone, which the file does not
   say; they are taken as they are. A missing created_at is modified_at, else now; a missing
@@ -157,6 +161,12 @@ REQUIRED = {
     "company": ("title",),
     "lead": ("title", "last_name", "first_name", "middle_name", "company_title", "phone", "email"),
 }
+# A cell that cannot be stored (an impossible date, a tax id too long for its column, a NUL character) leaves
+# its field empty and the row goes in, listed with the problems, as a bad INN or phone is stored with a note:
+# one typo must not cost the whole record. Except the cells a record is known and matched by: without its id,
+# name, title, phone or e-mail it would be another record, and a broken one there most often means the row
+# itself is broken (a quote left open, cells shifted): the row is rejected.
+ROW_FIELDS = ("id", "last_name", "first_name", "middle_name", "title", "company_title", "phone", "email")
 REQUIRED_TEXT = {
     "contact": "a name, phone or email",
     "company": "a title",
@@ -174,7 +184,8 @@ class CsvError(Exception):
 
 @dataclass
 class Problem:
-    """A rejected row: its 1-based line in the file, the column at fault (None: the whole row), why."""
+    """A rejected row (or, in ImportReport.cell_problems, a cell left out of a row imported): its 1-based line
+    in the file, the column at fault (None: the whole row), why."""
 
     line: int
     column: str | None
@@ -206,7 +217,10 @@ class ImportReport:
     # (a date alone is not applied, see _Updates), but counted apart so the summary does not call them "as in the file"
     dated_only: int = 0
     rejected: int = 0
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)  # the rejected rows
+    # cells left out of rows that were imported (a date that does not exist...), each with what was done instead
+    cell_problems: list[Problem] = field(default_factory=list)
+    cell_fields: Counter = field(default_factory=Counter)  # field -> rows imported without it
     communications: int = 0
     encoding: str = ""
     delimiter: str = ""
@@ -236,17 +250,30 @@ class ImportReport:
             lines.append(f"{n:,} row{'s' if n != 1 else ''}: {note} (first at line {self.note_lines[note]}).")
         if len(self.notes) > 20:
             lines.append(f"... and {len(self.notes) - 20:,} more notes of these kinds.")
+        if self.cell_fields:
+            n = sum(self.cell_fields.values())
+            fields = ", ".join(f"{f} {k:,}" for f, k in self.cell_fields.most_common())
+            lines.append(f"{n:,} cell{'s' if n != 1 else ''} could not be stored and {'were' if n != 1 else 'was'} "
+                         f"left out of rows imported ({fields}): listed with the problems, each with its line, id, "
+                         "value and why.")
         if self.problems_dropped:
             lines.append(f"Only the first {len(self.problems):,} problems are listed; "
                          f"{self.problems_dropped:,} more rows were rejected.")
+        if len(self.cell_problems) < sum(self.cell_fields.values()):
+            lines.append(f"Only the first {len(self.cell_problems):,} cells left out are listed.")
         return "\n".join(lines)
 
+    def all_problems(self) -> list[Problem]:
+        """The rejected rows and the cells left out of rows imported, in the order of their lines."""
+        return sorted(self.problems + self.cell_problems, key=lambda p: p.line)
+
     def write_problems(self, path: Path | str) -> None:
-        """The rejected rows as CSV (UTF-8 with BOM so Excel shows Cyrillic): line, column, value, reason."""
+        """The rejected rows and the cells left out as CSV (UTF-8 with BOM so Excel shows Cyrillic): line, id,
+        column, value, reason (a cell left out says so at the end of its reason)."""
         with open(path, "w", encoding="utf-8-sig", newline="") as f:
             w = csv.writer(f)
             w.writerow(["line", "id", "column", "value", "reason"])
-            for p in self.problems:
+            for p in self.all_problems():
                 w.writerow([p.line, p.record or "", p.column or "", _excerpt(p.value) if p.value is not None else "",
                             p.reason])
 
@@ -511,7 +538,7 @@ def _parse_date(value: str, column: str) -> date:
         if stamp.time() == datetime.min.time():  # some exports write a birthdate as 01.02.1980 00:00:00
             return stamp.date()
     except ValueError as exc:
-        _reject_impossible(v, column, value, exc)
+        _reject_impossible(v, column, value, exc, "a date", "date")
     raise _Reject(column, f"{_excerpt(v)!r} is not a date: write dd.mm.yyyy (as Bitrix24 does) or yyyy-mm-dd",
                   value)
 
@@ -521,7 +548,7 @@ def _parse_datetime(value: str, column: str) -> datetime:
     try:
         stamp = _dmy(v) or datetime.fromisoformat(v)
     except ValueError as exc:
-        _reject_impossible(v, column, value, exc)
+        _reject_impossible(v, column, value, exc, "a date and time", "date or time")
         raise _Reject(column, f"{_excerpt(v)!r} is not a date and time: write dd.mm.yyyy hh:mm:ss "
                               "(as Bitrix24 does) or yyyy-mm-dd hh:mm:ss", value) from None
     if stamp.tzinfo is not None:
@@ -529,11 +556,11 @@ def _parse_datetime(value: str, column: str) -> datetime:
     return stamp
 
 
-def _reject_impossible(v: str, column: str, value: str, exc: ValueError) -> None:
-    """A date written the right way that does not exist (31.02.2020, 2021-13-01) is rejected as such."""
+def _reject_impossible(v: str, column: str, value: str, exc: ValueError, written: str, such: str) -> None:
+    """A date written the right way that does not exist (31.02.2020, 2021-13-01) is refused as such."""
     if _DMY.fullmatch(v) or _ISO_DAY.match(v):
-        raise _Reject(column, f"{_excerpt(v)!r} is written as a date but there is no such day or time "
-                              f"({exc})", value) from None
+        raise _Reject(column, f"{_excerpt(v)!r} is written as {written} but there is no such {such} ({exc})",
+                      value) from None
 
 
 _ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$")
@@ -563,6 +590,14 @@ class _Row:
     notes: list[str]
     dates_given: set[str] = field(default_factory=set)  # created_at / modified_at taken from the row's cells
     lacks: str | None = None  # (import --update) why the row could not be a new record: checked if it is one
+    # cells left out (of fields not in ROW_FIELDS): (the field, or TYPE:KIND of a communication; its problem, told
+    # when the row is written)
+    left_out: list[tuple[str, Problem]] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> set[str]:
+        """The fields (and TYPE:KIND) of the cells left out: an update leaves them as the database has them."""
+        return {name for name, _ in self.left_out}
 
 
 class _Users:
@@ -620,11 +655,17 @@ class _Converter:
             raise _Reject(None, "repeats the header line; skipped")
         record: dict[str, Any] = {}
         notes: list[str] = []
+        left_out: list[tuple[str, Problem]] = []
         for f, idx in self.scalars:
             for i in idx:  # several columns for one field: the first filled one
                 raw = cells[i]
                 if raw.strip():
-                    record[f.name] = self.value(f, raw, self.header[i], notes)
+                    try:
+                        record[f.name] = self.value(f, raw, self.header[i], notes)
+                    except _Reject as r:
+                        if f.name in ROW_FIELDS:
+                            raise
+                        left_out.append((f.name, Problem(line, r.column, r.reason, value=r.value)))
                     break
         comms: list[tuple[str, str, str]] = []
         for typ, kind, idx in self.comms:
@@ -637,7 +678,13 @@ class _Converter:
                     notes.append("a phone cell held several numbers; each is stored as a phone of its own")
                 for p in pieces:
                     if p.strip():
-                        _check_text(p, self.header[i], self.fields[f"{typ}:{kind}"].length, f"a {typ} value")
+                        try:
+                            _check_text(p, self.header[i], self.fields[f"{typ}:{kind}"].length, f"a {typ} value")
+                        except _Reject as r:
+                            if typ in ROW_FIELDS:
+                                raise
+                            left_out.append((f"{typ}:{kind}", Problem(line, r.column, r.reason, value=r.value)))
+                            continue
                         comms.append((typ, kind, p))
         lacks = None
         if not self.has_required(record, comms):
@@ -652,7 +699,7 @@ class _Converter:
         given = {f for f in ("created_at", "modified_at") if f in record}  # (import --update keeps the rest)
         record.setdefault("created_at", record.get("modified_at", self.now))
         record.setdefault("modified_at", record["created_at"])
-        return _Row(line, record, comms, notes, given, lacks)
+        return _Row(line, record, comms, notes, given, lacks, left_out)
 
     def value(self, f: _Field, raw: str, column: str, notes: list[str]) -> Any:
         if f.name == "responsible_id":
@@ -898,6 +945,7 @@ def _import_rows(store: Store, entity: str, fields: dict[str, _Field], records: 
             writer.flush()
     writer.flush()
     report.problems.sort(key=lambda p: p.line)  # rows refused at write time come last otherwise
+    report.cell_problems.sort(key=lambda p: p.line)
 
 
 class _Writer:
@@ -973,6 +1021,7 @@ class _Writer:
                 self.report.record_lines[row.record["id"]] = row.line
             self.report.imported += 1
             rid = row.record["id"]
+            self._left_out(row, rid in self.updating)
             if rid in self.updating:
                 inserted = self.written.get(rid)
                 if inserted is None:  # the file holds the record as it is: nothing to count or note
@@ -988,6 +1037,28 @@ class _Writer:
             for note in row.notes:
                 self.report.notes[note] += 1
                 self.report.note_lines.setdefault(note, row.line)
+
+    def _left_out(self, row: _Row, updated: bool) -> None:
+        """The cells left out of a row now written, each told with the record's id and what was done instead."""
+        rid = row.record["id"]
+        for name, p in row.left_out:
+            what = name.split(":")[0] + " value" if ":" in name else name
+            if updated and name == "modified_at":
+                instead = "; the row is applied as if this cell were empty"
+            elif updated:
+                instead = (f"; {self.entity} #{rid} keeps the {name} values it has" if ":" in name else
+                           f"; {self.entity} #{rid} keeps the {name} it has (the rest of the row is applied)")
+            elif name == "created_at":
+                instead = "; the row is imported as if this cell were empty (created_at is its modified_at, else now)"
+            elif name == "modified_at":
+                instead = "; the row is imported as if this cell were empty (modified_at is its created_at)"
+            else:
+                instead = (f"; the row is imported without this {what}" if ":" in name else
+                           f"; the row is imported with its {name} left empty")
+            problem = Problem(p.line, p.column, p.reason + instead, self.report.file.name, p.value, str(rid))
+            self.report.cell_fields[name.split(":")[0] if ":" in name else name] += 1
+            if len(self.report.cell_problems) < MAX_PROBLEMS_KEPT:
+                self.report.cell_problems.append(problem)
 
     def _prepare(self, conn, rows: list[_Row]) -> list[_Row]:
         """Reject rows whose id exists, clear links to missing records, give ids to the rest."""
@@ -1085,9 +1156,10 @@ class _Writer:
             why = f"{which}, after this row was last modified ({given:{stamp}})"
             column, value = self.dated_column, f"{given:{stamp}}"
         elif self.dated_column is not None:
-            why = (f"{which}, and this row's '{self.dated_column}' cell is empty: nothing shows it was written "
-                   f"after {them}")
-            column, value = self.dated_column, None
+            bad = next((p.value for name, p in r.left_out if name == "modified_at"), None)  # (a cell that is no date)
+            why = (f"{which}, and this row's '{self.dated_column}' cell is "
+                   + ("empty" if bad is None else "not a date") + f": nothing shows it was written after {them}")
+            column, value = self.dated_column, bad
         else:
             why = (f"{which}, and the file has no '{self.date_header}' column: nothing shows this row was written "
                    f"after {them}")
@@ -1180,14 +1252,15 @@ class _Updates:
         respelled: list[dict[str, Any]] = []
         for r in rows:
             rid, old = r.record["id"], current[r.record["id"]]
-            values = {f: r.record.get(f) for f in compared
-                      if f != "created_at" or "created_at" in r.dates_given}  # created_at is kept unless given
+            skipped = r.skipped  # (cells the file could not give: what the record has stays)
+            values = {f: r.record.get(f) for f in compared if f not in skipped
+                      and (f != "created_at" or "created_at" in r.dates_given)}  # created_at is kept unless given
             values = {f: v for f, v in values.items() if not _same_value(old[f], v)}
             drop: list[int] = []
             new: list[tuple[str, str, str]] = []
             fix: list[tuple[int, str]] = []
             for typ, kind in (tuple(f.split(":")) for f in COMM_FIELDS):
-                if (typ, kind) not in self.comm_kinds:
+                if (typ, kind) not in self.comm_kinds or f"{typ}:{kind}" in skipped:
                     continue
                 wanted = [v for t, k, v in r.comms if (t, k) == (typ, kind)]
                 d, n, f = _comm_changes(held.get(rid, {}).get((typ, kind), []), wanted, keys[typ], self.joined)

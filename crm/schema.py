@@ -3,7 +3,8 @@
 Two groups of tables live here:
 - the CRM itself (users, contacts, companies, leads, their communications and everything that links
   to them), which crm-dedup reads and, when merging, writes;
-- crm-dedup's own bookkeeping (runs, proposed groups, merge history, skips), prefixed ``dedup_``.
+- crm-dedup's own bookkeeping (runs, proposed groups, merge history, skips, together marks), prefixed
+  ``dedup_``.
 
 Timestamps are naive UTC. Every entity row carries ``deleted_at`` so that a merge can soft-delete.
 
@@ -323,6 +324,21 @@ dedup_skips = Table(
     sqlite_autoincrement=True,
 )
 
-DEDUP_TABLES = (dedup_runs, dedup_groups, dedup_plans, dedup_merges, dedup_skips)
+# "the same": pairs a person put in one group (`crm-dedup include`, the review page's "Add to this
+# group"); every later run groups them together, the counterpart of dedup_skips (migration 0011)
+dedup_together = Table(
+    "dedup_together",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("entity_type", String(16), nullable=False),
+    Column("id_a", Integer, nullable=False),  # id_a < id_b
+    Column("id_b", Integer, nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id")),
+    Column("created_at", DateTime, nullable=False),
+    UniqueConstraint("entity_type", "id_a", "id_b", name="together_pair"),
+    sqlite_autoincrement=True,
+)
+
+DEDUP_TABLES = (dedup_runs, dedup_groups, dedup_plans, dedup_merges, dedup_skips, dedup_together)
 
 ENTITY_TABLES = {"contact": contacts, "company": companies, "lead": leads}

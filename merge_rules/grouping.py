@@ -1,6 +1,9 @@
 """A person adds a record to a proposed group: a record the run left out of it (dedup_groups.left_out:
 probable with a member, kept apart by the chaining guard), or any record they know is a duplicate.
-The review page's "Add to this group" and `crm-dedup include` both call include_record."""
+The review page's "Add to this group" and `crm-dedup include` both call include_record, which also
+marks the record "the same" as a member (merge_rules.together), so that later runs, which replace
+the pending groups with what they find, keep it in the group; `crm-dedup include --undo`
+(withdraw_include) takes the mark back."""
 
 from __future__ import annotations
 
@@ -11,11 +14,12 @@ import sqlalchemy as sa
 
 from crm import proposals, schema
 from merge_rules.errors import PermissionDenied
-from merge_rules.permissions import denied_records, load_user, user_label
+from merge_rules.permissions import denied_records, load_user, may_mark_pair, user_label
 from merge_rules.plan import MergePlan, plan_groups
 from merge_rules.settings import MergeSettings
 from merge_rules.skips import skipped_within
-from merge_rules.tx import utcnow
+from merge_rules.together import TogetherError, drop_marks, mark_together, marks_of, missing_record_text
+from merge_rules.tx import utcnow, write_transaction
 from merge_rules.undo import plan_again
 
 log = logging.getLogger(__name__)
@@ -29,9 +33,11 @@ def include_record(store, group_id: str, record_id: int, user_id: int | None,
                    settings: MergeSettings | None = None) -> str:
     """Add ``record_id`` to the pending or approved group ``group_id``, re-planned with it (as approved:
     primary, choices, conflict policy and way of deleting). An approved group goes back to pending: its
-    approval was for the group without the record. Refused (CannotInclude, PermissionDenied) where
-    the record is missing, deleted, a member already or of another open group, marked "not
-    duplicates" with a member, or not the user's to merge. Returns what was done, in words."""
+    approval was for the group without the record. The record is marked "the same" as the member it
+    was best matched with (as the run listed it left out), else as the primary: every later run puts
+    them in one group. Refused (CannotInclude, PermissionDenied) where the record is missing (or of
+    another entity type), deleted, a member already or of another open group, marked "not duplicates"
+    with a member, or not the user's to merge. Returns what was done, in words."""
     settings = settings or MergeSettings.load()
     g, p = schema.dedup_groups, schema.dedup_plans
     with store.engine.connect() as conn:
@@ -50,7 +56,9 @@ def include_record(store, group_id: str, record_id: int, user_id: int | None,
     if row["status"] not in ("pending", "approved") or row["merge_id"] is not None:
         raise CannotInclude(f"Group {group_id} is {row['status']}: only a pending or approved group takes a record.")
     if record is None or record["deleted_at"] is not None:
-        raise CannotInclude(f"{entity} #{record_id} does not exist or was deleted (merged or removed).")
+        with store.engine.connect() as conn:
+            raise CannotInclude(missing_record_text(conn, entity, record_id)
+                                + f": it cannot be added to group {group_id}.")
     if record_id in members:
         raise CannotInclude(f"{entity} #{record_id} is in group {group_id} already.")
     if denied_records(user, [dict(record)]):
@@ -79,19 +87,81 @@ def include_record(store, group_id: str, record_id: int, user_id: int | None,
     if row["status"] == "approved":
         values["primary_reason"] = (f"{row['primary_reason'] or ''} (approval withdrawn: #{record_id} was added "
                                     f"by {user_label(user)})")
-    with store.engine.begin() as conn:  # (a compare-and-set: the group as read, still free)
+    listed = next((int(i["partner"]) for i in row["left_out"] or []
+                   if int(i.get("id", -1)) == record_id and i.get("partner") is not None), None)
+    partner = listed if listed in members else int(row["primary_id"])
+    # the group, its plan and the mark change in one transaction (a compare-and-set: the group as read,
+    # still free; the mark refused if the pair was marked not duplicates meanwhile)
+    with store.engine.connect() as conn, write_transaction(conn):
         changed = conn.execute(g.update().where(g.c.id == group_id, g.c.status == row["status"],
                                                 g.c.merge_id.is_(None)).values(**values)).rowcount
         if not changed:
             raise CannotInclude(f"Group {group_id} changed while the record was added (merged, skipped or "
                                 "approved by someone else); look at it again.")
         proposals.set_plan(conn, group_id, fresh.to_dict())
-    log.info("%s: %s #%s added to group %s by %s", entity, entity, record_id, group_id, user_label(user))
+        try:
+            mark_together(conn, entity, record_id, partner, user_id)
+        except TogetherError as exc:
+            raise CannotInclude(str(exc)) from exc
+    log.info("%s: %s #%s added to group %s by %s (marked the same as #%s)", entity, entity, record_id, group_id,
+             user_label(user), partner)
     done = f"Added {entity} #{record_id} to group {group_id}; it is pending with a plan made again"
     if row["status"] == "approved":
         done += " (its approval was for the group without the record: approve it again)"
-    # (a run replaces the pending groups with what it finds, which would leave the record out again)
-    done += "; approve it before the next run, which regroups the pending groups from the records"
+    # (not this group's id: a run that finds the group with the record gives it a new one)
+    done += (f". #{record_id} is marked the same as #{partner}: later runs keep them in one group "
+             f"(`crm-dedup include --undo GROUP_ID {record_id}`, with the id of the group holding it, withdraws that)")
     if fresh.problems:
         done += ". The new plan cannot be merged as it is: " + "; ".join(fresh.problems)
+    return done + "."
+
+
+def withdraw_include(store, group_id: str, record_id: int, user_id: int | None) -> str:
+    """Take back the "the same" marks include_record made between ``record_id`` and the members of
+    group ``group_id`` (whatever its status): later runs decide from the records alone again whether it
+    belongs. The group itself stays as it is until then. A manager may withdraw a mark where one of
+    the two records is theirs (as a skip); refused (CannotInclude, PermissionDenied) otherwise, or
+    where there is no such mark. Returns what was done, in words."""
+    g = schema.dedup_groups
+    with store.engine.connect() as conn:
+        user = load_user(conn, user_id)
+        row = conn.execute(sa.select(g.c.entity_type, g.c.status, g.c.member_ids).where(g.c.id == group_id)).first()
+        if row is None:
+            raise CannotInclude(f"There is no group {group_id!r}: a run gives a group a new id when its records "
+                                f"change; `crm-dedup groups` lists the one holding #{record_id}.")
+        entity, members = row.entity_type, [int(m) for m in row.member_ids]
+        marks = marks_of(conn, entity, record_id, members)
+        if not marks:
+            raise CannotInclude(f"{entity} #{record_id} is not marked the same as any record of group {group_id}: "
+                                "there is no mark to withdraw (only a record added with `crm-dedup include` or "
+                                "\"Add to this group\" has one).")
+        table = schema.ENTITY_TABLES[entity]
+        ids = sorted({i for m in marks for i in (m["id_a"], m["id_b"])})
+        owners = {r["id"]: dict(r) for r in conn.execute(
+            sa.select(table.c.id, table.c.responsible_id).where(table.c.id.in_(ids))).mappings()}
+        names = dict(conn.execute(sa.select(schema.users.c.id, schema.users.c.name)).all())
+    for m in marks:
+        if not may_mark_pair(user, [owners.get(m["id_a"], {}), owners.get(m["id_b"], {})]):
+            raise PermissionDenied(f"{user_label(user)} is a manager and may withdraw a \"the same\" mark only where "
+                                   f"one of the two records is theirs; neither {entity} #{m['id_a']} nor "
+                                   f"#{m['id_b']} is. Ask an admin, or the records' manager.")
+    with store.engine.connect() as conn, write_transaction(conn):
+        removed = drop_marks(conn, entity, [(m["id_a"], m["id_b"]) for m in marks])
+    if not removed:  # (withdrawn by someone else meanwhile)
+        raise CannotInclude(f"{entity} #{record_id} is not marked the same as any record of group {group_id} any "
+                            "more: someone withdrew the mark meanwhile.")
+    log.info("%s: the mark(s) of #%s with %s withdrawn by %s", entity, record_id,
+             ", ".join(f"#{m['id_a']}-#{m['id_b']}" for m in removed), user_label(user))
+
+    def who(m: dict) -> str:
+        by = "" if m["user_id"] is None else f" by {names.get(m['user_id'], 'user')} (#{m['user_id']})"
+        return f"#{m['id_a']} and #{m['id_b']} (marked{by} on {m['created_at']:%Y-%m-%d %H:%M} UTC)"
+
+    said = "; ".join(who(m) for m in removed)
+    partner = next(m["id_a"] if m["id_b"] == record_id else m["id_b"] for m in removed)
+    done = (f"Withdrew the mark: {entity} {said} are no longer marked the same. The next run decides from the "
+            f"records alone whether #{record_id} belongs in the group")
+    if record_id in members and row.status in ("pending", "approved"):
+        done += (f"; group {group_id} ({row.status}) holds it until then. To take it out now as not a duplicate: "
+                 f"`crm-dedup skip {record_id} {partner} --entity {entity}` or \"Skip\" on the review page")
     return done + "."

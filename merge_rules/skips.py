@@ -1,4 +1,5 @@
-"""Skips: pairs a person marked "not duplicates", with who and when; later runs leave them apart."""
+"""Skips: pairs a person marked "not duplicates", with who and when; later runs leave them apart.
+A skip replaces a "the same" mark of the pair (merge_rules.together)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 
 from crm import schema
+from merge_rules.together import drop_marks
 from merge_rules.tx import utcnow, write_transaction
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,12 @@ def _store_pairs(store, entity_type: str, pairs: set[tuple[int, int]], user_id: 
             now = utcnow()
             conn.execute(s.insert(), [{"entity_type": entity_type, "id_a": a, "id_b": b, "user_id": user_id,
                                        "created_at": now} for a, b in new])
+        # the newer decision wins: a "same" mark of these pairs goes (skipping an added record out of its
+        # group is how a person takes it out again; see merge_rules.together)
+        replaced = drop_marks(conn, entity_type, pairs)
+    for m in replaced:
+        log.info("%s #%d and #%d are no longer marked the same (marked by user %s on %s): marked not "
+                 "duplicates by user %s", entity_type, m["id_a"], m["id_b"], m["user_id"], m["created_at"], user_id)
     log.info("%d new %s skip pair(s) by user %s", len(new), entity_type, user_id)
     return len(new)
 

@@ -192,13 +192,16 @@ def import_(
     map_: Annotated[list[str], typer.Option("--map", help="FIELD=COLUMN, repeatable (overrides the preset).")] = [],
     encoding: Annotated[Optional[str], typer.Option(help="utf-8 or cp1251; detected when not given.")] = None,
     delimiter: Annotated[Optional[str], typer.Option(help="',' or ';'; detected when not given.")] = None,
-    errors: Annotated[Optional[Path], typer.Option(help="Write rejected rows with their reasons to this CSV.")] = None,
+    errors: Annotated[Optional[Path], typer.Option(help="Write the rejected rows, and the cells left out of rows "
+                                                   "imported (a date that does not exist...), with their reasons to "
+                                                   "this CSV.")] = None,
     update: Annotated[bool, typer.Option("--update", help="Rows whose id is in the database update that record (the "
                                          "file's columns and phones/e-mails of its kinds replace the record's) "
                                          "instead of being rejected; new ids are added.")] = False,
     settings: SettingsOption = None,
 ) -> None:
-    """Import contacts, companies or leads from CSV; bad rows are reported and the rest goes in. Phones,
+    """Import contacts, companies or leads from CSV; bad rows are reported and the rest goes in (a cell that
+    cannot be stored, such as a date that does not exist, is left empty and reported: the row goes in). Phones,
     e-mails and birthdates the matching cannot use are stored as written and counted in the summary
     (phones without a country code are read in the settings' match.region)."""
     from crm.csv_io import CsvError, import_csv
@@ -211,11 +214,14 @@ def import_(
                             encoding=encoding, delimiter=delimiter, region=region, update=update)
     except CsvError as exc:
         fail(str(exc))
-    for problem in report.problems[:50]:
+    listed = report.all_problems()  # rows rejected, and cells left out of rows imported
+    for problem in listed[:50]:
         typer.secho(f"  {problem}", fg=typer.colors.YELLOW, err=True)
-    if len(report.problems) > 50:
-        typer.secho(f"  ... and {len(report.problems) - 50} more", fg=typer.colors.YELLOW, err=True)
-    if errors and report.problems:
+    if len(listed) > 50:
+        typer.secho(f"  ... and {len(listed) - 50} more" + (f" (all in {errors})" if errors else
+                                                            " (--errors FILE writes them all)"),
+                    fg=typer.colors.YELLOW, err=True)
+    if errors and listed:
         report.write_problems(errors)
     typer.echo(report.summary())
     if report.rejected and not report.imported:  # (a script must not take "nothing went in" for success)
@@ -250,7 +256,12 @@ def find(
     map_: Annotated[list[str], typer.Option("--map", help="ROLE=COLUMN, repeatable; roles: first_name, last_name, "
                                              "middle_name, full_name, company, phone, email, birthdate, address, city, "
                                              "postcode, tax_id, website, text.")] = [],
-    id_column: Annotated[Optional[str], typer.Option(help="Column holding the record id (default: row number).")] = None,
+    id_column: Annotated[list[str], typer.Option(metavar="<str>", help="Column holding the record id (default: "
+                                                 "row number).")] = [],
+    encoding: Annotated[Optional[str], typer.Option(help="Of the --input CSV: utf-8, cp1251 or utf-16; detected "
+                                                    "when not given.")] = None,
+    delimiter: Annotated[Optional[str], typer.Option(help="Of the --input CSV: ',', ';', tab or another character; "
+                                                     "detected when not given.")] = None,
     out: Annotated[Path, typer.Option(help="Folder for groups.csv, pairs.csv, model.json, blocking.csv and "
                                       "settings.yaml (with --input), relative to the current folder.")] = "./out",
     settings: Annotated[Optional[Path], typer.Option(help=SETTINGS_HELP + " With --input only the match section "
@@ -263,7 +274,11 @@ def find(
     (without --input: runs the dedup flow over --entity, or all types with --entity all)."""
     from matchers.table import MappingError
 
+    id_column = _once(id_column, "--id-column", "a record's id is one column of the file")
     if input_ is None:
+        if encoding is not None or delimiter is not None:
+            fail("--encoding and --delimiter say how to read the file of --input; without --input, find runs on the "
+                 "CRM database")
         # the dedup flow reads the whole settings file: check it (and --entity) before the flow starts
         entity = entity_type(entity, allow_all=True)
         load_settings(settings, runs=True)
@@ -294,7 +309,8 @@ def find(
     source = ctx.get_parameter_source("out") if ctx is not None else None
     out_given = source is not None and source.name != "DEFAULT"
     try:
-        result = find_in_file(input_, entity, _parse_map(map_), id_column, match_settings)
+        result = find_in_file(input_, entity, _parse_map(map_), id_column, match_settings, encoding=encoding,
+                              delimiter=delimiter)
     except (FileError, MappingError) as exc:
         fail(str(exc))
     paths = result.write(out, match_settings)
@@ -312,8 +328,10 @@ def evaluate(
     groups: Annotated[Path, typer.Option(help="groups.csv written by `crm-dedup find`, or a run's "
                                           "<entity>/groups.parquet (CSV or parquet).")],
     truth: Annotated[Path, typer.Option(help="CSV or parquet with the record id and the true entity.")],
-    truth_column: Annotated[str, typer.Option(help="Column of --truth naming the real entity.")],
-    id_column: Annotated[str, typer.Option(help="Column of --truth with the record id.")] = "id",
+    truth_column: Annotated[list[str], typer.Option(metavar="<str>", help="Column of --truth naming the real "
+                                                    "entity.")],
+    id_column: Annotated[list[str], typer.Option(metavar="<str>", help="Column of --truth with the record id "
+                                                 "(default: id).")] = [],
     pairs: Annotated[Optional[Path], typer.Option(help="pairs.csv or pairs.parquet, for figures per threshold "
                                                   "(default: the one beside groups).")] = None,
 ) -> None:
@@ -324,6 +342,10 @@ def evaluate(
     from scoring.files import FileError, read_table
     from scoring.settings import MatchSettings, SettingsError
 
+    # (a repeated option would otherwise be the last one given, silently: a record has one id and one entity)
+    id_column = _once(id_column, "--id-column", "a record's id is one column of --truth, matched with the id "
+                      "column of --groups") or "id"
+    truth_column = _once(truth_column, "--truth-column", "the real entity is one column of --truth")
     try:
         g = _read_run_table(groups, "groups", ("id", "group_id"))
         t = read_table(truth)
@@ -1026,22 +1048,29 @@ def unskip(
 def include(
     group_id: Annotated[str, typer.Argument(help="The group (`crm-dedup groups` lists them).")],
     record_id: Annotated[int, typer.Argument(help="The record to add to it.")],
+    undo: Annotated[bool, typer.Option("--undo", help="Withdraw the \"same\" mark an earlier include made "
+                                                      "between the record and the group's members.")] = False,
     user: Annotated[Optional[str], typer.Option(help="Email of the user (default: the first admin).")] = None,
     settings: SettingsOption = None,
     db: DbOption = None,
 ) -> None:
     """Add a record to a pending or approved group: one the run left out of it (`groups` lists them as
     "left out") or any you know is a duplicate. The group is planned again with it and is pending (an
-    approval was for the group without it): approve it before the next run, which replaces the pending
-    groups with what it finds. A manager (--user) may add only their own records."""
+    approval was for the group without it). The record is marked the same as a member, so later runs
+    keep it in the group whatever the scores or the chaining guard say; `--undo` withdraws that mark
+    (the next run then decides from the records alone). A manager (--user) may add only their own
+    records, and withdraw a mark where one of the two records is theirs."""
     from merge_rules.errors import PermissionDenied
-    from merge_rules.grouping import CannotInclude, include_record
+    from merge_rules.grouping import CannotInclude, include_record, withdraw_include
 
-    merge_settings = load_settings(settings).merge
+    merge_settings = None if undo else load_settings(settings).merge
     store = open_store(db)
     user_row = _user(store, user)
     try:
-        typer.echo(include_record(store, group_id, record_id, user_row["id"], merge_settings))
+        if undo:
+            typer.echo(withdraw_include(store, group_id, record_id, user_row["id"]))
+        else:
+            typer.echo(include_record(store, group_id, record_id, user_row["id"], merge_settings))
     except (CannotInclude, PermissionDenied) as exc:
         fail(str(exc), code=1)
 
@@ -1408,6 +1437,14 @@ def _with_force_option(message: str, command: str) -> str:
 def _undo_line(r) -> str:
     """One readable line of an UndoResult: merge id, status, message."""
     return f"merge #{r.merge_id}: {r.status}: {r.message}"
+
+
+def _once(values: list[str], option: str, why: str) -> str | None:
+    """The one value of an option a command takes once (None when not given). Typer would keep the last of a
+    repeated one without a word; a repeated one is refused, naming the values given."""
+    if len(values) > 1:
+        fail(f"{option} was given {len(values)} times ({', '.join(map(repr, values))}): {why}, so give it once")
+    return values[0] if values else None
 
 
 def _parse_map(items: list[str]) -> dict[str, list[str]]:

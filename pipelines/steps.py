@@ -234,6 +234,7 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
     Falls back to a full run when there is no usable last run. ``compared_chunks``: the pairs were
     compared on Dask workers (split_step normalised the records, incrementally or not)."""
     from merge_rules.skips import load_skips
+    from merge_rules.together import load_together
     from scoring.find import find_duplicates
 
     settings = Settings.load(settings_path)
@@ -261,6 +262,7 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
         else:
             info = record_info(store, entity, settings.match.citation_weights)
         skips = load_skips(store, entity)
+        together = load_together(store, entity)  # (a person's "the same": joined whatever the scores say)
         read_s = time.perf_counter() - start
         kwargs, incremental_run, compare_pairs = {}, None, None
         # the phones and e-mails the quality check normalised, when it ran in this process
@@ -276,8 +278,8 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
         if incremental_run is not None and incremental_run["model"]:
             kwargs["model"] = FSModel.load(incremental_run["model"])
         reuse_s = time.perf_counter() - start - read_s
-        result = find_duplicates(table, settings.match, skips=skips, record_info=info, compare_pairs=compare_pairs,
-                                 known=known, free_table=True, **kwargs)
+        result = find_duplicates(table, settings.match, skips=skips, together=together, record_info=info,
+                                 compare_pairs=compare_pairs, known=known, free_table=True, **kwargs)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)

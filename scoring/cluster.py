@@ -207,3 +207,58 @@ def cut_off(labels: np.ndarray, a: np.ndarray, b: np.ndarray, strength: np.ndarr
     x, y, s = x[order], y[order], s[order]
     first = np.r_[True, x[1:] != x[:-1]] if len(x) else np.zeros(0, bool)
     return x[first], y[first], s[first]
+
+
+def force_links(labels: np.ndarray, strength: np.ndarray, must_link: Iterable[tuple[int, int]],
+                cannot_link: Iterable[tuple[int, int]], floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Groups (``labels``, ``strength`` as constrained_clusters gives them) joined where a person said
+    two records are the same (``must_link``, positions, newest decision first): the two groups become
+    one, whatever the scores or the chaining guard said (a person looked at them), unless that would
+    put a ``cannot_link`` pair (a person's "not duplicates") in one group: a person's no is never
+    overruled by another's yes through a third record.
+
+    The joined group's strength is the weakest of its parts' (a mark adds no evidence of its own);
+    ``floor`` where no part has one (two records joined by a mark alone). Returns new labels (the
+    smallest position of each group) and strengths; untouched groups keep theirs."""
+    labels = np.asarray(labels, dtype=np.int64).copy()
+    strength = np.asarray(strength, dtype=np.float64).copy()
+    must = [(int(x), int(y)) for x, y in must_link if int(x) != int(y)]
+    if not must:
+        return labels, strength
+    forbid: dict[int, set[int]] = defaultdict(set)
+    for x, y in cannot_link:
+        forbid[int(x)].add(int(y))
+        forbid[int(y)].add(int(x))
+    # the members of the groups a mark touches (the marks are few: a person made each one)
+    touched = np.isin(labels, labels[np.asarray(must, dtype=np.int64).ravel()])
+    members: dict[int, list[int]] = defaultdict(list)
+    for pos in np.flatnonzero(touched).tolist():
+        members[int(labels[pos])].append(pos)
+    parent = {g: g for g in members}
+
+    def find(g: int) -> int:
+        while parent[g] != g:
+            parent[g] = parent[parent[g]]
+            g = parent[g]
+        return g
+
+    joined = {g: list(ms) for g, ms in members.items()}
+    for x, y in must:
+        gx, gy = find(int(labels[x])), find(int(labels[y]))
+        if gx == gy:
+            continue
+        small, other = (joined[gx], gy) if len(joined[gx]) <= len(joined[gy]) else (joined[gy], gx)
+        other_set = set(joined[other])
+        if any(z in other_set for pos in small for z in forbid.get(pos, ())):
+            continue  # a "not duplicates" pair would end up in one group
+        keep, gone = min(gx, gy), max(gx, gy)
+        parent[gone] = keep
+        joined[keep] = joined[keep] + joined.pop(gone)
+    for root, positions in joined.items():
+        if len(positions) == len(members[root]):
+            continue  # nothing joined to it
+        at = np.asarray(positions, dtype=np.int64)
+        weakest = np.nanmin(strength[at]) if not np.isnan(strength[at]).all() else floor
+        labels[at] = at.min()
+        strength[at] = weakest
+    return labels, strength

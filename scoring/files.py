@@ -15,10 +15,12 @@ from scoring.find import FindResult, find_duplicates
 from scoring.settings import MatchSettings
 
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
+# a delimiter given by name, as `crm-dedup import --delimiter` takes it
+DELIMITER_NAMES = {"\\t": "\t", "tab": "\t", "comma": ",", "semicolon": ";"}
 ENCODING_NAMES = {"utf-8-sig": "UTF-8", "cp1251": "Windows-1251", "utf-16": "UTF-16"}
 # how to read a CSV otherwise, for an error that may come from a wrong guess
-READ_HINT = ("if that is not how the file is written, save it as UTF-8 or Windows-1251 with commas, semicolons "
-             "or tabs between the columns, or make its first line `sep=X` naming the delimiter, as Excel does")
+READ_HINT = ("if that is not how the file is written, give find --encoding (utf-8, cp1251, utf-16) and --delimiter "
+             "(',', ';', tab or another character), or make its first line `sep=X` naming the delimiter, as Excel does")
 # an id written as a plain whole number that int64 holds ("007", "+7", " 7" are not: they would not be
 # written back as they were)
 PLAIN_INTEGER = r"0|-?[1-9][0-9]{0,17}"
@@ -28,9 +30,11 @@ class FileError(ValueError):
     """An input file that cannot be read; the message names the file and the fix."""
 
 
-def read_table(path: Path, columns: Collection[str] | None = None, repeated_names: bool = False) -> pd.DataFrame:
+def read_table(path: Path, columns: Collection[str] | None = None, repeated_names: bool = False,
+               encoding: str | None = None, delimiter: str | None = None) -> pd.DataFrame:
     """A CSV (UTF-8 with or without BOM, Windows-1251, or UTF-16 with a BOM; comma, semicolon or tab, or
-    the delimiter an Excel `sep=X` first line names) or parquet file, as strings.
+    the delimiter an Excel `sep=X` first line names) or parquet file, as strings. ``encoding`` and
+    ``delimiter`` (a character, or tab / comma / semicolon) say how a CSV is written instead of guessing it.
     With ``columns``, only those of them the file has are read (a table of a million rows holds many
     columns a dedup never looks at); a missing one is left for the caller to name.
     A name the header repeats (`crm-dedup export` repeats `phone:work` for records with several work
@@ -56,11 +60,14 @@ def read_table(path: Path, columns: Collection[str] | None = None, repeated_name
             raise FileError(f"{path} is not a readable parquet file: {exc}") from exc
         frame.attrs.update(file_columns=list(have), read_as="parquet")
         return frame
+    asked, given = encoding, _given_encoding(path, encoding) if encoding is not None else None
+    sep_given = _given_delimiter(path, delimiter) if delimiter is not None else None
     with open(path, "rb") as fh:
         head = fh.read(1 << 16)
     # UTF-16 (Excel's "Unicode text") is only recognised by its BOM: without one it reads as 8-bit text
     utf16 = head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
-    text = head[:len(head) // 2 * 2].decode("utf-16" if utf16 else "utf-8", errors="replace").lstrip("\ufeff")
+    sniff = given or ("utf-16" if utf16 else "utf-8")
+    text = head[:len(head) // 2 * 2].decode(sniff, errors="replace").lstrip("\ufeff")
     if not text.strip():
         raise FileError(f"{path} is empty.")
     lines = text.splitlines()
@@ -68,10 +75,11 @@ def read_table(path: Path, columns: Collection[str] | None = None, repeated_name
     excel = re.fullmatch(r"sep=(.) *", lines[0])
     skip = 1 if excel else 0
     header = next((line for line in lines[skip:] if line.strip()), "")
-    sep = excel.group(1) if excel else max(DELIMITERS, key=header.count)  # (a tie: comma)
+    # (a given delimiter wins over a sep= line, which is still no part of the table)
+    sep = sep_given or (excel.group(1) if excel else max(DELIMITERS, key=header.count))  # (a tie: comma)
     # read straight from the file (no copy of the whole text in memory), as UTF-8, else Windows-1251 (or UTF-16)
     wanted = None if columns is None else set(columns)
-    for encoding in ("utf-16",) if utf16 else ("utf-8-sig", "cp1251"):
+    for encoding in (given,) if given else ("utf-16",) if utf16 else ("utf-8-sig", "cp1251"):
         read = {"sep": sep, "encoding": encoding, "skiprows": skip}
         try:
             # the header as written: pandas renames a repeated name to name.1, name.2, ...
@@ -79,7 +87,10 @@ def read_table(path: Path, columns: Collection[str] | None = None, repeated_name
             at = range(len(names)) if wanted is None else [i for i, n in enumerate(names) if n in wanted]
             frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""],
                                 usecols=None if wanted is None else at, **read)
-        except UnicodeDecodeError:
+        except UnicodeDecodeError as exc:
+            if given:
+                raise FileError(f"{path} is not {asked} text ({exc.reason}): give the --encoding it is written "
+                                "in (utf-8, cp1251, utf-16), or leave --encoding out to detect it.") from None
             continue
         except pd.errors.EmptyDataError:
             raise FileError(f"{path} is empty.") from None
@@ -88,17 +99,61 @@ def read_table(path: Path, columns: Collection[str] | None = None, repeated_name
         if repeated_names and len(frame.columns) == len(at):  # (else pandas took a column as the index)
             # each column its own name back ("" where the header cell is empty: pandas' "Unnamed: N")
             frame.columns = [names[i] or str(c) for i, c in zip(at, frame.columns)]
-        frame.attrs.update(file_columns=names, read_as=f"{ENCODING_NAMES[encoding]}, "
-                           f"{DELIMITERS.get(sep, repr(sep))}-separated" + (" (a sep= first line)" if excel else ""))
+        by_line = " (a sep= first line)" if excel and not sep_given else ""
+        frame.attrs.update(file_columns=names, read_as=f"{ENCODING_NAMES.get(encoding, encoding)}, "
+                           f"{DELIMITERS.get(sep, repr(sep))}-separated{by_line}")
         return frame
     raise FileError(f"{path} is neither UTF-8 nor Windows-1251 text.")
 
 
+def _given_encoding(path: Path, encoding: str) -> str:
+    """The codec of an encoding given by name. One that cannot be the file's is refused here, as import refuses
+    it: a file whose text decodes as UTF-8 read as an 8-bit encoding would have its letters garbled ("ÐŸ" for "П")."""
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise FileError(f"Unknown encoding {encoding!r} for {path}: use utf-8, cp1251 or utf-16.") from None
+    if name == "utf-8":
+        return "utf-8-sig"  # a BOM is not part of the first header
+    if not name.startswith("utf") and _utf8_not_ascii(path):
+        raise FileError(f"{path} is UTF-8 (all its text decodes as UTF-8), not {encoding}: read as {encoding} its "
+                        "letters would be garbled. Leave --encoding out, or give --encoding utf-8.")
+    return name
+
+
+def _utf8_not_ascii(path: Path) -> bool:
+    """Whether the file holds other than ASCII and all of it decodes as UTF-8 (read in chunks)."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+    ascii_only = True
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            ascii_only = ascii_only and chunk.isascii()
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError:
+                return False
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return not ascii_only
+
+
+def _given_delimiter(path: Path, delimiter: str) -> str:
+    d = DELIMITER_NAMES.get(delimiter, delimiter)
+    if len(d) != 1 or d in "\"\r\n":
+        raise FileError(f"Delimiter {delimiter!r} for {path} must be one character such as ',' or ';' (or tab).")
+    return d
+
+
 def find_in_file(path: Path, entity_type: str, mapping: Mapping[str, Sequence[str] | str], id_column: str | None,
-                 settings: MatchSettings | None = None) -> FindResult:
+                 settings: MatchSettings | None = None, encoding: str | None = None,
+                 delimiter: str | None = None) -> FindResult:
+    """Duplicates among the records of a CSV or parquet file. ``encoding`` and ``delimiter`` say how a CSV is
+    written (else they are detected: read_table)."""
     mapping = {role: list(dict.fromkeys([cols] if isinstance(cols, str) else cols)) for role, cols in mapping.items()}
     wanted = [c for cols in mapping.values() for c in cols] + ([id_column] if id_column else [])
-    frame = read_table(path, columns=wanted, repeated_names=True)
+    frame = read_table(path, columns=wanted, repeated_names=True, encoding=encoding, delimiter=delimiter)
     frame, mapping = _one_name_per_column(path, frame, mapping, id_column)
     if id_column:
         frame[id_column] = _integer_ids(frame[id_column])

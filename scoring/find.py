@@ -28,7 +28,8 @@ from matchers.blocking import Candidates, find_candidates, small_codes, unique_s
 from matchers.compare import NULL, ComparisonVectors, compare, comparisons_for
 from matchers.prepare import Prepared, prepare
 from matchers.table import MULTI_ROLES, SINGLE_ROLES, RoleTable
-from scoring.cluster import components, constrained_clusters, cut_off, group_pairs_to_check, guard_keeps_apart
+from scoring.cluster import (components, constrained_clusters, cut_off, force_links, group_pairs_to_check,
+                             guard_keeps_apart)
 from scoring.model import FSModel, LogisticModel, probability, total_weight, train_fellegi_sunter, train_logistic
 from scoring.primary import completeness, rank_groups
 from scoring.settings import MatchSettings
@@ -193,7 +194,7 @@ def tier_of(prob: np.ndarray, settings: MatchSettings) -> np.ndarray:
 
 
 def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
-                    skips: set[tuple] | None = None,
+                    skips: set[tuple] | None = None, together: list[tuple] | None = None,
                     record_info: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
                     labels: pd.Series | None = None, model=None, prepared: Prepared | None = None,
                     compare_pairs=None, changed_ids=None,
@@ -201,6 +202,8 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
     """Find the duplicate groups of one table.
 
     ``skips``: pairs of ids marked "not duplicates" (never grouped together).
+    ``together``: pairs of ids a person marked "the same", newest first: each pair's groups are joined
+    whatever the scores say, unless a skipped pair would end up in one group (cluster.force_links).
     ``record_info``: per id, optional columns editable, citations, custom_score for primary ranking;
     or a function returning them, called when the primaries are ranked (so that they may be read
     elsewhere meanwhile).
@@ -274,7 +277,7 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
         del cv
     with timer.stage("group"):
         labels_pos, strength = _cluster(p, cand.a, cand.b, prob, comparisons, model, settings, skips or set(),
-                                        apart=np.isin(held.code, APART))
+                                        apart=np.isin(held.code, APART), together=together or [])
         p.drop_caches()  # nothing compares from here on: free the codes before the large frames are made
     with timer.stage("primary"):
         if callable(record_info):
@@ -473,21 +476,26 @@ def _other_branch(p: Prepared, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _cluster(p: Prepared, pa: np.ndarray, pb: np.ndarray, prob: np.ndarray, comparisons, model,
-             settings: MatchSettings, skips: set[tuple], apart: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+             settings: MatchSettings, skips: set[tuple], apart: np.ndarray | None = None,
+             together: list[tuple] = ()) -> tuple[np.ndarray, np.ndarray]:
     """Groups of the pairs at or above "probable". Never in one group: pairs a person skipped, pairs
     ``apart`` (held by a rule saying they are different people or firms: different first names,
     patronymics, birthdates or tax ids, or two branches' KPPs; a chain through a third record is cut
     at its weakest link) and, with the chaining guard, pairs inside a group whose own evidence says
     they differ (scored if not yet, and held apart by the same rules). A group's strength is the
     weakest pair of a maximum spanning tree of its pairs (cluster.constrained_clusters), whether or
-    not anything is held apart."""
+    not anything is held apart. Then the groups of each pair a person marked ``together`` are joined
+    (a person's word over the score and the guard; never over a skip), their strength the weakest of
+    theirs, "probable" where only a mark joins them (cluster.force_links)."""
     n = len(p)
     keep = prob >= settings.thresholds.probable
     a, b, s = pa[keep], pb[keep], prob[keep]
     comp = components(n, a, b)
     cannot = [np.empty((0, 2), np.int64)]
-    if skips:
+    pairs: list[tuple[int, int]] = []
+    if skips or together:
         pos = pd.Series(np.arange(n), index=p.ids)
+    if skips:
         pairs = [(int(pos[x]), int(pos[y])) for x, y in skips if x in pos.index and y in pos.index]
         if pairs:
             cannot.append(np.asarray(pairs, dtype=np.int64).reshape(-1, 2))
@@ -524,6 +532,9 @@ def _cluster(p: Prepared, pa: np.ndarray, pb: np.ndarray, prob: np.ndarray, comp
     labels[involved] = involved[lab]
     strength = np.full(n, np.nan)
     strength[involved] = weak
+    if together:  # (records deleted or merged since they were marked are not in the table: nothing to join)
+        must = [(int(pos[x]), int(pos[y])) for x, y in together if x in pos.index and y in pos.index]
+        labels, strength = force_links(labels, strength, must, pairs, settings.thresholds.probable)
     return labels, strength
 
 

@@ -362,21 +362,25 @@ def test_broken_rows_of_an_update_file_are_reported_by_line_and_column_and_the_r
     header = rows[0]
     col = header.index
     rows[1][col("Должность")] = "Инженер"                  # line 2: a good change
-    rows[2][col("Дата рождения")] = "31.02.1980"           # line 3: no such day
-    rows[3][col("Дата изменения")] = "вчера"               # line 4: not a date
+    rows[2][col("Дата рождения")] = "31.02.1980"           # line 3: no such day (the record keeps its birthdate)
+    rows[3][col("Дата изменения")] = "вчера"               # line 4: not a date (as if the cell were empty)
     rows[4].append("лишнее")                               # line 5: a cell too many
     rows[5][col("ID")] = "abc"                             # line 6: not an id
     rows[6][col("Должность")] = "Директор"                 # line 7: a good change after the broken rows
     f = write_bitrix(tmp_path / "broken.csv", rows)
     report = import_csv(store, f, "contact", preset="bitrix24", update=True)
-    assert (report.rows_read, report.updated, report.rejected) == (6, 2, 4), report.summary()
-    got = [(p.line, p.column) for p in report.problems]
-    assert got == [(3, "Дата рождения"), (4, "Дата изменения"), (5, None), (6, "ID")]
+    assert (report.rows_read, report.updated, report.unchanged, report.rejected) == (6, 2, 2, 2), report.summary()
+    assert [(p.line, p.column) for p in report.problems] == [(5, None), (6, "ID")]
     reasons = [p.reason for p in report.problems]
-    assert "'31.02.1980' is written as a date but there is no such day" in reasons[0]
-    assert "'вчера' is not a date and time" in reasons[1]
-    assert f"has {len(header) + 1} cells where the header has {len(header)}" in reasons[2]
-    assert "'abc' is not a record id" in reasons[3]
+    assert f"has {len(header) + 1} cells where the header has {len(header)}" in reasons[0]
+    assert "'abc' is not a record id" in reasons[1]
+    # a bad date costs its cell, not the row
+    assert [(p.line, p.column) for p in report.cell_problems] == [(3, "Дата рождения"), (4, "Дата изменения")]
+    cells = [p.reason for p in report.cell_problems]
+    assert "'31.02.1980' is written as a date but there is no such date" in cells[0]
+    assert cells[0].endswith("contact #2 keeps the birthdate it has (the rest of the row is applied)")
+    assert "'вчера' is not a date and time" in cells[1] and cells[1].endswith("as if this cell were empty")
+    assert str(record(store, "contact", 2)["birthdate"]) == "1980-01-02"
     assert [record(store, "contact", i)["post"] for i in range(1, 7)] == ["Инженер", None, None, None, None,
                                                                             "Директор"]
     report.write_problems(tmp_path / "problems.csv")
