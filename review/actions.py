@@ -1,4 +1,5 @@
-"""What the review page's buttons do: merge now, approve, skip (a record or the group), undo.
+"""What the review page's buttons do: merge now, approve, skip (a record or the group), withdraw a
+"not duplicates" mark, undo.
 
 The merge itself is the merge engine's (merge_rules.apply.apply_plan): it re-reads and locks the rows,
 re-checks the user's rights and refuses a plan whose rows changed. On top of that the page refuses a
@@ -10,15 +11,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from crm import proposals, schema
 from crm.proposals import now
 from merge_rules.apply import apply_plan, describe_changes
 from merge_rules.errors import MergeError, PermissionDenied, StalePlanError, UndoConflict, UnresolvedConflicts
 from merge_rules.permissions import may_mark_pair
-from merge_rules.plan import MergePlan, plan_groups
+from merge_rules.plan import PLURAL, MergePlan, plan_groups
 from merge_rules.settings import MergeSettings
-from merge_rules.skips import skip_pair, skip_record
+from merge_rules.skips import skip_pair, skip_record, unskip_pair
 from merge_rules.snapshot import read_snapshot
 from merge_rules.undo import person_choices, plan_again, replan_undone, undo_merge
 from review import queries, views
@@ -32,6 +34,38 @@ class Outcome:
     message: str
     details: list[str] | None = None
     status: int = 200  # the HTTP status a refusal deserves (403 for a permission)
+    link: tuple[str, str] | None = None  # (href, words): where to see what the message speaks of
+    fresh: bool = False  # show the page afresh (the person's primary and choices are of no use now)
+
+
+def records_words(entity: str, ids: list[int]) -> str:
+    """ "contact #14" or "contacts #14, #15": the word in its right number."""
+    return f"{entity if len(ids) == 1 else PLURAL[entity]} {', '.join(f'#{i}' for i in ids)}"
+
+
+def _taken(store, group: dict, user: dict, seen: MergePlan | None, verb: str) -> Outcome | None:
+    """When a merge took this group (or part of it) after the person opened its page: says who merged
+    what and when, with a link to the result. None when no merge explains the refusal."""
+    with store.engine.connect() as conn:
+        fresh = queries.get_group(conn, group["id"]) or group
+        merge = queries.group_merge_since(conn, fresh, seen.planned_at if seen is not None else None)
+        if merge is None:
+            return None
+        primary = queries.read_records(conn, merge["entity_type"], [merge["primary_id"]]).get(merge["primary_id"])
+    by = "you" if merge["user_id"] is not None and merge["user_id"] == user["id"] else merge["who"]
+    when = f"{views.fmt(merge['merged_at'])} UTC"
+    what = (f"{records_words(merge['entity_type'], list(merge['merged_ids']))} into #{merge['primary_id']} "
+            f"(merge #{merge['id']})")
+    if queries.may_see_record(user, primary):
+        link = (f"/record/{merge['entity_type']}/{merge['primary_id']}", f"Open the merged {merge['entity_type']} "
+                f"#{merge['primary_id']}")
+    else:
+        link = (f"/group/{quote(group['id'], safe='')}#merged-note", "See the merge")
+    if fresh.get("merge_id") == merge["id"]:
+        return Outcome(False, f"Not {verb}: this group was just merged by {by} at {when}: {what}.", link=link,
+                       fresh=True)
+    return Outcome(False, f"Not {verb}: this group changed since you opened it: {by} merged {what} at {when}. "
+                   "Here is the plan for the records left in it; check it and try again.", link=link, fresh=True)
 
 
 def stale_changes(store, seen: MergePlan, fresh: MergePlan) -> list[str]:
@@ -55,20 +89,23 @@ def _fresh_plan(store, group: dict, user: dict, settings: MergeSettings, seen: M
     return plan, blockers
 
 
-def _check_seen(store, group, user, settings, seen: MergePlan, choices) -> tuple[MergePlan | None, Outcome | None]:
-    """The fresh plan with the person's choices, or why it cannot be used."""
+def _check_seen(store, group, user, settings, seen: MergePlan, choices,
+                verb: str = "merged") -> tuple[MergePlan | None, Outcome | None]:
+    """The fresh plan with the person's choices, or why it cannot be used. (Someone else's merge since the
+    page was shown is named as such, before the refusal it causes: _taken.)"""
     if group["status"] not in views.ACTIONABLE:
-        return None, Outcome(False, f"This group is {group['status']}; there is nothing to merge.")
+        return None, _taken(store, group, user, seen, verb) or Outcome(
+            False, f"This group is {group['status']}; there is nothing to merge.", fresh=True)
     plan, blockers = _fresh_plan(store, group, user, settings, seen, choices)
     if plan is None:
-        return None, Outcome(False, " ".join(blockers), status=403)
+        return None, _taken(store, group, user, seen, verb) or Outcome(False, " ".join(blockers), status=403)
     if blockers:  # (records marked "not duplicates")
         return None, Outcome(False, " ".join(blockers))
     changes = stale_changes(store, seen, plan)
     if changes:
-        return None, Outcome(False, "Not merged: the records changed since this page was shown, so the plan you "
-                             "saw is out of date. Here is the plan as the records are now; check it and try again.",
-                             changes)
+        return None, _taken(store, group, user, seen, verb) or Outcome(
+            False, f"Not {verb}: the records changed since this page was shown, so the plan you "
+            "saw is out of date. Here is the plan as the records are now; check it and try again.", changes)
     if plan.problems:
         return None, Outcome(False, "Not merged: " + plan.summary())
     if plan.unresolved:
@@ -86,26 +123,40 @@ def merge_now(store, group: dict, user: dict, settings: MergeSettings, seen: Mer
     try:
         result = apply_plan(store, plan, user["id"], group_id=group["id"])
     except StalePlanError as exc:
-        return Outcome(False, "Not merged: the records changed while merging. " + str(exc), exc.changes)
+        # (another person's merge of this group, a moment before this one: say so, not the rows it changed)
+        return _taken(store, group, user, seen, "merged") or Outcome(
+            False, "Not merged: the records changed while merging. " + str(exc), exc.changes)
     except PermissionDenied as exc:
         return Outcome(False, "Not merged: " + str(exc), status=403)
     except UnresolvedConflicts as exc:
         return Outcome(False, "Not merged: " + str(exc))
     except MergeError as exc:
         return Outcome(False, "Not merged: " + str(exc))
-    done = f"{result.message} (merge #{result.merge_id}), which can be undone from the history page"
+    # (the engine's own words, merge_message, say "contacts" for one record too)
+    done = (f"Merged {records_words(plan.entity_type, plan.duplicate_ids)} into #{plan.primary_id} "
+            f"(merge #{result.merge_id}), which can be undone from the history page")
+    lost = views.lost_access(plan)
+    if lost:
+        n = len(lost)
+        note = (f" {n} {'manager' if n == 1 else 'managers'} lost access to merged records, listed below: "
+                "pass it on.")
+    else:
+        note = ""
     if not others:
         # the group keeps the plan it merged by (primary, choices), as an approved one does: an undo
         # reopens it with that plan made again, not with the run's
         with store.engine.begin() as conn:
             proposals.set_plan(conn, group["id"], plan.to_dict())
-        return Outcome(True, done + ".")
+        return Outcome(True, done + "." + note, lost or None)
     # a manager merged their own records: the group stays open for the other managers' ones
     with store.engine.connect() as conn:
         records = queries.read_records(conn, group["entity_type"], [plan.primary_id, *others])
-    return _leave(store, {**group, "primary_id": plan.primary_id}, [plan.primary_id, *others],
-                  records, settings, f"{done}; the group stays open for the records of other managers ("
-                  + ", ".join(f"#{m}" for m in others) + ")", taken=plan)
+    outcome = _leave(store, {**group, "primary_id": plan.primary_id}, [plan.primary_id, *others],
+                     records, settings, f"{done}; the group stays open for the records of other managers ("
+                     + ", ".join(f"#{m}" for m in others) + ")", taken=plan)
+    outcome.message += note
+    outcome.details = lost or None
+    return outcome
 
 
 def _others_live(store, group: dict, plan: MergePlan) -> list[int]:
@@ -121,7 +172,7 @@ def _others_live(store, group: dict, plan: MergePlan) -> list[int]:
 def approve(store, group: dict, user: dict, settings: MergeSettings, seen: MergePlan,
             choices: dict[str, int]) -> Outcome:
     """Store the plan as shown (with the choices and primary) for the scheduled apply."""
-    plan, refusal = _check_seen(store, group, user, settings, seen, choices)
+    plan, refusal = _check_seen(store, group, user, settings, seen, choices, "approved")
     if refusal:
         return refusal
     if others := _others_live(store, group, plan):
@@ -163,7 +214,8 @@ def skip(store, group: dict, user: dict, settings: MergeSettings, record_id: int
     entity = group["entity_type"]
     members = [int(m) for m in group["member_ids"]]
     if group["status"] not in views.ACTIONABLE:
-        return Outcome(False, f"This group is {group['status']}; there is nothing to skip.")
+        return _taken(store, group, user, None, "skipped") or Outcome(
+            False, f"This group is {group['status']}; there is nothing to skip.")
     with store.engine.connect() as conn:
         records = queries.read_records(conn, entity, members)
     g = schema.dedup_groups
@@ -278,6 +330,32 @@ def _approval_kept(store, group: dict, live: list[int], settings: MergeSettings,
         return None, ("the records left have new conflicts to choose: "
                       + ", ".join(views.FIELD_LABELS.get(f, f) for f in new))
     return plan, ""
+
+
+def unskip(store, entity: str, id_a: int, id_b: int, user: dict) -> Outcome:
+    """Withdraw a "not duplicates" mark (as `crm-dedup unskip`): on the page, an admin any, a manager
+    one between two records of their own (queries.may_withdraw_mark)."""
+    a, b = min(id_a, id_b), max(id_a, id_b)
+    if a == b:
+        return Outcome(False, f"{entity} #{a} cannot be marked against itself: there is no mark to withdraw.")
+    with store.engine.connect() as conn:
+        records = queries.read_records(conn, entity, [a, b])
+        people = queries.users_by_id(conn, {r.get("responsible_id") for r in records.values()})
+    if not queries.may_withdraw_mark(user, [records.get(a), records.get(b)]):
+        theirs = [f"#{i} is {views.owner_name(people, records.get(i))}'s" for i in (a, b)
+                  if not queries.may_see_record(user, records.get(i))]
+        return Outcome(False, f"Not withdrawn: a manager may withdraw a \"not duplicates\" mark only between two "
+                       f"records of their own, and {entity} {' and '.join(theirs)}. Ask an admin.", status=403)
+    removed = unskip_pair(store, entity, a, b)
+    if removed is None:
+        return Outcome(False, f"{entity} #{a} and #{b} are not marked \"not duplicates\" (any more); nothing changed.")
+    with store.engine.connect() as conn:
+        marker = queries.users_by_id(conn, [removed["user_id"]]).get(removed["user_id"]) if removed["user_id"] else None
+    who = marker["name"] if marker else (f"user #{removed['user_id']}" if removed["user_id"] else "the system")
+    log.info("%s skip pair (%d, %d) withdrawn on the review page by user #%s", entity, a, b, user["id"])
+    return Outcome(True, f"Withdrew the mark: {entity} #{a} and #{b} are no longer marked \"not duplicates\" "
+                   f"(marked by {who} on {views.fmt(removed['created_at'])} UTC). The next run may propose them "
+                   "as duplicates again.")
 
 
 def undo(store, merge_id: int, user: dict, force: bool, settings: MergeSettings) -> Outcome:

@@ -1,4 +1,5 @@
-"""The review web application: sign in, list duplicate groups, review one, merge, skip, undo.
+"""The review web application: sign in, list duplicate groups, review one, merge, skip (and withdraw
+a "not duplicates" mark), undo.
 
 ``create_app(db_url)`` builds it; ``review.server.serve`` runs it with uvicorn on 127.0.0.1. Pages are
 rendered on the server with Jinja2 (autoescaped); the only script is a few lines in static/review.js.
@@ -240,9 +241,10 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
             choices = views.parse_choices(request.query_params, group["entity_type"])
             view = views.build(store, conn, group, user, settings, primary=primary, choices=choices)
             merge = queries.merge_brief(conn, group["merge_id"]) if group.get("merge_id") else None
+            lost = views.merge_lost_access(conn, group, merge)
         token = signer.dumps(group_id, user["id"], view.plan.to_dict()) if view.plan else ""
         return render(request, "group.html", {"v": view, "g": group, "plan_token": token, "merge": merge,
-                                              "group_url": group_url})
+                                              "lost": lost, "group_url": group_url})
 
     def _seen_plan(request: Request, form: dict, group_id: str, user: dict) -> MergePlan | None:
         data = signer.loads(form.get("plan") or "", group_id, user["id"])
@@ -268,14 +270,32 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
             return _see_other(group_url(group_id, seen.primary_id, choices))
         else:
             raise HTTPException(400, f"Unknown action {action!r}.")
-        return _after(request, outcome, group_url(group_id, None if outcome.ok else seen.primary_id,
-                                                  None if outcome.ok else choices))
+        keep = not outcome.ok and not outcome.fresh  # (the person's primary and choices, to try again)
+        return _after(request, outcome, group_url(group_id, seen.primary_id if keep else None,
+                                                  choices if keep else None))
 
     def _after(request: Request, outcome: actions.Outcome, target: str) -> Response:
         if outcome.status == 403:
             return render(request, "error.html", {"code": 403, "message": outcome.message, "back": target}, 403)
-        flash(request, outcome.message, "ok" if outcome.ok else "error", outcome.details)
+        flash(request, outcome.message, "ok" if outcome.ok else "error", outcome.details, outcome.link)
         return _see_other(target)
+
+    @app.post("/group/{group_id}/unskip")
+    def group_unskip(request: Request, group_id: str, form: dict = Depends(checked_form),
+                     user: dict = Depends(current_user)):
+        """Withdraw a "not duplicates" mark the group page shows (between its records, or one of them and
+        a record left out of it)."""
+        with store.engine.connect() as conn:
+            group = group_for(conn, group_id, user)
+        a = queries.parse_int(form.get("id_a"), "id_a", "a record id")
+        b = queries.parse_int(form.get("id_b"), "id_b", "a record id")
+        shown = {int(m) for m in group["member_ids"]} | {
+            int(i["id"]) for i in group.get("left_out") or [] if isinstance(i, dict) and "id" in i}
+        if a is None or b is None or a not in shown or b not in shown:
+            raise BadRequest(f"id_a and id_b must be two records of group {group_id} (or left out of it), "
+                             f"not {form.get('id_a')!r} and {form.get('id_b')!r}")
+        outcome = actions.unskip(store, group["entity_type"], a, b, user)
+        return _after(request, outcome, group_url(group_id))
 
     @app.post("/group/{group_id}/skip")
     def group_skip(request: Request, group_id: str, form: dict = Depends(checked_form),
@@ -370,11 +390,28 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
             comms = queries.read_comms(conn, entity, [record_id]).get(record_id, [])
             links = queries.link_counts(conn, entity, [record_id])[record_id]
             owner = queries.users_by_id(conn, [row["responsible_id"]]).get(row["responsible_id"])
+            marks = views.record_marks(conn, entity, row, user)
         fields = [(k, views.FIELD_LABELS.get(k, k), row.get(k)) for k in field_kinds(entity) if k in row]
         fields += [("modified_at", "Modified", row.get("modified_at")),
                    ("deleted_at", "Deleted", row.get("deleted_at"))]
         return render(request, "record.html", {"entity": entity, "row": row, "fields": fields, "comms": comms,
-                                               "links": links, "owner": owner,
+                                               "links": links, "owner": owner, "marks": marks,
                                                "name": queries.display_name(entity, row)})
+
+    @app.post("/record/{entity}/{record_id}/unskip")
+    def record_unskip(request: Request, entity: str, record_id: Int, form: dict = Depends(checked_form),
+                      user: dict = Depends(current_user)):
+        """Withdraw a "not duplicates" mark of this record (the record page lists them)."""
+        if entity not in schema.ENTITY_TYPES:
+            raise HTTPException(404, f"There is no entity type {entity!r}.")
+        with store.engine.connect() as conn:
+            row = queries.read_records(conn, entity, [record_id]).get(record_id)
+        if row is None or not queries.may_see_record(user, row):
+            raise HTTPException(404, "There is no such record, or it is not one of yours.")
+        other = queries.parse_int(form.get("other_id"), "other_id", "a record id")
+        if other is None:
+            raise BadRequest("other_id must be the record the mark is with")
+        target = f"/record/{entity}/{record_id}"
+        return _after(request, actions.unskip(store, entity, record_id, other, user), target)
 
     return app

@@ -87,6 +87,17 @@ def can_see_group(user: dict, group: dict) -> bool:
     return is_admin(user) or user["id"] in (group.get("responsible_ids") or [])
 
 
+def may_see_record(user: dict, row: dict | None) -> bool:
+    """An admin sees every record; a manager those they are responsible for."""
+    return is_admin(user) or (row is not None and row.get("responsible_id") == user["id"])
+
+
+def may_withdraw_mark(user: dict, rows: Iterable[dict | None]) -> bool:
+    """Whether ``user`` may withdraw a "not duplicates" mark on the page: an admin any, a manager only
+    one between two records that are both theirs (a record not found is nobody's)."""
+    return is_admin(user) or all(may_see_record(user, r) for r in rows)
+
+
 # -- the groups list --------------------------------------------------------------------------
 
 @dataclass
@@ -456,9 +467,13 @@ def lead_clients_page(conn: Connection, f: Filters, user: dict, page: int, limit
     clients = {c: record_names(conn, c, part.loc[part["client_type"] == c, "client_id"]) for c in ("contact", "company")}
     rows = []
     for r in part.itertuples(index=False):
-        rows.append({"lead_id": int(r.lead_id), "lead": leads.get(int(r.lead_id)), "client_type": r.client_type,
-                     "client_id": int(r.client_id), "client": clients[r.client_type].get(int(r.client_id)),
-                     "probability": float(r.probability), "tier": r.tier, "explanation": r.explanation})
+        lead, client = leads.get(int(r.lead_id)), clients[r.client_type].get(int(r.client_id))
+        # the explanation quotes both records' values: a manager reads it only where both are theirs
+        both = may_see_record(user, lead) and may_see_record(user, client)
+        rows.append({"lead_id": int(r.lead_id), "lead": lead, "client_type": r.client_type,
+                     "client_id": int(r.client_id), "client": client,
+                     "probability": float(r.probability), "tier": r.tier,
+                     "explanation": r.explanation if both else "", "redacted": not both})
     return {"rows": rows, "counts": counts, "total": total, "leads": leads_total, "page": page, "pages": pages,
             "note": "", "run": run}
 
@@ -504,6 +519,31 @@ def decorate(conn: Connection, entity: str, rows: list[dict]) -> list[GroupPage]
     return out
 
 
+# -- "not duplicates" marks --------------------------------------------------------------------
+
+def marks_within(conn: Connection, entity: str, ids: Iterable[int]) -> list[dict[str, Any]]:
+    """The "not duplicates" marks (dedup_skips) between two of these records: {id_a, id_b, user_id,
+    created_at}, a < b, in the order of the ids."""
+    s = schema.dedup_skips
+    wanted = sorted({int(i) for i in ids})
+    inside = set(wanted)
+    out = []
+    for chunk in _chunks(wanted):  # (the unique index on entity_type, id_a serves this)
+        q = sa.select(s.c.id_a, s.c.id_b, s.c.user_id, s.c.created_at).where(
+            s.c.entity_type == entity, s.c.id_a.in_(chunk))
+        out += [dict(r) for r in conn.execute(q).mappings() if r["id_b"] in inside]
+    return sorted(out, key=lambda r: (r["id_a"], r["id_b"]))
+
+
+def marks_of(conn: Connection, entity: str, record_id: int) -> list[dict[str, Any]]:
+    """Every "not duplicates" mark of one record: {id_a, id_b, user_id, created_at}, newest first."""
+    s = schema.dedup_skips
+    q = (sa.select(s.c.id_a, s.c.id_b, s.c.user_id, s.c.created_at)
+         .where(s.c.entity_type == entity, sa.or_(s.c.id_a == record_id, s.c.id_b == record_id))
+         .order_by(s.c.created_at.desc(), s.c.id.desc()))
+    return [dict(r) for r in conn.execute(q).mappings()]
+
+
 # -- merges -----------------------------------------------------------------------------------
 
 def merge_users(conn: Connection, merge_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
@@ -519,11 +559,29 @@ def merge_users(conn: Connection, merge_ids: Sequence[int]) -> dict[int, dict[st
 
 
 def merge_brief(conn: Connection, merge_id: int) -> dict[str, Any] | None:
-    """One merge for the group page: when, who, status, summary."""
+    """One merge for the group page: when, who, status, summary, primary and merged ids."""
     m, u = schema.dedup_merges, schema.users
-    q = (sa.select(m.c.id, m.c.merged_at, m.c.status, m.c.summary, m.c.undone_at, m.c.user_id,
-                   sa.func.coalesce(u.c.name, "system").label("who"))
+    q = (sa.select(m.c.id, m.c.merged_at, m.c.status, m.c.summary, m.c.undone_at, m.c.user_id, m.c.primary_id,
+                   m.c.merged_ids, sa.func.coalesce(u.c.name, "system").label("who"))
          .select_from(m.outerjoin(u, u.c.id == m.c.user_id)).where(m.c.id == merge_id))
+    row = conn.execute(q).mappings().first()
+    return dict(row) if row else None
+
+
+def group_merge_since(conn: Connection, group: dict, since: Any) -> dict[str, Any] | None:
+    """The merge that took this group (or, for a group still open, the latest merge of part of it
+    made at or after ``since``), as merge_brief gives it plus its entity, primary and merged ids;
+    None when there is none. Only applied merges count (an undone one put the records back)."""
+    m, u = schema.dedup_merges, schema.users
+    q = (sa.select(m.c.id, m.c.merged_at, m.c.status, m.c.summary, m.c.user_id, m.c.entity_type, m.c.primary_id,
+                   m.c.merged_ids, sa.func.coalesce(u.c.name, "system").label("who"))
+         .select_from(m.outerjoin(u, u.c.id == m.c.user_id)).where(m.c.status == "applied"))
+    if group.get("merge_id") is not None:
+        q = q.where(m.c.id == group["merge_id"])
+    elif since is not None:
+        q = q.where(m.c.group_id == group["id"], m.c.merged_at >= since).order_by(m.c.id.desc()).limit(1)
+    else:
+        return None
     row = conn.execute(q).mappings().first()
     return dict(row) if row else None
 

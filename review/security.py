@@ -79,11 +79,14 @@ class Flashes:
         self._limit = limit
         self._lock = threading.Lock()
 
-    def add(self, request: Request, text: str, level: str = "info", details: list[str] | None = None) -> None:
+    def add(self, request: Request, text: str, level: str = "info", details: list[str] | None = None,
+            link: tuple[str, str] | None = None) -> None:
+        """``link``: (href, words) of a page on this site the message points to."""
         key = request.session.get("flash")
         if not isinstance(key, str):
             key = request.session["flash"] = secrets.token_urlsafe(12)
-        message = {"level": level, "text": text, "details": list(details or [])[:MAX_DETAILS]}
+        message = {"level": level, "text": text, "details": list(details or [])[:MAX_DETAILS],
+                   "link": {"href": link[0], "text": link[1]} if link else None}
         with self._lock:
             items = self._items.setdefault(key, [])
             items.append(message)

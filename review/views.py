@@ -105,6 +105,20 @@ class PairView:
     criteria: str
     explanation: str
     bars: list[dict]  # {name, bits, width, sign}
+    redacted: bool = False  # the explanation quotes a record the user may not see: not shown
+
+
+@dataclass
+class MarkView:
+    """A pair of records marked "not duplicates" (dedup_skips), as shown with its withdraw button."""
+    id_a: int
+    id_b: int
+    label_a: str
+    label_b: str
+    by: str  # who marked it
+    when: str
+    can_withdraw: bool
+    why_not: str = ""  # why this user may not withdraw it (instead of the button)
 
 
 @dataclass
@@ -118,6 +132,7 @@ class LeftOutView:
     explanation: str
     reason: str
     mine: bool  # the user may open it (an admin, or the manager responsible for it)
+    marked: bool = False  # still marked "not duplicates" with a member (the run's reason may be older)
 
 
 @dataclass
@@ -136,6 +151,8 @@ class GroupView:
     users: dict[int, dict]
     left_out: list[LeftOutView] = field(default_factory=list)
     stored: MergePlan | None = None  # the plan stored with the group (approved, or merged by before an undo)
+    marks: list[MarkView] = field(default_factory=list)  # pairs of it marked "not duplicates"
+    approve_blocker: str = ""  # why this user may not approve (instead of the button: it would be refused)
 
     @property
     def can_act(self) -> bool:
@@ -231,8 +248,55 @@ def plan_for(store, group: dict, user: dict, settings: MergeSettings, primary: i
         blockers.append(", ".join(f"{entity} #{a} and #{b}" for a, b in marked)
                         + " are marked \"not duplicates\" (since this group was proposed), so it can be neither merged "
                         "nor approved as it is: take one of them out of it (Not a duplicate), or withdraw the mark "
-                        f"with `crm-dedup unskip --entity {entity} {marked[0][0]} {marked[0][1]}`.")
+                        "(below, under Marked \"not duplicates\", where you may; or "
+                        f"`crm-dedup unskip --entity {entity} {marked[0][0]} {marked[0][1]}`).")
     return plan, primary, blockers
+
+
+def owner_name(users: Mapping[int, dict], row: Mapping[str, Any] | None) -> str:
+    rid = (row or {}).get("responsible_id")
+    if rid is None:
+        return "nobody"
+    return (users.get(rid) or {}).get("name") or f"user #{rid}"
+
+
+def approve_blocker(entity: str, others: list[int], records: dict[int, dict], users: Mapping[int, dict],
+                    user: dict) -> str:
+    """Why a manager may not approve a group that holds live records of other managers (actions.approve
+    refuses it: the scheduled merge would leave them out), naming whose they are; "" when they may."""
+    if is_admin(user):
+        return ""
+    theirs: dict[str, list[int]] = {}
+    for m in others:
+        row = records.get(m)
+        if row is not None and row.get("deleted_at") is None:
+            theirs.setdefault(owner_name(users, row), []).append(m)
+    if not theirs:
+        return ""
+    held = "; ".join(f"{', '.join(f'#{m}' for m in ids)} of {name}" for name, ids in theirs.items())
+    return (f"Approving for the scheduled merge is for groups whose records are all yours: this group also holds "
+            f"{entity} {held}, which that merge would leave out. Merge your records now, skip them, or ask an admin "
+            "to approve the whole group.")
+
+
+def mark_views(conn, entity: str, marks: list[dict], records: dict[int, dict], user: dict,
+               labels: Mapping[int, str]) -> list[MarkView]:
+    """Marks as shown to ``user``: who marked them and when, and whether they may withdraw each (an admin,
+    or the manager of both records: queries.may_withdraw_mark), else why not."""
+    people = queries.users_by_id(conn, {m["user_id"] for m in marks}
+                                 | {r.get("responsible_id") for r in records.values()})
+    out = []
+    for m in marks:
+        a, b = int(m["id_a"]), int(m["id_b"])
+        ok = queries.may_withdraw_mark(user, [records.get(a), records.get(b)])
+        why = ""
+        if not ok:
+            theirs = [f"#{i} is {owner_name(people, records.get(i))}'s" for i in (a, b)
+                      if not queries.may_see_record(user, records.get(i))]
+            why = f"Only an admin may withdraw this mark: {' and '.join(theirs)}."
+        by = (people.get(m["user_id"]) or {}).get("name") or (f"user #{m['user_id']}" if m["user_id"] else "the system")
+        out.append(MarkView(a, b, labels.get(a, f"#{a}"), labels.get(b, f"#{b}"), by, fmt(m["created_at"]), ok, why))
+    return out
 
 
 def _bars(contributions: Any) -> list[dict]:
@@ -349,8 +413,38 @@ def build(store, conn, group: dict, user: dict, settings: MergeSettings, *, prim
     # naming a record a manager's merge took stays with the group, for an undo, but is not shown)
     pairs = [p for p in pair_views(group) if not (p.id_a in hidden and p.id_b in hidden)
              and p.id_a in members and p.id_b in members]
+    # one of another manager's: its explanation quotes that record's values (its name, phone, e-mail),
+    # which the page does not show her; the bits per comparison name no value and stay
+    for p in pairs:
+        if hidden & {p.id_a, p.id_b}:
+            p.redacted = True
+            theirs = min(hidden & {p.id_a, p.id_b})
+            p.explanation = (f"The explanation is not shown: it quotes the values of #{theirs}, another manager's "
+                             "record, which are theirs to see. The bits below show what counted.")
+    left_out = left_out_views(conn, group, user)
+    blocker = approve_blocker(entity, others, records, users, user) if plan is not None else ""
     return GroupView(group, entity, columns, primary_id, plan, fields, comm_rows, pairs, warnings,
-                     blockers, choices, users, left_out_views(conn, group, user), stored)
+                     blockers, choices, users, left_out, stored,
+                     group_marks(conn, group, user, records, columns, left_out), blocker)
+
+
+def group_marks(conn, group: dict, user: dict, records: dict[int, dict], columns: list[Column],
+                left_out: list[LeftOutView]) -> list[MarkView]:
+    """The "not duplicates" marks between the group's records, or between one of them and a record left
+    out of it; a manager does not see those between two records of other managers."""
+    entity = group["entity_type"]
+    members = {int(m) for m in group["member_ids"]}
+    outside = {r.id for r in left_out}
+    marks = [m for m in queries.marks_within(conn, entity, members | outside)
+             if {m["id_a"], m["id_b"]} & members]
+    if not marks:
+        return []
+    rows = {**records, **queries.read_records(conn, entity, sorted(outside - set(records)))} if outside else records
+    marks = [m for m in marks if any(queries.may_see_record(user, rows.get(i)) for i in (m["id_a"], m["id_b"]))]
+    names = {c.id: c.name for c in columns} | {r.id: r.name for r in left_out}
+    labels = {i: f"#{i} {names.get(i) or '(no name)'}" if queries.may_see_record(user, rows.get(i))
+              else f"#{i} (another manager's record)" for m in marks for i in (m["id_a"], m["id_b"])}
+    return mark_views(conn, entity, marks, rows, user, labels)
 
 
 def left_out_views(conn, group: dict, user: dict) -> list[LeftOutView]:
@@ -360,20 +454,68 @@ def left_out_views(conn, group: dict, user: dict) -> list[LeftOutView]:
     if not items:
         return []
     entity = group["entity_type"]
-    records = queries.read_records(conn, entity, [int(i["id"]) for i in items])
+    partners = [int(i["partner"]) for i in items if isinstance(i.get("partner"), int)]
+    records = queries.read_records(conn, entity, [int(i["id"]) for i in items] + partners)
+    members, lone = {int(m) for m in group["member_ids"]}, {int(i["id"]) for i in items}
+    marked = {x for m in queries.marks_within(conn, entity, members | lone) for x, y in
+              ((m["id_a"], m["id_b"]), (m["id_b"], m["id_a"])) if x in lone and y in members}
     out = []
     for i in items:
         row = records.get(int(i["id"]))
-        mine = is_admin(user) or (row or {}).get("responsible_id") == user["id"]
+        mine = queries.may_see_record(user, row)
         if row is not None and row.get("deleted_at") is not None:
             continue  # merged or removed since the run: nothing is left behind any more
+        # the explanation quotes both records' values: shown where the user may see both
+        partner = records.get(int(i["partner"])) if isinstance(i.get("partner"), int) else None
+        readable = mine and (i.get("partner") is None or queries.may_see_record(user, partner))
         prob = i.get("probability")
         out.append(LeftOutView(int(i["id"]), (queries.display_name(entity, row) or "(no name)") if mine and row
                                else "another manager's record" if row else "(missing)",
                                i.get("partner"), float(prob) if prob is not None else None,
-                               str(i.get("tier") or ""), str(i.get("explanation") or "") if mine else "",
-                               str(i.get("reason") or ""), mine))
+                               str(i.get("tier") or ""), str(i.get("explanation") or "") if readable else "",
+                               str(i.get("reason") or ""), mine, int(i["id"]) in marked))
     return out
+
+
+def record_marks(conn, entity: str, row: dict, user: dict) -> list[MarkView]:
+    """The record page's "not duplicates" marks: every pair this record is marked in, the other record
+    named where the user may see it."""
+    marks = queries.marks_of(conn, entity, row["id"])
+    if not marks:
+        return []
+    others = {m["id_b"] if m["id_a"] == row["id"] else m["id_a"] for m in marks}
+    records = {**queries.read_records(conn, entity, sorted(others)), row["id"]: row}
+    labels = {}
+    for i in others:
+        other = records.get(i)
+        if other is None:
+            labels[i] = f"#{i} (no longer exists)"
+        elif queries.may_see_record(user, other):
+            labels[i] = f"#{i} {queries.display_name(entity, other) or '(no name)'}"
+        else:
+            labels[i] = f"#{i} (another manager's record)"
+    labels[row["id"]] = f"#{row['id']}"
+    return mark_views(conn, entity, marks, records, user, labels)
+
+
+def merge_lost_access(conn, group: dict, merge: dict | None) -> list[str]:
+    """Who lost access to records when this group was merged: the access warnings of the plan stored with
+    it (the one the page or the scheduled apply merged), said in the past. Empty when it is not that plan."""
+    if merge is None or merge.get("status") != "applied":
+        return []
+    plan = stored_plan(conn, group)
+    if plan is None or plan.primary_id != merge.get("primary_id") \
+            or sorted(plan.duplicate_ids) != sorted(int(i) for i in merge.get("merged_ids") or []):
+        return []
+    return lost_access(plan)
+
+
+def lost_access(plan: MergePlan | None) -> list[str]:
+    """The plan's access warnings as said once it is merged: who lost access to which records."""
+    if plan is None:
+        return []
+    return [w.message.replace("; they will lose access to it", "; they lost access to it")
+            for w in plan.access_warnings]
 
 
 def criteria_words(pairs: list[dict]) -> str:
