@@ -153,7 +153,6 @@ class FirstNameComparison(Comparison):
         ra, rb = raw[a], raw[b]
         both = (ra >= 0) & (rb >= 0)
         level[both] = 0
-        raw_len = np.array([len(x) for x in raw_u] + [0], dtype=np.int64)  # code -1: no name
         is_initial = np.array([_is_initial(x) for x in raw_u] + [False], dtype=bool)
         initial_only = both & (is_initial[ra] | is_initial[rb])
         idx = np.flatnonzero(initial_only)
@@ -172,15 +171,23 @@ class FirstNameComparison(Comparison):
         x, y, inverse = distinct_pairs(ra[rest], rb[rest], len(raw_u))
         jw = np.asarray(_similarity(raw_u[x], raw_u[y], JaroWinkler.normalized_similarity))
         typo = np.asarray(_similarity(raw_u[x], raw_u[y], OSA.distance))
-        short = np.minimum(raw_len[x], raw_len[y]) < 4
-        similar = ((jw >= 0.88) | ((typo <= 1) & ~short))[inverse]
+        # names in Latin letters (or one in each script): measured on the key's letters, where ц, ш,
+        # ж, ч, я, ю are one letter again (Iritsa / Irina, as Ирица / Ирина) and spelling variants
+        # (x/ks, y/i/j, ya/ia) are none; two common names are two names (Maria / Marina, Masha / Dasha)
+        key_similar, key_two, key_near = _key_typos(x, y, raw_u, jw, typo)
+        similar, two = key_similar[inverse], key_two[inverse]
         if facts is not None:
+            # but a Latin and a Cyrillic record may be one person's Russian and English name
+            # (Тимофей / Timothy, Алиса / Alice): no two-names rule across scripts
+            across = facts.cross_script(a[rest], b[rest])
+            similar[across], two[across] = key_near[inverse[across]], False
             # two names typed in Cyrillic: measured on their letters (Ирина / Ирица), not on keys
             # where ц, ш, ж, ч, я, ю are two letters (irina / iritsa: two edits); two common names
             # are two names, even where they sound alike (Лена / Лина)
             cyr, cyr_similar, two_names = _cyrillic_typos(p, facts, a[rest], b[rest])
             similar[cyr] = cyr_similar
-            level[rest[cyr[two_names]]] = 0
+            two[cyr] = two_names
+        level[rest[two]] = 0
         level[rest[similar]] = 3
         nick = _nickname_match(x, y, raw_u)
         level[rest[nick[inverse]]] = 4
@@ -303,18 +310,50 @@ def _cyrillic_typos(p: Prepared, facts: "_PersonFacts", a: np.ndarray, b: np.nda
     return idx, similar[inverse], two_names[inverse]
 
 
+def _key_typos(x: np.ndarray, y: np.ndarray, keys: np.ndarray, jw: np.ndarray, typo: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For distinct pairs of different first-name keys (codes ``x``, ``y`` into ``keys``; ``jw`` and
+    ``typo`` measured on the keys): whether they are one typo apart or Jaro-Winkler close, the typo
+    also counted on names.typo_letters (iriцa / irina: one; Jaro-Winkler stays on the keys), and
+    whether they are two common names (is_common_first_name: Maria / Marina, Anna / Alla, Elena /
+    Alena), which are two names, as in _cyrillic_typos. A name of three letters or fewer (so
+    counted) takes a typo only between a common name and one that is none (Oleg / Olg, Yana / Yaza).
+    Third: whether they are near without these two rules (one typo, or Jaro-Winkler close)."""
+    from matchers.names import is_common_first_name, typo_letters
+
+    if not len(x):
+        return np.zeros(0, bool), np.zeros(0, bool), np.zeros(0, bool)
+    codes, at = np.unique(np.concatenate([x, y]), return_inverse=True)
+    letters = np.array([typo_letters(k) for k in keys[codes]], dtype=object)
+    common = np.array([is_common_first_name(k) for k in keys[codes]], dtype=bool)
+    length = np.fromiter(map(len, letters), dtype=np.int64, count=len(letters))
+    lx, ly = at[: len(x)], at[len(x):]
+    typo = np.minimum(typo, np.asarray(_similarity(letters[lx], letters[ly], OSA.distance)))
+    short = np.minimum(length[lx], length[ly]) < 4
+    # s and z are one letter in Latin spellings of one name (Лиза: Liza, Lisa; Роза: Roza, Rosa)
+    folded = np.array([_S_FOR_Z.sub("s", k) for k in keys[codes]], dtype=object)
+    two_names = common[lx] & common[ly] & (folded[lx] != folded[ly])
+    near = (jw >= 0.88) | ((typo <= 1) & ~short)
+    similar = np.where(short, (typo <= 1) & (common[lx] != common[ly]), near) & ~two_names
+    return similar, two_names, near
+
+
+_S_FOR_Z = re.compile(r"z(?!h)")
+
+
 def _english_reading_meets(p: Prepared, facts: "_PersonFacts", a: np.ndarray, b: np.ndarray, ka: np.ndarray,
                             kb: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """For pairs of a Latin and a Cyrillic record (others: False): whether the Cyrillic first name,
-    read as an English one (names.english_reading), is the Latin one or may stand for a full name it
-    may (Джим / James). ``ka``, ``kb``: first_raw codes into ``keys``."""
+    read as an English one (names.english_readings), is the Latin one or may stand for a full name it
+    may (Джим / James, Майк / Michael). ``ka``, ``kb``: first_raw codes into ``keys``."""
     from matchers.names import canonical_first_name, name_variants
 
     codes, texts, _common, reading = _cyrillic_first_names(p, facts)
     ca, cb = codes[a], codes[b]
     cross = facts.cross_script(a, b)
     on_a, on_b = cross & (ca >= 0) & (cb < 0), cross & (cb >= 0) & (ca < 0)
-    idx = np.flatnonzero((on_a | on_b) & (reading[np.maximum(ca, cb)] != ""))
+    has_reading = np.fromiter(map(bool, reading), dtype=bool, count=len(reading))
+    idx = np.flatnonzero((on_a | on_b) & has_reading[np.maximum(ca, cb)])
     out = np.zeros(len(a), dtype=bool)
     if not len(idx):
         return out
@@ -325,8 +364,8 @@ def _english_reading_meets(p: Prepared, facts: "_PersonFacts", a: np.ndarray, b:
     def names_of(key: str) -> frozenset:
         return frozenset({key, canonical_first_name(key), *name_variants(key)})
 
-    meets = np.array([not names_of(reading[c // (len(keys) + 1)]).isdisjoint(names_of(keys[c % (len(keys) + 1)]))
-                      for c in uniq.tolist()], dtype=bool)
+    meets = np.array([any(not names_of(r).isdisjoint(names_of(keys[c % (len(keys) + 1)]))
+                          for r in reading[c // (len(keys) + 1)]) for c in uniq.tolist()], dtype=bool)
     out[idx] = meets[pair]
     return out
 
@@ -337,9 +376,9 @@ _CYRILLIC_WORDS = re.compile(r"[а-яё\u0450-\u045f\u0491 ]+")  # with Ukrainia
 def _cyrillic_first_names(p: Prepared, facts: "_PersonFacts") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per record, its first name as typed (clean_text: lower case, ё as е) where that is Cyrillic: a
     code per record (-1 none); and per name, the name, whether it is a common first name and its
-    english_reading ("" none; one more entry, for code -1). Found among the words of the whole name;
-    made once per table."""
-    from matchers.names import english_reading, is_common_first_name, words_of_key
+    english_readings (a frozenset, empty for none; one more entry, for code -1). Found among the
+    words of the whole name; made once per table."""
+    from matchers.names import english_readings, is_common_first_name, words_of_key
 
     with _CACHE_LOCK:
         if facts.first_cyrillic is not None:
@@ -362,7 +401,8 @@ def _cyrillic_first_names(p: Prepared, facts: "_PersonFacts") -> tuple[np.ndarra
         codes[pos] = text_codes[combo]
         texts = np.asarray(texts, dtype=object)
         common = np.array([is_common_first_name(t) for t in texts], dtype=bool)
-        reading = np.array([english_reading(t) for t in texts] + [""], dtype=object)  # [-1]: none
+        reading = np.empty(len(texts) + 1, dtype=object)  # [-1]: none
+        reading[:] = [english_readings(t) for t in texts] + [frozenset()]
         facts.first_cyrillic = (codes, texts, common, reading)
         return facts.first_cyrillic
 

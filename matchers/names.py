@@ -14,8 +14,9 @@ wins and name_variants lists both). ``first_name_gender`` reads the genders of b
 Known limits of the key: spellings that reuse a Latin letter for another Russian sound do not
 meet the usual ones (GOST x = х, German ch = х / s = з / z = ц / sch = ж, French ch = ш / j = ж, c
 for ц outside -цов/-цев/-цын and цв); nor do English names written phonetically in Cyrillic
-(Дэвид, Эндрю). Fuzzy comparisons are for those, and english_reading (дж as j, Уо- as Wa-) for
-a Latin and a Cyrillic record.
+(Дэвид, Эндрю). Fuzzy comparisons are for those, and english_readings (дж as j, Уо- as Wa-, and
+data/en_names_cyrillic.csv's usual spellings of common English names: Джордж, Хизер) for a Latin
+and a Cyrillic record.
 """
 
 from __future__ import annotations
@@ -272,6 +273,34 @@ def english_reading(word: str) -> str:
     return " ".join(k for k in map(_translit_word, read.split()) if k)
 
 
+@functools.cache
+def _english_in_cyrillic() -> dict[str, frozenset[str]]:
+    """data/en_names_cyrillic.csv, the usual Cyrillic spellings of the common English names of
+    en_given_names.csv and en_nicknames_preferred.csv: clean_text of a spelling -> the keys of the
+    names it spells (Стивен: Stephen's and Steven's)."""
+    out: dict[str, set[str]] = {}
+    for row in _read_data_csv("en_names_cyrillic.csv"):
+        key = _translit_word_of(row["name"])
+        for spelling in (row.get("cyrillic") or "").split("|"):
+            text = clean_text(spelling)
+            if key and text:
+                out.setdefault(text, set()).add(key)
+    return {text: frozenset(keys) for text, keys in out.items()}
+
+
+def english_readings(word: str) -> frozenset[str]:
+    """Every key a Cyrillic name has read as an English name: english_reading's, and the keys of
+    the English names data/en_names_cyrillic.csv spells so. English spelling is too irregular for
+    rules alone: Джордж is George (silent e), Хизер Heather (ea, th as з), Кэтрин Catherine,
+    Katherine and Kathryn, Джон John (silent h), Майк Mike. Empty when it reads as nothing."""
+    text = clean_text(word)
+    found = set(_english_in_cyrillic().get(text, ()))
+    rule = english_reading(text)
+    if rule:
+        found.add(rule)
+    return frozenset(found)
+
+
 def words_of_key(text: str, key: str) -> str:
     """The words of ``text`` (clean_text output, e.g. a whole name) whose keys make ``key`` (the
     first match), as written; "" when none do. Gives back the letters behind a key ("петрова
@@ -282,6 +311,19 @@ def words_of_key(text: str, key: str) -> str:
         if " ".join(map(_translit_word, words[i:i + n])) == key:
             return " ".join(words[i:i + n])
     return ""
+
+
+# The letter pairs of a key that write one Russian letter (ж, ч, ш/щ, ц, я, ю; х is already "h").
+_KEY_LETTERS = re.compile(r"zh|ch|sh|ts|ia|iu")
+_ONE_LETTER = {"zh": "ж", "ch": "ч", "sh": "ш", "ts": "ц", "ia": "я", "iu": "ю"}
+
+
+def typo_letters(key: str) -> str:
+    """A translit key with each pair of letters that writes one Russian letter made one symbol
+    ("iritsa" -> "iriцa", "iulia" -> "юlя"): the letters of a Latin name in which a typo is one
+    letter, as in Cyrillic (Iritsa / Irina, Ирица / Ирина), while the key has already folded the
+    ways of spelling one sound (x/ks, y/i/j, ya/ia, ye/e, w/v, doubled letters)."""
+    return _KEY_LETTERS.sub(lambda m: _ONE_LETTER[m.group(0)], key)
 
 
 _KEY_TEXT = re.compile(r"[a-z0-9]+(?: [a-z0-9]+)*")

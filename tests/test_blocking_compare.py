@@ -381,9 +381,10 @@ def test_typos_are_measured_on_letters_only_within_cyrillic():
 
 def test_english_names_written_in_cyrillic_sound_alike():
     """Дж is j and a leading у before a vowel is w: Уолтер is Walter, Джессика Jessica, Джим James's
-    nickname. Across scripts only, and only as spelt: Джордж (George's g) and Хизер are left unread."""
+    nickname; names English spelling does not give away (George's g, Heather's th) are read from the
+    table of their usual Cyrillic spellings (matchers/data/en_names_cyrillic.csv). Across scripts only."""
     alike = [("Walter", "Уолтер"), ("Walt", "Уолтер"), ("Jessica", "Джессика"), ("James", "Джим"), ("Jerry", "Джерри"),
-             ("Jess", "Джессика")]
-    apart = [("Alan", "Уолтер"), ("Anna", "Джанна"), ("George", "Джордж"), ("Heather", "Хизер")]
+             ("Jess", "Джессика"), ("George", "Джордж"), ("Heather", "Хизер")]
+    apart = [("Alan", "Уолтер"), ("Anna", "Джанна")]
     assert _first_name_levels(alike + apart) == {**{pair: "sounds alike" for pair in alike},
                                                  **{pair: "different" for pair in apart}}

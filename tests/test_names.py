@@ -635,3 +635,100 @@ def test_common_first_names_are_the_russian_table_and_common_english_names():
     assert not any(map(is_common_first_name, ["Ирица", "Антонниа", "Иванов", ""]))
     # the nickname data's rare names are known, not common: a Cyrillic typo may spell one
     assert is_known_first_name("antonia") and not is_common_first_name("antonia")
+
+
+def _first_name_words(pairs: list[tuple[str, str]]) -> dict:
+    """FirstNameComparison's word for each pair of first names (a surname per script, so that a pair
+    in two scripts is one)."""
+    from matchers.compare import FirstNameComparison
+    from matchers.prepare import prepare
+    from matchers.table import RoleTable
+
+    rows = [{"id": k, "first_name": name, "last_name": "Smith" if name.isascii() else "Смит"}
+            for k, name in enumerate(n for pair in pairs for n in pair)]
+    p = prepare(RoleTable("contact", pd.DataFrame(rows).set_index("id"), pd.DataFrame(columns=["id", "role", "raw"])))
+    a = np.arange(0, len(rows), 2)
+    level = FirstNameComparison().compute(p, a, a + 1).level
+    return {pair: FirstNameComparison.levels[v] for pair, v in zip(pairs, level)}
+
+
+def test_typo_letters_make_one_symbol_of_each_letter_pair_that_writes_one_russian_letter():
+    from matchers.names import typo_letters
+
+    assert typo_letters(translit("Iritsa")) == "iriцa"
+    assert typo_letters(translit("Yuliya")) == "юlя" == typo_letters(translit("Юлия"))
+    assert typo_letters(translit("Zhanna Olshanskaya")) == "жana olшanskaя"
+    assert typo_letters(translit("Irina")) == "irina" and typo_letters("") == ""
+
+
+def test_one_typo_in_a_latin_first_name_is_similar():
+    """A typo in a Latin name is one letter as in Cyrillic: Iritsa is one from Irina (ц typed for
+    н), though its key is two; a spelling variant on top of it is no second typo (Alexandr /
+    Aleksamdr: x for ks, then m for n)."""
+    pairs = [("Iritsa", "Irina"), ("Irina", "Irica"), ("Alexandr", "Aleksamdr"), ("Olga", "Olsha"),
+             ("Nataliya", "Natalua"), ("Yuliya", "Juluya"), ("Evgeniy", "Jevgenuj"), ("Kseniya", "Xenoya"),
+             ("Ирина", "Iritsa"), ("Oleg", "Olg"), ("Yana", "Yaza")]
+    assert _first_name_words(pairs) == {pair: "similar" for pair in pairs}
+    variants = [("Nataliya", "Natalya"), ("Aleksandr", "Alexandr"), ("Yuliya", "Julia"), ("Ekaterina", "Yekaterina")]
+    assert _first_name_words(variants) == {pair: "same" for pair in variants}
+
+
+def test_two_latin_names_one_letter_apart_stay_different():
+    """Two names the tables know are two names in Latin letters too (a household's two people), as
+    in Cyrillic: Maria / Marina, Masha / Dasha, Elena / Alena, Lena / Lina (which sound alike);
+    short names one letter apart (Anna / Alla, Yana / Yara: Яра is Ярослава's) as well."""
+    pairs = [("Maria", "Marina"), ("Anna", "Alla"), ("Oleg", "Olga"), ("Masha", "Dasha"), ("Inna", "Nina"),
+             ("Elena", "Alena"), ("Lena", "Lina"), ("Valentin", "Valeriy"), ("Yana", "Yara"), ("Mary", "Mark"),
+             ("Ira", "Yura"), ("Olya", "Yulya"), ("Яна", "Яра")]
+    assert _first_name_words(pairs) == {pair: "different" for pair in pairs}
+    # one name in two spellings (s / z), and across scripts a Russian name and a near one in Latin
+    # letters may be one person's
+    one = [("Lisa", "Liza"), ("Rosa", "Roza"), ("Мария", "Marina")]
+    assert _first_name_words(one) == {pair: "similar" for pair in one}
+    # the nickname tables still join what they list, a Russian name's English one included
+    # (Алиса / Alice, Тимофей / Timothy: one person's two names, in either script)
+    listed = [("Olga", "Olya"), ("Anna", "Anja"), ("Alisa", "Alice"), ("Timofey", "Timothy"), ("Тимофей", "Timothy")]
+    assert _first_name_words(listed) == {pair: "same after nicknames" for pair in listed}
+
+
+@pytest.mark.parametrize("cyrillic, latin", [("Джордж", "George"), ("Хизер", "Heather"), ("Майкл", "Michael"),
+                                             ("Дженнифер", "Jennifer"), ("Джон", "John"), ("Кэтрин", "Catherine"),
+                                             ("Кэтрин", "Katherine"), ("Кэтрин", "Kathryn"), ("Стивен", "Stephen"),
+                                             ("Стивен", "Steven"), ("Майк", "Mike"), ("Уолтер", "Walter")])
+def test_english_readings_of_english_names_written_in_cyrillic(cyrillic, latin):
+    from matchers.names import english_readings
+
+    assert translit(latin) in english_readings(cyrillic)
+
+
+def test_english_readings_only_for_english_names():
+    from matchers.names import english_reading, english_readings
+
+    assert [english_readings(w) for w in ("Иван", "Ульяна", "Юлия", "Ирица", "")] == [frozenset()] * 5
+    assert english_readings("Джамиль") == {english_reading("Джамиль")}  # the rules still read what they did
+
+
+def test_english_names_in_cyrillic_table_names_common_english_names_in_cyrillic():
+    """Every row of en_names_cyrillic.csv is a name of en_given_names.csv or en_nicknames_preferred.csv,
+    spelt in Cyrillic letters."""
+    names = {r["name"] for r in _read_data_csv("en_given_names.csv")}
+    for r in _read_data_csv("en_nicknames_preferred.csv"):
+        names |= {r["nickname"], r["canonical"]}
+    rows = _read_data_csv("en_names_cyrillic.csv")
+    assert rows and all(r["name"] in names for r in rows)
+    assert len({r["name"] for r in rows}) == len(rows)
+    spellings = [s for r in rows for s in r["cyrillic"].split("|")]
+    assert all(s and all("а" <= c <= "я" or c == "ё" for c in s.lower()) for s in spellings)
+
+
+def test_english_names_in_cyrillic_sound_like_their_latin_spelling_and_nicknames():
+    """A Latin and a Cyrillic record: Джордж / George, Хизер / Heather, Майкл / Mike, Кэтрин /
+    Katherine sound alike (or nearer); names that only share letters stay apart."""
+    alike = {("George", "Джордж"): "sounds alike", ("Heather", "Хизер"): "sounds alike",
+             ("Michael", "Майкл"): "sounds alike", ("Mike", "Майкл"): "sounds alike",
+             ("Michael", "Майк"): "sounds alike", ("Jennifer", "Дженнифер"): "similar",
+             ("Jen", "Дженнифер"): "sounds alike", ("John", "Джон"): "sounds alike",
+             ("Catherine", "Кэтрин"): "sounds alike", ("Katherine", "Кэтрин"): "sounds alike",
+             ("Kathryn", "Кэтрин"): "similar", ("Shawn", "Шон"): "sounds alike"}
+    apart = [("Alan", "Уолтер"), ("Anna", "Джанна"), ("Mary", "Майкл"), ("Sarah", "Лора"), ("Ivan", "Джордж")]
+    assert _first_name_words(list(alike) + apart) == {**alike, **{pair: "different" for pair in apart}}
