@@ -293,7 +293,7 @@ dedup_merges = Table(
     "dedup_merges",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("group_id", String(64)),
+    Column("group_id", String(64), index=True),  # the review page: who just merged this group (0012)
     Column("batch_id", String(64), index=True),
     Column("entity_type", String(16), nullable=False),
     Column("primary_id", Integer, nullable=False),
@@ -321,6 +321,8 @@ dedup_skips = Table(
     Column("user_id", Integer, ForeignKey("users.id")),
     Column("created_at", DateTime, nullable=False),
     UniqueConstraint("entity_type", "id_a", "id_b", name="pair"),
+    # a record's marks are id_a = X OR id_b = X: the pair's key serves the first (migration 0012)
+    Index("ix_dedup_skips_id_b", "entity_type", "id_b"),
     sqlite_autoincrement=True,
 )
 
@@ -336,6 +338,7 @@ dedup_together = Table(
     Column("user_id", Integer, ForeignKey("users.id")),
     Column("created_at", DateTime, nullable=False),
     UniqueConstraint("entity_type", "id_a", "id_b", name="together_pair"),
+    Index("ix_dedup_together_id_b", "entity_type", "id_b"),  # as dedup_skips' (migration 0012)
     sqlite_autoincrement=True,
 )
 

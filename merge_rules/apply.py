@@ -73,8 +73,10 @@ def group_key(plan: MergePlan) -> str:
 
 
 def merge_message(entity_type: str, primary_id: int, merged_ids: Sequence[int], user: dict) -> str:
+    """"Merged contact #14 into #13 by ...", "Merged contacts #11, #12 into #10 by ...": the word in its number."""
     ids = ", ".join(f"#{i}" for i in merged_ids)
-    return f"Merged {PLURAL[entity_type]} {ids} into #{primary_id} by {user['name']}"
+    word = entity_type if len(merged_ids) == 1 else PLURAL[entity_type]
+    return f"Merged {word} {ids} into #{primary_id} by {user['name']}"
 
 
 # -- staleness ----------------------------------------------------------------------------------

@@ -14,10 +14,10 @@ import sqlalchemy as sa
 
 from crm import proposals, schema
 from merge_rules.errors import PermissionDenied
-from merge_rules.permissions import denied_records, load_user, may_mark_pair, user_label
+from merge_rules.permissions import denied_records, load_user, user_label
 from merge_rules.plan import MergePlan, plan_groups
 from merge_rules.settings import MergeSettings
-from merge_rules.skips import skipped_within
+from merge_rules.skips import check_withdraw, skipped_within
 from merge_rules.together import TogetherError, drop_marks, mark_together, marks_of, missing_record_text
 from merge_rules.tx import utcnow, write_transaction
 from merge_rules.undo import plan_again
@@ -119,9 +119,10 @@ def include_record(store, group_id: str, record_id: int, user_id: int | None,
 def withdraw_include(store, group_id: str, record_id: int, user_id: int | None) -> str:
     """Take back the "the same" marks include_record made between ``record_id`` and the members of
     group ``group_id`` (whatever its status): later runs decide from the records alone again whether it
-    belongs. The group itself stays as it is until then. A manager may withdraw a mark where one of
-    the two records is theirs (as a skip); refused (CannotInclude, PermissionDenied) otherwise, or
-    where there is no such mark. Returns what was done, in words."""
+    belongs. The group itself stays as it is until then. Who may is the rule for withdrawing a "not
+    duplicates" mark (merge_rules.skips.may_withdraw_mark): an admin any mark, a manager one between
+    two records of their own; refused (CannotInclude, PermissionDenied) otherwise, or where there is
+    no such mark. Returns what was done, in words."""
     g = schema.dedup_groups
     with store.engine.connect() as conn:
         user = load_user(conn, user_id)
@@ -135,16 +136,9 @@ def withdraw_include(store, group_id: str, record_id: int, user_id: int | None) 
             raise CannotInclude(f"{entity} #{record_id} is not marked the same as any record of group {group_id}: "
                                 "there is no mark to withdraw (only a record added with `crm-dedup include` or "
                                 "\"Add to this group\" has one).")
-        table = schema.ENTITY_TABLES[entity]
-        ids = sorted({i for m in marks for i in (m["id_a"], m["id_b"])})
-        owners = {r["id"]: dict(r) for r in conn.execute(
-            sa.select(table.c.id, table.c.responsible_id).where(table.c.id.in_(ids))).mappings()}
+        for m in marks:
+            check_withdraw(conn, user, entity, m["id_a"], m["id_b"], 'a "the same" mark')
         names = dict(conn.execute(sa.select(schema.users.c.id, schema.users.c.name)).all())
-    for m in marks:
-        if not may_mark_pair(user, [owners.get(m["id_a"], {}), owners.get(m["id_b"], {})]):
-            raise PermissionDenied(f"{user_label(user)} is a manager and may withdraw a \"the same\" mark only where "
-                                   f"one of the two records is theirs; neither {entity} #{m['id_a']} nor "
-                                   f"#{m['id_b']} is. Ask an admin, or the records' manager.")
     with store.engine.connect() as conn, write_transaction(conn):
         removed = drop_marks(conn, entity, [(m["id_a"], m["id_b"]) for m in marks])
     if not removed:  # (withdrawn by someone else meanwhile)

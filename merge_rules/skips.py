@@ -1,14 +1,21 @@
 """Skips: pairs a person marked "not duplicates", with who and when; later runs leave them apart.
-A skip replaces a "the same" mark of the pair (merge_rules.together)."""
+A skip replaces a "the same" mark of the pair (merge_rules.together).
+
+Who may withdraw a mark, "not duplicates" here or "the same" (merge_rules.grouping.withdraw_include),
+is one rule, may_withdraw_mark, which the command line, the review page and the engine all use."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from crm import schema
+from merge_rules.errors import PermissionDenied
+from merge_rules.permissions import denied_records, load_user, user_label
 from merge_rules.together import drop_marks
 from merge_rules.tx import utcnow, write_transaction
 
@@ -96,17 +103,57 @@ def skipped_within(store, entity_type: str, groups: dict) -> dict:
     return out
 
 
-def unskip_pair(store, entity_type: str, id_a: int, id_b: int) -> dict | None:
-    """Withdraw a "not duplicates" mark: the removed skip (user_id, created_at), None when the pair
-    was not marked. Later runs may group the two again."""
+def may_withdraw_mark(user: Mapping[str, Any], records: Iterable[Mapping[str, Any] | None]) -> bool:
+    """Whether ``user`` may withdraw a person's mark about two records ("not duplicates", or "the
+    same"): an admin any; a manager only one between two records that are both theirs (a record not
+    found is nobody's). Marking takes one record of theirs (permissions.may_mark_pair), withdrawing
+    both: marks are shared by every user (unlike Bitrix24's skips, kept per user), so withdrawing one
+    undoes a decision about both records, and a manager does not undo one about another's record."""
+    return not denied_records(user, [r or {} for r in records])
+
+
+def check_withdraw(conn: Connection, user: Mapping[str, Any], entity_type: str, id_a: int, id_b: int,
+                   mark: str = 'a "not duplicates" mark') -> None:
+    """Raise PermissionDenied, naming the records that are not the user's and their managers, unless
+    ``user`` may withdraw ``mark`` between ``id_a`` and ``id_b`` (may_withdraw_mark). Deleted records
+    count as they were: their manager is still the one who decides."""
+    table = schema.ENTITY_TABLES[entity_type]
+    found = {r["id"]: dict(r) for r in conn.execute(sa.select(table.c.id, table.c.responsible_id).where(
+        table.c.id.in_((id_a, id_b)))).mappings()}
+    records = [found.get(i, {"id": i, "responsible_id": None, "missing": True}) for i in sorted({id_a, id_b})]
+    others = denied_records(user, records)
+    if not others:
+        return
+    owners = {r["responsible_id"] for r in others if r["responsible_id"] is not None}
+    u = schema.users
+    names = dict(conn.execute(sa.select(u.c.id, u.c.name).where(u.c.id.in_(owners))).all()) if owners else {}
+
+    def owner(r):
+        if r.get("missing"):
+            return "no such record"
+        rid = r["responsible_id"]
+        return "nobody" if rid is None else names.get(rid, f"user #{rid}")
+
+    listed = ", ".join(f"#{r['id']} ({owner(r)})" for r in others)
+    raise PermissionDenied(f"{user_label(user)} is a manager and may withdraw {mark} only between two records "
+                           f"of their own; not {entity_type} {listed}. Ask an admin, or the manager of both records.")
+
+
+def unskip_pair(store, entity_type: str, id_a: int, id_b: int, user_id: int | None) -> dict | None:
+    """Withdraw a "not duplicates" mark as user ``user_id`` (None: the pipeline itself, as an admin):
+    the removed skip (user_id, created_at), None when the pair was not marked. PermissionDenied unless
+    the user may (may_withdraw_mark), checked with the mark locked. Later runs may group the two again."""
     _check(entity_type, (id_a, id_b))
     a, b = min(id_a, id_b), max(id_a, id_b)
     s = schema.dedup_skips
     where = (s.c.entity_type == entity_type, s.c.id_a == a, s.c.id_b == b)
     with store.engine.connect() as conn, write_transaction(conn):
+        user = load_user(conn, user_id)
         row = conn.execute(sa.select(s.c.user_id, s.c.created_at).where(*where).with_for_update()).mappings().first()
         if row is None:
             return None
+        check_withdraw(conn, user, entity_type, a, b)
         conn.execute(s.delete().where(*where))
-    log.info("%s skip pair (%d, %d) removed (it was marked by user %s)", entity_type, a, b, row["user_id"])
+    log.info("%s skip pair (%d, %d) removed by %s (it was marked by user %s)", entity_type, a, b,
+             user_label(user), row["user_id"])
     return dict(row)

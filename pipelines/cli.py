@@ -1009,11 +1009,12 @@ def unskip(
     db: DbOption = None,
 ) -> None:
     """Withdraw a "not duplicates" mark (`crm-dedup skip`); the next run may propose the two records as
-    duplicates again. Skips are shared by every user: whoever made it, a manager may withdraw it where one
-    of the records is theirs; an admin any."""
+    duplicates again. Skips are shared by every user: whoever made it, an admin may withdraw any, a
+    manager (--user) only one between two records of their own (as on the review page)."""
     import sqlalchemy as sa
 
     from crm import schema
+    from merge_rules.errors import PermissionDenied
     from merge_rules.skips import unskip_pair
 
     entity = entity_type(entity)
@@ -1023,15 +1024,11 @@ def unskip(
     store = open_store(db)
     user_row = _user(store, user)
     a, b = min(id_a, id_b), max(id_a, id_b)
-    s = schema.dedup_skips
-    with store.engine.connect() as conn:
-        marked = conn.execute(sa.select(s.c.id).where(s.c.entity_type == entity, s.c.id_a == a,
-                                                      s.c.id_b == b)).first()
-    if marked is None:
-        fail(f"{entity} #{a} and #{b} are not marked as not duplicates in {store.display_url}; nothing removed")
-    _check_pair_scope(store, user_row, entity, a, b, "withdraw a \"not duplicates\" mark")
-    removed = unskip_pair(store, entity, a, b)
-    if removed is None:  # (withdrawn by someone else meanwhile)
+    try:
+        removed = unskip_pair(store, entity, a, b, user_row["id"])
+    except PermissionDenied as exc:
+        fail(str(exc))
+    if removed is None:
         fail(f"{entity} #{a} and #{b} are not marked as not duplicates in {store.display_url}; nothing removed")
     who = "no user"
     if removed["user_id"] is not None:
@@ -1059,7 +1056,7 @@ def include(
     approval was for the group without it). The record is marked the same as a member, so later runs
     keep it in the group whatever the scores or the chaining guard say; `--undo` withdraws that mark
     (the next run then decides from the records alone). A manager (--user) may add only their own
-    records, and withdraw a mark where one of the two records is theirs."""
+    records, and withdraw a mark only between two records of their own (as a "not duplicates" mark)."""
     from merge_rules.errors import PermissionDenied
     from merge_rules.grouping import CannotInclude, include_record, withdraw_include
 

@@ -20,7 +20,7 @@ from merge_rules.errors import MergeError, PermissionDenied, StalePlanError, Und
 from merge_rules.permissions import may_mark_pair
 from merge_rules.plan import PLURAL, MergePlan, plan_groups
 from merge_rules.settings import MergeSettings
-from merge_rules.skips import skip_pair, skip_record, unskip_pair
+from merge_rules.skips import may_withdraw_mark, skip_pair, skip_record, unskip_pair
 from merge_rules.snapshot import read_snapshot
 from merge_rules.undo import person_choices, plan_again, replan_undone, undo_merge
 from review import queries, views
@@ -333,20 +333,23 @@ def _approval_kept(store, group: dict, live: list[int], settings: MergeSettings,
 
 
 def unskip(store, entity: str, id_a: int, id_b: int, user: dict) -> Outcome:
-    """Withdraw a "not duplicates" mark (as `crm-dedup unskip`): on the page, an admin any, a manager
-    one between two records of their own (queries.may_withdraw_mark)."""
+    """Withdraw a "not duplicates" mark (as `crm-dedup unskip`): an admin any, a manager one between
+    two records of their own (merge_rules.skips.may_withdraw_mark, which unskip_pair checks again)."""
     a, b = min(id_a, id_b), max(id_a, id_b)
     if a == b:
         return Outcome(False, f"{entity} #{a} cannot be marked against itself: there is no mark to withdraw.")
     with store.engine.connect() as conn:
         records = queries.read_records(conn, entity, [a, b])
         people = queries.users_by_id(conn, {r.get("responsible_id") for r in records.values()})
-    if not queries.may_withdraw_mark(user, [records.get(a), records.get(b)]):
+    if not may_withdraw_mark(user, [records.get(a), records.get(b)]):
         theirs = [f"#{i} is {views.owner_name(people, records.get(i))}'s" for i in (a, b)
                   if not queries.may_see_record(user, records.get(i))]
         return Outcome(False, f"Not withdrawn: a manager may withdraw a \"not duplicates\" mark only between two "
                        f"records of their own, and {entity} {' and '.join(theirs)}. Ask an admin.", status=403)
-    removed = unskip_pair(store, entity, a, b)
+    try:
+        removed = unskip_pair(store, entity, a, b, user["id"])
+    except PermissionDenied as exc:  # (a record changed hands since it was read above)
+        return Outcome(False, f"Not withdrawn: {exc}", status=403)
     if removed is None:
         return Outcome(False, f"{entity} #{a} and #{b} are not marked \"not duplicates\" (any more); nothing changed.")
     with store.engine.connect() as conn:

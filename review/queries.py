@@ -92,12 +92,6 @@ def may_see_record(user: dict, row: dict | None) -> bool:
     return is_admin(user) or (row is not None and row.get("responsible_id") == user["id"])
 
 
-def may_withdraw_mark(user: dict, rows: Iterable[dict | None]) -> bool:
-    """Whether ``user`` may withdraw a "not duplicates" mark on the page: an admin any, a manager only
-    one between two records that are both theirs (a record not found is nobody's)."""
-    return is_admin(user) or all(may_see_record(user, r) for r in rows)
-
-
 # -- the groups list --------------------------------------------------------------------------
 
 @dataclass

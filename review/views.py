@@ -22,7 +22,7 @@ from crm import schema
 from merge_rules.plan import MergePlan, plan_groups
 from merge_rules.rules import MULTI
 from merge_rules.settings import MergeSettings, field_kinds
-from merge_rules.skips import skipped_within
+from merge_rules.skips import may_withdraw_mark, skipped_within
 from merge_rules.undo import person_choices
 from review import queries
 from review.queries import is_admin
@@ -282,13 +282,13 @@ def approve_blocker(entity: str, others: list[int], records: dict[int, dict], us
 def mark_views(conn, entity: str, marks: list[dict], records: dict[int, dict], user: dict,
                labels: Mapping[int, str]) -> list[MarkView]:
     """Marks as shown to ``user``: who marked them and when, and whether they may withdraw each (an admin,
-    or the manager of both records: queries.may_withdraw_mark), else why not."""
+    or the manager of both records: merge_rules.skips.may_withdraw_mark), else why not."""
     people = queries.users_by_id(conn, {m["user_id"] for m in marks}
                                  | {r.get("responsible_id") for r in records.values()})
     out = []
     for m in marks:
         a, b = int(m["id_a"]), int(m["id_b"])
-        ok = queries.may_withdraw_mark(user, [records.get(a), records.get(b)])
+        ok = may_withdraw_mark(user, [records.get(a), records.get(b)])
         why = ""
         if not ok:
             theirs = [f"#{i} is {owner_name(people, records.get(i))}'s" for i in (a, b)

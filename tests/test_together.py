@@ -255,7 +255,7 @@ def test_the_review_pages_add_to_this_group_marks_the_pair(store, tmp_path):
     # a manager withdraws a mark of their own record; another manager, whose records neither is, may not
     from merge_rules.errors import PermissionDenied
 
-    with pytest.raises(PermissionDenied, match="may withdraw a \"the same\" mark only where one of the two"):
+    with pytest.raises(PermissionDenied, match="withdraw a \"the same\" mark only between two records of their own"):
         withdraw_include(store, gid, 15, USER_IDS["john@example.com"])
     assert "no longer marked the same" in withdraw_include(store, gid, 15, USER_IDS[MARIA])
 
