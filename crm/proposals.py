@@ -2,7 +2,8 @@
 
 A group moves pending -> approved -> applied, or to skipped; "stale" when its records changed
 under the plan. A new run replaces the pending proposals of its entity types in one transaction
-and never touches approved, applied, skipped or stale ones. One dedup run at a time: a run's row
+and never touches approved, applied, skipped or stale ones (nor proposes their records again while
+an approved group holding them waits for its merge). One dedup run at a time: a run's row
 records where it runs, and a new one closes the runs whose process is gone or refuses (start_run).
 """
 
@@ -265,12 +266,19 @@ def replace_pending(store: Store, run_id: str, entity_types: Iterable[str], grou
     text (a run's pairs go in as text, encoded once). A group without a ``plan`` key takes the plan
     staged for it under ``run_id`` (stage_plans); one with neither is refused. A proposed group
     whose id already exists with another status (approved, applied, skipped, stale) is left as it
-    is, with its plan. Plans no group uses any more (those of the groups removed, staged ones of
-    groups kept) go too. Returns counts: removed, inserted, kept."""
+    is, with its plan. A proposed group holding a record of an APPROVED group of its entity type
+    (under another id: the approved group grew by a new record, or by one a person added with
+    `include`) is not stored either: the approved group is merged first, then a run proposes what is
+    left (its primary and the new records); withdrawn (pending again), it is replaced as pending
+    groups are. Any shared record holds a group back, whether it holds all the approved group's
+    records or some (a partial overlap: the two plans would merge a record twice). The records are
+    the run's, so live ones. Plans no group uses any more (those of the groups removed, staged ones
+    of groups kept or held back) go too. Returns counts: removed, inserted, kept, waiting (held
+    back)."""
     g = schema.dedup_groups
     entity_types = list(entity_types)
     stamp = now()
-    counts = {"removed": 0, "inserted": 0, "kept": 0}
+    counts = {"removed": 0, "inserted": 0, "kept": 0, "waiting": 0}
     given_plans: list[tuple[str, Any]] = []
     with store.engine.begin() as conn:
         r = schema.dedup_runs
@@ -283,12 +291,24 @@ def replace_pending(store: Store, run_id: str, entity_types: Iterable[str], grou
         counts["removed"] = conn.execute(g.delete().where(g.c.entity_type.in_(entity_types),
                                                           g.c.status == "pending")).rowcount
         existing = {row[0] for row in conn.execute(sa.select(g.c.id).where(g.c.entity_type.in_(entity_types)))}
+        # (entity type, record) -> the approved group holding it, which a person means to merge first
+        approved = {(et, int(m)): gid for et, gid, members in conn.execute(
+            sa.select(g.c.entity_type, g.c.id, g.c.member_ids).where(g.c.entity_type.in_(entity_types),
+                                                                     g.c.status == "approved"))
+            for m in _json_value(members)}
+        waits_for: set[str] = set()
 
         def fresh():
             for row in groups:
                 if row["id"] in existing:
                     counts["kept"] += 1
                     continue
+                if approved:
+                    held = {approved.get((row["entity_type"], int(m))) for m in _json_value(row["member_ids"])} - {None}
+                    if held:
+                        counts["waiting"] += 1
+                        waits_for.update(held)
+                        continue
                 out = {k: v for k, v in row.items() if k not in JSON_COLUMNS and k != "plan"}
                 out.update({c + "_json": _json_text(row.get(c)) for c in JSON_COLUMNS})
                 out.update(run_id=run_id, status="pending", updated_at=stamp)
@@ -305,6 +325,10 @@ def replace_pending(store: Store, run_id: str, entity_types: Iterable[str], grou
             raise ValueError(f"run {run_id} stores group(s) {', '.join(planless)} without a plan: none was given "
                              "with them and none staged (stage_plans)")
         _drop_unused_plans(conn, run_id)
+    if counts["waiting"]:
+        shown = sorted(waits_for)
+        log.info("run %s: %d group(s) not stored: their records wait in approved group(s) %s%s", run_id,
+                 counts["waiting"], ", ".join(shown[:5]), f" and {len(shown) - 5} more" if len(shown) > 5 else "")
     return counts
 
 
@@ -394,6 +418,11 @@ def _drop_unused_plans(conn: sa.Connection, run_id: str) -> int:
     running = sa.select(r.c.id).where(r.c.status == "running", r.c.id != run_id,
                                       r.c.started_at > now() - dt.timedelta(days=1))
     return conn.execute(p.delete().where(~_same_group(p, g), p.c.run_id.not_in(running))).rowcount
+
+
+def _json_value(value: Any) -> Any:
+    """A JSON column's value, or the value of its JSON text (a group's member_ids come in as either)."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def _json_text(value: Any) -> str | None:

@@ -58,8 +58,11 @@ def print_summary(summary: dict, admin: str = "") -> None:
     typer.echo(steps.summary_markdown(summary, summary.get("run_id", "")).split("## Data quality")[0].rstrip())
     p = summary.get("proposals", {})
     typer.echo("")
+    waiting = p.get("waiting", 0)  # (groups sharing records with an approved group not merged yet)
     typer.echo(f"Proposals stored: {p.get('inserted', 0):,} new pending groups "
-               f"({p.get('removed', 0):,} older pending replaced, {p.get('kept', 0):,} already decided)"
+               f"({p.get('removed', 0):,} older pending replaced, {p.get('kept', 0):,} already decided"
+               + (f", {waiting:,} held back: their records are in approved groups not merged yet; the first run "
+                  "after the merge proposes what is left" if waiting else "") + ")"
                + (f"; {summary['auto_approved']:,} approved by the auto-merge policy" if summary.get("auto_approved") else ""))
     typer.echo(f"Run folder:   {summary['folder']}")
     if summary.get("report"):

@@ -324,7 +324,7 @@ def test_staged_plans_become_the_groups_plans_and_no_plan_is_left_without_its_gr
         proposals.stage_plans(store, "r2", [("contact-5", '{"run": 2}'), ("contact-7", "NaN-not-json}")])
     assert proposals.stage_plans(store, "r2", [(f"contact-{i}", '{"run": 2}') for i in (1, 3, 5)]) == 3
     counts = proposals.replace_pending(store, "r2", ["contact"], [row(1), row(3), row(5)])
-    assert counts == {"removed": 1, "inserted": 2, "kept": 1}
+    assert counts == {"removed": 1, "inserted": 2, "kept": 1, "waiting": 0}
     groups = proposals.read_groups(store).set_index("id")
     assert groups["plan"].to_dict() == {"contact-1": {"run": 1}, "contact-3": {"run": 2}, "contact-5": {"run": 2}}
     with store.engine.connect() as conn:
