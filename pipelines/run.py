@@ -36,7 +36,7 @@ def run_dedup_cli(db: str | None, entity: str | None, settings_path: Path | None
                     "groups of the last completed run stay as they were (`crm-dedup runs` lists the runs).",
                     fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(130) from None
-    print_summary(summary, _first_admin(db))
+    print_summary(summary, _first_admin(db), db)
     return summary
 
 
@@ -53,7 +53,12 @@ def _first_admin(db: str | None) -> str:
     return email or ""
 
 
-def print_summary(summary: dict, admin: str = "") -> None:
+def print_summary(summary: dict, admin: str = "", db: str | None = None) -> None:
+    """The run's summary in the terminal, and how to go on: the report, the review page and the
+    notebook, their commands naming ``db`` (the database the command was given) where one was given."""
+    import shlex
+
+    on_db = f" --db {shlex.quote(db)}" if db else ""
     typer.echo("")
     typer.echo(steps.summary_markdown(summary, summary.get("run_id", "")).split("## Data quality")[0].rstrip())
     p = summary.get("proposals", {})
@@ -67,7 +72,7 @@ def print_summary(summary: dict, admin: str = "") -> None:
     typer.echo(f"Run folder:   {summary['folder']}")
     if summary.get("report"):
         typer.echo(f"HTML report:  {summary['report']}")
-    typer.echo("Review page:  crm-dedup review   (then open http://127.0.0.1:8000; "
-               + (f"set a password first with `crm-dedup users set-password {admin}`)" if admin else
-                  "add an admin first with `crm-dedup users add EMAIL --name NAME --role admin`)"))
+    typer.echo(f"Review page:  crm-dedup review{on_db}   (then open http://127.0.0.1:8000; "
+               + (f"set a password first with `crm-dedup users set-password {admin}{on_db}`)" if admin else
+                  f"add an admin first with `crm-dedup users add EMAIL --name NAME --role admin{on_db}`)"))
     typer.echo(f"Notebook:     {summary['notebook']}")

@@ -809,8 +809,9 @@ def test_cli_runs_incremental_after_a_full_run_then_checks_records_added_since(t
         conn.execute(schema.users.update().where(schema.users.c.id == 1).values(email="steward@firm.example"))
     second = run(args)
     assert second.returncode == 0, second.stderr[-3000:]
-    # the review page's hint names this database's admin
-    assert "set a password first with `crm-dedup users set-password steward@firm.example`" in second.stdout
+    # the review page's hint names this database's admin, and the database the run was given
+    assert (f"Review page:  crm-dedup review --db {store.url}   (then open http://127.0.0.1:8000; set a password "
+            f"first with `crm-dedup users set-password steward@firm.example --db {store.url}`)") in second.stdout
     assert "contact: incremental, 3 new or changed records re-normalised (built on run " in second.stdout
     summary = json.loads((Path(proposals.latest_run(store)["folder"]) / "contact" / "summary.json").read_text())
     assert summary["incremental"] and summary["changed_records"] == 3
