@@ -29,15 +29,21 @@ class CannotInclude(ValueError):
     """The record cannot join the group; the message says why and what to do."""
 
 
+CLI_UNDO = "`crm-dedup include --undo GROUP_ID {record_id}`, with the id of the group holding it, withdraws that"
+
+
 def include_record(store, group_id: str, record_id: int, user_id: int | None,
-                   settings: MergeSettings | None = None) -> str:
+                   settings: MergeSettings | None = None, undo_hint: str = CLI_UNDO) -> str:
     """Add ``record_id`` to the pending or approved group ``group_id``, re-planned with it (as approved:
     primary, choices, conflict policy and way of deleting). An approved group goes back to pending: its
     approval was for the group without the record. The record is marked "the same" as the member it
     was best matched with (as the run listed it left out), else as the primary: every later run puts
     them in one group. Refused (CannotInclude, PermissionDenied) where the record is missing (or of
-    another entity type), deleted, a member already or of another open group, marked "not duplicates"
-    with a member, or not the user's to merge. Returns what was done, in words."""
+    another entity type), deleted, of another open group, marked "not duplicates" with a member, or not
+    the user's to merge. A member already with no "the same" mark with the others (withdrawn since it
+    was added: withdraw_include leaves it in the group until the next run) is marked again; one with a
+    mark is refused. ``undo_hint``: how to withdraw the mark, in words ({record_id} filled in). Returns
+    what was done, in words."""
     settings = settings or MergeSettings.load()
     g, p = schema.dedup_groups, schema.dedup_plans
     with store.engine.connect() as conn:
@@ -59,11 +65,11 @@ def include_record(store, group_id: str, record_id: int, user_id: int | None,
         with store.engine.connect() as conn:
             raise CannotInclude(missing_record_text(conn, entity, record_id)
                                 + f": it cannot be added to group {group_id}.")
-    if record_id in members:
-        raise CannotInclude(f"{entity} #{record_id} is in group {group_id} already.")
     if denied_records(user, [dict(record)]):
         raise PermissionDenied(f"{user_label(user)} is a manager and may add only records they are responsible "
                                f"for; {entity} #{record_id} is not theirs.")
+    if record_id in members:
+        return _mark_again(store, row, record_id, user_id, user, undo_hint)
     held = next((gid for gid, ms in others if record_id in {int(m) for m in ms}), None)
     if held is not None:
         raise CannotInclude(f"{entity} #{record_id} is in group {held}, which is open too: a record merges into "
@@ -110,10 +116,67 @@ def include_record(store, group_id: str, record_id: int, user_id: int | None,
         done += " (its approval was for the group without the record: approve it again)"
     # (not this group's id: a run that finds the group with the record gives it a new one)
     done += (f". #{record_id} is marked the same as #{partner}: later runs keep them in one group "
-             f"(`crm-dedup include --undo GROUP_ID {record_id}`, with the id of the group holding it, withdraws that)")
+             f"({undo_hint.format(record_id=record_id)})")
     if fresh.problems:
         done += ". The new plan cannot be merged as it is: " + "; ".join(fresh.problems)
     return done + "."
+
+
+def _mark_again(store, row, record_id: int, user_id: int | None, user, undo_hint: str) -> str:
+    """include_record of a record in the group already: mark it "the same" as a member again where it
+    has no such mark (withdraw_include took it back and left it in the group until the next run). The
+    group itself does not change: its plan holds the record already."""
+    group_id, entity = row["id"], row["entity_type"]
+    members = [int(m) for m in row["member_ids"]]
+    with store.engine.connect() as conn:
+        marks = marks_of(conn, entity, record_id, members)
+    if marks:
+        other = next(m["id_a"] if m["id_b"] == record_id else m["id_b"] for m in marks)
+        raise CannotInclude(f"{entity} #{record_id} is in group {group_id} already, marked the same as #{other}: "
+                            "later runs keep it there; nothing changed.")
+    marked = [(a, b) for a, b in skipped_within(store, entity, {0: members}).get(0, []) if record_id in (a, b)]
+    if marked:
+        a, b = marked[0]
+        raise CannotInclude(f"{entity} #{a} and #{b} are marked not duplicates, so #{record_id} is not marked the "
+                            f"same as a member of group {group_id}: withdraw that mark first (`crm-dedup unskip "
+                            f"{a} {b} --entity {entity}`), or take #{record_id} out of the group.")
+    partner = _best_partner(row, record_id)
+    g = schema.dedup_groups
+    with store.engine.connect() as conn, write_transaction(conn):
+        # (the group still open and holding the record: else a run, a merge or a skip came first)
+        now = conn.execute(sa.select(g.c.status, g.c.member_ids, g.c.merge_id).where(g.c.id == group_id)).first()
+        if now is None or now.status not in ("pending", "approved") or now.merge_id is not None \
+                or record_id not in {int(m) for m in now.member_ids}:
+            raise CannotInclude(f"Group {group_id} changed while #{record_id} was marked (merged, skipped or "
+                                "replaced by a run); look at it again.")
+        try:
+            mark_together(conn, entity, record_id, partner, user_id)
+        except TogetherError as exc:
+            raise CannotInclude(str(exc)) from exc
+    log.info("%s: #%s of group %s marked the same as #%s again by %s", entity, record_id, group_id, partner,
+             user_label(user))
+    return (f"{entity} #{record_id} is in group {group_id} already, with its \"the same\" mark withdrawn: "
+            f"marked the same again; later runs keep it in one group with #{partner} "
+            f"({undo_hint.format(record_id=record_id)}).")
+
+
+def _best_partner(row, record_id: int) -> int:
+    """The member to mark ``record_id`` the same as: the one the run scored it highest with (the group's
+    pairs), else the primary, else the first other member."""
+    members = [int(m) for m in row["member_ids"]]
+    best, score = None, -1.0
+    for p in row["pairs"] or []:
+        try:
+            a, b, prob = int(p["id_a"]), int(p["id_b"]), float(p.get("probability") or 0.0)
+        except (KeyError, TypeError, ValueError):
+            continue
+        other = b if a == record_id else a if b == record_id else None
+        if other is not None and other in members and prob > score:
+            best, score = other, prob
+    if best is not None:
+        return best
+    primary = int(row["primary_id"])
+    return primary if primary != record_id and primary in members else next(m for m in members if m != record_id)
 
 
 def withdraw_include(store, group_id: str, record_id: int, user_id: int | None) -> str:

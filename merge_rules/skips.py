@@ -30,8 +30,10 @@ def _check(entity_type: str, ids: Iterable[int]) -> None:
             raise ValueError(f"record ids must be integers, got {i!r}")
 
 
-def _store_pairs(store, entity_type: str, pairs: set[tuple[int, int]], user_id: int | None) -> int:
-    """Insert the pairs not stored yet; returns how many were new."""
+def _store_pairs(store, entity_type: str, pairs: set[tuple[int, int]], user_id: int | None,
+                 dropped: list[dict] | None = None) -> int:
+    """Insert the pairs not stored yet; returns how many were new. The "the same" marks of these pairs
+    it drops (id_a, id_b, user_id, created_at) are added to ``dropped`` where given."""
     if not pairs:
         return 0
     s = schema.dedup_skips
@@ -53,24 +55,48 @@ def _store_pairs(store, entity_type: str, pairs: set[tuple[int, int]], user_id: 
         log.info("%s #%d and #%d are no longer marked the same (marked by user %s on %s): marked not "
                  "duplicates by user %s", entity_type, m["id_a"], m["id_b"], m["user_id"], m["created_at"], user_id)
     log.info("%d new %s skip pair(s) by user %s", len(new), entity_type, user_id)
+    if dropped is not None:
+        dropped.extend(replaced)
     return len(new)
 
 
-def skip_pair(store, entity_type: str, id_a: int, id_b: int, user_id: int | None) -> bool:
-    """Mark two records "not duplicates". True when the pair is new, False when it was marked before."""
+def skip_pair(store, entity_type: str, id_a: int, id_b: int, user_id: int | None,
+              dropped: list[dict] | None = None) -> bool:
+    """Mark two records "not duplicates". True when the pair is new, False when it was marked before.
+    ``dropped`` receives the "the same" mark of the pair this replaces, if any (dropped_words says it)."""
     _check(entity_type, (id_a, id_b))
     if id_a == id_b:
         raise ValueError(f"cannot skip {entity_type} #{id_a} against itself")
-    return _store_pairs(store, entity_type, {(min(id_a, id_b), max(id_a, id_b))}, user_id) == 1
+    return _store_pairs(store, entity_type, {(min(id_a, id_b), max(id_a, id_b))}, user_id, dropped) == 1
 
 
 def skip_record(store, entity_type: str, record_id: int, group_member_ids: Iterable[int],
-                user_id: int | None) -> int:
-    """Mark a record "not a duplicate" of every other member of its group; returns the new pairs."""
+                user_id: int | None, dropped: list[dict] | None = None) -> int:
+    """Mark a record "not a duplicate" of every other member of its group; returns the new pairs.
+    ``dropped`` receives the "the same" marks this replaces (as skip_pair's)."""
     members = [int(m) for m in group_member_ids]
     _check(entity_type, [record_id, *members])
     pairs = {(min(record_id, m), max(record_id, m)) for m in members if m != record_id}
-    return _store_pairs(store, entity_type, pairs, user_id)
+    return _store_pairs(store, entity_type, pairs, user_id, dropped)
+
+
+def dropped_words(store, dropped: Iterable[Mapping[str, Any]]) -> str:
+    """The "the same" marks a skip replaced, in words: "the 'same' mark by Анна (#12 and #15, made on
+    2026-12-07 10:00 UTC) is withdrawn"; "" for none."""
+    dropped = sorted(dropped, key=lambda m: (m["id_a"], m["id_b"]))
+    if not dropped:
+        return ""
+    ids = {m["user_id"] for m in dropped if m["user_id"] is not None}
+    u = schema.users
+    with store.engine.connect() as conn:
+        names = dict(conn.execute(sa.select(u.c.id, u.c.name).where(u.c.id.in_(ids))).all()) if ids else {}
+
+    def one(m) -> str:
+        uid = m["user_id"]
+        who = "the system" if uid is None else (names.get(uid) or f"user #{uid}")
+        return (f"the 'same' mark by {who} (#{m['id_a']} and #{m['id_b']}, made on "
+                f"{m['created_at']:%Y-%m-%d %H:%M} UTC) is withdrawn")
+    return "; ".join(one(m) for m in dropped)
 
 
 def load_skips(store, entity_type: str) -> set[tuple[int, int]]:

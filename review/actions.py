@@ -1,10 +1,11 @@
 """What the review page's buttons do: merge now, approve, skip (a record or the group), withdraw a
-"not duplicates" mark, undo.
+"not duplicates" mark or a "the same" one (a record a person added), undo.
 
 The merge itself is the merge engine's (merge_rules.apply.apply_plan): it re-reads and locks the rows,
 re-checks the user's rights and refuses a plan whose rows changed. On top of that the page refuses a
 plan that differs from the one the person was shown: the page carries a signed copy of that plan,
-and the merge goes ahead only if the rows still have the fingerprints it was built from.
+and the merge goes ahead only if the rows still have the fingerprints it was built from, and no
+approval was made since with other choices (another person's decision is not overridden unseen).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from merge_rules.errors import MergeError, PermissionDenied, StalePlanError, Und
 from merge_rules.permissions import may_mark_pair
 from merge_rules.plan import PLURAL, MergePlan, plan_groups
 from merge_rules.settings import MergeSettings
-from merge_rules.skips import may_withdraw_mark, skip_pair, skip_record, unskip_pair
+from merge_rules.skips import dropped_words, may_withdraw_mark, skip_pair, skip_record, unskip_pair
 from merge_rules.snapshot import read_snapshot
 from merge_rules.undo import person_choices, plan_again, replan_undone, undo_merge
 from review import queries, views
@@ -89,8 +90,51 @@ def _fresh_plan(store, group: dict, user: dict, settings: MergeSettings, seen: M
     return plan, blockers
 
 
+def _approval(state: dict | None) -> tuple | None:
+    """The approval part of views.decision_state: (by, at), None when not approved."""
+    if not state or state.get("status") != "approved":
+        return None
+    return state.get("approved_by"), state.get("approved_at")
+
+
+def _approved_since(store, group: dict, user: dict, plan: MergePlan, seen_state: dict | None,
+                    verb: str) -> Outcome | None:
+    """Refuses ``plan`` when the group was approved since the page was shown (``seen_state``), by anyone,
+    with another primary or other choices: merging or approving over it would drop that decision
+    unseen. The same choices (say, the person's own approval from another tab) go through. None: no
+    such approval (a token from before the approval was signed with the plan is not checked)."""
+    if seen_state is None or group["status"] != "approved":
+        return None
+    now = _approval(views.decision_state(group))
+    if now == _approval(seen_state):
+        return None
+    with store.engine.connect() as conn:
+        approved = views.stored_plan(conn, group)
+        people = queries.users_by_id(conn, [group["approved_by"]]) if group["approved_by"] is not None else {}
+    differs: list[str] = []
+    if approved is not None:
+        if approved.primary_id != plan.primary_id:
+            differs.append(f"primary #{approved.primary_id}")
+        theirs, mine = person_choices(approved), person_choices(plan)
+        order = list(approved.fields) + [f for f in plan.fields if f not in approved.fields]
+        for name in [f for f in order if f in theirs or f in mine]:
+            if theirs.get(name) != mine.get(name):
+                differs.append(f"{name} from #{theirs[name]}" if name in theirs else f"{name} as the rules settle it")
+        if not differs:
+            return None
+    uid = group["approved_by"]
+    who = ("you" if uid == user["id"] else (people.get(uid) or {}).get("name") or f"user #{uid}") if uid is not None \
+        else "the system"
+    when = f"{views.fmt(group['approved_at'])} UTC" if group.get("approved_at") else "a moment ago"
+    what = f"other choices ({', '.join(differs)})" if differs else "choices of its own"
+    log.info("group %s: %s by user #%s refused: approved by user #%s at %s since the page was shown",
+             group["id"], verb, user["id"], uid, group.get("approved_at"))
+    return Outcome(False, f"Not {verb}: this group was approved by {who} at {when} with {what}; look at the plan "
+                   "now.", fresh=True)
+
+
 def _check_seen(store, group, user, settings, seen: MergePlan, choices,
-                verb: str = "merged") -> tuple[MergePlan | None, Outcome | None]:
+                verb: str = "merged", seen_state: dict | None = None) -> tuple[MergePlan | None, Outcome | None]:
     """The fresh plan with the person's choices, or why it cannot be used. (Someone else's merge since the
     page was shown is named as such, before the refusal it causes: _taken.)"""
     if group["status"] not in views.ACTIONABLE:
@@ -106,6 +150,8 @@ def _check_seen(store, group, user, settings, seen: MergePlan, choices,
         return None, _taken(store, group, user, seen, verb) or Outcome(
             False, f"Not {verb}: the records changed since this page was shown, so the plan you "
             "saw is out of date. Here is the plan as the records are now; check it and try again.", changes)
+    if approved := _approved_since(store, group, user, plan, seen_state, verb):
+        return None, approved
     if plan.problems:
         return None, Outcome(False, "Not merged: " + plan.summary())
     if plan.unresolved:
@@ -115,8 +161,10 @@ def _check_seen(store, group, user, settings, seen: MergePlan, choices,
 
 
 def merge_now(store, group: dict, user: dict, settings: MergeSettings, seen: MergePlan,
-              choices: dict[str, int]) -> Outcome:
-    plan, refusal = _check_seen(store, group, user, settings, seen, choices)
+              choices: dict[str, int], seen_state: dict | None = None) -> Outcome:
+    """Merge the plan as shown, with the person's choices. ``seen_state``: the group's approval when the
+    page was shown (views.decision_state), None not to check it."""
+    plan, refusal = _check_seen(store, group, user, settings, seen, choices, seen_state=seen_state)
     if refusal:
         return refusal
     others = _others_live(store, group, plan)
@@ -170,9 +218,10 @@ def _others_live(store, group: dict, plan: MergePlan) -> list[int]:
 
 
 def approve(store, group: dict, user: dict, settings: MergeSettings, seen: MergePlan,
-            choices: dict[str, int]) -> Outcome:
-    """Store the plan as shown (with the choices and primary) for the scheduled apply."""
-    plan, refusal = _check_seen(store, group, user, settings, seen, choices, "approved")
+            choices: dict[str, int], seen_state: dict | None = None) -> Outcome:
+    """Store the plan as shown (with the choices and primary) for the scheduled apply (``seen_state``:
+    as merge_now's)."""
+    plan, refusal = _check_seen(store, group, user, settings, seen, choices, "approved", seen_state)
     if refusal:
         return refusal
     if others := _others_live(store, group, plan):
@@ -181,13 +230,21 @@ def approve(store, group: dict, user: dict, settings: MergeSettings, seen: Merge
                        + ", ".join(f"#{m}" for m in others) + "), which the scheduled merge would leave out. "
                        "Merge your records now, skip them, or ask an admin to approve the whole group.", status=403)
     g = schema.dedup_groups
+    # a compare-and-set on the approval checked above: one made a moment ago is not overwritten unseen
+    same = [g.c.approved_by.is_(None) if group["approved_by"] is None else g.c.approved_by == group["approved_by"],
+            g.c.approved_at.is_(None) if group["approved_at"] is None else g.c.approved_at == group["approved_at"]]
     with store.engine.begin() as conn:  # (an approved group is approved again, with the plan as shown now)
-        n = conn.execute(g.update().where(g.c.id == group["id"], g.c.status.in_(views.ACTIONABLE)).values(
+        n = conn.execute(g.update().where(g.c.id == group["id"], g.c.status.in_(views.ACTIONABLE), *same).values(
             status="approved", primary_id=plan.primary_id, approved_by=user["id"],
             approved_at=now(), updated_at=now())).rowcount
         if n:
             proposals.set_plan(conn, group["id"], plan.to_dict())
     if n == 0:
+        with store.engine.connect() as conn:
+            fresh = queries.get_group(conn, group["id"])
+        if fresh is not None and fresh["status"] in views.ACTIONABLE:
+            return _approved_since(store, fresh, user, plan, views.decision_state(group), "approved") or Outcome(
+                False, "Not approved: this group changed while approving; look at the plan now.", fresh=True)
         return Outcome(False, "This group is no longer pending or approved (merged or skipped meanwhile); "
                        "it was not approved.")
     again = " again" if group["status"] == "approved" else ""
@@ -201,11 +258,34 @@ def include(store, group: dict, user: dict, settings: MergeSettings, record_id: 
     if record_id is None:
         return Outcome(False, "Say which record to add to the group.")
     try:
-        return Outcome(True, include_record(store, group["id"], record_id, user["id"], settings))
+        return Outcome(True, include_record(store, group["id"], record_id, user["id"], settings,
+                                            undo_hint=PAGE_UNDO))
     except PermissionDenied as exc:
         return Outcome(False, str(exc), status=403)
     except CannotInclude as exc:
         return Outcome(False, str(exc))
+
+
+PAGE_UNDO = "\"Withdraw\" under Added by a person on the group page withdraws that"
+
+
+def withdraw_include(store, group: dict, user: dict, record_id: int) -> Outcome:
+    """Withdraw the "the same" marks of a record a person added to the group (merge_rules.grouping, as
+    `crm-dedup include --undo`, which checks who may: merge_rules.skips.may_withdraw_mark)."""
+    from merge_rules.grouping import CannotInclude, withdraw_include as withdraw
+
+    try:
+        return Outcome(True, withdraw(store, group["id"], record_id, user["id"]))
+    except PermissionDenied as exc:
+        return Outcome(False, f"Not withdrawn: {exc}", status=403)
+    except CannotInclude as exc:
+        return Outcome(False, str(exc))
+
+
+def _dropped(store, dropped: list[dict]) -> str:
+    """"; the 'same' mark by ... is withdrawn" where a skip replaced marks (merge_rules.skips), else ""."""
+    said = dropped_words(store, dropped)
+    return f"; {said}" if said else ""
 
 
 def skip(store, group: dict, user: dict, settings: MergeSettings, record_id: int | None) -> Outcome:
@@ -221,29 +301,32 @@ def skip(store, group: dict, user: dict, settings: MergeSettings, record_id: int
     g = schema.dedup_groups
     pairs = [(a, b) for i, a in enumerate(members) for b in members[i + 1:]]
     if record_id is None and all(may_mark_pair(user, [records.get(a) or {}, records.get(b) or {}]) for a, b in pairs):
-        new = sum(skip_pair(store, entity, a, b, user["id"]) for a, b in pairs)
+        dropped: list[dict] = []
+        new = sum(skip_pair(store, entity, a, b, user["id"], dropped) for a, b in pairs)
         with store.engine.begin() as conn:
             conn.execute(g.update().where(g.c.id == group["id"]).values(status="skipped", updated_at=now()))
-        return Outcome(True, f"Skipped the group: {len(pairs)} pair(s) marked as not duplicates ({new} new); "
-                       "later runs keep them apart.")
+        return Outcome(True, f"Skipped the group: {len(pairs)} pair(s) marked as not duplicates ({new} new)"
+                       f"{_dropped(store, dropped)}; later runs keep them apart.")
     if record_id is None:
         # a manager skips what is theirs: their records leave the group, which stays for the others'
         mine = [m for m in members if (records.get(m) or {}).get("responsible_id") == user["id"]]
         if not mine:
             return Outcome(False, "None of the records of this group is yours; you cannot skip it.", status=403)
-        new = sum(skip_record(store, entity, m, members, user["id"]) for m in mine)
+        dropped: list[dict] = []
+        new = sum(skip_record(store, entity, m, members, user["id"], dropped) for m in mine)
         return _leave(store, group, [m for m in members if m not in mine], records, settings,
                       f"Skipped your record(s) {', '.join(f'#{m}' for m in mine)}: marked as not duplicates of "
-                      f"the others ({new} new pair(s)); the group stays for their managers")
+                      f"the others ({new} new pair(s)){_dropped(store, dropped)}; the group stays for their managers")
     if record_id not in members:
         return Outcome(False, f"{entity} #{record_id} is not in this group.")
     if not queries.is_admin(user) and (records.get(record_id) or {}).get("responsible_id") != user["id"]:
         return Outcome(False, f"You are not responsible for {entity} #{record_id}; you cannot skip it.", status=403)
-    new = skip_record(store, entity, record_id, members, user["id"])
+    dropped: list[dict] = []
+    new = skip_record(store, entity, record_id, members, user["id"], dropped)
     rest = [m for m in members if m != record_id]
     return _leave(store, group, rest, records, settings,
                   f"Skipped {entity} #{record_id}: marked as not a duplicate of "
-                  f"{', '.join(f'#{m}' for m in rest)} ({new} new pair(s))")
+                  f"{', '.join(f'#{m}' for m in rest)} ({new} new pair(s)){_dropped(store, dropped)}")
 
 
 def _leave(store, group: dict, rest: list[int], records: dict[int, dict], settings: MergeSettings,

@@ -242,20 +242,23 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
             view = views.build(store, conn, group, user, settings, primary=primary, choices=choices)
             merge = queries.merge_brief(conn, group["merge_id"]) if group.get("merge_id") else None
             lost = views.merge_lost_access(conn, group, merge)
-        token = signer.dumps(group_id, user["id"], view.plan.to_dict()) if view.plan else ""
+        # (with the group's approval as shown: one made since is not overridden unseen, actions._approved_since)
+        token = (signer.dumps(group_id, user["id"], view.plan.to_dict(), views.decision_state(group))
+                 if view.plan else "")
         return render(request, "group.html", {"v": view, "g": group, "plan_token": token, "merge": merge,
                                               "lost": lost, "group_url": group_url})
 
-    def _seen_plan(request: Request, form: dict, group_id: str, user: dict) -> MergePlan | None:
-        data = signer.loads(form.get("plan") or "", group_id, user["id"])
-        return MergePlan.from_dict(data) if data else None
+    def _seen_plan(request: Request, form: dict, group_id: str, user: dict) -> tuple[MergePlan | None, dict | None]:
+        """The plan the page showed, and the group's approval then (views.decision_state)."""
+        loaded = signer.load(form.get("plan") or "", group_id, user["id"])
+        return (MergePlan.from_dict(loaded[0]), loaded[1]) if loaded else (None, None)
 
     @app.post("/group/{group_id}/act")
     def group_act(request: Request, group_id: str, form: dict = Depends(checked_form),
                   user: dict = Depends(current_user)):
         with store.engine.connect() as conn:
             group = group_for(conn, group_id, user)
-        seen = _seen_plan(request, form, group_id, user)
+        seen, seen_state = _seen_plan(request, form, group_id, user)
         choices = views.parse_choices(form, group["entity_type"])
         if seen is None:
             flash(request, "This page was too old to act on (or its plan was damaged); here is the current plan. "
@@ -263,9 +266,9 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
             return _see_other(group_url(group_id, None, choices))
         action = form.get("action")
         if action == "merge":
-            outcome = actions.merge_now(store, group, user, settings, seen, choices)
+            outcome = actions.merge_now(store, group, user, settings, seen, choices, seen_state)
         elif action == "approve":
-            outcome = actions.approve(store, group, user, settings, seen, choices)
+            outcome = actions.approve(store, group, user, settings, seen, choices, seen_state)
         elif action == "preview":
             return _see_other(group_url(group_id, seen.primary_id, choices))
         else:
@@ -322,6 +325,18 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
             group = group_for(conn, group_id, user)
         record_id = queries.parse_int(form.get("record_id"), "record_id", "a record id")
         return _after(request, actions.include(store, group, user, settings, record_id), group_url(group_id))
+
+    @app.post("/group/{group_id}/withdraw-include")
+    def group_withdraw_include(request: Request, group_id: str, form: dict = Depends(checked_form),
+                               user: dict = Depends(current_user)):
+        """Withdraw the "the same" mark of a record a person added to the group (the list "Added by a
+        person"), as `crm-dedup include --undo`."""
+        with store.engine.connect() as conn:
+            group = group_for(conn, group_id, user)
+        record_id = queries.parse_int(form.get("record_id"), "record_id", "a record id")
+        if record_id is None or record_id not in {int(m) for m in group["member_ids"]}:
+            raise BadRequest(f"record_id must be a record of group {group_id}, not {form.get('record_id')!r}")
+        return _after(request, actions.withdraw_include(store, group, user, record_id), group_url(group_id))
 
     @app.post("/group/{group_id}/later")
     def group_later(request: Request, group_id: str, form: dict = Depends(checked_form),

@@ -529,6 +529,20 @@ def marks_within(conn: Connection, entity: str, ids: Iterable[int]) -> list[dict
     return sorted(out, key=lambda r: (r["id_a"], r["id_b"]))
 
 
+def together_within(conn: Connection, entity: str, ids: Iterable[int]) -> list[dict[str, Any]]:
+    """The "the same" marks (dedup_together: a person added a record to a group) between two of these
+    records: {id_a, id_b, user_id, created_at}, a < b, in the order of the ids."""
+    t = schema.dedup_together
+    wanted = sorted({int(i) for i in ids})
+    inside = set(wanted)
+    out = []
+    for chunk in _chunks(wanted):  # (the unique index on entity_type, id_a serves this)
+        q = sa.select(t.c.id_a, t.c.id_b, t.c.user_id, t.c.created_at).where(
+            t.c.entity_type == entity, t.c.id_a.in_(chunk))
+        out += [dict(r) for r in conn.execute(q).mappings() if r["id_b"] in inside]
+    return sorted(out, key=lambda r: (r["id_a"], r["id_b"]))
+
+
 def marks_of(conn: Connection, entity: str, record_id: int) -> list[dict[str, Any]]:
     """Every "not duplicates" mark of one record: {id_a, id_b, user_id, created_at}, newest first."""
     s = schema.dedup_skips

@@ -105,20 +105,30 @@ class Flashes:
 
 class PlanSigner:
     """The plan a person was shown travels with the form, signed, so that merging can check that the
-    rows did not change since (and nobody can swap in another plan)."""
+    rows did not change since (and nobody can swap in another plan); with it, the group's approval as
+    shown (review.views.decision_state), so that a person's approval made since is not overridden
+    unseen."""
 
     def __init__(self, secret_key: str):
         self._s = URLSafeTimedSerializer(secret_key, salt="crm-dedup-review-plan")
 
-    def dumps(self, group_id: str, user_id: int, plan: dict) -> str:
-        return self._s.dumps({"g": group_id, "u": user_id, "p": plan})
+    def dumps(self, group_id: str, user_id: int, plan: dict, seen: dict | None = None) -> str:
+        return self._s.dumps({"g": group_id, "u": user_id, "p": plan, "s": seen})
 
-    def loads(self, token: str, group_id: str, user_id: int) -> dict | None:
-        """The plan, or None when the token is damaged, too old, or made for another group or user."""
+    def load(self, token: str, group_id: str, user_id: int) -> tuple[dict, dict | None] | None:
+        """(the plan, the group's approval as shown: None in a token made before it was signed too), or
+        None when the token is damaged, too old, or made for another group or user."""
         try:
             data = self._s.loads(token, max_age=PLAN_MAX_AGE)
         except (BadSignature, ValueError, TypeError):
             return None
-        if not isinstance(data, dict) or data.get("g") != group_id or data.get("u") != user_id:
+        if not isinstance(data, dict) or data.get("g") != group_id or data.get("u") != user_id \
+                or not isinstance(data.get("p"), dict):
             return None
-        return data.get("p")
+        seen = data.get("s")
+        return data["p"], seen if isinstance(seen, dict) else None
+
+    def loads(self, token: str, group_id: str, user_id: int) -> dict | None:
+        """The plan alone (see load)."""
+        loaded = self.load(token, group_id, user_id)
+        return loaded[0] if loaded else None

@@ -122,6 +122,21 @@ class MarkView:
 
 
 @dataclass
+class SameMarkView:
+    """A record a person added to the group ("Add to this group", `crm-dedup include`): its "the same"
+    mark with a member (dedup_together), as shown with its withdraw button."""
+    added: int  # the record added (the one the withdraw button takes the marks of)
+    partner: int  # the member it was marked the same as
+    label_added: str
+    label_partner: str
+    by: str
+    when: str  # date and time
+    day: str  # the date alone, for the members table
+    can_withdraw: bool
+    why_not: str = ""
+
+
+@dataclass
 class LeftOutView:
     """A record the run left out of the group although probable with a member (dedup_groups.left_out)."""
     id: int
@@ -153,6 +168,12 @@ class GroupView:
     stored: MergePlan | None = None  # the plan stored with the group (approved, or merged by before an undo)
     marks: list[MarkView] = field(default_factory=list)  # pairs of it marked "not duplicates"
     approve_blocker: str = ""  # why this user may not approve (instead of the button: it would be refused)
+    same_marks: list[SameMarkView] = field(default_factory=list)  # records of it a person added
+
+    def added_note(self, record_id: int) -> str:
+        """ "added by Анна on 2026-12-07" for a member a person added (the members table), else ""."""
+        m = next((m for m in self.same_marks if m.added == record_id), None)
+        return f"added by {m.by} on {m.day}" if m else ""
 
     @property
     def can_act(self) -> bool:
@@ -177,6 +198,15 @@ class GroupView:
     def stored_choices(self) -> list[tuple[str, int]]:
         """The values a person chose in the stored plan: (field label, record id)."""
         return [(FIELD_LABELS.get(f, f), r) for f, r in person_choices(self.stored).items()] if self.stored else []
+
+
+def decision_state(group: Mapping[str, Any]) -> dict:
+    """The group's approval as a page shows it, signed with the page's plan (review.security.PlanSigner):
+    a merge or approval from the page is refused when another approval was made since (actions)."""
+    at = group.get("approved_at")
+    approved = group.get("status") == "approved"
+    return {"status": group.get("status"), "approved_by": group.get("approved_by") if approved else None,
+            "approved_at": at.isoformat() if approved and isinstance(at, dt.datetime) else None}
 
 
 def parse_choices(items: Mapping[str, Any], entity: str) -> dict[str, int]:
@@ -425,7 +455,56 @@ def build(store, conn, group: dict, user: dict, settings: MergeSettings, *, prim
     blocker = approve_blocker(entity, others, records, users, user) if plan is not None else ""
     return GroupView(group, entity, columns, primary_id, plan, fields, comm_rows, pairs, warnings,
                      blockers, choices, users, left_out, stored,
-                     group_marks(conn, group, user, records, columns, left_out), blocker)
+                     group_marks(conn, group, user, records, columns, left_out), blocker,
+                     same_marks(conn, group, user, records, columns))
+
+
+def same_marks(conn, group: dict, user: dict, records: dict[int, dict], columns: list[Column]) -> list[SameMarkView]:
+    """The "the same" marks between the group's records: who added which record, with which member, when,
+    and whether this user may withdraw it (merge_rules.skips.may_withdraw_mark, as withdraw_include
+    checks). A manager does not see those between two records of other managers."""
+    entity = group["entity_type"]
+    members = [int(m) for m in group["member_ids"]]
+    marks = [m for m in queries.together_within(conn, entity, members)
+             if any(queries.may_see_record(user, records.get(i)) for i in (m["id_a"], m["id_b"]))]
+    if not marks:
+        return []
+    # the mark does not say which of the two was added: the one that is not the primary, else the one
+    # with fewer marks (a record is added to a member; several may be added to one)
+    count: dict[int, int] = {}
+    for m in marks:
+        for i in (m["id_a"], m["id_b"]):
+            count[i] = count.get(i, 0) + 1
+    primary = int(group["primary_id"])
+    people = queries.users_by_id(conn, {m["user_id"] for m in marks}
+                                 | {r.get("responsible_id") for r in records.values()})
+    names = {c.id: c.name for c in columns}
+
+    def label(i: int) -> str:
+        if not queries.may_see_record(user, records.get(i)):
+            return f"#{i} (another manager's record)"
+        return f"#{i} {names.get(i) or '(no name)'}"
+
+    out = []
+    for m in marks:
+        a, b = int(m["id_a"]), int(m["id_b"])
+        if primary in (a, b):
+            added = b if a == primary else a
+        else:
+            added = a if (count[a], -a) < (count[b], -b) else b
+        partner = b if added == a else a
+        ok = may_withdraw_mark(user, [records.get(a), records.get(b)])
+        why = ""
+        if not ok:
+            theirs = [f"#{i} is {owner_name(people, records.get(i))}'s" for i in (a, b)
+                      if not queries.may_see_record(user, records.get(i))]
+            why = f"Only an admin may withdraw this mark: {' and '.join(theirs)}."
+        uid = m["user_id"]
+        by = (people.get(uid) or {}).get("name") or (f"user #{uid}" if uid else "the system")
+        at = m["created_at"]
+        out.append(SameMarkView(added, partner, label(added), label(partner), by, fmt(at),
+                                at.date().isoformat() if isinstance(at, dt.datetime) else fmt(at), ok, why))
+    return sorted(out, key=lambda v: (v.added, v.partner))
 
 
 def group_marks(conn, group: dict, user: dict, records: dict[int, dict], columns: list[Column],
