@@ -277,6 +277,39 @@ class ImportReport:
                 w.writerow([p.line, p.record or "", p.column or "", _excerpt(p.value) if p.value is not None else "",
                             p.reason])
 
+    def write_rejected_rows(self, path: Path | str) -> int:
+        """The rejected rows whole, read again from the file: its header and each rejected row's cells as written
+        (none cut), after two columns of their own, the row's line and why it was rejected; fixed, the file
+        imports again (import ignores those two columns). UTF-8 with BOM, the file's delimiter. A row that could
+        not be read as CSV is written as its first line, in one cell. Returns how many rows were written (those
+        of the problems kept, MAX_PROBLEMS_KEPT)."""
+        why: dict[int, list[str]] = {}
+        for p in self.problems:
+            why.setdefault(p.line, []).append(p.reason if p.column is None else f"column '{p.column}': {p.reason}")
+        written = 0
+        old_limit = csv.field_size_limit()
+        csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # (as the import read it)
+        try:
+            with open(self.file, encoding=self.encoding, newline="") as text, \
+                    open(path, "w", encoding="utf-8-sig", newline="") as out:
+                records = _Records(text, self.delimiter)
+                header = _header(Path(self.file), records)
+                ours = []
+                for name in ("line", "reason"):  # (a name the file's header has already is prefixed)
+                    while name in header:
+                        name = "_" + name
+                    ours.append(name)
+                w = csv.writer(out, delimiter=self.delimiter)
+                w.writerow(ours + header)
+                for line, _end, row in records:
+                    if line in why:
+                        cells = row if isinstance(row, list) else [records.lines[0].rstrip("\r\n")]
+                        w.writerow([line, "; ".join(why[line]), *cells])
+                        written += 1
+        finally:
+            csv.field_size_limit(old_limit)
+        return written
+
 
 # --------------------------------------------------------------------------------------------
 # fields of an entity

@@ -164,9 +164,9 @@ _M, _G = schema.dedup_merges, schema.dedup_groups
 _MERGE_ROW = sa.select(_M).where(_M.c.id == sa.bindparam("mid")).with_for_update()
 _MARK_UNDONE = _M.update().where(_M.c.id == sa.bindparam("mid")).values(
     status="undone", undone_at=sa.bindparam("when"), undone_by=sa.bindparam("who"))
-# the group goes back to pending, if this merge is the one that applied it
+# the group goes back to pending, if this merge is the one that applied it: its approval was for that merge
 _GROUP_PENDING = _G.update().where(_G.c.id == sa.bindparam("gid"), _G.c.merge_id == sa.bindparam("mid")).values(
-    status="pending", merge_id=None, updated_at=sa.bindparam("when"))
+    status="pending", merge_id=None, approved_by=None, approved_at=None, updated_at=sa.bindparam("when"))
 
 
 @functools.lru_cache(maxsize=None)
@@ -269,11 +269,17 @@ def _undo_once(conn: Connection, merge_id: int, user: dict, force: bool,
 
         when = utcnow()
         conn.execute(_MARK_UNDONE, {"mid": merge_id, "when": when, "who": user["id"]})
+        group = ""
         if merge["group_id"] is not None:
-            conn.execute(_GROUP_PENDING, {"gid": merge["group_id"], "mid": merge_id, "when": when})
+            gid = merge["group_id"]
+            if conn.execute(_GROUP_PENDING, {"gid": gid, "mid": merge_id, "when": when}).rowcount:
+                group = f"; group {gid} is pending again (to approve again)"
+            else:  # (another merge applied it: a manager merged only their own records of it)
+                status = conn.execute(sa.select(_G.c.status).where(_G.c.id == gid)).scalar()
+                group = f"; group {gid} stays {status}" if status else ""
     later_merges.undone(merge_id)
     overwritten = changes + notes
-    msg = f"Undid merge #{merge_id} ({merge['summary']}) by {user_label(user)}"
+    msg = f"Undid merge #{merge_id} ({merge['summary']}) by {user_label(user)}{group}"
     if overwritten:
         msg += f"; overwrote {len(overwritten)} change(s) made since: " + "; ".join(overwritten[:12])
     log.info(msg)

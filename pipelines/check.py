@@ -37,7 +37,8 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
     duplicate_of, duplicate_line, duplicate_name, existing, probability, tier, explanation; problems
     found while reading the CSV). A new record of a CSV is numbered as its import would number it (by
     its id column, else in the order of its rows); ``line`` and ``duplicate_line`` are the records'
-    lines in the file (none for records of the CRM). ``duplicate_type`` is ``entity``, or for a new
+    lines in the file (none for records of the CRM); a row whose id (the file's) is a record's of the CRM is
+    listed once, tier "already in the database", and not compared. ``duplicate_type`` is ``entity``, or for a new
     lead also an existing contact or company it duplicates (as the run's leads-vs-clients step finds
     them; with the settings' pipeline.match_leads_to_clients).
 
@@ -60,6 +61,7 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
     del reused  # (normalised is replaced by copies below: the reused records must not stay beside them)
     problems: list[str] = []
     lines: dict[str, int] = {}  # a CSV's new record -> its line in the file
+    already: list[dict] = []  # a CSV's rows of records the CRM holds (by the file's id)
     if csv is not None:
         from crm.csv_io import import_csv
 
@@ -70,8 +72,22 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
                                 region=settings.match.region, keep_lines=True)
             problems = [str(p) for p in report.problems]
             lines = {f"new:{i}": line for i, line in report.record_lines.items()}
-            new = _relabel(load_role_table(scratch, entity), "new:")
+            new = _typed_as(load_role_table(scratch, entity), existing)
             scratch.dispose()
+        # a row whose own id is a record's of the CRM is that record (imported before), not its duplicate:
+        # listed as such and not compared (import rejects it, or with --update updates the record)
+        there = new.records.index[new.records.index.isin(_file_ids(Path(csv), entity, preset, mapping, encoding))
+                                  & new.records.index.isin(existing.records.index)]
+        already = [{"new_record": str(i), "line": lines.get(f"new:{i}"), "new_name": a, "duplicate_type": entity,
+                    "duplicate_of": str(i), "duplicate_line": None, "duplicate_name": b, "existing": True,
+                    "probability": None, "tier": ALREADY,
+                    "explanation": f"already in the database (#{i}): import rejects this row, import --update "
+                                   "updates the record from it"}
+                   for i, a, b in zip(there, new.names(there), existing.names(there))]
+        if len(there):
+            keep = new.records.index[~new.records.index.isin(there)]  # (in the file's order)
+            new = RoleTable(entity, new.records.loc[keep], new.values[new.values["id"].isin(keep)])
+        new = _relabel(new, "new:")
         existing = _relabel(existing, "")
         if normalised is not None:
             normalised = [_relabelled(normalised, ""), _relabelled(
@@ -94,11 +110,11 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
     columns = ["new_record", "line", "new_name", "duplicate_type", "duplicate_of", "duplicate_line", "duplicate_name",
                "existing", "probability", "tier", "explanation"]
     if len(new) == 0:
-        none = pd.DataFrame(columns=columns)
-        none.attrs["checked"] = 0
+        none = pd.DataFrame(already, columns=columns)
+        none.attrs["checked"] = len(already)
         return none, problems
-    combined = RoleTable(entity, pd.concat([existing.records, new.records]),
-                         pd.concat([existing.values, new.values], ignore_index=True))
+    combined = RoleTable(entity, _stacked([existing.records, new.records]),
+                         _stacked([existing.values, new.values], ignore_index=True))
     prepared = None
     if normalised is not None and list(normalised[0].records.columns) == list(normalised[1].records.columns):
         prepared = Prepared.concat(normalised)  # (other columns: the file's records have other roles)
@@ -140,10 +156,45 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
         rows += [{"new_record": lead_id[4:], "line": lines.get(lead_id), "new_name": new_names.get(lead_id, ""),
                   "duplicate_line": None, "existing": True, **match}
                  for lead_id, match in _leads_against_clients(store, leads, settings, reuse)]
+    rows += already  # (last: their probability is none)
     out = pd.DataFrame(rows, columns=columns).sort_values(["probability", "new_record", "duplicate_type", "duplicate_of"],
                                                          ascending=[False, True, True, True], ignore_index=True)
-    out.attrs["checked"] = len(new)  # how many new records were checked (none found is not none checked)
+    out.attrs["checked"] = len(new) + len(already)  # (none found is not none checked)
     return out, problems
+
+
+ALREADY = "already in the database"  # the tier of a file's row whose id is a record's of the CRM
+
+
+def _file_ids(csv: Path, entity: str, preset: str | None, mapping, encoding: str | None) -> set[int]:
+    """The ids the file's id column gives (not those an import numbers rows without one with)."""
+    from crm.csv_io import _opened
+
+    ids: set[int] = set()
+    with _opened(csv, entity, preset, mapping, encoding, None) as (_, _, _, records, _, columns, _):
+        at = columns.get("id", [])
+        for _, _, row in records:
+            if not isinstance(row, list):
+                continue
+            cell = next((row[i].strip() for i in at if i < len(row) and row[i].strip()), "")
+            if cell.isascii() and cell.isdigit():
+                ids.add(int(cell))
+    return ids
+
+
+def _typed_as(table: RoleTable, like: RoleTable) -> RoleTable:
+    """``table`` with each column it leaves all empty typed as ``like`` types it (the file's rows say nothing
+    of a field, e.g. responsible ids that are no users): concatenated, such a column would otherwise make
+    pandas warn (its type from the other frame alone is deprecated) and may change type."""
+    cast = {c: like.records[c].dtype for c in table.records.columns
+            if c in like.records.columns and table.records[c].dtype != like.records[c].dtype
+            and like.records[c].dtype.kind in "fmMO" and len(table.records) and table.records[c].isna().all()}
+    return RoleTable(table.entity_type, table.records.astype(cast), table.values) if cast else table
+
+
+def _stacked(frames: list[pd.DataFrame], **kwargs) -> pd.DataFrame:
+    """pd.concat of ``frames`` but the empty ones (an empty CRM): pandas deprecates typing columns without them."""
+    return pd.concat([f for f in frames if len(f)] or frames[:1], **kwargs)
 
 
 def _leads_against_clients(store: Store, leads: Prepared, settings: Settings, reuse: bool):
@@ -208,6 +259,8 @@ def summary_line(row: dict, entity: str, from_file: bool) -> str:
     CRM's by its id) and the record it looks like, named by its type (a new lead's may be a contact or
     a company)."""
     new = f"line {row['line']:.0f}" if from_file else f"new {entity} #{row['new_record']}"
+    if row.get("tier") == ALREADY:
+        return f"{new} {row['new_name'] or '(no name)'}: {ALREADY} ({entity} #{row['duplicate_of']})"
     other = (f"{row.get('duplicate_type') or entity} #{row['duplicate_of']}" if row["existing"] else
              f"line {row['duplicate_line']:.0f}" if from_file else f"new {entity} #{row['duplicate_of']}")
     return (f"{new} {row['new_name'] or '(no name)'}  ~  {other} {row['duplicate_name'] or '(no name)'}: "

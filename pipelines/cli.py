@@ -192,9 +192,12 @@ def import_(
     map_: Annotated[list[str], typer.Option("--map", help="FIELD=COLUMN, repeatable (overrides the preset).")] = [],
     encoding: Annotated[Optional[str], typer.Option(help="utf-8 or cp1251; detected when not given.")] = None,
     delimiter: Annotated[Optional[str], typer.Option(help="',' or ';'; detected when not given.")] = None,
-    errors: Annotated[Optional[Path], typer.Option(help="Write the rejected rows, and the cells left out of rows "
-                                                   "imported (a date that does not exist...), with their reasons to "
-                                                   "this CSV.")] = None,
+    errors: Annotated[Optional[Path], typer.Option(help="Write the problems to this CSV (line, id, column, the "
+                                                   "value cut at 80 characters, reason: of each rejected row, and of "
+                                                   "each cell left out of a row imported, such as a date that does "
+                                                   "not exist), and the rejected rows whole (every column as in the "
+                                                   "file, after their line and reason) to NAME.rows.csv beside it, "
+                                                   "to fix and import again.")] = None,
     update: Annotated[bool, typer.Option("--update", help="Rows whose id is in the database update that record (the "
                                          "file's columns and phones/e-mails of its kinds replace the record's) "
                                          "instead of being rejected; new ids are added.")] = False,
@@ -223,7 +226,12 @@ def import_(
                     fg=typer.colors.YELLOW, err=True)
     if errors and listed:
         report.write_problems(errors)
+    rows_file = errors.with_name(f"{errors.stem}.rows{errors.suffix or '.csv'}") if errors and report.problems else None
+    written = report.write_rejected_rows(rows_file) if rows_file else 0
     typer.echo(report.summary())
+    if rows_file:
+        typer.echo(f"Problems: {errors}; the {written:,} rejected rows whole, with their line and reason: {rows_file} "
+                   "(fix them there and import that file).")
     if report.rejected and not report.imported:  # (a script must not take "nothing went in" for success)
         raise typer.Exit(1)
 
@@ -974,7 +982,7 @@ def skip(
     import sqlalchemy as sa
 
     from crm import schema
-    from merge_rules.skips import skip_pair
+    from merge_rules.skips import dropped_words, skip_pair
 
     entity = entity_type(entity)
     if id_a == id_b:
@@ -986,9 +994,13 @@ def skip(
         fail(f"there is no {entity} {' or '.join(missing)} in {store.display_url}")
     user_row = _user(store, user)
     _check_pair_scope(store, user_row, entity, id_a, id_b, "mark records as not duplicates")
-    new = skip_pair(store, entity, id_a, id_b, user_row["id"])
+    dropped: list[dict] = []
+    new = skip_pair(store, entity, id_a, id_b, user_row["id"], dropped)
     typer.echo(f"{entity} #{id_a} and #{id_b} are marked as not duplicates."
                if new else f"{entity} #{id_a} and #{id_b} were marked as not duplicates already; nothing changed.")
+    if dropped:  # (the newer decision wins: merge_rules.together)
+        typer.echo(f"This replaces a person's decision: {dropped_words(store, dropped)}; later runs no longer "
+                   "keep the two in one group.")
     g = schema.dedup_groups
     with store.engine.connect() as conn:  # (the text of member_ids narrows the rows read; the ids decide)
         rows = conn.execute(sa.select(g.c.id, g.c.status, g.c.member_ids).where(

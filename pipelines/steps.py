@@ -307,6 +307,9 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
     result.timings["write"] = time.perf_counter() - write_start
     summary = result.summary()
     summary["incremental"] = incremental_run is not None
+    if incremental and incremental_run is None:  # (asked for, but no last run could be reused: said why)
+        summary["incremental_fallback"] = _FELL_BACK.pop((str(Path(folder).resolve()), entity),
+                                                         "no usable last run (see the log)")
     if incremental_run is not None:
         summary["changed_records"] = incremental_run["changed_records"]
         summary["based_on_run"] = incremental_run["based_on_run"]
@@ -327,10 +330,12 @@ def _record_info(db: str | None, entity: str, weights: dict[str, float]) -> pd.D
         give_back_memory()  # a planner lives on to the end of the run
 
 
-def _last_entity_run(store: Store, entity: str, exclude: str | None, settings: Settings) -> dict | None:
+def _last_entity_run(store: Store, entity: str, exclude: str | None, settings: Settings,
+                     why: list[str] | None = None) -> dict | None:
     """The newest completed run whose folder still holds this entity's normalised records, model and table,
     if it normalised them as this run would (the same version of the normalisers, region and e-mail
-    provider rules); else None: a full run."""
+    provider rules); else None: a full run (``why``, given by an incremental run, gets the reason, logged as a
+    warning)."""
     from matchers.prepare import Prepared, normalisation
 
     for run in proposals.completed_runs(store):
@@ -341,11 +346,33 @@ def _last_entity_run(store: Store, entity: str, exclude: str | None, settings: S
             saved, wanted = Prepared.saved_normalisation(d), normalisation(settings.match.region,
                                                                             settings.match.provider_rules)
             if saved != wanted:
-                log.info("the last %s run (%s) normalised its records otherwise (%s, now %s): they are not reused",
-                         entity, run["id"], saved or "before the normalisers had a version", wanted)
+                reason = (f"the last {entity} run ({run['id']}) normalised its records otherwise "
+                          f"({_normalised_otherwise(saved, wanted)}): they are not reused")
+                # (a warning where an incremental run asks why it runs in full; a check just normalises them all)
+                log.log(logging.WARNING if why is not None else logging.INFO, "%s", reason)
+                if why is not None:
+                    why.append(reason)
                 return None
             return run
+    if why is not None:  # (an incremental run asks: it runs in full, and says why)
+        why.append(f"no completed run keeps the {entity} records it normalised (a run folder with "
+                   f"{entity}/prepared.json, model.json and the copy of the table): they are all normalised")
+        log.warning("%s", why[-1])
     return None
+
+
+def _normalised_otherwise(saved: dict, wanted: dict) -> str:
+    """What differs between two normalisation records (matchers.prepare.normalisation): 'region RU, now KZ'."""
+    if not saved:
+        return "before the normalisers had a version"
+
+    def flat(d: dict) -> dict:  # {"libraries": {"phonenumbers": "8.0"}} -> {"libraries phonenumbers": "8.0"}
+        return {f"{k} {n}" if isinstance(v, dict) else k: x for k, v in d.items()
+                for n, x in (v.items() if isinstance(v, dict) else [(None, v)])}
+
+    then, now = flat(saved), flat(wanted)
+    return "; ".join(f"{k} {then.get(k)}, now {now.get(k)}" for k in sorted(set(then) | set(now))
+                     if then.get(k) != now.get(k))
 
 
 def reuse_normalised(table, last: dict, settings: Settings, known: dict[str, pd.DataFrame] | None = None):
@@ -405,10 +432,18 @@ def _incremental_inputs(store: Store, table, folder: str, settings: Settings, kw
     change still moves with the term frequencies of its values, which change with any record."""
     from matchers.compare import comparisons_for
 
-    last = _last_entity_run(store, table.entity_type, exclude=folder, settings=settings)
+    why: list[str] = []
+    last = _last_entity_run(store, table.entity_type, exclude=folder, settings=settings, why=why)
     reused = reuse_normalised(table, last, settings, known) if last is not None else None
+    key = (str(Path(folder).resolve()), table.entity_type)
     if reused is None:
+        if last is not None:  # (else _last_entity_run said why)
+            why.append(f"the {table.entity_type} records hold other roles than when run {last['id']} normalised "
+                       "them: they are all normalised again")
+            log.warning("%s", why[-1])
+        _FELL_BACK[key] = why[0]
         return None
+    _FELL_BACK.pop(key, None)
     kwargs["prepared"], changed = reused
     model = None
     if not settings.match.model_path:  # (a model the settings name is used as it is)
@@ -423,6 +458,10 @@ def _incremental_inputs(store: Store, table, folder: str, settings: Settings, kw
     log.info("incremental %s run: %d new or changed records since %s", table.entity_type, len(changed),
              last["started_at"])
     return {"based_on_run": last["id"], "changed_records": len(changed), "model": str(model) if model else None}
+
+
+# (run folder, entity) -> why an incremental run of it runs in full, for its summary.json (find_step)
+_FELL_BACK: dict[tuple[str, str], str] = {}
 
 
 def _incremental_made(folder: str, entity: str) -> dict | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
@@ -39,7 +40,8 @@ def read_table(path: Path, columns: Collection[str] | None = None, repeated_name
     columns a dedup never looks at); a missing one is left for the caller to name.
     A name the header repeats (`crm-dedup export` repeats `phone:work` for records with several work
     phones) is renamed name.1, name.2 as pandas does, or with ``repeated_names`` kept for each of its
-    columns (``frame[name]`` is then a frame of them all; find_in_file maps them all). ``frame.attrs``:
+    columns (``frame[name]`` is then a frame of them all; find_in_file maps them all); else a CSV whose header
+    repeats a name read (an id or truth column: which is meant?) is refused. ``frame.attrs``:
     ``file_columns`` every column of the file as written, ``read_as`` how it was read."""
     path = Path(path)
     if not path.exists():
@@ -96,6 +98,13 @@ def read_table(path: Path, columns: Collection[str] | None = None, repeated_name
             raise FileError(f"{path} is empty.") from None
         except pd.errors.ParserError as exc:
             raise FileError(f"{path} is not valid CSV: {exc}") from exc
+        if not repeated_names:  # which of the columns named alike is meant cannot be told: refused, not guessed
+            repeats = [n for n, k in Counter(names[i] for i in at if names[i]).items() if k > 1]
+            if repeats:
+                where = "; ".join(f"{n!r} (columns {', '.join(str(i + 1) for i, m in enumerate(names) if m == n)})"
+                                  for n in repeats)
+                raise FileError(f"{path}'s header repeats {where}: which of them is meant cannot be told, so "
+                                "rename or remove all but one.")
         if repeated_names and len(frame.columns) == len(at):  # (else pandas took a column as the index)
             # each column its own name back ("" where the header cell is empty: pandas' "Unnamed: N")
             frame.columns = [names[i] or str(c) for i, c in zip(at, frame.columns)]

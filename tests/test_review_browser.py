@@ -91,6 +91,9 @@ def sign_in(page, base: str, email: str, screenshot: str | None = None) -> None:
         shot(page, screenshot)
     page.get_by_role("button", name="Sign in").click()
     expect(page.locator("#who")).to_contain_text(email_name(email))
+    # the page's stylesheet applied too: the header is in the DOM before it (on a busy machine the
+    # page measured at once was laid out unstyled, a table 639 px wide on a phone's 390)
+    page.wait_for_load_state("load")
 
 
 def email_name(email: str) -> str:
