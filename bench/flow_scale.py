@@ -187,6 +187,30 @@ def markdown(records: list[dict]) -> str:
 
 
 ANALYSIS = """\
+Sixteenth session (2026-12-07, an AMD EPYC with 2 vCPUs that got slower as the session went on: a loop of
+20 million additions took 2.5-3.0 s at its end, against 1.32-1.42 s in the eleventh session; quick runs
+of the flow child, SQLite, contacts only, temporary server, not recorded in results/):
+
+- **Start-up: Prefect imported jsonschema, which built a Lark parser of the IRI grammar at import**
+  (rfc3987_syntax, brought by Jupyter's packages: 2-4 s of every process importing Prefect, the command
+  and Prefect's temporary server alike), and the server's block registration imported every Prefect
+  collection (prefect-dask and Dask, ~1 s). The package marks that module absent before Prefect is
+  imported (pipelines/__init__.py), the server is started through it (pipelines/prefect_server.py)
+  and registers no block types: from a command's start to its server answering, 15.6-17.5 s -> 8.7-9.8 s
+  (a busy machine); `crm-dedup run` on the 10,000-contact demo 34.4 -> 25.3 s.
+- **1,000,000 contacts, back to back on a quiet machine: the session's first code (de71e5e) 165.1 s
+  (flow 142.2 s, 23 s outside it), its last code 151.0 s (flow 138.6 s, 12.5 s outside it)**; an
+  earlier run of the last code 140.0 s. The same code took 98-102 s on this machine at the fifteenth
+  session's end: the machine, not the code, is ~1.5 times slower now. Target 45 s: not met; memory
+  met (tree 2,550-2,746 MB).
+- The planner per phase (10,000 groups of the 1M database, one process, CPU time): reading 67 us,
+  comm keys 29, the plan object 13, fingerprints 62 (a record's ~13 us: its repr text), deciding the
+  fields 77, communications 11, links 10, access 6, the JSON's dicts 48 and encoding 39: 366 us a
+  group. Working out each field's rule once per chunk saved ~5 us (left out: not worth a parameter).
+  No hot spot: plans built column-wise, or fewer in the run, remain the way to halve it.
+- The HTML report (the longest step of a demo run, ~4.7 s): its 11 figures take ~3 s, drawn twice each
+  (a layout engine lays out in a first draw); laying out once and drawing once was no faster.
+
 Fifteenth session (2026-12-07, an AMD EPYC with 2 vCPUs; quick runs of the flow child, SQLite, contacts
 only, temporary server, not recorded in results/):
 
