@@ -265,6 +265,7 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
         together = load_together(store, entity)  # (a person's "the same": joined whatever the scores say)
         read_s = time.perf_counter() - start
         kwargs, incremental_run, compare_pairs = {}, None, None
+        fell_back: list[str] = []  # why an incremental run runs in full (_incremental_inputs says)
         # the phones and e-mails the quality check normalised, when it ran in this process
         known = take_normalised(folder, entity)
         if compared_chunks is not None:  # compared on Dask workers (pipelines.dask_runs)
@@ -274,7 +275,7 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
             incremental_run = _incremental_made(folder, entity)
             compare_pairs = vectors_from_chunks(compared_chunks)
         elif incremental:
-            incremental_run = _incremental_inputs(store, table, folder, settings, kwargs, known)
+            incremental_run = _incremental_inputs(store, table, folder, settings, kwargs, known, why=fell_back)
         if incremental_run is not None and incremental_run["model"]:
             kwargs["model"] = FSModel.load(incremental_run["model"])
         reuse_s = time.perf_counter() - start - read_s
@@ -308,8 +309,7 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
     summary = result.summary()
     summary["incremental"] = incremental_run is not None
     if incremental and incremental_run is None:  # (asked for, but no last run could be reused: said why)
-        summary["incremental_fallback"] = _FELL_BACK.pop((str(Path(folder).resolve()), entity),
-                                                         "no usable last run (see the log)")
+        summary["incremental_fallback"] = fell_back[0] if fell_back else "no usable last run (see the log)"
     if incremental_run is not None:
         summary["changed_records"] = incremental_run["changed_records"]
         summary["based_on_run"] = incremental_run["based_on_run"]
@@ -422,28 +422,26 @@ def _dated_today(table, prepared) -> set:
 
 
 def _incremental_inputs(store: Store, table, folder: str, settings: Settings, kwargs: dict,
-                        known: dict[str, pd.DataFrame] | None = None) -> dict | None:
+                        known: dict[str, pd.DataFrame] | None = None, why: list[str] | None = None) -> dict | None:
     """An incremental run of ``table``'s entity built on the last completed run: puts the records
     normalised (those not changed since as that run left them) in ``kwargs["prepared"]`` and returns
     what the run is built on (based_on_run, changed_records, and the model to score with: that run's,
     unless the settings name one; None when it does not fit the comparisons of these records, which
-    then trains a new one). None: no usable last run, or the records hold other roles: a full run.
+    then trains a new one). None: no usable last run, or the records hold other roles: a full run
+    (``why`` gets the reason, also logged as a warning).
     Every candidate pair is compared and scored again: the weight of a pair whose two records did not
     change still moves with the term frequencies of its values, which change with any record."""
     from matchers.compare import comparisons_for
 
-    why: list[str] = []
+    why = [] if why is None else why
     last = _last_entity_run(store, table.entity_type, exclude=folder, settings=settings, why=why)
     reused = reuse_normalised(table, last, settings, known) if last is not None else None
-    key = (str(Path(folder).resolve()), table.entity_type)
     if reused is None:
         if last is not None:  # (else _last_entity_run said why)
             why.append(f"the {table.entity_type} records hold other roles than when run {last['id']} normalised "
                        "them: they are all normalised again")
             log.warning("%s", why[-1])
-        _FELL_BACK[key] = why[0]
         return None
-    _FELL_BACK.pop(key, None)
     kwargs["prepared"], changed = reused
     model = None
     if not settings.match.model_path:  # (a model the settings name is used as it is)
@@ -458,10 +456,6 @@ def _incremental_inputs(store: Store, table, folder: str, settings: Settings, kw
     log.info("incremental %s run: %d new or changed records since %s", table.entity_type, len(changed),
              last["started_at"])
     return {"based_on_run": last["id"], "changed_records": len(changed), "model": str(model) if model else None}
-
-
-# (run folder, entity) -> why an incremental run of it runs in full, for its summary.json (find_step)
-_FELL_BACK: dict[tuple[str, str], str] = {}
 
 
 def _incremental_made(folder: str, entity: str) -> dict | None:

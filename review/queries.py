@@ -515,30 +515,17 @@ def decorate(conn: Connection, entity: str, rows: list[dict]) -> list[GroupPage]
 
 # -- "not duplicates" marks --------------------------------------------------------------------
 
-def marks_within(conn: Connection, entity: str, ids: Iterable[int]) -> list[dict[str, Any]]:
-    """The "not duplicates" marks (dedup_skips) between two of these records: {id_a, id_b, user_id,
-    created_at}, a < b, in the order of the ids."""
-    s = schema.dedup_skips
+def marks_within(conn: Connection, entity: str, ids: Iterable[int], table: sa.Table = schema.dedup_skips
+                 ) -> list[dict[str, Any]]:
+    """A person's marks between two of these records: {id_a, id_b, user_id, created_at}, a < b, in the
+    order of the ids. ``table``: dedup_skips ("not duplicates") or dedup_together ("the same": a person
+    added a record to a group)."""
     wanted = sorted({int(i) for i in ids})
     inside = set(wanted)
     out = []
     for chunk in _chunks(wanted):  # (the unique index on entity_type, id_a serves this)
-        q = sa.select(s.c.id_a, s.c.id_b, s.c.user_id, s.c.created_at).where(
-            s.c.entity_type == entity, s.c.id_a.in_(chunk))
-        out += [dict(r) for r in conn.execute(q).mappings() if r["id_b"] in inside]
-    return sorted(out, key=lambda r: (r["id_a"], r["id_b"]))
-
-
-def together_within(conn: Connection, entity: str, ids: Iterable[int]) -> list[dict[str, Any]]:
-    """The "the same" marks (dedup_together: a person added a record to a group) between two of these
-    records: {id_a, id_b, user_id, created_at}, a < b, in the order of the ids."""
-    t = schema.dedup_together
-    wanted = sorted({int(i) for i in ids})
-    inside = set(wanted)
-    out = []
-    for chunk in _chunks(wanted):  # (the unique index on entity_type, id_a serves this)
-        q = sa.select(t.c.id_a, t.c.id_b, t.c.user_id, t.c.created_at).where(
-            t.c.entity_type == entity, t.c.id_a.in_(chunk))
+        q = sa.select(table.c.id_a, table.c.id_b, table.c.user_id, table.c.created_at).where(
+            table.c.entity_type == entity, table.c.id_a.in_(chunk))
         out += [dict(r) for r in conn.execute(q).mappings() if r["id_b"] in inside]
     return sorted(out, key=lambda r: (r["id_a"], r["id_b"]))
 

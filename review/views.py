@@ -309,6 +309,17 @@ def approve_blocker(entity: str, others: list[int], records: dict[int, dict], us
             "to approve the whole group.")
 
 
+def _may_withdraw(user: dict, people: Mapping[int, dict], records: Mapping[int, dict], a: int, b: int
+                  ) -> tuple[bool, str]:
+    """Whether ``user`` may withdraw a mark between records ``a`` and ``b`` (merge_rules.skips.
+    may_withdraw_mark), and if not, why, naming whose records they are."""
+    if may_withdraw_mark(user, [records.get(a), records.get(b)]):
+        return True, ""
+    theirs = [f"#{i} is {owner_name(people, records.get(i))}'s" for i in (a, b)
+              if not queries.may_see_record(user, records.get(i))]
+    return False, f"Only an admin may withdraw this mark: {' and '.join(theirs)}."
+
+
 def mark_views(conn, entity: str, marks: list[dict], records: dict[int, dict], user: dict,
                labels: Mapping[int, str]) -> list[MarkView]:
     """Marks as shown to ``user``: who marked them and when, and whether they may withdraw each (an admin,
@@ -318,12 +329,7 @@ def mark_views(conn, entity: str, marks: list[dict], records: dict[int, dict], u
     out = []
     for m in marks:
         a, b = int(m["id_a"]), int(m["id_b"])
-        ok = may_withdraw_mark(user, [records.get(a), records.get(b)])
-        why = ""
-        if not ok:
-            theirs = [f"#{i} is {owner_name(people, records.get(i))}'s" for i in (a, b)
-                      if not queries.may_see_record(user, records.get(i))]
-            why = f"Only an admin may withdraw this mark: {' and '.join(theirs)}."
+        ok, why = _may_withdraw(user, people, records, a, b)
         by = (people.get(m["user_id"]) or {}).get("name") or (f"user #{m['user_id']}" if m["user_id"] else "the system")
         out.append(MarkView(a, b, labels.get(a, f"#{a}"), labels.get(b, f"#{b}"), by, fmt(m["created_at"]), ok, why))
     return out
@@ -465,7 +471,7 @@ def same_marks(conn, group: dict, user: dict, records: dict[int, dict], columns:
     checks). A manager does not see those between two records of other managers."""
     entity = group["entity_type"]
     members = [int(m) for m in group["member_ids"]]
-    marks = [m for m in queries.together_within(conn, entity, members)
+    marks = [m for m in queries.marks_within(conn, entity, members, schema.dedup_together)
              if any(queries.may_see_record(user, records.get(i)) for i in (m["id_a"], m["id_b"]))]
     if not marks:
         return []
@@ -493,12 +499,7 @@ def same_marks(conn, group: dict, user: dict, records: dict[int, dict], columns:
         else:
             added = a if (count[a], -a) < (count[b], -b) else b
         partner = b if added == a else a
-        ok = may_withdraw_mark(user, [records.get(a), records.get(b)])
-        why = ""
-        if not ok:
-            theirs = [f"#{i} is {owner_name(people, records.get(i))}'s" for i in (a, b)
-                      if not queries.may_see_record(user, records.get(i))]
-            why = f"Only an admin may withdraw this mark: {' and '.join(theirs)}."
+        ok, why = _may_withdraw(user, people, records, a, b)
         uid = m["user_id"]
         by = (people.get(uid) or {}).get("name") or (f"user #{uid}" if uid else "the system")
         at = m["created_at"]

@@ -639,17 +639,10 @@ def test_common_first_names_are_the_russian_table_and_common_english_names():
 
 def _first_name_words(pairs: list[tuple[str, str]]) -> dict:
     """FirstNameComparison's word for each pair of first names (a surname per script, so that a pair
-    in two scripts is one)."""
-    from matchers.compare import FirstNameComparison
-    from matchers.prepare import prepare
-    from matchers.table import RoleTable
+    in two scripts is one): as tests/test_blocking_compare.py reads them."""
+    from test_blocking_compare import _first_name_levels
 
-    rows = [{"id": k, "first_name": name, "last_name": "Smith" if name.isascii() else "Смит"}
-            for k, name in enumerate(n for pair in pairs for n in pair)]
-    p = prepare(RoleTable("contact", pd.DataFrame(rows).set_index("id"), pd.DataFrame(columns=["id", "role", "raw"])))
-    a = np.arange(0, len(rows), 2)
-    level = FirstNameComparison().compute(p, a, a + 1).level
-    return {pair: FirstNameComparison.levels[v] for pair, v in zip(pairs, level)}
+    return _first_name_levels(pairs)
 
 
 def test_typo_letters_make_one_symbol_of_each_letter_pair_that_writes_one_russian_letter():
