@@ -69,7 +69,32 @@ def _taken(store, group: dict, user: dict, seen: MergePlan | None, verb: str) ->
                    "Here is the plan for the records left in it; check it and try again.", link=link, fresh=True)
 
 
-def stale_changes(store, seen: MergePlan, fresh: MergePlan) -> list[str]:
+def _latest_mark(store, entity: str, ids: list[int], user: dict) -> str:
+    """ "Анна marked contact #3 and #4 "not duplicates" at 2026-12-07 15:30 UTC": the latest "not
+    duplicates" mark between these records, in words ("" when there is none)."""
+    with store.engine.connect() as conn:
+        marks = queries.marks_within(conn, entity, ids)
+        if not marks:
+            return ""
+        m = max(marks, key=lambda m: (m["created_at"], m["id_a"], m["id_b"]))
+        people = queries.users_by_id(conn, [m["user_id"]]) if m["user_id"] is not None else {}
+    uid = m["user_id"]
+    who = "you" if uid == user["id"] else (people.get(uid) or {}).get("name") or (
+        f"user #{uid}" if uid is not None else "the system")
+    return (f"{who} marked {entity} #{m['id_a']} and #{m['id_b']} \"not duplicates\" at "
+            f"{views.fmt(m['created_at'])} UTC")
+
+
+def _closed(store, group: dict, user: dict, verb: str) -> Outcome:
+    """Why a group no longer open (skipped since the page was shown, say) is not acted on: in the words
+    of what the person did ("Not approved"), and who closed it and when where a mark says so."""
+    why = _latest_mark(store, group["entity_type"], [int(m) for m in group["member_ids"]], user) \
+        if group["status"] == "skipped" else ""
+    return Outcome(False, f"Not {verb}: this group is {group['status']}" + (f" ({why})" if why else "")
+                   + "; there is nothing left to do on it.", fresh=True)
+
+
+def stale_changes(store, seen: MergePlan, fresh: MergePlan, user: dict) -> list[str]:
     """What changed between the plan the person saw and the rows now (empty: nothing changed)."""
     if seen.fingerprints == fresh.fingerprints and seen.member_ids == fresh.member_ids:
         return []
@@ -77,8 +102,14 @@ def stale_changes(store, seen: MergePlan, fresh: MergePlan) -> list[str]:
         snap = read_snapshot(conn, seen.entity_type, seen.primary_id, seen.member_ids)
     changes = describe_changes(seen, snap, snap.fingerprints())
     if set(fresh.member_ids) != set(seen.member_ids):
-        changes.append("the records you may merge in this group changed: "
-                       + ", ".join(f"#{i}" for i in fresh.member_ids))
+        # which records left or came, and why where a mark says (not only the records left)
+        gone = [i for i in seen.member_ids if i not in fresh.member_ids]
+        came = [i for i in fresh.member_ids if i not in seen.member_ids]
+        words = [f"{', '.join(f'#{i}' for i in gone)} left it" if gone else "",
+                 f"{', '.join(f'#{i}' for i in came)} came into it" if came else ""]
+        why = _latest_mark(store, seen.entity_type, [*gone, *fresh.member_ids], user) if gone else ""
+        changes.append("the records you may merge in this group changed: " + "; ".join(w for w in words if w)
+                       + (f" ({why})" if why else "") + "; now " + ", ".join(f"#{i}" for i in fresh.member_ids))
     return changes or ["the records changed since the page was shown"]
 
 
@@ -138,14 +169,13 @@ def _check_seen(store, group, user, settings, seen: MergePlan, choices,
     """The fresh plan with the person's choices, or why it cannot be used. (Someone else's merge since the
     page was shown is named as such, before the refusal it causes: _taken.)"""
     if group["status"] not in views.ACTIONABLE:
-        return None, _taken(store, group, user, seen, verb) or Outcome(
-            False, f"This group is {group['status']}; there is nothing to merge.", fresh=True)
+        return None, _taken(store, group, user, seen, verb) or _closed(store, group, user, verb)
     plan, blockers = _fresh_plan(store, group, user, settings, seen, choices)
     if plan is None:
         return None, _taken(store, group, user, seen, verb) or Outcome(False, " ".join(blockers), status=403)
     if blockers:  # (records marked "not duplicates")
         return None, Outcome(False, " ".join(blockers))
-    changes = stale_changes(store, seen, plan)
+    changes = stale_changes(store, seen, plan, user)
     if changes:
         return None, _taken(store, group, user, seen, verb) or Outcome(
             False, f"Not {verb}: the records changed since this page was shown, so the plan you "
@@ -257,6 +287,10 @@ def include(store, group: dict, user: dict, settings: MergeSettings, record_id: 
 
     if record_id is None:
         return Outcome(False, "Say which record to add to the group.")
+    if record_id in {int(m) for m in group["member_ids"]}:
+        # (include_record would mark a member "the same" as the primary, as if re-adding a record whose
+        # mark was withdrawn: not what a person typing a member's id on the page means)
+        return Outcome(False, f"{group['entity_type']} #{record_id} is in this group already: nothing to add.")
     try:
         return Outcome(True, include_record(store, group["id"], record_id, user["id"], settings,
                                             undo_hint=PAGE_UNDO))
@@ -294,8 +328,7 @@ def skip(store, group: dict, user: dict, settings: MergeSettings, record_id: int
     entity = group["entity_type"]
     members = [int(m) for m in group["member_ids"]]
     if group["status"] not in views.ACTIONABLE:
-        return _taken(store, group, user, None, "skipped") or Outcome(
-            False, f"This group is {group['status']}; there is nothing to skip.")
+        return _taken(store, group, user, None, "skipped") or _closed(store, group, user, "skipped")
     with store.engine.connect() as conn:
         records = queries.read_records(conn, entity, members)
     g = schema.dedup_groups
@@ -354,7 +387,7 @@ def _regroup(store, group: dict, rest: list[int], records: dict[int, dict], sett
     kept = set(rest) | set(taken.duplicate_ids if taken else ())
     pairs = [p for p in group.get("pairs") or [] if int(p["id_a"]) in kept and int(p["id_b"]) in kept]
     values["pairs"] = pairs
-    values["criteria"] = views.criteria_words(pairs)
+    values["criteria"] = views.criteria_words(pairs, rest)
     if len(rest) < 2:
         values.update(status="skipped", plan=None)
         return values, "; the group has one record left and is closed as skipped"

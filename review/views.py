@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -182,6 +182,23 @@ class GroupView:
     @property
     def can_merge(self) -> bool:
         return self.can_act and self.plan is not None and not self.blockers and not self.plan.problems
+
+    def take_all(self, record_id: int) -> dict[str, int]:
+        """The person's choices with every conflict this record holds a value for taken from it (one click
+        instead of one per field); {} where it holds none, or where that is already so."""
+        rows = [fr for fr in self.fields if fr.conflict and any(rid == record_id for rid, _v in fr.candidates)]
+        if all(fr.chosen == record_id for fr in rows):
+            return {}
+        return {**self.choices, **{fr.name: record_id for fr in rows}}
+
+    def skip_takes_only(self, user: dict) -> list[int]:
+        """The user's records, where "Not duplicates" on the whole group takes only them out of it (a
+        manager, with two or more records of others: a pair of those is not hers to mark, actions.skip);
+        [] where it skips the whole group."""
+        if is_admin(user):
+            return []
+        mine = [c.id for c in self.columns if (c.row or {}).get("responsible_id") == user["id"]]
+        return mine if len(self.columns) - len(mine) >= 2 else []
 
     def column(self, record_id: int) -> Column | None:
         return next((c for c in self.columns if c.id == record_id), None)
@@ -598,11 +615,31 @@ def lost_access(plan: MergePlan | None) -> list[str]:
             for w in plan.access_warnings]
 
 
-def criteria_words(pairs: list[dict]) -> str:
-    """Bitrix24-style words from the pairs' criteria: "2 matches by phone, 1 match by email"."""
-    counts: dict[str, int] = {}
+def criteria_words(pairs: list[dict], members: Iterable[int] | None = None) -> str:
+    """Bitrix24-style words from the pairs' criteria: "2 matches by phone, 1 match by email", counted as
+    the run counts them (scoring.find._criteria): records matched, not pairs (three records sharing one
+    phone are 2 matches, not 3). Only pairs between two of ``members`` count, when given (a group keeps
+    the pairs of records a merge took, for an undo)."""
+    inside = None if members is None else {int(m) for m in members}
+    parent: dict[tuple[str, int], tuple[str, int]] = {}
+
+    def root(x: tuple[str, int]) -> tuple[str, int]:
+        while parent.setdefault(x, x) != x:
+            x = parent[x]
+        return x
+
     for p in pairs:
+        a, b = int(p["id_a"]), int(p["id_b"])
+        if inside is not None and not (a in inside and b in inside):
+            continue
         for c in filter(None, str(p.get("criteria") or "").split(",")):
-            counts[c] = counts.get(c, 0) + 1
-    parts = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+            parent[root((c, a))] = root((c, b))
+    # per criterion: the records its pairs join less the sets they form
+    counts: dict[str, int] = {}
+    for c, _rid in parent:
+        counts[c] = counts.get(c, 0) + 1
+    for node in list(parent):
+        if root(node) == node:
+            counts[node[0]] -= 1
+    parts = sorted(((c, n) for c, n in counts.items() if n), key=lambda kv: (-kv[1], kv[0]))
     return ", ".join(f"{n} {'match' if n == 1 else 'matches'} by {what}" for what, n in parts) or "similar records"
