@@ -33,7 +33,9 @@ Choices a user should know about:
   modified_at is created_at (a missing date must not make an old record look recently worked on).
 - Responsible: a number is a user id, anything else a user name (word order and case ignored). One
   that matches no user is left empty (or set to ``responsible_id=`` when given) and noted in the
-  summary; the same goes for a lead's contact_id / company_id that are not in the database.
+  summary; the same goes for a lead's contact_id / company_id that are not in the database. With
+  ``update`` a record there keeps its responsible (unless ``responsible_id=`` is given) and its links
+  instead, and the cell is listed with the problems as a cell left out.
 """
 
 from __future__ import annotations
@@ -292,7 +294,9 @@ class ImportReport:
         try:
             with open(self.file, encoding=self.encoding, newline="") as text, \
                     open(path, "w", encoding="utf-8-sig", newline="") as out:
+                excel = _excel_sep(text)
                 records = _Records(text, self.delimiter)
+                records.last_line = 0 if excel is None else 1
                 header = _header(Path(self.file), records)
                 ours = []
                 for name in ("line", "reason"):  # (a name the file's header has already is prefixed)
@@ -470,6 +474,16 @@ def _given_delimiter(delimiter: str, path: Path) -> str:
     if len(d) != 1 or d in "\"\r\n":
         raise CsvError(f"Delimiter {delimiter!r} for {path} must be one character such as ',' or ';'.")
     return d
+
+
+def _excel_sep(text: io.TextIOBase) -> str | None:
+    """The delimiter an Excel ``sep=;`` first line names, that line read past (no part of the table; a
+    delimiter given still wins); None, the file read from its start, where the first line is no such line."""
+    excel = re.fullmatch(r"sep=(.) *", text.readline().lstrip("\ufeff").rstrip("\r\n"))
+    if excel is None:
+        text.seek(0)
+        return None
+    return excel.group(1)
 
 
 class _Records:
@@ -738,6 +752,10 @@ class _Converter:
         if f.name == "responsible_id":
             _check_text(raw, column, None, "")
             uid, note = self.users.resolve(raw)
+            if note and self.update and self.default_responsible is None:
+                # a record there keeps its manager (and they their access to it) rather than losing it to a
+                # name or id this database does not know; listed with the row's line and id
+                raise _Reject(column, note, raw)
             if note:
                 notes.append(note + ("; set to the default responsible" if self.default_responsible
                                      else "; left empty"))
@@ -919,8 +937,13 @@ def _opened(path: Path, entity: str, preset: str | None, mapping, encoding: str 
             sample = text.read(1 << 16)
             truncated = bool(text.read(1))
             text.seek(0)
-            report.delimiter = _given_delimiter(delimiter, path) if delimiter else _delimiter(sample, truncated)
+            excel = _excel_sep(text)
+            if excel is not None:
+                sample = sample.split("\n", 1)[-1]
+            report.delimiter = (_given_delimiter(delimiter, path) if delimiter else excel
+                                or _delimiter(sample, truncated))
             records = _Records(text, report.delimiter)
+            records.last_line = 0 if excel is None else 1  # (lines counted as the file's)
             header = _header(path, records)
             columns, report.ignored_columns = _resolve_columns(path, entity, header, fields, preset, mapping, update)
             yield path, entity, fields, records, header, columns, report
@@ -964,13 +987,15 @@ def _import_rows(store: Store, entity: str, fields: dict[str, _Field], records: 
             report.rows_read += 1
             writer.reject(Problem(line, None, f"cannot be read as CSV ({row})"))
             continue
-        if not row:  # a blank line is no row
+        if not any(c.strip() for c in row):  # a blank line is no row, nor one of delimiters only (Excel's ";;;;")
             continue
         report.rows_read += 1
         try:
             good = conv.convert(line, end, row)
         except _Reject as r:
             rid = row[id_at].strip() if id_at is not None and id_at < len(row) else ""
+            if rid and rid == header[id_at].strip():  # (the header repeated: its id cell is the column's name)
+                rid = ""
             writer.reject(Problem(line, r.column, r.reason, value=r.value, record=rid[:40] or None))
             continue
         writer.add(good)
@@ -1141,7 +1166,11 @@ class _Writer:
                 found |= set(conn.execute(sa.select(target.c.id).where(target.c.id.in_(part))).scalars())
             for r in keep:
                 if r.record.get(link) is not None and r.record[link] not in found:
-                    r.notes.append(f"{link} {r.record[link]} is not in the database; left empty")
+                    if r.record.get("id") in self.updating:  # a record there keeps its link: listed as a cell left out
+                        r.left_out.append((link, Problem(r.line, link, f"{link} {r.record[link]} is not in the "
+                                                         "database", value=str(r.record[link]))))
+                    else:
+                        r.notes.append(f"{link} {r.record[link]} is not in the database; left empty")
                     r.record[link] = None
         top = conn.execute(sa.select(sa.func.max(table.c.id))).scalar() or 0
         next_id = max(top, self.next_floor, max(explicit, default=0)) + 1

@@ -243,9 +243,16 @@ def _sent_back(store, gid: str, status: str, message: str, plan: dict | None, no
     else:
         sent = proposals.send_back(store, gid, plan, note)
     if sent:
+        # a plan that cannot merge (a member deleted or merged away since) waits for the next run, not for an
+        # approval that would only fail again
+        blocked = ""
+        if plan is not None and plan.get("problems"):
+            told = [p for p in plan["problems"] if p not in message]  # (not said twice)
+            blocked = (" The new plan cannot be merged as it is" + (f" ({'; '.join(told)})" if told else " either")
+                       + ": the next `crm-dedup run` regroups its records.")
         return {"group_id": gid, "status": status, "merge_id": None,
-                "message": f"{message}{' Re-planned; the group' if plan is not None else ' The group'} is pending "
-                           "again for a person to approve."}
+                "message": f"{_sentence(message)}{' Re-planned; the group' if plan is not None else ' The group'} is "
+                           f"pending again for a person to approve.{blocked}"}
     g = schema.dedup_groups
     with store.engine.connect() as conn:
         now = conn.execute(sa.select(g.c.status, g.c.merge_id).where(g.c.id == gid)).first()
@@ -256,3 +263,9 @@ def _sent_back(store, gid: str, status: str, message: str, plan: dict | None, no
     return {"group_id": gid, "status": "not_approved", "merge_id": None,
             "message": f"group {gid} is {now.status if now is not None else 'gone'} now, no longer approved (changed "
                        f"while this merge ran: {status}: {message}); left as it is"}
+
+
+def _sentence(message: str) -> str:
+    """``message`` ending as a sentence, for the one that follows it ("... removed already) Re-planned" else)."""
+    message = message.rstrip()
+    return message if message.endswith((".", "!", "?")) else message + "."

@@ -212,6 +212,8 @@ def import_(
     entity = entity_type(entity)
     region = load_settings(settings).match.region
     store = open_store(db)
+    if errors is not None:  # refused before anything is imported: a traceback after it reads as "nothing went in"
+        _can_write(errors, "--errors")
     try:
         report = import_csv(store, file, entity, preset=preset, mapping=_parse_map(map_),
                             encoding=encoding, delimiter=delimiter, region=region, update=update)
@@ -234,6 +236,19 @@ def import_(
                    "(fix them there and import that file).")
     if report.rejected and not report.imported:  # (a script must not take "nothing went in" for success)
         raise typer.Exit(1)
+
+
+def _can_write(path: Path, option: str) -> None:
+    """Refuse at once a file the command could not write at its end (its folder is made if missing); a file
+    not there before is not left behind empty."""
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.open("a", encoding="utf-8").close()
+    except OSError as exc:
+        fail(f"cannot write {option} {path}: {exc.strerror or exc}")
+    if not existed:
+        path.unlink()
 
 
 @app.command()
@@ -299,7 +314,8 @@ def find(
 
             check_dask(settings)  # (so is a Dask scheduler that does not answer)
             ready()
-            run_dedup_cli(db, entity, settings, incremental)
+            summary = run_dedup_cli(db, entity, settings, incremental)
+        _say_fallback(summary)
         return
     if incremental:
         fail("--incremental works on the CRM database (without --input): a file has no last run to build on")
@@ -442,7 +458,17 @@ def run(
 
         check_dask(settings)  # a Dask scheduler that does not answer: one line, before the flow starts
         ready()
-        run_dedup_cli(db, entity, settings, incremental)
+        summary = run_dedup_cli(db, entity, settings, incremental)
+    _say_fallback(summary)
+
+
+def _say_fallback(summary: dict) -> None:
+    """After a run asked to be --incremental: each entity type it ran in full instead, and why (else only
+    the log and summary.json say so, and the summary reads like any run)."""
+    for entity, s in (summary.get("entities") or {}).items():
+        if isinstance(s, dict) and s.get("incremental_fallback"):
+            typer.secho(f"{entity}: run in full, not incrementally: {s['incremental_fallback']}",
+                        fg=typer.colors.YELLOW)
 
 
 @app.command()
@@ -474,7 +500,7 @@ def approve(
     if unknown:
         # a typo approves nothing, not the rest of the list
         fail(f"no group with id {_listed(unknown)} in {store.display_url}; nothing approved "
-             "(the review page and `crm-dedup run` list the group ids)")
+             "(`crm-dedup groups` and the review page list the group ids)")
     # a manager approves only groups whose live records are all theirs, as on the review page: the
     # merge of an approved group runs later as the admin, so approving is the decision to merge
     named = _group_members(store, [i for i in ids if statuses[i] == "pending"])
@@ -566,6 +592,9 @@ def groups(
             typer.echo(f"    not duplicates: #{a} and #{b} were marked so since the run; approve and merge refuse "
                        f"this group until the next run regroups it (`crm-dedup unskip {a} {b} --entity "
                        f"{row.entity_type}` withdraws the mark)")
+        if row.status in ("pending", "approved"):  # (as the review page shows them: its merge would fail)
+            for problem in plan.get("problems") or []:
+                typer.echo(f"    cannot be merged as planned: {problem}; the next `crm-dedup run` regroups its records")
         for warning in plan.get("access_warnings", []):  # as the review page warns before the merge
             text = warning["message"]
             if row.status == "applied":  # (said after the merge as it happened)
@@ -953,16 +982,21 @@ def undo(
     for r in results:
         if r.status == "conflict":
             r.message = _with_force_option(r.message, f"crm-dedup undo {r.merge_id} --force")
-    if not results:
-        typer.echo(f"Batch {all_}: nothing to undo ({_counted(before)})")
+    if not results:  # (said so: "(3 undone)" alone reads as three undone now)
+        typer.echo(f"Batch {all_}: nothing to undo ({_counted(before)}); none of its merges is applied now")
         return
     counts = Counter(r.status for r in results)
-    # thousands of merges undo cleanly: list only those that did not, and those undone over later changes
-    # (--force: what it overwrote, as the undo of one merge says)
+    # one line per merge: those undone cleanly as group, records and merge id; the rest (and those
+    # undone over later changes with --force: what it overwrote) with the undo's own words
     bad = [r for r in results if r.status not in ("undone", "already_undone")]
+    merges = _merge_rows(store, [r.merge_id for r in results])
     for r in results:
         if r in bad or r.overwritten:
             typer.secho(f"  {_undo_line(r)}", fg=typer.colors.YELLOW)
+        elif r.status == "undone":
+            typer.echo(f"  {_undone_line(r.merge_id, merges.get(r.merge_id))}")
+        else:
+            typer.echo(f"  {_undo_line(r)}")
     typer.echo(f"Batch {all_}: {_counted(counts)}")
     if bad:
         raise typer.Exit(1)
@@ -1129,16 +1163,39 @@ def check(
     if not result["checked"] and input_ is None:
         typer.echo(f"No {entity} record was added since the last run: nothing to check.")
         return
-    if not result["likely_duplicates"]:
-        typer.echo(f"No new record looks like an existing one ({result['checked']:,} checked{unread}; an empty "
-                   f"report: {result['report']})")
+    # a file's rows whose id the CRM holds are those records, not new ones and no duplicate pairs: counted apart
+    pairs, already = _check_found(result["report"])
+    there = (f"; {already:,} row(s) of the file are already in the database by their id: import rejects them, "
+             "import --update updates the records from them") if already else ""
+    new = result["checked"] - already
+    if pairs.empty and not already:
+        typer.echo(f"No new record looks like an existing one ({new:,} checked{unread}; an empty report: "
+                   f"{result['report']})")
         return
-    typer.echo(f"{result['new_records_with_duplicates']:,} of {result['checked']:,} new record(s) look like existing "
-               f"ones ({result['likely_duplicates']:,} likely duplicate pairs{unread}); details in {result['report']}")
+    if pairs.empty:
+        typer.echo(f"No new record looks like an existing one ({new:,} checked{unread}{there}; details in "
+                   f"{result['report']})")
+    else:
+        like = ("existing ones" if pairs["existing"].all() else "other rows of the file"
+                if not pairs["existing"].any() else "existing ones or other rows of the file")
+        typer.echo(f"{pairs['new_record'].nunique():,} of {new:,} new record(s) look like {like} ({len(pairs):,} "
+                   f"likely duplicate pairs{unread}{there}); details in {result['report']}")
     for row in result["first"]:  # a file's rows by their lines, the CRM's records by their ids
         typer.echo("  " + summary_line(row, entity, from_file=input_ is not None))
     if result["likely_duplicates"] > len(result["first"]):
-        typer.echo(f"  ... and {result['likely_duplicates'] - len(result['first']):,} more pairs in {result['report']}")
+        typer.echo(f"  ... and {result['likely_duplicates'] - len(result['first']):,} more in {result['report']}")
+
+
+def _check_found(report: str):
+    """(the pairs of the check's report, the number of its rows already in the database): its rows as
+    pipelines.check writes them, the file's rows whose id is a record's apart (tier ALREADY)."""
+    import pandas as pd
+
+    from pipelines.check import ALREADY
+
+    rows = pd.read_csv(report, usecols=["new_record", "existing", "tier"], dtype={"new_record": str})
+    already = rows["tier"] == ALREADY
+    return rows[~already], int(already.sum())
 
 
 @app.command()
@@ -1446,6 +1503,35 @@ def _with_force_option(message: str, command: str) -> str:
 def _undo_line(r) -> str:
     """One readable line of an UndoResult: merge id, status, message."""
     return f"merge #{r.merge_id}: {r.status}: {r.message}"
+
+
+def _merge_rows(store, merge_ids: list[int]) -> dict[int, dict]:
+    """merge id -> its group, entity type and records (dedup_merges), read in chunks (a batch may
+    hold thousands)."""
+    import sqlalchemy as sa
+
+    from crm import schema
+
+    m = schema.dedup_merges
+    out: dict[int, dict] = {}
+    with store.engine.connect() as conn:
+        for at in range(0, len(merge_ids), 500):
+            q = sa.select(m.c.id, m.c.group_id, m.c.entity_type, m.c.primary_id, m.c.merged_ids).where(
+                m.c.id.in_(merge_ids[at:at + 500]))
+            out.update({row.id: dict(row._mapping) for row in conn.execute(q)})
+    return out
+
+
+def _undone_line(merge_id: int, merge: dict | None) -> str:
+    """A merge undone cleanly: "merge #7: undone: group g-1, contacts #10 <- #20, #21"."""
+    if merge is None:
+        return f"merge #{merge_id}: undone"
+    from merge_rules.plan import PLURAL
+
+    group = f"group {merge['group_id']}" if merge["group_id"] else "no group"
+    merged = ", ".join(f"#{i}" for i in merge["merged_ids"] or [])
+    return (f"merge #{merge_id}: undone: {group}, {PLURAL[merge['entity_type']]} #{merge['primary_id']} <- "
+            f"{merged}")
 
 
 def _once(values: list[str], option: str, why: str) -> str | None:
