@@ -274,11 +274,12 @@ def replace_pending(store: Store, run_id: str, entity_types: Iterable[str], grou
     records or some (a partial overlap: the two plans would merge a record twice). The records are
     the run's, so live ones. Plans no group uses any more (those of the groups removed, staged ones
     of groups kept or held back) go too. Returns counts: removed, inserted, kept, waiting (held
-    back)."""
+    back), same_as_before (of those inserted, how many replace a removed pending group of the same
+    id: the same primary and members)."""
     g = schema.dedup_groups
     entity_types = list(entity_types)
     stamp = now()
-    counts = {"removed": 0, "inserted": 0, "kept": 0, "waiting": 0}
+    counts = {"removed": 0, "inserted": 0, "kept": 0, "waiting": 0, "same_as_before": 0}
     given_plans: list[tuple[str, Any]] = []
     with store.engine.begin() as conn:
         r = schema.dedup_runs
@@ -288,6 +289,10 @@ def replace_pending(store: Store, run_id: str, entity_types: Iterable[str], grou
             raise ValueError(f"run {run_id} is recorded as {ended.status}" + (f" ({why})" if why else "")
                              + ": it stores no proposals; start a new run")
         insert = g.insert().values({c: _checked_json(conn, g, c) for c in JSON_COLUMNS})
+        # the pending groups about to go, by id (an id stands for its primary and members): what a run
+        # finds again is told apart from what is new
+        before = set(conn.execute(sa.select(g.c.id).where(g.c.entity_type.in_(entity_types),
+                                                          g.c.status == "pending")).scalars())
         counts["removed"] = conn.execute(g.delete().where(g.c.entity_type.in_(entity_types),
                                                           g.c.status == "pending")).rowcount
         existing = {row[0] for row in conn.execute(sa.select(g.c.id).where(g.c.entity_type.in_(entity_types)))}
@@ -314,6 +319,7 @@ def replace_pending(store: Store, run_id: str, entity_types: Iterable[str], grou
                 out.update(run_id=run_id, status="pending", updated_at=stamp)
                 if row.get("plan") is not None:
                     given_plans.append((row["id"], row["plan"]))
+                counts["same_as_before"] += row["id"] in before
                 yield out
 
         counts["inserted"] = store.insert(g, fresh(), conn=conn, batch_size=2000, statement=insert)

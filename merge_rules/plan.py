@@ -478,14 +478,7 @@ def plan_groups(store, entity_type: str, groups: Sequence[tuple[int, Sequence[in
     missing or deleted record, a record in two groups) gets a plan whose ``problems`` say why."""
     settings = settings or MergeSettings.load()
     choices, group_ids = choices or {}, group_ids or {}
-    seen: dict[int, int] = {}
-    overlap: dict[int, list[str]] = {}
-    for primary, members in groups:
-        for m in {int(primary), *map(int, members)}:
-            if m in seen and seen[m] != int(primary):
-                overlap.setdefault(int(primary), []).append(
-                    f"{entity_type} #{m} is also in the group of #{seen[m]}; a record merges into one primary")
-            seen.setdefault(m, int(primary))
+    overlap = _overlaps(entity_type, groups)
     # ~40 objects a group, all alive until the plans are written, and no cycles; the snapshots come
     # and go inside (the collector's passes over them were a fifth of the CPU)
     with collector_paused():
@@ -502,6 +495,114 @@ def _build_plans(store, entity_type: str, groups: Sequence[tuple[int, Sequence[i
                  choices: Mapping[int, Mapping[str, int]]) -> list[MergePlan]:
     with store.engine.connect() as conn:
         snaps = read_snapshots(conn, entity_type, groups)
-    comms = [r for snap in snaps for r in snap.comms]
-    keys = dict(zip((r["id"] for r in comms), comm_keys([r["type"] for r in comms], [r["value"] for r in comms])))
+    keys = _bulk_comm_keys(snaps)
     return [build_plan(snap, settings, choices.get(snap.primary_id), comm_keys=keys) for snap in snaps]
+
+
+def _bulk_comm_keys(snaps: Sequence[Snapshot]) -> dict[int, str]:
+    comms = [r for snap in snaps for r in snap.comms]
+    return dict(zip((r["id"] for r in comms), comm_keys([r["type"] for r in comms], [r["value"] for r in comms])))
+
+
+def _overlaps(entity_type: str, groups: Sequence[tuple[int, Sequence[int]]]) -> dict[int, list[str]]:
+    """Per primary id, the problems of a group holding a record that an earlier group holds too."""
+    seen: dict[int, int] = {}
+    overlap: dict[int, list[str]] = {}
+    for primary, members in groups:
+        for m in {int(primary), *map(int, members)}:
+            if m in seen and seen[m] != int(primary):
+                overlap.setdefault(int(primary), []).append(
+                    f"{entity_type} #{m} is also in the group of #{seen[m]}; a record merges into one primary")
+            seen.setdefault(m, int(primary))
+    return overlap
+
+
+# -- plans made again, or taken from an earlier run ------------------------------------------------
+
+# What a plan is made from besides the rows it reads: the planner (this package), the normalisers the
+# communications' keys come from (matchers) and the schema's columns; with the libraries below.
+_PLANNER_SOURCES = (("merge_rules", ("*.py", "*.yaml")), ("matchers", ("*.py", "data/*")), ("crm", ("schema.py",)))
+_PLANNER_LIBRARIES = ("phonenumbers", "email-validator")
+
+
+def planner_identity(settings: MergeSettings) -> str:
+    """A digest of everything a plan depends on besides the rows it reads and their fingerprints: the
+    merge settings, the planner's and the normalisers' code, their libraries' versions. Two plans of
+    the same group made under one identity from rows with the same fingerprints are the same plan
+    (up to ``planned_at``): plan_json takes an earlier run's instead of making it again."""
+    return _identity(settings.model_dump_json())
+
+
+@functools.cache
+def _identity(settings_json: str) -> str:
+    import hashlib
+    from importlib import metadata
+    from pathlib import Path
+
+    digest = hashlib.blake2b(settings_json.encode(), digest_size=16)
+    root = Path(__file__).resolve().parent.parent
+    for package, patterns in _PLANNER_SOURCES:
+        for path in sorted({f for pattern in patterns for f in (root / package).glob(pattern) if f.is_file()}):
+            digest.update(f"{path.relative_to(root)}\0".encode())
+            digest.update(path.read_bytes())
+    for name in _PLANNER_LIBRARIES:
+        try:
+            digest.update(f"{name}={metadata.version(name)}\0".encode())
+        except metadata.PackageNotFoundError:
+            digest.update(f"{name} absent\0".encode())
+    return digest.hexdigest()
+
+
+def plan_json(store, entity_type: str, groups: Sequence[tuple[int, Sequence[int]]], settings: MergeSettings,
+              earlier: Sequence[str | None] | None = None) -> tuple[list[str], list[list[int]], int]:
+    """The plans plan_groups makes, as their JSON text (to_json, in the order of ``groups``), with each
+    group's managers (the responsible users of its live records, as read) and how many plans were
+    taken from ``earlier`` rather than made again.
+
+    ``earlier``: per group, the JSON text of a plan an earlier run made of it under the same
+    planner_identity (the caller checks that), or None. It is taken as it is when it is the plan that
+    would be made now: the same primary and duplicates in the same order, no problems then or now,
+    every row read with the fingerprint it had, and the same managers losing access (users' names
+    and roles are no row of the group). Otherwise the plan is made again."""
+    earlier = list(earlier) if earlier is not None else [None] * len(groups)
+    if len(earlier) != len(groups):
+        raise ValueError(f"{len(earlier)} earlier plans for {len(groups)} groups")
+    overlap = _overlaps(entity_type, groups)
+    with collector_paused():  # (as plan_groups: many short-lived objects, no cycles)
+        with store.engine.connect() as conn:
+            snaps = read_snapshots(conn, entity_type, groups)
+        texts: list[str | None] = [old if old is not None and snap.primary_id not in overlap and _still_made(old, snap)
+                                   else None for snap, old in zip(snaps, earlier)]
+        reused = sum(text is not None for text in texts)
+        todo = [i for i, text in enumerate(texts) if text is None]
+        keys = _bulk_comm_keys([snaps[i] for i in todo])
+        for i in todo:
+            plan = build_plan(snaps[i], settings, comm_keys=keys)
+            plan.problems.extend(overlap.get(plan.primary_id, []))
+            if plan.problems:
+                log.warning("group of %s #%s cannot be merged: %s", entity_type, plan.primary_id,
+                            "; ".join(plan.problems))
+            texts[i] = plan.to_json()
+        managers = [sorted({r["responsible_id"] for r in snap.records.values()
+                            if r.get("responsible_id") is not None and r.get("deleted_at") is None})
+                    for snap in snaps]
+    return texts, managers, reused
+
+
+def _still_made(text: str, snap: Snapshot) -> bool:
+    """Whether ``text``, a plan made under this planner_identity, is the plan of ``snap`` now."""
+    try:
+        then = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    if (not isinstance(then, dict) or then.get("problems") or then.get("entity_type") != snap.entity_type
+            or then.get("primary_id") != snap.primary_id or then.get("duplicate_ids") != snap.duplicate_ids
+            or _check_snapshot(snap) or then.get("fingerprints") != snap.fingerprints()):
+        return False
+    # who loses access follows the owner the plan chose and the users' roles and names
+    owner = then.get("fields", {}).get("responsible_id")
+    now = MergePlan(snap.entity_type, snap.primary_id, snap.duplicate_ids)
+    if owner is not None:
+        now.fields["responsible_id"] = FieldDecision(owner.get("value"), owner.get("source_id"), owner.get("rule", ""))
+    _access_warnings(snap, now)
+    return [_compact_reader(AccessWarning)(w) for w in now.access_warnings] == then.get("access_warnings")

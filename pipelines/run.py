@@ -64,11 +64,16 @@ def print_summary(summary: dict, admin: str = "", db: str | None = None) -> None
     p = summary.get("proposals", {})
     typer.echo("")
     waiting = p.get("waiting", 0)  # (groups sharing records with an approved group not merged yet)
-    typer.echo(f"Proposals stored: {p.get('inserted', 0):,} new pending groups "
-               f"({p.get('removed', 0):,} older pending replaced, {p.get('kept', 0):,} already decided"
+    # a group found again (same id: same primary and members) is pending as before, not new; older pending
+    # groups not found again are gone
+    inserted, same = p.get("inserted", 0), p.get("same_as_before", 0)
+    typer.echo(f"Proposals stored: {inserted:,} pending groups ({same:,} as before, {inserted - same:,} new; "
+               f"{p.get('removed', 0) - same:,} older pending gone, {p.get('kept', 0):,} already decided"
                + (f", {waiting:,} held back: their records are in approved groups not merged yet; the first run "
                   "after the merge proposes what is left" if waiting else "") + ")"
-               + (f"; {summary['auto_approved']:,} approved by the auto-merge policy" if summary.get("auto_approved") else ""))
+               + (f"; {summary['auto_approved']:,} approved by the auto-merge policy" if summary.get("auto_approved") else "")
+               + (f"; {p['plans_reused']:,} merge plans taken from the last run, their rows unchanged"
+                  if p.get("plans_reused") else ""))
     typer.echo(f"Run folder:   {summary['folder']}")
     if summary.get("report"):
         typer.echo(f"HTML report:  {summary['report']}")

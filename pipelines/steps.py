@@ -32,7 +32,6 @@ import pyarrow.parquet as pq
 
 from crm import proposals
 from crm.readers import load_role_table, record_info, share_repeated_strings
-from crm.gcpause import collector_paused
 from crm.store import Store
 from matchers.names import PERSON_COLUMNS
 from matchers.parquet import release_arrow_memory, write_parquet
@@ -530,13 +529,48 @@ class _Planning:
 def _plan_chunks(db: str | None, entity: str, folder: str, gt: pd.DataFrame, settings_path: str) -> list[tuple]:
     """The groups of one entity in chunks of PLAN_CHUNK, as _plan_chunk takes them: each stores its
     plans under the run of ``folder`` and writes them to a part file of plans.jsonl in the entity's
-    folder."""
+    folder, taking those of the last run's plans.jsonl that are still what it would make (_plans_base)."""
     out = Path(folder) / entity
     groups = list(zip(gt["primary_id"].tolist(), gt["member_ids"].tolist()))  # (plan_groups takes any ints)
     group_ids = gt["group_id"].tolist()
+    base = _plans_base(db, entity, folder, settings_path)
     return [(db, entity, groups[at:at + PLAN_CHUNK], group_ids[at:at + PLAN_CHUNK], settings_path, run_of(folder),
-             str(out / f"plans.{at // PLAN_CHUNK:05d}.part"))
+             base, str(out / f"plans.{at // PLAN_CHUNK:05d}.part"))
             for at in range(0, len(gt), PLAN_CHUNK)]
+
+
+def _plans_base(db: str | None, entity: str, folder: str, settings_path: str) -> str | None:
+    """The plans.jsonl of the newest completed run that planned this entity's groups, when it planned
+    them under this run's planner_identity (the same settings, code and libraries): the planning
+    takes a group's plan from it when its rows have not changed since (plan_json), instead of making
+    it again. Decided once per run folder (reuse_plans_from.json), so that the find's planners and the
+    propose step hand out the same chunks."""
+    from merge_rules.plan import planner_identity
+
+    out = Path(folder) / entity
+    out.mkdir(parents=True, exist_ok=True)
+    decided = out / "reuse_plans_from.json"
+    if decided.exists():
+        return json.loads(decided.read_text())["plans"]
+    identity = planner_identity(Settings.load(settings_path).merge)
+    (out / "planned_by.txt").write_text(identity)
+    base = None
+    store = Store(db, must_exist=True)
+    try:
+        for run in proposals.completed_runs(store):
+            d = Path(run["folder"] or "") / entity
+            if run["folder"] and d.resolve() != out.resolve() and (d / "plans.jsonl").exists():
+                made_by = d / "planned_by.txt"
+                if made_by.exists() and made_by.read_text() == identity:
+                    base = str(d / "plans.jsonl")
+                else:
+                    log.info("%s: the plans of run %s were made by other settings or code: all are made again",
+                             entity, run["id"])
+                break
+    finally:
+        store.dispose()  # (no open connection goes into a helper forked after this)
+    decided.write_text(json.dumps({"plans": base}))
+    return base
 
 
 def run_of(folder: str) -> str:
@@ -591,7 +625,9 @@ def propose_step(db: str | None, run_id: str, folder: str, entity_types: list[st
 
         skips = {entity: load_skips(store, entity) for entity, gt in tables.items()
                  if "cut_off" in gt and gt["cut_off"].map(len).any()}  # (to say why a record was left out)
-        rows = {entity: _planned_rows(folder, entity, gt, chunks[entity], planned[entity], skips.get(entity, set()))
+        reused = [0]  # plans taken from the last run (its rows unchanged), not made again
+        rows = {entity: _planned_rows(folder, entity, gt, chunks[entity], planned[entity], skips.get(entity, set()),
+                                      reused)
                 for entity, gt in tables.items()}
         planned_s = time.perf_counter() - start
         if report_beside:
@@ -614,9 +650,11 @@ def propose_step(db: str | None, run_id: str, folder: str, entity_types: list[st
             pool.shutdown(cancel_futures=True)
         if store is not None:
             store.dispose()
-    counts.update(plan_seconds=round(planned_s, 2), store_seconds=round(time.perf_counter() - start - planned_s, 2))
-    log.info("planned %d groups in %.1f s, stored them in %.1f s", sum(map(len, rows.values())),
-             counts["plan_seconds"], counts["store_seconds"])
+        _PLANS_INDEX.clear()  # (where this process planned: the index of the last run's plans goes)
+    counts.update(plans_reused=reused[0], plan_seconds=round(planned_s, 2),
+                  store_seconds=round(time.perf_counter() - start - planned_s, 2))
+    log.info("planned %d groups in %.1f s (%d plans taken from the last run, their rows unchanged), stored them "
+             "in %.1f s", sum(map(len, rows.values())), counts["plan_seconds"], reused[0], counts["store_seconds"])
     return counts
 
 
@@ -789,22 +827,19 @@ def give_back_memory() -> None:
 
 def _plan_chunk(chunk: tuple) -> list[list[int]]:
     """One chunk of groups planned (in a helper process, or in this one): each group's plan written to
-    the chunk's part file as its line of plans.jsonl; returns the managers responsible for each
-    group's live records as the plan read them."""
-    from merge_rules.plan import plan_groups
+    the chunk's part file as its line of plans.jsonl, the earlier run's taken where it is still the
+    plan (plan_json); returns the managers responsible for each group's live records as the plans read
+    them, and how many plans were taken."""
+    from merge_rules.plan import plan_json
 
-    db, entity, groups, group_ids, settings_path, run_id, part = chunk
+    db, entity, groups, group_ids, settings_path, run_id, base, part = chunk
     store = Store(db, must_exist=True)
     try:
-        # the plans and the dicts they are written from hold no cycles: the collector's passes over
-        # them, while they are built and written, were a tenth of the planning time
-        with collector_paused():
-            plans = plan_groups(store, entity, groups, Settings.load(settings_path).merge)
-            texts = [proposals.EncodedJson(plan.to_json()) for plan in plans]
-            managers = [sorted({r["responsible_id"] for r in plan.records.values()
-                                if r.get("responsible_id") is not None and r.get("deleted_at") is None})
-                        for plan in plans]
-            del plans
+        earlier = _earlier_plans(base, group_ids) if base is not None else None
+        texts, managers, reused = plan_json(store, entity, groups, Settings.load(settings_path).merge, earlier)
+        del earlier
+        # (each text was written by to_json, or read back from an earlier run's and parsed: JSON)
+        texts = [proposals.EncodedJson(text) for text in texts]
         # stored here, as they were encoded (no check by the database needed), while the other
         # chunks are planned: the final swap of the groups then writes small rows only
         proposals.stage_plans(store, run_id, zip(group_ids, texts, strict=True))
@@ -814,7 +849,54 @@ def _plan_chunk(chunk: tuple) -> list[list[int]]:
         fh.writelines(_plan_prefix(g) + text + "}\n" for g, text in zip(group_ids, texts))
     del texts
     give_back_memory()  # a planner lives on to the end of the run
-    return managers
+    return managers, reused
+
+
+def _earlier_plans(path: str, group_ids: list[str]) -> list[str | None]:
+    """The plan texts that the plans.jsonl at ``path`` holds for these groups (None where it has none)."""
+    index = _plans_index(path)
+    out: list[str | None] = []
+    try:
+        with open(path, "rb") as fh:
+            for gid in group_ids:
+                at = index.get(gid)
+                if at is None:
+                    out.append(None)
+                    continue
+                fh.seek(at[0])
+                line = fh.read(at[1]).decode("utf-8", errors="replace")  # (a broken text is not taken)
+                prefix = _plan_prefix(gid)
+                out.append(line[len(prefix):-2] if line.startswith(prefix) and line.endswith("}\n") else None)
+    except OSError as exc:  # (a run folder cleaned away meanwhile: the plans are made again)
+        log.warning("the plans of an earlier run could not be read (%s); they are made again", exc)
+        return [None] * len(group_ids)
+    return out
+
+
+_PLANS_INDEX: dict[tuple, dict[str, tuple[int, int]]] = {}
+
+
+def _plans_index(path: str) -> dict[str, tuple[int, int]]:
+    """Where each group's line is in a plans.jsonl: group id -> (offset, length); read once per process
+    (a planner plans every chunk of a run)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return {}
+    key = (path, stat.st_size, stat.st_mtime_ns)
+    if key not in _PLANS_INDEX:
+        _PLANS_INDEX.clear()
+        index, at = {}, 0
+        start = len('{"group_id": ')
+        with open(path, "rb") as fh:
+            for line in fh:
+                end = line.find(b', "plan": ')
+                if line.startswith(b'{"group_id": ') and end > 0:
+                    with contextlib.suppress(ValueError):  # (a line broken there is not taken)
+                        index[json.loads(line[start:end])] = (at, len(line))
+                at += len(line)
+        _PLANS_INDEX[key] = index
+    return _PLANS_INDEX[key]
 
 
 def _helper_result(future, func, *args):
@@ -835,11 +917,12 @@ def _plan_prefix(group_id: str) -> str:
 
 
 def _planned_rows(folder: str, entity: str, gt: pd.DataFrame, chunks: list[tuple], planned: list,
-                  skips: set[tuple[int, int]]) -> list[dict]:
+                  skips: set[tuple[int, int]], reused: list[int]) -> list[dict]:
     """The entity's proposal rows, as replace_pending takes them (their plans staged by the planning of
-    each chunk): each chunk's part file, once ``planned`` (a call per chunk, giving its managers)
-    says it is done, is added to plans.jsonl (a million records make 120,000 groups: their plans
-    are not all held at once). ``skips``: the entity's "not duplicates" pairs (why a record was left out)."""
+    each chunk): each chunk's part file, once ``planned`` (a call per chunk, giving its managers and
+    how many plans it took from an earlier run, added to ``reused[0]``) says it is done, is added to
+    plans.jsonl (a million records make 120,000 groups: their plans are not all held at once).
+    ``skips``: the entity's "not duplicates" pairs (why a record was left out)."""
     out = Path(folder) / entity
     explained = pd.read_parquet(out / "pairs.parquet")
     pairs = _pairs_per_group(gt, explained)
@@ -852,7 +935,8 @@ def _planned_rows(folder: str, entity: str, gt: pd.DataFrame, chunks: list[tuple
     try:
         with open(partial, "wb") as fh:
             for at, chunk, done in zip(range(0, len(gt), PLAN_CHUNK), chunks, planned, strict=True):
-                managers = done()
+                managers, taken = done()
+                reused[0] += taken
                 part = Path(chunk[-1])
                 with open(part, "rb") as src:
                     shutil.copyfileobj(src, fh, 1 << 20)

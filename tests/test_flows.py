@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import multiprocessing
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -324,7 +325,7 @@ def test_staged_plans_become_the_groups_plans_and_no_plan_is_left_without_its_gr
         proposals.stage_plans(store, "r2", [("contact-5", '{"run": 2}'), ("contact-7", "NaN-not-json}")])
     assert proposals.stage_plans(store, "r2", [(f"contact-{i}", '{"run": 2}') for i in (1, 3, 5)]) == 3
     counts = proposals.replace_pending(store, "r2", ["contact"], [row(1), row(3), row(5)])
-    assert counts == {"removed": 1, "inserted": 2, "kept": 1, "waiting": 0}
+    assert counts == {"removed": 1, "inserted": 2, "kept": 1, "waiting": 0, "same_as_before": 1}
     groups = proposals.read_groups(store).set_index("id")
     assert groups["plan"].to_dict() == {"contact-1": {"run": 1}, "contact-3": {"run": 2}, "contact-5": {"run": 2}}
     with store.engine.connect() as conn:
@@ -813,6 +814,9 @@ def test_cli_runs_incremental_after_a_full_run_then_checks_records_added_since(t
     assert (f"Review page:  crm-dedup review --db {store.url}   (then open http://127.0.0.1:8000; set a password "
             f"first with `crm-dedup users set-password steward@firm.example --db {store.url}`)") in second.stdout
     assert "contact: incremental, 3 new or changed records re-normalised (built on run " in second.stdout
+    # the plans of groups whose rows did not change are the first run's, and the summary says how many
+    assert "merge plans taken from the last run, their rows unchanged" not in first.stdout
+    assert re.search(r"; [1-9][\d,]* merge plans taken from the last run, their rows unchanged", second.stdout)
     summary = json.loads((Path(proposals.latest_run(store)["folder"]) / "contact" / "summary.json").read_text())
     assert summary["incremental"] and summary["changed_records"] == 3
     refused = run([cli, "find", "--input", str(tmp_path / "x.csv"), "--incremental"])
