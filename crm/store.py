@@ -85,8 +85,12 @@ class Store:
             if path and path != ":memory:":
                 p = Path(path)
                 if must_exist and not p.exists():
+                    # the path looked at, in full: sqlite:///tmp/x.db is tmp/x.db under the working directory
+                    relative = "" if p.is_absolute() else (
+                        f" ({path} is relative to the working directory; sqlite:////{path} with four slashes "
+                        f"names the absolute path /{path})")
                     raise StoreError(
-                        f"There is no database at {p}. Create one with `crm-dedup demo` or "
+                        f"There is no database at {p.absolute()}{relative}. Create one with `crm-dedup demo` or "
                         f"`crm-dedup init --db {self.url}`, or point --db / ${ENV_VAR} at an existing one."
                     )
                 p.parent.mkdir(parents=True, exist_ok=True)

@@ -175,8 +175,8 @@ class RoleTable:
 
         ids = frame[id_column] if id_column else pd.Series(range(len(frame)), index=frame.index)
         if ids.isna().any():
-            raise MappingError(f"--id-column {id_column!r} is empty on rows "
-                               f"{', '.join(str(i + 2) for i in list(ids[ids.isna()].index)[:5])} (line numbers).")
+            empty = np.flatnonzero(ids.isna().to_numpy())
+            raise MappingError(f"--id-column {id_column!r} is empty {_where(frame, empty)}; every record needs its id.")
         if ids.duplicated().any():
             dup = ids[ids.duplicated()].iloc[0]
             raise MappingError(f"--id-column {id_column!r} repeats the id {dup!r}; record ids must be unique.")
@@ -201,6 +201,51 @@ class RoleTable:
                 parts.append(pd.DataFrame({"id": ids.to_numpy()[has], "role": role, "raw": raw[has]}))
         values = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["id", "role", "raw"])
         return cls(entity_type, records, values)
+
+
+def _where(frame: pd.DataFrame, rows: np.ndarray, most: int = 5) -> str:
+    """Where these rows of ``frame`` (positions) are, for a person to find them: the lines of the file
+    when the frame says which CSV it was read from (``frame.attrs["source"]``: path, encoding, sep,
+    skiprows, as read_csv took them), else their places among the data rows (the header not counted:
+    blank lines and cells over several lines make those differ from the file's lines)."""
+    more = f" and {len(rows) - most:,} more" if len(rows) > most else ""
+    shown = [int(r) for r in rows[:most]]
+    s = "s" if len(rows) > 1 else ""
+    source = frame.attrs.get("source")
+    lines = csv_lines(**source, rows=shown) if source else None
+    if lines is not None:
+        return f"on line{s} {', '.join(map(str, lines))}{more} of {source['path']}"
+    return f"on data row{s} {', '.join(str(r + 1) for r in shown)}{more} (the header not counted)"
+
+
+def csv_lines(path, encoding: str, sep: str, skiprows: int = 0, *, rows: Sequence[int]) -> list[int] | None:
+    """The line of the file on which each of these data rows (positions, as pandas' read_csv numbers
+    them) starts: read again with the csv module, which counts the lines of a cell over several lines
+    and the blank lines pandas skips. None when the file does not read as the frame did."""
+    import csv
+
+    wanted, found, row = set(rows), {}, -1
+    try:
+        with open(path, encoding=encoding, newline="") as fh:
+            for _ in range(skiprows):
+                fh.readline()
+            reader = csv.reader(fh, delimiter=sep)
+            header, line = False, skiprows  # ``line``: the last line read so far
+            for cells in reader:
+                start, line = line + 1, skiprows + reader.line_num
+                if not cells:  # a blank line: pandas skips it
+                    continue
+                if not header:
+                    header = True
+                    continue
+                row += 1
+                if row in wanted:
+                    found[row] = start
+                    if len(found) == len(wanted):
+                        break
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    return [found[r] for r in rows] if len(found) == len(wanted) else None
 
 
 def crm_values(communications: pd.DataFrame) -> pd.DataFrame:

@@ -40,10 +40,11 @@ def include_record(store, group_id: str, record_id: int, user_id: int | None,
     was best matched with (as the run listed it left out), else as the primary: every later run puts
     them in one group. Refused (CannotInclude, PermissionDenied) where the record is missing (or of
     another entity type), deleted, of another open group, marked "not duplicates" with a member, or not
-    the user's to merge. A member already with no "the same" mark with the others (withdrawn since it
-    was added: withdraw_include leaves it in the group until the next run) is marked again; one with a
-    mark is refused. ``undo_hint``: how to withdraw the mark, in words ({record_id} filled in). Returns
-    what was done, in words."""
+    the user's to merge. A member added after the run whose "the same" mark was withdrawn since
+    (withdraw_include leaves it in the group until the next run) is marked again; a member with a mark,
+    or one the run put in the group by its scores (the group's pairs hold a pair of it with a member),
+    is refused: nothing to add (as the review page says for any member). ``undo_hint``: how to withdraw
+    the mark, in words ({record_id} filled in). Returns what was done, in words."""
     settings = settings or MergeSettings.load()
     g, p = schema.dedup_groups, schema.dedup_plans
     with store.engine.connect() as conn:
@@ -125,7 +126,10 @@ def include_record(store, group_id: str, record_id: int, user_id: int | None,
 def _mark_again(store, row, record_id: int, user_id: int | None, user, undo_hint: str) -> str:
     """include_record of a record in the group already: mark it "the same" as a member again where it
     has no such mark (withdraw_include took it back and left it in the group until the next run). The
-    group itself does not change: its plan holds the record already."""
+    group itself does not change: its plan holds the record already. A member the run scored with
+    another member (the group's pairs) is in the group by the run's scores, not added by a person: it
+    gets no mark and the message says so. (One added, kept by the next run for its mark and withdrawn
+    after is scored in that run's group too: refused alike; the run after lists it left out again.)"""
     group_id, entity = row["id"], row["entity_type"]
     members = [int(m) for m in row["member_ids"]]
     with store.engine.connect() as conn:
@@ -134,6 +138,10 @@ def _mark_again(store, row, record_id: int, user_id: int | None, user, undo_hint
         other = next(m["id_a"] if m["id_b"] == record_id else m["id_b"] for m in marks)
         raise CannotInclude(f"{entity} #{record_id} is in group {group_id} already, marked the same as #{other}: "
                             "later runs keep it there; nothing changed.")
+    scored = _scored_partner(row, record_id)
+    if scored is not None:
+        raise CannotInclude(f"{entity} #{record_id} is in group {group_id} already (by the run's scores, best with "
+                            f"#{scored[0]}: {scored[1]:.3f}; without a \"the same\" mark): nothing to add.")
     marked = [(a, b) for a, b in skipped_within(store, entity, {0: members}).get(0, []) if record_id in (a, b)]
     if marked:
         a, b = marked[0]
@@ -160,9 +168,9 @@ def _mark_again(store, row, record_id: int, user_id: int | None, user, undo_hint
             f"({undo_hint.format(record_id=record_id)}).")
 
 
-def _best_partner(row, record_id: int) -> int:
-    """The member to mark ``record_id`` the same as: the one the run scored it highest with (the group's
-    pairs), else the primary, else the first other member."""
+def _scored_partner(row, record_id: int) -> tuple[int, float] | None:
+    """(member, probability) of the run's highest pair of ``record_id`` with another member (the group's
+    pairs), or None where the run's pairs hold none: the record was added to the group after the run."""
     members = [int(m) for m in row["member_ids"]]
     best, score = None, -1.0
     for p in row["pairs"] or []:
@@ -171,11 +179,18 @@ def _best_partner(row, record_id: int) -> int:
         except (KeyError, TypeError, ValueError):
             continue
         other = b if a == record_id else a if b == record_id else None
-        if other is not None and other in members and prob > score:
+        if other is not None and other != record_id and other in members and prob > score:
             best, score = other, prob
-    if best is not None:
-        return best
-    primary = int(row["primary_id"])
+    return None if best is None else (best, score)
+
+
+def _best_partner(row, record_id: int) -> int:
+    """The member to mark ``record_id`` the same as: the one the run scored it highest with (the group's
+    pairs), else the primary, else the first other member."""
+    scored = _scored_partner(row, record_id)
+    if scored is not None:
+        return scored[0]
+    members, primary = [int(m) for m in row["member_ids"]], int(row["primary_id"])
     return primary if primary != record_id and primary in members else next(m for m in members if m != record_id)
 
 

@@ -7,6 +7,7 @@ through ``phonenumbers``, lower-case for emails), so switching is a matter of th
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 
@@ -168,9 +169,11 @@ def value_key_for(field: str):
 def conflict_key_for(entity_type: str, field: str):
     """How two filled values of a field are told apart when a rule looks for a conflict: beyond case,
     spacing and ё/е (text_key), a company's title by its name without quotes and legal form ("ООО
-    «Ромашка»" and "Ромашка, ООО" are one name), a person's name by its transliteration ("Иванов" and
-    "Ivanov" are one name). Two spellings of one name are no choice for a person: the rule's value (the
-    primary's) stays. A nickname ("Ваня" for "Иван") is another value and still asks."""
+    «Ромашка»" and "Ромашка, ООО" are one name), a person's name by its transliteration, the usual
+    romanisations folded (_name_key: "Иванов"/"Ivanov", "Андрей"/"Andrey"/"Andrei" are one name). Two
+    spellings of one name are no choice for a person: the rule's value (the primary's) stays. A nickname
+    ("Ваня" for "Иван"), a typo ("Ивановв") or another form ("Петрова", "Сергеев") is another value and
+    still asks."""
     if (entity_type, field) in (("company", "title"), ("lead", "company_title")):
         return _title_key
     if field in ("last_name", "first_name", "middle_name"):
@@ -188,9 +191,53 @@ def _title_key(value):
 
 
 def _name_key(value):
+    """A person's name (surname, first name or patronymic) as the conflict check compares it: its Latin
+    spellings folded (_LATIN_FOLDS), then its Cyrillic letters written letter for letter, then the
+    endings -ий/-ый/-y/-iy/-ii made one. Андрей, Andrey, Andrei, Andrej -> "andrei"; Юлия, Yuliya,
+    Iuliia -> "iuliia"; Алексеевич, Alekseyevich -> "alekseevich". Doubled letters stay (Иванов/Ивановв,
+    Ivan/Ivanna) and so does every letter a spelling writes (Ksenia, Yulia are Ксеня, Юля as ICAO
+    writes them, not Ксения, Юлия; Vasiliev is not Васильев, Kirienko is Кириенко)."""
+    return _fold_name(text_key(value)) if isinstance(value, str) else value
+
+
+@functools.cache
+def _name_cyrillic() -> dict[int, str]:
+    """Cyrillic letter for letter, as the matchers write it (matchers.names._CYR_MAP: й -> i, я -> ia,
+    ю -> iu, ы -> y, ь and ъ dropped as ICAO drops them), but х as kh: "сх" (skh) stays apart from "ш"."""
     from matchers.names import _CYR_MAP
 
-    return text_key(value).translate(_CYR_MAP) if isinstance(value, str) else value
+    return {**_CYR_MAP, ord("х"): "kh"}
+
+
+_V = "aeiou"
+_C = "bcdfghjklmnpqrstvwxz"
+# Latin spellings of one Russian name onto one, in order. Only letters a romanisation writes for the same
+# Cyrillic letter meet; nothing is dropped that could be another letter (no collapsing of doubled letters).
+_LATIN_FOLDS = [
+    (re.compile(r"['\u2019\u02bc\u02b9`]"), ""),                # ь written as an apostrophe: Natal'ya
+    (re.compile(r"shch|shh|sch"), "shch"),                        # щ: Shchukin, Schukin, Shhukin
+    (re.compile(r"x"), "ks"),                                     # Alexey, Xenia
+    (re.compile(r"ph"), "f"),
+    (re.compile(r"w"), "v"),                                      # German: Iwanow
+    (re.compile(r"tz"), "ts"),                                    # ц: Tzvetkov
+    (re.compile(rf"(?<![zsckh])h"), "kh"),                        # х: Mihail = Mikhail (not zh, sh, ch)
+    (re.compile(r"(?<=[oe])ff\b"), "v"),                          # Ivanoff, Smirnoff
+    # j as y, but not a word's first j before e or o (John, Jon, Jen: English names, not Russian ones)
+    (re.compile(r"(?<=[a-z])j|j(?![eo])"), "y"),                  # Andrej, Natalja, Julija, Dmitrij
+    (re.compile(rf"(?<=[{_C}])yi"), "i"),                         # ьи: Ilyin = Ильин, Belyi
+    (re.compile(r"ye"), "e"),                                     # е, ье: Yevgeny, Andreyev, Vasilyev
+    (re.compile(rf"(?<![{_V}])yo"), "e"),                         # ё, ьё: Pyotr, Solovyov (after a vowel
+                                                                  # it is йо: Mayorov = Майоров)
+    (re.compile(rf"y(?=[aiu])|(?<=[{_V}])y"), "i"),               # я, ю, й: Natalya, Yuri, Sergey
+]
+_NAME_END = re.compile(r"(?:yy|yi|ii|y)\b")                       # -ий, -ый: Dmitry, Dmitriy, Dmitrii
+
+
+def _fold_name(text: str) -> str:
+    for pattern, repl in _LATIN_FOLDS:  # (Cyrillic letters match none of these)
+        text = pattern.sub(repl, text)
+    # (and сч as щ: Счастливцев is written Schastlivtsev, as Щукин is Schukin)
+    return _NAME_END.sub("i", text.translate(_name_cyrillic()).replace("sch", "shch"))
 
 
 def text_key(value):

@@ -150,7 +150,8 @@ def _approved_since(store, group: dict, user: dict, plan: MergePlan, seen_state:
         order = list(approved.fields) + [f for f in plan.fields if f not in approved.fields]
         for name in [f for f in order if f in theirs or f in mine]:
             if theirs.get(name) != mine.get(name):
-                differs.append(f"{name} from #{theirs[name]}" if name in theirs else f"{name} as the rules settle it")
+                label = views.FIELD_LABELS.get(name, name)  # (words the page uses, not column names)
+                differs.append(f"{label} from #{theirs[name]}" if name in theirs else f"{label} as the rules settle it")
         if not differs:
             return None
     uid = group["approved_by"]
@@ -279,6 +280,62 @@ def approve(store, group: dict, user: dict, settings: MergeSettings, seen: Merge
                        "it was not approved.")
     again = " again" if group["status"] == "approved" else ""
     return Outcome(True, f"Approved{again}: {plan.summary()}. The scheduled apply will merge it.")
+
+
+def unapprove(store, group: dict, user: dict, settings: MergeSettings, seen_by: int | None,
+              seen_at: str | None) -> Outcome:
+    """Withdraw the group's approval: pending again, approved_by/approved_at cleared. An admin may, or
+    the manager who approved. ``seen_by``/``seen_at``: the approval the page showed (views.decision_state's
+    approved_by, approved_at); a newer one (approved again since) is not withdrawn unseen.
+
+    The stored plan is replaced by a plan of the run for the live records: the run's primary (the
+    first live member: a run stores the members ranked, primary first) and no person's choices. The
+    approver's plan is not kept: a pending group's stored plan is what the page opens on and what
+    `crm-dedup approve` (and auto-approve) approve as it is, so a withdrawn decision would come back
+    unseen under another person's name."""
+    if group["status"] != "approved":
+        return Outcome(False, f"Not withdrawn: this group is {group['status']}, not approved; there is no "
+                       "approval to withdraw.", fresh=True)
+    uid = group["approved_by"]
+    with store.engine.connect() as conn:
+        people = queries.users_by_id(conn, [uid]) if uid is not None else {}
+    who = ("you" if uid == user["id"] else (people.get(uid) or {}).get("name") or f"user #{uid}") \
+        if uid is not None else "the system"
+    if not queries.is_admin(user) and uid != user["id"]:
+        return Outcome(False, f"Not withdrawn: this group was approved by {who}; only they or an admin may "
+                       "withdraw that approval.", status=403)
+    if _approval(views.decision_state(group)) != (seen_by, seen_at):
+        when = f"{views.fmt(group['approved_at'])} UTC" if group.get("approved_at") else "a moment ago"
+        return Outcome(False, f"Not withdrawn: this group was approved again by {who} at {when}, after the page "
+                       "you withdrew from was shown; look at the approval now.", fresh=True)
+    entity = group["entity_type"]
+    members = [int(m) for m in group["member_ids"]]
+    with store.engine.connect() as conn:
+        records = queries.read_records(conn, entity, members)
+    live = [m for m in members if m in records and records[m].get("deleted_at") is None]
+    plan = plan_groups(store, entity, [(live[0], live)], settings, group_ids={live[0]: group["id"]})[0] \
+        if len(live) >= 2 else None
+    g = schema.dedup_groups
+    # a compare-and-set on the approval checked above (approve's): one made a moment ago stays
+    same = [g.c.approved_by.is_(None) if uid is None else g.c.approved_by == uid,
+            g.c.approved_at.is_(None) if group["approved_at"] is None else g.c.approved_at == group["approved_at"]]
+    values = {"status": "pending", "approved_by": None, "approved_at": None, "updated_at": now()}
+    if plan is not None:
+        values["primary_id"] = plan.primary_id
+    with store.engine.begin() as conn:
+        n = conn.execute(g.update().where(g.c.id == group["id"], g.c.status == "approved", *same)
+                         .values(**values)).rowcount
+        if n:
+            proposals.set_plan(conn, group["id"], plan.to_dict() if plan else None)
+    if n == 0:
+        return Outcome(False, "Not withdrawn: this group changed while withdrawing (approved again, merged or "
+                       "skipped meanwhile); look at it now.", fresh=True)
+    log.info("group %s: approval by user #%s withdrawn on the review page by user #%s", group["id"], uid, user["id"])
+    if plan is None:
+        return Outcome(True, f"Withdrew the approval by {who}: the group is pending again (fewer than two of its "
+                       "records are live: nothing to merge).")
+    return Outcome(True, f"Withdrew the approval by {who}: the group is pending again, with the run's plan for its "
+                   f"records (primary #{plan.primary_id}, none of the approved choices): {plan.summary()}.")
 
 
 def include(store, group: dict, user: dict, settings: MergeSettings, record_id: int | None) -> Outcome:

@@ -82,7 +82,7 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(url=_url, fmt=views.fmt, LISTS=LISTS, TIERS=queries.TIERS,
                                  STATUSES=queries.STATUSES, RULE_WORDS=views.RULE_WORDS,
-                                 display_name=queries.display_name)
+                                 display_name=queries.display_name, SEARCH_LIMIT=queries.SEARCH_LIMIT)
 
     app = FastAPI(title="crm-dedup review", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store = store
@@ -207,10 +207,11 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
     @app.get("/groups/{entity}", response_class=HTMLResponse)
     def groups_page(request: Request, entity: str, tier: str | None = None, manager: str | None = None,
                     run: str | None = None, status: str | None = None, after: str | None = None,
-                    before: str | None = None, last: Int = 0, page: Int = 1, user: dict = Depends(current_user)):
+                    before: str | None = None, last: Int = 0, page: Int = 1, q: str | None = None,
+                    user: dict = Depends(current_user)):
         if entity not in LISTS:
             raise HTTPException(404, f"There is no list {entity!r}.")
-        f = Filters.parse(entity, tier, manager, run, status)
+        f = Filters.parse(entity, tier, manager, run, status, q if entity != "lead_clients" else None)
         with store.engine.connect() as conn:
             people = queries.managers(conn) if is_admin(user) else [user]
             run_list = queries.runs(conn)
@@ -234,10 +235,19 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
 
     # -- one group ----------------------------------------------------------------------------
 
+    def list_filters(params, entity: str) -> Filters | None:
+        """The filters of the list the person came from (the list's links carry those that are not the
+        list's defaults), for "leave for later"; None when the page was opened otherwise."""
+        if not any(name in params for name in ("status", "tier", "manager", "run", "q")):
+            return None
+        return Filters.parse(entity, params.get("tier"), params.get("manager"), params.get("run"),
+                             params.get("status"), params.get("q"))
+
     @app.get("/group/{group_id}", response_class=HTMLResponse)
     def group_page(request: Request, group_id: str, primary: Int | None = None, user: dict = Depends(current_user)):
         with store.engine.connect() as conn:
             group = group_for(conn, group_id, user)
+            came = list_filters(request.query_params, group["entity_type"])
             choices = views.parse_choices(request.query_params, group["entity_type"])
             view = views.build(store, conn, group, user, settings, primary=primary, choices=choices)
             merge = queries.merge_brief(conn, group["merge_id"]) if group.get("merge_id") else None
@@ -246,7 +256,9 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
         token = (signer.dumps(group_id, user["id"], view.plan.to_dict(), views.decision_state(group))
                  if view.plan else "")
         return render(request, "group.html", {"v": view, "g": group, "plan_token": token, "merge": merge,
-                                              "lost": lost, "group_url": group_url})
+                                              "lost": lost, "group_url": group_url,
+                                              "approval": views.decision_state(group),
+                                              "list_query": came.query() if came else {}})
 
     def _seen_plan(request: Request, form: dict, group_id: str, user: dict) -> tuple[MergePlan | None, dict | None]:
         """The plan the page showed, and the group's approval then (views.decision_state)."""
@@ -282,6 +294,16 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
             return render(request, "error.html", {"code": 403, "message": outcome.message, "back": target}, 403)
         flash(request, outcome.message, "ok" if outcome.ok else "error", outcome.details, outcome.link)
         return _see_other(target)
+
+    @app.post("/group/{group_id}/unapprove")
+    def group_unapprove(request: Request, group_id: str, form: dict = Depends(checked_form),
+                        user: dict = Depends(current_user)):
+        """Withdraw the group's approval (an admin, or the manager who approved), as the page showed it."""
+        with store.engine.connect() as conn:
+            group = group_for(conn, group_id, user)
+        seen_by = queries.parse_int(form.get("approved_by"), "approved_by", "a user id")
+        outcome = actions.unapprove(store, group, user, settings, seen_by, form.get("approved_at") or None)
+        return _after(request, outcome, group_url(group_id))
 
     @app.post("/group/{group_id}/unskip")
     def group_unskip(request: Request, group_id: str, form: dict = Depends(checked_form),
@@ -343,9 +365,12 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
                     user: dict = Depends(current_user)):
         with store.engine.connect() as conn:
             group = group_for(conn, group_id, user)
-            nxt = queries.next_group(conn, group, user)
+            came = list_filters(form, group["entity_type"])  # (the page's hidden fields)
+            nxt = queries.next_group(conn, group, user, came)
         flash(request, f"Left group {group_id} for later; it stays {group['status']}.")
-        return _see_other(f"/group/{quote(nxt, safe='')}" if nxt else f"/groups/{group['entity_type']}")
+        listq = came.query() if came else {}  # (the next group's page keeps them, for its own "later")
+        return _see_other(_url(f"/group/{quote(nxt, safe='')}", listq) if nxt
+                          else _url(f"/groups/{group['entity_type']}", listq))
 
     # -- history ------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -101,10 +102,14 @@ class Filters:
     manager: int | None = None
     run: str | None = None
     status: str | None = "pending"  # None: every status
+    q: str | None = None  # a search: a record id (1234, #1234), or text in the records (search_records)
+    # the records the search matched, read once per request (search_records); None: not read yet
+    matched: list[int] | None = field(default=None, compare=False, repr=False)
+    too_many: bool = field(default=False, compare=False, repr=False)
 
     @classmethod
     def parse(cls, entity: str, tier: str | None, manager: str | None, run: str | None,
-              status: str | None) -> "Filters":
+              status: str | None, q: str | None = None) -> "Filters":
         if entity not in LISTS:
             raise BadRequest(f"unknown list {entity!r}; use one of {', '.join(LISTS)}")
         if tier in ("", "all"):
@@ -118,12 +123,15 @@ class Filters:
         if status is not None and status not in STATUSES:
             raise BadRequest(f"unknown status {status!r}; use one of {', '.join(STATUSES)} or all")
         mid = parse_int(manager, "manager", "a user id")
-        return cls(entity, tier, mid, run or None, status)
+        q = " ".join((q or "").split())[:SEARCH_MAX] or None
+        if q is not None and q.startswith("#") and ID_SEARCH.fullmatch(q):
+            parse_int(q[1:], "q", "a record id")  # (range-checked: a 400 naming it)
+        return cls(entity, tier, mid, run or None, status, q)
 
     def query(self, **changes: Any) -> dict[str, str]:
         """The filters as query parameters (for links), with some changed."""
         d = {"tier": self.tier, "manager": self.manager, "run": self.run,
-             "status": self.status if self.status is not None else "all"}
+             "status": self.status if self.status is not None else "all", "q": self.q}
         d.update(changes)
         return {k: str(v) for k, v in d.items() if v not in (None, "")}
 
@@ -155,7 +163,82 @@ def _group_where(conn: Connection, f: Filters, user: dict, *, with_tier: bool = 
         where.append(responsible_contains(conn, g.c.responsible_ids, f.manager))
     if not is_admin(user) and f.manager != user["id"]:
         where.append(responsible_contains(conn, g.c.responsible_ids, user["id"]))
+    if f.q is not None:
+        if f.matched is None:
+            f.matched, f.too_many = search_records(conn, f.entity, f.q, user)
+        where.append(members_any(conn, g.c.member_ids, f.matched))
     return where
+
+
+# -- searching the lists -----------------------------------------------------------------------
+
+ID_SEARCH = re.compile(r"#?\d+")
+SEARCH_MAX = 100  # characters of a search kept
+SEARCH_LIMIT = 1000  # records a text search takes (the first by id): more asks for a longer text
+PHONE_DIGITS = 6  # a number this long (or longer) is also looked for in phones
+
+
+def members_any(conn: Connection, column, ids: Sequence[int]):
+    """SQL: the JSON list of record ids in ``column`` holds one of ``ids`` (bound), on SQLite and
+    PostgreSQL. (Evaluated per group of the rows the other filters leave: there is no index of the
+    members; a text search is capped at SEARCH_LIMIT records.)"""
+    if not ids:
+        return sa.false()
+    if conn.dialect.name == "postgresql":
+        each = sa.func.jsonb_array_elements_text(sa.cast(column, postgresql.JSONB)).table_valued("value")
+        return sa.exists(sa.select(sa.literal(1)).select_from(each).where(each.c.value.in_([str(i) for i in ids])))
+    each = sa.func.json_each(column).table_valued("value")
+    return sa.exists(sa.select(sa.literal(1)).select_from(each).where(each.c.value.in_(list(ids))))
+
+
+def _variants(text: str) -> list[str]:
+    """The text as typed and in the usual cases: SQLite's LIKE and lower() fold only ASCII, so "иванов"
+    finds "Иванов" through its capitalised form."""
+    return list(dict.fromkeys([text, text.lower(), text.upper(), text.capitalize(), text.title()]))
+
+
+def _digits(expr):
+    """SQL: a phone with its usual separators removed."""
+    for ch in (" ", "-", "(", ")", "+", "."):
+        expr = sa.func.replace(expr, ch, "")
+    return expr
+
+
+def search_records(conn: Connection, entity: str, q: str, user: dict) -> tuple[list[int], bool]:
+    """The records of ``entity`` a list search means, and whether there were more than SEARCH_LIMIT.
+    "1234" or "#1234": that record (its id is shown on every page, so any group holding it). Else the
+    text in a record's name (full name, company title, lead title) or in one of its phones or e-mails
+    (a number of PHONE_DIGITS or more digits also in phones written with separators); a manager's text
+    matches only her own records (another's values are not hers to see, nor to find a group by)."""
+    table, comm = schema.ENTITY_TABLES[entity], schema.communications
+    ids: set[int] = set()
+    if ID_SEARCH.fullmatch(q):
+        if INT_MIN <= int(q.lstrip("#")) <= INT_MAX:  # (a long number is a phone, not an id)
+            ids.add(int(q.lstrip("#")))
+        if q.startswith("#") or len(q) < PHONE_DIGITS:
+            return sorted(ids), False
+    owned = [] if is_admin(user) else [table.c.responsible_id == user["id"]]
+    names = [table.c[c] for c in NAME_COLUMNS[entity] if c not in ("last_name", "first_name", "middle_name")]
+    if "last_name" in table.c:  # (a person's full name, as the lists show it)
+        names.append(sa.func.coalesce(table.c.last_name, "") + " " + sa.func.coalesce(table.c.first_name, "")
+                     + " " + sa.func.coalesce(table.c.middle_name, ""))
+    texts = _variants(q)
+    by_name = sa.select(table.c.id).where(sa.or_(*[n.icontains(t, autoescape=True) for n in names for t in texts]),
+                                          *owned)
+    in_comms = [comm.c.value.icontains(t, autoescape=True) for t in texts]
+    digits = re.sub(r"\D", "", q)
+    if len(digits) >= PHONE_DIGITS and not re.search(r"[^\d\s()+.-]", q):
+        # the last 10 digits: 8 916... and +7 916... are one number
+        in_comms.append(sa.and_(comm.c.type == "phone", _digits(comm.c.value).contains(digits[-10:], autoescape=True)))
+    by_comm = sa.select(comm.c.entity_id).where(comm.c.entity_type == entity, comm.c.type.in_(("phone", "email")),
+                                                sa.or_(*in_comms))
+    if owned:
+        by_comm = by_comm.where(comm.c.entity_id.in_(sa.select(table.c.id).where(*owned)))
+    found = sa.union(by_name, by_comm).subquery()
+    rid = list(found.c)[0]
+    rows = conn.execute(sa.select(rid).order_by(rid).limit(SEARCH_LIMIT + 1)).scalars().all()
+    ids.update(int(i) for i in rows[:SEARCH_LIMIT])
+    return sorted(ids), len(rows) > SEARCH_LIMIT
 
 
 LIST_COLUMNS = ("id", "entity_type", "run_id", "status", "tier", "score", "primary_id", "member_ids",
@@ -264,9 +347,11 @@ def tier_counts(conn: Connection, f: Filters, user: dict) -> Counts:
     return counts
 
 
-def next_group(conn: Connection, group: dict, user: dict) -> str | None:
-    """The id of the group after this one in its list (same entity and status), for "leave for later"."""
-    f = Filters(group["entity_type"], status=group["status"])
+def next_group(conn: Connection, group: dict, user: dict, f: Filters | None = None) -> str | None:
+    """The id of the group after this one in its list, for "leave for later": the list ``f`` (the
+    filters the person came with: tier, manager, run, status, search), else the group's entity and
+    status."""
+    f = f or Filters(group["entity_type"], status=group["status"])
     page = list_groups(conn, f, user, after=encode_cursor(group["score"], group["id"]), limit=1, position=False)
     return page["rows"][0]["id"] if page["rows"] else None
 

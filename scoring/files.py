@@ -109,8 +109,10 @@ def read_table(path: Path, columns: Collection[str] | None = None, repeated_name
             # each column its own name back ("" where the header cell is empty: pandas' "Unnamed: N")
             frame.columns = [names[i] or str(c) for i, c in zip(at, frame.columns)]
         by_line = " (a sep= first line)" if excel and not sep_given else ""
+        # (source: what RoleTable.from_frame needs to name a bad row by its line in the file)
         frame.attrs.update(file_columns=names, read_as=f"{ENCODING_NAMES.get(encoding, encoding)}, "
-                           f"{DELIMITERS.get(sep, repr(sep))}-separated{by_line}")
+                           f"{DELIMITERS.get(sep, repr(sep))}-separated{by_line}",
+                           source=dict(path=str(path), encoding=encoding, sep=sep, skiprows=skip))
         return frame
     raise FileError(f"{path} is neither UTF-8 nor Windows-1251 text.")
 

@@ -180,7 +180,9 @@ def test_unknown_batches_and_merges_are_named(sample):
 def test_undo_prints_readable_lines_and_a_batch_summary(sample):
     results = []
     for entity in ("contact", "company"):  # planned in turn: a contact merge moves the companies' links
-        plans = plan_groups(sample, entity, SAMPLE_GROUPS[entity], MergeSettings(conflict_policy="keep_primary"))
+        group_ids = {primary: f"g-{primary}" for primary, _ in SAMPLE_GROUPS[entity]}
+        plans = plan_groups(sample, entity, SAMPLE_GROUPS[entity], MergeSettings(conflict_policy="keep_primary"),
+                            group_ids=group_ids)
         results += apply_batch(sample, plans, 1, "b1")
     assert [r.status for r in results] == ["applied"] * 4
     ids = [r.merge_id for r in results]
@@ -190,14 +192,18 @@ def test_undo_prints_readable_lines_and_a_batch_summary(sample):
     assert one.output.strip().startswith(f"merge #{ids[-1]}: undone: Undid merge #{ids[-1]}")
     assert len(one.output.strip().splitlines()) == 1 and "UndoResult" not in one.output
 
-    # a record changed since its merge: that merge is a conflict, listed; the rest only counted
+    # a record changed since its merge: that merge is a conflict, with the reason; each merge undone a line
+    # (its group, records and merge id, newest first), then the batch summary
     with sample.engine.begin() as conn:
         conn.execute(schema.contacts.update().where(schema.contacts.c.id == 10).values(post="Президент"))
     batch = invoke("undo", "--all", "b1", "--db", sample.url)
     assert batch.exit_code == 1, batch.output
     lines = batch.output.rstrip().splitlines()
     assert lines[-1] == "Batch b1: 1 conflict, 2 undone", batch.output
-    assert len(lines) == 2 and lines[0].startswith(f"  merge #{ids[0]}: conflict: Cannot undo merge #{ids[0]}")
+    assert lines[:3] == [f"  merge #{ids[2]}: undone: group g-20, companies #20 <- #22",
+                         f"  merge #{ids[1]}: undone: group g-13, contacts #13 <- #14",
+                         lines[2]], batch.output
+    assert len(lines) == 4 and lines[2].startswith(f"  merge #{ids[0]}: conflict: Cannot undo merge #{ids[0]}")
     assert "UndoResult" not in batch.output and "Traceback" not in batch.output
 
     again = invoke("undo", "--all", "b1", "--force", "--db", sample.url)

@@ -108,7 +108,7 @@ def _approved_text(store, gid: str, verb: str, who: str, html_of_approver: str) 
     when = g["approved_at"].strftime("%Y-%m-%d %H:%M")
     ordered = [f for f in g["plan"]["fields"] if f in fields]
     return (f"Not {verb}: this group was approved by {who} at {when} UTC with other choices ("
-            + ", ".join(f"{f} from #14" for f in ordered) + "); look at the plan now.")
+            + ", ".join(f"{views.FIELD_LABELS[f]} from #14" for f in ordered) + "); look at the plan now.")
 
 
 def test_a_stale_merge_or_approve_does_not_override_another_persons_approval(sample):
@@ -186,7 +186,7 @@ def test_an_approval_made_between_the_check_and_the_write_is_not_overwritten(sam
     out = actions.approve(store, group, admin, settings, seen, {"first_name": 13}, views.decision_state(group))
     assert not out.ok and out.fresh
     assert out.message.startswith("Not approved: this group was approved by John Smith at ")
-    assert "first_name from #14" in out.message
+    assert "First name from #14" in out.message
     assert group_row(store, gid)["approved_by"] == USER_IDS[JOHN]
 
 
