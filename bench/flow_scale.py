@@ -187,6 +187,28 @@ def markdown(records: list[dict]) -> str:
 
 
 ANALYSIS = """\
+Seventeenth session (2026-12-07, the same AMD EPYC with 2 vCPUs; a loop of 20 million additions took
+1.3-2.5 s over the session; quick runs of the flow child, SQLite, contacts only, temporary server, not
+recorded in results/):
+
+- **1,000,000 contacts on a quiet machine: 117.8 s (flow 107.6 s: quality 25.0, find 41.9, propose 39.5;
+  159.7 CPU-s, tree 2,605 MB).** The session's first code took 89-132 s here in its first hour: single
+  runs of one code differ by tens of seconds on this machine. Target 45 s: not met; memory met.
+- **A run takes the last run's merge plan of a group whose rows did not change** (merge_rules.plan.plan_json,
+  pipelines.steps._plans_base): the same primary and duplicates, every row read with its fingerprint, the
+  same managers losing access, and the same planner_identity (merge settings, the code of merge_rules/,
+  matchers/ and the schema, the phone and e-mail libraries). Planning 10,000 groups of the 1M database in
+  one process: made 2.85 CPU-s, taken 1.43 (reading the snapshots and fingerprinting their rows remain,
+  ~140 us a group), plus ~0.9 s once per planner to index the last run's plans.jsonl (397 MB). At 1M after
+  1% changed: 120,347 of 123,059 plans taken, planning 21.1 s against 26.5-27.9 s in a full run.
+- **Incremental at 1M is still not faster than a full run: 124.9 s (flow 113.6: quality 25.0, find 50.5,
+  propose 37.6), tree 3,110 MB** (over 3 GB; 3,031-3,069 MB earlier this session, before the plans were
+  taken). Taking the last run's normalised records costs ~21 s of the find against ~14 s normalising all
+  of them; the swap removes and inserts all 123,059 groups and their plans again (16.3 s against 11.1 s).
+- Where a full run's CPU goes (py-spy, every process): the planners ~57 CPU-s (building 36, JSON 10,
+  staging 8), the quality step ~37 (reading 19, checks 18), the find's own process ~23, storing the
+  proposals ~9, the report ~6.5, Prefect's server ~13. ~160 CPU-s on 2 CPUs cannot make 45 s.
+
 Sixteenth session (2026-12-07, an AMD EPYC with 2 vCPUs that got slower as the session went on: a loop of
 20 million additions took 2.5-3.0 s at its end, against 1.32-1.42 s in the eleventh session; quick runs
 of the flow child, SQLite, contacts only, temporary server, not recorded in results/):
