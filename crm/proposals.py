@@ -289,12 +289,11 @@ def replace_pending(store: Store, run_id: str, entity_types: Iterable[str], grou
             raise ValueError(f"run {run_id} is recorded as {ended.status}" + (f" ({why})" if why else "")
                              + ": it stores no proposals; start a new run")
         insert = g.insert().values({c: _checked_json(conn, g, c) for c in JSON_COLUMNS})
-        # the pending groups about to go, by id (an id stands for its primary and members): what a run
-        # finds again is told apart from what is new
-        before = set(conn.execute(sa.select(g.c.id).where(g.c.entity_type.in_(entity_types),
-                                                          g.c.status == "pending")).scalars())
-        counts["removed"] = conn.execute(g.delete().where(g.c.entity_type.in_(entity_types),
-                                                          g.c.status == "pending")).rowcount
+        # the pending groups gone, by id (an id stands for its primary and members): what a run finds
+        # again is told apart from what is new
+        before = set(conn.execute(g.delete().where(g.c.entity_type.in_(entity_types), g.c.status == "pending")
+                                  .returning(g.c.id)).scalars())
+        counts["removed"] = len(before)
         existing = {row[0] for row in conn.execute(sa.select(g.c.id).where(g.c.entity_type.in_(entity_types)))}
         # (entity type, record) -> the approved group holding it, which a person means to merge first
         approved = {(et, int(m)): gid for et, gid, members in conn.execute(

@@ -485,9 +485,7 @@ def plan_groups(store, entity_type: str, groups: Sequence[tuple[int, Sequence[in
         plans = _build_plans(store, entity_type, groups, settings, choices)
     for plan in plans:
         plan.group_id = group_ids.get(plan.primary_id)
-        plan.problems.extend(overlap.get(plan.primary_id, []))
-        if plan.problems:
-            log.warning("group of %s #%s cannot be merged: %s", entity_type, plan.primary_id, "; ".join(plan.problems))
+        _add_overlap(plan, overlap)
     return plans
 
 
@@ -515,6 +513,13 @@ def _overlaps(entity_type: str, groups: Sequence[tuple[int, Sequence[int]]]) -> 
                     f"{entity_type} #{m} is also in the group of #{seen[m]}; a record merges into one primary")
             seen.setdefault(m, int(primary))
     return overlap
+
+
+def _add_overlap(plan: MergePlan, overlap: Mapping[int, list[str]]) -> None:
+    """The group's overlap problems (_overlaps) added to its plan; a plan that cannot be merged is logged."""
+    plan.problems.extend(overlap.get(plan.primary_id, []))
+    if plan.problems:
+        log.warning("group of %s #%s cannot be merged: %s", plan.entity_type, plan.primary_id, "; ".join(plan.problems))
 
 
 # -- plans made again, or taken from an earlier run ------------------------------------------------
@@ -578,10 +583,7 @@ def plan_json(store, entity_type: str, groups: Sequence[tuple[int, Sequence[int]
         keys = _bulk_comm_keys([snaps[i] for i in todo])
         for i in todo:
             plan = build_plan(snaps[i], settings, comm_keys=keys)
-            plan.problems.extend(overlap.get(plan.primary_id, []))
-            if plan.problems:
-                log.warning("group of %s #%s cannot be merged: %s", entity_type, plan.primary_id,
-                            "; ".join(plan.problems))
+            _add_overlap(plan, overlap)
             texts[i] = plan.to_json()
         managers = [sorted({r["responsible_id"] for r in snap.records.values()
                             if r.get("responsible_id") is not None and r.get("deleted_at") is None})
