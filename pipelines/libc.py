@@ -5,6 +5,7 @@ a command starts)."""
 from __future__ import annotations
 
 import functools
+import os
 import signal
 
 
@@ -22,13 +23,17 @@ def glibc():
     return libc
 
 
-def end_with_parent() -> None:
+def end_with_parent(parent: int) -> None:
     """In a child process (a helper's initializer, a server's preexec_fn): end it (SIGTERM) when the
-    process that started it ends in any way, a signal included. Linux only; elsewhere nothing. Call
-    glibc() in the parent first, so that the child does not look for the library after the fork."""
+    process that started it, ``parent`` (its pid, taken before the fork), ends in any way, a signal
+    included; at once if it has ended already (the signal would never come: a helper slow to start
+    would wait for work forever). Linux only; elsewhere nothing. Call glibc() in the parent first, so
+    that the child does not look for the library after the fork."""
     libc = glibc()
     if libc is not None:
         try:
             libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
         except AttributeError:
-            pass
+            return
+        if os.getppid() != parent:  # (checked after the prctl: a parent ending between the two is caught)
+            os.kill(os.getpid(), signal.SIGTERM)

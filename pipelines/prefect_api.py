@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 import socket
 import subprocess
@@ -59,7 +60,8 @@ class _Server:
             # server stopped by it first left the flow retrying a dead API for minutes; the command stops
             # it at exit, after the flow has reported how it ended (stop, registered with atexit)
             start_new_session=True,
-            preexec_fn=end_with_parent if glibc() is not None else None)  # ends with the command, even killed
+            preexec_fn=functools.partial(end_with_parent, os.getpid()) if glibc() is not None else None)  # ends with
+            # the command, even killed
 
     def wait(self, timeout: float) -> None:
         """Until the server answers its health check; a server that could not take its port (another

@@ -681,7 +681,7 @@ def _helper_pool(workers: int, purpose: str):
     try:
         with _forking():
             pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-                                       initializer=end_with_parent)
+                                       initializer=functools.partial(end_with_parent, os.getpid()))
             pool.submit(int).result(timeout=120)  # starts the helpers now, so that a refusal shows here
         return pool
     except Exception:  # noqa: BLE001 - no helper processes here

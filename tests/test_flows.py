@@ -730,8 +730,11 @@ def test_a_planner_killed_mid_run_leaves_the_planning_to_the_step(demo_store, tm
     assert not steps._BESIDE
 
 
-def test_planners_end_with_the_process_that_forked_them(tmp_path):
-    """A flow process killed outright (SIGKILL) leaves no planner waiting for work forever."""
+@pytest.mark.parametrize("slow_start", [False, True])
+def test_planners_end_with_the_process_that_forked_them(tmp_path, slow_start):
+    """A flow process killed outright (SIGKILL) leaves no planner waiting for work forever, also a
+    planner slow to start (slow_start: the second helper sets its death signal only after the flow
+    process has gone; the pool's start waits for one helper, not for both)."""
     import signal
     import subprocess
     import sys
@@ -739,15 +742,22 @@ def test_planners_end_with_the_process_that_forked_them(tmp_path):
 
     settings = tmp_path / "settings.yaml"
     settings.write_text(yaml.safe_dump({"match": {"workers": 2}}))
-    script = ("import os, signal\n"
-              "from pipelines import steps\n"
-              f"steps.start_planners({str(settings)!r})\n"
-              "print(' '.join(map(str, steps._BESIDE['planners'].pool._processes)), flush=True)\n"
-              "os.kill(os.getpid(), signal.SIGKILL)\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          cwd=Path(__file__).resolve().parents[1])
-    assert done.returncode == -signal.SIGKILL, done.stderr
-    pids = [int(p) for p in done.stdout.split()]
+    script = ["import os, signal, time", "from pipelines import steps, libc"]
+    if slow_start:
+        script += ["def slow(parent):",
+                   f"    try: os.close(os.open({str(tmp_path / 'first')!r}, os.O_CREAT | os.O_EXCL))",
+                   "    except FileExistsError: time.sleep(2)",
+                   "    libc.end_with_parent(parent)",
+                   "steps.end_with_parent = slow"]
+    script += [f"steps.start_planners({str(settings)!r})",
+               "print(' '.join(map(str, steps._BESIDE['planners'].pool._processes)), flush=True)",
+               "os.kill(os.getpid(), signal.SIGKILL)"]
+    out = tmp_path / "out.txt"
+    with out.open("w") as stdout:  # (a file: a helper left alive would hold a pipe open, and the run with it)
+        done = subprocess.run([sys.executable, "-c", "\n".join(script)], stdout=stdout, stderr=subprocess.STDOUT,
+                              timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == -signal.SIGKILL, out.read_text()
+    pids = [int(p) for p in out.read_text().split()]
     assert len(pids) == 2
 
     def alive(pid: int) -> bool:
@@ -760,7 +770,10 @@ def test_planners_end_with_the_process_that_forked_them(tmp_path):
     deadline = time.monotonic() + 30
     while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(alive(p) for p in pids)
+    left = [p for p in pids if alive(p)]
+    for pid in left:  # (not left behind by a failing test)
+        os.kill(pid, signal.SIGKILL)
+    assert not left
 
 
 def test_every_entity_planned_beside_gives_the_plans_of_a_run_without_helpers(demo_store, tmp_path):
