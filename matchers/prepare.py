@@ -168,16 +168,20 @@ class Prepared:
 
     def take(self, ids) -> "Prepared":
         """The records with these ids, in that order (positions renumbered)."""
-        pos = pd.Series(np.arange(len(self.records)), index=self.records["id"].to_numpy())
-        old = pos.reindex(list(ids)).to_numpy()
-        if np.isnan(old.astype(float)).any():
+        old = pd.Index(self.records["id"].to_numpy()).get_indexer(pd.Index(list(ids)))
+        if (old < 0).any():
             raise KeyError("take() asked for ids that are not in the prepared records")
-        old = old.astype(np.int64)
-        new_of_old = pd.Series(np.arange(len(old)), index=old)
+        return self.take_positions(old)
+
+    def take_positions(self, old: np.ndarray) -> "Prepared":
+        """The records at these positions (each once), in that order (positions renumbered)."""
+        new_of_old = np.full(len(self.records), -1, dtype=np.int64)
+        new_of_old[old] = np.arange(len(old))
 
         def remap(frame: pd.DataFrame) -> pd.DataFrame:
-            f = frame[frame["pos"].isin(new_of_old.index)]
-            return f.assign(pos=new_of_old.reindex(f["pos"].to_numpy()).to_numpy()).reset_index(drop=True)
+            pos = new_of_old[frame["pos"].to_numpy()]
+            kept = pos >= 0
+            return frame[kept].assign(pos=pos[kept]).reset_index(drop=True)
 
         return Prepared(self.entity_type, self.records.iloc[old].reset_index(drop=True), remap(self.phones),
                         remap(self.emails), remap(self.sites), set(self.roles), dict(self.made_with))

@@ -98,23 +98,38 @@ class RoleTable:
             return self.records.index.tolist()  # another shape of table: nothing can be taken from it
         return self._differing(before.content_hashes())
 
-    def changed_since_saved(self, records_path: Path, values_path: Path) -> list:
+    def changed_since_saved(self, records_path: Path, values_path: Path, hashes: pd.Series | None = None) -> list:
         """As changed_since, ``before`` being the copy of a table saved in these parquet files (records
         with their id as index, values id, role, raw), read a column at a time: a million records'
-        copy is not held beside this table."""
+        copy is not held beside this table. The copy's content hashes are read from
+        hashes_path(records_path) where a run kept them (save_hashes), else worked out from the copy.
+        ``hashes``: this table's content_hashes, when the caller has them already."""
         columns = pq.read_schema(records_path).names
         if [c for c in columns if c != "id"] != list(self.records.columns):
             return self.records.index.tolist()
-        ids = pd.read_parquet(records_path, columns=[]).index
-        row = _row_hashes(pd.read_parquet(records_path, columns=[c])[c] for c in self.records.columns)
-        keys = pd.read_parquet(values_path, columns=["id", "role"])
-        per_value = _value_hashes(keys["id"], keys["role"], lambda: pd.read_parquet(values_path, columns=["raw"])["raw"])
-        return self._differing(_record_hashes(ids, row, keys["id"].to_numpy(), per_value))
+        kept = hashes_path(records_path)
+        if kept.exists():
+            then = pd.read_parquet(kept)["hash"]
+        else:
+            ids = pd.read_parquet(records_path, columns=[]).index
+            row = _row_hashes(pd.read_parquet(records_path, columns=[c])[c] for c in self.records.columns)
+            keys = pd.read_parquet(values_path, columns=["id", "role"])
+            per_value = _value_hashes(keys["id"], keys["role"],
+                                      lambda: pd.read_parquet(values_path, columns=["raw"])["raw"])
+            then = _record_hashes(ids, row, keys["id"].to_numpy(), per_value)
+        return self._differing(then, hashes)
 
-    def _differing(self, then: pd.Series) -> list:
+    @staticmethod
+    def save_hashes(hashes: pd.Series, records_path: Path) -> None:
+        """Keep the content_hashes of the table copied to ``records_path`` beside it, for the next
+        changed_since_saved against that copy (which then need not read it)."""
+        hashes.rename("hash").to_frame().to_parquet(hashes_path(records_path))
+
+    def _differing(self, then: pd.Series, now: pd.Series | None = None) -> list:
         ids = self.records.index
         at = then.index.get_indexer(ids)  # -1: not in ``before``
-        differs = (at < 0) | (_taken(then.to_numpy(), at) != self.content_hashes().to_numpy())
+        now = self.content_hashes() if now is None else now
+        differs = (at < 0) | (_taken(then.to_numpy(), at) != now.to_numpy())
         return ids[differs].tolist()
 
     def content_hashes(self) -> pd.Series:
@@ -268,6 +283,11 @@ def _canonical(col: pd.Series) -> pd.Series:
     if col.dtype == object and pd.api.types.infer_dtype(col, skipna=True) == "datetime":
         return pd.Series(np.asarray(col.to_numpy(), dtype="datetime64[us]"), index=col.index)
     return col.astype(object)
+
+
+def hashes_path(records_path: Path) -> Path:
+    """Where RoleTable.save_hashes keeps the content hashes of the table copy at ``records_path``."""
+    return records_path.with_name(f"{records_path.stem}_hashes.parquet")
 
 
 def _row_hashes(columns) -> np.ndarray:

@@ -374,14 +374,17 @@ def _normalised_otherwise(saved: dict, wanted: dict) -> str:
                      if then.get(k) != now.get(k))
 
 
-def reuse_normalised(table, last: dict, settings: Settings, known: dict[str, pd.DataFrame] | None = None):
+def reuse_normalised(table, last: dict, settings: Settings, known: dict[str, pd.DataFrame] | None = None,
+                     copy_at: Path | None = None):
     """``table`` normalised (a Prepared, in the table's order), reusing ``last`` run's normalisation of
     the records that run read as they are now (the copy of the table in its folder says what it read);
     records new or changed since are normalised here. Returns it and the ids of those; None when the
     table holds other roles than then (the normalised columns, and so the comparisons, would differ).
     ``last``: a run _last_entity_run gave (normalised alike). ``known``: phones and e-mails normalised
     already (prepare's ``known``), used for the records normalised here, then emptied: the reused
-    records carry theirs (at a million records they took the run over 3 GB)."""
+    records carry theirs (at a million records they took the run over 3 GB). ``copy_at``: the
+    records file of this run's copy of ``table``: its content hashes are kept beside it, so that the
+    next run compares with them instead of reading the copy again."""
     from matchers.prepare import Prepared, prepare, table_roles
 
     d = Path(last["folder"]) / table.entity_type
@@ -392,22 +395,26 @@ def reuse_normalised(table, last: dict, settings: Settings, known: dict[str, pd.
         return None
     # by content, not by modified_at: an edit that left modified_at alone, a merge and its undo (which
     # puts the old modified_at back with the old values) are all seen
-    differs = set(table.changed_since_saved(d / "table_records.parquet", d / "table_values.parquet"))
-    previous_prepared = Prepared.load(d)  # (loaded after the copy of the table was read and let go)
-    differs |= _dated_today(table, previous_prepared)
-    normalised_then = set(previous_prepared.ids.tolist())
-    ids = table.records.index.tolist()
-    changed = [i for i in ids if i in differs or i not in normalised_then]
-    unchanged = [i for i in ids if i not in differs and i in normalised_then]
-    sub = RoleTable(table.entity_type, table.records.loc[changed], table.values[table.values["id"].isin(changed)])
-    fresh = prepare(sub, region=settings.match.region, provider_rules=settings.match.provider_rules, known=known)
+    hashes = table.content_hashes()
+    differs = table.changed_since_saved(d / "table_records.parquet", d / "table_values.parquet", hashes)
+    if copy_at is not None:
+        RoleTable.save_hashes(hashes, copy_at)
+    del hashes
+    previous = Prepared.load(d)  # (loaded after the copy of the table was read and let go)
+    ids = table.records.index.to_numpy()
+    then_at = pd.Index(previous.ids).get_indexer(ids)  # -1: not normalised then
+    fresh = (then_at < 0) | np.isin(ids, np.asarray(differs + sorted(_dated_today(table, previous)), dtype=ids.dtype))
+    changed = ids[fresh].tolist()
+    normalised = prepare(RoleTable(table.entity_type, table.records.loc[changed],
+                                   table.values[table.values["id"].isin(changed)]),
+                         region=settings.match.region, provider_rules=settings.match.provider_rules, known=known)
     if known is not None:
         known.clear()
-    kept = previous_prepared.take(unchanged)
-    del previous_prepared  # (each copy goes as soon as the next is made: at a million records ~0.5 GB each)
-    both = Prepared.concat([kept, fresh])
-    del kept, fresh
-    return both.take(table.records.index.to_numpy()), changed
+    # each record from where it is now: normalised here, else as then (its place in the two joined)
+    at = np.where(fresh, len(previous) + np.cumsum(fresh) - 1, then_at)
+    both = Prepared.concat([previous, normalised])
+    del previous, normalised  # (each copy goes as soon as the next is made: at a million records ~0.5 GB each)
+    return both.take_positions(at), changed
 
 
 def _dated_today(table, prepared) -> set:
@@ -434,7 +441,8 @@ def _incremental_inputs(store: Store, table, folder: str, settings: Settings, kw
 
     why = [] if why is None else why
     last = _last_entity_run(store, table.entity_type, exclude=folder, settings=settings, why=why)
-    reused = reuse_normalised(table, last, settings, known) if last is not None else None
+    copy = Path(folder) / table.entity_type / "table_records.parquet"  # (run_table's copy of the table)
+    reused = reuse_normalised(table, last, settings, known, copy) if last is not None else None
     if reused is None:
         if last is not None:  # (else _last_entity_run said why)
             why.append(f"the {table.entity_type} records hold other roles than when run {last['id']} normalised "

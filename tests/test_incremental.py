@@ -105,6 +105,35 @@ def test_incremental_run_equals_full_run_with_the_same_model(tmp_path, stamp):
     pd.testing.assert_frame_equal(pa, pb)
 
 
+def test_an_incremental_run_on_an_incremental_run_takes_the_hashes_it_kept(tmp_path):
+    """An incremental run keeps the content hashes of its copy of the table (the next one compares
+    the records with them instead of reading that copy); the run after it sees just what changed since
+    and still gives the groups of a full run."""
+    from matchers.table import hashes_path
+
+    store = Store(f"sqlite:///{tmp_path}/crm.db")
+    store.migrate()
+    generate_demo(store, DemoSizes(contacts=1500, companies=50, leads=50, managers=3), seed=11)
+    first = _run(store, _settings(tmp_path))
+    assert not hashes_path(first / "table_records.parquet").exists()  # (a full run has no use for them)
+    _change_one_percent(store)
+    second = _run(store, _settings(tmp_path), incremental=True)
+    assert hashes_path(second / "table_records.parquet").exists()
+    c = schema.contacts
+    with store.engine.begin() as conn:
+        renamed = conn.execute(sa.select(c.c.id).where(c.c.deleted_at.is_(None)).order_by(c.c.id.desc())
+                               .limit(3)).scalars().all()
+        conn.execute(c.update().where(c.c.id.in_(renamed)).values(last_name="Тридцатипятов"))
+    third = _run(store, _settings(tmp_path), incremental=True)
+    full = _run(store, _settings(tmp_path, model_path=str(first / "model.json")))
+    summary = json.loads((third / "summary.json").read_text())
+    assert summary["based_on_run"] == second.parent.name and summary["changed_records"] == len(renamed) == 3
+    pd.testing.assert_frame_equal(_groups(third), _groups(full))
+    pa, pb = (pd.read_parquet(f / "pairs.parquet").sort_values(["id_a", "id_b"], ignore_index=True)
+              for f in (third, full))
+    pd.testing.assert_frame_equal(pa, pb)
+
+
 @pytest.mark.parametrize("change", ["older normalisers", "another phonenumbers", "other normaliser code", "other region"])
 def test_a_last_run_normalised_otherwise_is_not_reused(tmp_path, change, caplog):
     """Records normalised by an older version of the normalisers (a key rule has changed since), other
