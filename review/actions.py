@@ -550,4 +550,15 @@ def undo(store, merge_id: int, user: dict, force: bool, settings: MergeSettings)
     if result.status == "already_undone":
         return Outcome(False, result.message)
     replan_undone(store, [merge_id], settings)
-    return Outcome(True, result.message, result.overwritten or None)
+    return Outcome(True, result.message, result.overwritten or None, link=_group_link(store, merge_id, user))
+
+
+def _group_link(store, merge_id: int, user: dict) -> tuple[str, str] | None:
+    """(href, words) of the page of the merge's group, which the undo's message names by its id (the page
+    links those words in place); None when there is no such group or it is not the user's to see."""
+    with store.engine.connect() as conn:
+        merge = queries.merge_brief(conn, merge_id)
+        group = queries.get_group(conn, merge["group_id"]) if merge and merge["group_id"] else None
+    if group is None or not queries.can_see_group(user, group):
+        return None
+    return f"/group/{quote(group['id'], safe='')}", group["id"]

@@ -31,7 +31,8 @@ from merge_rules.plan import MergePlan
 from merge_rules.settings import MergeSettings, field_kinds
 from review import actions, auth, queries, views
 from review.queries import LISTS, BadRequest, Filters, is_admin
-from review.security import SESSION_COOKIE, SESSION_MAX_AGE, Flashes, PlanSigner, SecurityHeaders, csrf_ok, csrf_token
+from review.security import (SESSION_COOKIE, SESSION_MAX_AGE, SIGNED_IN_COOKIE, SIGNED_IN_MAX_AGE, Flashes,
+                             PlanSigner, SecurityHeaders, csrf_ok, csrf_token)
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,13 @@ Int = Annotated[int, AfterValidator(queries.check_int)]
 
 
 class SignInRequired(Exception):
-    pass
+    def __init__(self, ended: bool = False):
+        super().__init__()
+        self.ended = ended  # the session was refused (signed out elsewhere, a new password), not absent
+
+
+SESSION_ENDED = "You were signed out: your session ended. Sign in again to go on."
+SIGNED_OUT = "You are signed out. Sign in again to go on."
 
 
 def _safe_next(target: str | None) -> str:
@@ -112,7 +119,7 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
                 user = None  # the user signed out since (this cookie may be a copy of the one they had)
         if user is None:
             request.session.pop("uid", None)
-            raise SignInRequired()
+            raise SignInRequired(ended=isinstance(uid, int))
         user.pop("password_hash", None)
         user.pop("signed_out_at", None)
         request.state.user = user
@@ -135,9 +142,12 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
             raise HTTPException(404, "There is no such group, or it is not one of yours.")
         return group
 
-    def group_url(group_id: str, primary: int | None = None, choices: dict[str, int] | None = None) -> str:
+    def group_url(group_id: str, primary: int | None = None, choices: dict[str, int] | None = None,
+                  listq: dict[str, str] | None = None) -> str:
+        """The group's page; ``listq``: the filters of the list the person came from (list_query)."""
         params: dict[str, Any] = {"primary": primary}
         params.update({f"c.{k}": v for k, v in (choices or {}).items()})
+        params.update(listq or {})
         return _url(f"/group/{quote(group_id, safe='')}", params)
 
     # -- errors -------------------------------------------------------------------------------
@@ -146,7 +156,12 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
     async def _sign_in(request: Request, exc: SignInRequired):
         if request.method == "GET":
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            return _see_other(_url("/signin", {"next": target}))
+            response = _see_other(_url("/signin", {"next": target}))
+            if exc.ended or request.cookies.get(SIGNED_IN_COOKIE):
+                # a session that ended (signed out elsewhere, timed out): say so above the sign-in form
+                flash(request, SESSION_ENDED)
+                response.delete_cookie(SIGNED_IN_COOKIE)  # (told once)
+            return response
         return render(request, "error.html", {"code": 403, "message": "Sign in first."}, 403)
 
     @app.exception_handler(HTTPException)
@@ -188,7 +203,9 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
                                at=auth.session_start())
         csrf_token(request)
         log.info("user #%s signed in", user["id"])
-        return _see_other(_safe_next(form.get("next")))
+        response = _see_other(_safe_next(form.get("next")))
+        response.set_cookie(SIGNED_IN_COOKIE, "1", max_age=SIGNED_IN_MAX_AGE, httponly=True, samesite="lax")
+        return response
 
     @app.post("/signout")
     def signout(request: Request, form: dict = Depends(checked_form)):
@@ -196,7 +213,10 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
         if isinstance(uid, int):  # (every session of the user ends: a copy of this cookie is refused too)
             auth.sign_out_everywhere(store, uid)
         request.session.clear()
-        return _see_other("/signin")
+        flash(request, SIGNED_OUT)
+        response = _see_other("/signin")
+        response.delete_cookie(SIGNED_IN_COOKIE)  # (this sign-out is said here, not again later)
+        return response
 
     # -- the groups list ----------------------------------------------------------------------
 
@@ -243,11 +263,26 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
         return Filters.parse(entity, params.get("tier"), params.get("manager"), params.get("run"),
                              params.get("status"), params.get("q"))
 
+    def list_query(params, entity: str) -> dict[str, str]:
+        """list_filters as query parameters: the group page's forms carry them, and every action's
+        redirect keeps them, so that its link back to the list and "leave for later" still follow the
+        list the person came from. Empty when the page was opened otherwise."""
+        came = list_filters(params, entity)
+        return came.query() if came else {}
+
+    def next_or_list(conn, group: dict, user: dict, came: Filters | None) -> str:
+        """Where to go on from a group: the next group of the list the person came from (its page keeping
+        that list's filters), else that list."""
+        nxt = queries.next_group(conn, group, user, came)
+        listq = came.query() if came else {}
+        return (_url(f"/group/{quote(nxt, safe='')}", listq) if nxt
+                else _url(f"/groups/{group['entity_type']}", listq))
+
     @app.get("/group/{group_id}", response_class=HTMLResponse)
     def group_page(request: Request, group_id: str, primary: Int | None = None, user: dict = Depends(current_user)):
         with store.engine.connect() as conn:
             group = group_for(conn, group_id, user)
-            came = list_filters(request.query_params, group["entity_type"])
+            listq = list_query(request.query_params, group["entity_type"])
             choices = views.parse_choices(request.query_params, group["entity_type"])
             view = views.build(store, conn, group, user, settings, primary=primary, choices=choices)
             merge = queries.merge_brief(conn, group["merge_id"]) if group.get("merge_id") else None
@@ -258,7 +293,7 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
         return render(request, "group.html", {"v": view, "g": group, "plan_token": token, "merge": merge,
                                               "lost": lost, "group_url": group_url,
                                               "approval": views.decision_state(group),
-                                              "list_query": came.query() if came else {}})
+                                              "list_query": listq})
 
     def _seen_plan(request: Request, form: dict, group_id: str, user: dict) -> tuple[MergePlan | None, dict | None]:
         """The plan the page showed, and the group's approval then (views.decision_state)."""
@@ -272,22 +307,23 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
             group = group_for(conn, group_id, user)
         seen, seen_state = _seen_plan(request, form, group_id, user)
         choices = views.parse_choices(form, group["entity_type"])
+        listq = list_query(form, group["entity_type"])
         if seen is None:
             flash(request, "This page was too old to act on (or its plan was damaged); here is the current plan. "
                   "Check it and try again.", "error")
-            return _see_other(group_url(group_id, None, choices))
+            return _see_other(group_url(group_id, None, choices, listq))
         action = form.get("action")
         if action == "merge":
             outcome = actions.merge_now(store, group, user, settings, seen, choices, seen_state)
         elif action == "approve":
             outcome = actions.approve(store, group, user, settings, seen, choices, seen_state)
         elif action == "preview":
-            return _see_other(group_url(group_id, seen.primary_id, choices))
+            return _see_other(group_url(group_id, seen.primary_id, choices, listq))
         else:
             raise HTTPException(400, f"Unknown action {action!r}.")
         keep = not outcome.ok and not outcome.fresh  # (the person's primary and choices, to try again)
         return _after(request, outcome, group_url(group_id, seen.primary_id if keep else None,
-                                                  choices if keep else None))
+                                                  choices if keep else None, listq))
 
     def _after(request: Request, outcome: actions.Outcome, target: str) -> Response:
         if outcome.status == 403:
@@ -303,7 +339,7 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
             group = group_for(conn, group_id, user)
         seen_by = queries.parse_int(form.get("approved_by"), "approved_by", "a user id")
         outcome = actions.unapprove(store, group, user, settings, seen_by, form.get("approved_at") or None)
-        return _after(request, outcome, group_url(group_id))
+        return _after(request, outcome, group_url(group_id, listq=list_query(form, group["entity_type"])))
 
     @app.post("/group/{group_id}/unskip")
     def group_unskip(request: Request, group_id: str, form: dict = Depends(checked_form),
@@ -320,7 +356,7 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
             raise BadRequest(f"id_a and id_b must be two records of group {group_id} (or left out of it), "
                              f"not {form.get('id_a')!r} and {form.get('id_b')!r}")
         outcome = actions.unskip(store, group["entity_type"], a, b, user)
-        return _after(request, outcome, group_url(group_id))
+        return _after(request, outcome, group_url(group_id, listq=list_query(form, group["entity_type"])))
 
     @app.post("/group/{group_id}/skip")
     def group_skip(request: Request, group_id: str, form: dict = Depends(checked_form),
@@ -329,15 +365,14 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
             group = group_for(conn, group_id, user)
         record_id = queries.parse_int(form.get("record_id"), "record_id", "a record id")
         outcome = actions.skip(store, group, user, settings, record_id)
-        target = group_url(group_id)
+        target = group_url(group_id, listq=list_query(form, group["entity_type"]))
         if outcome.ok:
             with store.engine.connect() as conn:
                 now = queries.get_group(conn, group_id)
                 if now is None or not queries.can_see_group(user, now):
                     # the skip took the group out of this user's sight (their records left it): its page
                     # would say "no such group" under the success message, so go on to the next one
-                    nxt = queries.next_group(conn, group, user)
-                    target = f"/group/{quote(nxt, safe='')}" if nxt else f"/groups/{group['entity_type']}"
+                    target = next_or_list(conn, group, user, list_filters(form, group["entity_type"]))
         return _after(request, outcome, target)
 
     @app.post("/group/{group_id}/include")
@@ -346,7 +381,8 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
         with store.engine.connect() as conn:
             group = group_for(conn, group_id, user)
         record_id = queries.parse_int(form.get("record_id"), "record_id", "a record id")
-        return _after(request, actions.include(store, group, user, settings, record_id), group_url(group_id))
+        return _after(request, actions.include(store, group, user, settings, record_id),
+                      group_url(group_id, listq=list_query(form, group["entity_type"])))
 
     @app.post("/group/{group_id}/withdraw-include")
     def group_withdraw_include(request: Request, group_id: str, form: dict = Depends(checked_form),
@@ -358,19 +394,17 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
         record_id = queries.parse_int(form.get("record_id"), "record_id", "a record id")
         if record_id is None or record_id not in {int(m) for m in group["member_ids"]}:
             raise BadRequest(f"record_id must be a record of group {group_id}, not {form.get('record_id')!r}")
-        return _after(request, actions.withdraw_include(store, group, user, record_id), group_url(group_id))
+        return _after(request, actions.withdraw_include(store, group, user, record_id),
+                      group_url(group_id, listq=list_query(form, group["entity_type"])))
 
     @app.post("/group/{group_id}/later")
     def group_later(request: Request, group_id: str, form: dict = Depends(checked_form),
                     user: dict = Depends(current_user)):
         with store.engine.connect() as conn:
             group = group_for(conn, group_id, user)
-            came = list_filters(form, group["entity_type"])  # (the page's hidden fields)
-            nxt = queries.next_group(conn, group, user, came)
+            target = next_or_list(conn, group, user, list_filters(form, group["entity_type"]))
         flash(request, f"Left group {group_id} for later; it stays {group['status']}.")
-        listq = came.query() if came else {}  # (the next group's page keeps them, for its own "later")
-        return _see_other(_url(f"/group/{quote(nxt, safe='')}", listq) if nxt
-                          else _url(f"/groups/{group['entity_type']}", listq))
+        return _see_other(target)
 
     # -- history ------------------------------------------------------------------------------
 
@@ -412,7 +446,7 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
         outcome = actions.undo(store, merge_id, user, force, settings)
         if outcome.status == 403:
             return render(request, "error.html", {"code": 403, "message": outcome.message, "back": "/history"}, 403)
-        flash(request, outcome.message, "ok" if outcome.ok else "error", outcome.details)
+        flash(request, outcome.message, "ok" if outcome.ok else "error", outcome.details, outcome.link)
         # "undo anyway" only where forcing can help: rows people changed since (listed in the details)
         forceable = not outcome.ok and bool(outcome.details)
         return _see_other(_url("/history", {"conflict": merge_id if forceable else None}))
@@ -425,18 +459,25 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
             raise HTTPException(404, f"There is no entity type {entity!r}.")
         with store.engine.connect() as conn:
             row = queries.read_records(conn, entity, [record_id]).get(record_id)
+            # a record a merge took (soft-deleted, or deleted outright): its page says where it went
+            merge = queries.merged_into(conn, entity, record_id) if row is None or row.get("deleted_at") else None
+            gone = row is None and merge is not None and merge["before"] is not None
+            if gone:
+                row = merge["before"]  # (deleted outright: the record as the merge found it)
             if row is None or (not is_admin(user) and row.get("responsible_id") != user["id"]):
                 raise HTTPException(404, "There is no such record, or it is not one of yours.")
-            comms = queries.read_comms(conn, entity, [record_id]).get(record_id, [])
+            comms = merge["comms"] if gone else queries.read_comms(conn, entity, [record_id]).get(record_id, [])
             links = queries.link_counts(conn, entity, [record_id])[record_id]
             owner = queries.users_by_id(conn, [row["responsible_id"]]).get(row["responsible_id"])
-            marks = views.record_marks(conn, entity, row, user)
+            marks = [] if gone else views.record_marks(conn, entity, row, user)  # (no record to withdraw them on)
+            merged = views.merged_note(conn, entity, merge, user) if merge else None
         fields = [(k, views.FIELD_LABELS.get(k, k), row.get(k)) for k in field_kinds(entity) if k in row]
         fields += [("modified_at", "Modified", row.get("modified_at")),
                    ("deleted_at", "Deleted", row.get("deleted_at"))]
         return render(request, "record.html", {"entity": entity, "row": row, "fields": fields, "comms": comms,
                                                "links": links, "owner": owner, "marks": marks,
-                                               "name": queries.display_name(entity, row)})
+                                               "name": queries.display_name(entity, row), "merged": merged,
+                                               "gone": gone})
 
     @app.post("/record/{entity}/{record_id}/unskip")
     def record_unskip(request: Request, entity: str, record_id: Int, form: dict = Depends(checked_form),

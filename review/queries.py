@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from crm import schema
+from merge_rules.codec import decode_row
 from merge_rules.snapshot import LINKS
 
 log = logging.getLogger(__name__)
@@ -639,13 +640,37 @@ def merge_users(conn: Connection, merge_ids: Sequence[int]) -> dict[int, dict[st
 
 
 def merge_brief(conn: Connection, merge_id: int) -> dict[str, Any] | None:
-    """One merge for the group page: when, who, status, summary, primary and merged ids."""
+    """One merge for the group page: when, who, status, summary, primary and merged ids, its group."""
     m, u = schema.dedup_merges, schema.users
     q = (sa.select(m.c.id, m.c.merged_at, m.c.status, m.c.summary, m.c.undone_at, m.c.user_id, m.c.primary_id,
-                   m.c.merged_ids, sa.func.coalesce(u.c.name, "system").label("who"))
+                   m.c.merged_ids, m.c.group_id, sa.func.coalesce(u.c.name, "system").label("who"))
          .select_from(m.outerjoin(u, u.c.id == m.c.user_id)).where(m.c.id == merge_id))
     row = conn.execute(q).mappings().first()
     return dict(row) if row else None
+
+
+def merged_into(conn: Connection, entity: str, record_id: int) -> dict[str, Any] | None:
+    """The applied merge that took this record into a primary: id, merged_at, who, user_id, primary_id,
+    group_id, and the record as the merge found it (``before``) with its communications (``comms``),
+    which is all that is left of a record deleted outright. None when no applied merge took it (an
+    undone one put it back). Reads every merge of the entity: it is asked only for a deleted record."""
+    m, u = schema.dedup_merges, schema.users
+    q = (sa.select(m.c.id, m.c.merged_at, m.c.user_id, m.c.primary_id, m.c.group_id, m.c.before_image,
+                   sa.func.coalesce(u.c.name, "system").label("who"))
+         .select_from(m.outerjoin(u, u.c.id == m.c.user_id))
+         .where(m.c.entity_type == entity, m.c.status == "applied", members_any(conn, m.c.merged_ids, [record_id]))
+         .order_by(m.c.id.desc()).limit(1))
+    row = conn.execute(q).mappings().first()
+    if row is None:
+        return None
+    out = dict(row)
+    image = out.pop("before_image") or {}
+    mine = [decode_row(r) for r in image.get(schema.ENTITY_TABLES[entity].name, []) if r.get("id") == record_id]
+    out["before"] = mine[0] if mine else None
+    out["comms"] = sorted((decode_row(r) for r in image.get("communications", [])
+                           if r.get("entity_type") == entity and r.get("entity_id") == record_id),
+                          key=lambda c: c["id"])
+    return out
 
 
 def group_merge_since(conn: Connection, group: dict, since: Any) -> dict[str, Any] | None:

@@ -19,6 +19,11 @@ from starlette.requests import Request
 
 SESSION_COOKIE = "crm_review_session"
 SESSION_MAX_AGE = 12 * 3600
+# Set on signing in, it outlives the session and holds nothing: someone sent to sign in who still has
+# it had a session that ended (the browser drops a timed-out session cookie, so the session cannot
+# tell), and is told so, not shown a bare sign-in form.
+SIGNED_IN_COOKIE = "crm_review_signed_in"
+SIGNED_IN_MAX_AGE = 30 * 24 * 3600
 PLAN_MAX_AGE = 24 * 3600
 MAX_DETAILS = 20  # lines of detail under a message (the changes a stale plan or an undo found)
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 
@@ -593,6 +594,22 @@ def record_marks(conn, entity: str, row: dict, user: dict) -> list[MarkView]:
             labels[i] = f"#{i} (another manager's record)"
     labels[row["id"]] = f"#{row['id']}"
     return mark_views(conn, entity, marks, records, user, labels)
+
+
+def merged_note(conn, entity: str, merge: dict, user: dict) -> dict[str, Any]:
+    """Where a merged record went, for its page (queries.merged_into's merge): the primary it was merged
+    into, its page linked where the user may see it, and the merge's group, linked likewise; when and
+    by whom."""
+    pid = int(merge["primary_id"])
+    primary = queries.read_records(conn, entity, [pid]).get(pid)
+    see = primary is not None and queries.may_see_record(user, primary)
+    group = queries.get_group(conn, merge["group_id"]) if merge.get("group_id") else None
+    return {"id": merge["id"], "primary_id": pid, "who": merge["who"], "when": f"{fmt(merge['merged_at'])} UTC",
+            "primary_name": queries.display_name(entity, primary) if see else "",
+            "record_href": f"/record/{entity}/{pid}" if see else None,
+            "group_id": group["id"] if group else None,
+            "group_href": f"/group/{quote(group['id'], safe='')}"
+            if group is not None and queries.can_see_group(user, group) else None}
 
 
 def merge_lost_access(conn, group: dict, merge: dict | None) -> list[str]:
