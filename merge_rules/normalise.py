@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import unicodedata
 
 import phonenumbers
 
@@ -191,12 +192,17 @@ def _title_key(value):
 
 
 def _name_key(value):
-    """A person's name (surname, first name or patronymic) as the conflict check compares it: its Latin
-    spellings folded (_LATIN_FOLDS), then its Cyrillic letters written letter for letter, then the
-    endings -ий/-ый/-y/-iy/-ii made one. Андрей, Andrey, Andrei, Andrej -> "andrei"; Юлия, Yuliya,
-    Iuliia -> "iuliia"; Алексеевич, Alekseyevich -> "alekseevich". Doubled letters stay (Иванов/Ивановв,
-    Ivan/Ivanna) and so does every letter a spelling writes (Ksenia, Yulia are Ксеня, Юля as ICAO
-    writes them, not Ксения, Юлия; Vasiliev is not Васильев, Kirienko is Кириенко)."""
+    """A person's name (surname, first name or patronymic) as the conflict check compares it: every
+    usual Latin spelling of a Russian name (ICAO 9303 passports, GOST, BGN/PCGN, informal ones) and
+    its Cyrillic spelling give one key, and two Cyrillic spellings give one key only where no Latin
+    spelling tells them apart. Андрей, Andrey, Andrei, Andrej -> "andrei"; Мария, Maria, Mariya,
+    Mariia -> "maria"; Васильев, Vasiliev, Vasilyev, Vasilev, Vasil'ev -> "vasilev"; Людмила, Ludmila,
+    Lyudmila -> "ludmila"; Артём, Artem, Artyom, Artiom -> "artem".
+
+    A form of a name stays a form: Юля is not Юлия, Даря not Дарья (short forms: a consonant and я at a
+    word's end), Ivanna not Ivan, Petrova not Petrov. Doubled letters stay too (Иванов/Ивановв).
+    Latin -ia/-ya after a consonant at a word's end reads as the full name (Yulia, Natalya: Юлия,
+    Наталья), so a Latin short form (Tanya, Nadya) asks against the Cyrillic one (Таня, Надя)."""
     return _fold_name(text_key(value)) if isinstance(value, str) else value
 
 
@@ -210,12 +216,17 @@ def _name_cyrillic() -> dict[int, str]:
 
 
 _V = "aeiou"
-_C = "bcdfghjklmnpqrstvwxz"
+_C = "bcdfghklmnpqrstvxz"  # consonants of a key (j, w and y are folded away first)
+# Latin letters with marks as Russian is romanised with them (BGN/PCGN ë for ё, ISO 9 and Czech or
+# Polish ž, č, š); other marks are dropped (Andréi).
+_MARKED = str.maketrans({"ë": "e", "ž": "zh", "č": "ch", "š": "sh", "ŝ": "shch"})
+_LATIN_MARK = re.compile(r"[\u00c0-\u024f]")
 # Latin spellings of one Russian name onto one, in order. Only letters a romanisation writes for the same
 # Cyrillic letter meet; nothing is dropped that could be another letter (no collapsing of doubled letters).
 _LATIN_FOLDS = [
-    (re.compile(r"['\u2019\u02bc\u02b9`]"), ""),                # ь written as an apostrophe: Natal'ya
+    (re.compile("['\"`\u2019\u02bc\u02b9\u02ba]"), ""),           # ь, ъ as apostrophes: Natal'ya, Ob"yedkov
     (re.compile(r"shch|shh|sch"), "shch"),                        # щ: Shchukin, Schukin, Shhukin
+    (re.compile(r"cz|tc(?!h)"), "ts"),                            # ц in GOST 7.79 and GOST 2006: Czvetkov, Zaitcev
     (re.compile(r"x"), "ks"),                                     # Alexey, Xenia
     (re.compile(r"ph"), "f"),
     (re.compile(r"w"), "v"),                                      # German: Iwanow
@@ -228,16 +239,34 @@ _LATIN_FOLDS = [
     (re.compile(r"ye"), "e"),                                     # е, ье: Yevgeny, Andreyev, Vasilyev
     (re.compile(rf"(?<![{_V}])yo"), "e"),                         # ё, ьё: Pyotr, Solovyov (after a vowel
                                                                   # it is йо: Mayorov = Майоров)
+    (re.compile(rf"(?<=[{_C}])io(?=[{_C}])"), "e"),               # ё, ьё: Artiom, Soloviov (Cyrillic ио
+                                                                  # stays: Дионис is not Денис)
     (re.compile(rf"y(?=[aiu])|(?<=[{_V}])y"), "i"),               # я, ю, й: Natalya, Yuri, Sergey
 ]
-_NAME_END = re.compile(r"(?:yy|yi|ii|y)\b")                       # -ий, -ый: Dmitry, Dmitriy, Dmitrii
+# A consonant's я at a word's end (Юля, Надя, Даря: short forms) before the letter-for-letter map, which
+# would write it as ья and ия are written (Юлия, Дарья): "ja", which no Latin spelling gives.
+_SOFT_END = re.compile(r"(?<=[бвгджзклмнпрстфхцчшщ])я\b")
+# Both scripts once written in Latin letters, in order: what the spellings of one letter still differ in.
+_KEY_FOLDS = [
+    (re.compile(r"sch"), "shch"),                                 # сч as щ: Счастливцев, Schastlivtsev
+    (re.compile(r"iia"), "ia"),                                   # ия: Mariia, Mariya, Maria = Мария
+    (re.compile(rf"(?<=[{_C}])ie(?=v)"), "e"),                    # -ьев, -иев as -iev, -yev, -ev: Vasiliev,
+                                                                  # Vasilev = Васильев, Dmitriev = Дмитриев
+    (re.compile(r"liu"), "lu"),                                   # лю as lu: Ludmila, Lyuba, Kluev
+    (re.compile(r"(?:yy|yi|ii|y)\b"), "i"),                       # -ий, -ый: Dmitry, Dmitriy, Dmitrii
+]
 
 
 def _fold_name(text: str) -> str:
+    text = text.translate(_MARKED)
+    if _LATIN_MARK.search(text):
+        text = _LATIN_MARK.sub(lambda m: unicodedata.normalize("NFKD", m.group())[0], text)
     for pattern, repl in _LATIN_FOLDS:  # (Cyrillic letters match none of these)
         text = pattern.sub(repl, text)
-    # (and сч as щ: Счастливцев is written Schastlivtsev, as Щукин is Schukin)
-    return _NAME_END.sub("i", text.translate(_name_cyrillic()).replace("sch", "shch"))
+    text = _SOFT_END.sub("ja", text).translate(_name_cyrillic())
+    for pattern, repl in _KEY_FOLDS:
+        text = pattern.sub(repl, text)
+    return text
 
 
 def text_key(value):

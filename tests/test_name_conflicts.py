@@ -29,9 +29,12 @@ ONE_NAME = [
     ("first_name", ["Андрей", "Andrey", "Andrei", "Andrej", "андрей "]),
     ("first_name", ["Сергей", "Sergey", "Sergei", "Sergej"]),
     ("first_name", ["Алексей", "Alexey", "Aleksey", "Aleksei", "Alexei"]),
-    ("first_name", ["Наталья", "Natalya", "Natalia", "Natalja", "Natal'ya"]),
-    ("first_name", ["Ксения", "Kseniya", "Kseniia"]),
-    ("first_name", ["Юлия", "Yuliya", "Iuliia", "Julija"]),
+    # Latin -ia, -iya, -iia after a consonant is ия and ья alike (Maria, Natalia), so Наталия is Наталья
+    ("first_name", ["Наталья", "Natalya", "Natalia", "Natalja", "Natal'ya", "Наталия", "Nataliya"]),
+    ("first_name", ["Ксения", "Kseniya", "Kseniia", "Ksenia", "Xenia", "Ksenija"]),
+    ("first_name", ["Юлия", "Yuliya", "Iuliia", "Julija", "Yulia", "Julia"]),
+    ("first_name", ["Дарья", "Daria", "Darya", "Dar'ya", "Darja"]),
+    ("first_name", ["Анастасия", "Anastasia", "Anastasiya", "Anastasiia"]),
     ("first_name", ["Дмитрий", "Dmitry", "Dmitriy", "Dmitrii", "Dmitri", "Dmitrij"]),
     ("first_name", ["Евгений", "Yevgeny", "Evgeny", "Evgeniy", "Evgenii"]),
     ("first_name", ["Пётр", "Петр", "Pyotr", "Petr"]),
@@ -42,23 +45,34 @@ ONE_NAME = [
     ("first_name", ["Илья", "Ilya", "Ilia", "Ilja"]),
     ("first_name", ["Михаил", "Mikhail", "Mihail"]),
     ("first_name", ["Николай", "Nikolay", "Nikolai", "Nikolaj"]),
-    ("first_name", ["Людмила", "Lyudmila", "Liudmila"]),
+    ("first_name", ["Людмила", "Lyudmila", "Liudmila", "Ludmila", "Ljudmila"]),
+    ("first_name", ["Любовь", "Lyubov", "Lubov", "Liubov", "Lyubov'"]),
     ("first_name", ["Вячеслав", "Vyacheslav", "Viacheslav"]),
-    ("first_name", ["Мария", "Mariya", "Mariia"]),
+    ("first_name", ["Мария", "Mariya", "Mariia", "Maria", "Marija"]),
+    ("first_name", ["Артём", "Artem", "Артем", "Artyom", "Artiom", "Artjom", "Artëm"]),
+    ("first_name", ["Семён", "Semyon", "Semion", "Semen"]),
+    ("first_name", ["Алёна", "Alyona", "Aliona", "Alena"]),
     ("first_name", ["Ольга", "Olga"]),
     ("first_name", ["Игорь", "Igor"]),
     ("middle_name", ["Алексеевич", "Alekseyevich", "Alekseevich", "Alexeevich"]),
     ("middle_name", ["Сергеевна", "Sergeyevna", "Sergeevna"]),
     ("middle_name", ["Ильич", "Ilyich", "Ilich"]),
+    ("middle_name", ["Юрьевич", "Yuryevich", "Yurievich", "Iurevich", "Jur'evich"]),
+    ("middle_name", ["Дмитриевна", "Dmitriyevna", "Dmitrievna"]),
     ("last_name", ["Чернов", "Chernov"]),
     ("last_name", ["Иванов", "Ivanov", "Ivanoff", "Iwanow"]),
     ("last_name", ["Хабибуллин", "Khabibullin", "Habibullin"]),
     ("last_name", ["Щукин", "Shchukin", "Schukin", "Shhukin"]),
     ("last_name", ["Счастливцев", "Schastlivtsev"]),
-    ("last_name", ["Цветков", "Tsvetkov", "Tzvetkov"]),
-    ("last_name", ["Васильев", "Vasilyev", "Vasilev", "Vasil'ev"]),
-    ("last_name", ["Соловьёв", "Solovyov", "Solovyev"]),
-    ("last_name", ["Зайцев", "Zaytsev", "Zaitsev"]),
+    ("last_name", ["Цветков", "Tsvetkov", "Tzvetkov", "Tcvetkov", "Czvetkov"]),
+    ("last_name", ["Васильев", "Vasilyev", "Vasilev", "Vasil'ev", "Vasiliev", "Vasiljev"]),
+    ("last_name", ["Васильева", "Vasilyeva", "Vasileva", "Vasilieva"]),
+    ("last_name", ["Григорьев", "Grigoryev", "Grigorev", "Grigoriev"]),
+    ("last_name", ["Дмитриев", "Dmitriyev", "Dmitriev"]),
+    ("last_name", ["Соловьёв", "Solovyov", "Solovyev", "Soloviev", "Soloviov", "Solov'ëv"]),
+    ("last_name", ["Зайцев", "Zaytsev", "Zaitsev", "Zaitcev"]),
+    ("last_name", ["Жуков", "Zhukov", "Žukov"]),
+    ("last_name", ["Клюев", "Klyuev", "Kliuev", "Kluev"]),
     ("last_name", ["Майоров", "Mayorov"]),  # йо after a vowel, not ё
     ("last_name", ["Ильин", "Ilyin", "Ilin"]),
     ("last_name", ["Чайковский", "Chaykovskiy", "Chaikovsky"]),
@@ -73,12 +87,17 @@ TWO_NAMES = [
     ("first_name", "Алексей", "Aleksandr"), ("first_name", "Sergey", "Sergeev"), ("last_name", "Сергей", "Sergeev"),
     ("first_name", "Marina", "Marino"), ("last_name", "Petrov", "Petrova"), ("last_name", "Петров", "Petrova"),
     ("last_name", "Иванов", "Ивановв"), ("first_name", "Иван", "Ваня"), ("first_name", "Иван", "Пётр"),
-    ("first_name", "Юлия", "Юля"), ("first_name", "Юлия", "Yulia"),  # Yulia: ICAO's Юля, the и not written
+    ("first_name", "Юлия", "Юля"), ("first_name", "Дарья", "Даря"), ("first_name", "Мария", "Маря"),  # short forms
+    ("first_name", "Даря", "Darya"), ("first_name", "Юля", "Yulia"),  # Latin -ya, -ia: the full name
     ("first_name", "Надя", "Надия"), ("first_name", "Галя", "Галия"), ("first_name", "Евгений", "Евгения"),
     ("first_name", "Valery", "Валерия"), ("first_name", "Александр", "Александра"), ("first_name", "Даниил", "Данил"),
     ("first_name", "Анна", "Ана"), ("first_name", "Jon", "Jen"), ("first_name", "Jonathan", "Jon"),
-    ("first_name", "Oleg", "Olga"), ("first_name", "Наталья", "Наталия"), ("last_name", "Быков", "Биков"),
+    ("first_name", "Oleg", "Olga"), ("last_name", "Быков", "Биков"),
     ("last_name", "Киренко", "Кириенко"), ("last_name", "Сходнев", "Шоднев"), ("first_name", "Andrey", "Andreev"),
+    ("first_name", "Alexander", "Alexandra"), ("first_name", "Александр", "Alexandra"),
+    ("first_name", "Evgeny", "Evgenia"), ("first_name", "Евгений", "Evgenia"),
+    ("first_name", "Evgeniy", "Евгения"), ("first_name", "Иван", "Иванна"), ("last_name", "Петров", "Петрова"),
+    ("first_name", "Денис", "Дионис"), ("last_name", "Алиев", "Alieva"),
 ]
 
 
@@ -94,6 +113,94 @@ def test_the_spellings_of_one_name_have_one_key(field, spellings):
 def test_different_names_keep_different_keys(field, a, b):
     key = conflict_key_for("contact", field)
     assert key(a) != key(b)
+
+
+# -- a broader sample: every name spelt as passports and maps spell it, and no two names meet ------------
+
+# Two romanisations from their letter tables, apart from the key's rules: ICAO 9303 (Russian foreign
+# passports) and BGN/PCGN (ye, yë after a vowel or ь and at a word's start; ʹ for ь left out, as typed).
+_ICAO = dict(zip("абвгдеёжзийклмнопрстуфхцчшщыэюя",
+                 "a b v g d e e zh z i i k l m n o p r s t u f kh ts ch sh shch y e iu ia".split()), ь="")
+_BGN = dict(zip("абвгджзийклмнопрстуфхцчшщыэюя",
+                "a b v g d zh z i y k l m n o p r s t u f kh ts ch sh shch y e yu ya".split()), ь="")
+
+
+def _icao(name: str) -> str:
+    return "".join(_ICAO[c] for c in name.lower()).capitalize()
+
+
+def _bgn(name: str, yo: str = "ë") -> str:
+    out, prev = [], ""
+    for c in name.lower():
+        if c in "её":
+            vowel = {"е": "e", "ё": yo}[c]
+            out.append("y" + vowel if (not prev or prev in "аеёиоуыэюяьъй") and vowel[0] != "y" else vowel)
+        else:
+            out.append(_BGN[c])
+        prev = c
+    return "".join(out).capitalize()
+
+
+# Russian full names, near ones side by side (forms for him and her, names a letter apart), with informal
+# spellings besides ICAO's and BGN's ("Artiom" for Артём, "Ksenia" for Ксения).
+SAMPLE = {
+    "first_name": """Александр Александра Алексей Алёна:Aliona Алина Елена Анатолий Андрей Анна Яна Антон Артём:Artiom
+        Борис Вадим Валентин Валентина Валерий Валерия:Valeria Вера Вероника Виктор Виктория:Viktoria Виталий
+        Владимир Владислав Вячеслав Галина Галия Геннадий Георгий Григорий Даниил Данил Дарья:Daria Диана Дина
+        Денис Дмитрий:Dmitri Евгений:Evgeny Евгения:Evgenia Егор Екатерина Елизавета Жанна Зоя Иван Иванна Игорь
+        Илья:Ilia Инна Нина Ирина Карина Кирилл Кира Константин Ксения:Ksenia,Xenia Лариса Лидия:Lidia
+        Любовь:Lubov Людмила:Ludmila Максим:Maxim Маргарита Марина Мария:Maria Марьяна Михаил:Mihail Надежда
+        Надия Наталья:Natalia Никита Николай Оксана:Oxana Олег Ольга Павел Полина Пётр:Piotr Раиса Роман
+        Руслан Светлана Семён:Semion Сергей София:Sofia Станислав Таисия:Taisia Тамара Татьяна:Tatiana
+        Ульяна:Uliana Фёдор:Fiodor Юлия:Yulia,Julia Юлиан Юрий:Yuri Ярослав""",
+    "last_name": """Иванов:Ivanoff Иванова Смирнов Кузнецов Кузнецова Попов Васильев:Vasiliev Васильева:Vasilieva
+        Петров Петрова Соколов Михайлов Новиков Фёдоров Морозов Волков Алексеев Лебедев Семёнов Егоров Павлов
+        Козлов Степанов Николаев Орлов Андреев Макаров Никитин Захаров Зайцев Соловьёв:Soloviev,Soloviov Борисов
+        Яковлев Григорьев:Grigoriev Романов Воробьёв Сергеев Кузьмин Фролов Александров Дмитриев Королёв Гусев
+        Киселёв Ильин Максимов Поляков Сорокин Белов Беляев Медведев Жуков Давыдов Матвеев Крылов Афанасьев:Afanasiev
+        Савельев Тимофеев Чернов Черных Щербаков Чернышёв Быков Пономарёв Журавлёв Емельянов Лукьянов Дьяконов
+        Майоров Кириенко Киренко Алиев Валиев Хабибуллин Шевченко Щукин Цветков Кудрявцев Клюев Лукин""",
+    "middle_name": """Александрович Алексеевич Андреевич Васильевич Геннадьевич:Gennadievich Дмитриевич Евгеньевич
+        Юрьевич:Yurievich Сергеевич Анатольевич Ильич:Ilyich Кузьмич Александровна Алексеевна Сергеевна Юрьевна
+        Дмитриевна Васильевна Евгеньевна Ильинична Валерьевна:Valerievna""",
+}
+
+
+def _sample(field):
+    for entry in SAMPLE[field].split():
+        name, _, informal = entry.partition(":")
+        yield name, [_icao(name), _bgn(name), _bgn(name, "yo"), _bgn(name, "e"), *filter(None, informal.split(","))]
+
+
+@pytest.mark.parametrize("field", list(SAMPLE))
+def test_a_broad_sample_of_names_meets_its_spellings_and_no_other_name(field):
+    key = conflict_key_for("contact", field)
+    names = dict(_sample(field))
+    assert len(names) >= 20
+    apart = {name: {s: key(s) for s in spellings if key(s) != key(name)} for name, spellings in names.items()}
+    assert {name: a for name, a in apart.items() if a} == {}
+    owners = {}
+    for name in names:
+        owners.setdefault(key(name), []).append(name)
+    assert {k: n for k, n in owners.items() if len(n) > 1} == {}  # different names never one key
+
+
+def test_the_rule_reads_the_reported_names_in_both_scripts():
+    def conflict(field, *values):
+        cands = [Candidate(i, v, i == 1) for i, v in enumerate(values, start=1)]
+        return get_rule("fill_empty").func(cands, RuleContext("contact", field)).conflict
+
+    assert not conflict("first_name", "Мария", "Maria", "Mariya", "Mariia")
+    assert not conflict("first_name", "Ksenia", "Ксения", "Kseniya", "Xenia")
+    assert not conflict("last_name", "Васильев", "Vasiliev", "Vasilyev", "Vasilev")
+    assert not conflict("first_name", "Людмила", "Ludmila", "Lyudmila", "Liudmila")
+    assert not conflict("first_name", "Artiom", "Artem", "Артём", "Артем", "Artyom")
+    assert conflict("first_name", "Дарья", "Daria", "Даря")  # Даря: a short form of Дарья
+    for field, a, b in [("first_name", "Ivan", "Ivanna"), ("first_name", "Иван", "Иванна"),
+                        ("last_name", "Petrov", "Petrova"), ("last_name", "Петров", "Петрова"),
+                        ("first_name", "Alexander", "Alexandra"), ("first_name", "Александр", "Александра"),
+                        ("first_name", "Evgeny", "Evgenia"), ("first_name", "Евгений", "Евгения")]:
+        assert conflict(field, a, b) and conflict(field, b, a), (a, b)
 
 
 def test_the_rule_keeps_the_primarys_spelling_without_a_conflict():
@@ -129,7 +236,11 @@ def _two_record_groups(store, cases: list[tuple[str, str, str]], first_id: int) 
 
 def test_a_plan_asks_for_no_choice_between_spellings_of_one_name_and_does_between_names(store):
     same = [(field, spellings[0], other) for field, spellings in ONE_NAME for other in spellings[1:2]]
-    same += [("first_name", "Andrey", "Андрей"), ("first_name", "Sergei", "Сергей"), ("last_name", "Chernov", "Чернов")]
+    same += [("first_name", "Andrey", "Андрей"), ("first_name", "Sergei", "Сергей"), ("last_name", "Chernov", "Чернов"),
+             ("first_name", "Maria", "Мария"), ("first_name", "Ksenia", "Ксения"),
+             ("last_name", "Vasiliev", "Васильев"), ("first_name", "Ludmila", "Людмила"),
+             ("first_name", "Lyudmila", "Людмила"), ("first_name", "Artiom", "Артём"),
+             ("first_name", "Artem", "Артём"), ("first_name", "Артем", "Artiom")]
     groups = _two_record_groups(store, same + TWO_NAMES, 5000)
     plans = plan_groups(store, "contact", groups, MergeSettings(conflict_policy="ask"))
     assert [p.problems for p in plans] == [[]] * len(groups)
