@@ -750,8 +750,8 @@ class ForkedCall:
         receive, send = ctx.Pipe(duplex=False)
         try:
             # daemonic: a child whose result is never collected does not keep this process from ending
-            child = ctx.Process(target=_forked_call, args=(send, func, args, kwargs), name=self.purpose,
-                                daemon=True)
+            child = ctx.Process(target=_forked_call, args=(send, func, args, kwargs, os.getpid()),
+                                name=self.purpose, daemon=True)
             with _forking():
                 child.start()
         except BaseException:
@@ -791,14 +791,16 @@ class ForkedCall:
 _BESIDE: dict[str, ForkedCall | _Planning] = {}
 
 
-def _forked_call(send, func, args, kwargs) -> None:
+def _forked_call(send, func, args, kwargs, parent: int) -> None:
     """In the child of a ForkedCall: the call, and its result or error sent back (an error with the
-    child's traceback as a note; one that would not arrive whole, as text)."""
+    child's traceback as a note; one that would not arrive whole, as text). It ends with ``parent``
+    (the process that forked it), killed or not: nobody would collect its result."""
     import pickle
     import signal
     import traceback
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # cancel() ends it; the flow's handler is not for it
+    end_with_parent(parent)
     try:
         outcome = (True, func(*args, **kwargs))
     except Exception as exc:  # noqa: BLE001 - every error goes back to the caller

@@ -776,6 +776,42 @@ def test_planners_end_with_the_process_that_forked_them(tmp_path, slow_start):
     assert not left
 
 
+def test_work_forked_beside_a_step_ends_with_the_process_that_forked_it(tmp_path):
+    """A step's work forked beside the next steps (ForkedCall: the HTML report...) of a flow process
+    killed outright stops too, instead of working on for nobody."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out.txt"
+    script = ("import os, signal, time\n"
+              "from pipelines import steps\n"
+              "call = steps.ForkedCall('sleeping', time.sleep, 120)\n"
+              "print(call._child.pid, flush=True)\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    with out.open("w") as stdout:
+        done = subprocess.run([sys.executable, "-c", script], stdout=stdout, stderr=subprocess.STDOUT, timeout=120,
+                              cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == -signal.SIGKILL, out.read_text()
+    pid = int(out.read_text().split()[0])
+
+    def alive() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return not Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+
+    deadline = time.monotonic() + 30
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = alive()
+    if left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left
+
+
 def test_every_entity_planned_beside_gives_the_plans_of_a_run_without_helpers(demo_store, tmp_path):
     """Contacts, companies and leads with planners (each entity's groups planned while the next one
     is checked and found, the citation index read by a planner or a helper) against the same run with
