@@ -28,8 +28,12 @@ Choices a user should know about:
   there that itself contains a comma is split there (but a phone's extension after a comma, "доб 802",
   stays with its phone). In any format, a phone cell holding several numbers ("+79165551207; +79165551208")
   is stored as one phone per number, and the summary says so.
-- Timestamps are naive UTC. Bitrix24 writes them in the portal's time zone, which the file does not
-  say; they are taken as they are. A missing created_at is modified_at, else now; a missing
+- Dates and timestamps: dd.mm.yyyy [hh:mm[:ss]] (Bitrix24) or ISO 8601 yyyy-mm-dd[Thh:mm[:ss[.f]]][offset],
+  zero padding optional; a slash date (d/m/yyyy or m/d/yyyy) only where one reading exists (05/06/1985 is
+  refused, not guessed). A date that does not exist is refused; a birthdate in the future is stored and noted.
+- Timestamps are stored as naive UTC: one with a UTC offset is converted; one without is read as UTC, and the
+  summary says so once. Bitrix24 writes them in the portal's time zone, which the file does not say, and
+  there is no setting for it yet. A missing created_at is modified_at, else now; a missing
   modified_at is created_at (a missing date must not make an old record look recently worked on).
 - Responsible: a number is a user id, anything else a user name (word order and case ignored). One
   that matches no user is left empty (or set to ``responsible_id=`` when given) and noted in the
@@ -52,7 +56,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -175,9 +179,19 @@ REQUIRED_TEXT = {
     "lead": "a title, name, company title, phone or email",
 }
 
-# dd.mm.yyyy [hh:mm[:ss]] (Bitrix24; also with '/'); anything else must be ISO 8601 (our export).
-# A regex and fromisoformat rather than strptime: trying formats with strptime took most of an import.
-_DMY = re.compile(r"(\d{1,2})[./](\d{1,2})[./](\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?")
+# The forms dates and timestamps are read in, zero padding optional (1985-5-5, 5.5.1985 9:05). A regex each
+# rather than strptime: trying formats with strptime took most of an import.
+# dd.mm.yyyy [hh:mm[:ss]]: Bitrix24's export, and how a date is typed in Russia
+_DMY = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?")
+# yyyy-mm-dd [hh:mm[:ss[.fraction]][offset]], T or a space between (ISO 8601: our export, Bitrix24's REST API)
+_ISO = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?"
+                  r" ?(Z|[+-]\d{2}(?::?\d{2})?)?)?", re.IGNORECASE)
+# a/b/yyyy [hh:mm[:ss]]: day first in Russia and Europe, month first in the US, so read only where one reading
+# exists (13/05/1985, 05/05/1985); 05/06/1985 is refused rather than guessed
+_SLASH = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?")
+DATE_FORMS = "dd.mm.yyyy (as Bitrix24 does) or yyyy-mm-dd, zero padding optional (5.5.1985, 1985-5-5)"
+TIME_FORMS = ("dd.mm.yyyy hh:mm[:ss] (as Bitrix24 does) or yyyy-mm-dd hh:mm[:ss] (or with T), with a UTC offset "
+              "where the file gives one (2021-03-15T10:15:00+03:00)")
 
 
 class CsvError(Exception):
@@ -232,6 +246,9 @@ class ImportReport:
     note_lines: dict[str, int] = field(default_factory=dict)  # note -> first line it happened
     problems_dropped: int = 0
     record_lines: dict[int, int] | None = None  # record id -> its first line in the file, when asked for
+    # rows imported with a created_at / modified_at written without a UTC offset, read as UTC; the first one's line
+    naive_times: int = 0
+    naive_line: int | None = None
 
     def summary(self) -> str:
         name = Path(self.file).name
@@ -252,6 +269,13 @@ class ImportReport:
             lines.append(f"{n:,} row{'s' if n != 1 else ''}: {note} (first at line {self.note_lines[note]}).")
         if len(self.notes) > 20:
             lines.append(f"... and {len(self.notes) - 20:,} more notes of these kinds.")
+        if self.naive_times:
+            # said once: the file cannot say its time zone, and a Bitrix24 export writes the portal's local time
+            lines.append(f"{self.naive_times:,} row{'s' if self.naive_times != 1 else ''}: created_at/modified_at "
+                         f"written without a UTC offset were read as UTC (first at line {self.naive_line}). A "
+                         "Bitrix24 export writes the portal's local time: such times are stored off by the portal's "
+                         "UTC offset (3 hours for Moscow); times written with their offset (2021-03-15 10:15+03:00) "
+                         "are stored exactly.")
         if self.cell_fields:
             n = sum(self.cell_fields.values())
             fields = ", ".join(f"{f} {k:,}" for f, k in self.cell_fields.most_common())
@@ -575,51 +599,57 @@ def _check_text(value: str, column: str, length: int | None, what: str) -> None:
 
 def _parse_date(value: str, column: str) -> date:
     v = value.strip()
-    try:
-        stamp = _dmy(v)
-        if stamp is None:
-            try:
-                return date.fromisoformat(v)
-            except ValueError:
-                stamp = datetime.fromisoformat(v)
-        if stamp.time() == datetime.min.time():  # some exports write a birthdate as 01.02.1980 00:00:00
-            return stamp.date()
-    except ValueError as exc:
-        _reject_impossible(v, column, value, exc, "a date", "date")
-    raise _Reject(column, f"{_excerpt(v)!r} is not a date: write dd.mm.yyyy (as Bitrix24 does) or yyyy-mm-dd",
-                  value)
+    stamp = _stamp(v, column, value, "a date", "date")
+    if stamp is not None and stamp.time() == datetime.min.time():  # some exports write a birthdate 01.02.1980 00:00:00
+        return stamp.date()
+    raise _Reject(column, f"{_excerpt(v)!r} is not a date: write {DATE_FORMS}", value)
 
 
-def _parse_datetime(value: str, column: str) -> datetime:
+def _parse_datetime(value: str, column: str) -> tuple[datetime, bool]:
+    """(the time in naive UTC, whether the cell gave no UTC offset and was read as UTC)."""
     v = value.strip()
+    stamp = _stamp(v, column, value, "a date and time", "date or time")
+    if stamp is None:
+        raise _Reject(column, f"{_excerpt(v)!r} is not a date and time: write {TIME_FORMS}", value)
+    if stamp.tzinfo is None:
+        return stamp, True
+    return stamp.astimezone(timezone.utc).replace(tzinfo=None), False
+
+
+def _stamp(v: str, column: str, value: str, written: str, such: str) -> datetime | None:
+    """The date or time a stripped cell ``v`` is written as, aware where it gives a UTC offset; None if it is
+    written in none of the forms read. Refused (_Reject): one written right that does not exist (31.02.2020,
+    2021-13-01), and a slash date that reads both day first and month first (05/06/1985)."""
+    if len(v) >= 10 and v[4] == "-" and v[7] == "-":  # zero-padded ISO, what exports write: read at C speed
+        try:
+            return datetime.fromisoformat(v)
+        except ValueError:
+            pass  # (unpadded times, impossible dates: the forms below read them, or say why not)
     try:
-        stamp = _dmy(v) or datetime.fromisoformat(v)
+        if m := _ISO.fullmatch(v):
+            y, mo, d, h, mi, sec, frac, off = m.groups()
+        elif m := _DMY.fullmatch(v):
+            (d, mo, y, h, mi, sec), frac, off = m.groups(), None, None
+        elif m := _SLASH.fullmatch(v):
+            (a, b, y, h, mi, sec), frac, off = m.groups(), None, None
+            if a != b and int(a) <= 12 and int(b) <= 12:
+                forms = DATE_FORMS if such == "date" else TIME_FORMS
+                raise _Reject(column, f"{_excerpt(v)!r} could be {y}-{int(b):02}-{int(a):02} (day first) or "
+                                      f"{y}-{int(a):02}-{int(b):02} (month first): a date with '/' is read only where "
+                                      f"one of the two is possible; write {forms}", value)
+            d, mo = (a, b) if int(a) > 12 else (b, a)
+        else:
+            try:  # other ISO 8601 forms (19850505, 2021-03-15T10:15:00.5+03), as before
+                return datetime.fromisoformat(v)
+            except ValueError:
+                return None
+        tz = None if off is None else timezone.utc if off.upper() == "Z" else timezone(
+            (-1 if off[0] == "-" else 1) * timedelta(hours=int(off[1:3]), minutes=int(off[3:].lstrip(":") or 0)))
+        micro = int((frac or "0")[:6].ljust(6, "0"))  # (finer than microseconds: cut, as fromisoformat does)
+        return datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(sec or 0), micro, tzinfo=tz)
     except ValueError as exc:
-        _reject_impossible(v, column, value, exc, "a date and time", "date or time")
-        raise _Reject(column, f"{_excerpt(v)!r} is not a date and time: write dd.mm.yyyy hh:mm:ss "
-                              "(as Bitrix24 does) or yyyy-mm-dd hh:mm:ss", value) from None
-    if stamp.tzinfo is not None:
-        stamp = stamp.astimezone(timezone.utc).replace(tzinfo=None)
-    return stamp
-
-
-def _reject_impossible(v: str, column: str, value: str, exc: ValueError, written: str, such: str) -> None:
-    """A date written the right way that does not exist (31.02.2020, 2021-13-01) is refused as such."""
-    if _DMY.fullmatch(v) or _ISO_DAY.match(v):
         raise _Reject(column, f"{_excerpt(v)!r} is written as {written} but there is no such {such} ({exc})",
                       value) from None
-
-
-_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$")
-
-
-def _dmy(v: str) -> datetime | None:
-    """dd.mm.yyyy [hh:mm[:ss]] as a datetime; None if it is not written that way; ValueError if impossible."""
-    m = _DMY.fullmatch(v)
-    if m is None:
-        return None
-    d, mo, y, h, mi, sec = m.groups()
-    return datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(sec or 0))
 
 
 def _parse_int(value: str, column: str) -> int:
@@ -640,6 +670,7 @@ class _Row:
     # cells left out (of fields not in ROW_FIELDS): (the field, or TYPE:KIND of a communication; its problem, told
     # when the row is written)
     left_out: list[tuple[str, Problem]] = field(default_factory=list)
+    naive_times: bool = False  # a created_at / modified_at cell gave no UTC offset: read as UTC
 
     @property
     def skipped(self) -> set[str]:
@@ -692,6 +723,7 @@ class _Converter:
         self.comms = [(f.split(":")[0], f.split(":")[1], idx) for f, idx in columns.items()
                       if fields[f].kind == "comm"]
         self.now = datetime.now(timezone.utc).replace(tzinfo=None)
+        self.naive = False  # the row being converted has a timestamp read as UTC for want of an offset
 
     def convert(self, line: int, end: int, cells: list[str]) -> _Row:
         if len(cells) < self.width or any(c.strip() for c in cells[self.width:]):
@@ -703,6 +735,7 @@ class _Converter:
         record: dict[str, Any] = {}
         notes: list[str] = []
         left_out: list[tuple[str, Problem]] = []
+        self.naive = False
         for f, idx in self.scalars:
             for i in idx:  # several columns for one field: the first filled one
                 raw = cells[i]
@@ -746,7 +779,7 @@ class _Converter:
         given = {f for f in ("created_at", "modified_at") if f in record}  # (import --update keeps the rest)
         record.setdefault("created_at", record.get("modified_at", self.now))
         record.setdefault("modified_at", record["created_at"])
-        return _Row(line, record, comms, notes, given, lacks, left_out)
+        return _Row(line, record, comms, notes, given, lacks, left_out, self.naive)
 
     def value(self, f: _Field, raw: str, column: str, notes: list[str]) -> Any:
         if f.name == "responsible_id":
@@ -769,7 +802,9 @@ class _Converter:
             return _parse_int(raw, column)
         if f.kind == "date":
             return _parse_date(raw, column)
-        return _parse_datetime(raw, column)
+        stamp, naive = _parse_datetime(raw, column)
+        self.naive |= naive
+        return stamp
 
     def has_required(self, record: dict[str, Any], comms: list[tuple[str, str, str]]) -> bool:
         need = REQUIRED[self.entity]
@@ -1078,6 +1113,9 @@ class _Writer:
             if self.report.record_lines is not None:
                 self.report.record_lines[row.record["id"]] = row.line
             self.report.imported += 1
+            if row.naive_times:
+                self.report.naive_times += 1
+                self.report.naive_line = self.report.naive_line or row.line
             rid = row.record["id"]
             self._left_out(row, rid in self.updating)
             if rid in self.updating:
