@@ -400,16 +400,22 @@ def reuse_normalised(table, last: dict, settings: Settings, known: dict[str, pd.
     if copy_at is not None:
         RoleTable.save_hashes(hashes, copy_at)
     del hashes
-    previous = Prepared.load(d)  # (loaded after the copy of the table was read and let go)
+    # which records were normalised then, and how their birthdates came out (two columns: the rest of
+    # them is loaded once the phones and e-mails known here have gone)
+    then = pd.read_parquet(d / "prepared_records.parquet", columns=["id", "birthdate"] if "birthdate" in
+                           pq.read_schema(d / "prepared_records.parquet").names else ["id"])
     ids = table.records.index.to_numpy()
-    then_at = pd.Index(previous.ids).get_indexer(ids)  # -1: not normalised then
-    fresh = (then_at < 0) | np.isin(ids, np.asarray(differs + sorted(_dated_today(table, previous)), dtype=ids.dtype))
+    then_at = pd.Index(then["id"].to_numpy()).get_indexer(ids)  # -1: not normalised then
+    fresh = (then_at < 0) | np.isin(ids, np.asarray(differs + sorted(_dated_today(table, then)), dtype=ids.dtype))
+    del then
     changed = ids[fresh].tolist()
     normalised = prepare(RoleTable(table.entity_type, table.records.loc[changed],
                                    table.values[table.values["id"].isin(changed)]),
                          region=settings.match.region, provider_rules=settings.match.provider_rules, known=known)
     if known is not None:
         known.clear()
+    give_back_memory()
+    previous = Prepared.load(d)
     # each record from where it is now: normalised here, else as then (its place in the two joined)
     at = np.where(fresh, len(previous) + np.cumsum(fresh) - 1, then_at)
     both = Prepared.concat([previous, normalised])
@@ -417,12 +423,13 @@ def reuse_normalised(table, last: dict, settings: Settings, known: dict[str, pd.
     return both.take_positions(at), changed
 
 
-def _dated_today(table, prepared) -> set:
+def _dated_today(table, then: pd.DataFrame) -> set:
     """Records whose normalised form depends on the day it was made: a birthdate later than that day
-    was dropped (a typo, until the day comes). Normalised again on each run (they are few)."""
-    if "birthdate" not in table.records.columns or "birthdate" not in prepared.records.columns:
+    was dropped (a typo, until the day comes). Normalised again on each run (they are few). ``then``:
+    the last run's normalised records (id and birthdate at least)."""
+    if "birthdate" not in table.records.columns or "birthdate" not in then.columns:
         return set()
-    dropped = set(prepared.ids[prepared.records["birthdate"].isna().to_numpy()].tolist())
+    dropped = set(then["id"].to_numpy()[then["birthdate"].isna().to_numpy()].tolist())
     raw = table.records["birthdate"]
     return dropped & set(raw.index[raw.notna().to_numpy()].tolist())
 
