@@ -730,35 +730,20 @@ def test_a_planner_killed_mid_run_leaves_the_planning_to_the_step(demo_store, tm
     assert not steps._BESIDE
 
 
-@pytest.mark.parametrize("slow_start", [False, True])
-def test_planners_end_with_the_process_that_forked_them(tmp_path, slow_start):
-    """A flow process killed outright (SIGKILL) leaves no planner waiting for work forever, also a
-    planner slow to start (slow_start: the second helper sets its death signal only after the flow
-    process has gone; the pool's start waits for one helper, not for both)."""
+def _left_alive_after_a_kill(script: list[str], out: Path) -> tuple[list[int], list[int]]:
+    """Run ``script`` (which prints the pids of the processes it started, then kills itself with
+    SIGKILL) in a process of its own; the pids it printed, and those of them still alive 30 s later
+    (then killed, not left behind by a failing test)."""
     import signal
     import subprocess
     import sys
     import time
 
-    settings = tmp_path / "settings.yaml"
-    settings.write_text(yaml.safe_dump({"match": {"workers": 2}}))
-    script = ["import os, signal, time", "from pipelines import steps, libc"]
-    if slow_start:
-        script += ["def slow(parent):",
-                   f"    try: os.close(os.open({str(tmp_path / 'first')!r}, os.O_CREAT | os.O_EXCL))",
-                   "    except FileExistsError: time.sleep(2)",
-                   "    libc.end_with_parent(parent)",
-                   "steps.end_with_parent = slow"]
-    script += [f"steps.start_planners({str(settings)!r})",
-               "print(' '.join(map(str, steps._BESIDE['planners'].pool._processes)), flush=True)",
-               "os.kill(os.getpid(), signal.SIGKILL)"]
-    out = tmp_path / "out.txt"
-    with out.open("w") as stdout:  # (a file: a helper left alive would hold a pipe open, and the run with it)
+    with out.open("w") as stdout:  # (a file: a child left alive would hold a pipe open, and the run with it)
         done = subprocess.run([sys.executable, "-c", "\n".join(script)], stdout=stdout, stderr=subprocess.STDOUT,
                               timeout=120, cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == -signal.SIGKILL, out.read_text()
     pids = [int(p) for p in out.read_text().split()]
-    assert len(pids) == 2
 
     def alive(pid: int) -> bool:
         try:
@@ -771,45 +756,40 @@ def test_planners_end_with_the_process_that_forked_them(tmp_path, slow_start):
     while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     left = [p for p in pids if alive(p)]
-    for pid in left:  # (not left behind by a failing test)
+    for pid in left:
         os.kill(pid, signal.SIGKILL)
-    assert not left
+    return pids, left
+
+
+@pytest.mark.parametrize("slow_start", [False, True])
+def test_planners_end_with_the_process_that_forked_them(tmp_path, slow_start):
+    """A flow process killed outright (SIGKILL) leaves no planner waiting for work forever, also a
+    planner slow to start (slow_start: the second helper sets its death signal only after the flow
+    process has gone; the pool's start waits for one helper, not for both)."""
+    settings = tmp_path / "settings.yaml"
+    settings.write_text(yaml.safe_dump({"match": {"workers": 2}}))
+    script = ["import os, signal, time", "from pipelines import steps, libc"]
+    if slow_start:
+        script += ["def slow(parent):",
+                   f"    try: os.close(os.open({str(tmp_path / 'first')!r}, os.O_CREAT | os.O_EXCL))",
+                   "    except FileExistsError: time.sleep(2)",
+                   "    libc.end_with_parent(parent)",
+                   "steps.end_with_parent = slow"]
+    script += [f"steps.start_planners({str(settings)!r})",
+               "print(' '.join(map(str, steps._BESIDE['planners'].pool._processes)), flush=True)",
+               "os.kill(os.getpid(), signal.SIGKILL)"]
+    pids, left = _left_alive_after_a_kill(script, tmp_path / "out.txt")
+    assert len(pids) == 2 and not left
 
 
 def test_work_forked_beside_a_step_ends_with_the_process_that_forked_it(tmp_path):
     """A step's work forked beside the next steps (ForkedCall: the HTML report...) of a flow process
     killed outright stops too, instead of working on for nobody."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    out = tmp_path / "out.txt"
-    script = ("import os, signal, time\n"
-              "from pipelines import steps\n"
-              "call = steps.ForkedCall('sleeping', time.sleep, 120)\n"
-              "print(call._child.pid, flush=True)\n"
-              "os.kill(os.getpid(), signal.SIGKILL)\n")
-    with out.open("w") as stdout:
-        done = subprocess.run([sys.executable, "-c", script], stdout=stdout, stderr=subprocess.STDOUT, timeout=120,
-                              cwd=Path(__file__).resolve().parents[1])
-    assert done.returncode == -signal.SIGKILL, out.read_text()
-    pid = int(out.read_text().split()[0])
-
-    def alive() -> bool:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return not Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
-
-    deadline = time.monotonic() + 30
-    while alive() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    left = alive()
-    if left:
-        os.kill(pid, signal.SIGKILL)
-    assert not left
+    pids, left = _left_alive_after_a_kill(["import os, signal, time", "from pipelines import steps",
+                                           "call = steps.ForkedCall('sleeping', time.sleep, 120)",
+                                           "print(call._child.pid, flush=True)",
+                                           "os.kill(os.getpid(), signal.SIGKILL)"], tmp_path / "out.txt")
+    assert len(pids) == 1 and not left
 
 
 def test_every_entity_planned_beside_gives_the_plans_of_a_run_without_helpers(demo_store, tmp_path):
