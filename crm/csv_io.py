@@ -31,9 +31,13 @@ Choices a user should know about:
 - Dates and timestamps: dd.mm.yyyy [hh:mm[:ss]] (Bitrix24) or ISO 8601 yyyy-mm-dd[Thh:mm[:ss[.f]]][offset],
   zero padding optional; a slash date (d/m/yyyy or m/d/yyyy) only where one reading exists (05/06/1985 is
   refused, not guessed). A date that does not exist is refused; a birthdate in the future is stored and noted.
-- Timestamps are stored as naive UTC: one with a UTC offset is converted; one without is read as UTC, and the
-  summary says so once. Bitrix24 writes them in the portal's time zone, which the file does not say, and
-  there is no setting for it yet. A missing created_at is modified_at, else now; a missing
+- Timestamps are stored as naive UTC: one with a UTC offset is converted. Bitrix24 writes them without an offset,
+  in the portal's time zone, which the file does not say: ``portal_timezone`` (an IANA name, Europe/Moscow; the
+  pipeline setting ``portal_timezone``, ``--portal-tz``) reads a time without an offset as that zone's local time,
+  its offset on that date (Moscow was +04:00 in 2011-2014); without it such a time is read as UTC. Either way the
+  summary says once how they were read. Export given the zone writes times back in it (the bitrix24 preset
+  without an offset, as Bitrix24 does; our format with it), so that export and import with the same zone is a
+  round trip. A missing created_at is modified_at, else now; a missing
   modified_at is created_at (a missing date must not make an old record look recently worked on).
 - Responsible: a number is a user id, anything else a user name (word order and case ignored). One
   that matches no user is left empty (or set to ``responsible_id=`` when given) and noted in the
@@ -59,6 +63,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, available_timezones
 
 import pandas as pd
 import sqlalchemy as sa
@@ -198,6 +203,30 @@ class CsvError(Exception):
     """A whole-file problem: the message names the file, line or setting and what to do."""
 
 
+def portal_zone(name: str) -> ZoneInfo:
+    """The IANA time zone ``name`` (Europe/Moscow, Asia/Yekaterinburg, UTC); ValueError naming the value, and the
+    name nearest to it, where there is no such zone."""
+    try:
+        return ZoneInfo(name)
+    except (KeyError, ValueError, OSError):  # (no such zone; a path rather than a name; "Europe", a folder of zones)
+        pass
+    known, key = sorted(available_timezones()), name.strip().casefold()
+    near = ([z for z in known if z.casefold() == key] or [z for z in known if z.rsplit("/", 1)[-1].casefold() == key]
+            or difflib.get_close_matches(name.strip(), known, 1))
+    hint = f" (did you mean {near[0]}?)" if near else ""
+    raise ValueError(f"{name!r} is not a time zone{hint}: give an IANA name such as Europe/Moscow, "
+                     "Asia/Yekaterinburg or UTC")
+
+
+def _zone(name: str | None) -> ZoneInfo | None:
+    if name is None:
+        return None
+    try:
+        return portal_zone(name)
+    except ValueError as exc:
+        raise CsvError(f"The portal time zone (--portal-tz, or the setting pipeline.portal_timezone): {exc}.") from None
+
+
 @dataclass
 class Problem:
     """A rejected row (or, in ImportReport.cell_problems, a cell left out of a row imported): its 1-based line
@@ -209,6 +238,8 @@ class Problem:
     file: str = ""
     value: str | None = None  # an excerpt of the offending cell
     record: str | None = None  # the row's id cell, where the file has an id column (a person looks it up)
+    # a cell left out: its reason without what the import did instead (`crm-dedup check` says what it did)
+    cell_reason: str | None = None
 
     def __str__(self) -> str:
         where = f"{self.file} line {self.line}" if self.file else f"line {self.line}"
@@ -246,9 +277,11 @@ class ImportReport:
     note_lines: dict[str, int] = field(default_factory=dict)  # note -> first line it happened
     problems_dropped: int = 0
     record_lines: dict[int, int] | None = None  # record id -> its first line in the file, when asked for
-    # rows imported with a created_at / modified_at written without a UTC offset, read as UTC; the first one's line
+    # rows imported with a created_at / modified_at written without a UTC offset, read as UTC (as portal_timezone's
+    # local time where one is given); the first one's line
     naive_times: int = 0
     naive_line: int | None = None
+    portal_timezone: str | None = None  # the zone times without an offset were read in (None: UTC)
 
     def summary(self) -> str:
         name = Path(self.file).name
@@ -270,12 +303,7 @@ class ImportReport:
         if len(self.notes) > 20:
             lines.append(f"... and {len(self.notes) - 20:,} more notes of these kinds.")
         if self.naive_times:
-            # said once: the file cannot say its time zone, and a Bitrix24 export writes the portal's local time
-            lines.append(f"{self.naive_times:,} row{'s' if self.naive_times != 1 else ''}: created_at/modified_at "
-                         f"written without a UTC offset were read as UTC (first at line {self.naive_line}). A "
-                         "Bitrix24 export writes the portal's local time: such times are stored off by the portal's "
-                         "UTC offset (3 hours for Moscow); times written with their offset (2021-03-15 10:15+03:00) "
-                         "are stored exactly.")
+            lines.append(self.times_note())
         if self.cell_fields:
             n = sum(self.cell_fields.values())
             fields = ", ".join(f"{f} {k:,}" for f, k in self.cell_fields.most_common())
@@ -288,6 +316,21 @@ class ImportReport:
         if len(self.cell_problems) < sum(self.cell_fields.values()):
             lines.append(f"Only the first {len(self.cell_problems):,} cells left out are listed.")
         return "\n".join(lines)
+
+    def times_note(self) -> str | None:
+        """How the created_at/modified_at written without a UTC offset were read, or None when none was: said once
+        (the file cannot say its time zone, and a Bitrix24 export writes the portal's local time)."""
+        if not self.naive_times:
+            return None
+        rows = f"{self.naive_times:,} row{'s' if self.naive_times != 1 else ''}"
+        if self.portal_timezone:
+            return (f"{rows}: created_at/modified_at written without a UTC offset were read as {self.portal_timezone} "
+                    f"local time (the portal time zone) and stored in UTC (first at line {self.naive_line}).")
+        return (f"{rows}: created_at/modified_at written without a UTC offset were read as UTC (first at line "
+                f"{self.naive_line}). A Bitrix24 export writes the portal's local time: such times are stored off by "
+                "the portal's UTC offset (3 hours for Moscow); times written with their offset (2021-03-15 "
+                "10:15+03:00) are stored exactly. --portal-tz NAME (or the setting pipeline.portal_timezone) reads "
+                "them as the portal's local time, e.g. --portal-tz Europe/Moscow.")
 
     def all_problems(self) -> list[Problem]:
         """The rejected rows and the cells left out of rows imported, in the order of their lines."""
@@ -605,15 +648,25 @@ def _parse_date(value: str, column: str) -> date:
     raise _Reject(column, f"{_excerpt(v)!r} is not a date: write {DATE_FORMS}", value)
 
 
-def _parse_datetime(value: str, column: str) -> tuple[datetime, bool]:
-    """(the time in naive UTC, whether the cell gave no UTC offset and was read as UTC)."""
+def _parse_datetime(value: str, column: str, zone: ZoneInfo | None = None) -> tuple[datetime, bool]:
+    """(the time in naive UTC, whether the cell gave no UTC offset: read as ``zone``'s local time, else as UTC)."""
     v = value.strip()
     stamp = _stamp(v, column, value, "a date and time", "date or time")
     if stamp is None:
         raise _Reject(column, f"{_excerpt(v)!r} is not a date and time: write {TIME_FORMS}", value)
-    if stamp.tzinfo is None:
+    naive = stamp.tzinfo is None
+    if naive and zone is None:
         return stamp, True
-    return stamp.astimezone(timezone.utc).replace(tzinfo=None), False
+    if naive:
+        # fold=0 (replace's default): a local time a DST change skips (02:30 of a spring-forward night) is read
+        # with the offset before the change, one it repeats (02:30 of a fall-back night) as its first occurrence.
+        # The file cannot say which was meant; such times are rare, and not noted.
+        stamp = stamp.replace(tzinfo=zone)
+    try:
+        return stamp.astimezone(timezone.utc).replace(tzinfo=None), naive
+    except OverflowError:  # (0001-01-01 00:00 east of UTC is before year 1)
+        raise _Reject(column, f"{_excerpt(v)!r} is out of range: in UTC it falls outside the years 1-9999",
+                      value) from None
 
 
 def _stamp(v: str, column: str, value: str, written: str, such: str) -> datetime | None:
@@ -670,7 +723,7 @@ class _Row:
     # cells left out (of fields not in ROW_FIELDS): (the field, or TYPE:KIND of a communication; its problem, told
     # when the row is written)
     left_out: list[tuple[str, Problem]] = field(default_factory=list)
-    naive_times: bool = False  # a created_at / modified_at cell gave no UTC offset: read as UTC
+    naive_times: bool = False  # a created_at / modified_at cell gave no UTC offset: read as UTC (or the portal's zone)
 
     @property
     def skipped(self) -> set[str]:
@@ -713,8 +766,8 @@ class _Users:
 class _Converter:
     def __init__(self, entity: str, fields: dict[str, _Field], columns: dict[str, list[int]],
                  header: list[str], split: str | None, users: _Users, default_responsible: int | None,
-                 update: bool = False):
-        self.update = update
+                 update: bool = False, zone: ZoneInfo | None = None):
+        self.update, self.zone = update, zone
         self.entity, self.fields, self.columns, self.header = entity, fields, columns, header
         self.split, self.users, self.default_responsible = split, users, default_responsible
         self.width = len(header)
@@ -723,7 +776,7 @@ class _Converter:
         self.comms = [(f.split(":")[0], f.split(":")[1], idx) for f, idx in columns.items()
                       if fields[f].kind == "comm"]
         self.now = datetime.now(timezone.utc).replace(tzinfo=None)
-        self.naive = False  # the row being converted has a timestamp read as UTC for want of an offset
+        self.naive = False  # the row being converted has a timestamp without an offset (read as UTC, or in zone)
 
     def convert(self, line: int, end: int, cells: list[str]) -> _Row:
         if len(cells) < self.width or any(c.strip() for c in cells[self.width:]):
@@ -802,7 +855,7 @@ class _Converter:
             return _parse_int(raw, column)
         if f.kind == "date":
             return _parse_date(raw, column)
-        stamp, naive = _parse_datetime(raw, column)
+        stamp, naive = _parse_datetime(raw, column, self.zone)
         self.naive |= naive
         return stamp
 
@@ -905,7 +958,7 @@ def import_csv(store: Store, path: Path, entity: str, *, preset: str | None = No
                mapping: dict[str, list[str]] | None = None, encoding: str | None = None,
                delimiter: str | None = None, responsible_id: int | None = None,
                batch_size: int = BATCH_SIZE, region: str = "RU", keep_lines: bool = False,
-               update: bool = False) -> ImportReport:
+               update: bool = False, portal_timezone: str | None = None) -> ImportReport:
     """Import one CSV file of contacts, companies or leads; bad rows are reported, the rest goes in.
     Phones, e-mails and birthdates the matching cannot use (checked as the quality report checks them,
     phones without a country code read in ``region``) are stored as written and counted in the
@@ -922,7 +975,10 @@ def import_csv(store: Store, path: Path, entity: str, *, preset: str | None = No
     So is the row of a record that is the primary of an applied merge made after the row's modified_at (a
     file exported before the merge), or of any applied merge when the row has no modified_at (nothing shows
     it was written after the merge): applying it would take back what the merge gave the primary (fields,
-    phones and e-mails of the merged records, the earlier created_at) and block the merge's undo."""
+    phones and e-mails of the merged records, the earlier created_at) and block the merge's undo.
+    ``portal_timezone``: an IANA name (Europe/Moscow) a created_at / modified_at written without a UTC offset is
+    read in, as Bitrix24 writes them (None: read as UTC)."""
+    zone = _zone(portal_timezone)
     with _opened(path, entity, preset, mapping, encoding, delimiter, update) as (path, entity, fields, records, header, columns,
                                                                          report):
         if keep_lines:
@@ -930,18 +986,20 @@ def import_csv(store: Store, path: Path, entity: str, *, preset: str | None = No
         users = _Users(store)
         if responsible_id is not None and responsible_id not in users.ids:
             raise CsvError(f"The default responsible user id {responsible_id} is not a user of {store.display_url}.")
+        report.portal_timezone = portal_timezone
         _import_rows(store, entity, fields, records, header, columns, preset, users, responsible_id, batch_size,
-                     report, region, update)
+                     report, region, update, zone)
     log.info("%s", report.summary())
     return report
 
 
 def check_csv_file(path: Path, entity: str, *, preset: str | None = None,
                    mapping: dict[str, list[str]] | None = None, encoding: str | None = None,
-                   delimiter: str | None = None) -> ImportReport:
+                   delimiter: str | None = None, portal_timezone: str | None = None) -> ImportReport:
     """What import_csv would refuse the whole file for (missing, empty, its encoding, delimiter or
-    header, the preset or mapping), raised as the same CsvError, without reading its rows. Returns
-    the report of what was found (encoding, delimiter, columns ignored), with no rows."""
+    header, the preset, mapping or portal time zone), raised as the same CsvError, without reading its rows.
+    Returns the report of what was found (encoding, delimiter, columns ignored), with no rows."""
+    _zone(portal_timezone)
     with _opened(path, entity, preset, mapping, encoding, delimiter) as (*_, report):
         return report
 
@@ -998,8 +1056,10 @@ def _header(path: Path, records: "_Records") -> list[str]:
 
 def _import_rows(store: Store, entity: str, fields: dict[str, _Field], records: _Records, header: list[str],
                  columns: dict[str, list[int]], preset: str | None, users: _Users, responsible_id: int | None,
-                 batch_size: int, report: ImportReport, region: str = "RU", update: bool = False) -> None:
-    conv = _Converter(entity, fields, columns, header, MULTI_VALUE_JOIN.get(preset), users, responsible_id, update)
+                 batch_size: int, report: ImportReport, region: str = "RU", update: bool = False,
+                 zone: ZoneInfo | None = None) -> None:
+    conv = _Converter(entity, fields, columns, header, MULTI_VALUE_JOIN.get(preset), users, responsible_id, update,
+                      zone)
     if update and "id" not in columns:
         raise CsvError(f"{Path(report.file).name} has no id column: --update needs the records' ids to find them.")
     updates = None
@@ -1151,7 +1211,7 @@ class _Writer:
             else:
                 instead = (f"; the row is imported without this {what}" if ":" in name else
                            f"; the row is imported with its {name} left empty")
-            problem = Problem(p.line, p.column, p.reason + instead, self.report.file.name, p.value, str(rid))
+            problem = Problem(p.line, p.column, p.reason + instead, self.report.file.name, p.value, str(rid), p.reason)
             self.report.cell_fields[name.split(":")[0] if ":" in name else name] += 1
             if len(self.report.cell_problems) < MAX_PROBLEMS_KEPT:
                 self.report.cell_problems.append(problem)
@@ -1509,7 +1569,7 @@ def _chunks(items: list, n: int) -> Iterator[list]:
 # export
 
 def export_csv(store: Store, path: Path, entity: str, *, preset: str | None = None,
-               encoding: str = "utf-8", delimiter: str = ",") -> int:
+               encoding: str = "utf-8", delimiter: str = ",", portal_timezone: str | None = None) -> int:
     """Write the live records of one entity type with all their fields and communications; returns the count.
 
     Without a preset the header is the table's columns (id first) and one ``TYPE:KIND`` column per
@@ -1517,9 +1577,15 @@ def export_csv(store: Store, path: Path, entity: str, *, preset: str | None = No
     ``import_csv`` reads it back exactly (dates and timestamps in ISO 8601). With ``preset='bitrix24'``
     the header is Bitrix24's, several values of a kind share one cell joined by ", ", dates are
     dd.mm.yyyy [hh:mm:ss] and Responsible is the user's name.
+
+    Timestamps are written in UTC (without an offset), or with ``portal_timezone`` (an IANA name) in that zone's
+    local time: with the preset without an offset, as Bitrix24 writes them (import with the same zone reads them
+    back, but for the hour a DST change repeats, read as its first occurrence); without a preset with the offset
+    (2021-05-05 17:30:00+03:00), which any import reads back exactly.
     """
     path = Path(path)
     entity = _entity(entity)
+    zone = _zone(portal_timezone)
     cols_of = _preset(preset, entity)
     try:
         enc = codecs.lookup(encoding).name
@@ -1547,6 +1613,11 @@ def export_csv(store: Store, path: Path, entity: str, *, preset: str | None = No
         if preset and name == "responsible_id":
             return users.get(v, str(v))
         if isinstance(v, datetime):
+            if zone is not None:
+                try:
+                    v = v.replace(tzinfo=timezone.utc).astimezone(zone)
+                except OverflowError:  # (9999-12-31 23:00 UTC is past year 9999 east of it): as UTC, saying so
+                    return v.isoformat(sep=" ") + "+00:00"
             return v.strftime(DATE_FORMATS[preset][1]) if preset else v.isoformat(sep=" ")
         if isinstance(v, date):
             return v.strftime(DATE_FORMATS[preset][0]) if preset else v.isoformat()

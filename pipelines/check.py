@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -30,15 +31,38 @@ def _relabelled(p: Prepared, prefix: str) -> Prepared:
                     p.sites, set(p.roles), dict(p.made_with))
 
 
+class FileProblems(list):
+    """What reading a CSV found, as lines to show in the order of the file's lines: the rows that could not be
+    read (not checked) and the cells left out of rows checked (a date 05/06/1985). ``rejected``, ``cells``: how
+    many of each (beyond crm.csv_io.MAX_PROBLEMS_KEPT only counted); ``times``: how the created_at/modified_at
+    written without a UTC offset were read (the line import says it in), or None."""
+
+    rejected: int = 0
+    cells: int = 0
+    times: str | None = None
+
+    @classmethod
+    def of(cls, report) -> "FileProblems":
+        """The problems of a crm.csv_io.ImportReport, a cell's told as check does with it (it stores nothing)."""
+        out = cls(str(p) if p.cell_reason is None else
+                  str(replace(p, reason=f"{p.cell_reason}; the row was checked with this cell left out"))
+                  for p in report.all_problems())
+        out.rejected, out.cells, out.times = report.rejected, sum(report.cell_fields.values()), report.times_note()
+        return out
+
+
 def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, preset: str | None = None,
                       mapping: dict[str, list[str]] | None = None, encoding: str | None = None,
-                      settings_path: str | None = None, reuse: bool = True) -> tuple[pd.DataFrame, list[str]]:
+                      settings_path: str | None = None, reuse: bool = True,
+                      portal_timezone: str | None = None) -> tuple[pd.DataFrame, FileProblems]:
     """Likely duplicates of new records. Returns (rows: new_record, line, new_name, duplicate_type,
     duplicate_of, duplicate_line, duplicate_name, existing, probability, tier, explanation; problems
-    found while reading the CSV). A new record of a CSV is numbered as its import would number it (by
-    its id column, else in the order of its rows); ``line`` and ``duplicate_line`` are the records'
-    lines in the file (none for records of the CRM); a row whose id (the file's) is a record's of the CRM is
-    listed once, tier "already in the database", and not compared. ``duplicate_type`` is ``entity``, or for a new
+    found while reading the CSV, a FileProblems: the rows not read and the cells left out, and how times
+    without an offset were read: in ``portal_timezone``, else the settings' pipeline.portal_timezone). A new record
+    of a CSV is numbered as its import would number it (by its id column, else in the order of its rows);
+    ``line`` and ``duplicate_line`` are the records' lines in the file (none for records of the CRM); a row
+    whose id (the file's) is a record's of the CRM is listed once, tier "already in the database", and not
+    compared. ``duplicate_type`` is ``entity``, or for a new
     lead also an existing contact or company it duplicates (as the run's leads-vs-clients step finds
     them; with the settings' pipeline.match_leads_to_clients).
 
@@ -59,7 +83,7 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
     reused = reuse_normalised(existing, prior, settings) if prior is not None else None
     normalised = reused[0] if reused is not None else None
     del reused  # (normalised is replaced by copies below: the reused records must not stay beside them)
-    problems: list[str] = []
+    problems = FileProblems()
     lines: dict[str, int] = {}  # a CSV's new record -> its line in the file
     already: list[dict] = []  # a CSV's rows of records the CRM holds (by the file's id)
     if csv is not None:
@@ -69,8 +93,9 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
             scratch = Store(f"sqlite:///{tmp}/check.db")
             scratch.migrate()
             report = import_csv(scratch, Path(csv), entity, preset=preset, mapping=mapping, encoding=encoding,
-                                region=settings.match.region, keep_lines=True)
-            problems = [str(p) for p in report.problems]
+                                region=settings.match.region, keep_lines=True,
+                                portal_timezone=portal_timezone or settings.pipeline.portal_timezone)
+            problems = FileProblems.of(report)
             lines = {f"new:{i}": line for i, line in report.record_lines.items()}
             new = _typed_as(load_role_table(scratch, entity), existing)
             scratch.dispose()

@@ -54,6 +54,10 @@ def open_store(db: str | None, *, must_exist: bool = True, check: bool = True):
 GROUP_TIERS = ("certain", "probable")  # groups form at "probable" or above (README, How matching works)
 SETTINGS_HELP = "Settings YAML with match, merge and pipeline sections (see Settings in README.md)."
 SettingsOption = Annotated[Optional[Path], typer.Option("--settings", help=SETTINGS_HELP)]
+PortalTzOption = Annotated[Optional[str], typer.Option(
+    "--portal-tz", metavar="NAME", help="The portal's time zone, an IANA name such as Europe/Moscow: a created_at/"
+    "modified_at written without a UTC offset (as Bitrix24 exports them) is its local time, stored in UTC. Overrides "
+    "the setting pipeline.portal_timezone; without either such times are read as UTC.")]
 
 
 def entity_type(value: str, *, allow_all: bool = False) -> str:
@@ -202,6 +206,7 @@ def import_(
                                          "file's columns and phones/e-mails of its kinds replace the record's) "
                                          "instead of being rejected; new ids are added.")] = False,
     settings: SettingsOption = None,
+    portal_tz: PortalTzOption = None,
 ) -> None:
     """Import contacts, companies or leads from CSV; bad rows are reported and the rest goes in (a cell that
     cannot be stored, such as a date that does not exist, is left empty and reported: the row goes in). Phones,
@@ -210,13 +215,14 @@ def import_(
     from crm.csv_io import CsvError, import_csv
 
     entity = entity_type(entity)
-    region = load_settings(settings).match.region
+    loaded = load_settings(settings)
     store = open_store(db)
     if errors is not None:  # refused before anything is imported: a traceback after it reads as "nothing went in"
         _can_write(errors, "--errors")
     try:
         report = import_csv(store, file, entity, preset=preset, mapping=_parse_map(map_),
-                            encoding=encoding, delimiter=delimiter, region=region, update=update)
+                            encoding=encoding, delimiter=delimiter, region=loaded.match.region, update=update,
+                            portal_timezone=loaded.pipeline.portal_timezone if portal_tz is None else portal_tz)
     except CsvError as exc:
         fail(str(exc))
     listed = report.all_problems()  # rows rejected, and cells left out of rows imported
@@ -259,14 +265,22 @@ def export(
     preset: Annotated[Optional[str], typer.Option(help="'bitrix24' writes Bitrix24's column headers.")] = None,
     encoding: Annotated[str, typer.Option(help="utf-8, utf-8-sig or cp1251.")] = "utf-8",
     delimiter: Annotated[str, typer.Option(help="',' or ';'.")] = ",",
+    settings: SettingsOption = None,
+    portal_tz: Annotated[Optional[str], typer.Option(
+        "--portal-tz", metavar="NAME", help="Write created_at/modified_at in this time zone (an IANA name such as "
+        "Europe/Moscow; overrides the setting pipeline.portal_timezone): with --preset bitrix24 as the portal's "
+        "local time, as Bitrix24 does, else with the UTC offset. Without either they are written in UTC.")] = None,
 ) -> None:
-    """Export contacts, companies or leads to CSV in the form `crm-dedup import` reads."""
+    """Export contacts, companies or leads to CSV in the form `crm-dedup import` reads (import with the same
+    --portal-tz reads the times back as they are stored)."""
     from crm.csv_io import CsvError, export_csv
 
     entity = entity_type(entity)
+    zone = load_settings(settings).pipeline.portal_timezone if portal_tz is None else portal_tz
     store = open_store(db)
     try:
-        n = export_csv(store, file, entity, preset=preset, encoding=encoding, delimiter=delimiter)
+        n = export_csv(store, file, entity, preset=preset, encoding=encoding, delimiter=delimiter,
+                       portal_timezone=zone)
     except CsvError as exc:
         fail(str(exc))
     typer.echo(f"Wrote {n:,} {entity} records to {file}")
@@ -1128,9 +1142,11 @@ def check(
     out: Annotated[Path, typer.Option(help="Where to write the likely duplicates (CSV).")] = Path("data/check.csv"),
     settings: SettingsOption = None,
     db: DbOption = None,
+    portal_tz: PortalTzOption = None,
 ) -> None:
     """Report new records that duplicate existing ones: the rows of --input, or (without it) the
-    records the last dedup run of --entity has not seen (added since, whatever their created_at)."""
+    records the last dedup run of --entity has not seen (added since, whatever their created_at).
+    The rows and cells of --input that cannot be read are listed, as import lists them."""
     from crm.csv_io import CsvError
     from pipelines.check import summary_line
 
@@ -1138,8 +1154,10 @@ def check(
     entity = entity_type(entity)
     load_settings(settings)
     mapping = _parse_map(map_) or None
+    if portal_tz is not None and input_ is None:
+        fail("--portal-tz says how to read the times of an --input file; without --input no file is read")
     if input_ is not None:
-        _check_csv(input_, entity, preset, mapping, encoding)
+        _check_csv(input_, entity, preset, mapping, encoding, portal_tz)
     from pipelines.prefect_api import early_server
 
     with early_server() as ready:
@@ -1150,14 +1168,21 @@ def check(
         try:
             result = check_flow(db=db, entity=entity, csv_path=str(input_) if input_ else None, preset=preset,
                                 mapping=mapping, encoding=encoding, settings_path=str(settings) if settings else None,
-                                out=str(out.resolve()))  # (said in full: data/ of the current folder by default)
+                                out=str(out.resolve()),  # (said in full: data/ of the current folder by default)
+                                portal_timezone=portal_tz)
         except (CsvError, ValueError) as exc:  # the file's own problems (encoding, header) show when it is read
             fail(str(exc))
-    for problem in result["problems"][:20]:
+    # the rows that could not be read (not checked) and the cells left out of rows checked, by line (FileProblems)
+    problems = result["problems"]
+    for problem in problems[:20]:
         typer.secho(f"  {problem}", fg=typer.colors.YELLOW, err=True)
-    unread = (f"; {len(result['problems']):,} row(s) of the file could not be read and were not checked (listed "
-              "above)") if result["problems"] else ""
-    if not result["checked"] and result["problems"]:
+    if len(problems) > 20:
+        typer.secho(f"  ... and {len(problems) - 20:,} more", fg=typer.colors.YELLOW, err=True)
+    unread = (f"; {result['rejected']:,} row(s) of the file could not be read and were not checked (listed above)"
+              if result["rejected"] else "")
+    unread += (f"; {result['cells']:,} cell(s) could not be read and were left out of the rows checked (listed "
+               "above)" if result["cells"] else "")
+    if not result["checked"] and result["rejected"]:
         fail(f"none of the rows of {input_} could be read as {entity} records, so nothing was checked (the "
              "problems are listed above)", code=1)
     if not result["checked"] and input_ is None:
@@ -1171,8 +1196,7 @@ def check(
     if pairs.empty and not already:
         typer.echo(f"No new record looks like an existing one ({new:,} checked{unread}; an empty report: "
                    f"{result['report']})")
-        return
-    if pairs.empty:
+    elif pairs.empty:
         typer.echo(f"No new record looks like an existing one ({new:,} checked{unread}{there}; details in "
                    f"{result['report']})")
     else:
@@ -1184,6 +1208,8 @@ def check(
         typer.echo("  " + summary_line(row, entity, from_file=input_ is not None))
     if result["likely_duplicates"] > len(result["first"]):
         typer.echo(f"  ... and {result['likely_duplicates'] - len(result['first']):,} more in {result['report']}")
+    if result["times"]:  # how times without an offset were read, as import says it
+        typer.echo(result["times"])
 
 
 def _check_found(report: str):
@@ -1447,13 +1473,13 @@ def _check_pair_scope(store, user_row: dict, entity: str, id_a: int, id_b: int, 
 
 
 def _check_csv(path: Path, entity: str, preset: str | None, mapping: dict[str, list[str]] | None,
-               encoding: str | None) -> None:
-    """A problem of the whole file (missing, encoding, header, preset) as one error line here, before
+               encoding: str | None, portal_tz: str | None = None) -> None:
+    """A problem of the whole file (missing, encoding, header, preset, --portal-tz) as one error line here, before
     the check flow reads it (there it would be a failed flow run with Prefect's traceback)."""
     from crm.csv_io import CsvError, check_csv_file
 
     try:
-        check_csv_file(path, entity, preset=preset, mapping=mapping, encoding=encoding)
+        check_csv_file(path, entity, preset=preset, mapping=mapping, encoding=encoding, portal_timezone=portal_tz)
     except CsvError as exc:
         fail(str(exc))
 

@@ -322,25 +322,33 @@ CHECK_SHOWN = 10  # the most likely pairs the result carries for the terminal; t
 @task(name="check-new-records")
 def check_task(db: str | None, entity: str, csv_path: str | None, preset: str | None,
                mapping: dict[str, list[str]] | None, settings_path: str | None, out: str,
-               encoding: str | None = None) -> dict:
+               encoding: str | None = None, portal_timezone: str | None = None) -> dict:
+    """check_new_records, its likely duplicates written to ``out``. Returns counts, the first rows and
+    what reading the file found: ``problems`` (lines, in the file's order), how many ``rejected`` rows
+    and left-out ``cells`` they tell of, and ``times``: how times without a UTC offset were read."""
     from pipelines.check import check_new_records
 
     rows, problems = check_new_records(db, entity, csv=Path(csv_path) if csv_path else None, preset=preset,
-                                       mapping=mapping, encoding=encoding, settings_path=settings_path)
+                                       mapping=mapping, encoding=encoding, settings_path=settings_path,
+                                       portal_timezone=portal_timezone)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     rows.to_csv(out, index=False)
     return {"report": out, "likely_duplicates": int(len(rows)), "checked": int(rows.attrs.get("checked", 0)),
             "new_records_with_duplicates": int(rows["new_record"].nunique()) if len(rows) else 0,
-            "problems": problems, "first": rows.head(CHECK_SHOWN).to_dict("records")}
+            "problems": list(problems), "rejected": problems.rejected, "cells": problems.cells,
+            "times": problems.times, "first": rows.head(CHECK_SHOWN).to_dict("records")}
 
 
 @flow(name="check", log_prints=True)
 def check_flow(db: str | None = None, entity: str = "contact", csv_path: str | None = None,
                preset: str | None = None, mapping: dict[str, list[str]] | None = None,
-               settings_path: str | None = None, out: str = "data/check.csv", encoding: str | None = None) -> dict:
+               settings_path: str | None = None, out: str = "data/check.csv", encoding: str | None = None,
+               portal_timezone: str | None = None) -> dict:
     """Match new records (a CSV about to be imported, or records the last run has not seen) against
-    the CRM and report the likely duplicates before they multiply."""
-    result = check_task(steps.env_db(db), entity, csv_path, preset, mapping, settings_path, out, encoding)
+    the CRM and report the likely duplicates before they multiply. ``portal_timezone``: the zone of
+    the CSV's times written without a UTC offset (else the settings' pipeline.portal_timezone)."""
+    result = check_task(steps.env_db(db), entity, csv_path, preset, mapping, settings_path, out, encoding,
+                        portal_timezone)
     rows = pd_read(out)
     create_table_artifact(key="check-likely-duplicates", table=rows[:200] or [{"result": "no likely duplicates"}],
                           description=f"New {entity} records that look like existing ones")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from merge_rules.settings import MergeSettings
 from scoring.settings import MatchSettings, SettingsError, explain_problems
@@ -49,6 +49,20 @@ class PipelineSettings(BaseModel):
     match_leads_to_clients: bool = Field(True, description="Report leads that duplicate an existing contact or company.")
     auto_merge: AutoMergePolicy = AutoMergePolicy()
     dask: DaskSettings = DaskSettings()
+    portal_timezone: str | None = Field(
+        None, description="The CRM portal's time zone, an IANA name such as Europe/Moscow: `import` and `check` read a "
+                          "created_at/modified_at written without a UTC offset (as Bitrix24 exports them) as its local "
+                          "time, and `export` writes times in it; none: such times are read and written as UTC.")
+
+    @field_validator("portal_timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from crm.csv_io import portal_zone  # (the CSV reader's own check; imported only when a zone is set)
+
+        portal_zone(value)  # ValueError: shown as "pipeline.portal_timezone: 'X' is not a time zone..."
+        return value
 
 
 class Settings(BaseModel):

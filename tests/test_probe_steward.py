@@ -184,8 +184,9 @@ def test_check_counts_the_rows_already_in_the_database_apart_from_the_new_record
         yield lambda: None
 
     def check_here(db=None, entity="contact", csv_path=None, preset=None, mapping=None, settings_path=None,
-                   out="data/check.csv", encoding=None):
-        return flows.check_task.fn(db, entity, csv_path, preset, mapping, settings_path, out, encoding)
+                   out="data/check.csv", encoding=None, portal_timezone=None):
+        return flows.check_task.fn(db, entity, csv_path, preset, mapping, settings_path, out, encoding,
+                                   portal_timezone)
 
     monkeypatch.setattr(prefect_api, "early_server", no_server)
     monkeypatch.setattr(flows, "check_flow", check_here)
