@@ -105,6 +105,41 @@ for row in run.uncertain_pairs(3, distinct=True).itertuples(index=False):
 run.held_pairs().head(20)
 
 # %% [markdown]
+# ## Pairs just below the threshold
+# The duplicates a lower *probable* threshold would add, closest to it first (`side="above"`: the
+# pairs a higher one would drop; `threshold="certain"`: the line of the auto-merge).
+
+# %%
+run.uncertain_pairs(20, side="below")
+
+# %% [markdown]
+# ## Why two records matched
+# Set `PAIR` to two record ids and their entity type, e.g. `(1245, 1266, "contact")` (ids as
+# `crm-dedup groups` prints them, `#1245` too). Two records of one group may have no pair of their
+# own (they are linked through other members): `run.group_pairs(GROUP_ID)` lists the pairs that hold
+# a group together. `None`: the pairs of the largest group.
+
+# %%
+PAIR = None
+if PAIR:
+    row = run.pair(*PAIR)
+    display(report.waterfall_chart(run.waterfall(*PAIR), f"{PAIR[-1]} {row.id_a} / {row.id_b}", row.probability))
+    print(row.explanation)
+elif len(run.groups()):
+    largest = run.groups().sort_values(["size", "score"], ascending=[False, False]).iloc[0]
+    print(f"group {largest.group_id}: {', '.join(map(str, largest.member_ids))}")
+    display(run.group_pairs(largest.group_id, largest.entity_type)[["id_a", "id_b", "probability", "tier",
+                                                                     "explanation"]])
+
+# %% [markdown]
+# ## Left out of their group
+# Records probable or better with a member of a group but kept out of it (a hold rule, or a "not
+# duplicates" mark): merging the group leaves them behind. `crm-dedup include GROUP_ID ID` adds one.
+
+# %%
+run.left_out()
+
+# %% [markdown]
 # ## Against the known truth
 # Pairwise precision and recall if the groups were the pairs at or above each threshold. Shown only
 # when the truth is known (the demo CRM's `demo_truth` table, or a truth passed to `open_run`).
@@ -130,3 +165,32 @@ run.lead_clients().head(20)
 
 # %%
 run.model_weights()
+
+# %% [markdown]
+# ## Compared with another run
+# After a change of settings (a threshold, say) and a new run: which groups are new, gone or
+# changed, which pairs changed tier, and precision and recall of both where the truth is known.
+# `COMPARE_WITH`: a run folder or run id; `None`: the run before this one in its database.
+
+# %%
+COMPARE_WITH = None
+other = report.Run.resolve(COMPARE_WITH, run.db_url) if COMPARE_WITH else run.previous()
+if other is None:
+    print("No earlier run to compare with: set COMPARE_WITH to a run folder or a run id (`crm-dedup runs`).")
+else:
+    print(f"{other.run_id} (before) -> {run.run_id} (after)")
+    display(report.compare_runs(other, run))
+    display(report.changed_groups(other, run).head(20))
+    display(report.changed_pairs(other, run).head(20))
+
+# %% [markdown]
+# ## CSV for a spreadsheet
+# `EXPORT_TO`: a folder for the run's records with their groups, pairs (with both records' names),
+# groups and left-out records as CSV (UTF-8 with a BOM, which Excel reads; `sep=";"` where the
+# spreadsheet expects semicolons). `crm-dedup evaluate --groups FOLDER/contact/groups.csv` reads them.
+
+# %%
+EXPORT_TO = None
+if EXPORT_TO:
+    for name, path in run.to_csv(EXPORT_TO).items():
+        print(path)

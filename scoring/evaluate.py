@@ -15,14 +15,25 @@ def _pairs_within(labels: pd.Series) -> int:
 
 
 def evaluate_groups(groups: pd.Series, truth: pd.Series) -> dict[str, float]:
-    """``groups`` and ``truth`` map record id -> group label / real-entity label (same ids)."""
+    """``groups`` and ``truth`` map record id -> group label / real-entity label (same ids, once each)."""
+    for name, labels in (("truth", truth), ("groups", groups)):
+        repeated = labels.index[labels.index.duplicated()].unique()
+        if len(repeated):
+            raise ValueError(
+                f"{name} names {len(repeated):,} record id(s) more than once (e.g. {_examples(repeated)}): one row "
+                "per record is needed." + (" A truth of several entity types (the demo_truth table: contact, company "
+                                           "and lead ids overlap) must be cut to the entity type of the groups."
+                                           if name == "truth" else ""))
     common = groups.index.intersection(truth.index)
     if len(common) != len(groups) or len(common) != len(truth):
-        missing = len(truth) - len(common)
-        extra = len(groups) - len(common)
-        if missing or extra:
-            raise ValueError(f"groups and truth disagree on the records: {extra} ids only in groups, "
-                             f"{missing} only in truth")
+        # (in the order given: the first ids named are the first listed)
+        only_truth = truth.index[~truth.index.isin(common)]
+        only_groups = groups.index[~groups.index.isin(common)]
+        if len(only_truth) or len(only_groups):
+            raise ValueError(
+                "groups and truth disagree on the records: "
+                f"{len(only_groups):,} ids only in groups{_examples(only_groups, ' (e.g. {})')}, "
+                f"{len(only_truth):,} only in truth{_examples(only_truth, ' (e.g. {})')}")
     # labels as integer codes (of their text, as before): a cell is a (group, entity) pair
     g, _ = pd.factorize(groups.loc[common].astype(str).to_numpy())
     t, t_uniques = pd.factorize(truth.loc[common].astype(str).to_numpy())
@@ -41,6 +52,14 @@ def evaluate_groups(groups: pd.Series, truth: pd.Series) -> dict[str, float]:
             "precision": precision, "recall": recall, "f1": f1,
             "bcubed_precision": bp, "bcubed_recall": br,
             "bcubed_f1": 2 * bp * br / (bp + br) if bp + br else 0.0}
+
+
+def _examples(ids: pd.Index, form: str = "{}", n: int = 3) -> str:
+    """A few ids, in their order, to name in an error ("" when there are none)."""
+    if not len(ids):
+        return ""
+    shown = ", ".join(map(str, ids[:n])) + (", ..." if len(ids) > n else "")
+    return form.format(shown)
 
 
 class _Sizes:

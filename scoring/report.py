@@ -11,7 +11,12 @@ same pictures from the same data.
     score_chart(run.pair_scores(), run.thresholds)
     waterfall_chart(run.waterfall(id_a, id_b, "contact"))
     run.uncertain_pairs(20), run.quality_fields(), run.precision_recall()
+    run.pair(id_a, id_b, "contact"), run.group_pairs(group_id), run.left_out()
+    compare_runs(run.previous(), run), changed_groups(a, b), changed_pairs(a, b)
+    run.to_csv(folder)                                  # CSV for a spreadsheet (and `crm-dedup evaluate`)
     write_html_report(run.folder)                       # folder/report.html, self-contained
+
+docs/analysts.md shows them at work.
 """
 
 from __future__ import annotations
@@ -105,7 +110,12 @@ def default_db_url() -> str:
     project root (a notebook's working directory is notebooks/)."""
     from crm.store import resolve_url
 
-    url = resolve_url(None)
+    return _sqlite_from_root(resolve_url(None))
+
+
+def _sqlite_from_root(url: str) -> str:
+    """A relative SQLite path that is not here but is under the project root (a notebook runs in
+    notebooks/, the README's paths are the project root's): that one."""
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith(prefix + "/"):
         rel = Path(url[len(prefix):])
@@ -114,10 +124,19 @@ def default_db_url() -> str:
     return url
 
 
+def _from_root(folder: str | Path) -> Path:
+    """A relative run folder that is not here but is under the project root (data/runs/<run id> given
+    in a notebook, which runs in notebooks/): that one."""
+    path = Path(folder)
+    if not path.is_absolute() and not path.exists() and (PROJECT_ROOT / path).is_dir():
+        return PROJECT_ROOT / path
+    return path
+
+
 def _open_store(db_url: str | None):
     from crm.store import Store
 
-    return Store(db_url or default_db_url(), must_exist=True)
+    return Store(_sqlite_from_root(db_url) if db_url else default_db_url(), must_exist=True)
 
 
 def _explode_words(series: pd.Series, sep: str) -> pd.Series:
@@ -165,7 +184,7 @@ class Run:
         self.db_url = db_url
         self._given_truth = truth
         self._cache: dict = {}
-        self._default_db_lacking: str | None = None  # the default database, when it does not hold the run
+        self._default_db_lacking: str | None = None  # why the default database is not the run's, when it is not
 
     def __repr__(self) -> str:
         return (f"<Run {self.run_id} ({self.mode} mode, {', '.join(self.entity_types) or 'no entity types'}) "
@@ -175,7 +194,7 @@ class Run:
 
     @classmethod
     def open(cls, folder: str | Path, *, db_url: str | None = None, truth=None) -> "Run":
-        folder = Path(folder)
+        folder = _from_root(folder)
         if not folder.is_dir():
             raise ReportError(f"There is no run folder {folder}. Pass a folder written by `crm-dedup run` "
                               "(data/runs/<run id>) or by `crm-dedup find --out DIR`.")
@@ -200,11 +219,9 @@ class Run:
                     "Run `crm-dedup run` or `crm-dedup find` first, or pass the folder they wrote."))
         settings = _load_settings(folder)
         if db_url is None:
-            from crm.store import hide_password
-
-            db_url = _database_knowing(folder.name)
-            no_db = None if db_url else hide_password(default_db_url())
+            db_url, no_db = _database_knowing(folder.name)
         else:
+            db_url = _sqlite_from_root(db_url)
             _check_database_holds(db_url, folder)
             no_db = None
         run = cls(folder, "database", entities, settings, folder.name, db_url, truth)
@@ -233,7 +250,7 @@ class Run:
     @classmethod
     def resolve(cls, run: str | Path, db_url: str | None = None, *, truth=None) -> "Run":
         """A run folder, or a run id looked up in the database (``crm-dedup report RUN``)."""
-        if Path(run).is_dir():
+        if _from_root(run).is_dir():
             return cls.open(run, db_url=db_url, truth=truth)
         import sqlalchemy as sa
 
@@ -254,6 +271,34 @@ class Run:
                               "which no longer exists. Re-run `crm-dedup run`, or pass a run whose folder exists "
                               "(`crm-dedup runs` lists them).")
         return cls.open(row[0], db_url=store.url, truth=truth)
+
+    def previous(self) -> "Run | None":
+        """The completed run of the same database that started last before this one, holds one of its
+        entity types and whose folder still exists (to compare with: compare_runs(run.previous(), run));
+        None for a file-mode run, a run without its database, or the first run."""
+        if self.mode != "database" or not self.db_url:
+            return None
+        import sqlalchemy as sa
+
+        from crm import schema
+
+        r = schema.dedup_runs
+        store = _open_store(self.db_url)
+        try:
+            with store.engine.connect() as conn:
+                started = conn.execute(sa.select(r.c.started_at).where(r.c.id == self.run_id)).scalar()
+                if started is None:
+                    return None
+                rows = conn.execute(sa.select(r.c.folder, r.c.entity_types)
+                                    .where(r.c.status == "completed", r.c.id != self.run_id, r.c.started_at <= started)
+                                    .order_by(r.c.started_at.desc(), r.c.id.desc())).all()
+        finally:
+            store.dispose()
+        for folder, entity_types in rows:
+            shared = set(str(entity_types or "").replace(" ", "").split(",")) & set(self.entity_types)
+            if folder and shared and Path(folder).is_dir():
+                return Run.open(folder, db_url=self.db_url)
+        return None
 
     # -- raw files --------------------------------------------------------------------------------
 
@@ -335,8 +380,10 @@ class Run:
                 frame = pd.read_parquet(self._path(entity, "group_table"))
                 frame["member_ids"] = frame["member_ids"].map(list)
             frame = frame.reindex(columns=["group_id", "primary_id", "member_ids", "size", "score", "tier",
-                                           "reason", "tie", "criteria"])
+                                           "reason", "tie", "criteria", "cut_off"])
             frame["reason"] = frame["reason"].fillna("").astype(str)
+            # (a run from before cut_off was written has none: no record is known to be left out)
+            frame["cut_off"] = [list(c) if isinstance(c, (list, tuple, np.ndarray)) else [] for c in frame["cut_off"]]
             frame.insert(0, "entity_type", entity)
             self._cache[key] = frame
         return self._cache[key]
@@ -360,6 +407,7 @@ class Run:
         weakest = inside["probability"].groupby(ga[inside.index]).min()
         table["score"] = table["group_id"].map(weakest)
         table["criteria"] = _criteria(table, pairs) if len(table) else []
+        table["cut_off"] = _left_alone(g["id"], member_group, pairs, table["group_id"])
         return table.sort_values(["score", "group_id"], ascending=[False, True], ignore_index=True)
 
     def model(self, entity_type: str | None = None) -> dict:
@@ -388,7 +436,8 @@ class Run:
     # -- what analysts look at ------------------------------------------------------------------
 
     def overview(self) -> pd.DataFrame:
-        """Per entity type: records, scored pairs, groups, records in groups, largest group, groups per tier."""
+        """Per entity type: records, scored pairs, groups, records in groups, largest group, records left
+        out of a group (left_out), groups per tier."""
         rows = []
         for e in self.entity_types:
             g, gt, p = self._groups(e), self._group_table(e), self._pairs(e)
@@ -396,6 +445,7 @@ class Run:
             rows.append({"entity_type": e, "records": len(g), "scored_pairs": len(p), "groups": len(gt),
                          "records_in_groups": int(gt["size"].sum()) if len(gt) else 0,
                          "largest_group": int(gt["size"].max()) if len(gt) else 0,
+                         "left_out": int(gt["cut_off"].map(len).sum()) if len(gt) else 0,
                          **{f"{t}_groups": int(tiers.get(t, 0)) for t in TIERS}})
         return pd.DataFrame(rows)
 
@@ -494,16 +544,65 @@ class Run:
         parsed = pd.DataFrame(parsed, index=p.index)
         return pd.concat([p[["entity_type", "id_a", "id_b", "probability", "tier"]], parsed], axis=1)
 
+    def record_id(self, value, entity_type: str | None = None):
+        """A record id as this run's files hold it: text in file mode; in database mode a whole number,
+        also when given as text or as `crm-dedup groups` prints it ("1245", "#1245")."""
+        e = self._entity(entity_type)
+        if self.mode == "file":
+            return str(value).strip()
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            return int(value)
+        text = str(value).strip().lstrip("#").strip()
+        try:
+            number = float(text)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number) or number != int(number):
+            raise ReportError(f"{value!r} is not a {e} id: the ids of a database run are whole numbers "
+                              "(as `crm-dedup groups` shows them, #1245).")
+        return int(number)
+
     def pair(self, id_a, id_b, entity_type: str | None = None) -> pd.Series:
-        """One scored pair (either order of the ids)."""
+        """One scored pair (either order of the ids; ids as numbers or text): its probability, tier,
+        criteria, explanation and contributions."""
         e = self._entity(entity_type)
         p = self._pairs(e)
-        a, b = (str(id_a), str(id_b)) if self.mode == "file" else (id_a, id_b)
+        a, b = self.record_id(id_a, e), self.record_id(id_b, e)
         hit = p[((p["id_a"] == a) & (p["id_b"] == b)) | ((p["id_a"] == b) & (p["id_b"] == a))]
         if hit.empty:
-            raise ReportError(f"Run {self.run_id} has no scored {e} pair {id_a} / {id_b}: it was never a candidate "
-                              f"or scored below the possible threshold ({self.thresholds['possible']}).")
+            raise ReportError(self._no_pair_reason(e, a, b))
         return hit.iloc[0]
+
+    def _no_pair_reason(self, e: str, a, b) -> str:
+        """Why two records have no scored pair, and where to look instead."""
+        head = f"Run {self.run_id} has no scored {e} pair {a} / {b}"
+        g = self._groups(e)
+        group_of = dict(zip(g["id"], g["group_id"]))
+        unknown = [str(x) for x in (a, b) if x not in group_of]
+        if unknown:
+            return (f"{head}: {' and '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} not a {e} record of "
+                    f"this run ({len(g):,} records).")
+        if a != b and group_of[a] == group_of[b]:  # (a record alone has a group id of its own)
+            return (f"{head}, but both are in group {group_of[a]}, linked through other members: "
+                    f"run.group_pairs({group_of[a]!r}) lists the pairs that hold it together.")
+        return (f"{head}: it was never a candidate (no blocking rule put them side by side) or scored below the "
+                f"possible threshold ({self.thresholds['possible']:g}).")
+
+    def group_pairs(self, group_id: str, entity_type: str | None = None) -> pd.DataFrame:
+        """The scored pairs between members of one group (why its records are together), strongest first."""
+        entities = self._entities(entity_type)
+        if entity_type is None:  # the group id names its entity type (contact-12-ab34cd)
+            entities = [e for e in entities if str(group_id).startswith(f"{e}-")] or entities
+        for e in entities:
+            g = self._groups(e)
+            members = g.loc[g["group_id"] == str(group_id), "id"]
+            if len(members) > 1:
+                p = self._pairs(e)
+                inside = p[p["id_a"].isin(members) & p["id_b"].isin(members)]
+                return inside.sort_values(["probability", "id_a", "id_b"], ascending=[False, True, True],
+                                          kind="stable").reset_index(drop=True)
+        raise ReportError(f"Run {self.run_id} has no group {group_id!r} of two or more records "
+                          f"(`run.groups()` lists them).")
 
     def waterfall(self, id_a, id_b, entity_type: str | None = None) -> pd.DataFrame:
         """The steps from the prior to the pair's final weight: step, bits, start, end, probability."""
@@ -511,17 +610,31 @@ class Run:
         return waterfall_steps(_contributions(row["contributions"], row),
                                final_probability=float(row["probability"]))
 
-    def uncertain_pairs(self, n: int = 20, entity_type: str | None = None, distinct: bool = False) -> pd.DataFrame:
+    def uncertain_pairs(self, n: int = 20, entity_type: str | None = None, distinct: bool = False,
+                        side: str = "both", threshold: str | float = "probable") -> pd.DataFrame:
         """The pairs closest to the probable threshold (the line between grouped and not): look here first.
+        ``side="below"``: only the pairs just below it (the duplicates a lower threshold would add),
+        ``"above"``: only those just above; ``threshold``: another line, a tier ("certain") or a probability.
         Pairs a hold rule kept at possible are left out (held_pairs lists them): their probability is a
         cap the rule set, not the model's call, and they stay possible whatever the threshold.
         ``distinct``: one pair per explanation (one record against three copies gives three alike pairs)."""
+        if side not in ("both", "below", "above"):
+            raise ReportError(f"side must be 'both', 'below' or 'above', not {side!r}.")
+        if isinstance(threshold, str):
+            if threshold not in self.thresholds:
+                raise ReportError(f"threshold must be a tier ({', '.join(self.thresholds)}) or a probability, "
+                                  f"not {threshold!r}.")
+            line = self.thresholds[threshold]
+        else:
+            line = float(threshold)
         p = self.pairs(entity_type)
         cols = ["entity_type", "id_a", "id_b", "probability", "tier", "distance_bits", "criteria", "explanation"]
         p = p[~held_mask(p)]
+        if side != "both":
+            p = p[(p["probability"] < line) if side == "below" else (p["probability"] >= line)]
         if p.empty:
             return pd.DataFrame(columns=cols)
-        distance = np.abs(bits(p["probability"]) - bits(self.thresholds["probable"]))
+        distance = np.abs(bits(p["probability"]) - bits(line))
         out = p.assign(distance_bits=distance.round(2)).sort_values(
             ["distance_bits", "entity_type", "id_a", "id_b"], kind="stable")
         if distinct:
@@ -543,12 +656,99 @@ class Run:
         return out.sort_values(["weight", "entity_type", "id_a", "id_b"], ascending=[False, True, True, True],
                                kind="stable")[cols].reset_index(drop=True)
 
+    def left_out(self, entity_type: str | None = None) -> pd.DataFrame:
+        """Records in no group although probable or better with a member of one (the group table's
+        cut_off: a "not duplicates" mark or the chaining guard kept them out; merging the group leaves
+        them behind): entity_type, group_id, id, partner (its strongest member), probability, tier,
+        held_apart (the members a hold rule keeps it apart from, and why), explanation."""
+        cols = ["entity_type", "group_id", "id", "partner", "probability", "tier", "held_apart", "explanation"]
+        rows = []
+        for e in self._entities(entity_type):
+            gt = self._group_table(e)
+            listed = gt[gt["cut_off"].map(len) > 0]
+            if listed.empty:
+                continue
+            p = self._pairs(e)
+            held = held_mask(p)
+            for gid, members, cut in zip(listed["group_id"], listed["member_ids"], listed["cut_off"]):
+                inside = set(members)
+                for x in cut:
+                    mine = p[((p["id_a"] == x) & p["id_b"].isin(inside)) | ((p["id_b"] == x) & p["id_a"].isin(inside))]
+                    partner = np.where(mine["id_a"] == x, mine["id_b"], mine["id_a"])
+                    apart = [f"#{m}: {str(t).split(HELD_AT, 1)[-1].strip()}" for m, t, h in
+                             zip(partner, mine["explanation"], held[mine.index]) if h]
+                    best = mine.assign(partner=partner)[~held[mine.index]].sort_values(
+                        ["probability", "partner"], ascending=[False, True], kind="stable").head(1)
+                    row = {"entity_type": e, "group_id": gid, "id": x, "held_apart": "; ".join(apart)}
+                    if len(best):
+                        b = best.iloc[0]
+                        row.update(partner=b["partner"], probability=float(b["probability"]), tier=b["tier"],
+                                   explanation=b["explanation"])
+                    rows.append(row)
+        return pd.DataFrame(rows, columns=cols)
+
     def lead_clients(self) -> pd.DataFrame:
         """Leads that duplicate an existing contact or company (database runs with leads)."""
         path = self.folder / "lead_clients.parquet"
         if self.mode != "database" or not path.exists():
             return pd.DataFrame(columns=["lead_id", "client_type", "client_id", "probability", "tier", "explanation"])
         return pd.read_parquet(path)
+
+    def names(self, entity_type: str | None = None) -> pd.Series:
+        """Record id -> a readable name (a person's "surname first patronymic", else the company title) as
+        the run read the records (its table_records.parquet); empty in file mode, which keeps no copy."""
+        e = self._entity(entity_type)
+        path = self.folder / e / "table_records.parquet"
+        if self.mode != "database" or not path.exists():
+            return pd.Series(dtype=object, name="name")
+        t = pd.read_parquet(path, columns=[c for c in ("last_name", "first_name", "middle_name", "company")
+                                           if c in _parquet_columns(path)])
+        parts = [t[c].fillna("").astype(str).str.strip() for c in ("last_name", "first_name", "middle_name")
+                 if c in t.columns]
+        person = (pd.concat(parts, axis=1).agg(" ".join, axis=1).str.split().str.join(" ") if parts
+                  else pd.Series("", index=t.index))
+        company = t["company"].fillna("").astype(str).str.strip() if "company" in t.columns else ""
+        return person.where(person != "", company).rename("name")
+
+    def to_csv(self, out: str | Path, entity_type: str | None = None, *, sep: str = ",",
+               encoding: str = "utf-8-sig") -> dict[str, Path]:
+        """Write the run's results as CSV files a spreadsheet opens (UTF-8 with a BOM, so that Excel reads
+        Cyrillic; ``sep=";"`` for a spreadsheet that splits on semicolons), per entity type in
+        ``out/<entity>/``: ``groups.csv`` (every record: id, group_id, is_primary, tier, as `crm-dedup find`
+        writes it, so `crm-dedup evaluate --groups` reads it), ``pairs.csv`` (the scored pairs with both
+        records' names where the run kept them), ``group_table.csv`` (one row per group, ids joined by ", ")
+        and ``left_out.csv``; the run's settings.yaml in ``out`` (its thresholds, for `evaluate`).
+        Returns the paths written by name (``contact/pairs.csv``...)."""
+        out = Path(out)
+        written: dict[str, Path] = {}
+
+        def put(frame: pd.DataFrame, name: str) -> None:
+            path = out / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            frame.to_csv(path, index=False, sep=sep, encoding=encoding)
+            written[name] = path
+
+        def joined(values) -> str:
+            return ", ".join(map(str, values))
+
+        for e in self._entities(entity_type):
+            put(self._groups(e).drop(columns="entity_type"), f"{e}/groups.csv")
+            pairs = self._pairs(e).drop(columns="entity_type")
+            names = self.names(e)
+            if len(names):
+                pairs.insert(2, "name_a", pairs["id_a"].map(names).fillna(""))
+                pairs.insert(3, "name_b", pairs["id_b"].map(names).fillna(""))
+            put(pairs, f"{e}/pairs.csv")
+            table = self._group_table(e).drop(columns="entity_type")
+            put(table.assign(member_ids=table["member_ids"].map(joined), cut_off=table["cut_off"].map(joined)),
+                f"{e}/group_table.csv")
+            put(self.left_out(e).drop(columns="entity_type"), f"{e}/left_out.csv")
+        settings = self.folder / "settings.yaml"
+        if settings.exists():
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "settings.yaml").write_bytes(settings.read_bytes())
+            written["settings.yaml"] = out / "settings.yaml"
+        return written
 
     # -- data quality ------------------------------------------------------------------------------
 
@@ -629,7 +829,7 @@ class Run:
         if self.db_url is None:
             lacking = self._default_db_lacking
             return ("No database holding this run was given, so there is no known truth to measure it against"
-                    + (f" (the default database {lacking} has no run {self.run_id})" if lacking else "")
+                    + (f" ({lacking})" if lacking else "")
                     + ": pass --db (or set $CRM_DEDUP_DB) to the database the run read.")
         from crm.store import hide_password
 
@@ -698,6 +898,145 @@ class Run:
             return pd.DataFrame(columns=["entity_type", "threshold", "precision", "recall", "f1"])
         out = pd.concat(parts, ignore_index=True)
         return out[["entity_type"] + [c for c in out.columns if c != "entity_type"]]
+
+
+def _parquet_columns(path: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(path).names)
+
+
+def _left_alone(ids: pd.Series, member_group: Mapping, pairs: pd.DataFrame, group_ids: pd.Series) -> list[list]:
+    """Per group, the records in no group although probable or better with one of its members (the
+    find's cut_off, which groups.csv of the file mode does not keep): each with the group of its
+    strongest such partner."""
+    out: dict = {gid: [] for gid in group_ids}
+    strong = pairs[pairs["tier"].isin(("certain", "probable"))]
+    x = pd.concat([strong["id_a"], strong["id_b"]], ignore_index=True)
+    y = pd.concat([strong["id_b"], strong["id_a"]], ignore_index=True)
+    prob = pd.concat([strong["probability"], strong["probability"]], ignore_index=True)
+    grouped = set(member_group)
+    near = pd.DataFrame({"x": x, "y": y, "p": prob})
+    near = near[~near["x"].isin(grouped) & near["x"].isin(set(ids)) & near["y"].isin(grouped)]
+    best = near.sort_values(["x", "p", "y"], ascending=[True, False, True], kind="stable").drop_duplicates("x")
+    for lone, partner in zip(best["x"], best["y"]):
+        out[member_group[partner]].append(lone)
+    return [out[gid] for gid in group_ids]
+
+
+# -- two runs side by side (after a threshold or settings change) -------------------------------------
+
+def _common_entities(before: Run, after: Run, entity_type: str | None) -> list[str]:
+    if entity_type is not None:
+        before._entity(entity_type), after._entity(entity_type)  # (a clear error when one lacks it)
+        return [entity_type]
+    common = [e for e in after.entity_types if e in before.entity_types]
+    if not common:
+        raise ReportError(f"Runs {before.run_id} ({', '.join(before.entity_types)}) and {after.run_id} "
+                          f"({', '.join(after.entity_types)}) share no entity type to compare.")
+    return common
+
+
+def _as_key(values, as_text: bool):
+    return str(values) if as_text else values
+
+
+def _group_keys(table: pd.DataFrame, as_text: bool) -> set:
+    """A group as its records and primary (the same group in two runs whatever its id)."""
+    return {(frozenset(_as_key(x, as_text) for x in members), _as_key(primary, as_text))
+            for members, primary in zip(table["member_ids"], table["primary_id"])}
+
+
+def changed_pairs(before: Run, after: Run, entity_type: str | None = None) -> pd.DataFrame:
+    """The pairs whose tier differs between two runs (tier "" where a run did not keep the pair: never a
+    candidate, or below its possible threshold): entity_type, id_a, id_b, probability_before,
+    probability_after, tier_before, tier_after, explanation (the later run's, else the earlier's)."""
+    cols = ["entity_type", "id_a", "id_b", "probability_before", "probability_after", "tier_before", "tier_after",
+            "explanation"]
+    as_text = before.mode != after.mode  # (a file run's ids are text)
+    parts = []
+    for e in _common_entities(before, after, entity_type):
+        keep = ["id_a", "id_b", "probability", "tier", "explanation"]
+        b, a = before._pairs(e)[keep], after._pairs(e)[keep]
+        if as_text:
+            b, a = (f.assign(id_a=f["id_a"].astype(str), id_b=f["id_b"].astype(str)) for f in (b, a))
+        m = b.merge(a, on=["id_a", "id_b"], how="outer", suffixes=("_before", "_after"))
+        for side in ("before", "after"):
+            m[f"tier_{side}"] = m[f"tier_{side}"].fillna("")
+        m = m[m["tier_before"] != m["tier_after"]]
+        m["explanation"] = m["explanation_after"].where(m["tier_after"] != "", m["explanation_before"]).fillna("")
+        parts.append(m.assign(entity_type=e)[cols])
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+    return _in_entity_order(out, "id_a", "id_b")
+
+
+def changed_groups(before: Run, after: Run, entity_type: str | None = None) -> pd.DataFrame:
+    """The groups that are not the same in two runs: entity_type, change ("new": its records were in no
+    group before; "gone": they are in none now; "changed": records joined or left, one row per earlier
+    and later group sharing a record; "primary": the same records, another primary), group_id_before,
+    group_id_after, members_before, members_after, added, removed, tier_before, tier_after."""
+    cols = ["entity_type", "change", "group_id_before", "group_id_after", "members_before", "members_after",
+            "added", "removed", "tier_before", "tier_after"]
+    as_text = before.mode != after.mode
+    rows = []
+    for e in _common_entities(before, after, entity_type):
+        tables = []
+        for run in (before, after):
+            gt = run._group_table(e)
+            tables.append({gid: ([_as_key(x, as_text) for x in members], primary, tier) for gid, members, primary, tier
+                           in zip(gt["group_id"], gt["member_ids"], gt["primary_id"], gt["tier"])})
+        old, new = tables
+        where_new = {x: gid for gid, (members, _p, _t) in new.items() for x in members}
+        where_old = {x: gid for gid, (members, _p, _t) in old.items() for x in members}
+
+        def row(change, gb, ga):
+            mb, _pb, tb = old.get(gb, ([], None, ""))
+            ma, _pa, ta = new.get(ga, ([], None, ""))
+            return {"entity_type": e, "change": change, "group_id_before": gb or "", "group_id_after": ga or "",
+                    "members_before": mb, "members_after": ma, "added": [x for x in ma if x not in set(mb)],
+                    "removed": [x for x in mb if x not in set(ma)], "tier_before": tb, "tier_after": ta}
+
+        for gb, (members, primary, _tier) in old.items():
+            later = list(dict.fromkeys(where_new[x] for x in members if x in where_new))
+            if not later:
+                rows.append(row("gone", gb, None))
+            for ga in later:
+                same = set(new[ga][0]) == set(members)
+                if same and _as_key(new[ga][1], as_text) != _as_key(primary, as_text):
+                    rows.append(row("primary", gb, ga))
+                elif not same:
+                    rows.append(row("changed", gb, ga))
+        for ga, (members, _primary, _tier) in new.items():
+            if not any(x in where_old for x in members):
+                rows.append(row("new", None, ga))
+    return pd.DataFrame(rows, columns=cols)
+
+
+def compare_runs(before: Run, after: Run) -> pd.DataFrame:
+    """Two runs side by side, per entity type both hold: their probable thresholds, groups, records in
+    groups, groups kept as they were and changed (see changed_groups), pairs whose tier changed, and, where
+    the truth is known, pairwise precision and recall of each run's groups."""
+    changes = changed_groups(before, after)
+    tiers = changed_pairs(before, after)
+    as_text = before.mode != after.mode
+    figures = {side: run.evaluation() for side, run in (("before", before), ("after", after))}
+    rows = []
+    for e in _common_entities(before, after, None):
+        gb, ga = before._group_table(e), after._group_table(e)
+        c = changes[changes["entity_type"] == e]["change"]
+        row = {"entity_type": e, "probable_before": before.thresholds["probable"],
+               "probable_after": after.thresholds["probable"], "groups_before": len(gb), "groups_after": len(ga),
+               "records_in_groups_before": int(gb["size"].sum()), "records_in_groups_after": int(ga["size"].sum()),
+               "groups_same": len(_group_keys(gb, as_text) & _group_keys(ga, as_text)),
+               **{f"groups_{k}": int((c == k).sum()) for k in ("new", "gone", "changed", "primary")},
+               "pairs_changed_tier": int((tiers["entity_type"] == e).sum())}
+        for side, ev in figures.items():
+            ev = ev[ev["entity_type"] == e] if len(ev) else ev
+            if len(ev):
+                row[f"precision_{side}"] = float(ev["precision"].iloc[0])
+                row[f"recall_{side}"] = float(ev["recall"].iloc[0])
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _contributions(text: str, pair) -> dict[str, float]:
@@ -797,14 +1136,16 @@ def _load_settings(folder: Path) -> MatchSettings:
         raise ReportError(f"{path}: {exc}") from exc
 
 
-def _database_knowing(run_id: str) -> str | None:
-    """The default database if it recorded this run (so its demo truth belongs to it), else None."""
-    from crm.store import StoreError
+def _database_knowing(run_id: str) -> tuple[str | None, str | None]:
+    """The default database if it recorded this run (so its demo truth belongs to it), else None and
+    why not (no such database, or it has no such run)."""
+    from crm.store import StoreError, hide_password
 
+    shown = hide_password(default_db_url())
     try:
         store = _open_store(None)
     except StoreError:
-        return None
+        return None, f"there is no default database {shown}"
     import sqlalchemy as sa
 
     from crm import schema
@@ -816,7 +1157,7 @@ def _database_knowing(run_id: str) -> str | None:
         found = None
     finally:
         store.dispose()
-    return store.url if found else None
+    return (store.url, None) if found else (None, f"the default database {shown} has no run {run_id}")
 
 
 def _demo_truth(db_url: str, entity: str) -> pd.Series | None:
@@ -1103,7 +1444,8 @@ def precision_recall_chart(table: pd.DataFrame, thresholds: Thresholds | Mapping
         low = min(float(f[["precision", "recall", "f1"]].min().min()), 0.9)
         ax.set_ylim(max(low - 0.02, 0), 1.005)
         ax.set_title(e, fontsize=10, loc="left")
-        ax.legend(fontsize=8, loc="lower left")
+        # (beside the panel: inside, it hid the threshold names drawn at the bottom left)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     axes[-1].set_xlabel("probability threshold (spaced by match weight)")
     return fig
 
@@ -1193,7 +1535,8 @@ def render_html(run: Run, waterfalls: int = 3) -> str:
     sections.append(("groups", "Groups", [
         _img(group_size_chart(sizes), "groups by size"), _table(sizes),
         "<h3>Largest groups</h3>",
-        _table(groups[["entity_type", "group_id", "size", "tier", "score", "member_ids", "criteria", "reason"]], 20)]))
+        _table(groups[["entity_type", "group_id", "size", "tier", "score", "member_ids", "criteria", "reason"]], 20),
+        "<h3>Left out of their group</h3>", *_left_out_parts(run.left_out(), run.mode == "database")]))
 
     reasons = run.primary_reasons()
     sections.append(("primary", "Why the primary won", [
@@ -1253,6 +1596,18 @@ def render_html(run: Run, waterfalls: int = 3) -> str:
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<link rel="icon" href="data:,"><title>{title}</title><style>{CSS}</style></head>'
             f"<body><h1>{title}</h1><nav>{nav}</nav>{body}</body></html>\n")
+
+
+def _left_out_parts(left: pd.DataFrame, database: bool) -> list[str]:
+    if left.empty:
+        return [_p("No record is left out: every record probable or better with a group's member is in that group.",
+                   "note")]
+    return [_p(f"{len(left):,} record{'s are' if len(left) != 1 else ' is'} in no group although probable or better "
+               "with a member of one: a hold rule (held_apart) or a \"not duplicates\" mark kept "
+               f"{'them' if len(left) != 1 else 'it'} out, and merging the group leaves "
+               f"{'them' if len(left) != 1 else 'it'} behind."
+               + (" `crm-dedup include GROUP_ID ID` adds one to its group." if database else ""), "note"),
+            _table(left, 50)]
 
 
 HELD_NOTE = ("Pairs a hold rule keeps at possible (held_pairs: only names agree, different first names...) stay "
