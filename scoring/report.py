@@ -669,6 +669,9 @@ class Run:
             if listed.empty:
                 continue
             p = self._pairs(e)
+            cut_ids = [x for cut in listed["cut_off"] for x in cut]
+            p = p[p["id_a"].isin(cut_ids) | p["id_b"].isin(cut_ids)].reset_index(drop=True)  # (once: a scan per
+            # record took seconds at 1M; held_mask is by position)
             held = held_mask(p)
             for gid, members, cut in zip(listed["group_id"], listed["member_ids"], listed["cut_off"]):
                 inside = set(members)
