@@ -420,6 +420,7 @@ def reuse_normalised(table, last: dict, settings: Settings, known: dict[str, pd.
     at = np.where(fresh, len(previous) + np.cumsum(fresh) - 1, then_at)
     both = Prepared.concat([previous, normalised])
     del previous, normalised  # (each copy goes as soon as the next is made: at a million records ~0.5 GB each)
+    give_back_memory()
     return both.take_positions(at), changed
 
 
@@ -457,6 +458,8 @@ def _incremental_inputs(store: Store, table, folder: str, settings: Settings, kw
             log.warning("%s", why[-1])
         return None
     kwargs["prepared"], changed = reused
+    del reused
+    give_back_memory()  # (the copies reuse_normalised made and let go: the find's peak comes after)
     model = None
     if not settings.match.model_path:  # (a model the settings name is used as it is)
         model = Path(last["folder"]) / table.entity_type / "model.json"
