@@ -187,6 +187,29 @@ def markdown(records: list[dict]) -> str:
 
 
 ANALYSIS = """\
+Eighteenth session (2026-12-07, an AMD EPYC with 2 vCPUs, quiet and faster than the seventeenth's; quick
+runs of the flow child, SQLite, contacts only, temporary server, not recorded in results/):
+
+- **1,000,000 contacts: full 82.8 s at the session's start (flow 76.3 s, 120 CPU-s, tree 2,586 MB), 80.7 s
+  at its end (flow 74.5: quality 17.3, find 29.6, propose 26.6; 115.7 CPU-s, tree 2,651 MB).** The same
+  code took 117.8 s in the seventeenth session: the machine, not the code. Target 45 s: not met; memory met.
+- **Incremental after 1% changed: 84.3 s and a tree of 2,994 MB at the start; 79.2 s and 2,672 MB at the
+  end, 76.7 s and 2,591 MB for an incremental run on an incremental run.** Taking the last run's normalised
+  records: 14.7 -> 8.1 CPU-s and its peak 2,650 -> 2,292 MB (an incremental run keeps its copy's content
+  hashes, table_records_hashes.parquet, so the next reads 8 MB instead of hashing the 75 MB copy again,
+  ~3.4 s; the records then and now put in order with one take instead of three copies; the changed ids
+  found with numpy, not Python sets, ~2.7 s; the quality check's phones and e-mails let go before the last
+  run's records are loaded). Giving the copies' freed memory back to the system took the find's peak RSS
+  from 2,544-2,763 MB (run to run) to 2,265 MB: malloc kept ~1 GB the copies had freed.
+- Where a full run's wall time goes (the tree's CPU sampled every 0.5 s): start-up ~5 s on one CPU; the
+  quality step ~1.3 CPUs; **the find ~24 of its 28 s on one CPU** (its threads comparing take turns at
+  the GIL: 6 CPU-s over 8 comparisons, the first name's Cyrillic words 2 s of them; the planners wait for
+  its groups); the propose step both CPUs throughout. Per process: the flow process 59.8 CPU-s, the two
+  planners 36, the read helpers ~14, Prefect's server 5.3. Starting the planners before the normalised
+  records are written (4 s sooner) put 225 MB on the tree's peak (3,345 MB in an incremental run): not kept.
+- The report's new table of records left out of their group scanned every pair per record (~3.5 s at
+  1M): the pairs are picked once.
+
 Seventeenth session (2026-12-07, the same AMD EPYC with 2 vCPUs; a loop of 20 million additions took
 1.3-2.5 s over the session; quick runs of the flow child, SQLite, contacts only, temporary server, not
 recorded in results/):
