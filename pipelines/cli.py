@@ -1347,6 +1347,11 @@ def report(
                                                    "(default: the latest completed run).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="HTML file to write (default: RUN/report.html).")] = None,
     db: DbOption = None,
+    csv_dir: Annotated[Optional[Path], typer.Option(
+        "--csv", metavar="DIR", help="Also write the run's pairs (with names), groups (as find writes them, for "
+        "evaluate), group table and left-out records as CSV files in DIR/<entity>/ for a spreadsheet.")] = None,
+    sep: Annotated[str, typer.Option(help="The CSV files' delimiter (--csv): ';' for a spreadsheet that "
+                                          "splits on semicolons.")] = ",",
 ) -> None:
     """Write a self-contained HTML match report of a run, for people without Jupyter. With --db, the
     database must be the one that ran it (its truth, where known, is measured against)."""
@@ -1365,9 +1370,13 @@ def report(
         else:
             run = Run.latest(db)
         path = write_html_report(run, out)
+        written = run.to_csv(csv_dir, sep=sep) if csv_dir is not None else {}
     except ReportError as exc:
         fail(str(exc))
     typer.echo(f"Report written to {path}")
+    if written:
+        typer.echo(f"{len(written)} CSV files written to {csv_dir} (UTF-8 with a BOM, delimiter {sep!r}): "
+                   + ", ".join(sorted(written)))
     if not run.has_truth:
         typer.echo(f"No figures against the truth: {run.no_truth_reason()}")
 

@@ -189,6 +189,13 @@ def test_csv_for_a_spreadsheet_and_for_crm_dedup_evaluate(runs, tmp_path):
     assert f"precision {ev['precision']:.4f}  recall {ev['recall']:.4f}" in result.output
     semicolons = run.to_csv(tmp_path / "semi", "contact", sep=";")
     assert semicolons["contact/groups.csv"].read_text(encoding="utf-8-sig").startswith("id;group_id;is_primary;tier")
+    # the same from the command line, beside the HTML report
+    result = CliRunner().invoke(app, ["report", str(first), "--out", str(tmp_path / "r.html"), "--csv",
+                                      str(tmp_path / "cli"), "--sep", ";"])
+    assert result.exit_code == 0, result.output
+    assert f"CSV files written to {tmp_path / 'cli'}" in result.output and "contact/pairs.csv" in result.output
+    assert (tmp_path / "cli" / "contact" / "groups.csv").read_text(encoding="utf-8-sig") == \
+        semicolons["contact/groups.csv"].read_text(encoding="utf-8-sig")
 
 
 # -- two runs compared ---------------------------------------------------------------------------------
