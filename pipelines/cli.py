@@ -356,6 +356,10 @@ def find(
     typer.echo(f"{s['records']:,} records, {s['candidate_pairs']:,} candidate pairs, {s['groups']:,} groups "
                f"({s['groups_per_tier']['certain']:,} certain, {s['groups_per_tier']['probable']:,} probable), "
                f"{s['records_in_groups']:,} records in groups")
+    if "left_out" in paths:
+        typer.echo(f"{len(result.left_out()):,} record(s) are in no group although probable or better with a member "
+                   "of one (a pair held apart kept them out): listed in left_out.csv, with why in "
+                   f"`crm-dedup report {out}`")
     typer.echo(f"Files written to {out.resolve()}" + ("" if out_given else " (the default --out; pass --out DIR to choose)"))
     for name, path in paths.items():
         typer.echo(f"  {name:<9} {path.name}")

@@ -56,11 +56,18 @@ class FindResult:
     prepared: Prepared | None = None
 
     def write(self, folder: Path, settings: MatchSettings | None = None) -> dict[str, Path]:
-        """groups.csv, pairs.csv, model.json, settings.yaml, blocking.csv into ``folder``."""
+        """groups.csv, pairs.csv, model.json, settings.yaml, blocking.csv into ``folder``; left_out.csv
+        (id, group_id) where records are in no group although probable or better with a member of one
+        (the group table's cut_off: a "not duplicates" mark or a pair held apart kept them out)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         out = {"groups": folder / "groups.csv", "pairs": folder / "pairs.csv", "model": folder / "model.json",
                "blocking": folder / "blocking.csv"}
+        left = self.left_out()
+        (folder / "left_out.csv").unlink(missing_ok=True)  # (a file of an earlier find into this folder)
+        if len(left):
+            out["left_out"] = folder / "left_out.csv"
+            _write_csv(left, out["left_out"])
         _write_csv(self.groups, out["groups"])
         _write_csv(self.pairs, out["pairs"])
         self.model.save(out["model"])
@@ -69,6 +76,14 @@ class FindResult:
             out["settings"] = folder / "settings.yaml"
             settings.save(out["settings"])
         return out
+
+    def left_out(self) -> pd.DataFrame:
+        """The records in no group although probable or better with a member of one: id, group_id."""
+        gt = self.group_table
+        if "cut_off" not in gt or not len(gt):
+            return pd.DataFrame({"id": [], "group_id": []})
+        rows = [(x, gid) for gid, cut in zip(gt["group_id"], gt["cut_off"]) for x in cut]
+        return pd.DataFrame(rows, columns=["id", "group_id"])
 
     def summary(self) -> dict:
         tiers = self.group_table["tier"].value_counts().to_dict() if len(self.group_table) else {}

@@ -134,6 +134,8 @@ def test_records_left_out_of_a_group_are_listed_with_the_hold_that_kept_them_out
     out, _truth = file_run
     from_file = Run.open(out).left_out()
     assert {int(x) for x in from_file["id"]} == {x for _g, x in expected}
+    # and `find --input` lists them in left_out.csv beside groups.csv (it says so)
+    assert set(pd.read_csv(out / "left_out.csv")["id"]) == {x for _g, x in expected}
 
 
 # -- pairs just below the threshold -----------------------------------------------------------------
