@@ -29,15 +29,15 @@ from crm.store import Store
 from pipelines.cli import app
 from pipelines.settings import Settings
 from scoring.settings import SettingsError
+from test_csv_dates import write_csv as write_any_csv
 
 HEADER = ["ID", "Фамилия", "Имя", "Дата рождения", "Дата создания", "Дата изменения"]
 AS_UTC = "written without a UTC offset were read as UTC"
 
 
 def write_csv(path: Path, rows: list[list[str]], *, delimiter: str = ";", encoding: str = "cp1251") -> Path:
-    with open(path, "w", encoding=encoding, newline="") as f:
-        csv.writer(f, delimiter=delimiter).writerows(rows)
-    return path
+    """By default a file as a Bitrix24 export writes it (cp1251, ';')."""
+    return write_any_csv(path, rows, delimiter=delimiter, encoding=encoding)
 
 
 def times(store: Store) -> dict[int, tuple]:

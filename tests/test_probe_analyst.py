@@ -6,7 +6,6 @@ added to a group), and a file-mode run of the same contacts."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -17,33 +16,9 @@ from conftest import drop_pg_schema, pg_schema_url
 from scoring import report
 from scoring.evaluate import evaluate_groups
 from scoring.report import ReportError, Run
-from test_report import ENTITIES, build_demo_run, build_file_run, demo_contacts_file
+from test_report import ENTITIES, build_demo_run, build_file_run, demo_contacts_file, run_steps
 
 STRICTER = {"thresholds": {"certain": 0.9999, "probable": 0.999, "possible": 0.5}}
-
-
-def run_again(db_url: str, base: Path, match: dict) -> str:
-    """One more completed dedup run of the database (the pipeline's own steps, as build_demo_run)."""
-    from crm import proposals
-    from crm.store import Store
-    from pipelines import steps
-    from pipelines.settings import Settings
-
-    settings = Settings.model_validate({"match": {"random_pairs": 100_000, **match},
-                                        "pipeline": {"runs_dir": str(base / "runs")}})
-    run_id, folder = steps.new_run(db_url, ENTITIES, settings.pipeline.runs_dir)
-    saved = steps.save_settings(settings, folder)
-    for entity in ENTITIES:
-        steps.quality_step(db_url, entity, folder, saved)
-        steps.find_step(db_url, entity, folder, saved)
-    steps.leads_to_clients_step(db_url, folder, saved)
-    steps.propose_step(db_url, run_id, folder, ENTITIES, saved)
-    summary = steps.run_summary(folder, ENTITIES)
-    (Path(folder) / "summary.json").write_text(json.dumps(summary, default=str))
-    store = Store(db_url)
-    proposals.finish_run(store, run_id, "completed", summary)
-    store.dispose()
-    return folder
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
@@ -67,7 +42,7 @@ def runs(request, tmp_path_factory):
         store = Store(db_url)
         include_record(store, group["group_id"], stranger, None)
         store.dispose()
-        second = run_again(db_url, base, STRICTER)
+        second = run_steps(db_url, base, STRICTER)
         yield db_url, first, second, stranger, group
     finally:
         if schema_name:

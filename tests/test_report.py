@@ -24,17 +24,26 @@ ENTITIES = ["contact", "company", "lead"]
 def build_demo_run(base: Path, db_url: str | None = None, sizes=(400, 150, 150), seed: int = 1) -> tuple[str, str]:
     """A demo CRM and one completed dedup run over it, through the pipeline's own steps (no Prefect).
     Returns (database URL, run folder)."""
-    from crm import proposals
     from crm.demo import DemoSizes, generate_demo
     from crm.store import Store
-    from pipelines import steps
-    from pipelines.settings import Settings
 
     db_url = db_url or f"sqlite:///{base}/crm.db"
     store = Store(db_url)
     store.migrate()
     generate_demo(store, DemoSizes(contacts=sizes[0], companies=sizes[1], leads=sizes[2]), seed=seed)
-    settings = Settings.model_validate({"match": {"random_pairs": 100_000},
+    store.dispose()
+    return db_url, run_steps(db_url, base)
+
+
+def run_steps(db_url: str, base: Path, match: dict | None = None) -> str:
+    """One completed dedup run of the database through the pipeline's own steps (no Prefect), its
+    folder under ``base``/runs; ``match``: settings of the match section. Returns the run folder."""
+    from crm import proposals
+    from crm.store import Store
+    from pipelines import steps
+    from pipelines.settings import Settings
+
+    settings = Settings.model_validate({"match": {"random_pairs": 100_000, **(match or {})},
                                         "pipeline": {"runs_dir": str(base / "runs")}})
     run_id, folder = steps.new_run(db_url, ENTITIES, settings.pipeline.runs_dir)
     saved = steps.save_settings(settings, folder)
@@ -45,9 +54,10 @@ def build_demo_run(base: Path, db_url: str | None = None, sizes=(400, 150, 150),
     steps.propose_step(db_url, run_id, folder, ENTITIES, saved)
     summary = steps.run_summary(folder, ENTITIES)
     (Path(folder) / "summary.json").write_text(json.dumps(summary, default=str))
+    store = Store(db_url)
     proposals.finish_run(store, run_id, "completed", summary)
     store.dispose()
-    return db_url, folder
+    return folder
 
 
 def demo_contacts_file(db_url: str, path: Path) -> pd.Series:
