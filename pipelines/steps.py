@@ -278,8 +278,11 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
         if incremental_run is not None and incremental_run["model"]:
             kwargs["model"] = FSModel.load(incremental_run["model"])
         reuse_s = time.perf_counter() - start - read_s
+        # the groups go to the planners as soon as they are ranked: planning them takes both CPUs for
+        # longer than the find, whose explaining and writing leave one idle
         result = find_duplicates(table, settings.match, skips=skips, together=together, record_info=info,
-                                 compare_pairs=compare_pairs, known=known, free_table=True, **kwargs)
+                                 compare_pairs=compare_pairs, known=known, free_table=True,
+                                 ranked=functools.partial(plan_beside, db, entity, folder, settings_path), **kwargs)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -291,12 +294,10 @@ def find_step(db: str | None, entity: str, folder: str, settings_path: str, incr
     result.timings["normalise"] += reuse_s  # (taking the last run's normalised records is normalising)
     del table, info, kwargs, known  # the result holds what is written below; at a million records ~0.5 GB
     write_start = time.perf_counter()
-    # the normalised records first: once written their memory goes, and the groups are planned while
-    # the rest is written (begun earlier, the planners' memory would come on top of the find's peak)
+    # the normalised records first: once written their memory goes
     result.prepared.save(out)
     result.prepared = None
     give_back_memory()
-    plan_beside(db, entity, folder, settings_path, result.group_table)
     for frame, name in ((result.pairs, "pairs"), (result.groups, "groups")):
         write_parquet(frame, out / f"{name}.parquet")
     result.group_table.to_parquet(out / "group_table.parquet", index=False)
@@ -486,8 +487,8 @@ PLAN_CHUNK = 5000  # groups planned at once: bounds the plans held in memory on 
 
 def start_planners(settings_path: str) -> None:
     """Fork the planning helpers now, while this process holds no table yet: each entity's groups are
-    then planned as soon as its find has ranked them (plan_beside), while the find writes its files
-    and the next entity is read, checked and found (one CPU is mostly idle there). Forked later,
+    then planned as soon as its find has ranked them (plan_beside), while the find explains its pairs
+    and writes its files and the next entity is read, checked and found (one CPU is mostly idle there). Forked later,
     from a process holding a million records, a helper left waiting would keep a copy of every page
     that process changes. Nothing starts with ``match.workers`` of 1 or where helpers cannot."""
     importlib.import_module("merge_rules.plan")  # imported once here, not by each helper after the fork

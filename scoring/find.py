@@ -213,7 +213,8 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
                     record_info: pd.DataFrame | Callable[[], pd.DataFrame] | None = None,
                     labels: pd.Series | None = None, model=None, prepared: Prepared | None = None,
                     compare_pairs=None, changed_ids=None,
-                    known: dict[str, pd.DataFrame] | None = None, free_table: bool = False) -> FindResult:
+                    known: dict[str, pd.DataFrame] | None = None, free_table: bool = False,
+                    ranked: Callable[[pd.DataFrame], None] | None = None) -> FindResult:
     """Find the duplicate groups of one table.
 
     ``skips``: pairs of ids marked "not duplicates" (never grouped together).
@@ -231,6 +232,8 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
     ``known``: phones and e-mails of the table normalised already (as prepare takes them).
     ``free_table``: the caller is done with ``table``; its frames are emptied once the records are
     normalised, so that their memory goes before the pairs are compared (~0.8 GB at a million).
+    ``ranked``: called with the group table once the primaries are ranked, before the pairs are
+    explained (the flow hands the groups to its planners there: their primaries and members are final).
     """
     settings = settings or MatchSettings()
     timer = _Timer()
@@ -300,6 +303,8 @@ def find_duplicates(table: RoleTable, settings: MatchSettings | None = None, *,
         group_table, groups = _groups(p, entity_type, facts, labels_pos, strength, record_info, settings)
         group_table["cut_off"] = _cut_off_column(p, entity_type, group_table, groups, labels_pos, cand.a, cand.b,
                                                  prob, settings)
+    if ranked is not None:
+        ranked(group_table)
     with timer.stage("explain"):
         pairs = _pairs_frame(p, cand, keep, kept, prob, rule_hit, tax_hit, held, model, settings)
         group_table["criteria"] = _criteria(group_table, pairs)
