@@ -245,9 +245,13 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
             pages = max(1, -(-total // queries.PAGE_SIZE))
             if bounds is None:  # nothing to list: no need to walk the index
                 listing = {"rows": [], "has_prev": False, "has_next": False, "first": 0, "size": queries.PAGE_SIZE}
-            else:  # (a typed ?page=N shows page N; the pager's links use cursors)
+            else:  # (a typed ?page=N shows page N, or the last page when N is past it; the pager's links use cursors)
                 listing = queries.list_groups(conn, f, user, after=after, before=before, last=bool(last),
                                               page=min(max(1, page), pages), bounds=bounds)
+                if not listing["rows"] and (after or before):
+                    # every row past the cursor went away since its link was made (merged, skipped):
+                    # the last page that exists (or the first, going back), not an empty one
+                    listing = queries.list_groups(conn, f, user, last=after is not None, bounds=bounds)
             rows = queries.decorate(conn, entity, listing["rows"])
         return render(request, "groups.html", {
             "f": f, "entity": entity, "rows": rows, "counts": counts.per_tier, "total": total, "listing": listing,
@@ -257,25 +261,39 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
 
     def list_filters(params, entity: str) -> Filters | None:
         """The filters of the list the person came from (the list's links carry those that are not the
-        list's defaults), for "leave for later"; None when the page was opened otherwise."""
-        if not any(name in params for name in ("status", "tier", "manager", "run", "q")):
+        list's defaults, and its page when past the first), for "leave for later"; None when the page
+        was opened otherwise."""
+        if not any(name in params for name in ("status", "tier", "manager", "run", "q", "page")):
             return None
         return Filters.parse(entity, params.get("tier"), params.get("manager"), params.get("run"),
                              params.get("status"), params.get("q"))
 
-    def list_query(params, entity: str) -> dict[str, str]:
-        """list_filters as query parameters: the group page's forms carry them, and every action's
-        redirect keeps them, so that its link back to the list and "leave for later" still follow the
-        list the person came from. Empty when the page was opened otherwise."""
-        came = list_filters(params, entity)
-        return came.query() if came else {}
+    def list_page(params) -> int | None:
+        """The page of that list the person was on (its Review links carry it when past the first)."""
+        page = queries.parse_int(params.get("page"), "page", "a page number")
+        return page if page is not None and page > 1 else None
 
-    def next_or_list(conn, group: dict, user: dict, came: Filters | None) -> str:
-        """Where to go on from a group: the next group of the list the person came from (its page keeping
-        that list's filters), else that list."""
-        nxt = queries.next_group(conn, group, user, came)
+    def list_query(params, entity: str) -> dict[str, str]:
+        """list_filters and list_page as query parameters: the group page's forms carry them, and every
+        action's redirect keeps them, so that its link back to the list goes back to the same page (the
+        list shows its last page when that one has gone) and "leave for later" still follows the list
+        the person came from. Empty when the page was opened otherwise."""
+        came = list_filters(params, entity)
         listq = came.query() if came else {}
-        return (_url(f"/group/{quote(nxt, safe='')}", listq) if nxt
+        page = list_page(params)
+        return {**listq, "page": str(page)} if page else listq  # (a page means a list: came is set)
+
+    def next_or_list(conn, group: dict, user: dict, came: Filters | None, page: int | None) -> str:
+        """Where to go on from a group: the next group of the list the person came from (its page keeping
+        that list's filters, and the page of the list that group is on, so that going back to the list
+        lands where the person got to), else that list at the page they were on."""
+        f = came or Filters(group["entity_type"], status=group["status"])
+        found = queries.next_group(conn, group, user, f)
+        at = queries.page_of(found[1]) if found else (page or 1)
+        listq = came.query() if came else {}
+        if at > 1:  # (past the first page: the list is named, so that its page means something)
+            listq = {**f.query(), "page": str(at)}
+        return (_url(f"/group/{quote(found[0], safe='')}", listq) if found
                 else _url(f"/groups/{group['entity_type']}", listq))
 
     @app.get("/group/{group_id}", response_class=HTMLResponse)
@@ -372,7 +390,8 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
                 if now is None or not queries.can_see_group(user, now):
                     # the skip took the group out of this user's sight (their records left it): its page
                     # would say "no such group" under the success message, so go on to the next one
-                    target = next_or_list(conn, group, user, list_filters(form, group["entity_type"]))
+                    target = next_or_list(conn, group, user, list_filters(form, group["entity_type"]),
+                                          list_page(form))
         return _after(request, outcome, target)
 
     @app.post("/group/{group_id}/include")
@@ -402,7 +421,7 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
                     user: dict = Depends(current_user)):
         with store.engine.connect() as conn:
             group = group_for(conn, group_id, user)
-            target = next_or_list(conn, group, user, list_filters(form, group["entity_type"]))
+            target = next_or_list(conn, group, user, list_filters(form, group["entity_type"]), list_page(form))
         flash(request, f"Left group {group_id} for later; it stays {group['status']}.")
         return _see_other(target)
 
@@ -460,7 +479,8 @@ def create_app(db_url: str | None, secret_key: str | None = None, *,
         with store.engine.connect() as conn:
             row = queries.read_records(conn, entity, [record_id]).get(record_id)
             # a record a merge took (soft-deleted, or deleted outright): its page says where it went
-            merge = queries.merged_into(conn, entity, record_id) if row is None or row.get("deleted_at") else None
+            merge = (queries.merged_into(conn, entity, record_id, row["deleted_at"] if row else None)
+                     if row is None or row.get("deleted_at") else None)
             gone = row is None and merge is not None and merge["before"] is not None
             if gone:
                 row = merge["before"]  # (deleted outright: the record as the merge found it)

@@ -348,13 +348,18 @@ def tier_counts(conn: Connection, f: Filters, user: dict) -> Counts:
     return counts
 
 
-def next_group(conn: Connection, group: dict, user: dict, f: Filters | None = None) -> str | None:
-    """The id of the group after this one in its list, for "leave for later": the list ``f`` (the
-    filters the person came with: tier, manager, run, status, search), else the group's entity and
-    status."""
+def next_group(conn: Connection, group: dict, user: dict, f: Filters | None = None) -> tuple[str, int] | None:
+    """The group after this one in its list, for "leave for later": its id and its 1-based position in
+    the list (so that the list's page it is on can be kept), None at the end. The list ``f`` (the filters
+    the person came with: tier, manager, run, status, search), else the group's entity and status."""
     f = f or Filters(group["entity_type"], status=group["status"])
-    page = list_groups(conn, f, user, after=encode_cursor(group["score"], group["id"]), limit=1, position=False)
-    return page["rows"][0]["id"] if page["rows"] else None
+    page = list_groups(conn, f, user, after=encode_cursor(group["score"], group["id"]), limit=1)
+    return (page["rows"][0]["id"], page["first"]) if page["rows"] else None
+
+
+def page_of(position: int, size: int = PAGE_SIZE) -> int:
+    """The page of the list (of ``size`` rows) holding the row at this 1-based position."""
+    return max(1, (position - 1) // size + 1)
 
 
 # -- records, names, users --------------------------------------------------------------------
@@ -649,21 +654,36 @@ def merge_brief(conn: Connection, merge_id: int) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
-def merged_into(conn: Connection, entity: str, record_id: int) -> dict[str, Any] | None:
+def merged_into(conn: Connection, entity: str, record_id: int, deleted_at: Any = None) -> dict[str, Any] | None:
     """The applied merge that took this record into a primary: id, merged_at, who, user_id, primary_id,
     group_id, and the record as the merge found it (``before``) with its communications (``comms``),
     which is all that is left of a record deleted outright. None when no applied merge took it (an
-    undone one put it back). Reads every merge of the entity: it is asked only for a deleted record."""
-    m, u = schema.dedup_merges, schema.users
+    undone one put it back).
+
+    ``deleted_at``: the record's, when it is soft-deleted. A merge soft-deletes its duplicates at its
+    own merged_at (one timestamp), so the merges made at that moment are read first and their
+    merged_ids checked here, instead of unpacking the merged_ids of every merge of the entity. Only a
+    record deleted outright, or whose deleted_at is not its merge's (deleted by the CRM, rewritten by
+    an import since), falls back to that scan. (dedup_merges has no index on merged_at nor on the
+    merged records, so the first read still walks the table, comparing one column per row.)"""
+    m = schema.dedup_merges
+    applied = [m.c.entity_type == entity, m.c.status == "applied"]
+    merge_id = None
+    if deleted_at is not None:
+        q = sa.select(m.c.id, m.c.merged_ids).where(*applied, m.c.merged_at == deleted_at)
+        took = [int(i) for i, merged in conn.execute(q) if record_id in {int(x) for x in merged or []}]
+        merge_id = max(took, default=None)
+    if merge_id is None:
+        q = (sa.select(m.c.id).where(*applied, members_any(conn, m.c.merged_ids, [record_id]))
+             .order_by(m.c.id.desc()).limit(1))
+        merge_id = conn.execute(q).scalar()
+        if merge_id is None:
+            return None
+    u = schema.users
     q = (sa.select(m.c.id, m.c.merged_at, m.c.user_id, m.c.primary_id, m.c.group_id, m.c.before_image,
                    sa.func.coalesce(u.c.name, "system").label("who"))
-         .select_from(m.outerjoin(u, u.c.id == m.c.user_id))
-         .where(m.c.entity_type == entity, m.c.status == "applied", members_any(conn, m.c.merged_ids, [record_id]))
-         .order_by(m.c.id.desc()).limit(1))
-    row = conn.execute(q).mappings().first()
-    if row is None:
-        return None
-    out = dict(row)
+         .select_from(m.outerjoin(u, u.c.id == m.c.user_id)).where(m.c.id == merge_id))
+    out = dict(conn.execute(q).mappings().one())
     image = out.pop("before_image") or {}
     mine = [decode_row(r) for r in image.get(schema.ENTITY_TABLES[entity].name, []) if r.get("id") == record_id]
     out["before"] = mine[0] if mine else None
