@@ -367,65 +367,163 @@ def find(
 
 @app.command()
 def evaluate(
-    groups: Annotated[Path, typer.Option(help="groups.csv written by `crm-dedup find`, or a run's "
-                                          "<entity>/groups.parquet (CSV or parquet).")],
-    truth: Annotated[Path, typer.Option(help="CSV or parquet with the record id and the true entity.")],
+    groups: Annotated[Path, typer.Option(help="groups.csv written by `crm-dedup find`, a run's "
+                                          "<entity>/groups.parquet (CSV or parquet), or a run folder (each of its "
+                                          "entity types; without --truth only).")],
+    truth: Annotated[Optional[Path], typer.Option(help="CSV or parquet with the record id and the true entity "
+                                                  "(default: the demo truth of the run's database, of the run's "
+                                                  "entity type: the demo_truth table `crm-dedup demo` fills).")] = None,
     truth_column: Annotated[list[str], typer.Option(metavar="<str>", help="Column of --truth naming the real "
-                                                    "entity.")],
+                                                    "entity (needed with --truth).")] = [],
     id_column: Annotated[list[str], typer.Option(metavar="<str>", help="Column of --truth with the record id "
                                                  "(default: id).")] = [],
     pairs: Annotated[Optional[Path], typer.Option(help="pairs.csv or pairs.parquet, for figures per threshold "
                                                   "(default: the one beside groups).")] = None,
+    thresholds: Annotated[Optional[str], typer.Option(
+        metavar="LIST", help="Thresholds of the per-threshold table, separated by commas (0.5,0.8,0.95). Default: "
+        "the settings' possible, probable and certain thresholds and the deciles of the pairs' probabilities.")] = None,
+    db: Annotated[Optional[str], typer.Option("--db", help="The database the run read, for its demo truth without "
+                                              "--truth (default: $CRM_DEDUP_DB or sqlite:///data/crm.db, if it "
+                                              "holds the run).")] = None,
 ) -> None:
-    """Pairwise precision, recall, F1 and B-cubed figures of groups (CSV or parquet) against known truth."""
+    """Pairwise precision, recall, F1 and B-cubed figures of groups (CSV or parquet) against known truth:
+    a truth file, or the demo truth of the database a run read."""
     import pandas as pd
 
-    from scoring.evaluate import evaluate_groups, held_mask, threshold_table
+    from crm.schema import ENTITY_TYPES
+    from scoring.evaluate import (evaluate_groups, held_mask, parse_thresholds, threshold_grid, threshold_table,
+                                  threshold_text)
     from scoring.files import FileError, read_table
     from scoring.settings import MatchSettings, SettingsError
 
     # (a repeated option would otherwise be the last one given, silently: a record has one id and one entity)
     id_column = _once(id_column, "--id-column", "a record's id is one column of --truth, matched with the id "
-                      "column of --groups") or "id"
+                      "column of --groups")
     truth_column = _once(truth_column, "--truth-column", "the real entity is one column of --truth")
     try:
-        g = _read_run_table(groups, "groups", ("id", "group_id"))
-        t = read_table(truth)
-    except (FileError, OSError, ValueError) as exc:
-        fail(str(exc))
-    for col in (id_column, truth_column):
-        if col not in t.columns:
-            fail(f"{truth} has no column {col!r} (columns: {', '.join(map(str, t.columns))})")
-    truth_s = pd.Series(t[truth_column].astype(str).to_numpy(), index=t[id_column].astype(str))
-    group_s = pd.Series(g["group_id"].astype(str).to_numpy(), index=g["id"].astype(str))
-    try:
-        r = evaluate_groups(group_s, truth_s)
+        grid = parse_thresholds(thresholds) if thresholds is not None else None
     except ValueError as exc:
         fail(str(exc))
-    typer.echo(f"records {r['records']:,}  true pairs {r['true_pairs']:,}  predicted pairs {r['predicted_pairs']:,}")
-    typer.echo(f"pairwise  precision {r['precision']:.4f}  recall {r['recall']:.4f}  F1 {r['f1']:.4f}")
-    typer.echo(f"B-cubed   precision {r['bcubed_precision']:.4f}  recall {r['bcubed_recall']:.4f}  "
-               f"F1 {r['bcubed_f1']:.4f}")
-    if pairs is None:
-        beside = [groups.with_name(n) for n in ("pairs.csv", "pairs.parquet")]
-        pairs = next((b for b in beside if b.exists()), None)
-    elif not pairs.exists():
-        fail(f"there is no pairs file {pairs}")
-    if pairs is not None:
+    # what to measure: (entity type or None, groups file, truth as record id (text) -> entity)
+    parts: list[tuple[str | None, Path, pd.Series]] = []
+    if truth is not None:
+        if truth_column is None:
+            fail("Missing option '--truth-column': name the column of --truth holding each record's real entity")
+        if db is not None:
+            fail("--db is read for the demo truth of a run's database, and --truth was given: give one of them")
+        id_column = id_column or "id"
         try:
-            p = _read_run_table(pairs, "pairs", ("id_a", "id_b", "probability"))
+            g = _read_run_table(groups, "groups", ("id", "group_id"))
+            t = read_table(truth)
+        except (FileError, OSError, ValueError) as exc:
+            fail(str(exc))
+        for col in (id_column, truth_column):
+            if col not in t.columns:
+                fail(f"{truth} has no column {col!r} (columns: {', '.join(map(str, t.columns))})")
+        parts.append((None, groups, pd.Series(t[truth_column].astype(str).to_numpy(), index=t[id_column].astype(str))))
+    else:
+        # the demo truth of the run's database, cut to the run's entity type(s) (their ids overlap)
+        from crm.store import hide_password
+        from scoring.report import ReportError, Run
+
+        if truth_column or id_column:
+            fail("--truth-column and --id-column name columns of --truth: pass --truth FILE with them, or neither "
+                 "for the demo truth of the run's database")
+        if not groups.exists():
+            fail(f"there is no groups file {groups}")
+        if groups.is_dir():
+            folder, wanted = groups, None
+        elif groups.name == "groups.parquet" and groups.parent.name in ENTITY_TYPES:
+            folder, wanted = groups.parent.parent, groups.parent.name
+        else:
+            fail(f"{groups} is neither a run folder nor a run's <entity>/groups.parquet, so no database holds its "
+                 "truth: pass --truth FILE --truth-column COLUMN (the real entity of each record)")
+        if wanted is None and pairs is not None:
+            fail("--pairs are one entity type's pairs: pass --groups RUN/<entity>/groups.parquet with it")
+        if db is not None:
+            store = open_store(db)  # (a bad --db is one error line here)
+            db = store.url
+            store.dispose()
+        try:
+            run = Run.open(folder, db_url=db)
+            if run.mode != "database":
+                fail(f"{folder} is a file-mode run (crm-dedup find --input): no database holds its truth. Pass "
+                     "--truth FILE --truth-column COLUMN (the real entity of each record)")
+            lacking = []
+            for e in [wanted] if wanted else run.entity_types:
+                known = run.truth(e)
+                if known is None:
+                    lacking.append(e)
+                    continue
+                parts.append((e, folder / e / "groups.parquet",
+                              pd.Series(known.to_numpy(), index=known.index.astype(str))))
+        except ReportError as exc:
+            fail(str(exc))
+        if lacking:
+            why = (run.no_truth_reason() if run.db_url is None else
+                   f"The database {hide_password(run.db_url)} holds no demo truth of the run's {', '.join(lacking)} "
+                   "records (its demo_truth table: only a demo CRM made by `crm-dedup demo` has one).")
+            if not parts:
+                fail(f"{why} Pass --truth FILE --truth-column COLUMN to measure against a truth of your own.")
+            typer.echo(f"Not measured: {why}")
+    for entity, groups_path, truth_s in parts:
+        if entity is not None:
+            typer.echo(f"{entity} (the demo truth of the run's database):")
+            # (the run reads the truth for every record it grouped; a record the demo did not make is its own entity)
+            unknown = int(truth_s.str.startswith("(no truth) ").sum())
+            if unknown:
+                typer.echo(f"{unknown:,} record(s) are not in the demo truth: each counts as an entity of its own")
+        try:
+            g = _read_run_table(groups_path, "groups", ("id", "group_id"))
+        except (FileError, OSError, ValueError) as exc:
+            fail(str(exc))
+        group_s = pd.Series(g["group_id"].astype(str).to_numpy(), index=g["id"].astype(str))
+        try:
+            r = evaluate_groups(group_s, truth_s)
+        except ValueError as exc:
+            fail(str(exc))
+        typer.echo(f"records {r['records']:,}  true pairs {r['true_pairs']:,}  "
+                   f"predicted pairs {r['predicted_pairs']:,}")
+        typer.echo(f"pairwise  precision {r['precision']:.4f}  recall {r['recall']:.4f}  F1 {r['f1']:.4f}")
+        typer.echo(f"B-cubed   precision {r['bcubed_precision']:.4f}  recall {r['bcubed_recall']:.4f}  "
+                   f"F1 {r['bcubed_f1']:.4f}")
+        pairs_path = pairs
+        if pairs_path is None:
+            beside = [groups_path.with_name(n) for n in ("pairs.csv", "pairs.parquet")]
+            pairs_path = next((b for b in beside if b.exists()), None)
+        elif not pairs_path.exists():
+            fail(f"there is no pairs file {pairs_path}")
+        if pairs_path is None:
+            if grid is not None:
+                fail(f"--thresholds needs the pairs: there is no pairs.csv or pairs.parquet beside {groups_path}; "
+                     "pass --pairs FILE")
+            continue
+        try:
+            p = _read_run_table(pairs_path, "pairs", ("id_a", "id_b", "probability"))
         except (FileError, OSError, ValueError) as exc:
             fail(str(exc))
         p = p.assign(id_a=p["id_a"].astype(str), id_b=p["id_b"].astype(str))
         # the thresholds of the run: settings.yaml beside the files (file mode) or one folder up (a run's entity)
-        found = [s for s in (groups.parent / "settings.yaml", groups.parent.parent / "settings.yaml") if s.exists()]
+        found = [s for s in (groups_path.parent / "settings.yaml", groups_path.parent.parent / "settings.yaml")
+                 if s.exists()]
         try:
-            possible = MatchSettings.load(found[0]).thresholds.possible if found else MatchSettings().thresholds.possible
+            th = MatchSettings.load(found[0]).thresholds if found else MatchSettings().thresholds
         except SettingsError as exc:
             fail(str(exc))
-        table = threshold_table(p, group_s.index, truth_s, possible=possible)
-        typer.echo("per threshold (groups = connected pairs at or above it):")
-        typer.echo(table[["threshold", "precision", "recall", "f1", "bcubed_f1"]].to_string(
+        possible = th.possible
+        run_grid = grid if grid is not None else threshold_grid(p["probability"], (possible, th.probable, th.certain))
+        table = threshold_table(p, group_s.index, truth_s, run_grid, possible=possible)
+        # the settings' own thresholds named, so the tiers can be found among the quantiles
+        names: dict[float, str] = {}
+        for name in ("possible", "probable", "certain"):
+            value = getattr(th, name)
+            names[value] = f"{names[value]}, {name}" if value in names else name
+        shown = table.assign(threshold=table["threshold"].map(threshold_text),
+                             setting=table["threshold"].map(names).fillna(""))
+        typer.echo("per threshold (groups = connected pairs at or above it" +
+                   ("):" if grid is not None else
+                    "; the settings' thresholds and the deciles of the pairs' probabilities):"))
+        typer.echo(shown[["threshold", "precision", "recall", "f1", "bcubed_f1", "pairs", "setting"]].to_string(
             index=False, float_format=lambda v: f"{v:.4f}"))
         held = int(held_mask(p).sum())
         if held:

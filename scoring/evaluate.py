@@ -100,14 +100,53 @@ def held_mask(pairs: pd.DataFrame) -> np.ndarray:
     return pairs["explanation"].fillna("").astype(str).str.contains(HELD_AT, regex=False).to_numpy()
 
 
+QUANTILE_STEPS = 10  # deciles of the pairs' probabilities, beside the settings' thresholds
+
+
+def threshold_grid(probabilities, fixed=(), steps: int = QUANTILE_STEPS) -> list[float]:
+    """Thresholds that matter for these pairs: ``fixed`` (the settings' possible, probable, certain) and
+    the pairs' probabilities at evenly spaced quantiles (0, 1/steps, ..., 1), sorted, each once. The
+    quantiles are scores of real pairs (the lower one, not interpolated), so a run whose scores all sit
+    above 0.999 gets rows there rather than a fixed grid with nothing between 0.999 and 1."""
+    p = np.asarray(probabilities, dtype=float)
+    p = p[~np.isnan(p)]
+    qs = np.quantile(p, np.linspace(0, 1, steps + 1), method="lower") if len(p) else []
+    return sorted({float(t) for t in (*fixed, *qs)})
+
+
+def parse_thresholds(text: str) -> list[float]:
+    """"0.5,0.8,0.95" -> [0.5, 0.8, 0.95] (sorted, each once); ValueError naming a value that is no
+    probability."""
+    values = []
+    for part in str(text).split(","):
+        part = part.strip()
+        try:
+            value = float(part)
+        except ValueError:
+            value = float("nan")
+        if not 0 <= value <= 1:  # (also nan)
+            raise ValueError(f"--thresholds {text!r}: {part!r} is not a probability between 0 and 1; give "
+                             "them separated by commas, e.g. 0.5,0.8,0.95")
+        values.append(value)
+    return sorted(set(values))
+
+
+def threshold_text(value: float) -> str:
+    """A threshold as the table prints it: at least four decimals, and every digit it has (0.7000,
+    0.999986), so two rows never look alike."""
+    return np.format_float_positional(float(value), unique=True, trim="k", min_digits=4)
+
+
 def threshold_table(pairs: pd.DataFrame, ids: pd.Index, truth: pd.Series,
-                    thresholds=(0.5, 0.7, 0.8, 0.9, 0.95, 0.99, 0.995, 0.999),
-                    possible: float = 0.5) -> pd.DataFrame:
-    """Group-level figures if the groups were the connected components of pairs >= each threshold.
+                    thresholds=None, possible: float = 0.5) -> pd.DataFrame:
+    """Group-level figures if the groups were the connected components of pairs >= each threshold
+    (default: threshold_grid of the pairs and ``possible``); ``pairs``: how many pairs that joins.
 
     Held pairs (held_mask) stay "possible" whatever the probable threshold is (the cap moves with
     it, always below probable), so they join groups at no threshold above ``possible``; their stored
     probability is not a score to compare with the threshold. ``held_pairs`` counts those left out."""
+    if thresholds is None:
+        thresholds = threshold_grid(pairs["probability"], (possible,))
     pos = pd.Series(np.arange(len(ids)), index=ids)
     a = pos.reindex(pairs["id_a"]).to_numpy()
     b = pos.reindex(pairs["id_b"]).to_numpy()
@@ -120,5 +159,5 @@ def threshold_table(pairs: pd.DataFrame, ids: pd.Index, truth: pd.Series,
         keep &= ~left_out
         labels = pd.Series(components(len(ids), a[keep], b[keep]), index=ids)
         rows.append({"threshold": th, **evaluate_groups(labels, truth.reindex(ids)),
-                     "held_pairs": int(left_out.sum())})
+                     "held_pairs": int(left_out.sum()), "pairs": int(keep.sum())})
     return pd.DataFrame(rows)
