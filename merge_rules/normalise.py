@@ -239,8 +239,11 @@ _LATIN_FOLDS = [
     (re.compile(r"ye"), "e"),                                     # е, ье: Yevgeny, Andreyev, Vasilyev
     (re.compile(rf"(?<![{_V}])yo"), "e"),                         # ё, ьё: Pyotr, Solovyov (after a vowel
                                                                   # it is йо: Mayorov = Майоров)
-    (re.compile(rf"(?<=[{_C}])io(?=[{_C}])"), "e"),               # ё, ьё: Artiom, Soloviov (Cyrillic ио
-                                                                  # stays: Дионис is not Денис)
+    # ё, ьё written io: Artiom, Semion, Fiodor, Soloviov. Latin io is also ио, and after d, r and v that is
+    # the usual reading (the Greek and Latin Dio-, -dion, -rion, Vio- names: Dionis, Diomid, Rodion,
+    # Larion, Marion, Violetta), where reading ё would make Dionis Денис, not Дионис. The -ёв, -ёва
+    # ending has no -иов twin (Ponomariov, Zveriov): ё after any consonant.
+    (re.compile(rf"(?<=[{_C}])(?<![drv])io(?=[{_C}])|(?<=[{_C}])io(?=va?\b)"), "e"),
     (re.compile(rf"y(?=[aiu])|(?<=[{_V}])y"), "i"),               # я, ю, й: Natalya, Yuri, Sergey
 ]
 # A consonant's я at a word's end (Юля, Надя, Даря: short forms) before the letter-for-letter map, which

@@ -79,6 +79,14 @@ ONE_NAME = [
     ("last_name", ["Кириенко", "Kiriyenko", "Kirienko"]),
     ("last_name", ["Белый", "Bely", "Belyy", "Belyi"]),
     ("last_name", ["Объедков", "Obyedkov", "Obedkov"]),
+    # Latin io after d, r, v is ио (Greek and Latin names), not ё; -ёв after any consonant is ё
+    ("first_name", ["Дионис", "Dionis"]),
+    ("first_name", ["Родион", "Rodion"]),
+    ("first_name", ["Диомид", "Diomid"]),
+    ("first_name", ["Виолетта", "Violetta"]),
+    ("last_name", ["Ларионов", "Larionov"]),
+    ("last_name", ["Пономарёв", "Ponomarev", "Ponomaryov", "Ponomariov", "Ponomarëv"]),
+    ("first_name", ["Ян", "Yan", "Ian", "Jan"]),  # Ian: Ян in ICAO passports
 ]
 
 # two names (or a form, a typo, a nickname): each pair stays a conflict
@@ -98,6 +106,10 @@ TWO_NAMES = [
     ("first_name", "Evgeny", "Evgenia"), ("first_name", "Евгений", "Evgenia"),
     ("first_name", "Evgeniy", "Евгения"), ("first_name", "Иван", "Иванна"), ("last_name", "Петров", "Петрова"),
     ("first_name", "Денис", "Дионис"), ("last_name", "Алиев", "Alieva"),
+    # Latin io read as ё made these one name (Dionis was Denis, not Дионис)
+    ("first_name", "Dionis", "Denis"), ("first_name", "Dion", "Den"), ("first_name", "Marion", "Maren"),
+    ("first_name", "Dionis", "Денис"), ("first_name", "Diomid", "Demid"), ("first_name", "Диомид", "Demid"),
+    ("first_name", "Leon", "Lena"), ("first_name", "Леон", "Lena"),
 ]
 
 
@@ -166,8 +178,8 @@ SAMPLE = {
 }
 
 
-def _sample(field):
-    for entry in SAMPLE[field].split():
+def _sample(field, sample=SAMPLE):
+    for entry in sample[field].split():
         name, _, informal = entry.partition(":")
         yield name, [_icao(name), _bgn(name), _bgn(name, "yo"), _bgn(name, "e"), *filter(None, informal.split(","))]
 
@@ -183,6 +195,48 @@ def test_a_broad_sample_of_names_meets_its_spellings_and_no_other_name(field):
     for name in names:
         owners.setdefault(key(name), []).append(name)
     assert {k: n for k, n in owners.items() if len(n) > 1} == {}  # different names never one key
+
+
+# Latin io after a consonant is ё (Artiom: Артём) or ио (Dionis: Дионис); names of both kinds side by side,
+# with the io spellings besides ICAO's and BGN's, and the names a reading of io as ё would meet.
+IO_SAMPLE = {
+    "first_name": """Дионис:Dionis Денис Дион:Dion Ден Марион:Marion Марен Родион:Rodion Ларион:Larion
+        Илларион:Illarion Диомид:Diomid Демид Виола:Viola Виолетта:Violetta Орион:Orion Артём:Artiom
+        Семён:Semion Алёна:Aliona Фёдор:Fiodor Фёкла:Fiokla Пётр:Piotr Лев Лёва:Liova Леон Лена
+        Ян:Ian,Jan""",
+    "last_name": """Родионов:Rodionov Ларионов:Larionov Денисов Дионисов:Dionisov Семёнов:Semionov
+        Соловьёв:Soloviov Воробьёв:Vorobiov Королёв:Koroliov Пономарёв:Ponomariov Зверёв:Zveriov
+        Зверёва:Zveriova Киселёв:Kiseliov Потёмкин:Potiomkin Дёмин Диомидов:Diomidov Демидов""",
+}
+
+
+def _one_key_per_name(key, names: dict[str, list[str]]) -> None:
+    """Every spelling meets its own name, and no two names (so no spellings of two names) share a key."""
+    apart = {name: {s: key(s) for s in spellings if key(s) != key(name)} for name, spellings in names.items()}
+    assert {name: a for name, a in apart.items() if a} == {}
+    owners = {}
+    for name in names:
+        owners.setdefault(key(name), []).append(name)
+    assert {k: n for k, n in owners.items() if len(n) > 1} == {}
+
+
+@pytest.mark.parametrize("field", list(IO_SAMPLE))
+def test_latin_io_is_yo_or_io_and_never_makes_two_names_one(field):
+    names = dict(_sample(field, IO_SAMPLE))
+    assert len(names) >= 15
+    _one_key_per_name(conflict_key_for("contact", field), names)
+
+
+@pytest.mark.parametrize(("latin", "cyrillic", "near"), [("Dionis", "Дионис", "Denis"), ("Dion", "Дион", "Den"),
+                                                         ("Marion", "Марион", "Maren")], ids=["Dionis", "Dion", "Marion"])
+def test_the_reported_latin_pairs_stay_apart_in_both_scripts(latin, cyrillic, near):
+    """Dionis met Denis (Latin io read as ё) while Дионис did not meet Денис, nor Dionis its own Дионис."""
+    key = conflict_key_for("contact", "first_name")
+    near_cyrillic = {"Denis": "Денис", "Den": "Ден", "Maren": "Марен"}[near]
+    assert key(latin) == key(cyrillic)  # one name
+    assert key(near) == key(near_cyrillic)
+    for a, b in [(latin, near), (cyrillic, near_cyrillic), (latin, near_cyrillic), (cyrillic, near)]:
+        assert key(a) != key(b), (a, b, key(a))
 
 
 def test_the_rule_reads_the_reported_names_in_both_scripts():
