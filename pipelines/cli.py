@@ -407,6 +407,13 @@ def evaluate(
     # what to measure: (entity type or None, groups file, truth as record id (text) -> entity)
     parts: list[tuple[str | None, Path, pd.Series]] = []
     if truth is not None:
+        if groups.is_dir():
+            # (a run folder holds one groups file per entity type; a truth file is one entity type's records)
+            inside = [str(p) for p in (*sorted(groups.glob("*/groups.parquet")), groups / "groups.csv") if p.exists()]
+            files = ", ".join(inside) or "a run's RUN/<entity>/groups.parquet, or OUT/groups.csv of `crm-dedup find`"
+            fail(f"--groups {groups} is a folder, and --truth holds one entity type's records: pass that entity type's "
+                 f"groups file ({files}), or leave --truth out to measure each entity type of a run folder against "
+                 "the demo truth of its database")
         if truth_column is None:
             fail("Missing option '--truth-column': name the column of --truth holding each record's real entity")
         if db is not None:

@@ -39,7 +39,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from scoring.evaluate import evaluate_groups, held_mask, threshold_table
+from scoring.evaluate import evaluate_groups, held_mask, threshold_grid, threshold_table, threshold_text
 from scoring.find import HELD_AT
 from scoring.settings import MatchSettings, Thresholds
 
@@ -49,7 +49,6 @@ TIERS = ("certain", "probable", "possible")
 ENTITY_TYPES = ("contact", "company", "lead")
 TIER_COLOURS = {"certain": "#2e7d32", "probable": "#f9a825", "possible": "#90a4ae"}
 UP, DOWN, NEUTRAL = "#2e7d32", "#c62828", "#78909c"
-PR_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 # the first-name level "same after nicknames" is where transliteration and diminutives meet
 NICKNAME_WORDS = "same after nicknames"
 NICKNAME_CRITERION = "nickname or transliteration"
@@ -884,18 +883,21 @@ class Run:
 
     def precision_recall(self, thresholds: Iterable[float] | None = None) -> pd.DataFrame:
         """Precision and recall if groups were the connected pairs at or above each threshold
-        (scoring.evaluate.threshold_table), per entity type with truth. Empty without truth."""
-        grid = thresholds
-        if grid is None:
-            grid = sorted({*PR_THRESHOLDS, *self.thresholds.values()})
-            grid = [t for t in grid if t >= self.thresholds["possible"]]
+        (scoring.evaluate.threshold_table), per entity type with truth. Empty without truth.
+
+        ``thresholds``: the ones asked for; by default each entity type's threshold_grid, as `crm-dedup
+        evaluate` prints it: the settings' possible, probable and certain and the deciles of its pairs'
+        scores (a fixed grid had no row between 0.999 and 1, where the demo's scores sit)."""
+        possible, settings = self.thresholds["possible"], tuple(self.thresholds.values())
+        given = None if thresholds is None else sorted({float(t) for t in thresholds})  # (an iterator: read once)
         parts = []
         for e in self.entity_types:
             truth = self.truth(e)
             if truth is None:
                 continue
-            table = threshold_table(self._pairs(e), truth.index, truth, tuple(grid),
-                                    possible=self.thresholds["possible"])
+            pairs = self._pairs(e)
+            grid = given if given is not None else threshold_grid(pairs["probability"], settings)
+            table = threshold_table(pairs, truth.index, truth, grid, possible=possible)
             parts.append(table.assign(entity_type=e))
         if not parts:
             return pd.DataFrame(columns=["entity_type", "threshold", "precision", "recall", "f1"])
@@ -1429,27 +1431,37 @@ def completeness_chart(records: pd.DataFrame) -> Figure:
 
 
 def precision_recall_chart(table: pd.DataFrame, thresholds: Thresholds | Mapping[str, float] | None = None) -> Figure:
-    """Pairwise precision, recall and F1 against the grouping threshold (Run.precision_recall)."""
+    """Pairwise precision, recall and F1 against the grouping threshold (Run.precision_recall).
+
+    One step of the x axis per row of the table, not to scale: the rows are the settings' thresholds and
+    the deciles of the scores, most of them between 0.999 and 1, where a probability or match-weight axis
+    piles them up (and puts 1 wherever the clipping of the weight sends it). Each tick names its threshold;
+    a setting's threshold is drawn at its row, or between the two rows around it."""
     th = threshold_dict(thresholds)
     fig, axes, entities = _panels(table, "Against the known truth: precision and recall by threshold", height_each=2.8)
     if not entities:
         return _empty(fig, axes[0], "No known truth for this run.")
     for ax, e in zip(axes, entities):
         f = table[table["entity_type"] == e].sort_values("threshold")
-        x = bits(f["threshold"])
+        values = f["threshold"].to_numpy(dtype=float)
+        x = np.arange(len(f))
         for col, colour in (("precision", "#1565c0"), ("recall", "#c62828"), ("f1", "#2e7d32")):
             ax.plot(x, f[col], marker="o", color=colour, label=col, markersize=4)
         for name, p in th.items():
-            ax.axvline(float(bits(p)), color="#333", linestyle="--", linewidth=1)
-            ax.annotate(name, (float(bits(p)), 0.02), xycoords=("data", "axes fraction"), rotation=90,
+            if not values[0] <= p <= values[-1]:
+                continue  # (a threshold the table has no row around: no place on this axis)
+            at = float(np.interp(p, values, x))
+            ax.axvline(at, color="#333", linestyle="--", linewidth=1)
+            ax.annotate(name, (at, 0.02), xycoords=("data", "axes fraction"), rotation=90,
                         ha="right", va="bottom", fontsize=8)
-        ax.set_xticks(x, [f"{t:g}" for t in f["threshold"]], fontsize=8)
+        ax.set_xticks(x, [threshold_text(t) for t in values], fontsize=8, rotation=35, ha="right",
+                      rotation_mode="anchor")
         low = min(float(f[["precision", "recall", "f1"]].min().min()), 0.9)
         ax.set_ylim(max(low - 0.02, 0), 1.005)
         ax.set_title(e, fontsize=10, loc="left")
         # (beside the panel: inside, it hid the threshold names drawn at the bottom left)
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    axes[-1].set_xlabel("probability threshold (spaced by match weight)")
+    axes[-1].set_xlabel("threshold (one step per row of the table, not to scale)")
     return fig
 
 
@@ -1515,9 +1527,13 @@ def render_html(run: Run, waterfalls: int = 3) -> str:
             _p("Pairwise and B-cubed figures of this run's groups against the known real entities:"),
             _table(run.evaluation()),
             _img(precision_recall_chart(pr, th), "precision and recall by threshold"),
-            _p("If the groups were the connected pairs at or above each threshold (no chain guard):", "note"),
-            _table(pr[["entity_type", "threshold", "precision", "recall", "f1", "predicted_pairs", "true_pairs",
-                       "held_pairs"]]),
+            _p("If the groups were the connected pairs at or above each threshold (no chain guard); the thresholds "
+               "are the settings' possible, probable and certain and the deciles of each entity type's pair "
+               "scores:", "note"),
+            # (every digit of a threshold: "{:.4g}" showed 0.999979 and 0.999997 both as 1)
+            _table(pr.assign(threshold=pr["threshold"].map(threshold_text))[
+                ["entity_type", "threshold", "precision", "recall", "f1", "predicted_pairs", "true_pairs",
+                 "held_pairs"]]),
             _p(HELD_NOTE.format(possible=th["possible"]), "note")]))
     else:
         sections.append(("truth", "Against the known truth", [_p(run.no_truth_reason(), "note")]))
