@@ -38,8 +38,16 @@ log = logging.getLogger(__name__)
 
 TIERS = ("certain", "probable", "possible")
 # which comparison, at its top level, is a "match by ..." criterion in Bitrix24's words
+# (a lead's own title names the deal, "Order from the site": its company's title is said so, criterion_word)
 CRITERIA_WORDS = {"phone": "phone", "email": "email", "last_name": "name", "company": "title",
                   "tax_id": "tax id", "website": "website"}
+
+
+def criterion_word(comparison: str, entity_type: str) -> str:
+    """The word of a "match by ..." criterion for this entity type's comparison."""
+    if comparison == "company" and entity_type == "lead":
+        return "company title"
+    return CRITERIA_WORDS[comparison]
 
 
 @dataclass
@@ -705,7 +713,7 @@ def _pairs_frame(p: Prepared, cand: Candidates, keep: np.ndarray, cv: Comparison
         segments.append(segment)
         if c.name in CRITERIA_WORDS:
             crit_bits[present[lv[present] == len(c.levels) - 1]] |= 1 << len(crit_words)
-            crit_words.append(CRITERIA_WORDS[c.name])
+            crit_words.append(criterion_word(c.name, p.entity_type))
     text = np.empty(k, dtype=object)
     patterns, inverse = np.unique(side, return_inverse=True)
     order = np.argsort(inverse.reshape(-1), kind="stable")
