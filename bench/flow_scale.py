@@ -40,8 +40,10 @@ def child_run(url: str, settings_path: str, out: str, incremental: bool, every_e
 
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from pipelines.cli import no_collection_at_exit
     from pipelines.prefect_api import early_server
 
+    no_collection_at_exit()  # as the CLI's main does
     with early_server() as ready:  # as the CLI's flow commands start it
         from pipelines.flows import dedup_flow
 
