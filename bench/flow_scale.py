@@ -212,6 +212,35 @@ runs of the flow child, SQLite, contacts only, temporary server, not recorded in
 - The report's new table of records left out of their group scanned every pair per record (~3.5 s at
   1M): the pairs are picked once.
 
+Nineteenth session (2026-12-07, the same machine, quiet; `python -m bench.flow_scale --sizes 1000000
+--backends sqlite`, recorded in results/):
+
+- **1,000,000 contacts: full 63.6 s (flow 58.3: quality 13.9, find 25.9, propose 17.2; 94.2 CPU-s),
+  peak RSS 2,415 MB, tree 2,832 MB; incremental after 1% changed 62.4 s, tree 2,843 MB.** The same command
+  at the session's start measured full 68.6 s / incremental 70.2 s with the old sampler (below). Target
+  45 s: not met; memory met.
+- The planners take an entity's groups as soon as its primaries are ranked (find_duplicates' ``ranked``
+  callback), before the pairs are explained and the files written, which leave one CPU idle: the propose
+  step 20-25 s -> 15-17 s; the tree's peak +~170 MB (2,651 -> 2,823 MB full, 2,845 MB incremental: under
+  3 GB, unlike starting them before the normalised records were written, tried in the eighteenth session).
+- The measuring itself slowed the flow: the tree's PSS was read 5 times a second from every process's
+  smaps_rollup, a walk of its page tables that holds up the process's own memory calls. The summed RSS
+  (a counter) is now read first and PSS only where that sum is above the peak so far (PSS is never more
+  than RSS): the same peaks, and the flow as it runs unmeasured (direct runs: 60-63 s full).
+- Python's final garbage collection walked what the run left alive: ~0.8 s after the flow ended. The CLI
+  (and the flow child) freeze those objects in their last exit handler.
+- Tried and dropped: the names normalised by an idle planner while the quality check runs (from the
+  table's copy, in chunks, read back sharing repeated strings; the same prepared records): the find's
+  normalising 5.7 -> 4.7 s, but three processes on two CPUs slowed the quality step by as much (A/B runs:
+  no gain beyond their 4 s spread).
+- Where the wall time goes now (tree's CPU per second): start-up 4.4 s, ~1 CPU (imports beside the
+  temporary server's start); the quality step's reading both CPUs, then ~5 s on one (the table built and
+  copied, the checks before the phones' helper starts); **the find from its start to the ranked groups
+  ~15 s on one CPU** (normalise, block, compare, train, score, group, rank); from there to the end both
+  CPUs (planners 36 CPU-s; the plans are ~2.9 KB of JSON each, 395 MB for 123,059 groups, written to
+  plans.jsonl and the database). 45 s needs the find's one-CPU stretch split (names and comparisons in
+  processes) and the planners' work cut (smaller plans: the records' rows and fingerprints are a third of their bytes).
+
 Seventeenth session (2026-12-07, the same AMD EPYC with 2 vCPUs; a loop of 20 million additions took
 1.3-2.5 s over the session; quick runs of the flow child, SQLite, contacts only, temporary server, not
 recorded in results/):

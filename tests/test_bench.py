@@ -96,6 +96,27 @@ def test_session_memory_sums_pss_of_the_session_and_falls_back_to_rss(tmp_path):
     assert common.session_memory_mb(40, proc=tmp_path / "missing") is None
 
 
+def test_session_memory_reads_pss_only_where_the_summed_rss_is_above_the_peak_so_far(tmp_path):
+    def process(pid: int, session: int, rss_kb: int, pss_kb: int | None) -> None:
+        folder = tmp_path / str(pid)
+        folder.mkdir()
+        (folder / "stat").write_text(f"{pid} (p{pid}) S 1 {session} {session} 0 -1 4194560 100 0 0 0\n")
+        (folder / "status").write_text(f"Name:\tp{pid}\nVmRSS:\t{rss_kb} kB\n")
+        if pss_kb is not None:
+            (folder / "smaps_rollup").write_text(f"Rss:  {rss_kb} kB\nPss:  {pss_kb} kB\n")
+
+    process(40, 40, 200 * 1024, 150 * 1024)
+    process(41, 40, 100 * 1024, 40 * 1024)  # a helper sharing pages with its parent: RSS counts them again
+    assert common.session_memory_mb(40, proc=tmp_path) == 190
+    # RSS 300 MB in all: PSS cannot be above a peak of 300 MB, so it is not read
+    assert common.session_memory_mb(40, proc=tmp_path, above=300) == 300
+    # below the RSS sum, PSS is read: a peak of 250 MB stands when the PSS sum is less...
+    assert common.session_memory_mb(40, proc=tmp_path, above=250) == 190
+    # ...and a process whose RSS cannot be read (gone meanwhile, a zombie) means PSS is read
+    (tmp_path / "41" / "status").write_text("Name:\tp41\nState:\tZ (zombie)\n")
+    assert common.session_memory_mb(40, proc=tmp_path, above=1000) == 190
+
+
 def test_docs_show_the_tree_figure_beside_peak_rss_and_a_dash_for_older_records(tmp_path):
     from bench import find_scale
 
