@@ -36,7 +36,7 @@ def run_dedup_cli(db: str | None, entity: str | None, settings_path: Path | None
                     "groups of the last completed run stay as they were (`crm-dedup runs` lists the runs).",
                     fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(130) from None
-    print_summary(summary, _first_admin(db), db)
+    print_summary(summary, _first_admin(db), db, truth=_has_demo_truth(db))
     return summary
 
 
@@ -53,9 +53,21 @@ def _first_admin(db: str | None) -> str:
     return email or ""
 
 
-def print_summary(summary: dict, admin: str = "", db: str | None = None) -> None:
+def _has_demo_truth(db: str | None) -> bool:
+    """Whether the database holds the demo generator's known duplicates (a demo CRM's)."""
+    import sqlalchemy as sa
+
+    from crm import schema
+    from crm.store import Store
+
+    with Store(steps.env_db(db), must_exist=True) as store, store.engine.connect() as conn:
+        return conn.execute(sa.select(sa.literal(1)).select_from(schema.demo_truth).limit(1)).first() is not None
+
+
+def print_summary(summary: dict, admin: str = "", db: str | None = None, truth: bool = False) -> None:
     """The run's summary in the terminal, and how to go on: the report, the review page and the
-    notebook, their commands naming ``db`` (the database the command was given) where one was given."""
+    notebook, their commands naming ``db`` (the database the command was given) where one was given;
+    with ``truth`` (a demo CRM, which knows its duplicates), how to measure the run against them."""
     import shlex
 
     on_db = f" --db {shlex.quote(db)}" if db else ""
@@ -81,3 +93,6 @@ def print_summary(summary: dict, admin: str = "", db: str | None = None) -> None
                + (f"set a password first with `crm-dedup users set-password {admin}{on_db}`)" if admin else
                   f"add an admin first with `crm-dedup users add EMAIL --name NAME --role admin{on_db}`)"))
     typer.echo(f"Notebook:     {summary['notebook']}")
+    if truth:
+        typer.echo(f"Evaluate:     crm-dedup evaluate --groups {shlex.quote(str(summary['folder']))}{on_db}   "
+                   "(precision and recall against the demo CRM's known duplicates)")

@@ -848,6 +848,13 @@ def test_cli_runs_incremental_after_a_full_run_then_checks_records_added_since(t
     assert re.search(r"; [1-9][\d,]* merge plans taken from the last run, their rows unchanged", second.stdout)
     summary = json.loads((Path(proposals.latest_run(store)["folder"]) / "contact" / "summary.json").read_text())
     assert summary["incremental"] and summary["changed_records"] == 3
+    # a demo CRM knows its duplicates: the summary says how to measure the run against them, and that works
+    folder = proposals.latest_run(store)["folder"]
+    assert f"Evaluate:     crm-dedup evaluate --groups {folder} --db {store.url}   (precision and recall" in second.stdout
+    measured = run([cli, "evaluate", "--groups", folder, "--db", store.url])
+    assert measured.returncode == 0, measured.stderr[-3000:]
+    assert "contact (the demo truth of the run's database):" in measured.stdout
+    assert re.search(r"pairwise  precision 0\.\d{4}|pairwise  precision 1\.0000", measured.stdout), measured.stdout
     refused = run([cli, "find", "--input", str(tmp_path / "x.csv"), "--incremental"])
     assert refused.returncode == 2 and "--incremental works on the CRM database" in refused.stderr
     # `crm-dedup check` with no record added since the last run says so
