@@ -308,6 +308,8 @@ dedup_merges = Table(
     Column("before_image", JSON, nullable=False),
     Column("after_image", JSON, nullable=False),
     UniqueConstraint("batch_id", "group_id", name="batch_group"),
+    # the review page: the merges made at a merged record's deleted_at (queries.merged_into) (0013)
+    Index("ix_dedup_merges_merged_at", "entity_type", "merged_at"),
     sqlite_autoincrement=True,
 )
 

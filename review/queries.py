@@ -664,8 +664,8 @@ def merged_into(conn: Connection, entity: str, record_id: int, deleted_at: Any =
     own merged_at (one timestamp), so the merges made at that moment are read first and their
     merged_ids checked here, instead of unpacking the merged_ids of every merge of the entity. Only a
     record deleted outright, or whose deleted_at is not its merge's (deleted by the CRM, rewritten by
-    an import since), falls back to that scan. (dedup_merges has no index on merged_at nor on the
-    merged records, so the first read still walks the table, comparing one column per row.)"""
+    an import since), falls back to that scan. (The first read uses the index on entity_type and
+    merged_at, migration 0013; the merged records themselves have none.)"""
     m = schema.dedup_merges
     applied = [m.c.entity_type == entity, m.c.status == "applied"]
     merge_id = None

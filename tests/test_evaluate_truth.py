@@ -11,30 +11,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from typer.testing import CliRunner
 
 from crm import schema
 from crm.demo import read_truth
 from crm.store import Store
-from pipelines.cli import app
 from scoring.evaluate import evaluate_groups, threshold_grid, threshold_table
+from test_import_gaps import invoke, refused  # (test_report_grid takes them from here too)
 from test_report import build_demo_run
 
 COLUMNS = ["threshold", "precision", "recall", "f1", "bcubed_f1", "pairs", "setting"]
-
-
-def invoke(*args):
-    return CliRunner().invoke(app, [str(a) for a in args])
-
-
-def refused(result, *phrases: str) -> str:
-    """One `error:` line holding every phrase, exit code 2, no traceback."""
-    out = result.output
-    assert result.exit_code == 2, out
-    assert "Traceback" not in out and [line.startswith("error: ") for line in out.splitlines()].count(True) == 1, out
-    for phrase in phrases:
-        assert phrase in out, (phrase, out)
-    return out
 
 
 def tables(output: str) -> list[pd.DataFrame]:
