@@ -96,18 +96,21 @@ REBUILT = ("users", "contacts", "companies", "leads", "communications", "deals",
            "activities", "history", "dedup_merges", "dedup_skips")
 
 
+LATER_INDEXES = ("ix_dedup_skips_id_b", "ix_dedup_merges_group_id", "ix_dedup_merges_merged_at")  # 0012, 0013
+
+
 def create_at_0008(url: str) -> Store:
     """A SQLite database as revisions 0001-0008 made it: today's tables without AUTOINCREMENT (the
     only change of 0009 it tests), the SQLite-only index of 0005, stamped 0008. (With dedup_groups.left_out
     of 0010: today's code, which loads the sample, reads it; tests/test_left_out.py tests 0010.) Without
-    the indexes of 0012, which the upgrade then adds."""
+    the indexes of 0012 and 0013, which the upgrade then adds."""
     old = sa.MetaData(naming_convention=schema.metadata.naming_convention)
     for table in schema.metadata.sorted_tables:
         if table.name == "dedup_together":  # (migration 0011 adds it)
             continue
         copy = table.to_metadata(old)
         copy.dialect_options["sqlite"]["autoincrement"] = False
-        for index in [i for i in copy.indexes if i.name in ("ix_dedup_skips_id_b", "ix_dedup_merges_group_id")]:
+        for index in [i for i in copy.indexes if i.name in LATER_INDEXES]:
             copy.indexes.discard(index)
     store = Store(url)
     with store.engine.begin() as conn:
@@ -119,7 +122,7 @@ def create_at_0008(url: str) -> Store:
         command.stamp(cfg, "0008")
     made = _definitions(store)
     assert not any("AUTOINCREMENT" in line for lines in made.values() for line in lines)
-    assert not {("index", "ix_dedup_skips_id_b"), ("index", "ix_dedup_merges_group_id")} & set(made)
+    assert not {("index", name) for name in LATER_INDEXES} & set(made)
     return store
 
 
