@@ -237,13 +237,20 @@ _LATIN_FOLDS = [
     (re.compile(r"(?<=[a-z])j|j(?![eo])"), "y"),                  # Andrej, Natalja, Julija, Dmitrij
     (re.compile(rf"(?<=[{_C}])yi"), "i"),                         # ьи: Ilyin = Ильин, Belyi
     (re.compile(r"ye"), "e"),                                     # е, ье: Yevgeny, Andreyev, Vasilyev
+    # A word's first yo before s is ио, йо: no Russian word starts with ёс (Yosif = Иосиф, Yoshida); before
+    # other letters it stays ё (Yolkin = Ёлкин, Yozhikov = Ёжиков), so Yolanda cannot be told from them.
+    (re.compile(r"\byo(?=s)"), "io"),
     (re.compile(rf"(?<![{_V}])yo"), "e"),                         # ё, ьё: Pyotr, Solovyov (after a vowel
                                                                   # it is йо: Mayorov = Майоров)
     # ё, ьё written io: Artiom, Semion, Fiodor, Soloviov. Latin io is also ио, and after d, r and v that is
     # the usual reading (the Greek and Latin Dio-, -dion, -rion, Vio- names: Dionis, Diomid, Rodion,
     # Larion, Marion, Violetta), where reading ё would make Dionis Денис, not Дионис. The -ёв, -ёва
-    # ending has no -иов twin (Ponomariov, Zveriov): ё after any consonant.
-    (re.compile(rf"(?<=[{_C}])(?<![drv])io(?=[{_C}])|(?<=[{_C}])io(?=va?\b)"), "e"),
+    # ending has no -иов twin (Ponomariov, Zveriov): ё after any consonant. After r, io before z, zh, g, m
+    # is ё too (Seriozha, Beriozkin, Seriogin, Cheriomushkin: the Greek and Latin ones are -rion, Prior-,
+    # Patriot-, Coriol-, Arios-), and so is -trion- (Matriona = Матрёна; Marion, Larion, Orion stay ио).
+    # After d it stays ио (Diomin may be Дёмин or Диомин, as Diomid is Диомид, not Демид).
+    (re.compile(rf"(?<=[{_C}])(?<![drv])io(?=[{_C}])|(?<=[{_C}])io(?=va?\b)|(?<=r)io(?=[zgm])|(?<=tr)io(?=n)"),
+     "e"),
     (re.compile(rf"y(?=[aiu])|(?<=[{_V}])y"), "i"),               # я, ю, й: Natalya, Yuri, Sergey
 ]
 # A consonant's я at a word's end (Юля, Надя, Даря: short forms) before the letter-for-letter map, which

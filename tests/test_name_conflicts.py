@@ -87,6 +87,19 @@ ONE_NAME = [
     ("last_name", ["Ларионов", "Larionov"]),
     ("last_name", ["Пономарёв", "Ponomarev", "Ponomaryov", "Ponomariov", "Ponomarëv"]),
     ("first_name", ["Ян", "Yan", "Ian", "Jan"]),  # Ian: Ян in ICAO passports
+    # a word's first yo: ё (Ёлкин, Ёжиков), but йо, ио before s (no Russian word starts with ёс)
+    ("last_name", ["Ёлкин", "Елкин", "Elkin", "Yolkin", "Yëlkin", "Yelkin"]),
+    ("last_name", ["Ёжиков", "Ежиков", "Ezhikov", "Yozhikov"]),
+    ("first_name", ["Иосиф", "Iosif", "Йосиф", "Yosif"]),
+    ("last_name", ["Иосифов", "Iosifov", "Yosifov"]),
+    # io after r before z, zh, g, m and in -trion- is ё; the Latin Prior-, Patriot- keep ио
+    ("first_name", ["Серёжа", "Сережа", "Seryozha", "Serezha", "Seriozha"]),
+    ("last_name", ["Берёзкин", "Beryozkin", "Berezkin", "Beriozkin"]),
+    ("last_name", ["Серёгин", "Seryogin", "Seregin", "Seriogin"]),
+    ("last_name", ["Черёмушкин", "Cheryomushkin", "Cheremushkin", "Cheriomushkin"]),
+    ("first_name", ["Матрёна", "Матрена", "Matryona", "Matrena", "Matriona"]),
+    ("last_name", ["Приоров", "Priorov"]),
+    ("last_name", ["Патриотов", "Patriotov"]),
 ]
 
 # two names (or a form, a typo, a nickname): each pair stays a conflict
@@ -203,10 +216,12 @@ IO_SAMPLE = {
     "first_name": """Дионис:Dionis Денис Дион:Dion Ден Марион:Marion Марен Родион:Rodion Ларион:Larion
         Илларион:Illarion Диомид:Diomid Демид Виола:Viola Виолетта:Violetta Орион:Orion Артём:Artiom
         Семён:Semion Алёна:Aliona Фёдор:Fiodor Фёкла:Fiokla Пётр:Piotr Лев Лёва:Liova Леон Лена
-        Ян:Ian,Jan""",
+        Ян:Ian,Jan Матрёна:Matriona Марена Серёжа:Seriozha Иосиф:Yosif""",
     "last_name": """Родионов:Rodionov Ларионов:Larionov Денисов Дионисов:Dionisov Семёнов:Semionov
         Соловьёв:Soloviov Воробьёв:Vorobiov Королёв:Koroliov Пономарёв:Ponomariov Зверёв:Zveriov
-        Зверёва:Zveriova Киселёв:Kiseliov Потёмкин:Potiomkin Дёмин Диомидов:Diomidov Демидов""",
+        Зверёва:Zveriova Киселёв:Kiseliov Потёмкин:Potiomkin Дёмин Диомидов:Diomidov Демидов
+        Берёзкин:Beriozkin Серёгин:Seriogin Черёмушкин:Cheriomushkin Приоров:Priorov Ёлкин:Yolkin
+        Ёжиков:Yozhikov Иосифов:Yosifov""",
 }
 
 
