@@ -381,7 +381,8 @@ def evaluate(
                                                   "(default: the one beside groups).")] = None,
     thresholds: Annotated[Optional[str], typer.Option(
         metavar="LIST", help="Thresholds of the per-threshold table, separated by commas (0.5,0.8,0.95). Default: "
-        "the settings' possible, probable and certain thresholds and the deciles of the pairs' probabilities.")] = None,
+        "the settings' possible, probable and certain thresholds and the deciles of the probabilities of the pairs "
+        "no rule holds at possible; where deciles coincide, scores above the certain threshold.")] = None,
     db: Annotated[Optional[str], typer.Option("--db", help="The database the run read, for its demo truth without "
                                               "--truth (default: $CRM_DEDUP_DB or sqlite:///data/crm.db, if it "
                                               "holds the run).")] = None,
@@ -518,7 +519,8 @@ def evaluate(
         except SettingsError as exc:
             fail(str(exc))
         possible = th.possible
-        run_grid = grid if grid is not None else threshold_grid(p["probability"], (possible, th.probable, th.certain))
+        run_grid = grid if grid is not None else threshold_grid(p["probability"], (possible, th.probable, th.certain),
+                                                                   held=held_mask(p))
         table = threshold_table(p, group_s.index, truth_s, run_grid, possible=possible)
         # the settings' own thresholds named, so the tiers can be found among the quantiles
         names: dict[float, str] = {}
@@ -529,7 +531,8 @@ def evaluate(
                              setting=table["threshold"].map(names).fillna(""))
         typer.echo("per threshold (groups = connected pairs at or above it" +
                    ("):" if grid is not None else
-                    "; the settings' thresholds and the deciles of the pairs' probabilities):"))
+                    "; the settings' thresholds, the deciles of the pairs not held at possible and, where those "
+                    "coincide, scores above certain):"))
         typer.echo(shown[["threshold", "precision", "recall", "f1", "bcubed_f1", "pairs", "setting"]].to_string(
             index=False, float_format=lambda v: f"{v:.4f}"))
         held = int(held_mask(p).sum())

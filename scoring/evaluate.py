@@ -101,17 +101,58 @@ def held_mask(pairs: pd.DataFrame) -> np.ndarray:
 
 
 QUANTILE_STEPS = 10  # deciles of the pairs' probabilities, beside the settings' thresholds
+# rows the spreading of collapsed deciles fills the grid up to: the report's chart (one tick per row, 8
+# inches wide, with margins) has room for twelve labels like 0.999852 side by side, not thirteen
+SPREAD_ROWS = 12
 
 
-def threshold_grid(probabilities, fixed=(), steps: int = QUANTILE_STEPS) -> list[float]:
+def threshold_grid(probabilities, fixed=(), steps: int = QUANTILE_STEPS, held=None) -> list[float]:
     """Thresholds that matter for these pairs: ``fixed`` (the settings' possible, probable, certain) and
     the pairs' probabilities at evenly spaced quantiles (0, 1/steps, ..., 1), sorted, each once. The
     quantiles are scores of real pairs (the lower one, not interpolated), so a run whose scores all sit
-    above 0.999 gets rows there rather than a fixed grid with nothing between 0.999 and 1."""
+    above 0.999 gets rows there rather than a fixed grid with nothing between 0.999 and 1.
+
+    ``held``: a mask of the pairs a hold rule kept at possible (held_mask); their probability is a cap,
+    not a score, and threshold_table leaves them out above possible, so they give no quantile (else the
+    cap, 0.7 by default, takes the rows of several deciles). When many scores are equal the quantiles
+    collapse into fewer values (most demo pairs score exactly 1); the rows they free go to the distinct
+    scores above max(``fixed``) (the certain threshold), each into the widest run of scores no row
+    splits yet, so the table shows where recall falls there: up to SPREAD_ROWS rows in all (never more
+    than len(fixed) + steps + 1, what deciles that do not collapse give)."""
+    fixed = tuple(float(t) for t in fixed)
     p = np.asarray(probabilities, dtype=float)
+    if held is not None:
+        held = np.asarray(held, dtype=bool)
+        if held.shape != p.shape:
+            raise ValueError(f"threshold_grid: {held.size:,} held flags for {p.size:,} probabilities; "
+                             "give one flag per pair (held_mask of the same pairs)")
+        p = p[~held]
     p = p[~np.isnan(p)]
-    qs = np.quantile(p, np.linspace(0, 1, steps + 1), method="lower") if len(p) else []
-    return sorted({float(t) for t in (*fixed, *qs)})
+    qs = {float(q) for q in np.quantile(p, np.linspace(0, 1, steps + 1), method="lower")} if len(p) else set()
+    grid = set(fixed) | qs
+    free = min(steps + 1 - len(qs), SPREAD_ROWS - len(grid)) if len(p) else 0
+    if free > 0:
+        floor = max(fixed) if fixed else -np.inf
+        distinct = np.unique(p)
+        grid |= _spread(distinct[distinct > floor], grid, free)
+    return sorted(grid)
+
+
+def _spread(values: np.ndarray, grid: set[float], n: int) -> set[float]:
+    """Up to ``n`` of the sorted distinct ``values`` that are no row of ``grid`` yet: one at a time, the
+    middle value of the longest run of them between two rows (the lower run on a tie)."""
+    chosen: set[float] = set()
+    for _ in range(n):
+        taken = np.array(sorted(grid | chosen))
+        # the rows each value lies between: values sharing a slot form one run
+        slot = np.searchsorted(taken, values, side="right")
+        free = ~np.isin(values, taken)
+        if not free.any():
+            break
+        runs = pd.Series(np.flatnonzero(free)).groupby(slot[free]).agg(list)
+        longest = max(runs, key=len)  # (max keeps the first, the lowest, of equal lengths)
+        chosen.add(float(values[longest[(len(longest) - 1) // 2]]))
+    return chosen
 
 
 def parse_thresholds(text: str) -> list[float]:
@@ -146,7 +187,7 @@ def threshold_table(pairs: pd.DataFrame, ids: pd.Index, truth: pd.Series,
     it, always below probable), so they join groups at no threshold above ``possible``; their stored
     probability is not a score to compare with the threshold. ``held_pairs`` counts those left out."""
     if thresholds is None:
-        thresholds = threshold_grid(pairs["probability"], (possible,))
+        thresholds = threshold_grid(pairs["probability"], (possible,), held=held_mask(pairs))
     pos = pd.Series(np.arange(len(ids)), index=ids)
     a = pos.reindex(pairs["id_a"]).to_numpy()
     b = pos.reindex(pairs["id_b"]).to_numpy()

@@ -896,7 +896,7 @@ class Run:
             if truth is None:
                 continue
             pairs = self._pairs(e)
-            grid = given if given is not None else threshold_grid(pairs["probability"], settings)
+            grid = given if given is not None else threshold_grid(pairs["probability"], settings, held=held_mask(pairs))
             table = threshold_table(pairs, truth.index, truth, grid, possible=possible)
             parts.append(table.assign(entity_type=e))
         if not parts:

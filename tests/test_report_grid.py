@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from scoring import report
-from scoring.evaluate import threshold_grid, threshold_text
+from scoring.evaluate import SPREAD_ROWS, held_mask, threshold_grid, threshold_text
 from scoring.report import Run
 from test_evaluate_truth import invoke, refused, tables
 from test_report import build_demo_run
@@ -65,8 +65,10 @@ def test_the_report_follows_the_runs_scores_on_each_backend(db_url, tmp_path):
     assert set(pr["entity_type"]) == {"contact", "company", "lead"}
 
     for e, rows in pr.groupby("entity_type", sort=False):
-        scores = run.pairs(e)["probability"]
-        assert list(rows["threshold"]) == threshold_grid(scores, settings), e
+        pairs = run.pairs(e)
+        assert list(rows["threshold"]) == threshold_grid(pairs["probability"], settings,
+                                                         held=held_mask(pairs)), e
+        assert len(rows) <= max(SPREAD_ROWS, len(set(settings)) + 11), e  # (collapsed deciles' rows spread)
     # the demo contacts' scores: most above the old grid's top, where the old grid had no row
     contact = pr[pr["entity_type"] == "contact"].sort_values("threshold")
     scores = run.pairs("contact")["probability"]
