@@ -392,8 +392,7 @@ def evaluate(
     import pandas as pd
 
     from crm.schema import ENTITY_TYPES
-    from scoring.evaluate import (evaluate_groups, held_mask, parse_thresholds, threshold_grid, threshold_table,
-                                  threshold_text)
+    from scoring.evaluate import evaluate_groups, held_mask, parse_thresholds, threshold_table, threshold_text
     from scoring.files import FileError, read_table
     from scoring.settings import MatchSettings, SettingsError
 
@@ -519,9 +518,7 @@ def evaluate(
         except SettingsError as exc:
             fail(str(exc))
         possible = th.possible
-        run_grid = grid if grid is not None else threshold_grid(p["probability"], (possible, th.probable, th.certain),
-                                                                   held=held_mask(p))
-        table = threshold_table(p, group_s.index, truth_s, run_grid, possible=possible)
+        table = threshold_table(p, group_s.index, truth_s, grid, possible=possible, fixed=(th.probable, th.certain))
         # the settings' own thresholds named, so the tiers can be found among the quantiles
         names: dict[float, str] = {}
         for name in ("possible", "probable", "certain"):

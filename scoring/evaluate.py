@@ -179,15 +179,16 @@ def threshold_text(value: float) -> str:
 
 
 def threshold_table(pairs: pd.DataFrame, ids: pd.Index, truth: pd.Series,
-                    thresholds=None, possible: float = 0.5) -> pd.DataFrame:
+                    thresholds=None, possible: float = 0.5, fixed=()) -> pd.DataFrame:
     """Group-level figures if the groups were the connected components of pairs >= each threshold
-    (default: threshold_grid of the pairs and ``possible``); ``pairs``: how many pairs that joins.
+    (default: threshold_grid of the pairs with ``possible`` and ``fixed``, the settings' other
+    thresholds); ``pairs``: how many pairs that joins.
 
     Held pairs (held_mask) stay "possible" whatever the probable threshold is (the cap moves with
     it, always below probable), so they join groups at no threshold above ``possible``; their stored
     probability is not a score to compare with the threshold. ``held_pairs`` counts those left out."""
     if thresholds is None:
-        thresholds = threshold_grid(pairs["probability"], (possible,), held=held_mask(pairs))
+        thresholds = threshold_grid(pairs["probability"], (possible, *fixed), held=held_mask(pairs))
     pos = pd.Series(np.arange(len(ids)), index=ids)
     a = pos.reindex(pairs["id_a"]).to_numpy()
     b = pos.reindex(pairs["id_b"]).to_numpy()

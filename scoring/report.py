@@ -39,7 +39,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from scoring.evaluate import evaluate_groups, held_mask, threshold_grid, threshold_table, threshold_text
+from scoring.evaluate import evaluate_groups, held_mask, threshold_table, threshold_text
 from scoring.find import HELD_AT
 from scoring.settings import MatchSettings, Thresholds
 
@@ -896,8 +896,7 @@ class Run:
             if truth is None:
                 continue
             pairs = self._pairs(e)
-            grid = given if given is not None else threshold_grid(pairs["probability"], settings, held=held_mask(pairs))
-            table = threshold_table(pairs, truth.index, truth, grid, possible=possible)
+            table = threshold_table(pairs, truth.index, truth, given, possible=possible, fixed=settings)
             parts.append(table.assign(entity_type=e))
         if not parts:
             return pd.DataFrame(columns=["entity_type", "threshold", "precision", "recall", "f1"])
