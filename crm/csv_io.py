@@ -13,6 +13,9 @@ FIELD -> [COLUMN, ...]. FIELD is a column of the entity's table (``last_name``, 
 ``responsible_id``, ``created_at`` ...) or a communication ``TYPE:KIND`` (``phone:mobile``,
 ``email:work``, ``web:other``, ``im:other``; a bare ``phone`` means ``phone:work``). Without a preset
 or mapping, columns named like the table fields are recognised, which is what ``export_csv`` writes.
+Where several columns give one field (Bitrix24's "Адрес" and "Фактический адрес", a header repeated), the first
+filled one is stored; another holding a different value is noted in the summary. A row may end where the
+header's named columns end (a header ending in ";;" has nameless columns).
 
 Choices a user should know about:
 - Ids. A file with an id column (``id``, Bitrix24's ``ID``) keeps its ids, so records stay
@@ -28,9 +31,10 @@ Choices a user should know about:
   there that itself contains a comma is split there (but a phone's extension after a comma, "доб 802",
   stays with its phone). In any format, a phone cell holding several numbers ("+79165551207; +79165551208")
   is stored as one phone per number, and the summary says so.
-- Dates and timestamps: dd.mm.yyyy [hh:mm[:ss]] (Bitrix24) or ISO 8601 yyyy-mm-dd[Thh:mm[:ss[.f]]][offset],
-  zero padding optional; a slash date (d/m/yyyy or m/d/yyyy) only where one reading exists (05/06/1985 is
-  refused, not guessed). A date that does not exist is refused; a birthdate in the future is stored and noted.
+- Dates and timestamps: dd.mm.yyyy [hh:mm[:ss]] (Bitrix24) or ISO 8601 yyyy-mm-dd[Thh:mm[:ss[.f]]], either with a
+  UTC offset after the time where the file gives one (+03:00, +0300, +03, Z), zero padding optional; a slash date
+  (d/m/yyyy or m/d/yyyy) only where one reading exists (05/06/1985 is refused, not guessed). A date that does
+  not exist is refused; a birthdate in the future is stored and noted.
 - Timestamps are stored as naive UTC: one with a UTC offset is converted. Bitrix24 writes them without an offset,
   in the portal's time zone, which the file does not say: ``portal_timezone`` (an IANA name, Europe/Moscow; the
   pipeline setting ``portal_timezone``, ``--portal-tz``) reads a time without an offset as that zone's local time,
@@ -186,14 +190,19 @@ REQUIRED_TEXT = {
 
 # The forms dates and timestamps are read in, zero padding optional (1985-5-5, 5.5.1985 9:05). A regex each
 # rather than strptime: trying formats with strptime took most of an import.
-# dd.mm.yyyy [hh:mm[:ss]]: Bitrix24's export, and how a date is typed in Russia
-_DMY = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?")
+# a UTC offset after a time, a space before it optional: Z, +03, +0300, +03:00 (the same in every form below, so a
+# time is read with its offset whichever way its date is written)
+_OFFSET = r" ?(Z|[+-]\d{2}(?::?\d{2})?)?"
+# dd.mm.yyyy [hh:mm[:ss][offset]]: Bitrix24's export, and how a date is typed in Russia
+_DMY = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?" + _OFFSET + ")?",
+                  re.IGNORECASE)
 # yyyy-mm-dd [hh:mm[:ss[.fraction]][offset]], T or a space between (ISO 8601: our export, Bitrix24's REST API)
 _ISO = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?"
-                  r" ?(Z|[+-]\d{2}(?::?\d{2})?)?)?", re.IGNORECASE)
-# a/b/yyyy [hh:mm[:ss]]: day first in Russia and Europe, month first in the US, so read only where one reading
-# exists (13/05/1985, 05/05/1985); 05/06/1985 is refused rather than guessed
-_SLASH = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?")
+                  + _OFFSET + ")?", re.IGNORECASE)
+# a/b/yyyy [hh:mm[:ss][offset]]: day first in Russia and Europe, month first in the US, so read only where one
+# reading exists (13/05/1985, 05/05/1985); 05/06/1985 is refused rather than guessed
+_SLASH = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?" + _OFFSET + ")?",
+                    re.IGNORECASE)
 DATE_FORMS = "dd.mm.yyyy (as Bitrix24 does) or yyyy-mm-dd, zero padding optional (5.5.1985, 1985-5-5)"
 TIME_FORMS = ("dd.mm.yyyy hh:mm[:ss] (as Bitrix24 does) or yyyy-mm-dd hh:mm[:ss] (or with T), with a UTC offset "
               "where the file gives one (2021-03-15T10:15:00+03:00)")
@@ -568,7 +577,8 @@ class _Records:
         self.reader = csv.reader(self._feed(), delimiter=delimiter)
         self.last_line = 0
         self.ran_out = False  # the reader asked for a line past the end of the file
-        self.width: int | None = None
+        self.width: int | None = None  # the header's number of cells
+        self.named = 0  # of those, up to its last named one: a row may end there (see _Converter.named)
 
     def _feed(self) -> Iterator[str]:
         while True:
@@ -604,6 +614,7 @@ class _Records:
             self.last_line += len(self.lines)
             if self.width is None and isinstance(row, list) and any(c.strip() for c in row):
                 self.width = len(row)  # the header's
+                self.named = max((i + 1 for i, c in enumerate(row) if _norm(c)), default=len(row))
             yield start, self.last_line, row
 
     def _swallowed(self) -> bool:
@@ -615,7 +626,7 @@ class _Records:
             return False
         inner = self.lines[1:-1]
         return self.ran_out or (self.width is not None and any(
-            len(cells) == self.width for cells in csv.reader(inner, delimiter=self.delimiter)))
+            self.named <= len(cells) <= self.width for cells in csv.reader(inner, delimiter=self.delimiter)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -682,9 +693,9 @@ def _stamp(v: str, column: str, value: str, written: str, such: str) -> datetime
         if m := _ISO.fullmatch(v):
             y, mo, d, h, mi, sec, frac, off = m.groups()
         elif m := _DMY.fullmatch(v):
-            (d, mo, y, h, mi, sec), frac, off = m.groups(), None, None
+            (d, mo, y, h, mi, sec, off), frac = m.groups(), None
         elif m := _SLASH.fullmatch(v):
-            (a, b, y, h, mi, sec), frac, off = m.groups(), None, None
+            (a, b, y, h, mi, sec, off), frac = m.groups(), None
             if a != b and int(a) <= 12 and int(b) <= 12:
                 forms = DATE_FORMS if such == "date" else TIME_FORMS
                 raise _Reject(column, f"{_excerpt(v)!r} could be {y}-{int(b):02}-{int(a):02} (day first) or "
@@ -772,6 +783,9 @@ class _Converter:
         self.split, self.users, self.default_responsible = split, users, default_responsible
         self.width = len(header)
         self.header_key = [_norm(h) for h in header]
+        # a header ending in nameless columns (a trailing ";"): a row may end where its named columns end, the
+        # cells it lacks being those of columns no field is read from
+        self.named = max((i + 1 for i, k in enumerate(self.header_key) if k), default=self.width)
         self.scalars = [(fields[f], idx) for f, idx in columns.items() if fields[f].kind != "comm"]
         self.comms = [(f.split(":")[0], f.split(":")[1], idx) for f, idx in columns.items()
                       if fields[f].kind == "comm"]
@@ -779,27 +793,34 @@ class _Converter:
         self.naive = False  # the row being converted has a timestamp without an offset (read as UTC, or in zone)
 
     def convert(self, line: int, end: int, cells: list[str]) -> _Row:
-        if len(cells) < self.width or any(c.strip() for c in cells[self.width:]):
+        if len(cells) < self.named or any(c.strip() for c in cells[self.width:]):
             hint = (f"; it spans lines {line}-{end}: an opening quote without its closing quote joins lines"
                     if end > line else ": a delimiter inside an unquoted value, or a line broken in two?")
             raise _Reject(None, f"has {len(cells)} cells where the header has {self.width}{hint}")
-        if _norm(cells[0]) == self.header_key[0] and [_norm(c) for c in cells[:self.width]] == self.header_key:
+        if _norm(cells[0]) == self.header_key[0] and [_norm(c) for c in cells[:self.named]] == \
+                self.header_key[:self.named]:
             raise _Reject(None, "repeats the header line; skipped")
         record: dict[str, Any] = {}
         notes: list[str] = []
         left_out: list[tuple[str, Problem]] = []
         self.naive = False
         for f, idx in self.scalars:
-            for i in idx:  # several columns for one field: the first filled one
-                raw = cells[i]
-                if raw.strip():
-                    try:
-                        record[f.name] = self.value(f, raw, self.header[i], notes)
-                    except _Reject as r:
-                        if f.name in ROW_FIELDS:
-                            raise
-                        left_out.append((f.name, Problem(line, r.column, r.reason, value=r.value)))
-                    break
+            filled = [i for i in idx if cells[i].strip()]  # several columns for one field: the first filled one
+            if not filled:
+                continue
+            i = filled[0]
+            try:
+                record[f.name] = self.value(f, cells[i], self.header[i], notes)
+            except _Reject as r:
+                if f.name in ROW_FIELDS:
+                    raise
+                left_out.append((f.name, Problem(line, r.column, r.reason, value=r.value)))
+            for j in filled[1:]:  # another value there is not stored: said, not dropped silently
+                if cells[j].strip() != cells[i].strip():
+                    other = self.header[j] + (f"' (column {j + 1})" if self.header_key[j] == self.header_key[i]
+                                              else "'")
+                    notes.append(f"{f.name}: the columns '{self.header[i]}' and '{other} hold different values; the "
+                                 "first is stored, the other left out")
         comms: list[tuple[str, str, str]] = []
         for typ, kind, idx in self.comms:
             for i in idx:
