@@ -70,14 +70,14 @@ def only_extension(text: str) -> bool:
     return _EXT.match(text) is not None
 
 
-_LIST_SEPARATOR = re.compile(r"\s*[;,/]\s*")
+_LIST_SEPARATOR = re.compile(r"\s*[;,/\r\n]\s*")  # (a line break: numbers typed one per line in a cell)
 _MIN_NUMBER_DIGITS = 7
 
 
 def several_numbers(text: str) -> list[str]:
     """The numbers of a cell holding several, as written ("+79165551207; +79165551208",
     "8 916 555-12-07, 8 495 123-45-67"): split at ";", "," or "/" where every piece has a number's
-    digits; otherwise ``[text]`` (one number, or one with its extension "..., доб 802")."""
+    digits, or one per line; otherwise ``[text]`` (one number, or one with its extension "..., доб 802")."""
     pieces = [p for p in _LIST_SEPARATOR.split(text.strip()) if p]
     if len(pieces) > 1 and all(sum(c.isdigit() for c in p) >= _MIN_NUMBER_DIGITS for p in pieces):
         return pieces
