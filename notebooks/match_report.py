@@ -149,7 +149,9 @@ if run.has_truth:
     display(run.evaluation())
     pr = run.precision_recall()
     display(report.precision_recall_chart(pr, run.thresholds))
-    display(pr[["entity_type", "threshold", "precision", "recall", "f1", "held_pairs"]])
+    # (as `crm-dedup evaluate` prints it: every digit of a threshold, four decimals, the settings named)
+    display(report.threshold_rows(pr, run.thresholds)[
+        ["entity_type", "threshold", "precision", "recall", "f1", "held_pairs", "setting"]])
     print(report.HELD_NOTE.format(possible=run.thresholds["possible"]))
 else:
     print(run.no_truth_reason())

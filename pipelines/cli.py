@@ -391,9 +391,9 @@ def evaluate(
     a truth file, or the demo truth of the database a run read."""
     import pandas as pd
 
-    from crm.schema import ENTITY_TYPES
-    from scoring.evaluate import evaluate_groups, held_mask, parse_thresholds, threshold_table, threshold_text
-    from scoring.files import FileError, read_table
+    from scoring.evaluate import (evaluate_groups, held_mask, parse_thresholds, threshold_settings, threshold_table,
+                                  threshold_text)
+    from scoring.files import FileError
     from scoring.settings import MatchSettings, SettingsError
 
     # (a repeated option would otherwise be the last one given, silently: a record has one id and one entity)
@@ -404,75 +404,10 @@ def evaluate(
         grid = parse_thresholds(thresholds) if thresholds is not None else None
     except ValueError as exc:
         fail(str(exc))
-    # what to measure: (entity type or None, groups file, truth as record id (text) -> entity)
-    parts: list[tuple[str | None, Path, pd.Series]] = []
     if truth is not None:
-        if groups.is_dir():
-            # (a run folder holds one groups file per entity type; a truth file is one entity type's records)
-            inside = [str(p) for p in (*sorted(groups.glob("*/groups.parquet")), groups / "groups.csv") if p.exists()]
-            files = ", ".join(inside) or "a run's RUN/<entity>/groups.parquet, or OUT/groups.csv of `crm-dedup find`"
-            fail(f"--groups {groups} is a folder, and --truth holds one entity type's records: pass that entity type's "
-                 f"groups file ({files}), or leave --truth out to measure each entity type of a run folder against "
-                 "the demo truth of its database")
-        if truth_column is None:
-            fail("Missing option '--truth-column': name the column of --truth holding each record's real entity")
-        if db is not None:
-            fail("--db is read for the demo truth of a run's database, and --truth was given: give one of them")
-        id_column = id_column or "id"
-        try:
-            g = _read_run_table(groups, "groups", ("id", "group_id"))
-            t = read_table(truth)
-        except (FileError, OSError, ValueError) as exc:
-            fail(str(exc))
-        for col in (id_column, truth_column):
-            if col not in t.columns:
-                fail(f"{truth} has no column {col!r} (columns: {', '.join(map(str, t.columns))})")
-        parts.append((None, groups, pd.Series(t[truth_column].astype(str).to_numpy(), index=t[id_column].astype(str))))
+        parts = _truth_file_parts(groups, truth, truth_column, id_column, db)
     else:
-        # the demo truth of the run's database, cut to the run's entity type(s) (their ids overlap)
-        from crm.store import hide_password
-        from scoring.report import ReportError, Run
-
-        if truth_column or id_column:
-            fail("--truth-column and --id-column name columns of --truth: pass --truth FILE with them, or neither "
-                 "for the demo truth of the run's database")
-        if not groups.exists():
-            fail(f"there is no groups file {groups}")
-        if groups.is_dir():
-            folder, wanted = groups, None
-        elif groups.name == "groups.parquet" and groups.parent.name in ENTITY_TYPES:
-            folder, wanted = groups.parent.parent, groups.parent.name
-        else:
-            fail(f"{groups} is neither a run folder nor a run's <entity>/groups.parquet, so no database holds its "
-                 "truth: pass --truth FILE --truth-column COLUMN (the real entity of each record)")
-        if wanted is None and pairs is not None:
-            fail("--pairs are one entity type's pairs: pass --groups RUN/<entity>/groups.parquet with it")
-        if db is not None:
-            store = open_store(db)  # (a bad --db is one error line here)
-            db = store.url
-            store.dispose()
-        try:
-            run = Run.open(folder, db_url=db)
-            if run.mode != "database":
-                fail(f"{folder} is a file-mode run (crm-dedup find --input): no database holds its truth. Pass "
-                     "--truth FILE --truth-column COLUMN (the real entity of each record)")
-            lacking = []
-            for e in [wanted] if wanted else run.entity_types:
-                known = run.truth(e)
-                if known is None:
-                    lacking.append(e)
-                    continue
-                parts.append((e, folder / e / "groups.parquet",
-                              pd.Series(known.to_numpy(), index=known.index.astype(str))))
-        except ReportError as exc:
-            fail(str(exc))
-        if lacking:
-            why = (run.no_truth_reason() if run.db_url is None else
-                   f"The database {hide_password(run.db_url)} holds no demo truth of the run's {', '.join(lacking)} "
-                   "records (its demo_truth table: only a demo CRM made by `crm-dedup demo` has one).")
-            if not parts:
-                fail(f"{why} Pass --truth FILE --truth-column COLUMN to measure against a truth of your own.")
-            typer.echo(f"Not measured: {why}")
+        parts = _demo_truth_parts(groups, pairs, db, truth_column, id_column)
     for entity, groups_path, truth_s in parts:
         if entity is not None:
             typer.echo(f"{entity} (the demo truth of the run's database):")
@@ -520,12 +455,8 @@ def evaluate(
         possible = th.possible
         table = threshold_table(p, group_s.index, truth_s, grid, possible=possible, fixed=(th.probable, th.certain))
         # the settings' own thresholds named, so the tiers can be found among the quantiles
-        names: dict[float, str] = {}
-        for name in ("possible", "probable", "certain"):
-            value = getattr(th, name)
-            names[value] = f"{names[value]}, {name}" if value in names else name
         shown = table.assign(threshold=table["threshold"].map(threshold_text),
-                             setting=table["threshold"].map(names).fillna(""))
+                             setting=threshold_settings(table["threshold"], th.model_dump()))
         typer.echo("per threshold (groups = connected pairs at or above it" +
                    ("):" if grid is not None else
                     "; the settings' thresholds, the deciles of the pairs not held at possible and, where those "
@@ -559,6 +490,89 @@ def _read_run_table(path: Path, what: str, columns: tuple[str, ...]):
         raise ValueError(f"{path} has no column {', '.join(map(repr, missing))} (columns: "
                          f"{', '.join(map(str, frame.columns))}): pass the {what} file `crm-dedup find` or `run` wrote")
     return frame
+
+
+def _truth_file_parts(groups: Path, truth: Path, truth_column: str | None, id_column: str | None,
+                      db: str | None) -> list[tuple[str | None, Path, pd.Series]]:
+    """`evaluate --truth FILE`: the one groups file given, against the truth file's column."""
+    import pandas as pd
+
+    from scoring.files import FileError, read_table
+
+    if groups.is_dir():
+        # (a run folder holds one groups file per entity type; a truth file is one entity type's records)
+        inside = [str(p) for p in (*sorted(groups.glob("*/groups.parquet")), groups / "groups.csv") if p.exists()]
+        files = ", ".join(inside) or "a run's RUN/<entity>/groups.parquet, or OUT/groups.csv of `crm-dedup find`"
+        fail(f"--groups {groups} is a folder, and --truth holds one entity type's records: pass that entity type's "
+             f"groups file ({files}), or leave --truth out to measure each entity type of a run folder against "
+             "the demo truth of its database")
+    if truth_column is None:
+        fail("Missing option '--truth-column': name the column of --truth holding each record's real entity")
+    if db is not None:
+        fail("--db is read for the demo truth of a run's database, and --truth was given: give one of them")
+    id_column = id_column or "id"
+    try:
+        _read_run_table(groups, "groups", ("id", "group_id"))  # (a bad groups file is named before the truth)
+        t = read_table(truth)
+    except (FileError, OSError, ValueError) as exc:
+        fail(str(exc))
+    for col in (id_column, truth_column):
+        if col not in t.columns:
+            fail(f"{truth} has no column {col!r} (columns: {', '.join(map(str, t.columns))})")
+    return [(None, groups, pd.Series(t[truth_column].astype(str).to_numpy(), index=t[id_column].astype(str)))]
+
+
+def _demo_truth_parts(groups: Path, pairs: Path | None, db: str | None, truth_column: str | None,
+                      id_column: str | None) -> list[tuple[str | None, Path, pd.Series]]:
+    """`evaluate` without --truth: each entity type of the run (or the one of its groups file) with a demo
+    truth in the run's database, cut to that entity type (their ids overlap). Says which are not measured."""
+    import pandas as pd
+
+    from crm.schema import ENTITY_TYPES
+    from crm.store import hide_password
+    from scoring.report import ReportError, Run
+
+    if truth_column or id_column:
+        fail("--truth-column and --id-column name columns of --truth: pass --truth FILE with them, or neither "
+             "for the demo truth of the run's database")
+    if not groups.exists():
+        fail(f"there is no groups file {groups}")
+    if groups.is_dir():
+        folder, wanted = groups, None
+    elif groups.name == "groups.parquet" and groups.parent.name in ENTITY_TYPES:
+        folder, wanted = groups.parent.parent, groups.parent.name
+    else:
+        fail(f"{groups} is neither a run folder nor a run's <entity>/groups.parquet, so no database holds its "
+             "truth: pass --truth FILE --truth-column COLUMN (the real entity of each record)")
+    if wanted is None and pairs is not None:
+        fail("--pairs are one entity type's pairs: pass --groups RUN/<entity>/groups.parquet with it")
+    if db is not None:
+        store = open_store(db)  # (a bad --db is one error line here)
+        db = store.url
+        store.dispose()
+    parts: list[tuple[str | None, Path, pd.Series]] = []
+    try:
+        run = Run.open(folder, db_url=db)
+        if run.mode != "database":
+            fail(f"{folder} is a file-mode run (crm-dedup find --input): no database holds its truth. Pass "
+                 "--truth FILE --truth-column COLUMN (the real entity of each record)")
+        lacking = []
+        for e in [wanted] if wanted else run.entity_types:
+            known = run.truth(e)
+            if known is None:
+                lacking.append(e)
+                continue
+            parts.append((e, folder / e / "groups.parquet", pd.Series(known.to_numpy(), index=known.index.astype(str))))
+    except ReportError as exc:
+        fail(str(exc))
+    if lacking:
+        why = (run.no_truth_reason() if run.db_url is None else
+               f"The database {hide_password(run.db_url)} holds no demo truth of the run's {', '.join(lacking)} "
+               "records (its demo_truth table: only a demo CRM made by `crm-dedup demo` has one).")
+        if not parts:
+            fail(f"{why} Pass --truth FILE --truth-column COLUMN to measure against a truth of your own.")
+        typer.echo(f"Not measured: {why}")
+    return parts
 
 
 

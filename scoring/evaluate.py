@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 
@@ -176,6 +178,21 @@ def threshold_text(value: float) -> str:
     """A threshold as the table prints it: at least four decimals, and every digit it has (0.7000,
     0.999986), so two rows never look alike."""
     return np.format_float_positional(float(value), unique=True, trim="k", min_digits=4)
+
+
+SETTING_NAMES = ("possible", "probable", "certain")  # the settings' thresholds, lowest first
+
+
+def threshold_settings(thresholds, settings: Mapping[str, float]) -> list[str]:
+    """Which of the settings' thresholds (``settings``: name -> value, as Thresholds.model_dump() or
+    Run.thresholds) each threshold of a table is: "probable", "possible, probable" where two are one
+    value, "" for a row of the grid alone. The same words wherever the threshold table is shown."""
+    names: dict[float, str] = {}
+    for name in SETTING_NAMES:
+        if name in settings:
+            value = float(settings[name])
+            names[value] = f"{names[value]}, {name}" if value in names else name
+    return [names.get(float(t), "") for t in thresholds]
 
 
 def threshold_table(pairs: pd.DataFrame, ids: pd.Index, truth: pd.Series,

@@ -39,7 +39,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from scoring.evaluate import evaluate_groups, held_mask, threshold_table, threshold_text
+from scoring.evaluate import evaluate_groups, held_mask, threshold_settings, threshold_table, threshold_text
 from scoring.find import HELD_AT
 from scoring.settings import MatchSettings, Thresholds
 
@@ -1429,6 +1429,22 @@ def completeness_chart(records: pd.DataFrame) -> Figure:
     return fig
 
 
+FIGURES = ("precision", "recall", "f1", "bcubed_precision", "bcubed_recall", "bcubed_f1")
+
+
+def threshold_rows(table: pd.DataFrame, thresholds: Thresholds | Mapping[str, float] | None = None) -> pd.DataFrame:
+    """Run.precision_recall to show (the HTML report, the notebook) as `crm-dedup evaluate` prints it: each
+    threshold with every digit it has (threshold_text: 0.999979 and 0.999997 are two rows, not "1" twice),
+    the figures with four decimals, and ``setting``, which of the settings' thresholds the row is
+    (threshold_settings: "probable", "" for a decile). Text columns: for display, not for sums."""
+    shown = table.assign(setting=threshold_settings(table["threshold"], threshold_dict(thresholds)),
+                         threshold=table["threshold"].map(threshold_text))
+    for col in FIGURES:
+        if col in shown.columns:
+            shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else f"{v:.4f}")
+    return shown
+
+
 def precision_recall_chart(table: pd.DataFrame, thresholds: Thresholds | Mapping[str, float] | None = None) -> Figure:
     """Pairwise precision, recall and F1 against the grouping threshold (Run.precision_recall).
 
@@ -1527,12 +1543,12 @@ def render_html(run: Run, waterfalls: int = 3) -> str:
             _table(run.evaluation()),
             _img(precision_recall_chart(pr, th), "precision and recall by threshold"),
             _p("If the groups were the connected pairs at or above each threshold (no chain guard); the thresholds "
-               "are the settings' possible, probable and certain and the deciles of each entity type's pair "
-               "scores:", "note"),
+               "are the settings' possible, probable and certain (named under setting) and the deciles of each "
+               "entity type's pair scores:", "note"),
             # (every digit of a threshold: "{:.4g}" showed 0.999979 and 0.999997 both as 1)
-            _table(pr.assign(threshold=pr["threshold"].map(threshold_text))[
+            _table(threshold_rows(pr, th)[
                 ["entity_type", "threshold", "precision", "recall", "f1", "predicted_pairs", "true_pairs",
-                 "held_pairs"]]),
+                 "held_pairs", "setting"]]),
             _p(HELD_NOTE.format(possible=th["possible"]), "note")]))
     else:
         sections.append(("truth", "Against the known truth", [_p(run.no_truth_reason(), "note")]))

@@ -94,7 +94,7 @@ def test_the_report_follows_the_runs_scores_on_each_backend(db_url, tmp_path):
     page = report.write_html_report(run, tmp_path / "report.html").read_text(encoding="utf-8")
     shown = truth_section_table(page)
     assert list(shown.columns) == ["entity_type", "threshold", "precision", "recall", "f1", "predicted_pairs",
-                                   "true_pairs", "held_pairs"]
+                                   "true_pairs", "held_pairs", "setting"]
     assert list(zip(shown["entity_type"], shown["threshold"])) == [
         (e, threshold_text(t)) for e, t in zip(pr["entity_type"], pr["threshold"])]
     assert list(shown["predicted_pairs"].astype(int)) == list(pr["predicted_pairs"])
