@@ -46,7 +46,9 @@ def child_run(url: str, settings_path: str, out: str, incremental: bool, every_e
     no_collection_at_exit()  # as the CLI's main does
     with early_server() as ready:  # as the CLI's flow commands start it
         from pipelines.flows import dedup_flow
+        from pipelines.steps import import_step_modules
 
+        import_step_modules()  # as the CLI's run and find commands do
         ready()
         summary = dedup_flow(db=url, entity_types=None if every_entity else ["contact"], settings_path=settings_path,
                              incremental=incremental)

@@ -325,8 +325,10 @@ def find(
 
         with early_server() as ready:
             from pipelines.run import check_dask, run_dedup_cli
+            from pipelines.steps import import_step_modules
 
             check_dask(settings)  # (so is a Dask scheduler that does not answer)
+            import_step_modules()  # (while the server starts)
             ready()
             summary = run_dedup_cli(db, entity, settings, incremental)
         _say_fallback(summary)
@@ -592,8 +594,10 @@ def run(
 
     with early_server() as ready:
         from pipelines.run import check_dask, run_dedup_cli
+        from pipelines.steps import import_step_modules
 
         check_dask(settings)  # a Dask scheduler that does not answer: one line, before the flow starts
+        import_step_modules()  # (while the server starts)
         ready()
         summary = run_dedup_cli(db, entity, settings, incremental)
     _say_fallback(summary)

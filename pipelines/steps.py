@@ -43,6 +43,15 @@ from pipelines.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def import_step_modules() -> None:
+    """Import what the dedup flow's steps import where they use it (the quality check, the find, the
+    planner, the report: ~0.5 s), for a command to do while Prefect's temporary server starts
+    (prefect_api.early_server) rather than in the steps. Forked helpers inherit them."""
+    for name in ("matchers.quality", "scoring.find", "merge_rules.plan", "merge_rules.skips", "merge_rules.together",
+                 "scoring.report"):
+        importlib.import_module(name)
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
