@@ -91,15 +91,14 @@ def _stat_parent_and_session(stat: str) -> tuple[int, int]:
 def _process_kb(proc_dir: Path) -> int | None:
     """PSS of one process in kB (``Pss:`` of smaps_rollup); its VmRSS where smaps_rollup cannot be read
     (an older kernel); None when neither can (the process has gone, or is a zombie)."""
-    for name, key in (("smaps_rollup", "Pss:"), ("status", "VmRSS:")):
-        try:
-            with open(proc_dir / name, encoding="ascii", errors="replace") as fh:
-                for line in fh:
-                    if line.startswith(key):
-                        return int(line.split()[1])
-        except (OSError, ValueError, IndexError):
-            pass
-    return None
+    try:
+        with open(proc_dir / "smaps_rollup", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return _rss_kb(proc_dir)
 
 
 def session_memory_mb(session: int, proc: Path = PROC, above: float | None = None) -> float | None:
