@@ -267,6 +267,7 @@ _KEY_FOLDS = [
 ]
 
 
+@functools.lru_cache(maxsize=1 << 16)  # (a planner folds the same few thousand names again and again)
 def _fold_name(text: str) -> str:
     text = text.translate(_MARKED)
     if _LATIN_MARK.search(text):
