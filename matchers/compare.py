@@ -276,8 +276,8 @@ def _far_variants_match(x: np.ndarray, y: np.ndarray, uniques: np.ndarray) -> tu
         if code not in cache:
             key = uniques[code]
             names = names_of(key)
-            loose = frozenset(k for k in map(_loose_key, names) if len(k) >= 2 and len(k.replace("a", "")) >= 2)
-            own = _loose_key(key)
+            loose = frozenset(k for k in map(loose_key, names) if len(k) >= 2 and len(k.replace("a", "")) >= 2)
+            own = loose_key(key)
             cache[code] = names, names_of(known_first_name_near(key)), loose, own
         return cache[code]
 
@@ -511,7 +511,7 @@ class MiddleNameComparison(Comparison):
         return Levels(level, base.tf)
 
 
-def _loose_key(key: str) -> str:
+def loose_key(key: str) -> str:
     """A key for names written by ear in the other script, where vowels are read, not spelt: an
     English w after a vowel is part of the vowel (Brown / Браун, Andrew / Эндрю), then the sound
     key's consonants with every run of vowels as one "a" (Hall / Холл -> "al", Abigail / Эбигейл
@@ -592,7 +592,7 @@ def _person_facts(p: Prepared) -> _PersonFacts | None:
         def loose(codes: np.ndarray, uniques: np.ndarray, min_consonants: int) -> np.ndarray:
             keys = []
             for x in uniques:
-                k = _loose_key(x)
+                k = loose_key(x)
                 keys.append(k if len(k) >= 2 and len(k.replace("a", "")) >= min_consonants else None)
             out, _ = pd.factorize(np.array(keys + [None], dtype=object))
             return out.astype(np.int64)[codes]

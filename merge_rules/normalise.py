@@ -184,6 +184,55 @@ def conflict_key_for(entity_type: str, field: str):
 
 # Letter for letter (Иванов -> ivanov), not the matching's lenient key, which also forgives typos
 # ("Ивановв" is "ivanov" there): a typo against the right spelling is still a choice for a person.
+def conflict_alike_for(entity_type: str, field: str):
+    """Beyond conflict_key_for's keys, which two filled values of a field are one value for a rule's
+    conflict check (a function of two values, or None): a person's first or last name written by ear in
+    the other script (Mary / Мэри, Smith / Смит, Johnson / Джонсон), which no key can join, the readings
+    being many to many (Сара is Sarah and Sara)."""
+    if field in ("last_name", "first_name") and entity_type in ("contact", "lead"):
+        return functools.partial(_by_ear, first_name=field == "first_name")
+    return None
+
+
+_CYRILLIC_NAME = re.compile(r"[а-яё' -]+")
+_LATIN_NAME = re.compile(r"[a-z' -]+")
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _by_ear(a, b, first_name: bool) -> bool:
+    """Whether ``a`` and ``b``, one in Latin letters and the other in Cyrillic, are one name as the
+    matching reads names across scripts: the Cyrillic one read as an English name (Мэри: Mary,
+    Джонсон: Johnson; matchers.names.english_readings) gives the Latin one; for a surname of three
+    consonants or more, also the two loose keys of names written by ear (Smith / Смит, Brown / Браун;
+    matchers.compare.loose_key), which for a first name would also join Anna and Инна."""
+    if not (isinstance(a, str) and isinstance(b, str)):
+        return False
+    a, b = text_key(a), text_key(b)
+    if _LATIN_NAME.fullmatch(a) and _CYRILLIC_NAME.fullmatch(b):
+        latin, cyrillic = a, b
+    elif _CYRILLIC_NAME.fullmatch(a) and _LATIN_NAME.fullmatch(b):
+        latin, cyrillic = b, a
+    else:
+        return False
+    from matchers.compare import loose_key
+    from matchers.names import english_readings, translit
+
+    latin_key, cyrillic_key = translit(latin), translit(cyrillic)
+    if latin_key and latin_key in english_readings(cyrillic):
+        return True
+    if first_name:
+        return False
+    # the loose key drops a v after a vowel (an English w: Brown / Браун), which is also the -ov, -ev of a
+    # Russian surname (Sergeev would be Сергей): not where either name has one
+    if _VOWEL_V.search(latin) or _VOWEL_V.search(cyrillic_key):  # (the Latin as written: its w is v in its key)
+        return False
+    loose = loose_key(latin_key)  # (three consonants at least: Hall / Холл would also be Хилл, Hill)
+    return len(loose.replace("a", "")) >= 3 and loose == loose_key(cyrillic_key)
+
+
+_VOWEL_V = re.compile(r"(?<=[aeiouy])v(?![aeiouy])")
+
+
 def _title_key(value):
     from matchers.companies import parse_company
     from matchers.names import _CYR_MAP
@@ -225,6 +274,7 @@ _LATIN_MARK = re.compile(r"[\u00c0-\u024f]")
 # Cyrillic letter meet; nothing is dropped that could be another letter (no collapsing of doubled letters).
 _LATIN_FOLDS = [
     (re.compile("['\"`\u2019\u02bc\u02b9\u02ba]"), ""),           # ь, ъ as apostrophes: Natal'ya, Ob"yedkov
+    (re.compile(r"tsch"), "ch"),                                  # ч in German: Alexandrowitsch, Tschernow
     (re.compile(r"shch|shh|sch"), "shch"),                        # щ: Shchukin, Schukin, Shhukin
     (re.compile(r"cz|tc(?!h)"), "ts"),                            # ц in GOST 7.79 and GOST 2006: Czvetkov, Zaitcev
     (re.compile(r"x"), "ks"),                                     # Alexey, Xenia

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from merge_rules.normalise import comm_key, conflict_key_for, text_key, validator_for, value_key_for
+from merge_rules.normalise import comm_key, conflict_alike_for, conflict_key_for, text_key, validator_for, value_key_for
 
 # Kinds of field a rule can be used on (see settings.field_kinds)
 TEXT, DATE, NUMBER, REF, FLAG, MULTI = "text", "date", "number", "ref", "flag", "multi"
@@ -99,12 +99,17 @@ def _primary(cands: Sequence[Candidate]) -> Candidate:
     return next((c for c in cands if c.is_primary), cands[0])
 
 
-def _settle(cands: Sequence[Candidate], note: str = "", key=text_key) -> Outcome:
-    """The first candidate wins; a conflict when the candidates hold more than one distinct value."""
+def _settle(cands: Sequence[Candidate], note: str = "", key=text_key, alike=None) -> Outcome:
+    """The first candidate wins; a conflict when the candidates hold more than one distinct value.
+    ``alike``: a function telling two values that are one although their keys differ; then a
+    conflict is a value neither of the winner's key nor alike the winner's."""
     first = cands[0]
     # equal values have equal keys: the keys are worked out only when the values differ
     conflict = (any(c.value != first.value for c in cands[1:])
                 and len({key(c.value) for c in cands}) > 1)
+    if conflict and alike is not None:
+        won = key(first.value)
+        conflict = any(key(c.value) != won and not alike(first.value, c.value) for c in cands[1:])
     return Outcome(first.value, first.record_id, conflict, note)
 
 
@@ -136,7 +141,8 @@ def fill_empty(cands: Sequence[Candidate], ctx: RuleContext) -> Outcome:
     if not full:
         p = _primary(cands)
         return Outcome(p.value, p.record_id)
-    return _settle(full, key=conflict_key_for(ctx.entity_type, ctx.field))
+    return _settle(full, key=conflict_key_for(ctx.entity_type, ctx.field),
+                   alike=conflict_alike_for(ctx.entity_type, ctx.field))
 
 
 _EPOCH = dt.datetime.min
