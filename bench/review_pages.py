@@ -6,9 +6,22 @@ explanations, as a dedup run stores them. The file is kept in bench/work/ and re
 the same number of groups (--rebuild makes it again). Then, signed in as the admin and as a manager,
 the groups list is fetched through FastAPI's TestClient (the whole app: session cookie, queries,
 Jinja2 rendering) several times per page: the first page, a middle page (the keyset cursor at group
-N/2), the last page, filtered pages (by tier, by manager, by run), and a manager's own first page. The
-median, min and max milliseconds per page are appended to bench/results/review_pages.json with the
-date, the machine and its load average (other work on the machine skews the figures).
+N/2), the last page, filtered pages (by tier, by manager, by run), and a manager's own first page.
+
+The list's search box (``?q=``, as its form sends it) is timed too: a search reads every record's
+names, phones and e-mails with LIKE (review.queries.search_records), then keeps the groups whose
+member_ids hold one of the records found (members_any, up to SEARCH_LIMIT records). The searches are
+read from the built database (search_terms), not fixed, since the build is random: the admin
+searching the most common Cyrillic last name (more records than SEARCH_LIMIT: the capped case), the
+rarest Cyrillic "Фамилия Имя" of a record, the most common Latin last name (when the data has Latin
+names; the search does not transliterate, so this is Latin text finding Latin names), the phone of
+the middle group's primary record typed as people type it ("+7 (916) 123-45-67"), that record's id
+("#123"), and a manager searching the most common last name among her own records. Each search page's
+result says whether the page showed the "more records than SEARCH_LIMIT" warning (``capped``).
+
+The median, min and max milliseconds per page are appended to bench/results/review_pages.json (one
+entry per page: ``page``, ``path``, and for a search ``q`` and ``capped``) with the date, the machine
+and its load average (other work on the machine skews the figures).
 
 Each run measures two variants: the schema as it is, and with the index the review page asks for
 (PROPOSED_INDEX below: the list's columns in one covering index, so that the counts per tier and the
@@ -37,6 +50,7 @@ import warnings
 import zlib
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlencode
 
 import sqlalchemy as sa
 
@@ -47,6 +61,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "review_pages.json"
 WORK = Path(__file__).resolve().parent / "work"
 PASSWORD = "bench password 1"
 MANAGERS = 20
+MANAGER_ID = 7  # the manager signed in (users 2..MANAGERS+1 are managers)
 RUN_ID = "20261126T170000-bench"
 TARGET_MS = 300.0
 # What the review page needs from crm/schema.py (a migration): on SQLite every column the list filters
@@ -208,12 +223,75 @@ def middle_cursor(db_url: str, n: int) -> str:
     return encode_cursor(score, gid)
 
 
+_CYRILLIC = re.compile(r"[А-Яа-яЁё][А-Яа-яЁё' -]*")
+_LATIN = re.compile(r"[A-Za-z][A-Za-z' -]*")
+
+
+def typed_phone(value: str) -> str:
+    """A stored phone as people type it into the search box: a Russian number (11 digits starting with
+    7 or 8, or 10 digits) as "+7 (916) 123-45-67", any other in groups of three digits."""
+    digits = re.sub(r"\D", "", value)
+    if len(digits) == 11 and digits[0] in "78":
+        digits = digits[1:]
+    if len(digits) == 10:
+        return f"+7 ({digits[:3]}) {digits[3:6]}-{digits[6:8]}-{digits[8:]}"
+    if not digits:
+        raise ValueError(f"phone {value!r} has no digits")
+    return " ".join(digits[i:i + 3] for i in range(0, len(digits), 3))
+
+
+def search_terms(db_url: str, n: int, manager_id: int) -> dict[str, str]:
+    """What to type into the list's search box, read from the database (the build is random): the most
+    common Cyrillic last name ("surname"), the rarest Cyrillic "Фамилия Имя" ("full_name"), the most
+    common Latin last name ("latin"), the phone ("phone", as typed) and id ("id", "#123") of the
+    primary record of the group at position n/2 of the list, and the most common Cyrillic last name
+    among ``manager_id``'s own records ("own_surname"). A kind the data has nothing for is left out."""
+    from crm import schema
+
+    c, comm, g = schema.contacts, schema.communications, schema.dedup_groups
+    live = [c.c.deleted_at.is_(None), c.c.last_name.is_not(None)]
+    count = sa.func.count().label("n")
+    eng = sa.create_engine(db_url)
+    try:
+        with eng.connect() as conn:
+            surnames = conn.execute(sa.select(c.c.last_name, count).where(*live).group_by(c.c.last_name)
+                                    .order_by(count.desc(), c.c.last_name)).all()
+            own = conn.execute(sa.select(c.c.last_name, count).where(*live, c.c.responsible_id == manager_id)
+                               .group_by(c.c.last_name).order_by(count.desc(), c.c.last_name)).all()
+            full = conn.execute(sa.select(c.c.last_name, c.c.first_name, count)
+                                .where(*live, c.c.first_name.is_not(None))
+                                .group_by(c.c.last_name, c.c.first_name)
+                                .order_by(count, c.c.last_name, c.c.first_name)).all()
+            primary = conn.execute(sa.select(g.c.primary_id).where(g.c.entity_type == "contact",
+                                                                  g.c.status == "pending")
+                                   .order_by(g.c.score.desc(), g.c.id).offset(max(0, n // 2 - 1)).limit(1)
+                                   ).scalar_one_or_none()
+            phone = None if primary is None else conn.execute(
+                sa.select(comm.c.value).where(comm.c.entity_type == "contact", comm.c.entity_id == primary,
+                                              comm.c.type == "phone").order_by(comm.c.id).limit(1)).scalar()
+    finally:
+        eng.dispose()
+    terms = {
+        "surname": next((name for name, _ in surnames if _CYRILLIC.fullmatch(name)), None),
+        "full_name": next((f"{last} {first}" for last, first, _ in full
+                           if _CYRILLIC.fullmatch(last) and _CYRILLIC.fullmatch(first)), None),
+        "latin": next((name for name, _ in surnames if _LATIN.fullmatch(name)), None),
+        "phone": typed_phone(phone) if phone else None,
+        "id": f"#{primary}" if primary is not None else None,
+        "own_surname": next((name for name, _ in own if _CYRILLIC.fullmatch(name)), None),
+    }
+    missing = [k for k, v in terms.items() if v is None]
+    if missing:
+        log.warning("no search of these kinds in the data, not timed: %s", ", ".join(missing))
+    return {k: v for k, v in terms.items() if v is not None}
+
+
 def time_pages(db_url: str, n: int, repeat: int) -> list[dict]:
     from review.app import create_app
 
     app = create_app(db_url, "bench-secret")
     admin = _signed_in(app, "admin@bench")
-    manager = _signed_in(app, "m7@bench")
+    manager = _signed_in(app, f"m{MANAGER_ID}@bench")
     cursor = middle_cursor(db_url, n)
     pages = [
         ("first page", admin, "/groups/contact"),
@@ -225,8 +303,15 @@ def time_pages(db_url: str, n: int, repeat: int) -> list[dict]:
         ("manager's own first page", manager, "/groups/contact"),
         ("manager's middle page", manager, f"/groups/contact?after={cursor}"),
     ]
+    terms = search_terms(db_url, n, MANAGER_ID)
+    searches = [("search: common surname", admin, "surname"), ("search: full name", admin, "full_name"),
+                ("search: Latin surname", admin, "latin"), ("search: phone as typed", admin, "phone"),
+                ("search: record id", admin, "id"), ("manager's search: own surname", manager, "own_surname")]
+    # (the form's GET: the text url-encoded in q, spaces as "+")
+    pages += [(name, client, "/groups/contact?" + urlencode({"q": terms[kind]}), terms[kind])
+              for name, client, kind in searches if kind in terms]
     out = []
-    for name, client, path in pages:
+    for name, client, path, *search in pages:
         first = client.get(path)  # warm: the page's rows in SQLite's cache, templates compiled
         if first.status_code != 200:
             raise RuntimeError(f"{name}: HTTP {first.status_code} for {path}")
@@ -239,9 +324,12 @@ def time_pages(db_url: str, n: int, repeat: int) -> list[dict]:
             assert r.status_code == 200
         med = statistics.median(ms)
         log.info("%-32s %6.1f ms median (min %.1f, max %.1f), %d rows", name, med, min(ms), max(ms), rows)
-        out.append({"page": name, "path": path.split("?after=")[0] + ("?after=<middle>" if "after=" in path else ""),
-                    "rows": rows, "median_ms": round(med, 1), "min_ms": round(min(ms), 1),
-                    "max_ms": round(max(ms), 1), "under_target": med < TARGET_MS})
+        entry = {"page": name, "path": path.split("?after=")[0] + ("?after=<middle>" if "after=" in path else ""),
+                 "rows": rows, "median_ms": round(med, 1), "min_ms": round(min(ms), 1),
+                 "max_ms": round(max(ms), 1), "under_target": med < TARGET_MS}
+        if search:  # (the path readable; q as typed; capped: the page said more records than SEARCH_LIMIT match)
+            entry.update(path="/groups/contact?q=<q>", q=search[0], capped='id="search-too-many"' in first.text)
+        out.append(entry)
     app.state.store.dispose()
     return out
 

@@ -219,3 +219,36 @@ def test_flow_bench_over_every_entity_type_measures_the_default_flow(tmp_path, m
     assert full["wall_s"] > 0 and full["peak_tree_mb"] >= full["peak_rss_mb"] * 0.5
     steps = full["flow_steps"]
     assert {"contact:find", "company:find", "lead:find", "leads_vs_clients", "propose"} <= set(steps)
+
+
+def test_review_bench_types_a_stored_phone_as_people_do():
+    from bench.review_pages import typed_phone
+
+    assert typed_phone("+7 9161234567") == "+7 (916) 123-45-67"
+    assert typed_phone("8 (916) 123-45-67") == "+7 (916) 123-45-67"
+    assert typed_phone("9161234567") == "+7 (916) 123-45-67"
+    assert typed_phone("+44 20 7946 0958") == "442 079 460 958"
+    with pytest.raises(ValueError, match="'n/a'"):
+        typed_phone("n/a")
+
+
+def test_review_bench_searches_values_of_its_own_data_and_finds_their_groups(tmp_path):
+    import re
+
+    from bench import review_pages
+
+    db = tmp_path / "review.db"
+    review_pages.build(db, 60)
+    url = f"sqlite:///{db}"
+    terms = review_pages.search_terms(url, 60, review_pages.MANAGER_ID)
+    assert set(terms) == {"surname", "full_name", "latin", "phone", "id", "own_surname"}
+    assert re.fullmatch(r"[А-ЯЁ][а-яё]+", terms["surname"]) and re.fullmatch(r"[A-Z][a-z]+", terms["latin"])
+    assert re.fullmatch(r"[А-ЯЁ][а-яё]+ [А-ЯЁ][а-яё]+", terms["full_name"])
+    assert re.fullmatch(r"\+7 \(\d{3}\) \d{3}-\d\d-\d\d", terms["phone"]) and re.fullmatch(r"#\d+", terms["id"])
+    pages = {p["page"]: p for p in review_pages.time_pages(url, 60, 1)}
+    searches = {name: p for name, p in pages.items() if "search" in name}
+    assert len(searches) == 6
+    # every search is a real one: it lists groups, and the id and the phone the group of that one record
+    assert all(p["rows"] >= 1 and p["q"] and p["capped"] is False for p in searches.values())
+    assert pages["search: record id"]["rows"] == 1 and pages["search: phone as typed"]["rows"] == 1
+    assert pages["search: full name"]["rows"] < pages["search: common surname"]["rows"]
