@@ -30,7 +30,10 @@ Choices a user should know about:
   e-mail, site and messenger columns only (a title "Ромашка, ООО" or an address is one value); a value
   there that itself contains a comma is split there (but a phone's extension after a comma, "доб 802",
   stays with its phone). In any format, a phone cell holding several numbers ("+79165551207; +79165551208")
-  is stored as one phone per number, and the summary says so.
+  is stored as one phone per number, and an e-mail cell holding several addresses ("a@x.ru; b@x.ru", one per
+  line) as one e-mail per address (where every piece is an address), and the summary says so.
+- Not CSV: a spreadsheet in its own format (.xlsx, .ods, Excel 97-2003 .xls) or an HTML file (Bitrix24's "Export
+  to Excel" writes an HTML table named .xls) is refused as what it is, whatever its name, saying how to get a CSV.
 - Dates and timestamps: dd.mm.yyyy [hh:mm[:ss]] (Bitrix24) or ISO 8601 yyyy-mm-dd[Thh:mm[:ss[.f]]], either with a
   UTC offset after the time where the file gives one (+03:00, +0300, +03, Z), zero padding optional; a slash date
   (d/m/yyyy or m/d/yyyy) only where one reading exists (05/06/1985 is refused, not guessed). A date that does
@@ -61,6 +64,7 @@ import logging
 import os
 import re
 import sys
+import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -74,7 +78,7 @@ import sqlalchemy as sa
 
 from crm import schema
 from crm.store import Store
-from matchers.emails import normalize_emails
+from matchers.emails import normalize_emails, several_addresses
 from matchers.identifiers import parse_birthdate, parse_inn
 from matchers.phones import normalize_phones, only_extension, several_numbers
 
@@ -774,6 +778,12 @@ class _Users:
         return None, f"responsible {_excerpt(v)!r} is not a user"
 
 
+# a cell of several phone numbers or e-mail addresses, in any format: split how, and the note saying so
+_SEVERAL = {"phone": (several_numbers, "a phone cell held several numbers; each is stored as a phone of its own"),
+            "email": (several_addresses,
+                      "an e-mail cell held several addresses; each is stored as an e-mail of its own")}
+
+
 class _Converter:
     def __init__(self, entity: str, fields: dict[str, _Field], columns: dict[str, list[int]],
                  header: list[str], split: str | None, users: _Users, default_responsible: int | None,
@@ -827,9 +837,11 @@ class _Converter:
                 pieces = [p.strip() for p in cells[i].split(self.split)] if self.split else [cells[i]]
                 if typ == "phone" and len(pieces) > 1:
                     pieces = _with_extensions(pieces, self.split)
-                if typ == "phone" and any(len(several_numbers(p)) > 1 for p in pieces):
-                    pieces = [n for p in pieces for n in several_numbers(p)]
-                    notes.append("a phone cell held several numbers; each is stored as a phone of its own")
+                several, note = _SEVERAL.get(typ, (None, None))
+                if several is not None and any(len(several(p)) > 1 for p in pieces):
+                    pieces = [one for p in pieces for one in several(p)]
+                    if note not in notes:  # (a row is counted once, however many of its cells)
+                        notes.append(note)
                 for p in pieces:
                     if p.strip():
                         try:
@@ -1042,6 +1054,9 @@ def _opened(path: Path, entity: str, preset: str | None, mapping, encoding: str 
         head = f.read(4096)
     if not head.replace(codecs.BOM_UTF8, b"").strip():
         raise CsvError(f"{path} is empty: export the records again, with the header line.")
+    other = _not_csv(path, head)
+    if other:
+        raise CsvError(f"{path} is not a CSV file: it is {other}")
     enc = _encoding(path, encoding, head)
     report = ImportReport(file=path, entity=entity, encoding=enc, preset=preset)
     old_limit = csv.field_size_limit()
@@ -1063,6 +1078,57 @@ def _opened(path: Path, entity: str, preset: str | None, mapping, encoding: str 
             yield path, entity, fields, records, header, columns, report
     finally:
         csv.field_size_limit(old_limit)
+
+
+# Files people take for CSV: a spreadsheet in its own format, or Bitrix24's "Export to Excel", an HTML table written
+# with an .xls name. Read as text they fail with their markup or bytes as columns, or as an encoding: said instead.
+_HTML_START = re.compile(r"<(?:!--|(?:!doctype\s+html|html|head|body|meta|table|title|style)[\s>/])", re.IGNORECASE)
+_XML_DECLARATION = re.compile(r"<\?xml[^>]*>\s*", re.IGNORECASE)
+_OLE2 = bytes.fromhex("D0CF11E0A1B11AE1")  # a compound file: Excel 97-2003's .xls (and Word's .doc)
+_SAVE_AS_CSV = ("Open it in Excel or LibreOffice Calc and save it as CSV (UTF-8 or Windows-1251), or export the list "
+                'from Bitrix24 as CSV ("Export to CSV", not "Export to Excel"), and import that file.')
+
+
+def _not_csv(path: Path, head: bytes) -> str | None:
+    """What the file is, with what to do, where its first bytes show it is no CSV (see _HTML_START); else None."""
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return _zip_kind(path)
+    if head.startswith(_OLE2):
+        return f"an Excel 97-2003 workbook (.xls). {_SAVE_AS_CSV}"
+    text = head.decode("latin-1")  # (the markup is ASCII: any one-byte reading finds it)
+    for bom, enc in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
+                     (codecs.BOM_UTF16_BE, "utf-16-be")):
+        if head.startswith(bom):
+            text = head[len(bom):].decode(enc, errors="ignore")
+            break
+    text = text.lstrip()
+    xml = _XML_DECLARATION.match(text)
+    if _HTML_START.match(text[xml.end():] if xml else text):
+        return f'a web page (HTML), as Bitrix24\'s "Export to Excel" writes (a table, named .xls). {_SAVE_AS_CSV}'
+    if xml:
+        return f'an XML file (Excel\'s "XML Spreadsheet 2003" is one). {_SAVE_AS_CSV}'
+    return None
+
+
+def _zip_kind(path: Path) -> str:
+    """What a zip archive is: a workbook (.xlsx, .ods), or an archive, perhaps of the CSV files to import."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+            mimetype = z.read("mimetype")[:100].decode("ascii", "replace") if "mimetype" in names else ""
+    except (zipfile.BadZipFile, OSError, KeyError):
+        return f"a zip archive (an Excel .xlsx workbook is one) that cannot be opened. {_SAVE_AS_CSV}"
+    if any(n.startswith("xl/") for n in names):
+        return f"an Excel workbook (.xlsx). {_SAVE_AS_CSV}"
+    if "opendocument.spreadsheet" in mimetype:
+        return f"an OpenDocument spreadsheet (.ods). {_SAVE_AS_CSV}"
+    inside = [n for n in names if n.lower().endswith(".csv")]
+    if len(inside) == 1:
+        return f"a zip archive. Unpack it and import the CSV file in it ({inside[0]})."
+    if inside:
+        shown = ", ".join(inside[:5]) + (f" and {len(inside) - 5} more" if len(inside) > 5 else "")
+        return f"a zip archive. Unpack it and import the CSV files in it one at a time ({shown})."
+    return f"a zip archive with no CSV file in it ({len(names)} files). {_SAVE_AS_CSV}"
 
 
 def _header(path: Path, records: "_Records") -> list[str]:

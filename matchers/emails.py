@@ -103,6 +103,21 @@ def _prepare(text: str) -> str:
     return s
 
 
+_LIST_SEPARATOR = re.compile(r"[,;\s]+")
+
+
+def several_addresses(text: str) -> list[str]:
+    """The addresses of a cell holding several, as written ("a@x.ru, b@x.ru", "a@x.ru; b@x.ru", one per line):
+    split at ",", ";" and whitespace where every piece is an address (one "@" with text either side, no quote);
+    otherwise ``[text]``: one address, or one written with a comma or a space that is not a list ("Ivan Petrov
+    <ivan@mail.ru>", "ivan@mail,ru", '"Ivan, Jr"@romashka.ru')."""
+    pieces = [p for p in _LIST_SEPARATOR.split(text) if p]
+    if len(pieces) > 1 and all(p.count("@") == 1 and not p.startswith("@") and not p.endswith("@") and '"' not in p
+                               for p in pieces):
+        return pieces
+    return [text]
+
+
 def is_placeholder_email(text: str) -> bool:
     """True for values that stand for "no e-mail" (see module doc)."""
     lowered = text.strip().lower()

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from crm import csv_io, schema
 from crm.csv_io import PRESETS, CsvError, ImportReport, Problem, check_csv_file, export_csv, import_csv
 from crm.store import Store
+from matchers.emails import several_addresses
 from matchers.phones import several_numbers
 
 DATA = Path(__file__).parent / "data" / "csv"
@@ -850,6 +851,8 @@ def test_any_table_imports_or_is_reported_row_by_row(sqlite_store, tmp_path_fact
                 if f.startswith("phone:"):  # an extension stays with its number; a cell of several numbers
                     pieces = csv_io._with_extensions(pieces, split) if len(pieces) > 1 else pieces
                     pieces = [n for p in pieces for n in several_numbers(p)]  # is several phones
+                if f.startswith("email:"):  # a cell of several addresses is several e-mails
+                    pieces = [a for p in pieces for a in several_addresses(p)]
                 for piece in pieces:
                     if piece.strip():
                         broken = "\x00" in piece or len(piece) > 1000
