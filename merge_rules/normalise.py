@@ -44,6 +44,9 @@ def _fallback_phone(raw: str, region: str = "RU") -> tuple[str, bool]:
 
 
 def phone_key(raw: str) -> tuple[str, bool]:
+    if (several := _several_numbers(raw)) is not None:
+        keys = [phone_key(n) for n in several]
+        return "|".join(k for k, _valid in keys), all(valid for _k, valid in keys)
     if parse_phone is not None:
         p = parse_phone(raw, region="RU")
         return _with_ext(p.e164 or _NON_DIGIT.sub("", raw or ""), p.ext), bool(p.valid and not p.placeholder)
@@ -95,8 +98,24 @@ def _bulk_phone_keys(values: list[str]) -> list[str]:
     from matchers.phones import normalize_phones
 
     parsed = normalize_phones(pd.Series(values, dtype=object), region="RU")
-    return [_with_ext(e or _NON_DIGIT.sub("", raw or ""), ext)
+    return [_with_ext(e or _NON_DIGIT.sub("", raw or ""), ext) if _several_numbers(raw) is None else phone_key(raw)[0]
             for e, ext, raw in zip(parsed["e164"].tolist(), parsed["ext"].tolist(), values)]
+
+
+def _several_numbers(raw: str) -> list[str] | None:
+    """The numbers of a phone value holding several ("+79165551207; +79165551208", one per line: stored so
+    by an older import or typed so in the CRM), else None. Its key is theirs together, so that it repeats
+    only a value of the same numbers: read as its first number, a merge dropped it as a repeat of that
+    number and lost the others."""
+    if raw and any(sep in raw for sep in _LIST_CHARS):
+        from matchers.phones import several_numbers
+
+        numbers = several_numbers(raw)
+        return numbers if len(numbers) > 1 else None
+    return None
+
+
+_LIST_CHARS = (";", ",", "/", "\n", "\r")
 
 
 def _with_ext(number: str, ext: object) -> str:
