@@ -99,8 +99,15 @@ def _prepare(text: str) -> str:
     s = _SPACES.sub("", s).strip(".,;:")
     if s.count("@") == 1 and "," in s:
         local, _, domain = s.partition("@")
-        s = local + "@" + domain.replace(",", ".")   # "mail,ru": a comma typed for a dot
+        head, _, rest = domain.partition(",")
+        if _TLD_AFTER_COMMA.fullmatch(rest):
+            s = local + "@" + head + "." + rest   # "mail,ru": a comma typed for a dot
+        elif "." in head:
+            s = local + "@" + head   # "ivan@mail.ru, нет": a note after the address (read as its domain, it was valid)
     return s
+
+
+_TLD_AFTER_COMMA = re.compile(r"[A-Za-z]{2,6}")
 
 
 _LIST_SEPARATOR = re.compile(r"[,;\s]+")
