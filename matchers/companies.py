@@ -5,7 +5,9 @@ recognised on the transliterated words, so ООО and OOO, ЗАО and ZAO, "и �
 form whichever alphabet they were typed in; they are stripped from the start and the end
 (repeatedly: "ООО ТД «Ромашка» Ltd."), and right after a branch word ("Филиал ПАО Сбербанк"), never
 leaving an empty title. A sole trader's title is his name: "ИП Иванов Иван Иванович", "Иванов И.И. ИП"
-and "IP Ivanov I.I." all give the key "ivanov i i" (surname and initials).
+and "IP Ivanov I.I." all give the key "ivanov i i" (surname and initials). A city note after the title
+("ООО «Ёлочка» (Москва)", "Гранит, г. Москва") stays in the clean title but not in the key; "N1" is
+"№1" and "+" is "плюс" ("Лютик+" is "Лютик Плюс", not "Лютик").
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -26,7 +28,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Company:
     clean: str                  # title without legal form and quotes, clean_text'ed, script as written
-    key: str                    # translit of each word, space-joined, order kept
+    key: str                    # translit of each word, space-joined, order kept (a city note left out)
     legal_form: str | None      # normalised: "ooo", "zao", "ip", "llc", "gmbh"...
     tokens: tuple[str, ...]     # the key's words, sorted, without repeats
     person: str = ""            # a sole trader's surname and initials ("ivanov i i"), then also the key
@@ -56,6 +58,31 @@ LEGAL_FORMS: dict[str, tuple[str, ...]] = {
     "odo": ("ОДО", "Общество с дополнительной ответственностью"),
     "chp": ("ЧП", "Частное предприятие"),
     "kfh": ("КФХ", "Крестьянское фермерское хозяйство", "Крестьянское (фермерское) хозяйство"),
+    # insurers (СПАО «Ингосстрах», САО «ВСК»), partnerships of owners, public institutions (their keys
+    # may meet: МАОУ's is МАУ's, which is no harm, both are stripped)
+    "spao": ("СПАО", "Страховое публичное акционерное общество"),
+    "sao": ("САО", "Страховое акционерное общество"),
+    "aozt": ("АОЗТ", "Акционерное общество закрытого типа"),
+    "tszh": ("ТСЖ", "Товарищество собственников жилья"),
+    "tsn": ("ТСН", "Товарищество собственников недвижимости"),
+    "snt": ("СНТ", "Садоводческое некоммерческое товарищество"),
+    "zhsk": ("ЖСК", "Жилищно-строительный кооператив"),
+    "gau": ("ГАУ", "Государственное автономное учреждение"),
+    "mau": ("МАУ", "МАОУ", "Муниципальное автономное учреждение"),
+    "gku": ("ГКУ", "Государственное казённое учреждение"),
+    "mku": ("МКУ", "МКОУ", "Муниципальное казённое учреждение"),
+    "fku": ("ФКУ", "Федеральное казённое учреждение"),
+    "gbou": ("ГБОУ", "Государственное бюджетное общеобразовательное учреждение"),
+    "mbou": ("МБОУ", "Муниципальное бюджетное общеобразовательное учреждение"),
+    "mbdou": ("МБДОУ", "Муниципальное бюджетное дошкольное образовательное учреждение"),
+    "madou": ("МАДОУ", "Муниципальное автономное дошкольное образовательное учреждение"),
+    "gbdou": ("ГБДОУ",),
+    "gbuz": ("ГБУЗ", "Государственное бюджетное учреждение здравоохранения"),
+    "gauz": ("ГАУЗ", "Государственное автономное учреждение здравоохранения"),
+    "fgbou": ("ФГБОУ",),
+    "fgaou": ("ФГАОУ",),
+    "gbpou": ("ГБПОУ",),
+    "gapou": ("ГАПОУ",),
     "llc": ("LLC", "Limited Liability Company", "L.L.C.", "ЛЛС", "ЛЛК"),
     "llp": ("LLP", "Limited Liability Partnership"),
     "plc": ("PLC", "Public Limited Company", "ПЛС", "ПЛК"),
@@ -174,19 +201,23 @@ def _sole_trader(words: list[str], form: str | None) -> str:
     """Surname and initials ("ivanov i i") when the title is a person's name, else "". The name is
     parsed as a contact's (names.parse_full_name / parse_person), so "ИП Иванов Иван Иванович", "Иванов И.И. ИП" and
     "IP Ivanov I.I." agree and "ИП Иванова А.П." does not. A person's name is: a surname and one or two
-    initials after it ("Иванов И.И."), or three words of which one is a patronymic ("Иванов Иван
-    Иванович"); after ИП also three words with a known first name in the middle (a typo may hide the
-    patronymic: "ИП Петров Андрей Виктрович"; "ИП Цветочный мир Плюс" is no one's name). It counts
+    initials after it ("Иванов И.И."; after ИП also before it: "ИП И.И. Иванов"), or three words of
+    which one is a patronymic ("Иванов Иван Иванович"); after ИП also three words with a known first
+    name in the middle (a typo may hide the patronymic: "ИП Петров Андрей Виктрович"; "ИП Цветочный мир
+    Плюс" is no one's name). It counts
     without ИП too, so that a record whose form was dropped or changed still meets the trader's others."""
     if len(words) not in (2, 3):
         return ""
     keys = [_translit_word(w) for w in words]
-    # digits, or a legal form left in the middle ("Иванович ИП Иванов"), are no part of a name
-    if any(not w.isalpha() or (k,) in _forms() for w, k in zip(words, keys)):
+    # digits, or a legal form left in the middle ("Иванович ИП Иванов"), are no part of a name; a
+    # single letter is an initial, though "О"'s key is that of ООО ("ИП Сидоров О.П.")
+    if any(not w.isalpha() or (len(w) > 1 and (k,) in _forms()) for w, k in zip(words, keys)):
         return ""
     # an initial by its key, so that the key's own words read alike ("Ч." and "ch")
     single = [k in INITIAL_KEYS for k in keys]
     initials = not single[0] and all(single[1:]) and not is_patronymic(words[0])
+    # initials first ("ИП И.И. Иванов") only after ИП: "ООО Т.Д. Ромашка" is a trading house
+    initials = initials or (form == "ip" and not single[-1] and all(single[:-1]) and not is_patronymic(words[-1]))
     patronymic = len(words) == 3 and any(map(is_patronymic, words))
     full = len(words) == 3 and not any(single) and (patronymic or (form == "ip" and is_known_first_name(words[1])))
     if not (initials or full):
@@ -199,7 +230,60 @@ def _sole_trader(words: list[str], form: str | None) -> str:
     return " ".join([person.last, *(_translit_word(c) or c for c in person.initials)])
 
 
+# "N1", "No. 1", "Nº 1" typed for "№1" (an upper-case N only: the key's "n1" is left as it is)
+_NUMBER_SIGN = re.compile(r"(?<![^\W\d_])(?:N[oº°]?|№)\.?\s*(?=\d)")
+# "Лютик+" is "Лютик Плюс" (a "+" before digits is a phone's)
+_PLUS = re.compile(r"\+(?!\s*\d)")
+_CYRILLIC = re.compile(r"[а-яё]", re.IGNORECASE)
+# a note after the title: "(Москва)", "(г. Нижний Новгород)"; "г. Москва", ", г.Санкт-Петербург"
+_PAREN_NOTE = re.compile(r"\(([^()]*)\)[\s.,;]*$")
+_CITY_NOTE = re.compile(r"(?<![^\W\d_])г\.\s*[^\W\d_]+(?:[\s-]+[^\W\d_]+){0,2}[\s.]*$", re.IGNORECASE)
+_CITY_WORD = re.compile(r"^\s*(?:г\.|г\s|город\s)\s*", re.IGNORECASE)
+
+
+def _plus(m: re.Match) -> str:
+    before = re.findall(r"[^\W\d_]", m.string[:m.start()])
+    return " плюс " if not before or _CYRILLIC.match(before[-1]) else " plus "
+
+
+def _has_form(keys: list[str]) -> bool:
+    by_first, _ = _forms_by_word()
+    return any(tuple(keys[i:i + len(f)]) == f for i, k in enumerate(keys) for f in by_first.get(k, ()))
+
+
+def _split_note(text: str) -> tuple[str, str]:
+    """The title and a city note after it ("ООО «Ёлочка» (Москва)", "ООО «Гранит» г. Москва"): the
+    note is no part of the key, so the title meets the same firm's records without it (the city is
+    the address's to compare). In brackets, a note is one to three capitalised words, after "г." or
+    not: "(Северо-Западный банк)" or "(бывш. «Бета»)" is no city. A note with digits ("Ромашка (2)"),
+    a branch word ("(Филиал Казань)") or a legal form ("(ИП Иванов)", "(ООО)") is part of the title,
+    as is one with no title before it. Returns the title and the note's clean words ("" when none)."""
+    branch, _ = _branch_keys()
+    for m in (_PAREN_NOTE.search(text), _CITY_NOTE.search(text)):
+        if m is None:
+            continue
+        if m.re is _PAREN_NOTE:
+            city = _CITY_WORD.sub("", m.group(1)).split()
+            if not 1 <= len(city) <= 3 or not all(w[0].isupper() for w in city):
+                continue
+        words = clean_text(_QUOTES.sub(" ", m.group(0))).split()
+        keys = [k for k in map(_translit_word, words) if k]
+        title = [k for k in map(_translit_word, clean_text(_QUOTES.sub(" ", text[:m.start()])).split()) if k]
+        if (not keys or not title or tuple(title) in _forms() or any(c.isdigit() for w in words for c in w)
+                or any(k in branch for k in keys) or _has_form(keys)):
+            continue
+        return text[:m.start()], " ".join(words)
+    return text, ""
+
+
 def _parse(text: str) -> Company:
+    text = _PLUS.sub(_plus, _NUMBER_SIGN.sub(" ", text))
+    title, note = _split_note(text)
+    c = _parse_title(title)
+    return replace(c, clean=f"{c.clean} {note}".strip()) if note else c
+
+
+def _parse_title(text: str) -> Company:
     text = _QUOTES.sub(" ", text)
     dotted: set[str] = set()  # the words that were letters with dots (И.И.): initials to a name
     if "." in text:
