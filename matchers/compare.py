@@ -132,6 +132,40 @@ class StringComparison(Comparison):
         return Levels(level, tf)
 
 
+class CompanyTitleComparison(StringComparison):
+    """Company title (its key without legal form and quotes): token-sort bands. Two titles whose numbers
+    differ are two companies however alike the rest (Филиал №1 / Филиал №2, Василёк-1 / Василёк-2,
+    Аптека 1 / Аптека 11: branches and outlets of one chain), as Bitrix24 would see two titles."""
+
+    def __init__(self):
+        super().__init__("company", "company", "company title", bands=(80.0, 92.0), scorer=fuzz.token_sort_ratio,
+                         band_words=("similar", "nearly the same"), exact_word="same without legal form", tf=True)
+
+    def compute(self, p, a, b):
+        out = super().compute(p, a, b)
+        if self.column not in p.records.columns:
+            return out
+        codes, uniques = p.codes(self.column)
+        numbers = _title_numbers(p, uniques)
+        na, nb = numbers[codes[a]], numbers[codes[b]]  # (code -1, no title: the last entry, no numbers)
+        out.level[(out.level > 0) & (na >= 0) & (nb >= 0) & (na != nb)] = 0
+        return out
+
+
+_NUMBER = re.compile(r"\d+")
+
+
+def _title_numbers(p: Prepared, uniques: np.ndarray) -> np.ndarray:
+    """Per distinct title, a code of the numbers it holds in order (-1: none), and -1 for code -1; made once per table."""
+    with _CACHE_LOCK:
+        cached = p.__dict__.get("_title_numbers")
+        if cached is None:
+            found = [" ".join(_NUMBER.findall(t)) or None for t in uniques]
+            codes, _ = pd.factorize(np.array(found + [None], dtype=object))
+            cached = p.__dict__["_title_numbers"] = codes.astype(np.int64)
+        return cached
+
+
 class FirstNameComparison(Comparison):
     """First names: the same as written; the same after nicknames and diminutives (their sets of
     possible full names meet: Саша / Александр, Bill / William, Лена / Елена); one typo apart or
@@ -847,9 +881,7 @@ def comparisons_for(p: Prepared) -> list[Comparison]:
             MiddleNameComparison(),
         ]
     if p.has_company:
-        out.append(StringComparison("company", "company", "company title", bands=(80.0, 92.0),
-                                    scorer=fuzz.token_sort_ratio, band_words=("similar", "nearly the same"),
-                                    exact_word="same without legal form", tf=True))
+        out.append(CompanyTitleComparison())
     if len(p.phones) or "phone" in p.roles:
         out.append(MultiValueComparison("phone", "phone"))
     if len(p.emails) or "email" in p.roles:

@@ -189,3 +189,15 @@ def test_find_duplicates_on_the_probe():
         row = pair(r, 2 * k + 1, 2 * k + 2)
         assert row is None or row["tier"] == "possible", (titles, row)
         assert group_of(r, 2 * k + 1) != group_of(r, 2 * k + 2), titles
+
+
+# -- numbers (found by the probe through find_duplicates with the trained model: grouped as probable) -----------
+
+def test_titles_whose_numbers_differ_are_different_titles():
+    assert _company_levels([("Филиал №1", "Филиал №2"), ("Василёк-1", "Василёк-2"), ("Аптека 1", "Аптека 11"),
+                            ("ООО «Ромашка-1»", "ООО «Ромашка-2»"), ("Аптека №1 на Ленина", "Аптека №2 на Ленина")]) == [
+        "different"] * 5
+    # the same numbers, or numbers on one side only, as before: the letters decide
+    levels = _company_levels([("Филиал N1", "Филиал №1"), ("Аптека №1 на Ленина", "Аптека 1 Ленина"),
+                              ("Ромашка 1", "Ромашка")])
+    assert levels[0] == SAME and "different" not in levels
