@@ -135,7 +135,9 @@ class StringComparison(Comparison):
 class CompanyTitleComparison(StringComparison):
     """Company title (its key without legal form and quotes): token-sort bands. Two titles whose numbers
     differ are two companies however alike the rest (Филиал №1 / Филиал №2, Василёк-1 / Василёк-2,
-    Аптека 1 / Аптека 11: branches and outlets of one chain), as Bitrix24 would see two titles."""
+    Аптека 1 / Аптека 11: branches and outlets of one chain), and so are two whose single letters differ:
+    a sole trader's initials (ИП Сидоров О.П. / ИП Сидоров А.П.), a letter after the name (Ромашка-М /
+    Ромашка-К); with initials, the male and the female surname are two people (Сидоров / Сидорова)."""
 
     def __init__(self):
         super().__init__("company", "company", "company title", bands=(80.0, 92.0), scorer=fuzz.token_sort_ratio,
@@ -146,23 +148,36 @@ class CompanyTitleComparison(StringComparison):
         if self.column not in p.records.columns:
             return out
         codes, uniques = p.codes(self.column)
-        numbers = _title_numbers(p, uniques)
-        na, nb = numbers[codes[a]], numbers[codes[b]]  # (code -1, no title: the last entry, no numbers)
-        out.level[(out.level > 0) & (na >= 0) & (nb >= 0) & (na != nb)] = 0
+        ca, cb = codes[a], codes[b]  # (code -1, no title: the marks' last entry, none)
+        differ = np.zeros(len(a), dtype=bool)
+        for marks in _title_marks(p, uniques):
+            ma, mb = marks[ca], marks[cb]
+            differ |= (ma >= 0) & (mb >= 0) & (ma != mb)
+        out.level[(out.level > 0) & differ] = 0
         return out
 
 
 _NUMBER = re.compile(r"\d+")
+_LETTER = re.compile(r"(?<!\S)[a-z](?!\S)")
 
 
-def _title_numbers(p: Prepared, uniques: np.ndarray) -> np.ndarray:
-    """Per distinct title, a code of the numbers it holds in order (-1: none), and -1 for code -1; made once per table."""
+def _title_marks(p: Prepared, uniques: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per distinct title key, codes (-1: none; one more entry, -1, for code -1) of the numbers it holds, of its
+    single letters, and of the gender of its first word where it has single letters (initials: a person);
+    made once per table."""
     with _CACHE_LOCK:
-        cached = p.__dict__.get("_title_numbers")
+        cached = p.__dict__.get("_title_marks")
         if cached is None:
-            found = [" ".join(_NUMBER.findall(t)) or None for t in uniques]
-            codes, _ = pd.factorize(np.array(found + [None], dtype=object))
-            cached = p.__dict__["_title_numbers"] = codes.astype(np.int64)
+            numbers, letters, genders = [], [], []
+            for key in uniques:
+                numbers.append(" ".join(_NUMBER.findall(key)) or None)
+                found = _LETTER.findall(key)
+                letters.append(" ".join(found) or None)
+                first = key.split(" ", 1)[0]
+                genders.append(("f" if first.endswith(("a", "aia")) else "m") if found and len(first) > 3 else None)
+            cached = p.__dict__["_title_marks"] = tuple(
+                pd.factorize(np.array(values + [None], dtype=object))[0].astype(np.int64)
+                for values in (numbers, letters, genders))
         return cached
 
 

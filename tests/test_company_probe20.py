@@ -201,3 +201,11 @@ def test_titles_whose_numbers_differ_are_different_titles():
     levels = _company_levels([("Филиал N1", "Филиал №1"), ("Аптека №1 на Ленина", "Аптека 1 Ленина"),
                               ("Ромашка 1", "Ромашка")])
     assert levels[0] == SAME and "different" not in levels
+
+
+def test_titles_whose_single_letters_differ_are_different_titles():
+    assert _company_levels([("ИП Сидоров О.П.", "ИП Сидоров А.П."), ("ИП Сидоров О.П.", "ИП Сидорова О.П."),
+                            ("ИП Ковальский А.А.", "ИП Ковальская А.А."), ("Ромашка-М", "Ромашка-К")]) == [
+        "different"] * 4
+    assert _company_levels([("ИП Сидоров О.П.", "ИП Сидоров Олег Павлович"), ("ООО «Ромашка-М»", "Ромашка М"),
+                            ("ИП Сидорова О.П.", "Сидорова О. П. ИП")]) == [SAME] * 3
