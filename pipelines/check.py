@@ -4,6 +4,7 @@ records the last run has not seen. Only pairs that touch a new record are compar
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -40,13 +41,24 @@ class FileProblems(list):
     rejected: int = 0
     cells: int = 0
     times: str | None = None
+    ignored: tuple[str, ...] | list[str] = ()  # the header's columns not read (import's ignored_columns)
+    header: str | None = None  # those columns as a line to show, or None
 
     @classmethod
     def of(cls, report) -> "FileProblems":
-        """The problems of a crm.csv_io.ImportReport, a cell's told as check does with it (it stores nothing)."""
+        """The problems of a crm.csv_io.ImportReport, a cell's told as check does with it (it stores nothing).
+        The columns not read are told apart (``header``, and logged): a phone under a name import does not
+        know is not compared, and a check finding nothing must not read as "no duplicates" without saying so."""
         out = cls(str(p) if p.cell_reason is None else
                   str(replace(p, reason=f"{p.cell_reason}; the row was checked with this cell left out"))
                   for p in report.all_problems())
+        out.ignored = list(report.ignored_columns)
+        if out.ignored:
+            them = "them" if len(out.ignored) > 1 else "it"
+            out.header = (f"{Path(report.file).name} header: column{'s' if len(out.ignored) > 1 else ''} not read, so "
+                          f"not checked: {'; '.join(out.ignored)} (import ignores {them} too; to read one, name its "
+                          "field with --map FIELD=COLUMN or give the file's --preset)")
+            log.warning("%s", out.header)
         out.rejected, out.cells, out.times = report.rejected, sum(report.cell_fields.values()), report.times_note()
         return out
 
@@ -57,13 +69,14 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
                       portal_timezone: str | None = None) -> tuple[pd.DataFrame, FileProblems]:
     """Likely duplicates of new records. Returns (rows: new_record, line, new_name, duplicate_type,
     duplicate_of, duplicate_line, duplicate_name, existing, probability, tier, explanation; problems
-    found while reading the CSV, a FileProblems: the rows not read and the cells left out, and how times
-    without an offset were read: in ``portal_timezone``, else the settings' pipeline.portal_timezone). A new record
-    of a CSV is numbered as its import would number it (by its id column, else in the order of its rows);
-    ``line`` and ``duplicate_line`` are the records' lines in the file (none for records of the CRM); a row
-    whose id (the file's) is a record's of the CRM is listed once, tier "already in the database", and not
-    compared. ``duplicate_type`` is ``entity``, or for a new
-    lead also an existing contact or company it duplicates (as the run's leads-vs-clients step finds
+    found while reading the CSV, a FileProblems: the rows not read and the cells left out, the columns not
+    read (``ignored``, ``header``), and how times without an offset were read: in ``portal_timezone``, else
+    the settings' pipeline.portal_timezone). A new record of a CSV is numbered as its import would number it
+    (by its id column, else in the order of its rows); ``line`` and ``duplicate_line`` are the records' lines
+    in the file (whole numbers; none for records of the CRM); a row whose id (the file's) is a record's of the
+    CRM is listed once, tier "already in the database", and not compared (its explanation warns where that
+    record has another name). ``duplicate_type`` is ``entity``, or for a new lead also an existing contact or
+    company it duplicates (as the run's leads-vs-clients step finds
     them; with the settings' pipeline.match_leads_to_clients).
 
     ``reuse``: the existing records as the last run normalised them (only those new or changed since
@@ -107,7 +120,10 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
                     "duplicate_of": str(i), "duplicate_line": None, "duplicate_name": b, "existing": True,
                     "probability": None, "tier": ALREADY,
                     "explanation": f"already in the database (#{i}): import rejects this row, import --update "
-                                   "updates the record from it"}
+                                   "updates the record from it" + (
+                                       f"; but #{i} is {b} in the database, not {a}: the file's ids may be another "
+                                       f"system's, and import --update would overwrite #{i} with this row"
+                                       if _unlike(a, b) else "")}
                    for i, a, b in zip(there, new.names(there), existing.names(there))]
         if len(there):
             keep = new.records.index[~new.records.index.isin(there)]  # (in the file's order)
@@ -135,7 +151,7 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
     columns = ["new_record", "line", "new_name", "duplicate_type", "duplicate_of", "duplicate_line", "duplicate_name",
                "existing", "probability", "tier", "explanation"]
     if len(new) == 0:
-        none = pd.DataFrame(already, columns=columns)
+        none = _lines_whole(pd.DataFrame(already, columns=columns))
         none.attrs["checked"] = len(already)
         return none, problems
     combined = RoleTable(entity, _stacked([existing.records, new.records]),
@@ -184,11 +200,27 @@ def check_new_records(db: str | None, entity: str, *, csv: Path | None = None, p
     rows += already  # (last: their probability is none)
     out = pd.DataFrame(rows, columns=columns).sort_values(["probability", "new_record", "duplicate_type", "duplicate_of"],
                                                          ascending=[False, True, True, True], ignore_index=True)
+    out = _lines_whole(out)
     out.attrs["checked"] = len(new) + len(already)  # (none found is not none checked)
     return out, problems
 
 
 ALREADY = "already in the database"  # the tier of a file's row whose id is a record's of the CRM
+
+
+def _lines_whole(rows: pd.DataFrame) -> pd.DataFrame:
+    """The lines as whole numbers, none where a record has none (the CRM's): a column holding both was float,
+    and the report said a row's line was "3.0"."""
+    return rows.astype({"line": "Int64", "duplicate_line": "Int64"})
+
+
+def _unlike(a: str, b: str) -> bool:
+    """Whether two names of one id share no word (of four letters or more: not a legal form's "ООО", "LLC"):
+    the file's row is another record than the CRM's of its id. Where either has no such word, nothing is said."""
+    def words(name: str) -> set[str]:
+        return {w for w in re.findall(r"\w+", name.casefold().replace("ё", "е")) if len(w) > 3}
+
+    return bool(words(a)) and bool(words(b)) and not words(a) & words(b)
 
 
 def _file_ids(csv: Path, entity: str, preset: str | None, mapping, encoding: str | None) -> set[int]:
@@ -284,8 +316,11 @@ def summary_line(row: dict, entity: str, from_file: bool) -> str:
     CRM's by its id) and the record it looks like, named by its type (a new lead's may be a contact or
     a company)."""
     new = f"line {row['line']:.0f}" if from_file else f"new {entity} #{row['new_record']}"
-    if row.get("tier") == ALREADY:
-        return f"{new} {row['new_name'] or '(no name)'}: {ALREADY} ({entity} #{row['duplicate_of']})"
+    if row.get("tier") == ALREADY:  # (the CRM's record named where the row names another)
+        unlike = _unlike(*(row[k] if isinstance(row[k], str) else "" for k in ("new_name", "duplicate_name")))
+        return (f"{new} {row['new_name'] or '(no name)'}: {ALREADY} ({entity} #{row['duplicate_of']})"
+                + (f"; but #{row['duplicate_of']} is {row['duplicate_name']} in the database: check the file's ids "
+                   "before import --update" if unlike else ""))
     other = (f"{row.get('duplicate_type') or entity} #{row['duplicate_of']}" if row["existing"] else
              f"line {row['duplicate_line']:.0f}" if from_file else f"new {entity} #{row['duplicate_of']}")
     return (f"{new} {row['new_name'] or '(no name)'}  ~  {other} {row['duplicate_name'] or '(no name)'}: "

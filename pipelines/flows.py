@@ -325,7 +325,8 @@ def check_task(db: str | None, entity: str, csv_path: str | None, preset: str | 
                encoding: str | None = None, portal_timezone: str | None = None) -> dict:
     """check_new_records, its likely duplicates written to ``out``. Returns counts, the first rows and
     what reading the file found: ``problems`` (lines, in the file's order), how many ``rejected`` rows
-    and left-out ``cells`` they tell of, and ``times``: how times without a UTC offset were read."""
+    and left-out ``cells`` they tell of, the ``header``'s columns not read (a line, or None; ``ignored``
+    counts them), and ``times``: how times without a UTC offset were read."""
     from pipelines.check import check_new_records
 
     rows, problems = check_new_records(db, entity, csv=Path(csv_path) if csv_path else None, preset=preset,
@@ -336,6 +337,7 @@ def check_task(db: str | None, entity: str, csv_path: str | None, preset: str | 
     return {"report": out, "likely_duplicates": int(len(rows)), "checked": int(rows.attrs.get("checked", 0)),
             "new_records_with_duplicates": int(rows["new_record"].nunique()) if len(rows) else 0,
             "problems": list(problems), "rejected": problems.rejected, "cells": problems.cells,
+            "header": problems.header, "ignored": len(problems.ignored),
             "times": problems.times, "first": rows.head(CHECK_SHOWN).to_dict("records")}
 
 
