@@ -1333,7 +1333,7 @@ def check(
     else:
         like = ("existing ones" if pairs["existing"].all() else "other rows of the file"
                 if not pairs["existing"].any() else "existing ones or other rows of the file")
-        typer.echo(f"{pairs['new_record'].nunique():,} of {new:,} new record(s) look like {like} ({len(pairs):,} "
+        typer.echo(f"{_new_records_alike(pairs):,} of {new:,} new record(s) look like {like} ({len(pairs):,} "
                    f"likely duplicate pairs{unread}{there}); details in {result['report']}")
     for row in result["first"]:  # a file's rows by their lines, the CRM's records by their ids
         typer.echo("  " + summary_line(row, entity, from_file=input_ is not None))
@@ -1350,9 +1350,17 @@ def _check_found(report: str):
 
     from pipelines.check import ALREADY
 
-    rows = pd.read_csv(report, usecols=["new_record", "existing", "tier"], dtype={"new_record": str})
+    rows = pd.read_csv(report, usecols=["new_record", "duplicate_of", "existing", "tier"],
+                       dtype={"new_record": str, "duplicate_of": str})
     already = rows["tier"] == ALREADY
     return rows[~already], int(already.sum())
+
+
+def _new_records_alike(pairs) -> int:
+    """How many new records of a check's pairs look like another record: both rows of a pair within the file
+    (the report lists such a pair once, under its first row)."""
+    within = pairs.loc[pairs["existing"].astype(str) != "True", "duplicate_of"]
+    return len(set(pairs["new_record"]) | set(within))
 
 
 @app.command()

@@ -125,3 +125,16 @@ def test_a_row_whose_id_is_another_records_names_that_record(sample, tmp_path, c
     assert lines["13"] == "line 3 Smith Jonathan: already in the database (contact #13)"
     r, _ = _check(sample, tmp_path, f)
     assert lines["15"] in r.stdout and lines["13"] in r.stdout, r.stdout
+
+
+def test_both_rows_of_a_pair_within_the_file_count_as_alike(sample, tmp_path, check_here):
+    """Two rows of one new person: the report lists the pair once, under its first row; the headline counted that row
+    alone ("1 of 3 new record(s) look like other rows of the file")."""
+    f = _write(tmp_path / "twice.csv", [["last_name", "first_name", "phone:mobile", "email:work"],
+                                        ["Zvyagintseva", "Milena", "+7 999 765-43-21", "milena.z@example.org"],
+                                        ["Звягинцева", "Милена", "89997654321", "Milena.Z@example.org"],
+                                        ["Oduya", "Kwame", "+7 999 111-00-99", "kwame@example.net"]])
+    r, rows = _check(sample, tmp_path, f)
+    pairs = [row for row in rows if row["tier"] != ALREADY]
+    assert [(row["line"], row["duplicate_line"]) for row in pairs] == [("2", "3")], rows
+    assert "2 of 3 new record(s) look like other rows of the file" in r.output, r.output
