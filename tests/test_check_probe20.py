@@ -5,7 +5,6 @@ without naming that record (import --update would overwrite it with the row)."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
 
 import pytest
@@ -14,24 +13,7 @@ from typer.testing import CliRunner
 from merge_rules.testing import load_sample
 from pipelines.check import ALREADY, check_new_records, summary_line
 from pipelines.cli import app
-
-
-@pytest.fixture
-def check_here(monkeypatch, tmp_path):
-    """`crm-dedup check` with its flow's task run in this process (no Prefect server): what it prints is the CLI's."""
-    from pipelines import flows, prefect_api
-
-    @contextlib.contextmanager
-    def no_server():
-        yield lambda: None
-
-    def flow(db=None, entity="contact", csv_path=None, preset=None, mapping=None, settings_path=None,
-             out="data/check.csv", encoding=None, portal_timezone=None):
-        return flows.check_task.fn(db, entity, csv_path, preset, mapping, settings_path, out, encoding, portal_timezone)
-
-    monkeypatch.setattr(prefect_api, "early_server", no_server)
-    monkeypatch.setattr(flows, "check_flow", flow)
-    monkeypatch.chdir(tmp_path)
+from test_portal_timezone import check_here  # noqa: F401 - the fixture: `check` run in this process
 
 
 @pytest.fixture
