@@ -243,6 +243,29 @@ Nineteenth session (2026-12-07, the same machine, quiet; `python -m bench.flow_s
   plans.jsonl and the database). 45 s needs the find's one-CPU stretch split (names and comparisons in
   processes) and the planners' work cut (smaller plans: the records' rows and fingerprints are a third of their bytes).
 
+Twentieth session (2026-12-08, another machine: an Intel Xeon with 2 vCPUs, slower than the AMD EPYC of the
+nineteenth; `python -m bench.flow_scale --sizes 1000000 --backends sqlite`, recorded in results/, quiet):
+
+- **1,000,000 contacts: full 83.9 s (flow 76.6; 125 CPU-s), peak RSS 2,445 MB, tree 2,894 MB; incremental
+  after 1% changed 81.8 s, tree 2,823 MB.** Direct runs of the flow child without the benchmark's sampler, on
+  this machine in the same hour: the session's first code (ae2352f) 84.2 and 82.7 s, the last 76.9 and 74.0 s
+  (user CPU 107 -> 93-97 s). Target 45 s: not met; memory met. At the session's start the same first code took
+  71-76 s here: single runs on this machine differ by up to ~10 s over an hour.
+- Kept: the dedup commands import the steps' modules (~0.5 s) while they wait for Prefect's temporary server
+  (2.4 s of waiting at the start); the planner folds each name for the conflict check once per process
+  (plan_json of 30,000 groups 7.0 -> 6.5 CPU-s); fewer conflicts to write (English names by ear).
+- Tried and dropped: (1) the communications' reading helper normalising the phones and e-mails once it has read
+  them, for the quality check (measured apart: reading them back 1.6 s, normalising 5.7 s, sending them back
+  pickled 2.2 + 0.7 s: the helper's path, ~12 s from its start, is longer than the main process's ~10.7 s to the
+  point it needs them, so the check would end no sooner); (2) glibc's mmap and trim thresholds raised
+  (MALLOC_MMAP_THRESHOLD_=32 MB): system time 16.5 -> 13.9 s, wall the same, +130 MB peak.
+- Where the time goes (this machine, timestamps in the flow): start-up to the flow's body 4.7 s (2.4 s of it
+  waiting for the server), the quality step's reading 4.3 s on both CPUs, building the table and checking 10 s
+  on ~1.3 CPUs, the find to the ranked groups ~17 s on one CPU (normalise 7.5, compare 5.0: its 8 comparisons
+  in 2 threads take 6.2 CPU-s; the first name's Cyrillic facts and the person facts are built once and shared,
+  so comparisons in processes would build them twice), then ~23 s on both CPUs (planners ~41 CPU-s: build_plan
+  16, read_snapshots 8, to_json 5.7, comm keys 2.5, staging 3.4), storing ~7 s.
+
 Seventeenth session (2026-12-07, the same AMD EPYC with 2 vCPUs; a loop of 20 million additions took
 1.3-2.5 s over the session; quick runs of the flow child, SQLite, contacts only, temporary server, not
 recorded in results/):
