@@ -174,7 +174,7 @@ def _title_marks(p: Prepared, uniques: np.ndarray) -> tuple[np.ndarray, np.ndarr
                 found = _LETTER.findall(key)
                 letters.append(" ".join(found) or None)
                 first = key.split(" ", 1)[0]
-                genders.append(("f" if first.endswith(("a", "aia")) else "m") if found and len(first) > 3 else None)
+                genders.append(("f" if first.endswith("a") else "m") if found and len(first) > 3 else None)
             cached = p.__dict__["_title_marks"] = tuple(
                 pd.factorize(np.array(values + [None], dtype=object))[0].astype(np.int64)
                 for values in (numbers, letters, genders))

@@ -70,7 +70,8 @@ def only_extension(text: str) -> bool:
     return _EXT.match(text) is not None
 
 
-_LIST_SEPARATOR = re.compile(r"\s*[;,/\r\n]\s*")  # (a line break: numbers typed one per line in a cell)
+LIST_SEPARATORS = ";,/\r\n"  # between the numbers of a cell holding several (a line break: one per line)
+_LIST_SEPARATOR = re.compile(rf"\s*[{re.escape(LIST_SEPARATORS)}]\s*")
 _MIN_NUMBER_DIGITS = 7
 
 

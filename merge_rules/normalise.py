@@ -107,15 +107,13 @@ def _several_numbers(raw: str) -> list[str] | None:
     by an older import or typed so in the CRM), else None. Its key is theirs together, so that it repeats
     only a value of the same numbers: read as its first number, a merge dropped it as a repeat of that
     number and lost the others."""
-    if raw and any(sep in raw for sep in _LIST_CHARS):
-        from matchers.phones import several_numbers
+    from matchers.phones import LIST_SEPARATORS, several_numbers
+
+    if raw and any(sep in raw for sep in LIST_SEPARATORS):  # (most values hold none: the split only where one may)
 
         numbers = several_numbers(raw)
         return numbers if len(numbers) > 1 else None
     return None
-
-
-_LIST_CHARS = (";", ",", "/", "\n", "\r")
 
 
 def _with_ext(number: str, ext: object) -> str:

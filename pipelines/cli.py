@@ -1301,7 +1301,7 @@ def check(
             fail(str(exc))
     # the rows that could not be read (not checked) and the cells left out of rows checked, by line (FileProblems)
     problems = result["problems"]
-    if result.get("header"):  # (columns of the file not read: their values were not compared)
+    if result["header"]:  # (columns of the file not read: their values were not compared)
         typer.secho(f"  {result['header']}", fg=typer.colors.YELLOW, err=True)
     for problem in problems[:20]:
         typer.secho(f"  {problem}", fg=typer.colors.YELLOW, err=True)
@@ -1312,7 +1312,7 @@ def check(
     unread += (f"; {result['cells']:,} cell(s) could not be read and were left out of the rows checked (listed "
                "above)" if result["cells"] else "")
     unread += (f"; {result['ignored']:,} column(s) of the file were not read (listed above)"
-               if result.get("ignored") else "")
+               if result["ignored"] else "")
     if not result["checked"] and result["rejected"]:
         fail(f"none of the rows of {input_} could be read as {entity} records, so nothing was checked (the "
              "problems are listed above)", code=1)
